@@ -1,0 +1,100 @@
+/*
+ * LRU: inactive blocks are evicted in the order they became inactive, oldest
+ * release first. A touching scan of an inactive block moves it to the back,
+ * as a fresh use. This is the reference policy of the replay contract.
+ */
+#include <stdlib.h>
+
+#include "block_list.h"
+#include "kvbm/policy.h"
+
+typedef struct lru_policy {
+    kvbm__block_links_t links;
+    kvbm__block_list_t order; /* front = least recently released */
+    uint32_t capacity;
+} lru_policy_t;
+
+static kvbm_status_t lru_create(const kvbm_policy_config_t *config, uint32_t capacity,
+                                void **state_out)
+{
+    lru_policy_t *lru = calloc(1, sizeof(*lru));
+    if (lru == NULL)
+        goto err;
+    lru->links.prev = malloc(sizeof(uint32_t) * capacity);
+    if (lru->links.prev == NULL)
+        goto err_free_lru;
+    lru->links.next = malloc(sizeof(uint32_t) * capacity);
+    if (lru->links.next == NULL)
+        goto err_free_prev;
+    lru->capacity = capacity;
+    kvbm__block_list_init(&lru->order);
+    *state_out = lru;
+    return KVBM_OK;
+
+err_free_prev:
+    free(lru->links.prev);
+err_free_lru:
+    free(lru);
+err:
+    return KVBM_ERR_NO_MEMORY;
+}
+
+static void lru_destroy(void *state)
+{
+    lru_policy_t *lru = state;
+    if (lru == NULL)
+        return;
+    free(lru->links.prev);
+    free(lru->links.next);
+    free(lru);
+}
+
+static void lru_insert(void *state, const kvbm_policy_entry_t *entry)
+{
+    lru_policy_t *lru = state;
+    kvbm__block_list_push_back(&lru->order, &lru->links, entry->block_id);
+}
+
+static void lru_remove(void *state, uint32_t block_id)
+{
+    lru_policy_t *lru = state;
+    kvbm__block_list_unlink(&lru->order, &lru->links, block_id);
+}
+
+static bool lru_pop_victim(void *state, uint32_t *block_id_out)
+{
+    lru_policy_t *lru = state;
+    return kvbm__block_list_pop_front(&lru->order, &lru->links, block_id_out);
+}
+
+static void lru_touch(void *state, const kvbm_policy_entry_t *entry, bool inactive)
+{
+    lru_policy_t *lru = state;
+    if (!inactive)
+        return;
+    kvbm__block_list_unlink(&lru->order, &lru->links, entry->block_id);
+    kvbm__block_list_push_back(&lru->order, &lru->links, entry->block_id);
+}
+
+static size_t lru_size(const void *state)
+{
+    const lru_policy_t *lru = state;
+    return lru->order.size;
+}
+
+static const kvbm_policy_ops_t lru_ops = {
+    .version = KVBM_POLICY_OPS_VERSION,
+    .name = "lru",
+    .create = lru_create,
+    .destroy = lru_destroy,
+    .insert = lru_insert,
+    .remove = lru_remove,
+    .pop_victim = lru_pop_victim,
+    .touch = lru_touch,
+    .size = lru_size,
+};
+
+const kvbm_policy_ops_t *kvbm_policy_lru(void)
+{
+    return &lru_ops;
+}

@@ -1,0 +1,236 @@
+/**
+ * @file manager.h
+ * @brief The logical block manager: one tier of N blocks with three pools.
+ *
+ * Block states:
+ *
+ *     reset --allocate--> mutable --register--> registered (refcount >= 1)
+ *       ^                   |                     |  ^
+ *       +------release------+          release to 0|  |acquire / match / scan
+ *       ^                                          v  |
+ *       +--------------evict------------------- inactive (refcount 0, cached)
+ *
+ * The reset pool holds free blocks; the active pool holds mutable blocks and
+ * registered blocks with references; the inactive pool holds registered blocks
+ * nobody references, ordered by the eviction policy. Block ids are dense,
+ * 0..num_blocks-1, fixed at creation.
+ *
+ * Every call either succeeds completely or changes nothing, and sets its
+ * outputs only on success. Any thread may call any function; one manager lock
+ * serialises the calls (see docs/ARCHITECTURE.md). References are counted, not
+ * owned by threads: whoever holds a reference may release it from any thread.
+ */
+#ifndef KVBM_MANAGER_H
+#define KVBM_MANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kvbm/metrics.h"
+#include "kvbm/policy.h"
+#include "kvbm/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KVBM_MANAGER_CONFIG_VERSION 1u
+/** Largest block count a manager accepts (ids must fit below KVBM_BLOCK_NONE). */
+#define KVBM_MANAGER_MAX_BLOCKS (UINT32_MAX / 2u)
+
+typedef struct kvbm_manager kvbm_manager_t;
+
+/** What register does when a hash is already registered on another block. */
+typedef enum kvbm_duplication {
+    /** Keep both: the new block is registered too (counted as a duplicate). */
+    KVBM_DUPLICATION_ALLOW = 0,
+    /**
+     * Keep one: the existing block is acquired (resurrected if inactive) and
+     * returned in place of the new one, which goes back to reset (a dedup).
+     */
+    KVBM_DUPLICATION_REJECT = 1,
+} kvbm_duplication_t;
+
+typedef enum kvbm_event_kind {
+    KVBM_EVENT_STORED = 1,  /**< a hash became registered on a block */
+    KVBM_EVENT_REMOVED = 2, /**< a block carrying a hash was evicted or reset */
+} kvbm_event_kind_t;
+
+typedef struct kvbm_event {
+    kvbm_event_kind_t kind;
+    uint32_t block_id;
+    uint64_t seq_hash;
+} kvbm_event_t;
+
+/**
+ * Event sink for routers. Called with the manager lock held, once per call
+ * that produced events, in the order they happened; it must not call back
+ * into the manager. @p events is valid only during the call.
+ */
+typedef void (*kvbm_event_fn)(void *ctx, const kvbm_event_t *events, size_t count);
+
+typedef struct kvbm_manager_config {
+    uint32_t struct_size; /**< sizeof(kvbm_manager_config_t) */
+    uint32_t version;     /**< KVBM_MANAGER_CONFIG_VERSION */
+    uint32_t num_blocks;  /**< 1..KVBM_MANAGER_MAX_BLOCKS */
+    kvbm_duplication_t duplication;
+    const kvbm_policy_ops_t *policy;    /**< NULL means LRU */
+    kvbm_policy_config_t policy_config; /**< tuning for the policy */
+    kvbm_event_fn on_events;            /**< optional */
+    void *events_ctx;
+    const char *name; /**< label for metrics text; copied; NULL means "kvbm" */
+} kvbm_manager_config_t;
+
+#define KVBM_MANAGER_CONFIG_INIT                                                        \
+    {                                                                                   \
+        .struct_size = sizeof(kvbm_manager_config_t),                                   \
+        .version = KVBM_MANAGER_CONFIG_VERSION, .duplication = KVBM_DUPLICATION_REJECT, \
+        .policy_config = KVBM_POLICY_CONFIG_INIT                                        \
+    }
+
+/** A block that allocate took from the inactive pool, with the hash it lost. */
+typedef struct kvbm_evicted {
+    uint32_t block_id; /**< now one of the allocated (mutable) blocks */
+    uint64_t seq_hash; /**< the hash it carried */
+} kvbm_evicted_t;
+
+/** Per-registration options; NULL means no parent and priority 50. */
+typedef struct kvbm_register_opts {
+    uint64_t parent_hash; /**< sequence hash of the parent of the first block */
+    bool has_parent;      /**< whether parent_hash is set */
+    uint8_t priority;     /**< 0..100, for the priority policy */
+} kvbm_register_opts_t;
+
+/**
+ * @brief Create a manager with every block in the reset pool.
+ * @param[in]  config   copied; the caller keeps ownership.
+ * @param[out] manager_out  the new manager, owned by the caller.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, num_blocks 0 or too large,
+ *         unknown duplication); KVBM_ERR_VERSION (struct_size/version);
+ *         KVBM_ERR_NO_MEMORY; or the policy's create error.
+ */
+kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
+                                  kvbm_manager_t **manager_out);
+
+/** @brief Free the manager and everything in it. NULL is a no-op. No other
+ *         call may run on it concurrently or after. */
+void kvbm_manager_destroy(kvbm_manager_t *manager);
+
+/**
+ * @brief Allocate @p count mutable blocks, all or nothing.
+ *
+ * Draws from the reset pool first, then evicts inactive blocks in the
+ * policy's order; each eviction unregisters the block's hash.
+ *
+ * @param[out] ids_out      @p count block ids, each with one reference.
+ * @param[out] evicted_out  optional (NULL), room for @p count entries: the
+ *                          evicted blocks and the hashes they carried.
+ * @param[out] n_evicted_out optional; number of entries in evicted_out.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_BLOCKS when reset +
+ *         inactive < count (nothing changes).
+ */
+kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
+                                    kvbm_evicted_t *evicted_out, size_t *n_evicted_out);
+
+/**
+ * @brief Register mutable blocks under sequence hashes.
+ *
+ * hashes[i] goes to ids[i]; hashes[i-1] is taken as the parent of hashes[i],
+ * and opts->parent_hash (if set) as the parent of hashes[0]. Under
+ * KVBM_DUPLICATION_REJECT, a hash already registered elsewhere makes the
+ * existing block acquired and placed in ids_out[i], and ids[i] goes back to
+ * reset; under ALLOW both blocks carry it. The caller's reference on each
+ * mutable block becomes a reference on the block in ids_out.
+ *
+ * @param[in]  ids     mutable blocks held by the caller, no repeats.
+ * @param[out] ids_out the blocks now holding each hash (may alias ids).
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OUT_OF_RANGE;
+ *         KVBM_ERR_BAD_STATE (a block not mutable, or repeated).
+ */
+kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
+                                    const uint64_t *hashes, size_t count,
+                                    const kvbm_register_opts_t *opts, uint32_t *ids_out);
+
+/**
+ * @brief Add one reference to each registered block (active or inactive).
+ * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_BAD_STATE (reset or mutable).
+ */
+kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
+
+/**
+ * @brief Drop one reference from each block, in array order.
+ *
+ * A registered block whose count reaches zero becomes inactive (ids released
+ * later are more recent: release a request's tail first so its head is the
+ * most recently used); a mutable block goes back to reset. A block may appear
+ * as often as references are held on it.
+ *
+ * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_NOT_HELD (more releases
+ *         than references, or a free/inactive block). Nothing changes on error.
+ */
+kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
+
+/**
+ * @brief Longest registered prefix of @p hashes, acquired.
+ *
+ * Walks the hashes in order over active and inactive blocks and stops at the
+ * first hash that is not registered. Every returned block gets a reference
+ * (inactive ones leave the inactive pool).
+ *
+ * @param[out] ids_out room for @p count ids; the first *n_matched_out are set.
+ * @param[out] n_matched_out length of the matched prefix.
+ */
+kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
+                                 uint32_t *ids_out, size_t *n_matched_out);
+
+/**
+ * @brief Look up every hash, not stopping at misses; acquires every hit.
+ *
+ * With @p touch the hits count as accesses for the policy (frequency, and
+ * recency for inactive blocks); without it the policy is not told.
+ *
+ * @param[out] ids_out   @p count entries: the block id, or KVBM_BLOCK_NONE.
+ * @param[out] n_found_out number of hits.
+ */
+kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
+                                bool touch, uint32_t *ids_out, size_t *n_found_out);
+
+/** @brief Whether @p hash is registered (active or inactive); takes no reference. */
+bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
+
+/**
+ * @brief Return every inactive block to the reset pool.
+ * @return KVBM_OK; KVBM_ERR_BUSY if any block is still active (mutable or
+ *         referenced), in which case nothing changes.
+ */
+kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager);
+
+/** Sizes of the three pools; they always add up to num_blocks. */
+typedef struct kvbm_pool_counts {
+    size_t total;
+    size_t reset;
+    size_t active;
+    size_t inactive;
+} kvbm_pool_counts_t;
+
+/** @brief Consistent snapshot of the pool sizes. */
+void kvbm_manager_counts(kvbm_manager_t *manager, kvbm_pool_counts_t *counts_out);
+
+/** @brief Consistent snapshot of the counters and gauges. */
+void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metrics_out);
+
+/**
+ * @brief Write the metrics as Prometheus text exposition to @p out.
+ * @return KVBM_OK or KVBM_ERR_IO.
+ */
+kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out);
+
+/** @brief Name of the manager's policy ("lru", ...). */
+const char *kvbm_manager_policy_name(const kvbm_manager_t *manager);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVBM_MANAGER_H */

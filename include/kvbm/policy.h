@@ -1,0 +1,117 @@
+/**
+ * @file policy.h
+ * @brief The inactive-pool eviction policy interface.
+ *
+ * A policy orders the inactive (cached, evictable) blocks of one manager. The
+ * manager owns the blocks; the policy only keeps an ordering over block ids
+ * 0..capacity-1, preallocated at create time so no operation allocates.
+ *
+ * Threading: the manager calls every operation with its own lock held, so a
+ * policy instance is never entered by two threads at once and needs no lock
+ * of its own. A policy must not call back into the manager.
+ *
+ * The table is versioned like SQLite's VFS: fields are appended, never
+ * reordered. Every slot is filled (no NULLs); an operation a policy has no use
+ * for points at a function that does nothing.
+ */
+#ifndef KVBM_POLICY_H
+#define KVBM_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvbm/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KVBM_POLICY_OPS_VERSION 1u
+#define KVBM_POLICY_CONFIG_VERSION 1u
+
+/** No block / no parent. */
+#define KVBM_BLOCK_NONE UINT32_MAX
+
+/** What a policy learns about a block when it enters the inactive pool. */
+typedef struct kvbm_policy_entry {
+    uint32_t block_id;   /**< dense id, < capacity */
+    uint64_t seq_hash;   /**< the block's sequence hash */
+    uint64_t parent_hash;/**< parent's sequence hash, valid when has_parent */
+    bool has_parent;     /**< false for the first block of a sequence */
+    uint8_t priority;    /**< 0..100 retention priority given at registration */
+} kvbm_policy_entry_t;
+
+/**
+ * Offline oracle for the belady bound: the logical time at which @p seq_hash
+ * is next used, or UINT64_MAX if never. Called with the manager lock held.
+ */
+typedef uint64_t (*kvbm_next_use_fn)(void *ctx, uint64_t seq_hash);
+
+/** Tuning shared by the built-in policies; each reads the fields it knows. */
+typedef struct kvbm_policy_config {
+    uint32_t struct_size; /**< sizeof(kvbm_policy_config_t) */
+    uint32_t version;     /**< KVBM_POLICY_CONFIG_VERSION */
+    /** multi-lru: access-count thresholds of levels 1..3 (defaults 3, 8, 15). */
+    uint8_t multi_lru_thresholds[3];
+    /** Frequency sketch width in counters; 0 sizes it from the capacity. */
+    uint32_t sketch_width;
+    /** belady: next-use oracle and its context. */
+    kvbm_next_use_fn next_use;
+    void *next_use_ctx;
+} kvbm_policy_config_t;
+
+#define KVBM_POLICY_CONFIG_INIT                                                   \
+    {                                                                             \
+        .struct_size = sizeof(kvbm_policy_config_t),                              \
+        .version = KVBM_POLICY_CONFIG_VERSION, .multi_lru_thresholds = {3, 8, 15} \
+    }
+
+typedef struct kvbm_policy_ops {
+    uint32_t version; /**< KVBM_POLICY_OPS_VERSION */
+    const char *name; /**< short name: "lru", "multi-lru", ... */
+    /**
+     * Build an empty policy for block ids 0..capacity-1. @p config is never
+     * NULL (the manager passes defaults). On error nothing is allocated.
+     */
+    kvbm_status_t (*create)(const kvbm_policy_config_t *config, uint32_t capacity,
+                            void **state_out);
+    /** Free everything create made; state may be NULL. */
+    void (*destroy)(void *state);
+    /** The block became inactive (it is not in the policy yet). */
+    void (*insert)(void *state, const kvbm_policy_entry_t *entry);
+    /** The block left the inactive pool without eviction (it was reacquired). */
+    void (*remove)(void *state, uint32_t block_id);
+    /**
+     * Pick the next victim among the inactive blocks, remove it from the
+     * policy and return its id. Returns false only when the policy is empty.
+     */
+    bool (*pop_victim)(void *state, uint32_t *block_id_out);
+    /**
+     * An access to a registered block (match or touching scan hit, or a
+     * registration). @p inactive says whether it is currently in the policy.
+     * Frequency policies count it; recency policies may refresh it.
+     */
+    void (*touch)(void *state, const kvbm_policy_entry_t *entry, bool inactive);
+    /** Number of blocks the policy holds. */
+    size_t (*size)(const void *state);
+} kvbm_policy_ops_t;
+
+/** Built-in policies. Each returns a static table. */
+const kvbm_policy_ops_t *kvbm_policy_lru(void);
+
+/**
+ * @brief Find a built-in policy by name ("lru", ...). Returns NULL when the
+ *        name is unknown. Thread-safe.
+ */
+const kvbm_policy_ops_t *kvbm_policy_find(const char *name);
+
+/**
+ * @brief Names of the built-in policies, NULL-terminated, in a stable order.
+ */
+const char *const *kvbm_policy_names(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVBM_POLICY_H */

@@ -1,0 +1,60 @@
+/**
+ * @file status.h
+ * @brief The one status enum of kvbm and its string table.
+ *
+ * Every fallible kvbm call returns a kvbm_status_t. KVBM_OK is zero and every
+ * error is negative. The list below is the single source of truth: the enum
+ * and kvbm_status_str() are both generated from it. Values are never
+ * renumbered; new statuses are appended with the next free number.
+ */
+#ifndef KVBM_STATUS_H
+#define KVBM_STATUS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* X(name, value, description) */
+#define KVBM_STATUS_LIST(X)                                                            \
+    X(KVBM_OK, 0, "success")                                                           \
+    X(KVBM_ERR_INVALID_ARG, -1, "invalid argument")                                    \
+    X(KVBM_ERR_NO_MEMORY, -2, "out of host memory")                                    \
+    X(KVBM_ERR_NO_BLOCKS, -3, "not enough free or evictable blocks")                   \
+    X(KVBM_ERR_OUT_OF_RANGE, -4, "block id out of range")                              \
+    X(KVBM_ERR_BAD_STATE, -5, "block is not in the state this call needs")             \
+    X(KVBM_ERR_NOT_HELD, -6, "block is not held by the caller")                        \
+    X(KVBM_ERR_BUSY, -7, "resource still in use")                                      \
+    X(KVBM_ERR_UNSUPPORTED, -8, "operation not supported by this backend")             \
+    X(KVBM_ERR_NO_DEVICE, -9, "no usable accelerator device")                          \
+    X(KVBM_ERR_DEVICE, -10, "accelerator runtime error")                               \
+    X(KVBM_ERR_COPY_FAILED, -11, "copy failed")                                        \
+    X(KVBM_ERR_TIMEOUT, -12, "timed out")                                              \
+    X(KVBM_ERR_IO, -13, "I/O or system call error")                                    \
+    X(KVBM_ERR_PARSE, -14, "malformed input")                                          \
+    X(KVBM_ERR_VERSION, -15, "struct size or version not supported")                  \
+    X(KVBM_ERR_OVERFLOW, -16, "size arithmetic overflow")                              \
+    X(KVBM_ERR_INCOMPATIBLE, -17, "peer or layout incompatible")                       \
+    X(KVBM_ERR_PEER, -18, "peer failed or disconnected")                               \
+    X(KVBM_ERR_NOT_FOUND, -19, "not found")                                            \
+    X(KVBM_ERR_NCCL, -20, "NCCL error")                                                \
+    X(KVBM_ERR_INTERNAL, -21, "internal error")
+
+typedef enum kvbm_status {
+#define KVBM_STATUS_ENUM_ENTRY(name, value, text) name = (value),
+    KVBM_STATUS_LIST(KVBM_STATUS_ENUM_ENTRY)
+#undef KVBM_STATUS_ENUM_ENTRY
+} kvbm_status_t;
+
+/**
+ * @brief Human readable text of a status. Never returns NULL; unknown values
+ *        give "unknown status". Thread-safe; the string is static.
+ */
+const char *kvbm_status_str(kvbm_status_t status);
+
+/** @brief The enumerator's name ("KVBM_ERR_NO_BLOCKS"), or "KVBM_UNKNOWN". */
+const char *kvbm_status_name(kvbm_status_t status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVBM_STATUS_H */

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages kvbm builds and tests with, only those missing.
+# Runs as root without a terminal (CI) or through sudo for a user.
+set -euo pipefail
+
+packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "kvbm: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null

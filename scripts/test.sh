@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds kvbm and runs the whole test suite (the README's test command).
+#   scripts/test.sh                 normal build, all tests
+#   scripts/test.sh address         ASan+UBSan build, all tests
+#   scripts/test.sh thread          TSan build, all tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sanitize=${1:-}
+if [ -z "$sanitize" ]; then
+  build_dir=build
+  bash scripts/build.sh "$build_dir"
+else
+  # Sanitizer builds leave CUDA out: there is no device here to run it on,
+  # and the host code under test is the same.
+  build_dir=build-$sanitize
+  bash scripts/build.sh "$build_dir" -DKVBM_SANITIZE="$sanitize" -DKVBM_WITH_CUDA=OFF -DKVBM_BUILD_BENCH=OFF
+fi
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1
+cd "$build_dir"
+ctest --output-on-failure -j 2
