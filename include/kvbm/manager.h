@@ -227,6 +227,12 @@ void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metri
  */
 kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out);
 
+/**
+ * @brief Write the metrics as one JSON object (and a newline) to @p out.
+ * @return KVBM_OK or KVBM_ERR_IO.
+ */
+kvbm_status_t kvbm_manager_metrics_json(kvbm_manager_t *manager, FILE *out);
+
 /** @brief Name of the manager's policy ("lru", ...). */
 const char *kvbm_manager_policy_name(const kvbm_manager_t *manager);
 

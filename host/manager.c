@@ -1,0 +1,572 @@
+/*
+ * The logical block manager: reset, active and inactive pools over dense
+ * block ids, a hash registry, and a pluggable inactive-pool policy.
+ *
+ * Locking: one mutex per manager (manager_internal.h), taken once by each
+ * public call for the whole call. A call validates all of its input before
+ * it changes anything, so a refused call leaves every pool, count and the
+ * policy exactly as they were.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manager_internal.h"
+
+/* Events are gathered on the stack and handed to the sink in chunks, in order. */
+#define EVENT_CHUNK 64
+
+typedef struct event_batch {
+    kvbm_manager_t *manager;
+    kvbm_event_t events[EVENT_CHUNK];
+    size_t count;
+} event_batch_t;
+
+static void event_batch_flush(event_batch_t *batch)
+{
+    if (batch->count > 0 && batch->manager->on_events != NULL)
+        batch->manager->on_events(batch->manager->events_ctx, batch->events, batch->count);
+    batch->count = 0;
+}
+
+static void event_batch_add(event_batch_t *batch, kvbm_event_kind_t kind, uint32_t block_id,
+                            uint64_t hash)
+{
+    if (batch->manager->on_events == NULL)
+        return;
+    batch->events[batch->count++] = (kvbm_event_t){kind, block_id, hash};
+    if (batch->count == EVENT_CHUNK)
+        event_batch_flush(batch);
+}
+
+static void manager_lock(kvbm_manager_t *manager)
+{
+    int rc = pthread_mutex_lock(&manager->lock);
+    assert(rc == 0);
+    (void)rc;
+}
+
+static void manager_unlock(kvbm_manager_t *manager)
+{
+    int rc = pthread_mutex_unlock(&manager->lock);
+    assert(rc == 0);
+    (void)rc;
+}
+
+static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32_t id)
+{
+    const kvbm__block_t *block = &manager->blocks[id];
+    return (kvbm_policy_entry_t){
+        .block_id = id,
+        .seq_hash = block->seq_hash,
+        .parent_hash = block->parent_hash,
+        .has_parent = block->has_parent != 0,
+        .priority = block->priority,
+    };
+}
+
+/* ------------------------------------------------------------------ create */
+
+static kvbm_status_t check_config(const kvbm_manager_config_t *config)
+{
+    if (config == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    if (config->struct_size < sizeof(kvbm_manager_config_t) ||
+        config->version != KVBM_MANAGER_CONFIG_VERSION)
+        return KVBM_ERR_VERSION;
+    if (config->num_blocks == 0 || config->num_blocks > KVBM_MANAGER_MAX_BLOCKS)
+        return KVBM_ERR_INVALID_ARG;
+    if (config->duplication != KVBM_DUPLICATION_ALLOW &&
+        config->duplication != KVBM_DUPLICATION_REJECT)
+        return KVBM_ERR_INVALID_ARG;
+    if (config->policy != NULL && config->policy->version != KVBM_POLICY_OPS_VERSION)
+        return KVBM_ERR_VERSION;
+    if (config->policy_config.struct_size != 0 &&
+        (config->policy_config.struct_size < sizeof(kvbm_policy_config_t) ||
+         config->policy_config.version != KVBM_POLICY_CONFIG_VERSION))
+        return KVBM_ERR_VERSION;
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
+                                  kvbm_manager_t **manager_out)
+{
+    if (manager_out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm_status_t status = check_config(config);
+    if (status != KVBM_OK)
+        return status;
+
+    kvbm_manager_t *manager = calloc(1, sizeof(*manager));
+    if (manager == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    manager->num_blocks = config->num_blocks;
+    manager->duplication = config->duplication;
+    manager->policy = config->policy != NULL ? config->policy : kvbm_policy_lru();
+    manager->on_events = config->on_events;
+    manager->events_ctx = config->events_ctx;
+    strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
+
+    status = KVBM_ERR_NO_MEMORY;
+    manager->blocks = calloc(config->num_blocks, sizeof(kvbm__block_t));
+    if (manager->blocks == NULL)
+        goto err_free_manager;
+    manager->reset_stack = malloc(sizeof(uint32_t) * config->num_blocks);
+    if (manager->reset_stack == NULL)
+        goto err_free_blocks;
+    status = kvbm__registry_create(config->num_blocks, &manager->registry);
+    if (status != KVBM_OK)
+        goto err_free_reset_stack;
+
+    kvbm_policy_config_t policy_config = KVBM_POLICY_CONFIG_INIT;
+    if (config->policy_config.struct_size != 0)
+        policy_config = config->policy_config;
+    status = manager->policy->create(&policy_config, config->num_blocks, &manager->policy_state);
+    if (status != KVBM_OK)
+        goto err_destroy_registry;
+    if (pthread_mutex_init(&manager->lock, NULL) != 0) {
+        status = KVBM_ERR_NO_MEMORY;
+        goto err_destroy_policy;
+    }
+
+    /* Lowest ids on top of the stack so a fresh manager hands out 0, 1, 2... */
+    for (uint32_t i = 0; i < config->num_blocks; i++) {
+        manager->reset_stack[i] = config->num_blocks - 1 - i;
+        manager->blocks[i].next_duplicate = KVBM_BLOCK_NONE;
+    }
+    manager->reset_count = config->num_blocks;
+    *manager_out = manager;
+    return KVBM_OK;
+
+err_destroy_policy:
+    manager->policy->destroy(manager->policy_state);
+err_destroy_registry:
+    kvbm__registry_destroy(manager->registry);
+err_free_reset_stack:
+    free(manager->reset_stack);
+err_free_blocks:
+    free(manager->blocks);
+err_free_manager:
+    free(manager);
+    return status;
+}
+
+void kvbm_manager_destroy(kvbm_manager_t *manager)
+{
+    if (manager == NULL)
+        return;
+    pthread_mutex_destroy(&manager->lock);
+    manager->policy->destroy(manager->policy_state);
+    kvbm__registry_destroy(manager->registry);
+    free(manager->reset_stack);
+    free(manager->blocks);
+    free(manager);
+}
+
+/* ------------------------------------------------------------------ pool moves */
+
+static void push_reset(kvbm_manager_t *manager, uint32_t id)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    block->state = BLOCK_RESET;
+    block->refcount = 0;
+    block->has_parent = 0;
+    block->next_duplicate = KVBM_BLOCK_NONE;
+    manager->reset_stack[manager->reset_count++] = id;
+}
+
+/* Takes a registered block's hash away from it, promoting a duplicate. */
+static void unregister_block(kvbm_manager_t *manager, uint32_t id)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    uint32_t first = kvbm__registry_find(manager->registry, block->seq_hash);
+    assert(first != KVBM_BLOCK_NONE);
+    if (first == id) {
+        if (block->next_duplicate == KVBM_BLOCK_NONE)
+            kvbm__registry_remove(manager->registry, block->seq_hash);
+        else
+            kvbm__registry_set_first(manager->registry, block->seq_hash, block->next_duplicate);
+    } else {
+        uint32_t walk = first;
+        while (manager->blocks[walk].next_duplicate != id) {
+            walk = manager->blocks[walk].next_duplicate;
+            assert(walk != KVBM_BLOCK_NONE);
+        }
+        manager->blocks[walk].next_duplicate = block->next_duplicate;
+    }
+    block->next_duplicate = KVBM_BLOCK_NONE;
+}
+
+/* Moves an inactive block to the active pool with one reference. */
+static void activate_inactive(kvbm_manager_t *manager, uint32_t id)
+{
+    assert(manager->blocks[id].state == BLOCK_REGISTERED && manager->blocks[id].refcount == 0);
+    manager->policy->remove(manager->policy_state, id);
+    manager->inactive_count--;
+    manager->active_count++;
+    manager->blocks[id].refcount = 1;
+}
+
+/* Adds one reference to a registered block, telling the policy of the access
+ * when @p touch is set. */
+static void acquire_registered(kvbm_manager_t *manager, uint32_t id, bool touch)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    bool inactive = block->refcount == 0;
+    if (touch) {
+        kvbm_policy_entry_t entry = policy_entry_of(manager, id);
+        manager->policy->touch(manager->policy_state, &entry, inactive);
+    }
+    if (inactive)
+        activate_inactive(manager, id);
+    else
+        block->refcount++;
+}
+
+/* ------------------------------------------------------------------ allocate */
+
+kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
+                                    kvbm_evicted_t *evicted_out, size_t *n_evicted_out)
+{
+    if (manager == NULL || (count > 0 && ids_out == NULL))
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    if (count > (size_t)manager->reset_count + manager->inactive_count) {
+        manager->metrics.allocation_failures++;
+        manager_unlock(manager);
+        return KVBM_ERR_NO_BLOCKS;
+    }
+    event_batch_t events = {.manager = manager};
+    size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
+    size_t n_evicted = 0;
+    for (size_t i = 0; i < from_reset; i++) {
+        uint32_t id = manager->reset_stack[--manager->reset_count];
+        manager->blocks[id].state = BLOCK_MUTABLE;
+        manager->blocks[id].refcount = 1;
+        ids_out[i] = id;
+    }
+    for (size_t i = from_reset; i < count; i++) {
+        uint32_t id = KVBM_BLOCK_NONE;
+        bool found = manager->policy->pop_victim(manager->policy_state, &id);
+        assert(found && id < manager->num_blocks);
+        (void)found;
+        kvbm__block_t *block = &manager->blocks[id];
+        assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
+        unregister_block(manager, id);
+        manager->inactive_count--;
+        event_batch_add(&events, KVBM_EVENT_REMOVED, id, block->seq_hash);
+        if (evicted_out != NULL)
+            evicted_out[n_evicted] = (kvbm_evicted_t){id, block->seq_hash};
+        n_evicted++;
+        block->state = BLOCK_MUTABLE;
+        block->refcount = 1;
+        block->has_parent = 0;
+        ids_out[i] = id;
+    }
+    manager->active_count += (uint32_t)count;
+    manager->metrics.allocations += count;
+    manager->metrics.allocations_from_reset += from_reset;
+    manager->metrics.evictions += n_evicted;
+    event_batch_flush(&events);
+    manager_unlock(manager);
+    if (n_evicted_out != NULL)
+        *n_evicted_out = evicted_out != NULL ? n_evicted : 0;
+    return KVBM_OK;
+}
+
+/* ------------------------------------------------------------------ register */
+
+/* Checks that every id is a mutable block named once. Leaves no marks. */
+static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+{
+    kvbm_status_t status = KVBM_OK;
+    size_t checked = 0;
+    for (; checked < count; checked++) {
+        uint32_t id = ids[checked];
+        if (id >= manager->num_blocks) {
+            status = KVBM_ERR_OUT_OF_RANGE;
+            break;
+        }
+        kvbm__block_t *block = &manager->blocks[id];
+        if (block->state != BLOCK_MUTABLE || block->in_call) {
+            status = KVBM_ERR_BAD_STATE;
+            break;
+        }
+        block->in_call = 1;
+    }
+    for (size_t i = 0; i < checked; i++)
+        manager->blocks[ids[i]].in_call = 0;
+    return status;
+}
+
+kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
+                                    const uint64_t *hashes, size_t count,
+                                    const kvbm_register_opts_t *opts, uint32_t *ids_out)
+{
+    if (manager == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
+        return KVBM_ERR_INVALID_ARG;
+    if (opts != NULL && opts->priority > 100)
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    kvbm_status_t status = check_mutable_unique(manager, ids, count);
+    if (status != KVBM_OK) {
+        manager_unlock(manager);
+        return status;
+    }
+
+    /* Phase 1: the only step that can fail (uthash growing its buckets) is
+     * adding hashes not yet registered. Do all of them first, and undo them if
+     * one fails, so a failure leaves the manager untouched. A block added here
+     * is marked in_call; a hash repeated within the call is added once. */
+    size_t added = 0;
+    for (; added < count; added++) {
+        if (kvbm__registry_find(manager->registry, hashes[added]) != KVBM_BLOCK_NONE)
+            continue;
+        status = kvbm__registry_insert(manager->registry, hashes[added], ids[added]);
+        if (status != KVBM_OK)
+            break;
+        manager->blocks[ids[added]].in_call = 1;
+    }
+    if (status != KVBM_OK) {
+        for (size_t i = 0; i < added; i++) {
+            if (manager->blocks[ids[i]].in_call) {
+                kvbm__registry_remove(manager->registry, hashes[i]);
+                manager->blocks[ids[i]].in_call = 0;
+            }
+        }
+        manager_unlock(manager);
+        return status;
+    }
+
+    /* Phase 2: nothing below can fail. */
+    event_batch_t events = {.manager = manager};
+    uint8_t priority = opts != NULL ? opts->priority : 50;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t id = ids[i];
+        kvbm__block_t *block = &manager->blocks[id];
+        bool has_parent = i > 0 || (opts != NULL && opts->has_parent);
+        uint64_t parent = i > 0 ? hashes[i - 1] : (opts != NULL ? opts->parent_hash : 0);
+
+        if (block->in_call) {
+            block->in_call = 0;
+        } else {
+            uint32_t existing = kvbm__registry_find(manager->registry, hashes[i]);
+            assert(existing != KVBM_BLOCK_NONE);
+            if (manager->duplication == KVBM_DUPLICATION_REJECT) {
+                /* The caller's reference moves to the existing block. */
+                acquire_registered(manager, existing, true);
+                push_reset(manager, id);
+                manager->active_count--;
+                manager->metrics.dedups++;
+                ids_out[i] = existing;
+                continue;
+            }
+            block->next_duplicate = manager->blocks[existing].next_duplicate;
+            manager->blocks[existing].next_duplicate = id;
+            manager->metrics.duplicates++;
+        }
+        block->state = BLOCK_REGISTERED;
+        block->seq_hash = hashes[i];
+        block->parent_hash = parent;
+        block->has_parent = has_parent;
+        block->priority = priority;
+        manager->metrics.registrations++;
+        kvbm_policy_entry_t entry = policy_entry_of(manager, id);
+        manager->policy->touch(manager->policy_state, &entry, false);
+        event_batch_add(&events, KVBM_EVENT_STORED, id, hashes[i]);
+        ids_out[i] = id;
+    }
+    event_batch_flush(&events);
+    manager_unlock(manager);
+    return KVBM_OK;
+}
+
+/* ------------------------------------------------------------------ acquire / release */
+
+kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+{
+    if (manager == NULL || (count > 0 && ids == NULL))
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    for (size_t i = 0; i < count; i++) {
+        if (ids[i] >= manager->num_blocks) {
+            manager_unlock(manager);
+            return KVBM_ERR_OUT_OF_RANGE;
+        }
+        const kvbm__block_t *block = &manager->blocks[ids[i]];
+        if (block->state != BLOCK_REGISTERED || block->refcount >= UINT32_MAX - count) {
+            manager_unlock(manager);
+            return KVBM_ERR_BAD_STATE;
+        }
+    }
+    for (size_t i = 0; i < count; i++)
+        acquire_registered(manager, ids[i], false);
+    manager_unlock(manager);
+    return KVBM_OK;
+}
+
+/* Checks that every release has a reference to drop, counting repeats, by
+ * dropping them tentatively and restoring the counts afterwards. */
+static kvbm_status_t check_releasable(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+{
+    kvbm_status_t status = KVBM_OK;
+    size_t dropped = 0;
+    for (; dropped < count; dropped++) {
+        if (ids[dropped] >= manager->num_blocks) {
+            status = KVBM_ERR_OUT_OF_RANGE;
+            break;
+        }
+        kvbm__block_t *block = &manager->blocks[ids[dropped]];
+        if (block->state == BLOCK_RESET || block->refcount == 0) {
+            status = KVBM_ERR_NOT_HELD;
+            break;
+        }
+        block->refcount--;
+    }
+    for (size_t i = 0; i < dropped; i++)
+        manager->blocks[ids[i]].refcount++;
+    return status;
+}
+
+kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+{
+    if (manager == NULL || (count > 0 && ids == NULL))
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    kvbm_status_t status = check_releasable(manager, ids, count);
+    if (status != KVBM_OK) {
+        manager_unlock(manager);
+        return status;
+    }
+    for (size_t i = 0; i < count; i++) {
+        uint32_t id = ids[i];
+        kvbm__block_t *block = &manager->blocks[id];
+        if (--block->refcount > 0)
+            continue;
+        manager->active_count--;
+        if (block->state == BLOCK_MUTABLE) {
+            push_reset(manager, id);
+        } else {
+            kvbm_policy_entry_t entry = policy_entry_of(manager, id);
+            manager->policy->insert(manager->policy_state, &entry);
+            manager->inactive_count++;
+        }
+    }
+    manager->metrics.releases += count;
+    manager_unlock(manager);
+    return KVBM_OK;
+}
+
+/* ------------------------------------------------------------------ match / scan */
+
+kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
+                                 uint32_t *ids_out, size_t *n_matched_out)
+{
+    if (manager == NULL || n_matched_out == NULL ||
+        (count > 0 && (hashes == NULL || ids_out == NULL)))
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    size_t matched = 0;
+    for (; matched < count; matched++) {
+        uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
+        if (id == KVBM_BLOCK_NONE)
+            break;
+        acquire_registered(manager, id, true);
+        ids_out[matched] = id;
+    }
+    manager->metrics.match_hashes += count;
+    manager->metrics.match_blocks += matched;
+    manager_unlock(manager);
+    *n_matched_out = matched;
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
+                                bool touch, uint32_t *ids_out, size_t *n_found_out)
+{
+    if (manager == NULL || n_found_out == NULL ||
+        (count > 0 && (hashes == NULL || ids_out == NULL)))
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    size_t found = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t id = kvbm__registry_find(manager->registry, hashes[i]);
+        ids_out[i] = id;
+        if (id == KVBM_BLOCK_NONE)
+            continue;
+        acquire_registered(manager, id, touch);
+        found++;
+    }
+    manager->metrics.scan_hashes += count;
+    manager->metrics.scan_blocks += found;
+    manager_unlock(manager);
+    *n_found_out = found;
+    return KVBM_OK;
+}
+
+bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash)
+{
+    if (manager == NULL)
+        return false;
+    manager_lock(manager);
+    bool present = kvbm__registry_find(manager->registry, hash) != KVBM_BLOCK_NONE;
+    manager_unlock(manager);
+    return present;
+}
+
+/* ------------------------------------------------------------------ reset_inactive */
+
+kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
+{
+    if (manager == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    if (manager->active_count > 0) {
+        manager_unlock(manager);
+        return KVBM_ERR_BUSY;
+    }
+    event_batch_t events = {.manager = manager};
+    uint32_t id;
+    while (manager->policy->pop_victim(manager->policy_state, &id)) {
+        uint64_t hash = manager->blocks[id].seq_hash;
+        unregister_block(manager, id);
+        push_reset(manager, id);
+        manager->inactive_count--;
+        event_batch_add(&events, KVBM_EVENT_REMOVED, id, hash);
+    }
+    assert(manager->inactive_count == 0);
+    event_batch_flush(&events);
+    manager_unlock(manager);
+    return KVBM_OK;
+}
+
+/* ------------------------------------------------------------------ snapshots */
+
+void kvbm_manager_counts(kvbm_manager_t *manager, kvbm_pool_counts_t *counts_out)
+{
+    if (manager == NULL || counts_out == NULL)
+        return;
+    manager_lock(manager);
+    counts_out->total = manager->num_blocks;
+    counts_out->reset = manager->reset_count;
+    counts_out->active = manager->active_count;
+    counts_out->inactive = manager->inactive_count;
+    manager_unlock(manager);
+}
+
+void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metrics_out)
+{
+    if (manager == NULL || metrics_out == NULL)
+        return;
+    manager_lock(manager);
+    *metrics_out = manager->metrics;
+    metrics_out->reset_blocks = manager->reset_count;
+    metrics_out->active_blocks = manager->active_count;
+    metrics_out->inactive_blocks = manager->inactive_count;
+    manager_unlock(manager);
+}
+
+const char *kvbm_manager_policy_name(const kvbm_manager_t *manager)
+{
+    return manager == NULL ? "" : manager->policy->name;
+}

@@ -1,0 +1,133 @@
+/* The hash -> block registry on uthash; see registry.h. */
+#include "registry.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvbm/policy.h"
+
+/*
+ * Sequence hashes are usually XXH3 outputs, but callers such as the trace
+ * replay use small dense integers; a 64-bit finalizer (the murmur3 fmix64
+ * constants) spreads both evenly over uthash's power-of-two buckets.
+ */
+static inline unsigned registry_mix(const void *key)
+{
+    uint64_t k;
+    memcpy(&k, key, sizeof(k));
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return (unsigned)k;
+}
+
+/* A failed bucket expansion must not abort the process: uthash then rolls the
+ * add back and reports it here, and insert returns KVBM_ERR_NO_MEMORY. */
+#define HASH_NONFATAL_OOM 1
+#define uthash_nonfatal_oom(obj) (registry_oom_seen = true)
+#define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = registry_mix(keyptr))
+#include <uthash.h>
+
+typedef struct registry_entry {
+    uint64_t hash;
+    uint32_t first_block; /* on the free list: index of the next free entry */
+    UT_hash_handle hh;
+} registry_entry_t;
+
+struct kvbm__registry {
+    registry_entry_t *entries; /* capacity entries, preallocated */
+    registry_entry_t *table;   /* uthash head */
+    uint32_t free_head;        /* free list through first_block */
+    uint32_t capacity;
+};
+
+kvbm_status_t kvbm__registry_create(uint32_t capacity, kvbm__registry_t **registry_out)
+{
+    kvbm__registry_t *registry = calloc(1, sizeof(*registry));
+    if (registry == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    registry->entries = calloc(capacity, sizeof(registry_entry_t));
+    if (registry->entries == NULL) {
+        free(registry);
+        return KVBM_ERR_NO_MEMORY;
+    }
+    for (uint32_t i = 0; i < capacity; i++)
+        registry->entries[i].first_block = i + 1 < capacity ? i + 1 : KVBM_BLOCK_NONE;
+    registry->free_head = capacity > 0 ? 0 : KVBM_BLOCK_NONE;
+    registry->capacity = capacity;
+    *registry_out = registry;
+    return KVBM_OK;
+}
+
+void kvbm__registry_destroy(kvbm__registry_t *registry)
+{
+    if (registry == NULL)
+        return;
+    HASH_CLEAR(hh, registry->table);
+    free(registry->entries);
+    free(registry);
+}
+
+static registry_entry_t *registry_lookup(const kvbm__registry_t *registry, uint64_t hash)
+{
+    registry_entry_t *entry = NULL;
+    HASH_FIND(hh, registry->table, &hash, sizeof(hash), entry);
+    return entry;
+}
+
+uint32_t kvbm__registry_find(const kvbm__registry_t *registry, uint64_t hash)
+{
+    const registry_entry_t *entry = registry_lookup(registry, hash);
+    return entry == NULL ? KVBM_BLOCK_NONE : entry->first_block;
+}
+
+kvbm_status_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id)
+{
+    if (registry->free_head == KVBM_BLOCK_NONE)
+        return KVBM_ERR_INTERNAL; /* more hashes than blocks: a manager bug */
+    registry_entry_t *entry = &registry->entries[registry->free_head];
+    uint32_t next_free = entry->first_block;
+    entry->hash = hash;
+    entry->first_block = block_id;
+    bool registry_oom_seen = false;
+    HASH_ADD(hh, registry->table, hash, sizeof(entry->hash), entry);
+    if (registry_oom_seen) {
+        entry->first_block = next_free;
+        return KVBM_ERR_NO_MEMORY;
+    }
+    registry->free_head = next_free;
+    return KVBM_OK;
+}
+
+void kvbm__registry_set_first(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id)
+{
+    registry_entry_t *entry = registry_lookup(registry, hash);
+    if (entry != NULL)
+        entry->first_block = block_id;
+}
+
+void kvbm__registry_remove(kvbm__registry_t *registry, uint64_t hash)
+{
+    registry_entry_t *entry = registry_lookup(registry, hash);
+    if (entry == NULL)
+        return;
+    HASH_DELETE(hh, registry->table, entry);
+    entry->first_block = registry->free_head;
+    registry->free_head = (uint32_t)(entry - registry->entries);
+}
+
+size_t kvbm__registry_size(const kvbm__registry_t *registry)
+{
+    return HASH_COUNT(registry->table);
+}
+
+size_t kvbm__registry_bytes(const kvbm__registry_t *registry)
+{
+    size_t bytes = sizeof(*registry) + (size_t)registry->capacity * sizeof(registry_entry_t);
+    if (registry->table != NULL)
+        bytes += HASH_OVERHEAD(hh, registry->table) -
+                 HASH_COUNT(registry->table) * sizeof(UT_hash_handle);
+    return bytes;
+}

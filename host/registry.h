@@ -1,0 +1,46 @@
+/*
+ * The registry: sequence hash -> the block(s) registered under it.
+ *
+ * One entry per distinct registered hash, drawn from a pool preallocated for
+ * the manager's capacity (there can never be more distinct hashes than
+ * blocks), indexed by uthash. Several blocks may carry one hash under the
+ * allow duplication policy: the entry names the first, and the blocks chain
+ * through a next-duplicate array owned by the manager.
+ *
+ * Only kvbm__registry_insert can fail (uthash may need to grow its bucket
+ * array); lookups and removals never allocate. Not thread-safe: the owning
+ * manager's lock protects it.
+ */
+#ifndef KVBM_HOST_REGISTRY_H
+#define KVBM_HOST_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvbm/status.h"
+
+typedef struct kvbm__registry kvbm__registry_t;
+
+kvbm_status_t kvbm__registry_create(uint32_t capacity, kvbm__registry_t **registry_out);
+void kvbm__registry_destroy(kvbm__registry_t *registry);
+
+/* The first block registered under hash, or KVBM_BLOCK_NONE. */
+uint32_t kvbm__registry_find(const kvbm__registry_t *registry, uint64_t hash);
+
+/* Adds hash -> block_id; hash must not be present. KVBM_ERR_NO_MEMORY leaves
+ * the registry unchanged. */
+kvbm_status_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id);
+
+/* Points a present hash at another first block (duplicate promotion). */
+void kvbm__registry_set_first(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id);
+
+/* Removes a present hash. Never fails. */
+void kvbm__registry_remove(kvbm__registry_t *registry, uint64_t hash);
+
+size_t kvbm__registry_size(const kvbm__registry_t *registry);
+
+/* Host bytes the registry uses now (entries pool plus uthash buckets). */
+size_t kvbm__registry_bytes(const kvbm__registry_t *registry);
+
+#endif /* KVBM_HOST_REGISTRY_H */

@@ -1,0 +1,451 @@
+/* The logical block manager: pools, registration, matching, misuse. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kvbm_test.h"
+
+/* Allocates count blocks and registers them under hashes; returns ids in out. */
+static void alloc_register(kvbm_manager_t *m, const uint64_t *hashes, size_t count, uint32_t *out)
+{
+    uint32_t ids[64];
+    assert_true(count <= 64);
+    assert_kvbm_ok(kvbm_manager_allocate(m, count, ids, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_register(m, ids, hashes, count, NULL, out));
+}
+
+/* Releases ids tail first, as a request does. */
+static void release_reversed(kvbm_manager_t *m, const uint32_t *ids, size_t count)
+{
+    uint32_t rev[64];
+    for (size_t i = 0; i < count; i++)
+        rev[i] = ids[count - 1 - i];
+    assert_kvbm_ok(kvbm_manager_release(m, rev, count));
+}
+
+static void create_rejects_bad_config(void **state)
+{
+    kvbm_manager_t *m = (kvbm_manager_t *)0x1;
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = 0;
+    assert_kvbm_status(kvbm_manager_create(&config, &m), KVBM_ERR_INVALID_ARG);
+    config.num_blocks = 4;
+    config.version = 99;
+    assert_kvbm_status(kvbm_manager_create(&config, &m), KVBM_ERR_VERSION);
+    config.version = KVBM_MANAGER_CONFIG_VERSION;
+    config.duplication = (kvbm_duplication_t)7;
+    assert_kvbm_status(kvbm_manager_create(&config, &m), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm_manager_create(NULL, &m), KVBM_ERR_INVALID_ARG);
+    assert_ptr_equal(m, (kvbm_manager_t *)0x1);
+    kvbm_manager_destroy(NULL);
+}
+
+static void fresh_manager_hands_out_dense_ids(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    assert_pools(m, 4, 0, 0);
+    uint32_t ids[4];
+    assert_kvbm_ok(kvbm_manager_allocate(m, 4, ids, NULL, NULL));
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(ids[i], i);
+    assert_pools(m, 0, 4, 0);
+    assert_string_equal(kvbm_manager_policy_name(m), "lru");
+    kvbm_manager_destroy(m);
+}
+
+static void unregistered_release_returns_to_reset(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(3, KVBM_DUPLICATION_REJECT, NULL);
+    uint32_t ids[2];
+    assert_kvbm_ok(kvbm_manager_allocate(m, 2, ids, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_release(m, ids, 2));
+    assert_pools(m, 3, 0, 0);
+    kvbm_manager_destroy(m);
+}
+
+static void full_capacity_eviction_cycle(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t first[4] = {101, 102, 103, 104};
+    uint32_t ids[4];
+    alloc_register(m, first, 4, ids);
+    release_reversed(m, ids, 4); /* 104 inactive first, 101 last */
+    assert_pools(m, 0, 0, 4);
+
+    /* Allocating everything evicts all four in LRU order and reports them. */
+    uint32_t fresh[4];
+    kvbm_evicted_t evicted[4];
+    size_t n_evicted = 0;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 4, fresh, evicted, &n_evicted));
+    assert_int_equal(n_evicted, 4);
+    const uint64_t expected_order[4] = {104, 103, 102, 101};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(evicted[i].seq_hash, expected_order[i]);
+        assert_int_equal(evicted[i].block_id, fresh[i]);
+        assert_false(kvbm_manager_contains(m, expected_order[i]));
+    }
+    assert_pools(m, 0, 4, 0);
+    kvbm_manager_metrics_t metrics;
+    kvbm_manager_metrics(m, &metrics);
+    assert_int_equal(metrics.evictions, 4);
+    assert_int_equal(metrics.allocations, 8);
+    assert_int_equal(metrics.allocations_from_reset, 4);
+
+    /* Registering the new blocks and releasing them completes the cycle. */
+    const uint64_t second[4] = {201, 202, 203, 204};
+    uint32_t out[4];
+    assert_kvbm_ok(kvbm_manager_register(m, fresh, second, 4, NULL, out));
+    release_reversed(m, out, 4);
+    assert_pools(m, 0, 0, 4);
+    kvbm_manager_destroy(m);
+}
+
+static void allocation_failure_changes_nothing(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t hashes[2] = {1, 2};
+    uint32_t ids[2];
+    alloc_register(m, hashes, 2, ids); /* 2 active, 2 reset */
+    uint32_t one;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &one, NULL, NULL)); /* 3 active */
+    assert_kvbm_ok(kvbm_manager_release(m, &ids[1], 1));            /* 2 inactive-able: 1 */
+    assert_pools(m, 1, 2, 1);
+    kvbm_manager_metrics_t before, after;
+    kvbm_manager_metrics(m, &before);
+
+    uint32_t out[3] = {7, 7, 7};
+    kvbm_evicted_t evicted[3];
+    size_t n_evicted = 42;
+    assert_kvbm_status(kvbm_manager_allocate(m, 3, out, evicted, &n_evicted), KVBM_ERR_NO_BLOCKS);
+    assert_int_equal(n_evicted, 42);
+    assert_int_equal(out[0], 7);
+    assert_pools(m, 1, 2, 1);
+    assert_true(kvbm_manager_contains(m, 2));
+    kvbm_manager_metrics(m, &after);
+    assert_int_equal(after.allocations, before.allocations);
+    assert_int_equal(after.evictions, before.evictions);
+    assert_int_equal(after.allocation_failures, before.allocation_failures + 1);
+    kvbm_manager_destroy(m);
+}
+
+static void reject_policy_returns_existing_block(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t h = 55;
+    uint32_t first;
+    alloc_register(m, &h, 1, &first);
+
+    uint32_t second, out;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &second, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_register(m, &second, &h, 1, NULL, &out));
+    assert_int_equal(out, first);
+    assert_pools(m, 3, 1, 0); /* second went back to reset; first holds 2 refs */
+    assert_kvbm_ok(kvbm_manager_release(m, &first, 1));
+    assert_pools(m, 3, 1, 0);
+    assert_kvbm_ok(kvbm_manager_release(m, &first, 1));
+    assert_pools(m, 3, 0, 1);
+
+    /* An inactive holder is resurrected by a duplicate registration. */
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &second, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_register(m, &second, &h, 1, NULL, &out));
+    assert_int_equal(out, first);
+    assert_pools(m, 3, 1, 0);
+    kvbm_manager_metrics_t metrics;
+    kvbm_manager_metrics(m, &metrics);
+    assert_int_equal(metrics.dedups, 2);
+    assert_int_equal(metrics.registrations, 1);
+    kvbm_manager_destroy(m);
+}
+
+static void allow_policy_keeps_both_blocks(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_ALLOW, NULL);
+    const uint64_t h = 77;
+    uint32_t a, b;
+    alloc_register(m, &h, 1, &a);
+    alloc_register(m, &h, 1, &b);
+    assert_int_not_equal(a, b);
+    assert_pools(m, 2, 2, 0);
+    kvbm_manager_metrics_t metrics;
+    kvbm_manager_metrics(m, &metrics);
+    assert_int_equal(metrics.duplicates, 1);
+    assert_kvbm_ok(kvbm_manager_release(m, &a, 1));
+    assert_kvbm_ok(kvbm_manager_release(m, &b, 1));
+    assert_pools(m, 2, 0, 2);
+
+    /* Evicting the first holder leaves the hash on the second. */
+    uint32_t fresh[3];
+    kvbm_evicted_t evicted[3];
+    size_t n_evicted;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 3, fresh, evicted, &n_evicted));
+    assert_int_equal(n_evicted, 1);
+    assert_int_equal(evicted[0].block_id, a);
+    assert_true(kvbm_manager_contains(m, h));
+    uint32_t matched;
+    size_t n;
+    assert_kvbm_ok(kvbm_manager_match(m, &h, 1, &matched, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(matched, b);
+    assert_kvbm_ok(kvbm_manager_release(m, fresh, 3));
+    assert_kvbm_ok(kvbm_manager_release(m, &matched, 1));
+    assert_pools(m, 3, 0, 1);
+    kvbm_manager_destroy(m);
+}
+
+static void match_stops_at_first_miss(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(8, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t hashes[3] = {1, 2, 3};
+    uint32_t ids[3];
+    alloc_register(m, hashes, 3, ids);
+    release_reversed(m, ids, 3);
+    const uint64_t query[4] = {1, 2, 99, 3};
+    uint32_t out[4];
+    size_t n = 0;
+    assert_kvbm_ok(kvbm_manager_match(m, query, 4, out, &n));
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0], ids[0]);
+    assert_int_equal(out[1], ids[1]);
+    assert_pools(m, 5, 2, 1); /* 3 stays inactive even though it is registered */
+    kvbm_manager_metrics_t metrics;
+    kvbm_manager_metrics(m, &metrics);
+    assert_int_equal(metrics.match_hashes, 4);
+    assert_int_equal(metrics.match_blocks, 2);
+    kvbm_manager_destroy(m);
+}
+
+static void match_crosses_active_inactive_alternation(void **state)
+{
+    /* Blocks 1..6 registered; 1, 3, 5 held by another request, 2, 4, 6
+     * inactive. The match must return the whole prefix. */
+    kvbm_manager_t *m = test_manager_new(8, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t hashes[6] = {11, 12, 13, 14, 15, 16};
+    uint32_t ids[6];
+    alloc_register(m, hashes, 6, ids);
+    const uint32_t drop[3] = {ids[1], ids[3], ids[5]};
+    assert_kvbm_ok(kvbm_manager_release(m, drop, 3));
+    assert_pools(m, 2, 3, 3);
+    uint32_t out[6];
+    size_t n = 0;
+    assert_kvbm_ok(kvbm_manager_match(m, hashes, 6, out, &n));
+    assert_int_equal(n, 6);
+    assert_memory_equal(out, ids, sizeof(ids));
+    assert_pools(m, 2, 6, 0);
+    kvbm_manager_destroy(m);
+}
+
+/* A recording policy: LRU underneath, counting the touches it is told of. */
+static int recorded_touches;
+static void recording_touch(void *state, const kvbm_policy_entry_t *entry, bool inactive)
+{
+    recorded_touches++;
+    kvbm_policy_lru()->touch(state, entry, inactive);
+}
+
+static void scan_finds_all_and_touch_reaches_the_policy(void **state)
+{
+    kvbm_policy_ops_t recording = *kvbm_policy_lru();
+    recording.name = "recording";
+    recording.touch = recording_touch;
+    kvbm_manager_t *m = test_manager_new(8, KVBM_DUPLICATION_REJECT, &recording);
+    const uint64_t hashes[3] = {21, 22, 23};
+    uint32_t ids[3];
+    alloc_register(m, hashes, 3, ids);
+    release_reversed(m, ids, 3);
+
+    const uint64_t query[4] = {21, 99, 23, 98};
+    uint32_t out[4];
+    size_t found = 0;
+    recorded_touches = 0;
+    assert_kvbm_ok(kvbm_manager_scan(m, query, 4, false, out, &found));
+    assert_int_equal(found, 2); /* does not stop at 99 */
+    assert_int_equal(out[0], ids[0]);
+    assert_int_equal(out[1], KVBM_BLOCK_NONE);
+    assert_int_equal(out[2], ids[2]);
+    assert_int_equal(out[3], KVBM_BLOCK_NONE);
+    assert_int_equal(recorded_touches, 0);
+    assert_pools(m, 5, 2, 1);
+    const uint32_t held[2] = {out[0], out[2]};
+    assert_kvbm_ok(kvbm_manager_release(m, held, 2));
+
+    assert_kvbm_ok(kvbm_manager_scan(m, query, 4, true, out, &found));
+    assert_int_equal(found, 2);
+    assert_int_equal(recorded_touches, 2);
+    kvbm_manager_metrics_t metrics;
+    kvbm_manager_metrics(m, &metrics);
+    assert_int_equal(metrics.scan_hashes, 8);
+    assert_int_equal(metrics.scan_blocks, 4);
+    kvbm_manager_destroy(m);
+}
+
+static void misuse_is_refused_and_changes_nothing(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t hashes[2] = {1, 2};
+    uint32_t ids[2], out[2] = {9, 9};
+    assert_kvbm_ok(kvbm_manager_allocate(m, 2, ids, NULL, NULL));
+
+    const uint32_t out_of_range = 4;
+    assert_kvbm_status(kvbm_manager_release(m, &out_of_range, 1), KVBM_ERR_OUT_OF_RANGE);
+    assert_kvbm_status(kvbm_manager_acquire(m, &out_of_range, 1), KVBM_ERR_OUT_OF_RANGE);
+    const uint32_t free_block = 3;
+    assert_kvbm_status(kvbm_manager_release(m, &free_block, 1), KVBM_ERR_NOT_HELD);
+    assert_kvbm_status(kvbm_manager_acquire(m, ids, 1), KVBM_ERR_BAD_STATE); /* mutable */
+    const uint32_t repeated[2] = {ids[0], ids[0]};
+    assert_kvbm_status(kvbm_manager_register(m, repeated, hashes, 2, NULL, out), KVBM_ERR_BAD_STATE);
+    assert_kvbm_status(kvbm_manager_register(m, &free_block, hashes, 1, NULL, out),
+                       KVBM_ERR_BAD_STATE);
+    const uint32_t mixed[2] = {ids[0], out_of_range};
+    assert_kvbm_status(kvbm_manager_register(m, mixed, hashes, 2, NULL, out), KVBM_ERR_OUT_OF_RANGE);
+    kvbm_register_opts_t bad_priority = {.priority = 101};
+    assert_kvbm_status(kvbm_manager_register(m, ids, hashes, 2, &bad_priority, out),
+                       KVBM_ERR_INVALID_ARG);
+    assert_int_equal(out[0], 9);
+    assert_false(kvbm_manager_contains(m, 1));
+
+    /* Releasing one block twice in one call with one reference: refused whole. */
+    const uint32_t twice[3] = {ids[1], ids[0], ids[0]};
+    assert_kvbm_status(kvbm_manager_release(m, twice, 3), KVBM_ERR_NOT_HELD);
+    assert_pools(m, 2, 2, 0);
+
+    assert_kvbm_ok(kvbm_manager_register(m, ids, hashes, 2, NULL, out));
+    assert_kvbm_ok(kvbm_manager_release(m, out, 2));
+    assert_kvbm_status(kvbm_manager_release(m, out, 1), KVBM_ERR_NOT_HELD); /* inactive */
+    assert_kvbm_status(kvbm_manager_register(m, out, hashes, 1, NULL, ids), KVBM_ERR_BAD_STATE);
+    assert_kvbm_status(kvbm_manager_allocate(NULL, 1, ids, NULL, NULL), KVBM_ERR_INVALID_ARG);
+    assert_pools(m, 2, 0, 2);
+    kvbm_manager_destroy(m);
+}
+
+static void repeated_ids_release_as_many_references(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t h = 5;
+    uint32_t id;
+    alloc_register(m, &h, 1, &id);
+    const uint32_t two[2] = {id, id};
+    assert_kvbm_ok(kvbm_manager_acquire(m, two, 2)); /* 3 references */
+    const uint32_t three[3] = {id, id, id};
+    assert_kvbm_ok(kvbm_manager_release(m, three, 3));
+    assert_pools(m, 3, 0, 1);
+    kvbm_manager_destroy(m);
+}
+
+static void reset_inactive_needs_an_idle_manager(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t hashes[3] = {1, 2, 3};
+    uint32_t ids[3];
+    alloc_register(m, hashes, 3, ids);
+    assert_kvbm_ok(kvbm_manager_release(m, ids, 2));
+    assert_kvbm_status(kvbm_manager_reset_inactive(m), KVBM_ERR_BUSY);
+    assert_pools(m, 1, 1, 2);
+    assert_true(kvbm_manager_contains(m, 1));
+    assert_kvbm_ok(kvbm_manager_release(m, &ids[2], 1));
+    assert_kvbm_ok(kvbm_manager_reset_inactive(m));
+    assert_pools(m, 4, 0, 0);
+    for (int i = 0; i < 3; i++)
+        assert_false(kvbm_manager_contains(m, hashes[i]));
+    kvbm_manager_destroy(m);
+}
+
+typedef struct event_log {
+    kvbm_event_t events[16];
+    size_t count;
+} event_log_t;
+
+static void log_events(void *ctx, const kvbm_event_t *events, size_t count)
+{
+    event_log_t *log = ctx;
+    for (size_t i = 0; i < count && log->count < 16; i++)
+        log->events[log->count++] = events[i];
+}
+
+static void events_report_stored_and_removed_hashes(void **state)
+{
+    event_log_t log = {0};
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = 2;
+    config.on_events = log_events;
+    config.events_ctx = &log;
+    kvbm_manager_t *m = NULL;
+    assert_kvbm_ok(kvbm_manager_create(&config, &m));
+    const uint64_t hashes[2] = {31, 32};
+    uint32_t ids[2];
+    alloc_register(m, hashes, 2, ids);
+    release_reversed(m, ids, 2);
+    uint32_t one;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &one, NULL, NULL));
+    assert_int_equal(log.count, 3);
+    assert_int_equal(log.events[0].kind, KVBM_EVENT_STORED);
+    assert_int_equal(log.events[0].seq_hash, 31);
+    assert_int_equal(log.events[1].kind, KVBM_EVENT_STORED);
+    assert_int_equal(log.events[1].seq_hash, 32);
+    assert_int_equal(log.events[2].kind, KVBM_EVENT_REMOVED);
+    assert_int_equal(log.events[2].seq_hash, 32); /* released first, evicted first */
+    assert_int_equal(log.events[2].block_id, one);
+    kvbm_manager_destroy(m);
+}
+
+static void metrics_export_from_one_list(void **state)
+{
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = 3;
+    config.name = "g1";
+    kvbm_manager_t *m = NULL;
+    assert_kvbm_ok(kvbm_manager_create(&config, &m));
+    uint32_t ids[2];
+    assert_kvbm_ok(kvbm_manager_allocate(m, 2, ids, NULL, NULL));
+
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    assert_non_null(out);
+    assert_kvbm_ok(kvbm_manager_metrics_prometheus(m, out));
+    assert_kvbm_ok(kvbm_manager_metrics_json(m, out));
+    fclose(out);
+    assert_non_null(strstr(text, "# TYPE kvbm_allocations_total counter\n"));
+    assert_non_null(strstr(text, "kvbm_allocations_total{manager=\"g1\"} 2\n"));
+    assert_non_null(strstr(text, "kvbm_reset_blocks{manager=\"g1\"} 1\n"));
+    assert_non_null(strstr(text, "\"active_blocks\": 2"));
+    free(text);
+    kvbm_manager_destroy(m);
+}
+
+static void status_strings_cover_every_status(void **state)
+{
+    assert_string_equal(kvbm_status_str(KVBM_OK), "success");
+    assert_string_equal(kvbm_status_name(KVBM_ERR_NO_BLOCKS), "KVBM_ERR_NO_BLOCKS");
+    assert_string_equal(kvbm_status_str((kvbm_status_t)12345), "unknown status");
+    assert_int_equal(kvbm_version_code(), KVBM_VERSION_CODE);
+    assert_string_equal(kvbm_version(), "0.1.0");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(create_rejects_bad_config),
+        cmocka_unit_test(fresh_manager_hands_out_dense_ids),
+        cmocka_unit_test(unregistered_release_returns_to_reset),
+        cmocka_unit_test(full_capacity_eviction_cycle),
+        cmocka_unit_test(allocation_failure_changes_nothing),
+        cmocka_unit_test(reject_policy_returns_existing_block),
+        cmocka_unit_test(allow_policy_keeps_both_blocks),
+        cmocka_unit_test(match_stops_at_first_miss),
+        cmocka_unit_test(match_crosses_active_inactive_alternation),
+        cmocka_unit_test(scan_finds_all_and_touch_reaches_the_policy),
+        cmocka_unit_test(misuse_is_refused_and_changes_nothing),
+        cmocka_unit_test(repeated_ids_release_as_many_references),
+        cmocka_unit_test(reset_inactive_needs_an_idle_manager),
+        cmocka_unit_test(events_report_stored_and_removed_hashes),
+        cmocka_unit_test(metrics_export_from_one_list),
+        cmocka_unit_test(status_strings_cover_every_status),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
