@@ -1,0 +1,157 @@
+/*
+ * Manager benchmark: nanoseconds per block for allocate, register, release
+ * and match (hit and miss) at 1, 16 and 256 blocks per call, with 10^5 and
+ * 10^6 blocks in the manager, plus host metadata bytes per block.
+ *
+ * Steady state: the manager starts full of inactive registered blocks, so
+ * every allocate evicts (the expensive path). Each phase runs in bulk over
+ * many calls between two clock reads, so timer cost is amortised. Single
+ * thread. Prints numbers only; it never passes or fails.
+ *
+ *   bench_manager [--quick]
+ */
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "kvbm/kvbm.h"
+
+#define CHECK(call)                                                                       \
+    do {                                                                                  \
+        kvbm_status_t s_ = (call);                                                        \
+        if (s_ != KVBM_OK) {                                                              \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, kvbm_status_str(s_)); \
+            exit(1);                                                                      \
+        }                                                                                 \
+    } while (0)
+
+typedef struct phase_times {
+    double allocate, reg, release, match_hit, match_miss;
+} phase_times_t;
+
+static uint64_t next_hash = 1;
+
+/* Fills the manager with inactive registered blocks, in chains of `chain`. */
+static void fill(kvbm_manager_t *m, uint32_t n, uint32_t chain, uint64_t *hashes_out)
+{
+    uint32_t *ids = malloc(sizeof(uint32_t) * chain);
+    uint32_t *out = malloc(sizeof(uint32_t) * chain);
+    for (uint32_t done = 0; done < n; done += chain) {
+        uint32_t count = n - done < chain ? n - done : chain;
+        CHECK(kvbm_manager_allocate(m, count, ids, NULL, NULL));
+        for (uint32_t i = 0; i < count; i++)
+            hashes_out[done + i] = next_hash++;
+        CHECK(kvbm_manager_register(m, ids, hashes_out + done, count, NULL, out));
+        CHECK(kvbm_manager_release(m, out, count));
+    }
+    free(ids);
+    free(out);
+}
+
+static phase_times_t run(uint32_t n_blocks, uint32_t batch, uint32_t rounds)
+{
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = n_blocks;
+    kvbm_manager_t *m = NULL;
+    CHECK(kvbm_manager_create(&config, &m));
+    uint64_t *registered = malloc(sizeof(uint64_t) * n_blocks);
+    fill(m, n_blocks, batch, registered);
+
+    /* Half the pool is cycled per round; the rest stays cached for matches. */
+    uint32_t calls = (n_blocks / 2) / batch;
+    size_t total = (size_t)calls * batch;
+    uint32_t *ids = malloc(sizeof(uint32_t) * total);
+    uint32_t *out = malloc(sizeof(uint32_t) * total);
+    uint64_t *hashes = malloc(sizeof(uint64_t) * total);
+    phase_times_t sum = {0};
+    for (uint32_t r = 0; r < rounds; r++) {
+        for (size_t i = 0; i < total; i++)
+            hashes[i] = next_hash++;
+        double t0 = bench_now_ns();
+        for (uint32_t c = 0; c < calls; c++)
+            CHECK(kvbm_manager_allocate(m, batch, ids + (size_t)c * batch, NULL, NULL));
+        double t1 = bench_now_ns();
+        for (uint32_t c = 0; c < calls; c++)
+            CHECK(kvbm_manager_register(m, ids + (size_t)c * batch, hashes + (size_t)c * batch, batch,
+                                        NULL, out + (size_t)c * batch));
+        double t2 = bench_now_ns();
+        for (uint32_t c = 0; c < calls; c++)
+            CHECK(kvbm_manager_release(m, out + (size_t)c * batch, batch));
+        double t3 = bench_now_ns();
+
+        /* Match hits: the chains just registered, each `batch` long. */
+        size_t n;
+        for (uint32_t c = 0; c < calls; c++) {
+            CHECK(kvbm_manager_match(m, hashes + (size_t)c * batch, batch, out + (size_t)c * batch, &n));
+            if (n != batch) {
+                fprintf(stderr, "match returned %zu of %u\n", n, batch);
+                exit(1);
+            }
+        }
+        double t4 = bench_now_ns();
+        for (uint32_t c = 0; c < calls; c++)
+            CHECK(kvbm_manager_release(m, out + (size_t)c * batch, batch));
+        /* Match misses: the first hash is absent, so each call looks up one. */
+        uint64_t absent = UINT64_MAX - 1;
+        double t5 = bench_now_ns();
+        for (uint32_t c = 0; c < calls; c++)
+            CHECK(kvbm_manager_match(m, &absent, 1, out, &n));
+        double t6 = bench_now_ns();
+        sum.allocate += (t1 - t0) / (double)total;
+        sum.reg += (t2 - t1) / (double)total;
+        sum.release += (t3 - t2) / (double)total;
+        sum.match_hit += (t4 - t3) / (double)total;
+        sum.match_miss += (t6 - t5) / (double)calls;
+    }
+    free(ids);
+    free(out);
+    free(hashes);
+    free(registered);
+    kvbm_manager_destroy(m);
+    phase_times_t avg = {sum.allocate / rounds, sum.reg / rounds, sum.release / rounds,
+                         sum.match_hit / rounds, sum.match_miss / rounds};
+    return avg;
+}
+
+static double metadata_bytes_per_block(uint32_t n_blocks)
+{
+    struct mallinfo2 before = mallinfo2();
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = n_blocks;
+    kvbm_manager_t *m = NULL;
+    CHECK(kvbm_manager_create(&config, &m));
+    uint64_t *hashes = malloc(sizeof(uint64_t) * n_blocks);
+    fill(m, n_blocks, 256, hashes);
+    free(hashes);
+    /* Counted with every block registered and cached: the registry is full. */
+    struct mallinfo2 after = mallinfo2();
+    double bytes = (double)(after.uordblks + after.hblkhd - before.uordblks - before.hblkhd);
+    kvbm_manager_destroy(m);
+    return bytes / n_blocks;
+}
+
+int main(int argc, char **argv)
+{
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    const uint32_t sizes[2] = {100000, 1000000};
+    const uint32_t batches[3] = {1, 16, 256};
+    printf("kvbm %s manager benchmark (LRU, single thread, ns per block; miss: ns per call)\n",
+           kvbm_version());
+    printf("%9s %6s %9s %9s %9s %9s %9s %9s\n", "blocks", "batch", "allocate", "register",
+           "release", "cycle", "match_hit", "match_miss");
+    for (int s = 0; s < 2; s++) {
+        for (int b = 0; b < 3; b++) {
+            uint32_t rounds = quick ? 1 : 3;
+            phase_times_t t = run(sizes[s], batches[b], rounds);
+            printf("%9u %6u %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", sizes[s], batches[b], t.allocate,
+                   t.reg, t.release, t.allocate + t.reg + t.release, t.match_hit, t.match_miss);
+            fflush(stdout);
+        }
+    }
+    for (int s = 0; s < 2; s++)
+        printf("metadata: %u blocks, %.1f bytes per block (manager, registry, LRU policy)\n",
+               sizes[s], metadata_bytes_per_block(sizes[s]));
+    return 0;
+}
