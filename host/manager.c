@@ -13,6 +13,8 @@
 
 #include "manager_internal.h"
 
+_Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
+
 /* Events are gathered on the stack and handed to the sink in chunks, in order. */
 #define EVENT_CHUNK 64
 
@@ -111,12 +113,10 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
     manager->blocks = calloc(config->num_blocks, sizeof(kvbm__block_t));
     if (manager->blocks == NULL)
         goto err_free_manager;
-    manager->reset_stack = malloc(sizeof(uint32_t) * config->num_blocks);
-    if (manager->reset_stack == NULL)
-        goto err_free_blocks;
-    status = kvbm__registry_create(config->num_blocks, &manager->registry);
+    status = kvbm__registry_create(config->num_blocks, &manager->blocks[0].seq_hash,
+                                   sizeof(kvbm__block_t), &manager->registry);
     if (status != KVBM_OK)
-        goto err_free_reset_stack;
+        goto err_free_blocks;
 
     kvbm_policy_config_t policy_config = KVBM_POLICY_CONFIG_INIT;
     if (config->policy_config.struct_size != 0)
@@ -129,11 +129,11 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
         goto err_destroy_policy;
     }
 
-    /* Lowest ids on top of the stack so a fresh manager hands out 0, 1, 2... */
-    for (uint32_t i = 0; i < config->num_blocks; i++) {
-        manager->reset_stack[i] = config->num_blocks - 1 - i;
-        manager->blocks[i].next_duplicate = KVBM_BLOCK_NONE;
-    }
+    /* The reset pool is a stack threaded through next_duplicate, lowest ids
+     * on top so a fresh manager hands out 0, 1, 2... */
+    for (uint32_t i = 0; i < config->num_blocks; i++)
+        manager->blocks[i].next_duplicate = i + 1 < config->num_blocks ? i + 1 : KVBM_BLOCK_NONE;
+    manager->reset_head = 0;
     manager->reset_count = config->num_blocks;
     *manager_out = manager;
     return KVBM_OK;
@@ -142,8 +142,6 @@ err_destroy_policy:
     manager->policy->destroy(manager->policy_state);
 err_destroy_registry:
     kvbm__registry_destroy(manager->registry);
-err_free_reset_stack:
-    free(manager->reset_stack);
 err_free_blocks:
     free(manager->blocks);
 err_free_manager:
@@ -158,7 +156,6 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
     pthread_mutex_destroy(&manager->lock);
     manager->policy->destroy(manager->policy_state);
     kvbm__registry_destroy(manager->registry);
-    free(manager->reset_stack);
     free(manager->blocks);
     free(manager);
 }
@@ -171,21 +168,32 @@ static void push_reset(kvbm_manager_t *manager, uint32_t id)
     block->state = BLOCK_RESET;
     block->refcount = 0;
     block->has_parent = 0;
-    block->next_duplicate = KVBM_BLOCK_NONE;
-    manager->reset_stack[manager->reset_count++] = id;
+    block->next_duplicate = manager->reset_head;
+    manager->reset_head = id;
+    manager->reset_count++;
+}
+
+static uint32_t pop_reset(kvbm_manager_t *manager)
+{
+    uint32_t id = manager->reset_head;
+    assert(id != KVBM_BLOCK_NONE && manager->reset_count > 0);
+    manager->reset_head = manager->blocks[id].next_duplicate;
+    manager->blocks[id].next_duplicate = KVBM_BLOCK_NONE;
+    manager->reset_count--;
+    return id;
 }
 
 /* Takes a registered block's hash away from it, promoting a duplicate. */
 static void unregister_block(kvbm_manager_t *manager, uint32_t id)
 {
     kvbm__block_t *block = &manager->blocks[id];
-    uint32_t first = kvbm__registry_find(manager->registry, block->seq_hash);
-    assert(first != KVBM_BLOCK_NONE);
+    uint32_t first = kvbm__registry_first(manager->registry, block->entry);
+    assert(first == kvbm__registry_find(manager->registry, block->seq_hash));
     if (first == id) {
         if (block->next_duplicate == KVBM_BLOCK_NONE)
-            kvbm__registry_remove(manager->registry, block->seq_hash);
+            kvbm__registry_remove(manager->registry, block->entry);
         else
-            kvbm__registry_set_first(manager->registry, block->seq_hash, block->next_duplicate);
+            kvbm__registry_set_first(manager->registry, block->entry, block->next_duplicate);
     } else {
         uint32_t walk = first;
         while (manager->blocks[walk].next_duplicate != id) {
@@ -240,7 +248,7 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
     size_t n_evicted = 0;
     for (size_t i = 0; i < from_reset; i++) {
-        uint32_t id = manager->reset_stack[--manager->reset_count];
+        uint32_t id = pop_reset(manager);
         manager->blocks[id].state = BLOCK_MUTABLE;
         manager->blocks[id].refcount = 1;
         ids_out[i] = id;
@@ -322,7 +330,9 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     for (; added < count; added++) {
         if (kvbm__registry_find(manager->registry, hashes[added]) != KVBM_BLOCK_NONE)
             continue;
-        status = kvbm__registry_insert(manager->registry, hashes[added], ids[added]);
+        kvbm__block_t *block = &manager->blocks[ids[added]];
+        block->seq_hash = hashes[added]; /* the registry's key */
+        status = kvbm__registry_insert(manager->registry, hashes[added], ids[added], &block->entry);
         if (status != KVBM_OK)
             break;
         manager->blocks[ids[added]].in_call = 1;
@@ -330,7 +340,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     if (status != KVBM_OK) {
         for (size_t i = 0; i < added; i++) {
             if (manager->blocks[ids[i]].in_call) {
-                kvbm__registry_remove(manager->registry, hashes[i]);
+                kvbm__registry_remove(manager->registry, manager->blocks[ids[i]].entry);
                 manager->blocks[ids[i]].in_call = 0;
             }
         }
@@ -362,6 +372,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
                 continue;
             }
             block->next_duplicate = manager->blocks[existing].next_duplicate;
+            block->entry = manager->blocks[existing].entry;
             manager->blocks[existing].next_duplicate = id;
             manager->metrics.duplicates++;
         }

@@ -17,12 +17,15 @@ typedef enum block_state {
     BLOCK_REGISTERED = 2, /* carries a hash; active if refcount > 0, else inactive */
 } block_state_t;
 
-/* Per-block metadata, 32 bytes. Protected by kvbm_manager.lock. */
+/* Per-block metadata, 32 bytes (checked in manager.c). Protected by kvbm_manager.lock. */
 typedef struct kvbm__block {
     uint64_t seq_hash;    /* valid when REGISTERED */
     uint64_t parent_hash; /* valid when has_parent */
     uint32_t refcount;
-    uint32_t next_duplicate; /* next block carrying the same hash (allow policy) */
+    /* Registered: next block carrying the same hash (allow policy).
+     * Reset: next block of the reset pool's stack. */
+    uint32_t next_duplicate;
+    uint32_t entry; /* registry entry of seq_hash, valid when REGISTERED */
     uint8_t state;           /* block_state_t */
     uint8_t has_parent;
     uint8_t priority;
@@ -47,7 +50,7 @@ struct kvbm_manager {
     /* Under lock. */
     void *policy_state;
     kvbm__block_t *blocks;    /* num_blocks */
-    uint32_t *reset_stack;    /* free block ids; top at reset_count - 1 */
+    uint32_t reset_head;      /* top of the reset stack, through next_duplicate */
     uint32_t reset_count;
     uint32_t active_count;    /* mutable + referenced registered */
     uint32_t inactive_count;  /* registered with refcount 0 == policy size */

@@ -30,20 +30,24 @@ static inline unsigned registry_mix(const void *key)
 #define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = registry_mix(keyptr))
 #include <uthash.h>
 
+/* The key is not stored in the entry: uthash keeps a pointer to it, and the
+ * hash lives in the owner's table of block hashes (8 bytes per entry saved). */
 typedef struct registry_entry {
-    uint64_t hash;
     uint32_t first_block; /* on the free list: index of the next free entry */
     UT_hash_handle hh;
 } registry_entry_t;
 
 struct kvbm__registry {
+    const uint64_t *key_of_block; /* the owner's block hashes, indexed by block id */
+    size_t key_stride;            /* bytes between consecutive block hashes */
     registry_entry_t *entries; /* capacity entries, preallocated */
     registry_entry_t *table;   /* uthash head */
     uint32_t free_head;        /* free list through first_block */
     uint32_t capacity;
 };
 
-kvbm_status_t kvbm__registry_create(uint32_t capacity, kvbm__registry_t **registry_out)
+kvbm_status_t kvbm__registry_create(uint32_t capacity, const uint64_t *block_hashes,
+                                    size_t stride, kvbm__registry_t **registry_out)
 {
     kvbm__registry_t *registry = calloc(1, sizeof(*registry));
     if (registry == NULL)
@@ -57,6 +61,8 @@ kvbm_status_t kvbm__registry_create(uint32_t capacity, kvbm__registry_t **regist
         registry->entries[i].first_block = i + 1 < capacity ? i + 1 : KVBM_BLOCK_NONE;
     registry->free_head = capacity > 0 ? 0 : KVBM_BLOCK_NONE;
     registry->capacity = capacity;
+    registry->key_of_block = block_hashes;
+    registry->key_stride = stride;
     *registry_out = registry;
     return KVBM_OK;
 }
@@ -68,6 +74,12 @@ void kvbm__registry_destroy(kvbm__registry_t *registry)
     HASH_CLEAR(hh, registry->table);
     free(registry->entries);
     free(registry);
+}
+
+static const uint64_t *block_key(const kvbm__registry_t *registry, uint32_t block_id)
+{
+    return (const uint64_t *)((const char *)registry->key_of_block +
+                              (size_t)block_id * registry->key_stride);
 }
 
 static registry_entry_t *registry_lookup(const kvbm__registry_t *registry, uint64_t hash)
@@ -83,36 +95,49 @@ uint32_t kvbm__registry_find(const kvbm__registry_t *registry, uint64_t hash)
     return entry == NULL ? KVBM_BLOCK_NONE : entry->first_block;
 }
 
-kvbm_status_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id)
+uint32_t kvbm__registry_entry_of(const kvbm__registry_t *registry, uint64_t hash)
+{
+    const registry_entry_t *entry = registry_lookup(registry, hash);
+    return entry == NULL ? KVBM_BLOCK_NONE : (uint32_t)(entry - registry->entries);
+}
+
+uint32_t kvbm__registry_first(const kvbm__registry_t *registry, uint32_t entry)
+{
+    return registry->entries[entry].first_block;
+}
+
+kvbm_status_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id,
+                                    uint32_t *entry_out)
 {
     if (registry->free_head == KVBM_BLOCK_NONE)
         return KVBM_ERR_INTERNAL; /* more hashes than blocks: a manager bug */
     registry_entry_t *entry = &registry->entries[registry->free_head];
     uint32_t next_free = entry->first_block;
-    entry->hash = hash;
     entry->first_block = block_id;
+    const uint64_t *key = block_key(registry, block_id);
+    if (*key != hash)
+        return KVBM_ERR_INTERNAL; /* the owner must store the hash first */
     bool registry_oom_seen = false;
-    HASH_ADD(hh, registry->table, hash, sizeof(entry->hash), entry);
+    HASH_ADD_KEYPTR(hh, registry->table, key, sizeof(uint64_t), entry);
     if (registry_oom_seen) {
         entry->first_block = next_free;
         return KVBM_ERR_NO_MEMORY;
     }
+    *entry_out = registry->free_head;
     registry->free_head = next_free;
     return KVBM_OK;
 }
 
-void kvbm__registry_set_first(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id)
+void kvbm__registry_set_first(kvbm__registry_t *registry, uint32_t entry_index, uint32_t block_id)
 {
-    registry_entry_t *entry = registry_lookup(registry, hash);
-    if (entry != NULL)
-        entry->first_block = block_id;
+    registry_entry_t *entry = &registry->entries[entry_index];
+    entry->first_block = block_id;
+    entry->hh.key = block_key(registry, block_id); /* same value, new home */
 }
 
-void kvbm__registry_remove(kvbm__registry_t *registry, uint64_t hash)
+void kvbm__registry_remove(kvbm__registry_t *registry, uint32_t entry_index)
 {
-    registry_entry_t *entry = registry_lookup(registry, hash);
-    if (entry == NULL)
-        return;
+    registry_entry_t *entry = &registry->entries[entry_index];
     HASH_DELETE(hh, registry->table, entry);
     entry->first_block = registry->free_head;
     registry->free_head = (uint32_t)(entry - registry->entries);

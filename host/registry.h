@@ -22,21 +22,34 @@
 
 typedef struct kvbm__registry kvbm__registry_t;
 
-kvbm_status_t kvbm__registry_create(uint32_t capacity, kvbm__registry_t **registry_out);
+/* block_hashes[id * stride bytes] is where the owner keeps block id's hash;
+ * the registry points its keys there instead of copying them. The owner must
+ * write a block's hash before inserting it and keep it while registered. */
+kvbm_status_t kvbm__registry_create(uint32_t capacity, const uint64_t *block_hashes, size_t stride,
+                                    kvbm__registry_t **registry_out);
 void kvbm__registry_destroy(kvbm__registry_t *registry);
 
 /* The first block registered under hash, or KVBM_BLOCK_NONE. */
 uint32_t kvbm__registry_find(const kvbm__registry_t *registry, uint64_t hash);
 
-/* Adds hash -> block_id; hash must not be present. KVBM_ERR_NO_MEMORY leaves
- * the registry unchanged. */
-kvbm_status_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id);
+/* The entry index of a present hash, or KVBM_BLOCK_NONE. Entry indexes are
+ * stable while the hash stays registered; blocks keep theirs so removal and
+ * promotion need no lookup. */
+uint32_t kvbm__registry_entry_of(const kvbm__registry_t *registry, uint64_t hash);
 
-/* Points a present hash at another first block (duplicate promotion). */
-void kvbm__registry_set_first(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id);
+/* The first block of a present entry. */
+uint32_t kvbm__registry_first(const kvbm__registry_t *registry, uint32_t entry);
 
-/* Removes a present hash. Never fails. */
-void kvbm__registry_remove(kvbm__registry_t *registry, uint64_t hash);
+/* Adds hash -> block_id; hash must not be present. On success *entry_out is
+ * the new entry's index. KVBM_ERR_NO_MEMORY leaves the registry unchanged. */
+kvbm_status_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id,
+                                    uint32_t *entry_out);
+
+/* Points a present entry at another first block (duplicate promotion). */
+void kvbm__registry_set_first(kvbm__registry_t *registry, uint32_t entry, uint32_t block_id);
+
+/* Removes a present entry. Never fails. */
+void kvbm__registry_remove(kvbm__registry_t *registry, uint32_t entry);
 
 size_t kvbm__registry_size(const kvbm__registry_t *registry);
 

@@ -10,10 +10,11 @@ if [ -z "$sanitize" ]; then
   build_dir=build
   bash scripts/build.sh "$build_dir"
 else
-  # Sanitizer builds leave CUDA out: there is no device here to run it on,
+  # Sanitizer builds are Debug builds, so internal asserts run too. They
+  # leave CUDA out: there is no device here to run it on,
   # and the host code under test is the same.
   build_dir=build-$sanitize
-  bash scripts/build.sh "$build_dir" -DKVBM_SANITIZE="$sanitize" -DKVBM_WITH_CUDA=OFF -DKVBM_BUILD_BENCH=OFF
+  bash scripts/build.sh "$build_dir" -DCMAKE_BUILD_TYPE=Debug -DKVBM_SANITIZE="$sanitize" -DKVBM_WITH_CUDA=OFF -DKVBM_BUILD_BENCH=OFF
 fi
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
