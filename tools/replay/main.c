@@ -1,0 +1,186 @@
+/*
+ * kvbm-replay: replays a Mooncake-format request trace through kvbm and
+ * reports what a serving engine would have reused (shared/REPLAY.md).
+ *
+ *   kvbm-replay [options] TRACE.jsonl
+ *   kvbm-replay --sweep 1000,5859,10000,30000 [--policies lru,...] TRACE.jsonl
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "run.h"
+#include "sweep.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kvbm-replay [options] TRACE.jsonl   (TRACE may be - for stdin)\n"
+            "  --g1-blocks N      device tier capacity in blocks (default 5859)\n"
+            "  --g2-blocks N      host tier capacity in blocks (default 0: no host tier)\n"
+            "  --policy NAME      G1 eviction policy (default lru); belady = offline bound\n"
+            "  --g2-policy NAME   G2 eviction policy (default: same as --policy)\n"
+            "  --limit N          replay only the first N requests\n"
+            "  --json             print one JSON object with the counts on stdout\n"
+            "  --sweep C1,C2,...  capacity sweep: every policy at every G1 capacity\n"
+            "  --policies A,B,... policies for the sweep (default: all, and belady)\n"
+            "  --csv FILE         sweep CSV output (default replay-sweep.csv)\n"
+            "  --plot FILE        sweep PNG plot drawn with gnuplot (default replay-sweep.png)\n"
+            "  --no-progress      never draw the progress bar\n"
+            "policies:");
+    for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
+        fprintf(out, " %s", *name);
+    fprintf(out, "\n");
+}
+
+static int parse_u32(const char *text, uint32_t *out)
+{
+    char *end = NULL;
+    unsigned long value = strtoul(text, &end, 10);
+    if (end == text || *end != '\0' || value > UINT32_MAX || text[0] == '-')
+        return -1;
+    *out = (uint32_t)value;
+    return 0;
+}
+
+static void print_summary(const run_options_t *options, const run_result_t *result)
+{
+    const replay_counts_t *c = &result->counts;
+    const char *g2_policy = options->g2_policy != NULL ? options->g2_policy : options->policy;
+    fprintf(stderr, "kvbm-replay: %s\n", options->trace_path);
+    fprintf(stderr, "  policy %s, G1 %u blocks", options->policy, options->g1_blocks);
+    if (options->g2_blocks > 0)
+        fprintf(stderr, ", G2 %u blocks (%s)", options->g2_blocks, g2_policy);
+    fprintf(stderr, ", backend logical\n");
+    fprintf(stderr, "  %-16s %12s\n", "count", "value");
+#define PRINT_COUNT(name) fprintf(stderr, "  %-16s %12llu\n", #name, (unsigned long long)c->name);
+    REPLAY_COUNTS_LIST(PRINT_COUNT)
+#undef PRINT_COUNT
+    fprintf(stderr, "  %-16s %12.4f\n", "hit_rate", replay_hit_rate(c));
+    fprintf(stderr, "  %-16s %12.1f\n", "ns_per_block",
+            c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0);
+    fprintf(stderr, "  %-16s %12.3f\n", "wall_s", result->wall_s);
+}
+
+static void print_json(const run_options_t *options, const run_result_t *result)
+{
+    const replay_counts_t *c = &result->counts;
+    printf("{");
+#define PRINT_JSON_COUNT(name) printf("\"" #name "\": %llu, ", (unsigned long long)c->name);
+    REPLAY_COUNTS_LIST(PRINT_JSON_COUNT)
+#undef PRINT_JSON_COUNT
+    printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
+           "\"g2_blocks\": %u, \"backend\": \"logical\", \"wall_s\": %.6f, \"ns_per_block\": %.2f}\n",
+           replay_hit_rate(c), options->policy,
+           options->g2_policy != NULL ? options->g2_policy : options->policy, options->g1_blocks,
+           options->g2_blocks, result->wall_s, c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0);
+}
+
+int main(int argc, char **argv)
+{
+    run_options_t options = {.g1_blocks = 5859, .policy = "lru"};
+    bool json = false, no_progress = false;
+    const char *sweep = NULL, *policies = NULL;
+    const char *csv_path = "replay-sweep.csv", *plot_path = "replay-sweep.png";
+    enum { OPT_G1 = 256, OPT_G2, OPT_POLICY, OPT_G2_POLICY, OPT_LIMIT, OPT_JSON, OPT_SWEEP,
+           OPT_POLICIES, OPT_CSV, OPT_PLOT, OPT_NO_PROGRESS, OPT_HELP };
+    static const struct option long_options[] = {
+        {"g1-blocks", required_argument, NULL, OPT_G1},
+        {"g2-blocks", required_argument, NULL, OPT_G2},
+        {"policy", required_argument, NULL, OPT_POLICY},
+        {"g2-policy", required_argument, NULL, OPT_G2_POLICY},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"sweep", required_argument, NULL, OPT_SWEEP},
+        {"policies", required_argument, NULL, OPT_POLICIES},
+        {"csv", required_argument, NULL, OPT_CSV},
+        {"plot", required_argument, NULL, OPT_PLOT},
+        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    uint32_t value;
+    while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_G1:
+            if (parse_u32(optarg, &options.g1_blocks) != 0 || options.g1_blocks == 0) {
+                fprintf(stderr, "kvbm-replay: --g1-blocks needs a positive integer, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_G2:
+            if (parse_u32(optarg, &options.g2_blocks) != 0) {
+                fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_POLICY:
+            options.policy = optarg;
+            break;
+        case OPT_G2_POLICY:
+            options.g2_policy = optarg;
+            break;
+        case OPT_LIMIT:
+            if (parse_u32(optarg, &value) != 0) {
+                fprintf(stderr, "kvbm-replay: --limit needs an integer, not '%s'\n", optarg);
+                return 2;
+            }
+            options.limit = value;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case OPT_SWEEP:
+            sweep = optarg;
+            break;
+        case OPT_POLICIES:
+            policies = optarg;
+            break;
+        case OPT_CSV:
+            csv_path = optarg;
+            break;
+        case OPT_PLOT:
+            plot_path = optarg;
+            break;
+        case OPT_NO_PROGRESS:
+            no_progress = true;
+            break;
+        case OPT_HELP:
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    options.trace_path = argv[optind];
+    options.progress = !no_progress && isatty(STDERR_FILENO);
+
+    if (sweep != NULL) {
+        sweep_options_t sweep_options = {.capacities = sweep, .policies = policies,
+                                         .csv_path = csv_path, .plot_path = plot_path};
+        return sweep_run(&options, &sweep_options) == KVBM_OK ? 0 : 1;
+    }
+    if (run_find_policy(options.policy) == NULL ||
+        (options.g2_policy != NULL && run_find_policy(options.g2_policy) == NULL)) {
+        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
+                run_find_policy(options.policy) == NULL ? options.policy : options.g2_policy);
+        usage(stderr);
+        return 2;
+    }
+    run_result_t result;
+    if (run_replay(&options, NULL, &result) != KVBM_OK)
+        return 1;
+    print_summary(&options, &result);
+    if (json)
+        print_json(&options, &result);
+    return 0;
+}

@@ -1,0 +1,49 @@
+/*
+ * The sequential replay model of shared/REPLAY.md, driving real kvbm
+ * managers through the public API: G1 (device tier, C1 blocks) and an
+ * optional G2 (host tier, C2 blocks). One request at a time.
+ */
+#ifndef KVBM_REPLAY_REPLAY_H
+#define KVBM_REPLAY_REPLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kvbm/kvbm.h"
+
+/* X(field): the counts of the contract, in output order. */
+#define REPLAY_COUNTS_LIST(X)                                                       \
+    X(requests) X(blocks) X(g1_hits) X(g2_hits) X(misses) X(offloads) X(onboards) \
+        X(offload_skipped) X(dedup) X(oversize) X(g1_evictions) X(g2_evictions)
+
+typedef struct replay_counts {
+#define REPLAY_COUNT_FIELD(name) uint64_t name;
+    REPLAY_COUNTS_LIST(REPLAY_COUNT_FIELD)
+#undef REPLAY_COUNT_FIELD
+    double core_ns; /* time inside the replay steps (library calls) */
+} replay_counts_t;
+
+typedef struct replay_config {
+    uint32_t g1_blocks;
+    uint32_t g2_blocks; /* 0: no G2 tier */
+    const kvbm_policy_ops_t *g1_policy;
+    const kvbm_policy_ops_t *g2_policy;
+    kvbm_policy_config_t policy_config; /* tuning, and the oracle for belady */
+} replay_config_t;
+
+typedef struct replay replay_t;
+
+kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out);
+void replay_destroy(replay_t *replay);
+
+/* Replays one request of @p count block hashes (the contract's steps 1-7). */
+kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t count);
+
+/* The counts so far. */
+void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out);
+
+/* hit_rate = (g1_hits + g2_hits) / blocks, 0 when no blocks. */
+double replay_hit_rate(const replay_counts_t *counts);
+
+#endif /* KVBM_REPLAY_REPLAY_H */

@@ -1,0 +1,159 @@
+/* One replay run; see run.h. */
+#include "run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "oracle.h"
+
+static double wall_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const kvbm_policy_ops_t *run_find_policy(const char *name)
+{
+    return kvbm_policy_find(name);
+}
+
+static void draw_progress(double fraction, size_t requests)
+{
+    int width = 40, filled = (int)(fraction * width);
+    fprintf(stderr, "\r[");
+    for (int i = 0; i < width; i++)
+        fputc(i < filled ? '#' : ' ', stderr);
+    fprintf(stderr, "] %5.1f%%  %zu requests", fraction * 100.0, requests);
+}
+
+static kvbm_status_t replay_loaded(replay_t *replay, const trace_t *trace, size_t limit,
+                                   next_use_oracle_t *oracle, bool progress)
+{
+    size_t requests = limit != 0 && limit < trace->requests ? limit : trace->requests;
+    size_t step = requests / 100 + 1;
+    for (size_t r = 0; r < requests; r++) {
+        if (oracle != NULL)
+            oracle_set_now(oracle, r);
+        kvbm_status_t status = replay_request(replay, trace->hashes + trace->offsets[r],
+                                              trace->offsets[r + 1] - trace->offsets[r]);
+        if (status != KVBM_OK) {
+            fprintf(stderr, "kvbm-replay: request %zu: %s\n", r + 1, kvbm_status_str(status));
+            return status;
+        }
+        if (progress && r % step == 0)
+            draw_progress((double)(r + 1) / (double)requests, r + 1);
+    }
+    if (progress) {
+        draw_progress(1.0, requests);
+        fputc('\n', stderr);
+    }
+    return KVBM_OK;
+}
+
+static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *options)
+{
+    trace_reader_t *reader = NULL;
+    kvbm_status_t status = trace_reader_open(options->trace_path, &reader);
+    if (status != KVBM_OK) {
+        fprintf(stderr, "kvbm-replay: cannot open %s: %s\n", options->trace_path, strerror(errno));
+        return status;
+    }
+    struct stat st;
+    double size = stat(options->trace_path, &st) == 0 && st.st_size > 0 ? (double)st.st_size : 0;
+    size_t requests = 0;
+    for (;;) {
+        if (options->limit != 0 && requests == options->limit)
+            break;
+        trace_request_t request;
+        int has_request = 0;
+        status = trace_reader_next(reader, &request, &has_request);
+        if (status != KVBM_OK) {
+            fprintf(stderr, "\nkvbm-replay: %s: %s\n", options->trace_path, trace_reader_error(reader));
+            break;
+        }
+        if (!has_request)
+            break;
+        status = replay_request(replay, request.hashes, request.count);
+        if (status != KVBM_OK) {
+            fprintf(stderr, "kvbm-replay: line %zu: %s\n", request.line, kvbm_status_str(status));
+            break;
+        }
+        requests++;
+        if (options->progress && size > 0 && requests % 64 == 0)
+            draw_progress((double)trace_reader_offset(reader) / size, requests);
+    }
+    if (options->progress && status == KVBM_OK) {
+        draw_progress(1.0, requests);
+        fputc('\n', stderr);
+    }
+    trace_reader_close(reader);
+    return status;
+}
+
+kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded, run_result_t *result_out)
+{
+    double start = wall_now_s();
+    bool belady = strcmp(options->policy, REPLAY_BELADY) == 0;
+    const char *g2_name = options->g2_policy != NULL ? options->g2_policy : options->policy;
+    replay_config_t config = {
+        .g1_blocks = options->g1_blocks,
+        .g2_blocks = options->g2_blocks,
+        .g1_policy = run_find_policy(options->policy),
+        .g2_policy = run_find_policy(g2_name),
+        .policy_config = KVBM_POLICY_CONFIG_INIT,
+    };
+    if (config.g1_policy == NULL || config.g2_policy == NULL) {
+        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
+                config.g1_policy == NULL ? options->policy : g2_name);
+        return KVBM_ERR_INVALID_ARG;
+    }
+
+    /* The offline bound reads the whole trace first. */
+    trace_t own_trace = {0};
+    const trace_t *trace = loaded;
+    next_use_oracle_t *oracle = NULL;
+    kvbm_status_t status = KVBM_OK;
+    bool needs_oracle = belady || strcmp(g2_name, REPLAY_BELADY) == 0;
+    if (needs_oracle && trace == NULL) {
+        char error[300];
+        status = trace_load(options->trace_path, options->limit, &own_trace, error, sizeof(error));
+        if (status != KVBM_OK) {
+            fprintf(stderr, "kvbm-replay: %s: %s\n", options->trace_path, error);
+            return status;
+        }
+        trace = &own_trace;
+    }
+    if (needs_oracle) {
+        status = oracle_create(trace, &oracle);
+        if (status != KVBM_OK)
+            goto out_free_trace;
+        config.policy_config.next_use = oracle_next_use;
+        config.policy_config.next_use_ctx = oracle;
+    }
+
+    replay_t *replay = NULL;
+    status = replay_create(&config, &replay);
+    if (status != KVBM_OK) {
+        fprintf(stderr, "kvbm-replay: cannot create the managers: %s\n", kvbm_status_str(status));
+        goto out_destroy_oracle;
+    }
+    if (trace != NULL)
+        status = replay_loaded(replay, trace, options->limit, oracle, options->progress);
+    else
+        status = replay_streamed(replay, options);
+    if (status == KVBM_OK) {
+        replay_get_counts(replay, &result_out->counts);
+        result_out->wall_s = wall_now_s() - start;
+    }
+    replay_destroy(replay);
+out_destroy_oracle:
+    oracle_destroy(oracle);
+out_free_trace:
+    trace_free(&own_trace);
+    return status;
+}

@@ -1,0 +1,42 @@
+/*
+ * One replay run as the command line asks for it: picks the policies, builds
+ * the oracle when the belady bound needs it, streams or loads the trace, and
+ * reports the counts. Shared by the single-run and the sweep modes.
+ */
+#ifndef KVBM_REPLAY_RUN_H
+#define KVBM_REPLAY_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "replay.h"
+#include "trace.h"
+
+#define REPLAY_BELADY "belady"
+
+typedef struct run_options {
+    const char *trace_path;
+    uint32_t g1_blocks;
+    uint32_t g2_blocks;
+    const char *policy;    /* a built-in name or "belady" */
+    const char *g2_policy; /* NULL: same as policy */
+    size_t limit;          /* requests, 0 = all */
+    bool progress;         /* draw a progress bar on stderr */
+} run_options_t;
+
+typedef struct run_result {
+    replay_counts_t counts;
+    double wall_s;
+} run_result_t;
+
+/*
+ * Replays the trace at options->trace_path, or @p loaded when not NULL (the
+ * sweep loads once). Errors are printed to stderr with the reason.
+ */
+kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded, run_result_t *result_out);
+
+/* Resolves a policy name, "belady" included; NULL if unknown. */
+const kvbm_policy_ops_t *run_find_policy(const char *name);
+
+#endif /* KVBM_REPLAY_RUN_H */

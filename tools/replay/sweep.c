@@ -1,0 +1,136 @@
+/* Capacity sweep with CSV and a gnuplot PNG; see sweep.h. */
+#include "sweep.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SWEEP_MAX 64
+
+/* Splits a comma list in place into at most SWEEP_MAX items. */
+static size_t split_list(char *text, char **items)
+{
+    size_t count = 0;
+    for (char *save = NULL, *item = strtok_r(text, ",", &save); item != NULL && count < SWEEP_MAX;
+         item = strtok_r(NULL, ",", &save))
+        items[count++] = item;
+    return count;
+}
+
+static kvbm_status_t draw_plot(const char *csv_path, const char *plot_path, char **policies,
+                               size_t n_policies)
+{
+    FILE *gnuplot = popen("gnuplot", "w");
+    if (gnuplot == NULL)
+        return KVBM_ERR_IO;
+    fprintf(gnuplot,
+            "set terminal pngcairo size 900,560\n"
+            "set output '%s'\n"
+            "set datafile separator ','\n"
+            "set title 'kvbm-replay: hit rate against G1 capacity'\n"
+            "set xlabel 'G1 capacity (blocks)'\nset ylabel 'hit rate'\n"
+            "set logscale x\nset grid\nset key bottom right\n"
+            "plot ",
+            plot_path);
+    for (size_t p = 0; p < n_policies; p++)
+        fprintf(gnuplot, "%s'%s' using (strcol(2) eq '%s' ? $1 : NaN):4 skip 1 with linespoints title '%s'",
+                p > 0 ? ", " : "", csv_path, policies[p], policies[p]);
+    fprintf(gnuplot, "\n");
+    return pclose(gnuplot) == 0 ? KVBM_OK : KVBM_ERR_IO;
+}
+
+kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
+{
+    char capacity_text[1024], policy_text[1024];
+    snprintf(capacity_text, sizeof(capacity_text), "%s", sweep->capacities);
+    if (sweep->policies != NULL) {
+        snprintf(policy_text, sizeof(policy_text), "%s", sweep->policies);
+    } else {
+        policy_text[0] = '\0';
+        for (const char *const *name = kvbm_policy_names(); *name != NULL; name++) {
+            if (policy_text[0] != '\0')
+                strncat(policy_text, ",", sizeof(policy_text) - strlen(policy_text) - 1);
+            strncat(policy_text, *name, sizeof(policy_text) - strlen(policy_text) - 1);
+        }
+    }
+    char *capacity_items[SWEEP_MAX], *policies[SWEEP_MAX];
+    size_t n_capacities = split_list(capacity_text, capacity_items);
+    size_t n_policies = split_list(policy_text, policies);
+    uint32_t capacities[SWEEP_MAX];
+    for (size_t i = 0; i < n_capacities; i++) {
+        char *end = NULL;
+        unsigned long value = strtoul(capacity_items[i], &end, 10);
+        if (end == capacity_items[i] || *end != '\0' || value == 0 || value > UINT32_MAX) {
+            fprintf(stderr, "kvbm-replay: bad capacity '%s' in --sweep\n", capacity_items[i]);
+            return KVBM_ERR_INVALID_ARG;
+        }
+        capacities[i] = (uint32_t)value;
+    }
+    for (size_t p = 0; p < n_policies; p++) {
+        if (run_find_policy(policies[p]) == NULL) {
+            fprintf(stderr, "kvbm-replay: unknown policy '%s' in --policies\n", policies[p]);
+            return KVBM_ERR_INVALID_ARG;
+        }
+    }
+    if (n_capacities == 0 || n_policies == 0) {
+        fprintf(stderr, "kvbm-replay: --sweep needs capacities and policies\n");
+        return KVBM_ERR_INVALID_ARG;
+    }
+
+    trace_t trace;
+    char error[300];
+    kvbm_status_t status = trace_load(base->trace_path, base->limit, &trace, error, sizeof(error));
+    if (status != KVBM_OK) {
+        fprintf(stderr, "kvbm-replay: %s: %s\n", base->trace_path, error);
+        return status;
+    }
+    FILE *csv = fopen(sweep->csv_path, "w");
+    if (csv == NULL) {
+        fprintf(stderr, "kvbm-replay: cannot write %s\n", sweep->csv_path);
+        trace_free(&trace);
+        return KVBM_ERR_IO;
+    }
+    fprintf(csv, "g1_blocks,policy,g2_blocks,hit_rate,g1_hits,g2_hits,misses,g1_evictions,"
+                 "offloads,ns_per_block\n");
+    printf("%10s", "g1_blocks");
+    for (size_t p = 0; p < n_policies; p++)
+        printf(" %10s", policies[p]);
+    printf("\n");
+    for (size_t c = 0; c < n_capacities && status == KVBM_OK; c++) {
+        printf("%10u", capacities[c]);
+        for (size_t p = 0; p < n_policies; p++) {
+            run_options_t options = *base;
+            options.g1_blocks = capacities[c];
+            options.policy = policies[p];
+            options.g2_policy = NULL;
+            options.progress = false;
+            run_result_t result;
+            status = run_replay(&options, &trace, &result);
+            if (status != KVBM_OK)
+                break;
+            const replay_counts_t *r = &result.counts;
+            double rate = replay_hit_rate(r);
+            printf(" %10.4f", rate);
+            fflush(stdout);
+            fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", capacities[c], policies[p],
+                    options.g2_blocks, rate, (unsigned long long)r->g1_hits,
+                    (unsigned long long)r->g2_hits, (unsigned long long)r->misses,
+                    (unsigned long long)r->g1_evictions, (unsigned long long)r->offloads,
+                    r->blocks > 0 ? r->core_ns / (double)r->blocks : 0.0);
+        }
+        printf("\n");
+    }
+    fclose(csv);
+    trace_free(&trace);
+    if (status != KVBM_OK)
+        return status;
+    fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
+    if (sweep->plot_path != NULL && sweep->plot_path[0] != '\0') {
+        if (draw_plot(sweep->csv_path, sweep->plot_path, policies, n_policies) != KVBM_OK) {
+            fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
+            return KVBM_ERR_IO;
+        }
+        fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->plot_path);
+    }
+    return KVBM_OK;
+}
