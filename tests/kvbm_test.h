@@ -20,6 +20,15 @@
                      kvbm_status_name(expected));                                          \
     } while (0)
 
+/* cmocka 1.1 has no floating-point assert. */
+#define assert_near(actual, expected, tolerance)                                           \
+    do {                                                                                   \
+        double kvbm_test_a_ = (actual), kvbm_test_e_ = (expected);                         \
+        if (!(kvbm_test_a_ - kvbm_test_e_ <= (tolerance) &&                                \
+              kvbm_test_e_ - kvbm_test_a_ <= (tolerance)))                                 \
+            fail_msg("%s is %.6f, expected %.6f", #actual, kvbm_test_a_, kvbm_test_e_);    \
+    } while (0)
+
 static inline kvbm_manager_t *test_manager_new(uint32_t blocks, kvbm_duplication_t duplication,
                                                const kvbm_policy_ops_t *policy)
 {

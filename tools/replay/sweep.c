@@ -120,6 +120,7 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         }
         printf("\n");
     }
+    fflush(stdout);
     fclose(csv);
     trace_free(&trace);
     if (status != KVBM_OK)
