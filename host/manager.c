@@ -15,6 +15,9 @@
 
 _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
 
+/* How many hashes ahead batched lookups prefetch registry buckets. */
+#define PREFETCH_DISTANCE 4
+
 /* Events are gathered on the stack and handed to the sink in chunks, in order. */
 #define EVENT_CHUNK 64
 
@@ -327,7 +330,11 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
      * one fails, so a failure leaves the manager untouched. A block added here
      * is marked in_call; a hash repeated within the call is added once. */
     size_t added = 0;
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
+        kvbm__registry_prefetch(manager->registry, hashes[i]);
     for (; added < count; added++) {
+        if (added + PREFETCH_DISTANCE < count)
+            kvbm__registry_prefetch(manager->registry, hashes[added + PREFETCH_DISTANCE]);
         if (kvbm__registry_find(manager->registry, hashes[added]) != KVBM_BLOCK_NONE)
             continue;
         kvbm__block_t *block = &manager->blocks[ids[added]];
@@ -478,7 +485,11 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
         return KVBM_ERR_INVALID_ARG;
     manager_lock(manager);
     size_t matched = 0;
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
+        kvbm__registry_prefetch(manager->registry, hashes[i]);
     for (; matched < count; matched++) {
+        if (matched + PREFETCH_DISTANCE < count)
+            kvbm__registry_prefetch(manager->registry, hashes[matched + PREFETCH_DISTANCE]);
         uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
         if (id == KVBM_BLOCK_NONE)
             break;
