@@ -19,7 +19,7 @@
 #include "kvbm/status.h"
 
 #define KVBM__FREQ_SKETCH_ROWS 4
-#define KVBM__FREQ_SKETCH_MAX 15u
+#define KVBM__FREQ_SKETCH_MAX  15u
 /** Widest sketch init accepts (counters per row), to bound memory. */
 #define KVBM__FREQ_SKETCH_MAX_WIDTH (1u << 28)
 

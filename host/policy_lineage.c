@@ -38,19 +38,19 @@ enum { WHERE_NONE = 0, WHERE_LEAF = 1, WHERE_INTERIOR = 2 };
 
 /* A map value packs (inactive child count << 32 | first block carrying the hash). */
 #define NODE(children, first) (((uint64_t)(children) << 32) | (uint32_t)(first))
-#define NODE_CHILDREN(v) ((uint32_t)((v) >> 32))
-#define NODE_FIRST(v) ((uint32_t)(v))
+#define NODE_CHILDREN(v)      ((uint32_t)((v) >> 32))
+#define NODE_FIRST(v)         ((uint32_t)(v))
 
 typedef struct lineage_policy {
-    kvbm__block_links_t links;    /* leaf and interior lists */
-    kvbm__block_list_t leaves;    /* front = next victim */
-    kvbm__block_list_t interior;  /* blocks with inactive children */
-    kvbm__block_links_t same;     /* chains of blocks carrying one hash */
-    uint8_t *where;               /* capacity; WHERE_* */
-    uint64_t *seq_hash;           /* capacity */
-    uint64_t *parent_hash;        /* capacity; valid when has_parent */
-    uint8_t *has_parent;          /* capacity */
-    kvbm__u64_map_t nodes;        /* seq hash -> NODE(...) */
+    kvbm__block_links_t links;   /* leaf and interior lists */
+    kvbm__block_list_t leaves;   /* front = next victim */
+    kvbm__block_list_t interior; /* blocks with inactive children */
+    kvbm__block_links_t same;    /* chains of blocks carrying one hash */
+    uint8_t *where;              /* capacity; WHERE_* */
+    uint64_t *seq_hash;          /* capacity */
+    uint64_t *parent_hash;       /* capacity; valid when has_parent */
+    uint8_t *has_parent;         /* capacity */
+    kvbm__u64_map_t nodes;       /* seq hash -> NODE(...) */
 } lineage_policy_t;
 
 static void lineage_destroy(void *state)
@@ -87,8 +87,8 @@ static kvbm_status_t lineage_create(const kvbm_policy_config_t *config, uint32_t
     p->parent_hash = malloc(n * sizeof(uint64_t));
     p->has_parent = calloc(n, 1);
     if (p->links.prev == NULL || p->links.next == NULL || p->same.prev == NULL ||
-        p->same.next == NULL || p->where == NULL || p->seq_hash == NULL ||
-        p->parent_hash == NULL || p->has_parent == NULL)
+        p->same.next == NULL || p->where == NULL || p->seq_hash == NULL || p->parent_hash == NULL ||
+        p->has_parent == NULL)
         goto err_destroy;
     /* Each inactive block brings at most two hashes: its own and its parent's. */
     status = kvbm__u64_map_init(&p->nodes, 2 * n);

@@ -21,7 +21,7 @@
 #include "kvbm/policy.h"
 
 #define MULTI_LRU_LEVELS 4
-#define LEVEL_NONE 0xffu
+#define LEVEL_NONE       0xffu
 
 typedef struct multi_lru_policy {
     kvbm__block_links_t links;                   /* shared by all levels */

@@ -14,7 +14,7 @@
 #include "kvbm/policy.h"
 
 #define PRIORITY_LEVELS 101
-#define PRIORITY_NONE 0xffu
+#define PRIORITY_NONE   0xffu
 
 typedef struct priority_policy {
     kvbm__block_links_t links;

@@ -90,8 +90,8 @@ static kvbm_status_t s3fifo_create(const kvbm_policy_config_t *config, uint32_t 
     p->known = calloc(n, 1);
     p->hash = malloc(n * sizeof(uint64_t));
     p->ghost_ring = malloc((size_t)p->ghost_capacity * sizeof(uint64_t));
-    if (p->links.prev == NULL || p->links.next == NULL || p->queue == NULL ||
-        p->freq == NULL || p->known == NULL || p->hash == NULL || p->ghost_ring == NULL)
+    if (p->links.prev == NULL || p->links.next == NULL || p->queue == NULL || p->freq == NULL ||
+        p->known == NULL || p->hash == NULL || p->ghost_ring == NULL)
         goto err_destroy;
     status = kvbm__u64_map_init(&p->ghost, p->ghost_capacity);
     if (status != KVBM_OK)

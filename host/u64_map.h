@@ -24,10 +24,10 @@
 typedef struct kvbm__u64_map {
     uint64_t *keys;
     uint64_t *values;
-    uint8_t *used;     /* 1 where a slot holds an entry */
-    size_t mask;       /* slot count - 1; the slot count is a power of two */
-    size_t size;       /* live entries */
-    size_t max_size;   /* the most live entries init was sized for */
+    uint8_t *used;   /* 1 where a slot holds an entry */
+    size_t mask;     /* slot count - 1; the slot count is a power of two */
+    size_t size;     /* live entries */
+    size_t max_size; /* the most live entries init was sized for */
 } kvbm__u64_map_t;
 
 /**

@@ -111,8 +111,8 @@ static void assert_empty(policy_fixture_t *f)
     assert_int_equal(id, 12345); /* untouched on failure */
 }
 
-static const char *const all_policies[] = {"lru",      "multi-lru", "lineage",
-                                           "s3-fifo",  "priority",  "belady"};
+static const char *const all_policies[] = {"lru",     "multi-lru", "lineage",
+                                           "s3-fifo", "priority",  "belady"};
 #define N_POLICIES (sizeof(all_policies) / sizeof(all_policies[0]))
 
 /* ------------------------------------------------------------- registry */
@@ -238,8 +238,8 @@ static void test_sketch_aging_halves_counts(void **unused)
     assert_true(aged);
     assert_int_equal(s.additions, s.sample_size / 2);
     uint32_t after = kvbm__freq_sketch_estimate(&s, 7);
-    assert_true(after >= 6);                  /* at least half of the true 12 */
-    assert_true(after <= (before + 1) / 2);   /* halved, plus the last increment */
+    assert_true(after >= 6);                /* at least half of the true 12 */
+    assert_true(after <= (before + 1) / 2); /* halved, plus the last increment */
     kvbm__freq_sketch_fini(&s);
 }
 
@@ -669,14 +669,13 @@ static uint32_t rng_below(uint32_t n)
 }
 
 #define RAND_CAPACITY 48
-#define RAND_HASHES 40
+#define RAND_HASHES   40
 
 static kvbm_policy_entry_t random_entry(uint32_t id)
 {
     uint64_t hash = 1 + rng_below(RAND_HASHES);
     bool has_parent = rng_below(4) != 0;
-    return entry_of(id, hash, 1 + rng_below(RAND_HASHES), has_parent,
-                    (uint8_t)rng_below(101));
+    return entry_of(id, hash, 1 + rng_below(RAND_HASHES), has_parent, (uint8_t)rng_below(101));
 }
 
 static void random_run(const char *name, uint64_t seed, int steps)
@@ -736,11 +735,11 @@ static void random_run(const char *name, uint64_t seed, int steps)
     close_policy(&f);
 }
 
-#define RANDOM_TEST(fn, policy_name)                                                   \
-    static void fn(void **unused)                                                      \
-    {                                                                                  \
-        for (uint64_t seed = 1; seed <= 20; seed++)                                    \
-            random_run(policy_name, seed * 0x9e3779b97f4a7c15ULL, 5000);               \
+#define RANDOM_TEST(fn, policy_name)                                                               \
+    static void fn(void **unused)                                                                  \
+    {                                                                                              \
+        for (uint64_t seed = 1; seed <= 20; seed++)                                                \
+            random_run(policy_name, seed * 0x9e3779b97f4a7c15ULL, 5000);                           \
     }
 RANDOM_TEST(test_random_lru_matches_set_model, "lru")
 RANDOM_TEST(test_random_multi_lru_matches_set_model, "multi-lru")
@@ -764,8 +763,8 @@ static void test_random_lineage_never_evicts_a_parent_of_an_inactive_block(void 
             uint32_t op = rng_below(10);
             if (op < 5 && !present[id]) {
                 uint64_t hash = 2 + rng_below(RAND_HASHES);
-                entries[id] = entry_of(id, hash, 1 + rng_below((uint32_t)hash - 1), rng_below(5) != 0,
-                                       50);
+                entries[id] =
+                    entry_of(id, hash, 1 + rng_below((uint32_t)hash - 1), rng_below(5) != 0, 50);
                 f.ops->insert(f.state, &entries[id]);
                 present[id] = true;
             } else if (op < 7 && present[id]) {
