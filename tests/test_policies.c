@@ -112,7 +112,7 @@ static void assert_empty(policy_fixture_t *f)
 }
 
 static const char *const all_policies[] = {"lru",     "multi-lru", "lineage",
-                                           "s3-fifo", "priority",  "belady"};
+                                           "s3-fifo", "priority",  "belady", "slru"};
 #define N_POLICIES (sizeof(all_policies) / sizeof(all_policies[0]))
 
 /* ------------------------------------------------------------- registry */
@@ -143,6 +143,7 @@ static void test_registry_finds_every_policy_by_name(void **unused)
     assert_ptr_equal(kvbm_policy_find("s3-fifo"), kvbm_policy_s3fifo());
     assert_ptr_equal(kvbm_policy_find("priority"), kvbm_policy_priority());
     assert_ptr_equal(kvbm_policy_find("belady"), kvbm_policy_belady());
+    assert_ptr_equal(kvbm_policy_find("slru"), kvbm_policy_slru());
     assert_null(kvbm_policy_find("nope"));
     assert_null(kvbm_policy_find(NULL));
 }
@@ -747,6 +748,7 @@ RANDOM_TEST(test_random_lineage_matches_set_model, "lineage")
 RANDOM_TEST(test_random_s3fifo_matches_set_model, "s3-fifo")
 RANDOM_TEST(test_random_priority_matches_set_model, "priority")
 RANDOM_TEST(test_random_belady_matches_set_model, "belady")
+RANDOM_TEST(test_random_slru_matches_set_model, "slru")
 
 /* Lineage's rule on random forests without cycles: a popped block never has
  * an inactive child. Parents are always lower-numbered hashes here. */
@@ -820,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_random_s3fifo_matches_set_model),
         cmocka_unit_test(test_random_priority_matches_set_model),
         cmocka_unit_test(test_random_belady_matches_set_model),
+        cmocka_unit_test(test_random_slru_matches_set_model),
         cmocka_unit_test(test_random_lineage_never_evicts_a_parent_of_an_inactive_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -121,10 +121,17 @@ const kvbm_policy_ops_t *kvbm_policy_priority(void);
  * returns KVBM_ERR_INVALID_ARG without it). An offline bound for replays.
  */
 const kvbm_policy_ops_t *kvbm_policy_belady(void);
+/**
+ * "slru": segmented LRU with access counts remembered by hash across
+ * evictions (a ghost of 4 x capacity hashes). Victim: once-used deepest
+ * blocks of a release run, then once-used blocks, then reused blocks, each
+ * oldest release first.
+ */
+const kvbm_policy_ops_t *kvbm_policy_slru(void);
 
 /**
  * @brief Find a built-in policy by name ("lru", "multi-lru", "lineage",
- *        "s3-fifo", "priority", "belady"). Returns NULL when the
+ *        "s3-fifo", "priority", "belady", "slru"). Returns NULL when the
  *        name is unknown. Thread-safe.
  */
 const kvbm_policy_ops_t *kvbm_policy_find(const char *name);
