@@ -462,7 +462,7 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
         if (--block->refcount > 0)
             continue;
         manager->active_count--;
-        if (block->state == BLOCK_MUTABLE) {
+        if (block->state == BLOCK_MUTABLE || block->state == BLOCK_WITHDRAWN) {
             push_reset(manager, id);
         } else {
             kvbm_policy_entry_t entry = policy_entry_of(manager, id);
@@ -523,6 +523,38 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     manager->metrics.scan_blocks += found;
     manager_unlock(manager);
     *n_found_out = found;
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+{
+    if (manager == NULL || (count > 0 && ids == NULL))
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    for (size_t i = 0; i < count; i++) {
+        if (ids[i] >= manager->num_blocks) {
+            manager_unlock(manager);
+            return KVBM_ERR_OUT_OF_RANGE;
+        }
+    }
+    event_batch_t events = {.manager = manager};
+    for (size_t i = 0; i < count; i++) {
+        uint32_t id = ids[i];
+        kvbm__block_t *block = &manager->blocks[id];
+        if (block->state != BLOCK_REGISTERED)
+            continue;
+        unregister_block(manager, id);
+        event_batch_add(&events, KVBM_EVENT_REMOVED, id, block->seq_hash);
+        if (block->refcount == 0) {
+            manager->policy->remove(manager->policy_state, id);
+            manager->inactive_count--;
+            push_reset(manager, id);
+        } else {
+            block->state = BLOCK_WITHDRAWN;
+        }
+    }
+    event_batch_flush(&events);
+    manager_unlock(manager);
     return KVBM_OK;
 }
 
