@@ -16,9 +16,12 @@ typedef enum cache_batch_kind {
     BATCH_ONBOARD = 1, /* G2 -> G1 on the h2d stream */
 } cache_batch_kind_t;
 
-/* One batched copy in flight. Entry i copies g1_ids[i] <-> g2_ids[i] for
- * hashes[i]; an onboard batch copies only its first n_copy entries and
- * releases all n G2 blocks (last first) when processed. */
+/* One batched copy in flight.
+ * Offload: entry i (of n) copies G1 block g1_ids[i] into G2 block g2_ids[i]
+ * for hashes[i].
+ * Onboard: copies G2 block copy_g2[i] into G1 block g1_ids[i] for i < n_copy
+ * (the G2 hits not deduplicated by G1), and holds the n matched G2 blocks
+ * g2_ids (match order) until processed, then releases them last first. */
 typedef struct cache_batch {
     struct cache_batch *next; /* in-flight FIFO, submission order */
     cache_batch_kind_t kind;
@@ -30,6 +33,7 @@ typedef struct cache_batch {
     size_t n_copy;
     uint32_t *g1_ids;
     uint32_t *g2_ids;
+    uint32_t *copy_g2;
     uint64_t *hashes;
     uint8_t *poisoned;         /* offload entry reads a slab whose onboard failed */
 } cache_batch_t;
