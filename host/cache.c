@@ -195,14 +195,21 @@ static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const ui
     kvbm__cache_batch_unref(cache, batch);
 }
 
-/* Rule 2 for the engine stream, and the caller's ready fence. */
-static kvbm_status_t order_engine(kvbm_cache_t *cache, const cache_batch_t *offload,
+/*
+ * Rule 2 for the engine stream, and the caller's ready fence. A block handed
+ * out may still be read by an offload in flight, and not only one this call
+ * issued: a block evicted earlier can come back through the reset pool (a
+ * registration deduplicated it) before its offload has run. So the engine
+ * waits for the newest offload in flight, which on the in-order offload
+ * stream covers all of them.
+ */
+static kvbm_status_t order_engine(kvbm_cache_t *cache, bool handed_out,
                                   const cache_batch_t *onboard, kvbm_fence_t *ready)
 {
     bool reuse_order = !(cache->unsafe & KVBM__CACHE_UNSAFE_NO_REUSE_ORDER);
     kvbm_status_t status = KVBM_OK;
-    if (cache->engine != NULL && offload != NULL && reuse_order)
-        status = kvbm_stream_wait_fence(cache->engine, offload->fence);
+    if (cache->engine != NULL && handed_out && cache->last_offload != NULL && reuse_order)
+        status = kvbm_stream_wait_fence(cache->engine, cache->last_offload->fence);
     if (status == KVBM_OK && cache->engine != NULL && onboard != NULL)
         status = kvbm_stream_wait_fence(cache->engine, onboard->fence);
     if (status != KVBM_OK || ready == NULL)
@@ -272,7 +279,7 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
     cache_batch_t *offload = NULL;
     kvbm_status_t status = allocate_locked(cache, count, ids_out, &offload);
     if (status == KVBM_OK)
-        status = order_engine(cache, offload, NULL, ready);
+        status = order_engine(cache, count > 0, NULL, ready);
     pthread_mutex_unlock(&cache->lock);
     return status;
 }
@@ -359,7 +366,7 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
         onboard = onboard_locked(cache, hashes, k1, k2, g2_ids, fresh, ids_out);
     if (need > k2)
         memcpy(ids_out + k1 + k2, fresh + k2, sizeof(uint32_t) * (need - k2));
-    status = order_engine(cache, offload, onboard, ready);
+    status = order_engine(cache, need > 0, onboard, ready);
     free(g2_ids);
     free(fresh);
     result_out->g1 = k1;

@@ -29,7 +29,7 @@ kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind
     status = kvbm_fence_create(cache->backend, &batch->fence);
     if (status != KVBM_OK)
         goto err_free;
-    if (kind == BATCH_OFFLOAD && cache->engine != NULL) {
+    if (cache->engine != NULL) {
         status = kvbm_fence_create(cache->backend, &batch->engine_fence);
         if (status != KVBM_OK)
             goto err_free;
@@ -58,17 +58,27 @@ void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch)
     free(batch);
 }
 
+/* Rule 1: a batch touches G1 slabs only after the engine's work already
+ * enqueued, which may still be writing them: an offload reads slabs the
+ * engine filled, and an onboard writes slabs whose previous holder's writes
+ * may still be queued (a block freed by a deduplicated registration goes
+ * back to the reset pool while the engine is still writing it). */
+static kvbm_status_t wait_for_engine(kvbm_cache_t *cache, cache_batch_t *batch,
+                                     kvbm_stream_t *stream)
+{
+    if (cache->engine == NULL || (cache->unsafe & KVBM__CACHE_UNSAFE_NO_ENGINE_ORDER))
+        return KVBM_OK;
+    kvbm_status_t status = kvbm_fence_record(batch->engine_fence, cache->engine);
+    if (status == KVBM_OK)
+        status = kvbm_stream_wait_fence(stream, batch->engine_fence);
+    return status;
+}
+
 static kvbm_status_t submit_offload(kvbm_cache_t *cache, cache_batch_t *batch)
 {
-    kvbm_status_t status;
-    /* Rule 1: read the slabs only after the engine's work already enqueued. */
-    if (cache->engine != NULL && !(cache->unsafe & KVBM__CACHE_UNSAFE_NO_ENGINE_ORDER)) {
-        status = kvbm_fence_record(batch->engine_fence, cache->engine);
-        if (status == KVBM_OK)
-            status = kvbm_stream_wait_fence(cache->d2h, batch->engine_fence);
-        if (status != KVBM_OK)
-            return status;
-    }
+    kvbm_status_t status = wait_for_engine(cache, batch, cache->d2h);
+    if (status != KVBM_OK)
+        return status;
     /* A slab still being onboarded is read only after its data has landed.
      * (Only then: offloads do not queue behind unrelated onboards, so the
      * two directions overlap, and a G2 block being read by an onboard is
@@ -89,6 +99,9 @@ static kvbm_status_t submit_offload(kvbm_cache_t *cache, cache_batch_t *batch)
 
 static kvbm_status_t submit_onboard(kvbm_cache_t *cache, cache_batch_t *batch)
 {
+    kvbm_status_t engine_status = wait_for_engine(cache, batch, cache->h2d);
+    if (engine_status != KVBM_OK)
+        return engine_status;
     /* The new G1 blocks may be slabs just evicted: write them only after
      * their offload has read them. */
     if (cache->last_offload != NULL) {

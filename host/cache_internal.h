@@ -28,7 +28,7 @@ typedef struct cache_batch {
     uint64_t seq;
     int refs;                  /* the FIFO's, plus one per waiter; under cache lock */
     kvbm_fence_t *fence;       /* recorded after the copies */
-    kvbm_fence_t *engine_fence;/* offload: engine-stream record the copies waited on */
+    kvbm_fence_t *engine_fence;/* engine-stream record the copies waited on (rule 1) */
     size_t n;
     size_t n_copy;
     uint32_t *g1_ids;

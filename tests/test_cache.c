@@ -52,14 +52,20 @@ static void fixture_close(fixture_t *f)
     kvbm_backend_destroy(f->backend);
 }
 
-/* Computes one block for hash: allocate, engine write, register, release. */
+/* Computes one block for hash: allocate, engine write, register, release.
+ * The engine orders its write after the ready fence itself, as an engine
+ * that gave the cache no stream must. */
 static uint32_t compute_block(fixture_t *f, uint64_t hash)
 {
     uint32_t id, out;
-    assert_kvbm_ok(kvbm_cache_allocate(f->cache, 1, &id, NULL));
+    kvbm_fence_t *ready;
+    assert_kvbm_ok(kvbm_fence_create(f->backend, &ready));
+    assert_kvbm_ok(kvbm_cache_allocate(f->cache, 1, &id, ready));
+    assert_kvbm_ok(kvbm_stream_wait_fence(f->engine.stream, ready));
     assert_kvbm_ok(engine_write(&f->engine, f->cache, id, hash));
     assert_kvbm_ok(kvbm_cache_register(f->cache, &id, &hash, 1, NULL, &out));
     assert_kvbm_ok(engine_finish(&f->engine));
+    kvbm_fence_destroy(ready);
     assert_kvbm_ok(kvbm_cache_release(f->cache, &out, 1));
     return out;
 }
