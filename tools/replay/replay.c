@@ -8,28 +8,17 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-struct replay {
-    kvbm_manager_t *g1;
-    kvbm_manager_t *g2; /* NULL without a host tier */
-    uint32_t g1_blocks;
-    replay_counts_t counts;
-    /* Scratch, sized for the largest request so far. */
-    size_t scratch_capacity;
-    uint32_t *g1_ids;       /* matched then registered, in request order */
-    uint32_t *fresh_ids;    /* newly allocated G1 blocks */
-    uint32_t *g2_ids;       /* matched G2 blocks */
-    uint32_t *release_ids;  /* reversed order for release */
-    kvbm_evicted_t *evicted;
-};
+#include "replay_internal.h"
 
-static double now_ns(void)
+double replay__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
+
+#define now_ns replay__now_ns
 
 static kvbm_status_t make_manager(uint32_t blocks, const kvbm_policy_ops_t *policy,
                                   const kvbm_policy_config_t *policy_config, const char *name,
@@ -52,6 +41,15 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
     if (replay == NULL)
         return KVBM_ERR_NO_MEMORY;
     replay->g1_blocks = config->g1_blocks;
+    if (config->data_mode && config->g2_blocks > 0) {
+        kvbm_status_t data_status = replay__data_open(replay, config);
+        if (data_status != KVBM_OK) {
+            free(replay);
+            return data_status;
+        }
+        *replay_out = replay;
+        return KVBM_OK;
+    }
     kvbm_status_t status =
         make_manager(config->g1_blocks, config->g1_policy, &config->policy_config, "g1", &replay->g1);
     if (status != KVBM_OK)
@@ -76,8 +74,12 @@ void replay_destroy(replay_t *replay)
 {
     if (replay == NULL)
         return;
-    kvbm_manager_destroy(replay->g1);
-    kvbm_manager_destroy(replay->g2);
+    if (replay->cache != NULL) {
+        replay__data_close(replay);
+    } else {
+        kvbm_manager_destroy(replay->g1);
+        kvbm_manager_destroy(replay->g2);
+    }
     free(replay->g1_ids);
     free(replay->fresh_ids);
     free(replay->g2_ids);
@@ -86,7 +88,7 @@ void replay_destroy(replay_t *replay)
     free(replay);
 }
 
-static kvbm_status_t ensure_scratch(replay_t *replay, size_t count)
+kvbm_status_t replay__ensure_scratch(replay_t *replay, size_t count)
 {
     if (count <= replay->scratch_capacity)
         return KVBM_OK;
@@ -148,7 +150,9 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 {
     if (replay == NULL || (count > 0 && hashes == NULL))
         return KVBM_ERR_INVALID_ARG;
-    kvbm_status_t status = ensure_scratch(replay, count);
+    if (replay->cache != NULL)
+        return replay__data_request(replay, hashes, count);
+    kvbm_status_t status = replay__ensure_scratch(replay, count);
     if (status != KVBM_OK)
         return status;
     double start = now_ns();
@@ -229,6 +233,13 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out)
 {
     *counts_out = replay->counts;
+    if (replay->cache != NULL)
+        replay__data_counts(replay, counts_out);
+}
+
+const char *replay_backend_name(const replay_t *replay)
+{
+    return replay->cache != NULL ? kvbm_backend_name(replay->backend) : "logical";
 }
 
 double replay_hit_rate(const replay_counts_t *counts)

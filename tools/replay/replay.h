@@ -21,7 +21,10 @@ typedef struct replay_counts {
 #define REPLAY_COUNT_FIELD(name) uint64_t name;
     REPLAY_COUNTS_LIST(REPLAY_COUNT_FIELD)
 #undef REPLAY_COUNT_FIELD
-    double core_ns; /* time inside the replay steps (library calls) */
+    double core_ns;         /* time inside the replay steps (library calls, copy waits) */
+    uint64_t bytes_moved;   /* data mode: bytes copied G1->G2 and G2->G1 */
+    uint64_t wrong_blocks;  /* data mode with verify: served blocks with the wrong stamp */
+    uint64_t failed_copies; /* data mode */
 } replay_counts_t;
 
 typedef struct replay_config {
@@ -30,6 +33,12 @@ typedef struct replay_config {
     const kvbm_policy_ops_t *g1_policy;
     const kvbm_policy_ops_t *g2_policy;
     kvbm_policy_config_t policy_config; /* tuning, and the oracle for belady */
+    /* Data mode: run G1 and G2 through the tiered cache with real copies on
+     * a memory backend (needs g2_blocks > 0). */
+    bool data_mode;
+    kvbm_backend_kind_t backend_kind;
+    uint32_t block_kib; /* bytes per block / 1024 in data mode */
+    bool verify;        /* stamp blocks with their hash and check what is served */
 } replay_config_t;
 
 typedef struct replay replay_t;
@@ -42,6 +51,9 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 
 /* The counts so far. */
 void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out);
+
+/* "logical", or the memory backend's name in data mode. */
+const char *replay_backend_name(const replay_t *replay);
 
 /* hit_rate = (g1_hits + g2_hits) / blocks, 0 when no blocks. */
 double replay_hit_rate(const replay_counts_t *counts);
