@@ -1,0 +1,326 @@
+/*
+ * The NCCL transport: block bytes move with ncclSend/ncclRecv, every chunk of
+ * a transfer inside one ncclGroupStart/ncclGroupEnd, on the object's own CUDA
+ * stream. Control messages stay on the loopback sockets (host/xfer.c); the
+ * receiver posts its receives before it answers, the sender enqueues its sends
+ * after the answer, and both sides cut the bytes at the same places
+ * (message_based: the plan ends a chunk wherever either side's run ends), so
+ * every ncclSend meets an ncclRecv of the same size.
+ *
+ * The communicator is non-blocking (ncclConfig_t.blocking = 0): init and
+ * group launches are polled with a deadline, so a peer that never shows up
+ * becomes KVBM_ERR_TIMEOUT and the communicator is aborted, never a hang.
+ * After an abort every later transfer fails with KVBM_ERR_PEER.
+ *
+ * Compiled only when NCCL is found; not yet run on a GPU (see docs/TRANSFER.md).
+ */
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "xfer_internal.h"
+
+typedef struct nccl_state {
+    int device;
+    ncclComm_t comm;
+    bool owns_comm;
+    cudaStream_t stream;
+    /* Guards comm launches and waits, and dead: a communicator takes one
+     * group at a time (worker and service threads both use it). Leaf lock. */
+    pthread_mutex_t lock;
+    bool dead; /* aborted after a failure; under lock */
+} nccl_state_t;
+
+/* ------------------------------------------------------------ checking */
+
+/* The one checking path for NCCL results: logs once, maps to a status. */
+static kvbm_status_t nccl_check(ncclResult_t rc, const char *what, const char *file, int line)
+{
+    if (rc == ncclSuccess || rc == ncclInProgress)
+        return KVBM_OK;
+    kvbm__xfer_log("%s: %s (%s:%d)", what, ncclGetErrorString(rc), file, line);
+    switch (rc) {
+    case ncclRemoteError:
+        return KVBM_ERR_PEER;
+    case ncclInvalidArgument:
+    case ncclInvalidUsage:
+        return KVBM_ERR_INVALID_ARG;
+    default:
+        return KVBM_ERR_NCCL;
+    }
+}
+#define KVBM_NCCL_CHECK(call) nccl_check((call), #call, __FILE__, __LINE__)
+
+/* The one checking path for CUDA runtime results: clears the sticky error. */
+static kvbm_status_t cuda_check(cudaError_t err, const char *what, const char *file, int line)
+{
+    if (err == cudaSuccess)
+        return KVBM_OK;
+    (void)cudaGetLastError();
+    kvbm__xfer_log("%s: %s (%s:%d)", what, cudaGetErrorString(err), file, line);
+    switch (err) {
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+        return KVBM_ERR_NO_DEVICE;
+    case cudaErrorMemoryAllocation:
+        return KVBM_ERR_NO_MEMORY;
+    default:
+        return KVBM_ERR_DEVICE;
+    }
+}
+#define KVBM_CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void nap(void)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 20000};
+    nanosleep(&ts, NULL);
+}
+
+/* Polls a non-blocking communicator until its last call left ncclInProgress. */
+static kvbm_status_t comm_settle(ncclComm_t comm, uint64_t deadline)
+{
+    for (;;) {
+        ncclResult_t async = ncclSuccess;
+        kvbm_status_t status = KVBM_NCCL_CHECK(ncclCommGetAsyncError(comm, &async));
+        if (status != KVBM_OK)
+            return status;
+        if (async != ncclInProgress)
+            return KVBM_NCCL_CHECK(async);
+        if (now_ms() >= deadline)
+            return KVBM_ERR_TIMEOUT;
+        nap();
+    }
+}
+
+/* ------------------------------------------------------------ ops */
+
+static kvbm_status_t nccl_probe(void)
+{
+    int count = 0;
+    /* No logging here: "no GPU" is an answer, not an error. */
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return KVBM_ERR_NO_DEVICE;
+    }
+    return count > 0 ? KVBM_OK : KVBM_ERR_NO_DEVICE;
+}
+
+static kvbm_status_t nccl_make_blob(kvbm_xfer_t *xfer, uint8_t *blob, size_t capacity,
+                                    size_t *len_out)
+{
+    if (xfer->nccl_comm_in != NULL) {
+        *len_out = 0; /* the caller's communicator already joins the ranks */
+        return KVBM_OK;
+    }
+    ncclUniqueId id;
+    if (capacity < sizeof(id))
+        return KVBM_ERR_INTERNAL;
+    kvbm_status_t status = KVBM_NCCL_CHECK(ncclGetUniqueId(&id));
+    if (status != KVBM_OK)
+        return status;
+    memcpy(blob, &id, sizeof(id));
+    *len_out = sizeof(id);
+    return KVBM_OK;
+}
+
+static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t len)
+{
+    int count = 0;
+    kvbm_status_t status = KVBM_CUDA_CHECK(cudaGetDeviceCount(&count));
+    if (status != KVBM_OK)
+        return status;
+    nccl_state_t *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    st->device = xfer->cuda_device >= 0 ? xfer->cuda_device : xfer->rank % count;
+    if (pthread_mutex_init(&st->lock, NULL) != 0) {
+        status = KVBM_ERR_NO_MEMORY;
+        goto err_free;
+    }
+    status = KVBM_CUDA_CHECK(cudaSetDevice(st->device));
+    if (status != KVBM_OK)
+        goto err_mutex;
+
+    if (xfer->nccl_comm_in != NULL) {
+        int nranks = 0, rank = -1;
+        st->comm = (ncclComm_t)xfer->nccl_comm_in;
+        status = KVBM_NCCL_CHECK(ncclCommCount(st->comm, &nranks));
+        if (status == KVBM_OK)
+            status = KVBM_NCCL_CHECK(ncclCommUserRank(st->comm, &rank));
+        if (status == KVBM_OK && (nranks != xfer->size || rank != xfer->rank)) {
+            kvbm__xfer_log("communicator is rank %d of %d, config says %d of %d", rank, nranks,
+                           xfer->rank, xfer->size);
+            status = KVBM_ERR_INVALID_ARG;
+        }
+        if (status != KVBM_OK)
+            goto err_mutex;
+    } else {
+        ncclUniqueId id;
+        if (len != sizeof(id)) {
+            status = KVBM_ERR_PARSE;
+            goto err_mutex;
+        }
+        memcpy(&id, blob, sizeof(id));
+        ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+        config.blocking = 0;
+        status = KVBM_NCCL_CHECK(
+            ncclCommInitRankConfig(&st->comm, xfer->size, id, xfer->rank, &config));
+        if (status == KVBM_OK)
+            status = comm_settle(st->comm, now_ms() + xfer->timeout_ms);
+        if (status != KVBM_OK) {
+            if (st->comm != NULL)
+                (void)ncclCommAbort(st->comm);
+            goto err_mutex;
+        }
+        st->owns_comm = true;
+    }
+    status = KVBM_CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+    if (status != KVBM_OK)
+        goto err_comm;
+    xfer->transport_state = st;
+    return KVBM_OK;
+
+err_comm:
+    if (st->owns_comm)
+        (void)ncclCommDestroy(st->comm);
+err_mutex:
+    pthread_mutex_destroy(&st->lock);
+err_free:
+    free(st);
+    return status;
+}
+
+static void nccl_fini(kvbm_xfer_t *xfer)
+{
+    nccl_state_t *st = xfer->transport_state;
+    if (st == NULL)
+        return;
+    (void)cudaSetDevice(st->device);
+    (void)KVBM_CUDA_CHECK(cudaStreamDestroy(st->stream));
+    if (st->owns_comm) {
+        if (st->dead)
+            (void)ncclCommAbort(st->comm);
+        else
+            (void)KVBM_NCCL_CHECK(ncclCommDestroy(st->comm));
+    }
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+    xfer->transport_state = NULL;
+}
+
+/* One group of sends or receives for a plan, then wait for the stream. */
+static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_plan_t *plan,
+                               bool send)
+{
+    nccl_state_t *st = xfer->transport_state;
+    kvbm_status_t status = KVBM_OK;
+    pthread_mutex_lock(&st->lock);
+    if (st->dead) {
+        status = KVBM_ERR_PEER;
+        goto unlock;
+    }
+    uint64_t deadline = now_ms() + xfer->timeout_ms;
+    status = KVBM_CUDA_CHECK(cudaSetDevice(st->device));
+    if (status != KVBM_OK)
+        goto unlock;
+    status = KVBM_NCCL_CHECK(ncclGroupStart());
+    if (status != KVBM_OK)
+        goto unlock;
+    for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
+        const kvbm__xfer_chunk_t *c = &plan->chunks[i];
+        status = send ? KVBM_NCCL_CHECK(ncclSend(c->ptr, c->len, ncclUint8, peer, st->comm,
+                                                 st->stream))
+                      : KVBM_NCCL_CHECK(ncclRecv(c->ptr, c->len, ncclUint8, peer, st->comm,
+                                                 st->stream));
+    }
+    /* The group must be closed even after a failed enqueue. */
+    kvbm_status_t end = KVBM_NCCL_CHECK(ncclGroupEnd());
+    if (status == KVBM_OK)
+        status = end;
+    if (status == KVBM_OK)
+        status = comm_settle(st->comm, deadline);
+    while (status == KVBM_OK) {
+        cudaError_t q = cudaStreamQuery(st->stream);
+        if (q == cudaSuccess)
+            break;
+        if (q != cudaErrorNotReady) {
+            status = KVBM_CUDA_CHECK(q);
+            break;
+        }
+        ncclResult_t async = ncclSuccess;
+        status = KVBM_NCCL_CHECK(ncclCommGetAsyncError(st->comm, &async));
+        if (status == KVBM_OK && async != ncclSuccess && async != ncclInProgress)
+            status = KVBM_NCCL_CHECK(async);
+        if (status == KVBM_OK && now_ms() >= deadline) {
+            kvbm__xfer_log("NCCL %s with rank %d timed out after %u ms", send ? "send" : "recv",
+                           peer, xfer->timeout_ms);
+            status = KVBM_ERR_TIMEOUT;
+        }
+        if (status == KVBM_OK)
+            nap();
+    }
+    if (status != KVBM_OK) {
+        /* A half-done group cannot be cancelled: abort the communicator so
+         * the stream drains, and fail every later transfer. */
+        (void)ncclCommAbort(st->comm);
+        st->dead = true;
+        st->owns_comm = false; /* aborted: nothing left to destroy */
+    }
+unlock:
+    pthread_mutex_unlock(&st->lock);
+    return status;
+}
+
+static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+{
+    return nccl_move(xfer, peer, plan, true);
+}
+
+static kvbm_status_t nccl_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+{
+    return nccl_move(xfer, peer, plan, false);
+}
+
+static kvbm_status_t nccl_scratch_alloc(kvbm_xfer_t *xfer, size_t bytes, void **ptr_out)
+{
+    nccl_state_t *st = xfer->transport_state;
+    void *ptr = NULL;
+    kvbm_status_t status = KVBM_CUDA_CHECK(cudaSetDevice(st->device));
+    if (status == KVBM_OK)
+        status = KVBM_CUDA_CHECK(cudaMalloc(&ptr, bytes ? bytes : 1));
+    if (status == KVBM_OK)
+        *ptr_out = ptr;
+    return status;
+}
+
+static void nccl_scratch_free(kvbm_xfer_t *xfer, void *ptr)
+{
+    nccl_state_t *st = xfer->transport_state;
+    (void)cudaSetDevice(st->device);
+    (void)KVBM_CUDA_CHECK(cudaFree(ptr));
+}
+
+const kvbm__xfer_ops_t kvbm__xfer_nccl_ops = {
+    .name = "nccl",
+    .transport = KVBM_XFER_NCCL,
+    .mem_kind = KVBM_XFER_MEM_DEVICE,
+    .message_based = true,
+    .probe = nccl_probe,
+    .make_blob = nccl_make_blob,
+    .init = nccl_init,
+    .fini = nccl_fini,
+    .send = nccl_send,
+    .recv = nccl_recv,
+    .scratch_alloc = nccl_scratch_alloc,
+    .scratch_free = nccl_scratch_free,
+};
