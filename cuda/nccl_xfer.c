@@ -1,11 +1,12 @@
 /*
  * The NCCL transport: block bytes move with ncclSend/ncclRecv, every chunk of
  * a transfer inside one ncclGroupStart/ncclGroupEnd, on the object's own CUDA
- * stream. Control messages stay on the loopback sockets (host/xfer.c); the
- * receiver posts its receives before it answers, the sender enqueues its sends
- * after the answer, and both sides cut the bytes at the same places
- * (message_based: the plan ends a chunk wherever either side's run ends), so
- * every ncclSend meets an ncclRecv of the same size.
+ * stream. Control messages stay on the loopback sockets (host/xfer.c). Both
+ * sides cut the bytes at the same places (message_based: the plan ends a
+ * chunk wherever either side's run ends), so every ncclSend meets an ncclRecv
+ * of the same size. The receiver enqueues its group right after answering,
+ * the sender right after reading the answer; NCCL pairs them whichever
+ * comes first.
  *
  * The communicator is non-blocking (ncclConfig_t.blocking = 0): init and
  * group launches are polled with a deadline, so a peer that never shows up
