@@ -86,8 +86,8 @@ static kvbm_status_t plan_blocks(const kvbm_xfer_t *xfer, int peer, const uint32
 {
     kvbm__xfer_geom_t local = local_geom(xfer);
     kvbm__xfer_geom_t remote = remote_geom(xfer, peer);
-    return kvbm__xfer_plan_build(&local, local_ids, xfer->ops->message_based ? &remote : NULL,
-                                 remote_ids, n, plan);
+    return kvbm__xfer_plan_build(&local, local_ids, &remote, remote_ids, n,
+                                 xfer->ops->message_based, plan);
 }
 
 static bool ids_below(const uint32_t *ids, size_t n, uint32_t bound)
@@ -609,7 +609,7 @@ static kvbm_status_t check_config(const kvbm_xfer_config_t *config,
     const kvbm_xfer_memory_t *mem = &config->memory;
     if (mem->kind != ops->mem_kind || mem->num_blocks == 0 || mem->region_count == 0 ||
         mem->region_count > KVBM_XFER_MAX_REGIONS || mem->region_bytes == 0 ||
-        mem->block_stride == 0 || mem->region_base == NULL)
+        mem->block_stride < mem->region_bytes || mem->region_base == NULL)
         return KVBM_ERR_INVALID_ARG;
     for (uint32_t r = 0; r < mem->region_count; r++)
         if (mem->region_base[r] == NULL)

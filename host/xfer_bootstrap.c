@@ -79,22 +79,28 @@ static uint32_t remaining_ms(uint64_t deadline)
     return now >= deadline ? 0 : (uint32_t)(deadline - now);
 }
 
-/* Whether @p other may exchange blocks with @p self; logs why not. */
-static bool desc_compatible(const kvbm__wire_desc_t *self, const kvbm__wire_desc_t *other)
+/*
+ * Whether ranks @p a and @p b may exchange blocks: same size and transport,
+ * same geometry key, same bytes per block, and region sizes that divide one
+ * another (so the finer one is a whole unit of the coarser). Logs why not.
+ */
+static bool desc_compatible(const kvbm__wire_desc_t *a, const kvbm__wire_desc_t *b)
 {
-    if (other->size != self->size || other->transport != self->transport) {
-        kvbm__xfer_log("rank %d refused: size %d transport %u, rank 0 has size %d transport %u",
-                       other->rank, other->size, other->transport, self->size, self->transport);
+    if (a->size != b->size || a->transport != b->transport || a->mem_kind != b->mem_kind) {
+        kvbm__xfer_log("ranks %d and %d refused: size %d/%d, transport %u/%u", a->rank, b->rank,
+                       a->size, b->size, a->transport, b->transport);
         return false;
     }
-    if (other->region_count != self->region_count || other->region_bytes != self->region_bytes ||
-        other->layout_key != self->layout_key || other->mem_kind != self->mem_kind) {
-        kvbm__xfer_log("rank %d refused: layout %u x %llu B key %llx, rank 0 has %u x %llu B "
-                       "key %llx",
-                       other->rank, other->region_count, (unsigned long long)other->region_bytes,
-                       (unsigned long long)other->layout_key, self->region_count,
-                       (unsigned long long)self->region_bytes,
-                       (unsigned long long)self->layout_key);
+    uint64_t lo = a->region_bytes < b->region_bytes ? a->region_bytes : b->region_bytes;
+    uint64_t hi = a->region_bytes < b->region_bytes ? b->region_bytes : a->region_bytes;
+    if (a->layout_key != b->layout_key ||
+        a->region_count * a->region_bytes != b->region_count * b->region_bytes || lo == 0 ||
+        hi % lo != 0) {
+        kvbm__xfer_log("ranks %d and %d refused: incompatible block layouts (%u x %llu B, key "
+                       "%llx) and (%u x %llu B, key %llx)",
+                       a->rank, b->rank, a->region_count, (unsigned long long)a->region_bytes,
+                       (unsigned long long)a->layout_key, b->region_count,
+                       (unsigned long long)b->region_bytes, (unsigned long long)b->layout_key);
         return false;
     }
     return true;
@@ -126,9 +132,12 @@ static kvbm_status_t gather_root(kvbm_xfer_t *xfer, int rv_fd, uint8_t *blob, si
         }
         xfer->boot_fds[desc.rank] = fd;
         xfer->descs[desc.rank] = desc;
-        if (!desc_compatible(&xfer->descs[0], &desc))
-            verdict = KVBM_ERR_INCOMPATIBLE;
     }
+    /* Every pair, not only against rank 0: divisibility is not transitive. */
+    for (int a = 0; a < xfer->size && verdict == KVBM_OK; a++)
+        for (int b = a + 1; b < xfer->size && verdict == KVBM_OK; b++)
+            if (!desc_compatible(&xfer->descs[a], &xfer->descs[b]))
+                verdict = KVBM_ERR_INCOMPATIBLE;
     *blob_len = 0;
     if (verdict == KVBM_OK)
         verdict = xfer->ops->make_blob(xfer, blob, KVBM__BLOB_MAX, blob_len);

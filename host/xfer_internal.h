@@ -90,15 +90,16 @@ typedef struct kvbm__xfer_plan {
 } kvbm__xfer_plan_t;
 
 /*
- * Chunks of a transfer of n blocks in stream order (region-major: region 0 of
- * every block, then region 1, ...). Runs of consecutive ids coalesce when
- * block_stride == region_bytes. With @p remote, a chunk also ends wherever the
- * remote side's run ends, so both sides of a message-based transport (NCCL)
- * compute matching send/recv sizes. Frees nothing on failure.
+ * Pieces of this side of a transfer of n blocks, in stream order (see
+ * xfer_plan.c). @p remote is the other side's shape (no region_base needed).
+ * With @p message_based, pieces end wherever either side's would, by a rule
+ * both sides evaluate alike. Sets *plan_out only on success.
  */
 kvbm_status_t kvbm__xfer_plan_build(const kvbm__xfer_geom_t *local, const uint32_t *local_ids,
                                     const kvbm__xfer_geom_t *remote, const uint32_t *remote_ids,
-                                    size_t n, kvbm__xfer_plan_t *plan_out);
+                                    size_t n, bool message_based, kvbm__xfer_plan_t *plan_out);
+/* The stream unit between two sides: the smaller region size. */
+size_t kvbm__xfer_unit_bytes(const kvbm__xfer_geom_t *a, const kvbm__xfer_geom_t *b);
 void kvbm__xfer_plan_free(kvbm__xfer_plan_t *plan);
 
 /* ------------------------------------------------------------ transports */

@@ -1,48 +1,71 @@
 /*
- * Transfer plans: the contiguous pieces of a block transfer, in stream order.
+ * Transfer plans: the contiguous pieces of a block transfer on one side, in
+ * stream order.
  *
- * The stream is region-major: region 0 of every block in list order, then
- * region 1, and so on. For a layer-separate slab (one region per layer) this
- * puts a layer's blocks next to each other, so a run of consecutive block ids
- * is one piece of memory; for a fully contiguous slab (one region per block)
- * the same holds for the whole block.
+ * A block's bytes, in canonical (layer, outer, ...) order, are the
+ * concatenation of its regions. The two sides of a transfer may cut a block
+ * into different regions (a fully contiguous slab has one region per block, a
+ * layer-separate one a region per layer); the stream uses the finer cut as
+ * its unit and is unit-major: unit 0 of every block in list order, then unit
+ * 1, and so on. A layer-separate slab thus sends a run of consecutive block
+ * ids of one layer as one piece.
+ *
+ * For a byte-stream transport (sockets) pieces merge wherever this side's
+ * addresses touch. For a message-based one (NCCL) both sides must cut at the
+ * same places, so merging follows a rule each side can evaluate for both:
+ * unit u of list entry i continues entry i-1 when both ids are consecutive on
+ * both sides and each side's block stride equals the unit.
  */
 #include <stdlib.h>
 
 #include "xfer_internal.h"
 
-/* Whether block i (i > 0) continues the run of block i-1 within a region. */
-static bool continues(const kvbm__xfer_geom_t *geom, const uint32_t *ids, size_t i)
+size_t kvbm__xfer_unit_bytes(const kvbm__xfer_geom_t *a, const kvbm__xfer_geom_t *b)
 {
-    return geom->block_stride == geom->region_bytes && ids[i] == ids[i - 1] + 1u;
+    return a->region_bytes < b->region_bytes ? a->region_bytes : b->region_bytes;
+}
+
+static bool rule_continues(const kvbm__xfer_geom_t *geom, const uint32_t *ids, size_t i,
+                           size_t unit)
+{
+    return i > 0 && geom->block_stride == unit && ids[i] == ids[i - 1] + 1u;
 }
 
 kvbm_status_t kvbm__xfer_plan_build(const kvbm__xfer_geom_t *local, const uint32_t *local_ids,
                                     const kvbm__xfer_geom_t *remote, const uint32_t *remote_ids,
-                                    size_t n, kvbm__xfer_plan_t *plan_out)
+                                    size_t n, bool message_based, kvbm__xfer_plan_t *plan_out)
 {
     if (n == 0 || local->region_count == 0)
         return KVBM_ERR_INVALID_ARG;
-    if (n > SIZE_MAX / local->region_count)
+    size_t unit = kvbm__xfer_unit_bytes(local, remote);
+    size_t per_region = local->region_bytes / unit; /* checked compatible at bootstrap */
+    size_t units = (size_t)local->region_count * per_region;
+    if (units == 0 || n > SIZE_MAX / sizeof(kvbm__xfer_chunk_t) / units)
         return KVBM_ERR_OVERFLOW;
-    kvbm__xfer_chunk_t *chunks = malloc(n * local->region_count * sizeof(*chunks));
+    kvbm__xfer_chunk_t *chunks = malloc(n * units * sizeof(*chunks));
     if (chunks == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t count = 0, bytes = 0;
-    for (uint32_t r = 0; r < local->region_count; r++) {
-        char *base = local->region_base[r];
+    for (size_t u = 0; u < units; u++) {
+        char *base = (char *)local->region_base[u / per_region] + (u % per_region) * unit;
         for (size_t i = 0; i < n; i++) {
             char *ptr = base + (size_t)local_ids[i] * local->block_stride;
-            bool join = i > 0 && continues(local, local_ids, i) &&
-                        (remote == NULL || continues(remote, remote_ids, i));
+            bool join;
+            if (count == 0)
+                join = false;
+            else if (message_based)
+                join = rule_continues(local, local_ids, i, unit) &&
+                       rule_continues(remote, remote_ids, i, unit);
+            else
+                join = (char *)chunks[count - 1].ptr + chunks[count - 1].len == ptr;
             if (join) {
-                chunks[count - 1].len += local->region_bytes;
+                chunks[count - 1].len += unit;
             } else {
                 chunks[count].ptr = ptr;
-                chunks[count].len = local->region_bytes;
+                chunks[count].len = unit;
                 count++;
             }
-            bytes += local->region_bytes;
+            bytes += unit;
         }
     }
     plan_out->chunks = chunks;

@@ -73,25 +73,30 @@ typedef enum kvbm_xfer_mem_kind {
 
 /**
  * Where the bytes of a block live. Block @c b is @c region_count contiguous
- * regions of @c region_bytes each; region @c r of block @c b starts at
- * `region_base[r] + b * block_stride`. This covers a fully contiguous slab
- * (one region, stride = block size) and a layer-separate one (one region per
- * layer, base = that layer's slab). The bytes travel region by region (all
- * blocks' region 0, then region 1, ...), so runs of consecutive block ids
- * coalesce into one send when `block_stride == region_bytes`.
+ * regions of @c region_bytes each, which concatenated in order are the
+ * block's bytes in canonical (layer, outer, token, inner) order; region @c r
+ * of block @c b starts at `region_base[r] + b * block_stride`.
+ *
+ * This covers a fully contiguous slab (one region, stride = padded block
+ * size) and a layer-separate one (one region per layer or per (layer, outer)
+ * plane, base = that plane, stride = its per-block size). Two ranks are
+ * compatible when layout_key and the bytes per block are equal and one
+ * region size divides the other, so blocks move between the two
+ * arrangements unit for unit. On the wire the finer region size is the
+ * unit and the bytes go unit-major (unit 0 of every block, then unit 1, ...),
+ * so a run of consecutive block ids in a layer-separate slab is one piece.
  */
 typedef struct kvbm_xfer_memory {
     kvbm_xfer_mem_kind_t kind;
     uint32_t num_blocks;       /**< blocks in the slab; >= the manager's count */
     uint32_t region_count;     /**< 1..KVBM_XFER_MAX_REGIONS */
     size_t region_bytes;       /**< > 0 */
-    size_t block_stride;       /**< distance between a region of block b and b+1 */
-    void *const *region_base;  /**< region_count pointers; not copied, must outlive the object */
+    size_t block_stride;       /**< >= region_bytes */
+    void *const *region_base;  /**< region_count pointers; copied at create */
     /**
      * Compatibility key of the block geometry (layers, outer dim, tokens per
-     * block, inner size, element size, ...). Two ranks are compatible when
-     * region_count, region_bytes and layout_key are all equal. 0 is allowed
-     * and then only the sizes are compared.
+     * block, inner size, element size), e.g. a hash of them; equal keys mean
+     * equal geometry. 0 is allowed: then only the sizes are compared.
      */
     uint64_t layout_key;
 } kvbm_xfer_memory_t;
@@ -178,7 +183,8 @@ void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous);
  * @brief Join the other ranks: rendezvous, compare layouts, connect the mesh,
  *        start the worker and service threads. Blocks until all @c size ranks
  *        have joined or the timeout passes without progress.
- * @param[in]  config  copied (region_base, manager, rendezvous are borrowed).
+ * @param[in]  config  copied; the memory it describes, the manager and the
+ *                     rendezvous are borrowed and must outlive the object.
  * @param[out] xfer_out owned by the caller; kvbm_xfer_destroy.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_VERSION;
  *         KVBM_ERR_INCOMPATIBLE (some rank's memory geometry, size or
