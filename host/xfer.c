@@ -407,18 +407,19 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     if (status != KVBM_OK)
         goto release_dst;
 
-    /* Every byte arrived: register, tell the pusher, then drop our references
-     * so the blocks wait in the inactive pool for a match. */
+    /* Every byte arrived: register, tell the application, drop our
+     * references so the blocks wait in the inactive pool for a match, and
+     * only then tell the pusher, so its completion means all of that. */
     kvbm_register_opts_t opts = {.parent_hash = hdr->arg,
                                  .has_parent = (hdr->flags & 1u) != 0,
                                  .priority = (uint8_t)((hdr->flags >> 8) & 0xffu)};
     kvbm_status_t reg = kvbm_manager_register(xfer->manager, dst, hashes, n, &opts, dst);
-    kvbm__wire_hdr_init(&reply, KVBM__MSG_DONE, reg, (uint32_t)(reg == KVBM_OK ? n : 0));
-    status = kvbm__wire_send(fd, timeout, &reply, dst, reg == KVBM_OK ? n * sizeof(*dst) : 0, NULL,
-                             0);
     notify_arrival(xfer, peer, reg, n, reg == KVBM_OK ? hashes : NULL,
                    reg == KVBM_OK ? dst : NULL);
     release_reverse(xfer->manager, dst, n);
+    kvbm__wire_hdr_init(&reply, KVBM__MSG_DONE, reg, (uint32_t)(reg == KVBM_OK ? n : 0));
+    status = kvbm__wire_send(fd, timeout, &reply, dst, reg == KVBM_OK ? n * sizeof(*dst) : 0, NULL,
+                             0);
     goto free_arrays;
 
 release_dst:
