@@ -116,8 +116,10 @@ typedef struct kvbm_xfer_arrival {
  * Called on the service thread once per incoming push. On success the ids are
  * registered and referenced for the duration of the call (acquire them with
  * kvbm_manager_acquire to keep them); the references are released after it
- * returns. Must not call kvbm_xfer_destroy. Pointers are valid only during
- * the call.
+ * returns, and only then does the pusher's request complete. It blocks
+ * this rank's service thread (all incoming requests), so keep it short; it
+ * must not call kvbm_xfer_destroy or wait on requests to the pusher. Pointers
+ * are valid only during the call.
  */
 typedef void (*kvbm_xfer_arrival_fn)(void *ctx, const kvbm_xfer_arrival_t *arrival);
 
