@@ -1,0 +1,56 @@
+/*
+ * Internal: the table of function pointers each backend fills in, and the
+ * generic objects of backend.c that wrap a backend's private ones.
+ *
+ * The table is versioned like SQLite's VFS: fields are appended, never
+ * reordered. Every slot is filled; an operation a backend cannot do points at
+ * a stub returning KVBM_ERR_UNSUPPORTED. backend.c checks every argument
+ * before calling in, so the ops see only valid, same-backend objects.
+ *
+ * This header includes no CUDA header: the CUDA backend is reached only
+ * through kvbm__backend_cuda_ops(), compiled in with KVBM_HAVE_CUDA.
+ */
+#ifndef KVBM_BACKEND_OPS_H
+#define KVBM_BACKEND_OPS_H
+
+#include "kvbm/backend.h"
+
+#define KVBM_BACKEND_OPS_VERSION 1u
+
+typedef struct kvbm__backend_ops {
+    uint32_t version; /* KVBM_BACKEND_OPS_VERSION */
+    const char *name;
+    /* Open the backend. KVBM_ERR_NO_DEVICE when it cannot run here. */
+    kvbm_status_t (*open)(const kvbm_backend_config_t *config, void **state_out);
+    void (*close)(void *state);
+    /* Allocate / free a pool's memory; priv is the backend's bookkeeping. */
+    kvbm_status_t (*mem_alloc)(void *state, kvbm_mem_kind_t kind, size_t bytes, void **ptr_out,
+                               void **priv_out);
+    void (*mem_free)(void *state, kvbm_mem_kind_t kind, void *ptr, size_t bytes, void *priv);
+    kvbm_status_t (*stream_create)(void *state, void **stream_out);
+    kvbm_status_t (*stream_wrap)(void *state, void *native, void **stream_out);
+    /* Drains the stream, then frees it. */
+    void (*stream_destroy)(void *state, void *stream);
+    void *(*stream_native)(void *state, void *stream);
+    kvbm_status_t (*stream_hold)(void *state, void *stream, bool hold);
+    kvbm_status_t (*stream_wait_fence)(void *state, void *stream, void *fence);
+    kvbm_status_t (*fence_create)(void *state, void **fence_out);
+    void (*fence_destroy)(void *state, void *fence);
+    kvbm_status_t (*fence_record)(void *state, void *fence, void *stream);
+    kvbm_status_t (*fence_query)(void *state, void *fence);
+    kvbm_status_t (*fence_wait)(void *state, void *fence);
+    /*
+     * Enqueue a batch (n >= 1). The list is only valid during the call. When
+     * fail is true the backend must not copy and must report
+     * KVBM_ERR_COPY_FAILED through the next fence recorded on the stream.
+     */
+    kvbm_status_t (*copy_async)(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
+                                kvbm_copy_dir_t dir, bool fail);
+} kvbm__backend_ops_t;
+
+const kvbm__backend_ops_t *kvbm__backend_cpu_ops(void);
+#if defined(KVBM_HAVE_CUDA) && KVBM_HAVE_CUDA
+const kvbm__backend_ops_t *kvbm__backend_cuda_ops(void);
+#endif
+
+#endif /* KVBM_BACKEND_OPS_H */

@@ -1,0 +1,207 @@
+/* Layout arithmetic: every size is computed once, overflow-checked, at create. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvbm/layout.h"
+
+struct kvbm_layout {
+    kvbm_layout_config_t config;
+    size_t chunk;        /* one (block, layer, outer) chunk */
+    size_t region_bytes; /* bytes of each region of a block */
+    size_t n_regions;    /* regions per block */
+    /* Fully contiguous: offset = b*block_stride + (l*O + o)*chunk.
+     * Layer separate, outer contiguous: l*layer_stride + b*block_stride + o*chunk.
+     * Layer separate, outer apart: l*layer_stride + o*plane_stride + b*block_stride. */
+    size_t block_stride;
+    size_t layer_stride;
+    size_t plane_stride;
+    size_t total;
+};
+
+static int mul_ok(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+static int round_up_ok(size_t v, size_t align, size_t *out)
+{
+    size_t sum;
+    if (__builtin_add_overflow(v, align - 1, &sum))
+        return 0;
+    *out = sum & ~(align - 1);
+    return 1;
+}
+
+kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout_t **layout_out)
+{
+    if (config == NULL || layout_out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    if (config->struct_size != sizeof(*config) || config->version != KVBM_LAYOUT_CONFIG_VERSION)
+        return KVBM_ERR_VERSION;
+    const kvbm_layout_config_t *c = config;
+    if (c->num_blocks == 0 || c->num_layers == 0 || c->outer_dim == 0 ||
+        c->tokens_per_block == 0 || c->inner_dim == 0 || c->elem_size == 0)
+        return KVBM_ERR_INVALID_ARG;
+    if (c->alignment == 0 || (c->alignment & (c->alignment - 1)) != 0)
+        return KVBM_ERR_INVALID_ARG;
+    if (c->kind != KVBM_LAYOUT_FULLY_CONTIGUOUS && c->kind != KVBM_LAYOUT_LAYER_SEPARATE)
+        return KVBM_ERR_INVALID_ARG;
+
+    kvbm_layout_t l;
+    memset(&l, 0, sizeof(l));
+    l.config = *c;
+    size_t t;
+    if (!mul_ok(c->tokens_per_block, c->inner_dim, &t) || !mul_ok(t, c->elem_size, &l.chunk))
+        return KVBM_ERR_OVERFLOW;
+    size_t lo; /* chunks per block */
+    if (!mul_ok(c->num_layers, c->outer_dim, &lo))
+        return KVBM_ERR_OVERFLOW;
+
+    if (c->kind == KVBM_LAYOUT_FULLY_CONTIGUOUS) {
+        l.n_regions = 1;
+        if (!mul_ok(lo, l.chunk, &l.region_bytes) ||
+            !round_up_ok(l.region_bytes, c->alignment, &l.block_stride) ||
+            !mul_ok(l.block_stride, c->num_blocks, &l.total))
+            return KVBM_ERR_OVERFLOW;
+        l.layer_stride = l.chunk * c->outer_dim;
+        l.plane_stride = l.chunk;
+    } else if (c->outer_contiguous) {
+        l.n_regions = c->num_layers;
+        if (!mul_ok(l.chunk, c->outer_dim, &l.region_bytes) ||
+            !round_up_ok(l.region_bytes, c->alignment, &l.block_stride) ||
+            !mul_ok(l.block_stride, c->num_blocks, &l.layer_stride) ||
+            !mul_ok(l.layer_stride, c->num_layers, &l.total))
+            return KVBM_ERR_OVERFLOW;
+        l.plane_stride = l.chunk;
+    } else {
+        l.n_regions = lo;
+        l.region_bytes = l.chunk;
+        if (!round_up_ok(l.chunk, c->alignment, &l.block_stride) ||
+            !mul_ok(l.block_stride, c->num_blocks, &l.plane_stride) ||
+            !mul_ok(l.plane_stride, c->outer_dim, &l.layer_stride) ||
+            !mul_ok(l.layer_stride, c->num_layers, &l.total))
+            return KVBM_ERR_OVERFLOW;
+    }
+    /* Data bytes of a block must fit too (used by callers to size buffers). */
+    size_t block_bytes;
+    if (!mul_ok(lo, l.chunk, &block_bytes))
+        return KVBM_ERR_OVERFLOW;
+
+    kvbm_layout_t *out = malloc(sizeof(*out));
+    if (out == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    *out = l;
+    *layout_out = out;
+    return KVBM_OK;
+}
+
+void kvbm_layout_destroy(kvbm_layout_t *layout)
+{
+    free(layout);
+}
+
+const kvbm_layout_config_t *kvbm_layout_config(const kvbm_layout_t *layout)
+{
+    return &layout->config;
+}
+
+size_t kvbm_layout_total_bytes(const kvbm_layout_t *layout)
+{
+    return layout->total;
+}
+
+size_t kvbm_layout_chunk_bytes(const kvbm_layout_t *layout)
+{
+    return layout->chunk;
+}
+
+size_t kvbm_layout_block_bytes(const kvbm_layout_t *layout)
+{
+    return layout->region_bytes * layout->n_regions;
+}
+
+size_t kvbm_layout_regions_per_block(const kvbm_layout_t *layout)
+{
+    return layout->n_regions;
+}
+
+/* Offset of a chunk whose indices are already checked. */
+static size_t chunk_offset(const kvbm_layout_t *l, uint32_t b, uint32_t layer, uint32_t o)
+{
+    const kvbm_layout_config_t *c = &l->config;
+    if (c->kind == KVBM_LAYOUT_FULLY_CONTIGUOUS)
+        return (size_t)b * l->block_stride + ((size_t)layer * c->outer_dim + o) * l->chunk;
+    if (c->outer_contiguous)
+        return (size_t)layer * l->layer_stride + (size_t)b * l->block_stride + (size_t)o * l->chunk;
+    return (size_t)layer * l->layer_stride + (size_t)o * l->plane_stride +
+           (size_t)b * l->block_stride;
+}
+
+kvbm_status_t kvbm_layout_offset(const kvbm_layout_t *layout, uint32_t block, uint32_t layer,
+                                 uint32_t outer, size_t *offset_out)
+{
+    if (layout == NULL || offset_out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    const kvbm_layout_config_t *c = &layout->config;
+    if (block >= c->num_blocks || layer >= c->num_layers || outer >= c->outer_dim)
+        return KVBM_ERR_OUT_OF_RANGE;
+    *offset_out = chunk_offset(layout, block, layer, outer);
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_layout_address(const kvbm_layout_t *layout, void *base, uint32_t block,
+                                  uint32_t layer, uint32_t outer, void **addr_out)
+{
+    if (base == NULL || addr_out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    size_t off;
+    kvbm_status_t st = kvbm_layout_offset(layout, block, layer, outer, &off);
+    if (st != KVBM_OK)
+        return st;
+    *addr_out = (char *)base + off;
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_layout_block_regions(const kvbm_layout_t *layout, uint32_t block,
+                                        kvbm_region_t *regions, size_t capacity,
+                                        size_t *count_out)
+{
+    if (layout == NULL || regions == NULL || count_out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    const kvbm_layout_config_t *c = &layout->config;
+    if (block >= c->num_blocks)
+        return KVBM_ERR_OUT_OF_RANGE;
+    if (capacity < layout->n_regions)
+        return KVBM_ERR_INVALID_ARG;
+    if (c->kind == KVBM_LAYOUT_FULLY_CONTIGUOUS) {
+        regions[0].offset = chunk_offset(layout, block, 0, 0);
+        regions[0].bytes = layout->region_bytes;
+    } else if (c->outer_contiguous) {
+        for (uint32_t l = 0; l < c->num_layers; l++) {
+            regions[l].offset = chunk_offset(layout, block, l, 0);
+            regions[l].bytes = layout->region_bytes;
+        }
+    } else {
+        size_t i = 0;
+        for (uint32_t l = 0; l < c->num_layers; l++) {
+            for (uint32_t o = 0; o < c->outer_dim; o++, i++) {
+                regions[i].offset = chunk_offset(layout, block, l, o);
+                regions[i].bytes = layout->region_bytes;
+            }
+        }
+    }
+    *count_out = layout->n_regions;
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_layout_compatible(const kvbm_layout_t *a, const kvbm_layout_t *b)
+{
+    if (a == NULL || b == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    const kvbm_layout_config_t *x = &a->config, *y = &b->config;
+    if (x->num_layers != y->num_layers || x->outer_dim != y->outer_dim ||
+        x->tokens_per_block != y->tokens_per_block || x->inner_dim != y->inner_dim ||
+        x->elem_size != y->elem_size)
+        return KVBM_ERR_INCOMPATIBLE;
+    return KVBM_OK;
+}
