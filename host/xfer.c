@@ -582,6 +582,25 @@ free_arrays:
 
 /* ------------------------------------------------------------ create/destroy */
 
+static kvbm_status_t check_memory(const kvbm_xfer_memory_t *mem, const kvbm__xfer_ops_t *ops,
+                                  kvbm_manager_t *manager)
+{
+    if (mem->kind != ops->mem_kind || mem->num_blocks == 0 || mem->region_count == 0 ||
+        mem->region_count > KVBM_XFER_MAX_REGIONS || mem->region_bytes == 0 ||
+        mem->block_stride < mem->region_bytes || mem->region_base == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    for (uint32_t r = 0; r < mem->region_count; r++)
+        if (mem->region_base[r] == NULL)
+            return KVBM_ERR_INVALID_ARG;
+    if ((size_t)mem->num_blocks > SIZE_MAX / mem->block_stride)
+        return KVBM_ERR_OVERFLOW;
+    kvbm_pool_counts_t counts;
+    kvbm_manager_counts(manager, &counts);
+    if (counts.total > mem->num_blocks)
+        return KVBM_ERR_INVALID_ARG; /* the manager's ids must index the slab */
+    return KVBM_OK;
+}
+
 static kvbm_status_t check_config(const kvbm_xfer_config_t *config,
                                   const kvbm__xfer_ops_t **ops_out)
 {
@@ -607,20 +626,13 @@ static kvbm_status_t check_config(const kvbm_xfer_config_t *config,
         return KVBM_ERR_INVALID_ARG;
     if (config->size > 1 && config->rank != 0 && config->rendezvous_port == 0)
         return KVBM_ERR_INVALID_ARG;
-    const kvbm_xfer_memory_t *mem = &config->memory;
-    if (mem->kind != ops->mem_kind || mem->num_blocks == 0 || mem->region_count == 0 ||
-        mem->region_count > KVBM_XFER_MAX_REGIONS || mem->region_bytes == 0 ||
-        mem->block_stride < mem->region_bytes || mem->region_base == NULL)
+    if (config->layout != NULL && config->layout_base == NULL)
         return KVBM_ERR_INVALID_ARG;
-    for (uint32_t r = 0; r < mem->region_count; r++)
-        if (mem->region_base[r] == NULL)
-            return KVBM_ERR_INVALID_ARG;
-    if ((size_t)mem->num_blocks > SIZE_MAX / mem->block_stride)
-        return KVBM_ERR_OVERFLOW;
-    kvbm_pool_counts_t counts;
-    kvbm_manager_counts(config->manager, &counts);
-    if (counts.total > mem->num_blocks)
-        return KVBM_ERR_INVALID_ARG; /* the manager's ids must index the slab */
+    if (config->layout == NULL) {
+        kvbm_status_t status = check_memory(&config->memory, ops, config->manager);
+        if (status != KVBM_OK)
+            return status;
+    }
     kvbm_status_t status = ops->probe();
     if (status != KVBM_OK)
         return status;
@@ -680,7 +692,20 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
     xfer->cuda_device = config->cuda_device;
     xfer->boot_fd = -1;
     xfer->wake_fd[0] = xfer->wake_fd[1] = -1;
-    xfer->region_base = malloc(config->memory.region_count * sizeof(void *));
+    if (config->layout != NULL) {
+        status = kvbm__xfer_memory_from_layout(config->layout, config->layout_base,
+                                               ops->mem_kind, &xfer->region_base, &xfer->memory);
+        if (status == KVBM_OK)
+            status = check_memory(&xfer->memory, ops, config->manager);
+    } else {
+        xfer->region_base = malloc(config->memory.region_count * sizeof(void *));
+        if (xfer->region_base != NULL)
+            memcpy(xfer->region_base, config->memory.region_base,
+                   config->memory.region_count * sizeof(void *));
+    }
+    if (status != KVBM_OK)
+        goto err_free;
+    xfer->memory.region_base = xfer->region_base;
     xfer->descs = calloc(size, sizeof(*xfer->descs));
     xfer->client_fd = malloc(size * sizeof(int));
     xfer->server_fd = malloc(size * sizeof(int));
@@ -693,9 +718,6 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
         status = KVBM_ERR_NO_MEMORY;
         goto err_free;
     }
-    memcpy(xfer->region_base, config->memory.region_base,
-           config->memory.region_count * sizeof(void *));
-    xfer->memory.region_base = xfer->region_base;
     for (size_t p = 0; p < size; p++)
         xfer->client_fd[p] = xfer->server_fd[p] = xfer->boot_fds[p] = -1;
 

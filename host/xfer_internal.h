@@ -247,6 +247,13 @@ kvbm_status_t kvbm__wire_recv_hdr(int fd, uint32_t timeout_ms, uint16_t type,
                                   kvbm__wire_hdr_t *hdr_out);
 void kvbm__wire_hdr_init(kvbm__wire_hdr_t *hdr, uint16_t type, int32_t status, uint32_t count);
 
+/* Transfer memory of a layout over a pool at @p base (xfer_layout.c).
+ * *bases_out is malloc'd and becomes memory_out->region_base. */
+kvbm_status_t kvbm__xfer_memory_from_layout(const kvbm_layout_t *layout, void *base,
+                                            kvbm_xfer_mem_kind_t kind, void ***bases_out,
+                                            kvbm_xfer_memory_t *memory_out);
+uint64_t kvbm__xfer_layout_key(const kvbm_layout_t *layout);
+
 /* Rendezvous and mesh (xfer_bootstrap.c). Fills descs, fds; runs ops->init. */
 kvbm_status_t kvbm__xfer_bootstrap(kvbm_xfer_t *xfer, const kvbm_xfer_config_t *config);
 

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "kvbm/backend.h"
+#include "kvbm/layout.h"
 #include "kvbm_test.h"
 #include "xfer_internal.h"
 #include "xfer_ranks.h"
@@ -284,6 +286,140 @@ static void incompatible_region_split_refused(void **state)
     s.shape[1].regions = 2;
     s.shape[1].region_bytes = 384;
     assert_int_equal(xr_run(2, rank_refused, &s, 0, LIMIT_S), 0);
+}
+
+/* ------------------------------------------------------------ layouts */
+
+/* Ranks describe their blocks with the memory layer's layouts over CPU
+ * backend pools; geometry per rank comes from the scenario's layout table. */
+typedef struct layout_scenario {
+    kvbm_layout_kind_t kind[2];
+    bool outer_contiguous[2];
+    uint32_t inner_dim[2];
+    kvbm_status_t expect_create;
+} layout_scenario_t;
+
+enum { LAYOUT_BLOCKS = 32, LAYOUT_LAYERS = 3, LAYOUT_OUTER = 2, LAYOUT_TOKENS = 4 };
+
+static void layout_fill(const kvbm_layout_t *layout, void *base, uint32_t block, uint64_t hash,
+                        bool check, bool *ok)
+{
+    size_t chunk = kvbm_layout_chunk_bytes(layout);
+    for (uint32_t l = 0; l < LAYOUT_LAYERS; l++) {
+        for (uint32_t o = 0; o < LAYOUT_OUTER; o++) {
+            void *addr = NULL;
+            if (kvbm_layout_address(layout, base, block, l, o, &addr) != KVBM_OK) {
+                *ok = false;
+                return;
+            }
+            unsigned char *p = addr;
+            size_t k0 = ((size_t)l * LAYOUT_OUTER + o) * chunk;
+            for (size_t j = 0; j < chunk; j++) {
+                if (!check)
+                    p[j] = xr_pattern(hash, k0 + j);
+                else if (p[j] != xr_pattern(hash, k0 + j))
+                    *ok = false;
+            }
+        }
+    }
+}
+
+static int rank_layout_push(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv,
+                            void *arg)
+{
+    layout_scenario_t *s = arg;
+    kvbm_layout_config_t lc = KVBM_LAYOUT_CONFIG_INIT;
+    lc.kind = s->kind[rank];
+    lc.outer_contiguous = s->outer_contiguous[rank];
+    lc.num_blocks = LAYOUT_BLOCKS;
+    lc.num_layers = LAYOUT_LAYERS;
+    lc.outer_dim = LAYOUT_OUTER;
+    lc.tokens_per_block = LAYOUT_TOKENS;
+    lc.inner_dim = s->inner_dim[rank];
+    lc.elem_size = 2;
+    lc.alignment = 64;
+    kvbm_layout_t *layout;
+    XR_CHECK_OK(kvbm_layout_create(&lc, &layout));
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = KVBM_BACKEND_CPU;
+    kvbm_backend_t *backend;
+    XR_CHECK_OK(kvbm_backend_create(&bc, &backend));
+    kvbm_pool_t *pool;
+    XR_CHECK_OK(kvbm_pool_create(backend, KVBM_MEM_HOST, kvbm_layout_total_bytes(layout), &pool));
+    void *base = kvbm_pool_ptr(pool);
+    kvbm_manager_t *manager = test_manager_new(LAYOUT_BLOCKS, KVBM_DUPLICATION_REJECT, NULL);
+
+    kvbm_xfer_config_t config = KVBM_XFER_CONFIG_INIT;
+    config.rank = rank;
+    config.size = size;
+    config.rendezvous = rv;
+    config.rendezvous_port = port;
+    config.timeout_ms = 5000;
+    config.manager = manager;
+    config.layout = layout;
+    config.layout_base = base;
+    kvbm_xfer_t *xfer = NULL;
+    XR_CHECK_STATUS(kvbm_xfer_create(&config, &xfer), s->expect_create);
+    if (xfer != NULL) {
+        enum { N = 7 };
+        uint64_t hashes[N];
+        uint32_t ids[N];
+        size_t n = 0;
+        bool ok = true;
+        xr_hashes(700, N, hashes);
+        if (rank == 0) {
+            XR_CHECK_OK(kvbm_manager_allocate(manager, N, ids, NULL, NULL));
+            for (size_t i = 0; i < N; i++)
+                layout_fill(layout, base, ids[i], hashes[i], false, &ok);
+            XR_CHECK_OK(kvbm_manager_register(manager, ids, hashes, N, NULL, ids));
+            kvbm_xfer_req_t *req;
+            XR_CHECK_OK(kvbm_xfer_push(xfer, 1, ids, hashes, N, NULL, &req));
+            XR_CHECK_OK(kvbm_xfer_req_wait(req));
+            kvbm_xfer_req_free(req);
+            XR_CHECK_OK(kvbm_manager_release(manager, ids, N));
+        }
+        XR_CHECK_OK(kvbm_xfer_barrier(xfer));
+        if (rank == 1) {
+            XR_CHECK_OK(kvbm_manager_match(manager, hashes, N, ids, &n));
+            XR_CHECK(n == N);
+            for (size_t i = 0; i < N; i++)
+                layout_fill(layout, base, ids[i], hashes[i], true, &ok);
+            XR_CHECK_OK(kvbm_manager_release(manager, ids, N));
+        }
+        XR_CHECK(ok);
+        kvbm_xfer_destroy(xfer);
+    }
+    kvbm_manager_destroy(manager);
+    kvbm_pool_destroy(pool);
+    kvbm_backend_destroy(backend);
+    kvbm_layout_destroy(layout);
+    return 0;
+}
+
+/* Fully contiguous (one region per block, padded) to layer-separate with K
+ * and V planes apart (6 regions of one chunk): chunk for chunk. */
+static void layouts_of_other_arrangements_interoperate(void **state)
+{
+    layout_scenario_t s = {
+        .kind = {KVBM_LAYOUT_FULLY_CONTIGUOUS, KVBM_LAYOUT_LAYER_SEPARATE},
+        .outer_contiguous = {true, false},
+        .inner_dim = {24, 24},
+        .expect_create = KVBM_OK,
+    };
+    assert_int_equal(xr_run(2, rank_layout_push, &s, 0, LIMIT_S), 0);
+    s.kind[0] = KVBM_LAYOUT_LAYER_SEPARATE; /* K and V adjacent: 3 regions */
+    assert_int_equal(xr_run(2, rank_layout_push, &s, 0, LIMIT_S), 0);
+}
+
+static void layouts_of_other_geometry_refused(void **state)
+{
+    layout_scenario_t s = {
+        .kind = {KVBM_LAYOUT_FULLY_CONTIGUOUS, KVBM_LAYOUT_FULLY_CONTIGUOUS},
+        .outer_contiguous = {true, true},
+        .inner_dim = {24, 12}, /* half the head size */
+        .expect_create = KVBM_ERR_INCOMPATIBLE,
+    };
+    assert_int_equal(xr_run(2, rank_layout_push, &s, 0, LIMIT_S), 0);
 }
 
 /* ------------------------------------------------------------ faults */
@@ -583,6 +719,8 @@ int main(void)
         cmocka_unit_test(incompatible_key_refused_on_all_four_ranks),
         cmocka_unit_test(incompatible_region_split_refused),
         cmocka_unit_test(push_without_room_refused_cleanly),
+        cmocka_unit_test(layouts_of_other_arrangements_interoperate),
+        cmocka_unit_test(layouts_of_other_geometry_refused),
         cmocka_unit_test(peer_killed_mid_push_receiver_registers_nothing),
         cmocka_unit_test(peer_frozen_mid_push_receiver_times_out),
         cmocka_unit_test(peer_killed_mid_pull_caller_gets_peer_error),

@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/layout.h"
 #include "kvbm/manager.h"
 #include "kvbm/status.h"
 
@@ -140,7 +141,16 @@ typedef struct kvbm_xfer_config {
     /** Inactivity limit for any step (connect, message, data progress). */
     uint32_t timeout_ms;
     kvbm_manager_t *manager;        /**< required; borrowed, must outlive the object */
-    kvbm_xfer_memory_t memory;      /**< where this rank's blocks live */
+    /**
+     * Where this rank's blocks live, either as a layout (kvbm/layout.h) over
+     * a pool at layout_base (e.g. kvbm_pool_ptr of a backend pool: device
+     * memory for NCCL, host memory for sockets), or, when layout is NULL, as
+     * an explicit memory description. The layout's geometry gives the
+     * compatibility key; ranks may use different arrangements.
+     */
+    const kvbm_layout_t *layout;    /**< borrowed for the call only */
+    void *layout_base;
+    kvbm_xfer_memory_t memory;      /**< used when layout is NULL */
     kvbm_xfer_arrival_fn on_arrival; /**< optional */
     void *arrival_ctx;
     /**
