@@ -20,8 +20,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <time.h>
 
+#include "cuda_check.h"
 #include "xfer_internal.h"
 
 typedef struct nccl_state {
@@ -37,12 +39,17 @@ typedef struct nccl_state {
 
 /* ------------------------------------------------------------ checking */
 
-/* The one checking path for NCCL results: logs once, maps to a status. */
-static kvbm_status_t nccl_check(ncclResult_t rc, const char *what, const char *file, int line)
+/*
+ * The one checking path for NCCL results (CUDA runtime results go through
+ * KVBM_CUDA_CHECK of cuda/cuda_check.h): maps to a status and logs the first
+ * failure of each call site. ncclInProgress is not a failure (non-blocking
+ * communicator); comm_settle waits it out.
+ */
+static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *file, int line,
+                                atomic_int *logged)
 {
-    if (rc == ncclSuccess || rc == ncclInProgress)
-        return KVBM_OK;
-    kvbm__xfer_log("%s: %s (%s:%d)", what, ncclGetErrorString(rc), file, line);
+    if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
+        kvbm__xfer_log("%s failed: %s (%s:%d)", expr, ncclGetErrorString(rc), file, line);
     switch (rc) {
     case ncclRemoteError:
         return KVBM_ERR_PEER;
@@ -53,26 +60,17 @@ static kvbm_status_t nccl_check(ncclResult_t rc, const char *what, const char *f
         return KVBM_ERR_NCCL;
     }
 }
-#define KVBM_NCCL_CHECK(call) nccl_check((call), #call, __FILE__, __LINE__)
 
-/* The one checking path for CUDA runtime results: clears the sticky error. */
-static kvbm_status_t cuda_check(cudaError_t err, const char *what, const char *file, int line)
-{
-    if (err == cudaSuccess)
-        return KVBM_OK;
-    (void)cudaGetLastError();
-    kvbm__xfer_log("%s: %s (%s:%d)", what, cudaGetErrorString(err), file, line);
-    switch (err) {
-    case cudaErrorNoDevice:
-    case cudaErrorInsufficientDriver:
-        return KVBM_ERR_NO_DEVICE;
-    case cudaErrorMemoryAllocation:
-        return KVBM_ERR_NO_MEMORY;
-    default:
-        return KVBM_ERR_DEVICE;
-    }
-}
-#define KVBM_CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
+/* Evaluates @p expr; on failure stores the mapped status in @p status_var. */
+#define KVBM_NCCL_CHECK(expr, status_var)                                                    \
+    do {                                                                                     \
+        ncclResult_t kvbm_nccl_rc_ = (expr);                                                 \
+        if (kvbm_nccl_rc_ != ncclSuccess && kvbm_nccl_rc_ != ncclInProgress) {               \
+            static atomic_int kvbm_nccl_logged_;                                             \
+            (status_var) = nccl_error(kvbm_nccl_rc_, #expr, __FILE__, __LINE__,              \
+                                      &kvbm_nccl_logged_);                                   \
+        }                                                                                    \
+    } while (0)
 
 static uint64_t now_ms(void)
 {
@@ -91,12 +89,15 @@ static void nap(void)
 static kvbm_status_t comm_settle(ncclComm_t comm, uint64_t deadline)
 {
     for (;;) {
+        kvbm_status_t status = KVBM_OK;
         ncclResult_t async = ncclSuccess;
-        kvbm_status_t status = KVBM_NCCL_CHECK(ncclCommGetAsyncError(comm, &async));
+        KVBM_NCCL_CHECK(ncclCommGetAsyncError(comm, &async), status);
         if (status != KVBM_OK)
             return status;
-        if (async != ncclInProgress)
-            return KVBM_NCCL_CHECK(async);
+        if (async != ncclInProgress) {
+            KVBM_NCCL_CHECK(async, status);
+            return status;
+        }
         if (now_ms() >= deadline)
             return KVBM_ERR_TIMEOUT;
         nap();
@@ -126,7 +127,8 @@ static kvbm_status_t nccl_make_blob(kvbm_xfer_t *xfer, uint8_t *blob, size_t cap
     ncclUniqueId id;
     if (capacity < sizeof(id))
         return KVBM_ERR_INTERNAL;
-    kvbm_status_t status = KVBM_NCCL_CHECK(ncclGetUniqueId(&id));
+    kvbm_status_t status = KVBM_OK;
+    KVBM_NCCL_CHECK(ncclGetUniqueId(&id), status);
     if (status != KVBM_OK)
         return status;
     memcpy(blob, &id, sizeof(id));
@@ -137,7 +139,8 @@ static kvbm_status_t nccl_make_blob(kvbm_xfer_t *xfer, uint8_t *blob, size_t cap
 static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t len)
 {
     int count = 0;
-    kvbm_status_t status = KVBM_CUDA_CHECK(cudaGetDeviceCount(&count));
+    kvbm_status_t status = KVBM_OK;
+    KVBM_CUDA_CHECK(cudaGetDeviceCount(&count), status);
     if (status != KVBM_OK)
         return status;
     nccl_state_t *st = calloc(1, sizeof(*st));
@@ -148,16 +151,16 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
         status = KVBM_ERR_NO_MEMORY;
         goto err_free;
     }
-    status = KVBM_CUDA_CHECK(cudaSetDevice(st->device));
+    KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status != KVBM_OK)
         goto err_mutex;
 
     if (xfer->nccl_comm_in != NULL) {
         int nranks = 0, rank = -1;
         st->comm = (ncclComm_t)xfer->nccl_comm_in;
-        status = KVBM_NCCL_CHECK(ncclCommCount(st->comm, &nranks));
+        KVBM_NCCL_CHECK(ncclCommCount(st->comm, &nranks), status);
         if (status == KVBM_OK)
-            status = KVBM_NCCL_CHECK(ncclCommUserRank(st->comm, &rank));
+            KVBM_NCCL_CHECK(ncclCommUserRank(st->comm, &rank), status);
         if (status == KVBM_OK && (nranks != xfer->size || rank != xfer->rank)) {
             kvbm__xfer_log("communicator is rank %d of %d, config says %d of %d", rank, nranks,
                            xfer->rank, xfer->size);
@@ -174,8 +177,8 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
         memcpy(&id, blob, sizeof(id));
         ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
         config.blocking = 0;
-        status = KVBM_NCCL_CHECK(
-            ncclCommInitRankConfig(&st->comm, xfer->size, id, xfer->rank, &config));
+        KVBM_NCCL_CHECK(ncclCommInitRankConfig(&st->comm, xfer->size, id, xfer->rank, &config),
+                        status);
         if (status == KVBM_OK)
             status = comm_settle(st->comm, now_ms() + xfer->timeout_ms);
         if (status != KVBM_OK) {
@@ -185,7 +188,7 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
         }
         st->owns_comm = true;
     }
-    status = KVBM_CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+    KVBM_CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking), status);
     if (status != KVBM_OK)
         goto err_comm;
     xfer->transport_state = st;
@@ -206,14 +209,12 @@ static void nccl_fini(kvbm_xfer_t *xfer)
     nccl_state_t *st = xfer->transport_state;
     if (st == NULL)
         return;
-    (void)cudaSetDevice(st->device);
-    (void)KVBM_CUDA_CHECK(cudaStreamDestroy(st->stream));
-    if (st->owns_comm) {
-        if (st->dead)
-            (void)ncclCommAbort(st->comm);
-        else
-            (void)KVBM_NCCL_CHECK(ncclCommDestroy(st->comm));
-    }
+    kvbm_status_t status = KVBM_OK;
+    KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
+    KVBM_CUDA_CHECK(cudaStreamDestroy(st->stream), status);
+    if (st->owns_comm)
+        KVBM_NCCL_CHECK(ncclCommDestroy(st->comm), status);
+    (void)status; /* teardown goes on regardless; failures were logged */
     pthread_mutex_destroy(&st->lock);
     free(st);
     xfer->transport_state = NULL;
@@ -231,21 +232,24 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
         goto unlock;
     }
     uint64_t deadline = now_ms() + xfer->timeout_ms;
-    status = KVBM_CUDA_CHECK(cudaSetDevice(st->device));
+    KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status != KVBM_OK)
         goto unlock;
-    status = KVBM_NCCL_CHECK(ncclGroupStart());
+    KVBM_NCCL_CHECK(ncclGroupStart(), status);
     if (status != KVBM_OK)
         goto unlock;
     for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
         const kvbm__xfer_chunk_t *c = &plan->chunks[i];
-        status = send ? KVBM_NCCL_CHECK(ncclSend(c->ptr, c->len, ncclUint8, peer, st->comm,
-                                                 st->stream))
-                      : KVBM_NCCL_CHECK(ncclRecv(c->ptr, c->len, ncclUint8, peer, st->comm,
-                                                 st->stream));
+        if (send)
+            KVBM_NCCL_CHECK(ncclSend(c->ptr, c->len, ncclUint8, peer, st->comm, st->stream),
+                            status);
+        else
+            KVBM_NCCL_CHECK(ncclRecv(c->ptr, c->len, ncclUint8, peer, st->comm, st->stream),
+                            status);
     }
     /* The group must be closed even after a failed enqueue. */
-    kvbm_status_t end = KVBM_NCCL_CHECK(ncclGroupEnd());
+    kvbm_status_t end = KVBM_OK;
+    KVBM_NCCL_CHECK(ncclGroupEnd(), end);
     if (status == KVBM_OK)
         status = end;
     if (status == KVBM_OK)
@@ -255,13 +259,13 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
         if (q == cudaSuccess)
             break;
         if (q != cudaErrorNotReady) {
-            status = KVBM_CUDA_CHECK(q);
+            KVBM_CUDA_CHECK(q, status);
             break;
         }
         ncclResult_t async = ncclSuccess;
-        status = KVBM_NCCL_CHECK(ncclCommGetAsyncError(st->comm, &async));
-        if (status == KVBM_OK && async != ncclSuccess && async != ncclInProgress)
-            status = KVBM_NCCL_CHECK(async);
+        KVBM_NCCL_CHECK(ncclCommGetAsyncError(st->comm, &async), status);
+        if (status == KVBM_OK)
+            KVBM_NCCL_CHECK(async, status);
         if (status == KVBM_OK && now_ms() >= deadline) {
             kvbm__xfer_log("NCCL %s with rank %d timed out after %u ms", send ? "send" : "recv",
                            peer, xfer->timeout_ms);
@@ -296,9 +300,10 @@ static kvbm_status_t nccl_scratch_alloc(kvbm_xfer_t *xfer, size_t bytes, void **
 {
     nccl_state_t *st = xfer->transport_state;
     void *ptr = NULL;
-    kvbm_status_t status = KVBM_CUDA_CHECK(cudaSetDevice(st->device));
+    kvbm_status_t status = KVBM_OK;
+    KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status == KVBM_OK)
-        status = KVBM_CUDA_CHECK(cudaMalloc(&ptr, bytes ? bytes : 1));
+        KVBM_CUDA_CHECK(cudaMalloc(&ptr, bytes ? bytes : 1), status);
     if (status == KVBM_OK)
         *ptr_out = ptr;
     return status;
@@ -307,8 +312,10 @@ static kvbm_status_t nccl_scratch_alloc(kvbm_xfer_t *xfer, size_t bytes, void **
 static void nccl_scratch_free(kvbm_xfer_t *xfer, void *ptr)
 {
     nccl_state_t *st = xfer->transport_state;
-    (void)cudaSetDevice(st->device);
-    (void)KVBM_CUDA_CHECK(cudaFree(ptr));
+    kvbm_status_t status = KVBM_OK;
+    KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
+    KVBM_CUDA_CHECK(cudaFree(ptr), status);
+    (void)status;
 }
 
 const kvbm__xfer_ops_t kvbm__xfer_nccl_ops = {
