@@ -11,8 +11,11 @@
  *
  *   example_disagg_prefill_decode [--transport socket|nccl|auto] [--tokens N]
  *
- * auto (the default) uses NCCL when it is built and a GPU is present, else
- * the CPU (socket) transport. Exit status 0 when decode saw every byte.
+ * auto (the default) uses NCCL when it is built and a GPU is present (then
+ * the KV pools are CUDA device pools, one GPU per rank: rank r uses device r),
+ * else the CPU (socket) transport with host pools of the CPU backend. Blocks
+ * are described by a layer-separate kvbm_layout_t. Exit status 0 when
+ * decode saw every byte.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -22,14 +25,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kvbm/backend.h"
 #include "kvbm/kvbm.h"
+#include "kvbm/layout.h"
 #include "kvbm/xfer.h"
 
 /* A toy model: 4 layers x (K, V) x 16 tokens x 128 dims x 2 bytes. */
 enum { LAYERS = 4, OUTER = 2, TOKENS_PER_BLOCK = 16, INNER = 128, ELEM = 2, POOL_BLOCKS = 256 };
-#define CHUNK_BYTES ((size_t)TOKENS_PER_BLOCK * INNER * ELEM)
-#define REGION_BYTES (OUTER * CHUNK_BYTES)          /* one layer of one block: K then V */
-#define GEOMETRY_KEY 0x0004000200100080ull          /* layers, outer, tokens, inner */
 
 #define CHECK(call)                                                                         \
     do {                                                                                    \
@@ -43,10 +45,19 @@ enum { LAYERS = 4, OUTER = 2, TOKENS_PER_BLOCK = 16, INNER = 128, ELEM = 2, POOL
 
 static const char *role = "main";
 
+/*
+ * One engine's KV cache: a layer-separate pool (device memory on the NCCL
+ * transport, host memory on the socket one) and, on NCCL, a host staging
+ * pool of the same layout where the "model" writes and checks bytes.
+ */
 typedef struct engine {
+    kvbm_layout_t *layout;
+    kvbm_backend_t *backend;
+    kvbm_stream_t *stream;
+    kvbm_fence_t *fence;
+    kvbm_pool_t *kv;      /* the blocks the transfer moves */
+    kvbm_pool_t *staging; /* host view: kv itself on the socket transport */
     kvbm_manager_t *manager;
-    unsigned char *kv;          /* layer-separate KV pool: [layer][block][K|V] */
-    void *layer_base[LAYERS];
     kvbm_xfer_t *xfer;
 } engine_t;
 
@@ -62,40 +73,70 @@ static unsigned char kv_byte(uint64_t hash, size_t k)
     return (unsigned char)((hash >> ((k & 7u) * 8u)) ^ (k * 131u));
 }
 
-static unsigned char *block_layer(engine_t *e, uint32_t block, uint32_t layer)
+/* Walks a block's canonical bytes in the staging pool: writes them (the
+ * stand-in for the prefill forward pass) or checks them. */
+static int block_bytes(engine_t *e, uint32_t block, uint64_t hash, int write)
 {
-    return (unsigned char *)e->layer_base[layer] + (size_t)block * REGION_BYTES;
-}
-
-/* Stand-in for the prefill forward pass writing a block's KV. */
-static void compute_kv(engine_t *e, uint32_t block, uint64_t hash)
-{
-    for (uint32_t l = 0; l < LAYERS; l++)
-        for (size_t j = 0; j < REGION_BYTES; j++)
-            block_layer(e, block, l)[j] = kv_byte(hash, l * REGION_BYTES + j);
-}
-
-static int check_kv(engine_t *e, uint32_t block, uint64_t hash)
-{
-    for (uint32_t l = 0; l < LAYERS; l++)
-        for (size_t j = 0; j < REGION_BYTES; j++)
-            if (block_layer(e, block, l)[j] != kv_byte(hash, l * REGION_BYTES + j))
+    size_t chunk = kvbm_layout_chunk_bytes(e->layout);
+    for (uint32_t l = 0; l < LAYERS; l++) {
+        for (uint32_t o = 0; o < OUTER; o++) {
+            void *addr;
+            if (kvbm_layout_address(e->layout, kvbm_pool_ptr(e->staging), block, l, o, &addr) !=
+                KVBM_OK)
                 return 0;
+            unsigned char *p = addr;
+            size_t k0 = ((size_t)l * OUTER + o) * chunk;
+            for (size_t j = 0; j < chunk; j++) {
+                if (write)
+                    p[j] = kv_byte(hash, k0 + j);
+                else if (p[j] != kv_byte(hash, k0 + j))
+                    return 0;
+            }
+        }
+    }
     return 1;
+}
+
+/* Staging -> KV pool (to_kv) or back, for the listed blocks; NCCL only. */
+static kvbm_status_t stage(engine_t *e, const uint32_t *ids, size_t n, int to_kv)
+{
+    if (e->staging == e->kv)
+        return KVBM_OK;
+    kvbm_status_t status = kvbm_backend_copy_blocks(
+        e->backend, e->stream, e->layout, to_kv ? e->staging : e->kv, ids,
+        to_kv ? e->kv : e->staging, ids, n, to_kv ? KVBM_COPY_H2D : KVBM_COPY_D2H, e->fence);
+    return status == KVBM_OK ? kvbm_fence_wait(e->fence) : status;
 }
 
 static int engine_open(engine_t *e, kvbm_xfer_transport_t transport, int rank, uint16_t port,
                        kvbm_xfer_rendezvous_t *rv)
 {
     memset(e, 0, sizeof(*e));
+    int nccl = transport == KVBM_XFER_NCCL;
+    kvbm_layout_config_t lc = KVBM_LAYOUT_CONFIG_INIT;
+    lc.kind = KVBM_LAYOUT_LAYER_SEPARATE;
+    lc.num_blocks = POOL_BLOCKS;
+    lc.num_layers = LAYERS;
+    lc.outer_dim = OUTER;
+    lc.tokens_per_block = TOKENS_PER_BLOCK;
+    lc.inner_dim = INNER;
+    lc.elem_size = ELEM;
+    CHECK(kvbm_layout_create(&lc, &e->layout));
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = nccl ? KVBM_BACKEND_CUDA : KVBM_BACKEND_CPU;
+    bc.device = rank;
+    CHECK(kvbm_backend_create(&bc, &e->backend));
+    CHECK(kvbm_stream_create(e->backend, &e->stream));
+    CHECK(kvbm_fence_create(e->backend, &e->fence));
+    size_t total = kvbm_layout_total_bytes(e->layout);
+    CHECK(kvbm_pool_create(e->backend, nccl ? KVBM_MEM_DEVICE : KVBM_MEM_HOST, total, &e->kv));
+    e->staging = e->kv;
+    if (nccl)
+        CHECK(kvbm_pool_create(e->backend, KVBM_MEM_HOST, total, &e->staging));
+
     kvbm_manager_config_t mc = KVBM_MANAGER_CONFIG_INIT;
     mc.num_blocks = POOL_BLOCKS;
     CHECK(kvbm_manager_create(&mc, &e->manager));
-    e->kv = calloc((size_t)LAYERS * POOL_BLOCKS, REGION_BYTES);
-    if (e->kv == NULL)
-        return 1;
-    for (uint32_t l = 0; l < LAYERS; l++)
-        e->layer_base[l] = e->kv + (size_t)l * POOL_BLOCKS * REGION_BYTES;
 
     kvbm_xfer_config_t config = KVBM_XFER_CONFIG_INIT;
     config.transport = transport;
@@ -105,13 +146,9 @@ static int engine_open(engine_t *e, kvbm_xfer_transport_t transport, int rank, u
     config.rendezvous_port = port;
     config.timeout_ms = 10000;
     config.manager = e->manager;
-    config.memory.kind = KVBM_XFER_MEM_HOST;
-    config.memory.num_blocks = POOL_BLOCKS;
-    config.memory.region_count = LAYERS;
-    config.memory.region_bytes = REGION_BYTES;
-    config.memory.block_stride = REGION_BYTES;
-    config.memory.region_base = e->layer_base;
-    config.memory.layout_key = GEOMETRY_KEY;
+    config.layout = e->layout;
+    config.layout_base = kvbm_pool_ptr(e->kv);
+    config.cuda_device = rank;
     CHECK(kvbm_xfer_create(&config, &e->xfer));
     return 0;
 }
@@ -120,7 +157,13 @@ static void engine_close(engine_t *e)
 {
     kvbm_xfer_destroy(e->xfer);
     kvbm_manager_destroy(e->manager);
-    free(e->kv);
+    if (e->staging != e->kv)
+        kvbm_pool_destroy(e->staging);
+    kvbm_pool_destroy(e->kv);
+    kvbm_fence_destroy(e->fence);
+    kvbm_stream_destroy(e->stream);
+    kvbm_backend_destroy(e->backend);
+    kvbm_layout_destroy(e->layout);
 }
 
 /* The request both engines see: a prompt of n_tokens tokens. */
@@ -144,11 +187,13 @@ static int run_prefill(kvbm_xfer_transport_t transport, uint16_t port, kvbm_xfer
     uint64_t hashes[POOL_BLOCKS];
     uint32_t ids[POOL_BLOCKS], remote[POOL_BLOCKS];
     CHECK(kvbm_hash_tokens(tokens, n_tokens, TOKENS_PER_BLOCK, 0, hashes, &n));
+    size_t bytes_per_block = kvbm_layout_block_bytes(e.layout);
     printf("prefill: prompt of %zu tokens -> %zu full blocks of %d tokens (%zu bytes each)\n",
-           n_tokens, n, TOKENS_PER_BLOCK, (size_t)LAYERS * REGION_BYTES);
+           n_tokens, n, TOKENS_PER_BLOCK, bytes_per_block);
     CHECK(kvbm_manager_allocate(e.manager, n, ids, NULL, NULL));
     for (size_t i = 0; i < n; i++)
-        compute_kv(&e, ids[i], hashes[i]);
+        block_bytes(&e, ids[i], hashes[i], 1);
+    CHECK(stage(&e, ids, n, 1));
     CHECK(kvbm_manager_register(e.manager, ids, hashes, n, NULL, ids));
 
     double t0 = now_s();
@@ -161,7 +206,7 @@ static int run_prefill(kvbm_xfer_transport_t transport, uint16_t port, kvbm_xfer
     kvbm_xfer_req_free(req);
     printf("prefill: pushed %zu blocks (%.1f KiB) to decode in %.2f ms; decode holds them in "
            "blocks %u..%u\n",
-           got, (double)got * LAYERS * REGION_BYTES / 1024.0, dt * 1e3, remote[0],
+           got, (double)(got * bytes_per_block) / 1024.0, dt * 1e3, remote[0],
            remote[got - 1]);
     CHECK(kvbm_xfer_barrier(e.xfer)); /* decode may look now */
     CHECK(kvbm_xfer_barrier(e.xfer)); /* decode is done */
@@ -185,9 +230,9 @@ static int run_decode(kvbm_xfer_transport_t transport, uint16_t port, size_t n_t
     uint32_t ids[POOL_BLOCKS];
     CHECK(kvbm_hash_tokens(tokens, n_tokens, TOKENS_PER_BLOCK, 0, hashes, &n));
     CHECK(kvbm_manager_match(e.manager, hashes, n, ids, &matched));
-    int ok = matched == n;
+    int ok = matched == n && stage(&e, ids, matched, 0) == KVBM_OK;
     for (size_t i = 0; i < matched; i++)
-        ok = ok && check_kv(&e, ids[i], hashes[i]);
+        ok = ok && block_bytes(&e, ids[i], hashes[i], 0);
     printf("decode: prefix match %zu/%zu blocks, KV bytes %s; %zu prompt tokens left to "
            "prefill locally\n",
            matched, n, ok ? "verified" : "WRONG", n_tokens - matched * TOKENS_PER_BLOCK);
@@ -217,19 +262,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "--tokens must give 1..%d full blocks\n", POOL_BLOCKS);
         return 2;
     }
+    /* Probed in a child: CUDA must not be initialised before fork. */
+    kvbm_status_t nccl = KVBM_ERR_UNSUPPORTED;
+    fflush(stdout);
+    pid_t prober = fork();
+    if (prober == 0)
+        _exit(-kvbm_xfer_transport_probe(KVBM_XFER_NCCL));
+    int pstatus = 0;
+    if (prober > 0 && waitpid(prober, &pstatus, 0) == prober && WIFEXITED(pstatus))
+        nccl = (kvbm_status_t)-WEXITSTATUS(pstatus);
     kvbm_xfer_transport_t transport = KVBM_XFER_SOCKET;
-    kvbm_status_t nccl = kvbm_xfer_transport_probe(KVBM_XFER_NCCL);
-    if (strcmp(which, "nccl") == 0 || (strcmp(which, "auto") == 0 && nccl == KVBM_OK)) {
-        /* This example keeps its KV pool in host memory; the NCCL transport
-         * moves device memory, which needs the backend's device pools. */
-        fprintf(stderr, "NCCL transport: %s; this example's pool is host memory, so it uses "
-                        "the socket transport\n",
-                nccl == KVBM_OK ? "available" : kvbm_status_str(nccl));
-        if (strcmp(which, "nccl") == 0)
-            return 2;
+    if (strcmp(which, "nccl") == 0 || (strcmp(which, "auto") == 0 && nccl == KVBM_OK))
+        transport = KVBM_XFER_NCCL;
+    else if (strcmp(which, "socket") != 0 && strcmp(which, "auto") != 0) {
+        fprintf(stderr, "unknown transport %s\n", which);
+        return 2;
     }
-    printf("transport: socket (NCCL: %s)\n", kvbm_status_str(nccl));
-
+    printf("transport: %s (NCCL: %s)\n", transport == KVBM_XFER_NCCL ? "nccl, one GPU per rank"
+                                                                      : "socket on 127.0.0.1",
+           kvbm_status_str(nccl));
     kvbm_xfer_rendezvous_t *rv = NULL;
     kvbm_status_t status = kvbm_xfer_rendezvous_create("127.0.0.1", 0, &rv);
     if (status != KVBM_OK) {
