@@ -23,6 +23,16 @@ typedef struct bench_args {
     bool quick;
 } bench_args_t;
 
+/* Ratios of the rows, for the summary line (rank 0 only). */
+static double ratios[64];
+static size_t n_ratios;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /*
  * Times a and b alternately (one run of each per round) until min_seconds of
  * rounds passed and at least 3 rounds ran, so drift in the machine's state
@@ -136,7 +146,8 @@ static int bench_rank(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t 
                            n, pattern == 0 ? "runs" : "scattered", pieces,
                            (double)(n * block_bytes) / (1 << 20), push, rawbw,
                            100.0 * push / rawbw);
-                    fflush(stdout);
+                    if (n_ratios < 64)
+                        ratios[n_ratios++] = push / rawbw;
                 }
                 free(raw);
             }
@@ -147,6 +158,12 @@ static int bench_rank(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t 
         }
         XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
         xr_env_close(&env);
+    }
+    if (rank == 0 && n_ratios > 0) {
+        qsort(ratios, n_ratios, sizeof(ratios[0]), cmp_double);
+        printf("# push/raw over %zu rows: min %.0f%%, median %.0f%%, max %.0f%% (target 90%%)\n",
+               n_ratios, 100 * ratios[0], 100 * ratios[n_ratios / 2],
+               100 * ratios[n_ratios - 1]);
     }
     return 0;
 }
