@@ -423,8 +423,9 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     goto free_arrays;
 
 release_dst:
-    notify_arrival(xfer, peer, status, n, NULL, NULL);
+    /* Back to reset first, so the application's notice means "nothing left". */
     release_reverse(xfer->manager, dst, n);
+    notify_arrival(xfer, peer, status, n, NULL, NULL);
 free_arrays:
     free(hashes);
     free(src);

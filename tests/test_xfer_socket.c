@@ -234,7 +234,7 @@ static int rank_ring(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
     XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
     XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
-    XR_CHECK(xr_pools(&env, env.blocks - 3 * N, 0, 3 * N));
+    XR_CHECK(xr_pools_settle(&env, env.blocks - 3 * N, 0, 3 * N, 5.0));
     xr_env_close(&env);
     return 0;
 }

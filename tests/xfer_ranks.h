@@ -312,4 +312,22 @@ static inline bool xr_pools(xr_env_t *env, size_t reset, size_t active, size_t i
     return false;
 }
 
+/* As xr_pools, but gives a peer's service thread up to @p seconds to drop
+ * the references it held while serving a pull: a pull completes when its
+ * bytes arrived, and the server releases right after they left. */
+static inline bool xr_pools_settle(xr_env_t *env, size_t reset, size_t active, size_t inactive,
+                                   double seconds)
+{
+    double deadline = xr_now() + seconds;
+    for (;;) {
+        kvbm_pool_counts_t c;
+        kvbm_manager_counts(env->manager, &c);
+        if ((c.reset == reset && c.active == active && c.inactive == inactive) ||
+            xr_now() > deadline)
+            return xr_pools(env, reset, active, inactive);
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 #endif /* KVBM_TESTS_XFER_RANKS_H */
