@@ -14,7 +14,9 @@
  * Lock order: cuda_stream.mu, then cuda_fence.mu. Every entry point makes the
  * backend's device current on the calling thread first.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* MAP_ANONYMOUS, MAP_HUGETLB, MADV_HUGEPAGE */
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,9 @@
  * injection counting, and the block-copy convenience that turns a layout
  * into one batch. Everything device-specific is behind kvbm__backend_ops_t.
  */
+#ifndef _DEFAULT_SOURCE
 #define _DEFAULT_SOURCE /* strcasecmp */
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>

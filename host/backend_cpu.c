@@ -8,7 +8,9 @@
  * Lock order: stream->mu, then fence->mu. The worker never holds stream->mu
  * while it runs an item.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* MAP_ANONYMOUS, MAP_HUGETLB */
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -15,6 +15,9 @@
 
 _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
 
+/* How many hashes ahead batched lookups prefetch registry buckets. */
+#define PREFETCH_DISTANCE 4
+
 /* Events are gathered on the stack and handed to the sink in chunks, in order. */
 #define EVENT_CHUNK 64
 
@@ -327,7 +330,11 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
      * one fails, so a failure leaves the manager untouched. A block added here
      * is marked in_call; a hash repeated within the call is added once. */
     size_t added = 0;
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
+        kvbm__registry_prefetch(manager->registry, hashes[i]);
     for (; added < count; added++) {
+        if (added + PREFETCH_DISTANCE < count)
+            kvbm__registry_prefetch(manager->registry, hashes[added + PREFETCH_DISTANCE]);
         if (kvbm__registry_find(manager->registry, hashes[added]) != KVBM_BLOCK_NONE)
             continue;
         kvbm__block_t *block = &manager->blocks[ids[added]];
@@ -455,7 +462,7 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
         if (--block->refcount > 0)
             continue;
         manager->active_count--;
-        if (block->state == BLOCK_MUTABLE) {
+        if (block->state == BLOCK_MUTABLE || block->state == BLOCK_WITHDRAWN) {
             push_reset(manager, id);
         } else {
             kvbm_policy_entry_t entry = policy_entry_of(manager, id);
@@ -478,7 +485,11 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
         return KVBM_ERR_INVALID_ARG;
     manager_lock(manager);
     size_t matched = 0;
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
+        kvbm__registry_prefetch(manager->registry, hashes[i]);
     for (; matched < count; matched++) {
+        if (matched + PREFETCH_DISTANCE < count)
+            kvbm__registry_prefetch(manager->registry, hashes[matched + PREFETCH_DISTANCE]);
         uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
         if (id == KVBM_BLOCK_NONE)
             break;
@@ -512,6 +523,38 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     manager->metrics.scan_blocks += found;
     manager_unlock(manager);
     *n_found_out = found;
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+{
+    if (manager == NULL || (count > 0 && ids == NULL))
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    for (size_t i = 0; i < count; i++) {
+        if (ids[i] >= manager->num_blocks) {
+            manager_unlock(manager);
+            return KVBM_ERR_OUT_OF_RANGE;
+        }
+    }
+    event_batch_t events = {.manager = manager};
+    for (size_t i = 0; i < count; i++) {
+        uint32_t id = ids[i];
+        kvbm__block_t *block = &manager->blocks[id];
+        if (block->state != BLOCK_REGISTERED)
+            continue;
+        unregister_block(manager, id);
+        event_batch_add(&events, KVBM_EVENT_REMOVED, id, block->seq_hash);
+        if (block->refcount == 0) {
+            manager->policy->remove(manager->policy_state, id);
+            manager->inactive_count--;
+            push_reset(manager, id);
+        } else {
+            block->state = BLOCK_WITHDRAWN;
+        }
+    }
+    event_batch_flush(&events);
+    manager_unlock(manager);
     return KVBM_OK;
 }
 

@@ -15,6 +15,7 @@ typedef enum block_state {
     BLOCK_RESET = 0,      /* in the reset pool */
     BLOCK_MUTABLE = 1,    /* allocated, not registered; refcount 1 */
     BLOCK_REGISTERED = 2, /* carries a hash; active if refcount > 0, else inactive */
+    BLOCK_WITHDRAWN = 3,  /* hash withdrawn by invalidate while held; reset on last release */
 } block_state_t;
 
 /* Per-block metadata, 32 bytes (checked in manager.c). Protected by kvbm_manager.lock. */

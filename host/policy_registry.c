@@ -4,7 +4,14 @@
 #include "kvbm/policy.h"
 
 /* X(name, getter). Appended to as policies land; order is the listing order. */
-#define KVBM_BUILTIN_POLICIES(X) X("lru", kvbm_policy_lru)
+#define KVBM_BUILTIN_POLICIES(X)                                                                   \
+    X("lru", kvbm_policy_lru)                                                                      \
+    X("multi-lru", kvbm_policy_multi_lru)                                                          \
+    X("lineage", kvbm_policy_lineage)                                                              \
+    X("s3-fifo", kvbm_policy_s3fifo)                                                               \
+    X("priority", kvbm_policy_priority)                                                            \
+    X("belady", kvbm_policy_belady)                                                                \
+    X("slru", kvbm_policy_slru)
 
 typedef struct builtin_policy {
     const char *name;

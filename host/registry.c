@@ -143,6 +143,15 @@ void kvbm__registry_remove(kvbm__registry_t *registry, uint32_t entry_index)
     registry->free_head = (uint32_t)(entry - registry->entries);
 }
 
+void kvbm__registry_prefetch(const kvbm__registry_t *registry, uint64_t hash)
+{
+    if (registry->table == NULL)
+        return;
+    const UT_hash_table *table = registry->table->hh.tbl;
+    unsigned bucket = registry_mix(&hash) & (table->num_buckets - 1U);
+    __builtin_prefetch(&table->buckets[bucket]);
+}
+
 size_t kvbm__registry_size(const kvbm__registry_t *registry)
 {
     return HASH_COUNT(registry->table);

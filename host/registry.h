@@ -51,6 +51,10 @@ void kvbm__registry_set_first(kvbm__registry_t *registry, uint32_t entry, uint32
 /* Removes a present entry. Never fails. */
 void kvbm__registry_remove(kvbm__registry_t *registry, uint32_t entry);
 
+/* Starts loading the bucket a lookup of @p hash will read. Batched calls
+ * prefetch a few hashes ahead so the bucket misses overlap. */
+void kvbm__registry_prefetch(const kvbm__registry_t *registry, uint64_t hash);
+
 size_t kvbm__registry_size(const kvbm__registry_t *registry);
 
 /* Host bytes the registry uses now (entries pool plus uthash buckets). */

@@ -5,7 +5,9 @@
  * Tests that need to stall a stream use kvbm_stream_hold(), which only the
  * asynchronous CPU backend supports; they skip elsewhere.
  */
+#ifndef _GNU_SOURCE
 #define _POSIX_C_SOURCE 200809L /* setenv */
+#endif
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>

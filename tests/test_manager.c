@@ -418,6 +418,30 @@ static void metrics_export_from_one_list(void **state)
     kvbm_manager_destroy(m);
 }
 
+static void invalidate_withdraws_hashes_of_held_and_cached_blocks(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t hashes[2] = {41, 42};
+    uint32_t ids[2];
+    alloc_register(m, hashes, 2, ids);
+    assert_kvbm_ok(kvbm_manager_release(m, &ids[1], 1)); /* 42 cached, 41 held */
+    const uint32_t bad_range[2] = {ids[0], 9};
+    assert_kvbm_status(kvbm_manager_invalidate(m, bad_range, 2), KVBM_ERR_OUT_OF_RANGE);
+    assert_true(kvbm_manager_contains(m, 41));
+    assert_kvbm_ok(kvbm_manager_invalidate(m, ids, 2));
+    assert_false(kvbm_manager_contains(m, 41));
+    assert_false(kvbm_manager_contains(m, 42));
+    assert_pools(m, 3, 1, 0); /* the cached one is free, the held one stays held */
+    /* A withdrawn block can be neither acquired nor registered again. */
+    assert_kvbm_status(kvbm_manager_acquire(m, ids, 1), KVBM_ERR_BAD_STATE);
+    uint32_t out;
+    assert_kvbm_status(kvbm_manager_register(m, ids, hashes, 1, NULL, &out), KVBM_ERR_BAD_STATE);
+    assert_kvbm_ok(kvbm_manager_invalidate(m, ids, 1)); /* already withdrawn: skipped */
+    assert_kvbm_ok(kvbm_manager_release(m, ids, 1));
+    assert_pools(m, 4, 0, 0);
+    kvbm_manager_destroy(m);
+}
+
 static void status_strings_cover_every_status(void **state)
 {
     assert_string_equal(kvbm_status_str(KVBM_OK), "success");
@@ -445,6 +469,7 @@ int main(void)
         cmocka_unit_test(reset_inactive_needs_an_idle_manager),
         cmocka_unit_test(events_report_stored_and_removed_hashes),
         cmocka_unit_test(metrics_export_from_one_list),
+        cmocka_unit_test(invalidate_withdraws_hashes_of_held_and_cached_blocks),
         cmocka_unit_test(status_strings_cover_every_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,7 +5,10 @@
 #ifndef KVBM_KVBM_H
 #define KVBM_KVBM_H
 
+#include "kvbm/backend.h"
+#include "kvbm/cache.h"
 #include "kvbm/hash.h"
+#include "kvbm/layout.h"
 #include "kvbm/manager.h"
 #include "kvbm/metrics.h"
 #include "kvbm/policy.h"

@@ -197,6 +197,19 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
 kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                 bool touch, uint32_t *ids_out, size_t *n_found_out);
 
+/**
+ * @brief Withdraw the hashes of registered blocks whose data turned out to be
+ *        wrong (a failed copy), so no later match or scan returns them.
+ *
+ * An inactive block goes straight back to reset. An active block loses its
+ * hash but keeps its references, and goes back to reset when the last one is
+ * released; until then it cannot be registered again. Emits REMOVED events.
+ * Blocks that are not registered (already withdrawn) are skipped.
+ *
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OUT_OF_RANGE (nothing changes).
+ */
+kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
+
 /** @brief Whether @p hash is registered (active or inactive); takes no reference. */
 bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
 

@@ -60,7 +60,7 @@ kvbm_status_t oracle_create(const trace_t *trace, next_use_oracle_t **oracle_out
         for (size_t i = trace->offsets[r]; i < trace->offsets[r + 1]; i++) {
             hash_uses_t *entry = NULL;
             HASH_FIND(hh, oracle->table, &trace->hashes[i], sizeof(uint64_t), entry);
-            if (entry->cursor == r)
+            if (entry == NULL || entry->cursor == r) /* pass 1 added every hash */
                 continue;
             entry->cursor = r;
             oracle->uses[entry->first + entry->count++] = r;

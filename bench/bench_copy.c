@@ -1,0 +1,273 @@
+/*
+ * Copy bandwidth sweep. For each region size, block count, layout and
+ * direction it times every copy method of the backend and prints GB/s next
+ * to one large contiguous copy of the same bytes, measured in the same run.
+ *
+ *   bench_copy [--backend cpu|cuda] [--full] [--max-mib N]
+ *
+ * Layouts: 4 layers, K/V, 128 x 2-byte elements per token. Fully contiguous
+ * blocks are one region of R bytes; layer-separate blocks are 4 regions of
+ * R bytes. Block ids are shuffled so regions are not merged.
+ * CPU methods: the backend's batched copy (worker thread) and a plain memcpy
+ * loop over the same regions. CUDA methods: batch API, kernel, per-region.
+ * Prints numbers only; nothing passes or fails on time.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kvbm/backend.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void check(kvbm_status_t st, const char *what)
+{
+    if (st != KVBM_OK) {
+        fprintf(stderr, "bench_copy: %s: %s\n", what, kvbm_status_str(st));
+        exit(1);
+    }
+}
+
+typedef struct ctx {
+    kvbm_backend_t *b;
+    kvbm_stream_t *s;
+    kvbm_fence_t *f;
+} ctx_t;
+
+static ctx_t ctx_open(kvbm_backend_kind_t kind, kvbm_copy_method_t method)
+{
+    ctx_t c;
+    kvbm_backend_config_t cfg = KVBM_BACKEND_CONFIG_INIT;
+    cfg.kind = kind;
+    cfg.copy_method = method;
+    check(kvbm_backend_create(&cfg, &c.b), "backend");
+    check(kvbm_stream_create(c.b, &c.s), "stream");
+    check(kvbm_fence_create(c.b, &c.f), "fence");
+    return c;
+}
+
+static void ctx_close(ctx_t *c)
+{
+    kvbm_fence_destroy(c->f);
+    kvbm_stream_destroy(c->s);
+    kvbm_backend_destroy(c->b);
+}
+
+/* Seconds per call of fn(arg), repeated until 50 ms or 3 calls. */
+typedef void (*run_fn)(void *arg);
+static double time_it(run_fn fn, void *arg)
+{
+    fn(arg); /* warm up */
+    int reps = 0;
+    double t0 = now_s(), t;
+    do {
+        fn(arg);
+        reps++;
+        t = now_s() - t0;
+    } while (t < 0.05 || reps < 3);
+    return t / reps;
+}
+
+typedef struct job {
+    ctx_t *c;
+    const kvbm_layout_t *l;
+    kvbm_pool_t *src, *dst;
+    uint32_t *src_ids, *dst_ids;
+    size_t n;
+    kvbm_copy_dir_t dir;
+    kvbm_copy_t *regions; /* for the memcpy loop */
+    size_t n_regions;
+    size_t bytes;
+} job_t;
+
+static void run_backend(void *arg)
+{
+    job_t *j = arg;
+    check(kvbm_backend_copy_blocks(j->c->b, j->c->s, j->l, j->src, j->src_ids, j->dst, j->dst_ids,
+                                   j->n, j->dir, j->c->f),
+          "copy_blocks");
+    check(kvbm_fence_wait(j->c->f), "fence");
+}
+
+static void run_memcpy_loop(void *arg)
+{
+    job_t *j = arg;
+    for (size_t i = 0; i < j->n_regions; i++)
+        memcpy(j->regions[i].dst, j->regions[i].src, j->regions[i].bytes);
+}
+
+static void run_contiguous(void *arg)
+{
+    job_t *j = arg;
+    kvbm_copy_t one = {kvbm_pool_ptr(j->src), kvbm_pool_ptr(j->dst), j->bytes};
+    check(kvbm_backend_copy(j->c->b, j->c->s, &one, 1, j->dir, j->c->f), "copy");
+    check(kvbm_fence_wait(j->c->f), "fence");
+}
+
+static void run_contiguous_memcpy(void *arg)
+{
+    job_t *j = arg;
+    memcpy(kvbm_pool_ptr(j->dst), kvbm_pool_ptr(j->src), j->bytes);
+}
+
+static void shuffle(uint32_t *ids, size_t n, uint64_t *rng)
+{
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (uint32_t)i;
+    for (size_t i = n; i > 1; i--) {
+        *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+        size_t k = (size_t)(*rng >> 33) % i;
+        uint32_t t = ids[i - 1];
+        ids[i - 1] = ids[k];
+        ids[k] = t;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    kvbm_backend_kind_t kind = KVBM_BACKEND_AUTO;
+    bool full = false;
+    size_t max_mib = 64;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--full") == 0) {
+            full = true;
+            max_mib = 1024;
+        } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
+            i++;
+            kind = strcmp(argv[i], "cuda") == 0 ? KVBM_BACKEND_CUDA : KVBM_BACKEND_CPU;
+        } else if (strcmp(argv[i], "--max-mib") == 0 && i + 1 < argc) {
+            max_mib = (size_t)atol(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: bench_copy [--backend cpu|cuda] [--full] [--max-mib N]\n");
+            return 2;
+        }
+    }
+    ctx_t base = ctx_open(kind, KVBM_COPY_METHOD_AUTO);
+    bool cuda = kvbm_backend_kind(base.b) == KVBM_BACKEND_CUDA;
+    printf("backend %s; max %zu MiB per pool\n", kvbm_backend_name(base.b), max_mib);
+
+    static const size_t regions_short[] = {4096, 65536, 2u << 20};
+    static const size_t regions_full[] = {4096, 16384, 65536, 262144, 1u << 20, 2u << 20};
+    static const size_t blocks_short[] = {1, 64, 1024};
+    static const size_t blocks_full[] = {1, 4, 16, 64, 256, 1024, 4096};
+    const size_t *rs = full ? regions_full : regions_short;
+    size_t nrs = full ? 6 : 3;
+    const size_t *bs = full ? blocks_full : blocks_short;
+    size_t nbs = full ? 7 : 3;
+
+    static const struct {
+        kvbm_copy_method_t m;
+        const char *name;
+    } cuda_methods[] = {{KVBM_COPY_METHOD_BATCH, "batch"},
+                        {KVBM_COPY_METHOD_KERNEL, "kernel"},
+                        {KVBM_COPY_METHOD_PER_REGION, "per-region"}};
+    ctx_t mctx[3];
+    if (cuda)
+        for (int m = 0; m < 3; m++)
+            mctx[m] = ctx_open(KVBM_BACKEND_CUDA, cuda_methods[m].m);
+
+    printf("%-6s %-9s %8s %6s %12s | %s\n", "layout", "dir", "region", "blocks", "contig GB/s",
+           "method GB/s");
+    uint64_t rng = 42;
+    for (size_t ri = 0; ri < nrs; ri++) {
+        for (size_t bi = 0; bi < nbs; bi++) {
+            for (int arr = 0; arr < 2; arr++) {
+                size_t region = rs[ri], n = bs[bi];
+                kvbm_layout_config_t lc = KVBM_LAYOUT_CONFIG_INIT;
+                lc.num_blocks = (uint32_t)n;
+                lc.num_layers = 4;
+                lc.outer_dim = 2;
+                lc.inner_dim = 128;
+                lc.elem_size = 2;
+                lc.kind = arr == 0 ? KVBM_LAYOUT_FULLY_CONTIGUOUS : KVBM_LAYOUT_LAYER_SEPARATE;
+                lc.tokens_per_block = (uint32_t)(arr == 0 ? region / 2048 : region / 512);
+                kvbm_layout_t *l = NULL;
+                check(kvbm_layout_create(&lc, &l), "layout");
+                size_t total = kvbm_layout_total_bytes(l);
+                if (total > max_mib << 20) {
+                    kvbm_layout_destroy(l);
+                    continue;
+                }
+                kvbm_pool_t *dev = NULL, *host = NULL;
+                check(kvbm_pool_create(base.b, KVBM_MEM_DEVICE, total, &dev), "pool");
+                check(kvbm_pool_create(base.b, KVBM_MEM_HOST, total, &host), "pool");
+                if (!cuda) {
+                    memset(kvbm_pool_ptr(dev), 1, total);
+                    memset(kvbm_pool_ptr(host), 2, total);
+                }
+                uint32_t *a = malloc(n * sizeof(uint32_t)), *bb = malloc(n * sizeof(uint32_t));
+                shuffle(a, n, &rng);
+                shuffle(bb, n, &rng);
+                size_t per = kvbm_layout_regions_per_block(l);
+                kvbm_copy_t *list = malloc(n * per * sizeof(kvbm_copy_t));
+                kvbm_region_t *sr = malloc(per * sizeof(kvbm_region_t)),
+                              *dr = malloc(per * sizeof(kvbm_region_t));
+                if (a == NULL || bb == NULL || list == NULL || sr == NULL || dr == NULL)
+                    check(KVBM_ERR_NO_MEMORY, "malloc");
+                for (int d = 0; d < 2; d++) {
+                    kvbm_copy_dir_t dir = d == 0 ? KVBM_COPY_D2H : KVBM_COPY_H2D;
+                    kvbm_pool_t *src = d == 0 ? dev : host, *dst = d == 0 ? host : dev;
+                    size_t k = 0, got;
+                    for (size_t i = 0; i < n; i++) {
+                        kvbm_layout_block_regions(l, a[i], sr, per, &got);
+                        kvbm_layout_block_regions(l, bb[i], dr, per, &got);
+                        for (size_t r = 0; r < per; r++, k++) {
+                            list[k].src = (char *)kvbm_pool_ptr(src) + sr[r].offset;
+                            list[k].dst = (char *)kvbm_pool_ptr(dst) + dr[r].offset;
+                            list[k].bytes = sr[r].bytes;
+                        }
+                    }
+                    size_t bytes = n * kvbm_layout_block_bytes(l);
+                    job_t j = {&base, l, src, dst, a, bb, n, dir, list, k, bytes};
+                    double tc = time_it(cuda ? run_contiguous : run_contiguous_memcpy, &j);
+                    printf("%-6s %-9s %7zuK %6zu %12.2f |", arr == 0 ? "fc" : "ls",
+                           d == 0 ? "D2H" : "H2D", region / 1024, n, bytes / tc / 1e9);
+                    if (cuda) {
+                        for (int m = 0; m < 3; m++) {
+                            /* pools belong to base; the method contexts use
+                             * the same device, so their pointers are valid. */
+                            j.c = &mctx[m];
+                            kvbm_pool_t *ws = NULL, *wd = NULL;
+                            check(kvbm_pool_wrap(mctx[m].b, src == dev ? KVBM_MEM_DEVICE : KVBM_MEM_HOST,
+                                                 kvbm_pool_ptr(src), total, &ws), "wrap");
+                            check(kvbm_pool_wrap(mctx[m].b, dst == dev ? KVBM_MEM_DEVICE : KVBM_MEM_HOST,
+                                                 kvbm_pool_ptr(dst), total, &wd), "wrap");
+                            j.src = ws;
+                            j.dst = wd;
+                            double t = time_it(run_backend, &j);
+                            printf(" %s %.2f", cuda_methods[m].name, bytes / t / 1e9);
+                            kvbm_pool_destroy(wd);
+                            kvbm_pool_destroy(ws);
+                        }
+                    } else {
+                        double tb = time_it(run_backend, &j);
+                        double tm = time_it(run_memcpy_loop, &j);
+                        printf(" backend %.2f  memcpy-loop %.2f", bytes / tb / 1e9,
+                               bytes / tm / 1e9);
+                    }
+                    printf("\n");
+                }
+                free(dr);
+                free(sr);
+                free(list);
+                free(bb);
+                free(a);
+                kvbm_pool_destroy(host);
+                kvbm_pool_destroy(dev);
+                kvbm_layout_destroy(l);
+            }
+        }
+    }
+    if (cuda)
+        for (int m = 0; m < 3; m++)
+            ctx_close(&mctx[m]);
+    ctx_close(&base);
+    return 0;
+}

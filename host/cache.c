@@ -1,0 +1,542 @@
+/*
+ * The tiered cache's calls; see include/kvbm/cache.h for the behaviour and
+ * cache_batch.c for the copies in flight.
+ *
+ * Locking: cache->lock for the whole of each call (never while waiting for
+ * a fence); inside it the G1 and G2 managers take their own locks.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_internal.h"
+
+#define SCRATCH_ON_STACK 64
+
+static void forward_g1_events(void *ctx, const kvbm_event_t *events, size_t count)
+{
+    kvbm_cache_t *cache = ctx;
+    cache->on_events(cache->events_ctx, KVBM_TIER_G1, events, count);
+}
+
+static void forward_g2_events(void *ctx, const kvbm_event_t *events, size_t count)
+{
+    kvbm_cache_t *cache = ctx;
+    cache->on_events(cache->events_ctx, KVBM_TIER_G2, events, count);
+}
+
+static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config_t *config,
+                                    kvbm_tier_t tier, uint32_t blocks, kvbm_manager_t **out)
+{
+    kvbm_manager_config_t mc = KVBM_MANAGER_CONFIG_INIT;
+    mc.num_blocks = blocks;
+    mc.duplication = KVBM_DUPLICATION_REJECT;
+    mc.policy = tier == KVBM_TIER_G1 ? config->g1_policy : config->g2_policy;
+    mc.policy_config = config->policy_config;
+    mc.name = tier == KVBM_TIER_G1 ? "g1" : "g2";
+    if (config->on_events != NULL) {
+        mc.on_events = tier == KVBM_TIER_G1 ? forward_g1_events : forward_g2_events;
+        mc.events_ctx = cache;
+    }
+    return kvbm_manager_create(&mc, out);
+}
+
+kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out)
+{
+    if (config == NULL || cache_out == NULL || config->backend == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    if (config->struct_size < sizeof(kvbm_cache_config_t) ||
+        config->version != KVBM_CACHE_CONFIG_VERSION)
+        return KVBM_ERR_VERSION;
+    if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
+        config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm_cache_t *cache = calloc(1, sizeof(*cache));
+    if (cache == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    cache->backend = config->backend;
+    cache->engine = config->engine_stream;
+    cache->mode = config->offload_mode;
+    cache->on_events = config->on_events;
+    cache->events_ctx = config->events_ctx;
+    cache->next_seq = 1;
+
+    kvbm_status_t status = kvbm_layout_create(&config->layout, &cache->g1_layout);
+    if (status != KVBM_OK)
+        goto err_free_cache;
+    cache->g1_blocks = config->layout.num_blocks;
+    cache->block_bytes = kvbm_layout_block_bytes(cache->g1_layout);
+    status = kvbm_pool_create(cache->backend, KVBM_MEM_DEVICE,
+                              kvbm_layout_total_bytes(cache->g1_layout), &cache->g1_pool);
+    if (status != KVBM_OK)
+        goto err_destroy_g1_layout;
+    status = create_manager(cache, config, KVBM_TIER_G1, cache->g1_blocks, &cache->g1);
+    if (status != KVBM_OK)
+        goto err_destroy_g1_pool;
+    if (config->g2_blocks > 0) {
+        kvbm_layout_config_t g2_config = config->layout;
+        g2_config.num_blocks = config->g2_blocks;
+        status = kvbm_layout_create(&g2_config, &cache->g2_layout);
+        if (status != KVBM_OK)
+            goto err_destroy_g1;
+        status = kvbm_pool_create(cache->backend, KVBM_MEM_HOST,
+                                  kvbm_layout_total_bytes(cache->g2_layout), &cache->g2_pool);
+        if (status != KVBM_OK)
+            goto err_destroy_g2_layout;
+        status = create_manager(cache, config, KVBM_TIER_G2, config->g2_blocks, &cache->g2);
+        if (status != KVBM_OK)
+            goto err_destroy_g2_pool;
+    }
+    status = kvbm_stream_create(cache->backend, &cache->d2h);
+    if (status != KVBM_OK)
+        goto err_destroy_g2;
+    status = kvbm_stream_create(cache->backend, &cache->h2d);
+    if (status != KVBM_OK)
+        goto err_destroy_d2h;
+    status = KVBM_ERR_NO_MEMORY;
+    cache->loading_seq = calloc(cache->g1_blocks, sizeof(uint64_t));
+    cache->load_failed = calloc(cache->g1_blocks, 1);
+    if (cache->loading_seq == NULL || cache->load_failed == NULL)
+        goto err_free_tables;
+    if (pthread_mutex_init(&cache->lock, NULL) != 0)
+        goto err_free_tables;
+    *cache_out = cache;
+    return KVBM_OK;
+
+err_free_tables:
+    free(cache->loading_seq);
+    free(cache->load_failed);
+    kvbm_stream_destroy(cache->h2d);
+err_destroy_d2h:
+    kvbm_stream_destroy(cache->d2h);
+err_destroy_g2:
+    kvbm_manager_destroy(cache->g2);
+err_destroy_g2_pool:
+    kvbm_pool_destroy(cache->g2_pool);
+err_destroy_g2_layout:
+    kvbm_layout_destroy(cache->g2_layout);
+err_destroy_g1:
+    kvbm_manager_destroy(cache->g1);
+err_destroy_g1_pool:
+    kvbm_pool_destroy(cache->g1_pool);
+err_destroy_g1_layout:
+    kvbm_layout_destroy(cache->g1_layout);
+err_free_cache:
+    free(cache);
+    return status;
+}
+
+void kvbm_cache_destroy(kvbm_cache_t *cache)
+{
+    if (cache == NULL)
+        return;
+    kvbm_cache_sync(cache);
+    kvbm_stream_destroy(cache->h2d);
+    kvbm_stream_destroy(cache->d2h);
+    kvbm_manager_destroy(cache->g2);
+    kvbm_pool_destroy(cache->g2_pool);
+    kvbm_layout_destroy(cache->g2_layout);
+    kvbm_manager_destroy(cache->g1);
+    kvbm_pool_destroy(cache->g1_pool);
+    kvbm_layout_destroy(cache->g1_layout);
+    free(cache->loading_seq);
+    free(cache->load_failed);
+    pthread_mutex_destroy(&cache->lock);
+    free(cache);
+}
+
+/* ------------------------------------------------------------------ offload */
+
+/* A G2 block for one offload, or KVBM_BLOCK_NONE when G2 has none to give. */
+static uint32_t take_g2_block(kvbm_cache_t *cache)
+{
+    uint32_t block;
+    if (kvbm_manager_allocate(cache->g2, 1, &block, NULL, NULL) != KVBM_OK)
+        return KVBM_BLOCK_NONE;
+    return block;
+}
+
+/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier). With the
+ * lock held. *batch_out is the batch issued, or NULL if none was needed. */
+static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const uint64_t *hashes,
+                           size_t count, cache_batch_t **batch_out)
+{
+    *batch_out = NULL;
+    if (cache->g2 == NULL || count == 0)
+        return;
+    cache_batch_t *batch = NULL;
+    if (kvbm__cache_batch_new(cache, BATCH_OFFLOAD, count, &batch) != KVBM_OK) {
+        cache->metrics.offload_skipped += count;
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (kvbm_manager_contains(cache->g2, hashes[i]))
+            continue;
+        uint32_t g2_block = take_g2_block(cache);
+        if (g2_block == KVBM_BLOCK_NONE) {
+            cache->metrics.offload_skipped++;
+            continue;
+        }
+        batch->g1_ids[batch->n] = g1_ids[i];
+        batch->g2_ids[batch->n] = g2_block;
+        batch->hashes[batch->n] = hashes[i];
+        batch->n++;
+    }
+    if (batch->n > 0 && kvbm__cache_batch_submit(cache, batch) == KVBM_OK) {
+        *batch_out = batch;
+        return;
+    }
+    /* Nothing to copy, or the copy could not even be issued: give the G2
+     * blocks back; the hashes are simply not cached. */
+    if (batch->n > 0) {
+        cache->metrics.failed_copies += batch->n;
+        kvbm_manager_release(cache->g2, batch->g2_ids, batch->n);
+    }
+    kvbm__cache_batch_unref(cache, batch);
+}
+
+/* Rule 2 for the engine stream, and the caller's ready fence. */
+static kvbm_status_t order_engine(kvbm_cache_t *cache, const cache_batch_t *offload,
+                                  const cache_batch_t *onboard, kvbm_fence_t *ready)
+{
+    bool reuse_order = !(cache->unsafe & KVBM__CACHE_UNSAFE_NO_REUSE_ORDER);
+    kvbm_status_t status = KVBM_OK;
+    if (cache->engine != NULL && offload != NULL && reuse_order)
+        status = kvbm_stream_wait_fence(cache->engine, offload->fence);
+    if (status == KVBM_OK && cache->engine != NULL && onboard != NULL)
+        status = kvbm_stream_wait_fence(cache->engine, onboard->fence);
+    if (status != KVBM_OK || ready == NULL)
+        return status;
+    /* The ready fence is recorded on the onboard stream after it waited for
+     * every offload issued so far, so it covers both directions. */
+    if (cache->last_offload != NULL && reuse_order)
+        status = kvbm_stream_wait_fence(cache->h2d, cache->last_offload->fence);
+    if (status == KVBM_OK)
+        status = kvbm_fence_record(ready, cache->h2d);
+    return status;
+}
+
+/* Clears what the cache remembered about blocks handed out anew. */
+static void forget_blocks(kvbm_cache_t *cache, const uint32_t *ids, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        cache->loading_seq[ids[i]] = 0;
+        cache->load_failed[ids[i]] = 0;
+    }
+}
+
+/* G1 allocation plus the offload of what it evicted. */
+static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
+                                     cache_batch_t **offload_out)
+{
+    kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
+    kvbm_evicted_t *evicted = count <= SCRATCH_ON_STACK ? stack_evicted
+                                                        : malloc(sizeof(kvbm_evicted_t) * count);
+    uint32_t stack_ids[SCRATCH_ON_STACK];
+    uint64_t stack_hashes[SCRATCH_ON_STACK];
+    uint32_t *ev_ids = count <= SCRATCH_ON_STACK ? stack_ids : malloc(sizeof(uint32_t) * count);
+    uint64_t *ev_hashes =
+        count <= SCRATCH_ON_STACK ? stack_hashes : malloc(sizeof(uint64_t) * count);
+    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    *offload_out = NULL;
+    if (evicted == NULL || ev_ids == NULL || ev_hashes == NULL)
+        goto out;
+    size_t n_evicted = 0;
+    status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
+    if (status != KVBM_OK)
+        goto out;
+    forget_blocks(cache, ids_out, count);
+    for (size_t i = 0; i < n_evicted; i++) {
+        ev_ids[i] = evicted[i].block_id;
+        ev_hashes[i] = evicted[i].seq_hash;
+    }
+    if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
+        offload_blocks(cache, ev_ids, ev_hashes, n_evicted, offload_out);
+out:
+    if (evicted != stack_evicted)
+        free(evicted);
+    if (ev_ids != stack_ids)
+        free(ev_ids);
+    if (ev_hashes != stack_hashes)
+        free(ev_hashes);
+    return status;
+}
+
+kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
+                                  kvbm_fence_t *ready)
+{
+    if (cache == NULL || (count > 0 && ids_out == NULL))
+        return KVBM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&cache->lock);
+    kvbm__cache_reap(cache);
+    cache_batch_t *offload = NULL;
+    kvbm_status_t status = allocate_locked(cache, count, ids_out, &offload);
+    if (status == KVBM_OK)
+        status = order_engine(cache, offload, NULL, ready);
+    pthread_mutex_unlock(&cache->lock);
+    return status;
+}
+
+/* ------------------------------------------------------------------ match and onboarding */
+
+/* Registers the G2 hits in G1 on their new blocks and copies their data in. */
+static cache_batch_t *onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
+                                     size_t k2, const uint32_t *g2_ids, const uint32_t *fresh,
+                                     uint32_t *ids_out)
+{
+    kvbm_register_opts_t opts = {.has_parent = k1 > 0,
+                                 .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
+                                 .priority = 50};
+    kvbm_status_t status =
+        kvbm_manager_register(cache->g1, fresh, hashes + k1, k2, &opts, ids_out + k1);
+    assert(status == KVBM_OK); /* fresh blocks are mutable and distinct */
+    (void)status;
+    cache->metrics.g2_hits += k2;
+    cache_batch_t *batch = NULL;
+    if (kvbm__cache_batch_new(cache, BATCH_ONBOARD, k2, &batch) != KVBM_OK) {
+        kvbm_manager_invalidate(cache->g1, fresh, k2);
+        for (size_t j = 0; j < k2; j++)
+            cache->load_failed[fresh[j]] = 1;
+        cache->metrics.failed_copies += k2;
+        kvbm_manager_release(cache->g2, g2_ids, k2);
+        return NULL;
+    }
+    memcpy(batch->g2_ids, g2_ids, sizeof(uint32_t) * k2);
+    batch->n = k2;
+    for (size_t j = 0; j < k2; j++) {
+        if (ids_out[k1 + j] != fresh[j])
+            continue; /* G1 had the hash after all (dedup): nothing to copy */
+        batch->copy_g2[batch->n_copy] = g2_ids[j];
+        batch->g1_ids[batch->n_copy] = fresh[j];
+        batch->hashes[batch->n_copy] = hashes[k1 + j];
+        batch->n_copy++;
+    }
+    if (kvbm__cache_batch_submit(cache, batch) != KVBM_OK) {
+        kvbm_manager_invalidate(cache->g1, batch->g1_ids, batch->n_copy);
+        for (size_t j = 0; j < batch->n_copy; j++)
+            cache->load_failed[batch->g1_ids[j]] = 1;
+        cache->metrics.failed_copies += batch->n_copy;
+        kvbm_manager_release(cache->g2, g2_ids, k2);
+        kvbm__cache_batch_unref(cache, batch);
+        return NULL;
+    }
+    for (size_t j = 0; j < batch->n_copy; j++)
+        cache->loading_seq[batch->g1_ids[j]] = batch->seq;
+    if (cache->unsafe & KVBM__CACHE_UNSAFE_EARLY_G2_RELEASE)
+        kvbm_manager_release(cache->g2, g2_ids, k2); /* breaks rule 3, tests only */
+    return batch;
+}
+
+static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                    bool allocate_rest, uint32_t *ids_out,
+                                    kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
+{
+    size_t k1 = 0, k2 = 0;
+    kvbm_status_t status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
+    if (status != KVBM_OK)
+        return status;
+    uint32_t *g2_ids = NULL, *fresh = NULL;
+    size_t rest = count - k1;
+    status = KVBM_ERR_NO_MEMORY;
+    if (rest > 0) {
+        g2_ids = malloc(sizeof(uint32_t) * rest);
+        fresh = malloc(sizeof(uint32_t) * rest);
+        if (g2_ids == NULL || fresh == NULL)
+            goto err_release_g1;
+    }
+    if (cache->g2 != NULL && rest > 0) {
+        status = kvbm_manager_match(cache->g2, hashes + k1, rest, g2_ids, &k2);
+        if (status != KVBM_OK)
+            goto err_release_g1;
+    }
+    size_t need = allocate_rest ? rest : k2;
+    cache_batch_t *offload = NULL;
+    status = allocate_locked(cache, need, fresh, &offload);
+    if (status != KVBM_OK)
+        goto err_release_g2;
+    cache_batch_t *onboard = NULL;
+    if (k2 > 0)
+        onboard = onboard_locked(cache, hashes, k1, k2, g2_ids, fresh, ids_out);
+    if (need > k2)
+        memcpy(ids_out + k1 + k2, fresh + k2, sizeof(uint32_t) * (need - k2));
+    status = order_engine(cache, offload, onboard, ready);
+    free(g2_ids);
+    free(fresh);
+    result_out->g1 = k1;
+    result_out->onboarded = k2;
+    return status;
+
+err_release_g2:
+    if (k2 > 0)
+        kvbm_manager_release(cache->g2, g2_ids, k2);
+err_release_g1:
+    kvbm_manager_release(cache->g1, ids_out, k1);
+    free(g2_ids);
+    free(fresh);
+    return status;
+}
+
+kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                               uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
+                               kvbm_fence_t *ready)
+{
+    if (cache == NULL || result_out == NULL || (count > 0 && (hashes == NULL || ids_out == NULL)))
+        return KVBM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&cache->lock);
+    kvbm__cache_reap(cache);
+    kvbm_status_t status = acquire_locked(cache, hashes, count, false, ids_out, result_out, ready);
+    pthread_mutex_unlock(&cache->lock);
+    return status;
+}
+
+kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                 uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
+                                 kvbm_fence_t *ready)
+{
+    if (cache == NULL || result_out == NULL || (count > 0 && (hashes == NULL || ids_out == NULL)))
+        return KVBM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&cache->lock);
+    kvbm__cache_reap(cache);
+    kvbm_status_t status = acquire_locked(cache, hashes, count, true, ids_out, result_out, ready);
+    pthread_mutex_unlock(&cache->lock);
+    return status;
+}
+
+/* ------------------------------------------------------------------ register, release, scan */
+
+kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids,
+                                  const uint64_t *hashes, size_t count,
+                                  const kvbm_register_opts_t *opts, uint32_t *ids_out)
+{
+    if (cache == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&cache->lock);
+    kvbm__cache_reap(cache);
+    kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
+    if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
+        /* Only blocks that now carry their hash (not dedups) are copied. */
+        uint32_t *copy_ids = malloc(sizeof(uint32_t) * count);
+        uint64_t *copy_hashes = malloc(sizeof(uint64_t) * count);
+        if (copy_ids != NULL && copy_hashes != NULL) {
+            size_t n = 0;
+            for (size_t i = 0; i < count; i++) {
+                if (ids_out[i] == ids[i]) {
+                    copy_ids[n] = ids[i];
+                    copy_hashes[n++] = hashes[i];
+                }
+            }
+            cache_batch_t *offload = NULL;
+            offload_blocks(cache, copy_ids, copy_hashes, n, &offload);
+        } else {
+            cache->metrics.offload_skipped += count;
+        }
+        free(copy_ids);
+        free(copy_hashes);
+    }
+    pthread_mutex_unlock(&cache->lock);
+    return status;
+}
+
+kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count)
+{
+    if (cache == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&cache->lock);
+    kvbm__cache_reap(cache);
+    kvbm_status_t status = kvbm_manager_release(cache->g1, ids, count);
+    pthread_mutex_unlock(&cache->lock);
+    return status;
+}
+
+kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                              bool touch, uint32_t *ids_out, size_t *n_found_out)
+{
+    if (cache == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&cache->lock);
+    kvbm__cache_reap(cache);
+    kvbm_status_t status = kvbm_manager_scan(cache->g1, hashes, count, touch, ids_out, n_found_out);
+    pthread_mutex_unlock(&cache->lock);
+    return status;
+}
+
+/* ------------------------------------------------------------------ completion */
+
+kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count)
+{
+    if (cache == NULL || (count > 0 && ids == NULL))
+        return KVBM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&cache->lock);
+    uint64_t newest = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (ids[i] >= cache->g1_blocks) {
+            pthread_mutex_unlock(&cache->lock);
+            return KVBM_ERR_OUT_OF_RANGE;
+        }
+        if (cache->loading_seq[ids[i]] > newest)
+            newest = cache->loading_seq[ids[i]];
+    }
+    if (newest > 0)
+        kvbm__cache_wait_processed(cache, newest);
+    kvbm_status_t status = KVBM_OK;
+    for (size_t i = 0; i < count; i++)
+        if (cache->load_failed[ids[i]])
+            status = KVBM_ERR_COPY_FAILED;
+    pthread_mutex_unlock(&cache->lock);
+    return status;
+}
+
+kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
+{
+    if (cache == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&cache->lock);
+    kvbm__cache_reap(cache);
+    pthread_mutex_unlock(&cache->lock);
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache)
+{
+    if (cache == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&cache->lock);
+    kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+    pthread_mutex_unlock(&cache->lock);
+    return KVBM_OK;
+}
+
+/* ------------------------------------------------------------------ accessors */
+
+kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
+                                       uint32_t outer, void **addr_out)
+{
+    if (cache == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    return kvbm_layout_address(cache->g1_layout, kvbm_pool_ptr(cache->g1_pool), id, layer, outer,
+                               addr_out);
+}
+
+kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier)
+{
+    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1_pool : cache->g2_pool;
+}
+
+const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier)
+{
+    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1_layout : cache->g2_layout;
+}
+
+kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier)
+{
+    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1 : cache->g2;
+}
+
+void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
+{
+    if (cache == NULL || metrics_out == NULL)
+        return;
+    pthread_mutex_lock(&cache->lock);
+    *metrics_out = cache->metrics;
+    pthread_mutex_unlock(&cache->lock);
+}

@@ -1,0 +1,233 @@
+/*
+ * Copies in flight for the tiered cache: building batches, issuing them on
+ * the right stream after the waits the ordering rules need, and processing
+ * them, strictly in submission order, once their fences complete.
+ */
+#include <assert.h>
+#include <stdlib.h>
+
+#include "cache_internal.h"
+
+kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind, size_t n,
+                                    cache_batch_t **batch_out)
+{
+    cache_batch_t *batch = calloc(1, sizeof(*batch));
+    if (batch == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    batch->kind = kind;
+    batch->refs = 1;
+    size_t cap = n > 0 ? n : 1;
+    batch->g1_ids = malloc(sizeof(uint32_t) * cap);
+    batch->g2_ids = malloc(sizeof(uint32_t) * cap);
+    batch->copy_g2 = malloc(sizeof(uint32_t) * cap);
+    batch->hashes = malloc(sizeof(uint64_t) * cap);
+    batch->poisoned = calloc(cap, 1);
+    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    if (batch->g1_ids == NULL || batch->g2_ids == NULL || batch->copy_g2 == NULL ||
+        batch->hashes == NULL || batch->poisoned == NULL)
+        goto err_free;
+    status = kvbm_fence_create(cache->backend, &batch->fence);
+    if (status != KVBM_OK)
+        goto err_free;
+    if (kind == BATCH_OFFLOAD && cache->engine != NULL) {
+        status = kvbm_fence_create(cache->backend, &batch->engine_fence);
+        if (status != KVBM_OK)
+            goto err_free;
+    }
+    *batch_out = batch;
+    return KVBM_OK;
+
+err_free:
+    batch->refs = 0;
+    kvbm__cache_batch_unref(cache, batch);
+    return status;
+}
+
+void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch)
+{
+    (void)cache;
+    if (batch == NULL || --batch->refs > 0)
+        return;
+    kvbm_fence_destroy(batch->fence);
+    kvbm_fence_destroy(batch->engine_fence);
+    free(batch->g1_ids);
+    free(batch->g2_ids);
+    free(batch->copy_g2);
+    free(batch->hashes);
+    free(batch->poisoned);
+    free(batch);
+}
+
+static kvbm_status_t submit_offload(kvbm_cache_t *cache, cache_batch_t *batch)
+{
+    kvbm_status_t status;
+    /* Rule 1: read the slabs only after the engine's work already enqueued. */
+    if (cache->engine != NULL && !(cache->unsafe & KVBM__CACHE_UNSAFE_NO_ENGINE_ORDER)) {
+        status = kvbm_fence_record(batch->engine_fence, cache->engine);
+        if (status == KVBM_OK)
+            status = kvbm_stream_wait_fence(cache->d2h, batch->engine_fence);
+        if (status != KVBM_OK)
+            return status;
+    }
+    /* A slab still being onboarded is read only after its data has landed. */
+    if (cache->last_onboard != NULL) {
+        status = kvbm_stream_wait_fence(cache->d2h, cache->last_onboard->fence);
+        if (status != KVBM_OK)
+            return status;
+    }
+    return kvbm_backend_copy_blocks_between(cache->backend, cache->d2h, cache->g1_layout,
+                                            cache->g1_pool, batch->g1_ids, cache->g2_layout,
+                                            cache->g2_pool, batch->g2_ids, batch->n,
+                                            KVBM_COPY_D2H, batch->fence);
+}
+
+static kvbm_status_t submit_onboard(kvbm_cache_t *cache, cache_batch_t *batch)
+{
+    /* The new G1 blocks may be slabs just evicted: write them only after
+     * their offload has read them. */
+    if (cache->last_offload != NULL) {
+        kvbm_status_t status = kvbm_stream_wait_fence(cache->h2d, cache->last_offload->fence);
+        if (status != KVBM_OK)
+            return status;
+    }
+    return kvbm_backend_copy_blocks_between(cache->backend, cache->h2d, cache->g2_layout,
+                                            cache->g2_pool, batch->copy_g2, cache->g1_layout,
+                                            cache->g1_pool, batch->g1_ids, batch->n_copy,
+                                            KVBM_COPY_H2D, batch->fence);
+}
+
+kvbm_status_t kvbm__cache_batch_submit(kvbm_cache_t *cache, cache_batch_t *batch)
+{
+    kvbm_status_t status = batch->kind == BATCH_OFFLOAD ? submit_offload(cache, batch)
+                                                        : submit_onboard(cache, batch);
+    if (status != KVBM_OK)
+        return status;
+    batch->seq = cache->next_seq++;
+    batch->next = NULL;
+    if (cache->tail != NULL)
+        cache->tail->next = batch;
+    else
+        cache->head = batch;
+    cache->tail = batch;
+    if (batch->kind == BATCH_OFFLOAD)
+        cache->last_offload = batch;
+    else
+        cache->last_onboard = batch;
+    cache->metrics.copy_batches++;
+    cache->metrics.copies_in_flight += batch->kind == BATCH_OFFLOAD ? batch->n : batch->n_copy;
+    return KVBM_OK;
+}
+
+/* A failed onboarding leaves garbage in its G1 blocks: withdraw their hashes,
+ * remember the failure for kvbm_cache_check(), and make sure no later
+ * offload in flight stores that garbage in G2. */
+static void onboard_failed(kvbm_cache_t *cache, cache_batch_t *batch)
+{
+    kvbm_manager_invalidate(cache->g1, batch->g1_ids, batch->n_copy);
+    for (size_t i = 0; i < batch->n_copy; i++)
+        cache->load_failed[batch->g1_ids[i]] = 1;
+    for (cache_batch_t *later = batch->next; later != NULL; later = later->next) {
+        if (later->kind != BATCH_OFFLOAD)
+            continue;
+        for (size_t j = 0; j < later->n; j++)
+            for (size_t i = 0; i < batch->n_copy; i++)
+                if (later->g1_ids[j] == batch->g1_ids[i])
+                    later->poisoned[j] = 1;
+    }
+    cache->metrics.failed_copies += batch->n_copy;
+}
+
+static void process_offload(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_status_t result)
+{
+    /* Register every good copy in G2, in eviction order, then release them in
+     * the same order: the G2 policy sees them as the contract's one-by-one
+     * offloads (register, release) would have left them. */
+    uint32_t *kept = batch->g2_ids;
+    size_t n_kept = 0;
+    for (size_t i = 0; i < batch->n; i++) {
+        uint32_t block = batch->g2_ids[i], registered = block;
+        if (result == KVBM_OK && !batch->poisoned[i] &&
+            kvbm_manager_register(cache->g2, &block, &batch->hashes[i], 1, NULL, &registered) ==
+                KVBM_OK) {
+            cache->metrics.offloads++;
+            cache->metrics.offload_bytes += cache->block_bytes;
+        } else {
+            cache->metrics.failed_copies += result != KVBM_OK;
+        }
+        kept[n_kept++] = registered; /* a failed block is still mutable: released to reset */
+    }
+    kvbm_status_t status = kvbm_manager_release(cache->g2, kept, n_kept);
+    assert(status == KVBM_OK);
+    (void)status;
+}
+
+static void process_onboard(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_status_t result)
+{
+    if (result == KVBM_OK) {
+        cache->metrics.onboards += batch->n_copy;
+        cache->metrics.onboard_bytes += (uint64_t)batch->n_copy * cache->block_bytes;
+    } else {
+        onboard_failed(cache, batch);
+    }
+    for (size_t i = 0; i < batch->n_copy; i++)
+        if (cache->loading_seq[batch->g1_ids[i]] == batch->seq)
+            cache->loading_seq[batch->g1_ids[i]] = 0;
+    /* Rule 3: the G2 sources were held until now; release them last first. */
+    if (!(cache->unsafe & KVBM__CACHE_UNSAFE_EARLY_G2_RELEASE)) {
+        for (size_t i = 0; i < batch->n / 2; i++) {
+            uint32_t swap = batch->g2_ids[i];
+            batch->g2_ids[i] = batch->g2_ids[batch->n - 1 - i];
+            batch->g2_ids[batch->n - 1 - i] = swap;
+        }
+        kvbm_status_t status = kvbm_manager_release(cache->g2, batch->g2_ids, batch->n);
+        assert(status == KVBM_OK);
+        (void)status;
+    }
+}
+
+void kvbm__cache_reap(kvbm_cache_t *cache)
+{
+    while (cache->head != NULL) {
+        cache_batch_t *batch = cache->head;
+        kvbm_status_t result = kvbm_fence_query(batch->fence);
+        if (result == KVBM_ERR_BUSY)
+            return;
+        if (batch->kind == BATCH_OFFLOAD)
+            process_offload(cache, batch, result);
+        else
+            process_onboard(cache, batch, result);
+        cache->metrics.copies_in_flight -= batch->kind == BATCH_OFFLOAD ? batch->n : batch->n_copy;
+        cache->processed_seq = batch->seq;
+        cache->head = batch->next;
+        if (cache->head == NULL)
+            cache->tail = NULL;
+        if (cache->last_offload == batch)
+            cache->last_offload = NULL;
+        if (cache->last_onboard == batch)
+            cache->last_onboard = NULL;
+        kvbm__cache_batch_unref(cache, batch);
+    }
+}
+
+void kvbm__cache_wait_processed(kvbm_cache_t *cache, uint64_t seq)
+{
+    for (;;) {
+        kvbm__cache_reap(cache);
+        if (cache->processed_seq >= seq || cache->head == NULL)
+            return;
+        cache_batch_t *batch = cache->head;
+        batch->refs++; /* keeps its fence alive while we wait unlocked */
+        pthread_mutex_unlock(&cache->lock);
+        kvbm_status_t waited = kvbm_fence_wait(batch->fence);
+        (void)waited; /* the result is read again by reap under the lock */
+        pthread_mutex_lock(&cache->lock);
+        kvbm__cache_batch_unref(cache, batch);
+    }
+}
+
+void kvbm__cache_set_unsafe(kvbm_cache_t *cache, unsigned flags)
+{
+    pthread_mutex_lock(&cache->lock);
+    cache->unsafe = flags;
+    pthread_mutex_unlock(&cache->lock);
+}

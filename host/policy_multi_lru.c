@@ -1,0 +1,166 @@
+/*
+ * multi-lru: frequency-tiered LRU, after the multi-level LRU of NVIDIA
+ * Dynamo's kvbm-logical. A TinyLFU count-min sketch (freq_sketch.h) counts
+ * accesses per sequence hash; an inactive block sits in one of four LRU levels
+ * chosen by its estimated count against three thresholds (default 3, 8, 15).
+ * Victims come from the front of the coldest non-empty level.
+ *
+ * What counts as an access: touch only. The manager touches a block when it
+ * is registered, matched, or hit by a touching scan; release (insert) is the
+ * end of a use already counted, so counting it too would double every use.
+ *
+ * A block's level is fixed when it enters the pool and refreshed when it is
+ * touched while inactive; it is not revisited when the sketch ages, so a
+ * block that sat untouched through a halving keeps its level until its next
+ * touch or eviction (levels only order victims; they never lose a block).
+ */
+#include <stdlib.h>
+
+#include "block_list.h"
+#include "freq_sketch.h"
+#include "kvbm/policy.h"
+
+#define MULTI_LRU_LEVELS 4
+#define LEVEL_NONE       0xffu
+
+typedef struct multi_lru_policy {
+    kvbm__block_links_t links;                   /* shared by all levels */
+    kvbm__block_list_t levels[MULTI_LRU_LEVELS]; /* front = least recent */
+    uint8_t *level_of;                           /* capacity; LEVEL_NONE when absent */
+    kvbm__freq_sketch_t sketch;
+    uint8_t thresholds[MULTI_LRU_LEVELS - 1];
+    size_t size;
+} multi_lru_policy_t;
+
+static void multi_lru_destroy(void *state)
+{
+    multi_lru_policy_t *p = state;
+    if (p == NULL)
+        return;
+    kvbm__freq_sketch_fini(&p->sketch);
+    free(p->level_of);
+    free(p->links.next);
+    free(p->links.prev);
+    free(p);
+}
+
+static kvbm_status_t multi_lru_create(const kvbm_policy_config_t *config, uint32_t capacity,
+                                      void **state_out)
+{
+    const uint8_t *t = config->multi_lru_thresholds;
+    if (t[0] > t[1] || t[1] > t[2])
+        return KVBM_ERR_INVALID_ARG;
+    uint32_t width = config->sketch_width != 0 ? config->sketch_width : capacity;
+    if (width > KVBM__FREQ_SKETCH_MAX_WIDTH)
+        return KVBM_ERR_INVALID_ARG;
+
+    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    multi_lru_policy_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    size_t n = capacity != 0 ? capacity : 1;
+    p->links.prev = malloc(n * sizeof(uint32_t));
+    p->links.next = malloc(n * sizeof(uint32_t));
+    p->level_of = malloc(n);
+    if (p->links.prev == NULL || p->links.next == NULL || p->level_of == NULL)
+        goto err_destroy;
+    status = kvbm__freq_sketch_init(&p->sketch, width);
+    if (status != KVBM_OK)
+        goto err_destroy;
+    for (size_t i = 0; i < n; i++)
+        p->level_of[i] = LEVEL_NONE;
+    for (int l = 0; l < MULTI_LRU_LEVELS; l++)
+        kvbm__block_list_init(&p->levels[l]);
+    for (int l = 0; l < MULTI_LRU_LEVELS - 1; l++)
+        p->thresholds[l] = t[l];
+    *state_out = p;
+    return KVBM_OK;
+
+err_destroy:
+    /* destroy frees whatever was allocated; the rest is NULL or zeroed. */
+    multi_lru_destroy(p);
+    return status;
+}
+
+static uint8_t level_for(const multi_lru_policy_t *p, uint64_t seq_hash)
+{
+    uint32_t count = kvbm__freq_sketch_estimate(&p->sketch, seq_hash);
+    uint8_t level = 0;
+    while (level < MULTI_LRU_LEVELS - 1 && count >= p->thresholds[level])
+        level++;
+    return level;
+}
+
+static void multi_lru_insert(void *state, const kvbm_policy_entry_t *entry)
+{
+    multi_lru_policy_t *p = state;
+    uint32_t id = entry->block_id;
+    assert(p->level_of[id] == LEVEL_NONE);
+    uint8_t level = level_for(p, entry->seq_hash);
+    kvbm__block_list_push_back(&p->levels[level], &p->links, id);
+    p->level_of[id] = level;
+    p->size++;
+}
+
+static void multi_lru_remove(void *state, uint32_t block_id)
+{
+    multi_lru_policy_t *p = state;
+    uint8_t level = p->level_of[block_id];
+    assert(level != LEVEL_NONE);
+    kvbm__block_list_unlink(&p->levels[level], &p->links, block_id);
+    p->level_of[block_id] = LEVEL_NONE;
+    p->size--;
+}
+
+static bool multi_lru_pop_victim(void *state, uint32_t *block_id_out)
+{
+    multi_lru_policy_t *p = state;
+    for (int l = 0; l < MULTI_LRU_LEVELS; l++) {
+        uint32_t id;
+        if (kvbm__block_list_pop_front(&p->levels[l], &p->links, &id)) {
+            p->level_of[id] = LEVEL_NONE;
+            p->size--;
+            *block_id_out = id;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void multi_lru_touch(void *state, const kvbm_policy_entry_t *entry, bool inactive)
+{
+    multi_lru_policy_t *p = state;
+    kvbm__freq_sketch_increment(&p->sketch, entry->seq_hash);
+    if (!inactive)
+        return;
+    /* A touch of an inactive block is a fresh use: back of its (new) level. */
+    uint32_t id = entry->block_id;
+    assert(p->level_of[id] != LEVEL_NONE);
+    kvbm__block_list_unlink(&p->levels[p->level_of[id]], &p->links, id);
+    uint8_t level = level_for(p, entry->seq_hash);
+    kvbm__block_list_push_back(&p->levels[level], &p->links, id);
+    p->level_of[id] = level;
+}
+
+static size_t multi_lru_size(const void *state)
+{
+    const multi_lru_policy_t *p = state;
+    return p->size;
+}
+
+static const kvbm_policy_ops_t multi_lru_ops = {
+    .version = KVBM_POLICY_OPS_VERSION,
+    .name = "multi-lru",
+    .create = multi_lru_create,
+    .destroy = multi_lru_destroy,
+    .insert = multi_lru_insert,
+    .remove = multi_lru_remove,
+    .pop_victim = multi_lru_pop_victim,
+    .touch = multi_lru_touch,
+    .size = multi_lru_size,
+};
+
+const kvbm_policy_ops_t *kvbm_policy_multi_lru(void)
+{
+    return &multi_lru_ops;
+}

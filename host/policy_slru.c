@@ -1,0 +1,256 @@
+/*
+ * slru: segmented LRU (Karedla, Love and Wherry, "Caching strategies to
+ * improve disk system performance", IEEE Computer 1994) with access counts
+ * kept by hash across evictions, and partial-tail blocks evicted first.
+ *
+ * Every block carries the number of times its hash has been used: one at its
+ * registration, one more per touch of the same hash on the same block (a
+ * match or scan hit, or a dedup acquire). An inactive block sits in one of
+ * three LRU lists, chosen at insert and evicted in this order:
+ *
+ *   1. tail:      used once, and the deepest block of the run just released;
+ *   2. probation: used once;
+ *   3. protected: used at least twice.
+ *
+ * The victim is the front (oldest release) of the first non-empty list. A
+ * block used twice is therefore only evicted once no block used once is left:
+ * the protected segment may fill the whole pool (a 100% cap), so the policy
+ * is LRU over reused blocks with a probation LRU in front of it.
+ *
+ * Counts survive eviction. An evicted block's hash and count go into a ghost
+ * FIFO of SLRU_GHOST_FACTOR x capacity hashes; when that hash is registered
+ * again its count resumes from the ghost, so the second arrival of a block
+ * the pool could not keep is seen as a reuse. Without this memory a prefix
+ * cache rarely sees a second use at all: its reuse distances are mostly
+ * longer than the pool, so a block is usually evicted before it is used
+ * again (docs/POLICIES.md gives the measurements and the sensitivity to the
+ * ghost size).
+ *
+ * Tail: the manager releases a sequence last block first, so the first of a
+ * run of inserts where each block is the parent of the one inserted before
+ * it is the sequence's deepest block. That block is usually a partial block
+ * whose tokens a longer continuation of the same prompt would not share (a
+ * different hash), so it is rarely reused. A once-used tail goes to the tail
+ * list; any other policy call ends the run. If blocks are released in some
+ * other order, more blocks count as tails; that only changes the order among
+ * once-used blocks.
+ *
+ * Cost: insert, remove and pop O(1); touch O(1) expected (one ghost lookup on
+ * registration). Memory: per block 8 + 8 + 8 + 3 bytes; the ghost holds at
+ * most 4 x capacity hashes in a ring (8 bytes each) and a map sized for them.
+ * Nothing is allocated after create.
+ */
+#include <stdlib.h>
+
+#include "block_list.h"
+#include "kvbm/policy.h"
+#include "u64_map.h"
+
+enum { SEG_NONE = 0, SEG_TAIL = 1, SEG_PROBATION = 2, SEG_PROTECTED = 3 };
+#define SEG_COUNT 3 /* lists: tail, probation, protected */
+
+/* Ghost size in multiples of the capacity. See the header comment. */
+#define SLRU_GHOST_FACTOR 4u
+#define COUNT_MAX         255u
+#define COUNT_BITS        8u
+
+typedef struct slru_policy {
+    kvbm__block_links_t links;
+    kvbm__block_list_t lists[SEG_COUNT]; /* indexed by SEG_* - 1; front = oldest */
+    uint8_t *seg;                        /* capacity; SEG_* */
+    uint8_t *count;                      /* capacity; uses of hash[] so far, saturating */
+    uint8_t *known;                      /* capacity; 1 when hash[] holds the block's hash */
+    uint64_t *hash;                      /* capacity */
+    /* The current run of inserts: the parent of the block inserted last. */
+    bool run_open;
+    bool run_has_parent;
+    uint64_t run_parent;
+    /* Ghost: a ring of evicted hashes and a map hash -> (ring sequence number
+     * << COUNT_BITS | count). A map entry is dropped when its own ring slot is
+     * overwritten, or when the hash is registered again (taken). */
+    uint64_t *ghost_ring;
+    size_t ghost_capacity;
+    uint64_t ghost_seq; /* slots written so far; slot = seq % capacity */
+    kvbm__u64_map_t ghost;
+} slru_policy_t;
+
+static void slru_destroy(void *state)
+{
+    slru_policy_t *p = state;
+    if (p == NULL)
+        return;
+    kvbm__u64_map_fini(&p->ghost);
+    free(p->ghost_ring);
+    free(p->hash);
+    free(p->known);
+    free(p->count);
+    free(p->seg);
+    free(p->links.next);
+    free(p->links.prev);
+    free(p);
+}
+
+static kvbm_status_t slru_create(const kvbm_policy_config_t *config, uint32_t capacity,
+                                 void **state_out)
+{
+    (void)config;
+    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    slru_policy_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    size_t n = capacity != 0 ? capacity : 1;
+    p->ghost_capacity = n * SLRU_GHOST_FACTOR;
+    p->links.prev = malloc(n * sizeof(uint32_t));
+    p->links.next = malloc(n * sizeof(uint32_t));
+    p->seg = calloc(n, 1);
+    p->count = calloc(n, 1);
+    p->known = calloc(n, 1);
+    p->hash = malloc(n * sizeof(uint64_t));
+    p->ghost_ring = malloc(p->ghost_capacity * sizeof(uint64_t));
+    if (p->links.prev == NULL || p->links.next == NULL || p->seg == NULL || p->count == NULL ||
+        p->known == NULL || p->hash == NULL || p->ghost_ring == NULL)
+        goto err_destroy;
+    status = kvbm__u64_map_init(&p->ghost, p->ghost_capacity);
+    if (status != KVBM_OK)
+        goto err_destroy;
+    for (int i = 0; i < SEG_COUNT; i++)
+        kvbm__block_list_init(&p->lists[i]);
+    *state_out = p;
+    return KVBM_OK;
+
+err_destroy:
+    slru_destroy(p);
+    return status;
+}
+
+static void ghost_add(slru_policy_t *p, uint64_t hash, uint8_t count)
+{
+    uint64_t seq = p->ghost_seq++;
+    size_t slot = (size_t)(seq % p->ghost_capacity);
+    if (seq >= p->ghost_capacity) {
+        /* The ring is full: the oldest hash falls out unless re-added since. */
+        uint64_t old = p->ghost_ring[slot];
+        uint64_t *owner = kvbm__u64_map_find(&p->ghost, old);
+        if (owner != NULL && (*owner >> COUNT_BITS) == seq - p->ghost_capacity)
+            kvbm__u64_map_erase(&p->ghost, old);
+    }
+    p->ghost_ring[slot] = hash;
+    uint64_t value = seq << COUNT_BITS | count;
+    *kvbm__u64_map_upsert(&p->ghost, hash, value) = value;
+}
+
+/* The count remembered for @p hash (0 if none); a hit consumes the entry. */
+static uint8_t ghost_take(slru_policy_t *p, uint64_t hash)
+{
+    uint64_t *value = kvbm__u64_map_find(&p->ghost, hash);
+    if (value == NULL)
+        return 0;
+    uint8_t count = (uint8_t)(*value & COUNT_MAX);
+    kvbm__u64_map_erase(&p->ghost, hash);
+    return count;
+}
+
+/* Whether block @p id already holds @p hash; if not, it takes it, with the
+ * count its hash had when it was last evicted plus this first use. */
+static bool identify(slru_policy_t *p, uint32_t id, uint64_t hash)
+{
+    if (p->known[id] && p->hash[id] == hash)
+        return true;
+    uint8_t remembered = ghost_take(p, hash);
+    p->known[id] = 1;
+    p->hash[id] = hash;
+    p->count[id] = remembered < COUNT_MAX ? (uint8_t)(remembered + 1) : (uint8_t)COUNT_MAX;
+    return false;
+}
+
+static kvbm__block_list_t *list_of(slru_policy_t *p, uint8_t seg)
+{
+    assert(seg != SEG_NONE);
+    return &p->lists[seg - 1];
+}
+
+static void slru_insert(void *state, const kvbm_policy_entry_t *entry)
+{
+    slru_policy_t *p = state;
+    uint32_t id = entry->block_id;
+    assert(p->seg[id] == SEG_NONE);
+    identify(p, id, entry->seq_hash);
+    bool continues_run = p->run_open && p->run_has_parent && p->run_parent == entry->seq_hash;
+    uint8_t seg = p->count[id] >= 2 ? SEG_PROTECTED : continues_run ? SEG_PROBATION : SEG_TAIL;
+    kvbm__block_list_push_back(list_of(p, seg), &p->links, id);
+    p->seg[id] = seg;
+    p->run_open = true;
+    p->run_has_parent = entry->has_parent;
+    p->run_parent = entry->parent_hash;
+}
+
+static void slru_remove(void *state, uint32_t block_id)
+{
+    slru_policy_t *p = state;
+    assert(p->seg[block_id] != SEG_NONE);
+    kvbm__block_list_unlink(list_of(p, p->seg[block_id]), &p->links, block_id);
+    p->seg[block_id] = SEG_NONE;
+    p->run_open = false;
+    /* The count and hash stay: the block is in use and comes back on release. */
+}
+
+static bool slru_pop_victim(void *state, uint32_t *block_id_out)
+{
+    slru_policy_t *p = state;
+    p->run_open = false;
+    for (int i = 0; i < SEG_COUNT; i++) {
+        uint32_t id;
+        if (kvbm__block_list_pop_front(&p->lists[i], &p->links, &id)) {
+            assert(p->known[id]);
+            ghost_add(p, p->hash[id], p->count[id]);
+            p->seg[id] = SEG_NONE;
+            p->known[id] = 0; /* the block loses its hash */
+            p->count[id] = 0;
+            *block_id_out = id;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void slru_touch(void *state, const kvbm_policy_entry_t *entry, bool inactive)
+{
+    slru_policy_t *p = state;
+    uint32_t id = entry->block_id;
+    p->run_open = false;
+    /* A hash new to this block is its registration: identify counts that use.
+     * Otherwise this is another use of the same block. */
+    if (identify(p, id, entry->seq_hash) && p->count[id] < COUNT_MAX)
+        p->count[id]++;
+    /* The manager removes an inactive block right after touching it; a touch
+     * that leaves it in the pool refreshes it, into protected once reused. */
+    if (inactive && p->seg[id] != SEG_NONE) {
+        uint8_t seg = p->count[id] >= 2 ? SEG_PROTECTED : p->seg[id];
+        kvbm__block_list_unlink(list_of(p, p->seg[id]), &p->links, id);
+        kvbm__block_list_push_back(list_of(p, seg), &p->links, id);
+        p->seg[id] = seg;
+    }
+}
+
+static size_t slru_size(const void *state)
+{
+    const slru_policy_t *p = state;
+    return p->lists[0].size + p->lists[1].size + p->lists[2].size;
+}
+
+static const kvbm_policy_ops_t slru_ops = {
+    .version = KVBM_POLICY_OPS_VERSION,
+    .name = "slru",
+    .create = slru_create,
+    .destroy = slru_destroy,
+    .insert = slru_insert,
+    .remove = slru_remove,
+    .pop_victim = slru_pop_victim,
+    .touch = slru_touch,
+    .size = slru_size,
+};
+
+const kvbm_policy_ops_t *kvbm_policy_slru(void)
+{
+    return &slru_ops;
+}

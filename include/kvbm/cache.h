@@ -1,0 +1,223 @@
+/**
+ * @file cache.h
+ * @brief The tiered cache: a device tier (G1) and a pinned-host tier (G2)
+ *        with eviction-triggered offload and prefix-hit onboarding.
+ *
+ * A kvbm_cache_t owns two logical managers (G1 over a device pool, G2 over a
+ * pinned host pool, both laid out by one geometry), and two copy streams of
+ * a backend (device-to-host for offloads, host-to-device for onboards).
+ *
+ * - Offload (write-back, the default): when allocating G1 blocks evicts
+ *   cached ones, each evicted block whose hash is not in G2 gets a G2 block
+ *   and a device-to-host copy of its slab, one batch per call. The G2 block
+ *   is registered only once its copy has succeeded; a failed copy returns it
+ *   to the free pool and the hash is simply not cached. G2 is inclusive: a
+ *   hash already in G2 is not copied again.
+ * - Write-through (option): the copy is made when a block is registered, so
+ *   a later eviction finds the hash in G2 and costs nothing.
+ * - Onboarding: kvbm_cache_match() continues a G1 prefix into G2; the G2
+ *   hits get new G1 blocks, a host-to-device copy (one batch) and are
+ *   registered in G1 at once, so a concurrent request for the same hashes
+ *   finds and shares the onboarding in flight instead of copying again.
+ *
+ * Ordering (what peers got wrong):
+ * 1. An offload never reads a slab the engine may still be writing: with an
+ *    engine stream configured, offload copies wait for the work already
+ *    enqueued on it.
+ * 2. A slab is never overwritten by its new owner before its offload has
+ *    read it: with an engine stream, the cache makes it wait for the offload
+ *    copies; the optional @c ready fence of each call completes only after
+ *    them, for engines that order their work themselves.
+ * 3. A G2 block being copied into or out of is held (never evicted or handed
+ *    out) until its copy has completed and been processed.
+ *
+ * Failures: a failed onboarding copy withdraws the G1 blocks' hashes (no
+ * later match returns them) and kvbm_cache_check() reports
+ * KVBM_ERR_COPY_FAILED to whoever holds them; a block whose data failed to
+ * load is never reported as loaded.
+ *
+ * Threads: every call is thread-safe. One cache lock serialises the calls
+ * (lock order: cache, then a manager); waiting for copies happens outside it.
+ * Completed copies are processed at the start of every call, by
+ * kvbm_cache_progress(), and by kvbm_cache_sync().
+ */
+#ifndef KVBM_CACHE_H
+#define KVBM_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvbm/backend.h"
+#include "kvbm/layout.h"
+#include "kvbm/manager.h"
+#include "kvbm/policy.h"
+#include "kvbm/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KVBM_CACHE_CONFIG_VERSION 1u
+
+typedef struct kvbm_cache kvbm_cache_t;
+
+typedef enum kvbm_offload_mode {
+    KVBM_OFFLOAD_WRITE_BACK = 0,    /**< copy to G2 when G1 evicts */
+    KVBM_OFFLOAD_WRITE_THROUGH = 1, /**< copy to G2 when G1 registers */
+} kvbm_offload_mode_t;
+
+typedef enum kvbm_tier {
+    KVBM_TIER_G1 = 1, /**< device */
+    KVBM_TIER_G2 = 2, /**< pinned host */
+} kvbm_tier_t;
+
+/** Stored/removed events of one tier; same rules as kvbm_event_fn. */
+typedef void (*kvbm_cache_event_fn)(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events,
+                                    size_t count);
+
+typedef struct kvbm_cache_config {
+    uint32_t struct_size; /**< sizeof(kvbm_cache_config_t) */
+    uint32_t version;     /**< KVBM_CACHE_CONFIG_VERSION */
+    /** Backend for pools, streams and copies; borrowed, must outlive the cache. */
+    kvbm_backend_t *backend;
+    /** G1 geometry; its num_blocks is the G1 capacity. Copied. */
+    kvbm_layout_config_t layout;
+    /** G2 capacity in blocks; 0 for no host tier. */
+    uint32_t g2_blocks;
+    const kvbm_policy_ops_t *g1_policy; /**< NULL: LRU */
+    const kvbm_policy_ops_t *g2_policy; /**< NULL: LRU */
+    kvbm_policy_config_t policy_config;
+    kvbm_offload_mode_t offload_mode;
+    /** The engine's compute stream (optional, borrowed): see ordering rules. */
+    kvbm_stream_t *engine_stream;
+    kvbm_cache_event_fn on_events; /**< optional */
+    void *events_ctx;
+} kvbm_cache_config_t;
+
+#define KVBM_CACHE_CONFIG_INIT                                                        \
+    {                                                                                 \
+        .struct_size = sizeof(kvbm_cache_config_t), .version = KVBM_CACHE_CONFIG_VERSION, \
+        .layout = KVBM_LAYOUT_CONFIG_INIT, .policy_config = KVBM_POLICY_CONFIG_INIT   \
+    }
+
+/* X(field, prometheus type, help) */
+#define KVBM_CACHE_METRICS_LIST(X)                                                        \
+    X(offloads, counter, "blocks copied G1 to G2 and registered in G2")                   \
+    X(offload_bytes, counter, "bytes copied G1 to G2 by successful offloads")             \
+    X(offload_skipped, counter, "evicted blocks not offloaded: G2 had no block to give")  \
+    X(onboards, counter, "blocks copied G2 to G1 successfully")                           \
+    X(onboard_bytes, counter, "bytes copied G2 to G1 by successful onboards")             \
+    X(g2_hits, counter, "blocks found in G2 by match (onboardings started)")             \
+    X(failed_copies, counter, "blocks whose offload or onboard copy failed")              \
+    X(copy_batches, counter, "batched copy calls issued")                                 \
+    X(copies_in_flight, gauge, "blocks in copies not yet completed and processed")
+
+typedef struct kvbm_cache_metrics {
+#define KVBM_CACHE_METRICS_FIELD(field, type, help) uint64_t field;
+    KVBM_CACHE_METRICS_LIST(KVBM_CACHE_METRICS_FIELD)
+#undef KVBM_CACHE_METRICS_FIELD
+} kvbm_cache_metrics_t;
+
+/** What a match found: ids[0, g1) were cached in G1, ids[g1, g1 + onboarded) come from G2. */
+typedef struct kvbm_cache_match_result {
+    size_t g1;
+    size_t onboarded;
+} kvbm_cache_match_result_t;
+
+/**
+ * @brief Create a cache: allocates the G1 device pool, the G2 host pool and
+ *        the copy streams from the backend.
+ * @param[out] cache_out set only on success; free with kvbm_cache_destroy().
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_VERSION; layout errors;
+ *         KVBM_ERR_NO_MEMORY; KVBM_ERR_DEVICE.
+ */
+kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out);
+
+/** @brief Wait for every copy, then free everything. NULL is a no-op. */
+void kvbm_cache_destroy(kvbm_cache_t *cache);
+
+/**
+ * @brief Allocate @p count mutable G1 blocks (all or nothing), offloading the
+ *        cached blocks this evicts (write-back).
+ * @param[out] ids_out @p count ids, each with one reference.
+ * @param[in]  ready   optional caller-owned fence, recorded so that it
+ *                     completes once the slabs may be written.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_BLOCKS (nothing changes).
+ */
+kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
+                                  kvbm_fence_t *ready);
+
+/**
+ * @brief Longest prefix of @p hashes held in G1 then G2, acquired in G1;
+ *        the G2 part is onboarded into new G1 blocks.
+ * @param[out] ids_out   room for @p count ids.
+ * @param[out] result_out how many came from each tier.
+ * @param[in]  ready     optional fence completing once the data is in place.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_BLOCKS (G1 could not
+ *         take the G2 hits; nothing changes).
+ */
+kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                               uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
+                               kvbm_fence_t *ready);
+
+/**
+ * @brief A whole request in one call: match (G1, then G2 with onboarding),
+ *        then allocate the rest, all in one G1 allocation (the order of the
+ *        replay contract). ids_out[result.g1 + result.onboarded, count) are
+ *        mutable blocks to fill and register.
+ * @return as kvbm_cache_match(); KVBM_ERR_NO_BLOCKS changes nothing.
+ */
+kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                 uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
+                                 kvbm_fence_t *ready);
+
+/** @brief kvbm_manager_register() on G1; in write-through mode also offloads. */
+kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids,
+                                  const uint64_t *hashes, size_t count,
+                                  const kvbm_register_opts_t *opts, uint32_t *ids_out);
+
+/** @brief kvbm_manager_release() on G1. */
+kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
+
+/** @brief kvbm_manager_scan() on G1 (no onboarding). */
+kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                              bool touch, uint32_t *ids_out, size_t *n_found_out);
+
+/**
+ * @brief Wait until the copies that load the given G1 blocks have completed
+ *        and report whether their data is good.
+ * @return KVBM_OK; KVBM_ERR_COPY_FAILED (a block's onboarding failed: do not
+ *         use its data); KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_INVALID_ARG.
+ */
+kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
+
+/** @brief Process completed copies without waiting. */
+kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache);
+
+/** @brief Wait for every copy in flight and process it. */
+kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache);
+
+/**
+ * @brief Address of G1 block @p id's chunk (layer, outer) in the device pool.
+ * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_INVALID_ARG.
+ */
+kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
+                                       uint32_t outer, void **addr_out);
+
+/** @brief The pool of a tier (G2 is NULL without a host tier). */
+kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier);
+
+/** @brief The layout of a tier's pool. */
+const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
+
+/** @brief The manager of a tier, for counts, metrics and contains() (NULL for G2 without a host tier). */
+kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier);
+
+/** @brief Snapshot of the cache's counters. */
+void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVBM_CACHE_H */
