@@ -2,10 +2,10 @@
  * Transfer benchmark: push bandwidth by region size and block count, next to
  * the raw bandwidth of the same transport moving the same bytes as one
  * contiguous message (kvbm_xfer_send_raw), measured in the same run, and
- * their ratio (runs alternate, so drift hits both alike). Two processes on loopback, socket (CPU) transport, a
- * layer-separate slab of 4 layers. "runs" pushes consecutive block ids (one
- * piece per layer), "scattered" every other id (one piece per block and
- * layer). Prints numbers only; it never passes or fails.
+ * their ratio (runs alternate, so drift hits both alike). Two processes on loopback, socket (CPU)
+ * transport, a layer-separate slab of 4 layers. "runs" pushes consecutive block ids (one piece per
+ * layer), "scattered" every other id (one piece per block and layer). Prints numbers only; it never
+ * passes or fails.
  *
  *   bench_xfer [--quick] [--min-seconds S]
  */
@@ -104,10 +104,9 @@ static int bench_rank(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t 
     static const size_t counts[] = {16, 64, 256};
     size_t n_sizes = a->quick ? 2 : 4;
     if (rank == 0) {
-        printf("# socket transport, 2 processes on 127.0.0.1, %d layers, layer-separate\n",
-               LAYERS);
-        printf("%10s %7s %10s %7s %9s %10s %10s %7s\n", "region_KiB", "blocks", "ids",
-               "pieces", "MiB", "push_GB/s", "raw_GB/s", "ratio");
+        printf("# socket transport, 2 processes on 127.0.0.1, %d layers, layer-separate\n", LAYERS);
+        printf("%10s %7s %10s %7s %9s %10s %10s %7s\n", "region_KiB", "blocks", "ids", "pieces",
+               "MiB", "push_GB/s", "raw_GB/s", "ratio");
     }
     for (size_t si = 0; si < n_sizes; si++) {
         size_t region = region_sizes[si];
@@ -115,8 +114,12 @@ static int bench_rank(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t 
         uint32_t pool = (uint32_t)((128u << 20) / block_bytes);
         if (pool > 512)
             pool = 512;
-        xr_shape_t shape = {.blocks = pool, .regions = LAYERS, .region_bytes = region,
-                            .layer_separate = true, .layout_key = KEY, .timeout_ms = 10000};
+        xr_shape_t shape = {.blocks = pool,
+                            .regions = LAYERS,
+                            .region_bytes = region,
+                            .layer_separate = true,
+                            .layout_key = KEY,
+                            .timeout_ms = 10000};
         xr_env_t env;
         XR_CHECK_OK(xr_env_open(&env, &shape, rank, size, port, rv));
         if (rank == 0) {
@@ -137,13 +140,17 @@ static int bench_rank(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t 
                     for (size_t i = 0; i < n; i++)
                         ids[i] = pattern == 0 ? all[i] : all[2 * i];
                     size_t pieces = pattern == 0 ? LAYERS : n * LAYERS;
-                    push_ctx_t ctx = {.env = &env, .ids = ids, .hashes = hashes, .n = n,
-                                      .raw = raw, .raw_bytes = n * block_bytes};
+                    push_ctx_t ctx = {.env = &env,
+                                      .ids = ids,
+                                      .hashes = hashes,
+                                      .n = n,
+                                      .raw = raw,
+                                      .raw_bytes = n * block_bytes};
                     double push = 0, rawbw = 0;
-                    XR_CHECK(measure_pair(do_push, do_raw, &ctx, n * block_bytes,
-                                          a->min_seconds, &push, &rawbw));
-                    printf("%10zu %7zu %10s %7zu %9.1f %10.2f %10.2f %6.0f%%\n", region / 1024,
-                           n, pattern == 0 ? "runs" : "scattered", pieces,
+                    XR_CHECK(measure_pair(do_push, do_raw, &ctx, n * block_bytes, a->min_seconds,
+                                          &push, &rawbw));
+                    printf("%10zu %7zu %10s %7zu %9.1f %10.2f %10.2f %6.0f%%\n", region / 1024, n,
+                           pattern == 0 ? "runs" : "scattered", pieces,
                            (double)(n * block_bytes) / (1 << 20), push, rawbw,
                            100.0 * push / rawbw);
                     if (n_ratios < 64)
@@ -162,8 +169,7 @@ static int bench_rank(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t 
     if (rank == 0 && n_ratios > 0) {
         qsort(ratios, n_ratios, sizeof(ratios[0]), cmp_double);
         printf("# push/raw over %zu rows: min %.0f%%, median %.0f%%, max %.0f%% (target 90%%)\n",
-               n_ratios, 100 * ratios[0], 100 * ratios[n_ratios / 2],
-               100 * ratios[n_ratios - 1]);
+               n_ratios, 100 * ratios[0], 100 * ratios[n_ratios / 2], 100 * ratios[n_ratios - 1]);
     }
     return 0;
 }

@@ -62,14 +62,14 @@ static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *f
 }
 
 /* Evaluates @p expr; on failure stores the mapped status in @p status_var. */
-#define KVBM_NCCL_CHECK(expr, status_var)                                                    \
-    do {                                                                                     \
-        ncclResult_t kvbm_nccl_rc_ = (expr);                                                 \
-        if (kvbm_nccl_rc_ != ncclSuccess && kvbm_nccl_rc_ != ncclInProgress) {               \
-            static atomic_int kvbm_nccl_logged_;                                             \
-            (status_var) = nccl_error(kvbm_nccl_rc_, #expr, __FILE__, __LINE__,              \
-                                      &kvbm_nccl_logged_);                                   \
-        }                                                                                    \
+#define KVBM_NCCL_CHECK(expr, status_var)                                                          \
+    do {                                                                                           \
+        ncclResult_t kvbm_nccl_rc_ = (expr);                                                       \
+        if (kvbm_nccl_rc_ != ncclSuccess && kvbm_nccl_rc_ != ncclInProgress) {                     \
+            static atomic_int kvbm_nccl_logged_;                                                   \
+            (status_var) =                                                                         \
+                nccl_error(kvbm_nccl_rc_, #expr, __FILE__, __LINE__, &kvbm_nccl_logged_);          \
+        }                                                                                          \
     } while (0)
 
 static uint64_t now_ms(void)

@@ -33,14 +33,13 @@
 /* A toy model: 4 layers x (K, V) x 16 tokens x 128 dims x 2 bytes. */
 enum { LAYERS = 4, OUTER = 2, TOKENS_PER_BLOCK = 16, INNER = 128, ELEM = 2, POOL_BLOCKS = 256 };
 
-#define CHECK(call)                                                                         \
-    do {                                                                                    \
-        kvbm_status_t check_status_ = (call);                                               \
-        if (check_status_ != KVBM_OK) {                                                     \
-            fprintf(stderr, "%s: %s failed: %s\n", role, #call,                             \
-                    kvbm_status_str(check_status_));                                        \
-            return 1;                                                                       \
-        }                                                                                   \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        kvbm_status_t check_status_ = (call);                                                      \
+        if (check_status_ != KVBM_OK) {                                                            \
+            fprintf(stderr, "%s: %s failed: %s\n", role, #call, kvbm_status_str(check_status_));   \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 static const char *role = "main";
@@ -206,8 +205,7 @@ static int run_prefill(kvbm_xfer_transport_t transport, uint16_t port, kvbm_xfer
     kvbm_xfer_req_free(req);
     printf("prefill: pushed %zu blocks (%.1f KiB) to decode in %.2f ms; decode holds them in "
            "blocks %u..%u\n",
-           got, (double)(got * bytes_per_block) / 1024.0, dt * 1e3, remote[0],
-           remote[got - 1]);
+           got, (double)(got * bytes_per_block) / 1024.0, dt * 1e3, remote[0], remote[got - 1]);
     CHECK(kvbm_xfer_barrier(e.xfer)); /* decode may look now */
     CHECK(kvbm_xfer_barrier(e.xfer)); /* decode is done */
     CHECK(kvbm_manager_release(e.manager, ids, n));
@@ -278,8 +276,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "unknown transport %s\n", which);
         return 2;
     }
-    printf("transport: %s (NCCL: %s)\n", transport == KVBM_XFER_NCCL ? "nccl, one GPU per rank"
-                                                                      : "socket on 127.0.0.1",
+    printf("transport: %s (NCCL: %s)\n",
+           transport == KVBM_XFER_NCCL ? "nccl, one GPU per rank" : "socket on 127.0.0.1",
            kvbm_status_str(nccl));
     kvbm_xfer_rendezvous_t *rv = NULL;
     kvbm_status_t status = kvbm_xfer_rendezvous_create("127.0.0.1", 0, &rv);

@@ -225,8 +225,8 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         goto free_arrays;
     kvbm_status_t alloc = kvbm_manager_allocate(xfer->manager, n, dst, NULL, NULL);
     kvbm__wire_hdr_init(&hdr, KVBM__MSG_GO, alloc, (uint32_t)(alloc == KVBM_OK ? n : 0));
-    res->status = kvbm__wire_send(fd, timeout, &hdr, dst, alloc == KVBM_OK ? n * sizeof(*dst) : 0,
-                                  NULL, 0);
+    res->status =
+        kvbm__wire_send(fd, timeout, &hdr, dst, alloc == KVBM_OK ? n * sizeof(*dst) : 0, NULL, 0);
     if (res->status != KVBM_OK)
         goto release_dst;
     if (alloc != KVBM_OK) {
@@ -391,8 +391,8 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     kvbm_status_t alloc = kvbm_manager_allocate(xfer->manager, n, dst, NULL, NULL);
     kvbm__wire_hdr_t reply;
     kvbm__wire_hdr_init(&reply, KVBM__MSG_ACCEPT, alloc, (uint32_t)(alloc == KVBM_OK ? n : 0));
-    status = kvbm__wire_send(fd, timeout, &reply, dst, alloc == KVBM_OK ? n * sizeof(*dst) : 0,
-                             NULL, 0);
+    status =
+        kvbm__wire_send(fd, timeout, &reply, dst, alloc == KVBM_OK ? n * sizeof(*dst) : 0, NULL, 0);
     if (alloc != KVBM_OK) {
         /* Refused cleanly: nothing allocated, the connection stays usable. */
         notify_arrival(xfer, peer, alloc, n, NULL, NULL);
@@ -414,12 +414,11 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
                                  .has_parent = (hdr->flags & 1u) != 0,
                                  .priority = (uint8_t)((hdr->flags >> 8) & 0xffu)};
     kvbm_status_t reg = kvbm_manager_register(xfer->manager, dst, hashes, n, &opts, dst);
-    notify_arrival(xfer, peer, reg, n, reg == KVBM_OK ? hashes : NULL,
-                   reg == KVBM_OK ? dst : NULL);
+    notify_arrival(xfer, peer, reg, n, reg == KVBM_OK ? hashes : NULL, reg == KVBM_OK ? dst : NULL);
     release_reverse(xfer->manager, dst, n);
     kvbm__wire_hdr_init(&reply, KVBM__MSG_DONE, reg, (uint32_t)(reg == KVBM_OK ? n : 0));
-    status = kvbm__wire_send(fd, timeout, &reply, dst, reg == KVBM_OK ? n * sizeof(*dst) : 0, NULL,
-                             0);
+    status =
+        kvbm__wire_send(fd, timeout, &reply, dst, reg == KVBM_OK ? n * sizeof(*dst) : 0, NULL, 0);
     goto free_arrays;
 
 release_dst:
@@ -449,8 +448,8 @@ static kvbm_status_t serve_pull(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     if (status != KVBM_OK)
         goto free_arrays;
     size_t n = 0;
-    kvbm_status_t match = count ? kvbm_manager_match(xfer->manager, hashes, count, src, &n)
-                                : KVBM_OK;
+    kvbm_status_t match =
+        count ? kvbm_manager_match(xfer->manager, hashes, count, src, &n) : KVBM_OK;
     kvbm__wire_hdr_t reply;
     kvbm__wire_hdr_init(&reply, KVBM__MSG_OFFER, match, (uint32_t)n);
     status = kvbm__wire_send(fd, timeout, &reply, src, n * sizeof(*src), NULL, 0);
@@ -694,8 +693,8 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
     xfer->boot_fd = -1;
     xfer->wake_fd[0] = xfer->wake_fd[1] = -1;
     if (config->layout != NULL) {
-        status = kvbm__xfer_memory_from_layout(config->layout, config->layout_base,
-                                               ops->mem_kind, &xfer->region_base, &xfer->memory);
+        status = kvbm__xfer_memory_from_layout(config->layout, config->layout_base, ops->mem_kind,
+                                               &xfer->region_base, &xfer->memory);
         if (status == KVBM_OK)
             status = check_memory(&xfer->memory, ops, config->manager);
     } else {
@@ -897,8 +896,8 @@ static bool peer_ok(const kvbm_xfer_t *xfer, int peer)
 }
 
 kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_ids,
-                             const uint64_t *hashes, size_t count,
-                             const kvbm_register_opts_t *opts, kvbm_xfer_req_t **req_out)
+                             const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
+                             kvbm_xfer_req_t **req_out)
 {
     if (xfer == NULL || block_ids == NULL || hashes == NULL || req_out == NULL ||
         !peer_ok(xfer, peer) || count == 0 || count > KVBM_XFER_MAX_BLOCKS ||
@@ -1031,8 +1030,7 @@ void kvbm_xfer_req_free(kvbm_xfer_req_t *req)
     if (req == NULL)
         return;
     (void)kvbm_xfer_req_wait(req);
-    if (req->kind == KVBM__REQ_PULL && req->status == KVBM_OK && !req->claimed &&
-        req->n_result > 0)
+    if (req->kind == KVBM__REQ_PULL && req->status == KVBM_OK && !req->claimed && req->n_result > 0)
         release_reverse(req->manager, req->result_ids, req->n_result);
     req_delete(req);
 }

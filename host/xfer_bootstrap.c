@@ -195,9 +195,8 @@ static kvbm_status_t connect_mesh(kvbm_xfer_t *xfer, uint32_t addr, int mesh_fd)
     for (int p = 0; p < xfer->size; p++) {
         if (p == xfer->rank)
             continue;
-        kvbm_status_t status =
-            kvbm__sock_connect(addr, xfer->descs[p].listen_port, xfer->timeout_ms,
-                               &xfer->client_fd[p]);
+        kvbm_status_t status = kvbm__sock_connect(addr, xfer->descs[p].listen_port,
+                                                  xfer->timeout_ms, &xfer->client_fd[p]);
         if (status != KVBM_OK)
             return status;
         kvbm__wire_hdr_t hdr;

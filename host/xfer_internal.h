@@ -23,16 +23,16 @@
 #define KVBM__BLOB_MAX     256u /* transport bootstrap blob (NCCL unique id: 128) */
 
 typedef enum kvbm__wire_type {
-    KVBM__MSG_HELLO = 1,    /* rank -> rank 0: desc */
-    KVBM__MSG_TABLE = 2,    /* rank 0 -> rank: status, descs[size], blob */
-    KVBM__MSG_CONNECT = 3,  /* client -> server: my rank (count) */
-    KVBM__MSG_PUSH = 4,     /* hashes[count], src ids[count]; arg parent, flags */
-    KVBM__MSG_ACCEPT = 5,   /* status, dst ids[count] */
-    KVBM__MSG_DONE = 6,     /* status, final ids[count] */
-    KVBM__MSG_PULL = 7,     /* hashes[count] */
-    KVBM__MSG_OFFER = 8,    /* status, src ids[count] (matched prefix) */
-    KVBM__MSG_GO = 9,       /* status, dst ids[count] */
-    KVBM__MSG_RAW = 10,     /* arg bytes */
+    KVBM__MSG_HELLO = 1,   /* rank -> rank 0: desc */
+    KVBM__MSG_TABLE = 2,   /* rank 0 -> rank: status, descs[size], blob */
+    KVBM__MSG_CONNECT = 3, /* client -> server: my rank (count) */
+    KVBM__MSG_PUSH = 4,    /* hashes[count], src ids[count]; arg parent, flags */
+    KVBM__MSG_ACCEPT = 5,  /* status, dst ids[count] */
+    KVBM__MSG_DONE = 6,    /* status, final ids[count] */
+    KVBM__MSG_PULL = 7,    /* hashes[count] */
+    KVBM__MSG_OFFER = 8,   /* status, src ids[count] (matched prefix) */
+    KVBM__MSG_GO = 9,      /* status, dst ids[count] */
+    KVBM__MSG_RAW = 10,    /* arg bytes */
     KVBM__MSG_RAW_READY = 11,
     KVBM__MSG_RAW_DONE = 12,
     KVBM__MSG_BARRIER = 13,
@@ -118,8 +118,7 @@ typedef struct kvbm__xfer_ops {
     bool message_based;
     kvbm_status_t (*probe)(void);
     /* Rank 0, before the table goes out: bytes every rank gets in init. */
-    kvbm_status_t (*make_blob)(kvbm_xfer_t *xfer, uint8_t *blob, size_t capacity,
-                               size_t *len_out);
+    kvbm_status_t (*make_blob)(kvbm_xfer_t *xfer, uint8_t *blob, size_t capacity, size_t *len_out);
     /* Collective: every rank calls it after the mesh is connected. */
     kvbm_status_t (*init)(kvbm_xfer_t *xfer, const uint8_t *blob, size_t len);
     void (*fini)(kvbm_xfer_t *xfer);
@@ -176,13 +175,13 @@ struct kvbm_xfer {
     const kvbm__xfer_ops_t *ops;
     kvbm_manager_t *manager;
     kvbm_xfer_memory_t memory;
-    void **region_base;             /* copy of memory.region_base */
-    kvbm__wire_desc_t *descs;       /* size entries, indexed by rank */
+    void **region_base;       /* copy of memory.region_base */
+    kvbm__wire_desc_t *descs; /* size entries, indexed by rank */
     kvbm_xfer_arrival_fn on_arrival;
     void *arrival_ctx;
-    void *nccl_comm_in;             /* borrowed communicator, or NULL */
+    void *nccl_comm_in; /* borrowed communicator, or NULL */
     int cuda_device;
-    void *transport_state;          /* owned by ops (init/fini) */
+    void *transport_state; /* owned by ops (init/fini) */
 
     /* Sockets. client_fd[p]: requests this rank starts towards p, used by the
      * worker thread only. server_fd[p]: requests p starts towards this rank,

@@ -103,7 +103,8 @@ kvbm_status_t kvbm__sock_listen(uint32_t addr, uint16_t port, int backlog, int *
         return KVBM__SYS_ERROR("socket");
     int one = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = addr};
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = addr};
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         status = KVBM__SYS_ERROR("bind");
         goto err_close;
@@ -127,7 +128,8 @@ err_close:
 
 kvbm_status_t kvbm__sock_connect(uint32_t addr, uint16_t port, uint32_t timeout_ms, int *fd_out)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = addr};
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = addr};
     uint64_t deadline = now_ms() + timeout_ms;
     for (;;) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -81,8 +81,7 @@ static kvbm_status_t plan_iov(const kvbm__xfer_plan_t *plan, size_t limit, struc
     return KVBM_OK;
 }
 
-static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd,
-                                 const kvbm__xfer_plan_t *plan)
+static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
 {
     size_t allowed = kvbm__xfer_fault_clip(plan->bytes);
     struct iovec *iov;
@@ -97,8 +96,7 @@ static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd,
     return status;
 }
 
-static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd,
-                                 const kvbm__xfer_plan_t *plan)
+static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
 {
     struct iovec *iov;
     size_t n;

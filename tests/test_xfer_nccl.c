@@ -117,8 +117,8 @@ static bool staged_check(gpu_rank_t *g, const uint32_t *ids, const uint64_t *has
     size_t regions = kvbm_layout_regions_per_block(g->layout);
     kvbm_region_t reg[64];
     if (!fill) {
-        if (kvbm_backend_copy_blocks(g->backend, g->stream, g->layout, g->device, ids, g->host,
-                                     ids, n, KVBM_COPY_D2H, g->fence) != KVBM_OK ||
+        if (kvbm_backend_copy_blocks(g->backend, g->stream, g->layout, g->device, ids, g->host, ids,
+                                     n, KVBM_COPY_D2H, g->fence) != KVBM_OK ||
             kvbm_fence_wait(g->fence) != KVBM_OK)
             return false;
     }

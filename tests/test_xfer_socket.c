@@ -21,12 +21,18 @@
 #define LIMIT_S 25.0
 #define KEY     0x6b76626d2d746573ull
 
-static const xr_shape_t LAYER_SEPARATE = {
-    .blocks = 64, .regions = 4, .region_bytes = 256, .layer_separate = true, .layout_key = KEY,
-    .timeout_ms = 5000};
-static const xr_shape_t CONTIGUOUS = {
-    .blocks = 48, .regions = 1, .region_bytes = 1024, .layer_separate = false, .layout_key = KEY,
-    .timeout_ms = 5000};
+static const xr_shape_t LAYER_SEPARATE = {.blocks = 64,
+                                          .regions = 4,
+                                          .region_bytes = 256,
+                                          .layer_separate = true,
+                                          .layout_key = KEY,
+                                          .timeout_ms = 5000};
+static const xr_shape_t CONTIGUOUS = {.blocks = 48,
+                                      .regions = 1,
+                                      .region_bytes = 1024,
+                                      .layer_separate = false,
+                                      .layout_key = KEY,
+                                      .timeout_ms = 5000};
 
 /* Per-test arguments shared by all ranks (copied into each child by fork). */
 typedef struct scenario {
@@ -429,8 +435,7 @@ enum { FAULT_BLOCKS = 32, FAULT_TIMEOUT_MS = 1000 };
 /* Rank 1 pushes 32 blocks and dies (or freezes) after some of the bytes;
  * rank 0 must report the failure within the timeout, register nothing and
  * lose no block. */
-static int rank_push_fault(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv,
-                           void *arg)
+static int rank_push_fault(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv, void *arg)
 {
     scenario_t *s = arg;
     xr_env_t env;
@@ -501,8 +506,7 @@ static void peer_frozen_mid_push_receiver_times_out(void **state)
 }
 
 /* Rank 0 pulls 32 blocks from rank 1, which dies (or freezes) while sending. */
-static int rank_pull_fault(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv,
-                           void *arg)
+static int rank_pull_fault(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv, void *arg)
 {
     scenario_t *s = arg;
     xr_env_t env;

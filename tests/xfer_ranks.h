@@ -28,24 +28,23 @@
 
 static int xr_rank = -1; /* in a child: its rank, for messages */
 
-#define XR_CHECK(cond)                                                                       \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s\n", xr_rank, __FILE__,        \
-                    __LINE__, #cond);                                                        \
-            return 1;                                                                        \
-        }                                                                                    \
+#define XR_CHECK(cond)                                                                             \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "rank %d: %s:%d: check failed: %s\n", xr_rank, __FILE__, __LINE__,     \
+                    #cond);                                                                        \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
-#define XR_CHECK_STATUS(call, expected)                                                      \
-    do {                                                                                     \
-        kvbm_status_t xr_status_ = (call);                                                   \
-        if (xr_status_ != (expected)) {                                                      \
-            fprintf(stderr, "rank %d: %s:%d: %s returned %s, expected %s\n", xr_rank,        \
-                    __FILE__, __LINE__, #call, kvbm_status_name(xr_status_),                 \
-                    kvbm_status_name(expected));                                             \
-            return 1;                                                                        \
-        }                                                                                    \
+#define XR_CHECK_STATUS(call, expected)                                                            \
+    do {                                                                                           \
+        kvbm_status_t xr_status_ = (call);                                                         \
+        if (xr_status_ != (expected)) {                                                            \
+            fprintf(stderr, "rank %d: %s:%d: %s returned %s, expected %s\n", xr_rank, __FILE__,    \
+                    __LINE__, #call, kvbm_status_name(xr_status_), kvbm_status_name(expected));    \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 #define XR_CHECK_OK(call) XR_CHECK_STATUS(call, KVBM_OK)
@@ -57,8 +56,7 @@ static inline double xr_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-typedef int (*xr_rank_fn)(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv,
-                          void *arg);
+typedef int (*xr_rank_fn)(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv, void *arg);
 
 /*
  * Runs fn on ranks 0..size-1, each in a child. Ranks in @p expendable may die
@@ -183,8 +181,8 @@ static void xr_on_arrival(void *ctx, const kvbm_xfer_arrival_t *arrival)
 }
 
 /* Builds the manager and slab, then joins the other ranks. */
-static inline kvbm_status_t xr_env_open(xr_env_t *env, const xr_shape_t *shape, int rank,
-                                        int size, uint16_t port, kvbm_xfer_rendezvous_t *rv)
+static inline kvbm_status_t xr_env_open(xr_env_t *env, const xr_shape_t *shape, int rank, int size,
+                                        uint16_t port, kvbm_xfer_rendezvous_t *rv)
 {
     memset(env, 0, sizeof(*env));
     env->blocks = shape->blocks;

@@ -91,11 +91,11 @@ typedef enum kvbm_xfer_mem_kind {
  */
 typedef struct kvbm_xfer_memory {
     kvbm_xfer_mem_kind_t kind;
-    uint32_t num_blocks;       /**< blocks in the slab; >= the manager's count */
-    uint32_t region_count;     /**< 1..KVBM_XFER_MAX_REGIONS */
-    size_t region_bytes;       /**< > 0 */
-    size_t block_stride;       /**< >= region_bytes */
-    void *const *region_base;  /**< region_count pointers; copied at create */
+    uint32_t num_blocks;      /**< blocks in the slab; >= the manager's count */
+    uint32_t region_count;    /**< 1..KVBM_XFER_MAX_REGIONS */
+    size_t region_bytes;      /**< > 0 */
+    size_t block_stride;      /**< >= region_bytes */
+    void *const *region_base; /**< region_count pointers; copied at create */
     /**
      * Compatibility key of the block geometry (layers, outer dim, tokens per
      * block, inner size, element size), e.g. a hash of them; equal keys mean
@@ -106,11 +106,11 @@ typedef struct kvbm_xfer_memory {
 
 /** What a rank learns about each push it received (success or failure). */
 typedef struct kvbm_xfer_arrival {
-    int peer;                /**< rank that pushed */
-    kvbm_status_t status;    /**< KVBM_OK, or why nothing was registered */
-    size_t count;            /**< blocks in the push (0 on failures before the header) */
-    const uint64_t *hashes;  /**< count hashes, or NULL on failure */
-    const uint32_t *ids;     /**< count local block ids now holding them, or NULL */
+    int peer;               /**< rank that pushed */
+    kvbm_status_t status;   /**< KVBM_OK, or why nothing was registered */
+    size_t count;           /**< blocks in the push (0 on failures before the header) */
+    const uint64_t *hashes; /**< count hashes, or NULL on failure */
+    const uint32_t *ids;    /**< count local block ids now holding them, or NULL */
 } kvbm_xfer_arrival_t;
 
 /**
@@ -128,8 +128,8 @@ typedef struct kvbm_xfer_config {
     uint32_t struct_size; /**< sizeof(kvbm_xfer_config_t) */
     uint32_t version;     /**< KVBM_XFER_CONFIG_VERSION */
     kvbm_xfer_transport_t transport;
-    int rank;             /**< 0..size-1 */
-    int size;             /**< 1..KVBM_XFER_MAX_RANKS */
+    int rank; /**< 0..size-1 */
+    int size; /**< 1..KVBM_XFER_MAX_RANKS */
     /**
      * Rendezvous: rank 0 listens on rendezvous_host:rendezvous_port (or on
      * @c rendezvous, if set, which then overrides both), the others connect
@@ -140,7 +140,7 @@ typedef struct kvbm_xfer_config {
     kvbm_xfer_rendezvous_t *rendezvous; /**< rank 0 only, optional; borrowed */
     /** Inactivity limit for any step (connect, message, data progress). */
     uint32_t timeout_ms;
-    kvbm_manager_t *manager;        /**< required; borrowed, must outlive the object */
+    kvbm_manager_t *manager; /**< required; borrowed, must outlive the object */
     /**
      * Where this rank's blocks live, either as a layout (kvbm/layout.h) over
      * a pool at layout_base (e.g. kvbm_pool_ptr of a backend pool: device
@@ -148,9 +148,9 @@ typedef struct kvbm_xfer_config {
      * an explicit memory description. The layout's geometry gives the
      * compatibility key; ranks may use different arrangements.
      */
-    const kvbm_layout_t *layout;    /**< borrowed for the call only */
+    const kvbm_layout_t *layout; /**< borrowed for the call only */
     void *layout_base;
-    kvbm_xfer_memory_t memory;      /**< used when layout is NULL */
+    kvbm_xfer_memory_t memory;       /**< used when layout is NULL */
     kvbm_xfer_arrival_fn on_arrival; /**< optional */
     void *arrival_ctx;
     /**
@@ -162,11 +162,11 @@ typedef struct kvbm_xfer_config {
     int cuda_device; /**< NCCL only: device to use; -1 means rank % device count */
 } kvbm_xfer_config_t;
 
-#define KVBM_XFER_CONFIG_INIT                                                             \
-    {                                                                                     \
-        .struct_size = sizeof(kvbm_xfer_config_t), .version = KVBM_XFER_CONFIG_VERSION,   \
-        .transport = KVBM_XFER_SOCKET, .rank = 0, .size = 1, .timeout_ms = 10000,         \
-        .memory = {.kind = KVBM_XFER_MEM_HOST}, .cuda_device = -1                         \
+#define KVBM_XFER_CONFIG_INIT                                                                      \
+    {                                                                                              \
+        .struct_size = sizeof(kvbm_xfer_config_t), .version = KVBM_XFER_CONFIG_VERSION,            \
+        .transport = KVBM_XFER_SOCKET, .rank = 0, .size = 1, .timeout_ms = 10000,                  \
+        .memory = {.kind = KVBM_XFER_MEM_HOST}, .cuda_device = -1                                  \
     }
 
 /**
@@ -243,8 +243,8 @@ kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer);
  *         KVBM_ERR_TIMEOUT, KVBM_ERR_NO_BLOCKS (peer had no room), ...
  */
 kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_ids,
-                             const uint64_t *hashes, size_t count,
-                             const kvbm_register_opts_t *opts, kvbm_xfer_req_t **req_out);
+                             const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
+                             kvbm_xfer_req_t **req_out);
 
 /**
  * @brief Ask rank @p peer for the blocks of @p hashes (the longest prefix it
