@@ -64,12 +64,12 @@ static int rank_push_pair(int rank, int size, uint16_t port, kvbm_xfer_rendezvou
 
     /* Take 2N blocks and use a mix of runs and gaps, so the plan has both
      * coalesced and separate pieces; give the rest back. */
-    uint32_t all[2 * N];
-    XR_CHECK_OK(kvbm_manager_allocate(env.manager, 2 * N, all, NULL, NULL));
+    uint32_t all[(size_t)2 * N];
+    XR_CHECK_OK(kvbm_manager_allocate(env.manager, (size_t)2 * N, all, NULL, NULL));
     static const size_t pick[N] = {0, 1, 2, 3, 4, 6, 8, 11, 12, 13};
-    uint32_t unused[2 * N];
+    uint32_t unused[(size_t)2 * N];
     size_t n_unused = 0;
-    for (size_t i = 0, k = 0; i < 2 * N; i++) {
+    for (size_t i = 0, k = 0; i < (size_t)2 * N; i++) {
         if (k < N && pick[k] == i)
             ids[k++] = all[i];
         else
@@ -97,10 +97,10 @@ static int rank_push_pair(int rank, int size, uint16_t port, kvbm_xfer_rendezvou
     XR_CHECK(n == N);
     for (size_t i = 0; i < N; i++)
         XR_CHECK(xr_verify(&env, got[i], theirs[i]));
-    XR_CHECK(xr_pools(&env, s->shape[rank].blocks - 2 * N, 2 * N, 0));
+    XR_CHECK(xr_pools(&env, s->shape[rank].blocks - (size_t)2 * N, (size_t)2 * N, 0));
     XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
     XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
-    XR_CHECK(xr_pools(&env, s->shape[rank].blocks - 2 * N, 0, 2 * N));
+    XR_CHECK(xr_pools(&env, s->shape[rank].blocks - (size_t)2 * N, 0, (size_t)2 * N));
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
     xr_env_close(&env);
     return 0;
@@ -240,7 +240,7 @@ static int rank_ring(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
     XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
     XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
-    XR_CHECK(xr_pools_settle(&env, env.blocks - 3 * N, 0, 3 * N, 5.0));
+    XR_CHECK(xr_pools_settle(&env, env.blocks - (size_t)3 * N, 0, (size_t)3 * N, 5.0));
     xr_env_close(&env);
     return 0;
 }
