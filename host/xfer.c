@@ -148,19 +148,39 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         return;
     }
     uint32_t *dst = malloc(n * sizeof(*dst));
-    if (dst == NULL) {
+    uint32_t *sub_src = malloc(n * sizeof(*sub_src));
+    uint32_t *sub_dst = malloc(n * sizeof(*sub_dst));
+    uint8_t *need = malloc(n);
+    if (dst == NULL || sub_src == NULL || sub_dst == NULL || need == NULL) {
+        free(sub_src);
+        free(sub_dst);
+        free(need);
         res->status = KVBM_ERR_NO_MEMORY;
-        return;
+        goto free_dst;
     }
-    kvbm__xfer_plan_t plan = {0};
-    res->status = kvbm__sock_read(fd, dst, n * sizeof(*dst), timeout);
+    struct iovec iov[2] = {{.iov_base = dst, .iov_len = n * sizeof(*dst)},
+                           {.iov_base = need, .iov_len = n}};
+    res->status = kvbm__sock_readv(fd, iov, 2, timeout);
     if (res->status == KVBM_OK && !ids_below(dst, n, xfer->descs[req->peer].num_blocks))
         res->status = KVBM_ERR_PARSE;
-    if (res->status == KVBM_OK)
-        res->status = plan_blocks(xfer, req->peer, req->src_ids, dst, n, &plan);
-    if (res->status == KVBM_OK)
-        res->status = xfer->ops->send(xfer, req->peer, fd, &plan);
-    kvbm__xfer_plan_free(&plan);
+    /* Only the blocks the peer does not hold yet travel. */
+    size_t m = 0;
+    for (size_t i = 0; res->status == KVBM_OK && i < n; i++) {
+        if (need[i]) {
+            sub_src[m] = req->src_ids[i];
+            sub_dst[m++] = dst[i];
+        }
+    }
+    if (res->status == KVBM_OK && m > 0) {
+        kvbm__xfer_plan_t plan = {0};
+        res->status = plan_blocks(xfer, req->peer, sub_src, sub_dst, m, &plan);
+        if (res->status == KVBM_OK)
+            res->status = xfer->ops->send(xfer, req->peer, fd, &plan);
+        kvbm__xfer_plan_free(&plan);
+    }
+    free(sub_src);
+    free(sub_dst);
+    free(need);
     if (res->status == KVBM_OK)
         res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_DONE, &hdr);
     if (res->status != KVBM_OK)
@@ -362,8 +382,42 @@ static void notify_arrival(kvbm_xfer_t *xfer, int peer, kvbm_status_t status, si
     xfer->on_arrival(xfer->arrival_ctx, &arrival);
 }
 
-/* Serves one PUSH whose header was read. Returns non-OK when the connection
- * is lost or out of step. */
+/* Registers the blocks marked in @p need, run by run, so each run's first
+ * hash gets its true parent (the hash before it, or the pusher's parent). */
+static kvbm_status_t register_needed(kvbm_xfer_t *xfer, const kvbm__wire_hdr_t *hdr,
+                                     const uint64_t *hashes, const uint8_t *need, size_t n,
+                                     uint32_t *dst)
+{
+    kvbm_register_opts_t opts = {.parent_hash = hdr->arg,
+                                 .has_parent = (hdr->flags & 1u) != 0,
+                                 .priority = (uint8_t)((hdr->flags >> 8) & 0xffu)};
+    for (size_t i = 0; i < n;) {
+        if (!need[i]) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && need[j])
+            j++;
+        if (i > 0) {
+            opts.parent_hash = hashes[i - 1];
+            opts.has_parent = true;
+        }
+        kvbm_status_t status =
+            kvbm_manager_register(xfer->manager, dst + i, hashes + i, j - i, &opts, dst + i);
+        if (status != KVBM_OK)
+            return status;
+        i = j;
+    }
+    return KVBM_OK;
+}
+
+/*
+ * Serves one PUSH whose header was read. Hashes this rank already holds are
+ * acquired, not received again: ACCEPT says per block whether its bytes are
+ * needed, and only those travel. Returns non-OK when the connection is lost
+ * or out of step.
+ */
 static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr)
 {
     uint32_t timeout = xfer->timeout_ms;
@@ -376,7 +430,11 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     uint64_t *hashes = malloc(n * sizeof(*hashes));
     uint32_t *src = malloc(n * sizeof(*src));
     uint32_t *dst = malloc(n * sizeof(*dst));
-    if (hashes == NULL || src == NULL || dst == NULL) {
+    uint32_t *fresh = malloc(n * sizeof(*fresh));   /* allocated blocks, in order */
+    uint32_t *fresh_src = malloc(n * sizeof(*src)); /* the pusher's blocks for them */
+    uint8_t *need = malloc(n);
+    if (hashes == NULL || src == NULL || dst == NULL || fresh == NULL || fresh_src == NULL ||
+        need == NULL) {
         status = KVBM_ERR_NO_MEMORY;
         goto free_arrays;
     }
@@ -388,32 +446,49 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     if (status != KVBM_OK)
         goto free_arrays;
 
-    kvbm_status_t alloc = kvbm_manager_allocate(xfer->manager, n, dst, NULL, NULL);
+    /* Held hashes are acquired (and count as a use); the rest get blocks. */
+    size_t found = 0, m = 0;
+    kvbm_status_t prep = kvbm_manager_scan(xfer->manager, hashes, n, true, dst, &found);
+    if (prep == KVBM_OK && found < n) {
+        prep = kvbm_manager_allocate(xfer->manager, n - found, fresh, NULL, NULL);
+        if (prep != KVBM_OK) {
+            for (size_t i = n; i-- > 0;)
+                if (dst[i] != KVBM_BLOCK_NONE)
+                    (void)kvbm_manager_release(xfer->manager, &dst[i], 1);
+        }
+    }
+    if (prep == KVBM_OK) {
+        for (size_t i = 0; i < n; i++) {
+            need[i] = dst[i] == KVBM_BLOCK_NONE;
+            if (need[i]) {
+                fresh_src[m] = src[i];
+                dst[i] = fresh[m++];
+            }
+        }
+    }
     kvbm__wire_hdr_t reply;
-    kvbm__wire_hdr_init(&reply, KVBM__MSG_ACCEPT, alloc, (uint32_t)(alloc == KVBM_OK ? n : 0));
-    status =
-        kvbm__wire_send(fd, timeout, &reply, dst, alloc == KVBM_OK ? n * sizeof(*dst) : 0, NULL, 0);
-    if (alloc != KVBM_OK) {
-        /* Refused cleanly: nothing allocated, the connection stays usable. */
-        notify_arrival(xfer, peer, alloc, n, NULL, NULL);
+    kvbm__wire_hdr_init(&reply, KVBM__MSG_ACCEPT, prep, (uint32_t)(prep == KVBM_OK ? n : 0));
+    status = kvbm__wire_send(fd, timeout, &reply, dst, prep == KVBM_OK ? n * sizeof(*dst) : 0, need,
+                             prep == KVBM_OK ? n : 0);
+    if (prep != KVBM_OK) {
+        /* Refused cleanly: nothing held, the connection stays usable. */
+        notify_arrival(xfer, peer, prep, n, NULL, NULL);
         goto free_arrays;
     }
-    kvbm__xfer_plan_t plan = {0};
-    if (status == KVBM_OK)
-        status = plan_blocks(xfer, peer, dst, src, n, &plan);
-    if (status == KVBM_OK)
-        status = xfer->ops->recv(xfer, peer, fd, &plan);
-    kvbm__xfer_plan_free(&plan);
+    if (status == KVBM_OK && m > 0) {
+        kvbm__xfer_plan_t plan = {0};
+        status = plan_blocks(xfer, peer, fresh, fresh_src, m, &plan);
+        if (status == KVBM_OK)
+            status = xfer->ops->recv(xfer, peer, fd, &plan);
+        kvbm__xfer_plan_free(&plan);
+    }
     if (status != KVBM_OK)
         goto release_dst;
 
     /* Every byte arrived: register, tell the application, drop our
      * references so the blocks wait in the inactive pool for a match, and
      * only then tell the pusher, so its completion means all of that. */
-    kvbm_register_opts_t opts = {.parent_hash = hdr->arg,
-                                 .has_parent = (hdr->flags & 1u) != 0,
-                                 .priority = (uint8_t)((hdr->flags >> 8) & 0xffu)};
-    kvbm_status_t reg = kvbm_manager_register(xfer->manager, dst, hashes, n, &opts, dst);
+    kvbm_status_t reg = register_needed(xfer, hdr, hashes, need, n, dst);
     notify_arrival(xfer, peer, reg, n, reg == KVBM_OK ? hashes : NULL, reg == KVBM_OK ? dst : NULL);
     release_reverse(xfer->manager, dst, n);
     kvbm__wire_hdr_init(&reply, KVBM__MSG_DONE, reg, (uint32_t)(reg == KVBM_OK ? n : 0));
@@ -422,13 +497,17 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     goto free_arrays;
 
 release_dst:
-    /* Back to reset first, so the application's notice means "nothing left". */
+    /* Back to reset (fresh blocks) or to the cache (held ones) first, so the
+     * application's notice means "nothing left over". */
     release_reverse(xfer->manager, dst, n);
     notify_arrival(xfer, peer, status, n, NULL, NULL);
 free_arrays:
     free(hashes);
     free(src);
     free(dst);
+    free(fresh);
+    free(fresh_src);
+    free(need);
     return status;
 }
 

@@ -38,7 +38,7 @@ static const xr_shape_t CONTIGUOUS = {.blocks = 48,
 typedef struct scenario {
     xr_shape_t shape[XR_MAX_RANKS];
     size_t count;
-    kvbm__xfer_fault_t fault; /* applied on rank 1 */
+    kvbm__xfer_fault_t fault; /* applied on rank 1 (dedup tests: rank 0) */
     size_t fault_after;
 } scenario_t;
 
@@ -292,6 +292,73 @@ static void incompatible_region_split_refused(void **state)
     s.shape[1].regions = 2;
     s.shape[1].region_bytes = 384;
     assert_int_equal(xr_run(2, rank_refused, &s, 0, LIMIT_S), 0);
+}
+
+/* ------------------------------------------------------------ dedup */
+
+/* Rank 1 already holds the first `count` blocks of a sequence; rank 0 pushes
+ * them (all of them, or the whole sequence). Held blocks keep their ids and
+ * their bytes are not sent again: with `fault` set, rank 0 dies at its first
+ * byte of block data, so a push of held blocks alone must not send any. */
+static int rank_push_dedup(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv, void *arg)
+{
+    scenario_t *s = arg;
+    enum { N = 8 };
+    size_t held = s->count, pushed = s->fault != KVBM__FAULT_NONE ? held : N;
+    xr_env_t env;
+    if (rank == 0 && s->fault != KVBM__FAULT_NONE)
+        kvbm__xfer_fault_set(s->fault, 1);
+    XR_CHECK_OK(xr_env_open(&env, &s->shape[rank], rank, size, port, rv));
+    uint64_t hashes[N];
+    uint32_t ids[N], own[N], got[N];
+    xr_hashes(900, N, hashes);
+    if (rank == 1)
+        XR_CHECK_OK(xr_make_blocks(&env, hashes, held, own));
+    XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
+    if (rank == 0) {
+        XR_CHECK_OK(xr_make_blocks(&env, hashes, N, ids));
+        kvbm_xfer_req_t *req;
+        size_t n = 0;
+        XR_CHECK_OK(kvbm_xfer_push(env.xfer, 1, ids, hashes, pushed, NULL, &req));
+        XR_CHECK_OK(kvbm_xfer_req_wait(req));
+        XR_CHECK_OK(kvbm_xfer_req_blocks(req, got, N, &n));
+        XR_CHECK(n == pushed);
+        kvbm_xfer_req_free(req);
+        XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
+    }
+    XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
+    if (rank == 1) {
+        size_t n = 0;
+        XR_CHECK(atomic_load(&env.arrivals_ok) == 1);
+        XR_CHECK_OK(kvbm_manager_match(env.manager, hashes, N, got, &n));
+        XR_CHECK(n == pushed);
+        for (size_t i = 0; i < n; i++) {
+            XR_CHECK(i >= held || got[i] == own[i]); /* held blocks were reused */
+            XR_CHECK(xr_verify(&env, got[i], hashes[i]));
+        }
+        XR_CHECK(xr_pools(&env, env.blocks - pushed, pushed, 0));
+        XR_CHECK_OK(kvbm_manager_release(env.manager, got, n));
+        XR_CHECK_OK(kvbm_manager_release(env.manager, own, held));
+    }
+    xr_env_close(&env);
+    return 0;
+}
+
+static void push_of_held_hashes_sends_no_bytes(void **state)
+{
+    scenario_t s;
+    scenario_same(&s, &LAYER_SEPARATE);
+    s.count = 5;
+    s.fault = KVBM__FAULT_DIE; /* on rank 0, at its first byte of block data */
+    assert_int_equal(xr_run(2, rank_push_dedup, &s, 0, LIMIT_S), 0);
+}
+
+static void push_of_partly_held_prefix_sends_the_rest(void **state)
+{
+    scenario_t s;
+    scenario_same(&s, &LAYER_SEPARATE);
+    s.count = 3;
+    assert_int_equal(xr_run(2, rank_push_dedup, &s, 0, LIMIT_S), 0);
 }
 
 /* ------------------------------------------------------------ layouts */
@@ -723,6 +790,8 @@ int main(void)
         cmocka_unit_test(incompatible_key_refused_on_all_four_ranks),
         cmocka_unit_test(incompatible_region_split_refused),
         cmocka_unit_test(push_without_room_refused_cleanly),
+        cmocka_unit_test(push_of_held_hashes_sends_no_bytes),
+        cmocka_unit_test(push_of_partly_held_prefix_sends_the_rest),
         cmocka_unit_test(layouts_of_other_arrangements_interoperate),
         cmocka_unit_test(layouts_of_other_geometry_refused),
         cmocka_unit_test(peer_killed_mid_push_receiver_registers_nothing),

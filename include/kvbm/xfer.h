@@ -15,12 +15,14 @@
  * at creation with KVBM_ERR_INCOMPATIBLE, on every rank.
  *
  * Push: the caller names local blocks and their sequence hashes; the peer
- * allocates as many blocks in its manager, receives every byte into them, then
- * registers the hashes, calls its on_arrival and releases its references (the
- * blocks stay cached in its inactive pool, ready for kvbm_manager_match). Only
- * then does the caller's request complete, with the peer's block ids. (If the
- * peer fails after registering, the push may have landed although the caller
- * sees an error; it never shows success for blocks that did not land.)
+ * acquires the blocks whose hashes it already holds (their bytes are not sent
+ * again), allocates blocks in its manager for the others, receives every byte
+ * into them, then registers the hashes, calls its on_arrival and releases
+ * its references (the blocks stay cached in its inactive pool, ready for
+ * kvbm_manager_match). Only then does the caller's request complete, with the
+ * peer's block ids. (If the peer fails after registering, the push may have
+ * landed although the caller sees an error; it never shows success for blocks
+ * that did not land.)
  *
  * Pull: the caller names hashes; the peer matches the longest registered
  * prefix, sends those blocks, and the caller gets them allocated, filled and
