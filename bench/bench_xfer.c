@@ -67,7 +67,7 @@ static bool measure_pair(op_fn a, op_fn b, void *ctx, size_t bytes, double min_s
 typedef struct push_ctx {
     xr_env_t *env;
     const uint32_t *ids;
-    const uint64_t *hashes;
+    uint64_t *hashes;
     size_t n;
     const void *raw;
     size_t raw_bytes;
@@ -76,6 +76,10 @@ typedef struct push_ctx {
 static kvbm_status_t do_push(void *arg)
 {
     push_ctx_t *c = arg;
+    /* New hashes every time: the receiver would otherwise hold them already
+     * and (rightly) not receive their bytes again. */
+    for (size_t i = 0; i < c->n; i++)
+        c->hashes[i] += 0x9e3779b97f4a7c15ull;
     kvbm_xfer_req_t *req;
     kvbm_status_t status = kvbm_xfer_push(c->env->xfer, 1, c->ids, c->hashes, c->n, NULL, &req);
     if (status != KVBM_OK)
@@ -122,6 +126,9 @@ static int bench_rank(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t 
                             .timeout_ms = 10000};
         xr_env_t env;
         XR_CHECK_OK(xr_env_open(&env, &shape, rank, size, port, rv));
+        /* Fault the slab in, as an engine's KV pool would be: otherwise the
+         * first pushes pay the receiver's page faults, not the transfer. */
+        memset(env.slab, 0, (size_t)pool * block_bytes);
         if (rank == 0) {
             uint32_t *all = malloc(pool * sizeof(*all));
             uint32_t *ids = malloc(pool * sizeof(*ids));
