@@ -157,8 +157,10 @@ typedef struct kvbm_xfer_config {
     void *arrival_ctx;
     /**
      * NCCL only: an existing communicator (ncclComm_t) of exactly these rank
-     * and size, borrowed. NULL: kvbm creates one from a unique id that rank 0
-     * publishes at the rendezvous.
+     * and size, borrowed (it must outlive the object; after a timeout kvbm
+     * aborts it). NULL: kvbm creates one from a unique id that rank 0
+     * publishes at the rendezvous. Either way the control messages meet at
+     * the rendezvous.
      */
     void *nccl_comm;
     int cuda_device; /**< NCCL only: device to use; -1 means rank % device count */
@@ -218,8 +220,9 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
  */
 void kvbm_xfer_destroy(kvbm_xfer_t *xfer);
 
-/** @brief This rank, and the number of ranks. */
+/** @brief This rank (-1 for NULL). Any thread. */
 int kvbm_xfer_rank(const kvbm_xfer_t *xfer);
+/** @brief The number of ranks (0 for NULL). Any thread. */
 int kvbm_xfer_size(const kvbm_xfer_t *xfer);
 
 /**
