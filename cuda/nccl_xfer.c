@@ -31,8 +31,9 @@ typedef struct nccl_state {
     ncclComm_t comm;
     bool owns_comm;
     cudaStream_t stream;
-    /* Guards comm launches and waits, and dead: a communicator takes one
-     * group at a time (worker and service threads both use it). Leaf lock. */
+    /* The data path (data_begin/data_end): held by the worker or the service
+     * thread for a whole request, so one group at a time is in flight on the
+     * communicator; guards comm launches and waits, and dead. Leaf lock. */
     pthread_mutex_t lock;
     bool dead; /* aborted after a failure; under lock */
 } nccl_state_t;
@@ -226,18 +227,16 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
 {
     nccl_state_t *st = xfer->transport_state;
     kvbm_status_t status = KVBM_OK;
-    pthread_mutex_lock(&st->lock);
-    if (st->dead) {
-        status = KVBM_ERR_PEER;
-        goto unlock;
-    }
+    /* The caller holds st->lock (data_begin). */
+    if (st->dead)
+        return KVBM_ERR_PEER;
     uint64_t deadline = now_ms() + xfer->timeout_ms;
     KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status != KVBM_OK)
-        goto unlock;
+        return status;
     KVBM_NCCL_CHECK(ncclGroupStart(), status);
     if (status != KVBM_OK)
-        goto unlock;
+        return status;
     for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
         const kvbm__xfer_chunk_t *c = &plan->chunks[i];
         if (send)
@@ -281,9 +280,23 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
         st->dead = true;
         st->owns_comm = false; /* aborted: nothing left to destroy */
     }
-unlock:
-    pthread_mutex_unlock(&st->lock);
     return status;
+}
+
+static kvbm_status_t nccl_data_begin(kvbm_xfer_t *xfer, bool wait)
+{
+    nccl_state_t *st = xfer->transport_state;
+    if (wait) {
+        pthread_mutex_lock(&st->lock);
+        return KVBM_OK;
+    }
+    return pthread_mutex_trylock(&st->lock) == 0 ? KVBM_OK : KVBM_ERR_BUSY;
+}
+
+static void nccl_data_end(kvbm_xfer_t *xfer)
+{
+    nccl_state_t *st = xfer->transport_state;
+    pthread_mutex_unlock(&st->lock);
 }
 
 static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
@@ -329,6 +342,8 @@ const kvbm__xfer_ops_t kvbm__xfer_nccl_ops = {
     .fini = nccl_fini,
     .send = nccl_send,
     .recv = nccl_recv,
+    .data_begin = nccl_data_begin,
+    .data_end = nccl_data_end,
     .scratch_alloc = nccl_scratch_alloc,
     .scratch_free = nccl_scratch_free,
 };

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "xfer_internal.h"
@@ -317,31 +318,58 @@ static void req_complete(kvbm_xfer_req_t *req, kvbm_status_t status, uint32_t *i
     pthread_mutex_unlock(&req->lock);
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void worker_run(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
 {
     int peer = req->peer;
     client_result_t res = {.status = KVBM_OK};
-    if (xfer->client_broken[peer]) {
-        req_complete(req, KVBM_ERR_PEER, NULL, 0);
-        return;
-    }
     int fd = xfer->client_fd[peer];
-    switch (req->kind) {
-    case KVBM__REQ_PUSH:
-        client_push(xfer, req, fd, &res);
-        break;
-    case KVBM__REQ_PULL:
-        client_pull(xfer, req, fd, &res);
-        break;
-    case KVBM__REQ_RAW:
-        client_raw(xfer, req, fd, &res);
-        break;
-    }
-    if (!res.in_sync) {
-        /* Out of step with the peer: no later request can use this
-         * connection. Shutting it down tells the peer at once. */
-        xfer->client_broken[peer] = true;
-        shutdown(fd, SHUT_RDWR);
+    uint64_t deadline = now_us() + (uint64_t)xfer->timeout_ms * 1000u;
+    /* Back-off grows from 100 us; ranks start apart so two of them refused
+     * by each other do not retry in lock step. */
+    uint64_t backoff_us = 100u + 37u * (uint64_t)xfer->rank;
+    for (;;) {
+        if (xfer->client_broken[peer]) {
+            req_complete(req, KVBM_ERR_PEER, NULL, 0);
+            return;
+        }
+        res = (client_result_t){.status = KVBM_OK};
+        kvbm_status_t gate = xfer->ops->data_begin(xfer, true);
+        if (gate != KVBM_OK) {
+            req_complete(req, gate, NULL, 0);
+            return;
+        }
+        switch (req->kind) {
+        case KVBM__REQ_PUSH:
+            client_push(xfer, req, fd, &res);
+            break;
+        case KVBM__REQ_PULL:
+            client_pull(xfer, req, fd, &res);
+            break;
+        case KVBM__REQ_RAW:
+            client_raw(xfer, req, fd, &res);
+            break;
+        }
+        xfer->ops->data_end(xfer);
+        if (!res.in_sync) {
+            /* Out of step with the peer: no later request can use this
+             * connection. Shutting it down tells the peer at once. */
+            xfer->client_broken[peer] = true;
+            shutdown(fd, SHUT_RDWR);
+        }
+        /* The peer's data path was taken: nothing happened there, retry. */
+        if (res.status != KVBM_ERR_BUSY || !res.in_sync || now_us() + backoff_us > deadline)
+            break;
+        struct timespec ts = {.tv_sec = (time_t)(backoff_us / 1000000u),
+                              .tv_nsec = (long)(backoff_us % 1000000u) * 1000L};
+        nanosleep(&ts, NULL);
+        backoff_us = backoff_us * 2 < 20000u ? backoff_us * 2 : 20000u;
     }
     req_complete(req, res.status, res.ids, res.n);
 }
@@ -418,7 +446,8 @@ static kvbm_status_t register_needed(kvbm_xfer_t *xfer, const kvbm__wire_hdr_t *
  * needed, and only those travel. Returns non-OK when the connection is lost
  * or out of step.
  */
-static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr)
+static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr,
+                                kvbm_status_t gate)
 {
     uint32_t timeout = xfer->timeout_ms;
     size_t n = hdr->count;
@@ -448,7 +477,9 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
 
     /* Held hashes are acquired (and count as a use); the rest get blocks. */
     size_t found = 0, m = 0;
-    kvbm_status_t prep = kvbm_manager_scan(xfer->manager, hashes, n, true, dst, &found);
+    kvbm_status_t prep = gate;
+    if (prep == KVBM_OK)
+        prep = kvbm_manager_scan(xfer->manager, hashes, n, true, dst, &found);
     if (prep == KVBM_OK && found < n) {
         prep = kvbm_manager_allocate(xfer->manager, n - found, fresh, NULL, NULL);
         if (prep != KVBM_OK) {
@@ -471,8 +502,10 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     status = kvbm__wire_send(fd, timeout, &reply, dst, prep == KVBM_OK ? n * sizeof(*dst) : 0, need,
                              prep == KVBM_OK ? n : 0);
     if (prep != KVBM_OK) {
-        /* Refused cleanly: nothing held, the connection stays usable. */
-        notify_arrival(xfer, peer, prep, n, NULL, NULL);
+        /* Refused cleanly: nothing held, the connection stays usable. A busy
+         * data path is retried by the pusher: not worth a notice. */
+        if (prep != KVBM_ERR_BUSY)
+            notify_arrival(xfer, peer, prep, n, NULL, NULL);
         goto free_arrays;
     }
     if (status == KVBM_OK && m > 0) {
@@ -511,7 +544,8 @@ free_arrays:
     return status;
 }
 
-static kvbm_status_t serve_pull(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr)
+static kvbm_status_t serve_pull(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr,
+                                kvbm_status_t gate)
 {
     uint32_t timeout = xfer->timeout_ms;
     size_t count = hdr->count;
@@ -527,8 +561,9 @@ static kvbm_status_t serve_pull(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     if (status != KVBM_OK)
         goto free_arrays;
     size_t n = 0;
-    kvbm_status_t match =
-        count ? kvbm_manager_match(xfer->manager, hashes, count, src, &n) : KVBM_OK;
+    kvbm_status_t match = gate;
+    if (match == KVBM_OK && count > 0)
+        match = kvbm_manager_match(xfer->manager, hashes, count, src, &n);
     kvbm__wire_hdr_t reply;
     kvbm__wire_hdr_init(&reply, KVBM__MSG_OFFER, match, (uint32_t)n);
     status = kvbm__wire_send(fd, timeout, &reply, src, n * sizeof(*src), NULL, 0);
@@ -560,11 +595,14 @@ free_arrays:
     return status;
 }
 
-static kvbm_status_t serve_raw(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr)
+static kvbm_status_t serve_raw(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr,
+                               kvbm_status_t gate)
 {
     uint32_t timeout = xfer->timeout_ms;
-    kvbm_status_t ready = KVBM_OK;
-    if (hdr->arg > RAW_MAX_BYTES) {
+    kvbm_status_t ready = gate;
+    if (ready != KVBM_OK) {
+        /* refused below */
+    } else if (hdr->arg > RAW_MAX_BYTES) {
         ready = KVBM_ERR_INVALID_ARG;
     } else if (hdr->arg > xfer->scratch_bytes) {
         if (xfer->scratch != NULL)
@@ -598,21 +636,26 @@ static bool serve_one(kvbm_xfer_t *xfer, int peer)
     kvbm_status_t status = kvbm__wire_recv_hdr(fd, xfer->timeout_ms, 0, &hdr);
     if (status != KVBM_OK)
         return false; /* a closed connection between requests is not an error */
+    if (hdr.type != KVBM__MSG_PUSH && hdr.type != KVBM__MSG_PULL && hdr.type != KVBM__MSG_RAW) {
+        kvbm__xfer_log("rank %d sent unexpected message type %u", peer, hdr.type);
+        return false;
+    }
+    /* Only try for the data path: if this rank's worker holds it, refuse
+     * (KVBM_ERR_BUSY) and let the requester retry, rather than wait. */
+    kvbm_status_t gate = xfer->ops->data_begin(xfer, false);
     switch (hdr.type) {
     case KVBM__MSG_PUSH:
-        status = serve_push(xfer, peer, fd, &hdr);
+        status = serve_push(xfer, peer, fd, &hdr, gate);
         break;
     case KVBM__MSG_PULL:
-        status = serve_pull(xfer, peer, fd, &hdr);
-        break;
-    case KVBM__MSG_RAW:
-        status = serve_raw(xfer, peer, fd, &hdr);
+        status = serve_pull(xfer, peer, fd, &hdr, gate);
         break;
     default:
-        kvbm__xfer_log("rank %d sent unexpected message type %u", peer, hdr.type);
-        status = KVBM_ERR_PARSE;
+        status = serve_raw(xfer, peer, fd, &hdr, gate);
         break;
     }
+    if (gate == KVBM_OK)
+        xfer->ops->data_end(xfer);
     return status == KVBM_OK;
 }
 

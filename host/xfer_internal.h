@@ -124,6 +124,18 @@ typedef struct kvbm__xfer_ops {
     void (*fini)(kvbm_xfer_t *xfer);
     kvbm_status_t (*send)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan);
     kvbm_status_t (*recv)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan);
+    /*
+     * Exclusive use of the data path for one request. The worker thread waits
+     * for it (@p wait true) before it sends a request and keeps it until the
+     * request ends; the service thread only tries (@p wait false) and refuses
+     * the request with KVBM_ERR_BUSY when it is taken, and the requester
+     * retries with back-off. So two ranks that start transfers to each other
+     * at the same moment never hold each other's data path (with NCCL, groups
+     * of one communicator run in launch order: crossing groups would wait on
+     * each other until the timeout). Returns KVBM_OK or KVBM_ERR_BUSY.
+     */
+    kvbm_status_t (*data_begin)(kvbm_xfer_t *xfer, bool wait);
+    void (*data_end)(kvbm_xfer_t *xfer);
     /* Scratch for raw messages, in the transport's memory kind. */
     kvbm_status_t (*scratch_alloc)(kvbm_xfer_t *xfer, size_t bytes, void **ptr_out);
     void (*scratch_free)(kvbm_xfer_t *xfer, void *ptr);
@@ -265,6 +277,10 @@ typedef enum kvbm__xfer_fault {
     KVBM__FAULT_HANG = 2,
 } kvbm__xfer_fault_t;
 void kvbm__xfer_fault_set(kvbm__xfer_fault_t fault, size_t after_bytes);
+/* Fault injection for tests: the next @p count non-waiting data_begin calls
+ * of the socket transport in this process report KVBM_ERR_BUSY, as a busy
+ * NCCL data path would. Process-wide; set before creating threads. */
+void kvbm__xfer_fault_busy(uint32_t count);
 /* Called by transports with the bytes they are about to send; may not return. */
 size_t kvbm__xfer_fault_clip(size_t len);
 void kvbm__xfer_fault_fire(void);

@@ -40,6 +40,30 @@ void kvbm__xfer_fault_fire(void)
 
 /* ------------------------------------------------------------ ops */
 
+/* Read and written by the service thread only, after being set before it
+ * started. */
+static uint32_t fault_busy_left = 0;
+
+void kvbm__xfer_fault_busy(uint32_t count)
+{
+    fault_busy_left = count;
+}
+
+static kvbm_status_t socket_data_begin(kvbm_xfer_t *xfer, bool wait)
+{
+    /* Each request has its own connection and thread on both sides: the
+     * data path is never shared, so it is always free (but for tests). */
+    if (!wait && fault_busy_left > 0) {
+        fault_busy_left--;
+        return KVBM_ERR_BUSY;
+    }
+    return KVBM_OK;
+}
+
+static void socket_data_end(kvbm_xfer_t *xfer)
+{
+}
+
 static kvbm_status_t socket_probe(void)
 {
     return KVBM_OK;
@@ -133,6 +157,8 @@ const kvbm__xfer_ops_t kvbm__xfer_socket_ops = {
     .fini = socket_fini,
     .send = socket_send,
     .recv = socket_recv,
+    .data_begin = socket_data_begin,
+    .data_end = socket_data_end,
     .scratch_alloc = socket_scratch_alloc,
     .scratch_free = socket_scratch_free,
 };

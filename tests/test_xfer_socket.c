@@ -294,6 +294,78 @@ static void incompatible_region_split_refused(void **state)
     assert_int_equal(xr_run(2, rank_refused, &s, 0, LIMIT_S), 0);
 }
 
+/* ------------------------------------------------------------ busy */
+
+/* Rank 1's data path reports busy for its first `count` requests (as an NCCL
+ * rank does while its own transfer runs); rank 0's requests are retried with
+ * back-off, and give up with KVBM_ERR_BUSY after the timeout. */
+static int rank_busy(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv, void *arg)
+{
+    scenario_t *s = arg;
+    enum { N = 4 };
+    xr_env_t env;
+    if (rank == 1)
+        kvbm__xfer_fault_busy((uint32_t)s->count);
+    XR_CHECK_OK(xr_env_open(&env, &s->shape[rank], rank, size, port, rv));
+    uint64_t hashes[N];
+    uint32_t ids[N], got[N];
+    xr_hashes(950, N, hashes);
+    bool gives_up = s->count > 100;
+    if (rank == 0) {
+        XR_CHECK_OK(xr_make_blocks(&env, hashes, N, ids));
+        kvbm_xfer_req_t *req;
+        double t0 = xr_now();
+        XR_CHECK_OK(kvbm_xfer_push(env.xfer, 1, ids, hashes, N, NULL, &req));
+        XR_CHECK_STATUS(kvbm_xfer_req_wait(req), gives_up ? KVBM_ERR_BUSY : KVBM_OK);
+        kvbm_xfer_req_free(req);
+        double limit = 2.0 * s->shape[0].timeout_ms / 1000.0 + 0.5;
+        XR_CHECK(xr_now() - t0 < limit);
+        if (!gives_up) {
+            /* A pull right after, refused once more, also goes through. */
+            size_t n = 0;
+            XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
+            XR_CHECK_OK(kvbm_manager_reset_inactive(env.manager));
+            XR_CHECK_OK(kvbm_xfer_pull(env.xfer, 1, hashes, N, &req));
+            XR_CHECK_OK(kvbm_xfer_req_wait(req));
+            XR_CHECK_OK(kvbm_xfer_req_blocks(req, got, N, &n));
+            kvbm_xfer_req_free(req);
+            XR_CHECK(n == N);
+            for (size_t i = 0; i < N; i++)
+                XR_CHECK(xr_verify(&env, got[i], hashes[i]));
+            XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
+        } else {
+            XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
+        }
+    }
+    XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
+    if (rank == 1) {
+        /* Refusals are not arrivals; the one push that went through is. */
+        XR_CHECK(atomic_load(&env.arrivals_failed) == 0);
+        XR_CHECK(atomic_load(&env.arrivals_ok) == (gives_up ? 0 : 1));
+        XR_CHECK(xr_pools(&env, env.blocks - (gives_up ? 0 : N), 0, gives_up ? 0 : N));
+    }
+    xr_env_close(&env);
+    return 0;
+}
+
+static void busy_peer_retried_until_free(void **state)
+{
+    scenario_t s;
+    scenario_same(&s, &LAYER_SEPARATE);
+    s.count = 4; /* four refusals, then the push goes through; the pull at once */
+    assert_int_equal(xr_run(2, rank_busy, &s, 0, LIMIT_S), 0);
+}
+
+static void busy_peer_gives_busy_after_timeout(void **state)
+{
+    scenario_t s;
+    scenario_same(&s, &LAYER_SEPARATE);
+    for (int r = 0; r < 2; r++)
+        s.shape[r].timeout_ms = 300;
+    s.count = 1000000;
+    assert_int_equal(xr_run(2, rank_busy, &s, 0, LIMIT_S), 0);
+}
+
 /* ------------------------------------------------------------ dedup */
 
 /* Rank 1 already holds the first `count` blocks of a sequence; rank 0 pushes
@@ -790,6 +862,8 @@ int main(void)
         cmocka_unit_test(incompatible_key_refused_on_all_four_ranks),
         cmocka_unit_test(incompatible_region_split_refused),
         cmocka_unit_test(push_without_room_refused_cleanly),
+        cmocka_unit_test(busy_peer_retried_until_free),
+        cmocka_unit_test(busy_peer_gives_busy_after_timeout),
         cmocka_unit_test(push_of_held_hashes_sends_no_bytes),
         cmocka_unit_test(push_of_partly_held_prefix_sends_the_rest),
         cmocka_unit_test(layouts_of_other_arrangements_interoperate),
