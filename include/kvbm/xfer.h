@@ -139,7 +139,7 @@ typedef struct kvbm_xfer_config {
      */
     const char *rendezvous_host;
     uint16_t rendezvous_port;
-    kvbm_xfer_rendezvous_t *rendezvous; /**< rank 0 only, optional; borrowed */
+    kvbm_xfer_rendezvous_t *rendezvous; /**< rank 0 only, optional; used during create */
     /** Inactivity limit for any step (connect, message, data progress). */
     uint32_t timeout_ms;
     kvbm_manager_t *manager; /**< required; borrowed, must outlive the object */
@@ -201,8 +201,9 @@ void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous);
  * @brief Join the other ranks: rendezvous, compare layouts, connect the mesh,
  *        start the worker and service threads. Blocks until all @c size ranks
  *        have joined or the timeout passes without progress.
- * @param[in]  config  copied; the memory it describes, the manager and the
- *                     rendezvous are borrowed and must outlive the object.
+ * @param[in]  config  copied; the memory it describes and the manager are
+ *                     borrowed and must outlive the object; the layout and
+ *                     the rendezvous are used during the call only.
  * @param[out] xfer_out owned by the caller; kvbm_xfer_destroy.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_VERSION;
  *         KVBM_ERR_INCOMPATIBLE (some rank's memory geometry, size or
@@ -275,8 +276,12 @@ kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, s
 /**
  * @brief Wait for a request to complete. Bounded: every step of a transfer
  *        either progresses within the timeout or fails.
- * @return the request's status: KVBM_OK; KVBM_ERR_PEER; KVBM_ERR_TIMEOUT;
- *         KVBM_ERR_NO_BLOCKS; KVBM_ERR_NCCL; KVBM_ERR_IO; KVBM_ERR_PARSE ...
+ * @return the request's status: KVBM_OK; KVBM_ERR_PEER (peer died or
+ *         closed, or an earlier failure broke the connection);
+ *         KVBM_ERR_TIMEOUT (no progress within the timeout); KVBM_ERR_NO_BLOCKS
+ *         (no room on the receiving side); KVBM_ERR_BUSY (the peer's data
+ *         path stayed taken for the whole timeout); KVBM_ERR_NCCL;
+ *         KVBM_ERR_DEVICE; KVBM_ERR_IO; KVBM_ERR_PARSE; KVBM_ERR_NO_MEMORY.
  */
 kvbm_status_t kvbm_xfer_req_wait(kvbm_xfer_req_t *req);
 
