@@ -69,8 +69,14 @@ static kvbm_status_t submit_offload(kvbm_cache_t *cache, cache_batch_t *batch)
         if (status != KVBM_OK)
             return status;
     }
-    /* A slab still being onboarded is read only after its data has landed. */
-    if (cache->last_onboard != NULL) {
+    /* A slab still being onboarded is read only after its data has landed.
+     * (Only then: offloads do not queue behind unrelated onboards, so the
+     * two directions overlap, and a G2 block being read by an onboard is
+     * protected by being held, rule 3, not by this wait.) */
+    bool reads_loading_slab = false;
+    for (size_t i = 0; i < batch->n && !reads_loading_slab; i++)
+        reads_loading_slab = cache->loading_seq[batch->g1_ids[i]] > cache->processed_seq;
+    if (reads_loading_slab && cache->last_onboard != NULL) {
         status = kvbm_stream_wait_fence(cache->d2h, cache->last_onboard->fence);
         if (status != KVBM_OK)
             return status;

@@ -1,0 +1,393 @@
+/*
+ * The tiered cache on the asynchronous CPU backend: offload on eviction,
+ * onboarding on match, write-through, inclusive G2, failed copies, shared
+ * onboarding, and the three ordering rules, each shown both kept (data
+ * intact) and broken through a test-only switch (corruption detected).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "cache_internal.h"
+#include "cache_test_util.h"
+#include "kvbm_test.h"
+
+typedef struct fixture {
+    kvbm_backend_t *backend;
+    test_engine_t engine;
+    kvbm_cache_t *cache;
+} fixture_t;
+
+static void fixture_open(fixture_t *f, uint32_t g1, uint32_t g2, kvbm_offload_mode_t mode,
+                         bool with_engine_stream)
+{
+    memset(f, 0, sizeof(*f));
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = KVBM_BACKEND_CPU;
+    assert_kvbm_ok(kvbm_backend_create(&bc, &f->backend));
+    f->engine.backend = f->backend;
+    assert_kvbm_ok(kvbm_stream_create(f->backend, &f->engine.stream));
+    assert_kvbm_ok(kvbm_fence_create(f->backend, &f->engine.done));
+    kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
+    cc.backend = f->backend;
+    cc.layout.num_blocks = g1;
+    cc.layout.num_layers = 2;
+    cc.layout.tokens_per_block = 4;
+    cc.layout.inner_dim = 64;
+    cc.g2_blocks = g2;
+    cc.offload_mode = mode;
+    cc.engine_stream = with_engine_stream ? f->engine.stream : NULL;
+    assert_kvbm_ok(kvbm_cache_create(&cc, &f->cache));
+}
+
+static void fixture_close(fixture_t *f)
+{
+    kvbm_cache_destroy(f->cache);
+    kvbm_fence_destroy(f->engine.done);
+    kvbm_stream_destroy(f->engine.stream);
+    kvbm_backend_destroy(f->backend);
+}
+
+/* Computes one block for hash: allocate, engine write, register, release. */
+static uint32_t compute_block(fixture_t *f, uint64_t hash)
+{
+    uint32_t id, out;
+    assert_kvbm_ok(kvbm_cache_allocate(f->cache, 1, &id, NULL));
+    assert_kvbm_ok(engine_write(&f->engine, f->cache, id, hash));
+    assert_kvbm_ok(kvbm_cache_register(f->cache, &id, &hash, 1, NULL, &out));
+    assert_kvbm_ok(engine_finish(&f->engine));
+    assert_kvbm_ok(kvbm_cache_release(f->cache, &out, 1));
+    return out;
+}
+
+/* Fills G1 with fresh blocks, evicting (and so offloading) what was there. */
+static void evict_everything(fixture_t *f, uint32_t g1, uint64_t first_filler)
+{
+    for (uint32_t i = 0; i < g1; i++)
+        compute_block(f, first_filler + i);
+    assert_kvbm_ok(kvbm_cache_sync(f->cache));
+}
+
+/* Matches one hash and reports whether the cache served it with the right bytes. */
+static bool onboard_serves_right_bytes(fixture_t *f, uint64_t hash, size_t *onboarded)
+{
+    uint32_t id;
+    kvbm_cache_match_result_t r;
+    kvbm_fence_t *ready;
+    assert_kvbm_ok(kvbm_fence_create(f->backend, &ready));
+    assert_kvbm_ok(kvbm_cache_match(f->cache, &hash, 1, &id, &r, ready));
+    assert_kvbm_ok(kvbm_fence_wait(ready));
+    kvbm_fence_destroy(ready);
+    *onboarded = r.onboarded;
+    bool served = r.g1 + r.onboarded == 1 && kvbm_cache_check(f->cache, &id, 1) == KVBM_OK;
+    bool right = served && block_holds(f->cache, KVBM_TIER_G1, id, hash);
+    if (r.g1 + r.onboarded == 1)
+        assert_kvbm_ok(kvbm_cache_release(f->cache, &id, 1));
+    return right;
+}
+
+static void eviction_offloads_and_match_onboards(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 4, 8, KVBM_OFFLOAD_WRITE_BACK, true);
+    uint32_t id = compute_block(&f, 1000);
+    assert_true(block_holds(f.cache, KVBM_TIER_G1, id, 1000));
+    evict_everything(&f, 4, 1);
+    kvbm_manager_t *g2 = kvbm_cache_manager(f.cache, KVBM_TIER_G2);
+    assert_true(kvbm_manager_contains(g2, 1000));
+    assert_false(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G1), 1000));
+    uint32_t g2_id;
+    size_t found;
+    assert_kvbm_ok(kvbm_manager_scan(g2, (const uint64_t[]){1000}, 1, false, &g2_id, &found));
+    assert_true(block_holds(f.cache, KVBM_TIER_G2, g2_id, 1000));
+    assert_kvbm_ok(kvbm_manager_release(g2, &g2_id, 1));
+
+    size_t onboarded = 0;
+    assert_true(onboard_serves_right_bytes(&f, 1000, &onboarded));
+    assert_int_equal(onboarded, 1);
+    kvbm_cache_metrics_t m;
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.onboards, 1);
+    assert_int_equal(m.g2_hits, 1);
+    assert_int_equal(m.offloads, 2); /* 1000, then filler 1 evicted to make room for it */
+    assert_int_equal(m.onboard_bytes, m.onboards * 2 * 2 * 4 * 64 * 2);
+    assert_int_equal(m.copies_in_flight, 0);
+    fixture_close(&f);
+}
+
+static void g2_is_inclusive_and_onboarded_blocks_are_not_copied_again(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 2, 8, KVBM_OFFLOAD_WRITE_BACK, true);
+    compute_block(&f, 7);
+    evict_everything(&f, 2, 100);
+    size_t onboarded;
+    assert_true(onboard_serves_right_bytes(&f, 7, &onboarded));
+    kvbm_cache_metrics_t before, after;
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    kvbm_cache_metrics(f.cache, &before);
+    evict_everything(&f, 2, 200); /* evicts 7 again: G2 still has it */
+    kvbm_cache_metrics(f.cache, &after);
+    assert_int_equal(after.offloads - before.offloads, 1); /* only filler 100 or 101 */
+    assert_true(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G2), 7));
+    fixture_close(&f);
+}
+
+static void write_through_copies_at_registration(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 2, 8, KVBM_OFFLOAD_WRITE_THROUGH, true);
+    compute_block(&f, 42);
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    assert_true(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G2), 42));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.offloads, 1);
+    evict_everything(&f, 2, 300);
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.offloads, 3); /* the fillers at registration; evicting 42 copied nothing */
+    size_t onboarded;
+    assert_true(onboard_serves_right_bytes(&f, 42, &onboarded));
+    assert_int_equal(onboarded, 1);
+    fixture_close(&f);
+}
+
+static void failed_offload_caches_nothing_and_loses_no_block(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 2, 4, KVBM_OFFLOAD_WRITE_BACK, true);
+    compute_block(&f, 5);
+    compute_block(&f, 6);
+    /* The next copy call is the offload batch of the allocation below. */
+    assert_kvbm_ok(kvbm_backend_fail_nth_copy(f.backend, 1));
+    uint32_t ids[2];
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 2, ids, NULL));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    kvbm_manager_t *g2 = kvbm_cache_manager(f.cache, KVBM_TIER_G2);
+    assert_false(kvbm_manager_contains(g2, 5));
+    assert_false(kvbm_manager_contains(g2, 6));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.failed_copies, 2);
+    assert_int_equal(m.offloads, 0);
+    assert_pools(g2, 4, 0, 0);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 2));
+    assert_pools(kvbm_cache_manager(f.cache, KVBM_TIER_G1), 2, 0, 0);
+    fixture_close(&f);
+}
+
+static void failed_onboard_is_reported_and_withdrawn(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 2, 4, KVBM_OFFLOAD_WRITE_BACK, true);
+    compute_block(&f, 9);
+    evict_everything(&f, 2, 400);
+    /* The match evicts filler 400 (copy 1, its offload), then onboards (copy 2). */
+    assert_kvbm_ok(kvbm_backend_fail_nth_copy(f.backend, 2));
+    uint32_t id;
+    kvbm_cache_match_result_t r;
+    assert_kvbm_ok(kvbm_cache_match(f.cache, (const uint64_t[]){9}, 1, &id, &r, NULL));
+    assert_int_equal(r.onboarded, 1);
+    assert_kvbm_status(kvbm_cache_check(f.cache, &id, 1), KVBM_ERR_COPY_FAILED);
+    kvbm_manager_t *g1 = kvbm_cache_manager(f.cache, KVBM_TIER_G1);
+    assert_false(kvbm_manager_contains(g1, 9)); /* nobody else will be served it */
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.onboards, 0);
+    assert_int_equal(m.failed_copies, 1);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, &id, 1));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    kvbm_pool_counts_t c;
+    kvbm_manager_counts(g1, &c);
+    assert_int_equal(c.active, 0);
+    assert_int_equal(c.reset + c.inactive, 2);
+    /* G2 still holds the good copy, and a second try succeeds. */
+    size_t onboarded;
+    assert_true(onboard_serves_right_bytes(&f, 9, &onboarded));
+    fixture_close(&f);
+}
+
+static void concurrent_matches_share_one_onboarding(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 4, 8, KVBM_OFFLOAD_WRITE_BACK, true);
+    compute_block(&f, 11);
+    evict_everything(&f, 4, 500);
+    assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, true)); /* keep the first onboarding in flight */
+    uint32_t a, b;
+    kvbm_cache_match_result_t ra, rb;
+    assert_kvbm_ok(kvbm_cache_match(f.cache, (const uint64_t[]){11}, 1, &a, &ra, NULL));
+    assert_kvbm_ok(kvbm_cache_match(f.cache, (const uint64_t[]){11}, 1, &b, &rb, NULL));
+    assert_int_equal(ra.onboarded, 1);
+    assert_int_equal(rb.g1, 1); /* found in G1: the onboarding in flight */
+    assert_int_equal(a, b);
+    assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, false));
+    assert_kvbm_ok(kvbm_cache_check(f.cache, &b, 1));
+    assert_true(block_holds(f.cache, KVBM_TIER_G1, b, 11));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.g2_hits, 1);
+    assert_int_equal(m.onboards, 1);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, (const uint32_t[]){a, b}, 2));
+    fixture_close(&f);
+}
+
+/* Rule 1: the engine's write of a block is still queued (its stream held)
+ * when the block is evicted. Kept, the offload waits for it; broken, the
+ * offload copies the slab's old bytes and G2 serves them later. */
+static bool rule1_scenario(bool broken)
+{
+    fixture_t f;
+    fixture_open(&f, 1, 4, KVBM_OFFLOAD_WRITE_BACK, true);
+    if (broken)
+        kvbm__cache_set_unsafe(f.cache, KVBM__CACHE_UNSAFE_NO_ENGINE_ORDER);
+    uint32_t id, out, next;
+    uint64_t h = 77;
+    assert_kvbm_ok(kvbm_stream_hold(f.engine.stream, true));
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &id, NULL));
+    assert_kvbm_ok(engine_write(&f.engine, f.cache, id, h));
+    assert_kvbm_ok(kvbm_cache_register(f.cache, &id, &h, 1, NULL, &out));
+    assert_kvbm_ok(kvbm_cache_release(f.cache, &out, 1));
+    /* The engine moves on; the cache evicts the block for another request
+     * without the engine's help. */
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &next, NULL));
+    if (broken)
+        assert_kvbm_ok(kvbm_cache_sync(f.cache)); /* the offload did not wait */
+    assert_kvbm_ok(kvbm_stream_hold(f.engine.stream, false));
+    assert_kvbm_ok(engine_finish(&f.engine));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    assert_kvbm_ok(kvbm_cache_release(f.cache, &next, 1));
+    size_t onboarded;
+    bool right = onboard_serves_right_bytes(&f, h, &onboarded);
+    assert_int_equal(onboarded, 1);
+    fixture_close(&f);
+    return right;
+}
+
+static void rule1_offload_waits_for_engine_writes(void **state)
+{
+    assert_true(rule1_scenario(false));
+    assert_false(rule1_scenario(true)); /* the integrity check catches the broken rule */
+}
+
+/* Rule 2: the offload of an evicted slab is held back (its stream held) when
+ * the new owner writes the slab. Kept, the engine's write waits for the
+ * offload; broken, the new owner's bytes end up in G2 under the old hash. */
+static bool rule2_scenario(bool broken)
+{
+    fixture_t f;
+    fixture_open(&f, 1, 4, KVBM_OFFLOAD_WRITE_BACK, true);
+    if (broken)
+        kvbm__cache_set_unsafe(f.cache, KVBM__CACHE_UNSAFE_NO_REUSE_ORDER);
+    compute_block(&f, 88);
+    assert_kvbm_ok(kvbm_stream_hold(f.cache->d2h, true));
+    uint32_t id, out;
+    uint64_t h = 99;
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &id, NULL)); /* evicts 88: offload queued */
+    assert_kvbm_ok(engine_write(&f.engine, f.cache, id, h));
+    if (broken)
+        assert_kvbm_ok(engine_finish(&f.engine)); /* nothing made the engine wait */
+    assert_kvbm_ok(kvbm_stream_hold(f.cache->d2h, false));
+    assert_kvbm_ok(engine_finish(&f.engine));
+    assert_kvbm_ok(kvbm_cache_register(f.cache, &id, &h, 1, NULL, &out));
+    assert_kvbm_ok(kvbm_cache_release(f.cache, &out, 1));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    size_t onboarded;
+    bool right = onboard_serves_right_bytes(&f, 88, &onboarded);
+    assert_int_equal(onboarded, 1);
+    fixture_close(&f);
+    return right;
+}
+
+static void rule2_new_owner_waits_for_offload(void **state)
+{
+    assert_true(rule2_scenario(false));
+    assert_false(rule2_scenario(true));
+}
+
+/* Rule 3: an onboarding copy out of G2 block S is held back (stream held)
+ * while an offload needs a G2 block and G2 is full. Kept, S is not
+ * evictable; broken, S is reused and overwritten before it is read. */
+static bool rule3_scenario(bool broken)
+{
+    fixture_t f;
+    /* No engine stream: it would wait for the held onboarding and, through
+     * rule 1, hold the offload back too, hiding what this test is about. */
+    fixture_open(&f, 2, 1, KVBM_OFFLOAD_WRITE_BACK, false);
+    if (broken)
+        kvbm__cache_set_unsafe(f.cache, KVBM__CACHE_UNSAFE_EARLY_G2_RELEASE);
+    compute_block(&f, 31); /* G1: 31 */
+    compute_block(&f, 32); /* G1: 31, 32 */
+    compute_block(&f, 33); /* evicts 31 -> G2 (its only block) */
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    assert_true(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G2), 31));
+    assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, true));
+    uint32_t id;
+    kvbm_cache_match_result_t r;
+    /* Onboarding 31 evicts 32, whose offload finds G2's only block held. */
+    assert_kvbm_ok(kvbm_cache_match(f.cache, (const uint64_t[]){31}, 1, &id, &r, NULL));
+    assert_int_equal(r.onboarded, 1);
+    /* Another allocation evicts 33; its offload wants a G2 block. Kept, S is
+     * held and the offload is skipped; broken, S is evicted and overwritten. */
+    uint32_t extra;
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &extra, NULL));
+    if (broken)
+        assert_kvbm_ok(kvbm_fence_wait(f.cache->tail->fence)); /* that offload's copy landed */
+    assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, false));
+    bool right = kvbm_cache_check(f.cache, &id, 1) == KVBM_OK &&
+                 block_holds(f.cache, KVBM_TIER_G1, id, 31);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, (const uint32_t[]){id, extra}, 2));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    fixture_close(&f);
+    return right;
+}
+
+static void rule3_g2_source_is_held_until_read(void **state)
+{
+    assert_true(rule3_scenario(false));
+    assert_false(rule3_scenario(true));
+}
+
+static void bad_arguments_are_refused(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 2, 2, KVBM_OFFLOAD_WRITE_BACK, false);
+    kvbm_cache_t *none = NULL;
+    kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
+    assert_kvbm_status(kvbm_cache_create(&cc, &none), KVBM_ERR_INVALID_ARG); /* no backend */
+    cc.backend = f.backend;
+    cc.layout.num_blocks = 0;
+    assert_kvbm_status(kvbm_cache_create(&cc, &none), KVBM_ERR_INVALID_ARG);
+    assert_null(none);
+    uint32_t ids[3];
+    assert_kvbm_status(kvbm_cache_allocate(f.cache, 3, ids, NULL), KVBM_ERR_NO_BLOCKS);
+    assert_kvbm_status(kvbm_cache_check(f.cache, (const uint32_t[]){5}, 1), KVBM_ERR_OUT_OF_RANGE);
+    void *addr;
+    assert_kvbm_status(kvbm_cache_block_address(f.cache, 2, 0, 0, &addr), KVBM_ERR_OUT_OF_RANGE);
+    assert_kvbm_ok(kvbm_cache_block_address(f.cache, 1, 1, 1, &addr));
+    assert_pools(kvbm_cache_manager(f.cache, KVBM_TIER_G1), 2, 0, 0);
+    kvbm_cache_destroy(NULL);
+    fixture_close(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(eviction_offloads_and_match_onboards),
+        cmocka_unit_test(g2_is_inclusive_and_onboarded_blocks_are_not_copied_again),
+        cmocka_unit_test(write_through_copies_at_registration),
+        cmocka_unit_test(failed_offload_caches_nothing_and_loses_no_block),
+        cmocka_unit_test(failed_onboard_is_reported_and_withdrawn),
+        cmocka_unit_test(concurrent_matches_share_one_onboarding),
+        cmocka_unit_test(rule1_offload_waits_for_engine_writes),
+        cmocka_unit_test(rule2_new_owner_waits_for_offload),
+        cmocka_unit_test(rule3_g2_source_is_held_until_read),
+        cmocka_unit_test(bad_arguments_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
