@@ -1,0 +1,164 @@
+/*
+ * The CPU transport: block bytes travel on the request's own TCP connection,
+ * right after the control message that announced them. Both sides turn their
+ * plan into iovecs and move them with sendmsg/recvmsg, up to 1024 pieces per
+ * system call, so a transfer costs a handful of calls, not one per region.
+ * Chunk boundaries need not match: TCP is a byte stream.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "xfer_internal.h"
+
+/* ------------------------------------------------------------ fault injection */
+
+/* Written before any thread exists (tests), read by the worker thread. */
+static kvbm__xfer_fault_t fault_kind = KVBM__FAULT_NONE;
+static size_t fault_after = 0;
+
+void kvbm__xfer_fault_set(kvbm__xfer_fault_t fault, size_t after_bytes)
+{
+    fault_kind = fault;
+    fault_after = after_bytes;
+}
+
+size_t kvbm__xfer_fault_clip(size_t len)
+{
+    if (fault_kind == KVBM__FAULT_NONE)
+        return len;
+    return len < fault_after ? len : fault_after;
+}
+
+void kvbm__xfer_fault_fire(void)
+{
+    if (fault_kind == KVBM__FAULT_DIE)
+        raise(SIGKILL);
+    for (;;)
+        pause(); /* KVBM__FAULT_HANG: the peer sees silence, then its timeout */
+}
+
+/* ------------------------------------------------------------ ops */
+
+/* Read and written by the service thread only, after being set before it
+ * started. */
+static uint32_t fault_busy_left = 0;
+
+void kvbm__xfer_fault_busy(uint32_t count)
+{
+    fault_busy_left = count;
+}
+
+static kvbm_status_t socket_data_begin(kvbm_xfer_t *xfer, bool wait)
+{
+    /* Each request has its own connection and thread on both sides: the
+     * data path is never shared, so it is always free (but for tests). */
+    if (!wait && fault_busy_left > 0) {
+        fault_busy_left--;
+        return KVBM_ERR_BUSY;
+    }
+    return KVBM_OK;
+}
+
+static void socket_data_end(kvbm_xfer_t *xfer)
+{
+}
+
+static kvbm_status_t socket_probe(void)
+{
+    return KVBM_OK;
+}
+
+static kvbm_status_t socket_make_blob(kvbm_xfer_t *xfer, uint8_t *blob, size_t capacity,
+                                      size_t *len_out)
+{
+    *len_out = 0; /* the socket mesh is all the socket transport needs */
+    return KVBM_OK;
+}
+
+static kvbm_status_t socket_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t len)
+{
+    return KVBM_OK;
+}
+
+static void socket_fini(kvbm_xfer_t *xfer)
+{
+}
+
+/* iovecs of the first @p limit bytes of a plan. */
+static kvbm_status_t plan_iov(const kvbm__xfer_plan_t *plan, size_t limit, struct iovec **iov_out,
+                              size_t *n_out)
+{
+    struct iovec *iov = malloc((plan->count ? plan->count : 1) * sizeof(*iov));
+    if (iov == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    size_t n = 0;
+    for (size_t i = 0; i < plan->count && limit > 0; i++) {
+        size_t len = plan->chunks[i].len < limit ? plan->chunks[i].len : limit;
+        iov[n].iov_base = plan->chunks[i].ptr;
+        iov[n].iov_len = len;
+        n++;
+        limit -= len;
+    }
+    *iov_out = iov;
+    *n_out = n;
+    return KVBM_OK;
+}
+
+static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+{
+    size_t allowed = kvbm__xfer_fault_clip(plan->bytes);
+    struct iovec *iov;
+    size_t n;
+    kvbm_status_t status = plan_iov(plan, allowed, &iov, &n);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm__sock_writev(fd, iov, n, xfer->timeout_ms);
+    free(iov);
+    if (status == KVBM_OK && allowed < plan->bytes)
+        kvbm__xfer_fault_fire();
+    return status;
+}
+
+static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+{
+    struct iovec *iov;
+    size_t n;
+    kvbm_status_t status = plan_iov(plan, plan->bytes, &iov, &n);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm__sock_readv(fd, iov, n, xfer->timeout_ms);
+    free(iov);
+    return status;
+}
+
+static kvbm_status_t socket_scratch_alloc(kvbm_xfer_t *xfer, size_t bytes, void **ptr_out)
+{
+    void *ptr = malloc(bytes ? bytes : 1);
+    if (ptr == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    *ptr_out = ptr;
+    return KVBM_OK;
+}
+
+static void socket_scratch_free(kvbm_xfer_t *xfer, void *ptr)
+{
+    free(ptr);
+}
+
+const kvbm__xfer_ops_t kvbm__xfer_socket_ops = {
+    .name = "socket",
+    .transport = KVBM_XFER_SOCKET,
+    .mem_kind = KVBM_XFER_MEM_HOST,
+    .message_based = false,
+    .probe = socket_probe,
+    .make_blob = socket_make_blob,
+    .init = socket_init,
+    .fini = socket_fini,
+    .send = socket_send,
+    .recv = socket_recv,
+    .data_begin = socket_data_begin,
+    .data_end = socket_data_end,
+    .scratch_alloc = socket_scratch_alloc,
+    .scratch_free = socket_scratch_free,
+};

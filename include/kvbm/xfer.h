@@ -1,0 +1,319 @@
+/**
+ * @file xfer.h
+ * @brief Blocks across ranks: push blocks to a peer, pull blocks by hash.
+ *
+ * A transfer object joins N ranks (processes) over one transport:
+ *
+ *  - KVBM_XFER_SOCKET: TCP on loopback (127.0.0.1) for the control messages
+ *    and the block bytes. Always built; host memory only.
+ *  - KVBM_XFER_NCCL: TCP on loopback for the control messages, NCCL send/recv
+ *    (batched in one ncclGroupStart/End per transfer, on the object's own CUDA
+ *    stream) for the block bytes. Device memory. Built only with NCCL.
+ *
+ * Every rank describes the memory its blocks live in (kvbm_xfer_memory_t) and
+ * hands in its block manager. Ranks whose block geometry disagrees are refused
+ * at creation with KVBM_ERR_INCOMPATIBLE, on every rank.
+ *
+ * Push: the caller names local blocks and their sequence hashes; the peer
+ * acquires the blocks whose hashes it already holds (their bytes are not sent
+ * again), allocates blocks in its manager for the others, receives every byte
+ * into them, then registers the hashes, calls its on_arrival and releases
+ * its references (the blocks stay cached in its inactive pool, ready for
+ * kvbm_manager_match). Only then does the caller's request complete, with the
+ * peer's block ids. (If the peer fails after registering, the push may have
+ * landed although the caller sees an error; it never shows success for blocks
+ * that did not land.)
+ *
+ * Pull: the caller names hashes; the peer matches the longest registered
+ * prefix, sends those blocks, and the caller gets them allocated, filled and
+ * registered locally, holding one reference on each.
+ *
+ * A block is registered only after all of its bytes arrived. A transfer that
+ * fails (peer died, timed out, no room) registers nothing and gives every
+ * block it allocated back to the reset pool. No call waits longer than the
+ * configured timeout without progress.
+ *
+ * Requests run on the object's worker thread, in submission order; incoming
+ * requests from peers are served by its service thread. Any thread may submit
+ * requests; kvbm_xfer_destroy and kvbm_xfer_barrier are for one thread.
+ *
+ * Both ends run the same kvbm version on the same host byte order (loopback).
+ */
+#ifndef KVBM_XFER_H
+#define KVBM_XFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvbm/layout.h"
+#include "kvbm/manager.h"
+#include "kvbm/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KVBM_XFER_CONFIG_VERSION 1u
+/** Most regions a block may be split into in kvbm_xfer_memory_t. */
+#define KVBM_XFER_MAX_REGIONS 1024u
+/** Most blocks in one push or pull. */
+#define KVBM_XFER_MAX_BLOCKS 65536u
+/** Most ranks in one transfer object. */
+#define KVBM_XFER_MAX_RANKS 256
+
+typedef struct kvbm_xfer kvbm_xfer_t;
+typedef struct kvbm_xfer_req kvbm_xfer_req_t;
+typedef struct kvbm_xfer_rendezvous kvbm_xfer_rendezvous_t;
+
+typedef enum kvbm_xfer_transport {
+    KVBM_XFER_SOCKET = 1, /**< TCP on loopback, host memory */
+    KVBM_XFER_NCCL = 2,   /**< NCCL data path, device memory */
+} kvbm_xfer_transport_t;
+
+typedef enum kvbm_xfer_mem_kind {
+    KVBM_XFER_MEM_HOST = 1,   /**< host memory (pageable or pinned) */
+    KVBM_XFER_MEM_DEVICE = 2, /**< device memory of the object's CUDA device */
+} kvbm_xfer_mem_kind_t;
+
+/**
+ * Where the bytes of a block live. Block @c b is @c region_count contiguous
+ * regions of @c region_bytes each, which concatenated in order are the
+ * block's bytes in canonical (layer, outer, token, inner) order; region @c r
+ * of block @c b starts at `region_base[r] + b * block_stride`.
+ *
+ * This covers a fully contiguous slab (one region, stride = padded block
+ * size) and a layer-separate one (one region per layer or per (layer, outer)
+ * plane, base = that plane, stride = its per-block size). Two ranks are
+ * compatible when layout_key and the bytes per block are equal and one
+ * region size divides the other, so blocks move between the two
+ * arrangements unit for unit. On the wire the finer region size is the
+ * unit and the bytes go unit-major (unit 0 of every block, then unit 1, ...),
+ * so a run of consecutive block ids in a layer-separate slab is one piece.
+ */
+typedef struct kvbm_xfer_memory {
+    kvbm_xfer_mem_kind_t kind;
+    uint32_t num_blocks;      /**< blocks in the slab; >= the manager's count */
+    uint32_t region_count;    /**< 1..KVBM_XFER_MAX_REGIONS */
+    size_t region_bytes;      /**< > 0 */
+    size_t block_stride;      /**< >= region_bytes */
+    void *const *region_base; /**< region_count pointers; copied at create */
+    /**
+     * Compatibility key of the block geometry (layers, outer dim, tokens per
+     * block, inner size, element size), e.g. a hash of them; equal keys mean
+     * equal geometry. 0 is allowed: then only the sizes are compared.
+     */
+    uint64_t layout_key;
+} kvbm_xfer_memory_t;
+
+/** What a rank learns about each push it received (success or failure). */
+typedef struct kvbm_xfer_arrival {
+    int peer;               /**< rank that pushed */
+    kvbm_status_t status;   /**< KVBM_OK, or why nothing was registered */
+    size_t count;           /**< blocks in the push (0 on failures before the header) */
+    const uint64_t *hashes; /**< count hashes, or NULL on failure */
+    const uint32_t *ids;    /**< count local block ids now holding them, or NULL */
+} kvbm_xfer_arrival_t;
+
+/**
+ * Called on the service thread once per incoming push. On success the ids are
+ * registered and referenced for the duration of the call (acquire them with
+ * kvbm_manager_acquire to keep them); the references are released after it
+ * returns, and only then does the pusher's request complete. It blocks
+ * this rank's service thread (all incoming requests), so keep it short; it
+ * must not call kvbm_xfer_destroy or wait on requests to the pusher. Pointers
+ * are valid only during the call.
+ */
+typedef void (*kvbm_xfer_arrival_fn)(void *ctx, const kvbm_xfer_arrival_t *arrival);
+
+typedef struct kvbm_xfer_config {
+    uint32_t struct_size; /**< sizeof(kvbm_xfer_config_t) */
+    uint32_t version;     /**< KVBM_XFER_CONFIG_VERSION */
+    kvbm_xfer_transport_t transport;
+    int rank; /**< 0..size-1 */
+    int size; /**< 1..KVBM_XFER_MAX_RANKS */
+    /**
+     * Rendezvous: rank 0 listens on rendezvous_host:rendezvous_port (or on
+     * @c rendezvous, if set, which then overrides both), the others connect
+     * there. IPv4 loopback addresses only; NULL host means "127.0.0.1".
+     */
+    const char *rendezvous_host;
+    uint16_t rendezvous_port;
+    kvbm_xfer_rendezvous_t *rendezvous; /**< rank 0 only, optional; used during create */
+    /** Inactivity limit for any step (connect, message, data progress). */
+    uint32_t timeout_ms;
+    kvbm_manager_t *manager; /**< required; borrowed, must outlive the object */
+    /**
+     * Where this rank's blocks live, either as a layout (kvbm/layout.h) over
+     * a pool at layout_base (e.g. kvbm_pool_ptr of a backend pool: device
+     * memory for NCCL, host memory for sockets), or, when layout is NULL, as
+     * an explicit memory description. The layout's geometry gives the
+     * compatibility key; ranks may use different arrangements.
+     */
+    const kvbm_layout_t *layout; /**< borrowed for the call only */
+    void *layout_base;
+    kvbm_xfer_memory_t memory;       /**< used when layout is NULL */
+    kvbm_xfer_arrival_fn on_arrival; /**< optional */
+    void *arrival_ctx;
+    /**
+     * NCCL only: an existing communicator (ncclComm_t) of exactly these rank
+     * and size, borrowed (it must outlive the object; after a timeout kvbm
+     * aborts it). NULL: kvbm creates one from a unique id that rank 0
+     * publishes at the rendezvous. Either way the control messages meet at
+     * the rendezvous.
+     */
+    void *nccl_comm;
+    int cuda_device; /**< NCCL only: device to use; -1 means rank % device count */
+} kvbm_xfer_config_t;
+
+#define KVBM_XFER_CONFIG_INIT                                                                      \
+    {                                                                                              \
+        .struct_size = sizeof(kvbm_xfer_config_t), .version = KVBM_XFER_CONFIG_VERSION,            \
+        .transport = KVBM_XFER_SOCKET, .rank = 0, .size = 1, .timeout_ms = 10000,                  \
+        .memory = {.kind = KVBM_XFER_MEM_HOST}, .cuda_device = -1                                  \
+    }
+
+/**
+ * @brief Whether a transport can run here, without touching any peer.
+ * @return KVBM_OK; KVBM_ERR_UNSUPPORTED (not built in); KVBM_ERR_NO_DEVICE
+ *         (NCCL built but no usable GPU); KVBM_ERR_INVALID_ARG.
+ */
+kvbm_status_t kvbm_xfer_transport_probe(kvbm_xfer_transport_t transport);
+
+/**
+ * @brief Listen for the rendezvous on @p host : @p port (0: ephemeral) before
+ *        the other ranks exist, e.g. before fork, so they can be told the port.
+ * @param[out] rendezvous_out owned by the caller; kvbm_xfer_rendezvous_destroy.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (not a loopback IPv4 literal);
+ *         KVBM_ERR_IO; KVBM_ERR_NO_MEMORY.
+ */
+kvbm_status_t kvbm_xfer_rendezvous_create(const char *host, uint16_t port,
+                                          kvbm_xfer_rendezvous_t **rendezvous_out);
+
+/** @brief The port the rendezvous listens on. */
+uint16_t kvbm_xfer_rendezvous_port(const kvbm_xfer_rendezvous_t *rendezvous);
+
+/** @brief Close the listener. NULL is a no-op. Safe in a forked child that
+ *         will not use it. */
+void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous);
+
+/**
+ * @brief Join the other ranks: rendezvous, compare layouts, connect the mesh,
+ *        start the worker and service threads. Blocks until all @c size ranks
+ *        have joined or the timeout passes without progress.
+ * @param[in]  config  copied; the memory it describes and the manager are
+ *                     borrowed and must outlive the object; the layout and
+ *                     the rendezvous are used during the call only.
+ * @param[out] xfer_out owned by the caller; kvbm_xfer_destroy.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_VERSION;
+ *         KVBM_ERR_INCOMPATIBLE (some rank's memory geometry, size or
+ *         transport differs: every rank gets this); KVBM_ERR_UNSUPPORTED;
+ *         KVBM_ERR_NO_DEVICE; KVBM_ERR_TIMEOUT; KVBM_ERR_PEER; KVBM_ERR_IO;
+ *         KVBM_ERR_NCCL; KVBM_ERR_DEVICE; KVBM_ERR_NO_MEMORY.
+ */
+kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **xfer_out);
+
+/**
+ * @brief Stop the threads, close the connections, free the object. Pending
+ *        requests complete with KVBM_ERR_PEER; requests must still be freed
+ *        by their owner. NULL is a no-op. Call kvbm_xfer_barrier first when
+ *        peers may still send to this rank.
+ */
+void kvbm_xfer_destroy(kvbm_xfer_t *xfer);
+
+/** @brief This rank (-1 for NULL). Any thread. */
+int kvbm_xfer_rank(const kvbm_xfer_t *xfer);
+/** @brief The number of ranks (0 for NULL). Any thread. */
+int kvbm_xfer_size(const kvbm_xfer_t *xfer);
+
+/**
+ * @brief Wait until every rank called kvbm_xfer_barrier (through rank 0).
+ * @return KVBM_OK; KVBM_ERR_PEER; KVBM_ERR_TIMEOUT.
+ */
+kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer);
+
+/**
+ * @brief Send local blocks with their sequence hashes to rank @p peer.
+ *
+ * The blocks' bytes must not change until the request completes (hold a
+ * reference on them). hashes[0]'s parent is @p opts->parent_hash if set.
+ *
+ * @param[in]  block_ids  @p count local block ids; copied.
+ * @param[in]  hashes     @p count sequence hashes; copied.
+ * @param[in]  opts       optional registration options for the peer.
+ * @param[out] req_out    the request, owned by the caller (kvbm_xfer_req_free).
+ * @return KVBM_OK (submitted); KVBM_ERR_INVALID_ARG (peer is self or out of
+ *         range, count 0 or > KVBM_XFER_MAX_BLOCKS, id out of the slab);
+ *         KVBM_ERR_NO_MEMORY; KVBM_ERR_BAD_STATE (object being destroyed).
+ *         The request's own status (kvbm_xfer_req_wait) adds KVBM_ERR_PEER,
+ *         KVBM_ERR_TIMEOUT, KVBM_ERR_NO_BLOCKS (peer had no room), ...
+ */
+kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_ids,
+                             const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
+                             kvbm_xfer_req_t **req_out);
+
+/**
+ * @brief Ask rank @p peer for the blocks of @p hashes (the longest prefix it
+ *        holds); they are allocated, received and registered locally.
+ * @param[in]  hashes  @p count sequence hashes, in sequence order; copied.
+ * @param[out] req_out the request, owned by the caller.
+ * @return as kvbm_xfer_push. The request completes KVBM_OK with 0 blocks when
+ *         the peer holds none of them.
+ */
+kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes, size_t count,
+                             kvbm_xfer_req_t **req_out);
+
+/**
+ * @brief Send @p bytes from @p buf as one contiguous message to @p peer, which
+ *        receives it into scratch memory and discards it. For measuring the
+ *        transport's raw bandwidth next to block transfers. @p buf is host
+ *        memory for KVBM_XFER_SOCKET, device memory for KVBM_XFER_NCCL, and
+ *        must stay valid until the request completes.
+ */
+kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, size_t bytes,
+                                 kvbm_xfer_req_t **req_out);
+
+/**
+ * @brief Wait for a request to complete. Bounded: every step of a transfer
+ *        either progresses within the timeout or fails.
+ * @return the request's status: KVBM_OK; KVBM_ERR_PEER (peer died or
+ *         closed, or an earlier failure broke the connection);
+ *         KVBM_ERR_TIMEOUT (no progress within the timeout); KVBM_ERR_NO_BLOCKS
+ *         (no room on the receiving side); KVBM_ERR_BUSY (the peer's data
+ *         path stayed taken for the whole timeout); KVBM_ERR_NCCL;
+ *         KVBM_ERR_DEVICE; KVBM_ERR_IO; KVBM_ERR_PARSE; KVBM_ERR_NO_MEMORY.
+ */
+kvbm_status_t kvbm_xfer_req_wait(kvbm_xfer_req_t *req);
+
+/** @brief Whether the request completed (then kvbm_xfer_req_wait does not block). */
+bool kvbm_xfer_req_done(kvbm_xfer_req_t *req);
+
+/**
+ * @brief The blocks of a completed, successful request: for a push, the
+ *        peer's block ids now holding the hashes (informational: they sit in
+ *        the peer's inactive pool); for a pull, the local block ids, each
+ *        holding one reference.
+ *
+ * For a pull, copying the ids out (ids_out != NULL) hands those references
+ * to the caller, who releases them with kvbm_manager_release. If the caller
+ * never takes them, kvbm_xfer_req_free releases them.
+ *
+ * @param[out] ids_out  room for @p capacity ids; NULL only asks the count.
+ * @param[out] count_out number of blocks (pull: how many arrived).
+ * @return KVBM_OK; KVBM_ERR_BAD_STATE (not complete, or failed);
+ *         KVBM_ERR_INVALID_ARG (capacity too small).
+ */
+kvbm_status_t kvbm_xfer_req_blocks(kvbm_xfer_req_t *req, uint32_t *ids_out, size_t capacity,
+                                   size_t *count_out);
+
+/**
+ * @brief Free a request, waiting for it first if needed. NULL is a no-op.
+ *        A pull's references the caller did not take are released here, so
+ *        the manager must still exist. Any thread, once per request.
+ */
+void kvbm_xfer_req_free(kvbm_xfer_req_t *req);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVBM_XFER_H */
