@@ -200,7 +200,7 @@ static void replay_self_check_table_on_shared_trace(void **state)
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         run_options_t options = {.trace_path = path, .g1_blocks = rows[i].c1,
-                                 .g2_blocks = rows[i].c2, .policy = "lru"};
+                                 .g2_blocks = rows[i].c2, .policy = "lru", .logical = true};
         run_result_t result;
         assert_kvbm_ok(run_replay(&options, NULL, &result));
         const replay_counts_t *c = &result.counts;
@@ -217,6 +217,60 @@ static void replay_self_check_table_on_shared_trace(void **state)
     }
 }
 
+static void data_mode_through_the_cache_prints_the_contract_numbers(void **state)
+{
+    /* Row 4 of the self-check again, now through the tiered cache with real
+     * copies on the CPU backend, every served block's stamp checked. */
+    const char *source = getenv("KVBM_SOURCE_DIR");
+    assert_non_null(source);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/data/mooncake/synthetic_trace.jsonl", source);
+    run_options_t options = {.trace_path = path, .g1_blocks = 5859, .g2_blocks = 23436,
+                             .policy = "lru", .backend_kind = KVBM_BACKEND_CPU, .block_kib = 1,
+                             .verify = true};
+    run_result_t result;
+    assert_kvbm_ok(run_replay(&options, NULL, &result));
+    const replay_counts_t *c = &result.counts;
+    assert_string_equal(result.backend, "cpu");
+    assert_int_equal(c->blocks, 121877);
+    assert_int_equal(c->g1_hits, 37703);
+    assert_int_equal(c->g2_hits, 36089);
+    assert_int_equal(c->onboards, 36089);
+    assert_int_equal(c->offloads, 47205);
+    assert_int_equal(c->g1_evictions, 78315);
+    assert_int_equal(c->g2_evictions, 23769);
+    assert_int_equal(c->offload_skipped, 0);
+    assert_int_equal(c->wrong_blocks, 0);
+    assert_int_equal(c->failed_copies, 0);
+    assert_int_equal(c->bytes_moved, (uint64_t)(47205 + 36089) * 1024);
+}
+
+static void data_mode_matches_logical_mode_on_hand_worked_trace(void **state)
+{
+    /* The hand-worked trace (including a dedup and a skipped offload shape)
+     * gives the same counts with and without data. */
+    replay_config_t config = {.g1_blocks = 4, .g2_blocks = 4, .g1_policy = kvbm_policy_lru(),
+                              .g2_policy = kvbm_policy_lru(),
+                              .policy_config = KVBM_POLICY_CONFIG_INIT, .data_mode = true,
+                              .backend_kind = KVBM_BACKEND_CPU, .block_kib = 1, .verify = true};
+    replay_t *replay = NULL;
+    assert_kvbm_ok(replay_create(&config, &replay));
+    assert_string_equal(replay_backend_name(replay), "cpu");
+    play_worked_trace(replay);
+    replay_counts_t c;
+    replay_get_counts(replay, &c);
+    assert_int_equal(c.g1_hits, 3);
+    assert_int_equal(c.g2_hits, 2);
+    assert_int_equal(c.misses, 14);
+    assert_int_equal(c.offloads, 6);
+    assert_int_equal(c.g1_evictions, 7);
+    assert_int_equal(c.g2_evictions, 2);
+    assert_int_equal(c.dedup, 1);
+    assert_int_equal(c.oversize, 1);
+    assert_int_equal(c.wrong_blocks, 0);
+    replay_destroy(replay);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +280,8 @@ int main(void)
         cmocka_unit_test(reader_parses_mooncake_lines),
         cmocka_unit_test(malformed_lines_stop_with_line_and_reason),
         cmocka_unit_test(replay_self_check_table_on_shared_trace),
+        cmocka_unit_test(data_mode_through_the_cache_prints_the_contract_numbers),
+        cmocka_unit_test(data_mode_matches_logical_mode_on_hand_worked_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include "kvbm/metrics.h"
 #include "kvbm/policy.h"
 #include "kvbm/status.h"
+#include "kvbm/xfer.h"
 
 #ifdef __cplusplus
 extern "C" {

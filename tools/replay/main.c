@@ -29,6 +29,10 @@ static void usage(FILE *out)
             "  --csv FILE         sweep CSV output (default replay-sweep.csv)\n"
             "  --plot FILE        sweep PNG plot drawn with gnuplot (default replay-sweep.png)\n"
             "  --no-progress      never draw the progress bar\n"
+            "  --logical          with a G2 tier: replay the logic only, no data copies\n"
+            "  --backend KIND     data mode memory backend: auto (default), cpu, cuda\n"
+            "  --block-kib N      data mode block size in KiB (default 16)\n"
+            "  --no-verify        data mode: do not stamp and check block contents\n"
             "policies:");
     for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
         fprintf(out, " %s", *name);
@@ -53,7 +57,7 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
     fprintf(stderr, "  policy %s, G1 %u blocks", options->policy, options->g1_blocks);
     if (options->g2_blocks > 0)
         fprintf(stderr, ", G2 %u blocks (%s)", options->g2_blocks, g2_policy);
-    fprintf(stderr, ", backend logical\n");
+    fprintf(stderr, ", backend %s\n", result->backend);
     fprintf(stderr, "  %-16s %12s\n", "count", "value");
 #define PRINT_COUNT(name) fprintf(stderr, "  %-16s %12llu\n", #name, (unsigned long long)c->name);
     REPLAY_COUNTS_LIST(PRINT_COUNT)
@@ -62,6 +66,13 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
     fprintf(stderr, "  %-16s %12.1f\n", "ns_per_block",
             c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0);
     fprintf(stderr, "  %-16s %12.3f\n", "wall_s", result->wall_s);
+    if (c->bytes_moved > 0 || strcmp(result->backend, "logical") != 0) {
+        fprintf(stderr, "  %-16s %12.3f\n", "gib_moved", (double)c->bytes_moved / (1u << 30));
+        fprintf(stderr, "  %-16s %12.2f\n", "copy_gbps",
+                c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0);
+        fprintf(stderr, "  %-16s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
+        fprintf(stderr, "  %-16s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
+    }
 }
 
 static void print_json(const run_options_t *options, const run_result_t *result)
@@ -72,20 +83,27 @@ static void print_json(const run_options_t *options, const run_result_t *result)
     REPLAY_COUNTS_LIST(PRINT_JSON_COUNT)
 #undef PRINT_JSON_COUNT
     printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
-           "\"g2_blocks\": %u, \"backend\": \"logical\", \"wall_s\": %.6f, \"ns_per_block\": %.2f}\n",
+           "\"g2_blocks\": %u, \"backend\": \"%s\", \"wall_s\": %.6f, \"ns_per_block\": %.2f, "
+           "\"bytes_moved\": %llu, \"copy_gbps\": %.3f, \"failed_copies\": %llu, "
+           "\"wrong_blocks\": %llu}\n",
            replay_hit_rate(c), options->policy,
            options->g2_policy != NULL ? options->g2_policy : options->policy, options->g1_blocks,
-           options->g2_blocks, result->wall_s, c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0);
+           options->g2_blocks, result->backend, result->wall_s,
+           c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0, (unsigned long long)c->bytes_moved,
+           c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0,
+           (unsigned long long)c->failed_copies, (unsigned long long)c->wrong_blocks);
 }
 
 int main(int argc, char **argv)
 {
-    run_options_t options = {.g1_blocks = 5859, .policy = "lru"};
+    run_options_t options = {.g1_blocks = 5859, .policy = "lru", .backend_kind = KVBM_BACKEND_AUTO,
+                             .block_kib = 16, .verify = true};
     bool json = false, no_progress = false;
     const char *sweep = NULL, *policies = NULL;
     const char *csv_path = "replay-sweep.csv", *plot_path = "replay-sweep.png";
     enum { OPT_G1 = 256, OPT_G2, OPT_POLICY, OPT_G2_POLICY, OPT_LIMIT, OPT_JSON, OPT_SWEEP,
-           OPT_POLICIES, OPT_CSV, OPT_PLOT, OPT_NO_PROGRESS, OPT_HELP };
+           OPT_POLICIES, OPT_CSV, OPT_PLOT, OPT_NO_PROGRESS, OPT_HELP, OPT_LOGICAL, OPT_BACKEND,
+           OPT_BLOCK_KIB, OPT_NO_VERIFY };
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
         {"g2-blocks", required_argument, NULL, OPT_G2},
@@ -99,6 +117,10 @@ int main(int argc, char **argv)
         {"plot", required_argument, NULL, OPT_PLOT},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"help", no_argument, NULL, OPT_HELP},
+        {"logical", no_argument, NULL, OPT_LOGICAL},
+        {"backend", required_argument, NULL, OPT_BACKEND},
+        {"block-kib", required_argument, NULL, OPT_BLOCK_KIB},
+        {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -147,6 +169,31 @@ int main(int argc, char **argv)
             break;
         case OPT_NO_PROGRESS:
             no_progress = true;
+            break;
+        case OPT_LOGICAL:
+            options.logical = true;
+            break;
+        case OPT_BACKEND:
+            if (strcmp(optarg, "auto") == 0) {
+                options.backend_kind = KVBM_BACKEND_AUTO;
+            } else if (strcmp(optarg, "cpu") == 0) {
+                options.backend_kind = KVBM_BACKEND_CPU;
+            } else if (strcmp(optarg, "cuda") == 0) {
+                options.backend_kind = KVBM_BACKEND_CUDA;
+            } else {
+                fprintf(stderr, "kvbm-replay: --backend is auto, cpu or cuda, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_BLOCK_KIB:
+            if (parse_u32(optarg, &options.block_kib) != 0 || options.block_kib == 0 ||
+                options.block_kib > 65536) {
+                fprintf(stderr, "kvbm-replay: --block-kib needs 1..65536, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_NO_VERIFY:
+            options.verify = false;
             break;
         case OPT_HELP:
         case 'h':

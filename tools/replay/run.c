@@ -106,6 +106,10 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded, ru
         .g1_policy = run_find_policy(options->policy),
         .g2_policy = run_find_policy(g2_name),
         .policy_config = KVBM_POLICY_CONFIG_INIT,
+        .data_mode = !options->logical,
+        .backend_kind = options->backend_kind,
+        .block_kib = options->block_kib,
+        .verify = options->verify,
     };
     if (config.g1_policy == NULL || config.g2_policy == NULL) {
         fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
@@ -149,6 +153,8 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded, ru
     if (status == KVBM_OK) {
         replay_get_counts(replay, &result_out->counts);
         result_out->wall_s = wall_now_s() - start;
+        snprintf(result_out->backend, sizeof(result_out->backend), "%s",
+                 replay_backend_name(replay));
     }
     replay_destroy(replay);
 out_destroy_oracle:

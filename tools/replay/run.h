@@ -23,11 +23,16 @@ typedef struct run_options {
     const char *g2_policy; /* NULL: same as policy */
     size_t limit;          /* requests, 0 = all */
     bool progress;         /* draw a progress bar on stderr */
+    bool logical;          /* with G2: two plain managers, no data (default: data mode) */
+    kvbm_backend_kind_t backend_kind; /* data mode */
+    uint32_t block_kib;    /* data mode block size */
+    bool verify;           /* data mode: stamp and check block contents */
 } run_options_t;
 
 typedef struct run_result {
     replay_counts_t counts;
     double wall_s;
+    char backend[16]; /* "logical", "cpu" or "cuda" */
 } run_result_t;
 
 /*
