@@ -10,8 +10,8 @@
     X("lineage", kvbm_policy_lineage)                                                              \
     X("s3-fifo", kvbm_policy_s3fifo)                                                               \
     X("priority", kvbm_policy_priority)                                                            \
-    X("belady", kvbm_policy_belady)                                                                \
-    X("slru", kvbm_policy_slru)
+    X("slru", kvbm_policy_slru)                                                                    \
+    X("belady", kvbm_policy_belady) /* offline bound: listed last, the ceiling */
 
 typedef struct builtin_policy {
     const char *name;

@@ -3,7 +3,9 @@
 #   scripts/replay.sh               the summary: every policy and the belady
 #                                   bound at 1000, 5859, 10000 and 30000 G1
 #                                   blocks (CSV and PNG in out/), then the
-#                                   contract's G1+G2 run
+#                                   contract's G1+G2 run through the tiered
+#                                   cache with real copies on the CPU fallback
+#                                   (or CUDA where a GPU is present)
 #   scripts/replay.sh ARGS...       kvbm-replay ARGS... (see --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +19,5 @@ mkdir -p out
 echo "== hit rate by policy and G1 capacity (shared Mooncake trace, $trace) =="
 "$replay" --sweep 1000,5859,10000,30000 --csv out/replay-sweep.csv --plot out/replay-sweep.png "$trace"
 echo
-echo "== G1 5859 blocks + G2 23436 blocks, LRU (shared/REPLAY.md self-check row 4) =="
+echo "== G1 5859 + G2 23436 blocks, LRU, through the tiered cache with real copies (self-check row 4) =="
 "$replay" --g1-blocks 5859 --g2-blocks 23436 --policy lru --json "$trace"

@@ -111,8 +111,9 @@ static void assert_empty(policy_fixture_t *f)
     assert_int_equal(id, 12345); /* untouched on failure */
 }
 
-static const char *const all_policies[] = {"lru",     "multi-lru", "lineage",
-                                           "s3-fifo", "priority",  "belady", "slru"};
+/* In listing order: the offline bound comes last. */
+static const char *const all_policies[] = {"lru",      "multi-lru", "lineage", "s3-fifo",
+                                           "priority", "slru",      "belady"};
 #define N_POLICIES (sizeof(all_policies) / sizeof(all_policies[0]))
 
 /* ------------------------------------------------------------- registry */

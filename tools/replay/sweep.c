@@ -1,6 +1,7 @@
 /* Capacity sweep with CSV and a gnuplot PNG; see sweep.h. */
 #include "sweep.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,10 @@ static size_t split_list(char *text, char **items)
     return count;
 }
 
-static kvbm_status_t draw_plot(const char *csv_path, const char *plot_path, char **policies,
-                               size_t n_policies)
+/* Draws one curve per policy; the points are sent inline, sorted by capacity. */
+static kvbm_status_t draw_plot(const char *plot_path, const uint32_t *capacities,
+                               size_t n_capacities, char **policies, size_t n_policies,
+                               double rates[][SWEEP_MAX])
 {
     FILE *gnuplot = popen("gnuplot", "w");
     if (gnuplot == NULL)
@@ -26,17 +29,59 @@ static kvbm_status_t draw_plot(const char *csv_path, const char *plot_path, char
     fprintf(gnuplot,
             "set terminal pngcairo size 900,560\n"
             "set output '%s'\n"
-            "set datafile separator ','\n"
             "set title 'kvbm-replay: hit rate against G1 capacity'\n"
-            "set xlabel 'G1 capacity (blocks)'\nset ylabel 'hit rate'\n"
-            "set logscale x\nset grid\nset key bottom right\n"
+            "set xlabel 'G1 capacity (blocks, log scale)'\nset ylabel 'hit rate'\n"
+            "set logscale x\nset grid\nset key top left\nset offsets graph 0.05, graph 0.05, 0, 0\n"
             "plot ",
             plot_path);
     for (size_t p = 0; p < n_policies; p++)
-        fprintf(gnuplot, "%s'%s' using (strcol(2) eq '%s' ? $1 : NaN):4 skip 1 with linespoints title '%s'",
-                p > 0 ? ", " : "", csv_path, policies[p], policies[p]);
+        fprintf(gnuplot, "%s'-' using 1:2 with linespoints lw 2 title '%s'", p > 0 ? ", " : "",
+                policies[p]);
     fprintf(gnuplot, "\n");
+    for (size_t p = 0; p < n_policies; p++) {
+        bool done[SWEEP_MAX] = {false};
+        for (size_t k = 0; k < n_capacities; k++) {
+            size_t best = SIZE_MAX;
+            for (size_t c = 0; c < n_capacities; c++)
+                if (!done[c] && (best == SIZE_MAX || capacities[c] < capacities[best]))
+                    best = c;
+            done[best] = true;
+            fprintf(gnuplot, "%u %.6f\n", capacities[best], rates[best][p]);
+        }
+        fprintf(gnuplot, "e\n");
+    }
     return pclose(gnuplot) == 0 ? KVBM_OK : KVBM_ERR_IO;
+}
+
+/* With lru and belady both swept: how much of the gap between them each
+ * policy closes, (policy - lru) / (belady - lru), per capacity. */
+static void print_gap_closed(const uint32_t *capacities, size_t n_capacities, char **policies,
+                             size_t n_policies, double rates[][SWEEP_MAX])
+{
+    size_t lru = SIZE_MAX, belady = SIZE_MAX;
+    for (size_t p = 0; p < n_policies; p++) {
+        if (strcmp(policies[p], "lru") == 0)
+            lru = p;
+        if (strcmp(policies[p], "belady") == 0)
+            belady = p;
+    }
+    if (lru == SIZE_MAX || belady == SIZE_MAX)
+        return;
+    printf("\nshare of the lru-to-belady gap closed\n%10s", "g1_blocks");
+    for (size_t p = 0; p < n_policies; p++)
+        printf(" %10s", policies[p]);
+    printf("\n");
+    for (size_t c = 0; c < n_capacities; c++) {
+        double gap = rates[c][belady] - rates[c][lru];
+        printf("%10u", capacities[c]);
+        for (size_t p = 0; p < n_policies; p++) {
+            if (gap > 0)
+                printf(" %9.1f%%", 100.0 * (rates[c][p] - rates[c][lru]) / gap);
+            else
+                printf(" %10s", "-");
+        }
+        printf("\n");
+    }
 }
 
 kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
@@ -57,6 +102,7 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
     size_t n_capacities = split_list(capacity_text, capacity_items);
     size_t n_policies = split_list(policy_text, policies);
     uint32_t capacities[SWEEP_MAX];
+    static double rates[SWEEP_MAX][SWEEP_MAX];
     for (size_t i = 0; i < n_capacities; i++) {
         char *end = NULL;
         unsigned long value = strtoul(capacity_items[i], &end, 10);
@@ -110,6 +156,7 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
                 break;
             const replay_counts_t *r = &result.counts;
             double rate = replay_hit_rate(r);
+            rates[c][p] = rate;
             printf(" %10.4f", rate);
             fflush(stdout);
             fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", capacities[c], policies[p],
@@ -120,6 +167,7 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         }
         printf("\n");
     }
+    print_gap_closed(capacities, n_capacities, policies, n_policies, rates);
     fflush(stdout);
     fclose(csv);
     trace_free(&trace);
@@ -127,7 +175,8 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         return status;
     fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
     if (sweep->plot_path != NULL && sweep->plot_path[0] != '\0') {
-        if (draw_plot(sweep->csv_path, sweep->plot_path, policies, n_policies) != KVBM_OK) {
+        if (draw_plot(sweep->plot_path, capacities, n_capacities, policies, n_policies, rates) !=
+            KVBM_OK) {
             fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
             return KVBM_ERR_IO;
         }
