@@ -126,7 +126,7 @@ typedef struct kvbm_backend_config {
 #define KVBM_BACKEND_CONFIG_INIT                                                               \
     {                                                                                          \
         .struct_size = sizeof(kvbm_backend_config_t), .version = KVBM_BACKEND_CONFIG_VERSION,  \
-        .kind = KVBM_BACKEND_AUTO, .kernel_threshold = 64 * 1024                              \
+        .kind = KVBM_BACKEND_AUTO, .kernel_threshold = (size_t)64 * 1024                             \
     }
 
 /** One copy of a batch. */

@@ -17,8 +17,8 @@
 
 #include "replay_internal.h"
 
-#define LAYERS 4
-#define OUTER 2
+#define LAYERS 4u
+#define OUTER 2u
 #define TOKENS 16
 #define ELEM 2
 
@@ -78,9 +78,9 @@ static bool stamp(replay_t *replay, uint32_t id, uint64_t hash, bool write)
 {
     const kvbm_layout_t *layout = kvbm_cache_layout(replay->cache, KVBM_TIER_G1);
     unsigned char *base = kvbm_pool_ptr(kvbm_cache_pool(replay->cache, KVBM_TIER_G1));
-    kvbm_region_t regions[LAYERS * OUTER];
+    kvbm_region_t regions[(size_t)LAYERS * OUTER];
     size_t n = 0;
-    if (kvbm_layout_block_regions(layout, id, regions, LAYERS * OUTER, &n) != KVBM_OK)
+    if (kvbm_layout_block_regions(layout, id, regions, (size_t)LAYERS * OUTER, &n) != KVBM_OK)
         return false;
     bool same = true;
     for (size_t r = 0; r < n; r++) {
