@@ -6,6 +6,8 @@
  * a fence); inside it the G1 and G2 managers take their own locks.
  */
 #include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -546,4 +548,30 @@ void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
     pthread_mutex_lock(&cache->lock);
     *metrics_out = cache->metrics;
     pthread_mutex_unlock(&cache->lock);
+}
+
+kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
+{
+    if (cache == NULL || out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(cache, &m);
+    int rc = 0;
+#define KVBM_CACHE_PROM_SUFFIX_counter "_total"
+#define KVBM_CACHE_PROM_SUFFIX_gauge ""
+#define KVBM_CACHE_PROM_LINE(field, type, help)                                              \
+    if (rc >= 0)                                                                             \
+        rc = fprintf(out,                                                                    \
+                     "# HELP kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type " " help "\n" \
+                     "# TYPE kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type " " #type "\n" \
+                     "kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type " %" PRIu64 "\n",   \
+                     m.field);
+    KVBM_CACHE_METRICS_LIST(KVBM_CACHE_PROM_LINE)
+#undef KVBM_CACHE_PROM_LINE
+    if (rc < 0)
+        return KVBM_ERR_IO;
+    kvbm_status_t status = kvbm_manager_metrics_prometheus(cache->g1, out);
+    if (status == KVBM_OK && cache->g2 != NULL)
+        status = kvbm_manager_metrics_prometheus(cache->g2, out);
+    return status;
 }

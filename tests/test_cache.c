@@ -359,6 +359,66 @@ static void rule3_g2_source_is_held_until_read(void **state)
     assert_false(rule3_scenario(true));
 }
 
+typedef struct tier_events {
+    size_t stored[3], removed[3];
+} tier_events_t;
+
+static void count_tier_events(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events,
+                              size_t count)
+{
+    tier_events_t *log = ctx;
+    for (size_t i = 0; i < count; i++) {
+        if (events[i].kind == KVBM_EVENT_STORED)
+            log->stored[tier]++;
+        else
+            log->removed[tier]++;
+    }
+}
+
+static void events_and_metrics_name_their_tier(void **state)
+{
+    fixture_t f;
+    memset(&f, 0, sizeof(f));
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = KVBM_BACKEND_CPU;
+    assert_kvbm_ok(kvbm_backend_create(&bc, &f.backend));
+    f.engine.backend = f.backend;
+    assert_kvbm_ok(kvbm_stream_create(f.backend, &f.engine.stream));
+    assert_kvbm_ok(kvbm_fence_create(f.backend, &f.engine.done));
+    tier_events_t log = {0};
+    kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
+    cc.backend = f.backend;
+    cc.layout.num_blocks = 1;
+    cc.layout.num_layers = 1;
+    cc.layout.tokens_per_block = 4;
+    cc.layout.inner_dim = 16;
+    cc.g2_blocks = 4;
+    cc.engine_stream = f.engine.stream;
+    cc.on_events = count_tier_events;
+    cc.events_ctx = &log;
+    assert_kvbm_ok(kvbm_cache_create(&cc, &f.cache));
+    compute_block(&f, 1);
+    compute_block(&f, 2); /* evicts 1 from G1 into G2 */
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    assert_int_equal(log.stored[KVBM_TIER_G1], 2);
+    assert_int_equal(log.removed[KVBM_TIER_G1], 1);
+    assert_int_equal(log.stored[KVBM_TIER_G2], 1);
+    assert_int_equal(log.removed[KVBM_TIER_G2], 0);
+
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    assert_non_null(out);
+    assert_kvbm_ok(kvbm_cache_metrics_prometheus(f.cache, out));
+    fclose(out);
+    assert_non_null(strstr(text, "kvbm_cache_offloads_total 1\n"));
+    assert_non_null(strstr(text, "kvbm_cache_copies_in_flight 0\n"));
+    assert_non_null(strstr(text, "kvbm_evictions_total{manager=\"g1\"} 1\n"));
+    assert_non_null(strstr(text, "kvbm_inactive_blocks{manager=\"g2\"} 1\n"));
+    free(text);
+    fixture_close(&f);
+}
+
 static void bad_arguments_are_refused(void **state)
 {
     fixture_t f;
@@ -393,6 +453,7 @@ int main(void)
         cmocka_unit_test(rule1_offload_waits_for_engine_writes),
         cmocka_unit_test(rule2_new_owner_waits_for_offload),
         cmocka_unit_test(rule3_g2_source_is_held_until_read),
+        cmocka_unit_test(events_and_metrics_name_their_tier),
         cmocka_unit_test(bad_arguments_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

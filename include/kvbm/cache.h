@@ -47,6 +47,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kvbm/backend.h"
 #include "kvbm/layout.h"
@@ -216,6 +217,13 @@ kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /** @brief Snapshot of the cache's counters. */
 void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
+
+/**
+ * @brief Write the cache's metrics, then both tiers' manager metrics, as
+ *        Prometheus text (managers labelled "g1" and "g2").
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_IO.
+ */
+kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out);
 
 #ifdef __cplusplus
 }
