@@ -385,30 +385,33 @@ err_release_g1:
     return status;
 }
 
-kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                               uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
-                               kvbm_fence_t *ready)
+/* The public entry of acquire_locked: checks, lock, completed copies first. */
+static kvbm_status_t acquire_call(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                  bool allocate_rest, uint32_t *ids_out,
+                                  kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
 {
     if (cache == NULL || result_out == NULL || (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
     pthread_mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    kvbm_status_t status = acquire_locked(cache, hashes, count, false, ids_out, result_out, ready);
+    kvbm_status_t status =
+        acquire_locked(cache, hashes, count, allocate_rest, ids_out, result_out, ready);
     pthread_mutex_unlock(&cache->lock);
     return status;
+}
+
+kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                               uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
+                               kvbm_fence_t *ready)
+{
+    return acquire_call(cache, hashes, count, false, ids_out, result_out, ready);
 }
 
 kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
                                  uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
                                  kvbm_fence_t *ready)
 {
-    if (cache == NULL || result_out == NULL || (count > 0 && (hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&cache->lock);
-    kvbm__cache_reap(cache);
-    kvbm_status_t status = acquire_locked(cache, hashes, count, true, ids_out, result_out, ready);
-    pthread_mutex_unlock(&cache->lock);
-    return status;
+    return acquire_call(cache, hashes, count, true, ids_out, result_out, ready);
 }
 
 /* ------------------------------------------------------------------ register, release, scan */

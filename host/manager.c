@@ -401,16 +401,24 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
 
 /* ------------------------------------------------------------------ acquire / release */
 
+static bool ids_in_range(const kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (ids[i] >= manager->num_blocks)
+            return false;
+    return true;
+}
+
 kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
     if (manager == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
     manager_lock(manager);
+    if (!ids_in_range(manager, ids, count)) {
+        manager_unlock(manager);
+        return KVBM_ERR_OUT_OF_RANGE;
+    }
     for (size_t i = 0; i < count; i++) {
-        if (ids[i] >= manager->num_blocks) {
-            manager_unlock(manager);
-            return KVBM_ERR_OUT_OF_RANGE;
-        }
         const kvbm__block_t *block = &manager->blocks[ids[i]];
         if (block->state != BLOCK_REGISTERED || block->refcount >= UINT32_MAX - count) {
             manager_unlock(manager);
@@ -531,11 +539,9 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
     if (manager == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
     manager_lock(manager);
-    for (size_t i = 0; i < count; i++) {
-        if (ids[i] >= manager->num_blocks) {
-            manager_unlock(manager);
-            return KVBM_ERR_OUT_OF_RANGE;
-        }
+    if (!ids_in_range(manager, ids, count)) {
+        manager_unlock(manager);
+        return KVBM_ERR_OUT_OF_RANGE;
     }
     event_batch_t events = {.manager = manager};
     for (size_t i = 0; i < count; i++) {

@@ -35,7 +35,7 @@
 
 #include "block_list.h"
 #include "kvbm/policy.h"
-#include "u64_map.h"
+#include "ghost.h"
 
 enum { QUEUE_NONE = 0, QUEUE_SMALL = 1, QUEUE_MAIN = 2 };
 #define FREQ_MAX 3u
@@ -48,12 +48,8 @@ typedef struct s3fifo_policy {
     uint8_t *freq;             /* capacity; 0..FREQ_MAX */
     uint8_t *known;            /* capacity; 1 when hash[] holds the block's hash */
     uint64_t *hash;            /* capacity */
-    /* Ghost: a ring of hashes with a map hash -> sequence number of its newest
-     * ring slot, so an entry is dropped from the map only by its own slot. */
-    uint64_t *ghost_ring;
-    uint32_t ghost_capacity;
-    uint64_t ghost_seq; /* slots written so far; slot = seq % capacity */
-    kvbm__u64_map_t ghost;
+    /* Hashes recently evicted from the small queue. */
+    kvbm__ghost_t ghost;
 } s3fifo_policy_t;
 
 static void s3fifo_destroy(void *state)
@@ -61,8 +57,7 @@ static void s3fifo_destroy(void *state)
     s3fifo_policy_t *p = state;
     if (p == NULL)
         return;
-    kvbm__u64_map_fini(&p->ghost);
-    free(p->ghost_ring);
+    kvbm__ghost_fini(&p->ghost);
     free(p->hash);
     free(p->known);
     free(p->freq);
@@ -80,20 +75,17 @@ static kvbm_status_t s3fifo_create(const kvbm_policy_config_t *config, uint32_t 
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->ghost_capacity = capacity - capacity / 10;
-    if (p->ghost_capacity == 0)
-        p->ghost_capacity = 1;
     p->links.prev = malloc(n * sizeof(uint32_t));
     p->links.next = malloc(n * sizeof(uint32_t));
     p->queue = calloc(n, 1);
     p->freq = calloc(n, 1);
     p->known = calloc(n, 1);
     p->hash = malloc(n * sizeof(uint64_t));
-    p->ghost_ring = malloc((size_t)p->ghost_capacity * sizeof(uint64_t));
     if (p->links.prev == NULL || p->links.next == NULL || p->queue == NULL || p->freq == NULL ||
-        p->known == NULL || p->hash == NULL || p->ghost_ring == NULL)
+        p->known == NULL || p->hash == NULL)
         goto err_destroy;
-    status = kvbm__u64_map_init(&p->ghost, p->ghost_capacity);
+    /* The ghost holds as many hashes as the main queue's share (90%). */
+    status = kvbm__ghost_init(&p->ghost, capacity - capacity / 10);
     if (status != KVBM_OK)
         goto err_destroy;
     kvbm__block_list_init(&p->small);
@@ -104,27 +96,6 @@ static kvbm_status_t s3fifo_create(const kvbm_policy_config_t *config, uint32_t 
 err_destroy:
     s3fifo_destroy(p);
     return status;
-}
-
-static void ghost_add(s3fifo_policy_t *p, uint64_t hash)
-{
-    uint64_t seq = p->ghost_seq++;
-    size_t slot = seq % p->ghost_capacity;
-    if (seq >= p->ghost_capacity) {
-        /* The ring is full: the oldest hash falls out unless re-added since. */
-        uint64_t old = p->ghost_ring[slot];
-        uint64_t *owner = kvbm__u64_map_find(&p->ghost, old);
-        if (owner != NULL && *owner == seq - p->ghost_capacity)
-            kvbm__u64_map_erase(&p->ghost, old);
-    }
-    p->ghost_ring[slot] = hash;
-    *kvbm__u64_map_upsert(&p->ghost, hash, seq) = seq;
-}
-
-/* Whether @p hash is in the ghost; a hit consumes the entry. */
-static bool ghost_take(s3fifo_policy_t *p, uint64_t hash)
-{
-    return kvbm__u64_map_erase(&p->ghost, hash);
 }
 
 /* Point block @p id at @p hash, forgetting its count if the hash is new to it. */
@@ -143,7 +114,7 @@ static void s3fifo_insert(void *state, const kvbm_policy_entry_t *entry)
     uint32_t id = entry->block_id;
     assert(p->queue[id] == QUEUE_NONE);
     identify(p, id, entry->seq_hash);
-    bool ghost_hit = ghost_take(p, entry->seq_hash);
+    bool ghost_hit = kvbm__ghost_take(&p->ghost, entry->seq_hash, NULL);
     if (ghost_hit || p->freq[id] > 0) {
         kvbm__block_list_push_back(&p->main, &p->links, id);
         p->queue[id] = QUEUE_MAIN;
@@ -187,7 +158,7 @@ static bool s3fifo_pop_victim(void *state, uint32_t *block_id_out)
                 p->queue[id] = QUEUE_MAIN;
                 continue;
             }
-            ghost_add(p, p->hash[id]);
+            kvbm__ghost_add(&p->ghost, p->hash[id], 0);
             evict(p, id, block_id_out);
             return true;
         }

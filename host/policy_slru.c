@@ -44,7 +44,7 @@
 
 #include "block_list.h"
 #include "kvbm/policy.h"
-#include "u64_map.h"
+#include "ghost.h"
 
 enum { SEG_NONE = 0, SEG_TAIL = 1, SEG_PROBATION = 2, SEG_PROTECTED = 3 };
 #define SEG_COUNT 3 /* lists: tail, probation, protected */
@@ -52,7 +52,6 @@ enum { SEG_NONE = 0, SEG_TAIL = 1, SEG_PROBATION = 2, SEG_PROTECTED = 3 };
 /* Ghost size in multiples of the capacity. See the header comment. */
 #define SLRU_GHOST_FACTOR 4u
 #define COUNT_MAX         255u
-#define COUNT_BITS        8u
 
 typedef struct slru_policy {
     kvbm__block_links_t links;
@@ -65,13 +64,8 @@ typedef struct slru_policy {
     bool run_open;
     bool run_has_parent;
     uint64_t run_parent;
-    /* Ghost: a ring of evicted hashes and a map hash -> (ring sequence number
-     * << COUNT_BITS | count). A map entry is dropped when its own ring slot is
-     * overwritten, or when the hash is registered again (taken). */
-    uint64_t *ghost_ring;
-    size_t ghost_capacity;
-    uint64_t ghost_seq; /* slots written so far; slot = seq % capacity */
-    kvbm__u64_map_t ghost;
+    /* Evicted hashes with their counts, taken back on registration. */
+    kvbm__ghost_t ghost;
 } slru_policy_t;
 
 static void slru_destroy(void *state)
@@ -79,8 +73,7 @@ static void slru_destroy(void *state)
     slru_policy_t *p = state;
     if (p == NULL)
         return;
-    kvbm__u64_map_fini(&p->ghost);
-    free(p->ghost_ring);
+    kvbm__ghost_fini(&p->ghost);
     free(p->hash);
     free(p->known);
     free(p->count);
@@ -99,18 +92,16 @@ static kvbm_status_t slru_create(const kvbm_policy_config_t *config, uint32_t ca
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->ghost_capacity = n * SLRU_GHOST_FACTOR;
     p->links.prev = malloc(n * sizeof(uint32_t));
     p->links.next = malloc(n * sizeof(uint32_t));
     p->seg = calloc(n, 1);
     p->count = calloc(n, 1);
     p->known = calloc(n, 1);
     p->hash = malloc(n * sizeof(uint64_t));
-    p->ghost_ring = malloc(p->ghost_capacity * sizeof(uint64_t));
     if (p->links.prev == NULL || p->links.next == NULL || p->seg == NULL || p->count == NULL ||
-        p->known == NULL || p->hash == NULL || p->ghost_ring == NULL)
+        p->known == NULL || p->hash == NULL)
         goto err_destroy;
-    status = kvbm__u64_map_init(&p->ghost, p->ghost_capacity);
+    status = kvbm__ghost_init(&p->ghost, n * SLRU_GHOST_FACTOR);
     if (status != KVBM_OK)
         goto err_destroy;
     for (int i = 0; i < SEG_COUNT; i++)
@@ -123,40 +114,14 @@ err_destroy:
     return status;
 }
 
-static void ghost_add(slru_policy_t *p, uint64_t hash, uint8_t count)
-{
-    uint64_t seq = p->ghost_seq++;
-    size_t slot = (size_t)(seq % p->ghost_capacity);
-    if (seq >= p->ghost_capacity) {
-        /* The ring is full: the oldest hash falls out unless re-added since. */
-        uint64_t old = p->ghost_ring[slot];
-        uint64_t *owner = kvbm__u64_map_find(&p->ghost, old);
-        if (owner != NULL && (*owner >> COUNT_BITS) == seq - p->ghost_capacity)
-            kvbm__u64_map_erase(&p->ghost, old);
-    }
-    p->ghost_ring[slot] = hash;
-    uint64_t value = seq << COUNT_BITS | count;
-    *kvbm__u64_map_upsert(&p->ghost, hash, value) = value;
-}
-
-/* The count remembered for @p hash (0 if none); a hit consumes the entry. */
-static uint8_t ghost_take(slru_policy_t *p, uint64_t hash)
-{
-    uint64_t *value = kvbm__u64_map_find(&p->ghost, hash);
-    if (value == NULL)
-        return 0;
-    uint8_t count = (uint8_t)(*value & COUNT_MAX);
-    kvbm__u64_map_erase(&p->ghost, hash);
-    return count;
-}
-
 /* Whether block @p id already holds @p hash; if not, it takes it, with the
  * count its hash had when it was last evicted plus this first use. */
 static bool identify(slru_policy_t *p, uint32_t id, uint64_t hash)
 {
     if (p->known[id] && p->hash[id] == hash)
         return true;
-    uint8_t remembered = ghost_take(p, hash);
+    uint8_t remembered = 0;
+    kvbm__ghost_take(&p->ghost, hash, &remembered);
     p->known[id] = 1;
     p->hash[id] = hash;
     p->count[id] = remembered < COUNT_MAX ? (uint8_t)(remembered + 1) : (uint8_t)COUNT_MAX;
@@ -202,7 +167,7 @@ static bool slru_pop_victim(void *state, uint32_t *block_id_out)
         uint32_t id;
         if (kvbm__block_list_pop_front(&p->lists[i], &p->links, &id)) {
             assert(p->known[id]);
-            ghost_add(p, p->hash[id], p->count[id]);
+            kvbm__ghost_add(&p->ghost, p->hash[id], p->count[id]);
             p->seg[id] = SEG_NONE;
             p->known[id] = 0; /* the block loses its hash */
             p->count[id] = 0;
