@@ -335,14 +335,14 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     for (; added < count; added++) {
         if (added + PREFETCH_DISTANCE < count)
             kvbm__registry_prefetch(manager->registry, hashes[added + PREFETCH_DISTANCE]);
-        if (kvbm__registry_find(manager->registry, hashes[added]) != KVBM_BLOCK_NONE)
-            continue;
         kvbm__block_t *block = &manager->blocks[ids[added]];
-        block->seq_hash = hashes[added]; /* the registry's key */
-        status = kvbm__registry_insert(manager->registry, hashes[added], ids[added], &block->entry);
+        block->seq_hash = hashes[added]; /* the registry's key if added */
+        uint32_t existing;
+        status = kvbm__registry_insert(manager->registry, hashes[added], ids[added], &block->entry,
+                                       &existing);
         if (status != KVBM_OK)
             break;
-        manager->blocks[ids[added]].in_call = 1;
+        block->in_call = existing == KVBM_BLOCK_NONE;
     }
     if (status != KVBM_OK) {
         for (size_t i = 0; i < added; i++) {

@@ -107,18 +107,28 @@ uint32_t kvbm__registry_first(const kvbm__registry_t *registry, uint32_t entry)
 }
 
 kvbm_status_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id,
-                                    uint32_t *entry_out)
+                                    uint32_t *entry_out, uint32_t *existing_out)
 {
+    /* One hash computation serves both the lookup and the add. */
+    unsigned hashv;
+    HASH_VALUE(&hash, sizeof(hash), hashv);
+    registry_entry_t *found = NULL;
+    HASH_FIND_BYHASHVALUE(hh, registry->table, &hash, sizeof(hash), hashv, found);
+    if (found != NULL) {
+        *existing_out = found->first_block;
+        return KVBM_OK;
+    }
+    *existing_out = KVBM_BLOCK_NONE;
     if (registry->free_head == KVBM_BLOCK_NONE)
         return KVBM_ERR_INTERNAL; /* more hashes than blocks: a manager bug */
-    registry_entry_t *entry = &registry->entries[registry->free_head];
-    uint32_t next_free = entry->first_block;
-    entry->first_block = block_id;
     const uint64_t *key = block_key(registry, block_id);
     if (*key != hash)
         return KVBM_ERR_INTERNAL; /* the owner must store the hash first */
+    registry_entry_t *entry = &registry->entries[registry->free_head];
+    uint32_t next_free = entry->first_block;
+    entry->first_block = block_id;
     bool registry_oom_seen = false;
-    HASH_ADD_KEYPTR(hh, registry->table, key, sizeof(uint64_t), entry);
+    HASH_ADD_KEYPTR_BYHASHVALUE(hh, registry->table, key, sizeof(uint64_t), hashv, entry);
     if (registry_oom_seen) {
         entry->first_block = next_free;
         return KVBM_ERR_NO_MEMORY;

@@ -40,10 +40,12 @@ uint32_t kvbm__registry_entry_of(const kvbm__registry_t *registry, uint64_t hash
 /* The first block of a present entry. */
 uint32_t kvbm__registry_first(const kvbm__registry_t *registry, uint32_t entry);
 
-/* Adds hash -> block_id; hash must not be present. On success *entry_out is
- * the new entry's index. KVBM_ERR_NO_MEMORY leaves the registry unchanged. */
+/* Adds hash -> block_id unless hash is present. *existing_out is the first
+ * block already registered under hash (nothing added), or KVBM_BLOCK_NONE
+ * when the hash was added and *entry_out is the new entry's index.
+ * KVBM_ERR_NO_MEMORY leaves the registry unchanged. */
 kvbm_status_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash, uint32_t block_id,
-                                    uint32_t *entry_out);
+                                    uint32_t *entry_out, uint32_t *existing_out);
 
 /* Points a present entry at another first block (duplicate promotion). */
 void kvbm__registry_set_first(kvbm__registry_t *registry, uint32_t entry, uint32_t block_id);
