@@ -285,4 +285,19 @@ void kvbm__xfer_fault_busy(uint32_t count);
 size_t kvbm__xfer_fault_clip(size_t len);
 void kvbm__xfer_fault_fire(void);
 
+/* Largest raw message (sanity bound for a peer's RAW header). */
+#define KVBM__XFER_RAW_MAX_BYTES ((uint64_t)1 << 36)
+
+/* Shared by the client and server sides (xfer.c). */
+kvbm_status_t kvbm__xfer_plan_blocks(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
+                                     const uint32_t *remote_ids, size_t n, kvbm__xfer_plan_t *plan);
+bool kvbm__xfer_ids_below(const uint32_t *ids, size_t n, uint32_t bound);
+void kvbm__xfer_release_reverse(kvbm_manager_t *manager, const uint32_t *ids, size_t n);
+
+/* The worker thread: runs the requests this rank starts (xfer_client.c). */
+void *kvbm__xfer_worker_main(void *arg);
+uint64_t kvbm__xfer_now_us(void);
+/* The service thread: answers the requests peers start (xfer_server.c). */
+void *kvbm__xfer_service_main(void *arg);
+
 #endif /* KVBM_HOST_XFER_INTERNAL_H */
