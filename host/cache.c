@@ -68,8 +68,18 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
         goto err_free_cache;
     cache->g1_blocks = config->layout.num_blocks;
     cache->block_bytes = kvbm_layout_block_bytes(cache->g1_layout);
-    status = kvbm_pool_create(cache->backend, KVBM_MEM_DEVICE,
-                              kvbm_layout_total_bytes(cache->g1_layout), &cache->g1_pool);
+    size_t g1_bytes = kvbm_layout_total_bytes(cache->g1_layout);
+    if (config->g1_memory != NULL) {
+        /* The engine's KV tensor: bind to it, do not allocate. */
+        status = KVBM_ERR_INVALID_ARG;
+        if (config->g1_memory_bytes < g1_bytes ||
+            (uintptr_t)config->g1_memory % config->layout.alignment != 0)
+            goto err_destroy_g1_layout;
+        status = kvbm_pool_wrap(cache->backend, KVBM_MEM_DEVICE, config->g1_memory,
+                                config->g1_memory_bytes, &cache->g1_pool);
+    } else {
+        status = kvbm_pool_create(cache->backend, KVBM_MEM_DEVICE, g1_bytes, &cache->g1_pool);
+    }
     if (status != KVBM_OK)
         goto err_destroy_g1_layout;
     status = create_manager(cache, config, KVBM_TIER_G1, cache->g1_blocks, &cache->g1);

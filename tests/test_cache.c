@@ -419,6 +419,70 @@ static void events_and_metrics_name_their_tier(void **state)
     fixture_close(&f);
 }
 
+static void g1_can_bind_the_engines_own_memory(void **state)
+{
+    kvbm_backend_t *backend;
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = KVBM_BACKEND_CPU;
+    assert_kvbm_ok(kvbm_backend_create(&bc, &backend));
+    kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
+    cc.backend = backend;
+    cc.layout.num_blocks = 2;
+    cc.layout.num_layers = 2;
+    cc.layout.tokens_per_block = 4;
+    cc.layout.inner_dim = 16;
+    cc.g2_blocks = 4;
+    size_t bytes = 64 * 1024;
+    unsigned char *tensor = aligned_alloc(4096, bytes);
+    assert_non_null(tensor);
+    kvbm_cache_t *cache = NULL;
+    cc.g1_memory = tensor + 8; /* misaligned for the layout's 256 bytes */
+    cc.g1_memory_bytes = bytes - 8;
+    assert_kvbm_status(kvbm_cache_create(&cc, &cache), KVBM_ERR_INVALID_ARG);
+    cc.g1_memory = tensor;
+    cc.g1_memory_bytes = 16; /* too small */
+    assert_kvbm_status(kvbm_cache_create(&cc, &cache), KVBM_ERR_INVALID_ARG);
+    assert_null(cache);
+    cc.g1_memory_bytes = bytes;
+    assert_kvbm_ok(kvbm_cache_create(&cc, &cache));
+    assert_ptr_equal(kvbm_pool_ptr(kvbm_cache_pool(cache, KVBM_TIER_G1)), tensor);
+    void *addr;
+    assert_kvbm_ok(kvbm_cache_block_address(cache, 1, 1, 1, &addr));
+    assert_true((unsigned char *)addr > tensor && (unsigned char *)addr < tensor + bytes);
+    /* Blocks written in the engine's tensor are offloaded from it. */
+    uint32_t id, out;
+    uint64_t h = 5;
+    assert_kvbm_ok(kvbm_cache_allocate(cache, 1, &id, NULL));
+    size_t block_bytes = kvbm_layout_block_bytes(kvbm_cache_layout(cache, KVBM_TIER_G1));
+    unsigned char *pattern = malloc(block_bytes);
+    pattern_fill(pattern, block_bytes, h);
+    kvbm_region_t regions[8];
+    size_t n, done = 0;
+    assert_kvbm_ok(kvbm_layout_block_regions(kvbm_cache_layout(cache, KVBM_TIER_G1), id, regions,
+                                             8, &n));
+    for (size_t r = 0; r < n; r++) {
+        memcpy(tensor + regions[r].offset, pattern + done, regions[r].bytes);
+        done += regions[r].bytes;
+    }
+    free(pattern);
+    assert_kvbm_ok(kvbm_cache_register(cache, &id, &h, 1, NULL, &out));
+    assert_kvbm_ok(kvbm_cache_release(cache, &out, 1));
+    uint32_t two[2];
+    assert_kvbm_ok(kvbm_cache_allocate(cache, 2, two, NULL)); /* evicts block 5 */
+    assert_kvbm_ok(kvbm_cache_sync(cache));
+    uint32_t g2_id;
+    size_t found;
+    kvbm_manager_t *g2 = kvbm_cache_manager(cache, KVBM_TIER_G2);
+    assert_kvbm_ok(kvbm_manager_scan(g2, &h, 1, false, &g2_id, &found));
+    assert_int_equal(found, 1);
+    assert_true(block_holds(cache, KVBM_TIER_G2, g2_id, h));
+    assert_kvbm_ok(kvbm_manager_release(g2, &g2_id, 1));
+    assert_kvbm_ok(kvbm_cache_release(cache, two, 2));
+    kvbm_cache_destroy(cache);
+    free(tensor); /* still ours: the cache did not free it */
+    kvbm_backend_destroy(backend);
+}
+
 static void bad_arguments_are_refused(void **state)
 {
     fixture_t f;
@@ -454,6 +518,7 @@ int main(void)
         cmocka_unit_test(rule2_new_owner_waits_for_offload),
         cmocka_unit_test(rule3_g2_source_is_held_until_read),
         cmocka_unit_test(events_and_metrics_name_their_tier),
+        cmocka_unit_test(g1_can_bind_the_engines_own_memory),
         cmocka_unit_test(bad_arguments_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

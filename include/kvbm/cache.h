@@ -94,6 +94,15 @@ typedef struct kvbm_cache_config {
     kvbm_stream_t *engine_stream;
     kvbm_cache_event_fn on_events; /**< optional */
     void *events_ctx;
+    /**
+     * Optional: the engine's own KV memory for G1 (a device pointer with
+     * CUDA), laid out by @c layout, at least kvbm_layout_total_bytes() long
+     * and aligned to the layout's alignment. The cache then binds blocks to
+     * it instead of allocating a pool; the memory stays the caller's and must
+     * outlive the cache. NULL: the cache allocates the G1 pool.
+     */
+    void *g1_memory;
+    size_t g1_memory_bytes;
 } kvbm_cache_config_t;
 
 #define KVBM_CACHE_CONFIG_INIT                                                        \
@@ -130,8 +139,9 @@ typedef struct kvbm_cache_match_result {
  * @brief Create a cache: allocates the G1 device pool, the G2 host pool and
  *        the copy streams from the backend.
  * @param[out] cache_out set only on success; free with kvbm_cache_destroy().
- * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_VERSION; layout errors;
- *         KVBM_ERR_NO_MEMORY; KVBM_ERR_DEVICE.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (also g1_memory too small or
+ *         misaligned); KVBM_ERR_VERSION; layout errors; KVBM_ERR_NO_MEMORY;
+ *         KVBM_ERR_DEVICE.
  */
 kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out);
 
