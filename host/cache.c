@@ -224,6 +224,14 @@ static kvbm_status_t order_engine(kvbm_cache_t *cache, bool handed_out,
         status = kvbm_stream_wait_fence(cache->engine, cache->last_offload->fence);
     if (status == KVBM_OK && cache->engine != NULL && onboard != NULL)
         status = kvbm_stream_wait_fence(cache->engine, onboard->fence);
+    if (status == KVBM_OK && cache->engine == NULL && ready == NULL && handed_out &&
+        cache->last_offload != NULL && reuse_order) {
+        /* Nothing orders the caller's writes after the offloads still reading
+         * these slabs, so the call itself waits for them (the lock is dropped
+         * meanwhile). Engines avoid this wait with an engine stream or a
+         * ready fence. */
+        kvbm__cache_wait_processed(cache, cache->last_offload->seq);
+    }
     if (status != KVBM_OK || ready == NULL)
         return status;
     /* The ready fence is recorded on the onboard stream after it waited for

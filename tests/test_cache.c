@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -341,7 +343,9 @@ static bool rule3_scenario(bool broken)
     /* Another allocation evicts 33; its offload wants a G2 block. Kept, S is
      * held and the offload is skipped; broken, S is evicted and overwritten. */
     uint32_t extra;
-    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &extra, NULL));
+    kvbm_fence_t *extra_ready; /* given, so the call does not wait for the held stream */
+    assert_kvbm_ok(kvbm_fence_create(f.backend, &extra_ready));
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &extra, extra_ready));
     if (broken)
         assert_kvbm_ok(kvbm_fence_wait(f.cache->tail->fence)); /* that offload's copy landed */
     assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, false));
@@ -349,6 +353,8 @@ static bool rule3_scenario(bool broken)
                  block_holds(f.cache, KVBM_TIER_G1, id, 31);
     assert_kvbm_ok(kvbm_cache_release(f.cache, (const uint32_t[]){id, extra}, 2));
     assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    assert_kvbm_ok(kvbm_fence_wait(extra_ready));
+    kvbm_fence_destroy(extra_ready);
     fixture_close(&f);
     return right;
 }
@@ -483,6 +489,43 @@ static void g1_can_bind_the_engines_own_memory(void **state)
     kvbm_backend_destroy(backend);
 }
 
+typedef struct allocate_call {
+    fixture_t *f;
+    uint32_t id;
+    bool offload_done_on_return;
+} allocate_call_t;
+
+static void *allocate_without_ordering(void *arg)
+{
+    allocate_call_t *call = arg;
+    if (kvbm_cache_allocate(call->f->cache, 1, &call->id, NULL) == KVBM_OK)
+        call->offload_done_on_return =
+            kvbm_manager_contains(kvbm_cache_manager(call->f->cache, KVBM_TIER_G2), 88);
+    return NULL;
+}
+
+static void without_engine_stream_or_fence_allocate_waits_for_offloads(void **state)
+{
+    /* Rule 2 when the caller gives the cache no way to order its writes: the
+     * allocation itself returns only once the evicted slab has been read. */
+    fixture_t f;
+    fixture_open(&f, 1, 4, KVBM_OFFLOAD_WRITE_BACK, false);
+    compute_block(&f, 88);
+    assert_kvbm_ok(kvbm_stream_hold(f.cache->d2h, true));
+    allocate_call_t call = {.f = &f};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, allocate_without_ordering, &call), 0);
+    /* Give a wrongly non-waiting allocate time to return early; the check
+     * below does not depend on how long this is. */
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    assert_kvbm_ok(kvbm_stream_hold(f.cache->d2h, false));
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_true(call.offload_done_on_return);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, &call.id, 1));
+    fixture_close(&f);
+}
+
 static void bad_arguments_are_refused(void **state)
 {
     fixture_t f;
@@ -519,6 +562,7 @@ int main(void)
         cmocka_unit_test(rule3_g2_source_is_held_until_read),
         cmocka_unit_test(events_and_metrics_name_their_tier),
         cmocka_unit_test(g1_can_bind_the_engines_own_memory),
+        cmocka_unit_test(without_engine_stream_or_fence_allocate_waits_for_offloads),
         cmocka_unit_test(bad_arguments_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,7 +27,8 @@
  * 2. A slab is never overwritten by its new owner before its offload has
  *    read it: with an engine stream, the cache makes it wait for the offload
  *    copies; the optional @c ready fence of each call completes only after
- *    them, for engines that order their work themselves.
+ *    them, for engines that order their work themselves; with neither, the
+ *    call that hands the blocks out waits for those copies itself.
  * 3. A G2 block being copied into or out of is held (never evicted or handed
  *    out) until its copy has completed and been processed.
  *
