@@ -28,7 +28,8 @@ static void usage(FILE *out)
             "  --policies A,B,... policies for the sweep (default: all, and belady)\n"
             "  --csv FILE         sweep CSV output (default replay-sweep.csv)\n"
             "  --plot FILE        sweep PNG plot drawn with gnuplot (default replay-sweep.png)\n"
-            "  --no-progress      never draw the progress bar\n"
+            "  --no-progress      no progress (default: a bar on a terminal, else a line\n"
+            "                     at each quarter of the trace)\n"
             "  --logical          with a G2 tier: replay the logic only, no data copies\n"
             "  --backend KIND     data mode memory backend: auto (default), cpu, cuda\n"
             "  --block-kib N      data mode block size in KiB (default 16)\n"
@@ -209,7 +210,9 @@ int main(int argc, char **argv)
         return 2;
     }
     options.trace_path = argv[optind];
-    options.progress = !no_progress && isatty(STDERR_FILENO);
+    options.progress = no_progress                ? RUN_PROGRESS_NONE
+                       : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
+                                               : RUN_PROGRESS_LINES;
 
     if (sweep != NULL) {
         sweep_options_t sweep_options = {.capacities = sweep, .policies = policies,

@@ -22,18 +22,39 @@ const kvbm_policy_ops_t *run_find_policy(const char *name)
     return kvbm_policy_find(name);
 }
 
-static void draw_progress(double fraction, size_t requests)
+typedef struct progress {
+    run_progress_t mode;
+    double next_line; /* LINES: the next quarter to report */
+} progress_t;
+
+static void progress_update(progress_t *p, double fraction, size_t requests)
 {
-    int width = 40, filled = (int)(fraction * width);
-    fprintf(stderr, "\r[");
-    for (int i = 0; i < width; i++)
-        fputc(i < filled ? '#' : ' ', stderr);
-    fprintf(stderr, "] %5.1f%%  %zu requests", fraction * 100.0, requests);
+    if (p->mode == RUN_PROGRESS_BAR) {
+        int width = 40, filled = (int)(fraction * width);
+        fprintf(stderr, "\r[");
+        for (int i = 0; i < width; i++)
+            fputc(i < filled ? '#' : ' ', stderr);
+        fprintf(stderr, "] %5.1f%%  %zu requests", fraction * 100.0, requests);
+    } else if (p->mode == RUN_PROGRESS_LINES) {
+        while (fraction >= p->next_line && p->next_line <= 1.0) {
+            fprintf(stderr, "kvbm-replay: %3.0f%% (%zu requests)\n", p->next_line * 100.0,
+                    requests);
+            p->next_line += 0.25;
+        }
+    }
+}
+
+static void progress_done(progress_t *p, size_t requests)
+{
+    progress_update(p, 1.0, requests);
+    if (p->mode == RUN_PROGRESS_BAR)
+        fputc('\n', stderr);
 }
 
 static kvbm_status_t replay_loaded(replay_t *replay, const trace_t *trace, size_t limit,
-                                   next_use_oracle_t *oracle, bool progress)
+                                   next_use_oracle_t *oracle, run_progress_t mode)
 {
+    progress_t progress = {.mode = mode, .next_line = 0.25};
     size_t requests = limit != 0 && limit < trace->requests ? limit : trace->requests;
     size_t step = requests / 100 + 1;
     for (size_t r = 0; r < requests; r++) {
@@ -45,13 +66,10 @@ static kvbm_status_t replay_loaded(replay_t *replay, const trace_t *trace, size_
             fprintf(stderr, "kvbm-replay: request %zu: %s\n", r + 1, kvbm_status_str(status));
             return status;
         }
-        if (progress && r % step == 0)
-            draw_progress((double)(r + 1) / (double)requests, r + 1);
+        if (r % step == 0)
+            progress_update(&progress, (double)(r + 1) / (double)requests, r + 1);
     }
-    if (progress) {
-        draw_progress(1.0, requests);
-        fputc('\n', stderr);
-    }
+    progress_done(&progress, requests);
     return KVBM_OK;
 }
 
@@ -65,6 +83,7 @@ static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *opti
     }
     struct stat st;
     double size = stat(options->trace_path, &st) == 0 && st.st_size > 0 ? (double)st.st_size : 0;
+    progress_t progress = {.mode = options->progress, .next_line = 0.25};
     size_t requests = 0;
     for (;;) {
         if (options->limit != 0 && requests == options->limit)
@@ -84,13 +103,11 @@ static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *opti
             break;
         }
         requests++;
-        if (options->progress && size > 0 && requests % 64 == 0)
-            draw_progress((double)trace_reader_offset(reader) / size, requests);
+        if (size > 0 && requests % 64 == 0)
+            progress_update(&progress, (double)trace_reader_offset(reader) / size, requests);
     }
-    if (options->progress && status == KVBM_OK) {
-        draw_progress(1.0, requests);
-        fputc('\n', stderr);
-    }
+    if (status == KVBM_OK)
+        progress_done(&progress, requests);
     trace_reader_close(reader);
     return status;
 }

@@ -15,6 +15,12 @@
 
 #define REPLAY_BELADY "belady"
 
+typedef enum run_progress {
+    RUN_PROGRESS_NONE = 0,  /* nothing until the summary */
+    RUN_PROGRESS_BAR = 1,   /* a redrawn bar: stderr is a terminal */
+    RUN_PROGRESS_LINES = 2, /* a plain line at each quarter: logs, pipes */
+} run_progress_t;
+
 typedef struct run_options {
     const char *trace_path;
     uint32_t g1_blocks;
@@ -22,7 +28,7 @@ typedef struct run_options {
     const char *policy;    /* a built-in name or "belady" */
     const char *g2_policy; /* NULL: same as policy */
     size_t limit;          /* requests, 0 = all */
-    bool progress;         /* draw a progress bar on stderr */
+    run_progress_t progress; /* how progress shows on stderr */
     bool logical;          /* with G2: two plain managers, no data (default: data mode) */
     kvbm_backend_kind_t backend_kind; /* data mode */
     uint32_t block_kib;    /* data mode block size */

@@ -149,7 +149,7 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
             options.g1_blocks = capacities[c];
             options.policy = policies[p];
             options.g2_policy = NULL;
-            options.progress = false;
+            options.progress = RUN_PROGRESS_NONE;
             run_result_t result;
             status = run_replay(&options, &trace, &result);
             if (status != KVBM_OK)
