@@ -181,9 +181,11 @@ static void cpu_close(void *state)
 static kvbm_status_t cpu_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t bytes,
                                    void **ptr_out, void **priv_out)
 {
-    /* Anonymous mappings are page aligned and fault in lazily, like a real
-     * pool's first touch. */
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* Anonymous mappings are page aligned. They are populated now, as
+     * cudaMalloc'd and pinned pools are, so page faults land in pool creation
+     * rather than in the first copies that touch each page. */
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                   -1, 0);
     if (p == MAP_FAILED)
         return KVBM_ERR_NO_MEMORY;
     *ptr_out = p;
