@@ -570,6 +570,13 @@ static void test_backend_selection(void **state)
         assert_int_equal(st, KVBM_ERR_NO_DEVICE);
         assert_ptr_equal(b, (kvbm_backend_t *)(uintptr_t)0x20);
     }
+    /* AUTO falls back to the CPU backend at run time when CUDA cannot be
+     * used, even in a build with CUDA compiled in. */
+    bool cuda_usable = st == KVBM_OK;
+    cfg.kind = KVBM_BACKEND_AUTO;
+    assert_int_equal(kvbm_backend_create(&cfg, &b), KVBM_OK);
+    assert_int_equal(kvbm_backend_kind(b), cuda_usable ? KVBM_BACKEND_CUDA : KVBM_BACKEND_CPU);
+    kvbm_backend_destroy(b);
     cfg.version = 77;
     assert_int_equal(kvbm_backend_create(&cfg, &b), KVBM_ERR_VERSION);
     kvbm_backend_destroy(NULL);
