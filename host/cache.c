@@ -359,7 +359,24 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
                                     kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
 {
     size_t k1 = 0, k2 = 0;
-    kvbm_status_t status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
+    /* Refuse before taking anything if G1 could not hold the request: a
+     * match moves blocks out of the evictable pool, and releasing them again
+     * would change the eviction order. (Only calls through this cache change
+     * its managers, and they hold the cache lock, so the peek stays true.) */
+    size_t k1_peek = 0, k1_inactive = 0, k2_peek = 0;
+    kvbm_status_t status =
+        kvbm_manager_match_length(cache->g1, hashes, count, &k1_peek, &k1_inactive);
+    if (status == KVBM_OK && cache->g2 != NULL && !allocate_rest)
+        status = kvbm_manager_match_length(cache->g2, hashes + k1_peek, count - k1_peek,
+                                           &k2_peek, NULL);
+    if (status != KVBM_OK)
+        return status;
+    kvbm_pool_counts_t g1_counts;
+    kvbm_manager_counts(cache->g1, &g1_counts);
+    size_t need_peek = allocate_rest ? count - k1_peek : k2_peek;
+    if (need_peek > g1_counts.reset + g1_counts.inactive - k1_inactive)
+        return KVBM_ERR_NO_BLOCKS;
+    status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
     if (status != KVBM_OK)
         return status;
     uint32_t *g2_ids = NULL, *fresh = NULL;

@@ -511,6 +511,27 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
     return KVBM_OK;
 }
 
+kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
+                                        size_t count, size_t *n_matched_out,
+                                        size_t *n_inactive_out)
+{
+    if (manager == NULL || n_matched_out == NULL || (count > 0 && hashes == NULL))
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    size_t matched = 0, inactive = 0;
+    for (; matched < count; matched++) {
+        uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
+        if (id == KVBM_BLOCK_NONE)
+            break;
+        inactive += manager->blocks[id].refcount == 0;
+    }
+    manager_unlock(manager);
+    *n_matched_out = matched;
+    if (n_inactive_out != NULL)
+        *n_inactive_out = inactive;
+    return KVBM_OK;
+}
+
 kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                 bool touch, uint32_t *ids_out, size_t *n_found_out)
 {

@@ -526,6 +526,32 @@ static void without_engine_stream_or_fence_allocate_waits_for_offloads(void **st
     fixture_close(&f);
 }
 
+static void refused_request_leaves_eviction_order_untouched(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 3, 4, KVBM_OFFLOAD_WRITE_BACK, true);
+    compute_block(&f, 101);
+    compute_block(&f, 102);
+    compute_block(&f, 103); /* inactive, oldest first: 101, 102, 103 */
+    const uint64_t request[4] = {102, 900, 901, 902};
+    uint32_t ids[4];
+    kvbm_cache_match_result_t r;
+    /* 102 hits, but G1 cannot also take three new blocks. */
+    assert_kvbm_status(kvbm_cache_acquire(f.cache, request, 4, ids, &r, NULL), KVBM_ERR_NO_BLOCKS);
+    kvbm_manager_t *g1 = kvbm_cache_manager(f.cache, KVBM_TIER_G1);
+    assert_pools(g1, 0, 0, 3);
+    /* Had 102 been taken and given back, it would now be evicted last. */
+    uint32_t id;
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &id, NULL));
+    assert_false(kvbm_manager_contains(g1, 101));
+    assert_kvbm_ok(kvbm_cache_release(f.cache, &id, 1));
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 2, ids, NULL));
+    assert_false(kvbm_manager_contains(g1, 102));
+    assert_true(kvbm_manager_contains(g1, 103));
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 2));
+    fixture_close(&f);
+}
+
 static void bad_arguments_are_refused(void **state)
 {
     fixture_t f;
@@ -563,6 +589,7 @@ int main(void)
         cmocka_unit_test(events_and_metrics_name_their_tier),
         cmocka_unit_test(g1_can_bind_the_engines_own_memory),
         cmocka_unit_test(without_engine_stream_or_fence_allocate_waits_for_offloads),
+        cmocka_unit_test(refused_request_leaves_eviction_order_untouched),
         cmocka_unit_test(bad_arguments_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -418,6 +418,25 @@ static void metrics_export_from_one_list(void **state)
     kvbm_manager_destroy(m);
 }
 
+static void match_length_measures_without_taking(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(8, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t hashes[4] = {61, 62, 63, 64};
+    uint32_t ids[4];
+    alloc_register(m, hashes, 3, ids);
+    assert_kvbm_ok(kvbm_manager_release(m, &ids[1], 1)); /* 62 inactive, 61 and 63 held */
+    size_t n = 99, inactive = 99;
+    assert_kvbm_ok(kvbm_manager_match_length(m, hashes, 4, &n, &inactive));
+    assert_int_equal(n, 3);
+    assert_int_equal(inactive, 1);
+    assert_pools(m, 5, 2, 1); /* nothing acquired */
+    kvbm_manager_metrics_t metrics;
+    kvbm_manager_metrics(m, &metrics);
+    assert_int_equal(metrics.match_hashes, 0);
+    assert_kvbm_status(kvbm_manager_match_length(m, hashes, 4, NULL, NULL), KVBM_ERR_INVALID_ARG);
+    kvbm_manager_destroy(m);
+}
+
 static void invalidate_withdraws_hashes_of_held_and_cached_blocks(void **state)
 {
     kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
@@ -469,6 +488,7 @@ int main(void)
         cmocka_unit_test(reset_inactive_needs_an_idle_manager),
         cmocka_unit_test(events_report_stored_and_removed_hashes),
         cmocka_unit_test(metrics_export_from_one_list),
+        cmocka_unit_test(match_length_measures_without_taking),
         cmocka_unit_test(invalidate_withdraws_hashes_of_held_and_cached_blocks),
         cmocka_unit_test(status_strings_cover_every_status),
     };

@@ -167,7 +167,8 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
  * @param[out] result_out how many came from each tier.
  * @param[in]  ready     optional fence completing once the data is in place.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_BLOCKS (G1 could not
- *         take the G2 hits; nothing changes).
+ *         take the G2 hits; checked before anything is taken, so nothing
+ *         changes).
  */
 kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
                                uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
@@ -223,7 +224,12 @@ kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier);
 /** @brief The layout of a tier's pool. */
 const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
 
-/** @brief The manager of a tier, for counts, metrics and contains() (NULL for G2 without a host tier). */
+/**
+ * @brief The manager of a tier, for counts, metrics, contains() and
+ *        match_length() (NULL for G2 without a host tier). Calls that change
+ *        a tier must go through the cache, which keeps both tiers and the
+ *        copies consistent.
+ */
 kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /** @brief Snapshot of the cache's counters. */

@@ -186,6 +186,20 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
                                  uint32_t *ids_out, size_t *n_matched_out);
 
 /**
+ * @brief How long kvbm_manager_match() would match, without acquiring or
+ *        touching anything (for routers choosing a worker, and for callers
+ *        that must know whether a request fits before taking blocks).
+ *
+ * @param[out] n_matched_out  length of the registered prefix.
+ * @param[out] n_inactive_out optional: how many of those blocks are inactive
+ *                            (a match would take them out of the evictable pool).
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG.
+ */
+kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
+                                        size_t count, size_t *n_matched_out,
+                                        size_t *n_inactive_out);
+
+/**
  * @brief Look up every hash, not stopping at misses; acquires every hit.
  *
  * With @p touch the hits count as accesses for the policy (frequency, and
