@@ -306,18 +306,22 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
 
 /* ------------------------------------------------------------------ match and onboarding */
 
-/* Registers the G2 hits in G1 on their new blocks and copies their data in. */
-static cache_batch_t *onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
-                                     size_t k2, const uint32_t *g2_ids, const uint32_t *fresh,
-                                     uint32_t *ids_out)
+/* Registers the G2 hits in G1 on their new blocks and copies their data in.
+ * Fails (changing nothing) only if the G1 registration itself fails (out of
+ * memory). If the copy cannot be issued, the blocks stay registered but are
+ * withdrawn and marked failed for kvbm_cache_check(), and *batch_out is NULL. */
+static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
+                                    size_t k2, const uint32_t *g2_ids, const uint32_t *fresh,
+                                    uint32_t *ids_out, cache_batch_t **batch_out)
 {
+    *batch_out = NULL;
     kvbm_register_opts_t opts = {.has_parent = k1 > 0,
                                  .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
                                  .priority = 50};
     kvbm_status_t status =
         kvbm_manager_register(cache->g1, fresh, hashes + k1, k2, &opts, ids_out + k1);
-    assert(status == KVBM_OK); /* fresh blocks are mutable and distinct */
-    (void)status;
+    if (status != KVBM_OK)
+        return status;
     cache->metrics.g2_hits += k2;
     cache_batch_t *batch = NULL;
     if (kvbm__cache_batch_new(cache, BATCH_ONBOARD, k2, &batch) != KVBM_OK) {
@@ -326,7 +330,7 @@ static cache_batch_t *onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes
             cache->load_failed[fresh[j]] = 1;
         cache->metrics.failed_copies += k2;
         kvbm_manager_release(cache->g2, g2_ids, k2);
-        return NULL;
+        return KVBM_OK;
     }
     memcpy(batch->g2_ids, g2_ids, sizeof(uint32_t) * k2);
     batch->n = k2;
@@ -345,13 +349,14 @@ static cache_batch_t *onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes
         cache->metrics.failed_copies += batch->n_copy;
         kvbm_manager_release(cache->g2, g2_ids, k2);
         kvbm__cache_batch_unref(cache, batch);
-        return NULL;
+        return KVBM_OK;
     }
     for (size_t j = 0; j < batch->n_copy; j++)
         cache->loading_seq[batch->g1_ids[j]] = batch->seq;
     if (cache->unsafe & KVBM__CACHE_UNSAFE_EARLY_G2_RELEASE)
         kvbm_manager_release(cache->g2, g2_ids, k2); /* breaks rule 3, tests only */
-    return batch;
+    *batch_out = batch;
+    return KVBM_OK;
 }
 
 static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
@@ -399,8 +404,18 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     if (status != KVBM_OK)
         goto err_release_g2;
     cache_batch_t *onboard = NULL;
-    if (k2 > 0)
-        onboard = onboard_locked(cache, hashes, k1, k2, g2_ids, fresh, ids_out);
+    if (k2 > 0) {
+        if (onboard_locked(cache, hashes, k1, k2, g2_ids, fresh, ids_out, &onboard) != KVBM_OK) {
+            /* Not registered: the G2 hits are given up; the new G1 blocks
+             * become plain fresh blocks (acquire) or are released (match). */
+            kvbm_manager_release(cache->g2, g2_ids, k2);
+            k2 = 0;
+            if (!allocate_rest) {
+                kvbm_manager_release(cache->g1, fresh, need);
+                need = 0;
+            }
+        }
+    }
     if (need > k2)
         memcpy(ids_out + k1 + k2, fresh + k2, sizeof(uint32_t) * (need - k2));
     status = order_engine(cache, need > 0, onboard, ready);
