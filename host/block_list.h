@@ -13,10 +13,16 @@
 
 #include "kvbm/policy.h"
 
+/* A block's two neighbours, side by side so an unlink touches one cache
+ * line per block rather than two. KVBM_BLOCK_NONE at the ends. */
+typedef struct kvbm__block_link {
+    uint32_t prev;
+    uint32_t next;
+} kvbm__block_link_t;
+
 /* Links shared by several lists: a block is on at most one list at a time. */
 typedef struct kvbm__block_links {
-    uint32_t *prev; /* capacity entries; KVBM_BLOCK_NONE at the ends */
-    uint32_t *next;
+    kvbm__block_link_t *at; /* capacity entries, indexed by block id */
 } kvbm__block_links_t;
 
 typedef struct kvbm__block_list {
@@ -35,10 +41,10 @@ static inline void kvbm__block_list_init(kvbm__block_list_t *list)
 static inline void kvbm__block_list_push_back(kvbm__block_list_t *list, kvbm__block_links_t *links,
                                               uint32_t id)
 {
-    links->prev[id] = list->tail;
-    links->next[id] = KVBM_BLOCK_NONE;
+    links->at[id].prev = list->tail;
+    links->at[id].next = KVBM_BLOCK_NONE;
     if (list->tail != KVBM_BLOCK_NONE)
-        links->next[list->tail] = id;
+        links->at[list->tail].next = id;
     else
         list->head = id;
     list->tail = id;
@@ -49,18 +55,18 @@ static inline void kvbm__block_list_unlink(kvbm__block_list_t *list, kvbm__block
                                            uint32_t id)
 {
     assert(list->size > 0);
-    uint32_t prev = links->prev[id];
-    uint32_t next = links->next[id];
+    uint32_t prev = links->at[id].prev;
+    uint32_t next = links->at[id].next;
     if (prev != KVBM_BLOCK_NONE)
-        links->next[prev] = next;
+        links->at[prev].next = next;
     else
         list->head = next;
     if (next != KVBM_BLOCK_NONE)
-        links->prev[next] = prev;
+        links->at[next].prev = prev;
     else
         list->tail = prev;
-    links->prev[id] = KVBM_BLOCK_NONE;
-    links->next[id] = KVBM_BLOCK_NONE;
+    links->at[id].prev = KVBM_BLOCK_NONE;
+    links->at[id].next = KVBM_BLOCK_NONE;
     list->size--;
 }
 

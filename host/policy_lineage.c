@@ -63,10 +63,8 @@ static void lineage_destroy(void *state)
     free(p->parent_hash);
     free(p->seq_hash);
     free(p->where);
-    free(p->same.next);
-    free(p->same.prev);
-    free(p->links.next);
-    free(p->links.prev);
+    free(p->same.at);
+    free(p->links.at);
     free(p);
 }
 
@@ -78,16 +76,13 @@ static kvbm_status_t lineage_create(const kvbm_policy_config_t *config, uint32_t
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.prev = malloc(n * sizeof(uint32_t));
-    p->links.next = malloc(n * sizeof(uint32_t));
-    p->same.prev = malloc(n * sizeof(uint32_t));
-    p->same.next = malloc(n * sizeof(uint32_t));
+    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
+    p->same.at = malloc(n * sizeof(kvbm__block_link_t));
     p->where = calloc(n, 1);
     p->seq_hash = malloc(n * sizeof(uint64_t));
     p->parent_hash = malloc(n * sizeof(uint64_t));
     p->has_parent = calloc(n, 1);
-    if (p->links.prev == NULL || p->links.next == NULL || p->same.prev == NULL ||
-        p->same.next == NULL || p->where == NULL || p->seq_hash == NULL || p->parent_hash == NULL ||
+    if (p->links.at == NULL || p->same.at == NULL || p->where == NULL || p->seq_hash == NULL || p->parent_hash == NULL ||
         p->has_parent == NULL)
         goto err_destroy;
     /* Each inactive block brings at most two hashes: its own and its parent's. */
@@ -113,7 +108,7 @@ static kvbm__block_list_t *list_of(lineage_policy_t *p, uint32_t id)
 /* Move every block carrying the hash whose chain starts at @p first. */
 static void move_chain_to_interior(lineage_policy_t *p, uint32_t first)
 {
-    for (uint32_t b = first; b != KVBM_BLOCK_NONE; b = p->same.next[b]) {
+    for (uint32_t b = first; b != KVBM_BLOCK_NONE; b = p->same.at[b].next) {
         assert(p->where[b] == WHERE_LEAF);
         kvbm__block_list_unlink(&p->leaves, &p->links, b);
         kvbm__block_list_push_back(&p->interior, &p->links, b);
@@ -123,10 +118,10 @@ static void move_chain_to_interior(lineage_policy_t *p, uint32_t first)
 
 static void push_front(kvbm__block_list_t *list, kvbm__block_links_t *links, uint32_t id)
 {
-    links->prev[id] = KVBM_BLOCK_NONE;
-    links->next[id] = list->head;
+    links->at[id].prev = KVBM_BLOCK_NONE;
+    links->at[id].next = list->head;
     if (list->head != KVBM_BLOCK_NONE)
-        links->prev[list->head] = id;
+        links->at[list->head].prev = id;
     else
         list->tail = id;
     list->head = id;
@@ -135,7 +130,7 @@ static void push_front(kvbm__block_list_t *list, kvbm__block_links_t *links, uin
 
 static void move_chain_to_leaves(lineage_policy_t *p, uint32_t first, bool to_front)
 {
-    for (uint32_t b = first; b != KVBM_BLOCK_NONE; b = p->same.next[b]) {
+    for (uint32_t b = first; b != KVBM_BLOCK_NONE; b = p->same.at[b].next) {
         assert(p->where[b] == WHERE_INTERIOR);
         kvbm__block_list_unlink(&p->interior, &p->links, b);
         if (to_front)
@@ -160,10 +155,10 @@ static void lineage_insert(void *state, const kvbm_policy_entry_t *entry)
     /* Join the chain of blocks carrying this hash. */
     uint64_t *node = kvbm__u64_map_upsert(&p->nodes, hash, NODE(0, KVBM_BLOCK_NONE));
     uint32_t first = NODE_FIRST(*node);
-    p->same.prev[id] = KVBM_BLOCK_NONE;
-    p->same.next[id] = first;
+    p->same.at[id].prev = KVBM_BLOCK_NONE;
+    p->same.at[id].next = first;
     if (first != KVBM_BLOCK_NONE)
-        p->same.prev[first] = id;
+        p->same.at[first].prev = id;
     *node = NODE(NODE_CHILDREN(*node), id);
     if (NODE_CHILDREN(*node) > 0) {
         kvbm__block_list_push_back(&p->interior, &p->links, id);
@@ -192,12 +187,12 @@ static void detach(lineage_policy_t *p, uint32_t id, bool evicted)
 
     uint64_t *node = kvbm__u64_map_find(&p->nodes, p->seq_hash[id]);
     assert(node != NULL);
-    uint32_t prev = p->same.prev[id];
-    uint32_t next = p->same.next[id];
+    uint32_t prev = p->same.at[id].prev;
+    uint32_t next = p->same.at[id].next;
     if (next != KVBM_BLOCK_NONE)
-        p->same.prev[next] = prev;
+        p->same.at[next].prev = prev;
     if (prev != KVBM_BLOCK_NONE)
-        p->same.next[prev] = next;
+        p->same.at[prev].next = next;
     else
         *node = NODE(NODE_CHILDREN(*node), next);
     if (*node == NODE(0, KVBM_BLOCK_NONE))

@@ -20,19 +20,14 @@ static kvbm_status_t lru_create(const kvbm_policy_config_t *config, uint32_t cap
     lru_policy_t *lru = calloc(1, sizeof(*lru));
     if (lru == NULL)
         goto err;
-    lru->links.prev = malloc(sizeof(uint32_t) * capacity);
-    if (lru->links.prev == NULL)
+    lru->links.at = malloc(sizeof(kvbm__block_link_t) * capacity);
+    if (lru->links.at == NULL)
         goto err_free_lru;
-    lru->links.next = malloc(sizeof(uint32_t) * capacity);
-    if (lru->links.next == NULL)
-        goto err_free_prev;
     lru->capacity = capacity;
     kvbm__block_list_init(&lru->order);
     *state_out = lru;
     return KVBM_OK;
 
-err_free_prev:
-    free(lru->links.prev);
 err_free_lru:
     free(lru);
 err:
@@ -44,8 +39,7 @@ static void lru_destroy(void *state)
     lru_policy_t *lru = state;
     if (lru == NULL)
         return;
-    free(lru->links.prev);
-    free(lru->links.next);
+    free(lru->links.at);
     free(lru);
 }
 

@@ -39,8 +39,7 @@ static void multi_lru_destroy(void *state)
         return;
     kvbm__freq_sketch_fini(&p->sketch);
     free(p->level_of);
-    free(p->links.next);
-    free(p->links.prev);
+    free(p->links.at);
     free(p);
 }
 
@@ -59,10 +58,9 @@ static kvbm_status_t multi_lru_create(const kvbm_policy_config_t *config, uint32
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.prev = malloc(n * sizeof(uint32_t));
-    p->links.next = malloc(n * sizeof(uint32_t));
+    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
     p->level_of = malloc(n);
-    if (p->links.prev == NULL || p->links.next == NULL || p->level_of == NULL)
+    if (p->links.at == NULL || p->level_of == NULL)
         goto err_destroy;
     status = kvbm__freq_sketch_init(&p->sketch, width);
     if (status != KVBM_OK)

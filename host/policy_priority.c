@@ -30,8 +30,7 @@ static void priority_destroy(void *state)
     if (p == NULL)
         return;
     free(p->priority_of);
-    free(p->links.next);
-    free(p->links.prev);
+    free(p->links.at);
     free(p);
 }
 
@@ -42,10 +41,9 @@ static kvbm_status_t priority_create(const kvbm_policy_config_t *config, uint32_
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.prev = malloc(n * sizeof(uint32_t));
-    p->links.next = malloc(n * sizeof(uint32_t));
+    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
     p->priority_of = malloc(n);
-    if (p->links.prev == NULL || p->links.next == NULL || p->priority_of == NULL)
+    if (p->links.at == NULL || p->priority_of == NULL)
         goto err_destroy;
     for (size_t i = 0; i < n; i++)
         p->priority_of[i] = PRIORITY_NONE;

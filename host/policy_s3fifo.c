@@ -62,8 +62,7 @@ static void s3fifo_destroy(void *state)
     free(p->known);
     free(p->freq);
     free(p->queue);
-    free(p->links.next);
-    free(p->links.prev);
+    free(p->links.at);
     free(p);
 }
 
@@ -75,13 +74,12 @@ static kvbm_status_t s3fifo_create(const kvbm_policy_config_t *config, uint32_t 
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.prev = malloc(n * sizeof(uint32_t));
-    p->links.next = malloc(n * sizeof(uint32_t));
+    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
     p->queue = calloc(n, 1);
     p->freq = calloc(n, 1);
     p->known = calloc(n, 1);
     p->hash = malloc(n * sizeof(uint64_t));
-    if (p->links.prev == NULL || p->links.next == NULL || p->queue == NULL || p->freq == NULL ||
+    if (p->links.at == NULL || p->queue == NULL || p->freq == NULL ||
         p->known == NULL || p->hash == NULL)
         goto err_destroy;
     /* The ghost holds as many hashes as the main queue's share (90%). */

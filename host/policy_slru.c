@@ -78,8 +78,7 @@ static void slru_destroy(void *state)
     free(p->known);
     free(p->count);
     free(p->seg);
-    free(p->links.next);
-    free(p->links.prev);
+    free(p->links.at);
     free(p);
 }
 
@@ -92,13 +91,12 @@ static kvbm_status_t slru_create(const kvbm_policy_config_t *config, uint32_t ca
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.prev = malloc(n * sizeof(uint32_t));
-    p->links.next = malloc(n * sizeof(uint32_t));
+    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
     p->seg = calloc(n, 1);
     p->count = calloc(n, 1);
     p->known = calloc(n, 1);
     p->hash = malloc(n * sizeof(uint64_t));
-    if (p->links.prev == NULL || p->links.next == NULL || p->seg == NULL || p->count == NULL ||
+    if (p->links.at == NULL || p->seg == NULL || p->count == NULL ||
         p->known == NULL || p->hash == NULL)
         goto err_destroy;
     status = kvbm__ghost_init(&p->ghost, n * SLRU_GHOST_FACTOR);
