@@ -256,11 +256,25 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
         manager->blocks[id].refcount = 1;
         ids_out[i] = id;
     }
+    /* Evict in two passes so the cache misses overlap: first take every
+     * victim from the policy (and start loading its metadata), then
+     * unregister them, loading registry entries a few victims ahead. */
     for (size_t i = from_reset; i < count; i++) {
         uint32_t id = KVBM_BLOCK_NONE;
         bool found = manager->policy->pop_victim(manager->policy_state, &id);
         assert(found && id < manager->num_blocks);
         (void)found;
+        __builtin_prefetch(&manager->blocks[id]);
+        ids_out[i] = id;
+    }
+    for (size_t i = from_reset; i < count; i++) {
+        if (i + PREFETCH_DISTANCE < count)
+            kvbm__registry_prefetch_entry(manager->registry,
+                                          manager->blocks[ids_out[i + PREFETCH_DISTANCE]].entry);
+        if (i + PREFETCH_DISTANCE / 2 < count)
+            kvbm__registry_prefetch_neighbours(
+                manager->registry, manager->blocks[ids_out[i + PREFETCH_DISTANCE / 2]].entry);
+        uint32_t id = ids_out[i];
         kvbm__block_t *block = &manager->blocks[id];
         assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
         unregister_block(manager, id);
@@ -272,7 +286,6 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
         block->state = BLOCK_MUTABLE;
         block->refcount = 1;
         block->has_parent = 0;
-        ids_out[i] = id;
     }
     manager->active_count += (uint32_t)count;
     manager->metrics.allocations += count;
@@ -293,6 +306,8 @@ static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_
     kvbm_status_t status = KVBM_OK;
     size_t checked = 0;
     for (; checked < count; checked++) {
+        if (checked + PREFETCH_DISTANCE < count && ids[checked + PREFETCH_DISTANCE] < manager->num_blocks)
+            __builtin_prefetch(&manager->blocks[ids[checked + PREFETCH_DISTANCE]]);
         uint32_t id = ids[checked];
         if (id >= manager->num_blocks) {
             status = KVBM_ERR_OUT_OF_RANGE;
@@ -335,6 +350,8 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     for (; added < count; added++) {
         if (added + PREFETCH_DISTANCE < count)
             kvbm__registry_prefetch(manager->registry, hashes[added + PREFETCH_DISTANCE]);
+        if (added + PREFETCH_DISTANCE / 2 < count)
+            kvbm__registry_prefetch_chain(manager->registry, hashes[added + PREFETCH_DISTANCE / 2]);
         kvbm__block_t *block = &manager->blocks[ids[added]];
         block->seq_hash = hashes[added]; /* the registry's key if added */
         uint32_t existing;
@@ -498,6 +515,9 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
     for (; matched < count; matched++) {
         if (matched + PREFETCH_DISTANCE < count)
             kvbm__registry_prefetch(manager->registry, hashes[matched + PREFETCH_DISTANCE]);
+        if (matched + PREFETCH_DISTANCE / 2 < count)
+            kvbm__registry_prefetch_chain(manager->registry,
+                                          hashes[matched + PREFETCH_DISTANCE / 2]);
         uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
         if (id == KVBM_BLOCK_NONE)
             break;

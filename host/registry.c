@@ -162,6 +162,37 @@ void kvbm__registry_prefetch(const kvbm__registry_t *registry, uint64_t hash)
     __builtin_prefetch(&table->buckets[bucket]);
 }
 
+void kvbm__registry_prefetch_chain(const kvbm__registry_t *registry, uint64_t hash)
+{
+    if (registry->table == NULL)
+        return;
+    const UT_hash_table *table = registry->table->hh.tbl;
+    unsigned bucket = registry_mix(&hash) & (table->num_buckets - 1U);
+    const UT_hash_handle *first = table->buckets[bucket].hh_head;
+    if (first != NULL)
+        __builtin_prefetch(first);
+}
+
+void kvbm__registry_prefetch_entry(const kvbm__registry_t *registry, uint32_t entry_index)
+{
+    __builtin_prefetch(&registry->entries[entry_index]);
+}
+
+void kvbm__registry_prefetch_neighbours(const kvbm__registry_t *registry, uint32_t entry_index)
+{
+    /* Removing an entry rewrites its neighbours in uthash's insertion-order
+     * list and in its bucket's chain. */
+    const UT_hash_handle *hh = &registry->entries[entry_index].hh;
+    if (hh->prev != NULL)
+        __builtin_prefetch(hh->prev);
+    if (hh->next != NULL)
+        __builtin_prefetch(hh->next);
+    if (hh->hh_prev != NULL)
+        __builtin_prefetch(hh->hh_prev);
+    if (hh->hh_next != NULL)
+        __builtin_prefetch(hh->hh_next);
+}
+
 size_t kvbm__registry_size(const kvbm__registry_t *registry)
 {
     return HASH_COUNT(registry->table);

@@ -54,8 +54,15 @@ void kvbm__registry_set_first(kvbm__registry_t *registry, uint32_t entry, uint32
 void kvbm__registry_remove(kvbm__registry_t *registry, uint32_t entry);
 
 /* Starts loading the bucket a lookup of @p hash will read. Batched calls
- * prefetch a few hashes ahead so the bucket misses overlap. */
+ * prefetch a few hashes ahead so the bucket misses overlap; _chain, issued
+ * later (once the bucket is loaded), loads the first entry of its chain. */
 void kvbm__registry_prefetch(const kvbm__registry_t *registry, uint64_t hash);
+void kvbm__registry_prefetch_chain(const kvbm__registry_t *registry, uint64_t hash);
+
+/* Start loading an entry, and (once the entry itself is loaded) the
+ * neighbours that removing it will rewrite. Eviction pipelines the two. */
+void kvbm__registry_prefetch_entry(const kvbm__registry_t *registry, uint32_t entry);
+void kvbm__registry_prefetch_neighbours(const kvbm__registry_t *registry, uint32_t entry);
 
 size_t kvbm__registry_size(const kvbm__registry_t *registry);
 
