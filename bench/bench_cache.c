@@ -21,13 +21,13 @@
 #include "bench_util.h"
 #include "kvbm/kvbm.h"
 
-#define CHECK(call)                                                                            \
-    do {                                                                                       \
-        kvbm_status_t s_ = (call);                                                             \
-        if (s_ != KVBM_OK) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, kvbm_status_str(s_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        kvbm_status_t s_ = (call);                                                                 \
+        if (s_ != KVBM_OK) {                                                                       \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, kvbm_status_str(s_));    \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 #define G1 8192
@@ -136,7 +136,8 @@ int main(int argc, char **argv)
     double offload_per_block = (t1 - t0) / (double)offloads;
     double onboard_per_block = (t3 - t2) / (double)onboards;
     printf("kvbm %s tiered-cache bookkeeping (CPU backend, synchronous, 64-byte blocks, "
-           "batch %zu)\n", kvbm_version(), batch);
+           "batch %zu)\n",
+           kvbm_version(), batch);
     printf("  offload phase: %llu blocks offloaded, %.0f ns per offloaded block (whole request)\n",
            (unsigned long long)offloads, offload_per_block);
     printf("  onboard phase: %llu blocks onboarded, %.0f ns per onboarded block (whole request)\n",

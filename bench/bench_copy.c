@@ -235,10 +235,14 @@ int main(int argc, char **argv)
                              * the same device, so their pointers are valid. */
                             j.c = &mctx[m];
                             kvbm_pool_t *ws = NULL, *wd = NULL;
-                            check(kvbm_pool_wrap(mctx[m].b, src == dev ? KVBM_MEM_DEVICE : KVBM_MEM_HOST,
-                                                 kvbm_pool_ptr(src), total, &ws), "wrap");
-                            check(kvbm_pool_wrap(mctx[m].b, dst == dev ? KVBM_MEM_DEVICE : KVBM_MEM_HOST,
-                                                 kvbm_pool_ptr(dst), total, &wd), "wrap");
+                            check(kvbm_pool_wrap(mctx[m].b,
+                                                 src == dev ? KVBM_MEM_DEVICE : KVBM_MEM_HOST,
+                                                 kvbm_pool_ptr(src), total, &ws),
+                                  "wrap");
+                            check(kvbm_pool_wrap(mctx[m].b,
+                                                 dst == dev ? KVBM_MEM_DEVICE : KVBM_MEM_HOST,
+                                                 kvbm_pool_ptr(dst), total, &wd),
+                                  "wrap");
                             j.src = ws;
                             j.dst = wd;
                             double t = time_it(run_backend, &j);

@@ -20,13 +20,13 @@
 #include "bench_util.h"
 #include "kvbm/kvbm.h"
 
-#define CHECK(call)                                                                       \
-    do {                                                                                  \
-        kvbm_status_t s_ = (call);                                                        \
-        if (s_ != KVBM_OK) {                                                              \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, kvbm_status_str(s_)); \
-            exit(1);                                                                      \
-        }                                                                                 \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        kvbm_status_t s_ = (call);                                                                 \
+        if (s_ != KVBM_OK) {                                                                       \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, kvbm_status_str(s_));    \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 typedef struct phase_times {
@@ -76,8 +76,8 @@ static phase_times_t run(uint32_t n_blocks, uint32_t batch, uint32_t rounds)
             CHECK(kvbm_manager_allocate(m, batch, ids + (size_t)c * batch, NULL, NULL));
         double t1 = bench_now_ns();
         for (uint32_t c = 0; c < calls; c++)
-            CHECK(kvbm_manager_register(m, ids + (size_t)c * batch, hashes + (size_t)c * batch, batch,
-                                        NULL, out + (size_t)c * batch));
+            CHECK(kvbm_manager_register(m, ids + (size_t)c * batch, hashes + (size_t)c * batch,
+                                        batch, NULL, out + (size_t)c * batch));
         double t2 = bench_now_ns();
         for (uint32_t c = 0; c < calls; c++)
             CHECK(kvbm_manager_release(m, out + (size_t)c * batch, batch));
@@ -86,7 +86,8 @@ static phase_times_t run(uint32_t n_blocks, uint32_t batch, uint32_t rounds)
         /* Match hits: the chains just registered, each `batch` long. */
         size_t n;
         for (uint32_t c = 0; c < calls; c++) {
-            CHECK(kvbm_manager_match(m, hashes + (size_t)c * batch, batch, out + (size_t)c * batch, &n));
+            CHECK(kvbm_manager_match(m, hashes + (size_t)c * batch, batch, out + (size_t)c * batch,
+                                     &n));
             if (n != batch) {
                 fprintf(stderr, "match returned %zu of %u\n", n, batch);
                 exit(1);
@@ -126,9 +127,8 @@ static phase_times_t run(uint32_t n_blocks, uint32_t batch, uint32_t rounds)
     free(hashes);
     free(registered);
     kvbm_manager_destroy(m);
-    phase_times_t avg = {sum.allocate / rounds,  sum.reg / rounds,
-                         sum.release / rounds,   sum.match_hit / rounds,
-                         sum.match_miss / rounds, sum.interleaved / rounds};
+    phase_times_t avg = {sum.allocate / rounds,  sum.reg / rounds,        sum.release / rounds,
+                         sum.match_hit / rounds, sum.match_miss / rounds, sum.interleaved / rounds};
     return avg;
 }
 

@@ -66,8 +66,8 @@ int main(int argc, char **argv)
         if (st != KVBM_OK)
             printf("%-36s failed: %s\n", methods[i].name, kvbm_status_str(st));
         else
-            printf("%-36s alloc %8.3f s  (%6.2f GiB/s)  free %7.3f s\n", methods[i].name,
-                   t1 - t0, gib / (t1 - t0), t2 - t1);
+            printf("%-36s alloc %8.3f s  (%6.2f GiB/s)  free %7.3f s\n", methods[i].name, t1 - t0,
+                   gib / (t1 - t0), t2 - t1);
         kvbm_backend_destroy(b);
     }
     return 0;

@@ -118,8 +118,8 @@ static kvbm_status_t cuda_open(const kvbm_backend_config_t *config, void **state
     if (b == NULL)
         return KVBM_ERR_NO_MEMORY;
     b->device = config->device;
-    b->pinned = config->pinned_method == KVBM_PINNED_DEFAULT ? KVBM_PINNED_REGISTER
-                                                              : config->pinned_method;
+    b->pinned =
+        config->pinned_method == KVBM_PINNED_DEFAULT ? KVBM_PINNED_REGISTER : config->pinned_method;
     b->touch_threads = config->first_touch_threads;
     b->huge_pages = config->huge_pages;
     b->method = config->copy_method;
@@ -128,9 +128,8 @@ static kvbm_status_t cuda_open(const kvbm_backend_config_t *config, void **state
     if (st != KVBM_OK)
         goto err_free_backend;
     int attr = 0;
-    KVBM_CUDA_CHECK(cudaDeviceGetAttribute(
-                        &attr, cudaDevAttrCanUseHostPointerForRegisteredMem, b->device),
-                    st);
+    KVBM_CUDA_CHECK(
+        cudaDeviceGetAttribute(&attr, cudaDevAttrCanUseHostPointerForRegisteredMem, b->device), st);
     if (st != KVBM_OK)
         goto err_free_backend;
     b->host_ptr_ok = attr != 0;
@@ -200,8 +199,8 @@ static kvbm_status_t host_register_alloc(cuda_backend_t *b, size_t bytes, void *
 {
     void *p = MAP_FAILED;
     if (b->huge_pages)
-        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB,
-                 -1, 0);
+        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1,
+                 0);
     if (p == MAP_FAILED) {
         p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
@@ -223,8 +222,8 @@ err_unmap:
     return st;
 }
 
-static kvbm_status_t cuda_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t bytes,
-                                    void **ptr_out, void **priv_out)
+static kvbm_status_t cuda_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t bytes, void **ptr_out,
+                                    void **priv_out)
 {
     cuda_backend_t *b = state;
     kvbm_status_t st = set_device(b);
@@ -474,9 +473,8 @@ static kvbm_status_t copy_per_region(cuda_stream_t *s, const kvbm_copy_t *c, siz
     kvbm_status_t st = KVBM_OK;
     for (size_t i = 0; i < n && st == KVBM_OK; i++) {
         if (c[i].bytes > 0)
-            KVBM_CUDA_CHECK(cudaMemcpyAsync(c[i].dst, c[i].src, c[i].bytes, cudaMemcpyDefault,
-                                            s->s),
-                            st);
+            KVBM_CUDA_CHECK(
+                cudaMemcpyAsync(c[i].dst, c[i].src, c[i].bytes, cudaMemcpyDefault, s->s), st);
     }
     return st;
 }
@@ -586,15 +584,15 @@ static kvbm_status_t copy_kernel(cuda_stream_t *s, const kvbm_copy_t *c, size_t 
 static kvbm_copy_method_t pick_method(const cuda_backend_t *b, const kvbm_copy_t *c, size_t n,
                                       kvbm_copy_dir_t dir)
 {
-    bool kernel_ok = dir == KVBM_COPY_D2D || ((dir == KVBM_COPY_D2H || dir == KVBM_COPY_H2D) &&
-                                              b->host_ptr_ok);
+    bool kernel_ok =
+        dir == KVBM_COPY_D2D || ((dir == KVBM_COPY_D2H || dir == KVBM_COPY_H2D) && b->host_ptr_ok);
     kvbm_copy_method_t m = b->method;
     if (m == KVBM_COPY_METHOD_AUTO) {
         size_t total = 0;
         for (size_t i = 0; i < n; i++)
             total += c[i].bytes;
         m = kernel_ok && total / n < b->kernel_threshold ? KVBM_COPY_METHOD_KERNEL
-                                                        : KVBM_COPY_METHOD_BATCH;
+                                                         : KVBM_COPY_METHOD_BATCH;
     }
     if (m == KVBM_COPY_METHOD_KERNEL && !kernel_ok)
         m = KVBM_COPY_METHOD_BATCH;
@@ -603,8 +601,8 @@ static kvbm_copy_method_t pick_method(const cuda_backend_t *b, const kvbm_copy_t
     return m;
 }
 
-static kvbm_status_t cuda_copy_async(void *state, void *stream, const kvbm_copy_t *copies,
-                                     size_t n, kvbm_copy_dir_t dir, bool fail)
+static kvbm_status_t cuda_copy_async(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
+                                     kvbm_copy_dir_t dir, bool fail)
 {
     cuda_backend_t *b = state;
     cuda_stream_t *s = stream;

@@ -18,14 +18,14 @@ kvbm_status_t kvbm__cuda_error(cudaError_t err, const char *expr, const char *fi
                                atomic_int *logged);
 
 /* Evaluates @p expr; on failure stores the mapped status in @p status_var. */
-#define KVBM_CUDA_CHECK(expr, status_var)                                                     \
-    do {                                                                                      \
-        cudaError_t kvbm_cuda_err_ = (expr);                                                  \
-        if (kvbm_cuda_err_ != cudaSuccess) {                                                  \
-            static atomic_int kvbm_cuda_logged_;                                              \
-            (status_var) = kvbm__cuda_error(kvbm_cuda_err_, #expr, __FILE__, __LINE__,        \
-                                            &kvbm_cuda_logged_);                              \
-        }                                                                                     \
+#define KVBM_CUDA_CHECK(expr, status_var)                                                          \
+    do {                                                                                           \
+        cudaError_t kvbm_cuda_err_ = (expr);                                                       \
+        if (kvbm_cuda_err_ != cudaSuccess) {                                                       \
+            static atomic_int kvbm_cuda_logged_;                                                   \
+            (status_var) =                                                                         \
+                kvbm__cuda_error(kvbm_cuda_err_, #expr, __FILE__, __LINE__, &kvbm_cuda_logged_);   \
+        }                                                                                          \
     } while (0)
 
 #endif /* KVBM_CUDA_CHECK_H */

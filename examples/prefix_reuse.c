@@ -10,13 +10,13 @@
 #include "kvbm/kvbm.h"
 
 #define BLOCK_TOKENS 4
-#define CHECK(call)                                                                   \
-    do {                                                                              \
-        kvbm_status_t s_ = (call);                                                    \
-        if (s_ != KVBM_OK) {                                                          \
-            fprintf(stderr, "%s failed: %s\n", #call, kvbm_status_str(s_));           \
-            exit(1);                                                                  \
-        }                                                                             \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        kvbm_status_t s_ = (call);                                                                 \
+        if (s_ != KVBM_OK) {                                                                       \
+            fprintf(stderr, "%s failed: %s\n", #call, kvbm_status_str(s_));                        \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 static void log_events(void *ctx, const kvbm_event_t *events, size_t count)
@@ -36,7 +36,8 @@ static void show_pools(kvbm_manager_t *manager)
 }
 
 /* Serves one request: reuse the cached prefix, allocate and register the rest. */
-static void serve(kvbm_manager_t *manager, const char *name, const uint32_t *tokens, size_t n_tokens)
+static void serve(kvbm_manager_t *manager, const char *name, const uint32_t *tokens,
+                  size_t n_tokens)
 {
     uint64_t hashes[16];
     uint32_t ids[16];
@@ -52,7 +53,8 @@ static void serve(kvbm_manager_t *manager, const char *name, const uint32_t *tok
     kvbm_register_opts_t opts = {.has_parent = matched > 0,
                                  .parent_hash = matched > 0 ? hashes[matched - 1] : 0,
                                  .priority = 50};
-    CHECK(kvbm_manager_register(manager, ids + matched, hashes + matched, fresh, &opts, ids + matched));
+    CHECK(kvbm_manager_register(manager, ids + matched, hashes + matched, fresh, &opts,
+                                ids + matched));
     show_pools(manager);
     uint32_t reversed[16];
     for (size_t i = 0; i < n_blocks; i++)
@@ -73,7 +75,8 @@ int main(void)
 
     const uint32_t first[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
     const uint32_t second[16] = {1, 2, 3, 4, 5, 6, 7, 8, 20, 21, 22, 23, 24, 25, 26, 27};
-    const uint32_t other[16] = {90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101, 102, 103, 104, 105};
+    const uint32_t other[16] = {90, 91, 92,  93,  94,  95,  96,  97,
+                                98, 99, 100, 101, 102, 103, 104, 105};
     serve(manager, "request A", first, 12);
     serve(manager, "request B (shares A's first two blocks)", second, 16);
     serve(manager, "request C (unrelated, forces evictions)", other, 16);

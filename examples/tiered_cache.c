@@ -11,17 +11,17 @@
 
 #include "kvbm/kvbm.h"
 
-#define CHECK(call)                                                                   \
-    do {                                                                              \
-        kvbm_status_t s_ = (call);                                                    \
-        if (s_ != KVBM_OK) {                                                          \
-            fprintf(stderr, "%s failed: %s\n", #call, kvbm_status_str(s_));           \
-            exit(1);                                                                  \
-        }                                                                             \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        kvbm_status_t s_ = (call);                                                                 \
+        if (s_ != KVBM_OK) {                                                                       \
+            fprintf(stderr, "%s failed: %s\n", #call, kvbm_status_str(s_));                        \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 #define BLOCK_TOKENS 16
-#define MAX_BLOCKS 16
+#define MAX_BLOCKS   16
 
 /* One request: reuse what is cached (G1, then G2), compute the rest. */
 static void serve(kvbm_cache_t *cache, kvbm_backend_t *backend, kvbm_stream_t *engine,
@@ -39,8 +39,8 @@ static void serve(kvbm_cache_t *cache, kvbm_backend_t *backend, kvbm_stream_t *e
     CHECK(kvbm_stream_wait_fence(engine, ready));
     size_t served = r.g1 + r.onboarded;
     CHECK(kvbm_cache_check(cache, ids, served));
-    printf("%-34s %2zu blocks: %2zu cached in G1, %2zu onboarded from G2, %2zu computed\n", name,
-           n, r.g1, r.onboarded, n - served);
+    printf("%-34s %2zu blocks: %2zu cached in G1, %2zu onboarded from G2, %2zu computed\n", name, n,
+           r.g1, r.onboarded, n - served);
     if (n > served)
         CHECK(kvbm_cache_register(cache, ids + served, hashes + served, n - served, NULL,
                                   ids + served));
@@ -63,11 +63,11 @@ int main(void)
     CHECK(kvbm_stream_create(backend, &engine));
     kvbm_cache_config_t config = KVBM_CACHE_CONFIG_INIT;
     config.backend = backend;
-    config.layout.num_blocks = 8;  /* G1: device */
-    config.layout.num_layers = 4;  /* 4 layers x K/V x 16 tokens x 128 x fp16 */
+    config.layout.num_blocks = 8; /* G1: device */
+    config.layout.num_layers = 4; /* 4 layers x K/V x 16 tokens x 128 x fp16 */
     config.layout.tokens_per_block = BLOCK_TOKENS;
     config.layout.inner_dim = 128;
-    config.g2_blocks = 32;         /* G2: pinned host */
+    config.g2_blocks = 32; /* G2: pinned host */
     config.engine_stream = engine;
     kvbm_cache_t *cache;
     CHECK(kvbm_cache_create(&config, &cache));

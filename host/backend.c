@@ -29,7 +29,7 @@ struct kvbm_pool {
     kvbm_mem_kind_t kind;
     void *ptr;
     size_t bytes;
-    void *priv;  /* backend bookkeeping; unused for wrapped pools */
+    void *priv;   /* backend bookkeeping; unused for wrapped pools */
     bool wrapped; /* memory belongs to the caller */
 };
 
@@ -72,8 +72,7 @@ static kvbm_status_t open_ops(const kvbm__backend_ops_t *ops, const kvbm_backend
     return ops->open(config, state_out);
 }
 
-kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *config,
-                                  kvbm_backend_t **backend_out)
+kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *config, kvbm_backend_t **backend_out)
 {
     kvbm_backend_config_t defaults = KVBM_BACKEND_CONFIG_INIT;
     if (backend_out == NULL)
@@ -181,8 +180,8 @@ err_free_pool:
     return st;
 }
 
-kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void *ptr,
-                             size_t bytes, kvbm_pool_t **pool_out)
+kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void *ptr, size_t bytes,
+                             kvbm_pool_t **pool_out)
 {
     if (backend == NULL || ptr == NULL || pool_out == NULL || bytes == 0 ||
         (kind != KVBM_MEM_DEVICE && kind != KVBM_MEM_HOST))
@@ -384,7 +383,8 @@ static void push_merged(kvbm_copy_t *list, size_t *count, const char *src, char 
 {
     if (*count > 0) {
         kvbm_copy_t *last = &list[*count - 1];
-        if ((const char *)last->src + last->bytes == src && (char *)last->dst + last->bytes == dst) {
+        if ((const char *)last->src + last->bytes == src &&
+            (char *)last->dst + last->bytes == dst) {
             last->bytes += bytes;
             return;
         }
@@ -424,14 +424,12 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
 
     /* Same arrangement: regions correspond one to one. Otherwise go chunk by
      * chunk, which every compatible pair shares. */
-    bool same_regions = sc->kind == dc->kind &&
-                        (sc->kind == KVBM_LAYOUT_FULLY_CONTIGUOUS ||
-                         sc->outer_contiguous == dc->outer_contiguous);
+    bool same_regions = sc->kind == dc->kind && (sc->kind == KVBM_LAYOUT_FULLY_CONTIGUOUS ||
+                                                 sc->outer_contiguous == dc->outer_contiguous);
     size_t per_block = same_regions ? kvbm_layout_regions_per_block(src_layout)
                                     : (size_t)sc->num_layers * sc->outer_dim;
     size_t total;
-    if (__builtin_mul_overflow(per_block, n, &total) ||
-        total > SIZE_MAX / sizeof(kvbm_copy_t))
+    if (__builtin_mul_overflow(per_block, n, &total) || total > SIZE_MAX / sizeof(kvbm_copy_t))
         return KVBM_ERR_OVERFLOW;
     kvbm_copy_t *list = malloc(total * sizeof(*list));
     if (list == NULL)

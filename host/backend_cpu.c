@@ -22,15 +22,15 @@
 
 /* Checks a pthread call whose failure leaves nothing to unwind but the
  * caller's own steps; logs once where it is seen. */
-#define KVBM_PTHREAD_CHECK(call, status_var)                                                  \
-    do {                                                                                      \
-        int kvbm_rc_ = (call);                                                                \
-        if (kvbm_rc_ != 0) {                                                                  \
-            fprintf(stderr, "kvbm: %s failed: %s (%s:%d)\n", #call, strerror(kvbm_rc_),       \
-                    __FILE__, __LINE__);                                                      \
-            (status_var) = kvbm_rc_ == ENOMEM || kvbm_rc_ == EAGAIN ? KVBM_ERR_NO_MEMORY     \
-                                                                   : KVBM_ERR_INTERNAL;      \
-        }                                                                                     \
+#define KVBM_PTHREAD_CHECK(call, status_var)                                                       \
+    do {                                                                                           \
+        int kvbm_rc_ = (call);                                                                     \
+        if (kvbm_rc_ != 0) {                                                                       \
+            fprintf(stderr, "kvbm: %s failed: %s (%s:%d)\n", #call, strerror(kvbm_rc_), __FILE__,  \
+                    __LINE__);                                                                     \
+            (status_var) =                                                                         \
+                kvbm_rc_ == ENOMEM || kvbm_rc_ == EAGAIN ? KVBM_ERR_NO_MEMORY : KVBM_ERR_INTERNAL; \
+        }                                                                                          \
     } while (0)
 
 typedef struct cpu_backend {
@@ -39,11 +39,11 @@ typedef struct cpu_backend {
 
 typedef struct cpu_fence {
     pthread_mutex_t mu;
-    pthread_cond_t cv;      /* broadcast when completed grows */
-    uint64_t recorded;      /* mu: number of the latest record */
-    uint64_t completed;     /* mu: highest record number completed */
-    kvbm_status_t status;   /* mu: error carried by record `completed` */
-    unsigned refs;          /* mu: owner + queued items naming this fence */
+    pthread_cond_t cv;    /* broadcast when completed grows */
+    uint64_t recorded;    /* mu: number of the latest record */
+    uint64_t completed;   /* mu: highest record number completed */
+    kvbm_status_t status; /* mu: error carried by record `completed` */
+    unsigned refs;        /* mu: owner + queued items naming this fence */
 } cpu_fence_t;
 
 typedef enum item_kind { ITEM_COPY, ITEM_RECORD, ITEM_WAIT } item_kind_t;
@@ -178,8 +178,8 @@ static void cpu_close(void *state)
     free(state);
 }
 
-static kvbm_status_t cpu_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t bytes,
-                                   void **ptr_out, void **priv_out)
+static kvbm_status_t cpu_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t bytes, void **ptr_out,
+                                   void **priv_out)
 {
     /* Anonymous mappings are page aligned. They are populated now, as
      * cudaMalloc'd and pinned pools are, so page faults land in pool creation
@@ -371,8 +371,8 @@ static kvbm_status_t cpu_fence_wait(void *state, void *fence)
 
 /* ----------------------------------------------------------------- copies */
 
-static kvbm_status_t cpu_copy_async(void *state, void *stream, const kvbm_copy_t *copies,
-                                    size_t n, kvbm_copy_dir_t dir, bool fail)
+static kvbm_status_t cpu_copy_async(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
+                                    kvbm_copy_dir_t dir, bool fail)
 {
     if (n > (SIZE_MAX - sizeof(cpu_item_t)) / sizeof(kvbm_copy_t))
         return KVBM_ERR_OVERFLOW;

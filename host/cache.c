@@ -257,8 +257,8 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
                                      cache_batch_t **offload_out)
 {
     kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
-    kvbm_evicted_t *evicted = count <= SCRATCH_ON_STACK ? stack_evicted
-                                                        : malloc(sizeof(kvbm_evicted_t) * count);
+    kvbm_evicted_t *evicted =
+        count <= SCRATCH_ON_STACK ? stack_evicted : malloc(sizeof(kvbm_evicted_t) * count);
     uint32_t stack_ids[SCRATCH_ON_STACK];
     uint64_t stack_hashes[SCRATCH_ON_STACK];
     uint32_t *ev_ids = count <= SCRATCH_ON_STACK ? stack_ids : malloc(sizeof(uint32_t) * count);
@@ -315,9 +315,8 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
                                     uint32_t *ids_out, cache_batch_t **batch_out)
 {
     *batch_out = NULL;
-    kvbm_register_opts_t opts = {.has_parent = k1 > 0,
-                                 .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
-                                 .priority = 50};
+    kvbm_register_opts_t opts = {
+        .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
     kvbm_status_t status =
         kvbm_manager_register(cache->g1, fresh, hashes + k1, k2, &opts, ids_out + k1);
     if (status != KVBM_OK)
@@ -372,8 +371,8 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     kvbm_status_t status =
         kvbm_manager_match_length(cache->g1, hashes, count, &k1_peek, &k1_inactive);
     if (status == KVBM_OK && cache->g2 != NULL && !allocate_rest)
-        status = kvbm_manager_match_length(cache->g2, hashes + k1_peek, count - k1_peek,
-                                           &k2_peek, NULL);
+        status =
+            kvbm_manager_match_length(cache->g2, hashes + k1_peek, count - k1_peek, &k2_peek, NULL);
     if (status != KVBM_OK)
         return status;
     kvbm_pool_counts_t g1_counts;
@@ -466,9 +465,8 @@ kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, si
 
 /* ------------------------------------------------------------------ register, release, scan */
 
-kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids,
-                                  const uint64_t *hashes, size_t count,
-                                  const kvbm_register_opts_t *opts, uint32_t *ids_out)
+kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, const uint64_t *hashes,
+                                  size_t count, const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
     if (cache == NULL)
         return KVBM_ERR_INVALID_ARG;
@@ -510,8 +508,8 @@ kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_
     return status;
 }
 
-kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                              bool touch, uint32_t *ids_out, size_t *n_found_out)
+kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count, bool touch,
+                              uint32_t *ids_out, size_t *n_found_out)
 {
     if (cache == NULL)
         return KVBM_ERR_INVALID_ARG;
@@ -611,13 +609,15 @@ kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
     kvbm_cache_metrics(cache, &m);
     int rc = 0;
 #define KVBM_CACHE_PROM_SUFFIX_counter "_total"
-#define KVBM_CACHE_PROM_SUFFIX_gauge ""
-#define KVBM_CACHE_PROM_LINE(field, type, help)                                              \
-    if (rc >= 0)                                                                             \
-        rc = fprintf(out,                                                                    \
-                     "# HELP kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type " " help "\n" \
-                     "# TYPE kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type " " #type "\n" \
-                     "kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type " %" PRIu64 "\n",   \
+#define KVBM_CACHE_PROM_SUFFIX_gauge   ""
+#define KVBM_CACHE_PROM_LINE(field, type, help)                                                    \
+    if (rc >= 0)                                                                                   \
+        rc = fprintf(out,                                                                          \
+                     "# HELP kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type                     \
+                     " " help "\n"                                                                 \
+                     "# TYPE kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type                     \
+                     " " #type "\n"                                                                \
+                     "kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type " %" PRIu64 "\n",          \
                      m.field);
     KVBM_CACHE_METRICS_LIST(KVBM_CACHE_PROM_LINE)
 #undef KVBM_CACHE_PROM_LINE

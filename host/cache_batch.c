@@ -91,10 +91,9 @@ static kvbm_status_t submit_offload(kvbm_cache_t *cache, cache_batch_t *batch)
         if (status != KVBM_OK)
             return status;
     }
-    return kvbm_backend_copy_blocks_between(cache->backend, cache->d2h, cache->g1_layout,
-                                            cache->g1_pool, batch->g1_ids, cache->g2_layout,
-                                            cache->g2_pool, batch->g2_ids, batch->n,
-                                            KVBM_COPY_D2H, batch->fence);
+    return kvbm_backend_copy_blocks_between(
+        cache->backend, cache->d2h, cache->g1_layout, cache->g1_pool, batch->g1_ids,
+        cache->g2_layout, cache->g2_pool, batch->g2_ids, batch->n, KVBM_COPY_D2H, batch->fence);
 }
 
 static kvbm_status_t submit_onboard(kvbm_cache_t *cache, cache_batch_t *batch)
@@ -117,8 +116,8 @@ static kvbm_status_t submit_onboard(kvbm_cache_t *cache, cache_batch_t *batch)
 
 kvbm_status_t kvbm__cache_batch_submit(kvbm_cache_t *cache, cache_batch_t *batch)
 {
-    kvbm_status_t status = batch->kind == BATCH_OFFLOAD ? submit_offload(cache, batch)
-                                                        : submit_onboard(cache, batch);
+    kvbm_status_t status =
+        batch->kind == BATCH_OFFLOAD ? submit_offload(cache, batch) : submit_onboard(cache, batch);
     if (status != KVBM_OK)
         return status;
     batch->seq = cache->next_seq++;

@@ -26,16 +26,16 @@ typedef struct cache_batch {
     struct cache_batch *next; /* in-flight FIFO, submission order */
     cache_batch_kind_t kind;
     uint64_t seq;
-    int refs;                  /* the FIFO's, plus one per waiter; under cache lock */
-    kvbm_fence_t *fence;       /* recorded after the copies */
-    kvbm_fence_t *engine_fence;/* engine-stream record the copies waited on (rule 1) */
+    int refs;                   /* the FIFO's, plus one per waiter; under cache lock */
+    kvbm_fence_t *fence;        /* recorded after the copies */
+    kvbm_fence_t *engine_fence; /* engine-stream record the copies waited on (rule 1) */
     size_t n;
     size_t n_copy;
     uint32_t *g1_ids;
     uint32_t *g2_ids;
     uint32_t *copy_g2;
     uint64_t *hashes;
-    uint8_t *poisoned;         /* offload entry reads a slab whose onboard failed */
+    uint8_t *poisoned; /* offload entry reads a slab whose onboard failed */
 } cache_batch_t;
 
 /* Test-only switches that break an ordering rule, so the integrity tests can
@@ -58,11 +58,11 @@ struct kvbm_cache {
     kvbm_layout_t *g2_layout; /* NULL without G2 */
     kvbm_pool_t *g1_pool;
     kvbm_pool_t *g2_pool;
-    kvbm_stream_t *d2h;       /* offloads */
-    kvbm_stream_t *h2d;       /* onboards */
-    kvbm_stream_t *engine;    /* borrowed, optional */
+    kvbm_stream_t *d2h;    /* offloads */
+    kvbm_stream_t *h2d;    /* onboards */
+    kvbm_stream_t *engine; /* borrowed, optional */
     kvbm_manager_t *g1;
-    kvbm_manager_t *g2;       /* NULL without G2 */
+    kvbm_manager_t *g2; /* NULL without G2 */
     kvbm_offload_mode_t mode;
     kvbm_cache_event_fn on_events;
     void *events_ctx;
@@ -71,13 +71,13 @@ struct kvbm_cache {
     unsigned unsafe; /* KVBM__CACHE_UNSAFE_* */
 
     /* Under lock. */
-    cache_batch_t *head, *tail; /* in flight, oldest first */
-    uint64_t next_seq;          /* seq of the next batch (starts at 1) */
-    uint64_t processed_seq;     /* every batch up to this one is processed */
-    cache_batch_t *last_offload;/* newest offload in flight, or NULL */
-    cache_batch_t *last_onboard;/* newest onboard in flight, or NULL */
-    uint64_t *loading_seq;      /* per G1 block: onboard batch writing it, 0 none */
-    uint8_t *load_failed;       /* per G1 block: its onboarding failed */
+    cache_batch_t *head, *tail;  /* in flight, oldest first */
+    uint64_t next_seq;           /* seq of the next batch (starts at 1) */
+    uint64_t processed_seq;      /* every batch up to this one is processed */
+    cache_batch_t *last_offload; /* newest offload in flight, or NULL */
+    cache_batch_t *last_onboard; /* newest onboard in flight, or NULL */
+    uint64_t *loading_seq;       /* per G1 block: onboard batch writing it, 0 none */
+    uint8_t *load_failed;        /* per G1 block: its onboarding failed */
     kvbm_cache_metrics_t metrics;
 };
 

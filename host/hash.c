@@ -62,7 +62,8 @@ uint64_t kvbm_hash_sequence(uint64_t parent, uint64_t block_hash, uint64_t seed)
 kvbm_status_t kvbm_hash_tokens(const uint32_t *tokens, size_t count, uint32_t block_tokens,
                                uint64_t seed, uint64_t *hashes, size_t *n_hashes_out)
 {
-    if (block_tokens == 0 || n_hashes_out == NULL || (count > 0 && (tokens == NULL || hashes == NULL)))
+    if (block_tokens == 0 || n_hashes_out == NULL ||
+        (count > 0 && (tokens == NULL || hashes == NULL)))
         return KVBM_ERR_INVALID_ARG;
     size_t n_blocks = count / block_tokens;
     uint64_t parent = 0;

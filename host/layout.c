@@ -39,8 +39,8 @@ kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout
     if (config->struct_size != sizeof(*config) || config->version != KVBM_LAYOUT_CONFIG_VERSION)
         return KVBM_ERR_VERSION;
     const kvbm_layout_config_t *c = config;
-    if (c->num_blocks == 0 || c->num_layers == 0 || c->outer_dim == 0 ||
-        c->tokens_per_block == 0 || c->inner_dim == 0 || c->elem_size == 0)
+    if (c->num_blocks == 0 || c->num_layers == 0 || c->outer_dim == 0 || c->tokens_per_block == 0 ||
+        c->inner_dim == 0 || c->elem_size == 0)
         return KVBM_ERR_INVALID_ARG;
     if (c->alignment == 0 || (c->alignment & (c->alignment - 1)) != 0)
         return KVBM_ERR_INVALID_ARG;
@@ -163,8 +163,7 @@ kvbm_status_t kvbm_layout_address(const kvbm_layout_t *layout, void *base, uint3
 }
 
 kvbm_status_t kvbm_layout_block_regions(const kvbm_layout_t *layout, uint32_t block,
-                                        kvbm_region_t *regions, size_t capacity,
-                                        size_t *count_out)
+                                        kvbm_region_t *regions, size_t capacity, size_t *count_out)
 {
     if (layout == NULL || regions == NULL || count_out == NULL)
         return KVBM_ERR_INVALID_ARG;

@@ -93,8 +93,7 @@ static kvbm_status_t check_config(const kvbm_manager_config_t *config)
     return KVBM_OK;
 }
 
-kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
-                                  kvbm_manager_t **manager_out)
+kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_manager_t **manager_out)
 {
     if (manager_out == NULL)
         return KVBM_ERR_INVALID_ARG;
@@ -301,12 +300,14 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
 /* ------------------------------------------------------------------ register */
 
 /* Checks that every id is a mutable block named once. Leaves no marks. */
-static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_t *ids,
+                                          size_t count)
 {
     kvbm_status_t status = KVBM_OK;
     size_t checked = 0;
     for (; checked < count; checked++) {
-        if (checked + PREFETCH_DISTANCE < count && ids[checked + PREFETCH_DISTANCE] < manager->num_blocks)
+        if (checked + PREFETCH_DISTANCE < count &&
+            ids[checked + PREFETCH_DISTANCE] < manager->num_blocks)
             __builtin_prefetch(&manager->blocks[ids[checked + PREFETCH_DISTANCE]]);
         uint32_t id = ids[checked];
         if (id >= manager->num_blocks) {
@@ -532,8 +533,7 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
 }
 
 kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
-                                        size_t count, size_t *n_matched_out,
-                                        size_t *n_inactive_out)
+                                        size_t count, size_t *n_matched_out, size_t *n_inactive_out)
 {
     if (manager == NULL || n_matched_out == NULL || (count > 0 && hashes == NULL))
         return KVBM_ERR_INVALID_ARG;

@@ -13,13 +13,15 @@ kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out
     int rc = 0;
     /* Counters carry the conventional _total suffix. */
 #define KVBM_PROM_SUFFIX_counter "_total"
-#define KVBM_PROM_SUFFIX_gauge ""
-#define KVBM_PROM_LINE(field, type, help)                                                        \
-    if (rc >= 0)                                                                                 \
-        rc = fprintf(out,                                                                        \
-                     "# HELP kvbm_" #field KVBM_PROM_SUFFIX_##type " " help "\n"                 \
-                     "# TYPE kvbm_" #field KVBM_PROM_SUFFIX_##type " " #type "\n"                \
-                     "kvbm_" #field KVBM_PROM_SUFFIX_##type "{manager=\"%s\"} %" PRIu64 "\n", \
+#define KVBM_PROM_SUFFIX_gauge   ""
+#define KVBM_PROM_LINE(field, type, help)                                                          \
+    if (rc >= 0)                                                                                   \
+        rc = fprintf(out,                                                                          \
+                     "# HELP kvbm_" #field KVBM_PROM_SUFFIX_##type                                 \
+                     " " help "\n"                                                                 \
+                     "# TYPE kvbm_" #field KVBM_PROM_SUFFIX_##type                                 \
+                     " " #type "\n"                                                                \
+                     "kvbm_" #field KVBM_PROM_SUFFIX_##type "{manager=\"%s\"} %" PRIu64 "\n",      \
                      manager->name, m.field);
     KVBM_MANAGER_METRICS_LIST(KVBM_PROM_LINE)
 #undef KVBM_PROM_LINE
@@ -33,8 +35,8 @@ kvbm_status_t kvbm_manager_metrics_json(kvbm_manager_t *manager, FILE *out)
     kvbm_manager_metrics_t m;
     kvbm_manager_metrics(manager, &m);
     int rc = fprintf(out, "{\"manager\": \"%s\"", manager->name);
-#define KVBM_JSON_FIELD(field, type, help) \
-    if (rc >= 0)                           \
+#define KVBM_JSON_FIELD(field, type, help)                                                         \
+    if (rc >= 0)                                                                                   \
         rc = fprintf(out, ", \"" #field "\": %" PRIu64, m.field);
     KVBM_MANAGER_METRICS_LIST(KVBM_JSON_FIELD)
 #undef KVBM_JSON_FIELD

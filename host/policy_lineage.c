@@ -82,8 +82,8 @@ static kvbm_status_t lineage_create(const kvbm_policy_config_t *config, uint32_t
     p->seq_hash = malloc(n * sizeof(uint64_t));
     p->parent_hash = malloc(n * sizeof(uint64_t));
     p->has_parent = calloc(n, 1);
-    if (p->links.at == NULL || p->same.at == NULL || p->where == NULL || p->seq_hash == NULL || p->parent_hash == NULL ||
-        p->has_parent == NULL)
+    if (p->links.at == NULL || p->same.at == NULL || p->where == NULL || p->seq_hash == NULL ||
+        p->parent_hash == NULL || p->has_parent == NULL)
         goto err_destroy;
     /* Each inactive block brings at most two hashes: its own and its parent's. */
     status = kvbm__u64_map_init(&p->nodes, 2 * n);

@@ -79,8 +79,8 @@ static kvbm_status_t s3fifo_create(const kvbm_policy_config_t *config, uint32_t 
     p->freq = calloc(n, 1);
     p->known = calloc(n, 1);
     p->hash = malloc(n * sizeof(uint64_t));
-    if (p->links.at == NULL || p->queue == NULL || p->freq == NULL ||
-        p->known == NULL || p->hash == NULL)
+    if (p->links.at == NULL || p->queue == NULL || p->freq == NULL || p->known == NULL ||
+        p->hash == NULL)
         goto err_destroy;
     /* The ghost holds as many hashes as the main queue's share (90%). */
     status = kvbm__ghost_init(&p->ghost, capacity - capacity / 10);

@@ -96,8 +96,8 @@ static kvbm_status_t slru_create(const kvbm_policy_config_t *config, uint32_t ca
     p->count = calloc(n, 1);
     p->known = calloc(n, 1);
     p->hash = malloc(n * sizeof(uint64_t));
-    if (p->links.at == NULL || p->seg == NULL || p->count == NULL ||
-        p->known == NULL || p->hash == NULL)
+    if (p->links.at == NULL || p->seg == NULL || p->count == NULL || p->known == NULL ||
+        p->hash == NULL)
         goto err_destroy;
     status = kvbm__ghost_init(&p->ghost, n * SLRU_GHOST_FACTOR);
     if (status != KVBM_OK)

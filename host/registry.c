@@ -25,8 +25,8 @@ static inline unsigned registry_mix(const void *key)
 
 /* A failed bucket expansion must not abort the process: uthash then rolls the
  * add back and reports it here, and insert returns KVBM_ERR_NO_MEMORY. */
-#define HASH_NONFATAL_OOM 1
-#define uthash_nonfatal_oom(obj) (registry_oom_seen = true)
+#define HASH_NONFATAL_OOM                    1
+#define uthash_nonfatal_oom(obj)             (registry_oom_seen = true)
 #define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = registry_mix(keyptr))
 #include <uthash.h>
 
@@ -40,14 +40,14 @@ typedef struct registry_entry {
 struct kvbm__registry {
     const uint64_t *key_of_block; /* the owner's block hashes, indexed by block id */
     size_t key_stride;            /* bytes between consecutive block hashes */
-    registry_entry_t *entries; /* capacity entries, preallocated */
-    registry_entry_t *table;   /* uthash head */
-    uint32_t free_head;        /* free list through first_block */
+    registry_entry_t *entries;    /* capacity entries, preallocated */
+    registry_entry_t *table;      /* uthash head */
+    uint32_t free_head;           /* free list through first_block */
     uint32_t capacity;
 };
 
-kvbm_status_t kvbm__registry_create(uint32_t capacity, const uint64_t *block_hashes,
-                                    size_t stride, kvbm__registry_t **registry_out)
+kvbm_status_t kvbm__registry_create(uint32_t capacity, const uint64_t *block_hashes, size_t stride,
+                                    kvbm__registry_t **registry_out)
 {
     kvbm__registry_t *registry = calloc(1, sizeof(*registry));
     if (registry == NULL)

@@ -4,8 +4,8 @@
 const char *kvbm_status_str(kvbm_status_t status)
 {
     switch (status) {
-#define KVBM_STATUS_STR_CASE(name, value, text) \
-    case name:                                  \
+#define KVBM_STATUS_STR_CASE(name, value, text)                                                    \
+    case name:                                                                                     \
         return text;
         KVBM_STATUS_LIST(KVBM_STATUS_STR_CASE)
 #undef KVBM_STATUS_STR_CASE
@@ -16,8 +16,8 @@ const char *kvbm_status_str(kvbm_status_t status)
 const char *kvbm_status_name(kvbm_status_t status)
 {
     switch (status) {
-#define KVBM_STATUS_NAME_CASE(name, value, text) \
-    case name:                                   \
+#define KVBM_STATUS_NAME_CASE(name, value, text)                                                   \
+    case name:                                                                                     \
         return #name;
         KVBM_STATUS_LIST(KVBM_STATUS_NAME_CASE)
 #undef KVBM_STATUS_NAME_CASE

@@ -2,12 +2,12 @@
 #include "kvbm/kvbm.h"
 
 #define KVBM_STRINGIFY_(x) #x
-#define KVBM_STRINGIFY(x) KVBM_STRINGIFY_(x)
+#define KVBM_STRINGIFY(x)  KVBM_STRINGIFY_(x)
 
 const char *kvbm_version(void)
 {
-    return KVBM_STRINGIFY(KVBM_VERSION_MAJOR) "." KVBM_STRINGIFY(KVBM_VERSION_MINOR) "." KVBM_STRINGIFY(
-        KVBM_VERSION_PATCH);
+    return KVBM_STRINGIFY(KVBM_VERSION_MAJOR) "." KVBM_STRINGIFY(
+        KVBM_VERSION_MINOR) "." KVBM_STRINGIFY(KVBM_VERSION_PATCH);
 }
 
 int kvbm_version_code(void)

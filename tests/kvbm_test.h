@@ -5,28 +5,28 @@
 #include "kvbm/kvbm.h"
 
 /* Fails the test with the status name when a kvbm call does not return KVBM_OK. */
-#define assert_kvbm_ok(call)                                                               \
-    do {                                                                                   \
-        kvbm_status_t kvbm_test_status_ = (call);                                          \
-        if (kvbm_test_status_ != KVBM_OK)                                                  \
-            fail_msg("%s returned %s", #call, kvbm_status_name(kvbm_test_status_));        \
+#define assert_kvbm_ok(call)                                                                       \
+    do {                                                                                           \
+        kvbm_status_t kvbm_test_status_ = (call);                                                  \
+        if (kvbm_test_status_ != KVBM_OK)                                                          \
+            fail_msg("%s returned %s", #call, kvbm_status_name(kvbm_test_status_));                \
     } while (0)
 
-#define assert_kvbm_status(call, expected)                                                 \
-    do {                                                                                   \
-        kvbm_status_t kvbm_test_status_ = (call);                                          \
-        if (kvbm_test_status_ != (expected))                                               \
-            fail_msg("%s returned %s, expected %s", #call, kvbm_status_name(kvbm_test_status_), \
-                     kvbm_status_name(expected));                                          \
+#define assert_kvbm_status(call, expected)                                                         \
+    do {                                                                                           \
+        kvbm_status_t kvbm_test_status_ = (call);                                                  \
+        if (kvbm_test_status_ != (expected))                                                       \
+            fail_msg("%s returned %s, expected %s", #call, kvbm_status_name(kvbm_test_status_),    \
+                     kvbm_status_name(expected));                                                  \
     } while (0)
 
 /* cmocka 1.1 has no floating-point assert. */
-#define assert_near(actual, expected, tolerance)                                           \
-    do {                                                                                   \
-        double kvbm_test_a_ = (actual), kvbm_test_e_ = (expected);                         \
-        if (!(kvbm_test_a_ - kvbm_test_e_ <= (tolerance) &&                                \
-              kvbm_test_e_ - kvbm_test_a_ <= (tolerance)))                                 \
-            fail_msg("%s is %.6f, expected %.6f", #actual, kvbm_test_a_, kvbm_test_e_);    \
+#define assert_near(actual, expected, tolerance)                                                   \
+    do {                                                                                           \
+        double kvbm_test_a_ = (actual), kvbm_test_e_ = (expected);                                 \
+        if (!(kvbm_test_a_ - kvbm_test_e_ <= (tolerance) &&                                        \
+              kvbm_test_e_ - kvbm_test_a_ <= (tolerance)))                                         \
+            fail_msg("%s is %.6f, expected %.6f", #actual, kvbm_test_a_, kvbm_test_e_);            \
     } while (0)
 
 static inline kvbm_manager_t *test_manager_new(uint32_t blocks, kvbm_duplication_t duplication,

@@ -135,12 +135,12 @@ static void roundtrip(kvbm_backend_t *b, const kvbm_layout_t *hl, const kvbm_lay
             dst[i] = (uint32_t)(hblocks - n + i);
         }
     }
-    assert_int_equal(kvbm_backend_copy_blocks_between(b, s, hl, ha, src, dl, dev, mid, n,
-                                                      KVBM_COPY_H2D, NULL),
-                     KVBM_OK);
-    assert_int_equal(kvbm_backend_copy_blocks_between(b, s, dl, dev, mid, hl, hb, dst, n,
-                                                      KVBM_COPY_D2H, f),
-                     KVBM_OK);
+    assert_int_equal(
+        kvbm_backend_copy_blocks_between(b, s, hl, ha, src, dl, dev, mid, n, KVBM_COPY_H2D, NULL),
+        KVBM_OK);
+    assert_int_equal(
+        kvbm_backend_copy_blocks_between(b, s, dl, dev, mid, hl, hb, dst, n, KVBM_COPY_D2H, f),
+        KVBM_OK);
     assert_int_equal(kvbm_fence_wait(f), KVBM_OK);
     assert_int_equal(kvbm_fence_query(f), KVBM_OK);
 
@@ -620,8 +620,8 @@ static int run_group(const char *name, kvbm_backend_kind_t kind, bool synchronou
     g_available = kvbm_backend_create(&cfg, &probe) == KVBM_OK;
     kvbm_backend_destroy(probe);
     if (!g_available)
-        printf("[  SKIP    ] group %s: %s backend not usable here (no device or not built)\n",
-               name, kind == KVBM_BACKEND_CUDA ? "CUDA" : "CPU");
+        printf("[  SKIP    ] group %s: %s backend not usable here (no device or not built)\n", name,
+               kind == KVBM_BACKEND_CUDA ? "CUDA" : "CPU");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_random_blocks_same_layout),
         cmocka_unit_test(test_copy_between_arrangements),

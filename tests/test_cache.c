@@ -349,8 +349,8 @@ static bool rule3_scenario(bool broken)
     if (broken)
         assert_kvbm_ok(kvbm_fence_wait(f.cache->tail->fence)); /* that offload's copy landed */
     assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, false));
-    bool right = kvbm_cache_check(f.cache, &id, 1) == KVBM_OK &&
-                 block_holds(f.cache, KVBM_TIER_G1, id, 31);
+    bool right =
+        kvbm_cache_check(f.cache, &id, 1) == KVBM_OK && block_holds(f.cache, KVBM_TIER_G1, id, 31);
     assert_kvbm_ok(kvbm_cache_release(f.cache, (const uint32_t[]){id, extra}, 2));
     assert_kvbm_ok(kvbm_cache_sync(f.cache));
     assert_kvbm_ok(kvbm_fence_wait(extra_ready));
@@ -369,8 +369,7 @@ typedef struct tier_events {
     size_t stored[3], removed[3];
 } tier_events_t;
 
-static void count_tier_events(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events,
-                              size_t count)
+static void count_tier_events(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events, size_t count)
 {
     tier_events_t *log = ctx;
     for (size_t i = 0; i < count; i++) {
@@ -464,8 +463,8 @@ static void g1_can_bind_the_engines_own_memory(void **state)
     pattern_fill(pattern, block_bytes, h);
     kvbm_region_t regions[8];
     size_t n, done = 0;
-    assert_kvbm_ok(kvbm_layout_block_regions(kvbm_cache_layout(cache, KVBM_TIER_G1), id, regions,
-                                             8, &n));
+    assert_kvbm_ok(
+        kvbm_layout_block_regions(kvbm_cache_layout(cache, KVBM_TIER_G1), id, regions, 8, &n));
     for (size_t r = 0; r < n; r++) {
         memcpy(tensor + regions[r].offset, pattern + done, regions[r].bytes);
         done += regions[r].bytes;

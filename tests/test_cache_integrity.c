@@ -27,9 +27,9 @@
 #include "cache_test_util.h"
 #include "kvbm_test.h"
 
-#define G1_BLOCKS 16
-#define G2_BLOCKS 64
-#define DOCUMENTS 40
+#define G1_BLOCKS      16
+#define G2_BLOCKS      64
+#define DOCUMENTS      40
 #define MAX_DOC_BLOCKS 8
 
 typedef struct workload {
@@ -208,8 +208,8 @@ static worker_result_t run_workers(workload_t *w, int threads, int requests_each
     pthread_t tid[4];
     worker_t workers[4];
     for (int t = 0; t < threads; t++) {
-        workers[t] = (worker_t){.w = w, .rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(t + 1),
-                                .requests = requests_each};
+        workers[t] = (worker_t){
+            .w = w, .rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(t + 1), .requests = requests_each};
         assert_int_equal(pthread_create(&tid[t], NULL, worker_main, &workers[t]), 0);
     }
     worker_result_t total = {0};

@@ -40,7 +40,8 @@ static void sequence_hash_chains_parent_then_block(void **state)
         pair[8 + i] = (unsigned char)(block >> (8 * i));
     }
     assert_int_equal(kvbm_hash_sequence(parent, block, 5), XXH3_64bits_withSeed(pair, 16, 5));
-    assert_int_not_equal(kvbm_hash_sequence(parent, block, 5), kvbm_hash_sequence(block, parent, 5));
+    assert_int_not_equal(kvbm_hash_sequence(parent, block, 5),
+                         kvbm_hash_sequence(block, parent, 5));
 }
 
 static void token_run_hashes_full_blocks_only(void **state)
@@ -54,7 +55,8 @@ static void token_run_hashes_full_blocks_only(void **state)
     assert_int_equal(hashes[1], 0xe912dacd681bc335ULL);
     /* The first block's sequence hash is its block hash; the second chains. */
     assert_int_equal(hashes[0], kvbm_hash_block(tokens, 4, 7));
-    assert_int_equal(hashes[1], kvbm_hash_sequence(hashes[0], kvbm_hash_block(tokens + 4, 4, 7), 7));
+    assert_int_equal(hashes[1],
+                     kvbm_hash_sequence(hashes[0], kvbm_hash_block(tokens + 4, 4, 7), 7));
 }
 
 static void equal_prefixes_give_equal_hashes_and_divergence_propagates(void **state)

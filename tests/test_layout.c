@@ -105,20 +105,21 @@ static void check_against_model(const kvbm_layout_config_t *c)
         kvbm_region_t expect[4096];
         size_t n_expect = 0;
         for (size_t i = 0; i < per_block; i++) {
-            if (n_expect > 0 && expect[n_expect - 1].offset + expect[n_expect - 1].bytes == sorted[i])
+            if (n_expect > 0 &&
+                expect[n_expect - 1].offset + expect[n_expect - 1].bytes == sorted[i])
                 expect[n_expect - 1].bytes += chunk;
             else
                 expect[n_expect++] = (kvbm_region_t){sorted[i], chunk};
         }
         size_t count = 0;
-        assert_int_equal(kvbm_layout_block_regions(layout, b, regions, per_block, &count),
-                         KVBM_OK);
+        assert_int_equal(kvbm_layout_block_regions(layout, b, regions, per_block, &count), KVBM_OK);
         assert_int_equal(count, kvbm_layout_regions_per_block(layout));
         /* A layout may split where the model merges only across an outer
          * boundary it chose to keep apart; compare merged forms. */
         size_t n_got = 0;
         for (size_t i = 0; i < count; i++) {
-            if (n_got > 0 && regions[n_got - 1].offset + regions[n_got - 1].bytes == regions[i].offset)
+            if (n_got > 0 &&
+                regions[n_got - 1].offset + regions[n_got - 1].bytes == regions[i].offset)
                 regions[n_got - 1].bytes += regions[i].bytes;
             else
                 regions[n_got++] = regions[i];
@@ -139,8 +140,8 @@ static void test_offsets_match_model_all_arrangements(void **state)
 {
     static const uint32_t shapes[][6] = {
         /* blocks, layers, outer, tokens, inner, elem */
-        {1, 1, 1, 1, 1, 1},  {7, 3, 2, 4, 3, 2},   {16, 4, 2, 16, 8, 2},
-        {5, 2, 1, 3, 5, 1},  {33, 1, 2, 8, 64, 4}, {9, 6, 2, 2, 7, 1},
+        {1, 1, 1, 1, 1, 1}, {7, 3, 2, 4, 3, 2},   {16, 4, 2, 16, 8, 2},
+        {5, 2, 1, 3, 5, 1}, {33, 1, 2, 8, 64, 4}, {9, 6, 2, 2, 7, 1},
     };
     static const size_t aligns[] = {1, 16, 256, 4096};
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
@@ -209,19 +210,44 @@ static void test_invalid_layouts_rejected(void **state)
     kvbm_layout_destroy(l);
 
     kvbm_layout_config_t c;
-    c = good; c.num_blocks = 0; expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
-    c = good; c.num_layers = 0; expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
-    c = good; c.outer_dim = 0; expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
-    c = good; c.tokens_per_block = 0; expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
-    c = good; c.inner_dim = 0; expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
-    c = good; c.elem_size = 0; expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
-    c = good; c.alignment = 0; expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
-    c = good; c.alignment = 48; expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
-    c = good; c.kind = (kvbm_layout_kind_t)7; expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
-    c = good; c.version = 99; expect_create_fails(&c, KVBM_ERR_VERSION);
-    c = good; c.struct_size = 3; expect_create_fails(&c, KVBM_ERR_VERSION);
+    c = good;
+    c.num_blocks = 0;
+    expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
+    c = good;
+    c.num_layers = 0;
+    expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
+    c = good;
+    c.outer_dim = 0;
+    expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
+    c = good;
+    c.tokens_per_block = 0;
+    expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
+    c = good;
+    c.inner_dim = 0;
+    expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
+    c = good;
+    c.elem_size = 0;
+    expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
+    c = good;
+    c.alignment = 0;
+    expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
+    c = good;
+    c.alignment = 48;
+    expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
+    c = good;
+    c.kind = (kvbm_layout_kind_t)7;
+    expect_create_fails(&c, KVBM_ERR_INVALID_ARG);
+    c = good;
+    c.version = 99;
+    expect_create_fails(&c, KVBM_ERR_VERSION);
+    c = good;
+    c.struct_size = 3;
+    expect_create_fails(&c, KVBM_ERR_VERSION);
     /* chunk = 2^32 * 2^32 * 2^32 overflows */
-    c = good; c.tokens_per_block = UINT32_MAX; c.inner_dim = UINT32_MAX; c.elem_size = UINT32_MAX;
+    c = good;
+    c.tokens_per_block = UINT32_MAX;
+    c.inner_dim = UINT32_MAX;
+    c.elem_size = UINT32_MAX;
     expect_create_fails(&c, KVBM_ERR_OVERFLOW);
     /* chunk 2^56 fits, 1024 blocks of 2^57 bytes do not, in every arrangement */
     for (int arr = 0; arr < 3; arr++) {

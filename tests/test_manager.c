@@ -114,7 +114,7 @@ static void allocation_failure_changes_nothing(void **state)
     alloc_register(m, hashes, 2, ids); /* 2 active, 2 reset */
     uint32_t one;
     assert_kvbm_ok(kvbm_manager_allocate(m, 1, &one, NULL, NULL)); /* 3 active */
-    assert_kvbm_ok(kvbm_manager_release(m, &ids[1], 1));            /* 2 inactive-able: 1 */
+    assert_kvbm_ok(kvbm_manager_release(m, &ids[1], 1));           /* 2 inactive-able: 1 */
     assert_pools(m, 1, 2, 1);
     kvbm_manager_metrics_t before, after;
     kvbm_manager_metrics(m, &before);
@@ -298,11 +298,13 @@ static void misuse_is_refused_and_changes_nothing(void **state)
     assert_kvbm_status(kvbm_manager_release(m, &free_block, 1), KVBM_ERR_NOT_HELD);
     assert_kvbm_status(kvbm_manager_acquire(m, ids, 1), KVBM_ERR_BAD_STATE); /* mutable */
     const uint32_t repeated[2] = {ids[0], ids[0]};
-    assert_kvbm_status(kvbm_manager_register(m, repeated, hashes, 2, NULL, out), KVBM_ERR_BAD_STATE);
+    assert_kvbm_status(kvbm_manager_register(m, repeated, hashes, 2, NULL, out),
+                       KVBM_ERR_BAD_STATE);
     assert_kvbm_status(kvbm_manager_register(m, &free_block, hashes, 1, NULL, out),
                        KVBM_ERR_BAD_STATE);
     const uint32_t mixed[2] = {ids[0], out_of_range};
-    assert_kvbm_status(kvbm_manager_register(m, mixed, hashes, 2, NULL, out), KVBM_ERR_OUT_OF_RANGE);
+    assert_kvbm_status(kvbm_manager_register(m, mixed, hashes, 2, NULL, out),
+                       KVBM_ERR_OUT_OF_RANGE);
     kvbm_register_opts_t bad_priority = {.priority = 101};
     assert_kvbm_status(kvbm_manager_register(m, ids, hashes, 2, &bad_priority, out),
                        KVBM_ERR_INVALID_ARG);

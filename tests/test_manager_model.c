@@ -18,7 +18,7 @@
 #define N_BLOCKS 16
 #define N_HASHES 24
 #define MAX_HELD 256
-#define STEPS 20000
+#define STEPS    20000
 
 typedef enum { M_RESET, M_MUTABLE, M_REGISTERED } model_state_t;
 
@@ -29,7 +29,7 @@ typedef struct model {
     uint32_t holder[N_HASHES]; /* block registered under hash h, or NONE */
     uint32_t lru[N_BLOCKS];    /* inactive ids, oldest first */
     size_t lru_size;
-    uint32_t held[MAX_HELD];   /* references the test holds (multiset) */
+    uint32_t held[MAX_HELD]; /* references the test holds (multiset) */
     size_t held_count;
 } model_t;
 
@@ -44,7 +44,8 @@ static void lru_remove(model_t *model, uint32_t id)
 {
     for (size_t i = 0; i < model->lru_size; i++) {
         if (model->lru[i] == id) {
-            memmove(&model->lru[i], &model->lru[i + 1], (model->lru_size - i - 1) * sizeof(uint32_t));
+            memmove(&model->lru[i], &model->lru[i + 1],
+                    (model->lru_size - i - 1) * sizeof(uint32_t));
             model->lru_size--;
             return;
         }

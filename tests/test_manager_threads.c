@@ -15,11 +15,11 @@
 
 #include "kvbm_test.h"
 
-#define THREADS 4
-#define BLOCKS 256
-#define ROUNDS 8000
+#define THREADS  4
+#define BLOCKS   256
+#define ROUNDS   8000
 #define PREFIXES 64
-#define MAX_LEN 8
+#define MAX_LEN  8
 
 typedef struct shared {
     kvbm_manager_t *manager;
@@ -86,8 +86,9 @@ static void *worker_main(void *arg)
         if (need > 0 && kvbm_manager_allocate(m, need, fresh, NULL, NULL) == KVBM_OK) {
             for (size_t i = 0; i < need; i++) {
                 unsigned expected = 0;
-                if (!atomic_compare_exchange_strong_explicit(&s->mutable_owner[fresh[i]], &expected, me,
-                                                             memory_order_relaxed, memory_order_relaxed))
+                if (!atomic_compare_exchange_strong_explicit(&s->mutable_owner[fresh[i]], &expected,
+                                                             me, memory_order_relaxed,
+                                                             memory_order_relaxed))
                     atomic_fetch_add(&s->violations, 1);
             }
             /* Hand the blocks back to the manager before registering: after
@@ -105,7 +106,8 @@ static void *worker_main(void *arg)
         /* Whatever is held now must carry the hashes asked for. */
         uint32_t check[MAX_LEN];
         size_t n_check;
-        if (kvbm_manager_scan(m, hashes, matched, false, check, &n_check) != KVBM_OK || n_check != matched)
+        if (kvbm_manager_scan(m, hashes, matched, false, check, &n_check) != KVBM_OK ||
+            n_check != matched)
             atomic_fetch_add(&s->violations, 1);
         else if (kvbm_manager_release(m, check, matched) != KVBM_OK)
             atomic_fetch_add(&s->violations, 1);

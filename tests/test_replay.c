@@ -19,8 +19,10 @@
 
 static replay_t *new_replay(uint32_t g1, uint32_t g2)
 {
-    replay_config_t config = {.g1_blocks = g1, .g2_blocks = g2,
-                              .g1_policy = kvbm_policy_lru(), .g2_policy = kvbm_policy_lru(),
+    replay_config_t config = {.g1_blocks = g1,
+                              .g2_blocks = g2,
+                              .g1_policy = kvbm_policy_lru(),
+                              .g2_policy = kvbm_policy_lru(),
                               .policy_config = KVBM_POLICY_CONFIG_INIT};
     replay_t *replay = NULL;
     assert_kvbm_ok(replay_create(&config, &replay));
@@ -199,8 +201,11 @@ static void replay_self_check_table_on_shared_trace(void **state)
         {5859, 23436, 121877, 37703, 36089, 47205, 78315, 23769, 0.6055},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        run_options_t options = {.trace_path = path, .g1_blocks = rows[i].c1,
-                                 .g2_blocks = rows[i].c2, .policy = "lru", .logical = true};
+        run_options_t options = {.trace_path = path,
+                                 .g1_blocks = rows[i].c1,
+                                 .g2_blocks = rows[i].c2,
+                                 .policy = "lru",
+                                 .logical = true};
         run_result_t result;
         assert_kvbm_ok(run_replay(&options, NULL, &result));
         const replay_counts_t *c = &result.counts;
@@ -225,8 +230,12 @@ static void data_mode_through_the_cache_prints_the_contract_numbers(void **state
     assert_non_null(source);
     char path[512];
     snprintf(path, sizeof(path), "%s/data/mooncake/synthetic_trace.jsonl", source);
-    run_options_t options = {.trace_path = path, .g1_blocks = 5859, .g2_blocks = 23436,
-                             .policy = "lru", .backend_kind = KVBM_BACKEND_CPU, .block_kib = 1,
+    run_options_t options = {.trace_path = path,
+                             .g1_blocks = 5859,
+                             .g2_blocks = 23436,
+                             .policy = "lru",
+                             .backend_kind = KVBM_BACKEND_CPU,
+                             .block_kib = 1,
                              .verify = true};
     run_result_t result;
     assert_kvbm_ok(run_replay(&options, NULL, &result));
@@ -249,10 +258,15 @@ static void data_mode_matches_logical_mode_on_hand_worked_trace(void **state)
 {
     /* The hand-worked trace (including a dedup and a skipped offload shape)
      * gives the same counts with and without data. */
-    replay_config_t config = {.g1_blocks = 4, .g2_blocks = 4, .g1_policy = kvbm_policy_lru(),
+    replay_config_t config = {.g1_blocks = 4,
+                              .g2_blocks = 4,
+                              .g1_policy = kvbm_policy_lru(),
                               .g2_policy = kvbm_policy_lru(),
-                              .policy_config = KVBM_POLICY_CONFIG_INIT, .data_mode = true,
-                              .backend_kind = KVBM_BACKEND_CPU, .block_kib = 1, .verify = true};
+                              .policy_config = KVBM_POLICY_CONFIG_INIT,
+                              .data_mode = true,
+                              .backend_kind = KVBM_BACKEND_CPU,
+                              .block_kib = 1,
+                              .verify = true};
     replay_t *replay = NULL;
     assert_kvbm_ok(replay_create(&config, &replay));
     assert_string_equal(replay_backend_name(replay), "cpu");

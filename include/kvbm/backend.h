@@ -123,10 +123,10 @@ typedef struct kvbm_backend_config {
     size_t kernel_threshold;
 } kvbm_backend_config_t;
 
-#define KVBM_BACKEND_CONFIG_INIT                                                               \
-    {                                                                                          \
-        .struct_size = sizeof(kvbm_backend_config_t), .version = KVBM_BACKEND_CONFIG_VERSION,  \
-        .kind = KVBM_BACKEND_AUTO, .kernel_threshold = (size_t)64 * 1024                             \
+#define KVBM_BACKEND_CONFIG_INIT                                                                   \
+    {                                                                                              \
+        .struct_size = sizeof(kvbm_backend_config_t), .version = KVBM_BACKEND_CONFIG_VERSION,      \
+        .kind = KVBM_BACKEND_AUTO, .kernel_threshold = (size_t)64 * 1024                           \
     }
 
 /** One copy of a batch. */
@@ -193,8 +193,8 @@ kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, si
  *        asynchronous.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void *ptr,
-                             size_t bytes, kvbm_pool_t **pool_out);
+kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void *ptr, size_t bytes,
+                             kvbm_pool_t **pool_out);
 
 /** @brief Free a pool; NULL is a no-op. No copy may still use it. */
 void kvbm_pool_destroy(kvbm_pool_t *pool);
@@ -220,8 +220,7 @@ kvbm_status_t kvbm_stream_create(kvbm_backend_t *backend, kvbm_stream_t **stream
  *        engine's compute stream). kvbm_stream_destroy() does not destroy it.
  * @return KVBM_OK; KVBM_ERR_UNSUPPORTED (CPU backend); KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_stream_wrap(kvbm_backend_t *backend, void *native,
-                               kvbm_stream_t **stream_out);
+kvbm_status_t kvbm_stream_wrap(kvbm_backend_t *backend, void *native, kvbm_stream_t **stream_out);
 
 /**
  * @brief Wait for everything enqueued on the stream to finish, then free it.
@@ -331,8 +330,7 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
                                                kvbm_pool_t *src_pool, const uint32_t *src_ids,
                                                const kvbm_layout_t *dst_layout,
                                                kvbm_pool_t *dst_pool, const uint32_t *dst_ids,
-                                               size_t n, kvbm_copy_dir_t dir,
-                                               kvbm_fence_t *fence);
+                                               size_t n, kvbm_copy_dir_t dir, kvbm_fence_t *fence);
 
 #ifdef __cplusplus
 }

@@ -106,22 +106,22 @@ typedef struct kvbm_cache_config {
     size_t g1_memory_bytes;
 } kvbm_cache_config_t;
 
-#define KVBM_CACHE_CONFIG_INIT                                                        \
-    {                                                                                 \
-        .struct_size = sizeof(kvbm_cache_config_t), .version = KVBM_CACHE_CONFIG_VERSION, \
-        .layout = KVBM_LAYOUT_CONFIG_INIT, .policy_config = KVBM_POLICY_CONFIG_INIT   \
+#define KVBM_CACHE_CONFIG_INIT                                                                     \
+    {                                                                                              \
+        .struct_size = sizeof(kvbm_cache_config_t), .version = KVBM_CACHE_CONFIG_VERSION,          \
+        .layout = KVBM_LAYOUT_CONFIG_INIT, .policy_config = KVBM_POLICY_CONFIG_INIT                \
     }
 
 /* X(field, prometheus type, help) */
-#define KVBM_CACHE_METRICS_LIST(X)                                                        \
-    X(offloads, counter, "blocks copied G1 to G2 and registered in G2")                   \
-    X(offload_bytes, counter, "bytes copied G1 to G2 by successful offloads")             \
-    X(offload_skipped, counter, "evicted blocks not offloaded: G2 had no block to give")  \
-    X(onboards, counter, "blocks copied G2 to G1 successfully")                           \
-    X(onboard_bytes, counter, "bytes copied G2 to G1 by successful onboards")             \
-    X(g2_hits, counter, "blocks found in G2 by match (onboardings started)")             \
-    X(failed_copies, counter, "blocks whose offload or onboard copy failed")              \
-    X(copy_batches, counter, "batched copy calls issued")                                 \
+#define KVBM_CACHE_METRICS_LIST(X)                                                                 \
+    X(offloads, counter, "blocks copied G1 to G2 and registered in G2")                            \
+    X(offload_bytes, counter, "bytes copied G1 to G2 by successful offloads")                      \
+    X(offload_skipped, counter, "evicted blocks not offloaded: G2 had no block to give")           \
+    X(onboards, counter, "blocks copied G2 to G1 successfully")                                    \
+    X(onboard_bytes, counter, "bytes copied G2 to G1 by successful onboards")                      \
+    X(g2_hits, counter, "blocks found in G2 by match (onboardings started)")                       \
+    X(failed_copies, counter, "blocks whose offload or onboard copy failed")                       \
+    X(copy_batches, counter, "batched copy calls issued")                                          \
     X(copies_in_flight, gauge, "blocks in copies not yet completed and processed")
 
 typedef struct kvbm_cache_metrics {
@@ -186,16 +186,16 @@ kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, si
                                  kvbm_fence_t *ready);
 
 /** @brief kvbm_manager_register() on G1; in write-through mode also offloads. */
-kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids,
-                                  const uint64_t *hashes, size_t count,
-                                  const kvbm_register_opts_t *opts, uint32_t *ids_out);
+kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, const uint64_t *hashes,
+                                  size_t count, const kvbm_register_opts_t *opts,
+                                  uint32_t *ids_out);
 
 /** @brief kvbm_manager_release() on G1. */
 kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
 
 /** @brief kvbm_manager_scan() on G1 (no onboarding). */
-kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                              bool touch, uint32_t *ids_out, size_t *n_found_out);
+kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count, bool touch,
+                              uint32_t *ids_out, size_t *n_found_out);
 
 /**
  * @brief Wait until the copies that load the given G1 blocks have completed

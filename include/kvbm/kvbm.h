@@ -23,7 +23,8 @@ extern "C" {
 #define KVBM_VERSION_MINOR 1
 #define KVBM_VERSION_PATCH 0
 /** Version as one comparable number: major * 10000 + minor * 100 + patch. */
-#define KVBM_VERSION_CODE (KVBM_VERSION_MAJOR * 10000 + KVBM_VERSION_MINOR * 100 + KVBM_VERSION_PATCH)
+#define KVBM_VERSION_CODE                                                                          \
+    (KVBM_VERSION_MAJOR * 10000 + KVBM_VERSION_MINOR * 100 + KVBM_VERSION_PATCH)
 
 /** @brief Version of the linked library as "major.minor.patch". */
 const char *kvbm_version(void);

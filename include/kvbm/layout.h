@@ -57,11 +57,11 @@ typedef struct kvbm_layout_config {
     bool outer_contiguous;     /**< LAYER_SEPARATE only: K and V of a block adjacent */
 } kvbm_layout_config_t;
 
-#define KVBM_LAYOUT_CONFIG_INIT                                                                \
-    {                                                                                          \
-        .struct_size = sizeof(kvbm_layout_config_t), .version = KVBM_LAYOUT_CONFIG_VERSION,    \
-        .kind = KVBM_LAYOUT_FULLY_CONTIGUOUS, .outer_dim = 2, .elem_size = 2, .alignment = 256, \
-        .outer_contiguous = true                                                               \
+#define KVBM_LAYOUT_CONFIG_INIT                                                                    \
+    {                                                                                              \
+        .struct_size = sizeof(kvbm_layout_config_t), .version = KVBM_LAYOUT_CONFIG_VERSION,        \
+        .kind = KVBM_LAYOUT_FULLY_CONTIGUOUS, .outer_dim = 2, .elem_size = 2, .alignment = 256,    \
+        .outer_contiguous = true                                                                   \
     }
 
 /** One contiguous byte range of a pool. */
@@ -129,8 +129,7 @@ kvbm_status_t kvbm_layout_address(const kvbm_layout_t *layout, void *base, uint3
  *         (NULL pointer or capacity too small).
  */
 kvbm_status_t kvbm_layout_block_regions(const kvbm_layout_t *layout, uint32_t block,
-                                        kvbm_region_t *regions, size_t capacity,
-                                        size_t *count_out);
+                                        kvbm_region_t *regions, size_t capacity, size_t *count_out);
 
 /**
  * @brief Whether blocks can be copied chunk for chunk between two layouts:

@@ -83,11 +83,10 @@ typedef struct kvbm_manager_config {
     const char *name; /**< label for metrics text; copied; NULL means "kvbm" */
 } kvbm_manager_config_t;
 
-#define KVBM_MANAGER_CONFIG_INIT                                                        \
-    {                                                                                   \
-        .struct_size = sizeof(kvbm_manager_config_t),                                   \
-        .version = KVBM_MANAGER_CONFIG_VERSION, .duplication = KVBM_DUPLICATION_REJECT, \
-        .policy_config = KVBM_POLICY_CONFIG_INIT                                        \
+#define KVBM_MANAGER_CONFIG_INIT                                                                   \
+    {                                                                                              \
+        .struct_size = sizeof(kvbm_manager_config_t), .version = KVBM_MANAGER_CONFIG_VERSION,      \
+        .duplication = KVBM_DUPLICATION_REJECT, .policy_config = KVBM_POLICY_CONFIG_INIT           \
     }
 
 /** A block that allocate took from the inactive pool, with the hash it lost. */

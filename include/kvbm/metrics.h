@@ -15,21 +15,21 @@ extern "C" {
 #endif
 
 /* X(field, prometheus type, help text) */
-#define KVBM_MANAGER_METRICS_LIST(X)                                                   \
-    X(allocations, counter, "blocks handed out by allocate")                           \
-    X(allocations_from_reset, counter, "blocks allocate took from the reset pool")     \
-    X(evictions, counter, "inactive blocks evicted to satisfy allocate")               \
-    X(allocation_failures, counter, "allocate calls refused for lack of blocks")       \
-    X(registrations, counter, "blocks registered under a new hash")                    \
-    X(duplicates, counter, "registrations of a hash already held (allow policy)")      \
-    X(dedups, counter, "registrations replaced by the existing block (reject policy)") \
-    X(match_hashes, counter, "hashes asked for by match")                              \
-    X(match_blocks, counter, "blocks returned by match")                               \
-    X(scan_hashes, counter, "hashes asked for by scan")                                \
-    X(scan_blocks, counter, "blocks returned by scan")                                 \
-    X(releases, counter, "references dropped by release")                              \
-    X(reset_blocks, gauge, "blocks in the reset pool")                                 \
-    X(active_blocks, gauge, "blocks in use (mutable or referenced)")                   \
+#define KVBM_MANAGER_METRICS_LIST(X)                                                               \
+    X(allocations, counter, "blocks handed out by allocate")                                       \
+    X(allocations_from_reset, counter, "blocks allocate took from the reset pool")                 \
+    X(evictions, counter, "inactive blocks evicted to satisfy allocate")                           \
+    X(allocation_failures, counter, "allocate calls refused for lack of blocks")                   \
+    X(registrations, counter, "blocks registered under a new hash")                                \
+    X(duplicates, counter, "registrations of a hash already held (allow policy)")                  \
+    X(dedups, counter, "registrations replaced by the existing block (reject policy)")             \
+    X(match_hashes, counter, "hashes asked for by match")                                          \
+    X(match_blocks, counter, "blocks returned by match")                                           \
+    X(scan_hashes, counter, "hashes asked for by scan")                                            \
+    X(scan_blocks, counter, "blocks returned by scan")                                             \
+    X(releases, counter, "references dropped by release")                                          \
+    X(reset_blocks, gauge, "blocks in the reset pool")                                             \
+    X(active_blocks, gauge, "blocks in use (mutable or referenced)")                               \
     X(inactive_blocks, gauge, "registered blocks cached with no reference")
 
 typedef struct kvbm_manager_metrics {

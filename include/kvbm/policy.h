@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define KVBM_POLICY_OPS_VERSION 1u
+#define KVBM_POLICY_OPS_VERSION    1u
 #define KVBM_POLICY_CONFIG_VERSION 1u
 
 /** No block / no parent. */
@@ -35,11 +35,11 @@ extern "C" {
 
 /** What a policy learns about a block when it enters the inactive pool. */
 typedef struct kvbm_policy_entry {
-    uint32_t block_id;   /**< dense id, < capacity */
-    uint64_t seq_hash;   /**< the block's sequence hash */
-    uint64_t parent_hash;/**< parent's sequence hash, valid when has_parent */
-    bool has_parent;     /**< false for the first block of a sequence */
-    uint8_t priority;    /**< 0..100 retention priority given at registration */
+    uint32_t block_id;    /**< dense id, < capacity */
+    uint64_t seq_hash;    /**< the block's sequence hash */
+    uint64_t parent_hash; /**< parent's sequence hash, valid when has_parent */
+    bool has_parent;      /**< false for the first block of a sequence */
+    uint8_t priority;     /**< 0..100 retention priority given at registration */
 } kvbm_policy_entry_t;
 
 /**
@@ -61,10 +61,14 @@ typedef struct kvbm_policy_config {
     void *next_use_ctx;
 } kvbm_policy_config_t;
 
-#define KVBM_POLICY_CONFIG_INIT                                                   \
-    {                                                                             \
-        .struct_size = sizeof(kvbm_policy_config_t),                              \
-        .version = KVBM_POLICY_CONFIG_VERSION, .multi_lru_thresholds = {3, 8, 15} \
+#define KVBM_POLICY_CONFIG_INIT                                                                    \
+    {                                                                                              \
+        .struct_size = sizeof(kvbm_policy_config_t), .version = KVBM_POLICY_CONFIG_VERSION,        \
+        .multi_lru_thresholds = {                                                                  \
+            3,                                                                                     \
+            8,                                                                                     \
+            15                                                                                     \
+        }                                                                                          \
     }
 
 typedef struct kvbm_policy_ops {

@@ -15,28 +15,28 @@ extern "C" {
 #endif
 
 /* X(name, value, description) */
-#define KVBM_STATUS_LIST(X)                                                            \
-    X(KVBM_OK, 0, "success")                                                           \
-    X(KVBM_ERR_INVALID_ARG, -1, "invalid argument")                                    \
-    X(KVBM_ERR_NO_MEMORY, -2, "out of host memory")                                    \
-    X(KVBM_ERR_NO_BLOCKS, -3, "not enough free or evictable blocks")                   \
-    X(KVBM_ERR_OUT_OF_RANGE, -4, "block id out of range")                              \
-    X(KVBM_ERR_BAD_STATE, -5, "block is not in the state this call needs")             \
-    X(KVBM_ERR_NOT_HELD, -6, "block is not held by the caller")                        \
-    X(KVBM_ERR_BUSY, -7, "resource still in use")                                      \
-    X(KVBM_ERR_UNSUPPORTED, -8, "operation not supported by this backend")             \
-    X(KVBM_ERR_NO_DEVICE, -9, "no usable accelerator device")                          \
-    X(KVBM_ERR_DEVICE, -10, "accelerator runtime error")                               \
-    X(KVBM_ERR_COPY_FAILED, -11, "copy failed")                                        \
-    X(KVBM_ERR_TIMEOUT, -12, "timed out")                                              \
-    X(KVBM_ERR_IO, -13, "I/O or system call error")                                    \
-    X(KVBM_ERR_PARSE, -14, "malformed input")                                          \
-    X(KVBM_ERR_VERSION, -15, "struct size or version not supported")                  \
-    X(KVBM_ERR_OVERFLOW, -16, "size arithmetic overflow")                              \
-    X(KVBM_ERR_INCOMPATIBLE, -17, "peer or layout incompatible")                       \
-    X(KVBM_ERR_PEER, -18, "peer failed or disconnected")                               \
-    X(KVBM_ERR_NOT_FOUND, -19, "not found")                                            \
-    X(KVBM_ERR_NCCL, -20, "NCCL error")                                                \
+#define KVBM_STATUS_LIST(X)                                                                        \
+    X(KVBM_OK, 0, "success")                                                                       \
+    X(KVBM_ERR_INVALID_ARG, -1, "invalid argument")                                                \
+    X(KVBM_ERR_NO_MEMORY, -2, "out of host memory")                                                \
+    X(KVBM_ERR_NO_BLOCKS, -3, "not enough free or evictable blocks")                               \
+    X(KVBM_ERR_OUT_OF_RANGE, -4, "block id out of range")                                          \
+    X(KVBM_ERR_BAD_STATE, -5, "block is not in the state this call needs")                         \
+    X(KVBM_ERR_NOT_HELD, -6, "block is not held by the caller")                                    \
+    X(KVBM_ERR_BUSY, -7, "resource still in use")                                                  \
+    X(KVBM_ERR_UNSUPPORTED, -8, "operation not supported by this backend")                         \
+    X(KVBM_ERR_NO_DEVICE, -9, "no usable accelerator device")                                      \
+    X(KVBM_ERR_DEVICE, -10, "accelerator runtime error")                                           \
+    X(KVBM_ERR_COPY_FAILED, -11, "copy failed")                                                    \
+    X(KVBM_ERR_TIMEOUT, -12, "timed out")                                                          \
+    X(KVBM_ERR_IO, -13, "I/O or system call error")                                                \
+    X(KVBM_ERR_PARSE, -14, "malformed input")                                                      \
+    X(KVBM_ERR_VERSION, -15, "struct size or version not supported")                               \
+    X(KVBM_ERR_OVERFLOW, -16, "size arithmetic overflow")                                          \
+    X(KVBM_ERR_INCOMPATIBLE, -17, "peer or layout incompatible")                                   \
+    X(KVBM_ERR_PEER, -18, "peer failed or disconnected")                                           \
+    X(KVBM_ERR_NOT_FOUND, -19, "not found")                                                        \
+    X(KVBM_ERR_NCCL, -20, "NCCL error")                                                            \
     X(KVBM_ERR_INTERNAL, -21, "internal error")
 
 typedef enum kvbm_status {

@@ -97,14 +97,32 @@ static void print_json(const run_options_t *options, const run_result_t *result)
 
 int main(int argc, char **argv)
 {
-    run_options_t options = {.g1_blocks = 5859, .policy = "lru", .backend_kind = KVBM_BACKEND_AUTO,
-                             .block_kib = 16, .verify = true};
+    run_options_t options = {.g1_blocks = 5859,
+                             .policy = "lru",
+                             .backend_kind = KVBM_BACKEND_AUTO,
+                             .block_kib = 16,
+                             .verify = true};
     bool json = false, no_progress = false;
     const char *sweep = NULL, *policies = NULL;
     const char *csv_path = "replay-sweep.csv", *plot_path = "replay-sweep.png";
-    enum { OPT_G1 = 256, OPT_G2, OPT_POLICY, OPT_G2_POLICY, OPT_LIMIT, OPT_JSON, OPT_SWEEP,
-           OPT_POLICIES, OPT_CSV, OPT_PLOT, OPT_NO_PROGRESS, OPT_HELP, OPT_LOGICAL, OPT_BACKEND,
-           OPT_BLOCK_KIB, OPT_NO_VERIFY };
+    enum {
+        OPT_G1 = 256,
+        OPT_G2,
+        OPT_POLICY,
+        OPT_G2_POLICY,
+        OPT_LIMIT,
+        OPT_JSON,
+        OPT_SWEEP,
+        OPT_POLICIES,
+        OPT_CSV,
+        OPT_PLOT,
+        OPT_NO_PROGRESS,
+        OPT_HELP,
+        OPT_LOGICAL,
+        OPT_BACKEND,
+        OPT_BLOCK_KIB,
+        OPT_NO_VERIFY
+    };
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
         {"g2-blocks", required_argument, NULL, OPT_G2},
@@ -130,7 +148,8 @@ int main(int argc, char **argv)
         switch (opt) {
         case OPT_G1:
             if (parse_u32(optarg, &options.g1_blocks) != 0 || options.g1_blocks == 0) {
-                fprintf(stderr, "kvbm-replay: --g1-blocks needs a positive integer, not '%s'\n", optarg);
+                fprintf(stderr, "kvbm-replay: --g1-blocks needs a positive integer, not '%s'\n",
+                        optarg);
                 return 2;
             }
             break;
@@ -210,13 +229,15 @@ int main(int argc, char **argv)
         return 2;
     }
     options.trace_path = argv[optind];
-    options.progress = no_progress                ? RUN_PROGRESS_NONE
+    options.progress = no_progress             ? RUN_PROGRESS_NONE
                        : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
                                                : RUN_PROGRESS_LINES;
 
     if (sweep != NULL) {
-        sweep_options_t sweep_options = {.capacities = sweep, .policies = policies,
-                                         .csv_path = csv_path, .plot_path = plot_path};
+        sweep_options_t sweep_options = {.capacities = sweep,
+                                         .policies = policies,
+                                         .csv_path = csv_path,
+                                         .plot_path = plot_path};
         return sweep_run(&options, &sweep_options) == KVBM_OK ? 0 : 1;
     }
     if (run_find_policy(options.policy) == NULL ||

@@ -100,7 +100,8 @@ uint64_t oracle_next_use(void *ctx, uint64_t hash)
     HASH_FIND(hh, oracle->table, &hash, sizeof(uint64_t), entry);
     if (entry == NULL)
         return UINT64_MAX;
-    while (entry->cursor < entry->count && oracle->uses[entry->first + entry->cursor] <= oracle->now)
+    while (entry->cursor < entry->count &&
+           oracle->uses[entry->first + entry->cursor] <= oracle->now)
         entry->cursor++;
     return entry->cursor < entry->count ? oracle->uses[entry->first + entry->cursor] : UINT64_MAX;
 }

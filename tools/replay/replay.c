@@ -50,8 +50,8 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
         *replay_out = replay;
         return KVBM_OK;
     }
-    kvbm_status_t status =
-        make_manager(config->g1_blocks, config->g1_policy, &config->policy_config, "g1", &replay->g1);
+    kvbm_status_t status = make_manager(config->g1_blocks, config->g1_policy,
+                                        &config->policy_config, "g1", &replay->g1);
     if (status != KVBM_OK)
         goto err_free_replay;
     if (config->g2_blocks > 0) {
@@ -184,7 +184,8 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
     /* 4. Allocate the rest of G1 in one call; offload what it evicted. */
     size_t need = count - k1;
     size_t n_evicted = 0;
-    status = kvbm_manager_allocate(replay->g1, need, replay->fresh_ids, replay->evicted, &n_evicted);
+    status =
+        kvbm_manager_allocate(replay->g1, need, replay->fresh_ids, replay->evicted, &n_evicted);
     if (status != KVBM_OK)
         return status;
     replay->counts.g1_evictions += n_evicted;
@@ -198,9 +199,8 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 
     /* 5. Register the new blocks (onboarded ones first: they lead H[k1:]). */
     if (need > 0) {
-        kvbm_register_opts_t opts = {.has_parent = k1 > 0,
-                                     .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
-                                     .priority = 50};
+        kvbm_register_opts_t opts = {
+            .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
         status = kvbm_manager_register(replay->g1, replay->fresh_ids, hashes + k1, need, &opts,
                                        replay->g1_ids + k1);
         if (status != KVBM_OK)
@@ -244,6 +244,7 @@ const char *replay_backend_name(const replay_t *replay)
 
 double replay_hit_rate(const replay_counts_t *counts)
 {
-    return counts->blocks == 0 ? 0.0
-                               : (double)(counts->g1_hits + counts->g2_hits) / (double)counts->blocks;
+    return counts->blocks == 0
+               ? 0.0
+               : (double)(counts->g1_hits + counts->g2_hits) / (double)counts->blocks;
 }

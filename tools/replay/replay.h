@@ -13,9 +13,19 @@
 #include "kvbm/kvbm.h"
 
 /* X(field): the counts of the contract, in output order. */
-#define REPLAY_COUNTS_LIST(X)                                                       \
-    X(requests) X(blocks) X(g1_hits) X(g2_hits) X(misses) X(offloads) X(onboards) \
-        X(offload_skipped) X(dedup) X(oversize) X(g1_evictions) X(g2_evictions)
+#define REPLAY_COUNTS_LIST(X)                                                                      \
+    X(requests)                                                                                    \
+    X(blocks)                                                                                      \
+    X(g1_hits)                                                                                     \
+    X(g2_hits)                                                                                     \
+    X(misses)                                                                                      \
+    X(offloads)                                                                                    \
+    X(onboards)                                                                                    \
+    X(offload_skipped)                                                                             \
+    X(dedup)                                                                                       \
+    X(oversize)                                                                                    \
+    X(g1_evictions)                                                                                \
+    X(g2_evictions)
 
 typedef struct replay_counts {
 #define REPLAY_COUNT_FIELD(name) uint64_t name;

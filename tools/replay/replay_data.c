@@ -18,9 +18,9 @@
 #include "replay_internal.h"
 
 #define LAYERS 4u
-#define OUTER 2u
+#define OUTER  2u
 #define TOKENS 16
-#define ELEM 2
+#define ELEM   2
 
 kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
 {

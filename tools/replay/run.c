@@ -92,7 +92,8 @@ static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *opti
         int has_request = 0;
         status = trace_reader_next(reader, &request, &has_request);
         if (status != KVBM_OK) {
-            fprintf(stderr, "\nkvbm-replay: %s: %s\n", options->trace_path, trace_reader_error(reader));
+            fprintf(stderr, "\nkvbm-replay: %s: %s\n", options->trace_path,
+                    trace_reader_error(reader));
             break;
         }
         if (!has_request)
@@ -112,7 +113,8 @@ static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *opti
     return status;
 }
 
-kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded, run_result_t *result_out)
+kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
+                         run_result_t *result_out)
 {
     double start = wall_now_s();
     bool belady = strcmp(options->policy, REPLAY_BELADY) == 0;

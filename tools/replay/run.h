@@ -25,14 +25,14 @@ typedef struct run_options {
     const char *trace_path;
     uint32_t g1_blocks;
     uint32_t g2_blocks;
-    const char *policy;    /* a built-in name or "belady" */
-    const char *g2_policy; /* NULL: same as policy */
-    size_t limit;          /* requests, 0 = all */
+    const char *policy;      /* a built-in name or "belady" */
+    const char *g2_policy;   /* NULL: same as policy */
+    size_t limit;            /* requests, 0 = all */
     run_progress_t progress; /* how progress shows on stderr */
-    bool logical;          /* with G2: two plain managers, no data (default: data mode) */
+    bool logical;            /* with G2: two plain managers, no data (default: data mode) */
     kvbm_backend_kind_t backend_kind; /* data mode */
-    uint32_t block_kib;    /* data mode block size */
-    bool verify;           /* data mode: stamp and check block contents */
+    uint32_t block_kib;               /* data mode block size */
+    bool verify;                      /* data mode: stamp and check block contents */
 } run_options_t;
 
 typedef struct run_result {
@@ -45,7 +45,8 @@ typedef struct run_result {
  * Replays the trace at options->trace_path, or @p loaded when not NULL (the
  * sweep loads once). Errors are printed to stderr with the reason.
  */
-kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded, run_result_t *result_out);
+kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
+                         run_result_t *result_out);
 
 /* Resolves a policy name, "belady" included; NULL if unknown. */
 const kvbm_policy_ops_t *run_find_policy(const char *name);

@@ -159,8 +159,8 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
             rates[c][p] = rate;
             printf(" %10.4f", rate);
             fflush(stdout);
-            fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", capacities[c], policies[p],
-                    options.g2_blocks, rate, (unsigned long long)r->g1_hits,
+            fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", capacities[c],
+                    policies[p], options.g2_blocks, rate, (unsigned long long)r->g1_hits,
                     (unsigned long long)r->g2_hits, (unsigned long long)r->misses,
                     (unsigned long long)r->g1_evictions, (unsigned long long)r->offloads,
                     r->blocks > 0 ? r->core_ns / (double)r->blocks : 0.0);

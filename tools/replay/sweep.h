@@ -12,7 +12,7 @@ typedef struct sweep_options {
     const char *capacities; /* "1000,5859,..." */
     const char *policies;   /* "lru,multi-lru,..." or NULL for all */
     const char *csv_path;
-    const char *plot_path;  /* NULL or "" for no plot */
+    const char *plot_path; /* NULL or "" for no plot */
 } sweep_options_t;
 
 kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep);

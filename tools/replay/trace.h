@@ -58,8 +58,6 @@ kvbm_status_t trace_load(const char *path, size_t limit, trace_t *trace_out, cha
                          size_t error_size);
 void trace_free(trace_t *trace);
 
-
-
 /* Bytes consumed so far (for progress), or -1 if the stream cannot tell. */
 long trace_reader_offset(const trace_reader_t *reader);
 #endif /* KVBM_REPLAY_TRACE_H */
