@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cache_internal.h"
+#include "prometheus.h"
 
 #define SCRATCH_ON_STACK 64
 
@@ -608,17 +609,9 @@ kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
     kvbm_cache_metrics_t m;
     kvbm_cache_metrics(cache, &m);
     int rc = 0;
-#define KVBM_CACHE_PROM_SUFFIX_counter "_total"
-#define KVBM_CACHE_PROM_SUFFIX_gauge   ""
 #define KVBM_CACHE_PROM_LINE(field, type, help)                                                    \
     if (rc >= 0)                                                                                   \
-        rc = fprintf(out,                                                                          \
-                     "# HELP kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type                     \
-                     " " help "\n"                                                                 \
-                     "# TYPE kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type                     \
-                     " " #type "\n"                                                                \
-                     "kvbm_cache_" #field KVBM_CACHE_PROM_SUFFIX_##type " %" PRIu64 "\n",          \
-                     m.field);
+        rc = kvbm__prometheus_write(out, "cache_" #field, #type, help, NULL, m.field);
     KVBM_CACHE_METRICS_LIST(KVBM_CACHE_PROM_LINE)
 #undef KVBM_CACHE_PROM_LINE
     if (rc < 0)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "manager_internal.h"
+#include "prometheus.h"
 
 kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out)
 {
@@ -10,19 +11,12 @@ kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out
         return KVBM_ERR_INVALID_ARG;
     kvbm_manager_metrics_t m;
     kvbm_manager_metrics(manager, &m);
+    char labels[96];
+    snprintf(labels, sizeof(labels), "manager=\"%s\"", manager->name);
     int rc = 0;
-    /* Counters carry the conventional _total suffix. */
-#define KVBM_PROM_SUFFIX_counter "_total"
-#define KVBM_PROM_SUFFIX_gauge   ""
 #define KVBM_PROM_LINE(field, type, help)                                                          \
     if (rc >= 0)                                                                                   \
-        rc = fprintf(out,                                                                          \
-                     "# HELP kvbm_" #field KVBM_PROM_SUFFIX_##type                                 \
-                     " " help "\n"                                                                 \
-                     "# TYPE kvbm_" #field KVBM_PROM_SUFFIX_##type                                 \
-                     " " #type "\n"                                                                \
-                     "kvbm_" #field KVBM_PROM_SUFFIX_##type "{manager=\"%s\"} %" PRIu64 "\n",      \
-                     manager->name, m.field);
+        rc = kvbm__prometheus_write(out, #field, #type, help, labels, m.field);
     KVBM_MANAGER_METRICS_LIST(KVBM_PROM_LINE)
 #undef KVBM_PROM_LINE
     return rc < 0 ? KVBM_ERR_IO : KVBM_OK;
