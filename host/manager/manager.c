@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/config.h"
+#include "policy/config.h"
 #include "internal.h"
 
 _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
@@ -69,13 +71,27 @@ static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32
 
 /* ------------------------------------------------------------------ create */
 
-static kvbm_status_t check_config(const kvbm_manager_config_t *config)
+/* sizeof(kvbm_manager_config_t) at each published version (core/config.h). */
+static const size_t manager_config_sizes[] = {sizeof(kvbm_manager_config_t)};
+
+/* Imports the caller's config (and its policy config; struct_size 0 there
+ * means the defaults), then checks it. */
+static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
+                                   kvbm_manager_config_t *config)
 {
-    if (config == NULL)
+    if (caller == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size < sizeof(kvbm_manager_config_t) ||
-        config->version != KVBM_MANAGER_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_manager_config_t defaults = KVBM_MANAGER_CONFIG_INIT;
+    kvbm_status_t status = KVBM__CONFIG_IMPORT(caller, manager_config_sizes, &defaults, config);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_policy_config_t policy_config = config->policy_config;
+    if (policy_config.struct_size == 0)
+        config->policy_config = defaults.policy_config;
+    else
+        status = kvbm__policy_config_import(&policy_config, &config->policy_config);
+    if (status != KVBM_OK)
+        return status;
     if (config->num_blocks == 0 || config->num_blocks > KVBM_MANAGER_MAX_BLOCKS)
         return KVBM_ERR_INVALID_ARG;
     if (config->duplication != KVBM_DUPLICATION_ALLOW &&
@@ -83,20 +99,19 @@ static kvbm_status_t check_config(const kvbm_manager_config_t *config)
         return KVBM_ERR_INVALID_ARG;
     if (config->policy != NULL && config->policy->version != KVBM_POLICY_OPS_VERSION)
         return KVBM_ERR_VERSION;
-    if (config->policy_config.struct_size != 0 &&
-        (config->policy_config.struct_size < sizeof(kvbm_policy_config_t) ||
-         config->policy_config.version != KVBM_POLICY_CONFIG_VERSION))
-        return KVBM_ERR_VERSION;
     return KVBM_OK;
 }
 
-kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_manager_t **manager_out)
+kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
+                                  kvbm_manager_t **manager_out)
 {
     if (manager_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    kvbm_status_t status = check_config(config);
+    kvbm_manager_config_t imported;
+    kvbm_status_t status = import_config(caller_config, &imported);
     if (status != KVBM_OK)
         return status;
+    const kvbm_manager_config_t *config = &imported;
 
     kvbm_manager_t *manager = calloc(1, sizeof(*manager));
     if (manager == NULL)
@@ -117,10 +132,8 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_mana
     if (status != KVBM_OK)
         goto err_free_blocks;
 
-    kvbm_policy_config_t policy_config = KVBM_POLICY_CONFIG_INIT;
-    if (config->policy_config.struct_size != 0)
-        policy_config = config->policy_config;
-    status = manager->policy->create(&policy_config, config->num_blocks, &manager->policy_state);
+    status =
+        manager->policy->create(&config->policy_config, config->num_blocks, &manager->policy_state);
     if (status != KVBM_OK)
         goto err_destroy_registry;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&manager->lock, NULL), status);
