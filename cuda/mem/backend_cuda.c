@@ -27,6 +27,7 @@
 #include "check.h"
 #include "copy_kernel.h"
 #include "core/check.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "mem/backend_ops.h"
 
@@ -37,18 +38,25 @@ kvbm_status_t kvbm__cuda_error(cudaError_t err, const char *expr, const char *fi
     if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
         kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s) at %s:%d", expr, cudaGetErrorName(err),
                   cudaGetErrorString(err), file, line);
+    kvbm_status_t status;
     switch (err) {
     case cudaErrorMemoryAllocation:
-        return KVBM_ERR_NO_MEMORY;
+        status = KVBM_ERR_NO_MEMORY;
+        break;
     case cudaErrorNoDevice:
     case cudaErrorInsufficientDriver:
     case cudaErrorInvalidDevice:
-        return KVBM_ERR_NO_DEVICE;
+        status = KVBM_ERR_NO_DEVICE;
+        break;
     case cudaErrorNotReady:
-        return KVBM_ERR_BUSY;
+        status = KVBM_ERR_BUSY;
+        break;
     default:
-        return KVBM_ERR_DEVICE;
+        status = KVBM_ERR_DEVICE;
+        break;
     }
+    return kvbm__fail(status, "%s failed: %s (%s)", expr, cudaGetErrorName(err),
+                      cudaGetErrorString(err));
 }
 
 typedef struct cuda_backend {

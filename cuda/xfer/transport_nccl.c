@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "core/check.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "cuda_mem/check.h"
 #include "xfer/internal.h"
@@ -44,9 +45,9 @@ typedef struct nccl_state {
 
 /*
  * The one checking path for NCCL results (CUDA runtime results go through
- * KVBM_CUDA_CHECK of cuda/mem/check.h): maps to a status and logs the first
- * failure of each call site. ncclInProgress is not a failure (non-blocking
- * communicator); comm_settle waits it out.
+ * KVBM_CUDA_CHECK of cuda/mem/check.h): maps to a status, records the reason
+ * (core/error.h) and logs the first failure of each call site. ncclInProgress is not a failure
+ * (non-blocking communicator); comm_settle waits it out.
  */
 static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *file, int line,
                                 atomic_int *logged)
@@ -54,15 +55,20 @@ static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *f
     if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
         kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s:%d)", expr, ncclGetErrorString(rc), file,
                   line);
+    kvbm_status_t status;
     switch (rc) {
     case ncclRemoteError:
-        return KVBM_ERR_PEER;
+        status = KVBM_ERR_PEER;
+        break;
     case ncclInvalidArgument:
     case ncclInvalidUsage:
-        return KVBM_ERR_INVALID_ARG;
+        status = KVBM_ERR_INVALID_ARG;
+        break;
     default:
-        return KVBM_ERR_NCCL;
+        status = KVBM_ERR_NCCL;
+        break;
     }
+    return kvbm__fail(status, "%s failed: %s", expr, ncclGetErrorString(rc));
 }
 
 /* Evaluates @p expr; on failure stores the mapped status in @p status_var. */

@@ -54,6 +54,28 @@ const char *kvbm_status_str(kvbm_status_t status);
 /** @brief The enumerator's name ("KVBM_ERR_NO_BLOCKS"), or "KVBM_UNKNOWN". */
 const char *kvbm_status_name(kvbm_status_t status);
 
+/**
+ * @brief Why the latest failed kvbm call of the calling thread failed, in
+ *        words: which argument was wrong and how, or which system, CUDA or
+ *        NCCL call failed and what it reported.
+ *
+ * Recorded by every call that fails because of a bad argument
+ * (KVBM_ERR_INVALID_ARG), the operating system (KVBM_ERR_IO,
+ * KVBM_ERR_NO_MEMORY, KVBM_ERR_PEER, KVBM_ERR_TIMEOUT from a system call),
+ * CUDA (KVBM_ERR_DEVICE, KVBM_ERR_NO_DEVICE, KVBM_ERR_NO_MEMORY) or NCCL
+ * (KVBM_ERR_NCCL). Read it right after such a failure, as errno: calls that
+ * succeed do not clear it, and a status that says everything by itself
+ * (KVBM_ERR_NO_BLOCKS, KVBM_ERR_BUSY, ...) may leave an older reason in
+ * place. A failure that happens on a kvbm thread after the call returned (a
+ * copy that fails while it runs, reported by a fence) is logged
+ * (kvbm/log.h), not recorded here.
+ *
+ * @return the reason, "" when no failure was recorded on this thread yet.
+ *         Never NULL. The text belongs to the thread and stays valid until
+ *         its next kvbm call.
+ */
+const char *kvbm_last_error(void);
+
 #ifdef __cplusplus
 }
 #endif

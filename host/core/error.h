@@ -1,0 +1,30 @@
+/*
+ * The reason for the last failure on each thread, behind kvbm_last_error()
+ * (kvbm/status.h). There is one way to fail with a reason: kvbm__fail
+ * records it on the calling thread and returns the status, so a check reads
+ *
+ *     if (config->num_blocks == 0)
+ *         return kvbm__fail(KVBM_ERR_INVALID_ARG, "num_blocks is 0");
+ *
+ * Whoever decides that a call fails because of a bad argument, the OS, CUDA
+ * or NCCL records the reason where the failure is first seen (the checking
+ * macros of core/check.h and cuda/ do it for their sources), in words a
+ * caller can act on: what was wrong, with the value. Callers above only pass
+ * the status on; a later kvbm__fail on the same thread replaces the text.
+ * Recording does not log: the checking macros log their sources once per
+ * call site, bad arguments are not logged at all (the caller has the status
+ * and the reason and decides).
+ */
+#ifndef KVBM_CORE_ERROR_H
+#define KVBM_CORE_ERROR_H
+
+#include "kvbm/status.h"
+
+/* Longest reason kept, including the terminating NUL; longer ones are cut. */
+#define KVBM__ERROR_MAX 512
+
+/* Records the reason (printf format) on the calling thread; returns @p status. */
+kvbm_status_t kvbm__fail(kvbm_status_t status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif /* KVBM_CORE_ERROR_H */
