@@ -21,11 +21,20 @@
 # <build>/modules/<name>/, each including the real file by its absolute path
 # (so diagnostics and editors land on the real file).
 #
+# Every module is compiled with hidden visibility: only functions declared
+# with KVBM_API (include/kvbm/export.h) leave libkvbm.so. A module with CUDA
+# sources also links the CUDA compiler's runtime libraries that the C linker
+# does not add by itself (the C++ runtime the .cu objects call into), so the
+# libraries and the package files built from LIBS are complete.
+#
 #   kvbm_add_library(<target> STATIC|SHARED)
 #
-# builds one library from every module added so far, with the public include
-# directory and the modules' LIBS as its usage requirements. libkvbm is
-# kvbm_add_library(kvbm STATIC); a shared variant is one more call.
+# builds one libkvbm (output name "kvbm") from every module added so far,
+# with the public include directory as its usage requirement and the
+# modules' LIBS linked privately (a static library passes them on to
+# whoever links it). The shared one gets its version and soname
+# (libkvbm.so.MAJOR) from the project version and refuses to link with an
+# undefined symbol.
 
 set(KVBM_MODULE_ROOT ${PROJECT_BINARY_DIR}/modules)
 
@@ -72,6 +81,15 @@ function(kvbm_add_module name)
   endif()
   set(target kvbm_${name})
   add_library(${target} OBJECT ${sources})
+  set_target_properties(${target} PROPERTIES
+    C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden CUDA_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON)
+  list(FILTER sources INCLUDE REGEX "\\.cu$")
+  if(sources)
+    set(cuda_runtime ${CMAKE_CUDA_IMPLICIT_LINK_LIBRARIES})
+    list(REMOVE_ITEM cuda_runtime ${CMAKE_C_IMPLICIT_LINK_LIBRARIES})
+    list(APPEND M_LIBS ${cuda_runtime})
+  endif()
 
   set(fwd ${KVBM_MODULE_ROOT}/${name})
   _kvbm_write_forwarders(${fwd}/kvbm ${PROJECT_SOURCE_DIR}/include/kvbm ${M_API})
@@ -104,9 +122,21 @@ function(kvbm_add_library target kind)
   foreach(m ${modules})
     target_sources(${target} PRIVATE $<TARGET_OBJECTS:kvbm_${m}>)
   endforeach()
-  set_target_properties(${target} PROPERTIES LINKER_LANGUAGE C)
+  set_target_properties(${target} PROPERTIES LINKER_LANGUAGE C OUTPUT_NAME kvbm)
   target_include_directories(${target}
-    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
+    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   list(REMOVE_DUPLICATES libs)
-  target_link_libraries(${target} PUBLIC Threads::Threads ${libs})
+  target_link_libraries(${target} PRIVATE Threads::Threads ${libs})
+  if(kind STREQUAL "SHARED")
+    set_target_properties(${target} PROPERTIES
+      VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})
+    # Archives linked in (a static CUDA runtime, say) keep their symbols to
+    # themselves, so the export list stays exactly KVBM_API. Sanitizer
+    # runtimes leave symbols for the executable to provide, so --no-undefined
+    # applies to normal builds only.
+    target_link_options(${target} PRIVATE LINKER:--exclude-libs,ALL)
+    if(KVBM_SANITIZE STREQUAL "")
+      target_link_options(${target} PRIVATE LINKER:--no-undefined)
+    endif()
+  endif()
 endfunction()

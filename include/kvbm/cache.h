@@ -51,6 +51,7 @@
 #include <stdio.h>
 
 #include "kvbm/backend.h"
+#include "kvbm/export.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"
 #include "kvbm/policy.h"
@@ -144,10 +145,11 @@ typedef struct kvbm_cache_match_result {
  *         misaligned); KVBM_ERR_VERSION; layout errors; KVBM_ERR_NO_MEMORY;
  *         KVBM_ERR_DEVICE.
  */
-kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out);
+KVBM_API kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config,
+                                         kvbm_cache_t **cache_out);
 
 /** @brief Wait for every copy, then free everything. NULL is a no-op. */
-void kvbm_cache_destroy(kvbm_cache_t *cache);
+KVBM_API void kvbm_cache_destroy(kvbm_cache_t *cache);
 
 /**
  * @brief Allocate @p count mutable G1 blocks (all or nothing), offloading the
@@ -157,8 +159,8 @@ void kvbm_cache_destroy(kvbm_cache_t *cache);
  *                     completes once the slabs may be written.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_BLOCKS (nothing changes).
  */
-kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
-                                  kvbm_fence_t *ready);
+KVBM_API kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
+                                           kvbm_fence_t *ready);
 
 /**
  * @brief Longest prefix of @p hashes held in G1 then G2, acquired in G1;
@@ -170,9 +172,9 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
  *         take the G2 hits; checked before anything is taken, so nothing
  *         changes).
  */
-kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                               uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
-                               kvbm_fence_t *ready);
+KVBM_API kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                        uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
+                                        kvbm_fence_t *ready);
 
 /**
  * @brief A whole request in one call: match (G1, then G2 with onboarding),
@@ -181,21 +183,21 @@ kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size
  *        mutable blocks to fill and register.
  * @return as kvbm_cache_match(); KVBM_ERR_NO_BLOCKS changes nothing.
  */
-kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                                 uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
-                                 kvbm_fence_t *ready);
+KVBM_API kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                          uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
+                                          kvbm_fence_t *ready);
 
 /** @brief kvbm_manager_register() on G1; in write-through mode also offloads. */
-kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, const uint64_t *hashes,
-                                  size_t count, const kvbm_register_opts_t *opts,
-                                  uint32_t *ids_out);
+KVBM_API kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids,
+                                           const uint64_t *hashes, size_t count,
+                                           const kvbm_register_opts_t *opts, uint32_t *ids_out);
 
 /** @brief kvbm_manager_release() on G1. */
-kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
 
 /** @brief kvbm_manager_scan() on G1 (no onboarding). */
-kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count, bool touch,
-                              uint32_t *ids_out, size_t *n_found_out);
+KVBM_API kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                       bool touch, uint32_t *ids_out, size_t *n_found_out);
 
 /**
  * @brief Wait until the copies that load the given G1 blocks have completed
@@ -203,26 +205,26 @@ kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_
  * @return KVBM_OK; KVBM_ERR_COPY_FAILED (a block's onboarding failed: do not
  *         use its data); KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
 
 /** @brief Process completed copies without waiting. */
-kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache);
+KVBM_API kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache);
 
 /** @brief Wait for every copy in flight and process it. */
-kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache);
+KVBM_API kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache);
 
 /**
  * @brief Address of G1 block @p id's chunk (layer, outer) in the device pool.
  * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
-                                       uint32_t outer, void **addr_out);
+KVBM_API kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
+                                                uint32_t outer, void **addr_out);
 
 /** @brief The pool of a tier (G2 is NULL without a host tier). */
-kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier);
+KVBM_API kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /** @brief The layout of a tier's pool. */
-const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
+KVBM_API const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /**
  * @brief The manager of a tier, for counts, metrics, contains() and
@@ -230,17 +232,17 @@ const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
  *        a tier must go through the cache, which keeps both tiers and the
  *        copies consistent.
  */
-kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier);
+KVBM_API kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /** @brief Snapshot of the cache's counters. */
-void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
+KVBM_API void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
 
 /**
  * @brief Write the cache's metrics, then both tiers' manager metrics, as
  *        Prometheus text (managers labelled "g1" and "g2").
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_IO.
  */
-kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out);
+KVBM_API kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/export.h"
 #include "kvbm/status.h"
 
 #ifdef __cplusplus
@@ -106,44 +107,44 @@ typedef struct kvbm_policy_ops {
  * docs/POLICIES.md for each one's rule, cost and configuration.
  */
 /** "lru": release order, oldest first; an inactive touch refreshes. */
-const kvbm_policy_ops_t *kvbm_policy_lru(void);
+KVBM_API const kvbm_policy_ops_t *kvbm_policy_lru(void);
 /**
  * "multi-lru": four LRU levels chosen by a TinyLFU sketch's access count
  * (config.multi_lru_thresholds, config.sketch_width); coldest level first.
  * create returns KVBM_ERR_INVALID_ARG if the thresholds decrease or the
  * sketch width is above 2^28.
  */
-const kvbm_policy_ops_t *kvbm_policy_multi_lru(void);
+KVBM_API const kvbm_policy_ops_t *kvbm_policy_multi_lru(void);
 /** "lineage": only blocks without inactive children are evicted, oldest first. */
-const kvbm_policy_ops_t *kvbm_policy_lineage(void);
+KVBM_API const kvbm_policy_ops_t *kvbm_policy_lineage(void);
 /** "s3-fifo": S3-FIFO (small, main and ghost FIFOs), scan resistant. */
-const kvbm_policy_ops_t *kvbm_policy_s3fifo(void);
+KVBM_API const kvbm_policy_ops_t *kvbm_policy_s3fifo(void);
 /** "priority": lowest entry priority first, LRU among equals. */
-const kvbm_policy_ops_t *kvbm_policy_priority(void);
+KVBM_API const kvbm_policy_ops_t *kvbm_policy_priority(void);
 /**
  * "belady": farthest next use first (config.next_use, required: create
  * returns KVBM_ERR_INVALID_ARG without it). An offline bound for replays.
  */
-const kvbm_policy_ops_t *kvbm_policy_belady(void);
+KVBM_API const kvbm_policy_ops_t *kvbm_policy_belady(void);
 /**
  * "slru": segmented LRU with access counts remembered by hash across
  * evictions (a ghost of 4 x capacity hashes). Victim: once-used deepest
  * blocks of a release run, then once-used blocks, then reused blocks, each
  * oldest release first.
  */
-const kvbm_policy_ops_t *kvbm_policy_slru(void);
+KVBM_API const kvbm_policy_ops_t *kvbm_policy_slru(void);
 
 /**
  * @brief Find a built-in policy by name ("lru", "multi-lru", "lineage",
  *        "s3-fifo", "priority", "belady", "slru"). Returns NULL when the
  *        name is unknown. Thread-safe.
  */
-const kvbm_policy_ops_t *kvbm_policy_find(const char *name);
+KVBM_API const kvbm_policy_ops_t *kvbm_policy_find(const char *name);
 
 /**
  * @brief Names of the built-in policies, NULL-terminated, in a stable order.
  */
-const char *const *kvbm_policy_names(void);
+KVBM_API const char *const *kvbm_policy_names(void);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,8 @@
 #ifndef KVBM_STATUS_H
 #define KVBM_STATUS_H
 
+#include "kvbm/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -49,10 +51,10 @@ typedef enum kvbm_status {
  * @brief Human readable text of a status. Never returns NULL; unknown values
  *        give "unknown status". Thread-safe; the string is static.
  */
-const char *kvbm_status_str(kvbm_status_t status);
+KVBM_API const char *kvbm_status_str(kvbm_status_t status);
 
 /** @brief The enumerator's name ("KVBM_ERR_NO_BLOCKS"), or "KVBM_UNKNOWN". */
-const char *kvbm_status_name(kvbm_status_t status);
+KVBM_API const char *kvbm_status_name(kvbm_status_t status);
 
 /**
  * @brief Why the latest failed kvbm call of the calling thread failed, in
@@ -74,7 +76,7 @@ const char *kvbm_status_name(kvbm_status_t status);
  *         Never NULL. The text belongs to the thread and stays valid until
  *         its next kvbm call.
  */
-const char *kvbm_last_error(void);
+KVBM_API const char *kvbm_last_error(void);
 
 #ifdef __cplusplus
 }
