@@ -50,6 +50,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/config_init.h"
 #include "kvbm/export.h"
 #include "kvbm/layout.h"
 #include "kvbm/status.h"
@@ -124,11 +125,32 @@ typedef struct kvbm_backend_config {
     size_t kernel_threshold;
 } kvbm_backend_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_BACKEND_CONFIG_DEFAULTS(X, P)                                                         \
+    X(P, struct_size, sizeof(kvbm_backend_config_t))                                               \
+    X(P, version, KVBM_BACKEND_CONFIG_VERSION)                                                     \
+    X(P, kind, KVBM_BACKEND_AUTO)                                                                  \
+    X(P, kernel_threshold, 65536) /* 64 KiB */
+
+#ifdef __cplusplus
+#define KVBM_BACKEND_CONFIG_INIT                                                                   \
+    KVBM_CONFIG_INIT_CXX(kvbm_backend_config_t, kvbm_backend_config_init)
+#else
 #define KVBM_BACKEND_CONFIG_INIT                                                                   \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_backend_config_t), .version = KVBM_BACKEND_CONFIG_VERSION,      \
-        .kind = KVBM_BACKEND_AUTO, .kernel_threshold = (size_t)64 * 1024                           \
+        KVBM_BACKEND_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                      \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_BACKEND_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_backend_config_init(kvbm_backend_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_BACKEND_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /** One copy of a batch. */
 typedef struct kvbm_copy {

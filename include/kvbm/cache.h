@@ -51,6 +51,7 @@
 #include <stdio.h>
 
 #include "kvbm/backend.h"
+#include "kvbm/config_init.h"
 #include "kvbm/export.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"
@@ -107,11 +108,31 @@ typedef struct kvbm_cache_config {
     size_t g1_memory_bytes;
 } kvbm_cache_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_CACHE_CONFIG_DEFAULTS(X, P)                                                           \
+    X(P, struct_size, sizeof(kvbm_cache_config_t))                                                 \
+    X(P, version, KVBM_CACHE_CONFIG_VERSION)                                                       \
+    KVBM_LAYOUT_CONFIG_DEFAULTS(X, P layout.)                                                      \
+    KVBM_POLICY_CONFIG_DEFAULTS(X, P policy_config.)
+
+#ifdef __cplusplus
+#define KVBM_CACHE_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_cache_config_t, kvbm_cache_config_init)
+#else
 #define KVBM_CACHE_CONFIG_INIT                                                                     \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_cache_config_t), .version = KVBM_CACHE_CONFIG_VERSION,          \
-        .layout = KVBM_LAYOUT_CONFIG_INIT, .policy_config = KVBM_POLICY_CONFIG_INIT                \
+        KVBM_CACHE_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                        \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_CACHE_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_cache_config_init(kvbm_cache_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_CACHE_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /* X(field, prometheus type, help) */
 #define KVBM_CACHE_METRICS_LIST(X)                                                                 \

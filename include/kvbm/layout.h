@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/config_init.h"
 #include "kvbm/export.h"
 #include "kvbm/status.h"
 
@@ -58,12 +59,34 @@ typedef struct kvbm_layout_config {
     bool outer_contiguous;     /**< LAYER_SEPARATE only: K and V of a block adjacent */
 } kvbm_layout_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_LAYOUT_CONFIG_DEFAULTS(X, P)                                                          \
+    X(P, struct_size, sizeof(kvbm_layout_config_t))                                                \
+    X(P, version, KVBM_LAYOUT_CONFIG_VERSION)                                                      \
+    X(P, kind, KVBM_LAYOUT_FULLY_CONTIGUOUS)                                                       \
+    X(P, outer_dim, 2)                                                                             \
+    X(P, elem_size, 2)                                                                             \
+    X(P, alignment, 256)                                                                           \
+    X(P, outer_contiguous, true)
+
+#ifdef __cplusplus
+#define KVBM_LAYOUT_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_layout_config_t, kvbm_layout_config_init)
+#else
 #define KVBM_LAYOUT_CONFIG_INIT                                                                    \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_layout_config_t), .version = KVBM_LAYOUT_CONFIG_VERSION,        \
-        .kind = KVBM_LAYOUT_FULLY_CONTIGUOUS, .outer_dim = 2, .elem_size = 2, .alignment = 256,    \
-        .outer_contiguous = true                                                                   \
+        KVBM_LAYOUT_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                       \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_LAYOUT_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_layout_config_init(kvbm_layout_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_LAYOUT_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /** One contiguous byte range of a pool. */
 typedef struct kvbm_region {

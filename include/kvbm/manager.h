@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kvbm/config_init.h"
 #include "kvbm/export.h"
 #include "kvbm/metrics.h"
 #include "kvbm/policy.h"
@@ -84,11 +85,32 @@ typedef struct kvbm_manager_config {
     const char *name; /**< label for metrics text; copied; NULL means "kvbm" */
 } kvbm_manager_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_MANAGER_CONFIG_DEFAULTS(X, P)                                                         \
+    X(P, struct_size, sizeof(kvbm_manager_config_t))                                               \
+    X(P, version, KVBM_MANAGER_CONFIG_VERSION)                                                     \
+    X(P, duplication, KVBM_DUPLICATION_REJECT)                                                     \
+    KVBM_POLICY_CONFIG_DEFAULTS(X, P policy_config.)
+
+#ifdef __cplusplus
+#define KVBM_MANAGER_CONFIG_INIT                                                                   \
+    KVBM_CONFIG_INIT_CXX(kvbm_manager_config_t, kvbm_manager_config_init)
+#else
 #define KVBM_MANAGER_CONFIG_INIT                                                                   \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_manager_config_t), .version = KVBM_MANAGER_CONFIG_VERSION,      \
-        .duplication = KVBM_DUPLICATION_REJECT, .policy_config = KVBM_POLICY_CONFIG_INIT           \
+        KVBM_MANAGER_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                      \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_MANAGER_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_manager_config_init(kvbm_manager_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_MANAGER_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /** A block that allocate took from the inactive pool, with the hash it lost. */
 typedef struct kvbm_evicted {

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/config_init.h"
 #include "kvbm/export.h"
 #include "kvbm/status.h"
 
@@ -62,15 +63,32 @@ typedef struct kvbm_policy_config {
     void *next_use_ctx;
 } kvbm_policy_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_POLICY_CONFIG_DEFAULTS(X, P)                                                          \
+    X(P, struct_size, sizeof(kvbm_policy_config_t))                                                \
+    X(P, version, KVBM_POLICY_CONFIG_VERSION)                                                      \
+    X(P, multi_lru_thresholds[0], 3)                                                               \
+    X(P, multi_lru_thresholds[1], 8)                                                               \
+    X(P, multi_lru_thresholds[2], 15)
+
+#ifdef __cplusplus
+#define KVBM_POLICY_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_policy_config_t, kvbm_policy_config_init)
+#else
 #define KVBM_POLICY_CONFIG_INIT                                                                    \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_policy_config_t), .version = KVBM_POLICY_CONFIG_VERSION,        \
-        .multi_lru_thresholds = {                                                                  \
-            3,                                                                                     \
-            8,                                                                                     \
-            15                                                                                     \
-        }                                                                                          \
+        KVBM_POLICY_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                       \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_POLICY_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_policy_config_init(kvbm_policy_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_POLICY_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 typedef struct kvbm_policy_ops {
     uint32_t version; /**< KVBM_POLICY_OPS_VERSION */

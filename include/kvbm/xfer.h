@@ -46,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/config_init.h"
 #include "kvbm/export.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"
@@ -167,12 +168,34 @@ typedef struct kvbm_xfer_config {
     int cuda_device; /**< NCCL only: device to use; -1 means rank % device count */
 } kvbm_xfer_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_XFER_CONFIG_DEFAULTS(X, P)                                                            \
+    X(P, struct_size, sizeof(kvbm_xfer_config_t))                                                  \
+    X(P, version, KVBM_XFER_CONFIG_VERSION)                                                        \
+    X(P, transport, KVBM_XFER_SOCKET)                                                              \
+    X(P, size, 1)                                                                                  \
+    X(P, timeout_ms, 10000)                                                                        \
+    X(P, memory.kind, KVBM_XFER_MEM_HOST)                                                          \
+    X(P, cuda_device, -1)
+
+#ifdef __cplusplus
+#define KVBM_XFER_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_xfer_config_t, kvbm_xfer_config_init)
+#else
 #define KVBM_XFER_CONFIG_INIT                                                                      \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_xfer_config_t), .version = KVBM_XFER_CONFIG_VERSION,            \
-        .transport = KVBM_XFER_SOCKET, .rank = 0, .size = 1, .timeout_ms = 10000,                  \
-        .memory = {.kind = KVBM_XFER_MEM_HOST}, .cuda_device = -1                                  \
+        KVBM_XFER_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                         \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_XFER_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_xfer_config_init(kvbm_xfer_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_XFER_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /**
  * @brief Whether a transport can run here, without touching any peer.
