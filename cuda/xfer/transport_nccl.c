@@ -230,7 +230,7 @@ static void nccl_fini(kvbm_xfer_t *xfer)
 }
 
 /* One group of sends or receives for a plan, then wait for the stream. */
-static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_plan_t *plan,
+static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_plan_t *plan,
                                bool send)
 {
     nccl_state_t *st = xfer->transport_state;
@@ -246,13 +246,13 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
     if (status != KVBM_OK)
         return status;
     for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
-        const kvbm__xfer_chunk_t *c = &plan->chunks[i];
+        const kvbm_copy_t *piece = &plan->pieces[i];
         if (send)
-            KVBM_NCCL_CHECK(ncclSend(c->ptr, c->len, ncclUint8, peer, st->comm, st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                ncclSend(piece->src, piece->bytes, ncclUint8, peer, st->comm, st->stream), status);
         else
-            KVBM_NCCL_CHECK(ncclRecv(c->ptr, c->len, ncclUint8, peer, st->comm, st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                ncclRecv(piece->dst, piece->bytes, ncclUint8, peer, st->comm, st->stream), status);
     }
     /* The group must be closed even after a failed enqueue. */
     kvbm_status_t end = KVBM_OK;
@@ -307,12 +307,12 @@ static void nccl_data_end(kvbm_xfer_t *xfer)
     kvbm__mutex_unlock(&st->lock);
 }
 
-static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
     return nccl_move(xfer, peer, plan, true);
 }
 
-static kvbm_status_t nccl_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t nccl_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
     return nccl_move(xfer, peer, plan, false);
 }

@@ -15,6 +15,8 @@
 #include <sys/uio.h>
 
 #include "kvbm/xfer.h"
+#include "mem/copy_plan.h"
+#include "mem/geometry.h"
 
 /* ------------------------------------------------------------ wire format */
 
@@ -66,42 +68,6 @@ typedef struct kvbm__wire_desc {
     uint32_t pad32;
 } kvbm__wire_desc_t;
 
-/* ------------------------------------------------------------ plans */
-
-/* The memory shape the planner needs from either side. */
-typedef struct kvbm__xfer_geom {
-    void *const *region_base; /* NULL for a remote side */
-    uint32_t region_count;
-    uint32_t num_blocks;
-    size_t region_bytes;
-    size_t block_stride;
-} kvbm__xfer_geom_t;
-
-/* One contiguous piece of a transfer on this side, in stream order. */
-typedef struct kvbm__xfer_chunk {
-    void *ptr;
-    size_t len;
-} kvbm__xfer_chunk_t;
-
-typedef struct kvbm__xfer_plan {
-    kvbm__xfer_chunk_t *chunks;
-    size_t count;
-    size_t bytes;
-} kvbm__xfer_plan_t;
-
-/*
- * Pieces of this side of a transfer of n blocks, in stream order (see
- * xfer_plan.c). @p remote is the other side's shape (no region_base needed).
- * With @p message_based, pieces end wherever either side's would, by a rule
- * both sides evaluate alike. Sets *plan_out only on success.
- */
-kvbm_status_t kvbm__xfer_plan_build(const kvbm__xfer_geom_t *local, const uint32_t *local_ids,
-                                    const kvbm__xfer_geom_t *remote, const uint32_t *remote_ids,
-                                    size_t n, bool message_based, kvbm__xfer_plan_t *plan_out);
-/* The stream unit between two sides: the smaller region size. */
-size_t kvbm__xfer_unit_bytes(const kvbm__xfer_geom_t *a, const kvbm__xfer_geom_t *b);
-void kvbm__xfer_plan_free(kvbm__xfer_plan_t *plan);
-
 /* ------------------------------------------------------------ transports */
 
 /*
@@ -125,8 +91,10 @@ typedef struct kvbm__xfer_ops {
     /* Collective: every rank calls it after the mesh is connected. */
     kvbm_status_t (*init)(kvbm_xfer_t *xfer, const uint8_t *blob, size_t len);
     void (*fini)(kvbm_xfer_t *xfer);
-    kvbm_status_t (*send)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan);
-    kvbm_status_t (*recv)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan);
+    /* Sends the pieces' src bytes (a plan of kvbm__xfer_plan_send), or
+     * receives into the pieces' dst (kvbm__xfer_plan_recv). */
+    kvbm_status_t (*send)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan);
+    kvbm_status_t (*recv)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan);
     /*
      * Exclusive use of the data path for one request. The worker thread waits
      * for it (@p wait true) before it sends a request and keeps it until the
@@ -198,8 +166,10 @@ struct kvbm_xfer {
     uint32_t timeout_ms;
     const kvbm__xfer_ops_t *ops;
     kvbm_manager_t *manager;
-    kvbm_xfer_memory_t memory;
-    void **region_base;       /* copy of memory.region_base */
+    kvbm_xfer_mem_kind_t mem_kind;
+    uint64_t layout_key;      /* compatibility key of the block geometry */
+    kvbm__geom_t geom;        /* this rank's blocks; region_base is owned */
+    kvbm__geom_t *peer_geom;  /* size entries, from descs (no addresses) */
     kvbm__wire_desc_t *descs; /* size entries, indexed by rank */
     kvbm_xfer_arrival_fn on_arrival;
     void *arrival_ctx;
@@ -259,12 +229,17 @@ kvbm_status_t kvbm__wire_recv_hdr(int fd, uint32_t timeout_ms, uint16_t type,
                                   kvbm__wire_hdr_t *hdr_out);
 void kvbm__wire_hdr_init(kvbm__wire_hdr_t *hdr, uint16_t type, int32_t status, uint32_t count);
 
-/* Transfer memory of a layout over a pool at @p base (xfer_layout.c).
- * *bases_out is malloc'd and becomes memory_out->region_base. */
-kvbm_status_t kvbm__xfer_memory_from_layout(const kvbm_layout_t *layout, void *base,
-                                            kvbm_xfer_mem_kind_t kind, void ***bases_out,
-                                            kvbm_xfer_memory_t *memory_out);
-uint64_t kvbm__xfer_layout_key(const kvbm_layout_t *layout);
+/* Checks a caller's explicit memory description against the transport's
+ * memory kind and the manager (memory.c). */
+kvbm_status_t kvbm__xfer_memory_check(const kvbm_xfer_memory_t *mem, kvbm_xfer_mem_kind_t kind,
+                                      kvbm_manager_t *manager);
+/* This rank's memory (memory.c): the config's layout over layout_base, or
+ * its explicit memory description (already checked), as xfer->geom
+ * (region_base allocated), mem_kind and layout_key. On error nothing is
+ * allocated. */
+kvbm_status_t kvbm__xfer_memory_init(kvbm_xfer_t *xfer, const kvbm_xfer_config_t *config);
+/* A peer's geometry, from its description. */
+kvbm__geom_t kvbm__xfer_peer_geom(const kvbm__wire_desc_t *desc);
 
 /* Rendezvous and mesh (xfer_bootstrap.c). Fills descs, fds; runs ops->init. */
 kvbm_status_t kvbm__xfer_bootstrap(kvbm_xfer_t *xfer, const kvbm_xfer_config_t *config);
@@ -290,8 +265,13 @@ void kvbm__xfer_fault_fire(void);
 #define KVBM__XFER_RAW_MAX_BYTES ((uint64_t)1 << 36)
 
 /* Shared by the client and server sides (xfer.c). */
-kvbm_status_t kvbm__xfer_plan_blocks(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
-                                     const uint32_t *remote_ids, size_t n, kvbm__xfer_plan_t *plan);
+/* Plans of this side of a block transfer with @p peer (mem/copy_plan.h):
+ * sending local blocks to the peer's, or receiving the peer's into local
+ * ones. Set *plan only on success. */
+kvbm_status_t kvbm__xfer_plan_send(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
+                                   const uint32_t *remote_ids, size_t n, kvbm__copy_plan_t *plan);
+kvbm_status_t kvbm__xfer_plan_recv(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
+                                   const uint32_t *remote_ids, size_t n, kvbm__copy_plan_t *plan);
 bool kvbm__xfer_ids_below(const uint32_t *ids, size_t n, uint32_t bound);
 void kvbm__xfer_release_reverse(kvbm_manager_t *manager, const uint32_t *ids, size_t n);
 

@@ -85,17 +85,19 @@ static void socket_fini(kvbm_xfer_t *xfer)
 {
 }
 
-/* iovecs of the first @p limit bytes of a plan. */
-static kvbm_status_t plan_iov(const kvbm__xfer_plan_t *plan, size_t limit, struct iovec **iov_out,
-                              size_t *n_out)
+/* iovecs of the first @p limit bytes of a plan: its sources when sending,
+ * its destinations when receiving. */
+static kvbm_status_t plan_iov(const kvbm__copy_plan_t *plan, bool send, size_t limit,
+                              struct iovec **iov_out, size_t *n_out)
 {
     struct iovec *iov = malloc((plan->count ? plan->count : 1) * sizeof(*iov));
     if (iov == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = 0;
     for (size_t i = 0; i < plan->count && limit > 0; i++) {
-        size_t len = plan->chunks[i].len < limit ? plan->chunks[i].len : limit;
-        iov[n].iov_base = plan->chunks[i].ptr;
+        const kvbm_copy_t *piece = &plan->pieces[i];
+        size_t len = piece->bytes < limit ? piece->bytes : limit;
+        iov[n].iov_base = send ? (void *)piece->src : piece->dst;
         iov[n].iov_len = len;
         n++;
         limit -= len;
@@ -105,12 +107,12 @@ static kvbm_status_t plan_iov(const kvbm__xfer_plan_t *plan, size_t limit, struc
     return KVBM_OK;
 }
 
-static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
     size_t allowed = kvbm__xfer_fault_clip(plan->bytes);
     struct iovec *iov;
     size_t n;
-    kvbm_status_t status = plan_iov(plan, allowed, &iov, &n);
+    kvbm_status_t status = plan_iov(plan, true, allowed, &iov, &n);
     if (status != KVBM_OK)
         return status;
     status = kvbm__sock_writev(fd, iov, n, xfer->timeout_ms);
@@ -120,11 +122,11 @@ static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm
     return status;
 }
 
-static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
     struct iovec *iov;
     size_t n;
-    kvbm_status_t status = plan_iov(plan, plan->bytes, &iov, &n);
+    kvbm_status_t status = plan_iov(plan, false, plan->bytes, &iov, &n);
     if (status != KVBM_OK)
         return status;
     status = kvbm__sock_readv(fd, iov, n, xfer->timeout_ms);
