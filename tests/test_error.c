@@ -1,6 +1,7 @@
 /* kvbm_last_error: the per-thread failure reason (core/error.h) and who records it. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -106,6 +107,70 @@ static void a_public_call_with_a_bad_argument_says_which(void **state)
     assert_string_equal(kvbm_last_error(), "kvbm_hash_tokens: hashes is NULL");
 }
 
+/* Each module records what was wrong with the argument it refused. */
+static void every_module_says_which_argument_is_bad(void **state)
+{
+    kvbm_manager_config_t manager_config = KVBM_MANAGER_CONFIG_INIT;
+    kvbm_manager_t *manager = NULL;
+    assert_kvbm_status(kvbm_manager_create(&manager_config, &manager), KVBM_ERR_INVALID_ARG);
+    assert_non_null(strstr(kvbm_last_error(), "num_blocks 0 is not in 1.."));
+
+    manager_config.struct_size = 3;
+    assert_kvbm_status(kvbm_manager_create(&manager_config, &manager), KVBM_ERR_VERSION);
+    assert_non_null(strstr(kvbm_last_error(), "version 1, 3 bytes"));
+
+    kvbm_layout_config_t layout_config = KVBM_LAYOUT_CONFIG_INIT;
+    layout_config.num_blocks = layout_config.num_layers = layout_config.tokens_per_block = 1;
+    layout_config.inner_dim = 8;
+    layout_config.alignment = 48;
+    kvbm_layout_t *layout = NULL;
+    assert_kvbm_status(kvbm_layout_create(&layout_config, &layout), KVBM_ERR_INVALID_ARG);
+    assert_string_equal(kvbm_last_error(), "layout config: alignment 48 is not a power of two");
+
+    kvbm_backend_config_t backend_config = KVBM_BACKEND_CONFIG_INIT;
+    backend_config.kind = KVBM_BACKEND_CPU;
+    kvbm_backend_t *backend = NULL;
+    assert_kvbm_ok(kvbm_backend_create(&backend_config, &backend));
+    kvbm_stream_t *stream = NULL;
+    assert_kvbm_ok(kvbm_stream_create(backend, &stream));
+    char byte = 0;
+    kvbm_copy_t copy = {.src = &byte, .dst = NULL, .bytes = 1};
+    assert_kvbm_status(kvbm_backend_copy(backend, stream, &copy, 1, KVBM_COPY_H2H, NULL),
+                       KVBM_ERR_INVALID_ARG);
+    assert_string_equal(kvbm_last_error(), "kvbm_backend_copy: copy 0 has a NULL dst");
+    assert_kvbm_status(kvbm_fence_wait(NULL), KVBM_ERR_INVALID_ARG);
+    assert_string_equal(kvbm_last_error(), "kvbm_fence_wait: bad argument: needs fence != NULL");
+    kvbm_stream_destroy(stream);
+
+    kvbm_cache_config_t cache_config = KVBM_CACHE_CONFIG_INIT;
+    kvbm_cache_t *cache = NULL;
+    assert_kvbm_status(kvbm_cache_create(&cache_config, &cache), KVBM_ERR_INVALID_ARG);
+    assert_string_equal(kvbm_last_error(), "cache config: backend is NULL");
+    kvbm_backend_destroy(backend);
+
+    kvbm_xfer_rendezvous_t *rendezvous = NULL;
+    assert_kvbm_status(kvbm_xfer_rendezvous_create("10.0.0.1", 0, &rendezvous),
+                       KVBM_ERR_INVALID_ARG);
+    assert_non_null(strstr(kvbm_last_error(), "'10.0.0.1' is not a loopback address"));
+}
+
+/* Beyond bad arguments, the manager says why it refused. */
+static void manager_refusals_say_why(void **state)
+{
+    kvbm_manager_t *manager = test_manager_new(2, KVBM_DUPLICATION_REJECT, NULL);
+    uint32_t ids[3];
+    assert_kvbm_status(kvbm_manager_allocate(manager, 3, ids, NULL, NULL), KVBM_ERR_NO_BLOCKS);
+    assert_string_equal(kvbm_last_error(),
+                        "manager kvbm: 3 blocks asked for, 2 free and 0 evictable");
+    assert_kvbm_ok(kvbm_manager_allocate(manager, 1, ids, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_release(manager, ids, 1));
+    assert_kvbm_status(kvbm_manager_release(manager, ids, 1), KVBM_ERR_NOT_HELD);
+    char expected[64];
+    snprintf(expected, sizeof(expected), "block %u: no reference left to release", ids[0]);
+    assert_string_equal(kvbm_last_error(), expected);
+    kvbm_manager_destroy(manager);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -114,6 +179,8 @@ int main(void)
         cmocka_unit_test(each_thread_has_its_own_reason),
         cmocka_unit_test(checking_macros_record_the_foreign_reason),
         cmocka_unit_test(a_public_call_with_a_bad_argument_says_which),
+        cmocka_unit_test(every_module_says_which_argument_is_bad),
+        cmocka_unit_test(manager_refusals_say_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,7 +62,7 @@ static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *f
         break;
     case ncclInvalidArgument:
     case ncclInvalidUsage:
-        status = KVBM_ERR_INVALID_ARG;
+        status = KVBM_ERR_INVALID_ARG; /* reason: recorded below */
         break;
     default:
         status = KVBM_ERR_NCCL;
@@ -171,9 +171,9 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
         if (status == KVBM_OK)
             KVBM_NCCL_CHECK(ncclCommUserRank(st->comm, &rank), status);
         if (status == KVBM_OK && (nranks != xfer->size || rank != xfer->rank)) {
-            kvbm__log(KVBM_LOG_ERROR, "communicator is rank %d of %d, config says %d of %d", rank,
-                      nranks, xfer->rank, xfer->size);
-            status = KVBM_ERR_INVALID_ARG;
+            status = kvbm__fail(KVBM_ERR_INVALID_ARG,
+                                "xfer config: nccl_comm is rank %d of %d, the config says %d of %d",
+                                rank, nranks, xfer->rank, xfer->size);
         }
         if (status != KVBM_OK)
             goto err_mutex;

@@ -6,6 +6,7 @@
  * a fence); inside it the G1 and G2 managers take their own locks.
  */
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "core/check.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "core/prometheus.h"
 #include "internal.h"
 
@@ -51,8 +53,7 @@ static const size_t cache_config_sizes[] = {sizeof(kvbm_cache_config_t)};
 
 kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
 {
-    if (caller_config == NULL || cache_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(caller_config != NULL && cache_out != NULL);
     const kvbm_cache_config_t defaults = KVBM_CACHE_CONFIG_INIT;
     kvbm_cache_config_t imported;
     kvbm_status_t status =
@@ -61,10 +62,11 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
         return status;
     const kvbm_cache_config_t *config = &imported;
     if (config->backend == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "cache config: backend is NULL");
     if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "cache config: unknown offload_mode %d",
+                          (int)config->offload_mode);
     kvbm_cache_t *cache = calloc(1, sizeof(*cache));
     if (cache == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -83,10 +85,15 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
     size_t g1_bytes = kvbm_layout_total_bytes(cache->g1_layout);
     if (config->g1_memory != NULL) {
         /* The engine's KV tensor: bind to it, do not allocate. */
-        status = KVBM_ERR_INVALID_ARG;
         if (config->g1_memory_bytes < g1_bytes ||
-            (uintptr_t)config->g1_memory % config->layout.alignment != 0)
+            (uintptr_t)config->g1_memory % config->layout.alignment != 0) {
+            status = kvbm__fail(KVBM_ERR_INVALID_ARG,
+                                "cache config: g1_memory holds %zu bytes at %p, the layout needs "
+                                "%zu bytes aligned to %zu",
+                                config->g1_memory_bytes, config->g1_memory, g1_bytes,
+                                config->layout.alignment);
             goto err_destroy_g1_layout;
+        }
         status = kvbm_pool_wrap(cache->backend, KVBM_MEM_DEVICE, config->g1_memory,
                                 config->g1_memory_bytes, &cache->g1_pool);
     } else {
@@ -292,8 +299,8 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
 kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
                                   kvbm_fence_t *ready)
 {
-    if (cache == NULL || (count > 0 && ids_out == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids_out != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     cache_batch_t *offload = NULL;
@@ -434,7 +441,10 @@ static kvbm_status_t acquire_call(kvbm_cache_t *cache, const uint64_t *hashes, s
                                   kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
 {
     if (cache == NULL || result_out == NULL || (count > 0 && (hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "%s: bad argument: needs cache, result_out, and hashes and ids_out "
+                          "when count > 0",
+                          allocate_rest ? "kvbm_cache_acquire" : "kvbm_cache_match");
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status =
@@ -462,8 +472,7 @@ kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, si
 kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, const uint64_t *hashes,
                                   size_t count, const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
@@ -488,8 +497,7 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
 
 kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_release(cache->g1, ids, count);
@@ -500,8 +508,7 @@ kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_
 kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count, bool touch,
                               uint32_t *ids_out, size_t *n_found_out)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_scan(cache->g1, hashes, count, touch, ids_out, n_found_out);
@@ -513,14 +520,15 @@ kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_
 
 kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count)
 {
-    if (cache == NULL || (count > 0 && ids == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
     kvbm__mutex_lock(&cache->lock);
     uint64_t newest = 0;
     for (size_t i = 0; i < count; i++) {
         if (ids[i] >= cache->g1_blocks) {
             kvbm__mutex_unlock(&cache->lock);
-            return KVBM_ERR_OUT_OF_RANGE;
+            return kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", ids[i],
+                              cache->g1_blocks);
         }
         if (cache->loading_seq[ids[i]] > newest)
             newest = cache->loading_seq[ids[i]];
@@ -537,8 +545,7 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
 
 kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm__mutex_unlock(&cache->lock);
@@ -547,8 +554,7 @@ kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
 
 kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_wait_processed(cache, cache->next_seq - 1);
     kvbm__mutex_unlock(&cache->lock);
@@ -560,8 +566,7 @@ kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache)
 kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
                                        uint32_t outer, void **addr_out)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     return kvbm_layout_address(cache->g1_layout, kvbm_pool_ptr(cache->g1_pool), id, layer, outer,
                                addr_out);
 }
@@ -592,8 +597,7 @@ void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
 
 kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
 {
-    if (cache == NULL || out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL && out != NULL);
     kvbm_cache_metrics_t m;
     kvbm_cache_metrics(cache, &m);
     int rc = 0;
@@ -603,7 +607,7 @@ kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
     KVBM_CACHE_METRICS_LIST(KVBM_CACHE_PROM_LINE)
 #undef KVBM_CACHE_PROM_LINE
     if (rc < 0)
-        return KVBM_ERR_IO;
+        return kvbm__fail(KVBM_ERR_IO, "writing the cache metrics: %s", strerror(errno));
     kvbm_status_t status = kvbm_manager_metrics_prometheus(cache->g1, out);
     if (status == KVBM_OK && cache->g2 != NULL)
         status = kvbm_manager_metrics_prometheus(cache->g2, out);

@@ -11,6 +11,7 @@
  * macros of core/check.h and cuda/ do it for their sources), in words a
  * caller can act on: what was wrong, with the value. Callers above only pass
  * the status on; a later kvbm__fail on the same thread replaces the text.
+ * KVBM_REQUIRE_ARG is the short form for a function's argument checks.
  * Recording does not log: the checking macros log their sources once per
  * call site, bad arguments are not logged at all (the caller has the status
  * and the reason and decides).
@@ -26,5 +27,19 @@
 /* Records the reason (printf format) on the calling thread; returns @p status. */
 kvbm_status_t kvbm__fail(kvbm_status_t status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * The argument checks a public function makes before it takes anything
+ * (a lock, memory): returns KVBM_ERR_INVALID_ARG from the calling function
+ * unless @p cond holds, recording "<function>: bad argument: needs <cond>".
+ * A reason that needs a value ("num_blocks 0 is not in 1..N") is written
+ * with kvbm__fail instead.
+ */
+#define KVBM_REQUIRE_ARG(cond)                                                                     \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0))                                                          \
+            return kvbm__fail(KVBM_ERR_INVALID_ARG, "%s: bad argument: needs %s", __func__,        \
+                              #cond);                                                              \
+    } while (0)
 
 #endif /* KVBM_CORE_ERROR_H */

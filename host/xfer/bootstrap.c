@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "internal.h"
 
@@ -37,8 +38,7 @@ kvbm_status_t kvbm_xfer_rendezvous_create(const char *host, uint16_t port,
                                           kvbm_xfer_rendezvous_t **rendezvous_out)
 {
     uint32_t addr;
-    if (rendezvous_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(rendezvous_out != NULL);
     kvbm_status_t status = kvbm__sock_parse_loopback(host, &addr);
     if (status != KVBM_OK)
         return status;

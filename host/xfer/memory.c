@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "internal.h"
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
@@ -25,24 +26,35 @@ static uint64_t layout_key(const kvbm_layout_t *layout)
 static kvbm_status_t check_geom(const kvbm__geom_t *geom, kvbm_manager_t *manager)
 {
     if ((size_t)geom->num_blocks > SIZE_MAX / geom->block_stride)
-        return KVBM_ERR_OVERFLOW;
+        return kvbm__fail(KVBM_ERR_OVERFLOW, "xfer memory: %u blocks of stride %zu overflow size_t",
+                          geom->num_blocks, geom->block_stride);
     kvbm_pool_counts_t counts;
     kvbm_manager_counts(manager, &counts);
-    if (counts.total > geom->num_blocks)
-        return KVBM_ERR_INVALID_ARG; /* the manager's ids must index the slab */
+    if (counts.total > geom->num_blocks) /* the manager's ids must index the slab */
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer memory: %u blocks, fewer than the manager's %zu", geom->num_blocks,
+                          counts.total);
     return KVBM_OK;
 }
 
 kvbm_status_t kvbm__xfer_memory_check(const kvbm_xfer_memory_t *mem, kvbm_xfer_mem_kind_t kind,
                                       kvbm_manager_t *manager)
 {
-    if (mem->kind != kind || mem->num_blocks == 0 || mem->region_count == 0 ||
+    if (mem->kind != kind)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer memory: kind %d, this transport moves %s memory", (int)mem->kind,
+                          kind == KVBM_XFER_MEM_DEVICE ? "device" : "host");
+    if (mem->num_blocks == 0 || mem->region_count == 0 ||
         mem->region_count > KVBM_XFER_MAX_REGIONS || mem->region_bytes == 0 ||
         mem->block_stride < mem->region_bytes || mem->region_base == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer memory: %u blocks, %u regions (1..%u) of %zu bytes, stride %zu: "
+                          "needs blocks, regions, region bytes <= stride and region_base",
+                          mem->num_blocks, mem->region_count, KVBM_XFER_MAX_REGIONS,
+                          mem->region_bytes, mem->block_stride);
     for (uint32_t r = 0; r < mem->region_count; r++)
         if (mem->region_base[r] == NULL)
-            return KVBM_ERR_INVALID_ARG;
+            return kvbm__fail(KVBM_ERR_INVALID_ARG, "xfer memory: region_base[%u] is NULL", r);
     kvbm__geom_t geom = {.num_blocks = mem->num_blocks, .block_stride = mem->block_stride};
     return check_geom(&geom, manager);
 }

@@ -223,7 +223,7 @@ static kvbm_status_t serve_raw(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__
     if (ready != KVBM_OK) {
         /* refused below */
     } else if (hdr->arg > KVBM__XFER_RAW_MAX_BYTES) {
-        ready = KVBM_ERR_INVALID_ARG;
+        ready = KVBM_ERR_INVALID_ARG; /* reason: answered to the peer, not this thread's caller */
     } else if (hdr->arg > xfer->scratch_bytes) {
         if (xfer->scratch != NULL)
             xfer->ops->scratch_free(xfer, xfer->scratch);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "internal.h"
 
@@ -37,10 +38,12 @@ kvbm_status_t kvbm__sock_parse_loopback(const char *host, uint32_t *addr_out)
     if (host == NULL)
         host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &in) != 1)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "rendezvous host '%s' is not an IPv4 address",
+                          host);
     /* Loopback only: this transport has no authentication or encryption. */
     if ((ntohl(in.s_addr) >> 24) != 127)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "rendezvous host '%s' is not a loopback address (127.x.x.x)", host);
     *addr_out = in.s_addr;
     return KVBM_OK;
 }

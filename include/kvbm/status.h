@@ -62,15 +62,16 @@ KVBM_API const char *kvbm_status_name(kvbm_status_t status);
  *        NCCL call failed and what it reported.
  *
  * Recorded by every call that fails because of a bad argument
- * (KVBM_ERR_INVALID_ARG), the operating system (KVBM_ERR_IO,
- * KVBM_ERR_NO_MEMORY, KVBM_ERR_PEER, KVBM_ERR_TIMEOUT from a system call),
- * CUDA (KVBM_ERR_DEVICE, KVBM_ERR_NO_DEVICE, KVBM_ERR_NO_MEMORY) or NCCL
- * (KVBM_ERR_NCCL). Read it right after such a failure, as errno: calls that
- * succeed do not clear it, and a status that says everything by itself
- * (KVBM_ERR_NO_BLOCKS, KVBM_ERR_BUSY, ...) may leave an older reason in
- * place. A failure that happens on a kvbm thread after the call returned (a
- * copy that fails while it runs, reported by a fence) is logged
- * (kvbm/log.h), not recorded here.
+ * (KVBM_ERR_INVALID_ARG, KVBM_ERR_OUT_OF_RANGE, KVBM_ERR_VERSION, and
+ * KVBM_ERR_OVERFLOW / KVBM_ERR_INCOMPATIBLE from sizes and layouts), the
+ * operating system (a system or pthreads call, a pool's mmap), CUDA or NCCL,
+ * and by the manager's refusals (KVBM_ERR_NO_BLOCKS, KVBM_ERR_BAD_STATE,
+ * KVBM_ERR_NOT_HELD, KVBM_ERR_BUSY). Read it right after such a failure, as
+ * errno: calls that succeed do not clear it, and a failure not listed here
+ * (a host malloc returning NULL, KVBM_ERR_NO_MEMORY) may leave an older
+ * reason in place. A failure that happens on a kvbm thread after the call
+ * returned (a copy that fails while it runs, reported by a fence; a
+ * transfer request) is logged (kvbm/log.h), not recorded here.
  *
  * @return the reason, "" when no failure was recorded on this thread yet.
  *         Never NULL. The text belongs to the thread and stays valid until
