@@ -14,6 +14,23 @@
 #include "run.h"
 #include "sweep.h"
 
+/* A usage error: one line naming the problem, and where to find the rest. */
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, "kvbm-replay: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, " (try 'kvbm-replay --help')\n");
+    return 2;
+}
+
+static void print_version(void)
+{
+    printf("kvbm-replay %s\n", kvbm_version());
+    if (kvbm_version_code() != KVBM_VERSION_CODE)
+        printf("built against kvbm %d.%d.%d headers\n", KVBM_VERSION_MAJOR, KVBM_VERSION_MINOR,
+               KVBM_VERSION_PATCH);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -34,6 +51,8 @@ static void usage(FILE *out)
             "  --backend KIND     data mode memory backend: auto (default), cpu, cuda\n"
             "  --block-kib N      data mode block size in KiB (default 16)\n"
             "  --no-verify        data mode: do not stamp and check block contents\n"
+            "  --version          print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
             "policies:");
     for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
         fprintf(out, " %s", *name);
@@ -121,7 +140,8 @@ int main(int argc, char **argv)
         OPT_LOGICAL,
         OPT_BACKEND,
         OPT_BLOCK_KIB,
-        OPT_NO_VERIFY
+        OPT_NO_VERIFY,
+        OPT_VERSION
     };
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
@@ -140,11 +160,13 @@ int main(int argc, char **argv)
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"block-kib", required_argument, NULL, OPT_BLOCK_KIB},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+        {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
     int opt;
     uint32_t value;
-    while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+    opterr = 0; /* usage errors are reported below, in one line */
+    while ((opt = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
         switch (opt) {
         case OPT_G1:
             if (parse_u32(optarg, &options.g1_blocks) != 0 || options.g1_blocks == 0) {
@@ -219,15 +241,23 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case OPT_VERSION:
+            print_version();
+            return 0;
+        case ':':
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            usage(stderr);
-            return 2;
+            if (optopt != 0 && optopt < 256) {
+                char text[3] = {'-', (char)optopt, '\0'};
+                return usage_error("unknown option '%s'", text);
+            }
+            return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind != argc - 1) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind == argc)
+        return usage_error("%s", "no trace file given");
+    if (optind < argc - 1)
+        return usage_error("one trace file, not several ('%s', ...)", argv[optind]);
     options.trace_path = argv[optind];
     options.progress = no_progress             ? RUN_PROGRESS_NONE
                        : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
@@ -238,14 +268,15 @@ int main(int argc, char **argv)
                                          .policies = policies,
                                          .csv_path = csv_path,
                                          .plot_path = plot_path};
-        return sweep_run(&options, &sweep_options) == KVBM_OK ? 0 : 1;
+        kvbm_status_t status = sweep_run(&options, &sweep_options);
+        /* sweep_run refuses bad --sweep or --policies lists with KVBM_ERR_INVALID_ARG. */
+        return status == KVBM_OK ? 0 : status == KVBM_ERR_INVALID_ARG ? 2 : 1;
     }
     if (run_find_policy(options.policy) == NULL ||
         (options.g2_policy != NULL && run_find_policy(options.g2_policy) == NULL)) {
-        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
-                run_find_policy(options.policy) == NULL ? options.policy : options.g2_policy);
-        usage(stderr);
-        return 2;
+        return usage_error("unknown policy '%s'", run_find_policy(options.policy) == NULL
+                                                      ? options.policy
+                                                      : options.g2_policy);
     }
     run_result_t result;
     if (run_replay(&options, NULL, &result) != KVBM_OK)

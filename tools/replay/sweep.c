@@ -18,36 +18,154 @@ static size_t split_list(char *text, char **items)
     return count;
 }
 
-/* Draws one curve per policy; the points are sent inline, sorted by capacity. */
-static kvbm_status_t draw_plot(const char *plot_path, const uint32_t *capacities,
-                               size_t n_capacities, char **policies, size_t n_policies,
-                               double rates[][SWEEP_MAX])
+/* What the plot says about the run besides the rates. */
+typedef struct plot_context {
+    const char *trace_path;
+    size_t requests;
+    size_t blocks;
+    uint32_t block_tokens; /* 0: unknown */
+} plot_context_t;
+
+/* Writes @p text as a gnuplot string expression: single-quoted (quotes
+ * doubled), newlines joined in as "\n". */
+static void put_gnuplot_string(FILE *out, const char *text)
 {
+    fputc('\'', out);
+    for (const char *c = text; *c != '\0'; c++) {
+        if (*c == '\n') {
+            fputs("'.\"\\n\".'", out);
+            continue;
+        }
+        if (*c == '\'')
+            fputc('\'', out);
+        fputc(*c, out);
+    }
+    fputc('\'', out);
+}
+
+/* "512K" / "3.0M" tokens for a capacity of @p blocks blocks. */
+static void format_tokens(char *out, size_t size, uint64_t blocks, uint32_t block_tokens)
+{
+    double tokens = (double)blocks * block_tokens;
+    if (tokens >= 1e6)
+        snprintf(out, size, "%.1fM", tokens / 1e6);
+    else
+        snprintf(out, size, "%.0fK", tokens / 1e3);
+}
+
+/*
+ * Draws one curve per policy, hit rate (percent) against G1 capacity on a
+ * log axis whose range and ticks are the swept capacities (in blocks, and in
+ * tokens when the trace tells how many a block holds). Policies whose rates
+ * are equal at every capacity share one curve, named "a = b = c" in the
+ * legend; every curve has its own colour, dash pattern and point shape, so
+ * curves that nearly coincide stay apart. The points are sent inline, sorted
+ * by capacity.
+ */
+static kvbm_status_t draw_plot(const char *plot_path, const plot_context_t *context,
+                               const uint32_t *capacities, size_t n_capacities, char **policies,
+                               size_t n_policies, double rates[][SWEEP_MAX])
+{
+    size_t order[SWEEP_MAX]; /* capacity indices, smallest first */
+    for (size_t i = 0; i < n_capacities; i++)
+        order[i] = i;
+    for (size_t i = 1; i < n_capacities; i++)
+        for (size_t j = i; j > 0 && capacities[order[j]] < capacities[order[j - 1]]; j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    uint32_t lowest = capacities[order[0]], highest = capacities[order[n_capacities - 1]];
+    /* same_as[p]: the first policy whose rates equal p's everywhere (p itself if none). */
+    size_t same_as[SWEEP_MAX];
+    for (size_t p = 0; p < n_policies; p++) {
+        same_as[p] = p;
+        for (size_t q = 0; q < p && same_as[p] == p; q++) {
+            bool equal = same_as[q] == q;
+            for (size_t c = 0; c < n_capacities && equal; c++)
+                equal = rates[c][p] == rates[c][q];
+            if (equal)
+                same_as[p] = q;
+        }
+    }
+    double top = 0.0;
+    for (size_t c = 0; c < n_capacities; c++)
+        for (size_t p = 0; p < n_policies; p++)
+            top = rates[c][p] > top ? rates[c][p] : top;
+
     FILE *gnuplot = popen("gnuplot", "w");
     if (gnuplot == NULL)
         return KVBM_ERR_IO;
+    const char *slash = strrchr(context->trace_path, '/');
+    const char *trace_name = slash != NULL ? slash + 1 : context->trace_path;
+    char title[512], span[160] = "";
+    if (context->block_tokens > 0) {
+        char low_tokens[16], high_tokens[16];
+        format_tokens(low_tokens, sizeof(low_tokens), lowest, context->block_tokens);
+        format_tokens(high_tokens, sizeof(high_tokens), highest, context->block_tokens);
+        snprintf(span, sizeof(span), ", %s to %s tokens at %u tokens a block", low_tokens,
+                 high_tokens, context->block_tokens);
+    }
+    snprintf(title, sizeof(title),
+             "Hit rate by eviction policy: %s (%zu requests, %zu blocks)\n"
+             "G1 capacity %u to %u blocks%s",
+             trace_name, context->requests, context->blocks, lowest, highest, span);
+    /* noenhanced: names such as synthetic_trace are text, not subscripts. */
+    fprintf(gnuplot, "set terminal pngcairo noenhanced size 1100,700 font 'sans,13'\nset output ");
+    put_gnuplot_string(gnuplot, plot_path);
+    fprintf(gnuplot, "\nset title ");
+    put_gnuplot_string(gnuplot, title);
     fprintf(gnuplot,
-            "set terminal pngcairo size 900,560\n"
-            "set output '%s'\n"
-            "set title 'kvbm-replay: hit rate against G1 capacity'\n"
-            "set xlabel 'G1 capacity (blocks, log scale)'\nset ylabel 'hit rate'\n"
-            "set logscale x\nset grid\nset key top left\nset offsets graph 0.05, graph 0.05, 0, 0\n"
-            "plot ",
-            plot_path);
-    for (size_t p = 0; p < n_policies; p++)
-        fprintf(gnuplot, "%s'-' using 1:2 with linespoints lw 2 title '%s'", p > 0 ? ", " : "",
-                policies[p]);
+            "\nset xlabel '%s' offset 0,%s\nset ylabel 'hit rate (%%)'\nset bmargin %s\n"
+            "set logscale x\nset xrange [%g:%g]\nset yrange [0:%g]\n"
+            "set grid xtics ytics lc rgb '#d0d0d0'\nset key top left box opaque spacing 1.2\n"
+            "set xtics (",
+            context->block_tokens > 0 ? "G1 capacity: blocks (tokens), log scale"
+                                      : "G1 capacity (blocks, log scale)",
+            /* Two-line tick labels need the label lower and a wider margin. */
+            context->block_tokens > 0 ? "-1" : "0", context->block_tokens > 0 ? "6" : "4",
+            lowest / 1.25, highest * 1.25, top * 100.0 * 1.12 + 1.0);
+    for (size_t k = 0; k < n_capacities; k++) {
+        uint32_t capacity = capacities[order[k]];
+        char label[64];
+        if (context->block_tokens > 0) {
+            char tokens[16];
+            format_tokens(tokens, sizeof(tokens), capacity, context->block_tokens);
+            snprintf(label, sizeof(label), "%u\\n(%s)", capacity, tokens);
+        } else {
+            snprintf(label, sizeof(label), "%u", capacity);
+        }
+        fprintf(gnuplot, "%s\"%s\" %u", k > 0 ? ", " : "", label, capacity);
+    }
+    fprintf(gnuplot, ")\nplot ");
+    /* Colour, dash pattern and point shape per curve, all distinct. */
+    static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                          "#ff7f0e", "#17becf", "#8c564b", "#e377c2"};
+    static const int points[] = {7, 5, 9, 11, 13, 4, 6, 8, 10, 12};
+    size_t curve = 0;
+    for (size_t p = 0; p < n_policies; p++) {
+        if (same_as[p] != p)
+            continue;
+        char name[256];
+        snprintf(name, sizeof(name), "%s", policies[p]);
+        for (size_t q = p + 1; q < n_policies; q++)
+            if (same_as[q] == p)
+                snprintf(name + strlen(name), sizeof(name) - strlen(name), " = %s", policies[q]);
+        if (strcmp(policies[p], "belady") == 0)
+            snprintf(name + strlen(name), sizeof(name) - strlen(name), " (offline bound)");
+        fprintf(gnuplot,
+                "%s'-' using 1:2 with linespoints lw 2.5 ps 1.6 lc rgb '%s' dt %zu pt %d title ",
+                curve > 0 ? ", " : "", colours[curve % (sizeof(colours) / sizeof(colours[0]))],
+                curve % 5 + 1, points[curve % (sizeof(points) / sizeof(points[0]))]);
+        put_gnuplot_string(gnuplot, name);
+        curve++;
+    }
     fprintf(gnuplot, "\n");
     for (size_t p = 0; p < n_policies; p++) {
-        bool done[SWEEP_MAX] = {false};
-        for (size_t k = 0; k < n_capacities; k++) {
-            size_t best = SIZE_MAX;
-            for (size_t c = 0; c < n_capacities; c++)
-                if (!done[c] && (best == SIZE_MAX || capacities[c] < capacities[best]))
-                    best = c;
-            done[best] = true;
-            fprintf(gnuplot, "%u %.6f\n", capacities[best], rates[best][p]);
-        }
+        if (same_as[p] != p)
+            continue;
+        for (size_t k = 0; k < n_capacities; k++)
+            fprintf(gnuplot, "%u %.6f\n", capacities[order[k]], 100.0 * rates[order[k]][p]);
         fprintf(gnuplot, "e\n");
     }
     return pclose(gnuplot) == 0 ? KVBM_OK : KVBM_ERR_IO;
@@ -170,13 +288,17 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
     print_gap_closed(capacities, n_capacities, policies, n_policies, rates);
     fflush(stdout);
     fclose(csv);
+    const plot_context_t plot_context = {.trace_path = base->trace_path,
+                                         .requests = trace.requests,
+                                         .blocks = trace.blocks,
+                                         .block_tokens = trace.block_tokens};
     trace_free(&trace);
     if (status != KVBM_OK)
         return status;
     fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
     if (sweep->plot_path != NULL && sweep->plot_path[0] != '\0') {
-        if (draw_plot(sweep->plot_path, capacities, n_capacities, policies, n_policies, rates) !=
-            KVBM_OK) {
+        if (draw_plot(sweep->plot_path, &plot_context, capacities, n_capacities, policies,
+                      n_policies, rates) != KVBM_OK) {
             fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
             return KVBM_ERR_IO;
         }
