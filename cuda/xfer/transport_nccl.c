@@ -26,7 +26,8 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "cuda_mem/check.h"
-#include "xfer/internal.h"
+#include "xfer/fault.h"
+#include "xfer/object.h"
 
 typedef struct nccl_state {
     int device;
@@ -288,6 +289,8 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
 static kvbm_status_t nccl_data_begin(kvbm_xfer_t *xfer, bool wait)
 {
     nccl_state_t *st = xfer->transport_state;
+    if (!wait && kvbm__xfer_fault_take_busy())
+        return KVBM_ERR_BUSY;
     if (wait) {
         kvbm__mutex_lock(&st->lock);
         return KVBM_OK;
@@ -303,7 +306,18 @@ static void nccl_data_end(kvbm_xfer_t *xfer)
 
 static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
-    return nccl_move(xfer, peer, plan, true);
+    size_t allowed = kvbm__xfer_fault_clip(plan->bytes);
+    if (allowed == plan->bytes)
+        return nccl_move(xfer, peer, plan, true);
+    /* Fault injection: the whole pieces that fit in the allowed bytes go
+     * out (a cut piece would not match its receive), then the fault fires. */
+    kvbm__copy_plan_t prefix = {.pieces = plan->pieces};
+    while (prefix.count < plan->count && prefix.bytes + plan->pieces[prefix.count].bytes <= allowed)
+        prefix.bytes += plan->pieces[prefix.count++].bytes;
+    kvbm_status_t status = prefix.count > 0 ? nccl_move(xfer, peer, &prefix, true) : KVBM_OK;
+    if (status == KVBM_OK)
+        kvbm__xfer_fault_fire();
+    return status;
 }
 
 static kvbm_status_t nccl_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)

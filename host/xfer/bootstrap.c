@@ -26,7 +26,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "internal.h"
+#include "object.h"
+#include "socket_io.h"
 
 struct kvbm_xfer_rendezvous {
     int fd;

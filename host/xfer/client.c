@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 #include "core/check.h"
-#include "internal.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ client side */
 

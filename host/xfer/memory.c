@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "object.h"
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
 

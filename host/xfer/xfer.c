@@ -29,7 +29,8 @@
 
 #include "core/check.h"
 #include "core/config.h"
-#include "internal.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ helpers */
 
