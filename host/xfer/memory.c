@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "internal.h"
+#include "object.h"
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
 

@@ -15,7 +15,8 @@
 
 #include "core/check.h"
 #include "core/log.h"
-#include "internal.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ server side */
 

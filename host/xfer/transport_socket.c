@@ -9,54 +9,18 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-/* ------------------------------------------------------------ fault injection */
-
-/* Written before any thread exists (tests), read by the worker thread. */
-static kvbm__xfer_fault_t fault_kind = KVBM__FAULT_NONE;
-static size_t fault_after = 0;
-
-void kvbm__xfer_fault_set(kvbm__xfer_fault_t fault, size_t after_bytes)
-{
-    fault_kind = fault;
-    fault_after = after_bytes;
-}
-
-size_t kvbm__xfer_fault_clip(size_t len)
-{
-    if (fault_kind == KVBM__FAULT_NONE)
-        return len;
-    return len < fault_after ? len : fault_after;
-}
-
-void kvbm__xfer_fault_fire(void)
-{
-    if (fault_kind == KVBM__FAULT_DIE)
-        raise(SIGKILL);
-    for (;;)
-        pause(); /* KVBM__FAULT_HANG: the peer sees silence, then its timeout */
-}
+#include "fault.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ ops */
-
-/* Read and written by the service thread only, after being set before it
- * started. */
-static uint32_t fault_busy_left = 0;
-
-void kvbm__xfer_fault_busy(uint32_t count)
-{
-    fault_busy_left = count;
-}
 
 static kvbm_status_t socket_data_begin(kvbm_xfer_t *xfer, bool wait)
 {
     /* Each request has its own connection and thread on both sides: the
      * data path is never shared, so it is always free (but for tests). */
-    if (!wait && fault_busy_left > 0) {
-        fault_busy_left--;
+    if (!wait && kvbm__xfer_fault_take_busy())
         return KVBM_ERR_BUSY;
-    }
     return KVBM_OK;
 }
 
