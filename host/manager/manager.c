@@ -70,7 +70,8 @@ static const size_t manager_config_sizes[] = {sizeof(kvbm_manager_config_t)};
 static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
                                    kvbm_manager_config_t *config)
 {
-    KVBM_REQUIRE_ARG(caller != NULL);
+    if (caller == NULL)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_manager_create: config is NULL");
     const kvbm_manager_config_t defaults = KVBM_MANAGER_CONFIG_INIT;
     kvbm_status_t status = KVBM__CONFIG_IMPORT(caller, manager_config_sizes, &defaults, config);
     if (status != KVBM_OK)

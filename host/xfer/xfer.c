@@ -112,7 +112,8 @@ static const size_t xfer_config_sizes[] = {sizeof(kvbm_xfer_config_t)};
 static kvbm_status_t import_config(const kvbm_xfer_config_t *caller, kvbm_xfer_config_t *config,
                                    const kvbm__xfer_ops_t **ops_out)
 {
-    KVBM_REQUIRE_ARG(caller != NULL);
+    if (caller == NULL)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_xfer_create: config is NULL");
     const kvbm_xfer_config_t defaults = KVBM_XFER_CONFIG_INIT;
     kvbm_status_t import = KVBM__CONFIG_IMPORT(caller, xfer_config_sizes, &defaults, config);
     if (import != KVBM_OK)
