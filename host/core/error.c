@@ -7,7 +7,7 @@
 /* One buffer per thread, written only by its own thread: no lock. */
 static _Thread_local char last_error[KVBM__ERROR_MAX];
 
-kvbm_status_t kvbm__fail(kvbm_status_t status, const char *fmt, ...)
+void kvbm__error_record(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -15,7 +15,6 @@ kvbm_status_t kvbm__fail(kvbm_status_t status, const char *fmt, ...)
     // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
     vsnprintf(last_error, sizeof(last_error), fmt, ap);
     va_end(ap);
-    return status;
 }
 
 const char *kvbm_last_error(void)

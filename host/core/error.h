@@ -24,9 +24,16 @@
 /* Longest reason kept, including the terminating NUL; longer ones are cut. */
 #define KVBM__ERROR_MAX 512
 
-/* Records the reason (printf format) on the calling thread; returns @p status. */
-kvbm_status_t kvbm__fail(kvbm_status_t status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Records the reason (printf format) on the calling thread. */
+void kvbm__error_record(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Records the reason and evaluates to @p status. A macro rather than a
+ * function, so the compiler and the static analyzer see which status a
+ * `return kvbm__fail(...)` returns (a function's result would be opaque to
+ * them, and every caller's "status != KVBM_OK" branch a guess).
+ */
+#define kvbm__fail(status, ...) (kvbm__error_record(__VA_ARGS__), (kvbm_status_t)(status))
 
 /*
  * The argument checks a public function makes before it takes anything
