@@ -22,7 +22,8 @@
 # (so diagnostics and editors land on the real file).
 #
 # Every module is compiled with hidden visibility: only functions declared
-# with KVBM_API (include/kvbm/export.h) leave libkvbm.so. A module with CUDA
+# with KVBM_API (include/kvbm/export.h) leave libkvbm.so, and without
+# semantic interposition, so calls inside the library stay direct. A module with CUDA
 # sources also links the CUDA compiler's runtime libraries that the C linker
 # does not add by itself (the C++ runtime the .cu objects call into), so the
 # libraries and the package files built from LIBS are complete.
@@ -37,6 +38,8 @@
 # undefined symbol.
 
 set(KVBM_MODULE_ROOT ${PROJECT_BINARY_DIR}/modules)
+include(CheckCCompilerFlag)
+check_c_compiler_flag(-fno-semantic-interposition KVBM_C_NO_SEMANTIC_INTERPOSITION)
 
 # Writes forwarders for HEADERS (found in SRC_DIR) into OUT_DIR and removes
 # forwarders left there by an earlier configure for headers no longer listed,
@@ -84,6 +87,12 @@ function(kvbm_add_module name)
   set_target_properties(${target} PROPERTIES
     C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden CUDA_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
+  # The library's own calls to its exported functions (the cache calling the
+  # manager) go straight to them, not through the PLT: nobody may interpose
+  # them.
+  if(KVBM_C_NO_SEMANTIC_INTERPOSITION)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:C>:-fno-semantic-interposition>)
+  endif()
   list(FILTER sources INCLUDE REGEX "\\.cu$")
   if(sources)
     set(cuda_runtime ${CMAKE_CUDA_IMPLICIT_LINK_LIBRARIES})
@@ -135,6 +144,10 @@ function(kvbm_add_library target kind)
     # runtimes leave symbols for the executable to provide, so --no-undefined
     # applies to normal builds only.
     target_link_options(${target} PRIVATE LINKER:--exclude-libs,ALL)
+    # Calls between the library's own files bind inside it, not through the
+    # PLT (with -fno-semantic-interposition on the objects): an exported
+    # function is not meant to be interposed.
+    target_link_options(${target} PRIVATE LINKER:-Bsymbolic-functions)
     if(KVBM_SANITIZE STREQUAL "")
       target_link_options(${target} PRIVATE LINKER:--no-undefined)
     endif()
