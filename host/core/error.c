@@ -17,6 +17,11 @@ void kvbm__error_record(const char *fmt, ...)
     va_end(ap);
 }
 
+void kvbm__error_clear(void)
+{
+    last_error[0] = '\0';
+}
+
 const char *kvbm_last_error(void)
 {
     return last_error;

@@ -36,6 +36,13 @@ void kvbm__error_record(const char *fmt, ...) __attribute__((format(printf, 1, 2
 #define kvbm__fail(status, ...) (kvbm__error_record(__VA_ARGS__), (kvbm_status_t)(status))
 
 /*
+ * For kvbm's own threads, which fail on behalf of a caller on another
+ * thread: clear the reason before a piece of work, read it after, and hand
+ * it to the caller's thread with kvbm__fail(status, "%s", reason) there.
+ */
+void kvbm__error_clear(void);
+
+/*
  * The argument checks a public function makes before it takes anything
  * (a lock, memory): returns KVBM_ERR_INVALID_ARG from the calling function
  * unless @p cond holds, recording "<function>: bad argument: needs <cond>".

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 
 #include "core/check.h"
 #include "core/clock.h"
+#include "core/error.h"
 #include "object.h"
 #include "socket_io.h"
 
@@ -215,10 +217,22 @@ static void client_raw(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_r
     res->status = (kvbm_status_t)hdr.status;
 }
 
+/* Completes a request; a failure keeps the reason the worker recorded for it
+ * (kvbm__error_clear before each request), or names the peer and status when
+ * the failure was the peer's. */
 static void req_complete(kvbm_xfer_req_t *req, kvbm_status_t status, uint32_t *ids, size_t n)
 {
     kvbm__mutex_lock(&req->lock);
     req->status = status;
+    if (status != KVBM_OK) {
+        const char *local = kvbm_last_error();
+        if (local[0] != '\0')
+            snprintf(req->reason, sizeof(req->reason), "transfer with rank %d: %s", req->peer,
+                     local);
+        else
+            snprintf(req->reason, sizeof(req->reason), "transfer with rank %d: %s", req->peer,
+                     kvbm_status_str(status));
+    }
     req->result_ids = ids;
     req->n_result = n;
     req->done = true;
@@ -292,6 +306,7 @@ void *kvbm__xfer_worker_main(void *arg)
         kvbm__mutex_unlock(&xfer->lock);
         if (req == NULL)
             return NULL; /* stopping and drained */
+        kvbm__error_clear();
         if (stopping)
             req_complete(req, KVBM_ERR_PEER, NULL, 0);
         else

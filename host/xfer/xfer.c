@@ -505,11 +505,15 @@ kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, s
 kvbm_status_t kvbm_xfer_req_wait(kvbm_xfer_req_t *req)
 {
     KVBM_REQUIRE_ARG(req != NULL);
+    char reason[KVBM__ERROR_MAX];
     kvbm__mutex_lock(&req->lock);
     while (!req->done)
         kvbm__cond_wait(&req->cond, &req->lock);
     kvbm_status_t status = req->status;
+    memcpy(reason, req->reason, sizeof(reason));
     kvbm__mutex_unlock(&req->lock);
+    if (status != KVBM_OK)
+        return kvbm__fail(status, "%s", reason);
     return status;
 }
 

@@ -69,9 +69,10 @@ KVBM_API const char *kvbm_status_name(kvbm_status_t status);
  * KVBM_ERR_NOT_HELD, KVBM_ERR_BUSY). Read it right after such a failure, as
  * errno: calls that succeed do not clear it, and a failure not listed here
  * (a host malloc returning NULL, KVBM_ERR_NO_MEMORY) may leave an older
- * reason in place. A failure that happens on a kvbm thread after the call
- * returned (a copy that fails while it runs, reported by a fence; a
- * transfer request) is logged (kvbm/log.h), not recorded here.
+ * reason in place. A transfer request that fails on kvbm's worker thread
+ * hands its reason to the thread that waits for it
+ * (kvbm_xfer_req_wait()), and a copy that fails while it runs is reported,
+ * with its reason, to the thread that waits on or queries its fence.
  *
  * @return the reason, "" when no failure was recorded on this thread yet.
  *         Never NULL. The text belongs to the thread and stays valid until
