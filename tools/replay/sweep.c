@@ -53,31 +53,24 @@ static void format_tokens(char *out, size_t size, uint64_t blocks, uint32_t bloc
         snprintf(out, size, "%.0fK", tokens / 1e3);
 }
 
-/*
- * Draws one curve per policy, hit rate (percent) against G1 capacity on a
- * log axis whose range and ticks are the swept capacities (in blocks, and in
- * tokens when the trace tells how many a block holds). Policies whose rates
- * are equal at every capacity share one curve, named "a = b = c" in the
- * legend; every curve has its own colour, dash pattern and point shape, so
- * curves that nearly coincide stay apart. The points are sent inline, sorted
- * by capacity.
- */
-static kvbm_status_t draw_plot(const char *plot_path, const plot_context_t *context,
-                               const uint32_t *capacities, size_t n_capacities, char **policies,
-                               size_t n_policies, double rates[][SWEEP_MAX])
+/* Indices of the capacities, smallest first. */
+static void sort_capacities(const uint32_t *capacities, size_t n, size_t *order)
 {
-    size_t order[SWEEP_MAX]; /* capacity indices, smallest first */
-    for (size_t i = 0; i < n_capacities; i++)
+    for (size_t i = 0; i < n; i++)
         order[i] = i;
-    for (size_t i = 1; i < n_capacities; i++)
+    for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0 && capacities[order[j]] < capacities[order[j - 1]]; j--) {
             size_t t = order[j];
             order[j] = order[j - 1];
             order[j - 1] = t;
         }
-    uint32_t lowest = capacities[order[0]], highest = capacities[order[n_capacities - 1]];
-    /* same_as[p]: the first policy whose rates equal p's everywhere (p itself if none). */
-    size_t same_as[SWEEP_MAX];
+}
+
+/* same_as[p]: the first policy whose rates equal p's at every capacity (p
+ * itself when none does). */
+static void group_equal_curves(size_t n_capacities, size_t n_policies, double rates[][SWEEP_MAX],
+                               size_t *same_as)
+{
     for (size_t p = 0; p < n_policies; p++) {
         same_as[p] = p;
         for (size_t q = 0; q < p && same_as[p] == p; q++) {
@@ -88,71 +81,77 @@ static kvbm_status_t draw_plot(const char *plot_path, const plot_context_t *cont
                 same_as[p] = q;
         }
     }
-    double top = 0.0;
-    for (size_t c = 0; c < n_capacities; c++)
-        for (size_t p = 0; p < n_policies; p++)
-            top = rates[c][p] > top ? rates[c][p] : top;
+}
 
-    FILE *gnuplot = popen("gnuplot", "w");
-    if (gnuplot == NULL)
-        return KVBM_ERR_IO;
+/* Title, axes and ticks: the x range and ticks are the swept capacities (in
+ * blocks, and in tokens when the trace says how many a block holds). */
+static void write_plot_frame(FILE *gnuplot, const char *plot_path, const plot_context_t *context,
+                             const uint32_t *capacities, const size_t *order, size_t n,
+                             double top_rate)
+{
+    uint32_t lowest = capacities[order[0]], highest = capacities[order[n - 1]];
     const char *slash = strrchr(context->trace_path, '/');
-    const char *trace_name = slash != NULL ? slash + 1 : context->trace_path;
-    char title[512], span[160] = "";
-    if (context->block_tokens > 0) {
-        char low_tokens[16], high_tokens[16];
-        format_tokens(low_tokens, sizeof(low_tokens), lowest, context->block_tokens);
-        format_tokens(high_tokens, sizeof(high_tokens), highest, context->block_tokens);
-        snprintf(span, sizeof(span), ", %s to %s tokens at %u tokens a block", low_tokens,
-                 high_tokens, context->block_tokens);
+    bool tokens = context->block_tokens > 0;
+    char title[512], span[160] = "", low[16], high[16];
+    if (tokens) {
+        format_tokens(low, sizeof(low), lowest, context->block_tokens);
+        format_tokens(high, sizeof(high), highest, context->block_tokens);
+        snprintf(span, sizeof(span), ", %s to %s tokens at %u tokens a block", low, high,
+                 context->block_tokens);
     }
     snprintf(title, sizeof(title),
              "Hit rate by eviction policy: %s (%zu requests, %zu blocks)\n"
              "G1 capacity %u to %u blocks%s",
-             trace_name, context->requests, context->blocks, lowest, highest, span);
+             slash != NULL ? slash + 1 : context->trace_path, context->requests, context->blocks,
+             lowest, highest, span);
     /* noenhanced: names such as synthetic_trace are text, not subscripts. */
     fprintf(gnuplot, "set terminal pngcairo noenhanced size 1100,700 font 'sans,13'\nset output ");
     put_gnuplot_string(gnuplot, plot_path);
     fprintf(gnuplot, "\nset title ");
     put_gnuplot_string(gnuplot, title);
+    /* Two-line tick labels need the axis label lower and a wider margin. */
     fprintf(gnuplot,
-            "\nset xlabel '%s' offset 0,%s\nset ylabel 'hit rate (%%)'\nset bmargin %s\n"
+            "\nset xlabel '%s' offset 0,%d\nset ylabel 'hit rate (%%)'\nset bmargin %d\n"
             "set logscale x\nset xrange [%g:%g]\nset yrange [0:%g]\n"
             "set grid xtics ytics lc rgb '#d0d0d0'\nset key top left box opaque spacing 1.2\n"
             "set xtics (",
-            context->block_tokens > 0 ? "G1 capacity: blocks (tokens), log scale"
-                                      : "G1 capacity (blocks, log scale)",
-            /* Two-line tick labels need the label lower and a wider margin. */
-            context->block_tokens > 0 ? "-1" : "0", context->block_tokens > 0 ? "6" : "4",
-            lowest / 1.25, highest * 1.25, top * 100.0 * 1.12 + 1.0);
-    for (size_t k = 0; k < n_capacities; k++) {
+            tokens ? "G1 capacity: blocks (tokens), log scale" : "G1 capacity (blocks, log scale)",
+            tokens ? -1 : 0, tokens ? 6 : 4, lowest / 1.25, highest * 1.25,
+            top_rate * 100.0 * 1.12 + 1.0);
+    for (size_t k = 0; k < n; k++) {
         uint32_t capacity = capacities[order[k]];
-        char label[64];
-        if (context->block_tokens > 0) {
-            char tokens[16];
-            format_tokens(tokens, sizeof(tokens), capacity, context->block_tokens);
-            snprintf(label, sizeof(label), "%u\\n(%s)", capacity, tokens);
+        char label[64], at[16];
+        if (tokens) {
+            format_tokens(at, sizeof(at), capacity, context->block_tokens);
+            snprintf(label, sizeof(label), "%u\\n(%s)", capacity, at);
         } else {
             snprintf(label, sizeof(label), "%u", capacity);
         }
         fprintf(gnuplot, "%s\"%s\" %u", k > 0 ? ", " : "", label, capacity);
     }
-    fprintf(gnuplot, ")\nplot ");
-    /* Colour, dash pattern and point shape per curve, all distinct. */
+    fprintf(gnuplot, ")\n");
+}
+
+/* The plot command: one curve per group of equal policies, named "a = b",
+ * each with its own colour, dash pattern and point shape. */
+static void write_plot_curves(FILE *gnuplot, char **policies, size_t n_policies,
+                              const size_t *same_as)
+{
     static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                                           "#ff7f0e", "#17becf", "#8c564b", "#e377c2"};
     static const int points[] = {7, 5, 9, 11, 13, 4, 6, 8, 10, 12};
     size_t curve = 0;
+    fprintf(gnuplot, "plot ");
     for (size_t p = 0; p < n_policies; p++) {
         if (same_as[p] != p)
             continue;
         char name[256];
-        snprintf(name, sizeof(name), "%s", policies[p]);
-        for (size_t q = p + 1; q < n_policies; q++)
+        size_t used = (size_t)snprintf(name, sizeof(name), "%s", policies[p]);
+        for (size_t q = p + 1; q < n_policies && used < sizeof(name); q++)
             if (same_as[q] == p)
-                snprintf(name + strlen(name), sizeof(name) - strlen(name), " = %s", policies[q]);
-        if (strcmp(policies[p], "belady") == 0)
-            snprintf(name + strlen(name), sizeof(name) - strlen(name), " (offline bound)");
+                used += (size_t)snprintf(name + used, sizeof(name) - used, " = %s", policies[q]);
+        if (strcmp(policies[p], "belady") == 0 && used < sizeof(name))
+            snprintf(name + used, sizeof(name) - used, " (offline bound)");
         fprintf(gnuplot,
                 "%s'-' using 1:2 with linespoints lw 2.5 ps 1.6 lc rgb '%s' dt %zu pt %d title ",
                 curve > 0 ? ", " : "", colours[curve % (sizeof(colours) / sizeof(colours[0]))],
@@ -161,6 +160,31 @@ static kvbm_status_t draw_plot(const char *plot_path, const plot_context_t *cont
         curve++;
     }
     fprintf(gnuplot, "\n");
+}
+
+/*
+ * Draws hit rate (percent) against G1 capacity on a log axis. Policies whose
+ * rates are equal at every capacity share one curve, named "a = b = c" in the
+ * legend; every curve has its own colour, dash pattern and point shape, so
+ * curves that nearly coincide stay apart. The points are sent inline, sorted
+ * by capacity.
+ */
+static kvbm_status_t draw_plot(const char *plot_path, const plot_context_t *context,
+                               const uint32_t *capacities, size_t n_capacities, char **policies,
+                               size_t n_policies, double rates[][SWEEP_MAX])
+{
+    size_t order[SWEEP_MAX], same_as[SWEEP_MAX];
+    sort_capacities(capacities, n_capacities, order);
+    group_equal_curves(n_capacities, n_policies, rates, same_as);
+    double top = 0.0;
+    for (size_t c = 0; c < n_capacities; c++)
+        for (size_t p = 0; p < n_policies; p++)
+            top = rates[c][p] > top ? rates[c][p] : top;
+    FILE *gnuplot = popen("gnuplot", "w");
+    if (gnuplot == NULL)
+        return KVBM_ERR_IO;
+    write_plot_frame(gnuplot, plot_path, context, capacities, order, n_capacities, top);
+    write_plot_curves(gnuplot, policies, n_policies, same_as);
     for (size_t p = 0; p < n_policies; p++) {
         if (same_as[p] != p)
             continue;
@@ -202,48 +226,109 @@ static void print_gap_closed(const uint32_t *capacities, size_t n_capacities, ch
     }
 }
 
-kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
+/* The grid of a sweep: capacities by policies, parsed from the options. */
+typedef struct sweep_grid {
+    char capacity_text[1024], policy_text[1024]; /* the lists, cut in place */
+    char *policies[SWEEP_MAX];
+    uint32_t capacities[SWEEP_MAX];
+    size_t n_capacities, n_policies;
+} sweep_grid_t;
+
+static kvbm_status_t grid_parse(const sweep_options_t *sweep, sweep_grid_t *grid)
 {
-    char capacity_text[1024], policy_text[1024];
-    snprintf(capacity_text, sizeof(capacity_text), "%s", sweep->capacities);
+    snprintf(grid->capacity_text, sizeof(grid->capacity_text), "%s", sweep->capacities);
+    char *policy_text = grid->policy_text;
+    size_t room = sizeof(grid->policy_text);
     if (sweep->policies != NULL) {
-        snprintf(policy_text, sizeof(policy_text), "%s", sweep->policies);
+        snprintf(policy_text, room, "%s", sweep->policies);
     } else {
         policy_text[0] = '\0';
         for (const char *const *name = kvbm_policy_names(); *name != NULL; name++) {
             if (policy_text[0] != '\0')
-                strncat(policy_text, ",", sizeof(policy_text) - strlen(policy_text) - 1);
-            strncat(policy_text, *name, sizeof(policy_text) - strlen(policy_text) - 1);
+                strncat(policy_text, ",", room - strlen(policy_text) - 1);
+            strncat(policy_text, *name, room - strlen(policy_text) - 1);
         }
     }
-    char *capacity_items[SWEEP_MAX], *policies[SWEEP_MAX];
-    size_t n_capacities = split_list(capacity_text, capacity_items);
-    size_t n_policies = split_list(policy_text, policies);
-    uint32_t capacities[SWEEP_MAX];
-    static double rates[SWEEP_MAX][SWEEP_MAX];
+    char *capacity_items[SWEEP_MAX] = {NULL};
+    size_t n_capacities = split_list(grid->capacity_text, capacity_items);
+    grid->n_capacities = n_capacities;
+    grid->n_policies = split_list(policy_text, grid->policies);
     for (size_t i = 0; i < n_capacities; i++) {
         char *end = NULL;
         unsigned long value = strtoul(capacity_items[i], &end, 10);
         if (end == capacity_items[i] || *end != '\0' || value == 0 || value > UINT32_MAX) {
-            fprintf(stderr, "kvbm-replay: bad capacity '%s' in --sweep\n", capacity_items[i]);
+            fprintf(stderr,
+                    "kvbm-replay: bad capacity '%s' in --sweep (try 'kvbm-replay --help')\n",
+                    capacity_items[i]);
             return KVBM_ERR_INVALID_ARG;
         }
-        capacities[i] = (uint32_t)value;
+        grid->capacities[i] = (uint32_t)value;
     }
-    for (size_t p = 0; p < n_policies; p++) {
-        if (run_find_policy(policies[p]) == NULL) {
-            fprintf(stderr, "kvbm-replay: unknown policy '%s' in --policies\n", policies[p]);
+    for (size_t p = 0; p < grid->n_policies; p++) {
+        if (run_find_policy(grid->policies[p]) == NULL) {
+            fprintf(stderr,
+                    "kvbm-replay: unknown policy '%s' in --policies (try 'kvbm-replay --help')\n",
+                    grid->policies[p]);
             return KVBM_ERR_INVALID_ARG;
         }
     }
-    if (n_capacities == 0 || n_policies == 0) {
-        fprintf(stderr, "kvbm-replay: --sweep needs capacities and policies\n");
+    if (grid->n_capacities == 0 || grid->n_policies == 0) {
+        fprintf(stderr,
+                "kvbm-replay: --sweep needs capacities and policies (try 'kvbm-replay --help')\n");
         return KVBM_ERR_INVALID_ARG;
     }
+    return KVBM_OK;
+}
 
+/* Replays every cell of the grid, printing the table and a CSV row each. */
+static kvbm_status_t grid_run(const run_options_t *base, const trace_t *trace,
+                              const sweep_grid_t *grid, FILE *csv,
+                              double rates[SWEEP_MAX][SWEEP_MAX])
+{
+    fprintf(csv, "g1_blocks,policy,g2_blocks,hit_rate,g1_hits,g2_hits,misses,g1_evictions,"
+                 "offloads,ns_per_block\n");
+    printf("%10s", "g1_blocks");
+    for (size_t p = 0; p < grid->n_policies; p++)
+        printf(" %10s", grid->policies[p]);
+    printf("\n");
+    for (size_t c = 0; c < grid->n_capacities; c++) {
+        printf("%10u", grid->capacities[c]);
+        for (size_t p = 0; p < grid->n_policies; p++) {
+            run_options_t options = *base;
+            options.g1_blocks = grid->capacities[c];
+            options.policy = grid->policies[p];
+            options.g2_policy = NULL;
+            options.progress = RUN_PROGRESS_NONE;
+            run_result_t result;
+            kvbm_status_t status = run_replay(&options, trace, &result);
+            if (status != KVBM_OK)
+                return status;
+            const replay_counts_t *r = &result.counts;
+            double rate = replay_hit_rate(r);
+            rates[c][p] = rate;
+            printf(" %10.4f", rate);
+            fflush(stdout);
+            fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", grid->capacities[c],
+                    grid->policies[p], options.g2_blocks, rate, (unsigned long long)r->g1_hits,
+                    (unsigned long long)r->g2_hits, (unsigned long long)r->misses,
+                    (unsigned long long)r->g1_evictions, (unsigned long long)r->offloads,
+                    r->blocks > 0 ? r->core_ns / (double)r->blocks : 0.0);
+        }
+        printf("\n");
+    }
+    return KVBM_OK;
+}
+
+kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
+{
+    sweep_grid_t grid;
+    static double rates[SWEEP_MAX][SWEEP_MAX];
+    kvbm_status_t status = grid_parse(sweep, &grid);
+    if (status != KVBM_OK)
+        return status;
     trace_t trace;
     char error[300];
-    kvbm_status_t status = trace_load(base->trace_path, base->limit, &trace, error, sizeof(error));
+    status = trace_load(base->trace_path, base->limit, &trace, error, sizeof(error));
     if (status != KVBM_OK) {
         fprintf(stderr, "kvbm-replay: %s: %s\n", base->trace_path, error);
         return status;
@@ -254,38 +339,9 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         trace_free(&trace);
         return KVBM_ERR_IO;
     }
-    fprintf(csv, "g1_blocks,policy,g2_blocks,hit_rate,g1_hits,g2_hits,misses,g1_evictions,"
-                 "offloads,ns_per_block\n");
-    printf("%10s", "g1_blocks");
-    for (size_t p = 0; p < n_policies; p++)
-        printf(" %10s", policies[p]);
-    printf("\n");
-    for (size_t c = 0; c < n_capacities && status == KVBM_OK; c++) {
-        printf("%10u", capacities[c]);
-        for (size_t p = 0; p < n_policies; p++) {
-            run_options_t options = *base;
-            options.g1_blocks = capacities[c];
-            options.policy = policies[p];
-            options.g2_policy = NULL;
-            options.progress = RUN_PROGRESS_NONE;
-            run_result_t result;
-            status = run_replay(&options, &trace, &result);
-            if (status != KVBM_OK)
-                break;
-            const replay_counts_t *r = &result.counts;
-            double rate = replay_hit_rate(r);
-            rates[c][p] = rate;
-            printf(" %10.4f", rate);
-            fflush(stdout);
-            fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", capacities[c],
-                    policies[p], options.g2_blocks, rate, (unsigned long long)r->g1_hits,
-                    (unsigned long long)r->g2_hits, (unsigned long long)r->misses,
-                    (unsigned long long)r->g1_evictions, (unsigned long long)r->offloads,
-                    r->blocks > 0 ? r->core_ns / (double)r->blocks : 0.0);
-        }
-        printf("\n");
-    }
-    print_gap_closed(capacities, n_capacities, policies, n_policies, rates);
+    status = grid_run(base, &trace, &grid, csv, rates);
+    if (status == KVBM_OK)
+        print_gap_closed(grid.capacities, grid.n_capacities, grid.policies, grid.n_policies, rates);
     fflush(stdout);
     fclose(csv);
     const plot_context_t plot_context = {.trace_path = base->trace_path,
@@ -297,8 +353,8 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         return status;
     fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
     if (sweep->plot_path != NULL && sweep->plot_path[0] != '\0') {
-        if (draw_plot(sweep->plot_path, &plot_context, capacities, n_capacities, policies,
-                      n_policies, rates) != KVBM_OK) {
+        if (draw_plot(sweep->plot_path, &plot_context, grid.capacities, grid.n_capacities,
+                      grid.policies, grid.n_policies, rates) != KVBM_OK) {
             fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
             return KVBM_ERR_IO;
         }
