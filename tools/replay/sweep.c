@@ -173,6 +173,8 @@ static kvbm_status_t draw_plot(const char *plot_path, const plot_context_t *cont
                                const uint32_t *capacities, size_t n_capacities, char **policies,
                                size_t n_policies, double rates[][SWEEP_MAX])
 {
+    if (n_capacities == 0 || n_policies == 0)
+        return KVBM_OK; /* grid_parse refuses an empty sweep; nothing to draw */
     size_t order[SWEEP_MAX], same_as[SWEEP_MAX];
     sort_capacities(capacities, n_capacities, order);
     group_equal_curves(n_capacities, n_policies, rates, same_as);
