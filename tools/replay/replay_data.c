@@ -10,7 +10,11 @@
  *        registered in G2, the onboarded G2 blocks released, last first;
  *   7    kvbm_cache_release of all G1 blocks, last first.
  * With verify, every block written is stamped with its hash (the first
- * 8 bytes of each region), and every block served is checked.
+ * 8 bytes of each region), and every block served is checked. Stamps are
+ * copied from and to a pinned staging pool through the backend, so the
+ * check works where G1 is device memory (the CUDA backend) as on the CPU;
+ * the stamps of fresh blocks land before they are registered, as an
+ * engine's writes would (the replay gives the cache no engine stream).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +25,48 @@
 #define OUTER  2u
 #define TOKENS 16
 #define ELEM   2
+
+/* The staging pool, stream and fence of the stamps: one 8-byte stamp per
+ * region of the largest request that is not oversize (g1_blocks blocks). */
+static kvbm_status_t stamps_open(replay_t *replay)
+{
+    const kvbm_layout_t *layout = kvbm_cache_layout(replay->cache, KVBM_TIER_G1);
+    replay->stamp_regions = kvbm_layout_regions_per_block(layout);
+    size_t slots = (size_t)replay->g1_blocks * replay->stamp_regions;
+    replay->stamp_copies = malloc(slots * sizeof(kvbm_copy_t));
+    if (replay->stamp_copies == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    kvbm_status_t status =
+        kvbm_pool_create(replay->backend, KVBM_MEM_HOST, slots * sizeof(uint64_t), &replay->stamps);
+    if (status != KVBM_OK)
+        goto err_free_copies;
+    status = kvbm_stream_create(replay->backend, &replay->stamp_stream);
+    if (status != KVBM_OK)
+        goto err_destroy_pool;
+    status = kvbm_fence_create(replay->backend, &replay->stamp_fence);
+    if (status != KVBM_OK)
+        goto err_destroy_stream;
+    return KVBM_OK;
+
+err_destroy_stream:
+    kvbm_stream_destroy(replay->stamp_stream);
+    replay->stamp_stream = NULL;
+err_destroy_pool:
+    kvbm_pool_destroy(replay->stamps);
+    replay->stamps = NULL;
+err_free_copies:
+    free(replay->stamp_copies);
+    replay->stamp_copies = NULL;
+    return status;
+}
+
+static void stamps_close(replay_t *replay)
+{
+    kvbm_fence_destroy(replay->stamp_fence);
+    kvbm_stream_destroy(replay->stamp_stream);
+    kvbm_pool_destroy(replay->stamps);
+    free(replay->stamp_copies);
+}
 
 kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
 {
@@ -52,11 +98,17 @@ kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
         goto err_destroy_cache;
     replay->g1 = kvbm_cache_manager(replay->cache, KVBM_TIER_G1);
     replay->g2 = kvbm_cache_manager(replay->cache, KVBM_TIER_G2);
-    /* Stamps are written and read from the host: only where the device pool
-     * is host memory (the CPU backend). */
-    replay->verify = config->verify && kvbm_backend_kind(replay->backend) == KVBM_BACKEND_CPU;
+    replay->verify = config->verify;
+    if (replay->verify) {
+        status = stamps_open(replay);
+        if (status != KVBM_OK)
+            goto err_destroy_ready;
+    }
     return KVBM_OK;
 
+err_destroy_ready:
+    kvbm_fence_destroy(replay->ready);
+    replay->ready = NULL;
 err_destroy_cache:
     kvbm_cache_destroy(replay->cache);
     replay->cache = NULL;
@@ -68,28 +120,58 @@ err_destroy_backend:
 
 void replay__data_close(replay_t *replay)
 {
+    stamps_close(replay);
     kvbm_fence_destroy(replay->ready);
     kvbm_cache_destroy(replay->cache);
     kvbm_backend_destroy(replay->backend);
 }
 
-/* Stamps (or checks) the hash at the start of every region of a G1 block. */
-static bool stamp(replay_t *replay, uint32_t id, uint64_t hash, bool write)
+/*
+ * Writes (or reads back) the hash stamp at the start of every region of the
+ * G1 blocks ids[0..n), in one batch through the staging pool, and waits for
+ * it. Reading, counts the blocks whose stamps are not their hashes in
+ * @p wrong_out.
+ */
+static kvbm_status_t stamps_move(replay_t *replay, const uint32_t *ids, const uint64_t *hashes,
+                                 size_t n, bool write, uint64_t *wrong_out)
 {
     const kvbm_layout_t *layout = kvbm_cache_layout(replay->cache, KVBM_TIER_G1);
-    unsigned char *base = kvbm_pool_ptr(kvbm_cache_pool(replay->cache, KVBM_TIER_G1));
+    char *g1 = kvbm_pool_ptr(kvbm_cache_pool(replay->cache, KVBM_TIER_G1));
+    uint64_t *slot = kvbm_pool_ptr(replay->stamps);
     kvbm_region_t regions[(size_t)LAYERS * OUTER];
-    size_t n = 0;
-    if (kvbm_layout_block_regions(layout, id, regions, (size_t)LAYERS * OUTER, &n) != KVBM_OK)
-        return false;
-    bool same = true;
-    for (size_t r = 0; r < n; r++) {
-        if (write)
-            memcpy(base + regions[r].offset, &hash, sizeof(hash));
-        else
-            same &= memcmp(base + regions[r].offset, &hash, sizeof(hash)) == 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t got = 0;
+        kvbm_status_t status =
+            kvbm_layout_block_regions(layout, ids[i], regions, (size_t)LAYERS * OUTER, &got);
+        if (status != KVBM_OK)
+            return status;
+        for (size_t r = 0; r < got; r++, k++) {
+            char *at = g1 + regions[r].offset;
+            if (write) {
+                slot[k] = hashes[i];
+                replay->stamp_copies[k] = (kvbm_copy_t){&slot[k], at, sizeof(uint64_t)};
+            } else {
+                replay->stamp_copies[k] = (kvbm_copy_t){at, &slot[k], sizeof(uint64_t)};
+            }
+        }
     }
-    return same;
+    kvbm_status_t status =
+        kvbm_backend_copy(replay->backend, replay->stamp_stream, replay->stamp_copies, k,
+                          write ? KVBM_COPY_H2D : KVBM_COPY_D2H, replay->stamp_fence);
+    if (status == KVBM_OK)
+        status = kvbm_fence_wait(replay->stamp_fence);
+    if (status != KVBM_OK || write)
+        return status;
+    uint64_t wrong = 0;
+    for (size_t i = 0, at = 0; i < n; i++) {
+        bool same = true;
+        for (size_t r = 0; r < replay->stamp_regions; r++, at++)
+            same &= slot[at] == hashes[i];
+        wrong += !same;
+    }
+    *wrong_out = wrong;
+    return KVBM_OK;
 }
 
 kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, size_t count)
@@ -116,14 +198,20 @@ kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, siz
     size_t served = r.g1 + r.onboarded;
     if (served > 0 && (copies != KVBM_OK || replay->verify))
         copies = kvbm_cache_check(replay->cache, ids, served);
-    if (replay->verify && copies == KVBM_OK) {
-        for (size_t i = 0; i < served; i++)
-            replay->counts.wrong_blocks += !stamp(replay, ids[i], hashes[i], false);
+    if (replay->verify && copies == KVBM_OK && served > 0) {
+        uint64_t wrong = 0;
+        status = stamps_move(replay, ids, hashes, served, false, &wrong);
+        if (status != KVBM_OK)
+            return status;
+        replay->counts.wrong_blocks += wrong;
+        replay->counts.verified_blocks += served;
     }
-    for (size_t i = served; i < count; i++) {
+    for (size_t i = served; i < count; i++)
         replay->fresh_ids[i] = ids[i];
-        if (replay->verify)
-            stamp(replay, ids[i], hashes[i], true);
+    if (replay->verify && count > served) {
+        status = stamps_move(replay, ids + served, hashes + served, count - served, true, NULL);
+        if (status != KVBM_OK)
+            return status;
     }
     if (count > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,

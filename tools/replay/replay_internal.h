@@ -17,6 +17,13 @@ struct replay {
     kvbm_cache_t *cache;
     kvbm_fence_t *ready;
     bool verify;
+    /* Verify: stamps travel by copies between this pinned staging pool and
+     * G1, so they work on any backend (G1 may be device memory). */
+    kvbm_pool_t *stamps;
+    kvbm_stream_t *stamp_stream;
+    kvbm_fence_t *stamp_fence;
+    kvbm_copy_t *stamp_copies;
+    size_t stamp_regions; /* regions per G1 block */
     /* Scratch, sized for the largest request so far. */
     size_t scratch_capacity;
     uint32_t *g1_ids;      /* matched then registered, in request order */
