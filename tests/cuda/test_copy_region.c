@@ -37,7 +37,7 @@ static void run_grid(const kvbm__copy_desc_t *desc, size_t n, size_t grid, size_
  * byte written by exactly one thread. */
 static void check_region(size_t src_off, size_t dst_off, size_t bytes, size_t threads)
 {
-    size_t span = bytes + 2 * GUARD + 32;
+    size_t span = (bytes + 2 * GUARD + 32 + 63) / 64 * 64; /* aligned_alloc: a multiple */
     unsigned char *src = aligned_alloc(64, span), *dst = aligned_alloc(64, span);
     assert_non_null(src);
     assert_non_null(dst);
