@@ -120,6 +120,9 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes)
     void *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
     if (p == NULL)
         return standin_fail(cudaErrorMemoryAllocation);
+    /* Fresh device memory holds whatever it held: never what a test freed
+     * just before (the allocator would often hand that back). */
+    memset(p, 0xA5, bytes);
     standin_lock();
     bool ok = push_locked((alloc_t){(uintptr_t)p, bytes, ALLOC_DEVICE, device});
     if (ok)
@@ -160,6 +163,7 @@ cudaError_t cudaHostAlloc(void **ptr, size_t bytes, unsigned int flags)
     void *p = aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
     if (p == NULL)
         return standin_fail(cudaErrorMemoryAllocation);
+    memset(p, 0x5A, bytes);
     standin_lock();
     bool ok = push_locked((alloc_t){(uintptr_t)p, bytes, ALLOC_HOST, -1});
     if (ok)
