@@ -45,7 +45,7 @@ hidden() { unshare -m --propagation private sh -c 'mount -t tmpfs none /usr/loca
 hidden sh -c 'test ! -e /usr/local/cuda && test ! -e /usr/local/cuda-13.0' ||
   fail "/usr/local/cuda is still visible in the namespace"
 
-out=$(hidden "$replay" --g1-blocks 5859 --g2-blocks 23436 --json --no-progress "$trace" 2>/dev/null) ||
+out=$(hidden "$replay" --g1-blocks 5859 --g2-blocks 23436 --block-kib 1 --json --no-progress "$trace" 2>/dev/null) ||
   fail "kvbm-replay failed without CUDA installed"
 for field in '"backend": "cpu"' '"g1_hits": 37703' '"g2_hits": 36089' '"offloads": 47205' \
              '"g1_evictions": 78315' '"g2_evictions": 23769' '"wrong_blocks": 0' '"failed_copies": 0'; do
