@@ -19,64 +19,81 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replay_internal.h"
+#include "replay_mode.h"
 
 #define LAYERS 4u
 #define OUTER  2u
 #define TOKENS 16
 #define ELEM   2
 
-/* The staging pool, stream and fence of the stamps: one 8-byte stamp per
- * region of the largest request that is not oversize (g1_blocks blocks). */
-static kvbm_status_t stamps_open(replay_t *replay)
+typedef struct data {
+    kvbm_backend_t *backend;
+    kvbm_cache_t *cache;
+    kvbm_fence_t *ready;
+    kvbm_manager_t *g1, *g2; /* the cache's */
+    bool verify;
+    /* Verify: stamps travel by copies between this pinned staging pool and
+     * G1, one 8-byte slot per region of the largest request (g1_blocks). */
+    kvbm_pool_t *stamps;
+    kvbm_stream_t *stamp_stream;
+    kvbm_fence_t *stamp_fence;
+    kvbm_copy_t *stamp_copies;
+    size_t stamp_regions; /* regions per G1 block */
+    replay_scratch_t scratch;
+} data_t;
+
+static kvbm_status_t stamps_open(data_t *data, uint32_t g1_blocks)
 {
-    const kvbm_layout_t *layout = kvbm_cache_layout(replay->cache, KVBM_TIER_G1);
-    replay->stamp_regions = kvbm_layout_regions_per_block(layout);
-    size_t slots = (size_t)replay->g1_blocks * replay->stamp_regions;
-    replay->stamp_copies = malloc(slots * sizeof(kvbm_copy_t));
-    if (replay->stamp_copies == NULL)
+    const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
+    data->stamp_regions = kvbm_layout_regions_per_block(layout);
+    size_t slots = (size_t)g1_blocks * data->stamp_regions;
+    data->stamp_copies = malloc(slots * sizeof(kvbm_copy_t));
+    if (data->stamp_copies == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t status =
-        kvbm_pool_create(replay->backend, KVBM_MEM_HOST, slots * sizeof(uint64_t), &replay->stamps);
+        kvbm_pool_create(data->backend, KVBM_MEM_HOST, slots * sizeof(uint64_t), &data->stamps);
     if (status != KVBM_OK)
         goto err_free_copies;
-    status = kvbm_stream_create(replay->backend, &replay->stamp_stream);
+    status = kvbm_stream_create(data->backend, &data->stamp_stream);
     if (status != KVBM_OK)
         goto err_destroy_pool;
-    status = kvbm_fence_create(replay->backend, &replay->stamp_fence);
+    status = kvbm_fence_create(data->backend, &data->stamp_fence);
     if (status != KVBM_OK)
         goto err_destroy_stream;
     return KVBM_OK;
 
 err_destroy_stream:
-    kvbm_stream_destroy(replay->stamp_stream);
-    replay->stamp_stream = NULL;
+    kvbm_stream_destroy(data->stamp_stream);
+    data->stamp_stream = NULL;
 err_destroy_pool:
-    kvbm_pool_destroy(replay->stamps);
-    replay->stamps = NULL;
+    kvbm_pool_destroy(data->stamps);
+    data->stamps = NULL;
 err_free_copies:
-    free(replay->stamp_copies);
-    replay->stamp_copies = NULL;
+    free(data->stamp_copies);
+    data->stamp_copies = NULL;
     return status;
 }
 
-static void stamps_close(replay_t *replay)
+static void stamps_close(data_t *data)
 {
-    kvbm_fence_destroy(replay->stamp_fence);
-    kvbm_stream_destroy(replay->stamp_stream);
-    kvbm_pool_destroy(replay->stamps);
-    free(replay->stamp_copies);
+    kvbm_fence_destroy(data->stamp_fence);
+    kvbm_stream_destroy(data->stamp_stream);
+    kvbm_pool_destroy(data->stamps);
+    free(data->stamp_copies);
 }
 
-kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
+static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
 {
+    data_t *data = calloc(1, sizeof(*data));
+    if (data == NULL)
+        return KVBM_ERR_NO_MEMORY;
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
     bc.kind = config->backend_kind;
-    kvbm_status_t status = kvbm_backend_create(&bc, &replay->backend);
+    kvbm_status_t status = kvbm_backend_create(&bc, &data->backend);
     if (status != KVBM_OK)
-        return status;
+        goto err_free;
     kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
-    cc.backend = replay->backend;
+    cc.backend = data->backend;
     cc.layout.num_blocks = config->g1_blocks;
     cc.layout.num_layers = LAYERS;
     cc.layout.outer_dim = OUTER;
@@ -90,40 +107,43 @@ kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
     cc.g1_policy = config->g1_policy;
     cc.g2_policy = config->g2_policy;
     cc.policy_config = config->policy_config;
-    status = kvbm_cache_create(&cc, &replay->cache);
+    status = kvbm_cache_create(&cc, &data->cache);
     if (status != KVBM_OK)
         goto err_destroy_backend;
-    status = kvbm_fence_create(replay->backend, &replay->ready);
+    status = kvbm_fence_create(data->backend, &data->ready);
     if (status != KVBM_OK)
         goto err_destroy_cache;
-    replay->g1 = kvbm_cache_manager(replay->cache, KVBM_TIER_G1);
-    replay->g2 = kvbm_cache_manager(replay->cache, KVBM_TIER_G2);
-    replay->verify = config->verify;
-    if (replay->verify) {
-        status = stamps_open(replay);
+    data->g1 = kvbm_cache_manager(data->cache, KVBM_TIER_G1);
+    data->g2 = kvbm_cache_manager(data->cache, KVBM_TIER_G2);
+    data->verify = config->verify;
+    if (data->verify) {
+        status = stamps_open(data, config->g1_blocks);
         if (status != KVBM_OK)
             goto err_destroy_ready;
     }
+    *state_out = data;
     return KVBM_OK;
 
 err_destroy_ready:
-    kvbm_fence_destroy(replay->ready);
-    replay->ready = NULL;
+    kvbm_fence_destroy(data->ready);
 err_destroy_cache:
-    kvbm_cache_destroy(replay->cache);
-    replay->cache = NULL;
+    kvbm_cache_destroy(data->cache);
 err_destroy_backend:
-    kvbm_backend_destroy(replay->backend);
-    replay->backend = NULL;
+    kvbm_backend_destroy(data->backend);
+err_free:
+    free(data);
     return status;
 }
 
-void replay__data_close(replay_t *replay)
+static void data_close(void *state)
 {
-    stamps_close(replay);
-    kvbm_fence_destroy(replay->ready);
-    kvbm_cache_destroy(replay->cache);
-    kvbm_backend_destroy(replay->backend);
+    data_t *data = state;
+    stamps_close(data);
+    kvbm_fence_destroy(data->ready);
+    kvbm_cache_destroy(data->cache);
+    kvbm_backend_destroy(data->backend);
+    replay_scratch_free(&data->scratch);
+    free(data);
 }
 
 /*
@@ -132,12 +152,12 @@ void replay__data_close(replay_t *replay)
  * it. Reading, counts the blocks whose stamps are not their hashes in
  * @p wrong_out.
  */
-static kvbm_status_t stamps_move(replay_t *replay, const uint32_t *ids, const uint64_t *hashes,
+static kvbm_status_t stamps_move(data_t *data, const uint32_t *ids, const uint64_t *hashes,
                                  size_t n, bool write, uint64_t *wrong_out)
 {
-    const kvbm_layout_t *layout = kvbm_cache_layout(replay->cache, KVBM_TIER_G1);
-    char *g1 = kvbm_pool_ptr(kvbm_cache_pool(replay->cache, KVBM_TIER_G1));
-    uint64_t *slot = kvbm_pool_ptr(replay->stamps);
+    const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
+    char *g1 = kvbm_pool_ptr(kvbm_cache_pool(data->cache, KVBM_TIER_G1));
+    uint64_t *slot = kvbm_pool_ptr(data->stamps);
     kvbm_region_t regions[(size_t)LAYERS * OUTER];
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -150,23 +170,23 @@ static kvbm_status_t stamps_move(replay_t *replay, const uint32_t *ids, const ui
             char *at = g1 + regions[r].offset;
             if (write) {
                 slot[k] = hashes[i];
-                replay->stamp_copies[k] = (kvbm_copy_t){&slot[k], at, sizeof(uint64_t)};
+                data->stamp_copies[k] = (kvbm_copy_t){&slot[k], at, sizeof(uint64_t)};
             } else {
-                replay->stamp_copies[k] = (kvbm_copy_t){at, &slot[k], sizeof(uint64_t)};
+                data->stamp_copies[k] = (kvbm_copy_t){at, &slot[k], sizeof(uint64_t)};
             }
         }
     }
     kvbm_status_t status =
-        kvbm_backend_copy(replay->backend, replay->stamp_stream, replay->stamp_copies, k,
-                          write ? KVBM_COPY_H2D : KVBM_COPY_D2H, replay->stamp_fence);
+        kvbm_backend_copy(data->backend, data->stamp_stream, data->stamp_copies, k,
+                          write ? KVBM_COPY_H2D : KVBM_COPY_D2H, data->stamp_fence);
     if (status == KVBM_OK)
-        status = kvbm_fence_wait(replay->stamp_fence);
+        status = kvbm_fence_wait(data->stamp_fence);
     if (status != KVBM_OK || write)
         return status;
     uint64_t wrong = 0;
     for (size_t i = 0, at = 0; i < n; i++) {
         bool same = true;
-        for (size_t r = 0; r < replay->stamp_regions; r++, at++)
+        for (size_t r = 0; r < data->stamp_regions; r++, at++)
             same &= slot[at] == hashes[i];
         wrong += !same;
     }
@@ -174,42 +194,36 @@ static kvbm_status_t stamps_move(replay_t *replay, const uint32_t *ids, const ui
     return KVBM_OK;
 }
 
-kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, size_t count)
+static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t count,
+                                  replay_counts_t *counts)
 {
-    kvbm_status_t status = replay__ensure_scratch(replay, count);
+    data_t *data = state;
+    replay_scratch_t *s = &data->scratch;
+    kvbm_status_t status = replay_scratch_reserve(s, count);
     if (status != KVBM_OK)
         return status;
-    double start = replay__now_ns();
-    replay->counts.requests++;
-    replay->counts.blocks += count;
-    if (count > replay->g1_blocks) {
-        replay->counts.oversize++;
-        replay->counts.misses += count;
-        replay->counts.core_ns += replay__now_ns() - start;
-        return KVBM_OK;
-    }
-    uint32_t *ids = replay->g1_ids;
+    uint32_t *ids = s->g1_ids;
     kvbm_cache_match_result_t r;
-    status = kvbm_cache_acquire(replay->cache, hashes, count, ids, &r, replay->ready);
+    status = kvbm_cache_acquire(data->cache, hashes, count, ids, &r, data->ready);
     if (status != KVBM_OK)
         return status;
     /* The engine would wait on its stream; the replay waits on the host. */
-    kvbm_status_t copies = kvbm_fence_wait(replay->ready);
+    kvbm_status_t copies = kvbm_fence_wait(data->ready);
     size_t served = r.g1 + r.onboarded;
-    if (served > 0 && (copies != KVBM_OK || replay->verify))
-        copies = kvbm_cache_check(replay->cache, ids, served);
-    if (replay->verify && copies == KVBM_OK && served > 0) {
+    if (served > 0 && (copies != KVBM_OK || data->verify))
+        copies = kvbm_cache_check(data->cache, ids, served);
+    if (data->verify && copies == KVBM_OK && served > 0) {
         uint64_t wrong = 0;
-        status = stamps_move(replay, ids, hashes, served, false, &wrong);
+        status = stamps_move(data, ids, hashes, served, false, &wrong);
         if (status != KVBM_OK)
             return status;
-        replay->counts.wrong_blocks += wrong;
-        replay->counts.verified_blocks += served;
+        counts->wrong_blocks += wrong;
+        counts->verified_blocks += served;
     }
     for (size_t i = served; i < count; i++)
-        replay->fresh_ids[i] = ids[i];
-    if (replay->verify && count > served) {
-        status = stamps_move(replay, ids + served, hashes + served, count - served, true, NULL);
+        s->fresh_ids[i] = ids[i];
+    if (data->verify && count > served) {
+        status = stamps_move(data, ids + served, hashes + served, count - served, true, NULL);
         if (status != KVBM_OK)
             return status;
     }
@@ -217,35 +231,35 @@ kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, siz
         kvbm_register_opts_t opts = {.has_parent = served > 0,
                                      .parent_hash = served > 0 ? hashes[served - 1] : 0,
                                      .priority = 50};
-        status = kvbm_cache_register(replay->cache, ids + served, hashes + served, count - served,
+        status = kvbm_cache_register(data->cache, ids + served, hashes + served, count - served,
                                      &opts, ids + served);
         if (status != KVBM_OK)
             return status;
         for (size_t i = served; i < count; i++)
-            replay->counts.dedup += ids[i] != replay->fresh_ids[i];
+            counts->dedup += ids[i] != s->fresh_ids[i];
     }
-    status = kvbm_cache_sync(replay->cache);
+    status = kvbm_cache_sync(data->cache);
     if (status != KVBM_OK)
         return status;
     for (size_t i = 0; i < count; i++)
-        replay->release_ids[i] = ids[count - 1 - i];
-    status = kvbm_cache_release(replay->cache, replay->release_ids, count);
+        s->release_ids[i] = ids[count - 1 - i];
+    status = kvbm_cache_release(data->cache, s->release_ids, count);
     if (status != KVBM_OK)
         return status;
-    replay->counts.g1_hits += r.g1;
-    replay->counts.g2_hits += r.onboarded;
-    replay->counts.misses += count - served;
-    replay->counts.core_ns += replay__now_ns() - start;
+    counts->g1_hits += r.g1;
+    counts->g2_hits += r.onboarded;
+    counts->misses += count - served;
     return KVBM_OK;
 }
 
-void replay__data_counts(const replay_t *replay, replay_counts_t *counts)
+static void data_counts(const void *state, replay_counts_t *counts)
 {
+    const data_t *data = state;
     kvbm_cache_metrics_t cm;
-    kvbm_cache_metrics(replay->cache, &cm);
+    kvbm_cache_metrics(data->cache, &cm);
     kvbm_manager_metrics_t g1, g2;
-    kvbm_manager_metrics(replay->g1, &g1);
-    kvbm_manager_metrics(replay->g2, &g2);
+    kvbm_manager_metrics(data->g1, &g1);
+    kvbm_manager_metrics(data->g2, &g2);
     counts->offloads = cm.offloads;
     counts->onboards = cm.onboards;
     counts->offload_skipped = cm.offload_skipped;
@@ -254,3 +268,17 @@ void replay__data_counts(const replay_t *replay, replay_counts_t *counts)
     counts->bytes_moved = cm.offload_bytes + cm.onboard_bytes;
     counts->failed_copies = cm.failed_copies;
 }
+
+static const char *data_backend_name(const void *state)
+{
+    const data_t *data = state;
+    return kvbm_backend_name(data->backend);
+}
+
+const replay_mode_ops_t replay_data_mode = {
+    .open = data_open,
+    .close = data_close,
+    .request = data_request,
+    .counts = data_counts,
+    .backend_name = data_backend_name,
+};
