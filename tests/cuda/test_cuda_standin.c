@@ -533,9 +533,13 @@ static void enqueue_and_device_failures_reach_the_fence(void **state)
     assert_kvbm_status(kvbm_fence_wait(f), KVBM_ERR_COPY_FAILED);
     assert_kvbm_ok(kvbm_backend_copy(b, s, &c, 1, KVBM_COPY_H2D, f));
     assert_kvbm_ok(kvbm_fence_wait(f));
-    /* A fault while running (sticky): the fence reports a device error. */
+    /* A fault while running (sticky): the fence reports a device error. The
+     * stream is held until the record is enqueued, so the fault cannot come
+     * first (then the record itself would fail, as on a GPU). */
     standin_fail_next_work(cudaErrorLaunchFailure);
+    standin_stream_hold(kvbm_stream_native(s), true);
     assert_kvbm_ok(kvbm_backend_copy(b, s, &c, 1, KVBM_COPY_H2D, f));
+    standin_stream_hold(kvbm_stream_native(s), false);
     assert_kvbm_status(kvbm_fence_wait(f), KVBM_ERR_DEVICE);
     assert_kvbm_status(kvbm_fence_query(f), KVBM_ERR_DEVICE);
     /* The context is dead, as on a GPU; teardown still frees everything. */
