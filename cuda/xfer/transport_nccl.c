@@ -248,13 +248,13 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
     for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
         const kvbm_copy_t *piece = &plan->pieces[i];
         if (send)
-            KVBM_NCCL_CHECK(nccl()->send(piece->src, piece->bytes, ncclUint8, peer, st->comm,
-                                         st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                nccl()->send(piece->src, piece->bytes, ncclUint8, peer, st->comm, st->stream),
+                status);
         else
-            KVBM_NCCL_CHECK(nccl()->recv(piece->dst, piece->bytes, ncclUint8, peer, st->comm,
-                                         st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                nccl()->recv(piece->dst, piece->bytes, ncclUint8, peer, st->comm, st->stream),
+                status);
     }
     /* The group must be closed even after a failed enqueue. */
     kvbm_status_t end = KVBM_OK;
