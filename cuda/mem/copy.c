@@ -84,7 +84,7 @@ static kvbm_status_t survey(kvbm__cuda_backend_t *b, kvbm__cuda_stream_t *s, con
     }
     facts->asked = b->method;
     facts->kernel_threshold = b->kernel_threshold;
-    facts->mean_bytes = total / n;
+    facts->mean_bytes = n > 0 ? total / n : 0;
     facts->kernel_reachable = reach;
     facts->batch_supported = b->batch_ok;
     facts->legacy_stream = s->legacy;
