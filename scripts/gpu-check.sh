@@ -50,7 +50,7 @@ steps_md=()     # one table row per step
 skipped=()      # "what: why"
 failures=0
 
-json_escape() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e ':a;N;$!ba;s/\n/\\n/g' <<<"$1"; }
+json_escape() { sed -e ':a;N;$!ba' -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\t/ /g' -e 's/\n/\\n/g' <<<"$1"; }
 elapsed() { echo $(( $(date +%s) - start )); }
 
 # record NAME STATUS(pass|fail|skip) SECONDS DETAIL
@@ -112,7 +112,7 @@ if [ ! -x "$build/tools/replay/kvbm-replay" ]; then
 fi
 
 # ------------------------------------------------------------------ tests
-if run_step tests 240 "$out/ctest.log" ctest --test-dir "$build" -j "$jobs" --output-on-failure; then
+if run_step tests 240 "$out/ctest.log" ctest --test-dir "$build" -j "$jobs" -V; then
   summary=$(grep -E 'tests passed' "$out/ctest.log")
   record tests pass "$step_secs" "$summary"
 else
@@ -131,7 +131,8 @@ fi
 if [ -f "$out/ctest.log" ]; then
   while IFS= read -r line; do
     skipped+=("tests: $line")
-  done < <(grep -hoE '(skipped: .*|\[  SKIP    \] .*|\*\*\*Skipped.*)' "$out/ctest.log" | sort | uniq -c | sed 's/^ *//')
+  done < <(grep -hoE '(skipped: .*|SKIP: .*|\[  SKIP    \] .*|Test +#[0-9]+: [a-z_]+ .*\*\*\*Skipped)' \
+             "$out/ctest.log" | sed 's/  */ /g' | sort | uniq -c | sed 's/^ *//')
 fi
 
 # ----------------------------------------------------------------- replay
