@@ -56,10 +56,13 @@ static void numa_load(void)
     numa_api = api;
 }
 
+/* libnuma for @p node, or NULL: an unknown node (-1) never loads it. */
 static const numa_api_t *numa(int node)
 {
+    if (node < 0)
+        return NULL;
     (void)pthread_once(&numa_once, numa_load);
-    if (!numa_api.usable || node < 0 || node > numa_api.max_node())
+    if (!numa_api.usable || node > numa_api.max_node())
         return NULL;
     return &numa_api;
 }
