@@ -674,6 +674,29 @@ static void huge_page_pools_are_unmapped_whole(void **state)
     kvbm_backend_destroy(b);
 }
 
+/* The GPU's NUMA node known (node 0, which every Linux machine has): the
+ * first-touch threads bind to it through libnuma, loaded at run time. This
+ * VM has one node, so placement itself is not observable here; the path
+ * (dlopen, the node's CPU count, binding) runs, under the sanitizers too. */
+static void pinned_pools_are_touched_on_the_gpus_numa_node(void **state)
+{
+    (void)state;
+    standin_set_attribute(0, cudaDevAttrHostNumaId, 0);
+    kvbm_backend_config_t cfg = KVBM_BACKEND_CONFIG_INIT;
+    cfg.kind = KVBM_BACKEND_CUDA;
+    cfg.pinned_chunk_bytes = 64 << 10;
+    kvbm_backend_t *b = NULL;
+    assert_kvbm_ok(kvbm_backend_create(&cfg, &b));
+    kvbm_pool_t *h = NULL;
+    assert_kvbm_ok(kvbm_pool_create(b, KVBM_MEM_HOST, 1 << 20, &h));
+    assert_int_equal(standin_live_allocations(), 16);
+    unsigned char *p = kvbm_pool_ptr(h);
+    for (size_t i = 0; i < (1 << 20); i += 4096)
+        assert_int_equal(p[i], 0); /* first-touched (zeroed) */
+    kvbm_pool_destroy(h);
+    kvbm_backend_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -692,6 +715,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(failed_registration_undoes_every_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(huge_page_pools_are_unmapped_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(pinned_pools_are_touched_on_the_gpus_numa_node, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
