@@ -209,125 +209,152 @@ static bool verify_blocks(method_ctx_t *base, const kvbm_layout_t *l, const uint
     return true;
 }
 
+static const struct {
+    kvbm_copy_method_t m;
+    const char *name;
+} fixed_methods[] = {{KVBM_COPY_METHOD_AUTO, "auto"},
+                     {KVBM_COPY_METHOD_BATCH, "batch"},
+                     {KVBM_COPY_METHOD_KERNEL, "kernel"},
+                     {KVBM_COPY_METHOD_PER_REGION, "per-region"}};
+
+/* The pools of one block size, owned by the base backend: pinned pools of
+ * one registration each, so ranges wrapped elsewhere match registrations. */
+static void base_open(kvbm_backend_kind_t kind, size_t total, size_t region, method_ctx_t *base)
+{
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = kind;
+    bc.pinned_chunk_bytes = total;
+    *base = (method_ctx_t){.name = "base"};
+    check(kvbm_backend_create(&bc, &base->c.b), "backend");
+    check(kvbm_stream_create(base->c.b, &base->c.s), "stream");
+    check(kvbm_fence_create(base->c.b, &base->c.f), "fence");
+    check(kvbm_pool_create(base->c.b, KVBM_MEM_HOST, total, &base->host_src), "pool");
+    check(kvbm_pool_create(base->c.b, KVBM_MEM_DEVICE, total, &base->dev), "pool");
+    check(kvbm_pool_create(base->c.b, KVBM_MEM_HOST, total, &base->host_dst), "pool");
+    unsigned char *hs = kvbm_pool_ptr(base->host_src);
+    for (size_t i = 0; i < total; i++)
+        hs[i] = (unsigned char)(i * 131u + region);
+}
+
+static void method_close(method_ctx_t *m)
+{
+    kvbm_pool_destroy(m->host_dst);
+    kvbm_pool_destroy(m->dev);
+    kvbm_pool_destroy(m->host_src);
+    ctx_close(&m->c);
+}
+
+/* A method's backend with the base's pools wrapped into it. */
+static void method_open(kvbm_backend_kind_t kind, size_t k, bool cuda, const method_ctx_t *base,
+                        size_t total, method_ctx_t *m)
+{
+    m->name = cuda ? fixed_methods[k].name : "backend";
+    m->c = ctx_open(kind, cuda ? fixed_methods[k].m : KVBM_COPY_METHOD_AUTO);
+    check(kvbm_pool_wrap(m->c.b, KVBM_MEM_HOST, kvbm_pool_ptr(base->host_src), total, &m->host_src),
+          "wrap");
+    check(kvbm_pool_wrap(m->c.b, KVBM_MEM_DEVICE, kvbm_pool_ptr(base->dev), total, &m->dev),
+          "wrap");
+    check(kvbm_pool_wrap(m->c.b, KVBM_MEM_HOST, kvbm_pool_ptr(base->host_dst), total, &m->host_dst),
+          "wrap");
+}
+
+/* One direction of one block size, every method against the contiguous
+ * copy; returns the number of method runs that left wrong bytes. */
+static int fixed_direction(method_ctx_t *base, method_ctx_t *m, size_t n_methods,
+                           const kvbm_layout_t *l, size_t n, kvbm_copy_dir_t dir, bool json,
+                           uint64_t *rng)
+{
+    size_t total = kvbm_layout_total_bytes(l), region = kvbm_layout_block_bytes(l);
+    const char *dir_name = dir == KVBM_COPY_H2D ? "H2D" : "D2H";
+    uint32_t *a = malloc(n * sizeof(uint32_t)), *b = malloc(n * sizeof(uint32_t)),
+             *c = malloc(n * sizeof(uint32_t));
+    unsigned char *scratch = malloc(total);
+    if (scratch == NULL || a == NULL || b == NULL || c == NULL)
+        check(KVBM_ERR_NO_MEMORY, "malloc");
+    contig_job_t cj = {base, total, dir};
+    double tc = time_it(run_contig, &cj);
+    if (!json)
+        printf("%7zuK %4s %12.2f |", region / 1024, dir_name, total / tc / 1e9);
+    int wrong = 0;
+    for (size_t k = 0; k < n_methods; k++) {
+        shuffle(a, n, rng);
+        shuffle(b, n, rng);
+        shuffle(c, n, rng);
+        /* H2D: host_src[a] -> dev[b]. D2H: dev[b] -> host_dst[c], dev first
+         * loaded by one contiguous copy, so dev[i] = host_src[i]. */
+        if (dir == KVBM_COPY_D2H) {
+            memcpy(a, b, n * sizeof(uint32_t));
+            run_contig(&(contig_job_t){base, total, KVBM_COPY_H2D});
+        }
+        const uint32_t *to = dir == KVBM_COPY_H2D ? b : c;
+        fixed_job_t j = {&m[k], l, dir == KVBM_COPY_H2D ? a : b, to, n, dir};
+        double t = time_it(run_fixed, &j);
+        bool ok = verify_blocks(base, l, a, to, n,
+                                dir == KVBM_COPY_H2D ? base->dev : base->host_dst, scratch);
+        wrong += !ok;
+        if (json)
+            printf(
+                "{\"bench\": \"copy\", \"backend\": \"%s\", \"method\": \"%s\", \"dir\": \"%s\", "
+                "\"block_kib\": %zu, \"blocks\": %zu, \"gbps\": %.3f, \"contig_gbps\": %.3f, "
+                "\"ratio\": %.3f, \"verified\": %s}\n",
+                kvbm_backend_name(m[k].c.b), m[k].name, dir_name, region / 1024, n, total / t / 1e9,
+                total / tc / 1e9, tc / t, ok ? "true" : "false");
+        else
+            printf(" %s %.2f (%.2f)%s", m[k].name, total / t / 1e9, tc / t,
+                   ok ? "" : " WRONG BYTES");
+    }
+    if (!json)
+        printf("\n");
+    free(scratch);
+    free(c);
+    free(b);
+    free(a);
+    return wrong;
+}
+
+/* Both directions of one block size; returns the wrong runs. */
+static int fixed_size(kvbm_backend_kind_t kind, bool cuda, size_t n, size_t region, bool json,
+                      uint64_t *rng)
+{
+    kvbm_layout_config_t lc = KVBM_LAYOUT_CONFIG_INIT;
+    lc.num_blocks = (uint32_t)n;
+    lc.num_layers = 1;
+    lc.outer_dim = 1;
+    lc.inner_dim = 256;
+    lc.elem_size = 2;
+    lc.tokens_per_block = (uint32_t)(region / 512);
+    lc.kind = KVBM_LAYOUT_FULLY_CONTIGUOUS;
+    kvbm_layout_t *l = NULL;
+    check(kvbm_layout_create(&lc, &l), "layout");
+    size_t total = kvbm_layout_total_bytes(l);
+    method_ctx_t base, m[4];
+    base_open(kind, total, region, &base);
+    size_t n_methods = cuda ? 4 : 1;
+    for (size_t k = 0; k < n_methods; k++)
+        method_open(kind, k, cuda, &base, total, &m[k]);
+    int wrong = fixed_direction(&base, m, n_methods, l, n, KVBM_COPY_H2D, json, rng);
+    wrong += fixed_direction(&base, m, n_methods, l, n, KVBM_COPY_D2H, json, rng);
+    for (size_t k = 0; k < n_methods; k++)
+        method_close(&m[k]);
+    method_close(&base);
+    kvbm_layout_destroy(l);
+    return wrong;
+}
+
 static int fixed_mode(kvbm_backend_kind_t kind, size_t n, const char *regions_arg, bool json)
 {
     ctx_t probe = ctx_open(kind, KVBM_COPY_METHOD_AUTO);
     bool cuda = kvbm_backend_kind(probe.b) == KVBM_BACKEND_CUDA;
     ctx_close(&probe);
-    static const struct {
-        kvbm_copy_method_t m;
-        const char *name;
-    } cuda_methods[] = {{KVBM_COPY_METHOD_AUTO, "auto"},
-                        {KVBM_COPY_METHOD_BATCH, "batch"},
-                        {KVBM_COPY_METHOD_KERNEL, "kernel"},
-                        {KVBM_COPY_METHOD_PER_REGION, "per-region"}};
-    size_t n_methods = cuda ? 4 : 1;
-    int wrong = 0;
     if (!json)
         printf("backend %s; %zu blocks per batch, one region per block, ids shuffled\n"
                "%8s %4s %12s | method GB/s (ratio to contiguous), bytes verified\n",
                cuda ? "cuda" : "cpu", n, "block", "dir", "contig GB/s");
     char *list = strdup(regions_arg);
     uint64_t rng = 7;
-    for (char *tok = strtok(list, ","); tok != NULL; tok = strtok(NULL, ",")) {
-        size_t region = (size_t)strtoull(tok, NULL, 10) * 1024;
-        kvbm_layout_config_t lc = KVBM_LAYOUT_CONFIG_INIT;
-        lc.num_blocks = (uint32_t)n;
-        lc.num_layers = 1;
-        lc.outer_dim = 1;
-        lc.inner_dim = 256;
-        lc.elem_size = 2;
-        lc.tokens_per_block = (uint32_t)(region / 512);
-        lc.kind = KVBM_LAYOUT_FULLY_CONTIGUOUS;
-        kvbm_layout_t *l = NULL;
-        check(kvbm_layout_create(&lc, &l), "layout");
-        size_t total = kvbm_layout_total_bytes(l);
-        /* The base backend owns the pools: pinned pools of one registration
-         * each, so wrapped ranges match registrations exactly. */
-        kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
-        bc.kind = kind;
-        bc.pinned_chunk_bytes = total;
-        method_ctx_t base = {.name = "base"};
-        check(kvbm_backend_create(&bc, &base.c.b), "backend");
-        check(kvbm_stream_create(base.c.b, &base.c.s), "stream");
-        check(kvbm_fence_create(base.c.b, &base.c.f), "fence");
-        check(kvbm_pool_create(base.c.b, KVBM_MEM_HOST, total, &base.host_src), "pool");
-        check(kvbm_pool_create(base.c.b, KVBM_MEM_DEVICE, total, &base.dev), "pool");
-        check(kvbm_pool_create(base.c.b, KVBM_MEM_HOST, total, &base.host_dst), "pool");
-        unsigned char *hs = kvbm_pool_ptr(base.host_src);
-        for (size_t i = 0; i < total; i++)
-            hs[i] = (unsigned char)(i * 131u + region);
-        unsigned char *scratch = malloc(total);
-        uint32_t *a = malloc(n * sizeof(uint32_t)), *b = malloc(n * sizeof(uint32_t)),
-                 *c = malloc(n * sizeof(uint32_t));
-        if (scratch == NULL || a == NULL || b == NULL || c == NULL)
-            check(KVBM_ERR_NO_MEMORY, "malloc");
-        method_ctx_t m[4];
-        for (size_t k = 0; k < n_methods; k++) {
-            m[k].name = cuda ? cuda_methods[k].name : "backend";
-            m[k].c = ctx_open(kind, cuda ? cuda_methods[k].m : KVBM_COPY_METHOD_AUTO);
-            check(kvbm_pool_wrap(m[k].c.b, KVBM_MEM_HOST, hs, total, &m[k].host_src), "wrap");
-            check(kvbm_pool_wrap(m[k].c.b, KVBM_MEM_DEVICE, kvbm_pool_ptr(base.dev), total,
-                                 &m[k].dev),
-                  "wrap");
-            check(kvbm_pool_wrap(m[k].c.b, KVBM_MEM_HOST, kvbm_pool_ptr(base.host_dst), total,
-                                 &m[k].host_dst),
-                  "wrap");
-        }
-        for (int d = 0; d < 2; d++) {
-            kvbm_copy_dir_t dir = d == 0 ? KVBM_COPY_H2D : KVBM_COPY_D2H;
-            contig_job_t cj = {&base, total, dir};
-            double tc = time_it(run_contig, &cj);
-            if (!json)
-                printf("%7zuK %4s %12.2f |", region / 1024, d == 0 ? "H2D" : "D2H",
-                       total / tc / 1e9);
-            for (size_t k = 0; k < n_methods; k++) {
-                shuffle(a, n, &rng);
-                shuffle(b, n, &rng);
-                shuffle(c, n, &rng);
-                /* H2D: host_src[a] -> dev[b]. D2H: dev[b] -> host_dst[c], dev
-                 * first loaded by one contiguous copy, so dev[i] = host_src[i]. */
-                if (dir == KVBM_COPY_D2H) {
-                    for (size_t i = 0; i < n; i++)
-                        a[i] = b[i];
-                    run_contig(&(contig_job_t){&base, total, KVBM_COPY_H2D});
-                }
-                fixed_job_t j = {
-                    &m[k], l, dir == KVBM_COPY_H2D ? a : b, dir == KVBM_COPY_H2D ? b : c, n, dir};
-                memset(scratch, 0, total);
-                double t = time_it(run_fixed, &j);
-                bool ok = verify_blocks(&base, l, a, dir == KVBM_COPY_H2D ? b : c, n,
-                                        dir == KVBM_COPY_H2D ? base.dev : base.host_dst, scratch);
-                wrong += !ok;
-                if (json)
-                    printf("{\"bench\": \"copy\", \"backend\": \"%s\", \"method\": \"%s\", "
-                           "\"dir\": \"%s\", \"block_kib\": %zu, \"blocks\": %zu, \"gbps\": %.3f, "
-                           "\"contig_gbps\": %.3f, \"ratio\": %.3f, \"verified\": %s}\n",
-                           cuda ? "cuda" : "cpu", m[k].name, d == 0 ? "H2D" : "D2H", region / 1024,
-                           n, total / t / 1e9, total / tc / 1e9, tc / t, ok ? "true" : "false");
-                else
-                    printf(" %s %.2f (%.2f)%s", m[k].name, total / t / 1e9, tc / t,
-                           ok ? "" : " WRONG BYTES");
-            }
-            if (!json)
-                printf("\n");
-        }
-        for (size_t k = 0; k < n_methods; k++) {
-            kvbm_pool_destroy(m[k].host_dst);
-            kvbm_pool_destroy(m[k].dev);
-            kvbm_pool_destroy(m[k].host_src);
-            ctx_close(&m[k].c);
-        }
-        free(c);
-        free(b);
-        free(a);
-        free(scratch);
-        kvbm_pool_destroy(base.host_dst);
-        kvbm_pool_destroy(base.dev);
-        kvbm_pool_destroy(base.host_src);
-        ctx_close(&base.c);
-        kvbm_layout_destroy(l);
-    }
+    int wrong = 0;
+    for (char *tok = strtok(list, ","); tok != NULL; tok = strtok(NULL, ","))
+        wrong += fixed_size(kind, cuda, n, (size_t)strtoull(tok, NULL, 10) * 1024, json, &rng);
     free(list);
     if (wrong > 0)
         fprintf(stderr, "bench_copy: %d method runs left wrong bytes\n", wrong);
