@@ -1,7 +1,7 @@
 /*
  * The NCCL transport: block bytes move with ncclSend/ncclRecv, every chunk of
  * a transfer inside one ncclGroupStart/ncclGroupEnd, on the object's own CUDA
- * stream. Control messages stay on the loopback sockets (host/xfer.c). Both
+ * stream. Control messages stay on the loopback sockets (host/xfer/). Both
  * sides cut the bytes at the same places (message_based: the plan ends a
  * chunk wherever either side's run ends), so every ncclSend meets an ncclRecv
  * of the same size. The receiver enqueues its group right after answering,
