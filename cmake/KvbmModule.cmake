@@ -23,10 +23,10 @@
 #
 # Every module is compiled with hidden visibility: only functions declared
 # with KVBM_API (include/kvbm/export.h) leave libkvbm.so, and without
-# semantic interposition, so calls inside the library stay direct. A module with CUDA
-# sources also links the CUDA compiler's runtime libraries that the C linker
-# does not add by itself (the C++ runtime the .cu objects call into), so the
-# libraries and the package files built from LIBS are complete.
+# semantic interposition, so calls inside the library stay direct. LIBS must
+# name everything a module's objects need (the shared library links with
+# --no-undefined): kvbm.pc and the CMake package are derived from them
+# (cmake/KvbmLinkRequirements.cmake).
 #
 #   kvbm_layering_probe(<module> <header> PASS|FAIL)
 #
@@ -35,14 +35,17 @@
 # FAIL probes show the build refusing includes against the arrows; the PASS
 # ones show the probes themselves are set up right.
 #
-#   kvbm_add_library(<target> STATIC|SHARED)
+#   kvbm_add_library(<target> STATIC|SHARED [WITHOUT <module>...]
+#                    [WITHOUT_LIBS <library>...] [EXTRA <target>...])
 #
-# builds one libkvbm (output name "kvbm") from every module added so far,
-# with the public include directory as its usage requirement and the
-# modules' LIBS linked privately (a static library passes them on to
-# whoever links it). The shared one gets its version and soname
-# (libkvbm.so.MAJOR) from the project version and refuses to link with an
-# undefined symbol.
+# builds one library from every module added so far, with the public include
+# directory as its usage requirement and the modules' LIBS linked privately
+# (a static library passes them on to whoever links it). A SHARED one gets
+# its version and soname (libkvbm.so.MAJOR) from the project version and
+# refuses to link with an undefined symbol. libkvbm is built twice
+# (kvbm_static, kvbm_shared, in the top CMakeLists.txt). The tests' CUDA
+# stand-in library leaves out the kernel module and the CUDA runtime
+# (WITHOUT, WITHOUT_LIBS) and adds the stand-in's objects (EXTRA).
 
 set(KVBM_MODULE_ROOT ${PROJECT_BINARY_DIR}/modules)
 include(CheckCCompilerFlag)
@@ -100,12 +103,6 @@ function(kvbm_add_module name)
   if(KVBM_C_NO_SEMANTIC_INTERPOSITION)
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:C>:-fno-semantic-interposition>)
   endif()
-  list(FILTER sources INCLUDE REGEX "\\.cu$")
-  if(sources)
-    set(cuda_runtime ${CMAKE_CUDA_IMPLICIT_LINK_LIBRARIES})
-    list(REMOVE_ITEM cuda_runtime ${CMAKE_C_IMPLICIT_LINK_LIBRARIES})
-    list(APPEND M_LIBS ${cuda_runtime})
-  endif()
 
   set(fwd ${KVBM_MODULE_ROOT}/${name})
   _kvbm_write_forwarders(${fwd}/kvbm ${PROJECT_SOURCE_DIR}/include/kvbm ${M_API})
@@ -129,17 +126,29 @@ function(kvbm_add_module name)
 
   set_target_properties(${target} PROPERTIES KVBM_MODULE_DIR ${dir})
   set_property(GLOBAL APPEND PROPERTY KVBM_MODULES ${name})
-  set_property(GLOBAL APPEND PROPERTY KVBM_MODULE_LIBS ${M_LIBS})
+  set_property(GLOBAL PROPERTY KVBM_MODULE_LIBS_${name} ${M_LIBS})
 endfunction()
 
 function(kvbm_add_library target kind)
+  cmake_parse_arguments(L "" "" "WITHOUT;WITHOUT_LIBS;EXTRA" ${ARGN})
   get_property(modules GLOBAL PROPERTY KVBM_MODULES)
-  get_property(libs GLOBAL PROPERTY KVBM_MODULE_LIBS)
   add_library(${target} ${kind})
+  set(libs "")
   foreach(m ${modules})
+    if(m IN_LIST L_WITHOUT)
+      continue()
+    endif()
     target_sources(${target} PRIVATE $<TARGET_OBJECTS:kvbm_${m}>)
+    get_property(mlibs GLOBAL PROPERTY KVBM_MODULE_LIBS_${m})
+    list(APPEND libs ${mlibs})
   endforeach()
-  set_target_properties(${target} PROPERTIES LINKER_LANGUAGE C OUTPUT_NAME kvbm)
+  foreach(extra ${L_EXTRA})
+    target_sources(${target} PRIVATE $<TARGET_OBJECTS:${extra}>)
+  endforeach()
+  foreach(lib ${L_WITHOUT_LIBS})
+    list(REMOVE_ITEM libs ${lib})
+  endforeach()
+  set_target_properties(${target} PROPERTIES LINKER_LANGUAGE C)
   target_include_directories(${target}
     PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   list(REMOVE_DUPLICATES libs)
