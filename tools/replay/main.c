@@ -22,6 +22,9 @@ static void usage(FILE *out)
             "  --g2-blocks N      host tier capacity in blocks (default 0: no host tier)\n"
             "  --policy NAME      G1 eviction policy (default lru); belady = offline bound\n"
             "  --g2-policy NAME   G2 eviction policy (default: same as --policy)\n"
+            "  --g3-blocks N      disk tier capacity in blocks (default 0: no disk tier;\n"
+            "                     needs --g2-blocks)\n"
+            "  --g3-policy NAME   G3 eviction policy (default: same as --g2-policy)\n"
             "  --limit N          replay only the first N requests\n"
             "  --json             print one JSON object with the counts on stdout\n"
             "  --sweep C1,C2,...  capacity sweep: every policy at every G1 capacity\n"
@@ -50,6 +53,13 @@ static int parse_u32(const char *text, uint32_t *out)
     return 0;
 }
 
+static const char *g3_policy_name(const run_options_t *options)
+{
+    if (options->g3_policy != NULL)
+        return options->g3_policy;
+    return options->g2_policy != NULL ? options->g2_policy : options->policy;
+}
+
 static void print_summary(const run_options_t *options, const run_result_t *result)
 {
     const replay_counts_t *c = &result->counts;
@@ -58,10 +68,15 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
     fprintf(stderr, "  policy %s, G1 %u blocks", options->policy, options->g1_blocks);
     if (options->g2_blocks > 0)
         fprintf(stderr, ", G2 %u blocks (%s)", options->g2_blocks, g2_policy);
+    if (options->g3_blocks > 0)
+        fprintf(stderr, ", G3 %u blocks (%s)", options->g3_blocks, g3_policy_name(options));
     fprintf(stderr, ", backend %s\n", result->backend);
     fprintf(stderr, "  %-16s %12s\n", "count", "value");
 #define PRINT_COUNT(name) fprintf(stderr, "  %-16s %12llu\n", #name, (unsigned long long)c->name);
     REPLAY_COUNTS_LIST(PRINT_COUNT)
+    if (options->g3_blocks > 0) {
+        REPLAY_G3_COUNTS_LIST(PRINT_COUNT)
+    }
 #undef PRINT_COUNT
     fprintf(stderr, "  %-16s %12.4f\n", "hit_rate", replay_hit_rate(c));
     fprintf(stderr, "  %-16s %12.1f\n", "ns_per_block",
@@ -82,6 +97,11 @@ static void print_json(const run_options_t *options, const run_result_t *result)
     printf("{");
 #define PRINT_JSON_COUNT(name) printf("\"" #name "\": %llu, ", (unsigned long long)c->name);
     REPLAY_COUNTS_LIST(PRINT_JSON_COUNT)
+    if (options->g3_blocks > 0) {
+        REPLAY_G3_COUNTS_LIST(PRINT_JSON_COUNT)
+        printf("\"g3_blocks\": %u, \"g3_policy\": \"%s\", ", options->g3_blocks,
+               g3_policy_name(options));
+    }
 #undef PRINT_JSON_COUNT
     printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
            "\"g2_blocks\": %u, \"backend\": \"%s\", \"wall_s\": %.6f, \"ns_per_block\": %.2f, "
@@ -121,7 +141,9 @@ int main(int argc, char **argv)
         OPT_LOGICAL,
         OPT_BACKEND,
         OPT_BLOCK_KIB,
-        OPT_NO_VERIFY
+        OPT_NO_VERIFY,
+        OPT_G3,
+        OPT_G3_POLICY
     };
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
@@ -140,6 +162,8 @@ int main(int argc, char **argv)
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"block-kib", required_argument, NULL, OPT_BLOCK_KIB},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+        {"g3-blocks", required_argument, NULL, OPT_G3},
+        {"g3-policy", required_argument, NULL, OPT_G3_POLICY},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -158,6 +182,15 @@ int main(int argc, char **argv)
                 fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", optarg);
                 return 2;
             }
+            break;
+        case OPT_G3:
+            if (parse_u32(optarg, &options.g3_blocks) != 0) {
+                fprintf(stderr, "kvbm-replay: --g3-blocks needs an integer, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_G3_POLICY:
+            options.g3_policy = optarg;
             break;
         case OPT_POLICY:
             options.policy = optarg;
@@ -240,11 +273,19 @@ int main(int argc, char **argv)
                                          .plot_path = plot_path};
         return sweep_run(&options, &sweep_options) == KVBM_OK ? 0 : 1;
     }
-    if (run_find_policy(options.policy) == NULL ||
-        (options.g2_policy != NULL && run_find_policy(options.g2_policy) == NULL)) {
-        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
-                run_find_policy(options.policy) == NULL ? options.policy : options.g2_policy);
+    const char *unknown = run_find_policy(options.policy) == NULL ? options.policy
+                          : options.g2_policy != NULL && run_find_policy(options.g2_policy) == NULL
+                              ? options.g2_policy
+                          : options.g3_policy != NULL && run_find_policy(options.g3_policy) == NULL
+                              ? options.g3_policy
+                              : NULL;
+    if (unknown != NULL) {
+        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n", unknown);
         usage(stderr);
+        return 2;
+    }
+    if (options.g3_blocks > 0 && options.g2_blocks == 0) {
+        fprintf(stderr, "kvbm-replay: --g3-blocks needs --g2-blocks\n");
         return 2;
     }
     run_result_t result;

@@ -1,8 +1,9 @@
 /*
- * The contract's sequential model over two logical managers. G2 is a second
- * manager wired here: an offload is "take a G2 block, register the hash,
- * release it"; an onboard is a G2 match whose blocks are released once the
- * G1 blocks are registered. No bytes move in this mode.
+ * The contract's sequential model over logical managers. G2 (and G3 below
+ * it) are further managers wired here: an offload is "take a block of the
+ * lower tier, register the hash, release it"; an onboard is a match whose
+ * blocks are released once the G1 blocks are registered. No bytes move in
+ * this mode.
  */
 #include "replay.h"
 
@@ -35,12 +36,15 @@ static kvbm_status_t make_manager(uint32_t blocks, const kvbm_policy_ops_t *poli
 
 kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out)
 {
-    if (config == NULL || replay_out == NULL || config->g1_blocks == 0)
+    if (config == NULL || replay_out == NULL || config->g1_blocks == 0 ||
+        (config->g3_blocks > 0 && config->g2_blocks == 0))
         return KVBM_ERR_INVALID_ARG;
     replay_t *replay = calloc(1, sizeof(*replay));
     if (replay == NULL)
         return KVBM_ERR_NO_MEMORY;
     replay->g1_blocks = config->g1_blocks;
+    if (config->data_mode && config->g3_blocks > 0)
+        return KVBM_ERR_UNSUPPORTED; /* the cache has no G3 tier yet */
     if (config->data_mode && config->g2_blocks > 0) {
         kvbm_status_t data_status = replay__data_open(replay, config);
         if (data_status != KVBM_OK) {
@@ -60,9 +64,19 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
         if (status != KVBM_OK)
             goto err_destroy_g1;
     }
+    if (config->g3_blocks > 0) {
+        const kvbm_policy_ops_t *g3_policy =
+            config->g3_policy != NULL ? config->g3_policy : config->g2_policy;
+        status =
+            make_manager(config->g3_blocks, g3_policy, &config->policy_config, "g3", &replay->g3);
+        if (status != KVBM_OK)
+            goto err_destroy_g2;
+    }
     *replay_out = replay;
     return KVBM_OK;
 
+err_destroy_g2:
+    kvbm_manager_destroy(replay->g2);
 err_destroy_g1:
     kvbm_manager_destroy(replay->g1);
 err_free_replay:
@@ -79,10 +93,12 @@ void replay_destroy(replay_t *replay)
     } else {
         kvbm_manager_destroy(replay->g1);
         kvbm_manager_destroy(replay->g2);
+        kvbm_manager_destroy(replay->g3);
     }
     free(replay->g1_ids);
     free(replay->fresh_ids);
     free(replay->g2_ids);
+    free(replay->g3_ids);
     free(replay->release_ids);
     free(replay->evicted);
     free(replay);
@@ -102,13 +118,16 @@ kvbm_status_t replay__ensure_scratch(replay_t *replay, size_t count)
     uint32_t *g2 = realloc(replay->g2_ids, capacity * sizeof(uint32_t));
     if (g2 != NULL)
         replay->g2_ids = g2;
+    uint32_t *g3 = realloc(replay->g3_ids, capacity * sizeof(uint32_t));
+    if (g3 != NULL)
+        replay->g3_ids = g3;
     uint32_t *rel = realloc(replay->release_ids, capacity * sizeof(uint32_t));
     if (rel != NULL)
         replay->release_ids = rel;
     kvbm_evicted_t *ev = realloc(replay->evicted, capacity * sizeof(kvbm_evicted_t));
     if (ev != NULL)
         replay->evicted = ev;
-    if (g1 == NULL || fresh == NULL || g2 == NULL || rel == NULL || ev == NULL)
+    if (g1 == NULL || fresh == NULL || g2 == NULL || g3 == NULL || rel == NULL || ev == NULL)
         return KVBM_ERR_NO_MEMORY;
     replay->scratch_capacity = capacity;
     return KVBM_OK;
@@ -122,8 +141,32 @@ static kvbm_status_t release_reversed(replay_t *replay, kvbm_manager_t *manager,
     return kvbm_manager_release(manager, replay->release_ids, count);
 }
 
+/* The G3 part of step 4: a G2 victim is copied to G3 unless G3 has its hash
+ * (free G3 block first, else G3's victim, which is dropped). */
+static kvbm_status_t offload_to_g3(replay_t *replay, uint64_t hash)
+{
+    if (kvbm_manager_contains(replay->g3, hash))
+        return KVBM_OK;
+    uint32_t block, registered;
+    kvbm_evicted_t evicted;
+    size_t n_evicted = 0;
+    kvbm_status_t status = kvbm_manager_allocate(replay->g3, 1, &block, &evicted, &n_evicted);
+    if (status == KVBM_ERR_NO_BLOCKS) {
+        replay->counts.g3_offload_skipped++;
+        return KVBM_OK;
+    }
+    if (status != KVBM_OK)
+        return status;
+    replay->counts.g3_evictions += n_evicted; /* dropped: G3 is the last tier */
+    status = kvbm_manager_register(replay->g3, &block, &hash, 1, NULL, &registered);
+    if (status != KVBM_OK)
+        return status;
+    replay->counts.g3_offloads++;
+    return kvbm_manager_release(replay->g3, &registered, 1);
+}
+
 /* Step 4's offload of one evicted G1 block into G2 (inclusive: skipped when
- * G2 has the hash already). */
+ * G2 has the hash already). With a G3, the G2 victim goes to G3 first. */
 static kvbm_status_t offload_one(replay_t *replay, uint64_t hash)
 {
     if (kvbm_manager_contains(replay->g2, hash))
@@ -139,6 +182,11 @@ static kvbm_status_t offload_one(replay_t *replay, uint64_t hash)
     if (status != KVBM_OK)
         return status;
     replay->counts.g2_evictions += n_evicted;
+    if (n_evicted > 0 && replay->g3 != NULL) {
+        status = offload_to_g3(replay, evicted.seq_hash);
+        if (status != KVBM_OK)
+            return status;
+    }
     status = kvbm_manager_register(replay->g2, &block, &hash, 1, NULL, &registered);
     if (status != KVBM_OK)
         return status;
@@ -181,6 +229,15 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
             return status;
     }
 
+    /* 3b. G3 continues it further. */
+    size_t k3 = 0;
+    if (replay->g3 != NULL) {
+        status =
+            kvbm_manager_match(replay->g3, hashes + k1 + k2, count - k1 - k2, replay->g3_ids, &k3);
+        if (status != KVBM_OK)
+            return status;
+    }
+
     /* 4. Allocate the rest of G1 in one call; offload what it evicted. */
     size_t need = count - k1;
     size_t n_evicted = 0;
@@ -197,7 +254,8 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
         }
     }
 
-    /* 5. Register the new blocks (onboarded ones first: they lead H[k1:]). */
+    /* 5. Register the new blocks (onboarded ones first, G2's then G3's:
+     * they lead H[k1:]). */
     if (need > 0) {
         kvbm_register_opts_t opts = {
             .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
@@ -208,6 +266,13 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
         /* A dedup hands back the existing block in place of the new one. */
         for (size_t i = 0; i < need; i++)
             replay->counts.dedup += replay->g1_ids[k1 + i] != replay->fresh_ids[i];
+    }
+
+    /* Release the onboarded G3 blocks, last first. */
+    if (k3 > 0) {
+        status = release_reversed(replay, replay->g3, replay->g3_ids, k3);
+        if (status != KVBM_OK)
+            return status;
     }
 
     /* 6. Release the onboarded G2 blocks, last first. */
@@ -224,8 +289,9 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 
     replay->counts.g1_hits += k1;
     replay->counts.g2_hits += k2;
-    replay->counts.onboards += k2;
-    replay->counts.misses += count - k1 - k2;
+    replay->counts.g3_hits += k3;
+    replay->counts.onboards += k2 + k3;
+    replay->counts.misses += count - k1 - k2 - k3;
     replay->counts.core_ns += now_ns() - start;
     return KVBM_OK;
 }
@@ -244,7 +310,7 @@ const char *replay_backend_name(const replay_t *replay)
 
 double replay_hit_rate(const replay_counts_t *counts)
 {
-    return counts->blocks == 0
-               ? 0.0
-               : (double)(counts->g1_hits + counts->g2_hits) / (double)counts->blocks;
+    return counts->blocks == 0 ? 0.0
+                               : (double)(counts->g1_hits + counts->g2_hits + counts->g3_hits) /
+                                     (double)counts->blocks;
 }

@@ -27,9 +27,17 @@
     X(g1_evictions)                                                                                \
     X(g2_evictions)
 
+/* X(field): the counts a G3 adds (printed only with a G3). */
+#define REPLAY_G3_COUNTS_LIST(X)                                                                   \
+    X(g3_hits)                                                                                     \
+    X(g3_offloads)                                                                                 \
+    X(g3_offload_skipped)                                                                          \
+    X(g3_evictions)
+
 typedef struct replay_counts {
 #define REPLAY_COUNT_FIELD(name) uint64_t name;
     REPLAY_COUNTS_LIST(REPLAY_COUNT_FIELD)
+    REPLAY_G3_COUNTS_LIST(REPLAY_COUNT_FIELD)
 #undef REPLAY_COUNT_FIELD
     double core_ns;         /* time inside the replay steps (library calls, copy waits) */
     uint64_t bytes_moved;   /* data mode: bytes copied G1->G2 and G2->G1 */
@@ -40,8 +48,10 @@ typedef struct replay_counts {
 typedef struct replay_config {
     uint32_t g1_blocks;
     uint32_t g2_blocks; /* 0: no G2 tier */
+    uint32_t g3_blocks; /* 0: no G3 tier; needs a G2 tier */
     const kvbm_policy_ops_t *g1_policy;
     const kvbm_policy_ops_t *g2_policy;
+    const kvbm_policy_ops_t *g3_policy;
     kvbm_policy_config_t policy_config; /* tuning, and the oracle for belady */
     /* Data mode: run G1 and G2 through the tiered cache with real copies on
      * a memory backend (needs g2_blocks > 0). */
@@ -65,7 +75,7 @@ void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out);
 /* "logical", or the memory backend's name in data mode. */
 const char *replay_backend_name(const replay_t *replay);
 
-/* hit_rate = (g1_hits + g2_hits) / blocks, 0 when no blocks. */
+/* hit_rate = (g1_hits + g2_hits + g3_hits) / blocks, 0 when no blocks. */
 double replay_hit_rate(const replay_counts_t *counts);
 
 #endif /* KVBM_REPLAY_REPLAY_H */

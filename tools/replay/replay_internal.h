@@ -10,6 +10,7 @@
 struct replay {
     kvbm_manager_t *g1;
     kvbm_manager_t *g2; /* NULL without a host tier */
+    kvbm_manager_t *g3; /* NULL without a disk tier */
     uint32_t g1_blocks;
     replay_counts_t counts;
     /* Data mode only. */
@@ -22,6 +23,7 @@ struct replay {
     uint32_t *g1_ids;      /* matched then registered, in request order */
     uint32_t *fresh_ids;   /* newly allocated G1 blocks */
     uint32_t *g2_ids;      /* matched G2 blocks */
+    uint32_t *g3_ids;      /* matched G3 blocks */
     uint32_t *release_ids; /* reversed order for release */
     kvbm_evicted_t *evicted;
 };

@@ -119,20 +119,29 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
     double start = wall_now_s();
     bool belady = strcmp(options->policy, REPLAY_BELADY) == 0;
     const char *g2_name = options->g2_policy != NULL ? options->g2_policy : options->policy;
+    const char *g3_name = options->g3_policy != NULL ? options->g3_policy : g2_name;
     replay_config_t config = {
         .g1_blocks = options->g1_blocks,
         .g2_blocks = options->g2_blocks,
+        .g3_blocks = options->g3_blocks,
         .g1_policy = run_find_policy(options->policy),
         .g2_policy = run_find_policy(g2_name),
+        .g3_policy = run_find_policy(g3_name),
         .policy_config = KVBM_POLICY_CONFIG_INIT,
         .data_mode = !options->logical,
         .backend_kind = options->backend_kind,
         .block_kib = options->block_kib,
         .verify = options->verify,
     };
-    if (config.g1_policy == NULL || config.g2_policy == NULL) {
+    if (config.g1_policy == NULL || config.g2_policy == NULL || config.g3_policy == NULL) {
         fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
-                config.g1_policy == NULL ? options->policy : g2_name);
+                config.g1_policy == NULL   ? options->policy
+                : config.g2_policy == NULL ? g2_name
+                                           : g3_name);
+        return KVBM_ERR_INVALID_ARG;
+    }
+    if (options->g3_blocks > 0 && options->g2_blocks == 0) {
+        fprintf(stderr, "kvbm-replay: a G3 tier (--g3-blocks) needs a G2 tier (--g2-blocks)\n");
         return KVBM_ERR_INVALID_ARG;
     }
 
@@ -141,7 +150,8 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
     const trace_t *trace = loaded;
     next_use_oracle_t *oracle = NULL;
     kvbm_status_t status = KVBM_OK;
-    bool needs_oracle = belady || strcmp(g2_name, REPLAY_BELADY) == 0;
+    bool needs_oracle = belady || strcmp(g2_name, REPLAY_BELADY) == 0 ||
+                        (options->g3_blocks > 0 && strcmp(g3_name, REPLAY_BELADY) == 0);
     if (needs_oracle && trace == NULL) {
         char error[300];
         status = trace_load(options->trace_path, options->limit, &own_trace, error, sizeof(error));

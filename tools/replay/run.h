@@ -25,8 +25,10 @@ typedef struct run_options {
     const char *trace_path;
     uint32_t g1_blocks;
     uint32_t g2_blocks;
+    uint32_t g3_blocks;      /* 0: no disk tier (needs g2_blocks > 0) */
     const char *policy;      /* a built-in name or "belady" */
     const char *g2_policy;   /* NULL: same as policy */
+    const char *g3_policy;   /* NULL: same as g2_policy */
     size_t limit;            /* requests, 0 = all */
     run_progress_t progress; /* how progress shows on stderr */
     bool logical;            /* with G2: two plain managers, no data (default: data mode) */
