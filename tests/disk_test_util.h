@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "format.h"
-#include "store.h"
+#include "disk/format.h"
+#include "disk/store.h"
 
 /* A fresh path in a fresh temporary directory (static buffer). */
 static inline const char *disk_test_path(void)

@@ -18,9 +18,9 @@
 #include <cmocka.h>
 
 #include "disk_test_util.h"
-#include "fingerprint.h"
+#include "disk/fingerprint.h"
 #include "kvbm_test.h"
-#include "tier.h"
+#include "disk/tier.h"
 
 #define PAYLOAD 8192u
 #define FP      0x1234abcdull

@@ -102,9 +102,9 @@ static kvbm_status_t begin(kvbm__disk_store_t *store, kvbm__disk_batch_t *batch,
         return KVBM_ERR_INVALID_ARG;
     batch->op = op;
     batch->submitted = true;
-    pthread_mutex_lock(&store->done_lock);
+    kvbm__mutex_lock(&store->done_lock);
     batch->pending = batch->n;
-    pthread_mutex_unlock(&store->done_lock);
+    kvbm__mutex_unlock(&store->done_lock);
     return KVBM_OK;
 }
 
@@ -210,28 +210,28 @@ void kvbm__disk_store_complete(void *ctx, kvbm__disk_req_t *req)
     size_t i = req->index;
     kvbm__disk_outcome_t outcome = batch->op == KVBM__DISK_WRITE ? complete_write(store, batch, i)
                                                                  : complete_read(store, batch, i);
-    pthread_mutex_lock(&store->done_lock);
+    kvbm__mutex_lock(&store->done_lock);
     batch->outcomes[i] = (uint8_t)outcome;
     if (--batch->pending == 0)
-        pthread_cond_broadcast(&store->done_cond);
-    pthread_mutex_unlock(&store->done_lock);
+        kvbm__cond_broadcast(&store->done_cond);
+    kvbm__mutex_unlock(&store->done_lock);
 }
 
 bool kvbm__disk_batch_done(kvbm__disk_batch_t *batch)
 {
-    pthread_mutex_lock(&batch->store->done_lock);
+    kvbm__mutex_lock(&batch->store->done_lock);
     bool done = batch->pending == 0;
-    pthread_mutex_unlock(&batch->store->done_lock);
+    kvbm__mutex_unlock(&batch->store->done_lock);
     return done;
 }
 
 void kvbm__disk_batch_wait(kvbm__disk_batch_t *batch)
 {
     kvbm__disk_store_t *store = batch->store;
-    pthread_mutex_lock(&store->done_lock);
+    kvbm__mutex_lock(&store->done_lock);
     while (batch->pending > 0)
-        pthread_cond_wait(&store->done_cond, &store->done_lock);
-    pthread_mutex_unlock(&store->done_lock);
+        kvbm__cond_wait(&store->done_cond, &store->done_lock);
+    kvbm__mutex_unlock(&store->done_lock);
 }
 
 kvbm__disk_outcome_t kvbm__disk_batch_outcome(const kvbm__disk_batch_t *batch, size_t i)
@@ -242,9 +242,9 @@ kvbm__disk_outcome_t kvbm__disk_batch_outcome(const kvbm__disk_batch_t *batch, s
 kvbm__disk_fault_t kvbm__disk_store_fault(void *ctx, const kvbm__disk_req_t *req)
 {
     kvbm__disk_store_t *store = ctx;
-    pthread_mutex_lock(&store->fault_lock);
+    kvbm__mutex_lock(&store->fault_lock);
     kvbm__disk_fault_fn hook = store->fault;
     void *hook_ctx = store->fault_ctx;
-    pthread_mutex_unlock(&store->fault_lock);
+    kvbm__mutex_unlock(&store->fault_lock);
     return hook != NULL ? hook(hook_ctx, req) : KVBM__DISK_FAULT_NONE;
 }

@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "store_internal.h"
 
 #define MAX_FS_ALIGN ((uint64_t)64 * 1024) /* larger "block sizes" are transfer hints */
@@ -32,14 +33,20 @@ static kvbm_status_t open_locked(kvbm__disk_store_t *store, struct stat *st)
 {
     store->fd = open(store->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (store->fd < 0)
-        return KVBM_ERR_IO;
+        return KVBM_SYS_ERROR(store->path);
     kvbm_status_t status = KVBM_ERR_INVALID_ARG;
-    if (fstat(store->fd, st) != 0 || !S_ISREG(st->st_mode))
+    if (fstat(store->fd, st) != 0) {
+        status = KVBM_SYS_ERROR("fstat");
         goto err_close;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        kvbm__log(KVBM_LOG_ERROR, "g3: %s is not a regular file", store->path);
+        goto err_close;
+    }
     /* A second opener (another process, or this one twice) would overwrite
      * slots the first one indexes. */
     if (flock(store->fd, LOCK_EX | LOCK_NB) != 0) {
-        status = errno == EWOULDBLOCK ? KVBM_ERR_BUSY : KVBM_ERR_IO;
+        status = errno == EWOULDBLOCK ? KVBM_ERR_BUSY : KVBM_SYS_ERROR("flock");
         goto err_close;
     }
     return KVBM_OK;
@@ -102,9 +109,14 @@ static kvbm__disk_open_kind_t classify(const kvbm__disk_store_t *store, const st
 
 static kvbm_status_t write_synced(int fd, const void *bytes, size_t n, uint64_t offset)
 {
-    if (pwrite(fd, bytes, n, (off_t)offset) != (ssize_t)n || fdatasync(fd) != 0)
+    ssize_t written = pwrite(fd, bytes, n, (off_t)offset);
+    if (written < 0)
+        return KVBM_SYS_ERROR("pwrite");
+    if (written != (ssize_t)n) {
+        kvbm__log(KVBM_LOG_ERROR, "g3: short superblock write (%zd of %zu bytes)", written, n);
         return KVBM_ERR_IO;
-    return KVBM_OK;
+    }
+    return fdatasync(fd) == 0 ? KVBM_OK : KVBM_SYS_ERROR("fdatasync");
 }
 
 /* Reserves the whole file when asked and when that keeps the filesystem
@@ -123,13 +135,14 @@ static void preallocate(kvbm__disk_store_t *store)
 static kvbm_status_t empty_file(kvbm__disk_store_t *store, const struct stat *st)
 {
     uint8_t raw[KVBM__DISK_SUPERBLOCK_BYTES] = {0};
-    if (st->st_size > 0 && write_synced(store->fd, raw, sizeof(raw), 0) != KVBM_OK)
-        return KVBM_ERR_IO;
+    kvbm_status_t status = st->st_size > 0 ? write_synced(store->fd, raw, sizeof(raw), 0) : KVBM_OK;
+    if (status != KVBM_OK)
+        return status;
     if (ftruncate(store->fd, 0) != 0)
-        return KVBM_ERR_IO;
+        return KVBM_SYS_ERROR("ftruncate");
     preallocate(store);
     if (ftruncate(store->fd, (off_t)store->geometry.file_bytes) != 0)
-        return KVBM_ERR_IO;
+        return KVBM_SYS_ERROR("ftruncate");
     kvbm__disk_superblock_t sb = {.version = KVBM__DISK_FORMAT_VERSION,
                                   .fingerprint = store->config.fingerprint,
                                   .slots = store->geometry.slots,
@@ -144,7 +157,7 @@ static kvbm_status_t map_table(kvbm__disk_store_t *store)
     void *table = mmap(NULL, store->geometry.table_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
                        store->fd, (off_t)store->geometry.table_offset);
     if (table == MAP_FAILED)
-        return KVBM_ERR_IO;
+        return KVBM_SYS_ERROR("mmap of the G3 table");
     store->table = table;
     return KVBM_OK;
 }

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/check.h"
 #include "io.h"
 
 typedef struct threads_engine {
@@ -43,38 +44,38 @@ static int64_t transfer(int fd, kvbm__disk_req_t *req)
 static void *worker_main(void *arg)
 {
     threads_engine_t *engine = arg;
-    pthread_mutex_lock(&engine->lock);
+    kvbm__mutex_lock(&engine->lock);
     for (;;) {
         while (engine->head == NULL && !engine->stopping)
-            pthread_cond_wait(&engine->work, &engine->lock);
+            kvbm__cond_wait(&engine->work, &engine->lock);
         if (engine->head == NULL)
             break; /* stopping, and nothing left */
         kvbm__disk_req_t *req = engine->head;
         engine->head = req->link;
         if (engine->head == NULL)
             engine->tail = NULL;
-        pthread_mutex_unlock(&engine->lock);
+        kvbm__mutex_unlock(&engine->lock);
         req->result = transfer(engine->config.fd, req);
         /* Out of the count before it completes, so that a caller woken by
          * the completion sees the queue without it. */
-        pthread_mutex_lock(&engine->lock);
+        kvbm__mutex_lock(&engine->lock);
         engine->in_flight--;
-        pthread_cond_broadcast(&engine->room);
-        pthread_mutex_unlock(&engine->lock);
+        kvbm__cond_broadcast(&engine->room);
+        kvbm__mutex_unlock(&engine->lock);
         engine->config.complete(engine->config.complete_ctx, req);
-        pthread_mutex_lock(&engine->lock);
+        kvbm__mutex_lock(&engine->lock);
     }
-    pthread_mutex_unlock(&engine->lock);
+    kvbm__mutex_unlock(&engine->lock);
     return NULL;
 }
 
 static void threads_submit(void *state, kvbm__disk_req_t *const *reqs, size_t n)
 {
     threads_engine_t *engine = state;
-    pthread_mutex_lock(&engine->lock);
+    kvbm__mutex_lock(&engine->lock);
     for (size_t i = 0; i < n; i++) {
         while (engine->in_flight >= engine->config.queue_depth)
-            pthread_cond_wait(&engine->room, &engine->lock);
+            kvbm__cond_wait(&engine->room, &engine->lock);
         reqs[i]->link = NULL;
         if (engine->tail != NULL)
             engine->tail->link = reqs[i];
@@ -82,19 +83,19 @@ static void threads_submit(void *state, kvbm__disk_req_t *const *reqs, size_t n)
             engine->head = reqs[i];
         engine->tail = reqs[i];
         engine->in_flight++;
-        pthread_cond_signal(&engine->work);
+        kvbm__cond_signal(&engine->work);
     }
-    pthread_mutex_unlock(&engine->lock);
+    kvbm__mutex_unlock(&engine->lock);
 }
 
 static void stop_workers(threads_engine_t *engine)
 {
-    pthread_mutex_lock(&engine->lock);
+    kvbm__mutex_lock(&engine->lock);
     engine->stopping = true;
-    pthread_cond_broadcast(&engine->work);
-    pthread_mutex_unlock(&engine->lock);
+    kvbm__cond_broadcast(&engine->work);
+    kvbm__mutex_unlock(&engine->lock);
     for (uint32_t i = 0; i < engine->started; i++)
-        pthread_join(engine->threads[i], NULL);
+        kvbm__thread_join(engine->threads[i]);
 }
 
 static void threads_close(void *state)
@@ -103,9 +104,9 @@ static void threads_close(void *state)
     if (engine == NULL)
         return;
     stop_workers(engine); /* workers drain the queue before they stop */
-    pthread_cond_destroy(&engine->room);
-    pthread_cond_destroy(&engine->work);
-    pthread_mutex_destroy(&engine->lock);
+    kvbm__cond_destroy(&engine->room);
+    kvbm__cond_destroy(&engine->work);
+    kvbm__mutex_destroy(&engine->lock);
     free(engine);
 }
 
@@ -116,36 +117,44 @@ static kvbm_status_t threads_open(const kvbm__disk_io_config_t *config, void **s
     if (engine == NULL)
         return KVBM_ERR_NO_MEMORY;
     engine->config = *config;
-    if (pthread_mutex_init(&engine->lock, NULL) != 0)
+    kvbm_status_t status = KVBM_OK;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&engine->lock, NULL), status);
+    if (status != KVBM_OK)
         goto err_free_engine;
-    if (pthread_cond_init(&engine->work, NULL) != 0)
+    KVBM_PTHREAD_CHECK(pthread_cond_init(&engine->work, NULL), status);
+    if (status != KVBM_OK)
         goto err_destroy_lock;
-    if (pthread_cond_init(&engine->room, NULL) != 0)
+    KVBM_PTHREAD_CHECK(pthread_cond_init(&engine->room, NULL), status);
+    if (status != KVBM_OK)
         goto err_destroy_work;
-    for (; engine->started < n; engine->started++)
-        if (pthread_create(&engine->threads[engine->started], NULL, worker_main, engine) != 0)
-            goto err_stop_workers;
+    for (; engine->started < n && status == KVBM_OK; engine->started++)
+        KVBM_PTHREAD_CHECK(
+            pthread_create(&engine->threads[engine->started], NULL, worker_main, engine), status);
+    if (status != KVBM_OK) {
+        engine->started--; /* the failed one did not start */
+        goto err_stop_workers;
+    }
     *state_out = engine;
     return KVBM_OK;
 
 err_stop_workers:
     stop_workers(engine);
-    pthread_cond_destroy(&engine->room);
+    kvbm__cond_destroy(&engine->room);
 err_destroy_work:
-    pthread_cond_destroy(&engine->work);
+    kvbm__cond_destroy(&engine->work);
 err_destroy_lock:
-    pthread_mutex_destroy(&engine->lock);
+    kvbm__mutex_destroy(&engine->lock);
 err_free_engine:
     free(engine);
-    return KVBM_ERR_NO_MEMORY;
+    return status;
 }
 
 static uint64_t threads_in_flight(void *state)
 {
     threads_engine_t *engine = state;
-    pthread_mutex_lock(&engine->lock);
+    kvbm__mutex_lock(&engine->lock);
     uint64_t n = engine->in_flight;
-    pthread_mutex_unlock(&engine->lock);
+    kvbm__mutex_unlock(&engine->lock);
     return n;
 }
 

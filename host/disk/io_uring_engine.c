@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <sys/uio.h>
 
+#include "core/check.h"
 #include "io.h"
 
 #define REAP_BATCH 64
@@ -62,14 +63,14 @@ static void wait_for_room(uring_engine_t *engine)
 {
     while (engine->in_flight >= engine->config.queue_depth) {
         flush_prepared(engine);
-        pthread_cond_wait(&engine->room, &engine->lock);
+        kvbm__cond_wait(&engine->room, &engine->lock);
     }
 }
 
 static void uring_submit(void *state, kvbm__disk_req_t *const *reqs, size_t n)
 {
     uring_engine_t *engine = state;
-    pthread_mutex_lock(&engine->lock);
+    kvbm__mutex_lock(&engine->lock);
     for (size_t i = 0; i < n; i++) {
         wait_for_room(engine);
         /* The ring has queue_depth + 1 entries and at most queue_depth are
@@ -83,7 +84,7 @@ static void uring_submit(void *state, kvbm__disk_req_t *const *reqs, size_t n)
         engine->in_flight++;
     }
     flush_prepared(engine);
-    pthread_mutex_unlock(&engine->lock);
+    kvbm__mutex_unlock(&engine->lock);
 }
 
 /* Completes what one wait returned; false once the stop NOP was seen. The
@@ -107,10 +108,10 @@ static bool reap_some(uring_engine_t *engine)
         done[n_done++] = req;
     }
     io_uring_cq_advance(&engine->ring, n);
-    pthread_mutex_lock(&engine->lock);
+    kvbm__mutex_lock(&engine->lock);
     engine->in_flight -= n_done;
-    pthread_cond_broadcast(&engine->room);
-    pthread_mutex_unlock(&engine->lock);
+    kvbm__cond_broadcast(&engine->room);
+    kvbm__mutex_unlock(&engine->lock);
     for (unsigned i = 0; i < n_done; i++) {
         done[i]->result = results[i];
         engine->config.complete(engine->config.complete_ctx, done[i]);
@@ -140,25 +141,29 @@ static kvbm_status_t uring_open(const kvbm__disk_io_config_t *config, void **sta
     if (engine == NULL)
         return KVBM_ERR_NO_MEMORY;
     engine->config = *config;
-    /* One spare entry for the stop NOP. */
+    /* One spare entry for the stop NOP. A refusal (ENOSYS, EPERM: no
+     * io_uring here) is not logged: the caller falls back and says so. */
     int rc = io_uring_queue_init(config->queue_depth + 1, &engine->ring, 0);
     kvbm_status_t status = rc == -ENOMEM ? KVBM_ERR_NO_MEMORY : KVBM_ERR_UNSUPPORTED;
     if (rc < 0)
         goto err_free_engine;
-    status = KVBM_ERR_NO_MEMORY;
-    if (pthread_mutex_init(&engine->lock, NULL) != 0)
+    status = KVBM_OK;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&engine->lock, NULL), status);
+    if (status != KVBM_OK)
         goto err_exit_ring;
-    if (pthread_cond_init(&engine->room, NULL) != 0)
+    KVBM_PTHREAD_CHECK(pthread_cond_init(&engine->room, NULL), status);
+    if (status != KVBM_OK)
         goto err_destroy_lock;
-    if (pthread_create(&engine->reaper, NULL, reaper_main, engine) != 0)
+    KVBM_PTHREAD_CHECK(pthread_create(&engine->reaper, NULL, reaper_main, engine), status);
+    if (status != KVBM_OK)
         goto err_destroy_cond;
     *state_out = engine;
     return KVBM_OK;
 
 err_destroy_cond:
-    pthread_cond_destroy(&engine->room);
+    kvbm__cond_destroy(&engine->room);
 err_destroy_lock:
-    pthread_mutex_destroy(&engine->lock);
+    kvbm__mutex_destroy(&engine->lock);
 err_exit_ring:
     io_uring_queue_exit(&engine->ring);
 err_free_engine:
@@ -171,19 +176,19 @@ static void uring_close(void *state)
     uring_engine_t *engine = state;
     if (engine == NULL)
         return;
-    pthread_mutex_lock(&engine->lock);
+    kvbm__mutex_lock(&engine->lock);
     while (engine->in_flight > 0)
-        pthread_cond_wait(&engine->room, &engine->lock);
+        kvbm__cond_wait(&engine->room, &engine->lock);
     struct io_uring_sqe *sqe = io_uring_get_sqe(&engine->ring);
     if (sqe != NULL) {
         io_uring_prep_nop(sqe);
         io_uring_sqe_set_data(sqe, NULL);
         flush_prepared(engine);
     }
-    pthread_mutex_unlock(&engine->lock);
-    pthread_join(engine->reaper, NULL);
-    pthread_cond_destroy(&engine->room);
-    pthread_mutex_destroy(&engine->lock);
+    kvbm__mutex_unlock(&engine->lock);
+    kvbm__thread_join(engine->reaper);
+    kvbm__cond_destroy(&engine->room);
+    kvbm__mutex_destroy(&engine->lock);
     io_uring_queue_exit(&engine->ring);
     free(engine);
 }
@@ -191,9 +196,9 @@ static void uring_close(void *state)
 static uint64_t uring_in_flight(void *state)
 {
     uring_engine_t *engine = state;
-    pthread_mutex_lock(&engine->lock);
+    kvbm__mutex_lock(&engine->lock);
     uint64_t n = engine->in_flight;
-    pthread_mutex_unlock(&engine->lock);
+    kvbm__mutex_unlock(&engine->lock);
     return n;
 }
 

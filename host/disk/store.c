@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "store_internal.h"
 
 static kvbm_status_t check_config(const kvbm__disk_store_config_t *config)
@@ -16,26 +17,56 @@ static kvbm_status_t check_config(const kvbm__disk_store_config_t *config)
 
 static kvbm_status_t init_locks(kvbm__disk_store_t *store)
 {
-    if (pthread_mutex_init(&store->done_lock, NULL) != 0)
-        return KVBM_ERR_NO_MEMORY;
-    if (pthread_cond_init(&store->done_cond, NULL) != 0)
+    kvbm_status_t status = KVBM_OK;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&store->done_lock, NULL), status);
+    if (status != KVBM_OK)
+        return status;
+    KVBM_PTHREAD_CHECK(pthread_cond_init(&store->done_cond, NULL), status);
+    if (status != KVBM_OK)
         goto err_destroy_done_lock;
-    if (pthread_mutex_init(&store->fault_lock, NULL) != 0)
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&store->fault_lock, NULL), status);
+    if (status != KVBM_OK)
         goto err_destroy_done_cond;
     return KVBM_OK;
 
 err_destroy_done_cond:
-    pthread_cond_destroy(&store->done_cond);
+    kvbm__cond_destroy(&store->done_cond);
 err_destroy_done_lock:
-    pthread_mutex_destroy(&store->done_lock);
-    return KVBM_ERR_NO_MEMORY;
+    kvbm__mutex_destroy(&store->done_lock);
+    return status;
 }
 
 static void destroy_locks(kvbm__disk_store_t *store)
 {
-    pthread_mutex_destroy(&store->fault_lock);
-    pthread_cond_destroy(&store->done_cond);
-    pthread_mutex_destroy(&store->done_lock);
+    kvbm__mutex_destroy(&store->fault_lock);
+    kvbm__cond_destroy(&store->done_cond);
+    kvbm__mutex_destroy(&store->done_lock);
+}
+
+static const char *open_kind_text(kvbm__disk_open_kind_t kind)
+{
+    switch (kind) {
+    case KVBM__DISK_OPENED_NEW:
+        return "created";
+    case KVBM__DISK_OPENED_WARM:
+        return "warm";
+    case KVBM__DISK_OPENED_NAMESPACE:
+        return "emptied (another namespace)";
+    case KVBM__DISK_OPENED_GEOMETRY:
+        return "emptied (another geometry)";
+    default:
+        return "emptied (no valid superblock)";
+    }
+}
+
+/* Reports the engine chosen at run time and what the file held. */
+static void log_opened(const kvbm__disk_store_t *store)
+{
+    kvbm__log(KVBM_LOG_INFO, "g3: %s: %s, %zu blocks recovered, %llu slots of %llu bytes, %s%s",
+              store->path, open_kind_text(store->open_kind), store->n_recovered,
+              (unsigned long long)store->geometry.slots,
+              (unsigned long long)store->geometry.slot_bytes, store->engine_name,
+              store->preallocated ? ", preallocated" : "");
 }
 
 kvbm_status_t kvbm__disk_store_open(const kvbm__disk_store_config_t *config,
@@ -70,6 +101,7 @@ kvbm_status_t kvbm__disk_store_open(const kvbm__disk_store_config_t *config,
     status = kvbm__disk_engine_start(store);
     if (status != KVBM_OK)
         goto err_free_recovered;
+    log_opened(store);
     *store_out = store;
     return KVBM_OK;
 
@@ -150,8 +182,8 @@ void kvbm__disk_store_metrics(kvbm__disk_store_t *store, kvbm_disk_metrics_t *me
 
 void kvbm__disk_store_set_fault(kvbm__disk_store_t *store, kvbm__disk_fault_fn hook, void *ctx)
 {
-    pthread_mutex_lock(&store->fault_lock);
+    kvbm__mutex_lock(&store->fault_lock);
     store->fault = hook;
     store->fault_ctx = ctx;
-    pthread_mutex_unlock(&store->fault_lock);
+    kvbm__mutex_unlock(&store->fault_lock);
 }

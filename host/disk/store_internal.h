@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "core/check.h"
 #include "store.h"
 
 /* One counter per metric, in list order; queue_depth is read from the engine. */
