@@ -7,11 +7,13 @@
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/check.h"
+#include "core/config.h"
 #include "core/prometheus.h"
 #include "internal.h"
 
@@ -45,13 +47,26 @@ static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config
     return kvbm_manager_create(&mc, out);
 }
 
-kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out)
+/* sizeof(kvbm_cache_config_t) at each published version (core/config.h):
+ * version 2 appended g3. */
+#define CACHE_CONFIG_V1_SIZE 176u
+_Static_assert(offsetof(kvbm_cache_config_t, g3) == CACHE_CONFIG_V1_SIZE,
+               "version 2 fields start at version 1's size");
+static const size_t cache_config_sizes[] = {CACHE_CONFIG_V1_SIZE, sizeof(kvbm_cache_config_t)};
+
+kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
 {
-    if (config == NULL || cache_out == NULL || config->backend == NULL)
+    if (caller_config == NULL || cache_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size < sizeof(kvbm_cache_config_t) ||
-        config->version != KVBM_CACHE_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_cache_config_t defaults = KVBM_CACHE_CONFIG_INIT;
+    kvbm_cache_config_t imported;
+    kvbm_status_t status =
+        KVBM__CONFIG_IMPORT(caller_config, cache_config_sizes, &defaults, &imported);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_cache_config_t *config = &imported;
+    if (config->backend == NULL)
+        return KVBM_ERR_INVALID_ARG;
     if ((config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
          config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH) ||
         (config->g3 != NULL && config->g2_blocks == 0))
@@ -66,7 +81,7 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     cache->events_ctx = config->events_ctx;
     cache->next_seq = 1;
 
-    kvbm_status_t status = kvbm_layout_create(&config->layout, &cache->g1_layout);
+    status = kvbm_layout_create(&config->layout, &cache->g1_layout);
     if (status != KVBM_OK)
         goto err_free_cache;
     cache->g1_blocks = config->layout.num_blocks;
@@ -234,23 +249,23 @@ static bool queue_copy(kvbm_cache_t *cache, cache_offload_t *off, uint32_t g1_id
     return true;
 }
 
-/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier). With the
+/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier): @p blocks
+ * are (G1 block, hash) pairs, as allocate reports its evictions. With the
  * lock held, which it drops only to issue offloads in parts. */
-static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const uint64_t *hashes,
-                           size_t count)
+static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count)
 {
     if (cache->g2 == NULL || count == 0)
         return;
     cache_offload_t off = {.capacity = count};
     for (size_t i = 0; i < count; i++) {
-        if (kvbm_manager_contains(cache->g2, hashes[i]))
+        if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
             continue;
         uint32_t g2_block = take_g2_block(cache, &off);
         if (g2_block == KVBM_BLOCK_NONE) {
             cache->metrics.offload_skipped++;
             continue;
         }
-        if (!queue_copy(cache, &off, g1_ids[i], g2_block, hashes[i])) {
+        if (!queue_copy(cache, &off, blocks[i].block_id, g2_block, blocks[i].seq_hash)) {
             cache->metrics.offload_skipped++;
             kvbm_manager_release(cache->g2, &g2_block, 1);
         }
@@ -309,32 +324,17 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
     kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
     kvbm_evicted_t *evicted =
         count <= SCRATCH_ON_STACK ? stack_evicted : malloc(sizeof(kvbm_evicted_t) * count);
-    uint32_t stack_ids[SCRATCH_ON_STACK];
-    uint64_t stack_hashes[SCRATCH_ON_STACK];
-    uint32_t *ev_ids = count <= SCRATCH_ON_STACK ? stack_ids : malloc(sizeof(uint32_t) * count);
-    uint64_t *ev_hashes =
-        count <= SCRATCH_ON_STACK ? stack_hashes : malloc(sizeof(uint64_t) * count);
-    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    if (evicted == NULL || ev_ids == NULL || ev_hashes == NULL)
-        goto out;
+    if (evicted == NULL)
+        return KVBM_ERR_NO_MEMORY;
     size_t n_evicted = 0;
-    status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
-    if (status != KVBM_OK)
-        goto out;
-    forget_blocks(cache, ids_out, count);
-    for (size_t i = 0; i < n_evicted; i++) {
-        ev_ids[i] = evicted[i].block_id;
-        ev_hashes[i] = evicted[i].seq_hash;
+    kvbm_status_t status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
+    if (status == KVBM_OK) {
+        forget_blocks(cache, ids_out, count);
+        if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
+            offload_blocks(cache, evicted, n_evicted);
     }
-    if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
-        offload_blocks(cache, ev_ids, ev_hashes, n_evicted);
-out:
     if (evicted != stack_evicted)
         free(evicted);
-    if (ev_ids != stack_ids)
-        free(ev_ids);
-    if (ev_hashes != stack_hashes)
-        free(ev_hashes);
     return status;
 }
 
@@ -372,10 +372,7 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     cache->metrics.g2_hits += k2;
     cache_batch_t *batch = NULL;
     if (kvbm__cache_batch_new(cache, BATCH_ONBOARD, k2, &batch) != KVBM_OK) {
-        kvbm_manager_invalidate(cache->g1, fresh, k2);
-        for (size_t j = 0; j < k2; j++)
-            cache->load_failed[fresh[j]] = 1;
-        cache->metrics.failed_copies += k2;
+        kvbm__cache_onboard_failed(cache, fresh, k2, NULL);
         kvbm_manager_release(cache->g2, g2_ids, k2);
         return KVBM_OK;
     }
@@ -390,10 +387,7 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
         batch->n_copy++;
     }
     if (kvbm__cache_batch_submit(cache, batch) != KVBM_OK) {
-        kvbm_manager_invalidate(cache->g1, batch->g1_ids, batch->n_copy);
-        for (size_t j = 0; j < batch->n_copy; j++)
-            cache->load_failed[batch->g1_ids[j]] = 1;
-        cache->metrics.failed_copies += batch->n_copy;
+        kvbm__cache_onboard_failed(cache, batch->g1_ids, batch->n_copy, NULL);
         kvbm_manager_release(cache->g2, g2_ids, k2);
         kvbm__cache_batch_unref(cache, batch);
         return KVBM_OK;
@@ -591,22 +585,17 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
     if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
         /* Only blocks that now carry their hash (not dedups) are copied. */
-        uint32_t *copy_ids = malloc(sizeof(uint32_t) * count);
-        uint64_t *copy_hashes = malloc(sizeof(uint64_t) * count);
-        if (copy_ids != NULL && copy_hashes != NULL) {
+        kvbm_evicted_t *copies = malloc(sizeof(kvbm_evicted_t) * count);
+        if (copies != NULL) {
             size_t n = 0;
-            for (size_t i = 0; i < count; i++) {
-                if (ids_out[i] == ids[i]) {
-                    copy_ids[n] = ids[i];
-                    copy_hashes[n++] = hashes[i];
-                }
-            }
-            offload_blocks(cache, copy_ids, copy_hashes, n);
+            for (size_t i = 0; i < count; i++)
+                if (ids_out[i] == ids[i])
+                    copies[n++] = (kvbm_evicted_t){ids[i], hashes[i]};
+            offload_blocks(cache, copies, n);
         } else {
             cache->metrics.offload_skipped += count;
         }
-        free(copy_ids);
-        free(copy_hashes);
+        free(copies);
     }
     kvbm__mutex_unlock(&cache->lock);
     return status;

@@ -354,17 +354,18 @@ static kvbm_status_t build_onboard(kvbm_cache_t *cache, const chunk_t *c, const 
     return KVBM_OK;
 }
 
-/* A batch that could not be issued: its blocks' data never arrives. */
-static void onboard_not_issued(kvbm_cache_t *cache, cache_batch_t *batch)
+/* The chunk's batch could not be made or issued: the registered blocks'
+ * data never arrives, so they are withdrawn as after a failed copy; the G3
+ * hits (with the last chunk) and the staging buffers are given back. */
+static void onboard_not_issued(kvbm_cache_t *cache, const chunk_t *c, const uint32_t *ids_out,
+                               const uint32_t *all_g3, size_t k3, bool last)
 {
-    kvbm_manager_invalidate(cache->g1, batch->g1_ids, batch->n_copy);
-    for (size_t i = 0; i < batch->n_copy; i++)
-        cache->load_failed[batch->g1_ids[i]] = 1;
-    cache->metrics.failed_copies += batch->n_copy;
-    if (batch->n_g3 > 0)
-        kvbm_manager_release(cache->g3_manager, batch->g3_ids, batch->n_g3);
-    give_staging(cache, batch->staging, batch->n_staging);
-    kvbm__cache_batch_unref(cache, batch);
+    for (size_t j = 0; j < c->n; j++)
+        if (c->ok[j] && ids_out[c->pos + j] == c->fresh[j])
+            kvbm__cache_onboard_failed(cache, &c->fresh[j], 1, NULL);
+    for (size_t j = 0; last && j < k3; j++)
+        kvbm_manager_release(cache->g3_manager, &all_g3[k3 - 1 - j], 1);
+    give_staging(cache, c->staging, c->n);
 }
 
 static cache_batch_t *onboard_chunk(kvbm_cache_t *cache, const uint64_t *hashes, chunk_t *c,
@@ -375,22 +376,13 @@ static cache_batch_t *onboard_chunk(kvbm_cache_t *cache, const uint64_t *hashes,
     register_chunk(cache, hashes, c, ids_out);
     cache_batch_t *batch = NULL;
     if (build_onboard(cache, c, ids_out, all_g3, k3, last, &batch) != KVBM_OK) {
-        /* No batch to carry them: the registered blocks' data would never
-         * arrive. Withdraw them, as for a copy that could not be issued. */
-        for (size_t j = 0; j < c->n; j++) {
-            if (c->ok[j] && ids_out[c->pos + j] == c->fresh[j]) {
-                kvbm_manager_invalidate(cache->g1, &c->fresh[j], 1);
-                cache->load_failed[c->fresh[j]] = 1;
-            }
-        }
-        if (last)
-            for (size_t j = 0; j < k3; j++)
-                kvbm_manager_release(cache->g3_manager, &all_g3[k3 - 1 - j], 1);
-        give_staging(cache, c->staging, c->n);
+        onboard_not_issued(cache, c, ids_out, all_g3, k3, last);
         return NULL;
     }
     if (kvbm__cache_batch_submit(cache, batch) != KVBM_OK) {
-        onboard_not_issued(cache, batch);
+        batch->n_g3 = batch->n_staging = 0; /* given back below, not by the batch */
+        kvbm__cache_batch_unref(cache, batch);
+        onboard_not_issued(cache, c, ids_out, all_g3, k3, last);
         return NULL;
     }
     for (size_t i = 0; i < batch->n_copy; i++)
@@ -480,7 +472,7 @@ void kvbm__cache_g3_process_onboard(kvbm_cache_t *cache, cache_batch_t *batch, k
         cache->metrics.g3_onboards += batch->n_copy;
         cache->metrics.g3_onboard_bytes += (uint64_t)batch->n_copy * cache->block_bytes;
     } else {
-        kvbm__cache_onboard_failed(cache, batch);
+        kvbm__cache_onboard_failed(cache, batch->g1_ids, batch->n_copy, batch->next);
     }
     for (size_t i = 0; i < batch->n_copy; i++)
         if (cache->loading_seq[batch->g1_ids[i]] == batch->seq)

@@ -116,6 +116,13 @@ void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch);
 /* Enqueues the batch's copies (after the needed stream waits) and appends it
  * to the FIFO. On error nothing is enqueued and the caller still owns it. */
 kvbm_status_t kvbm__cache_batch_submit(kvbm_cache_t *cache, cache_batch_t *batch);
+/* A failed onboarding leaves garbage in its G1 blocks @p g1_ids: withdraw
+ * their hashes, remember the failure for kvbm_cache_check(), and poison the
+ * offloads in flight from @p later on that read them, so the garbage never
+ * reaches G2. For an onboarding that could not even be issued, @p later is
+ * NULL (no offload can have read its blocks since). */
+void kvbm__cache_onboard_failed(kvbm_cache_t *cache, const uint32_t *g1_ids, size_t n,
+                                cache_batch_t *later);
 /* Processes completed batches in order; stops at the first pending one. */
 void kvbm__cache_reap(kvbm_cache_t *cache);
 /* Waits (dropping the lock meanwhile) until batches up to @p seq are processed. */
@@ -124,8 +131,6 @@ void kvbm__cache_wait_processed(kvbm_cache_t *cache, uint64_t seq);
 /* Whether a batch has completed (KVBM_ERR_BUSY while not), and how: its
  * fence, or for a G3 write its disk batch (always KVBM_OK once done). */
 kvbm_status_t kvbm__cache_batch_query(const cache_batch_t *batch);
-/* Shared by every onboard kind: withdraws the G1 blocks of a failed batch. */
-void kvbm__cache_onboard_failed(kvbm_cache_t *cache, cache_batch_t *batch);
 
 /* The offloads one call gathers: the G1 -> G2 copies, and the G3 writes of
  * the G2 victims that taking G2 blocks evicts. Each batch is made on first

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/config.h"
 #include "fingerprint.h"
 
 struct kvbm__disk_tier {
@@ -15,9 +16,9 @@ struct kvbm__disk_tier {
     uint8_t *from_file; /* per block id: still the block found at open; owner's lock */
 };
 
-static kvbm_status_t open_store(const kvbm__disk_tier_config_t *config, kvbm__disk_store_t **out)
+static kvbm_status_t open_store(const kvbm__disk_tier_config_t *config,
+                                const kvbm_disk_config_t *disk, kvbm__disk_store_t **out)
 {
-    const kvbm_disk_config_t *disk = config->disk;
     kvbm__disk_store_config_t sc = {
         .path = disk->path,
         .payload_bytes = config->payload_bytes,
@@ -36,12 +37,13 @@ static kvbm_status_t open_store(const kvbm__disk_tier_config_t *config, kvbm__di
     return kvbm__disk_store_open(&sc, out);
 }
 
-static kvbm_status_t create_manager(kvbm__disk_tier_t *tier, const kvbm__disk_tier_config_t *config)
+static kvbm_status_t create_manager(kvbm__disk_tier_t *tier, const kvbm__disk_tier_config_t *config,
+                                    const kvbm_disk_config_t *disk)
 {
     kvbm_manager_config_t mc = KVBM_MANAGER_CONFIG_INIT;
     mc.num_blocks = tier->blocks;
     mc.duplication = KVBM_DUPLICATION_REJECT;
-    mc.policy = config->disk->policy;
+    mc.policy = disk->policy;
     mc.policy_config = config->policy_config;
     mc.name = "g3";
     mc.on_events = config->on_events;
@@ -105,27 +107,30 @@ static kvbm_status_t adopt_recovered(kvbm__disk_tier_t *tier)
     return status;
 }
 
-static kvbm_status_t check_config(const kvbm__disk_tier_config_t *config)
+/* sizeof(kvbm_disk_config_t) at each published version (core/config.h). */
+static const size_t disk_config_sizes[] = {sizeof(kvbm_disk_config_t)};
+
+/* Imports the caller's disk config (any published version) into @p disk. */
+static kvbm_status_t import_config(const kvbm__disk_tier_config_t *config, kvbm_disk_config_t *disk)
 {
     if (config == NULL || config->disk == NULL || config->layout == NULL ||
         config->payload_bytes == 0)
         return KVBM_ERR_INVALID_ARG;
-    if (config->disk->struct_size < sizeof(kvbm_disk_config_t) ||
-        config->disk->version != KVBM_DISK_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
-    return KVBM_OK;
+    const kvbm_disk_config_t defaults = KVBM_DISK_CONFIG_INIT;
+    return KVBM__CONFIG_IMPORT(config->disk, disk_config_sizes, &defaults, disk);
 }
 
 kvbm_status_t kvbm__disk_tier_open(const kvbm__disk_tier_config_t *config,
                                    kvbm__disk_tier_t **tier_out)
 {
-    kvbm_status_t status = check_config(config);
+    kvbm_disk_config_t disk;
+    kvbm_status_t status = import_config(config, &disk);
     if (status != KVBM_OK)
         return status;
     kvbm__disk_tier_t *tier = calloc(1, sizeof(*tier));
     if (tier == NULL)
         return KVBM_ERR_NO_MEMORY;
-    status = open_store(config, &tier->store);
+    status = open_store(config, &disk, &tier->store);
     if (status != KVBM_OK)
         goto err_free_tier;
     tier->blocks = (uint32_t)kvbm__disk_store_geometry(tier->store)->slots;
@@ -134,7 +139,7 @@ kvbm_status_t kvbm__disk_tier_open(const kvbm__disk_tier_config_t *config,
     tier->from_file = calloc(tier->blocks, 1);
     if (tier->slot_of == NULL || tier->from_file == NULL)
         goto err_close_store;
-    status = create_manager(tier, config);
+    status = create_manager(tier, config, &disk);
     if (status != KVBM_OK)
         goto err_close_store;
     status = adopt_recovered(tier);

@@ -74,7 +74,7 @@
 extern "C" {
 #endif
 
-#define KVBM_CACHE_CONFIG_VERSION 1u
+#define KVBM_CACHE_CONFIG_VERSION 2u
 
 typedef struct kvbm_cache kvbm_cache_t;
 
