@@ -25,6 +25,11 @@ static void usage(FILE *out)
             "  --g3-blocks N      disk tier capacity in blocks (default 0: no disk tier;\n"
             "                     needs --g2-blocks)\n"
             "  --g3-policy NAME   G3 eviction policy (default: same as --g2-policy)\n"
+            "  --g3-dir DIR       data mode: directory of the G3 file (default /tmp)\n"
+            "  --g3-keep          data mode: reopen the G3 file an earlier run kept (warm)\n"
+            "                     and keep it (default: start empty, remove it at the end)\n"
+            "  --g3-min-free-mib N  data mode: free space G3 leaves on its filesystem\n"
+            "                     (default 1024)\n"
             "  --limit N          replay only the first N requests\n"
             "  --json             print one JSON object with the counts on stdout\n"
             "  --sweep C1,C2,...  capacity sweep: every policy at every G1 capacity\n"
@@ -69,25 +74,26 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
     if (options->g2_blocks > 0)
         fprintf(stderr, ", G2 %u blocks (%s)", options->g2_blocks, g2_policy);
     if (options->g3_blocks > 0)
-        fprintf(stderr, ", G3 %u blocks (%s)", options->g3_blocks, g3_policy_name(options));
+        fprintf(stderr, ", G3 %u blocks (%s%s%s)", options->g3_blocks, g3_policy_name(options),
+                result->g3_engine[0] != '\0' ? ", " : "", result->g3_engine);
     fprintf(stderr, ", backend %s\n", result->backend);
-    fprintf(stderr, "  %-16s %12s\n", "count", "value");
-#define PRINT_COUNT(name) fprintf(stderr, "  %-16s %12llu\n", #name, (unsigned long long)c->name);
+    fprintf(stderr, "  %-18s %12s\n", "count", "value");
+#define PRINT_COUNT(name) fprintf(stderr, "  %-18s %12llu\n", #name, (unsigned long long)c->name);
     REPLAY_COUNTS_LIST(PRINT_COUNT)
     if (options->g3_blocks > 0) {
         REPLAY_G3_COUNTS_LIST(PRINT_COUNT)
     }
 #undef PRINT_COUNT
-    fprintf(stderr, "  %-16s %12.4f\n", "hit_rate", replay_hit_rate(c));
-    fprintf(stderr, "  %-16s %12.1f\n", "ns_per_block",
+    fprintf(stderr, "  %-18s %12.4f\n", "hit_rate", replay_hit_rate(c));
+    fprintf(stderr, "  %-18s %12.1f\n", "ns_per_block",
             c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0);
-    fprintf(stderr, "  %-16s %12.3f\n", "wall_s", result->wall_s);
+    fprintf(stderr, "  %-18s %12.3f\n", "wall_s", result->wall_s);
     if (c->bytes_moved > 0 || strcmp(result->backend, "logical") != 0) {
-        fprintf(stderr, "  %-16s %12.3f\n", "gib_moved", (double)c->bytes_moved / (1u << 30));
-        fprintf(stderr, "  %-16s %12.2f\n", "copy_gbps",
+        fprintf(stderr, "  %-18s %12.3f\n", "gib_moved", (double)c->bytes_moved / (1u << 30));
+        fprintf(stderr, "  %-18s %12.2f\n", "copy_gbps",
                 c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0);
-        fprintf(stderr, "  %-16s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
-        fprintf(stderr, "  %-16s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
+        fprintf(stderr, "  %-18s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
+        fprintf(stderr, "  %-18s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
     }
 }
 
@@ -99,8 +105,8 @@ static void print_json(const run_options_t *options, const run_result_t *result)
     REPLAY_COUNTS_LIST(PRINT_JSON_COUNT)
     if (options->g3_blocks > 0) {
         REPLAY_G3_COUNTS_LIST(PRINT_JSON_COUNT)
-        printf("\"g3_blocks\": %u, \"g3_policy\": \"%s\", ", options->g3_blocks,
-               g3_policy_name(options));
+        printf("\"g3_blocks\": %u, \"g3_policy\": \"%s\", \"g3_engine\": \"%s\", ",
+               options->g3_blocks, g3_policy_name(options), result->g3_engine);
     }
 #undef PRINT_JSON_COUNT
     printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
@@ -121,7 +127,8 @@ int main(int argc, char **argv)
                              .policy = "lru",
                              .backend_kind = KVBM_BACKEND_AUTO,
                              .block_kib = 16,
-                             .verify = true};
+                             .verify = true,
+                             .g3_min_free_bytes = (uint64_t)1024 << 20};
     bool json = false, no_progress = false;
     const char *sweep = NULL, *policies = NULL;
     const char *csv_path = "replay-sweep.csv", *plot_path = "replay-sweep.png";
@@ -143,7 +150,10 @@ int main(int argc, char **argv)
         OPT_BLOCK_KIB,
         OPT_NO_VERIFY,
         OPT_G3,
-        OPT_G3_POLICY
+        OPT_G3_POLICY,
+        OPT_G3_DIR,
+        OPT_G3_KEEP,
+        OPT_G3_MIN_FREE
     };
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
@@ -164,6 +174,9 @@ int main(int argc, char **argv)
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
         {"g3-blocks", required_argument, NULL, OPT_G3},
         {"g3-policy", required_argument, NULL, OPT_G3_POLICY},
+        {"g3-dir", required_argument, NULL, OPT_G3_DIR},
+        {"g3-keep", no_argument, NULL, OPT_G3_KEEP},
+        {"g3-min-free-mib", required_argument, NULL, OPT_G3_MIN_FREE},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -191,6 +204,20 @@ int main(int argc, char **argv)
             break;
         case OPT_G3_POLICY:
             options.g3_policy = optarg;
+            break;
+        case OPT_G3_DIR:
+            options.g3_dir = optarg;
+            break;
+        case OPT_G3_KEEP:
+            options.g3_keep = true;
+            break;
+        case OPT_G3_MIN_FREE:
+            if (parse_u32(optarg, &value) != 0) {
+                fprintf(stderr, "kvbm-replay: --g3-min-free-mib needs an integer, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            options.g3_min_free_bytes = (uint64_t)value << 20;
             break;
         case OPT_POLICY:
             options.policy = optarg;

@@ -43,8 +43,6 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
     if (replay == NULL)
         return KVBM_ERR_NO_MEMORY;
     replay->g1_blocks = config->g1_blocks;
-    if (config->data_mode && config->g3_blocks > 0)
-        return KVBM_ERR_UNSUPPORTED; /* the cache has no G3 tier yet */
     if (config->data_mode && config->g2_blocks > 0) {
         kvbm_status_t data_status = replay__data_open(replay, config);
         if (data_status != KVBM_OK) {
@@ -301,6 +299,11 @@ void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out)
     *counts_out = replay->counts;
     if (replay->cache != NULL)
         replay__data_counts(replay, counts_out);
+}
+
+const char *replay_g3_engine(const replay_t *replay)
+{
+    return replay->cache != NULL ? kvbm_cache_g3_engine(replay->cache) : NULL;
 }
 
 const char *replay_backend_name(const replay_t *replay)

@@ -32,7 +32,8 @@
     X(g3_hits)                                                                                     \
     X(g3_offloads)                                                                                 \
     X(g3_offload_skipped)                                                                          \
-    X(g3_evictions)
+    X(g3_evictions)                                                                                \
+    X(g3_hits_from_file)
 
 typedef struct replay_counts {
 #define REPLAY_COUNT_FIELD(name) uint64_t name;
@@ -58,7 +59,13 @@ typedef struct replay_config {
     bool data_mode;
     kvbm_backend_kind_t backend_kind;
     uint32_t block_kib; /* bytes per block / 1024 in data mode */
-    bool verify;        /* stamp blocks with their hash and check what is served */
+    bool verify;        /* fill blocks with their hash's pattern and check what is served */
+    /* Data mode with G3: the tier's file is <g3_dir>/kvbm-replay-g3.bin. Without
+     * g3_keep it starts empty and is removed at the end; with it, a file left
+     * by an earlier run is reopened (warm) and kept. */
+    const char *g3_dir;
+    bool g3_keep;
+    uint64_t g3_min_free_bytes;
 } replay_config_t;
 
 typedef struct replay replay_t;
@@ -74,6 +81,9 @@ void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out);
 
 /* "logical", or the memory backend's name in data mode. */
 const char *replay_backend_name(const replay_t *replay);
+
+/* Data mode with G3: the disk engine chosen ("io_uring+direct", ...), else NULL. */
+const char *replay_g3_engine(const replay_t *replay);
 
 /* hit_rate = (g1_hits + g2_hits + g3_hits) / blocks, 0 when no blocks. */
 double replay_hit_rate(const replay_counts_t *counts);

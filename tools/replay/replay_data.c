@@ -2,18 +2,22 @@
  * Data mode: the contract's steps through the tiered cache, with real copies
  * on a memory backend (the CPU fallback here, CUDA where a GPU is present).
  * Each step of the contract maps onto the cache:
- *   2-4  kvbm_cache_acquire: G1 match, G2 match, one G1 allocation whose
- *        evictions are offloaded in one batch, the G2 hits onboarded and
- *        registered in G1 (first, as in step 5);
+ *   2-4  kvbm_cache_acquire: G1 match, G2 match, G3 match, one G1
+ *        allocation whose evictions are offloaded (G2 victims written to
+ *        G3), the G2 then the G3 hits onboarded and registered in G1 (first,
+ *        as in step 5);
  *   5    kvbm_cache_register for the newly computed blocks;
- *   6    kvbm_cache_sync: waits for the copies; offloaded blocks are then
- *        registered in G2, the onboarded G2 blocks released, last first;
+ *   6    kvbm_cache_sync: waits for the copies and disk writes; offloaded
+ *        blocks are then registered in G2 and G3, the onboarded G3 and G2
+ *        blocks released, last first;
  *   7    kvbm_cache_release of all G1 blocks, last first.
- * With verify, every block written is stamped with its hash (the first
- * 8 bytes of each region), and every block served is checked.
+ * With verify, every byte of every block written is filled with a pattern
+ * derived from its hash, and every byte of every block served is checked.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "replay_internal.h"
 
@@ -21,6 +25,21 @@
 #define OUTER  2u
 #define TOKENS 16
 #define ELEM   2
+
+/* The G3 file of a run; an earlier run's file is removed unless kept. */
+static kvbm_status_t g3_file(replay_t *replay, const replay_config_t *config)
+{
+    const char *dir = config->g3_dir != NULL ? config->g3_dir : "/tmp";
+    size_t length = strlen(dir) + sizeof("/kvbm-replay-g3.bin");
+    replay->g3_path = malloc(length);
+    if (replay->g3_path == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    snprintf(replay->g3_path, length, "%s/kvbm-replay-g3.bin", dir);
+    replay->g3_keep = config->g3_keep;
+    if (!config->g3_keep)
+        unlink(replay->g3_path);
+    return KVBM_OK;
+}
 
 kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
 {
@@ -44,6 +63,18 @@ kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
     cc.g1_policy = config->g1_policy;
     cc.g2_policy = config->g2_policy;
     cc.policy_config = config->policy_config;
+    kvbm_disk_config_t disk = KVBM_DISK_CONFIG_INIT;
+    if (config->g3_blocks > 0) {
+        status = g3_file(replay, config);
+        if (status != KVBM_OK)
+            goto err_destroy_backend;
+        disk.path = replay->g3_path;
+        disk.capacity_blocks = config->g3_blocks;
+        disk.min_free_bytes = config->g3_min_free_bytes;
+        disk.model_id = "kvbm-replay";
+        disk.policy = config->g3_policy != NULL ? config->g3_policy : config->g2_policy;
+        cc.g3 = &disk;
+    }
     status = kvbm_cache_create(&cc, &replay->cache);
     if (status != KVBM_OK)
         goto err_destroy_backend;
@@ -52,8 +83,9 @@ kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
         goto err_destroy_cache;
     replay->g1 = kvbm_cache_manager(replay->cache, KVBM_TIER_G1);
     replay->g2 = kvbm_cache_manager(replay->cache, KVBM_TIER_G2);
-    /* Stamps are written and read from the host: only where the device pool
-     * is host memory (the CPU backend). */
+    replay->g3 = kvbm_cache_manager(replay->cache, KVBM_TIER_G3);
+    /* Patterns are written and read from the host: only where the device
+     * pool is host memory (the CPU backend). */
     replay->verify = config->verify && kvbm_backend_kind(replay->backend) == KVBM_BACKEND_CPU;
     return KVBM_OK;
 
@@ -63,6 +95,8 @@ err_destroy_cache:
 err_destroy_backend:
     kvbm_backend_destroy(replay->backend);
     replay->backend = NULL;
+    free(replay->g3_path);
+    replay->g3_path = NULL;
     return status;
 }
 
@@ -71,10 +105,22 @@ void replay__data_close(replay_t *replay)
     kvbm_fence_destroy(replay->ready);
     kvbm_cache_destroy(replay->cache);
     kvbm_backend_destroy(replay->backend);
+    if (replay->g3_path != NULL && !replay->g3_keep)
+        unlink(replay->g3_path);
+    free(replay->g3_path);
 }
 
-/* Stamps (or checks) the hash at the start of every region of a G1 block. */
-static bool stamp(replay_t *replay, uint32_t id, uint64_t hash, bool write)
+/* The pattern word @p k of the block for @p hash (a splitmix64 step). */
+static uint64_t pattern_word(uint64_t hash, uint64_t k)
+{
+    uint64_t z = hash * 0x9e3779b97f4a7c15ull + k * 0xbf58476d1ce4e5b9ull + 1;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Fills (or checks) every byte of a G1 block with its hash's pattern. */
+static bool pattern(replay_t *replay, uint32_t id, uint64_t hash, bool write)
 {
     const kvbm_layout_t *layout = kvbm_cache_layout(replay->cache, KVBM_TIER_G1);
     unsigned char *base = kvbm_pool_ptr(kvbm_cache_pool(replay->cache, KVBM_TIER_G1));
@@ -83,11 +129,17 @@ static bool stamp(replay_t *replay, uint32_t id, uint64_t hash, bool write)
     if (kvbm_layout_block_regions(layout, id, regions, (size_t)LAYERS * OUTER, &n) != KVBM_OK)
         return false;
     bool same = true;
-    for (size_t r = 0; r < n; r++) {
-        if (write)
-            memcpy(base + regions[r].offset, &hash, sizeof(hash));
-        else
-            same &= memcmp(base + regions[r].offset, &hash, sizeof(hash)) == 0;
+    uint64_t k = 0;
+    for (size_t r = 0; r < n && same; r++) {
+        unsigned char *at = base + regions[r].offset;
+        for (size_t off = 0; off < regions[r].bytes; off += sizeof(uint64_t), k++) {
+            uint64_t word = pattern_word(hash, k);
+            size_t bytes = regions[r].bytes - off < 8 ? regions[r].bytes - off : 8;
+            if (write)
+                memcpy(at + off, &word, bytes);
+            else if (memcmp(at + off, &word, bytes) != 0)
+                same = false;
+        }
     }
     return same;
 }
@@ -118,12 +170,12 @@ kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, siz
         copies = kvbm_cache_check(replay->cache, ids, served);
     if (replay->verify && copies == KVBM_OK) {
         for (size_t i = 0; i < served; i++)
-            replay->counts.wrong_blocks += !stamp(replay, ids[i], hashes[i], false);
+            replay->counts.wrong_blocks += !pattern(replay, ids[i], hashes[i], false);
     }
     for (size_t i = served; i < count; i++) {
         replay->fresh_ids[i] = ids[i];
         if (replay->verify)
-            stamp(replay, ids[i], hashes[i], true);
+            pattern(replay, ids[i], hashes[i], true);
     }
     if (count > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,
@@ -145,7 +197,8 @@ kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, siz
     if (status != KVBM_OK)
         return status;
     replay->counts.g1_hits += r.g1;
-    replay->counts.g2_hits += r.onboarded;
+    replay->counts.g2_hits += r.onboarded - r.g3;
+    replay->counts.g3_hits += r.g3;
     replay->counts.misses += count - served;
     replay->counts.core_ns += replay__now_ns() - start;
     return KVBM_OK;
@@ -159,10 +212,19 @@ void replay__data_counts(const replay_t *replay, replay_counts_t *counts)
     kvbm_manager_metrics(replay->g1, &g1);
     kvbm_manager_metrics(replay->g2, &g2);
     counts->offloads = cm.offloads;
-    counts->onboards = cm.onboards;
+    counts->onboards = cm.onboards + cm.g3_onboards;
     counts->offload_skipped = cm.offload_skipped;
     counts->g1_evictions = g1.evictions;
     counts->g2_evictions = g2.evictions;
-    counts->bytes_moved = cm.offload_bytes + cm.onboard_bytes;
-    counts->failed_copies = cm.failed_copies;
+    counts->bytes_moved =
+        cm.offload_bytes + cm.onboard_bytes + cm.g3_offload_bytes + cm.g3_onboard_bytes;
+    counts->failed_copies = cm.failed_copies + cm.g3_failed_loads;
+    if (replay->g3 != NULL) {
+        kvbm_manager_metrics_t g3;
+        kvbm_manager_metrics(replay->g3, &g3);
+        counts->g3_offloads = cm.g3_offloads;
+        counts->g3_offload_skipped = cm.g3_offload_skipped;
+        counts->g3_evictions = g3.evictions;
+        counts->g3_hits_from_file = cm.g3_hits_from_file;
+    }
 }

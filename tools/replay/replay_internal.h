@@ -18,6 +18,8 @@ struct replay {
     kvbm_cache_t *cache;
     kvbm_fence_t *ready;
     bool verify;
+    char *g3_path; /* the G3 file, removed at close unless g3_keep */
+    bool g3_keep;
     /* Scratch, sized for the largest request so far. */
     size_t scratch_capacity;
     uint32_t *g1_ids;      /* matched then registered, in request order */

@@ -132,6 +132,9 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
         .backend_kind = options->backend_kind,
         .block_kib = options->block_kib,
         .verify = options->verify,
+        .g3_dir = options->g3_dir,
+        .g3_keep = options->g3_keep,
+        .g3_min_free_bytes = options->g3_min_free_bytes,
     };
     if (config.g1_policy == NULL || config.g2_policy == NULL || config.g3_policy == NULL) {
         fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
@@ -184,6 +187,9 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
         result_out->wall_s = wall_now_s() - start;
         snprintf(result_out->backend, sizeof(result_out->backend), "%s",
                  replay_backend_name(replay));
+        const char *engine = replay_g3_engine(replay);
+        snprintf(result_out->g3_engine, sizeof(result_out->g3_engine), "%s",
+                 engine != NULL ? engine : "");
     }
     replay_destroy(replay);
 out_destroy_oracle:

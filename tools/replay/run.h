@@ -34,13 +34,17 @@ typedef struct run_options {
     bool logical;            /* with G2: two plain managers, no data (default: data mode) */
     kvbm_backend_kind_t backend_kind; /* data mode */
     uint32_t block_kib;               /* data mode block size */
-    bool verify;                      /* data mode: stamp and check block contents */
+    bool verify;                      /* data mode: fill and check block contents */
+    const char *g3_dir;               /* data mode G3: where its file lives */
+    bool g3_keep;                     /* data mode G3: reopen and keep the file */
+    uint64_t g3_min_free_bytes;       /* data mode G3: the filesystem floor */
 } run_options_t;
 
 typedef struct run_result {
     replay_counts_t counts;
     double wall_s;
-    char backend[16]; /* "logical", "cpu" or "cuda" */
+    char backend[16];   /* "logical", "cpu" or "cuda" */
+    char g3_engine[32]; /* data mode G3: the disk engine chosen, else "" */
 } run_result_t;
 
 /*
