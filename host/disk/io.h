@@ -83,7 +83,8 @@ typedef enum kvbm__disk_fault {
     KVBM__DISK_FAULT_EIO = 1,    /* completes with -EIO, nothing transferred */
     KVBM__DISK_FAULT_ENOSPC = 2, /* completes with -ENOSPC, nothing transferred */
     KVBM__DISK_FAULT_SHORT = 3,  /* transfers only the first half (aligned down) */
-    KVBM__DISK_FAULT_FLIP = 4,   /* flips one bit: in the buffer read, or in the bytes written */
+    KVBM__DISK_FAULT_FLIP = 4,   /* flips a bit in each 512-byte sector: of the buffer read, or of
+                                    the bytes written */
 } kvbm__disk_fault_t;
 
 /* Decides the fault of each request (called under no lock, from submit). */

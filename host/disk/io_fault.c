@@ -2,8 +2,8 @@
  * The fault layer: sits in front of a real engine and, as a hook decides
  * request by request, fails it with EIO or ENOSPC without transferring
  * anything, transfers only its first half (a short read, or a torn write
- * left in the file), or flips one bit (of the bytes a write stores, or of
- * the buffer a read filled). Everything else passes through unchanged.
+ * left in the file), or flips bits (of the bytes a write stores, or of the
+ * buffer a read filled). Everything else passes through unchanged.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -22,11 +22,13 @@ typedef struct fault_engine {
     void *complete_ctx;
 } fault_engine_t;
 
-/* The bit flipped: in the middle of the request, so inside a block's payload. */
+/* One bit in every 512-byte sector (at byte 100 of each), so that however
+ * little of the request is data, data is hit. */
 static void flip_bit(kvbm__disk_req_t *req)
 {
     unsigned char *bytes = req->buf;
-    bytes[req->bytes / 2] ^= (unsigned char)(1u << ((req->offset / SHORT_ALIGN) % 8));
+    for (size_t at = 100; at < req->bytes; at += 512)
+        bytes[at] ^= (unsigned char)(1u << ((req->offset / SHORT_ALIGN + at) % 8));
 }
 
 static void fault_complete(void *ctx, kvbm__disk_req_t *req)
