@@ -164,7 +164,7 @@ static kvbm_status_t map_table(kvbm__disk_store_t *store)
 
 kvbm_status_t kvbm__disk_file_open(kvbm__disk_store_t *store)
 {
-    struct stat st;
+    struct stat st = {0};
     kvbm_status_t status = open_locked(store, &st);
     if (status != KVBM_OK)
         return status;
