@@ -116,7 +116,9 @@ static void drain(kvbm_cache_t *cache, cache_offload_t *off)
 }
 
 /* Waits until @p n staging buffers are free: batches in flight hold them
- * until processed, other calls reading from G3 until their reads are done. */
+ * until processed (then this call processes them), other calls while they
+ * read from G3 or gather writes (then it waits for staging_freed, which they
+ * signal when they free buffers or hand them to a batch). */
 static void wait_for_staging(kvbm_cache_t *cache, cache_offload_t *off, size_t n)
 {
     while (cache->n_staging_free < n) {
@@ -228,6 +230,7 @@ void kvbm__cache_g3_flush(kvbm_cache_t *cache, cache_offload_t *off)
         return;
     if (batch->n > 0 && kvbm__cache_batch_submit(cache, batch) == KVBM_OK) {
         off->writes_issued = true;
+        kvbm__cond_broadcast(&cache->staging_freed); /* a waiter can now process it */
         return;
     }
     /* Nothing queued, or the store refused the batch: the G3 blocks go back
@@ -387,6 +390,7 @@ static cache_batch_t *onboard_chunk(kvbm_cache_t *cache, const uint64_t *hashes,
     }
     for (size_t i = 0; i < batch->n_copy; i++)
         cache->loading_seq[batch->g1_ids[i]] = batch->seq;
+    kvbm__cond_broadcast(&cache->staging_freed); /* a waiter can now process it */
     return batch;
 }
 
