@@ -19,37 +19,51 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replay_internal.h"
+#include "replay_mode.h"
 
 #define LAYERS 4u
 #define OUTER  2u
 #define TOKENS 16
 #define ELEM   2
 
+typedef struct data {
+    kvbm_backend_t *backend;
+    kvbm_cache_t *cache;
+    kvbm_fence_t *ready;
+    kvbm_manager_t *g1, *g2, *g3; /* the cache's; g3 NULL without a disk tier */
+    bool verify;
+    char *g3_path; /* the G3 file, removed at close unless g3_keep */
+    bool g3_keep;
+    replay_scratch_t scratch;
+} data_t;
+
 /* The G3 file of a run; an earlier run's file is removed unless kept. */
-static kvbm_status_t g3_file(replay_t *replay, const replay_config_t *config)
+static kvbm_status_t g3_file(data_t *data, const replay_config_t *config)
 {
     const char *dir = config->g3_dir != NULL ? config->g3_dir : "/tmp";
     size_t length = strlen(dir) + sizeof("/kvbm-replay-g3.bin");
-    replay->g3_path = malloc(length);
-    if (replay->g3_path == NULL)
+    data->g3_path = malloc(length);
+    if (data->g3_path == NULL)
         return KVBM_ERR_NO_MEMORY;
-    snprintf(replay->g3_path, length, "%s/kvbm-replay-g3.bin", dir);
-    replay->g3_keep = config->g3_keep;
+    snprintf(data->g3_path, length, "%s/kvbm-replay-g3.bin", dir);
+    data->g3_keep = config->g3_keep;
     if (!config->g3_keep)
-        unlink(replay->g3_path);
+        unlink(data->g3_path);
     return KVBM_OK;
 }
 
-kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
+static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
 {
+    data_t *data = calloc(1, sizeof(*data));
+    if (data == NULL)
+        return KVBM_ERR_NO_MEMORY;
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
     bc.kind = config->backend_kind;
-    kvbm_status_t status = kvbm_backend_create(&bc, &replay->backend);
+    kvbm_status_t status = kvbm_backend_create(&bc, &data->backend);
     if (status != KVBM_OK)
-        return status;
+        goto err_free;
     kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
-    cc.backend = replay->backend;
+    cc.backend = data->backend;
     cc.layout.num_blocks = config->g1_blocks;
     cc.layout.num_layers = LAYERS;
     cc.layout.outer_dim = OUTER;
@@ -65,49 +79,52 @@ kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
     cc.policy_config = config->policy_config;
     kvbm_disk_config_t disk = KVBM_DISK_CONFIG_INIT;
     if (config->g3_blocks > 0) {
-        status = g3_file(replay, config);
+        status = g3_file(data, config);
         if (status != KVBM_OK)
             goto err_destroy_backend;
-        disk.path = replay->g3_path;
+        disk.path = data->g3_path;
         disk.capacity_blocks = config->g3_blocks;
         disk.min_free_bytes = config->g3_min_free_bytes;
         disk.model_id = "kvbm-replay";
         disk.policy = config->g3_policy != NULL ? config->g3_policy : config->g2_policy;
         cc.g3 = &disk;
     }
-    status = kvbm_cache_create(&cc, &replay->cache);
+    status = kvbm_cache_create(&cc, &data->cache);
     if (status != KVBM_OK)
         goto err_destroy_backend;
-    status = kvbm_fence_create(replay->backend, &replay->ready);
+    status = kvbm_fence_create(data->backend, &data->ready);
     if (status != KVBM_OK)
         goto err_destroy_cache;
-    replay->g1 = kvbm_cache_manager(replay->cache, KVBM_TIER_G1);
-    replay->g2 = kvbm_cache_manager(replay->cache, KVBM_TIER_G2);
-    replay->g3 = kvbm_cache_manager(replay->cache, KVBM_TIER_G3);
+    data->g1 = kvbm_cache_manager(data->cache, KVBM_TIER_G1);
+    data->g2 = kvbm_cache_manager(data->cache, KVBM_TIER_G2);
+    data->g3 = kvbm_cache_manager(data->cache, KVBM_TIER_G3);
     /* Patterns are written and read from the host: only where the device
      * pool is host memory (the CPU backend). */
-    replay->verify = config->verify && kvbm_backend_kind(replay->backend) == KVBM_BACKEND_CPU;
+    data->verify = config->verify && kvbm_backend_kind(data->backend) == KVBM_BACKEND_CPU;
+    *state_out = data;
     return KVBM_OK;
 
 err_destroy_cache:
-    kvbm_cache_destroy(replay->cache);
-    replay->cache = NULL;
+    kvbm_cache_destroy(data->cache);
 err_destroy_backend:
-    kvbm_backend_destroy(replay->backend);
-    replay->backend = NULL;
-    free(replay->g3_path);
-    replay->g3_path = NULL;
+    kvbm_backend_destroy(data->backend);
+    free(data->g3_path);
+err_free:
+    free(data);
     return status;
 }
 
-void replay__data_close(replay_t *replay)
+static void data_close(void *state)
 {
-    kvbm_fence_destroy(replay->ready);
-    kvbm_cache_destroy(replay->cache);
-    kvbm_backend_destroy(replay->backend);
-    if (replay->g3_path != NULL && !replay->g3_keep)
-        unlink(replay->g3_path);
-    free(replay->g3_path);
+    data_t *data = state;
+    kvbm_fence_destroy(data->ready);
+    kvbm_cache_destroy(data->cache);
+    kvbm_backend_destroy(data->backend);
+    if (data->g3_path != NULL && !data->g3_keep)
+        unlink(data->g3_path);
+    free(data->g3_path);
+    replay_scratch_free(&data->scratch);
+    free(data);
 }
 
 /* The pattern word @p k of the block for @p hash (a splitmix64 step). */
@@ -120,10 +137,10 @@ static uint64_t pattern_word(uint64_t hash, uint64_t k)
 }
 
 /* Fills (or checks) every byte of a G1 block with its hash's pattern. */
-static bool pattern(replay_t *replay, uint32_t id, uint64_t hash, bool write)
+static bool pattern(data_t *data, uint32_t id, uint64_t hash, bool write)
 {
-    const kvbm_layout_t *layout = kvbm_cache_layout(replay->cache, KVBM_TIER_G1);
-    unsigned char *base = kvbm_pool_ptr(kvbm_cache_pool(replay->cache, KVBM_TIER_G1));
+    const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
+    unsigned char *base = kvbm_pool_ptr(kvbm_cache_pool(data->cache, KVBM_TIER_G1));
     kvbm_region_t regions[(size_t)LAYERS * OUTER];
     size_t n = 0;
     if (kvbm_layout_block_regions(layout, id, regions, (size_t)LAYERS * OUTER, &n) != KVBM_OK)
@@ -144,73 +161,67 @@ static bool pattern(replay_t *replay, uint32_t id, uint64_t hash, bool write)
     return same;
 }
 
-kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, size_t count)
+static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t count,
+                                  replay_counts_t *counts)
 {
-    kvbm_status_t status = replay__ensure_scratch(replay, count);
+    data_t *data = state;
+    replay_scratch_t *s = &data->scratch;
+    kvbm_status_t status = replay_scratch_reserve(s, count);
     if (status != KVBM_OK)
         return status;
-    double start = replay__now_ns();
-    replay->counts.requests++;
-    replay->counts.blocks += count;
-    if (count > replay->g1_blocks) {
-        replay->counts.oversize++;
-        replay->counts.misses += count;
-        replay->counts.core_ns += replay__now_ns() - start;
-        return KVBM_OK;
-    }
-    uint32_t *ids = replay->g1_ids;
+    uint32_t *ids = s->g1_ids;
     kvbm_cache_match_result_t r;
-    status = kvbm_cache_acquire(replay->cache, hashes, count, ids, &r, replay->ready);
+    status = kvbm_cache_acquire(data->cache, hashes, count, ids, &r, data->ready);
     if (status != KVBM_OK)
         return status;
     /* The engine would wait on its stream; the replay waits on the host. */
-    kvbm_status_t copies = kvbm_fence_wait(replay->ready);
+    kvbm_status_t copies = kvbm_fence_wait(data->ready);
     size_t served = r.g1 + r.onboarded;
-    if (served > 0 && (copies != KVBM_OK || replay->verify))
-        copies = kvbm_cache_check(replay->cache, ids, served);
-    if (replay->verify && copies == KVBM_OK) {
+    if (served > 0 && (copies != KVBM_OK || data->verify))
+        copies = kvbm_cache_check(data->cache, ids, served);
+    if (data->verify && copies == KVBM_OK) {
         for (size_t i = 0; i < served; i++)
-            replay->counts.wrong_blocks += !pattern(replay, ids[i], hashes[i], false);
+            counts->wrong_blocks += !pattern(data, ids[i], hashes[i], false);
     }
     for (size_t i = served; i < count; i++) {
-        replay->fresh_ids[i] = ids[i];
-        if (replay->verify)
-            pattern(replay, ids[i], hashes[i], true);
+        s->fresh_ids[i] = ids[i];
+        if (data->verify)
+            pattern(data, ids[i], hashes[i], true);
     }
     if (count > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,
                                      .parent_hash = served > 0 ? hashes[served - 1] : 0,
                                      .priority = 50};
-        status = kvbm_cache_register(replay->cache, ids + served, hashes + served, count - served,
+        status = kvbm_cache_register(data->cache, ids + served, hashes + served, count - served,
                                      &opts, ids + served);
         if (status != KVBM_OK)
             return status;
         for (size_t i = served; i < count; i++)
-            replay->counts.dedup += ids[i] != replay->fresh_ids[i];
+            counts->dedup += ids[i] != s->fresh_ids[i];
     }
-    status = kvbm_cache_sync(replay->cache);
+    status = kvbm_cache_sync(data->cache);
     if (status != KVBM_OK)
         return status;
     for (size_t i = 0; i < count; i++)
-        replay->release_ids[i] = ids[count - 1 - i];
-    status = kvbm_cache_release(replay->cache, replay->release_ids, count);
+        s->release_ids[i] = ids[count - 1 - i];
+    status = kvbm_cache_release(data->cache, s->release_ids, count);
     if (status != KVBM_OK)
         return status;
-    replay->counts.g1_hits += r.g1;
-    replay->counts.g2_hits += r.onboarded - r.g3;
-    replay->counts.g3_hits += r.g3;
-    replay->counts.misses += count - served;
-    replay->counts.core_ns += replay__now_ns() - start;
+    counts->g1_hits += r.g1;
+    counts->g2_hits += r.onboarded - r.g3;
+    counts->g3_hits += r.g3;
+    counts->misses += count - served;
     return KVBM_OK;
 }
 
-void replay__data_counts(const replay_t *replay, replay_counts_t *counts)
+static void data_counts(const void *state, replay_counts_t *counts)
 {
+    const data_t *data = state;
     kvbm_cache_metrics_t cm;
-    kvbm_cache_metrics(replay->cache, &cm);
+    kvbm_cache_metrics(data->cache, &cm);
     kvbm_manager_metrics_t g1, g2;
-    kvbm_manager_metrics(replay->g1, &g1);
-    kvbm_manager_metrics(replay->g2, &g2);
+    kvbm_manager_metrics(data->g1, &g1);
+    kvbm_manager_metrics(data->g2, &g2);
     counts->offloads = cm.offloads;
     counts->onboards = cm.onboards + cm.g3_onboards;
     counts->offload_skipped = cm.offload_skipped;
@@ -219,12 +230,33 @@ void replay__data_counts(const replay_t *replay, replay_counts_t *counts)
     counts->bytes_moved =
         cm.offload_bytes + cm.onboard_bytes + cm.g3_offload_bytes + cm.g3_onboard_bytes;
     counts->failed_copies = cm.failed_copies + cm.g3_failed_loads;
-    if (replay->g3 != NULL) {
+    if (data->g3 != NULL) {
         kvbm_manager_metrics_t g3;
-        kvbm_manager_metrics(replay->g3, &g3);
+        kvbm_manager_metrics(data->g3, &g3);
         counts->g3_offloads = cm.g3_offloads;
         counts->g3_offload_skipped = cm.g3_offload_skipped;
         counts->g3_evictions = g3.evictions;
         counts->g3_hits_from_file = cm.g3_hits_from_file;
     }
 }
+
+static const char *data_backend_name(const void *state)
+{
+    const data_t *data = state;
+    return kvbm_backend_name(data->backend);
+}
+
+static const char *data_g3_engine(const void *state)
+{
+    const data_t *data = state;
+    return kvbm_cache_g3_engine(data->cache);
+}
+
+const replay_mode_ops_t replay_data_mode = {
+    .open = data_open,
+    .close = data_close,
+    .request = data_request,
+    .counts = data_counts,
+    .backend_name = data_backend_name,
+    .g3_engine = data_g3_engine,
+};
