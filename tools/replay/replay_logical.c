@@ -134,6 +134,20 @@ static kvbm_status_t offload_one(logical_t *l, uint64_t hash, replay_counts_t *c
     return kvbm_manager_release(l->g2, &registered, 1);
 }
 
+/* Steps 3 and 3b: the longest run of @p rest registered in G2, then of what
+ * follows in G3, each acquired in its tier. */
+static kvbm_status_t match_lower(logical_t *l, const uint64_t *rest, size_t count, size_t *k2,
+                                 size_t *k3)
+{
+    replay_scratch_t *s = &l->scratch;
+    kvbm_status_t status = KVBM_OK;
+    if (l->g2 != NULL)
+        status = kvbm_manager_match(l->g2, rest, count, s->g2_ids, k2);
+    if (status == KVBM_OK && l->g3 != NULL)
+        status = kvbm_manager_match(l->g3, rest + *k2, count - *k2, s->g3_ids, k3);
+    return status;
+}
+
 static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t count,
                                      replay_counts_t *counts)
 {
@@ -149,21 +163,11 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
     if (status != KVBM_OK)
         return status;
 
-    /* 3. G2 continues the prefix. */
-    size_t k2 = 0;
-    if (l->g2 != NULL) {
-        status = kvbm_manager_match(l->g2, hashes + k1, count - k1, s->g2_ids, &k2);
-        if (status != KVBM_OK)
-            return status;
-    }
-
-    /* 3b. G3 continues it further. */
-    size_t k3 = 0;
-    if (l->g3 != NULL) {
-        status = kvbm_manager_match(l->g3, hashes + k1 + k2, count - k1 - k2, s->g3_ids, &k3);
-        if (status != KVBM_OK)
-            return status;
-    }
+    /* 3, 3b. G2 continues the prefix, then G3. */
+    size_t k2 = 0, k3 = 0;
+    status = match_lower(l, hashes + k1, count - k1, &k2, &k3);
+    if (status != KVBM_OK)
+        return status;
 
     /* 4. Allocate the rest of G1 in one call; offload what it evicted. */
     size_t need = count - k1;
@@ -194,19 +198,11 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
             counts->dedup += s->g1_ids[k1 + i] != s->fresh_ids[i];
     }
 
-    /* Release the onboarded G3 blocks, last first. */
-    if (k3 > 0) {
-        status = release_reversed(l, l->g3, s->g3_ids, k3);
-        if (status != KVBM_OK)
-            return status;
-    }
-
-    /* 6. Release the onboarded G2 blocks, last first. */
-    if (k2 > 0) {
-        status = release_reversed(l, l->g2, s->g2_ids, k2);
-        if (status != KVBM_OK)
-            return status;
-    }
+    /* Before 6: the onboarded G3 blocks, then 6: the G2 ones, last first. */
+    if (k3 > 0 && (status = release_reversed(l, l->g3, s->g3_ids, k3)) != KVBM_OK)
+        return status;
+    if (k2 > 0 && (status = release_reversed(l, l->g2, s->g2_ids, k2)) != KVBM_OK)
+        return status;
 
     /* 7. Release all n G1 blocks, last first: the head is the most recent. */
     status = release_reversed(l, l->g1, s->g1_ids, count);

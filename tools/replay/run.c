@@ -113,13 +113,11 @@ static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *opti
     return status;
 }
 
-kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
-                         run_result_t *result_out)
+/* The replay's configuration from the command line's options; refuses an
+ * unknown policy, and a G3 without a G2, saying why. */
+static kvbm_status_t make_config(const run_options_t *options, const char *g2_name,
+                                 const char *g3_name, replay_config_t *config_out)
 {
-    double start = wall_now_s();
-    bool belady = strcmp(options->policy, REPLAY_BELADY) == 0;
-    const char *g2_name = options->g2_policy != NULL ? options->g2_policy : options->policy;
-    const char *g3_name = options->g3_policy != NULL ? options->g3_policy : g2_name;
     replay_config_t config = {
         .g1_blocks = options->g1_blocks,
         .g2_blocks = options->g2_blocks,
@@ -147,12 +145,26 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
         fprintf(stderr, "kvbm-replay: a G3 tier (--g3-blocks) needs a G2 tier (--g2-blocks)\n");
         return KVBM_ERR_INVALID_ARG;
     }
+    *config_out = config;
+    return KVBM_OK;
+}
+
+kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
+                         run_result_t *result_out)
+{
+    double start = wall_now_s();
+    bool belady = strcmp(options->policy, REPLAY_BELADY) == 0;
+    const char *g2_name = options->g2_policy != NULL ? options->g2_policy : options->policy;
+    const char *g3_name = options->g3_policy != NULL ? options->g3_policy : g2_name;
+    replay_config_t config;
+    kvbm_status_t status = make_config(options, g2_name, g3_name, &config);
+    if (status != KVBM_OK)
+        return status;
 
     /* The offline bound reads the whole trace first. */
     trace_t own_trace = {0};
     const trace_t *trace = loaded;
     next_use_oracle_t *oracle = NULL;
-    kvbm_status_t status = KVBM_OK;
     bool needs_oracle = belady || strcmp(g2_name, REPLAY_BELADY) == 0 ||
                         (options->g3_blocks > 0 && strcmp(g3_name, REPLAY_BELADY) == 0);
     if (needs_oracle && trace == NULL) {
