@@ -9,9 +9,10 @@
  *    index) and G3 reads (O_DIRECT read, header and checksum verified) of
  *    N MiB of payload through the store's engine, against raw io_uring
  *    O_DIRECT writes and reads of the same payload bytes at the same depth
- *    on a file of the same size. G3 and raw alternate, `rounds` times each;
- *    GB/s count payload bytes only (a G3 slot also carries one aligned
- *    header block), and the ratio column is G3 / raw.
+ *    on a file of the same size. G3 and raw alternate, `rounds` times each,
+ *    the one going first swapped every round; GB/s count payload bytes only
+ *    (a G3 slot also carries one aligned header block), and the ratio column
+ *    is G3 / raw (sums of the ranges' ends).
  * 2. Bookkeeping per block apart from the I/O: the tier's whole path for a
  *    16 KiB block (take a block, write batch, publish, register; match, read
  *    batch, verify, release) on the null engine, which completes requests
@@ -194,13 +195,25 @@ static void bandwidth_point(const options_t *o, uint32_t kib, uint32_t depth)
     int raw_fd = open_raw(raw_path, slots * payload);
     double lo[4] = {1e30, 1e30, 1e30, 1e30}, hi[4] = {0, 0, 0, 0}; /* g3 w, raw w, g3 r, raw r */
     double bytes = (double)slots * (double)payload;
+    /* Each round swaps which side goes first, so that neither always reads
+     * what a write just left in a cache below the guest. */
     for (int r = 0; r < o->rounds; r++) {
-        range_update(&lo[0], &hi[0], bytes / g3_pass(store, g3_buffers, depth, 1) * 1e-9);
-        range_update(&lo[1], &hi[1],
-                     bytes / raw_pass(raw_fd, raw_buffers, payload, slots, depth, 1) * 1e-9);
-        range_update(&lo[2], &hi[2], bytes / g3_pass(store, g3_buffers, depth, 0) * 1e-9);
-        range_update(&lo[3], &hi[3],
-                     bytes / raw_pass(raw_fd, raw_buffers, payload, slots, depth, 0) * 1e-9);
+        for (int k = 0; k < 2; k++) {
+            if ((k == 0) == (r % 2 == 0))
+                range_update(&lo[0], &hi[0], bytes / g3_pass(store, g3_buffers, depth, 1) * 1e-9);
+            else
+                range_update(&lo[1], &hi[1],
+                             bytes / raw_pass(raw_fd, raw_buffers, payload, slots, depth, 1) *
+                                 1e-9);
+        }
+        for (int k = 0; k < 2; k++) {
+            if ((k == 0) == (r % 2 == 0))
+                range_update(&lo[2], &hi[2], bytes / g3_pass(store, g3_buffers, depth, 0) * 1e-9);
+            else
+                range_update(&lo[3], &hi[3],
+                             bytes / raw_pass(raw_fd, raw_buffers, payload, slots, depth, 0) *
+                                 1e-9);
+        }
     }
     printf("%8u %6u  write g3 %6.2f-%6.2f raw %6.2f-%6.2f ratio %5.1f%%   "
            "read g3 %6.2f-%6.2f raw %6.2f-%6.2f ratio %5.1f%%\n",

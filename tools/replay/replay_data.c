@@ -127,13 +127,40 @@ static void data_close(void *state)
     free(data);
 }
 
-/* The pattern word @p k of the block for @p hash (a splitmix64 step). */
-static uint64_t pattern_word(uint64_t hash, uint64_t k)
+/* The pattern of the block for @p hash: word k is seed ^ k * golden, with
+ * the seed a splitmix64 of the hash, so blocks differ everywhere and a word
+ * moved within a block does not match either. Cheap enough (one multiply a
+ * word, vectorised) to fill and check every byte of every block. */
+static uint64_t pattern_seed(uint64_t hash)
 {
-    uint64_t z = hash * 0x9e3779b97f4a7c15ull + k * 0xbf58476d1ce4e5b9ull + 1;
+    uint64_t z = hash * 0x9e3779b97f4a7c15ull + 1;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
+}
+
+/* Fills or checks one region from pattern word @p k on; returns whether it matched. */
+static bool pattern_region(unsigned char *at, size_t bytes, uint64_t seed, uint64_t k, bool write)
+{
+    const uint64_t golden = 0x9e3779b97f4a7c15ull;
+    size_t words = bytes / sizeof(uint64_t);
+    uint64_t mismatch = 0;
+    for (size_t i = 0; i < words; i++) {
+        uint64_t expected = seed ^ (k + i) * golden, word;
+        if (write) {
+            memcpy(at + i * sizeof(uint64_t), &expected, sizeof(expected));
+        } else {
+            memcpy(&word, at + i * sizeof(uint64_t), sizeof(word));
+            mismatch |= word ^ expected;
+        }
+    }
+    uint64_t tail = seed ^ (k + words) * golden;
+    size_t rest = bytes - words * sizeof(uint64_t);
+    if (write)
+        memcpy(at + words * sizeof(uint64_t), &tail, rest);
+    else if (rest > 0 && memcmp(at + words * sizeof(uint64_t), &tail, rest) != 0)
+        mismatch = 1;
+    return mismatch == 0;
 }
 
 /* Fills (or checks) every byte of a G1 block with its hash's pattern. */
@@ -145,18 +172,11 @@ static bool pattern(data_t *data, uint32_t id, uint64_t hash, bool write)
     size_t n = 0;
     if (kvbm_layout_block_regions(layout, id, regions, (size_t)LAYERS * OUTER, &n) != KVBM_OK)
         return false;
+    uint64_t seed = pattern_seed(hash), k = 0;
     bool same = true;
-    uint64_t k = 0;
-    for (size_t r = 0; r < n && same; r++) {
-        unsigned char *at = base + regions[r].offset;
-        for (size_t off = 0; off < regions[r].bytes; off += sizeof(uint64_t), k++) {
-            uint64_t word = pattern_word(hash, k);
-            size_t bytes = regions[r].bytes - off < 8 ? regions[r].bytes - off : 8;
-            if (write)
-                memcpy(at + off, &word, bytes);
-            else if (memcmp(at + off, &word, bytes) != 0)
-                same = false;
-        }
+    for (size_t r = 0; r < n; r++) {
+        same &= pattern_region(base + regions[r].offset, regions[r].bytes, seed, k, write);
+        k += (regions[r].bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t);
     }
     return same;
 }
