@@ -11,8 +11,12 @@
  *        blocks are then registered in G2 and G3, the onboarded G3 and G2
  *        blocks released, last first;
  *   7    kvbm_cache_release of all G1 blocks, last first.
- * With verify, every byte of every block written is filled with a pattern
- * derived from its hash, and every byte of every block served is checked.
+ * With verify, every byte of every block written is a pattern derived from
+ * its hash, and every byte of every block served is checked. Patterns are
+ * copied from and to a pinned staging pool through the backend, so the
+ * check works where G1 is device memory (the CUDA backend) as on the CPU;
+ * the patterns of fresh blocks land before they are registered, as an
+ * engine's writes would (the replay gives the cache no engine stream).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +36,14 @@ typedef struct data {
     kvbm_fence_t *ready;
     kvbm_manager_t *g1, *g2, *g3; /* the cache's; g3 NULL without a disk tier */
     bool verify;
+    /* Verify: patterns travel by copies between this pinned staging pool and
+     * G1, one block-sized slot per block of the largest request (g1_blocks). */
+    kvbm_pool_t *stamps;
+    kvbm_stream_t *stamp_stream;
+    kvbm_fence_t *stamp_fence;
+    kvbm_copy_t *stamp_copies;
+    size_t stamp_regions; /* regions per G1 block */
+    size_t block_bytes;
     char *g3_path; /* the G3 file, removed at close unless g3_keep */
     bool g3_keep;
     replay_scratch_t scratch;
@@ -50,6 +62,47 @@ static kvbm_status_t g3_file(data_t *data, const replay_config_t *config)
     if (!config->g3_keep)
         unlink(data->g3_path);
     return KVBM_OK;
+}
+
+static kvbm_status_t stamps_open(data_t *data, uint32_t g1_blocks)
+{
+    const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
+    data->stamp_regions = kvbm_layout_regions_per_block(layout);
+    data->block_bytes = kvbm_layout_block_bytes(layout);
+    size_t slots = (size_t)g1_blocks * data->stamp_regions;
+    data->stamp_copies = malloc(slots * sizeof(kvbm_copy_t));
+    if (data->stamp_copies == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    kvbm_status_t status = kvbm_pool_create(data->backend, KVBM_MEM_HOST,
+                                            (size_t)g1_blocks * data->block_bytes, &data->stamps);
+    if (status != KVBM_OK)
+        goto err_free_copies;
+    status = kvbm_stream_create(data->backend, &data->stamp_stream);
+    if (status != KVBM_OK)
+        goto err_destroy_pool;
+    status = kvbm_fence_create(data->backend, &data->stamp_fence);
+    if (status != KVBM_OK)
+        goto err_destroy_stream;
+    return KVBM_OK;
+
+err_destroy_stream:
+    kvbm_stream_destroy(data->stamp_stream);
+    data->stamp_stream = NULL;
+err_destroy_pool:
+    kvbm_pool_destroy(data->stamps);
+    data->stamps = NULL;
+err_free_copies:
+    free(data->stamp_copies);
+    data->stamp_copies = NULL;
+    return status;
+}
+
+static void stamps_close(data_t *data)
+{
+    kvbm_fence_destroy(data->stamp_fence);
+    kvbm_stream_destroy(data->stamp_stream);
+    kvbm_pool_destroy(data->stamps);
+    free(data->stamp_copies);
 }
 
 static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
@@ -98,12 +151,17 @@ static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
     data->g1 = kvbm_cache_manager(data->cache, KVBM_TIER_G1);
     data->g2 = kvbm_cache_manager(data->cache, KVBM_TIER_G2);
     data->g3 = kvbm_cache_manager(data->cache, KVBM_TIER_G3);
-    /* Patterns are written and read from the host: only where the device
-     * pool is host memory (the CPU backend). */
-    data->verify = config->verify && kvbm_backend_kind(data->backend) == KVBM_BACKEND_CPU;
+    data->verify = config->verify;
+    if (data->verify) {
+        status = stamps_open(data, config->g1_blocks);
+        if (status != KVBM_OK)
+            goto err_destroy_ready;
+    }
     *state_out = data;
     return KVBM_OK;
 
+err_destroy_ready:
+    kvbm_fence_destroy(data->ready);
 err_destroy_cache:
     kvbm_cache_destroy(data->cache);
 err_destroy_backend:
@@ -117,6 +175,7 @@ err_free:
 static void data_close(void *state)
 {
     data_t *data = state;
+    stamps_close(data);
     kvbm_fence_destroy(data->ready);
     kvbm_cache_destroy(data->cache);
     kvbm_backend_destroy(data->backend);
@@ -139,46 +198,74 @@ static uint64_t pattern_seed(uint64_t hash)
     return z ^ (z >> 31);
 }
 
-/* Fills or checks one region from pattern word @p k on; returns whether it matched. */
-static bool pattern_region(unsigned char *at, size_t bytes, uint64_t seed, uint64_t k, bool write)
+/* Fills (or checks) @p bytes (the block's regions back to back) with its
+ * hash's pattern; returns whether they matched. */
+static bool pattern(unsigned char *block, size_t bytes, uint64_t hash, bool write)
 {
-    const uint64_t golden = 0x9e3779b97f4a7c15ull;
+    const uint64_t golden = 0x9e3779b97f4a7c15ull, seed = pattern_seed(hash);
     size_t words = bytes / sizeof(uint64_t);
     uint64_t mismatch = 0;
-    for (size_t i = 0; i < words; i++) {
-        uint64_t expected = seed ^ (k + i) * golden, word;
+    for (size_t k = 0; k < words; k++) {
+        uint64_t expected = seed ^ k * golden, word;
         if (write) {
-            memcpy(at + i * sizeof(uint64_t), &expected, sizeof(expected));
+            memcpy(block + k * sizeof(uint64_t), &expected, sizeof(expected));
         } else {
-            memcpy(&word, at + i * sizeof(uint64_t), sizeof(word));
+            memcpy(&word, block + k * sizeof(uint64_t), sizeof(word));
             mismatch |= word ^ expected;
         }
     }
-    uint64_t tail = seed ^ (k + words) * golden;
+    uint64_t tail = seed ^ words * golden;
     size_t rest = bytes - words * sizeof(uint64_t);
     if (write)
-        memcpy(at + words * sizeof(uint64_t), &tail, rest);
-    else if (rest > 0 && memcmp(at + words * sizeof(uint64_t), &tail, rest) != 0)
+        memcpy(block + words * sizeof(uint64_t), &tail, rest);
+    else if (rest > 0 && memcmp(block + words * sizeof(uint64_t), &tail, rest) != 0)
         mismatch = 1;
     return mismatch == 0;
 }
 
-/* Fills (or checks) every byte of a G1 block with its hash's pattern. */
-static bool pattern(data_t *data, uint32_t id, uint64_t hash, bool write)
+/*
+ * Writes (or reads back) every byte of the G1 blocks ids[0..n): each block's
+ * regions travel, in one batch, to or from its block-sized slot of the
+ * staging pool, where the host fills or checks the pattern; waits for it.
+ * Reading, counts the blocks that are not their hash's pattern in
+ * @p wrong_out.
+ */
+static kvbm_status_t stamps_move(data_t *data, const uint32_t *ids, const uint64_t *hashes,
+                                 size_t n, bool write, uint64_t *wrong_out)
 {
     const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
-    unsigned char *base = kvbm_pool_ptr(kvbm_cache_pool(data->cache, KVBM_TIER_G1));
+    char *g1 = kvbm_pool_ptr(kvbm_cache_pool(data->cache, KVBM_TIER_G1));
+    unsigned char *staging = kvbm_pool_ptr(data->stamps);
     kvbm_region_t regions[(size_t)LAYERS * OUTER];
-    size_t n = 0;
-    if (kvbm_layout_block_regions(layout, id, regions, (size_t)LAYERS * OUTER, &n) != KVBM_OK)
-        return false;
-    uint64_t seed = pattern_seed(hash), k = 0;
-    bool same = true;
-    for (size_t r = 0; r < n; r++) {
-        same &= pattern_region(base + regions[r].offset, regions[r].bytes, seed, k, write);
-        k += (regions[r].bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *slot = staging + i * data->block_bytes;
+        if (write)
+            pattern(slot, data->block_bytes, hashes[i], true);
+        size_t got = 0, done = 0;
+        kvbm_status_t status =
+            kvbm_layout_block_regions(layout, ids[i], regions, (size_t)LAYERS * OUTER, &got);
+        if (status != KVBM_OK)
+            return status;
+        for (size_t r = 0; r < got; r++, k++) {
+            char *at = g1 + regions[r].offset;
+            data->stamp_copies[k] = write ? (kvbm_copy_t){slot + done, at, regions[r].bytes}
+                                          : (kvbm_copy_t){at, slot + done, regions[r].bytes};
+            done += regions[r].bytes;
+        }
     }
-    return same;
+    kvbm_status_t status =
+        kvbm_backend_copy(data->backend, data->stamp_stream, data->stamp_copies, k,
+                          write ? KVBM_COPY_H2D : KVBM_COPY_D2H, data->stamp_fence);
+    if (status == KVBM_OK)
+        status = kvbm_fence_wait(data->stamp_fence);
+    if (status != KVBM_OK || write)
+        return status;
+    uint64_t wrong = 0;
+    for (size_t i = 0; i < n; i++)
+        wrong += !pattern(staging + i * data->block_bytes, data->block_bytes, hashes[i], false);
+    *wrong_out = wrong;
+    return KVBM_OK;
 }
 
 static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t count,
@@ -199,14 +286,20 @@ static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t co
     size_t served = r.g1 + r.onboarded;
     if (served > 0 && (copies != KVBM_OK || data->verify))
         copies = kvbm_cache_check(data->cache, ids, served);
-    if (data->verify && copies == KVBM_OK) {
-        for (size_t i = 0; i < served; i++)
-            counts->wrong_blocks += !pattern(data, ids[i], hashes[i], false);
+    if (data->verify && copies == KVBM_OK && served > 0) {
+        uint64_t wrong = 0;
+        status = stamps_move(data, ids, hashes, served, false, &wrong);
+        if (status != KVBM_OK)
+            return status;
+        counts->wrong_blocks += wrong;
+        counts->verified_blocks += served;
     }
-    for (size_t i = served; i < count; i++) {
+    for (size_t i = served; i < count; i++)
         s->fresh_ids[i] = ids[i];
-        if (data->verify)
-            pattern(data, ids[i], hashes[i], true);
+    if (data->verify && count > served) {
+        status = stamps_move(data, ids + served, hashes + served, count - served, true, NULL);
+        if (status != KVBM_OK)
+            return status;
     }
     if (count > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,
