@@ -48,6 +48,8 @@ static void every_config_macro_and_init_function_agree(void **state)
                  KVBM_CACHE_CONFIG_DEFAULTS);
     CHECK_CONFIG(kvbm_xfer_config_t, KVBM_XFER_CONFIG_INIT, kvbm_xfer_config_init,
                  KVBM_XFER_CONFIG_DEFAULTS);
+    CHECK_CONFIG(kvbm_disk_config_t, KVBM_DISK_CONFIG_INIT, kvbm_disk_config_init,
+                 KVBM_DISK_CONFIG_DEFAULTS);
 }
 
 /* The embedded configs get their own defaults, not zeros. */
