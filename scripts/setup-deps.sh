@@ -3,7 +3,7 @@
 # Runs as root without a terminal (CI) or through sudo for a user.
 set -euo pipefail
 
-packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox)
+packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev libsodium-dev gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
