@@ -194,6 +194,8 @@ typedef struct xr_env {
     atomic_int arrivals_ok;
     atomic_int arrivals_failed;
     atomic_int last_failure;
+    /* Milliseconds each arrival notice takes (a slow application). */
+    atomic_int arrival_delay_ms;
 } xr_env_t;
 
 /* Shape of one rank's slab. layer_separate: region r of every block is in
@@ -211,6 +213,11 @@ typedef struct xr_shape {
 static void xr_on_arrival(void *ctx, const kvbm_xfer_arrival_t *arrival)
 {
     xr_env_t *env = ctx;
+    int delay_ms = atomic_load_explicit(&env->arrival_delay_ms, memory_order_relaxed);
+    if (delay_ms > 0) {
+        struct timespec ts = {.tv_sec = delay_ms / 1000, .tv_nsec = (delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (arrival->status == KVBM_OK) {
         atomic_fetch_add_explicit(&env->arrivals_ok, 1, memory_order_release);
     } else {

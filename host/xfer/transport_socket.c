@@ -85,6 +85,8 @@ static kvbm_status_t socket_drip(int fd, const struct iovec *iov, size_t n, uint
             struct timespec ts = {.tv_sec = (time_t)(interval_ms / 1000u),
                                   .tv_nsec = (long)(interval_ms % 1000u) * 1000000L};
             nanosleep(&ts, NULL);
+            if (kvbm__ms_left(deadline_us) == 0)
+                return KVBM_ERR_TIMEOUT;
         }
     }
     return KVBM_OK;
