@@ -21,6 +21,13 @@
 # <build>/modules/<name>/, each including the real file by its absolute path
 # (so diagnostics and editors land on the real file).
 #
+#   kvbm_layering_probe(<module> <header> PASS|FAIL)
+#
+# adds a test that compiles one `#include "<header>"` with exactly the view a
+# source of <module> has, and expects it to compile (PASS) or not (FAIL). The
+# FAIL probes show the build refusing includes against the arrows; the PASS
+# ones show the probes themselves are set up right.
+#
 #   kvbm_add_library(<target> STATIC|SHARED)
 #
 # builds one library from every module added so far, with the public include
@@ -93,6 +100,7 @@ function(kvbm_add_module name)
     target_compile_definitions(${target} PRIVATE KVBM_HAVE_NCCL=1)
   endif()
 
+  set_target_properties(${target} PROPERTIES KVBM_MODULE_DIR ${dir})
   set_property(GLOBAL APPEND PROPERTY KVBM_MODULES ${name})
   set_property(GLOBAL APPEND PROPERTY KVBM_MODULE_LIBS ${M_LIBS})
 endfunction()
@@ -109,4 +117,28 @@ function(kvbm_add_library target kind)
     PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
   list(REMOVE_DUPLICATES libs)
   target_link_libraries(${target} PUBLIC Threads::Threads ${libs})
+endfunction()
+
+function(kvbm_layering_probe module header expect)
+  string(MAKE_C_IDENTIFIER "${module}_includes_${header}" id)
+  set(src ${PROJECT_BINARY_DIR}/layering/${id}.c)
+  file(CONFIGURE OUTPUT ${src}
+       CONTENT "/* Generated layering probe: a source of module ${module} including ${header}. */\n#include \"${header}\"\nint kvbm_layering_${id};\n")
+  get_target_property(dir kvbm_${module} KVBM_MODULE_DIR)
+  add_library(layering_${id} OBJECT EXCLUDE_FROM_ALL ${src})
+  target_include_directories(layering_${id} PRIVATE ${dir} ${UTHASH_INCLUDE_DIR})
+  target_link_libraries(layering_${id} PRIVATE kvbm_${module})
+  # The compiler alone, with the probe target's include path (its module's
+  # folder and, transitively, what the module's dependencies give it).
+  set(includes "$<TARGET_PROPERTY:layering_${id},INCLUDE_DIRECTORIES>")
+  add_test(NAME layering_${id}
+           COMMAND ${CMAKE_C_COMPILER} -std=c11 -D_GNU_SOURCE -fsyntax-only
+                   "$<$<BOOL:${includes}>:-I$<JOIN:${includes},;-I>>" ${src}
+           COMMAND_EXPAND_LISTS)
+  set_tests_properties(layering_${id} PROPERTIES LABELS layering)
+  if(expect STREQUAL "FAIL")
+    set_tests_properties(layering_${id} PROPERTIES WILL_FAIL TRUE)
+  elseif(NOT expect STREQUAL "PASS")
+    message(FATAL_ERROR "kvbm_layering_probe: expect PASS or FAIL, not ${expect}")
+  endif()
 endfunction()
