@@ -136,8 +136,7 @@ static void split_that_never_settles_times_out(void **state)
     fake_comm_t parent = {.child = &child};
     kvbm__comm_t comm;
     uint64_t t0 = kvbm__now_us();
-    assert_kvbm_status(kvbm__comm_split(&fake_ops, &parent, 0, in_ms(50), &comm),
-                       KVBM_ERR_TIMEOUT);
+    assert_kvbm_status(kvbm__comm_split(&fake_ops, &parent, 0, in_ms(50), &comm), KVBM_ERR_TIMEOUT);
     assert_true(kvbm__now_us() - t0 < 2000000u);
     assert_int_equal(child.aborts, 1);
 }

@@ -338,10 +338,10 @@ static void disaggregated_example_across_two_hosts(void **state)
     close(fd);
     char port[8];
     snprintf(port, sizeof(port), "%d", RV_PORT);
-    char *prefill[] = {exe,           "--role", "prefill", "--rendezvous", hosts.v6[0], "--port",
-                       port,          "--secret-file", secret_path, NULL};
-    char *decode[] = {exe,  "--role",          "decode",    "--rendezvous", hosts.v6[0],
-                      "--port", port, "--secret-file", secret_path, "--listen", hosts.v6[1], NULL};
+    char *prefill[] = {exe,      "--role", "prefill",       "--rendezvous", hosts.v6[0],
+                       "--port", port,     "--secret-file", secret_path,    NULL};
+    char *decode[] = {exe,  "--role",        "decode",    "--rendezvous", hosts.v6[0], "--port",
+                      port, "--secret-file", secret_path, "--listen",     hosts.v6[1], NULL};
     pid_t p = spawn_in(hosts.ns[0], prefill);
     pid_t d = spawn_in(hosts.ns[1], decode);
     int ps = -1, ds = -1;

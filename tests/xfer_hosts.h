@@ -30,10 +30,10 @@
 
 typedef struct xr_hosts {
     int n;
-    char sw[32];                   /* the switch namespace */
-    char ns[XR_HOSTS_MAX][32];     /* host i's namespace */
-    char v4[XR_HOSTS_MAX][16];     /* host i's IPv4 address */
-    char v6[XR_HOSTS_MAX][24];     /* host i's IPv6 address */
+    char sw[32];               /* the switch namespace */
+    char ns[XR_HOSTS_MAX][32]; /* host i's namespace */
+    char v4[XR_HOSTS_MAX][16]; /* host i's IPv4 address */
+    char v6[XR_HOSTS_MAX][24]; /* host i's IPv6 address */
     char why_skipped[160];
 } xr_hosts_t;
 

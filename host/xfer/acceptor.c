@@ -83,9 +83,8 @@ void *kvbm__xfer_acceptor_main(void *arg)
                   xfer->rank);
         return NULL;
     }
-    kvbm__hs_pool_init(pool, &xfer->auth, &xfer->counters, KVBM__PURPOSE_MESH,
-                       KVBM__MSG_CONNECT, KVBM__SESSION_BYTES, xfer->timeout_ms, xfer->mesh_fd,
-                       xfer->wake_fd[0]);
+    kvbm__hs_pool_init(pool, &xfer->auth, &xfer->counters, KVBM__PURPOSE_MESH, KVBM__MSG_CONNECT,
+                       KVBM__SESSION_BYTES, xfer->timeout_ms, xfer->mesh_fd, xfer->wake_fd[0]);
     for (;;) {
         kvbm__hs_t hs;
         kvbm_status_t status = kvbm__hs_pool_next(pool, KVBM__NO_DEADLINE, &hs);

@@ -130,7 +130,8 @@ static size_t transcript(char role, uint32_t purpose, const uint8_t *nonce_c,
     return n;
 }
 
-enum { TRANSCRIPT_MAX = sizeof(TAG_DOMAIN) + 5 + 2 * KVBM__NONCE_BYTES };
+/* Domain, role, purpose, both nonces. */
+#define TRANSCRIPT_MAX (sizeof(TAG_DOMAIN) + 5 + (size_t)2 * KVBM__NONCE_BYTES)
 
 void kvbm__auth_tag(const kvbm__auth_t *auth, char role, uint32_t purpose,
                     const uint8_t nonce_c[KVBM__NONCE_BYTES],

@@ -72,7 +72,6 @@ void kvbm__auth_tag(const kvbm__auth_t *auth, char role, uint32_t purpose,
 /* Whether @p tag is the tag of that role, compared in constant time. */
 bool kvbm__auth_check(const kvbm__auth_t *auth, char role, uint32_t purpose,
                       const uint8_t nonce_c[KVBM__NONCE_BYTES],
-                      const uint8_t nonce_s[KVBM__NONCE_BYTES],
-                      const uint8_t tag[KVBM__TAG_BYTES]);
+                      const uint8_t nonce_s[KVBM__NONCE_BYTES], const uint8_t tag[KVBM__TAG_BYTES]);
 
 #endif /* KVBM_XFER_AUTH_H */

@@ -39,10 +39,82 @@ static void take_refusal(const kvbm__wire_hdr_t *hdr, client_result_t *res)
     res->in_sync = hdr->count == 0;
 }
 
+/* Sends the bytes of the pushed blocks the peer marked in @p need (it holds
+ * the others already) into its blocks @p dst. */
+static kvbm_status_t push_send_needed(kvbm_xfer_t *xfer, const kvbm_xfer_req_t *req, int fd,
+                                      const uint32_t *dst, const uint8_t *need)
+{
+    size_t n = req->count;
+    uint32_t *sub_src = malloc(n * sizeof(*sub_src));
+    uint32_t *sub_dst = malloc(n * sizeof(*sub_dst));
+    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    if (sub_src == NULL || sub_dst == NULL)
+        goto free_lists;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (need[i]) {
+            sub_src[m] = req->src_ids[i];
+            sub_dst[m++] = dst[i];
+        }
+    }
+    status = KVBM_OK;
+    if (m > 0) {
+        kvbm__copy_plan_t plan = {0};
+        status = kvbm__xfer_plan_send(xfer, req->peer, sub_src, sub_dst, m, &plan);
+        if (status == KVBM_OK)
+            status = xfer->ops->send(xfer, req->peer, fd, &plan,
+                                     kvbm__xfer_data_deadline(xfer, plan.bytes));
+        kvbm__copy_plan_free(&plan);
+    }
+free_lists:
+    free(sub_src);
+    free(sub_dst);
+    return status;
+}
+
+/* ACCEPT's arrays: the peer's block per pushed block (in its slab) and
+ * whether it needs the bytes (0 or 1). */
+static kvbm_status_t push_read_accept(kvbm_xfer_t *xfer, const kvbm_xfer_req_t *req, int fd,
+                                      uint32_t *dst, uint8_t *need)
+{
+    size_t n = req->count;
+    struct iovec iov[2] = {{.iov_base = dst, .iov_len = n * sizeof(*dst)},
+                           {.iov_base = need, .iov_len = n}};
+    kvbm_status_t status = kvbm__sock_readv(fd, iov, 2, kvbm__xfer_msg_deadline(xfer));
+    if (status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, xfer->descs[req->peer].num_blocks))
+        status = KVBM_ERR_PARSE;
+    for (size_t i = 0; status == KVBM_OK && i < n; i++)
+        if (need[i] > 1)
+            status = KVBM_ERR_PARSE;
+    return status;
+}
+
+/* DONE: the peer registered; its final block ids land in @p dst. */
+static void push_read_done(kvbm_xfer_t *xfer, const kvbm_xfer_req_t *req, int fd, uint32_t *dst,
+                           client_result_t *res)
+{
+    size_t n = req->count;
+    kvbm__wire_hdr_t hdr;
+    res->status = kvbm__wire_recv_hdr(fd, kvbm__xfer_msg_deadline(xfer), KVBM__MSG_DONE, &hdr);
+    if (res->status != KVBM_OK)
+        return;
+    if (hdr.status != KVBM_OK) {
+        take_refusal(&hdr, res);
+        return;
+    }
+    if (hdr.count != n) {
+        res->status = KVBM_ERR_PARSE;
+        return;
+    }
+    res->status = kvbm__sock_read(fd, dst, n * sizeof(*dst), kvbm__xfer_msg_deadline(xfer));
+    if (res->status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, xfer->descs[req->peer].num_blocks))
+        res->status = KVBM_ERR_PARSE;
+    res->in_sync = res->status == KVBM_OK;
+}
+
 static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_result_t *res)
 {
     size_t n = req->count;
-    const kvbm__wire_desc_t *peer = &xfer->descs[req->peer];
     kvbm__wire_hdr_t hdr;
     kvbm__wire_hdr_init(&hdr, KVBM__MSG_PUSH, KVBM_OK, (uint32_t)n);
     if (req->has_opts) {
@@ -68,65 +140,22 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         return;
     }
     uint32_t *dst = malloc(n * sizeof(*dst));
-    uint32_t *sub_src = malloc(n * sizeof(*sub_src));
-    uint32_t *sub_dst = malloc(n * sizeof(*sub_dst));
     uint8_t *need = malloc(n);
-    if (dst == NULL || sub_src == NULL || sub_dst == NULL || need == NULL) {
-        free(sub_src);
-        free(sub_dst);
-        free(need);
-        res->status = KVBM_ERR_NO_MEMORY;
-        goto free_dst;
-    }
-    struct iovec iov[2] = {{.iov_base = dst, .iov_len = n * sizeof(*dst)},
-                           {.iov_base = need, .iov_len = n}};
-    res->status = kvbm__sock_readv(fd, iov, 2, kvbm__xfer_msg_deadline(xfer));
-    if (res->status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, peer->num_blocks))
-        res->status = KVBM_ERR_PARSE;
+    res->status = dst != NULL && need != NULL ? KVBM_OK : KVBM_ERR_NO_MEMORY;
+    if (res->status == KVBM_OK)
+        res->status = push_read_accept(xfer, req, fd, dst, need);
     /* Only the blocks the peer does not hold yet travel. */
-    size_t m = 0;
-    for (size_t i = 0; res->status == KVBM_OK && i < n; i++) {
-        if (need[i] > 1)
-            res->status = KVBM_ERR_PARSE;
-        else if (need[i]) {
-            sub_src[m] = req->src_ids[i];
-            sub_dst[m++] = dst[i];
-        }
-    }
-    if (res->status == KVBM_OK && m > 0) {
-        kvbm__copy_plan_t plan = {0};
-        res->status = kvbm__xfer_plan_send(xfer, req->peer, sub_src, sub_dst, m, &plan);
-        if (res->status == KVBM_OK)
-            res->status = xfer->ops->send(xfer, req->peer, fd, &plan,
-                                          kvbm__xfer_data_deadline(xfer, plan.bytes));
-        kvbm__copy_plan_free(&plan);
-    }
-    free(sub_src);
-    free(sub_dst);
+    if (res->status == KVBM_OK)
+        res->status = push_send_needed(xfer, req, fd, dst, need);
     free(need);
     if (res->status == KVBM_OK)
-        res->status = kvbm__wire_recv_hdr(fd, kvbm__xfer_msg_deadline(xfer), KVBM__MSG_DONE, &hdr);
-    if (res->status != KVBM_OK)
-        goto free_dst;
-    if (hdr.status != KVBM_OK) {
-        take_refusal(&hdr, res);
-        goto free_dst;
+        push_read_done(xfer, req, fd, dst, res);
+    if (res->status != KVBM_OK) {
+        free(dst);
+        return;
     }
-    if (hdr.count != n) {
-        res->status = KVBM_ERR_PARSE;
-        goto free_dst;
-    }
-    res->status = kvbm__sock_read(fd, dst, n * sizeof(*dst), kvbm__xfer_msg_deadline(xfer));
-    if (res->status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, peer->num_blocks))
-        res->status = KVBM_ERR_PARSE;
-    if (res->status != KVBM_OK)
-        goto free_dst;
-    res->in_sync = true;
     res->ids = dst;
     res->n = n;
-    return;
-free_dst:
-    free(dst);
 }
 
 static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_result_t *res)
@@ -180,8 +209,8 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
     kvbm__copy_plan_t plan = {0};
     res->status = kvbm__xfer_plan_recv(xfer, req->peer, dst, src, n, &plan);
     if (res->status == KVBM_OK)
-        res->status = xfer->ops->recv(xfer, req->peer, fd, &plan,
-                                      kvbm__xfer_data_deadline(xfer, plan.bytes));
+        res->status =
+            xfer->ops->recv(xfer, req->peer, fd, &plan, kvbm__xfer_data_deadline(xfer, plan.bytes));
     kvbm__copy_plan_free(&plan);
     if (res->status != KVBM_OK)
         goto release_dst;

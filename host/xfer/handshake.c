@@ -21,7 +21,8 @@ kvbm_status_t kvbm__hs_client(int fd, const kvbm__auth_t *auth, uint32_t purpose
     kvbm__wire_hdr_t hdr;
     kvbm__wire_hdr_init(&hdr, KVBM__MSG_AUTH_HELLO, KVBM_OK, purpose);
     hdr.flags = auth->keyed ? KVBM__AUTH_FLAG_KEYED : 0u;
-    kvbm_status_t status = kvbm__wire_send(fd, deadline_us, &hdr, nonce_c, sizeof(nonce_c), NULL, 0);
+    kvbm_status_t status =
+        kvbm__wire_send(fd, deadline_us, &hdr, nonce_c, sizeof(nonce_c), NULL, 0);
     if (status == KVBM_OK)
         status = kvbm__wire_recv_hdr(fd, deadline_us, KVBM__MSG_AUTH_CHALLENGE, &hdr);
     if (status != KVBM_OK)
@@ -231,8 +232,7 @@ static kvbm_status_t pool_accept(kvbm__hs_pool_t *pool)
     }
 }
 
-kvbm_status_t kvbm__hs_pool_next(kvbm__hs_pool_t *pool, uint64_t deadline_us,
-                                 kvbm__hs_t *done_out)
+kvbm_status_t kvbm__hs_pool_next(kvbm__hs_pool_t *pool, uint64_t deadline_us, kvbm__hs_t *done_out)
 {
     struct pollfd pfds[KVBM__HS_MAX_PENDING + 2];
     for (;;) {

@@ -80,8 +80,7 @@ void kvbm__hs_pool_init(kvbm__hs_pool_t *pool, const kvbm__auth_t *auth,
  * KVBM_ERR_BAD_STATE when the wake fd became readable; KVBM_ERR_IO when
  * poll or the listener fails.
  */
-kvbm_status_t kvbm__hs_pool_next(kvbm__hs_pool_t *pool, uint64_t deadline_us,
-                                 kvbm__hs_t *done_out);
+kvbm_status_t kvbm__hs_pool_next(kvbm__hs_pool_t *pool, uint64_t deadline_us, kvbm__hs_t *done_out);
 /* Closes every connection still in progress (not counted). */
 void kvbm__hs_pool_close(kvbm__hs_pool_t *pool);
 

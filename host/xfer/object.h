@@ -129,11 +129,11 @@ struct kvbm_xfer {
     kvbm_manager_t *manager;
     uint32_t capacity; /* the manager's blocks: the most one request can hold */
     kvbm_xfer_mem_kind_t mem_kind;
-    uint64_t layout_key;      /* compatibility key of the block geometry */
-    size_t grain;             /* the layout's chunk bytes (0 without a layout) */
-    kvbm__geom_t geom;        /* this rank's blocks; region_base is owned */
-    kvbm__geom_t *peer_geom;  /* size entries, from descs (no addresses) */
-    kvbm__wire_desc_t *descs; /* size entries, indexed by rank */
+    uint64_t layout_key;                  /* compatibility key of the block geometry */
+    size_t grain;                         /* the layout's chunk bytes (0 without a layout) */
+    kvbm__geom_t geom;                    /* this rank's blocks; region_base is owned */
+    kvbm__geom_t *peer_geom;              /* size entries, from descs (no addresses) */
+    kvbm__wire_desc_t *descs;             /* size entries, indexed by rank */
     uint8_t session[KVBM__SESSION_BYTES]; /* this mesh's id, drawn by rank 0 */
     kvbm__auth_t auth;                    /* wiped at destroy */
     kvbm__addr_t rendezvous_addr;

@@ -85,39 +85,88 @@ static kvbm_status_t refuse_oversized_push(kvbm_xfer_t *xfer, int peer, int fd, 
     return kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &reply, NULL, 0, NULL, 0);
 }
 
-/*
- * The blocks a push lands in: hashes this rank holds are acquired (and count
- * as a use), the others get freshly allocated blocks. dst[i] is the block of
- * hash i, need[i] whether its bytes must travel; fresh[0..m) are the new
- * blocks in order and fresh_src the pusher's blocks for them. On error
- * nothing is held.
- */
-static kvbm_status_t push_take_blocks(kvbm_xfer_t *xfer, const uint64_t *hashes,
-                                      const uint32_t *src, size_t n, uint32_t *dst, uint8_t *need,
-                                      uint32_t *fresh, uint32_t *fresh_src, size_t *m_out)
+/* The arrays of one incoming push; n blocks, m of them to receive. */
+typedef struct push_arrays {
+    size_t n, m;
+    uint64_t *hashes;
+    uint32_t *src;       /* the pusher's blocks */
+    uint32_t *dst;       /* this rank's block for each */
+    uint32_t *fresh;     /* the blocks allocated here, in order */
+    uint32_t *fresh_src; /* the pusher's blocks for them */
+    uint8_t *need;       /* 1: allocated here, its bytes travel; 0: held already */
+} push_arrays_t;
+
+static void push_arrays_free(push_arrays_t *a)
 {
-    size_t found = 0, m = 0;
-    kvbm_status_t status = kvbm_manager_scan(xfer->manager, hashes, n, true, dst, &found);
-    if (status == KVBM_OK && found < n) {
-        status = kvbm_manager_allocate(xfer->manager, n - found, fresh, NULL, NULL);
-        if (status != KVBM_OK) {
+    free(a->hashes);
+    free(a->src);
+    free(a->dst);
+    free(a->fresh);
+    free(a->fresh_src);
+    free(a->need);
+}
+
+static kvbm_status_t push_arrays_alloc(push_arrays_t *a, size_t n)
+{
+    *a = (push_arrays_t){.n = n};
+    a->hashes = malloc(n * sizeof(*a->hashes));
+    a->src = malloc(n * sizeof(*a->src));
+    a->dst = malloc(n * sizeof(*a->dst));
+    a->fresh = malloc(n * sizeof(*a->fresh));
+    a->fresh_src = malloc(n * sizeof(*a->fresh_src));
+    a->need = malloc(n);
+    if (a->hashes != NULL && a->src != NULL && a->dst != NULL && a->fresh != NULL &&
+        a->fresh_src != NULL && a->need != NULL)
+        return KVBM_OK;
+    push_arrays_free(a);
+    return KVBM_ERR_NO_MEMORY;
+}
+
+/* Acquires the blocks whose hashes this rank holds, allocates the rest.
+ * Returns the status ACCEPT carries; on failure nothing is held. */
+static kvbm_status_t push_prepare(kvbm_xfer_t *xfer, kvbm_status_t gate, push_arrays_t *a)
+{
+    size_t found = 0, n = a->n;
+    kvbm_status_t prep = gate;
+    if (prep == KVBM_OK)
+        prep = kvbm_manager_scan(xfer->manager, a->hashes, n, true, a->dst, &found);
+    if (prep == KVBM_OK && found < n) {
+        prep = kvbm_manager_allocate(xfer->manager, n - found, a->fresh, NULL, NULL);
+        if (prep != KVBM_OK) {
             for (size_t i = n; i-- > 0;)
-                if (dst[i] != KVBM_BLOCK_NONE)
-                    (void)kvbm_manager_release(xfer->manager, &dst[i], 1);
+                if (a->dst[i] != KVBM_BLOCK_NONE)
+                    (void)kvbm_manager_release(xfer->manager, &a->dst[i], 1);
         }
     }
-    if (status != KVBM_OK)
-        return status;
+    if (prep != KVBM_OK)
+        return prep;
     for (size_t i = 0; i < n; i++) {
-        need[i] = dst[i] == KVBM_BLOCK_NONE;
-        if (need[i]) {
-            fresh_src[m] = src[i];
-            dst[i] = fresh[m++]; /* NOLINT(clang-analyzer-core.uninitialized.Assign): allocate
-                                    filled n - found entries, one per miss */
+        a->need[i] = a->dst[i] == KVBM_BLOCK_NONE;
+        if (a->need[i]) {
+            a->fresh_src[a->m] = a->src[i];
+            a->dst[i] = a->fresh[a->m++]; /* NOLINT(clang-analyzer-core.uninitialized.Assign):
+                                             allocate filled n - found entries, one per miss */
         }
     }
-    *m_out = m;
     return KVBM_OK;
+}
+
+/* Every byte arrived: register, tell the application, drop this rank's
+ * references so the blocks wait in the inactive pool for a match, and only
+ * then tell the pusher (DONE), so its completion means all of that. */
+static kvbm_status_t push_complete(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t *hdr,
+                                   push_arrays_t *a)
+{
+    kvbm_xfer_t *xfer = conn->xfer;
+    size_t n = a->n;
+    kvbm_status_t reg = register_needed(xfer, hdr, a->hashes, a->need, n, a->dst);
+    notify_arrival(xfer, conn->peer, reg, n, reg == KVBM_OK ? a->hashes : NULL,
+                   reg == KVBM_OK ? a->dst : NULL);
+    kvbm__xfer_release_reverse(xfer->manager, a->dst, n);
+    kvbm__wire_hdr_t reply;
+    kvbm__wire_hdr_init(&reply, KVBM__MSG_DONE, reg, (uint32_t)(reg == KVBM_OK ? n : 0));
+    return kvbm__wire_send(conn->fd, kvbm__xfer_msg_deadline(xfer), &reply, a->dst,
+                           reg == KVBM_OK ? n * sizeof(*a->dst) : 0, NULL, 0);
 }
 
 /*
@@ -132,41 +181,31 @@ static kvbm_status_t serve_push(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t 
     kvbm_xfer_t *xfer = conn->xfer;
     int peer = conn->peer, fd = conn->fd;
     size_t n = hdr->count;
-    kvbm_status_t status;
     if (n == 0) {
         notify_arrival(xfer, peer, KVBM_ERR_PARSE, 0, NULL, NULL);
         return KVBM_ERR_PARSE;
     }
     if (n > xfer->capacity)
         return refuse_oversized_push(xfer, peer, fd, n);
-    uint64_t *hashes = malloc(n * sizeof(*hashes));
-    uint32_t *src = malloc(n * sizeof(*src));
-    uint32_t *dst = malloc(n * sizeof(*dst));
-    uint32_t *fresh = malloc(n * sizeof(*fresh));   /* allocated blocks, in order */
-    uint32_t *fresh_src = malloc(n * sizeof(*src)); /* the pusher's blocks for them */
-    uint8_t *need = malloc(n);
-    if (hashes == NULL || src == NULL || dst == NULL || fresh == NULL || fresh_src == NULL ||
-        need == NULL) {
-        status = KVBM_ERR_NO_MEMORY;
-        goto free_arrays;
-    }
-    struct iovec iov[2] = {{.iov_base = hashes, .iov_len = n * sizeof(*hashes)},
-                           {.iov_base = src, .iov_len = n * sizeof(*src)}};
+    push_arrays_t a;
+    kvbm_status_t status = push_arrays_alloc(&a, n);
+    if (status != KVBM_OK)
+        return status;
+    struct iovec iov[2] = {{.iov_base = a.hashes, .iov_len = n * sizeof(*a.hashes)},
+                           {.iov_base = a.src, .iov_len = n * sizeof(*a.src)}};
     status = kvbm__sock_readv(fd, iov, 2, kvbm__xfer_msg_deadline(xfer));
-    if (status == KVBM_OK && !kvbm__xfer_ids_below(src, n, xfer->descs[peer].num_blocks))
+    if (status == KVBM_OK && !kvbm__xfer_ids_below(a.src, n, xfer->descs[peer].num_blocks))
         status = KVBM_ERR_PARSE;
     if (status != KVBM_OK)
         goto free_arrays;
 
-    size_t m = 0;
-    kvbm_status_t prep = gate;
-    if (prep == KVBM_OK)
-        prep = push_take_blocks(xfer, hashes, src, n, dst, need, fresh, fresh_src, &m);
+    kvbm_status_t prep = push_prepare(xfer, gate, &a);
     kvbm__wire_hdr_t reply;
     kvbm__wire_hdr_init(&reply, KVBM__MSG_ACCEPT, reply_status(prep),
                         (uint32_t)(prep == KVBM_OK ? n : 0));
-    status = kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &reply, dst,
-                             prep == KVBM_OK ? n * sizeof(*dst) : 0, need, prep == KVBM_OK ? n : 0);
+    status =
+        kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &reply, a.dst,
+                        prep == KVBM_OK ? n * sizeof(*a.dst) : 0, a.need, prep == KVBM_OK ? n : 0);
     if (prep != KVBM_OK) {
         /* Refused cleanly: nothing held, the connection stays usable. A busy
          * data path is retried by the pusher: not worth a notice. */
@@ -174,40 +213,24 @@ static kvbm_status_t serve_push(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t 
             notify_arrival(xfer, peer, prep, n, NULL, NULL);
         goto free_arrays;
     }
-    if (status == KVBM_OK && m > 0) {
+    if (status == KVBM_OK && a.m > 0) {
         kvbm__copy_plan_t plan = {0};
-        status = kvbm__xfer_plan_recv(xfer, peer, fresh, fresh_src, m, &plan);
+        status = kvbm__xfer_plan_recv(xfer, peer, a.fresh, a.fresh_src, a.m, &plan);
         if (status == KVBM_OK)
-            status = xfer->ops->recv(xfer, peer, fd, &plan,
-                                     kvbm__xfer_data_deadline(xfer, plan.bytes));
+            status =
+                xfer->ops->recv(xfer, peer, fd, &plan, kvbm__xfer_data_deadline(xfer, plan.bytes));
         kvbm__copy_plan_free(&plan);
     }
-    if (status != KVBM_OK)
-        goto release_dst;
-
-    /* Every byte arrived: register, tell the application, drop our
-     * references so the blocks wait in the inactive pool for a match, and
-     * only then tell the pusher, so its completion means all of that. */
-    kvbm_status_t reg = register_needed(xfer, hdr, hashes, need, n, dst);
-    notify_arrival(xfer, peer, reg, n, reg == KVBM_OK ? hashes : NULL, reg == KVBM_OK ? dst : NULL);
-    kvbm__xfer_release_reverse(xfer->manager, dst, n);
-    kvbm__wire_hdr_init(&reply, KVBM__MSG_DONE, reg, (uint32_t)(reg == KVBM_OK ? n : 0));
-    status = kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &reply, dst,
-                             reg == KVBM_OK ? n * sizeof(*dst) : 0, NULL, 0);
-    goto free_arrays;
-
-release_dst:
-    /* Back to reset (fresh blocks) or to the cache (held ones) first, so the
-     * application's notice means "nothing left over". */
-    kvbm__xfer_release_reverse(xfer->manager, dst, n);
-    notify_arrival(xfer, peer, status, n, NULL, NULL);
+    if (status == KVBM_OK) {
+        status = push_complete(conn, hdr, &a);
+    } else {
+        /* Back to reset (fresh blocks) or to the cache (held ones) first, so
+         * the application's notice means "nothing left over". */
+        kvbm__xfer_release_reverse(xfer->manager, a.dst, n);
+        notify_arrival(xfer, peer, status, n, NULL, NULL);
+    }
 free_arrays:
-    free(hashes);
-    free(src);
-    free(dst);
-    free(fresh);
-    free(fresh_src);
-    free(need);
+    push_arrays_free(&a);
     return status;
 }
 
@@ -249,7 +272,7 @@ static kvbm_status_t serve_pull(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t 
     if (status != KVBM_OK || go.status != KVBM_OK) {
         if (status == KVBM_OK && go.count != 0)
             status = KVBM_ERR_PARSE; /* a refusal carries no ids */
-        goto release_src;        /* the puller had no room: nothing to send */
+        goto release_src;            /* the puller had no room: nothing to send */
     }
     if (go.count != n) {
         status = KVBM_ERR_PARSE;
@@ -316,8 +339,8 @@ static bool serve_one(kvbm__xfer_conn_t *conn)
     }
     if ((hdr.type != KVBM__MSG_PUSH && hdr.type != KVBM__MSG_PULL && hdr.type != KVBM__MSG_RAW) ||
         hdr.status != KVBM_OK) {
-        kvbm__log(KVBM_LOG_ERROR, "rank %d sent unexpected message type %u (status %d)",
-                  conn->peer, hdr.type, hdr.status);
+        kvbm__log(KVBM_LOG_ERROR, "rank %d sent unexpected message type %u (status %d)", conn->peer,
+                  hdr.type, hdr.status);
         kvbm__xfer_count_failure(xfer, KVBM_ERR_PARSE);
         return false;
     }

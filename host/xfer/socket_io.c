@@ -189,7 +189,7 @@ kvbm_status_t kvbm__sock_listen(const kvbm__addr_t *addr, int backlog, int *fd_o
         status = KVBM_SYS_ERROR("listen");
         goto err_close;
     }
-    kvbm__addr_t bound;
+    kvbm__addr_t bound = {.len = 0};
     status = kvbm__sock_local_addr(fd, &bound);
     if (status != KVBM_OK)
         goto err_close;
@@ -231,8 +231,8 @@ static kvbm_status_t connect_once(const kvbm__addr_t *addr, uint64_t deadline_us
     return KVBM_OK;
 }
 
-kvbm_status_t kvbm__sock_connect(const kvbm__addr_t *addr, uint64_t deadline_us,
-                                 bool retry_refused, int *fd_out)
+kvbm_status_t kvbm__sock_connect(const kvbm__addr_t *addr, uint64_t deadline_us, bool retry_refused,
+                                 int *fd_out)
 {
     for (;;) {
         int fd = -1, err = 0;

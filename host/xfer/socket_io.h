@@ -51,8 +51,8 @@ kvbm_status_t kvbm__sock_listen(const kvbm__addr_t *addr, int backlog, int *fd_o
 /* Connects by @p deadline_us. @p retry_refused: keep trying while nothing
  * listens yet (creation, when peers start in any order); otherwise a refused
  * connection is KVBM_ERR_PEER at once (a peer that died). */
-kvbm_status_t kvbm__sock_connect(const kvbm__addr_t *addr, uint64_t deadline_us,
-                                 bool retry_refused, int *fd_out);
+kvbm_status_t kvbm__sock_connect(const kvbm__addr_t *addr, uint64_t deadline_us, bool retry_refused,
+                                 int *fd_out);
 /* One pending connection of a non-blocking listener: KVBM_OK, or
  * KVBM_ERR_BUSY when none is waiting. The socket comes back non-blocking. */
 kvbm_status_t kvbm__sock_accept_now(int listen_fd, int *fd_out);

@@ -22,12 +22,12 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "the transfer wire format is little-endian; this host is not");
 
-#define KVBM__WIRE_MAGIC   0x5842564bu /* "KVBX" */
-#define KVBM__WIRE_VERSION 2u
-#define KVBM__BLOB_MAX     256u /* transport bootstrap blob (NCCL unique id: 128) */
-#define KVBM__SESSION_BYTES 16u /* random id of one mesh, drawn by rank 0 */
-#define KVBM__NONCE_BYTES  32u
-#define KVBM__TAG_BYTES    32u
+#define KVBM__WIRE_MAGIC    0x5842564bu /* "KVBX" */
+#define KVBM__WIRE_VERSION  2u
+#define KVBM__BLOB_MAX      256u /* transport bootstrap blob (NCCL unique id: 128) */
+#define KVBM__SESSION_BYTES 16u  /* random id of one mesh, drawn by rank 0 */
+#define KVBM__NONCE_BYTES   32u
+#define KVBM__TAG_BYTES     32u
 
 typedef enum kvbm__wire_type {
     KVBM__MSG_HELLO = 1,   /* rank -> rank 0: desc */
@@ -83,7 +83,7 @@ typedef struct kvbm__wire_desc {
     uint64_t region_bytes;
     uint64_t block_stride;
     uint64_t layout_key;
-    uint8_t addr[16]; /* mesh listener: IPv4 in the first 4 bytes, or IPv6 */
+    uint8_t addr[16];  /* mesh listener: IPv4 in the first 4 bytes, or IPv6 */
     uint32_t scope_id; /* IPv6 link-local interface (meaningful on its host only) */
     uint16_t family;   /* KVBM__WIRE_AF_* */
     uint16_t port;

@@ -201,8 +201,8 @@ static kvbm_status_t check_addresses(kvbm_xfer_t *xfer, const kvbm_xfer_config_t
     if (config->rendezvous != NULL)
         xfer->rendezvous_addr = config->rendezvous->addr;
     else
-        status =
-            kvbm__addr_parse(config->rendezvous_host, config->rendezvous_port, &xfer->rendezvous_addr);
+        status = kvbm__addr_parse(config->rendezvous_host, config->rendezvous_port,
+                                  &xfer->rendezvous_addr);
     kvbm__addr_t listen;
     if (status == KVBM_OK && config->listen_host != NULL)
         status = kvbm__addr_parse(config->listen_host, config->listen_port, &listen);
@@ -438,8 +438,8 @@ kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer)
             status = kvbm__wire_send(xfer->boot_fds[p], kvbm__xfer_msg_deadline(xfer), &hdr, NULL,
                                      0, NULL, 0);
     } else if (xfer->size > 1) {
-        status = kvbm__wire_send(xfer->boot_fd, kvbm__xfer_msg_deadline(xfer), &hdr, NULL, 0,
-                                 NULL, 0);
+        status =
+            kvbm__wire_send(xfer->boot_fd, kvbm__xfer_msg_deadline(xfer), &hdr, NULL, 0, NULL, 0);
         if (status == KVBM_OK)
             status = kvbm__wire_recv_hdr(xfer->boot_fd, kvbm__deadline_ms(2 * xfer->timeout_ms),
                                          KVBM__MSG_BARRIER, &hdr);

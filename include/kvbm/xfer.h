@@ -99,9 +99,9 @@ typedef enum kvbm_xfer_mem_kind {
 
 /**
  * Where the bytes of a block live. Block @c b is @c region_count contiguous
- * regions of @c region_bytes (at least KVBM_XFER_MIN_REGION_BYTES) each, which concatenated in order are the
- * block's bytes in canonical (layer, outer, token, inner) order; region @c r
- * of block @c b starts at `region_base[r] + b * block_stride`.
+ * regions of @c region_bytes (at least KVBM_XFER_MIN_REGION_BYTES) each, which concatenated in
+ * order are the block's bytes in canonical (layer, outer, token, inner) order; region @c r of block
+ * @c b starts at `region_base[r] + b * block_stride`.
  *
  * This covers a fully contiguous slab (one region, stride = padded block
  * size) and a layer-separate one (one region per layer or per (layer, outer)
@@ -287,14 +287,15 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
 /* X(field, prometheus type, help text) */
 #define KVBM_XFER_STATS_LIST(X)                                                                    \
     X(auth_failures, counter,                                                                      \
-      "connections refused because the peer failed the challenge-response (wrong secret, or a "   \
+      "connections refused because the peer failed the challenge-response (wrong secret, or a "    \
       "secret on one side only)")                                                                  \
     X(connections_refused, counter,                                                                \
       "connections closed before or right after the handshake for another reason: not loopback "   \
       "without a secret, malformed, too slow, too many pending, wrong session or rank")            \
-    X(reconnects, counter, "client connections opened again after a failure broke the last one")  \
+    X(reconnects, counter, "client connections opened again after a failure broke the last one")   \
     X(requests_timed_out, counter, "requests, started or served here, that missed their deadline") \
-    X(protocol_errors, counter, "requests failed by a malformed or out-of-range message from a peer")
+    X(protocol_errors, counter,                                                                    \
+      "requests failed by a malformed or out-of-range message from a peer")
 
 /** Counters of one transfer object, from KVBM_XFER_STATS_LIST. */
 typedef struct kvbm_xfer_stats {
