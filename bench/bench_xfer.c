@@ -259,7 +259,10 @@ static int bench_rank(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t 
                             .region_bytes = region,
                             .layer_separate = true,
                             .layout_key = KEY,
-                            .timeout_ms = 10000};
+                            .timeout_ms = 10000,
+                            /* Raw bytes land in as much memory as the
+                             * pushes do, not in a cache-resident 4 MiB. */
+                            .raw_scratch_bytes = (size_t)pool * block_bytes};
         xr_env_t env;
         XR_CHECK_OK(xr_env_open(&env, &shape, rank, size, port, rv));
         /* Fault the slab in, as an engine's KV pool would be: otherwise the

@@ -208,6 +208,7 @@ typedef struct xr_shape {
     bool layer_separate;
     uint64_t layout_key;
     uint32_t timeout_ms;
+    size_t raw_scratch_bytes; /* 0: the default */
 } xr_shape_t;
 
 static void xr_on_arrival(void *ctx, const kvbm_xfer_arrival_t *arrival)
@@ -261,6 +262,7 @@ static inline kvbm_status_t xr_env_open(xr_env_t *env, const xr_shape_t *shape, 
     config.secret = xr_net.secret;
     config.secret_len = xr_net.secret_len;
     config.timeout_ms = shape->timeout_ms;
+    config.raw_scratch_bytes = shape->raw_scratch_bytes;
     config.manager = env->manager;
     config.memory.kind = KVBM_XFER_MEM_HOST;
     config.memory.num_blocks = shape->blocks;

@@ -251,7 +251,7 @@ static void client_raw(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_r
         return;
     }
     kvbm__copy_plan_t plan = {0};
-    res->status = kvbm__xfer_plan_raw(req->raw_buf, NULL, req->raw_bytes, &plan);
+    res->status = kvbm__xfer_plan_raw(req->raw_buf, NULL, 0, req->raw_bytes, &plan);
     if (res->status == KVBM_OK)
         res->status = xfer->ops->send(xfer, req->peer, fd, &plan,
                                       kvbm__xfer_data_deadline(xfer, req->raw_bytes));

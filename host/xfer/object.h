@@ -142,6 +142,7 @@ struct kvbm_xfer {
     void *nccl_comm_in; /* borrowed communicator, or NULL */
     int cuda_device;
     kvbm_stream_t *engine_stream; /* borrowed, or NULL */
+    size_t raw_scratch_bytes;     /* per connection; a multiple of KVBM__XFER_RAW_CHUNK_BYTES */
     void *transport_state;        /* owned by ops (init/fini) */
 
     kvbm__xfer_peer_t *peers; /* size entries */
@@ -232,10 +233,12 @@ kvbm_status_t kvbm__xfer_plan_send(const kvbm_xfer_t *xfer, int peer, const uint
                                    const uint32_t *remote_ids, size_t n, kvbm__copy_plan_t *plan);
 kvbm_status_t kvbm__xfer_plan_recv(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
                                    const uint32_t *remote_ids, size_t n, kvbm__copy_plan_t *plan);
-/* The plan of a raw message: pieces of KVBM__XFER_RAW_CHUNK_BYTES, from
- * @p src (sending) or all into @p scratch (receiving). */
-kvbm_status_t kvbm__xfer_plan_raw(const void *src, void *scratch, uint64_t bytes,
-                                  kvbm__copy_plan_t *plan);
+/* The plan of a raw message: pieces of KVBM__XFER_RAW_CHUNK_BYTES (cut
+ * alike on both sides), from @p src (sending) or into @p scratch
+ * (receiving: round and round its @p scratch_bytes, a multiple of the
+ * chunk). */
+kvbm_status_t kvbm__xfer_plan_raw(const void *src, void *scratch, size_t scratch_bytes,
+                                  uint64_t bytes, kvbm__copy_plan_t *plan);
 /* The deadline of a control message (one timeout) and of @p bytes of data
  * (one timeout, plus one per KVBM__XFER_DEADLINE_BYTES). */
 uint64_t kvbm__xfer_msg_deadline(const kvbm_xfer_t *xfer);

@@ -7,8 +7,8 @@
  * Nothing a peer sends sizes memory beyond this rank's own configuration: a
  * push larger than the manager is refused before its arrays are allocated
  * (its payload is read through a small buffer and dropped), a pull reads
- * only as many hashes as the manager could ever match, raw bytes land in a
- * fixed scratch chunk by chunk, and every plan is bounded by the blocks
+ * only as many hashes as the manager could ever match, raw bytes land in the
+ * configured scratch chunk by chunk, and every plan is bounded by the blocks
  * this rank holds and the region sizes checked at creation.
  */
 #include <errno.h>
@@ -304,9 +304,9 @@ static kvbm_status_t serve_raw(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t *
     kvbm_status_t ready = gate;
     if (ready == KVBM_OK && (bytes == 0 || bytes > KVBM__XFER_RAW_MAX_BYTES))
         ready = KVBM_ERR_INVALID_ARG;
-    /* One chunk of scratch per connection, whatever the message's size. */
+    /* This rank's configured scratch, whatever the message's size. */
     if (ready == KVBM_OK && conn->scratch == NULL)
-        ready = xfer->ops->scratch_alloc(xfer, KVBM__XFER_RAW_CHUNK_BYTES, &conn->scratch);
+        ready = xfer->ops->scratch_alloc(xfer, xfer->raw_scratch_bytes, &conn->scratch);
     kvbm__wire_hdr_t reply;
     kvbm__wire_hdr_init(&reply, KVBM__MSG_RAW_READY, reply_status(ready), 0);
     kvbm_status_t status =
@@ -314,7 +314,7 @@ static kvbm_status_t serve_raw(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t *
     if (status != KVBM_OK || ready != KVBM_OK)
         return status;
     kvbm__copy_plan_t plan = {0};
-    status = kvbm__xfer_plan_raw(NULL, conn->scratch, bytes, &plan);
+    status = kvbm__xfer_plan_raw(NULL, conn->scratch, xfer->raw_scratch_bytes, bytes, &plan);
     if (status == KVBM_OK)
         status = xfer->ops->recv(xfer, conn->peer, conn->fd, &plan,
                                  kvbm__xfer_data_deadline(xfer, bytes));

@@ -56,7 +56,7 @@ typedef struct kvbm__xfer_ops {
      */
     kvbm_status_t (*data_begin)(kvbm_xfer_t *xfer, bool wait);
     void (*data_end)(kvbm_xfer_t *xfer);
-    /* Scratch for raw messages (KVBM__XFER_RAW_CHUNK_BYTES), in the
+    /* Scratch for raw messages (the configured raw_scratch_bytes), in the
      * transport's memory kind. */
     kvbm_status_t (*scratch_alloc)(kvbm_xfer_t *xfer, size_t bytes, void **ptr_out);
     void (*scratch_free)(kvbm_xfer_t *xfer, void *ptr);

@@ -84,10 +84,11 @@ kvbm_status_t kvbm__xfer_plan_recv(const kvbm_xfer_t *xfer, int peer, const uint
                                  xfer->ops->message_based, plan);
 }
 
-kvbm_status_t kvbm__xfer_plan_raw(const void *src, void *scratch, uint64_t bytes,
-                                  kvbm__copy_plan_t *plan)
+kvbm_status_t kvbm__xfer_plan_raw(const void *src, void *scratch, size_t scratch_bytes,
+                                  uint64_t bytes, kvbm__copy_plan_t *plan)
 {
-    if (bytes == 0 || bytes > KVBM__XFER_RAW_MAX_BYTES)
+    if (bytes == 0 || bytes > KVBM__XFER_RAW_MAX_BYTES ||
+        (scratch != NULL && (scratch_bytes == 0 || scratch_bytes % KVBM__XFER_RAW_CHUNK_BYTES)))
         return KVBM_ERR_INVALID_ARG;
     size_t count = (size_t)((bytes + KVBM__XFER_RAW_CHUNK_BYTES - 1) / KVBM__XFER_RAW_CHUNK_BYTES);
     kvbm_copy_t *pieces = malloc(count * sizeof(*pieces));
@@ -98,7 +99,10 @@ kvbm_status_t kvbm__xfer_plan_raw(const void *src, void *scratch, uint64_t bytes
         uint64_t left = bytes - offset;
         size_t len = left < KVBM__XFER_RAW_CHUNK_BYTES ? (size_t)left : KVBM__XFER_RAW_CHUNK_BYTES;
         pieces[i] = (kvbm_copy_t){
-            .src = src != NULL ? (const char *)src + offset : NULL, .dst = scratch, .bytes = len};
+            .src = src != NULL ? (const char *)src + offset : NULL,
+            .dst = scratch != NULL ? (char *)scratch + offset % scratch_bytes : NULL,
+            .bytes = len,
+        };
         offset += len;
     }
     plan->pieces = pieces;
@@ -147,7 +151,7 @@ void kvbm__xfer_count_failure(kvbm_xfer_t *xfer, kvbm_status_t status)
 /* ------------------------------------------------------------ create/destroy */
 
 /* sizeof(kvbm_xfer_config_t) at each published version (core/config.h):
- * version 2 appended listen_host .. engine_stream. */
+ * version 2 appended listen_host .. raw_scratch_bytes. */
 static const size_t xfer_config_sizes[] = {160, sizeof(kvbm_xfer_config_t)};
 _Static_assert(sizeof(void *) != 8 || offsetof(kvbm_xfer_config_t, listen_host) == 160,
                "version 1 of kvbm_xfer_config_t ended where listen_host starts");
@@ -354,6 +358,10 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfe
     xfer->nccl_comm_in = config->nccl_comm;
     xfer->cuda_device = config->cuda_device;
     xfer->engine_stream = config->engine_stream;
+    xfer->raw_scratch_bytes =
+        config->raw_scratch_bytes / KVBM__XFER_RAW_CHUNK_BYTES * KVBM__XFER_RAW_CHUNK_BYTES;
+    if (xfer->raw_scratch_bytes == 0)
+        xfer->raw_scratch_bytes = KVBM__XFER_RAW_CHUNK_BYTES;
     xfer->boot_fd = xfer->mesh_fd = -1;
     xfer->wake_fd[0] = xfer->wake_fd[1] = -1;
     xfer->descs = calloc(size, sizeof(*xfer->descs));

@@ -227,6 +227,14 @@ typedef struct kvbm_xfer_config {
      * it), so later engine work sees the bytes that arrived.
      */
     kvbm_stream_t *engine_stream;
+    /**
+     * The most memory a peer's raw message (kvbm_xfer_send_raw) may land in
+     * on this rank, per peer connection, allocated at its first raw message
+     * and reused (the bytes are discarded): rounded down to a multiple of
+     * 4 MiB; 0 or less than 4 MiB: 4 MiB. A peer's raw header never sizes
+     * memory beyond it.
+     */
+    size_t raw_scratch_bytes;
 } kvbm_xfer_config_t;
 
 #define KVBM_XFER_CONFIG_INIT                                                                      \
@@ -374,7 +382,8 @@ kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes
 
 /**
  * @brief Send @p bytes from @p buf as one contiguous message to @p peer, which
- *        receives it into a fixed scratch buffer (4 MiB, whatever the size)
+ *        receives it into a scratch buffer of its own configured size
+ *        (raw_scratch_bytes, 4 MiB by default; whatever the message's size)
  *        and discards it. For measuring the
  *        transport's raw bandwidth next to block transfers. @p buf is host
  *        memory for KVBM_XFER_SOCKET, device memory for KVBM_XFER_NCCL, and
