@@ -28,11 +28,14 @@
 # FAIL probes show the build refusing includes against the arrows; the PASS
 # ones show the probes themselves are set up right.
 #
-#   kvbm_add_library(<target> STATIC|SHARED)
+#   kvbm_add_library(<target> STATIC|SHARED [WITHOUT <module>...]
+#                    [WITHOUT_LIBS <library>...] [EXTRA <target>...])
 #
 # builds one library from every module added so far, with the public include
 # directory and the modules' LIBS as its usage requirements. libkvbm is
-# kvbm_add_library(kvbm STATIC); a shared variant is one more call.
+# kvbm_add_library(kvbm STATIC); a shared variant is one more call. The
+# tests' CUDA stand-in library leaves out the kernel module and the CUDA
+# runtime (WITHOUT, WITHOUT_LIBS) and adds the stand-in's objects (EXTRA).
 
 set(KVBM_MODULE_ROOT ${PROJECT_BINARY_DIR}/modules)
 
@@ -102,15 +105,27 @@ function(kvbm_add_module name)
 
   set_target_properties(${target} PROPERTIES KVBM_MODULE_DIR ${dir})
   set_property(GLOBAL APPEND PROPERTY KVBM_MODULES ${name})
-  set_property(GLOBAL APPEND PROPERTY KVBM_MODULE_LIBS ${M_LIBS})
+  set_property(GLOBAL PROPERTY KVBM_MODULE_LIBS_${name} ${M_LIBS})
 endfunction()
 
 function(kvbm_add_library target kind)
+  cmake_parse_arguments(L "" "" "WITHOUT;WITHOUT_LIBS;EXTRA" ${ARGN})
   get_property(modules GLOBAL PROPERTY KVBM_MODULES)
-  get_property(libs GLOBAL PROPERTY KVBM_MODULE_LIBS)
   add_library(${target} ${kind})
+  set(libs "")
   foreach(m ${modules})
+    if(m IN_LIST L_WITHOUT)
+      continue()
+    endif()
     target_sources(${target} PRIVATE $<TARGET_OBJECTS:kvbm_${m}>)
+    get_property(mlibs GLOBAL PROPERTY KVBM_MODULE_LIBS_${m})
+    list(APPEND libs ${mlibs})
+  endforeach()
+  foreach(extra ${L_EXTRA})
+    target_sources(${target} PRIVATE $<TARGET_OBJECTS:${extra}>)
+  endforeach()
+  foreach(lib ${L_WITHOUT_LIBS})
+    list(REMOVE_ITEM libs ${lib})
   endforeach()
   set_target_properties(${target} PROPERTIES LINKER_LANGUAGE C)
   target_include_directories(${target}

@@ -26,10 +26,11 @@
  * NCCL stream waits for everything enqueued on the engine stream so far,
  * and after it the engine stream waits for the group's fence.
  *
- * Compiled only when NCCL is found; not yet run on a GPU (see docs/TRANSFER.md).
+ * Compiled only when nccl.h is found; libnccl.so.2 is loaded at run time
+ * (nccl_api.c), so the probe says KVBM_ERR_UNSUPPORTED where NCCL is not
+ * installed. Not yet run on a GPU (see docs/TRANSFER.md).
  */
 #include <cuda_runtime.h>
-#include <nccl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@
 #include "core/log.h"
 #include "cuda_mem/check.h"
 #include "kvbm/backend.h"
+#include "nccl_api.h"
 #include "xfer/comm.h"
 #include "xfer/fault.h"
 #include "xfer/object.h"
@@ -61,6 +63,13 @@ typedef struct nccl_state {
     bool dead; /* aborted after a failure; under lock */
 } nccl_state_t;
 
+/* The loaded library. Every op but the probe runs after a probe that found
+ * it (kvbm_xfer_create probes first), so this is never NULL there. */
+static const kvbm__nccl_api_t *nccl(void)
+{
+    return kvbm__nccl_api();
+}
+
 /* ------------------------------------------------------------ checking */
 
 /*
@@ -73,7 +82,7 @@ static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *f
                                 atomic_int *logged)
 {
     if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
-        kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s:%d)", expr, ncclGetErrorString(rc), file,
+        kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s:%d)", expr, nccl()->get_error_string(rc), file,
                   line);
     switch (rc) {
     case ncclRemoteError:
@@ -117,7 +126,7 @@ static kvbm_status_t nccl_comm_split(void *parent, int key, void **child_out)
     config.blocking = 0;
     ncclComm_t child = NULL;
     /* One color for every rank: the private twin of the caller's communicator. */
-    ncclResult_t rc = ncclCommSplit((ncclComm_t)parent, 0, key, &child, &config);
+    ncclResult_t rc = nccl()->comm_split((ncclComm_t)parent, 0, key, &child, &config);
     *child_out = child;
     KVBM_NCCL_PENDING(rc);
 }
@@ -126,7 +135,7 @@ static kvbm_status_t nccl_comm_poll(void *comm)
 {
     ncclResult_t async = ncclSuccess;
     kvbm_status_t status = KVBM_OK;
-    KVBM_NCCL_CHECK(ncclCommGetAsyncError((ncclComm_t)comm, &async), status);
+    KVBM_NCCL_CHECK(nccl()->comm_get_async_error((ncclComm_t)comm, &async), status);
     if (status != KVBM_OK)
         return status;
     KVBM_NCCL_PENDING(async);
@@ -134,22 +143,22 @@ static kvbm_status_t nccl_comm_poll(void *comm)
 
 static kvbm_status_t nccl_comm_finalize(void *comm)
 {
-    KVBM_NCCL_PENDING(ncclCommFinalize((ncclComm_t)comm));
+    KVBM_NCCL_PENDING(nccl()->comm_finalize((ncclComm_t)comm));
 }
 
 static kvbm_status_t nccl_comm_destroy(void *comm)
 {
-    KVBM_NCCL_PENDING(ncclCommDestroy((ncclComm_t)comm));
+    KVBM_NCCL_PENDING(nccl()->comm_destroy((ncclComm_t)comm));
 }
 
 static kvbm_status_t nccl_comm_abort(void *comm)
 {
-    KVBM_NCCL_PENDING(ncclCommAbort((ncclComm_t)comm));
+    KVBM_NCCL_PENDING(nccl()->comm_abort((ncclComm_t)comm));
 }
 
 static kvbm_status_t nccl_comm_device(void *comm, int *device_out)
 {
-    KVBM_NCCL_PENDING(ncclCommCuDevice((ncclComm_t)comm, device_out));
+    KVBM_NCCL_PENDING(nccl()->comm_cu_device((ncclComm_t)comm, device_out));
 }
 
 static const kvbm__comm_ops_t nccl_comm_ops = {
@@ -177,7 +186,9 @@ static kvbm_status_t nccl_probe(void)
         (void)cudaGetLastError();
         return KVBM_ERR_NO_DEVICE;
     }
-    return count > 0 ? KVBM_OK : KVBM_ERR_NO_DEVICE;
+    if (count <= 0)
+        return KVBM_ERR_NO_DEVICE;
+    return kvbm__nccl_api() != NULL ? KVBM_OK : KVBM_ERR_UNSUPPORTED;
 }
 
 static kvbm_status_t nccl_make_blob(kvbm_xfer_t *xfer, uint8_t *blob, size_t capacity,
@@ -191,7 +202,7 @@ static kvbm_status_t nccl_make_blob(kvbm_xfer_t *xfer, uint8_t *blob, size_t cap
     if (capacity < sizeof(id))
         return KVBM_ERR_INTERNAL;
     kvbm_status_t status = KVBM_OK;
-    KVBM_NCCL_CHECK(ncclGetUniqueId(&id), status);
+    KVBM_NCCL_CHECK(nccl()->get_unique_id(&id), status);
     if (status != KVBM_OK)
         return status;
     memcpy(blob, &id, sizeof(id));
@@ -205,9 +216,9 @@ static kvbm_status_t comm_from_borrowed(kvbm_xfer_t *xfer, nccl_state_t *st, uin
     int nranks = 0, rank = -1, device = -1;
     kvbm_status_t status = KVBM_OK;
     ncclComm_t parent = (ncclComm_t)xfer->nccl_comm_in;
-    KVBM_NCCL_CHECK(ncclCommCount(parent, &nranks), status);
+    KVBM_NCCL_CHECK(nccl()->comm_count(parent, &nranks), status);
     if (status == KVBM_OK)
-        KVBM_NCCL_CHECK(ncclCommUserRank(parent, &rank), status);
+        KVBM_NCCL_CHECK(nccl()->comm_user_rank(parent, &rank), status);
     if (status == KVBM_OK && (nranks != xfer->size || rank != xfer->rank)) {
         kvbm__log(KVBM_LOG_ERROR, "communicator is rank %d of %d, config says %d of %d", rank,
                   nranks, xfer->rank, xfer->size);
@@ -244,7 +255,7 @@ static kvbm_status_t comm_from_id(kvbm_xfer_t *xfer, nccl_state_t *st, const uin
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclComm_t comm = NULL;
-    KVBM_NCCL_CHECK(ncclCommInitRankConfig(&comm, xfer->size, id, xfer->rank, &config), status);
+    KVBM_NCCL_CHECK(nccl()->comm_init_rank_config(&comm, xfer->size, id, xfer->rank, &config), status);
     kvbm__comm_t owned = {.ops = &nccl_comm_ops, .handle = comm, .owned = true};
     if (status == KVBM_OK)
         status = kvbm__comm_settle(&owned, deadline);
@@ -364,21 +375,21 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
     }
     if (status != KVBM_OK)
         return status;
-    KVBM_NCCL_CHECK(ncclGroupStart(), status);
+    KVBM_NCCL_CHECK(nccl()->group_start(), status);
     if (status != KVBM_OK)
         return status;
     for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
         const kvbm_copy_t *piece = &plan->pieces[i];
         if (send)
-            KVBM_NCCL_CHECK(ncclSend(piece->src, piece->bytes, ncclUint8, peer, comm, st->stream),
+            KVBM_NCCL_CHECK(nccl()->send(piece->src, piece->bytes, ncclUint8, peer, comm, st->stream),
                             status);
         else
-            KVBM_NCCL_CHECK(ncclRecv(piece->dst, piece->bytes, ncclUint8, peer, comm, st->stream),
+            KVBM_NCCL_CHECK(nccl()->recv(piece->dst, piece->bytes, ncclUint8, peer, comm, st->stream),
                             status);
     }
     /* The group must be closed even after a failed enqueue. */
     kvbm_status_t end = KVBM_OK;
-    KVBM_NCCL_CHECK(ncclGroupEnd(), end);
+    KVBM_NCCL_CHECK(nccl()->group_end(), end);
     if (status == KVBM_OK)
         status = end;
     if (status == KVBM_OK) {
