@@ -255,7 +255,8 @@ static kvbm_status_t comm_from_id(kvbm_xfer_t *xfer, nccl_state_t *st, const uin
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclComm_t comm = NULL;
-    KVBM_NCCL_CHECK(nccl()->comm_init_rank_config(&comm, xfer->size, id, xfer->rank, &config), status);
+    KVBM_NCCL_CHECK(nccl()->comm_init_rank_config(&comm, xfer->size, id, xfer->rank, &config),
+                    status);
     kvbm__comm_t owned = {.ops = &nccl_comm_ops, .handle = comm, .owned = true};
     if (status == KVBM_OK)
         status = kvbm__comm_settle(&owned, deadline);
@@ -381,11 +382,11 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
     for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
         const kvbm_copy_t *piece = &plan->pieces[i];
         if (send)
-            KVBM_NCCL_CHECK(nccl()->send(piece->src, piece->bytes, ncclUint8, peer, comm, st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                nccl()->send(piece->src, piece->bytes, ncclUint8, peer, comm, st->stream), status);
         else
-            KVBM_NCCL_CHECK(nccl()->recv(piece->dst, piece->bytes, ncclUint8, peer, comm, st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                nccl()->recv(piece->dst, piece->bytes, ncclUint8, peer, comm, st->stream), status);
     }
     /* The group must be closed even after a failed enqueue. */
     kvbm_status_t end = KVBM_OK;
