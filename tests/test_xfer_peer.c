@@ -205,7 +205,7 @@ static int rank_drip(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
         XR_CHECK(stats.reconnects == 1);
         XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
     } else if (rank == 2) {
-        if (keep_pushing(&env, sh, 1.0) != 0)
+        if (keep_pushing(&env, sh, 1.5) != 0)
             return 1;
     }
     finish_part(sh, 3);
@@ -453,7 +453,7 @@ static void push_larger_than_the_receiver_refused_before_allocating(void **state
 
 /* ------------------------------------------------------------ slow peer */
 
-/* Rank 1 takes 1.5 s to acknowledge a push (a slow application callback);
+/* Rank 1 takes 2 s to acknowledge a push (a slow application callback);
  * rank 0's pushes to rank 2 meanwhile are not queued behind it. */
 static int rank_slow_peer(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv, void *arg)
 {
@@ -461,7 +461,7 @@ static int rank_slow_peer(int rank, int size, uint16_t port, kvbm_xfer_rendezvou
     xr_env_t env;
     XR_CHECK_OK(xr_env_open(&env, &sh->shape[rank], rank, size, port, rv));
     if (rank == 1)
-        atomic_store(&env.arrival_delay_ms, 1500);
+        atomic_store(&env.arrival_delay_ms, 2000);
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
     if (rank == 0) {
         enum { N = 4 };

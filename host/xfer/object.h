@@ -156,7 +156,9 @@ struct kvbm_xfer {
 
     kvbm__xfer_counters_t counters;
 
-    /* Serialises on_arrival calls from the service threads. Leaf lock. */
+    /* Serialises on_arrival calls from the service threads. Held only around
+     * the callback, which may submit requests (taking kvbm_xfer.lock): so
+     * order arrival_lock, then lock; never the other way. */
     pthread_mutex_t arrival_lock;
 
     /* Guards every peer's queue, worker and server fields, n_served and
