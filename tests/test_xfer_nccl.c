@@ -237,6 +237,7 @@ static int gpu_push_and_pull(gpu_rank_t *g, int rank)
 static int gpu_rank_main(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv, void *arg)
 {
     gpu_run_t *run = arg;
+    (void)run; /* read only where the test can make its own communicator */
     gpu_rank_t g = {0};
     kvbm_layout_config_t lc = KVBM_LAYOUT_CONFIG_INIT;
     lc.kind = rank == 0 ? KVBM_LAYOUT_LAYER_SEPARATE : KVBM_LAYOUT_FULLY_CONTIGUOUS;
