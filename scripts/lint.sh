@@ -14,5 +14,5 @@ fi
 git ls-files '*.c' '*.h' '*.cu' | xargs clang-format --dry-run -Werror
 echo "lint: clang-format clean"
 [ -f "$build_dir/compile_commands.json" ] || bash scripts/build.sh "$build_dir" >/dev/null
-clang-tidy -p "$build_dir" --quiet --warnings-as-errors='*' host/*.c tools/replay/*.c 2>/dev/null
+clang-tidy -p "$build_dir" --quiet --warnings-as-errors='*' host/*.c tools/*/*.c 2>/dev/null
 echo "lint: clang-tidy clean"
