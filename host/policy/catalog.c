@@ -7,10 +7,12 @@
 #define KVBM_BUILTIN_POLICIES(X)                                                                   \
     X("lru", kvbm_policy_lru)                                                                      \
     X("multi-lru", kvbm_policy_multi_lru)                                                          \
+    X("multi-lru-follow", kvbm_policy_multi_lru_follow)                                            \
     X("lineage", kvbm_policy_lineage)                                                              \
     X("s3-fifo", kvbm_policy_s3fifo)                                                               \
     X("priority", kvbm_policy_priority)                                                            \
     X("slru", kvbm_policy_slru)                                                                    \
+    X("adaptive", kvbm_policy_adaptive)                                                            \
     X("belady", kvbm_policy_belady) /* offline bound: listed last, the ceiling */
 
 typedef struct builtin_policy {

@@ -114,6 +114,13 @@ const kvbm_policy_ops_t *kvbm_policy_lru(void);
  * sketch width is above 2^28.
  */
 const kvbm_policy_ops_t *kvbm_policy_multi_lru(void);
+/**
+ * "multi-lru-follow": multi-lru whose levels follow the sketch down as it
+ * ages (the oldest block of each upper level is re-estimated before every
+ * eviction and demoted while its count is below its level). Same
+ * configuration and errors as multi-lru.
+ */
+const kvbm_policy_ops_t *kvbm_policy_multi_lru_follow(void);
 /** "lineage": only blocks without inactive children are evicted, oldest first. */
 const kvbm_policy_ops_t *kvbm_policy_lineage(void);
 /** "s3-fifo": S3-FIFO (small, main and ghost FIFOs), scan resistant. */
@@ -132,6 +139,13 @@ const kvbm_policy_ops_t *kvbm_policy_belady(void);
  * oldest release first.
  */
 const kvbm_policy_ops_t *kvbm_policy_slru(void);
+/**
+ * "adaptive": the slru segments (tails, once-used, reused) under one of four
+ * victim rules (lru; lru with tails first; lru with reused blocks kept one
+ * capacity longer; slru), chosen online by miniature simulations of each
+ * rule on a hash sample; lru unless another rule is measurably better.
+ */
+const kvbm_policy_ops_t *kvbm_policy_adaptive(void);
 
 /**
  * @brief Find a built-in policy by name ("lru", "multi-lru", "lineage",
