@@ -55,6 +55,8 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
         return KVBM_ERR_INVALID_ARG;
+    if (config->offload_admission && config->offload_mode != KVBM_OFFLOAD_WRITE_BACK)
+        return KVBM_ERR_INVALID_ARG;
     kvbm_cache_t *cache = calloc(1, sizeof(*cache));
     if (cache == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -112,6 +114,16 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     cache->load_failed = calloc(cache->g1_blocks, 1);
     if (cache->loading_seq == NULL || cache->load_failed == NULL)
         goto err_free_tables;
+    if (config->offload_admission && config->g2_blocks > 0) {
+        kvbm_admission_config_t ac = KVBM_ADMISSION_CONFIG_INIT;
+        ac.g1_blocks = cache->g1_blocks;
+        ac.g2_blocks = config->g2_blocks;
+        if (config->admission_keep_ratio != 0.0)
+            ac.keep_ratio = config->admission_keep_ratio;
+        status = kvbm_admission_create(&ac, &cache->admission);
+        if (status != KVBM_OK)
+            goto err_free_tables;
+    }
     status = KVBM_OK;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
     if (status != KVBM_OK)
@@ -120,6 +132,7 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     return KVBM_OK;
 
 err_free_tables:
+    kvbm_admission_destroy(cache->admission);
     free(cache->loading_seq);
     free(cache->load_failed);
     kvbm_stream_destroy(cache->h2d);
@@ -155,6 +168,7 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm_manager_destroy(cache->g1);
     kvbm_pool_destroy(cache->g1_pool);
     kvbm_layout_destroy(cache->g1_layout);
+    kvbm_admission_destroy(cache->admission);
     free(cache->loading_seq);
     free(cache->load_failed);
     kvbm__mutex_destroy(&cache->lock);
@@ -186,7 +200,13 @@ static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const ui
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        if (kvbm_manager_contains(cache->g2, hashes[i]))
+        bool in_g2 = kvbm_manager_contains(cache->g2, hashes[i]);
+        if (cache->admission != NULL &&
+            !kvbm_admission_evicted(cache->admission, g1_ids[i], hashes[i], in_g2) && !in_g2) {
+            cache->metrics.offload_refused++;
+            continue;
+        }
+        if (in_g2)
             continue;
         uint32_t g2_block = take_g2_block(cache);
         if (g2_block == KVBM_BLOCK_NONE) {
@@ -314,17 +334,42 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
  * Fails (changing nothing) only if the G1 registration itself fails (out of
  * memory). If the copy cannot be issued, the blocks stay registered but are
  * withdrawn and marked failed for kvbm_cache_check(), and *batch_out is NULL. */
-static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
-                                    size_t k2, const uint32_t *g2_ids, const uint32_t *fresh,
-                                    uint32_t *ids_out, cache_batch_t **batch_out)
+/* Tells the admission filter about blocks just registered in G1: a new use
+ * of each (a dedup is a use of the block that already held the hash). */
+static void admission_registered(kvbm_cache_t *cache, const uint32_t *ids, const uint64_t *hashes,
+                                 const uint32_t *ids_out, size_t count, uint32_t request_blocks,
+                                 uint32_t first_position)
+{
+    if (cache->admission == NULL)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        if (ids_out[i] == ids[i])
+            kvbm_admission_registered(cache->admission, ids[i], hashes[i], request_blocks,
+                                      first_position + (uint32_t)i);
+        else
+            kvbm_admission_hit(cache->admission, ids_out[i]);
+    }
+}
+
+/* The request being acquired is taken as hashes[0..count): its length and
+ * positions are the registration hints of the blocks onboarded for it. */
+static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                    size_t k1, size_t k2, const uint32_t *g2_ids,
+                                    const uint32_t *fresh, uint32_t *ids_out,
+                                    cache_batch_t **batch_out)
 {
     *batch_out = NULL;
-    kvbm_register_opts_t opts = {
-        .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
+    kvbm_register_opts_t opts = {.has_parent = k1 > 0,
+                                 .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
+                                 .priority = 50,
+                                 .request_blocks = (uint32_t)count,
+                                 .first_position = (uint32_t)k1};
     kvbm_status_t status =
         kvbm_manager_register(cache->g1, fresh, hashes + k1, k2, &opts, ids_out + k1);
     if (status != KVBM_OK)
         return status;
+    admission_registered(cache, fresh, hashes + k1, ids_out + k1, k2, opts.request_blocks,
+                         opts.first_position);
     cache->metrics.g2_hits += k2;
     cache_batch_t *batch = NULL;
     if (kvbm__cache_batch_new(cache, BATCH_ONBOARD, k2, &batch) != KVBM_OK) {
@@ -408,7 +453,8 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
         goto err_release_g2;
     cache_batch_t *onboard = NULL;
     if (k2 > 0) {
-        if (onboard_locked(cache, hashes, k1, k2, g2_ids, fresh, ids_out, &onboard) != KVBM_OK) {
+        if (onboard_locked(cache, hashes, count, k1, k2, g2_ids, fresh, ids_out, &onboard) !=
+            KVBM_OK) {
             /* Not registered: the G2 hits are given up; the new G1 blocks
              * become plain fresh blocks (acquire) or are released (match). */
             kvbm_manager_release(cache->g2, g2_ids, k2);
@@ -422,6 +468,9 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     if (need > k2)
         memcpy(ids_out + k1 + k2, fresh + k2, sizeof(uint32_t) * (need - k2));
     status = order_engine(cache, need > 0, onboard, ready);
+    if (cache->admission != NULL)
+        for (size_t i = 0; i < k1; i++)
+            kvbm_admission_hit(cache->admission, ids_out[i]);
     free(g2_ids);
     free(fresh);
     result_out->g1 = k1;
@@ -477,6 +526,10 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
+    if (status == KVBM_OK)
+        admission_registered(cache, ids, hashes, ids_out, count,
+                             opts != NULL ? opts->request_blocks : 0,
+                             opts != NULL ? opts->first_position : 0);
     if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
         /* Only blocks that now carry their hash (not dedups) are copied. */
         uint32_t *copy_ids = malloc(sizeof(uint32_t) * count);

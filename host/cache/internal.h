@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kvbm/admission.h"
 #include "kvbm/cache.h"
 
 typedef enum cache_batch_kind {
@@ -62,7 +63,8 @@ struct kvbm_cache {
     kvbm_stream_t *h2d;    /* onboards */
     kvbm_stream_t *engine; /* borrowed, optional */
     kvbm_manager_t *g1;
-    kvbm_manager_t *g2; /* NULL without G2 */
+    kvbm_manager_t *g2;          /* NULL without G2 */
+    kvbm_admission_t *admission; /* NULL unless G2 admission is on; under lock */
     kvbm_offload_mode_t mode;
     kvbm_cache_event_fn on_events;
     void *events_ctx;

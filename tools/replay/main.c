@@ -34,6 +34,10 @@ static void usage(FILE *out)
             "  --backend KIND     data mode memory backend: auto (default), cpu, cuda\n"
             "  --block-kib N      data mode block size in KiB (default 16)\n"
             "  --no-verify        data mode: do not stamp and check block contents\n"
+            "  --g2-admission     offload to G2 only evicted blocks whose class comes back\n"
+            "                     often enough (kvbm/admission.h; default: offload all)\n"
+            "  --admission-keep-ratio X  the filter's keep ratio (default 0.65)\n"
+            "  --no-hints         register blocks without the request length and position\n"
             "policies:");
     for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
         fprintf(out, " %s", *name);
@@ -64,6 +68,8 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
     REPLAY_COUNTS_LIST(PRINT_COUNT)
 #undef PRINT_COUNT
     fprintf(stderr, "  %-16s %12.4f\n", "hit_rate", replay_hit_rate(c));
+    if (options->g2_blocks > 0)
+        fprintf(stderr, "  %-16s %12.4f\n", "offloads/g2_hit", replay_offloads_per_g2_hit(c));
     fprintf(stderr, "  %-16s %12.1f\n", "ns_per_block",
             c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0);
     fprintf(stderr, "  %-16s %12.3f\n", "wall_s", result->wall_s);
@@ -83,6 +89,9 @@ static void print_json(const run_options_t *options, const run_result_t *result)
 #define PRINT_JSON_COUNT(name) printf("\"" #name "\": %llu, ", (unsigned long long)c->name);
     REPLAY_COUNTS_LIST(PRINT_JSON_COUNT)
 #undef PRINT_JSON_COUNT
+    printf("\"offloads_per_g2_hit\": %.6f, \"offload_bytes_per_g2_hit\": %.1f, ",
+           replay_offloads_per_g2_hit(c),
+           replay_offloads_per_g2_hit(c) * (double)options->block_kib * 1024.0);
     printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
            "\"g2_blocks\": %u, \"backend\": \"%s\", \"wall_s\": %.6f, \"ns_per_block\": %.2f, "
            "\"bytes_moved\": %llu, \"copy_gbps\": %.3f, \"failed_copies\": %llu, "
@@ -121,7 +130,10 @@ int main(int argc, char **argv)
         OPT_LOGICAL,
         OPT_BACKEND,
         OPT_BLOCK_KIB,
-        OPT_NO_VERIFY
+        OPT_NO_VERIFY,
+        OPT_G2_ADMISSION,
+        OPT_KEEP_RATIO,
+        OPT_NO_HINTS
     };
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
@@ -140,6 +152,9 @@ int main(int argc, char **argv)
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"block-kib", required_argument, NULL, OPT_BLOCK_KIB},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+        {"g2-admission", no_argument, NULL, OPT_G2_ADMISSION},
+        {"admission-keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
+        {"no-hints", no_argument, NULL, OPT_NO_HINTS},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -214,6 +229,25 @@ int main(int argc, char **argv)
             break;
         case OPT_NO_VERIFY:
             options.verify = false;
+            break;
+        case OPT_G2_ADMISSION:
+            options.g2_admission = true;
+            break;
+        case OPT_KEEP_RATIO: {
+            char *end = NULL;
+            double ratio = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(ratio > 0.0) || ratio > 1000.0) {
+                fprintf(stderr,
+                        "kvbm-replay: --admission-keep-ratio needs a number in (0, 1000], "
+                        "not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            options.admission_keep_ratio = ratio;
+            break;
+        }
+        case OPT_NO_HINTS:
+            options.no_hints = true;
             break;
         case OPT_HELP:
         case 'h':

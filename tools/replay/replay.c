@@ -41,6 +41,7 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
     if (replay == NULL)
         return KVBM_ERR_NO_MEMORY;
     replay->g1_blocks = config->g1_blocks;
+    replay->hints = !config->no_hints;
     if (config->data_mode && config->g2_blocks > 0) {
         kvbm_status_t data_status = replay__data_open(replay, config);
         if (data_status != KVBM_OK) {
@@ -59,10 +60,22 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
                               &replay->g2);
         if (status != KVBM_OK)
             goto err_destroy_g1;
+        if (config->g2_admission) {
+            kvbm_admission_config_t ac = KVBM_ADMISSION_CONFIG_INIT;
+            ac.g1_blocks = config->g1_blocks;
+            ac.g2_blocks = config->g2_blocks;
+            if (config->admission_keep_ratio != 0.0)
+                ac.keep_ratio = config->admission_keep_ratio;
+            status = kvbm_admission_create(&ac, &replay->admission);
+            if (status != KVBM_OK)
+                goto err_destroy_g2;
+        }
     }
     *replay_out = replay;
     return KVBM_OK;
 
+err_destroy_g2:
+    kvbm_manager_destroy(replay->g2);
 err_destroy_g1:
     kvbm_manager_destroy(replay->g1);
 err_free_replay:
@@ -79,6 +92,7 @@ void replay_destroy(replay_t *replay)
     } else {
         kvbm_manager_destroy(replay->g1);
         kvbm_manager_destroy(replay->g2);
+        kvbm_admission_destroy(replay->admission);
     }
     free(replay->g1_ids);
     free(replay->fresh_ids);
@@ -123,10 +137,16 @@ static kvbm_status_t release_reversed(replay_t *replay, kvbm_manager_t *manager,
 }
 
 /* Step 4's offload of one evicted G1 block into G2 (inclusive: skipped when
- * G2 has the hash already). */
-static kvbm_status_t offload_one(replay_t *replay, uint64_t hash)
+ * G2 has the hash already; with G2 admission, also when the filter refuses). */
+static kvbm_status_t offload_one(replay_t *replay, uint32_t g1_id, uint64_t hash)
 {
-    if (kvbm_manager_contains(replay->g2, hash))
+    bool in_g2 = kvbm_manager_contains(replay->g2, hash);
+    if (replay->admission != NULL &&
+        !kvbm_admission_evicted(replay->admission, g1_id, hash, in_g2) && !in_g2) {
+        replay->counts.offload_refused++;
+        return KVBM_OK;
+    }
+    if (in_g2)
         return KVBM_OK;
     uint32_t block, registered;
     kvbm_evicted_t evicted;
@@ -191,7 +211,7 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
     replay->counts.g1_evictions += n_evicted;
     if (replay->g2 != NULL) {
         for (size_t i = 0; i < n_evicted; i++) {
-            status = offload_one(replay, replay->evicted[i].seq_hash);
+            status = offload_one(replay, replay->evicted[i].block_id, replay->evicted[i].seq_hash);
             if (status != KVBM_OK)
                 return status;
         }
@@ -199,16 +219,31 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 
     /* 5. Register the new blocks (onboarded ones first: they lead H[k1:]). */
     if (need > 0) {
-        kvbm_register_opts_t opts = {
-            .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
+        kvbm_register_opts_t opts = {.has_parent = k1 > 0,
+                                     .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
+                                     .priority = 50,
+                                     .request_blocks = replay->hints ? (uint32_t)count : 0,
+                                     .first_position = replay->hints ? (uint32_t)k1 : 0};
         status = kvbm_manager_register(replay->g1, replay->fresh_ids, hashes + k1, need, &opts,
                                        replay->g1_ids + k1);
         if (status != KVBM_OK)
             return status;
         /* A dedup hands back the existing block in place of the new one. */
-        for (size_t i = 0; i < need; i++)
-            replay->counts.dedup += replay->g1_ids[k1 + i] != replay->fresh_ids[i];
+        for (size_t i = 0; i < need; i++) {
+            bool dedup = replay->g1_ids[k1 + i] != replay->fresh_ids[i];
+            replay->counts.dedup += dedup;
+            if (replay->admission == NULL)
+                continue;
+            if (dedup)
+                kvbm_admission_hit(replay->admission, replay->g1_ids[k1 + i]);
+            else
+                kvbm_admission_registered(replay->admission, replay->fresh_ids[i], hashes[k1 + i],
+                                          opts.request_blocks, (uint32_t)(k1 + i));
+        }
     }
+    if (replay->admission != NULL)
+        for (size_t i = 0; i < k1; i++)
+            kvbm_admission_hit(replay->admission, replay->g1_ids[i]);
 
     /* 6. Release the onboarded G2 blocks, last first. */
     if (k2 > 0) {
@@ -247,4 +282,9 @@ double replay_hit_rate(const replay_counts_t *counts)
     return counts->blocks == 0
                ? 0.0
                : (double)(counts->g1_hits + counts->g2_hits) / (double)counts->blocks;
+}
+
+double replay_offloads_per_g2_hit(const replay_counts_t *counts)
+{
+    return counts->g2_hits == 0 ? 0.0 : (double)counts->offloads / (double)counts->g2_hits;
 }

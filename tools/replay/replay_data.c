@@ -44,6 +44,8 @@ kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
     cc.g1_policy = config->g1_policy;
     cc.g2_policy = config->g2_policy;
     cc.policy_config = config->policy_config;
+    cc.offload_admission = config->g2_admission;
+    cc.admission_keep_ratio = config->admission_keep_ratio;
     status = kvbm_cache_create(&cc, &replay->cache);
     if (status != KVBM_OK)
         goto err_destroy_backend;
@@ -128,7 +130,9 @@ kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, siz
     if (count > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,
                                      .parent_hash = served > 0 ? hashes[served - 1] : 0,
-                                     .priority = 50};
+                                     .priority = 50,
+                                     .request_blocks = replay->hints ? (uint32_t)count : 0,
+                                     .first_position = replay->hints ? (uint32_t)served : 0};
         status = kvbm_cache_register(replay->cache, ids + served, hashes + served, count - served,
                                      &opts, ids + served);
         if (status != KVBM_OK)
@@ -161,6 +165,7 @@ void replay__data_counts(const replay_t *replay, replay_counts_t *counts)
     counts->offloads = cm.offloads;
     counts->onboards = cm.onboards;
     counts->offload_skipped = cm.offload_skipped;
+    counts->offload_refused = cm.offload_refused;
     counts->g1_evictions = g1.evictions;
     counts->g2_evictions = g2.evictions;
     counts->bytes_moved = cm.offload_bytes + cm.onboard_bytes;

@@ -5,11 +5,14 @@
 
 #include <time.h>
 
+#include "kvbm/admission.h"
 #include "replay.h"
 
 struct replay {
     kvbm_manager_t *g1;
-    kvbm_manager_t *g2; /* NULL without a host tier */
+    kvbm_manager_t *g2;          /* NULL without a host tier */
+    kvbm_admission_t *admission; /* logical mode with G2 admission; else NULL */
+    bool hints;
     uint32_t g1_blocks;
     replay_counts_t counts;
     /* Data mode only. */

@@ -129,6 +129,9 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
         .backend_kind = options->backend_kind,
         .block_kib = options->block_kib,
         .verify = options->verify,
+        .g2_admission = options->g2_admission,
+        .admission_keep_ratio = options->admission_keep_ratio,
+        .no_hints = options->no_hints,
     };
     if (config.g1_policy == NULL || config.g2_policy == NULL) {
         fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",

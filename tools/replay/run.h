@@ -33,6 +33,9 @@ typedef struct run_options {
     kvbm_backend_kind_t backend_kind; /* data mode */
     uint32_t block_kib;               /* data mode block size */
     bool verify;                      /* data mode: stamp and check block contents */
+    bool g2_admission;                /* offload only blocks judged likely to come back */
+    double admission_keep_ratio;      /* 0: the filter's default */
+    bool no_hints;                    /* register without request length and position */
 } run_options_t;
 
 typedef struct run_result {
