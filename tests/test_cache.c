@@ -572,6 +572,9 @@ static void bad_arguments_are_refused(void **state)
     through.offload_admission = true;
     assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
     assert_null(none);
+    through.offload_mode = KVBM_OFFLOAD_WRITE_BACK; /* the same config is fine otherwise */
+    assert_kvbm_ok(kvbm_cache_create(&through, &none));
+    kvbm_cache_destroy(none);
     uint32_t ids[3];
     assert_kvbm_status(kvbm_cache_allocate(f.cache, 3, ids, NULL), KVBM_ERR_NO_BLOCKS);
     assert_kvbm_status(kvbm_cache_check(f.cache, (const uint32_t[]){5}, 1), KVBM_ERR_OUT_OF_RANGE);
