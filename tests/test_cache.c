@@ -567,6 +567,9 @@ static void bad_arguments_are_refused(void **state)
     kvbm_cache_config_t through = KVBM_CACHE_CONFIG_INIT;
     through.backend = f.backend;
     through.layout.num_blocks = 4;
+    through.layout.num_layers = 2;
+    through.layout.tokens_per_block = 4;
+    through.layout.inner_dim = 64;
     through.g2_blocks = 4;
     through.offload_mode = KVBM_OFFLOAD_WRITE_THROUGH;
     through.offload_admission = true;
