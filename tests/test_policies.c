@@ -140,6 +140,7 @@ static void test_registry_finds_every_policy_by_name(void **unused)
         assert_non_null(ops->pop_victim);
         assert_non_null(ops->touch);
         assert_non_null(ops->size);
+        assert_non_null(ops->hint); /* version 2: every slot filled */
     }
     assert_ptr_equal(kvbm_policy_find("multi-lru"), kvbm_policy_multi_lru());
     assert_ptr_equal(kvbm_policy_find("multi-lru-follow"), kvbm_policy_multi_lru_follow());

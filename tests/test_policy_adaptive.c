@@ -143,6 +143,43 @@ static void test_adaptive_starts_on_lru(void **unused)
     ops->destroy(state);
 }
 
+/* The last-block hint decides the tail segment; without hints the first
+ * insert of a release run stands for it. Two roots released one after the
+ * other are two runs (both tails) unless hints say otherwise. */
+static void test_adaptive_tail_from_hint_or_release_run(void **unused)
+{
+    const kvbm_policy_ops_t *ops = kvbm_policy_adaptive();
+    kvbm_policy_config_t config = KVBM_POLICY_CONFIG_INIT;
+    void *state = NULL;
+    assert_kvbm_ok(ops->create(&config, 16, &state));
+    kvbm_policy_entry_t a = {.block_id = 1, .seq_hash = 501};
+    kvbm_policy_entry_t b = {.block_id = 2, .seq_hash = 502};
+    kvbm_policy_hint_t not_last = {.request_blocks = 4, .position = 1, .last = false};
+    kvbm_policy_hint_t last = {.request_blocks = 4, .position = 3, .last = true};
+    ops->touch(state, &a, false);
+    ops->hint(state, &a, &not_last);
+    ops->touch(state, &b, false);
+    ops->hint(state, &b, &last);
+    ops->insert(state, &a);
+    ops->insert(state, &b);
+    assert_int_equal(kvbm__adaptive_segment(state, 1), KVBM__SEG_PROBATION);
+    assert_int_equal(kvbm__adaptive_segment(state, 2), KVBM__SEG_TAIL);
+    /* Evicted and registered again without hints: the run decides. */
+    uint32_t victim;
+    assert_true(ops->pop_victim(state, &victim));
+    assert_true(ops->pop_victim(state, &victim));
+    kvbm_policy_entry_t c = {.block_id = 1, .seq_hash = 601};
+    kvbm_policy_entry_t d = {
+        .block_id = 2, .seq_hash = 602, .has_parent = true, .parent_hash = 601};
+    ops->touch(state, &c, false);
+    ops->touch(state, &d, false);
+    ops->insert(state, &d); /* released last block first */
+    ops->insert(state, &c);
+    assert_int_equal(kvbm__adaptive_segment(state, 2), KVBM__SEG_TAIL);
+    assert_int_equal(kvbm__adaptive_segment(state, 1), KVBM__SEG_PROBATION);
+    ops->destroy(state);
+}
+
 /* On a large pool the simulations sample hashes: the adaptive run still
  * switches under a scan and never asks for memory after create (ASan and
  * the set-model runs check the rest). */
@@ -188,6 +225,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adaptive_starts_on_lru),
         cmocka_unit_test(test_adaptive_follows_slru_under_scans_and_lru_under_recency),
+        cmocka_unit_test(test_adaptive_tail_from_hint_or_release_run),
         cmocka_unit_test(test_adaptive_sampled_pool_switches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

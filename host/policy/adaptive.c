@@ -50,6 +50,8 @@
 #define SAMPLE_SEED  0x6b76626d2d616470ULL
 #define FLAG_KNOWN   1u /* hash[] holds the block's hash */
 #define FLAG_SAMPLED 2u /* and that hash is in the sample */
+#define FLAG_HINTED  4u /* its registration carried hints */
+#define FLAG_LAST    8u /* ... saying it is the last block of its request */
 
 typedef struct rule {
     const char *name;
@@ -88,6 +90,12 @@ uint32_t kvbm__adaptive_rule(const void *state)
 {
     const adaptive_policy_t *p = state;
     return p->rule;
+}
+
+uint8_t kvbm__adaptive_segment(const void *state, uint32_t id)
+{
+    const adaptive_policy_t *p = state;
+    return p->order.seg[id];
 }
 
 const char *kvbm__adaptive_rule_name(uint32_t rule)
@@ -204,10 +212,13 @@ static void adaptive_insert(void *state, const kvbm_policy_entry_t *entry)
     adaptive_policy_t *p = state;
     uint32_t id = entry->block_id;
     identify(p, id, entry->seq_hash);
+    /* A tail is the request's last block: the hint says so exactly; without
+     * it, the first insert of a release run stands for it (see slru). */
     bool continues_run = p->run_open && p->run_has_parent && p->run_parent == entry->seq_hash;
+    bool tail = (p->flags[id] & FLAG_HINTED) ? (p->flags[id] & FLAG_LAST) != 0 : !continues_run;
     uint8_t seg = p->count[id] >= 2 ? KVBM__SEG_PROTECTED
-                  : continues_run   ? KVBM__SEG_PROBATION
-                                    : KVBM__SEG_TAIL;
+                  : tail            ? KVBM__SEG_TAIL
+                                    : KVBM__SEG_PROBATION;
     kvbm__segments_push(&p->order, id, seg);
     if (p->flags[id] & FLAG_SAMPLED)
         for (size_t r = 0; r < RULE_COUNT; r++)
@@ -260,6 +271,20 @@ static void adaptive_touch(void *state, const kvbm_policy_entry_t *entry, bool i
     }
 }
 
+static void adaptive_hint(void *state, const kvbm_policy_entry_t *entry,
+                          const kvbm_policy_hint_t *hint)
+{
+    adaptive_policy_t *p = state;
+    uint32_t id = entry->block_id;
+    /* The registration touch just gave the block its hash; the flags last
+     * until it takes another. */
+    if (!(p->flags[id] & FLAG_KNOWN) || p->hash[id] != entry->seq_hash)
+        return;
+    p->flags[id] |= FLAG_HINTED;
+    if (hint->last)
+        p->flags[id] |= FLAG_LAST;
+}
+
 static size_t adaptive_size(const void *state)
 {
     const adaptive_policy_t *p = state;
@@ -276,6 +301,7 @@ static const kvbm_policy_ops_t adaptive_ops = {
     .pop_victim = adaptive_pop_victim,
     .touch = adaptive_touch,
     .size = adaptive_size,
+    .hint = adaptive_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_adaptive(void)

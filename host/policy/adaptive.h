@@ -18,6 +18,8 @@
 
 /* The index of the rule followed now (0 = lru) and its name. */
 uint32_t kvbm__adaptive_rule(const void *state);
+/* The segment (KVBM__SEG_*) block @p id is in, KVBM__SEG_NONE if none. */
+uint8_t kvbm__adaptive_segment(const void *state, uint32_t id);
 const char *kvbm__adaptive_rule_name(uint32_t rule);
 
 #endif /* KVBM_HOST_POLICY_ADAPTIVE_H */

@@ -29,6 +29,7 @@
 
 #include "block_list.h"
 #include "freq_sketch.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "multi_lru.h"
 
@@ -211,6 +212,7 @@ static const kvbm_policy_ops_t multi_lru_ops = {
     .pop_victim = multi_lru_pop_victim,
     .touch = multi_lru_touch,
     .size = multi_lru_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_multi_lru(void)
@@ -228,6 +230,7 @@ static const kvbm_policy_ops_t multi_lru_follow_ops = {
     .pop_victim = multi_lru_pop_victim,
     .touch = multi_lru_touch,
     .size = multi_lru_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_multi_lru_follow(void)

@@ -27,7 +27,8 @@
 extern "C" {
 #endif
 
-#define KVBM_POLICY_OPS_VERSION    1u
+/* Version 1 tables end at size; version 2 appends hint. */
+#define KVBM_POLICY_OPS_VERSION    2u
 #define KVBM_POLICY_CONFIG_VERSION 1u
 
 /** No block / no parent. */
@@ -41,6 +42,17 @@ typedef struct kvbm_policy_entry {
     bool has_parent;      /**< false for the first block of a sequence */
     uint8_t priority;     /**< 0..100 retention priority given at registration */
 } kvbm_policy_entry_t;
+
+/**
+ * What the engine knows about a block when it registers it (the optional
+ * hints of kvbm_register_opts_t), given to version-2 policies by the hint op.
+ */
+typedef struct kvbm_policy_hint {
+    uint32_t request_blocks; /**< length in blocks of the request it belongs to (>= 1) */
+    uint32_t position;       /**< its index in that request */
+    bool last;               /**< position == request_blocks - 1 */
+    uint8_t priority;        /**< the registration priority (0..100) */
+} kvbm_policy_hint_t;
 
 /**
  * Offline oracle for the belady bound: the logical time at which @p seq_hash
@@ -99,6 +111,14 @@ typedef struct kvbm_policy_ops {
     void (*touch)(void *state, const kvbm_policy_entry_t *entry, bool inactive);
     /** Number of blocks the policy holds. */
     size_t (*size)(const void *state);
+    /* ---- version 2 ---- */
+    /**
+     * Registration hints, called right after the registration touch of each
+     * block when the caller gave them (kvbm_register_opts_t.request_blocks
+     * != 0); never for version-1 tables. A policy with no use for them
+     * points at a function that ignores them.
+     */
+    void (*hint)(void *state, const kvbm_policy_entry_t *entry, const kvbm_policy_hint_t *hint);
 } kvbm_policy_ops_t;
 
 /**
