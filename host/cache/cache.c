@@ -8,10 +8,12 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/check.h"
+#include "core/config.h"
 #include "core/prometheus.h"
 #include "internal.h"
 
@@ -45,13 +47,29 @@ static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config
     return kvbm_manager_create(&mc, out);
 }
 
-kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out)
+/* sizeof(kvbm_cache_config_t) at each published version (core/config.h).
+ * Version 2 appended the G2 admission fields after g1_memory_bytes; version
+ * 1 ended there with no tail padding (its last field is a size_t), so its
+ * size is the offset of the first version-2 field. */
+#define CACHE_CONFIG_V1_SIZE offsetof(kvbm_cache_config_t, offload_admission)
+_Static_assert(CACHE_CONFIG_V1_SIZE ==
+                   offsetof(kvbm_cache_config_t, g1_memory_bytes) + sizeof(size_t),
+               "version 1 of the cache config ends at g1_memory_bytes");
+static const size_t cache_config_sizes[] = {CACHE_CONFIG_V1_SIZE, sizeof(kvbm_cache_config_t)};
+
+kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
 {
-    if (config == NULL || cache_out == NULL || config->backend == NULL)
+    if (caller_config == NULL || cache_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size < sizeof(kvbm_cache_config_t) ||
-        config->version != KVBM_CACHE_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_cache_config_t defaults = KVBM_CACHE_CONFIG_INIT;
+    kvbm_cache_config_t imported;
+    kvbm_status_t status =
+        KVBM__CONFIG_IMPORT(caller_config, cache_config_sizes, &defaults, &imported);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_cache_config_t *config = &imported;
+    if (config->backend == NULL)
+        return KVBM_ERR_INVALID_ARG;
     if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
         return KVBM_ERR_INVALID_ARG;
@@ -67,7 +85,7 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     cache->events_ctx = config->events_ctx;
     cache->next_seq = 1;
 
-    kvbm_status_t status = kvbm_layout_create(&config->layout, &cache->g1_layout);
+    status = kvbm_layout_create(&config->layout, &cache->g1_layout);
     if (status != KVBM_OK)
         goto err_free_cache;
     cache->g1_blocks = config->layout.num_blocks;
@@ -186,10 +204,11 @@ static uint32_t take_g2_block(kvbm_cache_t *cache)
     return block;
 }
 
-/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier). With the
+/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier): @p blocks
+ * are (G1 block, hash) pairs, as allocate reports its evictions. With the
  * lock held. *batch_out is the batch issued, or NULL if none was needed. */
-static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const uint64_t *hashes,
-                           size_t count, cache_batch_t **batch_out)
+static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count,
+                           cache_batch_t **batch_out)
 {
     *batch_out = NULL;
     if (cache->g2 == NULL || count == 0)
@@ -200,9 +219,11 @@ static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const ui
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        bool in_g2 = kvbm_manager_contains(cache->g2, hashes[i]);
+        bool in_g2 = kvbm_manager_contains(cache->g2, blocks[i].seq_hash);
         if (cache->admission != NULL &&
-            !kvbm_admission_evicted(cache->admission, g1_ids[i], hashes[i], in_g2) && !in_g2) {
+            !kvbm_admission_evicted(cache->admission, blocks[i].block_id, blocks[i].seq_hash,
+                                    in_g2) &&
+            !in_g2) {
             cache->metrics.offload_refused++;
             continue;
         }
@@ -213,9 +234,9 @@ static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const ui
             cache->metrics.offload_skipped++;
             continue;
         }
-        batch->g1_ids[batch->n] = g1_ids[i];
+        batch->g1_ids[batch->n] = blocks[i].block_id;
         batch->g2_ids[batch->n] = g2_block;
-        batch->hashes[batch->n] = hashes[i];
+        batch->hashes[batch->n] = blocks[i].seq_hash;
         batch->n++;
     }
     if (batch->n > 0 && kvbm__cache_batch_submit(cache, batch) == KVBM_OK) {
@@ -283,33 +304,18 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
     kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
     kvbm_evicted_t *evicted =
         count <= SCRATCH_ON_STACK ? stack_evicted : malloc(sizeof(kvbm_evicted_t) * count);
-    uint32_t stack_ids[SCRATCH_ON_STACK];
-    uint64_t stack_hashes[SCRATCH_ON_STACK];
-    uint32_t *ev_ids = count <= SCRATCH_ON_STACK ? stack_ids : malloc(sizeof(uint32_t) * count);
-    uint64_t *ev_hashes =
-        count <= SCRATCH_ON_STACK ? stack_hashes : malloc(sizeof(uint64_t) * count);
-    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     *offload_out = NULL;
-    if (evicted == NULL || ev_ids == NULL || ev_hashes == NULL)
-        goto out;
+    if (evicted == NULL)
+        return KVBM_ERR_NO_MEMORY;
     size_t n_evicted = 0;
-    status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
-    if (status != KVBM_OK)
-        goto out;
-    forget_blocks(cache, ids_out, count);
-    for (size_t i = 0; i < n_evicted; i++) {
-        ev_ids[i] = evicted[i].block_id;
-        ev_hashes[i] = evicted[i].seq_hash;
+    kvbm_status_t status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
+    if (status == KVBM_OK) {
+        forget_blocks(cache, ids_out, count);
+        if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
+            offload_blocks(cache, evicted, n_evicted, offload_out);
     }
-    if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
-        offload_blocks(cache, ev_ids, ev_hashes, n_evicted, offload_out);
-out:
     if (evicted != stack_evicted)
         free(evicted);
-    if (ev_ids != stack_ids)
-        free(ev_ids);
-    if (ev_hashes != stack_hashes)
-        free(ev_hashes);
     return status;
 }
 
@@ -373,10 +379,7 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     cache->metrics.g2_hits += k2;
     cache_batch_t *batch = NULL;
     if (kvbm__cache_batch_new(cache, BATCH_ONBOARD, k2, &batch) != KVBM_OK) {
-        kvbm_manager_invalidate(cache->g1, fresh, k2);
-        for (size_t j = 0; j < k2; j++)
-            cache->load_failed[fresh[j]] = 1;
-        cache->metrics.failed_copies += k2;
+        kvbm__cache_onboard_failed(cache, fresh, k2, NULL);
         kvbm_manager_release(cache->g2, g2_ids, k2);
         return KVBM_OK;
     }
@@ -391,10 +394,7 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
         batch->n_copy++;
     }
     if (kvbm__cache_batch_submit(cache, batch) != KVBM_OK) {
-        kvbm_manager_invalidate(cache->g1, batch->g1_ids, batch->n_copy);
-        for (size_t j = 0; j < batch->n_copy; j++)
-            cache->load_failed[batch->g1_ids[j]] = 1;
-        cache->metrics.failed_copies += batch->n_copy;
+        kvbm__cache_onboard_failed(cache, batch->g1_ids, batch->n_copy, NULL);
         kvbm_manager_release(cache->g2, g2_ids, k2);
         kvbm__cache_batch_unref(cache, batch);
         return KVBM_OK;
@@ -532,23 +532,18 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
                              opts != NULL ? opts->first_position : 0);
     if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
         /* Only blocks that now carry their hash (not dedups) are copied. */
-        uint32_t *copy_ids = malloc(sizeof(uint32_t) * count);
-        uint64_t *copy_hashes = malloc(sizeof(uint64_t) * count);
-        if (copy_ids != NULL && copy_hashes != NULL) {
+        kvbm_evicted_t *copies = malloc(sizeof(kvbm_evicted_t) * count);
+        if (copies != NULL) {
             size_t n = 0;
-            for (size_t i = 0; i < count; i++) {
-                if (ids_out[i] == ids[i]) {
-                    copy_ids[n] = ids[i];
-                    copy_hashes[n++] = hashes[i];
-                }
-            }
+            for (size_t i = 0; i < count; i++)
+                if (ids_out[i] == ids[i])
+                    copies[n++] = (kvbm_evicted_t){ids[i], hashes[i]};
             cache_batch_t *offload = NULL;
-            offload_blocks(cache, copy_ids, copy_hashes, n, &offload);
+            offload_blocks(cache, copies, n, &offload);
         } else {
             cache->metrics.offload_skipped += count;
         }
-        free(copy_ids);
-        free(copy_hashes);
+        free(copies);
     }
     kvbm__mutex_unlock(&cache->lock);
     return status;

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/config.h"
 #include "ghost.h"
 
 #define LENGTH_BUCKETS 8 /* log2 of the request length: 1, 2-3, ..., 128+ */
@@ -39,21 +40,28 @@ struct kvbm_admission {
     uint32_t min_samples;
 };
 
-kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *config,
+/* sizeof(kvbm_admission_config_t) at each published version (core/config.h). */
+static const size_t admission_config_sizes[] = {sizeof(kvbm_admission_config_t)};
+
+kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *caller_config,
                                     kvbm_admission_t **admission_out)
 {
-    if (config == NULL || admission_out == NULL)
+    if (caller_config == NULL || admission_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size < sizeof(kvbm_admission_config_t) ||
-        config->version != KVBM_ADMISSION_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_admission_config_t defaults = KVBM_ADMISSION_CONFIG_INIT;
+    kvbm_admission_config_t imported;
+    kvbm_status_t status =
+        KVBM__CONFIG_IMPORT(caller_config, admission_config_sizes, &defaults, &imported);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_admission_config_t *config = &imported;
     if (config->g1_blocks == 0 || config->g2_blocks == 0 || !isfinite(config->keep_ratio) ||
         config->keep_ratio < 0.0)
         return KVBM_ERR_INVALID_ARG;
     kvbm_admission_t *a = calloc(1, sizeof(*a));
     if (a == NULL)
         return KVBM_ERR_NO_MEMORY;
-    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    status = KVBM_ERR_NO_MEMORY;
     a->blocks = calloc(config->g1_blocks, sizeof(held_block_t));
     if (a->blocks == NULL)
         goto err_free;

@@ -60,7 +60,7 @@
 extern "C" {
 #endif
 
-#define KVBM_CACHE_CONFIG_VERSION 1u
+#define KVBM_CACHE_CONFIG_VERSION 2u /* 2: G2 admission fields */
 
 typedef struct kvbm_cache kvbm_cache_t;
 
