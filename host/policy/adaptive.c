@@ -29,7 +29,7 @@
  * Cost: insert, remove, touch O(1) expected (one ghost lookup when a hash is
  * new to a block, and for a sampled hash one map operation per small
  * cache); pop O(1) (three list heads). Memory: per block 8 (links) + 8
- * (stamp) + 8 (hash) + 4 bytes, the ghost (4 x capacity hashes), and four
+ * (stamp) + 8 (hash) + 3 bytes, the ghost (4 x capacity hashes), and four
  * small caches of capacity / R entries. Nothing is allocated after create.
  */
 #include "adaptive.h"

@@ -40,13 +40,15 @@ void tracegen_prompt_free(tracegen_prompt_t *prompt)
 typedef struct dense_id {
     uint64_t chain;
     uint64_t id;
+    struct dense_id *older; /* every entry, newest first, for freeing */
     UT_hash_handle hh;
 } dense_id_t;
 
 struct tracegen_namer {
     uint32_t block_tokens;
     XXH3_state_t *hasher;
-    dense_id_t *ids; /* uthash head */
+    dense_id_t *ids;    /* uthash head */
+    dense_id_t *newest; /* the same entries as a list, to free them */
     uint64_t next_id;
     uint64_t *out; /* the last call's ids */
     size_t out_capacity;
@@ -73,11 +75,11 @@ void tracegen_namer_destroy(tracegen_namer_t *namer)
 {
     if (namer == NULL)
         return;
-    dense_id_t *entry, *tmp;
-    HASH_ITER(hh, namer->ids, entry, tmp)
-    {
-        HASH_DEL(namer->ids, entry);
-        free(entry);
+    HASH_CLEAR(hh, namer->ids);
+    while (namer->newest != NULL) {
+        dense_id_t *older = namer->newest->older;
+        free(namer->newest);
+        namer->newest = older;
     }
     XXH3_freeState(namer->hasher);
     free(namer->out);
@@ -95,6 +97,8 @@ static int dense_of(tracegen_namer_t *namer, uint64_t chain, uint64_t *id_out)
             return -1;
         entry->chain = chain;
         entry->id = namer->next_id++;
+        entry->older = namer->newest;
+        namer->newest = entry;
         HASH_ADD(hh, namer->ids, chain, sizeof(entry->chain), entry);
     }
     *id_out = entry->id;
