@@ -117,6 +117,38 @@ static kvbm_status_t offload_one(logical_t *l, uint32_t g1_id, uint64_t hash,
     return kvbm_manager_release(l->g2, &registered, 1);
 }
 
+/* Step 5: registers H[k1:] on the fresh blocks (onboarded ones first), with
+ * the request's length and position as hints, and tells the G2 admission
+ * filter of each new use. */
+static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t count, size_t k1,
+                                   replay_counts_t *counts)
+{
+    replay_scratch_t *s = &l->scratch;
+    size_t need = count - k1;
+    kvbm_register_opts_t opts = {.has_parent = k1 > 0,
+                                 .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
+                                 .priority = 50,
+                                 .request_blocks = l->hints ? (uint32_t)count : 0,
+                                 .first_position = l->hints ? (uint32_t)k1 : 0};
+    kvbm_status_t status =
+        kvbm_manager_register(l->g1, s->fresh_ids, hashes + k1, need, &opts, s->g1_ids + k1);
+    if (status != KVBM_OK)
+        return status;
+    /* A dedup hands back the existing block in place of the new one. */
+    for (size_t i = 0; i < need; i++) {
+        bool dedup = s->g1_ids[k1 + i] != s->fresh_ids[i];
+        counts->dedup += dedup;
+        if (l->admission == NULL)
+            continue;
+        if (dedup)
+            kvbm_admission_hit(l->admission, s->g1_ids[k1 + i]);
+        else
+            kvbm_admission_registered(l->admission, s->fresh_ids[i], hashes[k1 + i],
+                                      opts.request_blocks, (uint32_t)(k1 + i));
+    }
+    return KVBM_OK;
+}
+
 static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t count,
                                      replay_counts_t *counts)
 {
@@ -157,27 +189,9 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
 
     /* 5. Register the new blocks (onboarded ones first: they lead H[k1:]). */
     if (need > 0) {
-        kvbm_register_opts_t opts = {.has_parent = k1 > 0,
-                                     .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
-                                     .priority = 50,
-                                     .request_blocks = l->hints ? (uint32_t)count : 0,
-                                     .first_position = l->hints ? (uint32_t)k1 : 0};
-        status =
-            kvbm_manager_register(l->g1, s->fresh_ids, hashes + k1, need, &opts, s->g1_ids + k1);
+        status = register_rest(l, hashes, count, k1, counts);
         if (status != KVBM_OK)
             return status;
-        /* A dedup hands back the existing block in place of the new one. */
-        for (size_t i = 0; i < need; i++) {
-            bool dedup = s->g1_ids[k1 + i] != s->fresh_ids[i];
-            counts->dedup += dedup;
-            if (l->admission == NULL)
-                continue;
-            if (dedup)
-                kvbm_admission_hit(l->admission, s->g1_ids[k1 + i]);
-            else
-                kvbm_admission_registered(l->admission, s->fresh_ids[i], hashes[k1 + i],
-                                          opts.request_blocks, (uint32_t)(k1 + i));
-        }
     }
     if (l->admission != NULL)
         for (size_t i = 0; i < k1; i++)

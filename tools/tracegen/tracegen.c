@@ -180,13 +180,11 @@ static int write_request(FILE *out, double ms, uint64_t input_tokens, uint32_t o
     return fputs("]}\n", out) < 0 ? -1 : 0;
 }
 
-int tracegen_write(const tracegen_options_t *options, FILE *out, char *error, size_t error_size)
+/* Session arrival rates per ms from the weights; -1 with a reason when a
+ * weight is not a finite non-negative number or none is positive. */
+static int arrival_rates(const tracegen_options_t *options, double rates[TRACEGEN_SHAPE_COUNT],
+                         char *error, size_t error_size)
 {
-    if (options->requests == 0 || options->block_tokens == 0) {
-        snprintf(error, error_size, "requests and block tokens must be positive");
-        return -1;
-    }
-    double rates[TRACEGEN_SHAPE_COUNT];
     bool any = false;
     for (int s = 0; s < TRACEGEN_SHAPE_COUNT; s++) {
         double w = options->weights[s];
@@ -195,80 +193,100 @@ int tracegen_write(const tracegen_options_t *options, FILE *out, char *error, si
                      shape_names[s]);
             return -1;
         }
-        rates[s] = w * shapes_base_rate((tracegen_shape_t)s) / 1000.0; /* per ms */
+        rates[s] = w * shapes_base_rate((tracegen_shape_t)s) / 1000.0;
         any |= rates[s] > 0.0;
     }
     if (!any) {
         snprintf(error, error_size, "no shape has a positive weight");
         return -1;
     }
+    return 0;
+}
 
-    int result = -1;
+/* What one generation run owns. */
+typedef struct generator {
     tracegen_rng_t rng;
-    tracegen_rng_seed(&rng, options->seed);
     shapes_world_t world;
-    tracegen_namer_t *namer = NULL;
-    event_heap_t heap = {0};
+    tracegen_namer_t *namer;
+    event_heap_t heap;
+    double rates[TRACEGEN_SHAPE_COUNT];
+} generator_t;
+
+/* The next request in time order: starts a session on an arrival (and
+ * schedules the shape's next arrival), writes the session's request, and
+ * schedules its next one or ends it. Returns 0, or -1 with a reason. */
+static int write_next(generator_t *g, FILE *out, char *error, size_t error_size)
+{
+    event_t e = heap_pop(&g->heap);
+    shapes_session_t *session = e.session;
     snprintf(error, error_size, "out of memory");
-    if (shapes_world_init(&world, &rng) != 0)
+    if (session == NULL) {
+        session = calloc(1, sizeof(*session));
+        if (session == NULL)
+            return -1;
+        if (shapes_session_start(&g->world, &g->rng, e.shape, e.ms, session) != 0 ||
+            heap_push(&g->heap, e.ms + tracegen_rng_exponential(&g->rng, 1.0 / g->rates[e.shape]),
+                      NULL, e.shape) != 0)
+            goto err_free_session;
+    }
+    /* Name the blocks of the context as sent, then let the session draw the
+     * reply and grow (which changes the context). */
+    const uint64_t *ids = NULL;
+    size_t count = 0;
+    uint64_t input_tokens = session->context.tokens;
+    double sent_ms = session->next_ms;
+    uint32_t output = 0;
+    bool done = false;
+    if (tracegen_namer_name(g->namer, &session->context, &ids, &count) != 0 ||
+        shapes_session_advance(&g->world, &g->rng, session, &output, &done) != 0)
+        goto err_free_session;
+    if (write_request(out, sent_ms, input_tokens, output, ids, count) != 0) {
+        snprintf(error, error_size, "write error");
+        goto err_free_session;
+    }
+    if (done)
+        session_free(session);
+    else if (heap_push(&g->heap, session->next_ms, session, session->shape) != 0)
+        goto err_free_session;
+    return 0;
+
+err_free_session:
+    session_free(session);
+    return -1;
+}
+
+int tracegen_write(const tracegen_options_t *options, FILE *out, char *error, size_t error_size)
+{
+    if (options->requests == 0 || options->block_tokens == 0) {
+        snprintf(error, error_size, "requests and block tokens must be positive");
         return -1;
-    if (tracegen_namer_create(options->block_tokens, &namer) != 0)
+    }
+    generator_t g = {0};
+    if (arrival_rates(options, g.rates, error, error_size) != 0)
+        return -1;
+    int result = -1;
+    tracegen_rng_seed(&g.rng, options->seed);
+    snprintf(error, error_size, "out of memory");
+    if (shapes_world_init(&g.world, &g.rng) != 0)
+        return -1;
+    if (tracegen_namer_create(options->block_tokens, &g.namer) != 0)
         goto out_fini_world;
     for (int s = 0; s < TRACEGEN_SHAPE_COUNT; s++)
-        if (rates[s] > 0.0 && heap_push(&heap, tracegen_rng_exponential(&rng, 1.0 / rates[s]), NULL,
-                                        (tracegen_shape_t)s) != 0)
+        if (g.rates[s] > 0.0 &&
+            heap_push(&g.heap, tracegen_rng_exponential(&g.rng, 1.0 / g.rates[s]), NULL,
+                      (tracegen_shape_t)s) != 0)
             goto out_free_events;
-
-    size_t written = 0;
-    while (written < options->requests) {
-        event_t e = heap_pop(&heap);
-        shapes_session_t *session = e.session;
-        if (session == NULL) {
-            /* An arrival: start the session, schedule the shape's next arrival. */
-            session = calloc(1, sizeof(*session));
-            if (session == NULL)
-                goto out_free_events;
-            if (shapes_session_start(&world, &rng, e.shape, e.ms, session) != 0 ||
-                heap_push(&heap, e.ms + tracegen_rng_exponential(&rng, 1.0 / rates[e.shape]), NULL,
-                          e.shape) != 0) {
-                session_free(session);
-                goto out_free_events;
-            }
-        }
-        /* Name the blocks of the context as sent, then let the session draw
-         * the reply and grow (which changes the context). */
-        const uint64_t *ids = NULL;
-        size_t count = 0;
-        uint64_t input_tokens = session->context.tokens;
-        double sent_ms = session->next_ms;
-        uint32_t output = 0;
-        bool done = false;
-        if (tracegen_namer_name(namer, &session->context, &ids, &count) != 0 ||
-            shapes_session_advance(&world, &rng, session, &output, &done) != 0) {
-            session_free(session);
+    for (size_t written = 0; written < options->requests; written++)
+        if (write_next(&g, out, error, error_size) != 0)
             goto out_free_events;
-        }
-        if (write_request(out, sent_ms, input_tokens, output, ids, count) != 0) {
-            snprintf(error, error_size, "write error");
-            session_free(session);
-            goto out_free_events;
-        }
-        if (done) {
-            session_free(session);
-        } else if (heap_push(&heap, session->next_ms, session, session->shape) != 0) {
-            session_free(session);
-            goto out_free_events;
-        }
-        written++;
-    }
     result = 0;
 
 out_free_events:
-    for (size_t i = 0; i < heap.size; i++)
-        session_free(heap.at[i].session);
-    free(heap.at);
-    tracegen_namer_destroy(namer);
+    for (size_t i = 0; i < g.heap.size; i++)
+        session_free(g.heap.at[i].session);
+    free(g.heap.at);
+    tracegen_namer_destroy(g.namer);
 out_fini_world:
-    shapes_world_fini(&world);
+    shapes_world_fini(&g.world);
     return result;
 }
