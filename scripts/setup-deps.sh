@@ -3,7 +3,9 @@
 # Runs as root without a terminal (CI) or through sudo for a user.
 set -euo pipefail
 
-packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox)
+# libnuma-dev: numa.h for the CUDA backend (libnuma itself is loaded at run
+# time); binutils: readelf/nm for tests/cuda/check_runs_without_cuda.sh.
+packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox libnuma-dev binutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

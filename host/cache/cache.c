@@ -1,6 +1,6 @@
 /*
  * The tiered cache's calls; see include/kvbm/cache.h for the behaviour and
- * cache_batch.c for the copies in flight.
+ * batch.c for the copies in flight.
  *
  * Locking: cache->lock for the whole of each call (never while waiting for
  * a fence); inside it the G1 and G2 managers take their own locks.

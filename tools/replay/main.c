@@ -78,6 +78,8 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
         fprintf(stderr, "  %-16s %12.2f\n", "copy_gbps",
                 c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0);
         fprintf(stderr, "  %-16s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
+        fprintf(stderr, "  %-16s %12llu\n", "verified_blocks",
+                (unsigned long long)c->verified_blocks);
         fprintf(stderr, "  %-16s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
     }
 }
@@ -95,13 +97,14 @@ static void print_json(const run_options_t *options, const run_result_t *result)
     printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
            "\"g2_blocks\": %u, \"backend\": \"%s\", \"wall_s\": %.6f, \"ns_per_block\": %.2f, "
            "\"bytes_moved\": %llu, \"copy_gbps\": %.3f, \"failed_copies\": %llu, "
-           "\"wrong_blocks\": %llu}\n",
+           "\"verified_blocks\": %llu, \"wrong_blocks\": %llu}\n",
            replay_hit_rate(c), options->policy,
            options->g2_policy != NULL ? options->g2_policy : options->policy, options->g1_blocks,
            options->g2_blocks, result->backend, result->wall_s,
            c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0, (unsigned long long)c->bytes_moved,
            c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0,
-           (unsigned long long)c->failed_copies, (unsigned long long)c->wrong_blocks);
+           (unsigned long long)c->failed_copies, (unsigned long long)c->verified_blocks,
+           (unsigned long long)c->wrong_blocks);
 }
 
 /* Everything the command line sets. */
