@@ -1,8 +1,9 @@
 /*
- * Logical mode: the contract's sequential model over two logical managers.
- * G2 is a second manager wired here: an offload is "take a G2 block,
- * register the hash, release it"; an onboard is a G2 match whose blocks are
- * released once the G1 blocks are registered. No bytes move in this mode.
+ * Logical mode: the contract's sequential model over logical managers. G2
+ * (and G3 below it) are further managers wired here: an offload is "take a
+ * block of the lower tier, register the hash, release it"; an onboard is a
+ * match whose blocks are released once the G1 blocks are registered. No
+ * bytes move in this mode.
  */
 #include <stdlib.h>
 
@@ -12,6 +13,7 @@
 typedef struct logical {
     kvbm_manager_t *g1;
     kvbm_manager_t *g2;          /* NULL without a host tier */
+    kvbm_manager_t *g3;          /* NULL without a disk tier */
     kvbm_admission_t *admission; /* with G2 admission; else NULL */
     bool hints;                  /* registrations carry the request length and position */
     replay_scratch_t scratch;
@@ -30,6 +32,19 @@ static kvbm_status_t make_manager(uint32_t blocks, const kvbm_policy_ops_t *poli
     return kvbm_manager_create(&config, manager_out);
 }
 
+/* The G2 admission filter when asked for (and there is a G2). */
+static kvbm_status_t admission_open(logical_t *l, const replay_config_t *config)
+{
+    if (!config->g2_admission || config->g2_blocks == 0)
+        return KVBM_OK;
+    kvbm_admission_config_t ac = KVBM_ADMISSION_CONFIG_INIT;
+    ac.g1_blocks = config->g1_blocks;
+    ac.g2_blocks = config->g2_blocks;
+    if (config->admission_keep_ratio != 0.0)
+        ac.keep_ratio = config->admission_keep_ratio;
+    return kvbm_admission_create(&ac, &l->admission);
+}
+
 static kvbm_status_t logical_open(const replay_config_t *config, void **state_out)
 {
     logical_t *l = calloc(1, sizeof(*l));
@@ -44,21 +59,23 @@ static kvbm_status_t logical_open(const replay_config_t *config, void **state_ou
                               &l->g2);
         if (status != KVBM_OK)
             goto err_destroy_g1;
-        if (config->g2_admission) {
-            kvbm_admission_config_t ac = KVBM_ADMISSION_CONFIG_INIT;
-            ac.g1_blocks = config->g1_blocks;
-            ac.g2_blocks = config->g2_blocks;
-            if (config->admission_keep_ratio != 0.0)
-                ac.keep_ratio = config->admission_keep_ratio;
-            status = kvbm_admission_create(&ac, &l->admission);
-            if (status != KVBM_OK)
-                goto err_destroy_g2;
-        }
     }
+    if (config->g3_blocks > 0) {
+        const kvbm_policy_ops_t *g3_policy =
+            config->g3_policy != NULL ? config->g3_policy : config->g2_policy;
+        status = make_manager(config->g3_blocks, g3_policy, &config->policy_config, "g3", &l->g3);
+        if (status != KVBM_OK)
+            goto err_destroy_g2;
+    }
+    status = admission_open(l, config);
+    if (status != KVBM_OK)
+        goto err_destroy_g3;
     l->hints = !config->no_hints;
     *state_out = l;
     return KVBM_OK;
 
+err_destroy_g3:
+    kvbm_manager_destroy(l->g3);
 err_destroy_g2:
     kvbm_manager_destroy(l->g2);
 err_destroy_g1:
@@ -73,6 +90,7 @@ static void logical_close(void *state)
     logical_t *l = state;
     kvbm_manager_destroy(l->g1);
     kvbm_manager_destroy(l->g2);
+    kvbm_manager_destroy(l->g3);
     kvbm_admission_destroy(l->admission);
     replay_scratch_free(&l->scratch);
     free(l);
@@ -86,12 +104,37 @@ static kvbm_status_t release_reversed(logical_t *l, kvbm_manager_t *manager, con
     return kvbm_manager_release(manager, l->scratch.release_ids, count);
 }
 
+/* The G3 part of step 4: a G2 victim is copied to G3 unless G3 has its hash
+ * (free G3 block first, else G3's victim, which is dropped). */
+static kvbm_status_t offload_to_g3(logical_t *l, uint64_t hash, replay_counts_t *counts)
+{
+    if (kvbm_manager_contains(l->g3, hash))
+        return KVBM_OK;
+    uint32_t block, registered;
+    kvbm_evicted_t evicted;
+    size_t n_evicted = 0;
+    kvbm_status_t status = kvbm_manager_allocate(l->g3, 1, &block, &evicted, &n_evicted);
+    if (status == KVBM_ERR_NO_BLOCKS) {
+        counts->g3_offload_skipped++;
+        return KVBM_OK;
+    }
+    if (status != KVBM_OK)
+        return status;
+    counts->g3_evictions += n_evicted;
+    status = kvbm_manager_register(l->g3, &block, &hash, 1, NULL, &registered);
+    if (status != KVBM_OK)
+        return status;
+    counts->g3_offloads++;
+    return kvbm_manager_release(l->g3, &registered, 1);
+}
+
 /* Step 4's offload of one evicted G1 block into G2 (inclusive: skipped when
- * G2 has the hash already; with G2 admission, also when the filter refuses). */
+ * G2 has the hash already). With a G3, the G2 victim goes to G3 first. */
 static kvbm_status_t offload_one(logical_t *l, uint32_t g1_id, uint64_t hash,
                                  replay_counts_t *counts)
 {
     bool in_g2 = kvbm_manager_contains(l->g2, hash);
+    /* With G2 admission the filter sees every eviction and may refuse it. */
     if (l->admission != NULL && !kvbm_admission_evicted(l->admission, g1_id, hash, in_g2) &&
         !in_g2) {
         counts->offload_refused++;
@@ -110,11 +153,30 @@ static kvbm_status_t offload_one(logical_t *l, uint32_t g1_id, uint64_t hash,
     if (status != KVBM_OK)
         return status;
     counts->g2_evictions += n_evicted;
+    if (n_evicted > 0 && l->g3 != NULL) {
+        status = offload_to_g3(l, evicted.seq_hash, counts);
+        if (status != KVBM_OK)
+            return status;
+    }
     status = kvbm_manager_register(l->g2, &block, &hash, 1, NULL, &registered);
     if (status != KVBM_OK)
         return status;
     counts->offloads++;
     return kvbm_manager_release(l->g2, &registered, 1);
+}
+
+/* Steps 3 and 3b: the longest run of @p rest registered in G2, then of what
+ * follows in G3, each acquired in its tier. */
+static kvbm_status_t match_lower(logical_t *l, const uint64_t *rest, size_t count, size_t *k2,
+                                 size_t *k3)
+{
+    replay_scratch_t *s = &l->scratch;
+    kvbm_status_t status = KVBM_OK;
+    if (l->g2 != NULL)
+        status = kvbm_manager_match(l->g2, rest, count, s->g2_ids, k2);
+    if (status == KVBM_OK && l->g3 != NULL)
+        status = kvbm_manager_match(l->g3, rest + *k2, count - *k2, s->g3_ids, k3);
+    return status;
 }
 
 /* Step 5: registers H[k1:] on the fresh blocks (onboarded ones first), with
@@ -164,13 +226,11 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
     if (status != KVBM_OK)
         return status;
 
-    /* 3. G2 continues the prefix. */
-    size_t k2 = 0;
-    if (l->g2 != NULL) {
-        status = kvbm_manager_match(l->g2, hashes + k1, count - k1, s->g2_ids, &k2);
-        if (status != KVBM_OK)
-            return status;
-    }
+    /* 3, 3b. G2 continues the prefix, then G3. */
+    size_t k2 = 0, k3 = 0;
+    status = match_lower(l, hashes + k1, count - k1, &k2, &k3);
+    if (status != KVBM_OK)
+        return status;
 
     /* 4. Allocate the rest of G1 in one call; offload what it evicted. */
     size_t need = count - k1;
@@ -187,22 +247,19 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
         }
     }
 
-    /* 5. Register the new blocks (onboarded ones first: they lead H[k1:]). */
-    if (need > 0) {
-        status = register_rest(l, hashes, count, k1, counts);
-        if (status != KVBM_OK)
-            return status;
-    }
+    /* 5. Register the new blocks (onboarded ones first, G2's then G3's:
+     * they lead H[k1:]). */
+    if (need > 0 && (status = register_rest(l, hashes, count, k1, counts)) != KVBM_OK)
+        return status;
     if (l->admission != NULL)
         for (size_t i = 0; i < k1; i++)
             kvbm_admission_hit(l->admission, s->g1_ids[i]);
 
-    /* 6. Release the onboarded G2 blocks, last first. */
-    if (k2 > 0) {
-        status = release_reversed(l, l->g2, s->g2_ids, k2);
-        if (status != KVBM_OK)
-            return status;
-    }
+    /* Before 6: the onboarded G3 blocks, then 6: the G2 ones, last first. */
+    if (k3 > 0 && (status = release_reversed(l, l->g3, s->g3_ids, k3)) != KVBM_OK)
+        return status;
+    if (k2 > 0 && (status = release_reversed(l, l->g2, s->g2_ids, k2)) != KVBM_OK)
+        return status;
 
     /* 7. Release all n G1 blocks, last first: the head is the most recent. */
     status = release_reversed(l, l->g1, s->g1_ids, count);
@@ -211,8 +268,9 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
 
     counts->g1_hits += k1;
     counts->g2_hits += k2;
-    counts->onboards += k2;
-    counts->misses += count - k1 - k2;
+    counts->g3_hits += k3;
+    counts->onboards += k2 + k3;
+    counts->misses += count - k1 - k2 - k3;
     return KVBM_OK;
 }
 
@@ -228,10 +286,17 @@ static const char *logical_backend_name(const void *state)
     return "logical";
 }
 
+static const char *logical_g3_engine(const void *state)
+{
+    (void)state;
+    return NULL; /* no file: the tiers are counts only */
+}
+
 const replay_mode_ops_t replay_logical_mode = {
     .open = logical_open,
     .close = logical_close,
     .request = logical_request,
     .counts = logical_counts,
     .backend_name = logical_backend_name,
+    .g3_engine = logical_g3_engine,
 };
