@@ -2,7 +2,8 @@
  * The io_uring engine: one ring per store, driven by one thread, the
  * reaper. submit() never waits and never starts a transfer itself: it
  * queues the requests in a FIFO and, unless one is on its way already,
- * sends the reaper a kick (a NOP completion). The reaper blocks in
+ * sends the reaper a kick (a NOP completion) when the ring is at most half
+ * full (otherwise its next completion does the same). The reaper blocks in
  * io_uring_wait_cqe; whenever it takes completions (or a kick) out of the
  * ring it first moves requests from the FIFO into the ring, up to
  * queue_depth, and submits them (one io_uring_enter), and only then runs the
@@ -123,9 +124,11 @@ static void uring_submit(void *state, kvbm__disk_req_t *const *reqs, size_t n)
         engine->tail = reqs[i];
         engine->queued++;
     }
-    /* A kick on its way, or a full ring (whose completions refill it),
-     * already guarantees the reaper a fill after these were queued. */
-    if (n > 0 && !engine->kick_pending && engine->in_ring < engine->config.queue_depth) {
+    /* A kick on its way, or requests in the ring (each completion refills
+     * it), already guarantee the reaper a fill after these were queued; a
+     * ring more than half full is left to its completions, sparing the
+     * caller a system call and the reaper a wake-up per batch. */
+    if (n > 0 && !engine->kick_pending && engine->in_ring <= engine->config.queue_depth / 2) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&engine->ring);
         if (sqe != NULL) {
             io_uring_prep_nop(sqe);
