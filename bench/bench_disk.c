@@ -95,19 +95,24 @@ static kvbm__disk_store_t *open_store(const char *path, uint64_t payload, uint64
     return store;
 }
 
-/* Moves every slot once, two batches of `depth` alternating so the engine
- * always has the next requests queued (it runs at most `depth` at a time).
+/* Batches of `depth` blocks kept submitted by a G3 pass: the engine runs at
+ * most `depth` requests at a time, the others wait, checksummed, in its
+ * queue, so that the disk never waits for the checksums of the next ones
+ * (which a loaded CPU can make slower than one transfer at depth 1). */
+#define G3_PASS_BATCHES 4
+
+/* Moves every slot once, G3_PASS_BATCHES batches of `depth` in turn.
  * Returns seconds. */
 static double g3_pass(kvbm__disk_store_t *store, uint8_t *buffers, uint32_t depth, int write)
 {
     const kvbm__disk_geometry_t *g = kvbm__disk_store_geometry(store);
-    kvbm__disk_batch_t *batch[2];
-    for (int b = 0; b < 2; b++)
+    kvbm__disk_batch_t *batch[G3_PASS_BATCHES];
+    for (int b = 0; b < G3_PASS_BATCHES; b++)
         if (kvbm__disk_batch_create(store, depth, &batch[b]) != KVBM_OK)
             die("batch", KVBM_ERR_NO_MEMORY);
     double start = bench_now_ns();
     uint64_t slot = 0;
-    for (int b = 0; slot < g->slots; b ^= 1) {
+    for (int b = 0; slot < g->slots; b = (b + 1) % G3_PASS_BATCHES) {
         if (kvbm__disk_batch_count(batch[b]) > 0) {
             kvbm__disk_batch_wait(batch[b]);
             for (size_t i = 0; i < kvbm__disk_batch_count(batch[b]); i++)
@@ -123,7 +128,7 @@ static double g3_pass(kvbm__disk_store_t *store, uint8_t *buffers, uint32_t dept
         if (status != KVBM_OK)
             die("submit", status);
     }
-    for (int b = 0; b < 2; b++)
+    for (int b = 0; b < G3_PASS_BATCHES; b++)
         kvbm__disk_batch_destroy(batch[b]);
     return (bench_now_ns() - start) * 1e-9;
 }
@@ -213,9 +218,10 @@ static void bandwidth_point(const options_t *o, uint32_t kib, uint32_t depth)
     const kvbm__disk_geometry_t *g = kvbm__disk_store_geometry(store);
     size_t align = kvbm__disk_store_buffer_align(store);
     uint8_t *buffers = NULL;
-    if (posix_memalign((void **)&buffers, align, 2 * depth * g->slot_bytes) != 0)
+    size_t n_buffers = (size_t)G3_PASS_BATCHES * depth;
+    if (posix_memalign((void **)&buffers, align, n_buffers * g->slot_bytes) != 0)
         die("buffers", KVBM_ERR_NO_MEMORY);
-    memset(buffers, 0x5a, 2 * depth * g->slot_bytes);
+    memset(buffers, 0x5a, n_buffers * g->slot_bytes);
     int raw_fd = open_raw(raw_path, slots * payload);
     int n = o->rounds;
     double *bw = calloc(4 * (size_t)n, sizeof(double)); /* g3 w, raw w, g3 r, raw r */
@@ -234,8 +240,8 @@ static void bandwidth_point(const options_t *o, uint32_t kib, uint32_t depth)
                     out[r] = bytes / g3_pass(store, buffers, depth, write) * 1e-9;
                 else
                     out[n + r] = bytes /
-                                 raw_pass(raw_fd, buffers + align, g->slot_bytes, 2 * depth,
-                                          payload, slots, depth, write) *
+                                 raw_pass(raw_fd, buffers + align, g->slot_bytes,
+                                          (uint32_t)n_buffers, payload, slots, depth, write) *
                                  1e-9;
             }
         }
