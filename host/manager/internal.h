@@ -26,8 +26,8 @@ typedef struct kvbm__block {
     /* Registered: next block carrying the same hash (allow policy).
      * Reset: next block of the reset pool's stack. */
     uint32_t next_duplicate;
-    uint32_t entry; /* registry entry of seq_hash, valid when REGISTERED */
-    uint8_t state;  /* block_state_t */
+    uint32_t spread; /* kvbm__registry_spread(seq_hash), valid when REGISTERED */
+    uint8_t state;   /* block_state_t */
     uint8_t has_parent;
     uint8_t priority;
     uint8_t in_call; /* scratch mark for repeat detection inside one call */
@@ -55,7 +55,7 @@ struct kvbm_manager {
     uint32_t reset_count;
     uint32_t active_count;   /* mutable + referenced registered */
     uint32_t inactive_count; /* registered with refcount 0 == policy size */
-    kvbm__registry_t *registry;
+    kvbm__registry_t registry;
     kvbm_manager_metrics_t metrics; /* counters only; gauges filled on read */
 };
 

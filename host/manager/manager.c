@@ -117,8 +117,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     manager->blocks = calloc(config->num_blocks, sizeof(kvbm__block_t));
     if (manager->blocks == NULL)
         goto err_free_manager;
-    status = kvbm__registry_create(config->num_blocks, &manager->blocks[0].seq_hash,
-                                   sizeof(kvbm__block_t), &manager->registry);
+    status = kvbm__registry_init(&manager->registry, config->num_blocks);
     if (status != KVBM_OK)
         goto err_free_blocks;
 
@@ -142,7 +141,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
 err_destroy_policy:
     manager->policy->destroy(manager->policy_state);
 err_destroy_registry:
-    kvbm__registry_destroy(manager->registry);
+    kvbm__registry_fini(&manager->registry);
 err_free_blocks:
     free(manager->blocks);
 err_free_manager:
@@ -156,7 +155,7 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
         return;
     kvbm__mutex_destroy(&manager->lock);
     manager->policy->destroy(manager->policy_state);
-    kvbm__registry_destroy(manager->registry);
+    kvbm__registry_fini(&manager->registry);
     free(manager->blocks);
     free(manager);
 }
@@ -173,13 +172,15 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
 static void unregister_block(kvbm_manager_t *manager, uint32_t id)
 {
     kvbm__block_t *block = &manager->blocks[id];
-    uint32_t first = kvbm__registry_first(manager->registry, block->entry);
-    assert(first == kvbm__registry_find(manager->registry, block->seq_hash));
+    kvbm__registry_slot_t *slot =
+        kvbm__registry_probe(&manager->registry, block->seq_hash, block->spread);
+    uint32_t first = kvbm__registry_slot_first(slot);
+    assert(first != KVBM_BLOCK_NONE);
     if (first == id) {
         if (block->next_duplicate == KVBM_BLOCK_NONE)
-            kvbm__registry_remove(manager->registry, block->entry);
+            kvbm__registry_remove(&manager->registry, slot);
         else
-            kvbm__registry_set_first(manager->registry, block->entry, block->next_duplicate);
+            kvbm__registry_slot_set_first(slot, block->next_duplicate);
     } else {
         uint32_t walk = first;
         while (manager->blocks[walk].next_duplicate != id) {
@@ -341,11 +342,8 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     }
     for (size_t i = from_reset; i < count; i++) {
         if (i + PREFETCH_DISTANCE < count)
-            kvbm__registry_prefetch_entry(manager->registry,
-                                          manager->blocks[ids_out[i + PREFETCH_DISTANCE]].entry);
-        if (i + PREFETCH_DISTANCE / 2 < count)
-            kvbm__registry_prefetch_neighbours(
-                manager->registry, manager->blocks[ids_out[i + PREFETCH_DISTANCE / 2]].entry);
+            kvbm__registry_prefetch(&manager->registry,
+                                    manager->blocks[ids_out[i + PREFETCH_DISTANCE]].spread);
         uint32_t id = ids_out[i];
         uint64_t hash = manager->blocks[id].seq_hash;
         block_inactive_to_mutable(manager, id);
@@ -394,42 +392,31 @@ static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_
 }
 
 /*
- * Register's phase 1: the only step that can fail (uthash growing its
- * buckets) is adding hashes not yet registered. Adds all of them first and
- * removes them again if one fails, so a failure leaves the manager
- * untouched. A block whose hash was added here is marked in_call; a hash
- * repeated within the call is added once.
+ * Register's phase 1: adds the hashes not yet registered (this cannot fail:
+ * the registry holds a slot for every block). A block whose hash was added
+ * here is marked in_call; a hash repeated within the call is added once.
  */
-static kvbm_status_t add_new_hashes(kvbm_manager_t *manager, const uint32_t *ids,
-                                    const uint64_t *hashes, size_t count)
+static void add_new_hashes(kvbm_manager_t *manager, const uint32_t *ids, const uint64_t *hashes,
+                           size_t count)
 {
-    kvbm_status_t status = KVBM_OK;
-    size_t added = 0;
-    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
-        kvbm__registry_prefetch(manager->registry, hashes[i]);
-    for (; added < count; added++) {
-        if (added + PREFETCH_DISTANCE < count)
-            kvbm__registry_prefetch(manager->registry, hashes[added + PREFETCH_DISTANCE]);
-        if (added + PREFETCH_DISTANCE / 2 < count)
-            kvbm__registry_prefetch_chain(manager->registry, hashes[added + PREFETCH_DISTANCE / 2]);
-        kvbm__block_t *block = &manager->blocks[ids[added]];
-        block->seq_hash = hashes[added]; /* the registry's key if added */
-        uint32_t existing;
-        status = kvbm__registry_insert(manager->registry, hashes[added], ids[added], &block->entry,
-                                       &existing);
-        if (status != KVBM_OK)
-            break;
+    uint32_t spreads[PREFETCH_DISTANCE];
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
+        spreads[i] = kvbm__registry_spread(hashes[i]);
+        kvbm__registry_prefetch(&manager->registry, spreads[i]);
+    }
+    for (size_t i = 0; i < count; i++) {
+        uint32_t spread = spreads[i % PREFETCH_DISTANCE];
+        if (i + PREFETCH_DISTANCE < count) {
+            uint32_t ahead = kvbm__registry_spread(hashes[i + PREFETCH_DISTANCE]);
+            spreads[i % PREFETCH_DISTANCE] = ahead;
+            kvbm__registry_prefetch(&manager->registry, ahead);
+        }
+        kvbm__block_t *block = &manager->blocks[ids[i]];
+        block->seq_hash = hashes[i];
+        block->spread = spread;
+        uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], spread, ids[i]);
         block->in_call = existing == KVBM_BLOCK_NONE;
     }
-    if (status == KVBM_OK)
-        return KVBM_OK;
-    for (size_t i = 0; i < added; i++) {
-        if (manager->blocks[ids[i]].in_call) {
-            kvbm__registry_remove(manager->registry, manager->blocks[ids[i]].entry);
-            manager->blocks[ids[i]].in_call = 0;
-        }
-    }
-    return status;
 }
 
 kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
@@ -447,11 +434,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         return status;
     }
 
-    status = add_new_hashes(manager, ids, hashes, count);
-    if (status != KVBM_OK) {
-        kvbm__mutex_unlock(&manager->lock);
-        return status;
-    }
+    add_new_hashes(manager, ids, hashes, count);
 
     /* Phase 2: nothing below can fail (the hashes are in). */
     event_batch_t events = {.manager = manager};
@@ -465,7 +448,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         if (block->in_call) {
             block->in_call = 0;
         } else {
-            uint32_t existing = kvbm__registry_find(manager->registry, hashes[i]);
+            uint32_t existing = kvbm__registry_find(&manager->registry, hashes[i], block->spread);
             assert(existing != KVBM_BLOCK_NONE);
             if (manager->duplication == KVBM_DUPLICATION_REJECT) {
                 /* The caller's reference moves to the existing block. */
@@ -476,7 +459,6 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
                 continue;
             }
             block->next_duplicate = manager->blocks[existing].next_duplicate;
-            block->entry = manager->blocks[existing].entry;
             manager->blocks[existing].next_duplicate = id;
             manager->metrics.duplicates++;
         }
@@ -582,15 +564,19 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&manager->lock);
     size_t matched = 0;
-    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
-        kvbm__registry_prefetch(manager->registry, hashes[i]);
+    uint32_t spreads[PREFETCH_DISTANCE];
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
+        spreads[i] = kvbm__registry_spread(hashes[i]);
+        kvbm__registry_prefetch(&manager->registry, spreads[i]);
+    }
     for (; matched < count; matched++) {
-        if (matched + PREFETCH_DISTANCE < count)
-            kvbm__registry_prefetch(manager->registry, hashes[matched + PREFETCH_DISTANCE]);
-        if (matched + PREFETCH_DISTANCE / 2 < count)
-            kvbm__registry_prefetch_chain(manager->registry,
-                                          hashes[matched + PREFETCH_DISTANCE / 2]);
-        uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
+        uint32_t spread = spreads[matched % PREFETCH_DISTANCE];
+        if (matched + PREFETCH_DISTANCE < count) {
+            uint32_t ahead = kvbm__registry_spread(hashes[matched + PREFETCH_DISTANCE]);
+            spreads[matched % PREFETCH_DISTANCE] = ahead;
+            kvbm__registry_prefetch(&manager->registry, ahead);
+        }
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], spread);
         if (id == KVBM_BLOCK_NONE)
             break;
         acquire_registered(manager, id, true);
@@ -611,7 +597,8 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
     kvbm__mutex_lock(&manager->lock);
     size_t matched = 0, inactive = 0;
     for (; matched < count; matched++) {
-        uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched],
+                                          kvbm__registry_spread(hashes[matched]));
         if (id == KVBM_BLOCK_NONE)
             break;
         inactive += manager->blocks[id].refcount == 0;
@@ -632,7 +619,8 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     kvbm__mutex_lock(&manager->lock);
     size_t found = 0;
     for (size_t i = 0; i < count; i++) {
-        uint32_t id = kvbm__registry_find(manager->registry, hashes[i]);
+        uint32_t id =
+            kvbm__registry_find(&manager->registry, hashes[i], kvbm__registry_spread(hashes[i]));
         ids_out[i] = id;
         if (id == KVBM_BLOCK_NONE)
             continue;
@@ -679,7 +667,8 @@ bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash)
     if (manager == NULL)
         return false;
     kvbm__mutex_lock(&manager->lock);
-    bool present = kvbm__registry_find(manager->registry, hash) != KVBM_BLOCK_NONE;
+    bool present = kvbm__registry_find(&manager->registry, hash, kvbm__registry_spread(hash)) !=
+                   KVBM_BLOCK_NONE;
     kvbm__mutex_unlock(&manager->lock);
     return present;
 }
