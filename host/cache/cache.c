@@ -7,6 +7,7 @@
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +95,46 @@ static void g2_tier_destroy(kvbm_cache_t *cache)
     kvbm_layout_destroy(cache->g2_layout);
 }
 
-/* sizeof(kvbm_cache_config_t) at each published version (core/config.h). */
-static const size_t cache_config_sizes[] = {sizeof(kvbm_cache_config_t)};
+/* sizeof(kvbm_cache_config_t) at each published version (core/config.h):
+ * version 2 appended g3. */
+#define CACHE_CONFIG_V1_SIZE 176u
+_Static_assert(offsetof(kvbm_cache_config_t, g3) == CACHE_CONFIG_V1_SIZE,
+               "version 2 fields start at version 1's size");
+static const size_t cache_config_sizes[] = {CACHE_CONFIG_V1_SIZE, sizeof(kvbm_cache_config_t)};
+
+/* The copy streams, the per-block tables, the disk tier and the lock: what
+ * the calls need beyond the tiers' memory. On error nothing of it is left. */
+static kvbm_status_t runtime_create(kvbm_cache_t *cache, const kvbm_cache_config_t *config)
+{
+    kvbm_status_t status = kvbm_stream_create(cache->backend, &cache->d2h);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm_stream_create(cache->backend, &cache->h2d);
+    if (status != KVBM_OK)
+        goto err_destroy_d2h;
+    status = KVBM_ERR_NO_MEMORY;
+    cache->loading_seq = calloc(cache->g1_blocks, sizeof(uint64_t));
+    cache->load_failed = calloc(cache->g1_blocks, 1);
+    if (cache->loading_seq == NULL || cache->load_failed == NULL)
+        goto err_free_tables;
+    status = config->g3 != NULL ? kvbm__cache_g3_open(cache, config) : KVBM_OK;
+    if (status != KVBM_OK)
+        goto err_free_tables;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
+    if (status != KVBM_OK)
+        goto err_close_g3;
+    return KVBM_OK;
+
+err_close_g3:
+    kvbm__cache_g3_close(cache);
+err_free_tables:
+    free(cache->loading_seq);
+    free(cache->load_failed);
+    kvbm_stream_destroy(cache->h2d);
+err_destroy_d2h:
+    kvbm_stream_destroy(cache->d2h);
+    return status;
+}
 
 kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
 {
@@ -110,8 +149,9 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
     const kvbm_cache_config_t *config = &imported;
     if (config->backend == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
-        config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
+    if ((config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
+         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH) ||
+        (config->g3 != NULL && config->g2_blocks == 0))
         return KVBM_ERR_INVALID_ARG;
     kvbm_cache_t *cache = calloc(1, sizeof(*cache));
     if (cache == NULL)
@@ -139,30 +179,12 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
         if (status != KVBM_OK)
             goto err_destroy_g1;
     }
-    status = kvbm_stream_create(cache->backend, &cache->d2h);
+    status = runtime_create(cache, config);
     if (status != KVBM_OK)
         goto err_destroy_g2;
-    status = kvbm_stream_create(cache->backend, &cache->h2d);
-    if (status != KVBM_OK)
-        goto err_destroy_d2h;
-    status = KVBM_ERR_NO_MEMORY;
-    cache->loading_seq = calloc(cache->g1_blocks, sizeof(uint64_t));
-    cache->load_failed = calloc(cache->g1_blocks, 1);
-    if (cache->loading_seq == NULL || cache->load_failed == NULL)
-        goto err_free_tables;
-    status = KVBM_OK;
-    KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
-    if (status != KVBM_OK)
-        goto err_free_tables;
     *cache_out = cache;
     return KVBM_OK;
 
-err_free_tables:
-    free(cache->loading_seq);
-    free(cache->load_failed);
-    kvbm_stream_destroy(cache->h2d);
-err_destroy_d2h:
-    kvbm_stream_destroy(cache->d2h);
 err_destroy_g2:
     g2_tier_destroy(cache);
 err_destroy_g1:
@@ -181,6 +203,7 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     if (cache == NULL)
         return;
     kvbm_cache_sync(cache);
+    kvbm__cache_g3_close(cache);
     kvbm_stream_destroy(cache->h2d);
     kvbm_stream_destroy(cache->d2h);
     g2_tier_destroy(cache);
@@ -195,53 +218,93 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
 
 /* ------------------------------------------------------------------ offload */
 
-/* A G2 block for one offload, or KVBM_BLOCK_NONE when G2 has none to give. */
-static uint32_t take_g2_block(kvbm_cache_t *cache)
+/* Issues what the call gathered. Copies that cannot be issued give their G2
+ * blocks back; the hashes are simply not cached. */
+static void submit_parts(kvbm_cache_t *cache, cache_offload_t *off)
 {
-    uint32_t block;
-    if (kvbm_manager_allocate(cache->g2, 1, &block, NULL, NULL) != KVBM_OK)
-        return KVBM_BLOCK_NONE;
-    return block;
-}
-
-/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier): @p blocks
- * are (G1 block, hash) pairs, as allocate reports its evictions. With the
- * lock held. *batch_out is the batch issued, or NULL if none was needed. */
-static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count,
-                           cache_batch_t **batch_out)
-{
-    *batch_out = NULL;
-    if (cache->g2 == NULL || count == 0)
+    kvbm__cache_g3_flush(cache, off);
+    cache_batch_t *batch = off->copies;
+    off->copies = NULL;
+    if (batch == NULL)
         return;
-    cache_batch_t *batch = NULL;
-    if (kvbm__cache_batch_new(cache, BATCH_OFFLOAD, count, &batch) != KVBM_OK) {
-        cache->metrics.offload_skipped += count;
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
-            continue;
-        uint32_t g2_block = take_g2_block(cache);
-        if (g2_block == KVBM_BLOCK_NONE) {
-            cache->metrics.offload_skipped++;
-            continue;
-        }
-        batch->g1_ids[batch->n] = blocks[i].block_id;
-        batch->g2_ids[batch->n] = g2_block;
-        batch->hashes[batch->n] = blocks[i].seq_hash;
-        batch->n++;
-    }
     if (batch->n > 0 && kvbm__cache_batch_submit(cache, batch) == KVBM_OK) {
-        *batch_out = batch;
+        off->copies_issued = true;
         return;
     }
-    /* Nothing to copy, or the copy could not even be issued: give the G2
-     * blocks back; the hashes are simply not cached. */
     if (batch->n > 0) {
         cache->metrics.failed_copies += batch->n;
         kvbm_manager_release(cache->g2, batch->g2_ids, batch->n);
     }
     kvbm__cache_batch_unref(cache, batch);
+}
+
+/*
+ * A G2 block for one offload, or KVBM_BLOCK_NONE when G2 has none to give.
+ * The G2 blocks of this call's offloads are held until their copies are
+ * processed, where the contract's one-by-one offloads would already have
+ * released them: so when G2 has none while this call has offloads pending,
+ * those are issued and processed first (the call waits, the lock released)
+ * and the take is tried again. Offloads are issued in parts rather than
+ * skipped. With a G3, the G2 victim the take evicts is written to G3 before
+ * its block is reused.
+ */
+static uint32_t take_g2_block(kvbm_cache_t *cache, cache_offload_t *off)
+{
+    uint32_t block;
+    kvbm_evicted_t victim;
+    size_t n_victims = 0;
+    kvbm_status_t status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
+    bool pending = off->copies_issued || (off->copies != NULL && off->copies->n > 0);
+    if (status == KVBM_ERR_NO_BLOCKS && pending) {
+        submit_parts(cache, off);
+        kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+        off->copies_issued = false; /* all processed */
+        status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
+    }
+    if (status != KVBM_OK)
+        return KVBM_BLOCK_NONE;
+    if (n_victims > 0 && cache->g3 != NULL)
+        kvbm__cache_g3_offload(cache, block, victim.seq_hash, off);
+    return block;
+}
+
+/* Queues one G1 -> G2 copy in the parts' current batch (made on first use). */
+static bool queue_copy(kvbm_cache_t *cache, cache_offload_t *off, uint32_t g1_id, uint32_t g2_block,
+                       uint64_t hash)
+{
+    if (off->copies == NULL &&
+        kvbm__cache_batch_new(cache, BATCH_OFFLOAD, off->capacity, &off->copies) != KVBM_OK)
+        return false;
+    cache_batch_t *batch = off->copies;
+    batch->g1_ids[batch->n] = g1_id;
+    batch->g2_ids[batch->n] = g2_block;
+    batch->hashes[batch->n] = hash;
+    batch->n++;
+    return true;
+}
+
+/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier): @p blocks
+ * are (G1 block, hash) pairs, as allocate reports its evictions. With the
+ * lock held, which it drops only to issue offloads in parts. */
+static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count)
+{
+    if (cache->g2 == NULL || count == 0)
+        return;
+    cache_offload_t off = {.capacity = count};
+    for (size_t i = 0; i < count; i++) {
+        if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
+            continue;
+        uint32_t g2_block = take_g2_block(cache, &off);
+        if (g2_block == KVBM_BLOCK_NONE) {
+            cache->metrics.offload_skipped++;
+            continue;
+        }
+        if (!queue_copy(cache, &off, blocks[i].block_id, g2_block, blocks[i].seq_hash)) {
+            cache->metrics.offload_skipped++;
+            kvbm_manager_release(cache->g2, &g2_block, 1);
+        }
+    }
+    submit_parts(cache, &off);
 }
 
 /*
@@ -290,13 +353,11 @@ static void forget_blocks(kvbm_cache_t *cache, const uint32_t *ids, size_t count
 }
 
 /* G1 allocation plus the offload of what it evicted. */
-static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
-                                     cache_batch_t **offload_out)
+static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out)
 {
     kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
     kvbm_evicted_t *evicted =
         count <= SCRATCH_ON_STACK ? stack_evicted : malloc(sizeof(kvbm_evicted_t) * count);
-    *offload_out = NULL;
     if (evicted == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n_evicted = 0;
@@ -304,7 +365,7 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
     if (status == KVBM_OK) {
         forget_blocks(cache, ids_out, count);
         if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
-            offload_blocks(cache, evicted, n_evicted, offload_out);
+            offload_blocks(cache, evicted, n_evicted);
     }
     if (evicted != stack_evicted)
         free(evicted);
@@ -318,8 +379,7 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    cache_batch_t *offload = NULL;
-    kvbm_status_t status = allocate_locked(cache, count, ids_out, &offload);
+    kvbm_status_t status = allocate_locked(cache, count, ids_out);
     if (status == KVBM_OK)
         status = order_engine(cache, count > 0, NULL, ready);
     kvbm__mutex_unlock(&cache->lock);
@@ -374,79 +434,147 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     return KVBM_OK;
 }
 
-static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                                    bool allocate_rest, uint32_t *ids_out,
-                                    kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
+/*
+ * Refuses before taking anything if G1 could not hold what the call would
+ * allocate: a match moves blocks out of the evictable pool, and releasing
+ * them again would change the eviction order. (Only calls through this cache
+ * change its managers, and they hold the cache lock, so the peek stays true
+ * until the G1 allocation.)
+ */
+static kvbm_status_t check_fits(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                bool allocate_rest)
 {
-    size_t k1 = 0, k2 = 0;
-    /* Refuse before taking anything if G1 could not hold the request: a
-     * match moves blocks out of the evictable pool, and releasing them again
-     * would change the eviction order. (Only calls through this cache change
-     * its managers, and they hold the cache lock, so the peek stays true.) */
-    size_t k1_peek = 0, k1_inactive = 0, k2_peek = 0;
-    kvbm_status_t status =
-        kvbm_manager_match_length(cache->g1, hashes, count, &k1_peek, &k1_inactive);
+    size_t k1 = 0, k1_inactive = 0, k2 = 0, k3 = 0;
+    kvbm_status_t status = kvbm_manager_match_length(cache->g1, hashes, count, &k1, &k1_inactive);
     if (status == KVBM_OK && cache->g2 != NULL && !allocate_rest)
-        status =
-            kvbm_manager_match_length(cache->g2, hashes + k1_peek, count - k1_peek, &k2_peek, NULL);
+        status = kvbm_manager_match_length(cache->g2, hashes + k1, count - k1, &k2, NULL);
+    if (status == KVBM_OK && cache->g3 != NULL && !allocate_rest)
+        status = kvbm_manager_match_length(cache->g3_manager, hashes + k1 + k2, count - k1 - k2,
+                                           &k3, NULL);
     if (status != KVBM_OK)
         return status;
     kvbm_pool_counts_t g1_counts;
     kvbm_manager_counts(cache->g1, &g1_counts);
-    size_t need_peek = allocate_rest ? count - k1_peek : k2_peek;
-    if (need_peek > g1_counts.reset + g1_counts.inactive - k1_inactive)
-        return KVBM_ERR_NO_BLOCKS;
-    status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
-    if (status != KVBM_OK)
-        return status;
-    uint32_t *g2_ids = NULL, *fresh = NULL;
-    size_t rest = count - k1;
-    status = KVBM_ERR_NO_MEMORY;
-    if (rest > 0) {
-        g2_ids = malloc(sizeof(uint32_t) * rest);
-        fresh = malloc(sizeof(uint32_t) * rest);
-        if (g2_ids == NULL || fresh == NULL)
-            goto err_release_g1;
-    }
-    if (cache->g2 != NULL && rest > 0) {
-        status = kvbm_manager_match(cache->g2, hashes + k1, rest, g2_ids, &k2);
-        if (status != KVBM_OK)
-            goto err_release_g1;
-    }
-    size_t need = allocate_rest ? rest : k2;
-    cache_batch_t *offload = NULL;
-    status = allocate_locked(cache, need, fresh, &offload);
-    if (status != KVBM_OK)
-        goto err_release_g2;
-    cache_batch_t *onboard = NULL;
-    if (k2 > 0) {
-        if (onboard_locked(cache, hashes, k1, k2, g2_ids, fresh, ids_out, &onboard) != KVBM_OK) {
-            /* Not registered: the G2 hits are given up; the new G1 blocks
-             * become plain fresh blocks (acquire) or are released (match). */
-            kvbm_manager_release(cache->g2, g2_ids, k2);
-            k2 = 0;
-            if (!allocate_rest) {
-                kvbm_manager_release(cache->g1, fresh, need);
-                need = 0;
-            }
+    size_t need = allocate_rest ? count - k1 : k2 + k3;
+    return need > g1_counts.reset + g1_counts.inactive - k1_inactive ? KVBM_ERR_NO_BLOCKS : KVBM_OK;
+}
+
+/* What one call found below G1 and the G1 blocks it allocated: fresh[0, k2)
+ * take the G2 hits, fresh[k2, k2 + k3) the G3 hits, the rest are new. */
+typedef struct lower_hits {
+    uint32_t *g2_ids;
+    uint32_t *g3_ids;
+    uint32_t *fresh;
+    size_t k2, k3;
+} lower_hits_t;
+
+static kvbm_status_t match_lower(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
+                                 size_t rest, lower_hits_t *hits)
+{
+    memset(hits, 0, sizeof(*hits));
+    if (rest == 0)
+        return KVBM_OK;
+    hits->g2_ids = malloc(sizeof(uint32_t) * rest);
+    hits->g3_ids = malloc(sizeof(uint32_t) * rest);
+    hits->fresh = malloc(sizeof(uint32_t) * rest);
+    if (hits->g2_ids == NULL || hits->g3_ids == NULL || hits->fresh == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    kvbm_status_t status = KVBM_OK;
+    if (cache->g2 != NULL)
+        status = kvbm_manager_match(cache->g2, hashes + k1, rest, hits->g2_ids, &hits->k2);
+    if (status == KVBM_OK && cache->g3 != NULL) {
+        status = kvbm_manager_match(cache->g3_manager, hashes + k1 + hits->k2, rest - hits->k2,
+                                    hits->g3_ids, &hits->k3);
+        if (status != KVBM_OK) {
+            kvbm_manager_release(cache->g2, hits->g2_ids, hits->k2);
+            hits->k2 = 0;
         }
     }
-    if (need > k2)
-        memcpy(ids_out + k1 + k2, fresh + k2, sizeof(uint32_t) * (need - k2));
+    return status;
+}
+
+static void release_lower(kvbm_cache_t *cache, lower_hits_t *hits)
+{
+    if (hits->k2 > 0)
+        kvbm_manager_release(cache->g2, hits->g2_ids, hits->k2);
+    if (hits->k3 > 0)
+        kvbm_manager_release(cache->g3_manager, hits->g3_ids, hits->k3);
+    hits->k2 = hits->k3 = 0;
+}
+
+static void free_lower(lower_hits_t *hits)
+{
+    free(hits->g2_ids);
+    free(hits->g3_ids);
+    free(hits->fresh);
+}
+
+/* Onboards the G2 then the G3 hits into their fresh G1 blocks. Returns the
+ * newest onboard batch (with a reference for the caller), or NULL. If the G2
+ * hits cannot even be registered (out of memory) both are given up: the new
+ * G1 blocks become plain fresh blocks (acquire) or are released (match). */
+static cache_batch_t *onboard_lower(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
+                                    bool allocate_rest, lower_hits_t *hits, size_t *need,
+                                    uint32_t *ids_out)
+{
+    cache_batch_t *g2_batch = NULL, *g3_batch = NULL;
+    if (hits->k2 > 0 && onboard_locked(cache, hashes, k1, hits->k2, hits->g2_ids, hits->fresh,
+                                       ids_out, &g2_batch) != KVBM_OK) {
+        release_lower(cache, hits);
+        if (!allocate_rest) {
+            kvbm_manager_release(cache->g1, hits->fresh, *need);
+            *need = 0;
+        }
+        return NULL;
+    }
+    if (g2_batch != NULL)
+        g2_batch->refs++; /* the G3 onboarding below may drop the lock */
+    if (hits->k3 > 0)
+        kvbm__cache_g3_onboard(cache, hashes, k1 + hits->k2, hits->k3, hits->g3_ids,
+                               hits->fresh + hits->k2, ids_out, &g3_batch);
+    if (g3_batch == NULL)
+        return g2_batch;
+    kvbm__cache_batch_unref(cache, g2_batch); /* on the same stream, the G3 one covers it */
+    return g3_batch;
+}
+
+static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                    bool allocate_rest, uint32_t *ids_out,
+                                    kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
+{
+    size_t k1 = 0;
+    kvbm_status_t status = check_fits(cache, hashes, count, allocate_rest);
+    if (status == KVBM_OK)
+        status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
+    if (status != KVBM_OK)
+        return status;
+    size_t rest = count - k1;
+    lower_hits_t hits;
+    status = match_lower(cache, hashes, k1, rest, &hits);
+    if (status != KVBM_OK)
+        goto err_release_g1;
+    size_t need = allocate_rest ? rest : hits.k2 + hits.k3;
+    status = allocate_locked(cache, need, hits.fresh);
+    if (status != KVBM_OK)
+        goto err_release_lower;
+    cache_batch_t *onboard = onboard_lower(cache, hashes, k1, allocate_rest, &hits, &need, ids_out);
+    size_t onboarded = hits.k2 + hits.k3;
+    if (need > onboarded)
+        memcpy(ids_out + k1 + onboarded, hits.fresh + onboarded,
+               sizeof(uint32_t) * (need - onboarded));
     status = order_engine(cache, need > 0, onboard, ready);
-    free(g2_ids);
-    free(fresh);
+    kvbm__cache_batch_unref(cache, onboard);
     result_out->g1 = k1;
-    result_out->onboarded = k2;
+    result_out->onboarded = onboarded;
+    result_out->g3 = hits.k3;
+    free_lower(&hits);
     return status;
 
-err_release_g2:
-    if (k2 > 0)
-        kvbm_manager_release(cache->g2, g2_ids, k2);
+err_release_lower:
+    release_lower(cache, &hits);
 err_release_g1:
     kvbm_manager_release(cache->g1, ids_out, k1);
-    free(g2_ids);
-    free(fresh);
+    free_lower(&hits);
     return status;
 }
 
@@ -497,8 +625,7 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
             for (size_t i = 0; i < count; i++)
                 if (ids_out[i] == ids[i])
                     copies[n++] = (kvbm_evicted_t){ids[i], hashes[i]};
-            cache_batch_t *offload = NULL;
-            offload_blocks(cache, copies, n, &offload);
+            offload_blocks(cache, copies, n);
         } else {
             cache->metrics.offload_skipped += count;
         }
@@ -590,17 +717,45 @@ kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_
 
 kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier)
 {
-    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1_pool : cache->g2_pool;
+    if (cache == NULL)
+        return NULL;
+    return tier == KVBM_TIER_G1 ? cache->g1_pool : tier == KVBM_TIER_G2 ? cache->g2_pool : NULL;
 }
 
 const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier)
 {
-    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1_layout : cache->g2_layout;
+    if (cache == NULL)
+        return NULL;
+    return tier == KVBM_TIER_G1 ? cache->g1_layout : tier == KVBM_TIER_G2 ? cache->g2_layout : NULL;
 }
 
 kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier)
 {
-    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1 : cache->g2;
+    if (cache == NULL)
+        return NULL;
+    switch (tier) {
+    case KVBM_TIER_G1:
+        return cache->g1;
+    case KVBM_TIER_G2:
+        return cache->g2;
+    case KVBM_TIER_G3:
+        return cache->g3_manager;
+    default:
+        return NULL;
+    }
+}
+
+kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache, kvbm_disk_metrics_t *metrics_out)
+{
+    if (cache == NULL || metrics_out == NULL || cache->g3 == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm__disk_store_metrics(cache->g3_store, metrics_out);
+    return KVBM_OK;
+}
+
+const char *kvbm_cache_g3_engine(const kvbm_cache_t *cache)
+{
+    return cache == NULL || cache->g3 == NULL ? NULL : kvbm__disk_store_engine(cache->g3_store);
 }
 
 void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
@@ -629,5 +784,16 @@ kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
     kvbm_status_t status = kvbm_manager_metrics_prometheus(cache->g1, out);
     if (status == KVBM_OK && cache->g2 != NULL)
         status = kvbm_manager_metrics_prometheus(cache->g2, out);
-    return status;
+    if (status == KVBM_OK && cache->g3 != NULL)
+        status = kvbm_manager_metrics_prometheus(cache->g3_manager, out);
+    if (status != KVBM_OK || cache->g3 == NULL)
+        return status;
+    kvbm_disk_metrics_t d;
+    kvbm__disk_store_metrics(cache->g3_store, &d);
+#define KVBM_DISK_PROM_LINE(field, type, help)                                                     \
+    if (rc >= 0)                                                                                   \
+        rc = kvbm__prometheus_write(out, "disk_" #field, #type, help, "tier=\"g3\"", d.field);
+    KVBM_DISK_METRICS_LIST(KVBM_DISK_PROM_LINE)
+#undef KVBM_DISK_PROM_LINE
+    return rc < 0 ? KVBM_ERR_IO : KVBM_OK;
 }
