@@ -250,7 +250,9 @@ static void recording_touch(void *state, const kvbm_policy_entry_t *entry, bool 
 
 static void scan_finds_all_and_touch_reaches_the_policy(void **state)
 {
+    /* A version-1 table (no batches): the manager calls its single ops. */
     kvbm_policy_ops_t recording = *kvbm_policy_lru();
+    recording.version = 1;
     recording.name = "recording";
     recording.touch = recording_touch;
     kvbm_manager_t *m = test_manager_new(8, KVBM_DUPLICATION_REJECT, &recording);

@@ -21,7 +21,7 @@ static kvbm__registry_t registry_new(uint32_t capacity)
 {
     kvbm__registry_t r;
     assert_kvbm_ok(kvbm__registry_init(&r, capacity));
-    assert_int_equal(r.n_slots, 2 * capacity);
+    assert_int_equal(r.n_slots, KVBM__REGISTRY_SLOTS_PER_BLOCK * capacity);
     assert_int_equal(r.count, 0);
     return r;
 }
@@ -85,11 +85,12 @@ static void set_first_promotes_a_duplicate(void **state)
 static void collision_runs_wrap_around_and_close_up(void **state)
 {
     for (uint32_t victim = 0; victim < 6; victim++) {
-        kvbm__registry_t r = registry_new(4); /* 8 slots */
-        uint32_t s = spread_at(&r, 6);
+        kvbm__registry_t r = registry_new(4);
+        uint32_t s = spread_at(&r, r.n_slots - 2);
         for (uint32_t k = 0; k < 4; k++)
             assert_int_equal(kvbm__registry_insert(&r, 100 + k, s, k), KVBM_BLOCK_NONE);
-        /* 6, 7, 0, 1 hold the run; a key homed at 0 lands after it. */
+        /* The last two slots, 0 and 1 hold the run; a key homed at 0 lands
+         * after it. */
         uint32_t s0 = spread_at(&r, 0);
         if (victim < 4) {
             remove_hash(&r, 100 + victim, s);

@@ -6,6 +6,7 @@
 #define KVBM_HOST_MANAGER_INTERNAL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kvbm/manager.h"
@@ -51,11 +52,18 @@ struct kvbm_manager {
     /* Under lock. */
     void *policy_state;
     kvbm__block_t *blocks; /* num_blocks */
-    uint32_t reset_head;   /* top of the reset stack, through next_duplicate */
+    /* The reset pool: the stack of released blocks (through next_duplicate)
+     * on top of the blocks never handed out, never_used and above in id
+     * order. Creating a manager touches no block. */
+    uint32_t reset_head; /* top of the stack of released blocks */
+    uint32_t never_used; /* blocks [never_used, num_blocks) were never allocated */
     uint32_t reset_count;
     uint32_t active_count;   /* mutable + referenced registered */
     uint32_t inactive_count; /* registered with refcount 0 == policy size */
     kvbm__registry_t registry;
+    /* Set once some block's reference count passed REFS_NEAR_LIMIT: from
+     * then on, calls that take references check every block first. */
+    bool refs_near_limit;
     kvbm_manager_metrics_t metrics; /* counters only; gauges filled on read */
 };
 

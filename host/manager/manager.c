@@ -15,11 +15,23 @@
 #include "core/config.h"
 #include "policy/config.h"
 #include "internal.h"
+#include "policy_batch.h"
 
 _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
 
-/* How many hashes ahead batched lookups prefetch registry buckets. */
-#define PREFETCH_DISTANCE 4
+/* How many hashes (or blocks) ahead batched calls prefetch: far enough for
+ * the loads to overlap, near enough to stay in L1. A power of two. */
+#define PREFETCH_DISTANCE 8
+
+/* References one block can carry. A call that could take a block past it is
+ * refused before it changes anything (KVBM_ERR_OVERFLOW). */
+#define REFCOUNT_MAX UINT32_MAX
+
+/* Once a block's count passes this, calls that take references check every
+ * block against their whole count before taking any. Below it, a call of
+ * fewer than REFS_NEAR_LIMIT references cannot overflow a block, and the
+ * calls skip that pass. */
+#define REFS_NEAR_LIMIT (UINT32_MAX / 2)
 
 /* Events are gathered on the stack and handed to the sink in chunks, in order. */
 #define EVENT_CHUNK 64
@@ -29,6 +41,12 @@ typedef struct event_batch {
     kvbm_event_t events[EVENT_CHUNK];
     size_t count;
 } event_batch_t;
+
+static void event_batch_start(event_batch_t *batch, kvbm_manager_t *manager)
+{
+    batch->manager = manager;
+    batch->count = 0; /* the events array is not zeroed: only [0, count) is read */
+}
 
 static void event_batch_flush(event_batch_t *batch)
 {
@@ -47,16 +65,16 @@ static void event_batch_add(event_batch_t *batch, kvbm_event_kind_t kind, uint32
         event_batch_flush(batch);
 }
 
-static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32_t id)
+/* Adds one operation on block @p id to the call's policy batch. */
+static void policy_add(kvbm__policy_batch_t *batch, kvbm__policy_op_t op,
+                       const kvbm__block_t *block, uint32_t id)
 {
-    const kvbm__block_t *block = &manager->blocks[id];
-    return (kvbm_policy_entry_t){
-        .block_id = id,
-        .seq_hash = block->seq_hash,
-        .parent_hash = block->parent_hash,
-        .has_parent = block->has_parent != 0,
-        .priority = block->priority,
-    };
+    kvbm_policy_entry_t *entry = kvbm__policy_batch_add(batch, op);
+    entry->block_id = id;
+    entry->seq_hash = block->seq_hash;
+    entry->parent_hash = block->parent_hash;
+    entry->has_parent = block->has_parent != 0;
+    entry->priority = block->priority;
 }
 
 /* ------------------------------------------------------------------ create */
@@ -87,7 +105,8 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
     if (config->duplication != KVBM_DUPLICATION_ALLOW &&
         config->duplication != KVBM_DUPLICATION_REJECT)
         return KVBM_ERR_INVALID_ARG;
-    if (config->policy != NULL && config->policy->version != KVBM_POLICY_OPS_VERSION)
+    if (config->policy != NULL &&
+        (config->policy->version < 1 || config->policy->version > KVBM_POLICY_OPS_VERSION))
         return KVBM_ERR_VERSION;
     return KVBM_OK;
 }
@@ -129,11 +148,11 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     if (status != KVBM_OK)
         goto err_destroy_policy;
 
-    /* The reset pool is a stack threaded through next_duplicate, lowest ids
-     * on top so a fresh manager hands out 0, 1, 2... */
-    for (uint32_t i = 0; i < config->num_blocks; i++)
-        manager->blocks[i].next_duplicate = i + 1 < config->num_blocks ? i + 1 : KVBM_BLOCK_NONE;
-    manager->reset_head = 0;
+    /* Every block starts in the reset pool, as never used (calloc: state
+     * BLOCK_RESET, no pages touched until a block is first handed out), so a
+     * fresh manager hands out 0, 1, 2... */
+    manager->reset_head = KVBM_BLOCK_NONE;
+    manager->never_used = 0;
     manager->reset_count = config->num_blocks;
     *manager_out = manager;
     return KVBM_OK;
@@ -165,7 +184,8 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
 /*
  * The block state machine (manager.h draws it). These functions are the only
  * code that changes a block's state, moves it between pools or changes the
- * pool counts; each asserts the states it may start from.
+ * pool counts; each asserts the states it may start from. Policy operations
+ * go into the call's batch (policy_batch.h), in the order they happen.
  */
 
 /* Takes a registered block's hash away from it, promoting a duplicate. */
@@ -192,14 +212,22 @@ static void unregister_block(kvbm_manager_t *manager, uint32_t id)
     block->next_duplicate = KVBM_BLOCK_NONE;
 }
 
-/* reset -> mutable (allocate): the top of the reset stack, with one reference. */
+/* reset -> mutable (allocate): the top of the stack of released blocks, else
+ * the lowest never-used block; with one reference. */
 static uint32_t block_reset_to_mutable(kvbm_manager_t *manager)
 {
+    assert(manager->reset_count > 0);
     uint32_t id = manager->reset_head;
-    assert(id != KVBM_BLOCK_NONE && manager->reset_count > 0);
-    kvbm__block_t *block = &manager->blocks[id];
+    kvbm__block_t *block;
+    if (id != KVBM_BLOCK_NONE) {
+        block = &manager->blocks[id];
+        manager->reset_head = block->next_duplicate;
+    } else {
+        id = manager->never_used++;
+        assert(id < manager->num_blocks);
+        block = &manager->blocks[id];
+    }
     assert(block->state == BLOCK_RESET);
-    manager->reset_head = block->next_duplicate;
     block->next_duplicate = KVBM_BLOCK_NONE;
     manager->reset_count--;
     block->state = BLOCK_MUTABLE;
@@ -222,27 +250,29 @@ static void block_inactive_to_mutable(kvbm_manager_t *manager, uint32_t id)
     manager->active_count++;
 }
 
-/* mutable -> registered, still held (register): its registry entry is already
- * in place; the block takes the hash and its lineage. */
+/* mutable -> registered, still held (register): its hash is already in the
+ * registry; the block takes the hash and its lineage. */
 static void block_mutable_to_registered(kvbm_manager_t *manager, uint32_t id, uint64_t hash,
-                                        uint64_t parent, bool has_parent, uint8_t priority)
+                                        uint32_t spread, const kvbm_register_opts_t *lineage)
 {
     kvbm__block_t *block = &manager->blocks[id];
     assert(block->state == BLOCK_MUTABLE && block->refcount == 1);
     block->state = BLOCK_REGISTERED;
     block->seq_hash = hash;
-    block->parent_hash = parent;
-    block->has_parent = has_parent;
-    block->priority = priority;
+    block->spread = spread;
+    block->parent_hash = lineage->parent_hash;
+    block->has_parent = lineage->has_parent;
+    block->priority = lineage->priority;
 }
 
 /* inactive -> active (acquire, match, scan, dedup): out of the policy, with
- * one reference. */
-static void block_to_active(kvbm_manager_t *manager, uint32_t id)
+ * one reference; @p touch says whether the policy hears of the access. */
+static void block_to_active(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
+                            bool touch)
 {
     kvbm__block_t *block = &manager->blocks[id];
     assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
-    manager->policy->remove(manager->policy_state, id);
+    policy_add(batch, touch ? KVBM__POLICY_OP_ACQUIRE : KVBM__POLICY_OP_REMOVE, block, id);
     manager->inactive_count--;
     manager->active_count++;
     block->refcount = 1;
@@ -250,11 +280,11 @@ static void block_to_active(kvbm_manager_t *manager, uint32_t id)
 
 /* active -> inactive (release of the last reference of a registered block):
  * into the policy. */
-static void block_to_inactive(kvbm_manager_t *manager, uint32_t id)
+static void block_to_inactive(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id)
 {
-    assert(manager->blocks[id].state == BLOCK_REGISTERED && manager->blocks[id].refcount == 0);
-    kvbm_policy_entry_t entry = policy_entry_of(manager, id);
-    manager->policy->insert(manager->policy_state, &entry);
+    const kvbm__block_t *block = &manager->blocks[id];
+    assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
+    policy_add(batch, KVBM__POLICY_OP_INSERT, block, id);
     manager->active_count--;
     manager->inactive_count++;
 }
@@ -295,23 +325,102 @@ static void block_to_withdrawn(kvbm_manager_t *manager, uint32_t id)
     block->state = BLOCK_WITHDRAWN;
 }
 
+/* Whether @p more references fit on the block. Calls that take references
+ * check every block against their whole count, which bounds the repeats of
+ * a block within the call, before they take any. */
+static bool refs_fit(const kvbm__block_t *block, size_t more)
+{
+    return more <= (size_t)(REFCOUNT_MAX - block->refcount);
+}
+
+/* Whether a call taking up to @p count references must check its blocks
+ * first (refs_fit): only once some count came near the limit. */
+static bool refs_need_check(const kvbm_manager_t *manager, size_t count)
+{
+    return manager->refs_near_limit || count >= REFS_NEAR_LIMIT;
+}
+
 /* Adds one reference to a registered block, telling the policy of the access
- * when @p touch is set. */
-static void acquire_registered(kvbm_manager_t *manager, uint32_t id, bool touch)
+ * when @p touch is set. The caller checked that it fits. */
+static void acquire_registered(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
+                               bool touch)
 {
     kvbm__block_t *block = &manager->blocks[id];
-    bool inactive = block->refcount == 0;
-    if (touch) {
-        kvbm_policy_entry_t entry = policy_entry_of(manager, id);
-        manager->policy->touch(manager->policy_state, &entry, inactive);
+    if (block->refcount == 0) {
+        block_to_active(manager, batch, id, touch);
+        return;
     }
-    if (inactive)
-        block_to_active(manager, id);
-    else
-        block->refcount++;
+    if (touch)
+        policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
+    if (++block->refcount >= REFS_NEAR_LIMIT)
+        manager->refs_near_limit = true;
+}
+
+/* ------------------------------------------------------------------ hashes ahead */
+
+/*
+ * The spreads of the next PREFETCH_DISTANCE hashes of a batched call: each
+ * hash's spread is computed once, when its registry slot is prefetched, and
+ * handed to the lookup PREFETCH_DISTANCE hashes later.
+ */
+typedef struct hashes_ahead {
+    const kvbm__registry_t *registry;
+    const uint64_t *hashes;
+    size_t count;
+    uint32_t spreads[PREFETCH_DISTANCE];
+} hashes_ahead_t;
+
+static void hashes_ahead_start(hashes_ahead_t *ahead, const kvbm__registry_t *registry,
+                               const uint64_t *hashes, size_t count)
+{
+    ahead->registry = registry;
+    ahead->hashes = hashes;
+    ahead->count = count;
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
+        ahead->spreads[i] = kvbm__registry_spread(hashes[i]);
+        kvbm__registry_prefetch(registry, ahead->spreads[i]);
+    }
+}
+
+/* The spread of hashes[i] (called for i = 0, 1, 2... in order); prefetches
+ * the slot of the hash PREFETCH_DISTANCE further on. */
+static inline uint32_t hashes_ahead_spread(hashes_ahead_t *ahead, size_t i)
+{
+    size_t ring = i % PREFETCH_DISTANCE;
+    uint32_t spread = ahead->spreads[ring];
+    if (i + PREFETCH_DISTANCE < ahead->count) {
+        uint32_t later = kvbm__registry_spread(ahead->hashes[i + PREFETCH_DISTANCE]);
+        ahead->spreads[ring] = later;
+        kvbm__registry_prefetch(ahead->registry, later);
+    }
+    return spread;
 }
 
 /* ------------------------------------------------------------------ allocate */
+
+/* Evicts the victims ids[0, count) (already taken from the policy), in order:
+ * each loses its hash (reported in evicted_out when given) and becomes
+ * mutable. Block metadata is loaded two distances ahead and the registry slot
+ * one distance ahead, so the misses of successive victims overlap. */
+static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
+                          kvbm_evicted_t *evicted_out, event_batch_t *events)
+{
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
+        __builtin_prefetch(&manager->blocks[ids[i]]);
+    for (size_t i = 0; i < count; i++) {
+        if (i + 2 * PREFETCH_DISTANCE < count)
+            __builtin_prefetch(&manager->blocks[ids[i + 2 * PREFETCH_DISTANCE]]);
+        if (i + PREFETCH_DISTANCE < count)
+            kvbm__registry_prefetch(&manager->registry,
+                                    manager->blocks[ids[i + PREFETCH_DISTANCE]].spread);
+        uint32_t id = ids[i];
+        uint64_t hash = manager->blocks[id].seq_hash;
+        block_inactive_to_mutable(manager, id);
+        event_batch_add(events, KVBM_EVENT_REMOVED, id, hash);
+        if (evicted_out != NULL)
+            evicted_out[i] = (kvbm_evicted_t){id, hash};
+    }
+}
 
 kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
                                     kvbm_evicted_t *evicted_out, size_t *n_evicted_out)
@@ -324,33 +433,20 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
         kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_NO_BLOCKS;
     }
-    event_batch_t events = {.manager = manager};
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
-    size_t n_evicted = 0;
     for (size_t i = 0; i < from_reset; i++)
         ids_out[i] = block_reset_to_mutable(manager);
-    /* Evict in two passes so the cache misses overlap: first take every
-     * victim from the policy (and start loading its metadata), then
-     * unregister them, loading registry entries a few victims ahead. */
-    for (size_t i = from_reset; i < count; i++) {
-        uint32_t id = KVBM_BLOCK_NONE;
-        bool found = manager->policy->pop_victim(manager->policy_state, &id);
-        assert(found && id < manager->num_blocks);
-        (void)found;
-        __builtin_prefetch(&manager->blocks[id]);
-        ids_out[i] = id;
-    }
-    for (size_t i = from_reset; i < count; i++) {
-        if (i + PREFETCH_DISTANCE < count)
-            kvbm__registry_prefetch(&manager->registry,
-                                    manager->blocks[ids_out[i + PREFETCH_DISTANCE]].spread);
-        uint32_t id = ids_out[i];
-        uint64_t hash = manager->blocks[id].seq_hash;
-        block_inactive_to_mutable(manager, id);
-        event_batch_add(&events, KVBM_EVENT_REMOVED, id, hash);
-        if (evicted_out != NULL)
-            evicted_out[n_evicted] = (kvbm_evicted_t){id, hash};
-        n_evicted++;
+    /* The rest are evicted: all victims from the policy at once, then
+     * unregistered with their loads overlapped. */
+    size_t n_evicted = count - from_reset;
+    event_batch_t events;
+    event_batch_start(&events, manager);
+    if (n_evicted > 0) {
+        size_t popped = kvbm__policy_pop_victims(manager->policy, manager->policy_state,
+                                                 ids_out + from_reset, n_evicted);
+        assert(popped == n_evicted);
+        (void)popped;
+        evict_victims(manager, ids_out + from_reset, n_evicted, evicted_out, &events);
     }
     manager->metrics.allocations += count;
     manager->metrics.allocations_from_reset += from_reset;
@@ -364,11 +460,19 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
 
 /* ------------------------------------------------------------------ register */
 
-/* Checks that every id is a mutable block named once. Leaves no marks. */
-static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_t *ids,
-                                          size_t count)
+/*
+ * Register's one validation pass: every id is a mutable block named once.
+ * On success every block is left marked in_call (the second pass clears the
+ * marks as it goes); on failure no mark is left. While refs_need_check, a
+ * hash registered on another block must also have room for the reference a
+ * deduplication would move onto it.
+ */
+static kvbm_status_t check_registrable(kvbm_manager_t *manager, const uint32_t *ids,
+                                       const uint64_t *hashes, size_t count)
 {
     kvbm_status_t status = KVBM_OK;
+    bool check_refs =
+        manager->duplication == KVBM_DUPLICATION_REJECT && refs_need_check(manager, count);
     size_t checked = 0;
     for (; checked < count; checked++) {
         if (checked + PREFETCH_DISTANCE < count &&
@@ -385,37 +489,63 @@ static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_
             break;
         }
         block->in_call = 1;
+        if (check_refs) {
+            uint64_t hash = hashes[checked];
+            uint32_t existing =
+                kvbm__registry_find(&manager->registry, hash, kvbm__registry_spread(hash));
+            if (existing != KVBM_BLOCK_NONE && !refs_fit(&manager->blocks[existing], count)) {
+                status = KVBM_ERR_OVERFLOW;
+                checked++; /* this block is marked too */
+                break;
+            }
+        }
     }
-    for (size_t i = 0; i < checked; i++)
-        manager->blocks[ids[i]].in_call = 0;
+    if (status != KVBM_OK)
+        for (size_t i = 0; i < checked; i++)
+            manager->blocks[ids[i]].in_call = 0;
     return status;
 }
 
-/*
- * Register's phase 1: adds the hashes not yet registered (this cannot fail:
- * the registry holds a slot for every block). A block whose hash was added
- * here is marked in_call; a hash repeated within the call is added once.
- */
-static void add_new_hashes(kvbm_manager_t *manager, const uint32_t *ids, const uint64_t *hashes,
-                           size_t count)
+/* Registers hashes[i] on ids[i] for every i (register's second pass, after
+ * check_registrable): a new hash takes the block; a hash present elsewhere
+ * deduplicates (reject) or chains a duplicate (allow). */
+static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                            const uint32_t *ids, const uint64_t *hashes, size_t count,
+                            const kvbm_register_opts_t *opts, uint32_t *ids_out,
+                            event_batch_t *events)
 {
-    uint32_t spreads[PREFETCH_DISTANCE];
-    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
-        spreads[i] = kvbm__registry_spread(hashes[i]);
-        kvbm__registry_prefetch(&manager->registry, spreads[i]);
-    }
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
+    kvbm_register_opts_t lineage = {.parent_hash = opts != NULL ? opts->parent_hash : 0,
+                                    .has_parent = opts != NULL && opts->has_parent,
+                                    .priority = opts != NULL ? opts->priority : 50};
     for (size_t i = 0; i < count; i++) {
-        uint32_t spread = spreads[i % PREFETCH_DISTANCE];
-        if (i + PREFETCH_DISTANCE < count) {
-            uint32_t ahead = kvbm__registry_spread(hashes[i + PREFETCH_DISTANCE]);
-            spreads[i % PREFETCH_DISTANCE] = ahead;
-            kvbm__registry_prefetch(&manager->registry, ahead);
+        uint32_t spread = hashes_ahead_spread(&ahead, i);
+        uint32_t id = ids[i];
+        kvbm__block_t *block = &manager->blocks[id];
+        block->in_call = 0;
+        uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], spread, id);
+        if (existing != KVBM_BLOCK_NONE && manager->duplication == KVBM_DUPLICATION_REJECT) {
+            /* The caller's reference moves to the existing block. */
+            acquire_registered(manager, batch, existing, true);
+            block_to_reset(manager, id);
+            manager->metrics.dedups++;
+            ids_out[i] = existing;
+        } else {
+            if (existing != KVBM_BLOCK_NONE) {
+                block->next_duplicate = manager->blocks[existing].next_duplicate;
+                manager->blocks[existing].next_duplicate = id;
+                manager->metrics.duplicates++;
+            }
+            block_mutable_to_registered(manager, id, hashes[i], spread, &lineage);
+            manager->metrics.registrations++;
+            policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
+            event_batch_add(events, KVBM_EVENT_STORED, id, hashes[i]);
+            ids_out[i] = id;
         }
-        kvbm__block_t *block = &manager->blocks[ids[i]];
-        block->seq_hash = hashes[i];
-        block->spread = spread;
-        uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], spread, ids[i]);
-        block->in_call = existing == KVBM_BLOCK_NONE;
+        /* Every later block's parent is this hash. */
+        lineage.parent_hash = hashes[i];
+        lineage.has_parent = true;
     }
 }
 
@@ -428,47 +558,18 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     if (opts != NULL && opts->priority > 100)
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&manager->lock);
-    kvbm_status_t status = check_mutable_unique(manager, ids, count);
+    kvbm_status_t status = check_registrable(manager, ids, hashes, count);
     if (status != KVBM_OK) {
         kvbm__mutex_unlock(&manager->lock);
         return status;
     }
-
-    add_new_hashes(manager, ids, hashes, count);
-
-    /* Phase 2: nothing below can fail (the hashes are in). */
-    event_batch_t events = {.manager = manager};
-    uint8_t priority = opts != NULL ? opts->priority : 50;
-    for (size_t i = 0; i < count; i++) {
-        uint32_t id = ids[i];
-        kvbm__block_t *block = &manager->blocks[id];
-        bool has_parent = i > 0 || (opts != NULL && opts->has_parent);
-        uint64_t parent = i > 0 ? hashes[i - 1] : (opts != NULL ? opts->parent_hash : 0);
-
-        if (block->in_call) {
-            block->in_call = 0;
-        } else {
-            uint32_t existing = kvbm__registry_find(&manager->registry, hashes[i], block->spread);
-            assert(existing != KVBM_BLOCK_NONE);
-            if (manager->duplication == KVBM_DUPLICATION_REJECT) {
-                /* The caller's reference moves to the existing block. */
-                acquire_registered(manager, existing, true);
-                block_to_reset(manager, id);
-                manager->metrics.dedups++;
-                ids_out[i] = existing;
-                continue;
-            }
-            block->next_duplicate = manager->blocks[existing].next_duplicate;
-            manager->blocks[existing].next_duplicate = id;
-            manager->metrics.duplicates++;
-        }
-        block_mutable_to_registered(manager, id, hashes[i], parent, has_parent, priority);
-        manager->metrics.registrations++;
-        kvbm_policy_entry_t entry = policy_entry_of(manager, id);
-        manager->policy->touch(manager->policy_state, &entry, false);
-        event_batch_add(&events, KVBM_EVENT_STORED, id, hashes[i]);
-        ids_out[i] = id;
-    }
+    /* Nothing below can fail: the registry holds a slot for every block. */
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    event_batch_t events;
+    event_batch_start(&events, manager);
+    register_blocks(manager, &batch, ids, hashes, count, opts, ids_out, &events);
+    kvbm__policy_batch_flush(&batch);
     event_batch_flush(&events);
     kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
@@ -495,30 +596,31 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
     }
     for (size_t i = 0; i < count; i++) {
         const kvbm__block_t *block = &manager->blocks[ids[i]];
-        if (block->state != BLOCK_REGISTERED || block->refcount >= UINT32_MAX - count) {
+        if (block->state != BLOCK_REGISTERED || !refs_fit(block, count)) {
             kvbm__mutex_unlock(&manager->lock);
-            return KVBM_ERR_BAD_STATE;
+            return block->state != BLOCK_REGISTERED ? KVBM_ERR_BAD_STATE : KVBM_ERR_OVERFLOW;
         }
     }
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
     for (size_t i = 0; i < count; i++)
-        acquire_registered(manager, ids[i], false);
+        acquire_registered(manager, &batch, ids[i], false);
+    kvbm__policy_batch_flush(&batch);
     kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
-/* Checks that every release has a reference to drop, counting repeats, by
- * dropping them tentatively and restoring the counts afterwards. */
-static kvbm_status_t check_releasable(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+/* Release's exact check when a block is named more than once: every release
+ * has a reference to drop, counting repeats (the counts are dropped
+ * tentatively and restored). */
+static kvbm_status_t check_repeated_releases(kvbm_manager_t *manager, const uint32_t *ids,
+                                             size_t count)
 {
     kvbm_status_t status = KVBM_OK;
     size_t dropped = 0;
     for (; dropped < count; dropped++) {
-        if (ids[dropped] >= manager->num_blocks) {
-            status = KVBM_ERR_OUT_OF_RANGE;
-            break;
-        }
         kvbm__block_t *block = &manager->blocks[ids[dropped]];
-        if (block->state == BLOCK_RESET || block->refcount == 0) {
+        if (block->refcount == 0) {
             status = KVBM_ERR_NOT_HELD;
             break;
         }
@@ -526,6 +628,41 @@ static kvbm_status_t check_releasable(kvbm_manager_t *manager, const uint32_t *i
     }
     for (size_t i = 0; i < dropped; i++)
         manager->blocks[ids[i]].refcount++;
+    return status;
+}
+
+/*
+ * Release's one validation pass: every id is in range and held. Blocks are
+ * marked in_call on the way, which finds repeats; only then are the counts
+ * checked against the repeats. On success every block is left marked (the
+ * second pass clears them); on failure none is.
+ */
+static kvbm_status_t check_releasable(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+{
+    kvbm_status_t status = KVBM_OK;
+    bool repeats = false;
+    size_t checked = 0;
+    for (; checked < count; checked++) {
+        if (checked + PREFETCH_DISTANCE < count &&
+            ids[checked + PREFETCH_DISTANCE] < manager->num_blocks)
+            __builtin_prefetch(&manager->blocks[ids[checked + PREFETCH_DISTANCE]]);
+        if (ids[checked] >= manager->num_blocks) {
+            status = KVBM_ERR_OUT_OF_RANGE;
+            break;
+        }
+        kvbm__block_t *block = &manager->blocks[ids[checked]];
+        if (block->refcount == 0) { /* reset and inactive blocks hold none */
+            status = KVBM_ERR_NOT_HELD;
+            break;
+        }
+        repeats |= block->in_call != 0;
+        block->in_call = 1;
+    }
+    if (status == KVBM_OK && repeats)
+        status = check_repeated_releases(manager, ids, count);
+    if (status != KVBM_OK)
+        for (size_t i = 0; i < checked; i++)
+            manager->blocks[ids[i]].in_call = 0;
     return status;
 }
 
@@ -539,22 +676,43 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
         kvbm__mutex_unlock(&manager->lock);
         return status;
     }
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
     for (size_t i = 0; i < count; i++) {
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
+        block->in_call = 0;
         if (--block->refcount > 0)
             continue;
         if (block->state == BLOCK_REGISTERED)
-            block_to_inactive(manager, id);
+            block_to_inactive(manager, &batch, id);
         else
             block_to_reset(manager, id);
     }
+    kvbm__policy_batch_flush(&batch);
     manager->metrics.releases += count;
     kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
 /* ------------------------------------------------------------------ match / scan */
+
+/* Whether every block a lookup of @p hashes finds has room for @p count more
+ * references (the check of refs_need_check); @p prefix stops at the first
+ * hash not registered, as match does. */
+static bool found_blocks_fit(const kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
+                             bool prefix)
+{
+    for (size_t i = 0; i < count; i++) {
+        uint32_t id =
+            kvbm__registry_find(&manager->registry, hashes[i], kvbm__registry_spread(hashes[i]));
+        if (id == KVBM_BLOCK_NONE && prefix)
+            return true;
+        if (id != KVBM_BLOCK_NONE && !refs_fit(&manager->blocks[id], count))
+            return false;
+    }
+    return true;
+}
 
 kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                  uint32_t *ids_out, size_t *n_matched_out)
@@ -563,25 +721,24 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
         (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&manager->lock);
-    size_t matched = 0;
-    uint32_t spreads[PREFETCH_DISTANCE];
-    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
-        spreads[i] = kvbm__registry_spread(hashes[i]);
-        kvbm__registry_prefetch(&manager->registry, spreads[i]);
+    if (refs_need_check(manager, count) && !found_blocks_fit(manager, hashes, count, true)) {
+        kvbm__mutex_unlock(&manager->lock);
+        return KVBM_ERR_OVERFLOW;
     }
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
+    size_t matched = 0;
     for (; matched < count; matched++) {
-        uint32_t spread = spreads[matched % PREFETCH_DISTANCE];
-        if (matched + PREFETCH_DISTANCE < count) {
-            uint32_t ahead = kvbm__registry_spread(hashes[matched + PREFETCH_DISTANCE]);
-            spreads[matched % PREFETCH_DISTANCE] = ahead;
-            kvbm__registry_prefetch(&manager->registry, ahead);
-        }
+        uint32_t spread = hashes_ahead_spread(&ahead, matched);
         uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], spread);
         if (id == KVBM_BLOCK_NONE)
             break;
-        acquire_registered(manager, id, true);
+        acquire_registered(manager, &batch, id, true);
         ids_out[matched] = id;
     }
+    kvbm__policy_batch_flush(&batch);
     manager->metrics.match_hashes += count;
     manager->metrics.match_blocks += matched;
     kvbm__mutex_unlock(&manager->lock);
@@ -595,10 +752,12 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
     if (manager == NULL || n_matched_out == NULL || (count > 0 && hashes == NULL))
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&manager->lock);
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t matched = 0, inactive = 0;
     for (; matched < count; matched++) {
-        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched],
-                                          kvbm__registry_spread(hashes[matched]));
+        uint32_t spread = hashes_ahead_spread(&ahead, matched);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], spread);
         if (id == KVBM_BLOCK_NONE)
             break;
         inactive += manager->blocks[id].refcount == 0;
@@ -617,16 +776,25 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
         (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&manager->lock);
+    if (refs_need_check(manager, count) && !found_blocks_fit(manager, hashes, count, false)) {
+        kvbm__mutex_unlock(&manager->lock);
+        return KVBM_ERR_OVERFLOW;
+    }
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t found = 0;
     for (size_t i = 0; i < count; i++) {
-        uint32_t id =
-            kvbm__registry_find(&manager->registry, hashes[i], kvbm__registry_spread(hashes[i]));
+        uint32_t spread = hashes_ahead_spread(&ahead, i);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[i], spread);
         ids_out[i] = id;
         if (id == KVBM_BLOCK_NONE)
             continue;
-        acquire_registered(manager, id, touch);
+        acquire_registered(manager, &batch, id, touch);
         found++;
     }
+    kvbm__policy_batch_flush(&batch);
     manager->metrics.scan_hashes += count;
     manager->metrics.scan_blocks += found;
     kvbm__mutex_unlock(&manager->lock);
@@ -643,7 +811,8 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
         kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_OUT_OF_RANGE;
     }
-    event_batch_t events = {.manager = manager};
+    event_batch_t events;
+    event_batch_start(&events, manager);
     for (size_t i = 0; i < count; i++) {
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
@@ -684,7 +853,8 @@ kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
         kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_BUSY;
     }
-    event_batch_t events = {.manager = manager};
+    event_batch_t events;
+    event_batch_start(&events, manager);
     uint32_t id;
     while (manager->policy->pop_victim(manager->policy_state, &id)) {
         uint64_t hash = manager->blocks[id].seq_hash;

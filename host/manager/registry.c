@@ -6,7 +6,9 @@
 kvbm_status_t kvbm__registry_init(kvbm__registry_t *registry, uint32_t capacity)
 {
     *registry = (kvbm__registry_t){0};
-    uint32_t n_slots = 2 * capacity;
+    /* Clamped for the largest managers: still at least two slots a block. */
+    uint64_t wanted = (uint64_t)KVBM__REGISTRY_SLOTS_PER_BLOCK * capacity;
+    uint32_t n_slots = wanted > UINT32_MAX ? UINT32_MAX : (uint32_t)wanted;
     /* calloc: the pages of a large table are mapped zeroed on first touch,
      * so creating a manager costs what it later uses, not its capacity. */
     registry->slots = calloc(n_slots, sizeof(kvbm__registry_slot_t));
@@ -22,26 +24,22 @@ void kvbm__registry_fini(kvbm__registry_t *registry)
     *registry = (kvbm__registry_t){0};
 }
 
-/* Whether an entry at @p slot, whose home is @p home, may move back to
- * @p hole: its home must not lie cyclically in (hole, slot]. */
-static int may_fill_hole(uint32_t hole, uint32_t home, uint32_t slot)
-{
-    if (hole <= slot)
-        return home <= hole || home > slot;
-    return home <= hole && home > slot;
-}
-
 void kvbm__registry_remove(kvbm__registry_t *registry, kvbm__registry_slot_t *found)
 {
     assert(found->first_plus_one != 0);
-    /* Backward-shift deletion: pull later entries of the run back into the
-     * hole wherever their probe allows, so no probe sequence is broken. */
+    /* Backward-shift deletion: an entry further along the run moves back
+     * into the hole when its home is not past the hole (its distance is at
+     * least the gap), so no probe sequence is broken. */
     uint32_t hole = (uint32_t)(found - registry->slots);
+    uint32_t gap = 0;
     for (uint32_t i = kvbm__registry_next(registry, hole); registry->slots[i].first_plus_one != 0;
          i = kvbm__registry_next(registry, i)) {
-        if (may_fill_hole(hole, kvbm__registry_home(registry, registry->slots[i].spread), i)) {
+        gap++;
+        if (registry->slots[i].distance >= gap) {
             registry->slots[hole] = registry->slots[i];
+            registry->slots[hole].distance -= gap;
             hole = i;
+            gap = 0;
         }
     }
     registry->slots[hole].first_plus_one = 0;

@@ -6,8 +6,8 @@
  * blocks) at a load factor of at most one half: two slots per block, linear
  * probing, backward-shift deletion (no tombstones, so probes stay short
  * however long a manager runs). Each slot is 16 bytes (the hash, the first
- * block, the hash's spread), four to a cache line; a lookup reads one or
- * two lines and never touches block metadata. Why not uthash, the house
+ * block, its distance from its home slot), four to a cache line; a lookup
+ * reads one or two lines and never touches block metadata. Why not uthash, the house
  * choice for hash tables: DECISIONS.md (34) has the measurements.
  *
  * Several blocks may carry one hash under the allow duplication policy: the
@@ -32,12 +32,16 @@
 typedef struct kvbm__registry_slot {
     uint64_t hash;
     uint32_t first_plus_one; /* the first block + 1; 0 marks an empty slot */
-    uint32_t spread;         /* kvbm__registry_spread(hash): moving a slot never rehashes */
+    uint32_t distance;       /* slots from its home slot: deletion never rehashes */
 } kvbm__registry_slot_t;
+
+/* Slots per block: at most one in three used, so a probe that misses (every
+ * new registration) reads about 1.5 slots, and deletion moves few. */
+#define KVBM__REGISTRY_SLOTS_PER_BLOCK 3
 
 typedef struct kvbm__registry {
     kvbm__registry_slot_t *slots; /* n_slots; zero pages until first written */
-    uint32_t n_slots;             /* 2 x capacity */
+    uint32_t n_slots;             /* KVBM__REGISTRY_SLOTS_PER_BLOCK x capacity (at most 2^32 - 1) */
     uint32_t count;               /* registered hashes */
 } kvbm__registry_t;
 
@@ -71,6 +75,22 @@ static inline void kvbm__registry_prefetch(const kvbm__registry_t *registry, uin
     __builtin_prefetch(&registry->slots[kvbm__registry_home(registry, spread)]);
 }
 
+/* The slot holding @p hash, or the empty slot that ends its probe; with
+ * @p distance_out, how far that slot is from the home slot. */
+static inline kvbm__registry_slot_t *kvbm__registry_probe_from(const kvbm__registry_t *registry,
+                                                               uint64_t hash, uint32_t spread,
+                                                               uint32_t *distance_out)
+{
+    uint32_t i = kvbm__registry_home(registry, spread);
+    uint32_t distance = 0;
+    while (registry->slots[i].first_plus_one != 0 && registry->slots[i].hash != hash) {
+        i = kvbm__registry_next(registry, i);
+        distance++;
+    }
+    *distance_out = distance;
+    return &registry->slots[i];
+}
+
 /* The slot holding @p hash, or the empty slot that ends its probe. */
 static inline kvbm__registry_slot_t *kvbm__registry_probe(const kvbm__registry_t *registry,
                                                           uint64_t hash, uint32_t spread)
@@ -94,11 +114,13 @@ static inline uint32_t kvbm__registry_find(const kvbm__registry_t *registry, uin
 static inline uint32_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash,
                                              uint32_t spread, uint32_t block_id)
 {
-    kvbm__registry_slot_t *slot = kvbm__registry_probe(registry, hash, spread);
+    uint32_t distance;
+    kvbm__registry_slot_t *slot = kvbm__registry_probe_from(registry, hash, spread, &distance);
     if (slot->first_plus_one != 0)
         return slot->first_plus_one - 1;
-    assert(registry->count < registry->n_slots / 2);
-    *slot = (kvbm__registry_slot_t){.hash = hash, .first_plus_one = block_id + 1, .spread = spread};
+    assert(registry->count + 1 < registry->n_slots); /* a probe always ends at an empty slot */
+    *slot =
+        (kvbm__registry_slot_t){.hash = hash, .first_plus_one = block_id + 1, .distance = distance};
     registry->count++;
     return KVBM_BLOCK_NONE;
 }

@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "kvbm/policy.h"
 
 #define POS_NONE UINT32_MAX
@@ -169,6 +170,8 @@ static size_t belady_size(const void *state)
     return p->size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(belady)
+
 static const kvbm_policy_ops_t belady_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "belady",
@@ -179,6 +182,7 @@ static const kvbm_policy_ops_t belady_ops = {
     .pop_victim = belady_pop_victim,
     .touch = belady_touch,
     .size = belady_size,
+    KVBM__POLICY_BATCH_SLOTS(belady),
 };
 
 const kvbm_policy_ops_t *kvbm_policy_belady(void)

@@ -30,6 +30,7 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "block_list.h"
 #include "kvbm/policy.h"
 #include "u64_map.h"
@@ -248,6 +249,8 @@ static size_t lineage_size(const void *state)
     return p->leaves.size + p->interior.size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(lineage)
+
 static const kvbm_policy_ops_t lineage_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "lineage",
@@ -258,6 +261,7 @@ static const kvbm_policy_ops_t lineage_ops = {
     .pop_victim = lineage_pop_victim,
     .touch = lineage_touch,
     .size = lineage_size,
+    KVBM__POLICY_BATCH_SLOTS(lineage),
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lineage(void)

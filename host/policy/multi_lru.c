@@ -16,6 +16,7 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "block_list.h"
 #include "freq_sketch.h"
 #include "kvbm/policy.h"
@@ -146,6 +147,8 @@ static size_t multi_lru_size(const void *state)
     return p->size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(multi_lru)
+
 static const kvbm_policy_ops_t multi_lru_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "multi-lru",
@@ -156,6 +159,7 @@ static const kvbm_policy_ops_t multi_lru_ops = {
     .pop_victim = multi_lru_pop_victim,
     .touch = multi_lru_touch,
     .size = multi_lru_size,
+    KVBM__POLICY_BATCH_SLOTS(multi_lru),
 };
 
 const kvbm_policy_ops_t *kvbm_policy_multi_lru(void)

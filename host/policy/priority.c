@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "block_list.h"
 #include "kvbm/policy.h"
 
@@ -124,6 +125,8 @@ static size_t priority_size(const void *state)
     return p->size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(priority)
+
 static const kvbm_policy_ops_t priority_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "priority",
@@ -134,6 +137,7 @@ static const kvbm_policy_ops_t priority_ops = {
     .pop_victim = priority_pop_victim,
     .touch = priority_touch,
     .size = priority_size,
+    KVBM__POLICY_BATCH_SLOTS(priority),
 };
 
 const kvbm_policy_ops_t *kvbm_policy_priority(void)

@@ -33,6 +33,7 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "block_list.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
@@ -191,6 +192,8 @@ static size_t s3fifo_size(const void *state)
     return p->small.size + p->main.size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(s3fifo)
+
 static const kvbm_policy_ops_t s3fifo_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "s3-fifo",
@@ -201,6 +204,7 @@ static const kvbm_policy_ops_t s3fifo_ops = {
     .pop_victim = s3fifo_pop_victim,
     .touch = s3fifo_touch,
     .size = s3fifo_size,
+    KVBM__POLICY_BATCH_SLOTS(s3fifo),
 };
 
 const kvbm_policy_ops_t *kvbm_policy_s3fifo(void)

@@ -42,6 +42,7 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "block_list.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
@@ -201,6 +202,8 @@ static size_t slru_size(const void *state)
     return p->lists[0].size + p->lists[1].size + p->lists[2].size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(slru)
+
 static const kvbm_policy_ops_t slru_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "slru",
@@ -211,6 +214,7 @@ static const kvbm_policy_ops_t slru_ops = {
     .pop_victim = slru_pop_victim,
     .touch = slru_touch,
     .size = slru_size,
+    KVBM__POLICY_BATCH_SLOTS(slru),
 };
 
 const kvbm_policy_ops_t *kvbm_policy_slru(void)

@@ -12,7 +12,9 @@
  *
  * The table is versioned like SQLite's VFS: fields are appended, never
  * reordered. Every slot is filled (no NULLs); an operation a policy has no use
- * for points at a function that does nothing.
+ * for points at a function that does nothing. The manager accepts a table of
+ * any published version: version 1 ends at size, and the manager then calls
+ * the single operations where a version-2 table gets batches.
  */
 #ifndef KVBM_POLICY_H
 #define KVBM_POLICY_H
@@ -27,7 +29,8 @@
 extern "C" {
 #endif
 
-#define KVBM_POLICY_OPS_VERSION    1u
+/** The current ops version (2: the batch operations after size). */
+#define KVBM_POLICY_OPS_VERSION    2u
 #define KVBM_POLICY_CONFIG_VERSION 1u
 
 /** No block / no parent. */
@@ -99,6 +102,31 @@ typedef struct kvbm_policy_ops {
     void (*touch)(void *state, const kvbm_policy_entry_t *entry, bool inactive);
     /** Number of blocks the policy holds. */
     size_t (*size)(const void *state);
+
+    /*
+     * Version 2: batches. A manager call hands its policy operations over
+     * in batches of up to a few dozen, in the order the single operations
+     * would have come, so a policy pays one indirect call per batch and may
+     * merge the steps of an operation (LRU's acquire is one unlink). Each is
+     * defined as the single operations in a loop; a policy with nothing to
+     * gain from a batch implements it as that loop.
+     */
+    /** insert(entry) for each entry, in order (blocks a release made inactive). */
+    void (*insert_batch)(void *state, const kvbm_policy_entry_t *entries, size_t count);
+    /**
+     * touch(entry, true) then remove(entry->block_id) for each entry, in
+     * order: inactive blocks that a match, a touching scan or a deduplicated
+     * registration accessed and acquired.
+     */
+    void (*acquire_batch)(void *state, const kvbm_policy_entry_t *entries, size_t count);
+    /** touch(entry, false) for each entry, in order: accesses to active
+     *  blocks (registrations, matches of blocks already held). */
+    void (*touch_batch)(void *state, const kvbm_policy_entry_t *entries, size_t count);
+    /**
+     * pop_victim up to @p count times, writing the victims in order to
+     * @p block_ids_out; returns how many (fewer only if the policy empties).
+     */
+    size_t (*pop_victims)(void *state, uint32_t *block_ids_out, size_t count);
 } kvbm_policy_ops_t;
 
 /**
