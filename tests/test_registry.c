@@ -1,7 +1,7 @@
 /*
  * The manager's hash registry (host/manager/registry.h): an open-addressing
  * table with the key inline, two slots per block, backward-shift deletion.
- * The spread is passed in, so the tests place keys where they like: runs
+ * The home slot is passed in, so the tests place keys where they like: runs
  * that wrap around the end of the table, long collision runs, and a random
  * model check over a table crowded into a few home slots.
  */
@@ -15,6 +15,9 @@
 #include "kvbm_test.h"
 #include "manager/registry.h"
 
+/* The home slot the registry computes for a hash. */
+#define HOME(hash) kvbm__registry_home(&r, (hash))
+
 enum { CAP = 64 };
 
 static kvbm__registry_t registry_new(uint32_t capacity)
@@ -24,14 +27,6 @@ static kvbm__registry_t registry_new(uint32_t capacity)
     assert_int_equal(r.n_slots, KVBM__REGISTRY_SLOTS_PER_BLOCK * capacity);
     assert_int_equal(r.count, 0);
     return r;
-}
-
-/* The spread whose home slot is @p slot (the inverse of the multiply). */
-static uint32_t spread_at(const kvbm__registry_t *r, uint32_t slot)
-{
-    uint32_t spread = (uint32_t)((((uint64_t)slot << 32) + r->n_slots - 1) / r->n_slots);
-    assert_int_equal(kvbm__registry_home(r, spread), slot);
-    return spread;
 }
 
 static void remove_hash(kvbm__registry_t *r, uint64_t hash, uint32_t spread)
@@ -44,7 +39,7 @@ static void remove_hash(kvbm__registry_t *r, uint64_t hash, uint32_t spread)
 static void insert_find_and_remove(void **state)
 {
     kvbm__registry_t r = registry_new(CAP);
-    uint32_t s = kvbm__registry_spread(42);
+    uint32_t s = HOME(42);
     assert_int_equal(kvbm__registry_find(&r, 42, s), KVBM_BLOCK_NONE);
     assert_int_equal(kvbm__registry_insert(&r, 42, s, 5), KVBM_BLOCK_NONE);
     assert_int_equal(kvbm__registry_find(&r, 42, s), 5);
@@ -61,7 +56,7 @@ static void insert_find_and_remove(void **state)
 static void present_hash_names_the_existing_block(void **state)
 {
     kvbm__registry_t r = registry_new(CAP);
-    uint32_t s = kvbm__registry_spread(77);
+    uint32_t s = HOME(77);
     assert_int_equal(kvbm__registry_insert(&r, 77, s, 0), KVBM_BLOCK_NONE);
     assert_int_equal(kvbm__registry_insert(&r, 77, s, 2), 0);
     assert_int_equal(kvbm__registry_find(&r, 77, s), 0);
@@ -72,7 +67,7 @@ static void present_hash_names_the_existing_block(void **state)
 static void set_first_promotes_a_duplicate(void **state)
 {
     kvbm__registry_t r = registry_new(CAP);
-    uint32_t s = kvbm__registry_spread(900);
+    uint32_t s = HOME(900);
     kvbm__registry_insert(&r, 900, s, 3);
     kvbm__registry_slot_set_first(kvbm__registry_probe(&r, 900, s), 4);
     assert_int_equal(kvbm__registry_find(&r, 900, s), 4);
@@ -86,12 +81,12 @@ static void collision_runs_wrap_around_and_close_up(void **state)
 {
     for (uint32_t victim = 0; victim < 6; victim++) {
         kvbm__registry_t r = registry_new(4);
-        uint32_t s = spread_at(&r, r.n_slots - 2);
+        uint32_t s = r.n_slots - 2;
         for (uint32_t k = 0; k < 4; k++)
             assert_int_equal(kvbm__registry_insert(&r, 100 + k, s, k), KVBM_BLOCK_NONE);
         /* The last two slots, 0 and 1 hold the run; a key homed at 0 lands
          * after it. */
-        uint32_t s0 = spread_at(&r, 0);
+        uint32_t s0 = 0;
         if (victim < 4) {
             remove_hash(&r, 100 + victim, s);
         } else {
@@ -120,23 +115,22 @@ static void full_capacity_of_dense_keys_and_reuse(void **state)
     for (uint64_t round = 0; round < 3; round++) {
         for (uint32_t id = 0; id < CAP; id++) {
             uint64_t hash = id + 1 + round * CAP;
-            uint32_t s = kvbm__registry_spread(hash);
+            uint32_t s = HOME(hash);
             kvbm__registry_prefetch(&r, s); /* a hint, present or not */
             assert_int_equal(kvbm__registry_insert(&r, hash, s, id), KVBM_BLOCK_NONE);
         }
         assert_int_equal(r.count, CAP);
         for (uint32_t id = 0; id < CAP; id++) {
             uint64_t hash = id + 1 + round * CAP;
-            assert_int_equal(kvbm__registry_find(&r, hash, kvbm__registry_spread(hash)), id);
+            assert_int_equal(kvbm__registry_find(&r, hash, HOME(hash)), id);
         }
         for (uint32_t id = 0; id < CAP; id++) {
             uint64_t hash = id + 1 + round * CAP;
-            remove_hash(&r, hash, kvbm__registry_spread(hash));
+            remove_hash(&r, hash, HOME(hash));
         }
         for (uint32_t id = 0; id < CAP; id++) {
             uint64_t hash = id + 1 + round * CAP;
-            assert_int_equal(kvbm__registry_find(&r, hash, kvbm__registry_spread(hash)),
-                             KVBM_BLOCK_NONE);
+            assert_int_equal(kvbm__registry_find(&r, hash, HOME(hash)), KVBM_BLOCK_NONE);
         }
     }
     kvbm__registry_fini(&r);
@@ -163,7 +157,7 @@ static void random_operations_match_a_model(void **state)
     uint64_t rng = 12345;
     for (int step = 0; step < 20000; step++) {
         uint32_t k = (uint32_t)(next_random(&rng) % KEYS);
-        uint32_t s = spread_at(&r, homes[k % 5]);
+        uint32_t s = homes[k % 5];
         if (model[k] == KVBM_BLOCK_NONE) {
             uint32_t block = (uint32_t)(next_random(&rng) % 1000);
             assert_int_equal(kvbm__registry_insert(&r, 1000 + k, s, block), KVBM_BLOCK_NONE);
@@ -174,7 +168,7 @@ static void random_operations_match_a_model(void **state)
         }
         uint32_t present = 0;
         for (uint32_t j = 0; j < KEYS; j++) {
-            uint32_t sj = spread_at(&r, homes[j % 5]);
+            uint32_t sj = homes[j % 5];
             assert_int_equal(kvbm__registry_find(&r, 1000 + j, sj), model[j]);
             present += model[j] != KVBM_BLOCK_NONE;
         }

@@ -19,19 +19,25 @@ typedef enum block_state {
     BLOCK_WITHDRAWN = 3,  /* hash withdrawn by invalidate while held; reset on last release */
 } block_state_t;
 
-/* Per-block metadata, 32 bytes (checked in manager.c). Protected by kvbm_manager.lock. */
+/*
+ * Per-block metadata, 32 bytes (checked in manager.c). Protected by
+ * kvbm_manager.lock. The hashes, has_parent and priority sit where
+ * kvbm_policy_entry_t has them, so a policy entry is this record copied
+ * whole with block_id written over refcount and next_duplicate (policy_add
+ * in manager.c; the offsets are checked there).
+ */
 typedef struct kvbm__block {
-    uint64_t seq_hash;    /* valid when REGISTERED */
-    uint64_t parent_hash; /* valid when has_parent */
     uint32_t refcount;
     /* Registered: next block carrying the same hash (allow policy).
-     * Reset: next block of the reset pool's stack. */
+     * Reset: next block of the stack of released blocks. */
     uint32_t next_duplicate;
-    uint32_t spread; /* kvbm__registry_spread(seq_hash), valid when REGISTERED */
-    uint8_t state;   /* block_state_t */
-    uint8_t has_parent;
+    uint64_t seq_hash;    /* valid when REGISTERED */
+    uint64_t parent_hash; /* valid when has_parent */
+    uint8_t has_parent;   /* 0 or 1 (read as a bool in policy entries) */
     uint8_t priority;
+    uint8_t state;   /* block_state_t */
     uint8_t in_call; /* scratch mark for repeat detection inside one call */
+    uint32_t home;   /* kvbm__registry_home(seq_hash), valid when REGISTERED */
 } kvbm__block_t;
 
 struct kvbm_manager {
@@ -45,6 +51,9 @@ struct kvbm_manager {
     uint32_t num_blocks;
     kvbm_duplication_t duplication;
     const kvbm_policy_ops_t *policy;
+    /* Whether the policy hears of accesses to active blocks (false when its
+     * touch_batch is kvbm_policy_ignore_touches: they are not gathered). */
+    bool policy_touches_active;
     kvbm_event_fn on_events;
     void *events_ctx;
     char name[64];

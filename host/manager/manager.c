@@ -8,6 +8,7 @@
  * policy exactly as they were.
  */
 #include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,19 @@
 #include "policy_batch.h"
 
 _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
+/* policy_add copies a block record into a policy entry whole. */
+_Static_assert(sizeof(kvbm__block_t) == sizeof(kvbm_policy_entry_t), "entry is a block copy");
+_Static_assert(offsetof(kvbm__block_t, seq_hash) == offsetof(kvbm_policy_entry_t, seq_hash),
+               "seq_hash where the entry has it");
+_Static_assert(offsetof(kvbm__block_t, parent_hash) == offsetof(kvbm_policy_entry_t, parent_hash),
+               "parent_hash where the entry has it");
+_Static_assert(offsetof(kvbm__block_t, has_parent) == offsetof(kvbm_policy_entry_t, has_parent),
+               "has_parent where the entry has it");
+_Static_assert(offsetof(kvbm__block_t, priority) == offsetof(kvbm_policy_entry_t, priority),
+               "priority where the entry has it");
+_Static_assert(offsetof(kvbm_policy_entry_t, block_id) == 0 &&
+                   offsetof(kvbm__block_t, seq_hash) == 8,
+               "block_id covers only refcount and next_duplicate");
 
 /* How many hashes (or blocks) ahead batched calls prefetch: far enough for
  * the loads to overlap, near enough to stay in L1. A power of two. */
@@ -65,16 +79,22 @@ static void event_batch_add(event_batch_t *batch, kvbm_event_kind_t kind, uint32
         event_batch_flush(batch);
 }
 
-/* Adds one operation on block @p id to the call's policy batch. */
-static void policy_add(kvbm__policy_batch_t *batch, kvbm__policy_op_t op,
-                       const kvbm__block_t *block, uint32_t id)
+/* Adds one operation on block @p id to the call's policy batch: the entry is
+ * the block record copied whole (its layout mirrors the entry's, checked
+ * above; the bytes the entry does not name are padding there), then the id. */
+static inline void policy_add(kvbm__policy_batch_t *batch, kvbm__policy_op_t op,
+                              const kvbm__block_t *block, uint32_t id)
 {
     kvbm_policy_entry_t *entry = kvbm__policy_batch_add(batch, op);
+    memcpy(entry, block, sizeof(*entry));
     entry->block_id = id;
-    entry->seq_hash = block->seq_hash;
-    entry->parent_hash = block->parent_hash;
-    entry->has_parent = block->has_parent != 0;
-    entry->priority = block->priority;
+}
+
+/* Starts loading the metadata of a block a caller named (a bad id loads
+ * block 0 instead: it is refused when its turn comes). */
+static inline void prefetch_block(const kvbm_manager_t *manager, uint32_t id)
+{
+    __builtin_prefetch(&manager->blocks[id < manager->num_blocks ? id : 0]);
 }
 
 /* ------------------------------------------------------------------ create */
@@ -128,6 +148,8 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     manager->num_blocks = config->num_blocks;
     manager->duplication = config->duplication;
     manager->policy = config->policy != NULL ? config->policy : kvbm_policy_lru();
+    manager->policy_touches_active =
+        manager->policy->version < 2 || manager->policy->touch_batch != kvbm_policy_ignore_touches;
     manager->on_events = config->on_events;
     manager->events_ctx = config->events_ctx;
     strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
@@ -193,7 +215,7 @@ static void unregister_block(kvbm_manager_t *manager, uint32_t id)
 {
     kvbm__block_t *block = &manager->blocks[id];
     kvbm__registry_slot_t *slot =
-        kvbm__registry_probe(&manager->registry, block->seq_hash, block->spread);
+        kvbm__registry_probe(&manager->registry, block->seq_hash, block->home);
     uint32_t first = kvbm__registry_slot_first(slot);
     assert(first != KVBM_BLOCK_NONE);
     if (first == id) {
@@ -253,13 +275,13 @@ static void block_inactive_to_mutable(kvbm_manager_t *manager, uint32_t id)
 /* mutable -> registered, still held (register): its hash is already in the
  * registry; the block takes the hash and its lineage. */
 static void block_mutable_to_registered(kvbm_manager_t *manager, uint32_t id, uint64_t hash,
-                                        uint32_t spread, const kvbm_register_opts_t *lineage)
+                                        uint32_t home, const kvbm_register_opts_t *lineage)
 {
     kvbm__block_t *block = &manager->blocks[id];
     assert(block->state == BLOCK_MUTABLE && block->refcount == 1);
     block->state = BLOCK_REGISTERED;
     block->seq_hash = hash;
-    block->spread = spread;
+    block->home = home;
     block->parent_hash = lineage->parent_hash;
     block->has_parent = lineage->has_parent;
     block->priority = lineage->priority;
@@ -350,7 +372,7 @@ static void acquire_registered(kvbm_manager_t *manager, kvbm__policy_batch_t *ba
         block_to_active(manager, batch, id, touch);
         return;
     }
-    if (touch)
+    if (touch && manager->policy_touches_active)
         policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
     if (++block->refcount >= REFS_NEAR_LIMIT)
         manager->refs_near_limit = true;
@@ -359,15 +381,15 @@ static void acquire_registered(kvbm_manager_t *manager, kvbm__policy_batch_t *ba
 /* ------------------------------------------------------------------ hashes ahead */
 
 /*
- * The spreads of the next PREFETCH_DISTANCE hashes of a batched call: each
- * hash's spread is computed once, when its registry slot is prefetched, and
- * handed to the lookup PREFETCH_DISTANCE hashes later.
+ * The home slots of the next PREFETCH_DISTANCE hashes of a batched call:
+ * each hash's home is computed once, when its registry slot is prefetched,
+ * and handed to the lookup PREFETCH_DISTANCE hashes later.
  */
 typedef struct hashes_ahead {
     const kvbm__registry_t *registry;
     const uint64_t *hashes;
     size_t count;
-    uint32_t spreads[PREFETCH_DISTANCE];
+    uint32_t homes[PREFETCH_DISTANCE];
 } hashes_ahead_t;
 
 static void hashes_ahead_start(hashes_ahead_t *ahead, const kvbm__registry_t *registry,
@@ -377,23 +399,23 @@ static void hashes_ahead_start(hashes_ahead_t *ahead, const kvbm__registry_t *re
     ahead->hashes = hashes;
     ahead->count = count;
     for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
-        ahead->spreads[i] = kvbm__registry_spread(hashes[i]);
-        kvbm__registry_prefetch(registry, ahead->spreads[i]);
+        ahead->homes[i] = kvbm__registry_home(registry, hashes[i]);
+        kvbm__registry_prefetch(registry, ahead->homes[i]);
     }
 }
 
-/* The spread of hashes[i] (called for i = 0, 1, 2... in order); prefetches
- * the slot of the hash PREFETCH_DISTANCE further on. */
-static inline uint32_t hashes_ahead_spread(hashes_ahead_t *ahead, size_t i)
+/* The home slot of hashes[i] (called for i = 0, 1, 2... in order);
+ * prefetches the slot of the hash PREFETCH_DISTANCE further on. */
+static inline uint32_t hashes_ahead_home(hashes_ahead_t *ahead, size_t i)
 {
     size_t ring = i % PREFETCH_DISTANCE;
-    uint32_t spread = ahead->spreads[ring];
+    uint32_t home = ahead->homes[ring];
     if (i + PREFETCH_DISTANCE < ahead->count) {
-        uint32_t later = kvbm__registry_spread(ahead->hashes[i + PREFETCH_DISTANCE]);
-        ahead->spreads[ring] = later;
+        uint32_t later = kvbm__registry_home(ahead->registry, ahead->hashes[i + PREFETCH_DISTANCE]);
+        ahead->homes[ring] = later;
         kvbm__registry_prefetch(ahead->registry, later);
     }
-    return spread;
+    return home;
 }
 
 /* ------------------------------------------------------------------ allocate */
@@ -412,7 +434,7 @@ static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t c
             __builtin_prefetch(&manager->blocks[ids[i + 2 * PREFETCH_DISTANCE]]);
         if (i + PREFETCH_DISTANCE < count)
             kvbm__registry_prefetch(&manager->registry,
-                                    manager->blocks[ids[i + PREFETCH_DISTANCE]].spread);
+                                    manager->blocks[ids[i + PREFETCH_DISTANCE]].home);
         uint32_t id = ids[i];
         uint64_t hash = manager->blocks[id].seq_hash;
         block_inactive_to_mutable(manager, id);
@@ -475,9 +497,8 @@ static kvbm_status_t check_registrable(kvbm_manager_t *manager, const uint32_t *
         manager->duplication == KVBM_DUPLICATION_REJECT && refs_need_check(manager, count);
     size_t checked = 0;
     for (; checked < count; checked++) {
-        if (checked + PREFETCH_DISTANCE < count &&
-            ids[checked + PREFETCH_DISTANCE] < manager->num_blocks)
-            __builtin_prefetch(&manager->blocks[ids[checked + PREFETCH_DISTANCE]]);
+        if (checked + PREFETCH_DISTANCE < count)
+            prefetch_block(manager, ids[checked + PREFETCH_DISTANCE]);
         uint32_t id = ids[checked];
         if (id >= manager->num_blocks) {
             status = KVBM_ERR_OUT_OF_RANGE;
@@ -491,8 +512,8 @@ static kvbm_status_t check_registrable(kvbm_manager_t *manager, const uint32_t *
         block->in_call = 1;
         if (check_refs) {
             uint64_t hash = hashes[checked];
-            uint32_t existing =
-                kvbm__registry_find(&manager->registry, hash, kvbm__registry_spread(hash));
+            uint32_t existing = kvbm__registry_find(&manager->registry, hash,
+                                                    kvbm__registry_home(&manager->registry, hash));
             if (existing != KVBM_BLOCK_NONE && !refs_fit(&manager->blocks[existing], count)) {
                 status = KVBM_ERR_OVERFLOW;
                 checked++; /* this block is marked too */
@@ -520,11 +541,11 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
                                     .has_parent = opts != NULL && opts->has_parent,
                                     .priority = opts != NULL ? opts->priority : 50};
     for (size_t i = 0; i < count; i++) {
-        uint32_t spread = hashes_ahead_spread(&ahead, i);
+        uint32_t home = hashes_ahead_home(&ahead, i);
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
         block->in_call = 0;
-        uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], spread, id);
+        uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], home, id);
         if (existing != KVBM_BLOCK_NONE && manager->duplication == KVBM_DUPLICATION_REJECT) {
             /* The caller's reference moves to the existing block. */
             acquire_registered(manager, batch, existing, true);
@@ -537,9 +558,10 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
                 manager->blocks[existing].next_duplicate = id;
                 manager->metrics.duplicates++;
             }
-            block_mutable_to_registered(manager, id, hashes[i], spread, &lineage);
+            block_mutable_to_registered(manager, id, hashes[i], home, &lineage);
             manager->metrics.registrations++;
-            policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
+            if (manager->policy_touches_active)
+                policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
             event_batch_add(events, KVBM_EVENT_STORED, id, hashes[i]);
             ids_out[i] = id;
         }
@@ -643,9 +665,8 @@ static kvbm_status_t check_releasable(kvbm_manager_t *manager, const uint32_t *i
     bool repeats = false;
     size_t checked = 0;
     for (; checked < count; checked++) {
-        if (checked + PREFETCH_DISTANCE < count &&
-            ids[checked + PREFETCH_DISTANCE] < manager->num_blocks)
-            __builtin_prefetch(&manager->blocks[ids[checked + PREFETCH_DISTANCE]]);
+        if (checked + PREFETCH_DISTANCE < count)
+            prefetch_block(manager, ids[checked + PREFETCH_DISTANCE]);
         if (ids[checked] >= manager->num_blocks) {
             status = KVBM_ERR_OUT_OF_RANGE;
             break;
@@ -704,8 +725,8 @@ static bool found_blocks_fit(const kvbm_manager_t *manager, const uint64_t *hash
                              bool prefix)
 {
     for (size_t i = 0; i < count; i++) {
-        uint32_t id =
-            kvbm__registry_find(&manager->registry, hashes[i], kvbm__registry_spread(hashes[i]));
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[i],
+                                          kvbm__registry_home(&manager->registry, hashes[i]));
         if (id == KVBM_BLOCK_NONE && prefix)
             return true;
         if (id != KVBM_BLOCK_NONE && !refs_fit(&manager->blocks[id], count))
@@ -731,8 +752,8 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t matched = 0;
     for (; matched < count; matched++) {
-        uint32_t spread = hashes_ahead_spread(&ahead, matched);
-        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], spread);
+        uint32_t home = hashes_ahead_home(&ahead, matched);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], home);
         if (id == KVBM_BLOCK_NONE)
             break;
         acquire_registered(manager, &batch, id, true);
@@ -756,8 +777,8 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t matched = 0, inactive = 0;
     for (; matched < count; matched++) {
-        uint32_t spread = hashes_ahead_spread(&ahead, matched);
-        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], spread);
+        uint32_t home = hashes_ahead_home(&ahead, matched);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], home);
         if (id == KVBM_BLOCK_NONE)
             break;
         inactive += manager->blocks[id].refcount == 0;
@@ -786,8 +807,8 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t found = 0;
     for (size_t i = 0; i < count; i++) {
-        uint32_t spread = hashes_ahead_spread(&ahead, i);
-        uint32_t id = kvbm__registry_find(&manager->registry, hashes[i], spread);
+        uint32_t home = hashes_ahead_home(&ahead, i);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[i], home);
         ids_out[i] = id;
         if (id == KVBM_BLOCK_NONE)
             continue;
@@ -836,8 +857,9 @@ bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash)
     if (manager == NULL)
         return false;
     kvbm__mutex_lock(&manager->lock);
-    bool present = kvbm__registry_find(&manager->registry, hash, kvbm__registry_spread(hash)) !=
-                   KVBM_BLOCK_NONE;
+    bool present =
+        kvbm__registry_find(&manager->registry, hash,
+                            kvbm__registry_home(&manager->registry, hash)) != KVBM_BLOCK_NONE;
     kvbm__mutex_unlock(&manager->lock);
     return present;
 }

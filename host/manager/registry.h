@@ -14,10 +14,10 @@
  * slot names the first, and the blocks chain through a next-duplicate field
  * the manager owns.
  *
- * One hash computation per hash: callers compute the spread once
- * (kvbm__registry_spread), prefetch the slot with it a few hashes ahead, and
- * pass it to the lookup. Nothing here allocates after create or can fail.
- * Not thread-safe: the owning manager's lock protects it.
+ * One hash computation per hash: callers compute the home slot once
+ * (kvbm__registry_home), prefetch it a few hashes ahead, and pass it to the
+ * lookup; blocks keep their hash's home for the removal. Nothing here allocates after create or can
+ * fail. Not thread-safe: the owning manager's lock protects it.
  */
 #ifndef KVBM_HOST_REGISTRY_H
 #define KVBM_HOST_REGISTRY_H
@@ -50,18 +50,13 @@ typedef struct kvbm__registry {
 kvbm_status_t kvbm__registry_init(kvbm__registry_t *registry, uint32_t capacity);
 void kvbm__registry_fini(kvbm__registry_t *registry);
 
-/* The 32 bits of a hash that place it: the high half of the library's mixer
- * (core/mix.h), so small dense integers spread evenly too. */
-static inline uint32_t kvbm__registry_spread(uint64_t hash)
+/* The home slot of a hash: 32 spread bits (core/mix.h: small dense
+ * integers spread evenly too), then a multiply instead of a modulo (the slot
+ * count need not be a power of two, so the table costs exactly its slots
+ * per block). Callers compute it once per hash and pass it on. */
+static inline uint32_t kvbm__registry_home(const kvbm__registry_t *registry, uint64_t hash)
 {
-    return (uint32_t)(kvbm__mix64(hash) >> 32);
-}
-
-/* The home slot of a spread: a multiply instead of a modulo (the slot count
- * need not be a power of two, so the table costs exactly two slots a block). */
-static inline uint32_t kvbm__registry_home(const kvbm__registry_t *registry, uint32_t spread)
-{
-    return (uint32_t)(((uint64_t)spread * registry->n_slots) >> 32);
+    return (uint32_t)(((uint64_t)kvbm__spread32(hash) * registry->n_slots) >> 32);
 }
 
 static inline uint32_t kvbm__registry_next(const kvbm__registry_t *registry, uint32_t slot)
@@ -69,19 +64,19 @@ static inline uint32_t kvbm__registry_next(const kvbm__registry_t *registry, uin
     return slot + 1 == registry->n_slots ? 0 : slot + 1;
 }
 
-/* Starts loading the slot a lookup of this spread reads first. */
-static inline void kvbm__registry_prefetch(const kvbm__registry_t *registry, uint32_t spread)
+/* Starts loading the slot a lookup from @p home reads first. */
+static inline void kvbm__registry_prefetch(const kvbm__registry_t *registry, uint32_t home)
 {
-    __builtin_prefetch(&registry->slots[kvbm__registry_home(registry, spread)]);
+    __builtin_prefetch(&registry->slots[home]);
 }
 
-/* The slot holding @p hash, or the empty slot that ends its probe; with
- * @p distance_out, how far that slot is from the home slot. */
+/* The slot holding @p hash (whose home slot is @p home), or the empty slot
+ * that ends its probe; with @p distance_out, how far that slot is from home. */
 static inline kvbm__registry_slot_t *kvbm__registry_probe_from(const kvbm__registry_t *registry,
-                                                               uint64_t hash, uint32_t spread,
+                                                               uint64_t hash, uint32_t home,
                                                                uint32_t *distance_out)
 {
-    uint32_t i = kvbm__registry_home(registry, spread);
+    uint32_t i = home;
     uint32_t distance = 0;
     while (registry->slots[i].first_plus_one != 0 && registry->slots[i].hash != hash) {
         i = kvbm__registry_next(registry, i);
@@ -93,9 +88,9 @@ static inline kvbm__registry_slot_t *kvbm__registry_probe_from(const kvbm__regis
 
 /* The slot holding @p hash, or the empty slot that ends its probe. */
 static inline kvbm__registry_slot_t *kvbm__registry_probe(const kvbm__registry_t *registry,
-                                                          uint64_t hash, uint32_t spread)
+                                                          uint64_t hash, uint32_t home)
 {
-    uint32_t i = kvbm__registry_home(registry, spread);
+    uint32_t i = home;
     while (registry->slots[i].first_plus_one != 0 && registry->slots[i].hash != hash)
         i = kvbm__registry_next(registry, i);
     return &registry->slots[i];
@@ -103,19 +98,19 @@ static inline kvbm__registry_slot_t *kvbm__registry_probe(const kvbm__registry_t
 
 /* The first block registered under @p hash, or KVBM_BLOCK_NONE. */
 static inline uint32_t kvbm__registry_find(const kvbm__registry_t *registry, uint64_t hash,
-                                           uint32_t spread)
+                                           uint32_t home)
 {
-    return kvbm__registry_probe(registry, hash, spread)->first_plus_one - 1;
+    return kvbm__registry_probe(registry, hash, home)->first_plus_one - 1;
 }
 
 /* Registers @p hash on @p block_id unless present. Returns the first block
  * already registered under it (nothing added), or KVBM_BLOCK_NONE when it was
  * added. Never fails: the owner registers at most capacity hashes. */
 static inline uint32_t kvbm__registry_insert(kvbm__registry_t *registry, uint64_t hash,
-                                             uint32_t spread, uint32_t block_id)
+                                             uint32_t home, uint32_t block_id)
 {
     uint32_t distance;
-    kvbm__registry_slot_t *slot = kvbm__registry_probe_from(registry, hash, spread, &distance);
+    kvbm__registry_slot_t *slot = kvbm__registry_probe_from(registry, hash, home, &distance);
     if (slot->first_plus_one != 0)
         return slot->first_plus_one - 1;
     assert(registry->count + 1 < registry->n_slots); /* a probe always ends at an empty slot */

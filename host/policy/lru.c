@@ -72,7 +72,7 @@ static void lru_touch(void *state, const kvbm_policy_entry_t *entry, bool inacti
 
 /* The batches, as the single operations would leave the list: an acquire
  * (touch, which moves the block to the back, then remove) is one unlink, and
- * a touch of an active block does nothing. */
+ * a touch of an active block does nothing (kvbm_policy_ignore_touches). */
 static void lru_insert_batch(void *state, const kvbm_policy_entry_t *entries, size_t count)
 {
     lru_policy_t *lru = state;
@@ -85,13 +85,6 @@ static void lru_acquire_batch(void *state, const kvbm_policy_entry_t *entries, s
     lru_policy_t *lru = state;
     for (size_t i = 0; i < count; i++)
         kvbm__block_list_unlink(&lru->order, &lru->links, entries[i].block_id);
-}
-
-static void lru_touch_batch(void *state, const kvbm_policy_entry_t *entries, size_t count)
-{
-    (void)state;
-    (void)entries;
-    (void)count;
 }
 
 static size_t lru_pop_victims(void *state, uint32_t *block_ids_out, size_t count)
@@ -122,7 +115,7 @@ static const kvbm_policy_ops_t lru_ops = {
     .size = lru_size,
     .insert_batch = lru_insert_batch,
     .acquire_batch = lru_acquire_batch,
-    .touch_batch = lru_touch_batch,
+    .touch_batch = kvbm_policy_ignore_touches,
     .pop_victims = lru_pop_victims,
 };
 

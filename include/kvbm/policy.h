@@ -167,6 +167,14 @@ KVBM_POLICY_LIST(KVBM_POLICY_GETTER)
 #undef KVBM_POLICY_GETTER
 
 /**
+ * @brief A touch_batch for policies that ignore accesses to active blocks
+ *        (LRU does): it does nothing, and a manager whose policy table
+ *        points its touch_batch here skips gathering those accesses at all.
+ *        Thread-safe.
+ */
+void kvbm_policy_ignore_touches(void *state, const kvbm_policy_entry_t *entries, size_t count);
+
+/**
  * @brief Find a built-in policy by name (a name of KVBM_POLICY_LIST).
  *        Returns NULL when the name is unknown. Thread-safe.
  */
