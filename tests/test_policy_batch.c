@@ -1,7 +1,7 @@
 /*
- * Policy batches (kvbm_policy_ops_t version 2, host/manager/policy_batch.c):
- * a version-2 table sees, through its batches, exactly the single
- * operations a version-1 table gets one by one, in the same order; and
+ * Policy batches (kvbm_policy_ops_t version 3, host/manager/policy_batch.c):
+ * a version-3 table sees, through its batches, exactly the single
+ * operations an older table gets one by one, in the same order; and
  * every built-in policy's batches leave it where its single operations do.
  * Checked by driving two managers with the same random calls (evictions,
  * deduplications, repeats, misuse) and comparing everything they return.
@@ -230,13 +230,13 @@ static void drive_and_compare(const kvbm_policy_ops_t *a, const kvbm_policy_ops_
 
 static void batches_carry_the_single_operations_in_order(void **state)
 {
-    kvbm_policy_ops_t one_by_one = recorder(1), batched = recorder(2);
+    kvbm_policy_ops_t one_by_one = recorder(2), batched = recorder(3);
     drive_and_compare(&one_by_one, &batched, 3000);
     assert_true(logs[0].count > 1000);
     assert_int_equal(logs[0].count, logs[1].count);
     assert_memory_equal(logs[0].kind, logs[1].kind, logs[0].count);
     assert_memory_equal(logs[0].block, logs[1].block, logs[0].count * sizeof(uint32_t));
-    /* The version-1 table never saw a batch; the version-2 one saw them,
+    /* The version-2 table never saw a batch; the version-3 one saw them,
      * with more than one operation each. */
     assert_int_equal(logs[0].batch_calls, 0);
     assert_true(logs[1].batch_calls > 0 && logs[1].batch_calls < logs[1].count);
@@ -256,7 +256,7 @@ static void every_policy_batches_like_its_single_operations(void **state)
             continue;
         assert_int_equal(batched->version, KVBM_POLICY_OPS_VERSION);
         kvbm_policy_ops_t one_by_one = *batched;
-        one_by_one.version = 1;
+        one_by_one.version = 2; /* the last version before the batches */
         recording = &logs[0];
         drive_and_compare(&one_by_one, batched, 3000);
     }

@@ -125,8 +125,9 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
     if (config->duplication != KVBM_DUPLICATION_ALLOW &&
         config->duplication != KVBM_DUPLICATION_REJECT)
         return KVBM_ERR_INVALID_ARG;
+    /* Tables are appended to, never reordered: any version up to ours works. */
     if (config->policy != NULL &&
-        (config->policy->version < 1 || config->policy->version > KVBM_POLICY_OPS_VERSION))
+        (config->policy->version == 0 || config->policy->version > KVBM_POLICY_OPS_VERSION))
         return KVBM_ERR_VERSION;
     return KVBM_OK;
 }
@@ -148,8 +149,8 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     manager->num_blocks = config->num_blocks;
     manager->duplication = config->duplication;
     manager->policy = config->policy != NULL ? config->policy : kvbm_policy_lru();
-    manager->policy_touches_active =
-        manager->policy->version < 2 || manager->policy->touch_batch != kvbm_policy_ignore_touches;
+    manager->policy_touches_active = manager->policy->version < KVBM__POLICY_BATCH_VERSION ||
+                                     manager->policy->touch_batch != kvbm_policy_ignore_touches;
     manager->on_events = config->on_events;
     manager->events_ctx = config->events_ctx;
     strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
@@ -527,6 +528,23 @@ static kvbm_status_t check_registrable(kvbm_manager_t *manager, const uint32_t *
     return status;
 }
 
+/* Hands the policy the registration hints of ids[i] (after its touch, so
+ * the batch gathered so far goes first). */
+static void hint_policy(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
+                        const kvbm_register_opts_t *opts, size_t i)
+{
+    kvbm__policy_batch_flush(batch);
+    const kvbm__block_t *block = &manager->blocks[id];
+    kvbm_policy_entry_t entry;
+    memcpy(&entry, block, sizeof(entry));
+    entry.block_id = id;
+    kvbm_policy_hint_t hint = {.request_blocks = opts->request_blocks,
+                               .position = opts->first_position + (uint32_t)i,
+                               .priority = block->priority};
+    hint.last = hint.position + 1 == hint.request_blocks;
+    manager->policy->hint(manager->policy_state, &entry, &hint);
+}
+
 /* Registers hashes[i] on ids[i] for every i (register's second pass, after
  * check_registrable): a new hash takes the block; a hash present elsewhere
  * deduplicates (reject) or chains a duplicate (allow). */
@@ -537,6 +555,8 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
 {
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
+    /* Version-1 policy tables have no hint op. */
+    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy->version >= 2;
     kvbm_register_opts_t lineage = {.parent_hash = opts != NULL ? opts->parent_hash : 0,
                                     .has_parent = opts != NULL && opts->has_parent,
                                     .priority = opts != NULL ? opts->priority : 50};
@@ -562,6 +582,8 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
             manager->metrics.registrations++;
             if (manager->policy_touches_active)
                 policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
+            if (hinted)
+                hint_policy(manager, batch, id, opts, i);
             event_batch_add(events, KVBM_EVENT_STORED, id, hashes[i]);
             ids_out[i] = id;
         }

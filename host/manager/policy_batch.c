@@ -3,7 +3,7 @@
 
 #include <stdbool.h>
 
-/* A version-1 table: the single operations, in order. */
+/* A table before the batches: the single operations, in order. */
 static void flush_one_by_one(const kvbm__policy_batch_t *batch)
 {
     const kvbm_policy_ops_t *ops = batch->ops;
@@ -33,7 +33,7 @@ void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch)
     if (batch->count == 0)
         return;
     const kvbm_policy_ops_t *ops = batch->ops;
-    if (ops->version < 2 || batch->op == KVBM__POLICY_OP_REMOVE)
+    if (ops->version < KVBM__POLICY_BATCH_VERSION || batch->op == KVBM__POLICY_OP_REMOVE)
         flush_one_by_one(batch); /* remove has no batch: it is never on a hot path */
     else if (batch->op == KVBM__POLICY_OP_INSERT)
         ops->insert_batch(batch->state, batch->entries, batch->count);
@@ -47,7 +47,7 @@ void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch)
 size_t kvbm__policy_pop_victims(const kvbm_policy_ops_t *ops, void *state, uint32_t *ids_out,
                                 size_t count)
 {
-    if (ops->version >= 2)
+    if (ops->version >= KVBM__POLICY_BATCH_VERSION)
         return ops->pop_victims(state, ids_out, count);
     size_t popped = 0;
     while (popped < count && ops->pop_victim(state, &ids_out[popped]))

@@ -17,6 +17,9 @@
 
 #include "kvbm/policy.h"
 
+/* The first kvbm_policy_ops_t version with the batch operations. */
+#define KVBM__POLICY_BATCH_VERSION 3u
+
 /* Entries a batch gathers before handing them over (2 KiB of stack). */
 #define KVBM__POLICY_BATCH_ENTRIES 64
 

@@ -1,5 +1,5 @@
 /*
- * The batch operations of kvbm_policy_ops_t (version 2) as loops over a
+ * The batch operations of kvbm_policy_ops_t (version 3) as loops over a
  * policy's single operations, for the policies with nothing to gain from
  * seeing a batch at once. A policy file named prefix_insert, prefix_remove,
  * prefix_pop_victim and prefix_touch writes

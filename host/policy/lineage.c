@@ -32,6 +32,7 @@
 
 #include "batch_loops.h"
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "u64_map.h"
 
@@ -262,6 +263,7 @@ static const kvbm_policy_ops_t lineage_ops = {
     .touch = lineage_touch,
     .size = lineage_size,
     KVBM__POLICY_BATCH_SLOTS(lineage),
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lineage(void)

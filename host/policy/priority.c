@@ -12,6 +12,7 @@
 
 #include "batch_loops.h"
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 #define PRIORITY_LEVELS 101
@@ -138,6 +139,7 @@ static const kvbm_policy_ops_t priority_ops = {
     .touch = priority_touch,
     .size = priority_size,
     KVBM__POLICY_BATCH_SLOTS(priority),
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_priority(void)

@@ -35,6 +35,7 @@
 
 #include "batch_loops.h"
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
 
@@ -205,6 +206,7 @@ static const kvbm_policy_ops_t s3fifo_ops = {
     .touch = s3fifo_touch,
     .size = s3fifo_size,
     KVBM__POLICY_BATCH_SLOTS(s3fifo),
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_s3fifo(void)
