@@ -149,6 +149,8 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     manager->num_blocks = config->num_blocks;
     manager->duplication = config->duplication;
     manager->policy = config->policy != NULL ? config->policy : kvbm_policy_lru();
+    manager->policy_takes_hints =
+        manager->policy->version >= 2 && manager->policy->hint != kvbm_policy_ignore_hint;
     manager->policy_touches_active = manager->policy->version < KVBM__POLICY_BATCH_VERSION ||
                                      manager->policy->touch_batch != kvbm_policy_ignore_touches;
     manager->on_events = config->on_events;
@@ -555,8 +557,8 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
 {
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
-    /* Version-1 policy tables have no hint op. */
-    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy->version >= 2;
+    /* Version-1 policy tables have no hint op; the ignoring one gets none. */
+    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
     kvbm_register_opts_t lineage = {.parent_hash = opts != NULL ? opts->parent_hash : 0,
                                     .has_parent = opts != NULL && opts->has_parent,
                                     .priority = opts != NULL ? opts->priority : 50};

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 
 #include "batch_loops.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 #define POS_NONE UINT32_MAX
@@ -184,7 +183,7 @@ static const kvbm_policy_ops_t belady_ops = {
     .touch = belady_touch,
     .size = belady_size,
     KVBM__POLICY_BATCH_SLOTS(belady),
-    .hint = kvbm__policy_ignore_hint,
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_belady(void)

@@ -32,7 +32,6 @@
 
 #include "batch_loops.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "u64_map.h"
 
@@ -263,7 +262,7 @@ static const kvbm_policy_ops_t lineage_ops = {
     .touch = lineage_touch,
     .size = lineage_size,
     KVBM__POLICY_BATCH_SLOTS(lineage),
-    .hint = kvbm__policy_ignore_hint,
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lineage(void)

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 typedef struct lru_policy {
@@ -118,7 +117,7 @@ static const kvbm_policy_ops_t lru_ops = {
     .acquire_batch = lru_acquire_batch,
     .touch_batch = kvbm_policy_ignore_touches,
     .pop_victims = lru_pop_victims,
-    .hint = kvbm__policy_ignore_hint,
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lru(void)

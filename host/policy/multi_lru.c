@@ -30,7 +30,6 @@
 #include "batch_loops.h"
 #include "block_list.h"
 #include "freq_sketch.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "multi_lru.h"
 
@@ -216,7 +215,7 @@ static const kvbm_policy_ops_t multi_lru_ops = {
     .touch = multi_lru_touch,
     .size = multi_lru_size,
     KVBM__POLICY_BATCH_SLOTS(multi_lru),
-    .hint = kvbm__policy_ignore_hint,
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_multi_lru(void)
@@ -234,7 +233,7 @@ static const kvbm_policy_ops_t multi_lru_follow_ops = {
     .pop_victim = multi_lru_pop_victim,
     .touch = multi_lru_touch,
     .size = multi_lru_size,
-    .hint = kvbm__policy_ignore_hint,
+    .hint = kvbm_policy_ignore_hint,
     KVBM__POLICY_BATCH_SLOTS(multi_lru),
 };
 

@@ -12,7 +12,6 @@
 
 #include "batch_loops.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 #define PRIORITY_LEVELS 101
@@ -139,7 +138,7 @@ static const kvbm_policy_ops_t priority_ops = {
     .touch = priority_touch,
     .size = priority_size,
     KVBM__POLICY_BATCH_SLOTS(priority),
-    .hint = kvbm__policy_ignore_hint,
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_priority(void)

@@ -35,7 +35,6 @@
 
 #include "batch_loops.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
 
@@ -206,7 +205,7 @@ static const kvbm_policy_ops_t s3fifo_ops = {
     .touch = s3fifo_touch,
     .size = s3fifo_size,
     KVBM__POLICY_BATCH_SLOTS(s3fifo),
-    .hint = kvbm__policy_ignore_hint,
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_s3fifo(void)

@@ -44,7 +44,6 @@
 
 #include "batch_loops.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
 
@@ -216,7 +215,7 @@ static const kvbm_policy_ops_t slru_ops = {
     .touch = slru_touch,
     .size = slru_size,
     KVBM__POLICY_BATCH_SLOTS(slru),
-    .hint = kvbm__policy_ignore_hint,
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_slru(void)

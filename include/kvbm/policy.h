@@ -198,6 +198,14 @@ KVBM_POLICY_LIST(KVBM_POLICY_GETTER)
 #undef KVBM_POLICY_GETTER
 
 /**
+ * @brief A hint op for policies that do not use registration hints: it does
+ *        nothing, and a manager whose policy table points its hint here
+ *        never builds the hints. Thread-safe.
+ */
+void kvbm_policy_ignore_hint(void *state, const kvbm_policy_entry_t *entry,
+                             const kvbm_policy_hint_t *hint);
+
+/**
  * @brief A touch_batch for policies that ignore accesses to active blocks
  *        (LRU does): it does nothing, and a manager whose policy table
  *        points its touch_batch here skips gathering those accesses at all.
