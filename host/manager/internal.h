@@ -68,9 +68,12 @@ struct kvbm_manager {
      * order. Creating a manager touches no block. */
     uint32_t reset_head; /* top of the stack of released blocks */
     uint32_t never_used; /* blocks [never_used, num_blocks) were never allocated */
-    uint32_t reset_count;
-    uint32_t active_count;   /* mutable + referenced registered */
-    uint32_t inactive_count; /* registered with refcount 0 == policy size */
+    /* The pool counts are size_t, not uint32_t like the block fields, so the
+     * compiler knows a count update never writes a block (and keeps block
+     * fields in registers across it in the hot loops). */
+    size_t reset_count;
+    size_t active_count;   /* mutable + referenced registered */
+    size_t inactive_count; /* registered with refcount 0 == policy size */
     kvbm__registry_t registry;
     /* Set once some block's reference count passed REFS_NEAR_LIMIT: from
      * then on, calls that take references check every block first. */

@@ -213,27 +213,35 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
  * go into the call's batch (policy_batch.h), in the order they happen.
  */
 
+/* unregister_block's rarer case: @p id carries a hash other blocks carry
+ * too (allow duplication). */
+static void unregister_duplicate(kvbm_manager_t *manager, uint32_t id, kvbm__registry_slot_t *slot)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    uint32_t first = kvbm__registry_slot_first(slot);
+    if (first == id) {
+        kvbm__registry_slot_set_first(slot, block->next_duplicate);
+        return;
+    }
+    uint32_t walk = first;
+    while (manager->blocks[walk].next_duplicate != id) {
+        walk = manager->blocks[walk].next_duplicate;
+        assert(walk != KVBM_BLOCK_NONE);
+    }
+    manager->blocks[walk].next_duplicate = block->next_duplicate;
+}
+
 /* Takes a registered block's hash away from it, promoting a duplicate. */
-static void unregister_block(kvbm_manager_t *manager, uint32_t id)
+static inline void unregister_block(kvbm_manager_t *manager, uint32_t id)
 {
     kvbm__block_t *block = &manager->blocks[id];
     kvbm__registry_slot_t *slot =
         kvbm__registry_probe(&manager->registry, block->seq_hash, block->home);
-    uint32_t first = kvbm__registry_slot_first(slot);
-    assert(first != KVBM_BLOCK_NONE);
-    if (first == id) {
-        if (block->next_duplicate == KVBM_BLOCK_NONE)
-            kvbm__registry_remove(&manager->registry, slot);
-        else
-            kvbm__registry_slot_set_first(slot, block->next_duplicate);
-    } else {
-        uint32_t walk = first;
-        while (manager->blocks[walk].next_duplicate != id) {
-            walk = manager->blocks[walk].next_duplicate;
-            assert(walk != KVBM_BLOCK_NONE);
-        }
-        manager->blocks[walk].next_duplicate = block->next_duplicate;
-    }
+    assert(kvbm__registry_slot_first(slot) != KVBM_BLOCK_NONE);
+    if (kvbm__registry_slot_first(slot) == id && block->next_duplicate == KVBM_BLOCK_NONE)
+        kvbm__registry_remove(&manager->registry, slot);
+    else
+        unregister_duplicate(manager, id, slot);
     block->next_duplicate = KVBM_BLOCK_NONE;
 }
 
@@ -430,7 +438,8 @@ static inline uint32_t hashes_ahead_home(hashes_ahead_t *ahead, size_t i)
 static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
                           kvbm_evicted_t *evicted_out, event_batch_t *events)
 {
-    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
+    bool events_on = manager->on_events != NULL;
+    for (size_t i = 0; i < count && i < 2 * PREFETCH_DISTANCE; i++)
         __builtin_prefetch(&manager->blocks[ids[i]]);
     for (size_t i = 0; i < count; i++) {
         if (i + 2 * PREFETCH_DISTANCE < count)
@@ -441,7 +450,8 @@ static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t c
         uint32_t id = ids[i];
         uint64_t hash = manager->blocks[id].seq_hash;
         block_inactive_to_mutable(manager, id);
-        event_batch_add(events, KVBM_EVENT_REMOVED, id, hash);
+        if (events_on)
+            event_batch_add(events, KVBM_EVENT_REMOVED, id, hash);
         if (evicted_out != NULL)
             evicted_out[i] = (kvbm_evicted_t){id, hash};
     }
@@ -453,7 +463,7 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     if (manager == NULL || (count > 0 && ids_out == NULL))
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&manager->lock);
-    if (count > (size_t)manager->reset_count + manager->inactive_count) {
+    if (count > manager->reset_count + manager->inactive_count) {
         manager->metrics.allocation_failures++;
         kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_NO_BLOCKS;
@@ -559,6 +569,7 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     /* Version-1 policy tables have no hint op; the ignoring one gets none. */
     bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
+    bool events_on = manager->on_events != NULL;
     kvbm_register_opts_t lineage = {.parent_hash = opts != NULL ? opts->parent_hash : 0,
                                     .has_parent = opts != NULL && opts->has_parent,
                                     .priority = opts != NULL ? opts->priority : 50};
@@ -586,7 +597,8 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
                 policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
             if (hinted)
                 hint_policy(manager, batch, id, opts, i);
-            event_batch_add(events, KVBM_EVENT_STORED, id, hashes[i]);
+            if (events_on)
+                event_batch_add(events, KVBM_EVENT_STORED, id, hashes[i]);
             ids_out[i] = id;
         }
         /* Every later block's parent is this hash. */
@@ -656,59 +668,62 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
     return KVBM_OK;
 }
 
-/* Release's exact check when a block is named more than once: every release
- * has a reference to drop, counting repeats (the counts are dropped
- * tentatively and restored). */
-static kvbm_status_t check_repeated_releases(kvbm_manager_t *manager, const uint32_t *ids,
-                                             size_t count)
+/* Blocks whose last reference one release call notes as it goes (1 KiB of
+ * stack); a call releasing more blocks to zero takes a second pass. */
+#define RELEASE_ZEROS 256
+
+/* Takes the references drop_references dropped back: ids[0, count). */
+static void restore_references(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
-    kvbm_status_t status = KVBM_OK;
-    size_t dropped = 0;
-    for (; dropped < count; dropped++) {
-        kvbm__block_t *block = &manager->blocks[ids[dropped]];
-        if (block->refcount == 0) {
-            status = KVBM_ERR_NOT_HELD;
-            break;
-        }
-        block->refcount--;
-    }
-    for (size_t i = 0; i < dropped; i++)
+    for (size_t i = 0; i < count; i++)
         manager->blocks[ids[i]].refcount++;
-    return status;
 }
 
 /*
- * Release's one validation pass: every id is in range and held. Blocks are
- * marked in_call on the way, which finds repeats; only then are the counts
- * checked against the repeats. On success every block is left marked (the
- * second pass clears them); on failure none is.
+ * Release's one checking pass: every reference is dropped, and the blocks
+ * whose count reaches zero are noted in @p zero_ids in order (a block
+ * reaches zero at its last occurrence: a later one would find no reference
+ * left). A bad id, or a block with no reference to drop, puts every count
+ * back and refuses the call. *n_zero_out is the number noted, or SIZE_MAX
+ * when more than RELEASE_ZEROS reached zero (the counts are dropped and
+ * checked, but only the first RELEASE_ZEROS are noted).
  */
-static kvbm_status_t check_releasable(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
+                                     uint32_t *zero_ids, size_t *n_zero_out)
 {
-    kvbm_status_t status = KVBM_OK;
-    bool repeats = false;
-    size_t checked = 0;
-    for (; checked < count; checked++) {
-        if (checked + PREFETCH_DISTANCE < count)
-            prefetch_block(manager, ids[checked + PREFETCH_DISTANCE]);
-        if (ids[checked] >= manager->num_blocks) {
-            status = KVBM_ERR_OUT_OF_RANGE;
-            break;
+    kvbm__block_t *blocks = manager->blocks;
+    const uint32_t num_blocks = manager->num_blocks; /* a local: block stores cannot change it */
+    size_t n_zero = 0, dropped = 0;
+    for (; dropped < count; dropped++) {
+        uint32_t id = ids[dropped];
+        if (id >= num_blocks || blocks[id].refcount == 0) {
+            /* out of range; or reset or inactive, which hold no reference */
+            restore_references(manager, ids, dropped);
+            return id >= num_blocks ? KVBM_ERR_OUT_OF_RANGE : KVBM_ERR_NOT_HELD;
         }
-        kvbm__block_t *block = &manager->blocks[ids[checked]];
-        if (block->refcount == 0) { /* reset and inactive blocks hold none */
-            status = KVBM_ERR_NOT_HELD;
-            break;
+        if (--blocks[id].refcount == 0) {
+            if (n_zero < RELEASE_ZEROS)
+                zero_ids[n_zero] = id;
+            n_zero++;
         }
-        repeats |= block->in_call != 0;
-        block->in_call = 1;
     }
-    if (status == KVBM_OK && repeats)
-        status = check_repeated_releases(manager, ids, count);
-    if (status != KVBM_OK)
-        for (size_t i = 0; i < checked; i++)
-            manager->blocks[ids[i]].in_call = 0;
-    return status;
+    *n_zero_out = n_zero <= RELEASE_ZEROS ? n_zero : SIZE_MAX;
+    return KVBM_OK;
+}
+
+/* Moves the blocks whose last reference went, in order: a registered one
+ * becomes inactive (the policy hears of it in this order), any other goes
+ * to reset. */
+static void move_released(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                          const uint32_t *zero_ids, size_t n_zero)
+{
+    for (size_t i = 0; i < n_zero; i++) {
+        uint32_t id = zero_ids[i];
+        if (manager->blocks[id].state == BLOCK_REGISTERED)
+            block_to_inactive(manager, batch, id);
+        else
+            block_to_reset(manager, id);
+    }
 }
 
 kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
@@ -716,23 +731,27 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
     if (manager == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&manager->lock);
-    kvbm_status_t status = check_releasable(manager, ids, count);
+    uint32_t zero_ids[RELEASE_ZEROS];
+    size_t n_zero = 0;
+    kvbm_status_t status = drop_references(manager, ids, count, zero_ids, &n_zero);
     if (status != KVBM_OK) {
         kvbm__mutex_unlock(&manager->lock);
         return status;
     }
     kvbm__policy_batch_t batch;
     kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
-    for (size_t i = 0; i < count; i++) {
-        uint32_t id = ids[i];
-        kvbm__block_t *block = &manager->blocks[id];
-        block->in_call = 0;
-        if (--block->refcount > 0)
-            continue;
-        if (block->state == BLOCK_REGISTERED)
-            block_to_inactive(manager, &batch, id);
-        else
-            block_to_reset(manager, id);
+    if (n_zero != SIZE_MAX) {
+        move_released(manager, &batch, zero_ids, n_zero);
+    } else {
+        /* Checked, but more zeros than noted: drop the references again in
+         * pieces (none can fail now, none notes more than it has room for). */
+        restore_references(manager, ids, count);
+        for (size_t start = 0; start < count; start += RELEASE_ZEROS) {
+            size_t piece = count - start < RELEASE_ZEROS ? count - start : RELEASE_ZEROS;
+            status = drop_references(manager, ids + start, piece, zero_ids, &n_zero);
+            assert(status == KVBM_OK && n_zero != SIZE_MAX);
+            move_released(manager, &batch, zero_ids, n_zero);
+        }
     }
     kvbm__policy_batch_flush(&batch);
     manager->metrics.releases += count;

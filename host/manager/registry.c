@@ -23,25 +23,3 @@ void kvbm__registry_fini(kvbm__registry_t *registry)
     free(registry->slots);
     *registry = (kvbm__registry_t){0};
 }
-
-void kvbm__registry_remove(kvbm__registry_t *registry, kvbm__registry_slot_t *found)
-{
-    assert(found->first_plus_one != 0);
-    /* Backward-shift deletion: an entry further along the run moves back
-     * into the hole when its home is not past the hole (its distance is at
-     * least the gap), so no probe sequence is broken. */
-    uint32_t hole = (uint32_t)(found - registry->slots);
-    uint32_t gap = 0;
-    for (uint32_t i = kvbm__registry_next(registry, hole); registry->slots[i].first_plus_one != 0;
-         i = kvbm__registry_next(registry, i)) {
-        gap++;
-        if (registry->slots[i].distance >= gap) {
-            registry->slots[hole] = registry->slots[i];
-            registry->slots[hole].distance -= gap;
-            hole = i;
-            gap = 0;
-        }
-    }
-    registry->slots[hole].first_plus_one = 0;
-    registry->count--;
-}

@@ -134,7 +134,28 @@ static inline void kvbm__registry_slot_set_first(kvbm__registry_slot_t *slot, ui
 }
 
 /* Removes the hash in a present slot (from probe()); later slots of its run
- * may move, so no slot pointer survives it. Never fails. */
-void kvbm__registry_remove(kvbm__registry_t *registry, kvbm__registry_slot_t *slot);
+ * may move, so no slot pointer survives it. Never fails. Backward-shift
+ * deletion: an entry further along the run moves back into the hole when
+ * its home is not past the hole (its distance is at least the gap), so no
+ * probe sequence is broken. */
+static inline void kvbm__registry_remove(kvbm__registry_t *registry, kvbm__registry_slot_t *slot)
+{
+    assert(slot->first_plus_one != 0);
+    kvbm__registry_slot_t *slots = registry->slots;
+    uint32_t hole = (uint32_t)(slot - slots);
+    uint32_t gap = 0;
+    for (uint32_t i = kvbm__registry_next(registry, hole); slots[i].first_plus_one != 0;
+         i = kvbm__registry_next(registry, i)) {
+        gap++;
+        if (slots[i].distance >= gap) {
+            slots[hole] = slots[i];
+            slots[hole].distance -= gap;
+            hole = i;
+            gap = 0;
+        }
+    }
+    slots[hole].first_plus_one = 0;
+    registry->count--;
+}
 
 #endif /* KVBM_HOST_REGISTRY_H */
