@@ -96,7 +96,7 @@ uint32_t kvbm__adaptive_rule(const void *state)
 uint8_t kvbm__adaptive_segment(const void *state, uint32_t id)
 {
     const adaptive_policy_t *p = state;
-    return p->order.seg[id];
+    return kvbm__segments_of(&p->order, id);
 }
 
 const char *kvbm__adaptive_rule_name(uint32_t rule)
@@ -265,8 +265,9 @@ static void adaptive_touch(void *state, const kvbm_policy_entry_t *entry, bool i
         count_sampled_access(p, entry->seq_hash);
     /* The manager removes an inactive block right after touching it; a touch
      * that leaves it in the pool refreshes it, into protected once reused. */
-    if (inactive && p->order.seg[id] != KVBM__SEG_NONE) {
-        uint8_t seg = p->count[id] >= 2 ? KVBM__SEG_PROTECTED : p->order.seg[id];
+    uint8_t current = kvbm__segments_of(&p->order, id);
+    if (inactive && current != KVBM__SEG_NONE) {
+        uint8_t seg = p->count[id] >= 2 ? KVBM__SEG_PROTECTED : current;
         kvbm__segments_unlink(&p->order, id);
         kvbm__segments_push(&p->order, id, seg);
     }
