@@ -55,7 +55,7 @@ for batch in 256 16 1; do
     line=""
     for _ in $(seq "$rounds"); do
       line="$line $("$p/bench_cache" --batch "$batch" |
-        sed -n 's/.*per offloaded block: \([0-9]*\) ns; per onboarded block: \([0-9]*\) ns.*/\1\/\2/p')"
+        sed -n 's/.*per offloaded block: \(-\{0,1\}[0-9]*\) ns; per onboarded block: \(-\{0,1\}[0-9]*\) ns.*/\1\/\2/p')"
     done
     echo "  batch $batch  offload/onboard:$line  ($p)"
   done

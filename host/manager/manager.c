@@ -35,7 +35,7 @@ _Static_assert(offsetof(kvbm_policy_entry_t, block_id) == 0 &&
 
 /* How many hashes (or blocks) ahead batched calls prefetch: far enough for
  * the loads to overlap, near enough to stay in L1. A power of two. */
-#define PREFETCH_DISTANCE 8
+#define PREFETCH_DISTANCE ((size_t)8)
 
 /* References one block can carry. A call that could take a block past it is
  * refused before it changes anything (KVBM_ERR_OVERFLOW). */
@@ -748,8 +748,10 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
         restore_references(manager, ids, count);
         for (size_t start = 0; start < count; start += RELEASE_ZEROS) {
             size_t piece = count - start < RELEASE_ZEROS ? count - start : RELEASE_ZEROS;
-            status = drop_references(manager, ids + start, piece, zero_ids, &n_zero);
-            assert(status == KVBM_OK && n_zero != SIZE_MAX);
+            kvbm_status_t piece_status =
+                drop_references(manager, ids + start, piece, zero_ids, &n_zero);
+            assert(piece_status == KVBM_OK && n_zero != SIZE_MAX);
+            (void)piece_status;
             move_released(manager, &batch, zero_ids, n_zero);
         }
     }
