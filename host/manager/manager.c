@@ -14,6 +14,7 @@
 
 #include "core/check.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "policy/config.h"
 #include "internal.h"
 #include "policy_batch.h"
@@ -108,7 +109,7 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
                                    kvbm_manager_config_t *config)
 {
     if (caller == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_manager_create: config is NULL");
     const kvbm_manager_config_t defaults = KVBM_MANAGER_CONFIG_INIT;
     kvbm_status_t status = KVBM__CONFIG_IMPORT(caller, manager_config_sizes, &defaults, config);
     if (status != KVBM_OK)
@@ -121,22 +122,25 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
     if (status != KVBM_OK)
         return status;
     if (config->num_blocks == 0 || config->num_blocks > KVBM_MANAGER_MAX_BLOCKS)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "manager config: num_blocks %u is not in 1..%u",
+                          config->num_blocks, KVBM_MANAGER_MAX_BLOCKS);
     if (config->duplication != KVBM_DUPLICATION_ALLOW &&
         config->duplication != KVBM_DUPLICATION_REJECT)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "manager config: unknown duplication %d",
+                          (int)config->duplication);
     /* Tables are appended to, never reordered: any version up to ours works. */
     if (config->policy != NULL &&
         (config->policy->version == 0 || config->policy->version > KVBM_POLICY_OPS_VERSION))
-        return KVBM_ERR_VERSION;
+        return kvbm__fail(KVBM_ERR_VERSION,
+                          "manager config: policy table version %u, this library knows 1..%u",
+                          config->policy->version, KVBM_POLICY_OPS_VERSION);
     return KVBM_OK;
 }
 
 kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
                                   kvbm_manager_t **manager_out)
 {
-    if (manager_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager_out != NULL);
     kvbm_manager_config_t imported;
     kvbm_status_t status = import_config(caller_config, &imported);
     if (status != KVBM_OK)
@@ -460,13 +464,16 @@ static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t c
 kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
                                     kvbm_evicted_t *evicted_out, size_t *n_evicted_out)
 {
-    if (manager == NULL || (count > 0 && ids_out == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids_out != NULL);
     kvbm__mutex_lock(&manager->lock);
     if (count > manager->reset_count + manager->inactive_count) {
         manager->metrics.allocation_failures++;
+        uint32_t reset = manager->reset_count, inactive = manager->inactive_count;
         kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_NO_BLOCKS;
+        return kvbm__fail(KVBM_ERR_NO_BLOCKS,
+                          "manager %s: %zu blocks asked for, %u free and %u evictable",
+                          manager->name, count, reset, inactive);
     }
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
     for (size_t i = 0; i < from_reset; i++)
@@ -514,12 +521,17 @@ static kvbm_status_t check_registrable(kvbm_manager_t *manager, const uint32_t *
             prefetch_block(manager, ids[checked + PREFETCH_DISTANCE]);
         uint32_t id = ids[checked];
         if (id >= manager->num_blocks) {
-            status = KVBM_ERR_OUT_OF_RANGE;
+            status = kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", id,
+                                manager->num_blocks);
             break;
         }
         kvbm__block_t *block = &manager->blocks[id];
         if (block->state != BLOCK_MUTABLE || block->in_call) {
-            status = KVBM_ERR_BAD_STATE;
+            status =
+                kvbm__fail(KVBM_ERR_BAD_STATE,
+                           block->in_call ? "block %u is named twice"
+                                          : "block %u is not mutable (allocated, unregistered)",
+                           id);
             break;
         }
         block->in_call = 1;
@@ -528,7 +540,9 @@ static kvbm_status_t check_registrable(kvbm_manager_t *manager, const uint32_t *
             uint32_t existing = kvbm__registry_find(&manager->registry, hash,
                                                     kvbm__registry_home(&manager->registry, hash));
             if (existing != KVBM_BLOCK_NONE && !refs_fit(&manager->blocks[existing], count)) {
-                status = KVBM_ERR_OVERFLOW;
+                status = kvbm__fail(KVBM_ERR_OVERFLOW,
+                                    "block %u: a deduplication would overflow its reference count",
+                                    existing);
                 checked++; /* this block is marked too */
                 break;
             }
@@ -611,10 +625,11 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
                                     const uint64_t *hashes, size_t count,
                                     const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
-    if (manager == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || (ids != NULL && hashes != NULL && ids_out != NULL));
     if (opts != NULL && opts->priority > 100)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "kvbm_manager_register: priority %u is not in 0..100", opts->priority);
     kvbm__mutex_lock(&manager->lock);
     kvbm_status_t status = check_registrable(manager, ids, hashes, count);
     if (status != KVBM_OK) {
@@ -635,28 +650,34 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
 
 /* ------------------------------------------------------------------ acquire / release */
 
-static bool ids_in_range(const kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+/* KVBM_ERR_OUT_OF_RANGE, recorded, for the first id not below num_blocks. */
+static kvbm_status_t check_ids_in_range(const kvbm_manager_t *manager, const uint32_t *ids,
+                                        size_t count)
 {
     for (size_t i = 0; i < count; i++)
         if (ids[i] >= manager->num_blocks)
-            return false;
-    return true;
+            return kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", ids[i],
+                              manager->num_blocks);
+    return KVBM_OK;
 }
 
 kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
-    if (manager == NULL || (count > 0 && ids == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
+    kvbm_status_t status = check_ids_in_range(manager, ids, count);
+    if (status != KVBM_OK)
+        return status;
     kvbm__mutex_lock(&manager->lock);
-    if (!ids_in_range(manager, ids, count)) {
-        kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_OUT_OF_RANGE;
-    }
     for (size_t i = 0; i < count; i++) {
         const kvbm__block_t *block = &manager->blocks[ids[i]];
         if (block->state != BLOCK_REGISTERED || !refs_fit(block, count)) {
             kvbm__mutex_unlock(&manager->lock);
-            return block->state != BLOCK_REGISTERED ? KVBM_ERR_BAD_STATE : KVBM_ERR_OVERFLOW;
+            if (block->state != BLOCK_REGISTERED)
+                return kvbm__fail(KVBM_ERR_BAD_STATE, "block %u is not registered", ids[i]);
+            return kvbm__fail(KVBM_ERR_OVERFLOW,
+                              "block %u: %zu more references would overflow its count", ids[i],
+                              count);
         }
     }
     kvbm__policy_batch_t batch;
@@ -699,7 +720,10 @@ static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *id
         if (id >= num_blocks || blocks[id].refcount == 0) {
             /* out of range; or reset or inactive, which hold no reference */
             restore_references(manager, ids, dropped);
-            return id >= num_blocks ? KVBM_ERR_OUT_OF_RANGE : KVBM_ERR_NOT_HELD;
+            if (id >= num_blocks)
+                return kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", id,
+                                  num_blocks);
+            return kvbm__fail(KVBM_ERR_NOT_HELD, "block %u: no reference left to release", id);
         }
         if (--blocks[id].refcount == 0) {
             if (n_zero < RELEASE_ZEROS)
@@ -728,8 +752,8 @@ static void move_released(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
 
 kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
-    if (manager == NULL || (count > 0 && ids == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
     kvbm__mutex_lock(&manager->lock);
     uint32_t zero_ids[RELEASE_ZEROS];
     size_t n_zero = 0;
@@ -783,13 +807,13 @@ static bool found_blocks_fit(const kvbm_manager_t *manager, const uint64_t *hash
 kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                  uint32_t *ids_out, size_t *n_matched_out)
 {
-    if (manager == NULL || n_matched_out == NULL ||
-        (count > 0 && (hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL && n_matched_out != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || (hashes != NULL && ids_out != NULL));
     kvbm__mutex_lock(&manager->lock);
     if (refs_need_check(manager, count) && !found_blocks_fit(manager, hashes, count, true)) {
         kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_OVERFLOW;
+        return kvbm__fail(KVBM_ERR_OVERFLOW, "kvbm_manager_match: a block's reference count "
+                                             "would overflow");
     }
     kvbm__policy_batch_t batch;
     kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
@@ -815,8 +839,8 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
 kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
                                         size_t count, size_t *n_matched_out, size_t *n_inactive_out)
 {
-    if (manager == NULL || n_matched_out == NULL || (count > 0 && hashes == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL && n_matched_out != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || hashes != NULL);
     kvbm__mutex_lock(&manager->lock);
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
@@ -838,13 +862,13 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
 kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                 bool touch, uint32_t *ids_out, size_t *n_found_out)
 {
-    if (manager == NULL || n_found_out == NULL ||
-        (count > 0 && (hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL && n_found_out != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || (hashes != NULL && ids_out != NULL));
     kvbm__mutex_lock(&manager->lock);
     if (refs_need_check(manager, count) && !found_blocks_fit(manager, hashes, count, false)) {
         kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_OVERFLOW;
+        return kvbm__fail(KVBM_ERR_OVERFLOW, "kvbm_manager_scan: a block's reference count "
+                                             "would overflow");
     }
     kvbm__policy_batch_t batch;
     kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
@@ -870,13 +894,12 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
 
 kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
-    if (manager == NULL || (count > 0 && ids == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
+    kvbm_status_t status = check_ids_in_range(manager, ids, count);
+    if (status != KVBM_OK)
+        return status;
     kvbm__mutex_lock(&manager->lock);
-    if (!ids_in_range(manager, ids, count)) {
-        kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_OUT_OF_RANGE;
-    }
     event_batch_t events;
     event_batch_start(&events, manager);
     for (size_t i = 0; i < count; i++) {
@@ -913,12 +936,13 @@ bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash)
 
 kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
 {
-    if (manager == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
     kvbm__mutex_lock(&manager->lock);
     if (manager->active_count > 0) {
+        uint32_t active = manager->active_count;
         kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_BUSY;
+        return kvbm__fail(KVBM_ERR_BUSY, "manager %s: %u blocks are still active", manager->name,
+                          active);
     }
     event_batch_t events;
     event_batch_start(&events, manager);

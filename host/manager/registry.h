@@ -8,7 +8,7 @@
  * however long a manager runs). Each slot is 16 bytes (the hash, the first
  * block, its distance from its home slot), four to a cache line; a lookup
  * reads one or two lines and never touches block metadata. Why not uthash, the house
- * choice for hash tables: DECISIONS.md (56) has the measurements.
+ * choice for hash tables: DECISIONS.md (64) has the measurements.
  *
  * Several blocks may carry one hash under the allow duplication policy: the
  * slot names the first, and the blocks chain through a next-duplicate field

@@ -25,7 +25,7 @@ kvbm_status_t kvbm__u64_map_init(kvbm__u64_map_t *map, size_t max_entries)
     *map = fresh;
     /* Half again the entries, and one slot that always stays empty (it ends
      * every probe): the load factor stays at or below 2/3. Rounding up to a
-     * power of two would cost up to twice that (DECISIONS.md 58). */
+     * power of two would cost up to twice that (DECISIONS.md 66). */
     if (max_entries > SIZE_MAX / 2 / sizeof(uint64_t))
         return KVBM_ERR_OVERFLOW;
     size_t slots = max_entries + max_entries / 2 + 1;
