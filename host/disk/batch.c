@@ -21,7 +21,7 @@
  * the disk starts on the first ones while the next are checksummed, and a
  * large block is never held back behind the checksums of others. */
 #define SUBMIT_CHUNK       16
-#define SUBMIT_CHUNK_BYTES (512u * 1024u)
+#define SUBMIT_CHUNK_BYTES ((uint64_t)512 * 1024)
 
 kvbm_status_t kvbm__disk_batch_create(kvbm__disk_store_t *store, size_t capacity,
                                       kvbm__disk_batch_t **batch_out)
