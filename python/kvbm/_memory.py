@@ -49,6 +49,8 @@ def describe(memory, call, what="memory"):
         return ptr, int(np.prod(shape, dtype=np.int64)) * itemsize, "cuda"
     try:
         cbuf = ffi.from_buffer(memory, require_writable=True)
+    except BufferError:
+        refuse(call, "%s: the buffer is read-only" % what)
     except TypeError:
         refuse(call, "%s must be a numpy array, a torch tensor, a CUDA array or a writable buffer, "
                "not %s" % (what, type(memory).__name__))
