@@ -133,13 +133,16 @@ static void write_plot_frame(FILE *gnuplot, const char *plot_path, const plot_co
 }
 
 /* The plot command: one curve per group of equal policies, named "a = b",
- * each with its own colour, dash pattern and point shape. */
+ * each with its own colour, dash pattern and point shape. gnuplot's default
+ * colours repeat after eight curves; these do not within the policies
+ * listed, and belady (the ceiling) is black and dashed. */
 static void write_plot_curves(FILE *gnuplot, char **policies, size_t n_policies,
                               const size_t *same_as)
 {
-    static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
-                                          "#ff7f0e", "#17becf", "#8c564b", "#e377c2"};
-    static const int points[] = {7, 5, 9, 11, 13, 4, 6, 8, 10, 12};
+    static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
+                                          "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                                          "#bcbd22", "#7f7f7f", "#aec7e8", "#98df8a"};
+    static const int points[] = {7, 5, 9, 11, 13, 4, 6, 8, 10, 12, 1, 2};
     size_t curve = 0;
     fprintf(gnuplot, "plot ");
     for (size_t p = 0; p < n_policies; p++) {
@@ -150,12 +153,15 @@ static void write_plot_curves(FILE *gnuplot, char **policies, size_t n_policies,
         for (size_t q = p + 1; q < n_policies && used < sizeof(name); q++)
             if (same_as[q] == p)
                 used += (size_t)snprintf(name + used, sizeof(name) - used, " = %s", policies[q]);
-        if (strcmp(policies[p], "belady") == 0 && used < sizeof(name))
+        bool bound = strcmp(policies[p], "belady") == 0;
+        if (bound && used < sizeof(name))
             snprintf(name + used, sizeof(name) - used, " (offline bound)");
         fprintf(gnuplot,
                 "%s'-' using 1:2 with linespoints lw 2.5 ps 1.6 lc rgb '%s' dt %zu pt %d title ",
-                curve > 0 ? ", " : "", colours[curve % (sizeof(colours) / sizeof(colours[0]))],
-                curve % 5 + 1, points[curve % (sizeof(points) / sizeof(points[0]))]);
+                curve > 0 ? ", " : "",
+                bound ? "#000000" : colours[curve % (sizeof(colours) / sizeof(colours[0]))],
+                bound ? (size_t)2 : curve % 5 + 1,
+                points[curve % (sizeof(points) / sizeof(points[0]))]);
         put_gnuplot_string(gnuplot, name);
         curve++;
     }
