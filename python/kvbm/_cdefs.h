@@ -67,7 +67,7 @@ kvbm_status_t kvbm_hash_tokens(const uint32_t *tokens, size_t count, uint32_t bl
                                uint64_t seed, uint64_t *hashes, size_t *n_hashes_out);
 
 /* ---------------------------------------------------------------- policy.h */
-#define KVBM_POLICY_OPS_VERSION 1
+#define KVBM_POLICY_OPS_VERSION 2
 #define KVBM_POLICY_CONFIG_VERSION 1
 #define KVBM_BLOCK_NONE 4294967295
 
@@ -87,10 +87,12 @@ typedef struct kvbm_policy_ops kvbm_policy_ops_t;
 
 const kvbm_policy_ops_t *kvbm_policy_lru(void);
 const kvbm_policy_ops_t *kvbm_policy_multi_lru(void);
+const kvbm_policy_ops_t *kvbm_policy_multi_lru_follow(void);
 const kvbm_policy_ops_t *kvbm_policy_lineage(void);
 const kvbm_policy_ops_t *kvbm_policy_s3fifo(void);
 const kvbm_policy_ops_t *kvbm_policy_priority(void);
 const kvbm_policy_ops_t *kvbm_policy_slru(void);
+const kvbm_policy_ops_t *kvbm_policy_adaptive(void);
 const kvbm_policy_ops_t *kvbm_policy_belady(void);
 const kvbm_policy_ops_t *kvbm_policy_find(const char *name);
 const char *const *kvbm_policy_names(void);
@@ -159,6 +161,8 @@ typedef struct kvbm_register_opts {
     uint64_t parent_hash;
     bool has_parent;
     uint8_t priority;
+    uint32_t request_blocks;
+    uint32_t first_position;
 } kvbm_register_opts_t;
 
 typedef struct kvbm_pool_counts {
@@ -388,7 +392,7 @@ typedef struct kvbm_disk_metrics {
 } kvbm_disk_metrics_t;
 
 /* ----------------------------------------------------------------- cache.h */
-#define KVBM_CACHE_CONFIG_VERSION 2
+#define KVBM_CACHE_CONFIG_VERSION 3
 
 typedef struct kvbm_cache kvbm_cache_t;
 
@@ -422,12 +426,15 @@ typedef struct kvbm_cache_config {
     void *g1_memory;
     size_t g1_memory_bytes;
     const kvbm_disk_config_t *g3;
+    bool offload_admission;
+    double admission_keep_ratio;
 } kvbm_cache_config_t;
 
 typedef struct kvbm_cache_metrics {
     uint64_t offloads;
     uint64_t offload_bytes;
     uint64_t offload_skipped;
+    uint64_t offload_refused;
     uint64_t onboards;
     uint64_t onboard_bytes;
     uint64_t g2_hits;

@@ -117,11 +117,15 @@ class Cache(_core.Handle):
     layout's total bytes, aligned to its alignment), kept alive by the cache.
     ``engine_stream``: the engine's compute Stream. ``on_events``: callable
     (tier name, events array), delivered as Manager's.
+    ``offload_admission``: offload to G2 only evicted blocks of classes that
+    come back often enough (include/kvbm/admission.h; write-back only),
+    ``admission_keep_ratio`` its threshold (0: the filter's default).
     """
 
     def __init__(self, backend, layout, *, g2_blocks=0, g1_policy="lru", g2_policy="lru",
                  offload_mode="write_back", engine_stream=None, on_events=None, g1_memory=None,
-                 g3=None, multi_lru_thresholds=(3, 8, 15), sketch_width=0):
+                 g3=None, multi_lru_thresholds=(3, 8, 15), sketch_width=0, offload_admission=False,
+                 admission_keep_ratio=0.0):
         call = "kvbm_cache_create"
         if not isinstance(backend, Backend):
             refuse(call, "backend must be a Backend, not %s" % type(backend).__name__)
@@ -150,6 +154,11 @@ class Cache(_core.Handle):
         c.g2_policy = find_policy(g2_policy, call)
         fill_policy_config(c.policy_config, call, multi_lru_thresholds, sketch_width)
         c.offload_mode = _core.choice(offload_mode, OFFLOAD_MODES, call, "offload_mode")
+        c.offload_admission = _core.as_flag(offload_admission, call, "offload_admission")
+        if isinstance(admission_keep_ratio, bool) or not isinstance(admission_keep_ratio, (int, float)) \
+                or not 0.0 <= admission_keep_ratio < float("inf"):
+            refuse(call, "admission_keep_ratio must be a finite number >= 0, not %r" % (admission_keep_ratio,))
+        c.admission_keep_ratio = float(admission_keep_ratio)
         keep = [backend]
         if engine_stream is not None:
             c.engine_stream = _check_handle(engine_stream, Stream, call, "engine_stream", backend)
@@ -259,7 +268,8 @@ class Cache(_core.Handle):
         every hash, MatchResult); ids[g1 + onboarded:] are mutable."""
         return self._match_call(lib.kvbm_cache_acquire, "kvbm_cache_acquire", hashes, ready, out, True)
 
-    def register(self, ids, hashes, *, parent=None, priority=None, out=None):
+    def register(self, ids, hashes, *, parent=None, priority=None, request_blocks=None, first_position=None,
+                 out=None):
         """Register mutable G1 blocks (see Manager.register)."""
         p = self._p()
         call = "kvbm_cache_register"
@@ -268,7 +278,7 @@ class Cache(_core.Handle):
         n = len(ids)
         if len(hashes) != n:
             refuse(call, "ids has %d entries but hashes has %d" % (n, len(hashes)))
-        opts = ffi.NULL if parent is None and priority is None else register_opts(parent, priority, call)
+        opts = register_opts(parent, priority, call, request_blocks, first_position)
         res = out_array(out, n, U32, call)
         st = lib.kvbm_cache_register(p, _from_buffer(_u32p, ids), _from_buffer(_u64p, hashes), n, opts,
                                      _from_buffer(_u32p, res))

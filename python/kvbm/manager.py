@@ -68,9 +68,10 @@ def fill_policy_config(c, call, multi_lru_thresholds, sketch_width):
     c.sketch_width = _core.as_count(sketch_width, call, "sketch_width", _core.UINT32_MAX)
 
 
-def register_opts(parent, priority, call):
-    """kvbm_register_opts_t for ``parent`` (hash or None) and ``priority``, or NULL."""
-    if parent is None and priority is None:
+def register_opts(parent, priority, call, request_blocks=None, first_position=None):
+    """kvbm_register_opts_t for ``parent`` (hash or None), ``priority`` and the
+    hints (``request_blocks``, ``first_position``), or NULL when none is given."""
+    if parent is None and priority is None and request_blocks is None and first_position is None:
         return ffi.NULL
     opts = ffi.new("kvbm_register_opts_t *")
     opts.priority = 50
@@ -79,6 +80,13 @@ def register_opts(parent, priority, call):
         opts.has_parent = True
     if priority is not None:
         opts.priority = _core.as_count(priority, call, "priority", 100)
+    if first_position is not None and request_blocks is None:
+        refuse(call, "first_position is a hint about a request: give request_blocks too")
+    if request_blocks is not None:
+        opts.request_blocks = _core.as_count(request_blocks, call, "request_blocks", _core.UINT32_MAX)
+        if opts.request_blocks == 0:
+            refuse(call, "request_blocks must be at least 1 (None: no hint)")
+        opts.first_position = _core.as_count(first_position or 0, call, "first_position", _core.UINT32_MAX)
     return opts
 
 
@@ -232,10 +240,14 @@ class Manager(_ManagerReads, _core.Handle):
         self._deliver()
         return (ids, ev[: n_ev[0]]) if evicted else ids
 
-    def register(self, ids, hashes, *, parent=None, priority=None, out=None):
+    def register(self, ids, hashes, *, parent=None, priority=None, request_blocks=None, first_position=None,
+                 out=None):
         """Register mutable ``ids`` under ``hashes`` (hashes[i-1] is the parent
         of hashes[i], ``parent`` that of hashes[0]); the blocks now holding
-        each hash (a duplicate's existing block under "reject")."""
+        each hash (a duplicate's existing block under "reject").
+        ``request_blocks`` and ``first_position``: optional hints (the
+        request's length in blocks, the position of ids[0] in it) for the
+        policies and the G2 admission filter that use them."""
         p = self._ptr
         if p is None:
             raise self._closed_error()
@@ -245,7 +257,7 @@ class Manager(_ManagerReads, _core.Handle):
         n = len(ids)
         if len(hashes) != n:
             same_length(call, ids, hashes, "ids", "hashes")
-        opts = ffi.NULL if parent is None and priority is None else register_opts(parent, priority, call)
+        opts = register_opts(parent, priority, call, request_blocks, first_position)
         res = out_array(out, n, U32, call)
         st = lib.kvbm_manager_register(p, _from_buffer(_u32p, ids), _from_buffer(_u64p, hashes), n,
                                        opts, _from_buffer(_u32p, res))

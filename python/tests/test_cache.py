@@ -215,3 +215,19 @@ def test_the_disk_tier_takes_g2_victims_and_serves_them_back(sync_backend, tmp_p
         assert "kvbm" in c.metrics_prometheus()
     with kvbm.Cache(sync_backend, small_layout(4), g2_blocks=4, g3=disk) as c:  # reopened warm
         assert c.tier("g3").counts()["inactive"] > 0
+
+
+def test_g2_admission_is_a_cache_option(sync_backend):
+    with kvbm.Cache(sync_backend, small_layout(4), g2_blocks=8, offload_admission=True,
+                    admission_keep_ratio=0.5) as c:
+        for k in range(3):
+            h = np.arange(1, 5, dtype=np.uint64) + 10 * k
+            ids, _ = c.acquire(h)
+            c.release(c.register(ids, h, request_blocks=4, first_position=0)[::-1])
+        c.sync()
+        m = c.metrics()
+        assert m["offloads"] + m["offload_refused"] + m["offload_skipped"] == 8  # every eviction accounted for
+    with pytest.raises(kvbm.InvalidArgumentError):  # C: admission is write-back only
+        kvbm.Cache(sync_backend, small_layout(4), g2_blocks=8, offload_admission=True, offload_mode="write_through")
+    with pytest.raises(kvbm.InvalidArgumentError, match="admission_keep_ratio"):
+        kvbm.Cache(sync_backend, small_layout(4), g2_blocks=8, admission_keep_ratio=-1.0)

@@ -157,3 +157,14 @@ def test_big_hashes_round_trip_exactly():
         m.release(ids)
         assert list(m.match(top)) == list(ids)
         assert m.contains(2**64 - 1)
+
+
+def test_registration_hints_reach_the_policies_that_use_them():
+    with kvbm.Manager(8, policy="adaptive") as m:
+        ids = m.allocate(4)
+        m.release(m.register(ids, hashes(4), request_blocks=6, first_position=2)[::-1])
+        assert m.counts()["inactive"] == 4 and m.metrics()["registrations"] == 4
+        with pytest.raises(kvbm.InvalidArgumentError, match="request_blocks"):
+            m.register(m.allocate(1), [50], first_position=1)
+        with pytest.raises(kvbm.InvalidArgumentError, match="request_blocks"):
+            m.register([0], [50], request_blocks=0)
