@@ -33,7 +33,10 @@ EVICTED_DTYPE = np.dtype(
 _from_buffer = ffi.from_buffer
 _u32p = ffi.typeof("uint32_t[]")
 _u64p = ffi.typeof("uint64_t[]")
+_size_p = ffi.typeof("size_t *")
+_new = ffi.new
 _empty = np.empty
+_ndarray = np.ndarray
 
 
 def policy_names():
@@ -91,15 +94,22 @@ def register_opts(parent, priority, call, request_blocks=None, first_position=No
 
 
 def out_array(out, count, dtype, call):
-    """A fresh array of ``count`` entries, or ``out[:count]`` checked."""
+    """A fresh array of ``count`` entries, or ``out[:count]`` checked (``out``
+    itself when it has exactly ``count``: no slice object on the hot path)."""
     if out is None:
         return _empty(count, dtype)
-    if type(out) is not np.ndarray or out.dtype != dtype or out.ndim != 1 or not out.flags.c_contiguous:
+    if type(out) is not _ndarray or out.dtype is not dtype or out.ndim != 1:
         refuse(call, "out must be a contiguous one-dimensional %s array" % dtype)
-    if not out.flags.writeable:
+    flags = out.flags
+    if not flags.c_contiguous:
+        refuse(call, "out must be a contiguous one-dimensional %s array" % dtype)
+    if not flags.writeable:
         refuse(call, "out is read-only")
-    if len(out) < count:
-        refuse(call, "out has room for %d entries, %d needed" % (len(out), count))
+    size = len(out)
+    if size == count:
+        return out
+    if size < count:
+        refuse(call, "out has room for %d entries, %d needed" % (size, count))
     return out[:count]
 
 
@@ -230,7 +240,7 @@ class Manager(_ManagerReads, _core.Handle):
         ids = out_array(out, count, U32, "kvbm_manager_allocate")
         if evicted:
             ev = _empty(count, EVICTED_DTYPE)
-            n_ev = ffi.new("size_t *")
+            n_ev = _new(_size_p)
             st = lib.kvbm_manager_allocate(p, count, _from_buffer(_u32p, ids),
                                            ffi.from_buffer("kvbm_evicted_t[]", ev), n_ev)
         else:
@@ -296,12 +306,13 @@ class Manager(_ManagerReads, _core.Handle):
         hashes = as_index_array(hashes, U64, "kvbm_manager_match", "hashes")
         n = len(hashes)
         ids = out_array(out, n, U32, "kvbm_manager_match")
-        matched = ffi.new("size_t *")
+        matched = _new(_size_p)
         st = lib.kvbm_manager_match(p, _from_buffer(_u64p, hashes), n, _from_buffer(_u32p, ids), matched)
         if st:
             fail(st, "kvbm_manager_match")
         self._deliver()
-        return ids[: matched[0]]
+        k = matched[0]
+        return ids if k == n else ids[:k]
 
     def scan(self, hashes, *, touch=True, out=None):
         """Every hash looked up, hits acquired: (ids with BLOCK_NONE for
@@ -314,7 +325,7 @@ class Manager(_ManagerReads, _core.Handle):
         touch = _core.as_flag(touch, call, "touch")
         n = len(hashes)
         ids = out_array(out, n, U32, call)
-        found = ffi.new("size_t *")
+        found = _new(_size_p)
         st = lib.kvbm_manager_scan(p, _from_buffer(_u64p, hashes), n, touch, _from_buffer(_u32p, ids), found)
         if st:
             fail(st, call)
