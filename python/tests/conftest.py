@@ -29,3 +29,31 @@ def small_layout(num_blocks=8, **kw):
     d = dict(num_blocks=num_blocks, num_layers=3, tokens_per_block=4, inner_dim=8)
     d.update(kw)
     return d
+
+
+class CallRecorder:
+    """Stands in for the loaded library in every kvbm module and records
+    which kvbm_* functions the binding fetched (test_zz_every_call.py checks
+    that the suite reached every one the package calls)."""
+
+    def __init__(self, lib):
+        self._lib = lib
+        self.called = set()
+
+    def __getattr__(self, name):
+        self.called.add(name)
+        return getattr(self._lib, name)
+
+
+def _install_recorder():
+    import sys
+
+    real = kvbm._core.lib
+    recorder = CallRecorder(real)
+    for name, module in list(sys.modules.items()):
+        if (name == "kvbm" or name.startswith("kvbm.")) and getattr(module, "lib", None) is real:
+            module.lib = recorder
+    return recorder
+
+
+RECORDER = _install_recorder()
