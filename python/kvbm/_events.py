@@ -2,9 +2,9 @@
 
 kvbm calls an event sink with the manager's (or cache's) lock held, from
 whichever thread made the call. The sink installed here runs no user code:
-it copies the batch into bytes and appends them to a deque (one C-level
-append, no Python lock), so it can neither re-enter kvbm nor wait for a
-Python thread. The batches are handed to the user's callable afterwards,
+it takes the GIL only to copy the batch into bytes and append them to a
+deque (one C-level append, no Python lock), so it cannot re-enter kvbm and
+holds the lock no longer than that. The batches are handed to the user's callable afterwards,
 outside every kvbm lock: by the Python call that produced them, right after
 it returns from C, or by poll()/flush(). One thread delivers at a time, in
 the order kvbm produced the batches; a callback that calls back into kvbm
