@@ -21,7 +21,7 @@
     do {                                                                                           \
         kvbm_status_t s_ = (call);                                                                 \
         if (s_ != KVBM_OK) {                                                                       \
-            fprintf(stderr, "%s: %s: %s\n", #call, kvbm_status_name(s_), kvbm_last_error());      \
+            fprintf(stderr, "%s: %s: %s\n", #call, kvbm_status_name(s_), kvbm_last_error());       \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)

@@ -17,12 +17,13 @@ source=$3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 unset PYTHONPATH KVBM_LIBRARY
+source "$(dirname "$0")/sanitizer_env.sh"
 cd "$tmp"
 
 # Imports kvbm with PYTHONPATH=$1, checks that the package came from there
 # and the library from a path starting with $2, and moves blocks.
 use() {
-  PYTHONPATH=$1 "$python" - "$1" "$2" <<'PY'
+  PYTHONPATH=$1 LD_PRELOAD=$kvbm_preload "$python" - "$1" "$2" <<'PY'
 import sys
 import kvbm
 assert kvbm.__file__.startswith(sys.argv[1] + "/"), (kvbm.__file__, sys.argv[1])
@@ -56,7 +57,7 @@ echo "== 3. pip install --target, library through KVBM_LIBRARY"
 lib=$(find "$tmp/libonly" -name 'libkvbm.so.[0-9]' | head -n 1)
 KVBM_LIBRARY=$lib use "$tmp/target" "$lib"
 KVBM_LIBRARY=$(dirname "$lib") use "$tmp/target" "$lib"
-if out=$(KVBM_LIBRARY=$tmp/nowhere/libkvbm.so.0 PYTHONPATH=$tmp/target "$python" -c "import kvbm" 2>&1); then
+if out=$(KVBM_LIBRARY=$tmp/nowhere/libkvbm.so.0 PYTHONPATH=$tmp/target LD_PRELOAD=$kvbm_preload "$python" -c "import kvbm" 2>&1); then
   echo "install_test: a wrong KVBM_LIBRARY imported" >&2
   exit 1
 fi

@@ -11,15 +11,8 @@
 set -euo pipefail
 python=$1
 shift
-case "${KVBM_SANITIZE:-}" in
-  thread)
-    echo "python tests: skipped in the TSan build (TSan cannot be loaded into python3); they run in the normal and ASan builds"
-    exit 77 ;;
-  address)
-    runtime=$("${KVBM_CC:-cc}" -print-file-name=libasan.so)
-    export LD_PRELOAD=$runtime
-    export ASAN_OPTIONS=detect_leaks=0:strict_string_checks=1 ;;
-esac
+source "$(dirname "$0")/sanitizer_env.sh"
+[ -z "$kvbm_preload" ] || export LD_PRELOAD=$kvbm_preload
 if [ "$1" = --example ]; then
   shift
   exec "$python" "$@"
