@@ -7,8 +7,8 @@
 #   bin:      kvbm-replay (finds libkvbm through a relative RUNPATH)
 #   share/man/man1/kvbm-replay.1
 #   share/doc/kvbm: README, LICENSE, NOTICE, docs/, examples/
-# Components: runtime (the shared library and the tools) and development
-# (everything else), e.g. `cmake --install build --component runtime`.
+# Components: runtime (the shared library, the tools, LICENSE and NOTICE)
+# and development (everything else), e.g. `cmake --install build --component runtime`.
 include(CMakePackageConfigHelpers)
 include(${CMAKE_CURRENT_LIST_DIR}/KvbmLinkRequirements.cmake)
 
@@ -90,6 +90,9 @@ configure_file(kvbm.pc.in kvbm.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/kvbm.pc DESTINATION ${KVBM_INSTALL_PCDIR} COMPONENT development)
 
 # ------------------------------------------------------------ documentation
-install(FILES README.md LICENSE NOTICE DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT development)
+# The licence and the notice go with the runtime too: whoever installs only
+# the library and the tools gets them.
+install(FILES LICENSE NOTICE DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT runtime)
+install(FILES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT development)
 install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs COMPONENT development)
 install(DIRECTORY examples/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples COMPONENT development)

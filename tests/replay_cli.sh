@@ -15,7 +15,7 @@ out=$("$replay" --version)
 
 # A usage error is one line that says what is wrong and where help is, exit 2.
 for args in "--bogus x.jsonl" "-x x.jsonl" "--g1-blocks" "--policy nope x.jsonl" "" "a.jsonl b.jsonl" \
-  "--sweep 10,zero x.jsonl"; do
+  "--sweep 10,zero x.jsonl" "--admission-keep-ratio nope x.jsonl"; do
   set +e
   # shellcheck disable=SC2086
   "$replay" $args >"$tmp/out" 2>"$tmp/err"

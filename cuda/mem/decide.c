@@ -1,7 +1,7 @@
 /* The CUDA backend's pure decisions; see decide.h. */
 #include "decide.h"
-#include "cuda_kernel/copy_region.h"
 #include "core/error.h"
+#include "cuda_kernel/copy_region.h"
 
 kvbm_status_t kvbm__cuda_open_verdict(const kvbm__cuda_probe_t *probe)
 {
@@ -9,21 +9,17 @@ kvbm_status_t kvbm__cuda_open_verdict(const kvbm__cuda_probe_t *probe)
      * the toolkit ships for linking, which is no driver either). */
     if (probe->driver_err == cudaErrorStubLibrary ||
         (probe->driver_err == cudaSuccess && probe->driver_version == 0))
-        return kvbm__fail(KVBM_ERR_NO_DEVICE, "CUDA: no driver installed");
+        return KVBM_ERR_NO_DEVICE;
     if (probe->driver_err != cudaSuccess)
-        return kvbm__fail(KVBM_ERR_DEVICE, "CUDA: cudaDriverGetVersion failed: %s",
-                          cudaGetErrorName(probe->driver_err));
+        return KVBM_ERR_DEVICE;
     if (probe->count_err == cudaErrorNoDevice || probe->count_err == cudaErrorStubLibrary)
-        return kvbm__fail(KVBM_ERR_NO_DEVICE, "CUDA: no device (%s)",
-                          cudaGetErrorName(probe->count_err));
+        return KVBM_ERR_NO_DEVICE;
     if (probe->count_err != cudaSuccess)
-        return kvbm__fail(KVBM_ERR_DEVICE, "CUDA: cudaGetDeviceCount failed: %s",
-                          cudaGetErrorName(probe->count_err));
+        return KVBM_ERR_DEVICE;
     if (probe->count <= 0)
-        return kvbm__fail(KVBM_ERR_NO_DEVICE, "CUDA: no device");
+        return KVBM_ERR_NO_DEVICE;
     if (probe->device < 0 || probe->device >= probe->count)
-        return kvbm__fail(KVBM_ERR_INVALID_ARG, "backend config: CUDA device %d is not in 0..%d",
-                          probe->device, probe->count - 1);
+        return KVBM_ERR_INVALID_ARG;
     return KVBM_OK;
 }
 

@@ -249,7 +249,8 @@ static kvbm_status_t comm_from_id(kvbm_xfer_t *xfer, nccl_state_t *st, const uin
 {
     ncclUniqueId id;
     if (len != sizeof(id))
-        return KVBM_ERR_PARSE;
+        return kvbm__fail(KVBM_ERR_PARSE, "NCCL unique id from rank 0 is %zu bytes, not %zu", len,
+                          sizeof(id));
     memcpy(&id, blob, sizeof(id));
     int current = 0;
     kvbm_status_t status = KVBM_OK;
@@ -358,7 +359,8 @@ static kvbm_status_t group_wait(nccl_state_t *st, uint64_t deadline)
         if (status != KVBM_OK)
             return status;
         if (kvbm__now_us() >= deadline)
-            return KVBM_ERR_TIMEOUT;
+            return kvbm__fail(KVBM_ERR_TIMEOUT,
+                              "NCCL transfer did not complete before its deadline");
         nap();
     }
 }
@@ -372,7 +374,8 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
     kvbm_status_t status = KVBM_OK;
     /* The caller holds st->lock (data_begin). */
     if (st->dead)
-        return KVBM_ERR_PEER;
+        return kvbm__fail(KVBM_ERR_PEER,
+                          "NCCL communicator was aborted after an earlier failed transfer");
     ncclComm_t comm = (ncclComm_t)st->comm.handle;
     KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status == KVBM_OK && st->has_engine) {

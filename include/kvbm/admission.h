@@ -89,7 +89,7 @@ static inline void kvbm_admission_config_init(kvbm_admission_config_t *config)
  *         negative or not finite); KVBM_ERR_VERSION; KVBM_ERR_NO_MEMORY.
  */
 KVBM_API kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *config,
-                                    kvbm_admission_t **admission_out);
+                                             kvbm_admission_t **admission_out);
 
 /** @brief Free a filter; NULL is a no-op. */
 KVBM_API void kvbm_admission_destroy(kvbm_admission_t *admission);
@@ -105,14 +105,15 @@ KVBM_API void kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
  *        @p position of a request of @p request_blocks blocks (0: unknown).
  */
 KVBM_API void kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
-                               uint32_t request_blocks, uint32_t position);
+                                        uint32_t request_blocks, uint32_t position);
 
 /**
  * @brief G1 evicted block @p g1_id holding @p hash: record it, and say
  *        whether to copy it to G2. Call it for every G1 eviction; when G2
  *        already holds the hash (@p in_g2) it is only recorded (returns false).
  */
-KVBM_API bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash, bool in_g2);
+KVBM_API bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                                     bool in_g2);
 
 /** @brief Evicted blocks the filter refused so far. */
 KVBM_API uint64_t kvbm_admission_refused(const kvbm_admission_t *admission);

@@ -18,18 +18,12 @@
  * P prefixes the field names, so a struct that embeds another expands the
  * other's list with `P inner.` (kvbm_cache_config_t's `layout.`).
  *
- * A new config struct follows the pattern of kvbm/layout.h: the
- * _DEFAULTS list, then
- *
- *     #ifdef __cplusplus
- *     #define KVBM_THING_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_thing_config_t,
- * kvbm_thing_config_init) #else #define KVBM_THING_CONFIG_INIT
- * {KVBM_THING_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )} #endif static inline void
- * kvbm_thing_config_init(kvbm_thing_config_t *config)
- *     {
- *         memset(config, 0, sizeof(*config));
- *         KVBM_THING_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
- *     }
+ * A new config struct follows the pattern of kvbm/layout.h: the _DEFAULTS
+ * list, then the two forms of KVBM_THING_CONFIG_INIT (C++: a call of
+ * KVBM_CONFIG_INIT_CXX(kvbm_thing_config_t, kvbm_thing_config_init); C:
+ * braces around KVBM_THING_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )) and
+ * the init function, a memset to zero followed by
+ * KVBM_THING_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, ).
  */
 #ifndef KVBM_CONFIG_INIT_H
 #define KVBM_CONFIG_INIT_H

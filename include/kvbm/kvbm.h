@@ -5,6 +5,7 @@
 #ifndef KVBM_KVBM_H
 #define KVBM_KVBM_H
 
+#include "kvbm/admission.h"
 #include "kvbm/backend.h"
 #include "kvbm/cache.h"
 #include "kvbm/disk.h"
