@@ -21,9 +21,9 @@ prompt or continuing an earlier conversation, and for each one:
 
 It prints per step the hits, onboards and offloads, and exits 1 if any
 block's bytes were wrong or nothing was ever onboarded (then it showed
-nothing). CPU backend without a GPU; with one (backend "auto" and a CUDA
-torch) the tensor is on the GPU and the engine's torch stream is given to
-kvbm, which orders its copies with it.
+nothing). CPU backend without a GPU or with a CPU-only torch (Debian's);
+with both (backend "auto") the tensor is on the GPU and the engine's torch
+stream is given to kvbm, which orders its copies with it.
 
     PYTHONPATH=build/python python3 examples/python/engine_loop.py --steps 40
 """
@@ -136,10 +136,14 @@ def serve_step(cache, backend, kv16, workload, n_requests, device):
 
 def main():
     args = parse_args()
-    with kvbm.Backend(args.backend) as backend:
+    kind = args.backend
+    if not torch.cuda.is_available():
+        if kind == "cuda":
+            print("engine_loop: --backend cuda needs a torch built with CUDA (this one is not)", file=sys.stderr)
+            return 2
+        kind = "cpu"  # the engine's tensor can only be CPU memory, so G1 must be too
+    with kvbm.Backend(kind) as backend:
         device = torch.device("cuda" if backend.kind == "cuda" else "cpu")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            sys.exit("engine_loop: kvbm picked CUDA but this torch has no CUDA")
         geometry = dict(num_blocks=args.g1_blocks, num_layers=LAYERS, tokens_per_block=BLOCK_TOKENS,
                         inner_dim=HEAD_DIM, elem_size=2)
         with kvbm.Layout(**geometry) as layout:
