@@ -6,5 +6,5 @@ import re
 from setuptools import setup
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kvbm", "_cdefs.h")) as f:
-    parts = dict(re.findall(r"#define KVBM_VERSION_(MAJOR|MINOR|PATCH) (\d+)", f.read()))
+    parts = dict(re.findall(r"#define KVBM_VERSION_(MAJOR|MINOR|PATCH)\s+(\d+)", f.read()))
 setup(version="%s.%s.%s" % (parts["MAJOR"], parts["MINOR"], parts["PATCH"]))

@@ -67,9 +67,9 @@ kvbm_status_t kvbm_hash_tokens(const uint32_t *tokens, size_t count, uint32_t bl
                                uint64_t seed, uint64_t *hashes, size_t *n_hashes_out);
 
 /* ---------------------------------------------------------------- policy.h */
-#define KVBM_POLICY_OPS_VERSION 2
+#define KVBM_POLICY_OPS_VERSION    2
 #define KVBM_POLICY_CONFIG_VERSION 1
-#define KVBM_BLOCK_NONE 4294967295
+#define KVBM_BLOCK_NONE            4294967295
 
 typedef uint64_t (*kvbm_next_use_fn)(void *ctx, uint64_t seq_hash);
 
@@ -118,7 +118,7 @@ typedef struct kvbm_manager_metrics {
 
 /* --------------------------------------------------------------- manager.h */
 #define KVBM_MANAGER_CONFIG_VERSION 1
-#define KVBM_MANAGER_MAX_BLOCKS 2147483647
+#define KVBM_MANAGER_MAX_BLOCKS     2147483647
 
 typedef struct kvbm_manager kvbm_manager_t;
 
@@ -127,10 +127,7 @@ typedef enum kvbm_duplication {
     KVBM_DUPLICATION_REJECT = 1
 } kvbm_duplication_t;
 
-typedef enum kvbm_event_kind {
-    KVBM_EVENT_STORED = 1,
-    KVBM_EVENT_REMOVED = 2
-} kvbm_event_kind_t;
+typedef enum kvbm_event_kind { KVBM_EVENT_STORED = 1, KVBM_EVENT_REMOVED = 2 } kvbm_event_kind_t;
 
 typedef struct kvbm_event {
     kvbm_event_kind_t kind;
@@ -189,8 +186,7 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
                                         size_t *n_inactive_out);
 kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                 bool touch, uint32_t *ids_out, size_t *n_found_out);
-kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids,
-                                      size_t count);
+kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
 bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
 kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager);
 void kvbm_manager_counts(kvbm_manager_t *manager, kvbm_pool_counts_t *counts_out);
@@ -240,8 +236,7 @@ kvbm_status_t kvbm_layout_offset(const kvbm_layout_t *layout, uint32_t block, ui
 kvbm_status_t kvbm_layout_address(const kvbm_layout_t *layout, void *base, uint32_t block,
                                   uint32_t layer, uint32_t outer, void **addr_out);
 kvbm_status_t kvbm_layout_block_regions(const kvbm_layout_t *layout, uint32_t block,
-                                        kvbm_region_t *regions, size_t capacity,
-                                        size_t *count_out);
+                                        kvbm_region_t *regions, size_t capacity, size_t *count_out);
 kvbm_status_t kvbm_layout_compatible(const kvbm_layout_t *a, const kvbm_layout_t *b);
 
 /* --------------------------------------------------------------- backend.h */
@@ -253,10 +248,7 @@ typedef enum kvbm_backend_kind {
     KVBM_BACKEND_CUDA = 2
 } kvbm_backend_kind_t;
 
-typedef enum kvbm_mem_kind {
-    KVBM_MEM_DEVICE = 0,
-    KVBM_MEM_HOST = 1
-} kvbm_mem_kind_t;
+typedef enum kvbm_mem_kind { KVBM_MEM_DEVICE = 0, KVBM_MEM_HOST = 1 } kvbm_mem_kind_t;
 
 typedef enum kvbm_copy_dir {
     KVBM_COPY_D2H = 0,
@@ -313,8 +305,8 @@ bool kvbm_backend_cuda_built(void);
 kvbm_status_t kvbm_backend_fail_nth_copy(kvbm_backend_t *backend, uint64_t n);
 kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, size_t bytes,
                                kvbm_pool_t **pool_out);
-kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void *ptr,
-                             size_t bytes, kvbm_pool_t **pool_out);
+kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void *ptr, size_t bytes,
+                             kvbm_pool_t **pool_out);
 void kvbm_pool_destroy(kvbm_pool_t *pool);
 void *kvbm_pool_ptr(const kvbm_pool_t *pool);
 size_t kvbm_pool_bytes(const kvbm_pool_t *pool);
@@ -338,11 +330,12 @@ kvbm_status_t kvbm_backend_copy_blocks(kvbm_backend_t *backend, kvbm_stream_t *s
                                        const uint32_t *src_ids, kvbm_pool_t *dst_pool,
                                        const uint32_t *dst_ids, size_t n, kvbm_copy_dir_t dir,
                                        kvbm_fence_t *fence);
-kvbm_status_t kvbm_backend_copy_blocks_between(
-    kvbm_backend_t *backend, kvbm_stream_t *stream, const kvbm_layout_t *src_layout,
-    kvbm_pool_t *src_pool, const uint32_t *src_ids, const kvbm_layout_t *dst_layout,
-    kvbm_pool_t *dst_pool, const uint32_t *dst_ids, size_t n, kvbm_copy_dir_t dir,
-    kvbm_fence_t *fence);
+kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_stream_t *stream,
+                                               const kvbm_layout_t *src_layout,
+                                               kvbm_pool_t *src_pool, const uint32_t *src_ids,
+                                               const kvbm_layout_t *dst_layout,
+                                               kvbm_pool_t *dst_pool, const uint32_t *dst_ids,
+                                               size_t n, kvbm_copy_dir_t dir, kvbm_fence_t *fence);
 
 /* ------------------------------------------------------------------ disk.h */
 #define KVBM_DISK_CONFIG_VERSION 1
@@ -401,11 +394,7 @@ typedef enum kvbm_offload_mode {
     KVBM_OFFLOAD_WRITE_THROUGH = 1
 } kvbm_offload_mode_t;
 
-typedef enum kvbm_tier {
-    KVBM_TIER_G1 = 1,
-    KVBM_TIER_G2 = 2,
-    KVBM_TIER_G3 = 3
-} kvbm_tier_t;
+typedef enum kvbm_tier { KVBM_TIER_G1 = 1, KVBM_TIER_G2 = 2, KVBM_TIER_G3 = 3 } kvbm_tier_t;
 
 typedef void (*kvbm_cache_event_fn)(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events,
                                     size_t count);
@@ -467,12 +456,12 @@ kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size
 kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
                                  uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
                                  kvbm_fence_t *ready);
-kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids,
-                                  const uint64_t *hashes, size_t count,
-                                  const kvbm_register_opts_t *opts, uint32_t *ids_out);
+kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, const uint64_t *hashes,
+                                  size_t count, const kvbm_register_opts_t *opts,
+                                  uint32_t *ids_out);
 kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
-kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                              bool touch, uint32_t *ids_out, size_t *n_found_out);
+kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count, bool touch,
+                              uint32_t *ids_out, size_t *n_found_out);
 kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
 kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache);
 kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache);

@@ -33,7 +33,7 @@ _INTEGER, _ENUM, _POINTER, _REAL, _RECORD = 1, 3, 5, 8, 12
 def _statements():
     text = open(CDEFS_PATH).read()
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    defines = re.findall(r"^#define (\w+) (\d+)\s*$", text, flags=re.M)
+    defines = re.findall(r"^#define (\w+)\s+(\d+)\s*$", text, flags=re.M)
     text = re.sub(r"^#.*$", "", text, flags=re.M)
     statements, depth, cur = [], 0, ""
     for ch in text:
