@@ -19,7 +19,7 @@ kvbm_status_t kvbm__cuda_open_verdict(const kvbm__cuda_probe_t *probe)
     if (probe->count <= 0)
         return KVBM_ERR_NO_DEVICE;
     if (probe->device < 0 || probe->device >= probe->count)
-        return KVBM_ERR_INVALID_ARG;
+        return KVBM_ERR_INVALID_ARG; /* reason: recorded by report() in backend.c */
     return KVBM_OK;
 }
 
