@@ -10,6 +10,15 @@ from ._cffi import ffi, libc
 
 lib, LIBRARY_PATH = _library.load()
 
+# The batch calls' hot path: cffi's ffi.from_buffer(ctype, array) and
+# ffi.new(ctype) are Python wrappers over these two functions of cffi's
+# backend (they only turn a type string into a ctype first); the batch calls
+# pass ctypes (ffi.typeof), so they call the backend directly and save a
+# Python frame per array. Another cffi without them gets the public ones.
+_backend = getattr(ffi, "_backend", None)
+buffer_of = getattr(_backend, "from_buffer", ffi.from_buffer)
+new_of = getattr(_backend, "newp", ffi.new)
+
 U32 = np.dtype(np.uint32)
 U64 = np.dtype(np.uint64)
 UINT32_MAX = 0xFFFFFFFF

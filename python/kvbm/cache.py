@@ -28,7 +28,10 @@ DISK_METRICS_FIELDS = tuple(name for name, _ in ffi.typeof("kvbm_disk_metrics_t"
 #: onboarded (the last g3 of them from disk).
 MatchResult = collections.namedtuple("MatchResult", "g1 onboarded g3")
 
-_from_buffer = ffi.from_buffer
+_from_buffer = _core.buffer_of
+_new = _core.new_of
+_size_p = ffi.typeof("size_t *")
+_match_result_p = ffi.typeof("kvbm_cache_match_result_t *")
 _u32p = ffi.typeof("uint32_t[]")
 _u64p = ffi.typeof("uint64_t[]")
 
@@ -250,7 +253,7 @@ class Cache(_core.Handle):
         hashes = as_index_array(hashes, U64, call, "hashes")
         n = len(hashes)
         ids = out_array(out, n, U32, call)
-        r = ffi.new("kvbm_cache_match_result_t *")
+        r = _new(_match_result_p)
         st = fn(p, _from_buffer(_u64p, hashes), n, _from_buffer(_u32p, ids), r, self._fence(ready, call))
         if st:
             fail(st, call)
@@ -303,7 +306,7 @@ class Cache(_core.Handle):
         hashes = as_index_array(hashes, U64, call, "hashes")
         touch = _core.as_flag(touch, call, "touch")
         ids = out_array(out, len(hashes), U32, call)
-        found = ffi.new("size_t *")
+        found = _new(_size_p)
         st = lib.kvbm_cache_scan(p, _from_buffer(_u64p, hashes), len(hashes), touch, _from_buffer(_u32p, ids), found)
         if st:
             fail(st, call)

@@ -30,11 +30,11 @@ EVICTED_DTYPE = np.dtype(
     }
 )
 
-_from_buffer = ffi.from_buffer
+_from_buffer = _core.buffer_of
 _u32p = ffi.typeof("uint32_t[]")
 _u64p = ffi.typeof("uint64_t[]")
 _size_p = ffi.typeof("size_t *")
-_new = ffi.new
+_new = _core.new_of
 _empty = np.empty
 _ndarray = np.ndarray
 
