@@ -21,6 +21,7 @@ from .hash import hash_block, hash_sequence, hash_tokens
 from .layout import Layout
 from .manager import BLOCK_NONE, EVICTED_DTYPE, MAX_BLOCKS, Manager, policy_names
 from ._memory import CudaArray
+from .admission import Admission
 
 #: Version of the loaded library ("major.minor.patch") and its code.
 __version__ = _text(_lib.kvbm_version())
@@ -43,7 +44,7 @@ def last_error():
 
 
 __all__ = [
-    "Backend", "Pool", "Stream", "Fence", "Layout", "Manager", "Cache", "DiskConfig", "MatchResult",
+    "Admission", "Backend", "Pool", "Stream", "Fence", "Layout", "Manager", "Cache", "DiskConfig", "MatchResult",
     "TierManager", "CudaArray", "KvbmError", "errors", "log", "hash_block", "hash_sequence", "hash_tokens",
     "policy_names", "cuda_built", "status_name", "status_str", "last_error", "BLOCK_NONE", "MAX_BLOCKS",
     "EVENT_DTYPE", "EVICTED_DTYPE", "COPY_DTYPE", "STORED", "REMOVED", "LIBRARY_PATH", "WRITTEN_FOR",

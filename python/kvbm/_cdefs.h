@@ -474,3 +474,26 @@ void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
 kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache, kvbm_disk_metrics_t *metrics_out);
 const char *kvbm_cache_g3_engine(const kvbm_cache_t *cache);
 kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out);
+
+/* ------------------------------------------------------------- admission.h */
+#define KVBM_ADMISSION_CONFIG_VERSION 1
+
+typedef struct kvbm_admission kvbm_admission_t;
+
+typedef struct kvbm_admission_config {
+    uint32_t struct_size;
+    uint32_t version;
+    uint32_t g1_blocks;
+    uint32_t g2_blocks;
+    double keep_ratio;
+    uint32_t min_samples;
+} kvbm_admission_config_t;
+
+kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *config,
+                                    kvbm_admission_t **admission_out);
+void kvbm_admission_destroy(kvbm_admission_t *admission);
+void kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
+void kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                               uint32_t request_blocks, uint32_t position);
+bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash, bool in_g2);
+uint64_t kvbm_admission_refused(const kvbm_admission_t *admission);

@@ -76,6 +76,15 @@ def cache_config():
     return c
 
 
+def admission_config():
+    c = ffi.new("kvbm_admission_config_t *")
+    c.struct_size = ffi.sizeof("kvbm_admission_config_t")
+    c.version = constants.KVBM_ADMISSION_CONFIG_VERSION
+    c.keep_ratio = 0.65
+    c.min_samples = 32
+    return c
+
+
 #: name -> (C type, function giving a default-filled struct), for the check.
 ALL = {
     "policy": ("kvbm_policy_config_t", policy_config),
@@ -84,4 +93,5 @@ ALL = {
     "backend": ("kvbm_backend_config_t", backend_config),
     "disk": ("kvbm_disk_config_t", disk_config),
     "cache": ("kvbm_cache_config_t", cache_config),
+    "admission": ("kvbm_admission_config_t", admission_config),
 }

@@ -21,9 +21,8 @@ from kvbm._cffi import CDEFS_PATH, constants, ffi
 from conftest import SOURCE_DIR
 
 #: Exported functions the binding does not declare: the transfers (a Python
-#: interface to them is not part of this binding yet) and the standalone G2
-#: admission filter (the cache's is reached through Cache(offload_admission=)).
-NOT_WRAPPED = re.compile(r"^kvbm_(xfer|admission)_")
+#: interface to them is not part of this binding yet).
+NOT_WRAPPED = re.compile(r"^kvbm_xfer_")
 
 # __builtin_classify_type's classes (gcc typeclass.h); C's _Bool and enums
 # are integers to it, so the probe also reports signedness and _Bool-ness.
