@@ -67,7 +67,7 @@ kvbm_status_t kvbm_hash_tokens(const uint32_t *tokens, size_t count, uint32_t bl
                                uint64_t seed, uint64_t *hashes, size_t *n_hashes_out);
 
 /* ---------------------------------------------------------------- policy.h */
-#define KVBM_POLICY_OPS_VERSION    2
+#define KVBM_POLICY_OPS_VERSION    3
 #define KVBM_POLICY_CONFIG_VERSION 1
 #define KVBM_BLOCK_NONE            4294967295
 

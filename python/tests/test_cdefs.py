@@ -21,8 +21,10 @@ from kvbm._cffi import CDEFS_PATH, constants, ffi
 from conftest import SOURCE_DIR
 
 #: Exported functions the binding does not declare: the transfers (a Python
-#: interface to them is not part of this binding yet).
-NOT_WRAPPED = re.compile(r"^kvbm_xfer_")
+#: interface to them is not part of this binding yet) and the do-nothing ops
+#: C policy tables point at (kvbm_policy_ignore_*: no policy is written in
+#: Python).
+NOT_WRAPPED = re.compile(r"^kvbm_(xfer_|policy_ignore_)")
 
 # __builtin_classify_type's classes (gcc typeclass.h); C's _Bool and enums
 # are integers to it, so the probe also reports signedness and _Bool-ness.
