@@ -7,8 +7,11 @@ set -euo pipefail
 # time); binutils: readelf/nm for tests/cuda/check_runs_without_cuda.sh and
 # tests/symbols; g++: the C++ consumer and the public headers' C++ check;
 # liburing-dev: the disk tier's io_uring engine; libsodium-dev: the
-# transfers' authentication.
-packages=(cmake make gcc g++ pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox libnuma-dev binutils liburing-dev libsodium-dev)
+# transfers' authentication; python3-*: the Python binding (python/: cffi,
+# numpy; torch for the tensor views and examples/python; pytest runs its
+# tests; pip and setuptools for `pip install ./python`).
+packages=(cmake make gcc g++ pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox libnuma-dev binutils liburing-dev libsodium-dev
+  python3 python3-cffi python3-numpy python3-torch python3-pytest python3-pip python3-setuptools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
