@@ -146,6 +146,44 @@ static void g2_is_inclusive_and_onboarded_blocks_are_not_copied_again(void **sta
     fixture_close(&f);
 }
 
+static void g2_smaller_than_one_allocation_offloads_in_parts(void **state)
+{
+    /* One allocation evicts four blocks into a G2 of two. One by one (the
+     * contract), each offload takes a G2 block, evicting the one stored two
+     * offloads before: four offloads, G2 ends with the last two, none
+     * skipped. The cache issues the batch in parts of what G2 can hold. */
+    fixture_t f;
+    fixture_open(&f, 4, 2, KVBM_OFFLOAD_WRITE_BACK, true);
+    evict_everything(&f, 4, 10); /* 10..13 inactive in G1, oldest first */
+    uint32_t ids[4];
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 4, ids, NULL));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.offloads, 4);
+    assert_int_equal(m.offload_skipped, 0);
+    assert_int_equal(m.failed_copies, 0);
+    kvbm_manager_t *g2 = kvbm_cache_manager(f.cache, KVBM_TIER_G2);
+    assert_false(kvbm_manager_contains(g2, 10));
+    assert_false(kvbm_manager_contains(g2, 11));
+    assert_true(kvbm_manager_contains(g2, 12));
+    assert_true(kvbm_manager_contains(g2, 13));
+    kvbm_manager_metrics_t g2m;
+    kvbm_manager_metrics(g2, &g2m);
+    assert_int_equal(g2m.evictions, 2);
+    assert_pools(g2, 0, 0, 2);
+    /* The parts carried the right bytes. */
+    for (uint64_t h = 12; h <= 13; h++) {
+        uint32_t g2_id;
+        size_t found;
+        assert_kvbm_ok(kvbm_manager_scan(g2, &h, 1, false, &g2_id, &found));
+        assert_true(block_holds(f.cache, KVBM_TIER_G2, g2_id, h));
+        assert_kvbm_ok(kvbm_manager_release(g2, &g2_id, 1));
+    }
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 4));
+    fixture_close(&f);
+}
+
 static void write_through_copies_at_registration(void **state)
 {
     fixture_t f;
@@ -578,6 +616,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(eviction_offloads_and_match_onboards),
         cmocka_unit_test(g2_is_inclusive_and_onboarded_blocks_are_not_copied_again),
+        cmocka_unit_test(g2_smaller_than_one_allocation_offloads_in_parts),
         cmocka_unit_test(write_through_copies_at_registration),
         cmocka_unit_test(failed_offload_caches_nothing_and_loses_no_block),
         cmocka_unit_test(failed_onboard_is_reported_and_withdrawn),

@@ -285,6 +285,71 @@ static void data_mode_matches_logical_mode_on_hand_worked_trace(void **state)
     replay_destroy(replay);
 }
 
+/* Replays @p path's first @p limit requests in logical and in data mode and
+ * requires every count of the contract to agree. */
+static void assert_modes_agree(const char *path, size_t limit, uint32_t g1, uint32_t g2)
+{
+    run_result_t results[2];
+    for (int data = 0; data < 2; data++) {
+        run_options_t options = {.trace_path = path,
+                                 .g1_blocks = g1,
+                                 .g2_blocks = g2,
+                                 .policy = "lru",
+                                 .limit = limit,
+                                 .logical = data == 0,
+                                 .backend_kind = KVBM_BACKEND_CPU,
+                                 .block_kib = 1,
+                                 .verify = true};
+        assert_kvbm_ok(run_replay(&options, NULL, &results[data]));
+    }
+    assert_string_equal(results[1].backend, "cpu");
+    assert_int_equal(results[1].counts.wrong_blocks, 0);
+#define ASSERT_SAME_COUNT(name)                                                                    \
+    if (results[0].counts.name != results[1].counts.name)                                          \
+        fail_msg("G1 %u, G2 %u: " #name " is %llu logical, %llu in data mode", g1, g2,             \
+                 (unsigned long long)results[0].counts.name,                                       \
+                 (unsigned long long)results[1].counts.name);
+    REPLAY_COUNTS_LIST(ASSERT_SAME_COUNT)
+#undef ASSERT_SAME_COUNT
+}
+
+static void data_mode_matches_logical_mode_for_every_tier_size(void **state)
+{
+    /* Down to a G2 far smaller than one request's evictions (the issue's
+     * G1 1000 / G2 50 among them), where the cache must offload in parts. */
+    const char *source = getenv("KVBM_SOURCE_DIR");
+    assert_non_null(source);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/data/mooncake/synthetic_trace.jsonl", source);
+    const uint32_t g1_sizes[] = {64, 1000};
+    const uint32_t g2_sizes[] = {1, 3, 50, 400};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t j = 0; j < 4; j++)
+            assert_modes_agree(path, 800, g1_sizes[i], g2_sizes[j]);
+}
+
+static void onboarded_hash_that_g1_holds_counts_alike_in_both_modes(void **state)
+{
+    /* C1 = 3, C2 = 8. R5 [A, B] misses A in G1 (so B, which G1 holds, is
+     * not a G1 hit), finds A and B in G2, and registering the onboarded B
+     * deduplicates against G1's B: both modes count g2_hits 2, onboards 2,
+     * dedup 1 (data mode copies only A). A=1 B=2 C=3 D=4 E=5. */
+    const char *path = temp_trace("{\"hash_ids\": [1, 2]}\n"
+                                  "{\"hash_ids\": [3, 4]}\n"
+                                  "{\"hash_ids\": [5]}\n"
+                                  "{\"hash_ids\": [2]}\n"
+                                  "{\"hash_ids\": [1, 2]}\n");
+    assert_modes_agree(path, 0, 3, 8);
+    run_options_t options = {
+        .trace_path = path, .g1_blocks = 3, .g2_blocks = 8, .policy = "lru", .logical = true};
+    run_result_t result;
+    assert_kvbm_ok(run_replay(&options, NULL, &result));
+    assert_int_equal(result.counts.g2_hits, 3);
+    assert_int_equal(result.counts.onboards, 3);
+    assert_int_equal(result.counts.dedup, 1);
+    remove(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +361,8 @@ int main(void)
         cmocka_unit_test(replay_self_check_table_on_shared_trace),
         cmocka_unit_test(data_mode_through_the_cache_prints_the_contract_numbers),
         cmocka_unit_test(data_mode_matches_logical_mode_on_hand_worked_trace),
+        cmocka_unit_test(data_mode_matches_logical_mode_for_every_tier_size),
+        cmocka_unit_test(onboarded_hash_that_g1_holds_counts_alike_in_both_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

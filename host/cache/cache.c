@@ -172,43 +172,77 @@ static uint32_t take_g2_block(kvbm_cache_t *cache)
     return block;
 }
 
-/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier). With the
- * lock held. *batch_out is the batch issued, or NULL if none was needed. */
+/* Issues one part of an offload: its copies, or, when they cannot even be
+ * issued, gives its G2 blocks back (the hashes are simply not cached). The
+ * part is the caller's no longer. With the lock held. */
+static void issue_part(kvbm_cache_t *cache, cache_batch_t *part)
+{
+    if (part->n > 0 && kvbm__cache_batch_submit(cache, part) == KVBM_OK)
+        return;
+    if (part->n > 0) {
+        cache->metrics.failed_copies += part->n;
+        kvbm_manager_release(cache->g2, part->g2_ids, part->n);
+    }
+    kvbm__cache_batch_unref(cache, part);
+}
+
+/*
+ * Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier). With the
+ * lock held. *batch_out is the newest offload in flight when the call
+ * returns, or NULL.
+ *
+ * The contract offloads one block at a time (take a G2 block, copy, register,
+ * release), so a later offload of the same allocation may evict a block an
+ * earlier one has just stored. A batch takes all its G2 blocks before any copy
+ * lands, and a G2 block is registered only once its copy is done (decision
+ * 18). So when G2 has no block left to give, the batch so far is issued as
+ * one part and the call waits until the offloads in flight are processed
+ * (registered and released in G2; the lock is dropped meanwhile), then goes
+ * on with a new part. A G2 smaller than one allocation's evictions thus
+ * caches what the one-by-one model caches; an offload is skipped only when
+ * every G2 block is held (matched by callers, or being onboarded from).
+ */
 static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const uint64_t *hashes,
                            size_t count, cache_batch_t **batch_out)
 {
     *batch_out = NULL;
     if (cache->g2 == NULL || count == 0)
         return;
-    cache_batch_t *batch = NULL;
-    if (kvbm__cache_batch_new(cache, BATCH_OFFLOAD, count, &batch) != KVBM_OK) {
-        cache->metrics.offload_skipped += count;
-        return;
-    }
+    cache_batch_t *part = NULL; /* the part being gathered; NULL until it has a block */
     for (size_t i = 0; i < count; i++) {
         if (kvbm_manager_contains(cache->g2, hashes[i]))
             continue;
         uint32_t g2_block = take_g2_block(cache);
+        if (g2_block == KVBM_BLOCK_NONE && (part != NULL || cache->last_offload != NULL)) {
+            /* G2's blocks are being written: land them, then look again (the
+             * lock is dropped while waiting, so G2 may have gained the hash). */
+            if (part != NULL)
+                issue_part(cache, part);
+            part = NULL;
+            if (cache->last_offload != NULL)
+                kvbm__cache_wait_processed(cache, cache->last_offload->seq);
+            if (kvbm_manager_contains(cache->g2, hashes[i]))
+                continue;
+            g2_block = take_g2_block(cache);
+        }
         if (g2_block == KVBM_BLOCK_NONE) {
             cache->metrics.offload_skipped++;
             continue;
         }
-        batch->g1_ids[batch->n] = g1_ids[i];
-        batch->g2_ids[batch->n] = g2_block;
-        batch->hashes[batch->n] = hashes[i];
-        batch->n++;
+        if (part == NULL &&
+            kvbm__cache_batch_new(cache, BATCH_OFFLOAD, count - i, &part) != KVBM_OK) {
+            kvbm_manager_release(cache->g2, &g2_block, 1);
+            cache->metrics.offload_skipped += count - i;
+            break;
+        }
+        part->g1_ids[part->n] = g1_ids[i];
+        part->g2_ids[part->n] = g2_block;
+        part->hashes[part->n] = hashes[i];
+        part->n++;
     }
-    if (batch->n > 0 && kvbm__cache_batch_submit(cache, batch) == KVBM_OK) {
-        *batch_out = batch;
-        return;
-    }
-    /* Nothing to copy, or the copy could not even be issued: give the G2
-     * blocks back; the hashes are simply not cached. */
-    if (batch->n > 0) {
-        cache->metrics.failed_copies += batch->n;
-        kvbm_manager_release(cache->g2, batch->g2_ids, batch->n);
-    }
-    kvbm__cache_batch_unref(cache, batch);
+    if (part != NULL)
+        issue_part(cache, part);
+    *batch_out = cache->last_offload;
 }
 
 /*

@@ -9,8 +9,11 @@
  *
  * - Offload (write-back, the default): when allocating G1 blocks evicts
  *   cached ones, each evicted block whose hash is not in G2 gets a G2 block
- *   and a device-to-host copy of its slab, one batch per call. The G2 block
- *   is registered only once its copy has succeeded; a failed copy returns it
+ *   and a device-to-host copy of its slab, one batch per call (in parts when
+ *   G2 runs out of blocks for it: the call then waits for each part to land
+ *   in G2 before the next takes its blocks, so a small G2 caches what
+ *   one-by-one offloads would). The G2 block is registered only once its
+ *   copy has succeeded; a failed copy returns it
  *   to the free pool and the hash is simply not cached. G2 is inclusive: a
  *   hash already in G2 is not copied again.
  * - Write-through (option): the copy is made when a block is registered, so
