@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "check.h"
 #include "copy_kernel.h"
 #include "core/check.h"
@@ -116,7 +117,7 @@ static kvbm_status_t cuda_open(const kvbm_backend_config_t *config, void **state
     }
     if (config->device < 0 || config->device >= count)
         return KVBM_ERR_NO_DEVICE;
-    cuda_backend_t *b = calloc(1, sizeof(*b));
+    cuda_backend_t *b = kvbm__calloc(1, sizeof(*b));
     if (b == NULL)
         return KVBM_ERR_NO_MEMORY;
     b->device = config->device;
@@ -145,13 +146,13 @@ static kvbm_status_t cuda_open(const kvbm_backend_config_t *config, void **state
     return KVBM_OK;
 
 err_free_backend:
-    free(b);
+    kvbm__free(b);
     return st;
 }
 
 static void cuda_close(void *state)
 {
-    free(state);
+    kvbm__free(state);
 }
 
 /* ------------------------------------------------------------------ pools */
@@ -230,6 +231,8 @@ static kvbm_status_t cuda_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t by
                                     void **priv_out)
 {
     cuda_backend_t *b = state;
+    if (kvbm__alloc_injected_failure())
+        return KVBM_ERR_NO_MEMORY;
     kvbm_status_t st = set_device(b);
     if (st != KVBM_OK)
         return st;
@@ -242,7 +245,7 @@ static kvbm_status_t cuda_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t by
         *priv_out = NULL;
         return KVBM_OK;
     }
-    cuda_host_mem_t *h = malloc(sizeof(*h));
+    cuda_host_mem_t *h = kvbm__alloc(1, sizeof(*h));
     if (h == NULL)
         return KVBM_ERR_NO_MEMORY;
     h->method = b->pinned;
@@ -258,7 +261,7 @@ static kvbm_status_t cuda_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t by
     return KVBM_OK;
 
 err_free_priv:
-    free(h);
+    kvbm__free(h);
     return st;
 }
 
@@ -278,7 +281,7 @@ static void cuda_mem_free(void *state, kvbm_mem_kind_t kind, void *ptr, size_t b
         munmap(ptr, bytes);
     }
     (void)st;
-    free(h);
+    kvbm__free(h);
 }
 
 /* ---------------------------------------------------------------- streams */
@@ -289,7 +292,7 @@ static kvbm_status_t stream_init(cuda_backend_t *b, cudaStream_t native, bool wr
     kvbm_status_t st = set_device(b);
     if (st != KVBM_OK)
         return st;
-    cuda_stream_t *s = calloc(1, sizeof(*s));
+    cuda_stream_t *s = kvbm__calloc(1, sizeof(*s));
     if (s == NULL)
         return KVBM_ERR_NO_MEMORY;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&s->mu, NULL), st);
@@ -321,7 +324,7 @@ err_destroy_events:
 err_destroy_mutex:
     kvbm__mutex_destroy(&s->mu);
 err_free_stream:
-    free(s);
+    kvbm__free(s);
     return st;
 }
 
@@ -348,11 +351,11 @@ static void cuda_stream_destroy(void *state, void *stream)
     if (!s->wrapped)
         KVBM_CUDA_CHECK(cudaStreamDestroy(s->s), st);
     (void)st;
-    free(s->dsts);
-    free(s->srcs);
-    free(s->sizes);
+    kvbm__free(s->dsts);
+    kvbm__free(s->srcs);
+    kvbm__free(s->sizes);
     kvbm__mutex_destroy(&s->mu);
-    free(s);
+    kvbm__free(s);
 }
 
 static void *cuda_stream_native(void *state, void *stream)
@@ -385,7 +388,7 @@ static kvbm_status_t cuda_fence_create(void *state, void **fence_out)
     kvbm_status_t st = set_device(state);
     if (st != KVBM_OK)
         return st;
-    cuda_fence_t *f = calloc(1, sizeof(*f));
+    cuda_fence_t *f = kvbm__calloc(1, sizeof(*f));
     if (f == NULL)
         return KVBM_ERR_NO_MEMORY;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&f->mu, NULL), st);
@@ -401,7 +404,7 @@ static kvbm_status_t cuda_fence_create(void *state, void **fence_out)
 err_destroy_mutex:
     kvbm__mutex_destroy(&f->mu);
 err_free_fence:
-    free(f);
+    kvbm__free(f);
     return st;
 }
 
@@ -411,7 +414,7 @@ static void cuda_fence_destroy(void *state, void *fence)
     (void)set_device(state);
     cudaEventDestroy(f->ev);
     kvbm__mutex_destroy(&f->mu);
-    free(f);
+    kvbm__free(f);
 }
 
 static kvbm_status_t cuda_fence_record(void *state, void *fence, void *stream)
@@ -487,15 +490,15 @@ static kvbm_status_t copy_batch(cuda_stream_t *s, const kvbm_copy_t *c, size_t n
 #if CUDART_VERSION >= 12080
     if (n > s->scratch_cap) {
         size_t cap = n > 2 * s->scratch_cap ? n : 2 * s->scratch_cap;
-        void **d = realloc(s->dsts, cap * sizeof(*d));
+        void **d = kvbm__realloc(s->dsts, cap, sizeof(*d));
         if (d == NULL)
             return KVBM_ERR_NO_MEMORY;
         s->dsts = d;
-        const void **sr = realloc(s->srcs, cap * sizeof(*sr));
+        const void **sr = kvbm__realloc(s->srcs, cap, sizeof(*sr));
         if (sr == NULL)
             return KVBM_ERR_NO_MEMORY;
         s->srcs = sr;
-        size_t *sz = realloc(s->sizes, cap * sizeof(*sz));
+        size_t *sz = kvbm__realloc(s->sizes, cap, sizeof(*sz));
         if (sz == NULL)
             return KVBM_ERR_NO_MEMORY;
         s->sizes = sz;

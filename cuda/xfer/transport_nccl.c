@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/log.h"
 #include "cuda_mem/check.h"
@@ -147,7 +148,7 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
     KVBM_CUDA_CHECK(cudaGetDeviceCount(&count), status);
     if (status != KVBM_OK)
         return status;
-    nccl_state_t *st = calloc(1, sizeof(*st));
+    nccl_state_t *st = kvbm__calloc(1, sizeof(*st));
     if (st == NULL)
         return KVBM_ERR_NO_MEMORY;
     st->device = xfer->cuda_device >= 0 ? xfer->cuda_device : xfer->rank % count;
@@ -203,7 +204,7 @@ err_comm:
 err_mutex:
     kvbm__mutex_destroy(&st->lock);
 err_free:
-    free(st);
+    kvbm__free(st);
     return status;
 }
 
@@ -219,7 +220,7 @@ static void nccl_fini(kvbm_xfer_t *xfer)
         KVBM_NCCL_CHECK(ncclCommDestroy(st->comm), status);
     (void)status; /* teardown goes on regardless; failures were logged */
     kvbm__mutex_destroy(&st->lock);
-    free(st);
+    kvbm__free(st);
     xfer->transport_state = NULL;
 }
 

@@ -6,23 +6,24 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "internal.h"
 
 kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind, size_t n,
                                     cache_batch_t **batch_out)
 {
-    cache_batch_t *batch = calloc(1, sizeof(*batch));
+    cache_batch_t *batch = kvbm__calloc(1, sizeof(*batch));
     if (batch == NULL)
         return KVBM_ERR_NO_MEMORY;
     batch->kind = kind;
     batch->refs = 1;
     size_t cap = n > 0 ? n : 1;
-    batch->g1_ids = malloc(sizeof(uint32_t) * cap);
-    batch->g2_ids = malloc(sizeof(uint32_t) * cap);
-    batch->copy_g2 = malloc(sizeof(uint32_t) * cap);
-    batch->hashes = malloc(sizeof(uint64_t) * cap);
-    batch->poisoned = calloc(cap, 1);
+    batch->g1_ids = kvbm__alloc(cap, sizeof(uint32_t));
+    batch->g2_ids = kvbm__alloc(cap, sizeof(uint32_t));
+    batch->copy_g2 = kvbm__alloc(cap, sizeof(uint32_t));
+    batch->hashes = kvbm__alloc(cap, sizeof(uint64_t));
+    batch->poisoned = kvbm__calloc(cap, 1);
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     if (batch->g1_ids == NULL || batch->g2_ids == NULL || batch->copy_g2 == NULL ||
         batch->hashes == NULL || batch->poisoned == NULL)
@@ -51,12 +52,12 @@ void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch)
         return;
     kvbm_fence_destroy(batch->fence);
     kvbm_fence_destroy(batch->engine_fence);
-    free(batch->g1_ids);
-    free(batch->g2_ids);
-    free(batch->copy_g2);
-    free(batch->hashes);
-    free(batch->poisoned);
-    free(batch);
+    kvbm__free(batch->g1_ids);
+    kvbm__free(batch->g2_ids);
+    kvbm__free(batch->copy_g2);
+    kvbm__free(batch->hashes);
+    kvbm__free(batch->poisoned);
+    kvbm__free(batch);
 }
 
 /* Rule 1: a batch touches G1 slabs only after the engine's work already

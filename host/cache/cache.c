@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/prometheus.h"
 #include "internal.h"
@@ -55,7 +56,7 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
         return KVBM_ERR_INVALID_ARG;
-    kvbm_cache_t *cache = calloc(1, sizeof(*cache));
+    kvbm_cache_t *cache = kvbm__calloc(1, sizeof(*cache));
     if (cache == NULL)
         return KVBM_ERR_NO_MEMORY;
     cache->backend = config->backend;
@@ -108,8 +109,8 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     if (status != KVBM_OK)
         goto err_destroy_d2h;
     status = KVBM_ERR_NO_MEMORY;
-    cache->loading_seq = calloc(cache->g1_blocks, sizeof(uint64_t));
-    cache->load_failed = calloc(cache->g1_blocks, 1);
+    cache->loading_seq = kvbm__calloc(cache->g1_blocks, sizeof(uint64_t));
+    cache->load_failed = kvbm__calloc(cache->g1_blocks, 1);
     if (cache->loading_seq == NULL || cache->load_failed == NULL)
         goto err_free_tables;
     status = KVBM_OK;
@@ -120,8 +121,8 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     return KVBM_OK;
 
 err_free_tables:
-    free(cache->loading_seq);
-    free(cache->load_failed);
+    kvbm__free(cache->loading_seq);
+    kvbm__free(cache->load_failed);
     kvbm_stream_destroy(cache->h2d);
 err_destroy_d2h:
     kvbm_stream_destroy(cache->d2h);
@@ -138,7 +139,7 @@ err_destroy_g1_pool:
 err_destroy_g1_layout:
     kvbm_layout_destroy(cache->g1_layout);
 err_free_cache:
-    free(cache);
+    kvbm__free(cache);
     return status;
 }
 
@@ -155,10 +156,10 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm_manager_destroy(cache->g1);
     kvbm_pool_destroy(cache->g1_pool);
     kvbm_layout_destroy(cache->g1_layout);
-    free(cache->loading_seq);
-    free(cache->load_failed);
+    kvbm__free(cache->loading_seq);
+    kvbm__free(cache->load_failed);
     kvbm__mutex_destroy(&cache->lock);
-    free(cache);
+    kvbm__free(cache);
 }
 
 /* ------------------------------------------------------------------ offload */
@@ -296,12 +297,12 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
 {
     kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
     kvbm_evicted_t *evicted =
-        count <= SCRATCH_ON_STACK ? stack_evicted : malloc(sizeof(kvbm_evicted_t) * count);
+        count <= SCRATCH_ON_STACK ? stack_evicted : kvbm__alloc(count, sizeof(kvbm_evicted_t));
     uint32_t stack_ids[SCRATCH_ON_STACK];
     uint64_t stack_hashes[SCRATCH_ON_STACK];
-    uint32_t *ev_ids = count <= SCRATCH_ON_STACK ? stack_ids : malloc(sizeof(uint32_t) * count);
+    uint32_t *ev_ids = count <= SCRATCH_ON_STACK ? stack_ids : kvbm__alloc(count, sizeof(uint32_t));
     uint64_t *ev_hashes =
-        count <= SCRATCH_ON_STACK ? stack_hashes : malloc(sizeof(uint64_t) * count);
+        count <= SCRATCH_ON_STACK ? stack_hashes : kvbm__alloc(count, sizeof(uint64_t));
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     *offload_out = NULL;
     if (evicted == NULL || ev_ids == NULL || ev_hashes == NULL)
@@ -319,11 +320,11 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
         offload_blocks(cache, ev_ids, ev_hashes, n_evicted, offload_out);
 out:
     if (evicted != stack_evicted)
-        free(evicted);
+        kvbm__free(evicted);
     if (ev_ids != stack_ids)
-        free(ev_ids);
+        kvbm__free(ev_ids);
     if (ev_hashes != stack_hashes)
-        free(ev_hashes);
+        kvbm__free(ev_hashes);
     return status;
 }
 
@@ -425,8 +426,8 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     size_t rest = count - k1;
     status = KVBM_ERR_NO_MEMORY;
     if (rest > 0) {
-        g2_ids = malloc(sizeof(uint32_t) * rest);
-        fresh = malloc(sizeof(uint32_t) * rest);
+        g2_ids = kvbm__alloc(rest, sizeof(uint32_t));
+        fresh = kvbm__alloc(rest, sizeof(uint32_t));
         if (g2_ids == NULL || fresh == NULL)
             goto err_release_g1;
     }
@@ -456,8 +457,8 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     if (need > k2)
         memcpy(ids_out + k1 + k2, fresh + k2, sizeof(uint32_t) * (need - k2));
     status = order_engine(cache, need > 0, onboard, ready);
-    free(g2_ids);
-    free(fresh);
+    kvbm__free(g2_ids);
+    kvbm__free(fresh);
     result_out->g1 = k1;
     result_out->onboarded = k2;
     return status;
@@ -467,8 +468,8 @@ err_release_g2:
         kvbm_manager_release(cache->g2, g2_ids, k2);
 err_release_g1:
     kvbm_manager_release(cache->g1, ids_out, k1);
-    free(g2_ids);
-    free(fresh);
+    kvbm__free(g2_ids);
+    kvbm__free(fresh);
     return status;
 }
 
@@ -513,8 +514,8 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
     if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
         /* Only blocks that now carry their hash (not dedups) are copied. */
-        uint32_t *copy_ids = malloc(sizeof(uint32_t) * count);
-        uint64_t *copy_hashes = malloc(sizeof(uint64_t) * count);
+        uint32_t *copy_ids = kvbm__alloc(count, sizeof(uint32_t));
+        uint64_t *copy_hashes = kvbm__alloc(count, sizeof(uint64_t));
         if (copy_ids != NULL && copy_hashes != NULL) {
             size_t n = 0;
             for (size_t i = 0; i < count; i++) {
@@ -528,8 +529,8 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
         } else {
             cache->metrics.offload_skipped += count;
         }
-        free(copy_ids);
-        free(copy_hashes);
+        kvbm__free(copy_ids);
+        kvbm__free(copy_hashes);
     }
     kvbm__mutex_unlock(&cache->lock);
     return status;

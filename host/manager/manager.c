@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "internal.h"
 
@@ -98,7 +99,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_mana
     if (status != KVBM_OK)
         return status;
 
-    kvbm_manager_t *manager = calloc(1, sizeof(*manager));
+    kvbm_manager_t *manager = kvbm__calloc(1, sizeof(*manager));
     if (manager == NULL)
         return KVBM_ERR_NO_MEMORY;
     manager->num_blocks = config->num_blocks;
@@ -109,7 +110,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_mana
     strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
 
     status = KVBM_ERR_NO_MEMORY;
-    manager->blocks = calloc(config->num_blocks, sizeof(kvbm__block_t));
+    manager->blocks = kvbm__calloc(config->num_blocks, sizeof(kvbm__block_t));
     if (manager->blocks == NULL)
         goto err_free_manager;
     status = kvbm__registry_create(config->num_blocks, &manager->blocks[0].seq_hash,
@@ -141,9 +142,9 @@ err_destroy_policy:
 err_destroy_registry:
     kvbm__registry_destroy(manager->registry);
 err_free_blocks:
-    free(manager->blocks);
+    kvbm__free(manager->blocks);
 err_free_manager:
-    free(manager);
+    kvbm__free(manager);
     return status;
 }
 
@@ -154,8 +155,8 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
     kvbm__mutex_destroy(&manager->lock);
     manager->policy->destroy(manager->policy_state);
     kvbm__registry_destroy(manager->registry);
-    free(manager->blocks);
-    free(manager);
+    kvbm__free(manager->blocks);
+    kvbm__free(manager);
 }
 
 /* ------------------------------------------------------------------ pool moves */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "kvbm/policy.h"
 
 /*
@@ -28,6 +29,10 @@ static inline unsigned registry_mix(const void *key)
 #define HASH_NONFATAL_OOM                    1
 #define uthash_nonfatal_oom(obj)             (registry_oom_seen = true)
 #define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = registry_mix(keyptr))
+/* uthash's bucket arrays come from the library's allocator like everything
+ * else, so injected failures reach the one step of register that can fail. */
+#define uthash_malloc(bytes)    kvbm__alloc(1, (bytes))
+#define uthash_free(ptr, bytes) kvbm__free(ptr)
 #include <uthash.h>
 
 /* The key is not stored in the entry: uthash keeps a pointer to it, and the
@@ -49,12 +54,12 @@ struct kvbm__registry {
 kvbm_status_t kvbm__registry_create(uint32_t capacity, const uint64_t *block_hashes, size_t stride,
                                     kvbm__registry_t **registry_out)
 {
-    kvbm__registry_t *registry = calloc(1, sizeof(*registry));
+    kvbm__registry_t *registry = kvbm__calloc(1, sizeof(*registry));
     if (registry == NULL)
         return KVBM_ERR_NO_MEMORY;
-    registry->entries = calloc(capacity, sizeof(registry_entry_t));
+    registry->entries = kvbm__calloc(capacity, sizeof(registry_entry_t));
     if (registry->entries == NULL) {
-        free(registry);
+        kvbm__free(registry);
         return KVBM_ERR_NO_MEMORY;
     }
     for (uint32_t i = 0; i < capacity; i++)
@@ -72,8 +77,8 @@ void kvbm__registry_destroy(kvbm__registry_t *registry)
     if (registry == NULL)
         return;
     HASH_CLEAR(hh, registry->table);
-    free(registry->entries);
-    free(registry);
+    kvbm__free(registry->entries);
+    kvbm__free(registry);
 }
 
 static const uint64_t *block_key(const kvbm__registry_t *registry, uint32_t block_id)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/alloc.h"
 #include "backend_ops.h"
 
 struct kvbm_backend {
@@ -112,7 +113,7 @@ kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *config, kvbm_back
         kind = KVBM_BACKEND_CPU;
     }
 
-    kvbm_backend_t *b = calloc(1, sizeof(*b));
+    kvbm_backend_t *b = kvbm__calloc(1, sizeof(*b));
     if (b == NULL)
         goto err_close;
     b->ops = ops;
@@ -133,7 +134,7 @@ void kvbm_backend_destroy(kvbm_backend_t *backend)
     if (backend == NULL)
         return;
     backend->ops->close(backend->state);
-    free(backend);
+    kvbm__free(backend);
 }
 
 const char *kvbm_backend_name(const kvbm_backend_t *backend)
@@ -163,7 +164,7 @@ kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, si
     if (backend == NULL || pool_out == NULL || bytes == 0 ||
         (kind != KVBM_MEM_DEVICE && kind != KVBM_MEM_HOST))
         return KVBM_ERR_INVALID_ARG;
-    kvbm_pool_t *p = calloc(1, sizeof(*p));
+    kvbm_pool_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t st = backend->ops->mem_alloc(backend->state, kind, bytes, &p->ptr, &p->priv);
@@ -176,7 +177,7 @@ kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, si
     return KVBM_OK;
 
 err_free_pool:
-    free(p);
+    kvbm__free(p);
     return st;
 }
 
@@ -186,7 +187,7 @@ kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void
     if (backend == NULL || ptr == NULL || pool_out == NULL || bytes == 0 ||
         (kind != KVBM_MEM_DEVICE && kind != KVBM_MEM_HOST))
         return KVBM_ERR_INVALID_ARG;
-    kvbm_pool_t *p = calloc(1, sizeof(*p));
+    kvbm_pool_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     p->backend = backend;
@@ -205,7 +206,7 @@ void kvbm_pool_destroy(kvbm_pool_t *pool)
     if (!pool->wrapped)
         pool->backend->ops->mem_free(pool->backend->state, pool->kind, pool->ptr, pool->bytes,
                                      pool->priv);
-    free(pool);
+    kvbm__free(pool);
 }
 
 void *kvbm_pool_ptr(const kvbm_pool_t *pool)
@@ -230,7 +231,7 @@ static kvbm_status_t stream_new(kvbm_backend_t *backend, void *native, bool wrap
 {
     if (backend == NULL || stream_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    kvbm_stream_t *s = calloc(1, sizeof(*s));
+    kvbm_stream_t *s = kvbm__calloc(1, sizeof(*s));
     if (s == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t st = wrap ? backend->ops->stream_wrap(backend->state, native, &s->impl)
@@ -242,7 +243,7 @@ static kvbm_status_t stream_new(kvbm_backend_t *backend, void *native, bool wrap
     return KVBM_OK;
 
 err_free_stream:
-    free(s);
+    kvbm__free(s);
     return st;
 }
 
@@ -261,7 +262,7 @@ void kvbm_stream_destroy(kvbm_stream_t *stream)
     if (stream == NULL)
         return;
     stream->backend->ops->stream_destroy(stream->backend->state, stream->impl);
-    free(stream);
+    kvbm__free(stream);
 }
 
 void *kvbm_stream_native(const kvbm_stream_t *stream)
@@ -290,7 +291,7 @@ kvbm_status_t kvbm_fence_create(kvbm_backend_t *backend, kvbm_fence_t **fence_ou
 {
     if (backend == NULL || fence_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    kvbm_fence_t *f = calloc(1, sizeof(*f));
+    kvbm_fence_t *f = kvbm__calloc(1, sizeof(*f));
     if (f == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t st = backend->ops->fence_create(backend->state, &f->impl);
@@ -301,7 +302,7 @@ kvbm_status_t kvbm_fence_create(kvbm_backend_t *backend, kvbm_fence_t **fence_ou
     return KVBM_OK;
 
 err_free_fence:
-    free(f);
+    kvbm__free(f);
     return st;
 }
 
@@ -310,7 +311,7 @@ void kvbm_fence_destroy(kvbm_fence_t *fence)
     if (fence == NULL)
         return;
     fence->backend->ops->fence_destroy(fence->backend->state, fence->impl);
-    free(fence);
+    kvbm__free(fence);
 }
 
 kvbm_status_t kvbm_fence_record(kvbm_fence_t *fence, kvbm_stream_t *stream)
@@ -431,7 +432,7 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
     size_t total;
     if (__builtin_mul_overflow(per_block, n, &total) || total > SIZE_MAX / sizeof(kvbm_copy_t))
         return KVBM_ERR_OVERFLOW;
-    kvbm_copy_t *list = malloc(total * sizeof(*list));
+    kvbm_copy_t *list = kvbm__alloc(total, sizeof(*list));
     if (list == NULL)
         return KVBM_ERR_NO_MEMORY;
     const char *sbase = src_pool->ptr;
@@ -442,7 +443,7 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
          * consecutive blocks merges into one copy. In every arrangement region r
          * of block b sits at region r of block 0 plus the offset of chunk
          * (b, 0, 0), since chunk (0, 0, 0) is at offset 0. */
-        kvbm_region_t *sr = malloc(2 * per_block * sizeof(*sr));
+        kvbm_region_t *sr = kvbm__alloc(2 * per_block, sizeof(*sr));
         if (sr == NULL) {
             st = KVBM_ERR_NO_MEMORY;
             goto out_free_list;
@@ -460,7 +461,7 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
                             sr[r].bytes);
             }
         }
-        free(sr);
+        kvbm__free(sr);
     } else {
         size_t chunk = kvbm_layout_chunk_bytes(src_layout);
         for (uint32_t l = 0; l < sc->num_layers; l++) {
@@ -476,7 +477,7 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
     }
     st = kvbm_backend_copy(backend, stream, list, count, dir, fence);
 out_free_list:
-    free(list);
+    kvbm__free(list);
     return st;
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/alloc.h"
 #include "backend_ops.h"
 #include "core/check.h"
 
@@ -68,7 +69,7 @@ static void fence_unref(cpu_fence_t *f)
     if (left == 0) {
         kvbm__cond_destroy(&f->cv);
         kvbm__mutex_destroy(&f->mu);
-        free(f);
+        kvbm__free(f);
     }
 }
 
@@ -108,7 +109,7 @@ static void item_run(cpu_stream_t *s, cpu_item_t *it)
     }
     if (it->fence != NULL)
         fence_unref(it->fence);
-    free(it);
+    kvbm__free(it);
 }
 
 static void *stream_worker(void *arg)
@@ -153,7 +154,7 @@ static void stream_push(cpu_stream_t *s, cpu_item_t *it)
 
 static kvbm_status_t cpu_open(const kvbm_backend_config_t *config, void **state_out)
 {
-    cpu_backend_t *b = calloc(1, sizeof(*b));
+    cpu_backend_t *b = kvbm__calloc(1, sizeof(*b));
     if (b == NULL)
         return KVBM_ERR_NO_MEMORY;
     b->synchronous = config->synchronous;
@@ -163,7 +164,7 @@ static kvbm_status_t cpu_open(const kvbm_backend_config_t *config, void **state_
 
 static void cpu_close(void *state)
 {
-    free(state);
+    kvbm__free(state);
 }
 
 static kvbm_status_t cpu_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t bytes, void **ptr_out,
@@ -172,6 +173,8 @@ static kvbm_status_t cpu_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t byt
     /* Anonymous mappings are page aligned. They are populated now, as
      * cudaMalloc'd and pinned pools are, so page faults land in pool creation
      * rather than in the first copies that touch each page. */
+    if (kvbm__alloc_injected_failure())
+        return KVBM_ERR_NO_MEMORY;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                    -1, 0);
     if (p == MAP_FAILED)
@@ -192,7 +195,7 @@ static kvbm_status_t cpu_stream_create(void *state, void **stream_out)
 {
     cpu_backend_t *b = state;
     kvbm_status_t st = KVBM_OK;
-    cpu_stream_t *s = calloc(1, sizeof(*s));
+    cpu_stream_t *s = kvbm__calloc(1, sizeof(*s));
     if (s == NULL)
         return KVBM_ERR_NO_MEMORY;
     s->synchronous = b->synchronous;
@@ -216,7 +219,7 @@ err_destroy_cond:
 err_destroy_mutex:
     kvbm__mutex_destroy(&s->mu);
 err_free_stream:
-    free(s);
+    kvbm__free(s);
     return st;
 }
 
@@ -238,7 +241,7 @@ static void cpu_stream_destroy(void *state, void *stream)
     }
     kvbm__cond_destroy(&s->work_cv);
     kvbm__mutex_destroy(&s->mu);
-    free(s);
+    kvbm__free(s);
 }
 
 static void *cpu_stream_native(void *state, void *stream)
@@ -261,7 +264,7 @@ static kvbm_status_t cpu_stream_hold(void *state, void *stream, bool hold)
 static kvbm_status_t cpu_stream_wait_fence(void *state, void *stream, void *fence)
 {
     cpu_fence_t *f = fence;
-    cpu_item_t *it = calloc(1, sizeof(*it));
+    cpu_item_t *it = kvbm__calloc(1, sizeof(*it));
     if (it == NULL)
         return KVBM_ERR_NO_MEMORY;
     it->kind = ITEM_WAIT;
@@ -279,7 +282,7 @@ static kvbm_status_t cpu_stream_wait_fence(void *state, void *stream, void *fenc
 static kvbm_status_t cpu_fence_create(void *state, void **fence_out)
 {
     kvbm_status_t st = KVBM_OK;
-    cpu_fence_t *f = calloc(1, sizeof(*f));
+    cpu_fence_t *f = kvbm__calloc(1, sizeof(*f));
     if (f == NULL)
         return KVBM_ERR_NO_MEMORY;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&f->mu, NULL), st);
@@ -296,7 +299,7 @@ static kvbm_status_t cpu_fence_create(void *state, void **fence_out)
 err_destroy_mutex:
     kvbm__mutex_destroy(&f->mu);
 err_free_fence:
-    free(f);
+    kvbm__free(f);
     return st;
 }
 
@@ -308,7 +311,7 @@ static void cpu_fence_destroy(void *state, void *fence)
 static kvbm_status_t cpu_fence_record(void *state, void *fence, void *stream)
 {
     cpu_fence_t *f = fence;
-    cpu_item_t *it = calloc(1, sizeof(*it));
+    cpu_item_t *it = kvbm__calloc(1, sizeof(*it));
     if (it == NULL)
         return KVBM_ERR_NO_MEMORY;
     it->kind = ITEM_RECORD;
@@ -364,7 +367,7 @@ static kvbm_status_t cpu_copy_async(void *state, void *stream, const kvbm_copy_t
 {
     if (n > (SIZE_MAX - sizeof(cpu_item_t)) / sizeof(kvbm_copy_t))
         return KVBM_ERR_OVERFLOW;
-    cpu_item_t *it = malloc(sizeof(*it) + n * sizeof(kvbm_copy_t));
+    cpu_item_t *it = kvbm__alloc(1, sizeof(*it) + n * sizeof(kvbm_copy_t));
     if (it == NULL)
         return KVBM_ERR_NO_MEMORY;
     memset(it, 0, sizeof(*it));

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "kvbm/layout.h"
 
 struct kvbm_layout {
@@ -87,7 +88,7 @@ kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout
     if (!mul_ok(lo, l.chunk, &block_bytes))
         return KVBM_ERR_OVERFLOW;
 
-    kvbm_layout_t *out = malloc(sizeof(*out));
+    kvbm_layout_t *out = kvbm__alloc(1, sizeof(*out));
     if (out == NULL)
         return KVBM_ERR_NO_MEMORY;
     *out = l;
@@ -97,7 +98,7 @@ kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout
 
 void kvbm_layout_destroy(kvbm_layout_t *layout)
 {
-    free(layout);
+    kvbm__free(layout);
 }
 
 const kvbm_layout_config_t *kvbm_layout_config(const kvbm_layout_t *layout)

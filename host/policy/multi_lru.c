@@ -16,6 +16,7 @@
  */
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "block_list.h"
 #include "freq_sketch.h"
 #include "kvbm/policy.h"
@@ -38,9 +39,9 @@ static void multi_lru_destroy(void *state)
     if (p == NULL)
         return;
     kvbm__freq_sketch_fini(&p->sketch);
-    free(p->level_of);
-    free(p->links.at);
-    free(p);
+    kvbm__free(p->level_of);
+    kvbm__free(p->links.at);
+    kvbm__free(p);
 }
 
 static kvbm_status_t multi_lru_create(const kvbm_policy_config_t *config, uint32_t capacity,
@@ -54,12 +55,12 @@ static kvbm_status_t multi_lru_create(const kvbm_policy_config_t *config, uint32
         return KVBM_ERR_INVALID_ARG;
 
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    multi_lru_policy_t *p = calloc(1, sizeof(*p));
+    multi_lru_policy_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
-    p->level_of = malloc(n);
+    p->links.at = kvbm__alloc(n, sizeof(kvbm__block_link_t));
+    p->level_of = kvbm__alloc(n, 1);
     if (p->links.at == NULL || p->level_of == NULL)
         goto err_destroy;
     status = kvbm__freq_sketch_init(&p->sketch, width);

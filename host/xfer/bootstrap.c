@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/log.h"
 #include "internal.h"
 
@@ -42,12 +43,12 @@ kvbm_status_t kvbm_xfer_rendezvous_create(const char *host, uint16_t port,
     kvbm_status_t status = kvbm__sock_parse_loopback(host, &addr);
     if (status != KVBM_OK)
         return status;
-    kvbm_xfer_rendezvous_t *rv = calloc(1, sizeof(*rv));
+    kvbm_xfer_rendezvous_t *rv = kvbm__calloc(1, sizeof(*rv));
     if (rv == NULL)
         return KVBM_ERR_NO_MEMORY;
     status = kvbm__sock_listen(addr, port, KVBM_XFER_MAX_RANKS, &rv->fd, &rv->port);
     if (status != KVBM_OK) {
-        free(rv);
+        kvbm__free(rv);
         return status;
     }
     *rendezvous_out = rv;
@@ -64,7 +65,7 @@ void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous)
     if (rendezvous == NULL)
         return;
     close(rendezvous->fd);
-    free(rendezvous);
+    kvbm__free(rendezvous);
 }
 
 static uint64_t now_ms(void)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "internal.h"
 
@@ -54,14 +55,14 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         res->status = KVBM_ERR_PARSE;
         return;
     }
-    uint32_t *dst = malloc(n * sizeof(*dst));
-    uint32_t *sub_src = malloc(n * sizeof(*sub_src));
-    uint32_t *sub_dst = malloc(n * sizeof(*sub_dst));
-    uint8_t *need = malloc(n);
+    uint32_t *dst = kvbm__alloc(n, sizeof(*dst));
+    uint32_t *sub_src = kvbm__alloc(n, sizeof(*sub_src));
+    uint32_t *sub_dst = kvbm__alloc(n, sizeof(*sub_dst));
+    uint8_t *need = kvbm__alloc(n, 1);
     if (dst == NULL || sub_src == NULL || sub_dst == NULL || need == NULL) {
-        free(sub_src);
-        free(sub_dst);
-        free(need);
+        kvbm__free(sub_src);
+        kvbm__free(sub_dst);
+        kvbm__free(need);
         res->status = KVBM_ERR_NO_MEMORY;
         goto free_dst;
     }
@@ -85,9 +86,9 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
             res->status = xfer->ops->send(xfer, req->peer, fd, &plan);
         kvbm__xfer_plan_free(&plan);
     }
-    free(sub_src);
-    free(sub_dst);
-    free(need);
+    kvbm__free(sub_src);
+    kvbm__free(sub_dst);
+    kvbm__free(need);
     if (res->status == KVBM_OK)
         res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_DONE, &hdr);
     if (res->status != KVBM_OK)
@@ -109,7 +110,7 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
     res->n = n;
     return;
 free_dst:
-    free(dst);
+    kvbm__free(dst);
 }
 
 static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_result_t *res)
@@ -139,8 +140,8 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         res->in_sync = true;
         return; /* the peer holds none of them */
     }
-    uint32_t *src = malloc(n * sizeof(*src));
-    uint32_t *dst = malloc(n * sizeof(*dst));
+    uint32_t *src = kvbm__alloc(n, sizeof(*src));
+    uint32_t *dst = kvbm__alloc(n, sizeof(*dst));
     if (src == NULL || dst == NULL) {
         res->status = KVBM_ERR_NO_MEMORY;
         goto free_arrays;
@@ -173,7 +174,7 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
     res->status = kvbm_manager_register(xfer->manager, dst, req->hashes, n, NULL, dst);
     if (res->status != KVBM_OK)
         goto release_dst;
-    free(src);
+    kvbm__free(src);
     res->ids = dst;
     res->n = n;
     return;
@@ -181,8 +182,8 @@ release_dst:
     if (alloc == KVBM_OK)
         kvbm__xfer_release_reverse(xfer->manager, dst, n);
 free_arrays:
-    free(src);
-    free(dst);
+    kvbm__free(src);
+    kvbm__free(dst);
 }
 
 static void client_raw(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_result_t *res)

@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
 #include "internal.h"
@@ -32,7 +33,7 @@ kvbm_status_t kvbm__xfer_memory_from_layout(const kvbm_layout_t *layout, void *b
     size_t n = (size_t)c->num_layers * c->outer_dim;
     if (n == 0 || chunk == 0)
         return KVBM_ERR_INVALID_ARG;
-    size_t *off0 = malloc(n * sizeof(*off0));
+    size_t *off0 = kvbm__alloc(n, sizeof(*off0));
     if (off0 == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t status = KVBM_OK;
@@ -73,7 +74,7 @@ kvbm_status_t kvbm__xfer_memory_from_layout(const kvbm_layout_t *layout, void *b
         status = KVBM_ERR_UNSUPPORTED;
         goto free_offsets;
     }
-    void **bases = malloc(regions * sizeof(*bases));
+    void **bases = kvbm__alloc(regions, sizeof(*bases));
     if (bases == NULL) {
         status = KVBM_ERR_NO_MEMORY;
         goto free_offsets;
@@ -91,6 +92,6 @@ kvbm_status_t kvbm__xfer_memory_from_layout(const kvbm_layout_t *layout, void *b
         .layout_key = kvbm__xfer_layout_key(layout),
     };
 free_offsets:
-    free(off0);
+    kvbm__free(off0);
     return status;
 }

@@ -18,6 +18,7 @@
  */
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "internal.h"
 
 size_t kvbm__xfer_unit_bytes(const kvbm__xfer_geom_t *a, const kvbm__xfer_geom_t *b)
@@ -42,7 +43,7 @@ kvbm_status_t kvbm__xfer_plan_build(const kvbm__xfer_geom_t *local, const uint32
     size_t units = (size_t)local->region_count * per_region;
     if (units == 0 || n > SIZE_MAX / sizeof(kvbm__xfer_chunk_t) / units)
         return KVBM_ERR_OVERFLOW;
-    kvbm__xfer_chunk_t *chunks = malloc(n * units * sizeof(*chunks));
+    kvbm__xfer_chunk_t *chunks = kvbm__alloc(n * units, sizeof(*chunks));
     if (chunks == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t count = 0, bytes = 0;
@@ -76,7 +77,7 @@ kvbm_status_t kvbm__xfer_plan_build(const kvbm__xfer_geom_t *local, const uint32
 
 void kvbm__xfer_plan_free(kvbm__xfer_plan_t *plan)
 {
-    free(plan->chunks);
+    kvbm__free(plan->chunks);
     plan->chunks = NULL;
     plan->count = 0;
     plan->bytes = 0;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/log.h"
 #include "internal.h"
@@ -75,12 +76,12 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
         notify_arrival(xfer, peer, KVBM_ERR_PARSE, 0, NULL, NULL);
         return KVBM_ERR_PARSE;
     }
-    uint64_t *hashes = malloc(n * sizeof(*hashes));
-    uint32_t *src = malloc(n * sizeof(*src));
-    uint32_t *dst = malloc(n * sizeof(*dst));
-    uint32_t *fresh = malloc(n * sizeof(*fresh));   /* allocated blocks, in order */
-    uint32_t *fresh_src = malloc(n * sizeof(*src)); /* the pusher's blocks for them */
-    uint8_t *need = malloc(n);
+    uint64_t *hashes = kvbm__alloc(n, sizeof(*hashes));
+    uint32_t *src = kvbm__alloc(n, sizeof(*src));
+    uint32_t *dst = kvbm__alloc(n, sizeof(*dst));
+    uint32_t *fresh = kvbm__alloc(n, sizeof(*fresh));   /* allocated blocks, in order */
+    uint32_t *fresh_src = kvbm__alloc(n, sizeof(*src)); /* the pusher's blocks for them */
+    uint8_t *need = kvbm__alloc(n, 1);
     if (hashes == NULL || src == NULL || dst == NULL || fresh == NULL || fresh_src == NULL ||
         need == NULL) {
         status = KVBM_ERR_NO_MEMORY;
@@ -155,12 +156,12 @@ release_dst:
     kvbm__xfer_release_reverse(xfer->manager, dst, n);
     notify_arrival(xfer, peer, status, n, NULL, NULL);
 free_arrays:
-    free(hashes);
-    free(src);
-    free(dst);
-    free(fresh);
-    free(fresh_src);
-    free(need);
+    kvbm__free(hashes);
+    kvbm__free(src);
+    kvbm__free(dst);
+    kvbm__free(fresh);
+    kvbm__free(fresh_src);
+    kvbm__free(need);
     return status;
 }
 
@@ -170,9 +171,9 @@ static kvbm_status_t serve_pull(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     uint32_t timeout = xfer->timeout_ms;
     size_t count = hdr->count;
     kvbm_status_t status;
-    uint64_t *hashes = malloc((count ? count : 1) * sizeof(*hashes));
-    uint32_t *src = malloc((count ? count : 1) * sizeof(*src));
-    uint32_t *dst = malloc((count ? count : 1) * sizeof(*dst));
+    uint64_t *hashes = kvbm__alloc(count, sizeof(*hashes));
+    uint32_t *src = kvbm__alloc(count, sizeof(*src));
+    uint32_t *dst = kvbm__alloc(count, sizeof(*dst));
     if (hashes == NULL || src == NULL || dst == NULL) {
         status = KVBM_ERR_NO_MEMORY;
         goto free_arrays;
@@ -209,9 +210,9 @@ static kvbm_status_t serve_pull(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
 release_src:
     kvbm__xfer_release_reverse(xfer->manager, src, n);
 free_arrays:
-    free(hashes);
-    free(src);
-    free(dst);
+    kvbm__free(hashes);
+    kvbm__free(src);
+    kvbm__free(dst);
     return status;
 }
 
@@ -282,8 +283,8 @@ static bool serve_one(kvbm_xfer_t *xfer, int peer)
 void *kvbm__xfer_service_main(void *arg)
 {
     kvbm_xfer_t *xfer = arg;
-    struct pollfd *pfds = calloc((size_t)xfer->size + 1, sizeof(*pfds));
-    int *peers = calloc((size_t)xfer->size + 1, sizeof(*peers));
+    struct pollfd *pfds = kvbm__calloc((size_t)xfer->size + 1, sizeof(*pfds));
+    int *peers = kvbm__calloc((size_t)xfer->size + 1, sizeof(*peers));
     if (pfds == NULL || peers == NULL) {
         kvbm__log(KVBM_LOG_ERROR, "service thread: out of memory; rank %d serves no requests",
                   xfer->rank);
@@ -318,7 +319,7 @@ void *kvbm__xfer_service_main(void *arg)
         }
     }
 free_arrays:
-    free(pfds);
-    free(peers);
+    kvbm__free(pfds);
+    kvbm__free(peers);
     return NULL;
 }

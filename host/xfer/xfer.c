@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "internal.h"
 
@@ -186,13 +187,13 @@ static void close_fds(kvbm_xfer_t *xfer)
 
 static void free_arrays(kvbm_xfer_t *xfer)
 {
-    free(xfer->region_base);
-    free(xfer->descs);
-    free(xfer->client_fd);
-    free(xfer->server_fd);
-    free(xfer->boot_fds);
-    free(xfer->client_broken);
-    free(xfer->server_dead);
+    kvbm__free(xfer->region_base);
+    kvbm__free(xfer->descs);
+    kvbm__free(xfer->client_fd);
+    kvbm__free(xfer->server_fd);
+    kvbm__free(xfer->boot_fds);
+    kvbm__free(xfer->client_broken);
+    kvbm__free(xfer->server_dead);
 }
 
 kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **xfer_out)
@@ -204,7 +205,7 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
     if (status != KVBM_OK)
         return status;
 
-    kvbm_xfer_t *xfer = calloc(1, sizeof(*xfer));
+    kvbm_xfer_t *xfer = kvbm__calloc(1, sizeof(*xfer));
     if (xfer == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t size = (size_t)config->size;
@@ -226,7 +227,7 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
         if (status == KVBM_OK)
             status = check_memory(&xfer->memory, ops, config->manager);
     } else {
-        xfer->region_base = malloc(config->memory.region_count * sizeof(void *));
+        xfer->region_base = kvbm__alloc(config->memory.region_count, sizeof(void *));
         if (xfer->region_base != NULL)
             memcpy(xfer->region_base, config->memory.region_base,
                    config->memory.region_count * sizeof(void *));
@@ -234,12 +235,12 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
     if (status != KVBM_OK)
         goto err_free;
     xfer->memory.region_base = xfer->region_base;
-    xfer->descs = calloc(size, sizeof(*xfer->descs));
-    xfer->client_fd = malloc(size * sizeof(int));
-    xfer->server_fd = malloc(size * sizeof(int));
-    xfer->boot_fds = malloc(size * sizeof(int));
-    xfer->client_broken = calloc(size, sizeof(bool));
-    xfer->server_dead = calloc(size, sizeof(bool));
+    xfer->descs = kvbm__calloc(size, sizeof(*xfer->descs));
+    xfer->client_fd = kvbm__alloc(size, sizeof(int));
+    xfer->server_fd = kvbm__alloc(size, sizeof(int));
+    xfer->boot_fds = kvbm__alloc(size, sizeof(int));
+    xfer->client_broken = kvbm__calloc(size, sizeof(bool));
+    xfer->server_dead = kvbm__calloc(size, sizeof(bool));
     if (xfer->region_base == NULL || xfer->descs == NULL || xfer->client_fd == NULL ||
         xfer->server_fd == NULL || xfer->boot_fds == NULL || xfer->client_broken == NULL ||
         xfer->server_dead == NULL) {
@@ -292,7 +293,7 @@ err_pipe:
     close(xfer->wake_fd[1]);
 err_free:
     free_arrays(xfer);
-    free(xfer);
+    kvbm__free(xfer);
     return status;
 }
 
@@ -326,7 +327,7 @@ void kvbm_xfer_destroy(kvbm_xfer_t *xfer)
     kvbm__cond_destroy(&xfer->cond);
     kvbm__mutex_destroy(&xfer->lock);
     free_arrays(xfer);
-    free(xfer);
+    kvbm__free(xfer);
 }
 
 int kvbm_xfer_rank(const kvbm_xfer_t *xfer)
@@ -369,7 +370,7 @@ static kvbm_status_t req_new(kvbm__req_kind_t kind, int peer, kvbm_manager_t *ma
                              kvbm_xfer_req_t **req_out)
 {
     kvbm_status_t status = KVBM_OK;
-    kvbm_xfer_req_t *req = calloc(1, sizeof(*req));
+    kvbm_xfer_req_t *req = kvbm__calloc(1, sizeof(*req));
     if (req == NULL)
         return KVBM_ERR_NO_MEMORY;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&req->lock, NULL), status);
@@ -386,18 +387,18 @@ static kvbm_status_t req_new(kvbm__req_kind_t kind, int peer, kvbm_manager_t *ma
 err_mutex:
     kvbm__mutex_destroy(&req->lock);
 err_free:
-    free(req);
+    kvbm__free(req);
     return status;
 }
 
 static void req_delete(kvbm_xfer_req_t *req)
 {
-    free(req->src_ids);
-    free(req->hashes);
-    free(req->result_ids);
+    kvbm__free(req->src_ids);
+    kvbm__free(req->hashes);
+    kvbm__free(req->result_ids);
     kvbm__cond_destroy(&req->cond);
     kvbm__mutex_destroy(&req->lock);
-    free(req);
+    kvbm__free(req);
 }
 
 static kvbm_status_t req_submit(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
@@ -434,8 +435,8 @@ kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_
     kvbm_status_t status = req_new(KVBM__REQ_PUSH, peer, xfer->manager, &req);
     if (status != KVBM_OK)
         return status;
-    req->src_ids = malloc(count * sizeof(*req->src_ids));
-    req->hashes = malloc(count * sizeof(*req->hashes));
+    req->src_ids = kvbm__alloc(count, sizeof(*req->src_ids));
+    req->hashes = kvbm__alloc(count, sizeof(*req->hashes));
     if (req->src_ids == NULL || req->hashes == NULL) {
         status = KVBM_ERR_NO_MEMORY;
         goto err_req;
@@ -467,7 +468,7 @@ kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes
     kvbm_status_t status = req_new(KVBM__REQ_PULL, peer, xfer->manager, &req);
     if (status != KVBM_OK)
         return status;
-    req->hashes = malloc(count * sizeof(*req->hashes));
+    req->hashes = kvbm__alloc(count, sizeof(*req->hashes));
     if (req->hashes == NULL) {
         status = KVBM_ERR_NO_MEMORY;
         goto err_req;
