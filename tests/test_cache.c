@@ -589,6 +589,83 @@ static void refused_request_leaves_eviction_order_untouched(void **state)
     fixture_close(&f);
 }
 
+static void repeated_hash_fits_and_a_refused_acquire_changes_nothing(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 2, 4, KVBM_OFFLOAD_WRITE_BACK, true);
+    kvbm_manager_t *g1 = kvbm_cache_manager(f.cache, KVBM_TIER_G1);
+    compute_block(&f, 7); /* h */
+    compute_block(&f, 8); /* y: both inactive */
+    const uint64_t request[3] = {7, 7, 9};
+    uint32_t ids[3];
+    kvbm_cache_match_result_t r;
+    /* [h, h, x] takes one inactive block (h, twice) and needs one more: y's. */
+    assert_kvbm_ok(kvbm_cache_acquire(f.cache, request, 3, ids, &r, NULL));
+    assert_int_equal(r.g1, 2);
+    assert_int_equal(ids[0], ids[1]);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 3));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    assert_pools(g1, 1, 0, 1); /* h cached; x's block was never registered */
+
+    /* Now only h is evictable and the caller holds the other block: the
+     * request does not fit, and the refusal must change nothing, counters
+     * and h's place included. */
+    uint32_t held;
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &held, NULL));
+    kvbm_manager_metrics_t before, after;
+    kvbm_manager_metrics(g1, &before);
+    assert_kvbm_status(kvbm_cache_acquire(f.cache, request, 3, ids, &r, NULL), KVBM_ERR_NO_BLOCKS);
+    kvbm_manager_metrics(g1, &after);
+    assert_memory_equal(&before, &after, sizeof(before));
+    assert_pools(g1, 0, 1, 1);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, &held, 1));
+    fixture_close(&f);
+}
+
+static void huge_counts_are_refused_before_any_size_is_computed(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 4, 4, KVBM_OFFLOAD_WRITE_BACK, true);
+    uint32_t ids[4];
+    const size_t counts[] = {SIZE_MAX, ((size_t)1 << 62) + 1, SIZE_MAX / sizeof(uint32_t) + 1, 5};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+        assert_kvbm_status(kvbm_cache_allocate(f.cache, counts[i], ids, NULL), KVBM_ERR_NO_BLOCKS);
+    assert_pools(kvbm_cache_manager(f.cache, KVBM_TIER_G1), 4, 0, 0);
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 4, ids, NULL));
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 4));
+    fixture_close(&f);
+}
+
+static void write_through_copies_a_repeated_hash_once_when_ids_out_is_ids(void **state)
+{
+    /* The README's pattern registers in place (ids_out == ids). Registering
+     * [h, h] keeps one block for h: one copy to G2, not two. */
+    fixture_t f;
+    fixture_open(&f, 4, 4, KVBM_OFFLOAD_WRITE_THROUGH, true);
+    uint32_t ids[2];
+    const uint64_t hashes[2] = {55, 55};
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 2, ids, NULL));
+    uint32_t first = ids[0];
+    assert_kvbm_ok(engine_write(&f.engine, f.cache, ids[0], 55));
+    assert_kvbm_ok(engine_write(&f.engine, f.cache, ids[1], 55));
+    assert_kvbm_ok(kvbm_cache_register(f.cache, ids, hashes, 2, NULL, ids));
+    assert_int_equal(ids[0], first);
+    assert_int_equal(ids[1], first);
+    assert_kvbm_ok(engine_finish(&f.engine));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.offloads, 1);
+    assert_int_equal(m.copy_batches, 1);
+    kvbm_manager_t *g2 = kvbm_cache_manager(f.cache, KVBM_TIER_G2);
+    assert_pools(g2, 3, 0, 1);
+    kvbm_manager_metrics_t g2m;
+    kvbm_manager_metrics(g2, &g2m);
+    assert_int_equal(g2m.dedups, 0);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 2));
+    fixture_close(&f);
+}
+
 static void bad_arguments_are_refused(void **state)
 {
     fixture_t f;
@@ -628,6 +705,9 @@ int main(void)
         cmocka_unit_test(g1_can_bind_the_engines_own_memory),
         cmocka_unit_test(without_engine_stream_or_fence_allocate_waits_for_offloads),
         cmocka_unit_test(refused_request_leaves_eviction_order_untouched),
+        cmocka_unit_test(repeated_hash_fits_and_a_refused_acquire_changes_nothing),
+        cmocka_unit_test(huge_counts_are_refused_before_any_size_is_computed),
+        cmocka_unit_test(write_through_copies_a_repeated_hash_once_when_ids_out_is_ids),
         cmocka_unit_test(bad_arguments_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

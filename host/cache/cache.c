@@ -189,8 +189,7 @@ static void issue_part(kvbm_cache_t *cache, cache_batch_t *part)
 
 /*
  * Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier). With the
- * lock held. *batch_out is the newest offload in flight when the call
- * returns, or NULL.
+ * lock held; the offloads issued are cache->last_offload and those before it.
  *
  * The contract offloads one block at a time (take a G2 block, copy, register,
  * release), so a later offload of the same allocation may evict a block an
@@ -204,9 +203,8 @@ static void issue_part(kvbm_cache_t *cache, cache_batch_t *part)
  * every G2 block is held (matched by callers, or being onboarded from).
  */
 static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const uint64_t *hashes,
-                           size_t count, cache_batch_t **batch_out)
+                           size_t count)
 {
-    *batch_out = NULL;
     if (cache->g2 == NULL || count == 0)
         return;
     cache_batch_t *part = NULL; /* the part being gathered; NULL until it has a block */
@@ -243,7 +241,6 @@ static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const ui
     }
     if (part != NULL)
         issue_part(cache, part);
-    *batch_out = cache->last_offload;
 }
 
 /*
@@ -253,9 +250,15 @@ static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const ui
  * registration deduplicated it) before its offload has run. So the engine
  * waits for the newest offload in flight, which on the in-order offload
  * stream covers all of them.
+ *
+ * This runs after the call has taken its blocks, so it must not fail: if the
+ * backend cannot enqueue a wait or record the fence (out of memory), the
+ * call waits on the host instead until every copy in flight has been
+ * processed, which orders whatever the caller does next after them. The
+ * lock is dropped while waiting; @p onboard is not used after that.
  */
-static kvbm_status_t order_engine(kvbm_cache_t *cache, bool handed_out,
-                                  const cache_batch_t *onboard, kvbm_fence_t *ready)
+static void order_engine(kvbm_cache_t *cache, bool handed_out, const cache_batch_t *onboard,
+                         kvbm_fence_t *ready)
 {
     bool reuse_order = !(cache->unsafe & KVBM__CACHE_UNSAFE_NO_REUSE_ORDER);
     kvbm_status_t status = KVBM_OK;
@@ -263,23 +266,26 @@ static kvbm_status_t order_engine(kvbm_cache_t *cache, bool handed_out,
         status = kvbm_stream_wait_fence(cache->engine, cache->last_offload->fence);
     if (status == KVBM_OK && cache->engine != NULL && onboard != NULL)
         status = kvbm_stream_wait_fence(cache->engine, onboard->fence);
-    if (status == KVBM_OK && cache->engine == NULL && ready == NULL && handed_out &&
-        cache->last_offload != NULL && reuse_order) {
+    if (status == KVBM_OK && ready != NULL) {
+        /* The ready fence is recorded on the onboard stream after it waited
+         * for every offload issued so far, so it covers both directions. */
+        if (cache->last_offload != NULL && reuse_order)
+            status = kvbm_stream_wait_fence(cache->h2d, cache->last_offload->fence);
+        if (status == KVBM_OK)
+            status = kvbm_fence_record(ready, cache->h2d);
+    }
+    if (status != KVBM_OK) {
+        kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+        return;
+    }
+    if (cache->engine == NULL && ready == NULL && handed_out && cache->last_offload != NULL &&
+        reuse_order) {
         /* Nothing orders the caller's writes after the offloads still reading
          * these slabs, so the call itself waits for them (the lock is dropped
          * meanwhile). Engines avoid this wait with an engine stream or a
          * ready fence. */
         kvbm__cache_wait_processed(cache, cache->last_offload->seq);
     }
-    if (status != KVBM_OK || ready == NULL)
-        return status;
-    /* The ready fence is recorded on the onboard stream after it waited for
-     * every offload issued so far, so it covers both directions. */
-    if (cache->last_offload != NULL && reuse_order)
-        status = kvbm_stream_wait_fence(cache->h2d, cache->last_offload->fence);
-    if (status == KVBM_OK)
-        status = kvbm_fence_record(ready, cache->h2d);
-    return status;
 }
 
 /* Clears what the cache remembered about blocks handed out anew. */
@@ -291,41 +297,74 @@ static void forget_blocks(kvbm_cache_t *cache, const uint32_t *ids, size_t count
     }
 }
 
-/* G1 allocation plus the offload of what it evicted. */
-static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
-                                     cache_batch_t **offload_out)
-{
+/*
+ * Working memory of one call, taken before the call changes anything, so
+ * that running short of memory refuses the call cleanly instead of leaving
+ * it half done. @p capacity is the number of G1 blocks the call may take,
+ * never more than G1 holds; small calls use the stack.
+ */
+typedef struct call_scratch {
+    kvbm_evicted_t *evicted; /* what the G1 allocation evicted */
+    uint64_t *ev_hashes;     /* the same, split for the offload */
+    uint32_t *ev_ids;
+    uint32_t *g2_ids; /* the G2 hits of a match */
+    uint32_t *fresh;  /* the new G1 blocks */
+    void *heap;       /* one allocation behind all of the above, or NULL */
     kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
-    kvbm_evicted_t *evicted =
-        count <= SCRATCH_ON_STACK ? stack_evicted : kvbm__alloc(count, sizeof(kvbm_evicted_t));
-    uint32_t stack_ids[SCRATCH_ON_STACK];
-    uint64_t stack_hashes[SCRATCH_ON_STACK];
-    uint32_t *ev_ids = count <= SCRATCH_ON_STACK ? stack_ids : kvbm__alloc(count, sizeof(uint32_t));
-    uint64_t *ev_hashes =
-        count <= SCRATCH_ON_STACK ? stack_hashes : kvbm__alloc(count, sizeof(uint64_t));
-    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    *offload_out = NULL;
-    if (evicted == NULL || ev_ids == NULL || ev_hashes == NULL)
-        goto out;
+    uint64_t stack_ev_hashes[SCRATCH_ON_STACK];
+    uint32_t stack_ev_ids[SCRATCH_ON_STACK];
+    uint32_t stack_g2_ids[SCRATCH_ON_STACK];
+    uint32_t stack_fresh[SCRATCH_ON_STACK];
+} call_scratch_t;
+
+static kvbm_status_t scratch_open(call_scratch_t *scratch, size_t capacity)
+{
+    scratch->heap = NULL;
+    if (capacity <= SCRATCH_ON_STACK) {
+        scratch->evicted = scratch->stack_evicted;
+        scratch->ev_hashes = scratch->stack_ev_hashes;
+        scratch->ev_ids = scratch->stack_ev_ids;
+        scratch->g2_ids = scratch->stack_g2_ids;
+        scratch->fresh = scratch->stack_fresh;
+        return KVBM_OK;
+    }
+    /* Widest elements first, so every array stays aligned. */
+    const size_t per_block = sizeof(kvbm_evicted_t) + sizeof(uint64_t) + 3 * sizeof(uint32_t);
+    unsigned char *heap = kvbm__alloc(capacity, per_block);
+    if (heap == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    scratch->heap = heap;
+    scratch->evicted = (kvbm_evicted_t *)heap;
+    scratch->ev_hashes = (uint64_t *)(heap + capacity * sizeof(kvbm_evicted_t));
+    scratch->ev_ids = (uint32_t *)(heap + capacity * (sizeof(kvbm_evicted_t) + sizeof(uint64_t)));
+    scratch->g2_ids = scratch->ev_ids + capacity;
+    scratch->fresh = scratch->g2_ids + capacity;
+    return KVBM_OK;
+}
+
+static void scratch_close(call_scratch_t *scratch)
+{
+    kvbm__free(scratch->heap);
+}
+
+/* G1 allocation plus the offload of what it evicted. Fails only as the G1
+ * allocation does (KVBM_ERR_NO_BLOCKS), changing nothing. */
+static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
+                                     call_scratch_t *scratch)
+{
     size_t n_evicted = 0;
-    status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
+    kvbm_status_t status =
+        kvbm_manager_allocate(cache->g1, count, ids_out, scratch->evicted, &n_evicted);
     if (status != KVBM_OK)
-        goto out;
+        return status;
     forget_blocks(cache, ids_out, count);
     for (size_t i = 0; i < n_evicted; i++) {
-        ev_ids[i] = evicted[i].block_id;
-        ev_hashes[i] = evicted[i].seq_hash;
+        scratch->ev_ids[i] = scratch->evicted[i].block_id;
+        scratch->ev_hashes[i] = scratch->evicted[i].seq_hash;
     }
     if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
-        offload_blocks(cache, ev_ids, ev_hashes, n_evicted, offload_out);
-out:
-    if (evicted != stack_evicted)
-        kvbm__free(evicted);
-    if (ev_ids != stack_ids)
-        kvbm__free(ev_ids);
-    if (ev_hashes != stack_hashes)
-        kvbm__free(ev_hashes);
-    return status;
+        offload_blocks(cache, scratch->ev_ids, scratch->ev_hashes, n_evicted);
+    return KVBM_OK;
 }
 
 kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
@@ -333,13 +372,20 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
 {
     if (cache == NULL || (count > 0 && ids_out == NULL))
         return KVBM_ERR_INVALID_ARG;
+    /* More than G1 holds can never be given (and bounds every size below). */
+    if (count > cache->g1_blocks)
+        return KVBM_ERR_NO_BLOCKS;
+    call_scratch_t scratch;
+    kvbm_status_t status = scratch_open(&scratch, count);
+    if (status != KVBM_OK)
+        return status;
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    cache_batch_t *offload = NULL;
-    kvbm_status_t status = allocate_locked(cache, count, ids_out, &offload);
+    status = allocate_locked(cache, count, ids_out, &scratch);
     if (status == KVBM_OK)
-        status = order_engine(cache, count > 0, NULL, ready);
+        order_engine(cache, count > 0, NULL, ready);
     kvbm__mutex_unlock(&cache->lock);
+    scratch_close(&scratch);
     return status;
 }
 
@@ -401,11 +447,12 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
                                     bool allocate_rest, uint32_t *ids_out,
                                     kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
 {
-    size_t k1 = 0, k2 = 0;
-    /* Refuse before taking anything if G1 could not hold the request: a
-     * match moves blocks out of the evictable pool, and releasing them again
-     * would change the eviction order. (Only calls through this cache change
-     * its managers, and they hold the cache lock, so the peek stays true.) */
+    /* Measure the request before taking anything: a match moves blocks out
+     * of the evictable pool, and releasing them again would change the
+     * eviction order. So a request G1 cannot hold, or one that finds no
+     * memory for its working set, is refused here. (Only calls through this
+     * cache change its managers, and they hold the cache lock, so what is
+     * measured stays true.) */
     size_t k1_peek = 0, k1_inactive = 0, k2_peek = 0;
     kvbm_status_t status =
         kvbm_manager_match_length(cache->g1, hashes, count, &k1_peek, &k1_inactive);
@@ -416,60 +463,57 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
         return status;
     kvbm_pool_counts_t g1_counts;
     kvbm_manager_counts(cache->g1, &g1_counts);
-    size_t need_peek = allocate_rest ? count - k1_peek : k2_peek;
-    if (need_peek > g1_counts.reset + g1_counts.inactive - k1_inactive)
+    assert(k1_inactive <= g1_counts.inactive);
+    size_t need = allocate_rest ? count - k1_peek : k2_peek;
+    if (need > g1_counts.reset + g1_counts.inactive - k1_inactive)
         return KVBM_ERR_NO_BLOCKS;
-    status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
+    call_scratch_t scratch;
+    status = scratch_open(&scratch, need);
     if (status != KVBM_OK)
         return status;
-    uint32_t *g2_ids = NULL, *fresh = NULL;
-    size_t rest = count - k1;
-    status = KVBM_ERR_NO_MEMORY;
-    if (rest > 0) {
-        g2_ids = kvbm__alloc(rest, sizeof(uint32_t));
-        fresh = kvbm__alloc(rest, sizeof(uint32_t));
-        if (g2_ids == NULL || fresh == NULL)
-            goto err_release_g1;
-    }
-    if (cache->g2 != NULL && rest > 0) {
-        status = kvbm_manager_match(cache->g2, hashes + k1, rest, g2_ids, &k2);
+
+    size_t k1 = 0, k2 = 0;
+    status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
+    if (status != KVBM_OK)
+        goto out_close_scratch;
+    assert(k1 == k1_peek);
+    /* G2 continues the prefix: at most need blocks (all of the rest for
+     * acquire; exactly the k2 measured for match). */
+    if (cache->g2 != NULL && need > 0) {
+        status = kvbm_manager_match(cache->g2, hashes + k1, need, scratch.g2_ids, &k2);
         if (status != KVBM_OK)
             goto err_release_g1;
     }
-    size_t need = allocate_rest ? rest : k2;
-    cache_batch_t *offload = NULL;
-    status = allocate_locked(cache, need, fresh, &offload);
+    status = allocate_locked(cache, need, scratch.fresh, &scratch);
     if (status != KVBM_OK)
         goto err_release_g2;
     cache_batch_t *onboard = NULL;
-    if (k2 > 0) {
-        if (onboard_locked(cache, hashes, k1, k2, g2_ids, fresh, ids_out, &onboard) != KVBM_OK) {
-            /* Not registered: the G2 hits are given up; the new G1 blocks
-             * become plain fresh blocks (acquire) or are released (match). */
-            kvbm_manager_release(cache->g2, g2_ids, k2);
-            k2 = 0;
-            if (!allocate_rest) {
-                kvbm_manager_release(cache->g1, fresh, need);
-                need = 0;
-            }
+    if (k2 > 0 && onboard_locked(cache, hashes, k1, k2, scratch.g2_ids, scratch.fresh, ids_out,
+                                 &onboard) != KVBM_OK) {
+        /* Not registered: the G2 hits are given up; the new G1 blocks become
+         * plain fresh blocks (acquire) or are released (match). */
+        kvbm_manager_release(cache->g2, scratch.g2_ids, k2);
+        k2 = 0;
+        if (!allocate_rest) {
+            kvbm_manager_release(cache->g1, scratch.fresh, need);
+            need = 0;
         }
     }
     if (need > k2)
-        memcpy(ids_out + k1 + k2, fresh + k2, sizeof(uint32_t) * (need - k2));
-    status = order_engine(cache, need > 0, onboard, ready);
-    kvbm__free(g2_ids);
-    kvbm__free(fresh);
+        memcpy(ids_out + k1 + k2, scratch.fresh + k2, sizeof(uint32_t) * (need - k2));
+    order_engine(cache, need > 0, onboard, ready);
     result_out->g1 = k1;
     result_out->onboarded = k2;
-    return status;
+    scratch_close(&scratch);
+    return KVBM_OK;
 
 err_release_g2:
     if (k2 > 0)
-        kvbm_manager_release(cache->g2, g2_ids, k2);
+        kvbm_manager_release(cache->g2, scratch.g2_ids, k2);
 err_release_g1:
     kvbm_manager_release(cache->g1, ids_out, k1);
-    kvbm__free(g2_ids);
-    kvbm__free(fresh);
+out_close_scratch:
+    scratch_close(&scratch);
     return status;
 }
 
@@ -507,32 +551,36 @@ kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, si
 kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, const uint64_t *hashes,
                                   size_t count, const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
-    if (cache == NULL)
+    if (cache == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
+    /* Write-through copies only the blocks that end up carrying their hash
+     * (not dedups, and a hash repeated in the call once). ids_out may alias
+     * ids, so the ids are kept aside first; that memory is taken before
+     * anything changes. More blocks than G1 holds cannot all be mutable, and
+     * the manager refuses them without the copy. */
+    bool write_through =
+        cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0 && count <= cache->g1_blocks;
+    call_scratch_t scratch;
+    kvbm_status_t status = scratch_open(&scratch, write_through ? count : 0);
+    if (status != KVBM_OK)
+        return status;
+    if (write_through)
+        memcpy(scratch.fresh, ids, sizeof(uint32_t) * count);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
-    if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
-        /* Only blocks that now carry their hash (not dedups) are copied. */
-        uint32_t *copy_ids = kvbm__alloc(count, sizeof(uint32_t));
-        uint64_t *copy_hashes = kvbm__alloc(count, sizeof(uint64_t));
-        if (copy_ids != NULL && copy_hashes != NULL) {
-            size_t n = 0;
-            for (size_t i = 0; i < count; i++) {
-                if (ids_out[i] == ids[i]) {
-                    copy_ids[n] = ids[i];
-                    copy_hashes[n++] = hashes[i];
-                }
+    status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
+    if (status == KVBM_OK && write_through) {
+        size_t n = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (ids_out[i] == scratch.fresh[i]) {
+                scratch.ev_ids[n] = scratch.fresh[i];
+                scratch.ev_hashes[n++] = hashes[i];
             }
-            cache_batch_t *offload = NULL;
-            offload_blocks(cache, copy_ids, copy_hashes, n, &offload);
-        } else {
-            cache->metrics.offload_skipped += count;
         }
-        kvbm__free(copy_ids);
-        kvbm__free(copy_hashes);
+        offload_blocks(cache, scratch.ev_ids, scratch.ev_hashes, n);
     }
     kvbm__mutex_unlock(&cache->lock);
+    scratch_close(&scratch);
     return status;
 }
 

@@ -8,6 +8,7 @@
  * policy exactly as they were.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,13 @@ _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 by
 
 /* How many hashes ahead batched lookups prefetch registry buckets. */
 #define PREFETCH_DISTANCE 4
+
+/* References one block can carry. A call that could take a block past it is
+ * refused before it changes anything (KVBM_ERR_OVERFLOW). */
+#define REFCOUNT_MAX UINT32_MAX
+
+/* Inactive blocks match_length remembers to unmark without a second lookup. */
+#define MATCH_LENGTH_MARKS 128
 
 /* Events are gathered on the stack and handed to the sink in chunks, in order. */
 #define EVENT_CHUNK 64
@@ -70,6 +78,20 @@ static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32
 
 /* ------------------------------------------------------------------ create */
 
+/* A name goes verbatim into Prometheus label values and JSON strings, so it
+ * holds only characters neither format escapes: printable ASCII other than
+ * the double quote and the backslash. It must fit whole in the manager. */
+static bool name_is_safe(const char *name)
+{
+    size_t length = 0;
+    for (; name[length] != '\0'; length++) {
+        unsigned char c = (unsigned char)name[length];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || length >= KVBM_MANAGER_NAME_MAX)
+            return false;
+    }
+    return length > 0;
+}
+
 static kvbm_status_t check_config(const kvbm_manager_config_t *config)
 {
     if (config == NULL)
@@ -81,6 +103,8 @@ static kvbm_status_t check_config(const kvbm_manager_config_t *config)
         return KVBM_ERR_INVALID_ARG;
     if (config->duplication != KVBM_DUPLICATION_ALLOW &&
         config->duplication != KVBM_DUPLICATION_REJECT)
+        return KVBM_ERR_INVALID_ARG;
+    if (config->name != NULL && !name_is_safe(config->name))
         return KVBM_ERR_INVALID_ARG;
     if (config->policy != NULL && config->policy->version != KVBM_POLICY_OPS_VERSION)
         return KVBM_ERR_VERSION;
@@ -107,7 +131,8 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_mana
     manager->policy = config->policy != NULL ? config->policy : kvbm_policy_lru();
     manager->on_events = config->on_events;
     manager->events_ctx = config->events_ctx;
-    strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
+    snprintf(manager->name, sizeof(manager->name), "%s",
+             config->name != NULL ? config->name : "kvbm");
 
     status = KVBM_ERR_NO_MEMORY;
     manager->blocks = kvbm__calloc(config->num_blocks, sizeof(kvbm__block_t));
@@ -212,6 +237,14 @@ static void activate_inactive(kvbm_manager_t *manager, uint32_t id)
     manager->inactive_count--;
     manager->active_count++;
     manager->blocks[id].refcount = 1;
+}
+
+/* Whether @p more references fit on the block. Calls that take references
+ * check every block against their whole count, which bounds the repeats of
+ * a block within the call, before they take any. */
+static bool refs_fit(const kvbm__block_t *block, size_t more)
+{
+    return more <= (size_t)(REFCOUNT_MAX - block->refcount);
 }
 
 /* Adds one reference to a registered block, telling the policy of the access
@@ -338,10 +371,11 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         return status;
     }
 
-    /* Phase 1: the only step that can fail (uthash growing its buckets) is
-     * adding hashes not yet registered. Do all of them first, and undo them if
-     * one fails, so a failure leaves the manager untouched. A block added here
-     * is marked in_call; a hash repeated within the call is added once. */
+    /* Phase 1: the steps that can fail are adding hashes not yet registered
+     * (uthash growing its buckets) and deduplicating onto a block whose
+     * reference count is full. Do all of them first, and undo the additions
+     * if one fails, so a failure leaves the manager untouched. A block added
+     * here is marked in_call; a hash repeated within the call is added once. */
     size_t added = 0;
     for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
         kvbm__registry_prefetch(manager->registry, hashes[i]);
@@ -355,6 +389,10 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         uint32_t existing;
         status = kvbm__registry_insert(manager->registry, hashes[added], ids[added], &block->entry,
                                        &existing);
+        if (status == KVBM_OK && existing != KVBM_BLOCK_NONE &&
+            manager->duplication == KVBM_DUPLICATION_REJECT &&
+            !refs_fit(&manager->blocks[existing], count))
+            status = KVBM_ERR_OVERFLOW; /* the dedup would take a reference on it */
         if (status != KVBM_OK)
             break;
         block->in_call = existing == KVBM_BLOCK_NONE;
@@ -435,9 +473,9 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
     }
     for (size_t i = 0; i < count; i++) {
         const kvbm__block_t *block = &manager->blocks[ids[i]];
-        if (block->state != BLOCK_REGISTERED || block->refcount >= UINT32_MAX - count) {
+        if (block->state != BLOCK_REGISTERED || !refs_fit(block, count)) {
             manager_unlock(manager);
-            return KVBM_ERR_BAD_STATE;
+            return block->state != BLOCK_REGISTERED ? KVBM_ERR_BAD_STATE : KVBM_ERR_OVERFLOW;
         }
     }
     for (size_t i = 0; i < count; i++)
@@ -507,6 +545,8 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
         (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
     manager_lock(manager);
+    /* Find the prefix first (ids_out is the scratch), then acquire it, so a
+     * block whose count is full refuses the call before anything changed. */
     size_t matched = 0;
     for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
         kvbm__registry_prefetch(manager->registry, hashes[i]);
@@ -519,9 +559,14 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
         uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
         if (id == KVBM_BLOCK_NONE)
             break;
-        acquire_registered(manager, id, true);
+        if (!refs_fit(&manager->blocks[id], count)) {
+            manager_unlock(manager);
+            return KVBM_ERR_OVERFLOW;
+        }
         ids_out[matched] = id;
     }
+    for (size_t i = 0; i < matched; i++)
+        acquire_registered(manager, ids_out[i], true);
     manager->metrics.match_hashes += count;
     manager->metrics.match_blocks += matched;
     manager_unlock(manager);
@@ -535,13 +580,29 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
     if (manager == NULL || n_matched_out == NULL || (count > 0 && hashes == NULL))
         return KVBM_ERR_INVALID_ARG;
     manager_lock(manager);
-    size_t matched = 0, inactive = 0;
+    /* A hash repeated in the prefix names one block: an inactive block is
+     * counted once, marked in_call while walking. The marks are cleared
+     * before unlocking, from a short list (or, past it, by looking the
+     * prefix up again). */
+    uint32_t marked[MATCH_LENGTH_MARKS];
+    size_t n_marked = 0, matched = 0, inactive = 0;
     for (; matched < count; matched++) {
         uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
         if (id == KVBM_BLOCK_NONE)
             break;
-        inactive += manager->blocks[id].refcount == 0;
+        kvbm__block_t *block = &manager->blocks[id];
+        if (block->refcount == 0 && !block->in_call) {
+            inactive++;
+            block->in_call = 1;
+            if (n_marked < MATCH_LENGTH_MARKS)
+                marked[n_marked] = id;
+            n_marked++;
+        }
     }
+    for (size_t i = 0; i < n_marked && i < MATCH_LENGTH_MARKS; i++)
+        manager->blocks[marked[i]].in_call = 0;
+    for (size_t i = 0; n_marked > MATCH_LENGTH_MARKS && i < matched; i++)
+        manager->blocks[kvbm__registry_find(manager->registry, hashes[i])].in_call = 0;
     manager_unlock(manager);
     *n_matched_out = matched;
     if (n_inactive_out != NULL)
@@ -556,15 +617,20 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
         (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
     manager_lock(manager);
+    /* Look up everything first, then acquire, as match does. */
     size_t found = 0;
     for (size_t i = 0; i < count; i++) {
         uint32_t id = kvbm__registry_find(manager->registry, hashes[i]);
+        if (id != KVBM_BLOCK_NONE && !refs_fit(&manager->blocks[id], count)) {
+            manager_unlock(manager);
+            return KVBM_ERR_OVERFLOW;
+        }
         ids_out[i] = id;
-        if (id == KVBM_BLOCK_NONE)
-            continue;
-        acquire_registered(manager, id, touch);
-        found++;
+        found += id != KVBM_BLOCK_NONE;
     }
+    for (size_t i = 0; i < count; i++)
+        if (ids_out[i] != KVBM_BLOCK_NONE)
+            acquire_registered(manager, ids_out[i], touch);
     manager->metrics.scan_hashes += count;
     manager->metrics.scan_blocks += found;
     manager_unlock(manager);
