@@ -335,6 +335,7 @@ static void nccl_scratch_free(kvbm_xfer_t *xfer, void *ptr)
 }
 
 const kvbm__xfer_ops_t kvbm__xfer_nccl_ops = {
+    .version = KVBM__XFER_OPS_VERSION,
     .name = "nccl",
     .transport = KVBM_XFER_NCCL,
     .mem_kind = KVBM_XFER_MEM_DEVICE,

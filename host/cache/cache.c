@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/check.h"
+#include "core/config.h"
 #include "core/prometheus.h"
 #include "internal.h"
 
@@ -46,13 +47,22 @@ static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config
     return kvbm_manager_create(&mc, out);
 }
 
-kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out)
+/* sizeof(kvbm_cache_config_t) at each published version (core/config.h). */
+static const size_t cache_config_sizes[] = {sizeof(kvbm_cache_config_t)};
+
+kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
 {
-    if (config == NULL || cache_out == NULL || config->backend == NULL)
+    if (caller_config == NULL || cache_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size < sizeof(kvbm_cache_config_t) ||
-        config->version != KVBM_CACHE_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_cache_config_t defaults = KVBM_CACHE_CONFIG_INIT;
+    kvbm_cache_config_t imported;
+    kvbm_status_t status =
+        KVBM__CONFIG_IMPORT(caller_config, cache_config_sizes, &defaults, &imported);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_cache_config_t *config = &imported;
+    if (config->backend == NULL)
+        return KVBM_ERR_INVALID_ARG;
     if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
         return KVBM_ERR_INVALID_ARG;
@@ -66,7 +76,7 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     cache->events_ctx = config->events_ctx;
     cache->next_seq = 1;
 
-    kvbm_status_t status = kvbm_layout_create(&config->layout, &cache->g1_layout);
+    status = kvbm_layout_create(&config->layout, &cache->g1_layout);
     if (status != KVBM_OK)
         goto err_free_cache;
     cache->g1_blocks = config->layout.num_blocks;

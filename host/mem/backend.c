@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "backend_ops.h"
+#include "core/config.h"
 
 struct kvbm_backend {
     const kvbm__backend_ops_t *ops; /* immutable after create */
@@ -67,51 +68,74 @@ static kvbm_backend_kind_t kind_from_env(kvbm_backend_kind_t asked)
     return KVBM_BACKEND_AUTO;
 }
 
+/* Installs one backend: checks its table's version, then opens it. */
 static kvbm_status_t open_ops(const kvbm__backend_ops_t *ops, const kvbm_backend_config_t *config,
                               void **state_out)
 {
+    if (ops->version != KVBM_BACKEND_OPS_VERSION)
+        return KVBM_ERR_VERSION;
     return ops->open(config, state_out);
 }
 
-kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *config, kvbm_backend_t **backend_out)
+/* Opens the backend of @p kind, or for AUTO the first in KVBM__BACKEND_LIST
+ * that opens. Sets the outputs only on success. */
+static kvbm_status_t open_backend(kvbm_backend_kind_t kind, const kvbm_backend_config_t *config,
+                                  const kvbm__backend_ops_t **ops_out, void **state_out,
+                                  kvbm_backend_kind_t *kind_out)
 {
-    kvbm_backend_config_t defaults = KVBM_BACKEND_CONFIG_INIT;
+    static const struct {
+        kvbm_backend_kind_t kind;
+        const kvbm__backend_ops_t *(*ops)(void);
+    } backends[] = {
+#define KVBM__BACKEND_ROW(row_kind, row_ops) {(row_kind), (row_ops)},
+        KVBM__BACKEND_LIST(KVBM__BACKEND_ROW)
+#undef KVBM__BACKEND_ROW
+    };
+    kvbm_status_t status = KVBM_ERR_NO_DEVICE;
+    for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+        if (kind != KVBM_BACKEND_AUTO && kind != backends[i].kind)
+            continue;
+        const kvbm__backend_ops_t *ops = backends[i].ops();
+        status = open_ops(ops, config, state_out);
+        if (status == KVBM_OK) {
+            *ops_out = ops;
+            *kind_out = backends[i].kind;
+            return KVBM_OK;
+        }
+        if (kind != KVBM_BACKEND_AUTO)
+            break;
+    }
+    return status;
+}
+
+/* sizeof(kvbm_backend_config_t) at each published version (core/config.h). */
+static const size_t backend_config_sizes[] = {sizeof(kvbm_backend_config_t)};
+
+kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *caller_config,
+                                  kvbm_backend_t **backend_out)
+{
+    const kvbm_backend_config_t defaults = KVBM_BACKEND_CONFIG_INIT;
     if (backend_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config == NULL)
-        config = &defaults;
-    if (config->struct_size != sizeof(*config) || config->version != KVBM_BACKEND_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    kvbm_backend_config_t imported = defaults;
+    if (caller_config != NULL) {
+        kvbm_status_t status =
+            KVBM__CONFIG_IMPORT(caller_config, backend_config_sizes, &defaults, &imported);
+        if (status != KVBM_OK)
+            return status;
+    }
+    const kvbm_backend_config_t *config = &imported;
     if ((unsigned)config->kind > KVBM_BACKEND_CUDA ||
         (unsigned)config->pinned_method > KVBM_PINNED_REGISTER ||
         (unsigned)config->copy_method > KVBM_COPY_METHOD_PER_REGION)
         return KVBM_ERR_INVALID_ARG;
 
-    kvbm_backend_kind_t kind = kind_from_env(config->kind);
     const kvbm__backend_ops_t *ops = NULL;
     void *state = NULL;
-    kvbm_status_t st = KVBM_ERR_NO_DEVICE;
-#if defined(KVBM_HAVE_CUDA) && KVBM_HAVE_CUDA
-    if (kind == KVBM_BACKEND_CUDA || kind == KVBM_BACKEND_AUTO) {
-        st = open_ops(kvbm__backend_cuda_ops(), config, &state);
-        if (st == KVBM_OK) {
-            ops = kvbm__backend_cuda_ops();
-            kind = KVBM_BACKEND_CUDA;
-        } else if (kind == KVBM_BACKEND_CUDA) {
-            return st;
-        }
-    }
-#else
-    if (kind == KVBM_BACKEND_CUDA)
-        return KVBM_ERR_NO_DEVICE;
-#endif
-    if (ops == NULL) {
-        st = open_ops(kvbm__backend_cpu_ops(), config, &state);
-        if (st != KVBM_OK)
-            return st;
-        ops = kvbm__backend_cpu_ops();
-        kind = KVBM_BACKEND_CPU;
-    }
+    kvbm_backend_kind_t kind = KVBM_BACKEND_AUTO;
+    kvbm_status_t st = open_backend(kind_from_env(config->kind), config, &ops, &state, &kind);
+    if (st != KVBM_OK)
+        return st;
 
     kvbm_backend_t *b = kvbm__calloc(1, sizeof(*b));
     if (b == NULL)

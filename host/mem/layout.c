@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/config.h"
 #include "kvbm/layout.h"
 
 struct kvbm_layout {
@@ -33,13 +34,19 @@ static int round_up_ok(size_t v, size_t align, size_t *out)
     return 1;
 }
 
+/* sizeof(kvbm_layout_config_t) at each published version (core/config.h). */
+static const size_t layout_config_sizes[] = {sizeof(kvbm_layout_config_t)};
+
 kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout_t **layout_out)
 {
     if (config == NULL || layout_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size != sizeof(*config) || config->version != KVBM_LAYOUT_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
-    const kvbm_layout_config_t *c = config;
+    const kvbm_layout_config_t defaults = KVBM_LAYOUT_CONFIG_INIT;
+    kvbm_layout_config_t imported;
+    kvbm_status_t status = KVBM__CONFIG_IMPORT(config, layout_config_sizes, &defaults, &imported);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_layout_config_t *c = &imported;
     if (c->num_blocks == 0 || c->num_layers == 0 || c->outer_dim == 0 || c->tokens_per_block == 0 ||
         c->inner_dim == 0 || c->elem_size == 0)
         return KVBM_ERR_INVALID_ARG;

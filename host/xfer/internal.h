@@ -110,7 +110,10 @@ void kvbm__xfer_plan_free(kvbm__xfer_plan_t *plan);
  * no slot is NULL. @p fd is the socket of the request the data belongs to
  * (the socket transport sends the bytes on it; NCCL ignores it).
  */
+#define KVBM__XFER_OPS_VERSION 1u
+
 typedef struct kvbm__xfer_ops {
+    uint32_t version; /* KVBM__XFER_OPS_VERSION; appended to, never reordered */
     const char *name;
     kvbm_xfer_transport_t transport;
     kvbm_xfer_mem_kind_t mem_kind;
@@ -144,7 +147,16 @@ typedef struct kvbm__xfer_ops {
 extern const kvbm__xfer_ops_t kvbm__xfer_socket_ops;
 #if defined(KVBM_HAVE_NCCL) && KVBM_HAVE_NCCL
 extern const kvbm__xfer_ops_t kvbm__xfer_nccl_ops;
+#define KVBM__TRANSPORT_NCCL_ENTRY(X) X(KVBM_XFER_NCCL, &kvbm__xfer_nccl_ops)
+#else
+#define KVBM__TRANSPORT_NCCL_ENTRY(X)
 #endif
+
+/* The transports built in: X(kvbm_xfer_transport_t, ops table). Adding one is
+ * an entry here (under its KVBM_HAVE_ macro when optional) and its file. */
+#define KVBM__TRANSPORT_LIST(X)                                                                    \
+    X(KVBM_XFER_SOCKET, &kvbm__xfer_socket_ops)                                                    \
+    KVBM__TRANSPORT_NCCL_ENTRY(X)
 
 /* ------------------------------------------------------------ objects */
 

@@ -148,6 +148,7 @@ static void socket_scratch_free(kvbm_xfer_t *xfer, void *ptr)
 }
 
 const kvbm__xfer_ops_t kvbm__xfer_socket_ops = {
+    .version = KVBM__XFER_OPS_VERSION,
     .name = "socket",
     .transport = KVBM_XFER_SOCKET,
     .mem_kind = KVBM_XFER_MEM_HOST,

@@ -29,32 +29,43 @@
 
 #include "core/alloc.h"
 #include "core/check.h"
+#include "core/config.h"
 #include "internal.h"
 
 /* ------------------------------------------------------------ helpers */
 
-static const kvbm__xfer_ops_t *ops_for(kvbm_xfer_transport_t transport)
+/* The transport's ops table, checked as it is installed: KVBM_ERR_UNSUPPORTED
+ * when it is not built in, KVBM_ERR_VERSION when its table is not this
+ * library's version. Sets *ops_out only on success. */
+static kvbm_status_t ops_for(kvbm_xfer_transport_t transport, const kvbm__xfer_ops_t **ops_out)
 {
-    switch (transport) {
-    case KVBM_XFER_SOCKET:
-        return &kvbm__xfer_socket_ops;
-    case KVBM_XFER_NCCL:
-#if defined(KVBM_HAVE_NCCL) && KVBM_HAVE_NCCL
-        return &kvbm__xfer_nccl_ops;
-#else
-        return NULL;
-#endif
+    static const struct {
+        kvbm_xfer_transport_t transport;
+        const kvbm__xfer_ops_t *ops;
+    } transports[] = {
+#define KVBM__TRANSPORT_ROW(row_transport, row_ops) {(row_transport), (row_ops)},
+        KVBM__TRANSPORT_LIST(KVBM__TRANSPORT_ROW)
+#undef KVBM__TRANSPORT_ROW
+    };
+    for (size_t i = 0; i < sizeof(transports) / sizeof(transports[0]); i++) {
+        if (transports[i].transport != transport)
+            continue;
+        if (transports[i].ops->version != KVBM__XFER_OPS_VERSION)
+            return KVBM_ERR_VERSION;
+        *ops_out = transports[i].ops;
+        return KVBM_OK;
     }
-    return NULL;
+    return KVBM_ERR_UNSUPPORTED;
 }
 
 kvbm_status_t kvbm_xfer_transport_probe(kvbm_xfer_transport_t transport)
 {
     if (transport != KVBM_XFER_SOCKET && transport != KVBM_XFER_NCCL)
         return KVBM_ERR_INVALID_ARG;
-    const kvbm__xfer_ops_t *ops = ops_for(transport);
-    if (ops == NULL)
-        return KVBM_ERR_UNSUPPORTED;
+    const kvbm__xfer_ops_t *ops = NULL;
+    kvbm_status_t status = ops_for(transport, &ops);
+    if (status != KVBM_OK)
+        return status;
     return ops->probe();
 }
 
@@ -130,19 +141,25 @@ static kvbm_status_t check_memory(const kvbm_xfer_memory_t *mem, const kvbm__xfe
     return KVBM_OK;
 }
 
-static kvbm_status_t check_config(const kvbm_xfer_config_t *config,
-                                  const kvbm__xfer_ops_t **ops_out)
+/* sizeof(kvbm_xfer_config_t) at each published version (core/config.h). */
+static const size_t xfer_config_sizes[] = {sizeof(kvbm_xfer_config_t)};
+
+/* Imports the caller's config into @p config and checks it. */
+static kvbm_status_t import_config(const kvbm_xfer_config_t *caller, kvbm_xfer_config_t *config,
+                                   const kvbm__xfer_ops_t **ops_out)
 {
-    if (config == NULL)
+    if (caller == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size != sizeof(kvbm_xfer_config_t) ||
-        config->version != KVBM_XFER_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_xfer_config_t defaults = KVBM_XFER_CONFIG_INIT;
+    kvbm_status_t import = KVBM__CONFIG_IMPORT(caller, xfer_config_sizes, &defaults, config);
+    if (import != KVBM_OK)
+        return import;
     if (config->transport != KVBM_XFER_SOCKET && config->transport != KVBM_XFER_NCCL)
         return KVBM_ERR_INVALID_ARG;
-    const kvbm__xfer_ops_t *ops = ops_for(config->transport);
-    if (ops == NULL)
-        return KVBM_ERR_UNSUPPORTED;
+    const kvbm__xfer_ops_t *ops = NULL;
+    kvbm_status_t installed = ops_for(config->transport, &ops);
+    if (installed != KVBM_OK)
+        return installed;
     if (config->size < 1 || config->size > KVBM_XFER_MAX_RANKS || config->rank < 0 ||
         config->rank >= config->size || config->timeout_ms == 0 || config->manager == NULL)
         return KVBM_ERR_INVALID_ARG;
@@ -196,14 +213,16 @@ static void free_arrays(kvbm_xfer_t *xfer)
     kvbm__free(xfer->server_dead);
 }
 
-kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **xfer_out)
+kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfer_t **xfer_out)
 {
     const kvbm__xfer_ops_t *ops = NULL;
     if (xfer_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    kvbm_status_t status = check_config(config, &ops);
+    kvbm_xfer_config_t imported;
+    kvbm_status_t status = import_config(caller_config, &imported, &ops);
     if (status != KVBM_OK)
         return status;
+    const kvbm_xfer_config_t *config = &imported;
 
     kvbm_xfer_t *xfer = kvbm__calloc(1, sizeof(*xfer));
     if (xfer == NULL)
