@@ -134,17 +134,25 @@ static void reader_parses_mooncake_lines(void **state)
         "{\"timestamp\": 0, \"input_length\": 1024, \"output_length\": 3, \"hash_ids\": [0, 1]}\n"
         "\n"
         "{\"hash_ids\": []}\n"
-        "{\"hash_ids\": [0, 7, 9007199254740993]}\n");
+        "{\"hash_ids\": [0, 7, 9007199254740993]}\n"
+        "{\"hash_ids\": [9223372036854775807, 9223372036854775808, 18446744073709551615, -0]}\n"
+        "\t \r\n");
     trace_t trace;
     char error[300];
-    assert_kvbm_ok(trace_load(path, 0, &trace, error, sizeof(error)));
-    assert_int_equal(trace.requests, 3);
-    assert_int_equal(trace.blocks, 5);
+    assert_kvbm_ok(trace_load(path, 0, 0, &trace, error, sizeof(error)));
+    assert_int_equal(trace.requests, 4);
+    assert_int_equal(trace.blocks, 9);
     assert_int_equal(trace.offsets[1], 2);
     assert_int_equal(trace.offsets[2], 2);
     assert_int_equal(trace.hashes[4], 9007199254740993ULL); /* beyond a double's precision */
+    /* Every id in [0, 2^64) is kept exactly, 2^63 and above included. */
+    assert_true(trace.hashes[5] == 9223372036854775807ULL);
+    assert_true(trace.hashes[6] == 9223372036854775808ULL);
+    assert_true(trace.hashes[7] == UINT64_MAX);
+    assert_true(trace.hashes[8] == 0); /* -0 is a JSON spelling of 0 */
+    assert_int_equal(trace.lines[3], 5);
     trace_free(&trace);
-    assert_kvbm_ok(trace_load(path, 1, &trace, error, sizeof(error)));
+    assert_kvbm_ok(trace_load(path, 1, 0, &trace, error, sizeof(error)));
     assert_int_equal(trace.requests, 1);
     trace_free(&trace);
     remove(path);
@@ -155,7 +163,7 @@ static void expect_parse_error(const char *text, const char *reason)
     const char *path = temp_trace(text);
     trace_t trace;
     char error[300] = "";
-    assert_kvbm_status(trace_load(path, 0, &trace, error, sizeof(error)), KVBM_ERR_PARSE);
+    assert_kvbm_status(trace_load(path, 0, 0, &trace, error, sizeof(error)), KVBM_ERR_PARSE);
     if (strstr(error, "line 2:") == NULL || strstr(error, reason) == NULL)
         fail_msg("error '%s' does not name line 2 and '%s'", error, reason);
     remove(path);
@@ -164,7 +172,7 @@ static void expect_parse_error(const char *text, const char *reason)
 static void malformed_lines_stop_with_line_and_reason(void **state)
 {
     const char *good = "{\"hash_ids\": [1]}\n";
-    char text[256];
+    char text[512];
     const char *cases[][2] = {
         {"{\"hash_ids\": [1, 2\n", "truncated"},
         {"{\"timestamp\": 5}\n", "missing \"hash_ids\""},
@@ -175,6 +183,33 @@ static void malformed_lines_stop_with_line_and_reason(void **state)
         {"[1, 2]\n", "not a JSON object"},
         {"{\"hash_ids\": [1]} junk\n", "trailing"},
         {"not json\n", ""},
+        /* What json-c's strict mode lets through, refused case by case. */
+        {"{\"hash_ids\": [1] /* c */}\n", "comment"},
+        {"{\"hash_ids\": [1]} // c\n", "comment"},
+        {"{'hash_ids': [1]}\n", "single-quoted"},
+        {"{\"hash_ids\": ['1']}\n", "single-quoted"},
+        {"{\"hash_ids\": [1,]}\n", ""},
+        {"{\"hash_ids\": [1],}\n", ""},
+        {"{\"hash_ids\": [00]}\n", "leading zero"},
+        {"{\"hash_ids\": [01]}\n", "leading zero"},
+        {"{\"hash_ids\": [1], \"timestamp\": -007}\n", "leading zero"},
+        {"{\"hash_ids\": [1], \"hash_ids\": [2]}\n", "repeated"},
+        {"{\"hash_ids\": [1], \"hash\\u005fids\": [2]}\n", "repeated"},
+        {"{\"meta\": {\"a\": 1, \"a\": 2}, \"hash_ids\": [1]}\n", "repeated"},
+        {"{\"hash_ids\": [{\"a\": 1, \"a\": 1}]}\n", "repeated"},
+        {"{\"hash_ids\": [NaN]}\n", "NaN"},
+        {"{\"hash_ids\": [1], \"timestamp\": Infinity}\n", "Infinity"},
+        {"{\"hash_ids\": [1], \"timestamp\": -Infinity}\n", "after '-'"},
+        {"{\"hash_ids\": [1.]}\n", "after '.'"},
+        {"{\"hash_ids\": [1e]}\n", "exponent"},
+        {"{\"hash_ids\": [1e3]}\n", "not an integer"},
+        {"{\"hash_ids\": [18446744073709551616]}\n", "outside"},
+        {"{\"hash_ids\": [1], \"timestamp\": 99999999999999999999}\n", "outside"},
+        {"{\"hash_ids\": [-9223372036854775809]}\n", "outside"},
+        {"{\"hash_ids\": [-9223372036854775808]}\n", "negative"},
+        {"{\"hash_ids\": [1], \"note\": \"tab\there\"}\n", "control character"},
+        {"{\"hash_ids\": [1], \"note\": \"\xff\"}\n", "utf-8"},
+        {"{\"hash_ids\": [1]} {\"x\": 1}\n", "trailing"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(text, sizeof(text), "%s%s%s", good, cases[i][0], good);
@@ -285,6 +320,199 @@ static void data_mode_matches_logical_mode_on_hand_worked_trace(void **state)
     replay_destroy(replay);
 }
 
+/* Reads one line and returns its status, with the ids in *ids (count in *n). */
+static kvbm_status_t read_one(const char *line, uint64_t *ids, size_t *n)
+{
+    FILE *stream = fmemopen((void *)line, strlen(line), "r");
+    assert_non_null(stream);
+    trace_reader_t *reader = NULL;
+    assert_kvbm_ok(trace_reader_from_stream(stream, &reader));
+    trace_request_t request;
+    int has_request = 0;
+    kvbm_status_t status = trace_reader_next(reader, &request, &has_request);
+    *n = 0;
+    if (status == KVBM_OK) {
+        assert_int_equal(has_request, 1);
+        assert_true(request.count <= 8);
+        memcpy(ids, request.hashes, request.count * sizeof(uint64_t));
+        *n = request.count;
+    }
+    trace_reader_close(reader);
+    fclose(stream);
+    return status;
+}
+
+static void flat_id_arrays_read_as_json_c_reads_them(void **state)
+{
+    /* The reader takes a flat "hash_ids" array from the text itself (json-c
+     * would spend ~80 bytes per id). Spelling the key with an escape sends
+     * the same line through json-c's own array: both must agree. */
+    const char *contents[] = {"",
+                              " ",
+                              "1",
+                              "1,2",
+                              " 1 ,2 ",
+                              "-0",
+                              "-00",
+                              "-1",
+                              "1.5",
+                              "1e2",
+                              "-0.0",
+                              "\"x\"",
+                              "true",
+                              "null",
+                              "[1]",
+                              "{}",
+                              "1,",
+                              ",1",
+                              "1,,2",
+                              "1 2",
+                              "007",
+                              "18446744073709551615",
+                              "0, 18446744073709551615, 9223372036854775808",
+                              "\t3\r\n"};
+    for (size_t i = 0; i < sizeof(contents) / sizeof(contents[0]); i++) {
+        char fast[256], slow[256];
+        snprintf(fast, sizeof(fast), "{\"a\": 1, \"hash_ids\": [%s], \"b\": [2]}\n", contents[i]);
+        snprintf(slow, sizeof(slow), "{\"a\": 1, \"hash\\u005fids\": [%s], \"b\": [2]}\n",
+                 contents[i]);
+        uint64_t fast_ids[8], slow_ids[8];
+        size_t fast_n = 0, slow_n = 0;
+        kvbm_status_t fast_status = read_one(fast, fast_ids, &fast_n);
+        kvbm_status_t slow_status = read_one(slow, slow_ids, &slow_n);
+        if (fast_status != slow_status || fast_n != slow_n ||
+            memcmp(fast_ids, slow_ids, fast_n * sizeof(uint64_t)) != 0)
+            fail_msg("[%s]: %s with %zu ids, json-c: %s with %zu ids", contents[i],
+                     kvbm_status_name(fast_status), fast_n, kvbm_status_name(slow_status), slow_n);
+    }
+}
+
+static void ids_at_and_above_2_pow_63_stay_distinct(void **state)
+{
+    /* Clamped to INT64_MAX, these three ids were one block: the first
+     * request deduplicated twice and the second hit three times falsely. */
+    const char *path = temp_trace("{\"hash_ids\": [9223372036854775808, 9223372036854775809, "
+                                  "18446744073709551615]}\n"
+                                  "{\"hash_ids\": [9223372036854775807]}\n"
+                                  "{\"hash_ids\": [18446744073709551615]}\n");
+    run_options_t options = {.trace_path = path, .g1_blocks = 8, .policy = "lru", .logical = true};
+    run_result_t result;
+    assert_kvbm_ok(run_replay(&options, NULL, &result));
+    assert_int_equal(result.counts.blocks, 5);
+    assert_int_equal(result.counts.dedup, 0);
+    assert_int_equal(result.counts.g1_hits, 1); /* only 2^64 - 1, seen before */
+    remove(path);
+}
+
+static void line_length_is_bounded_and_the_bound_can_be_raised(void **state)
+{
+    /* 24 bytes exactly, then 25: the limit is inclusive, and the error names
+     * the line and the option. */
+    const char *text = "{\"hash_ids\": [1, 2, 3]}\n"
+                       "{\"hash_ids\": [1, 2, 30]}\n";
+    FILE *stream = fmemopen((void *)text, strlen(text), "r");
+    assert_non_null(stream);
+    trace_reader_t *reader = NULL;
+    assert_kvbm_ok(trace_reader_from_stream(stream, &reader));
+    assert_kvbm_status(trace_reader_set_max_line(reader, 0), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(trace_reader_set_max_line(reader, TRACE_MAX_LINE_LIMIT + 1),
+                       KVBM_ERR_INVALID_ARG);
+    assert_kvbm_ok(trace_reader_set_max_line(reader, 23));
+    trace_request_t request;
+    int has_request = 0;
+    assert_kvbm_ok(trace_reader_next(reader, &request, &has_request));
+    assert_int_equal(has_request, 1);
+    assert_int_equal(request.count, 3);
+    assert_kvbm_status(trace_reader_next(reader, &request, &has_request), KVBM_ERR_PARSE);
+    assert_non_null(strstr(trace_reader_error(reader), "line 2: longer than 23 bytes"));
+    assert_non_null(strstr(trace_reader_error(reader), "--max-line-bytes"));
+    /* The error sticks: the rest of the input is not taken for more lines. */
+    assert_kvbm_status(trace_reader_next(reader, &request, &has_request), KVBM_ERR_PARSE);
+    trace_reader_close(reader);
+    fclose(stream);
+
+    /* Input without a newline stops at the limit, not at the end of memory. */
+    size_t zeros = (size_t)4 << 20;
+    char *nul = calloc(zeros, 1);
+    assert_non_null(nul);
+    stream = fmemopen(nul, zeros, "r");
+    assert_non_null(stream);
+    assert_kvbm_ok(trace_reader_from_stream(stream, &reader));
+    assert_kvbm_ok(trace_reader_set_max_line(reader, 65536));
+    assert_kvbm_status(trace_reader_next(reader, &request, &has_request), KVBM_ERR_PARSE);
+    assert_non_null(strstr(trace_reader_error(reader), "line 1: longer than 65536 bytes"));
+    assert_true(trace_reader_offset(reader) <= 65536 + 65536); /* read no further than needed */
+    trace_reader_close(reader);
+    fclose(stream);
+    free(nul);
+}
+
+static void a_read_error_is_an_error_not_the_end(void **state)
+{
+    /* A directory opens as a stream on Linux, and every read fails. */
+    const char *dir = getenv("KVBM_SOURCE_DIR");
+    assert_non_null(dir);
+    trace_reader_t *reader = NULL;
+    assert_kvbm_ok(trace_reader_open(dir, &reader));
+    trace_request_t request;
+    int has_request = 7;
+    assert_kvbm_status(trace_reader_next(reader, &request, &has_request), KVBM_ERR_IO);
+    assert_int_equal(has_request, 7); /* not set: there was no end */
+    assert_non_null(strstr(trace_reader_error(reader), "line 1: read error"));
+    trace_reader_close(reader);
+    run_options_t options = {.trace_path = dir, .g1_blocks = 8, .policy = "lru", .logical = true};
+    run_result_t result;
+    assert_kvbm_status(run_replay(&options, NULL, &result), KVBM_ERR_IO);
+}
+
+static void chunked_reading_replays_what_a_loaded_trace_replays(void **state)
+{
+    /* The shared trace three times over (about 12,000 requests, so several
+     * chunks), streamed in chunks and loaded whole, with and without a limit
+     * that ends inside a chunk: the same counts. */
+    const char *source = getenv("KVBM_SOURCE_DIR");
+    assert_non_null(source);
+    char shared[512];
+    snprintf(shared, sizeof(shared), "%s/data/mooncake/synthetic_trace.jsonl", source);
+    FILE *in = fopen(shared, "r");
+    assert_non_null(in);
+    char path[] = "/tmp/kvbm-test-chunks-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *out = fdopen(fd, "w");
+    assert_non_null(out);
+    static char block[1 << 16];
+    for (int copy = 0; copy < 3; copy++) {
+        rewind(in);
+        size_t n;
+        while ((n = fread(block, 1, sizeof(block), in)) > 0)
+            assert_int_equal(fwrite(block, 1, n, out), n);
+    }
+    fclose(in);
+    fclose(out);
+    const size_t limits[2] = {0, 5000};
+    for (int l = 0; l < 2; l++) {
+        run_options_t options = {.trace_path = path,
+                                 .g1_blocks = 1000,
+                                 .g2_blocks = 2000,
+                                 .policy = "lru",
+                                 .logical = true,
+                                 .limit = limits[l]};
+        run_result_t streamed, loaded;
+        assert_kvbm_ok(run_replay(&options, NULL, &streamed));
+        trace_t trace;
+        char error[300];
+        assert_kvbm_ok(trace_load(path, limits[l], 0, &trace, error, sizeof(error)));
+        assert_kvbm_ok(run_replay(&options, &trace, &loaded));
+        trace_free(&trace);
+        assert_int_equal(streamed.counts.requests, limits[l] != 0 ? limits[l] : 3 * 3993);
+#define ASSERT_SAME(name) assert_int_equal(streamed.counts.name, loaded.counts.name);
+        REPLAY_COUNTS_LIST(ASSERT_SAME)
+#undef ASSERT_SAME
+    }
+    remove(path);
+}
+
 /* Replays @p path's first @p limit requests in logical and in data mode and
  * requires every count of the contract to agree. */
 static void assert_modes_agree(const char *path, size_t limit, uint32_t g1, uint32_t g2)
@@ -358,6 +586,11 @@ int main(void)
         cmocka_unit_test(offload_is_skipped_when_g2_is_all_in_use),
         cmocka_unit_test(reader_parses_mooncake_lines),
         cmocka_unit_test(malformed_lines_stop_with_line_and_reason),
+        cmocka_unit_test(flat_id_arrays_read_as_json_c_reads_them),
+        cmocka_unit_test(ids_at_and_above_2_pow_63_stay_distinct),
+        cmocka_unit_test(line_length_is_bounded_and_the_bound_can_be_raised),
+        cmocka_unit_test(a_read_error_is_an_error_not_the_end),
+        cmocka_unit_test(chunked_reading_replays_what_a_loaded_trace_replays),
         cmocka_unit_test(replay_self_check_table_on_shared_trace),
         cmocka_unit_test(data_mode_through_the_cache_prints_the_contract_numbers),
         cmocka_unit_test(data_mode_matches_logical_mode_on_hand_worked_trace),

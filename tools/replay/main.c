@@ -5,6 +5,7 @@
  *   kvbm-replay [options] TRACE.jsonl
  *   kvbm-replay --sweep 1000,5859,10000,30000 [--policies lru,...] TRACE.jsonl
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,8 @@ static void usage(FILE *out)
             "  --backend KIND     data mode memory backend: auto (default), cpu, cuda\n"
             "  --block-kib N      data mode block size in KiB (default 16)\n"
             "  --no-verify        data mode: do not stamp and check block contents\n"
+            "  --max-line-bytes N longest trace line accepted (default 16777216, at most\n"
+            "                     1073741824); a longer line stops the replay with an error\n"
             "policies:");
     for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
         fprintf(out, " %s", *name);
@@ -121,7 +124,8 @@ int main(int argc, char **argv)
         OPT_LOGICAL,
         OPT_BACKEND,
         OPT_BLOCK_KIB,
-        OPT_NO_VERIFY
+        OPT_NO_VERIFY,
+        OPT_MAX_LINE
     };
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
@@ -140,6 +144,7 @@ int main(int argc, char **argv)
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"block-kib", required_argument, NULL, OPT_BLOCK_KIB},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+        {"max-line-bytes", required_argument, NULL, OPT_MAX_LINE},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -215,6 +220,19 @@ int main(int argc, char **argv)
         case OPT_NO_VERIFY:
             options.verify = false;
             break;
+        case OPT_MAX_LINE: {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long bytes = strtoull(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || optarg[0] == '-' || errno != 0 || bytes == 0 ||
+                bytes > TRACE_MAX_LINE_LIMIT) {
+                fprintf(stderr, "kvbm-replay: --max-line-bytes needs 1..%zu, not '%s'\n",
+                        TRACE_MAX_LINE_LIMIT, optarg);
+                return 2;
+            }
+            options.max_line_bytes = (size_t)bytes;
+            break;
+        }
         case OPT_HELP:
         case 'h':
             usage(stdout);
@@ -253,5 +271,10 @@ int main(int argc, char **argv)
     print_summary(&options, &result);
     if (json)
         print_json(&options, &result);
+    /* Counts that did not reach their reader are no result: say so. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "kvbm-replay: writing the results failed: %s\n", strerror(errno));
+        return 1;
+    }
     return 0;
 }

@@ -92,7 +92,10 @@ kvbm_status_t replay__ensure_scratch(replay_t *replay, size_t count)
 {
     if (count <= replay->scratch_capacity)
         return KVBM_OK;
-    size_t capacity = count * 2;
+    /* Requests are at most G1's size (larger ones are oversize). */
+    size_t capacity = count * 2 < replay->g1_blocks ? count * 2 : replay->g1_blocks;
+    if (capacity < count)
+        capacity = count;
     uint32_t *g1 = realloc(replay->g1_ids, capacity * sizeof(uint32_t));
     if (g1 != NULL)
         replay->g1_ids = g1;
@@ -150,22 +153,25 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 {
     if (replay == NULL || (count > 0 && hashes == NULL))
         return KVBM_ERR_INVALID_ARG;
-    if (replay->cache != NULL)
-        return replay__data_request(replay, hashes, count);
-    kvbm_status_t status = replay__ensure_scratch(replay, count);
-    if (status != KVBM_OK)
-        return status;
     double start = now_ns();
-    replay->counts.requests++;
-    replay->counts.blocks += count;
-
-    /* 1. Oversize: all misses, nothing allocated or cached. */
+    /* 1. Oversize: all misses, nothing allocated or cached (in either mode;
+     * and no working memory sized by the request, which may be huge). */
     if (count > replay->g1_blocks) {
+        replay->counts.requests++;
+        replay->counts.blocks += count;
         replay->counts.oversize++;
         replay->counts.misses += count;
         replay->counts.core_ns += now_ns() - start;
         return KVBM_OK;
     }
+    kvbm_status_t status = replay__ensure_scratch(replay, count);
+    if (status != KVBM_OK)
+        return status;
+    if (replay->cache != NULL)
+        return replay__data_request(replay, hashes, count);
+    start = now_ns();
+    replay->counts.requests++;
+    replay->counts.blocks += count;
 
     /* 2. G1 prefix match. */
     size_t k1 = 0;

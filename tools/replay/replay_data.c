@@ -94,18 +94,11 @@ static bool stamp(replay_t *replay, uint32_t id, uint64_t hash, bool write)
 
 kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, size_t count)
 {
-    kvbm_status_t status = replay__ensure_scratch(replay, count);
-    if (status != KVBM_OK)
-        return status;
+    /* replay_request() handled an oversize request and sized the scratch. */
     double start = replay__now_ns();
     replay->counts.requests++;
     replay->counts.blocks += count;
-    if (count > replay->g1_blocks) {
-        replay->counts.oversize++;
-        replay->counts.misses += count;
-        replay->counts.core_ns += replay__now_ns() - start;
-        return KVBM_OK;
-    }
+    kvbm_status_t status;
     uint32_t *ids = replay->g1_ids;
     kvbm_cache_match_result_t r;
     status = kvbm_cache_acquire(replay->cache, hashes, count, ids, &r, replay->ready);

@@ -31,6 +31,7 @@ kvbm_status_t replay__ensure_scratch(replay_t *replay, size_t count);
 
 kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config);
 void replay__data_close(replay_t *replay);
+/* One request of at most g1_blocks hashes, the scratch already sized for it. */
 kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, size_t count);
 /* Fills in the counts the cache and its managers keep. */
 void replay__data_counts(const replay_t *replay, replay_counts_t *counts);

@@ -33,6 +33,7 @@ typedef struct run_options {
     kvbm_backend_kind_t backend_kind; /* data mode */
     uint32_t block_kib;               /* data mode block size */
     bool verify;                      /* data mode: stamp and check block contents */
+    size_t max_line_bytes;            /* longest trace line; 0: TRACE_MAX_LINE_DEFAULT */
 } run_options_t;
 
 typedef struct run_result {

@@ -125,7 +125,8 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
 
     trace_t trace;
     char error[300];
-    kvbm_status_t status = trace_load(base->trace_path, base->limit, &trace, error, sizeof(error));
+    kvbm_status_t status = trace_load(base->trace_path, base->limit, base->max_line_bytes, &trace,
+                                      error, sizeof(error));
     if (status != KVBM_OK) {
         fprintf(stderr, "kvbm-replay: %s: %s\n", base->trace_path, error);
         return status;
