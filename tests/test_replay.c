@@ -9,12 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "kvbm_test.h"
 #include "replay.h"
 #include "run.h"
+#include "sweep.h"
 #include "trace.h"
 
 static replay_t *new_replay(uint32_t g1, uint32_t g2)
@@ -513,6 +516,84 @@ static void chunked_reading_replays_what_a_loaded_trace_replays(void **state)
     remove(path);
 }
 
+/* Runs a sweep of @p capacities over a small trace; the CSV goes to @p csv. */
+static kvbm_status_t sweep_small(const char *capacities, const char *policies, const char *csv,
+                                 const char *plot)
+{
+    const char *path = temp_trace("{\"hash_ids\": [1, 2, 3]}\n{\"hash_ids\": [1, 2, 4]}\n");
+    run_options_t base = {.trace_path = path, .policy = "lru", .logical = true};
+    sweep_options_t sweep = {
+        .capacities = capacities, .policies = policies, .csv_path = csv, .plot_path = plot};
+    kvbm_status_t status = sweep_run(&base, &sweep);
+    remove(path);
+    return status;
+}
+
+static void sweep_lists_are_taken_whole_or_refused(void **state)
+{
+    char csv[64];
+    snprintf(csv, sizeof(csv), "/tmp/kvbm-test-sweep-%d.csv", (int)getpid());
+    /* 1,024 characters for one capacity: it used to be cut to 1,023 (2000
+     * became 200) without a word. */
+    char capacity[1100];
+    memset(capacity, '0', 1020);
+    strcpy(capacity + 1020, "2000");
+    assert_kvbm_ok(sweep_small(capacity, "lru", csv, ""));
+    FILE *f = fopen(csv, "r");
+    assert_non_null(f);
+    char line[256];
+    assert_non_null(fgets(line, sizeof(line), f)); /* header */
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    assert_true(strncmp(line, "2000,lru,", 9) == 0);
+    /* 65 items used to become 64; an empty item was skipped. */
+    char many[200] = "1";
+    for (int i = 1; i < 65; i++)
+        strcat(many, ",1");
+    assert_kvbm_status(sweep_small(many, "lru", csv, ""), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(sweep_small("100,,200", "lru", csv, ""), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(sweep_small("100,", "lru", csv, ""), KVBM_ERR_INVALID_ARG);
+    char many_policies[400] = "lru";
+    for (int i = 1; i < 65; i++)
+        strcat(many_policies, ",lru");
+    assert_kvbm_status(sweep_small("100", many_policies, csv, ""), KVBM_ERR_INVALID_ARG);
+    remove(csv);
+}
+
+static void plot_paths_never_reach_a_command(void **state)
+{
+    /* A path with a quote and a newline ran a shell command through gnuplot
+     * when pasted into "set output '...'". The path names real directories
+     * here, so that a safe replay can write the plot where it was asked. */
+    char csv[64], pwned[64], dir1[128], dir2[192], dir3[256], plot[300];
+    int pid = (int)getpid();
+    snprintf(csv, sizeof(csv), "/tmp/kvbm-test-sweep-%d.csv", pid);
+    snprintf(pwned, sizeof(pwned), "/tmp/kvbm-test-pwned-%d", pid);
+    snprintf(dir1, sizeof(dir1), "/tmp/kvbm-test-plot-%d'\nsystem 'touch ", pid);
+    snprintf(dir2, sizeof(dir2), "%s/tmp", dir1);
+    snprintf(dir3, sizeof(dir3), "%s/kvbm-test-pwned-%d'\n#", dir2, pid);
+    snprintf(plot, sizeof(plot), "%s/plot.png", dir3);
+    assert_int_equal(mkdir(dir1, 0700), 0);
+    assert_int_equal(mkdir(dir2, 0700), 0);
+    assert_int_equal(mkdir(dir3, 0700), 0);
+    remove(pwned);
+    assert_kvbm_ok(sweep_small("100,200", "lru,s3-fifo", csv, plot));
+    assert_int_equal(access(pwned, F_OK), -1);
+    /* The plot is a PNG under exactly the name asked for. */
+    FILE *png = fopen(plot, "rb");
+    assert_non_null(png);
+    unsigned char magic[4] = {0};
+    assert_int_equal(fread(magic, 1, 4, png), 4);
+    fclose(png);
+    assert_memory_equal(magic, "\x89PNG", 4);
+    remove(plot);
+    rmdir(dir3);
+    rmdir(dir2);
+    rmdir(dir1);
+    remove(pwned);
+    remove(csv);
+}
+
 /* Replays @p path's first @p limit requests in logical and in data mode and
  * requires every count of the contract to agree. */
 static void assert_modes_agree(const char *path, size_t limit, uint32_t g1, uint32_t g2)
@@ -591,6 +672,8 @@ int main(void)
         cmocka_unit_test(line_length_is_bounded_and_the_bound_can_be_raised),
         cmocka_unit_test(a_read_error_is_an_error_not_the_end),
         cmocka_unit_test(chunked_reading_replays_what_a_loaded_trace_replays),
+        cmocka_unit_test(sweep_lists_are_taken_whole_or_refused),
+        cmocka_unit_test(plot_paths_never_reach_a_command),
         cmocka_unit_test(replay_self_check_table_on_shared_trace),
         cmocka_unit_test(data_mode_through_the_cache_prints_the_contract_numbers),
         cmocka_unit_test(data_mode_matches_logical_mode_on_hand_worked_trace),

@@ -1,21 +1,105 @@
 /* Capacity sweep with CSV and a gnuplot PNG; see sweep.h. */
 #include "sweep.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define SWEEP_MAX 64
 
-/* Splits a comma list in place into at most SWEEP_MAX items. */
-static size_t split_list(char *text, char **items)
+extern char **environ;
+
+/*
+ * Splits a comma list, in place and whole, into at most SWEEP_MAX items: a
+ * longer list, or an empty item, is refused with a message naming the
+ * option, never cut.
+ */
+static kvbm_status_t split_list(char *text, const char *option, char **items, size_t *count_out)
 {
     size_t count = 0;
-    for (char *save = NULL, *item = strtok_r(text, ",", &save); item != NULL && count < SWEEP_MAX;
-         item = strtok_r(NULL, ",", &save))
-        items[count++] = item;
-    return count;
+    for (char *item = text;; count++) {
+        char *comma = strchr(item, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (item[0] == '\0') {
+            fprintf(stderr, "kvbm-replay: an empty item in %s\n", option);
+            return KVBM_ERR_INVALID_ARG;
+        }
+        if (count == SWEEP_MAX) {
+            fprintf(stderr, "kvbm-replay: %s takes at most %d items\n", option, SWEEP_MAX);
+            return KVBM_ERR_INVALID_ARG;
+        }
+        items[count] = item;
+        if (comma == NULL)
+            break;
+        item = comma + 1;
+    }
+    *count_out = count + 1;
+    return KVBM_OK;
+}
+
+/* Writes @p text as a gnuplot single-quoted string: inside one, only a
+ * doubled quote means anything, and a line break would end the command, so
+ * control characters are refused. */
+static int put_gnuplot_string(FILE *gnuplot, const char *text)
+{
+    if (fputc('\'', gnuplot) == EOF)
+        return -1;
+    for (const char *c = text; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return -1;
+        if ((*c == '\'' && fputc('\'', gnuplot) == EOF) || fputc(*c, gnuplot) == EOF)
+            return -1;
+    }
+    return fputc('\'', gnuplot) == EOF ? -1 : 0;
+}
+
+/*
+ * Runs gnuplot with no shell and with its standard output going to the plot
+ * file, opened here: the path never becomes gnuplot (or shell) text, so no
+ * path can inject a command. *pid_out is gnuplot's, *commands_out the pipe
+ * to its standard input.
+ */
+static kvbm_status_t start_gnuplot(const char *plot_path, pid_t *pid_out, FILE **commands_out)
+{
+    int png = open(plot_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (png < 0) {
+        fprintf(stderr, "kvbm-replay: cannot write %s: %s\n", plot_path, strerror(errno));
+        return KVBM_ERR_IO;
+    }
+    int to_gnuplot[2];
+    if (pipe2(to_gnuplot, O_CLOEXEC) != 0) {
+        close(png);
+        return KVBM_ERR_IO;
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, to_gnuplot[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, png, 1);
+    char *const argv[] = {"gnuplot", NULL};
+    int rc = posix_spawnp(pid_out, "gnuplot", &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(to_gnuplot[0]);
+    close(png);
+    if (rc != 0) {
+        close(to_gnuplot[1]);
+        fprintf(stderr, "kvbm-replay: cannot run gnuplot: %s\n", strerror(rc));
+        return KVBM_ERR_IO;
+    }
+    *commands_out = fdopen(to_gnuplot[1], "w");
+    if (*commands_out == NULL) {
+        close(to_gnuplot[1]);
+        waitpid(*pid_out, NULL, 0);
+        return KVBM_ERR_IO;
+    }
+    return KVBM_OK;
 }
 
 /* Draws one curve per policy; the points are sent inline, sorted by capacity. */
@@ -23,21 +107,32 @@ static kvbm_status_t draw_plot(const char *plot_path, const uint32_t *capacities
                                size_t n_capacities, char **policies, size_t n_policies,
                                double rates[][SWEEP_MAX])
 {
-    FILE *gnuplot = popen("gnuplot", "w");
-    if (gnuplot == NULL)
-        return KVBM_ERR_IO;
-    fprintf(gnuplot,
-            "set terminal pngcairo size 900,560\n"
-            "set output '%s'\n"
-            "set title 'kvbm-replay: hit rate against G1 capacity'\n"
-            "set xlabel 'G1 capacity (blocks, log scale)'\nset ylabel 'hit rate'\n"
-            "set logscale x\nset grid\nset key top left\nset offsets graph 0.05, graph 0.05, 0, 0\n"
-            "plot ",
-            plot_path);
-    for (size_t p = 0; p < n_policies; p++)
-        fprintf(gnuplot, "%s'-' using 1:2 with linespoints lw 2 title '%s'", p > 0 ? ", " : "",
-                policies[p]);
-    fprintf(gnuplot, "\n");
+    /* A gnuplot that dies early must make a write fail, not kill us. */
+    struct sigaction ignore = {.sa_handler = SIG_IGN}, previous;
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, &previous);
+    pid_t pid;
+    FILE *gnuplot = NULL;
+    kvbm_status_t status = start_gnuplot(plot_path, &pid, &gnuplot);
+    if (status != KVBM_OK) {
+        sigaction(SIGPIPE, &previous, NULL);
+        return status;
+    }
+    int rc =
+        fprintf(gnuplot, "set terminal pngcairo size 900,560\n"
+                         "set output\n" /* standard output: the plot file */
+                         "set title 'kvbm-replay: hit rate against G1 capacity'\n"
+                         "set xlabel 'G1 capacity (blocks, log scale)'\nset ylabel 'hit rate'\n"
+                         "set logscale x\nset grid\nset key top left\n"
+                         "set offsets graph 0.05, graph 0.05, 0, 0\n"
+                         "plot ");
+    for (size_t p = 0; p < n_policies && rc >= 0; p++) {
+        rc = fprintf(gnuplot, "%s'-' using 1:2 with linespoints lw 2 title ", p > 0 ? ", " : "");
+        if (rc >= 0)
+            rc = put_gnuplot_string(gnuplot, policies[p]);
+    }
+    if (rc >= 0)
+        rc = fprintf(gnuplot, "\n");
     for (size_t p = 0; p < n_policies; p++) {
         bool done[SWEEP_MAX] = {false};
         for (size_t k = 0; k < n_capacities; k++) {
@@ -46,11 +141,23 @@ static kvbm_status_t draw_plot(const char *plot_path, const uint32_t *capacities
                 if (!done[c] && (best == SIZE_MAX || capacities[c] < capacities[best]))
                     best = c;
             done[best] = true;
-            fprintf(gnuplot, "%u %.6f\n", capacities[best], rates[best][p]);
+            if (rc >= 0)
+                rc = fprintf(gnuplot, "%u %.6f\n", capacities[best], rates[best][p]);
         }
-        fprintf(gnuplot, "e\n");
+        if (rc >= 0)
+            rc = fprintf(gnuplot, "e\n");
     }
-    return pclose(gnuplot) == 0 ? KVBM_OK : KVBM_ERR_IO;
+    if (fclose(gnuplot) != 0)
+        rc = -1;
+    int wait_status = 0;
+    while (waitpid(pid, &wait_status, 0) < 0 && errno == EINTR)
+        ;
+    sigaction(SIGPIPE, &previous, NULL);
+    if (rc < 0 || !WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
+        remove(plot_path); /* no half-drawn plot left behind */
+        return KVBM_ERR_IO;
+    }
+    return KVBM_OK;
 }
 
 /* With lru and belady both swept: how much of the gap between them each
@@ -84,23 +191,11 @@ static void print_gap_closed(const uint32_t *capacities, size_t n_capacities, ch
     }
 }
 
-kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
+/* The sweep over lists already split and checked for size. */
+static kvbm_status_t sweep_lists(const run_options_t *base, const sweep_options_t *sweep,
+                                 char **capacity_items, size_t n_capacities, char **policies,
+                                 size_t n_policies)
 {
-    char capacity_text[1024], policy_text[1024];
-    snprintf(capacity_text, sizeof(capacity_text), "%s", sweep->capacities);
-    if (sweep->policies != NULL) {
-        snprintf(policy_text, sizeof(policy_text), "%s", sweep->policies);
-    } else {
-        policy_text[0] = '\0';
-        for (const char *const *name = kvbm_policy_names(); *name != NULL; name++) {
-            if (policy_text[0] != '\0')
-                strncat(policy_text, ",", sizeof(policy_text) - strlen(policy_text) - 1);
-            strncat(policy_text, *name, sizeof(policy_text) - strlen(policy_text) - 1);
-        }
-    }
-    char *capacity_items[SWEEP_MAX], *policies[SWEEP_MAX];
-    size_t n_capacities = split_list(capacity_text, capacity_items);
-    size_t n_policies = split_list(policy_text, policies);
     uint32_t capacities[SWEEP_MAX];
     static double rates[SWEEP_MAX][SWEEP_MAX];
     for (size_t i = 0; i < n_capacities; i++) {
@@ -170,10 +265,15 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
     }
     print_gap_closed(capacities, n_capacities, policies, n_policies, rates);
     fflush(stdout);
-    fclose(csv);
+    bool csv_written = !ferror(csv);
+    csv_written &= fclose(csv) == 0;
     trace_free(&trace);
     if (status != KVBM_OK)
         return status;
+    if (!csv_written) {
+        fprintf(stderr, "kvbm-replay: writing %s failed\n", sweep->csv_path);
+        return KVBM_ERR_IO;
+    }
     fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
     if (sweep->plot_path != NULL && sweep->plot_path[0] != '\0') {
         if (draw_plot(sweep->plot_path, capacities, n_capacities, policies, n_policies, rates) !=
@@ -184,4 +284,39 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->plot_path);
     }
     return KVBM_OK;
+}
+
+kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
+{
+    /* The lists are taken whole (copied, split in place), or refused. */
+    char *capacity_items[SWEEP_MAX], *policies[SWEEP_MAX];
+    size_t n_capacities = 0, n_policies = 0;
+    char *capacity_text = strdup(sweep->capacities);
+    char *policy_text = NULL;
+    if (sweep->policies != NULL) {
+        policy_text = strdup(sweep->policies);
+    } else {
+        size_t bytes = 1;
+        for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
+            bytes += strlen(*name) + 1;
+        policy_text = calloc(bytes, 1);
+        for (const char *const *name = kvbm_policy_names(); policy_text != NULL && *name != NULL;
+             name++) {
+            if (policy_text[0] != '\0')
+                strcat(policy_text, ",");
+            strcat(policy_text, *name);
+        }
+    }
+    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    if (capacity_text == NULL || policy_text == NULL)
+        fprintf(stderr, "kvbm-replay: out of memory\n");
+    else
+        status = split_list(capacity_text, "--sweep", capacity_items, &n_capacities);
+    if (status == KVBM_OK)
+        status = split_list(policy_text, "--policies", policies, &n_policies);
+    if (status == KVBM_OK)
+        status = sweep_lists(base, sweep, capacity_items, n_capacities, policies, n_policies);
+    free(capacity_text);
+    free(policy_text);
+    return status;
 }
