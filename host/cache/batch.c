@@ -171,8 +171,12 @@ static void process_offload(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_stat
                 KVBM_OK) {
             cache->metrics.offloads++;
             cache->metrics.offload_bytes += cache->block_bytes;
-        } else {
-            cache->metrics.failed_copies += result != KVBM_OK;
+        } else if (result != KVBM_OK) {
+            cache->metrics.failed_copies++;
+        } else if (!batch->poisoned[i]) {
+            /* Copied, but G2 could not register it (out of memory): the
+             * hash is not cached after all. */
+            cache->metrics.offload_skipped++;
         }
         kept[n_kept++] = registered; /* a failed block is still mutable: released to reset */
     }

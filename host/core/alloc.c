@@ -4,10 +4,12 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-/* Attempts so far, and the attempt number that must fail (0: none). Both are
- * plain counters with no ordering to keep (relaxed). */
+/* Attempts so far, the attempt number that must fail (0: none), and blocks
+ * allocated and not yet freed. Plain counters with no ordering to keep
+ * (relaxed). */
 static atomic_uint_fast64_t attempts;
 static atomic_uint_fast64_t fail_at;
+static atomic_int_fast64_t live;
 
 int kvbm__alloc_injected_failure(void)
 {
@@ -27,6 +29,18 @@ uint64_t kvbm__alloc_count(void)
     return atomic_load_explicit(&attempts, memory_order_relaxed);
 }
 
+int64_t kvbm__alloc_live(void)
+{
+    return atomic_load_explicit(&live, memory_order_relaxed);
+}
+
+static void *counted(void *ptr)
+{
+    if (ptr != NULL)
+        atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);
+    return ptr;
+}
+
 /* count * size in *bytes_out (at least 1); 0 if it overflows. */
 static int checked_bytes(size_t count, size_t size, size_t *bytes_out)
 {
@@ -42,7 +56,7 @@ void *kvbm__alloc(size_t count, size_t size)
     size_t bytes;
     if (kvbm__alloc_injected_failure() || !checked_bytes(count, size, &bytes))
         return NULL;
-    return malloc(bytes);
+    return counted(malloc(bytes));
 }
 
 void *kvbm__calloc(size_t count, size_t size)
@@ -50,7 +64,7 @@ void *kvbm__calloc(size_t count, size_t size)
     size_t bytes;
     if (kvbm__alloc_injected_failure() || !checked_bytes(count, size, &bytes))
         return NULL;
-    return calloc(1, bytes);
+    return counted(calloc(1, bytes));
 }
 
 void *kvbm__realloc(void *ptr, size_t count, size_t size)
@@ -58,10 +72,13 @@ void *kvbm__realloc(void *ptr, size_t count, size_t size)
     size_t bytes;
     if (kvbm__alloc_injected_failure() || !checked_bytes(count, size, &bytes))
         return NULL;
-    return realloc(ptr, bytes);
+    void *grown = realloc(ptr, bytes);
+    return ptr == NULL ? counted(grown) : grown;
 }
 
 void kvbm__free(void *ptr)
 {
+    if (ptr != NULL)
+        atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
     free(ptr);
 }

@@ -49,4 +49,8 @@ void kvbm__alloc_fail_nth(uint64_t n);
 /* Allocation attempts so far (to size a fault-injection sweep). */
 uint64_t kvbm__alloc_count(void);
 
+/* Blocks allocated through these functions and not yet freed, process-wide
+ * (what a test compares before and after, to find a leak). */
+int64_t kvbm__alloc_live(void);
+
 #endif /* KVBM_CORE_ALLOC_H */

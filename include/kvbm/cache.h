@@ -119,7 +119,7 @@ typedef struct kvbm_cache_config {
 #define KVBM_CACHE_METRICS_LIST(X)                                                                 \
     X(offloads, counter, "blocks copied G1 to G2 and registered in G2")                            \
     X(offload_bytes, counter, "bytes copied G1 to G2 by successful offloads")                      \
-    X(offload_skipped, counter, "evicted blocks not offloaded: G2 had no block to give")           \
+    X(offload_skipped, counter, "evicted blocks not offloaded: no G2 block or no memory for it")   \
     X(onboards, counter, "blocks copied G2 to G1 successfully")                                    \
     X(onboard_bytes, counter, "bytes copied G2 to G1 by successful onboards")                      \
     X(g2_hits, counter, "blocks found in G2 by match (onboardings started)")                       \
