@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "backend_ops.h"
+#include "fault.h"
 #include "core/config.h"
 
 struct kvbm_backend {
@@ -24,6 +25,11 @@ struct kvbm_backend {
      * hook orders itself against the copies it makes. */
     _Atomic uint64_t copy_calls;
     _Atomic uint64_t fail_at;
+    /* mem/fault.h: one call in fail_one_in fails (0: none), except on the
+     * spared stream; and how many failed. Relaxed, as above. */
+    _Atomic uint64_t fail_one_in;
+    _Atomic(kvbm_stream_t *) fail_spared;
+    _Atomic uint64_t faults_injected;
 };
 
 struct kvbm_pool {
@@ -145,6 +151,9 @@ kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *caller_config,
     b->kind = kind;
     atomic_init(&b->copy_calls, 0);
     atomic_init(&b->fail_at, config->fail_nth_copy);
+    atomic_init(&b->fail_one_in, 0);
+    atomic_init(&b->fail_spared, NULL);
+    atomic_init(&b->faults_injected, 0);
     *backend_out = b;
     return KVBM_OK;
 
@@ -178,6 +187,37 @@ kvbm_status_t kvbm_backend_fail_nth_copy(kvbm_backend_t *backend, uint64_t n)
     uint64_t now = atomic_load_explicit(&backend->copy_calls, memory_order_relaxed);
     atomic_store_explicit(&backend->fail_at, n == 0 ? 0 : now + n, memory_order_relaxed);
     return KVBM_OK;
+}
+
+kvbm_status_t kvbm__backend_fail_copies(kvbm_backend_t *backend, uint64_t one_in,
+                                        kvbm_stream_t *spared)
+{
+    if (backend == NULL || (spared != NULL && spared->backend != backend))
+        return KVBM_ERR_INVALID_ARG;
+    atomic_store_explicit(&backend->fail_spared, spared, memory_order_relaxed);
+    atomic_store_explicit(&backend->fail_one_in, one_in, memory_order_relaxed);
+    return KVBM_OK;
+}
+
+uint64_t kvbm__backend_faults_injected(kvbm_backend_t *backend)
+{
+    return atomic_load_explicit(&backend->faults_injected, memory_order_relaxed);
+}
+
+/* Whether copy call number @p call on @p stream is made to fail. */
+static bool copy_fails(kvbm_backend_t *backend, kvbm_stream_t *stream, uint64_t call)
+{
+    bool fail = call == atomic_load_explicit(&backend->fail_at, memory_order_relaxed);
+    uint64_t one_in = atomic_load_explicit(&backend->fail_one_in, memory_order_relaxed);
+    if (!fail && one_in != 0 &&
+        stream != atomic_load_explicit(&backend->fail_spared, memory_order_relaxed)) {
+        uint64_t z = call * 0x9e3779b97f4a7c15ULL; /* spread the call numbers */
+        z ^= z >> 31;
+        fail = z % one_in == 0;
+    }
+    if (fail)
+        atomic_fetch_add_explicit(&backend->faults_injected, 1, memory_order_relaxed);
+    return fail;
 }
 
 /* ------------------------------------------------------------------ pools */
@@ -376,7 +416,7 @@ kvbm_status_t kvbm_backend_copy(kvbm_backend_t *backend, kvbm_stream_t *stream,
     if (n > 0) {
         uint64_t call =
             atomic_fetch_add_explicit(&backend->copy_calls, 1, memory_order_relaxed) + 1;
-        bool fail = call == atomic_load_explicit(&backend->fail_at, memory_order_relaxed);
+        bool fail = copy_fails(backend, stream, call);
         kvbm_status_t st =
             backend->ops->copy_async(backend->state, stream->impl, copies, n, dir, fail);
         if (st != KVBM_OK)
