@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kvbm builds and tests with, only those missing.
 # Runs as root without a terminal (CI) or through sudo for a user.
+#   scripts/setup-deps.sh          build and test
+#   scripts/setup-deps.sh fuzz     also clang and its libFuzzer runtime (scripts/fuzz.sh)
 set -euo pipefail
 
 packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox)
+if [ "${1:-}" = fuzz ]; then
+  packages+=(clang libclang-rt-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
