@@ -25,9 +25,11 @@
 
 #include "core/alloc.h"
 #include "core/check.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "cuda_mem/check.h"
-#include "xfer/internal.h"
+#include "xfer/fault.h"
+#include "xfer/object.h"
 
 typedef struct nccl_state {
     int device;
@@ -77,13 +79,6 @@ static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *f
         }                                                                                          \
     } while (0)
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void nap(void)
 {
     struct timespec ts = {.tv_sec = 0, .tv_nsec = 20000};
@@ -103,7 +98,7 @@ static kvbm_status_t comm_settle(ncclComm_t comm, uint64_t deadline)
             KVBM_NCCL_CHECK(async, status);
             return status;
         }
-        if (now_ms() >= deadline)
+        if (kvbm__now_us() / 1000u >= deadline)
             return KVBM_ERR_TIMEOUT;
         nap();
     }
@@ -184,7 +179,7 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
         KVBM_NCCL_CHECK(ncclCommInitRankConfig(&st->comm, xfer->size, id, xfer->rank, &config),
                         status);
         if (status == KVBM_OK)
-            status = comm_settle(st->comm, now_ms() + xfer->timeout_ms);
+            status = comm_settle(st->comm, kvbm__now_us() / 1000u + xfer->timeout_ms);
         if (status != KVBM_OK) {
             if (st->comm != NULL)
                 (void)ncclCommAbort(st->comm);
@@ -225,7 +220,7 @@ static void nccl_fini(kvbm_xfer_t *xfer)
 }
 
 /* One group of sends or receives for a plan, then wait for the stream. */
-static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_plan_t *plan,
+static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_plan_t *plan,
                                bool send)
 {
     nccl_state_t *st = xfer->transport_state;
@@ -233,7 +228,7 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
     /* The caller holds st->lock (data_begin). */
     if (st->dead)
         return KVBM_ERR_PEER;
-    uint64_t deadline = now_ms() + xfer->timeout_ms;
+    uint64_t deadline = kvbm__now_us() / 1000u + xfer->timeout_ms;
     KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status != KVBM_OK)
         return status;
@@ -241,13 +236,13 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
     if (status != KVBM_OK)
         return status;
     for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
-        const kvbm__xfer_chunk_t *c = &plan->chunks[i];
+        const kvbm_copy_t *piece = &plan->pieces[i];
         if (send)
-            KVBM_NCCL_CHECK(ncclSend(c->ptr, c->len, ncclUint8, peer, st->comm, st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                ncclSend(piece->src, piece->bytes, ncclUint8, peer, st->comm, st->stream), status);
         else
-            KVBM_NCCL_CHECK(ncclRecv(c->ptr, c->len, ncclUint8, peer, st->comm, st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                ncclRecv(piece->dst, piece->bytes, ncclUint8, peer, st->comm, st->stream), status);
     }
     /* The group must be closed even after a failed enqueue. */
     kvbm_status_t end = KVBM_OK;
@@ -268,7 +263,7 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
         KVBM_NCCL_CHECK(ncclCommGetAsyncError(st->comm, &async), status);
         if (status == KVBM_OK)
             KVBM_NCCL_CHECK(async, status);
-        if (status == KVBM_OK && now_ms() >= deadline) {
+        if (status == KVBM_OK && kvbm__now_us() / 1000u >= deadline) {
             kvbm__log(KVBM_LOG_ERROR, "NCCL %s with rank %d timed out after %u ms",
                       send ? "send" : "recv", peer, xfer->timeout_ms);
             status = KVBM_ERR_TIMEOUT;
@@ -289,6 +284,8 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
 static kvbm_status_t nccl_data_begin(kvbm_xfer_t *xfer, bool wait)
 {
     nccl_state_t *st = xfer->transport_state;
+    if (!wait && kvbm__xfer_fault_take_busy())
+        return KVBM_ERR_BUSY;
     if (wait) {
         kvbm__mutex_lock(&st->lock);
         return KVBM_OK;
@@ -302,12 +299,23 @@ static void nccl_data_end(kvbm_xfer_t *xfer)
     kvbm__mutex_unlock(&st->lock);
 }
 
-static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
-    return nccl_move(xfer, peer, plan, true);
+    size_t allowed = kvbm__xfer_fault_clip(plan->bytes);
+    if (allowed == plan->bytes)
+        return nccl_move(xfer, peer, plan, true);
+    /* Fault injection: the whole pieces that fit in the allowed bytes go
+     * out (a cut piece would not match its receive), then the fault fires. */
+    kvbm__copy_plan_t prefix = {.pieces = plan->pieces};
+    while (prefix.count < plan->count && prefix.bytes + plan->pieces[prefix.count].bytes <= allowed)
+        prefix.bytes += plan->pieces[prefix.count++].bytes;
+    kvbm_status_t status = prefix.count > 0 ? nccl_move(xfer, peer, &prefix, true) : KVBM_OK;
+    if (status == KVBM_OK)
+        kvbm__xfer_fault_fire();
+    return status;
 }
 
-static kvbm_status_t nccl_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t nccl_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
     return nccl_move(xfer, peer, plan, false);
 }

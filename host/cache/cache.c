@@ -198,7 +198,8 @@ static void issue_part(kvbm_cache_t *cache, cache_batch_t *part)
 }
 
 /*
- * Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier). With the
+ * Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier): @p blocks
+ * are (G1 block, hash) pairs, as allocate reports its evictions. With the
  * lock held; the offloads issued are cache->last_offload and those before it.
  *
  * The contract offloads one block at a time (take a G2 block, copy, register,
@@ -212,14 +213,13 @@ static void issue_part(kvbm_cache_t *cache, cache_batch_t *part)
  * caches what the one-by-one model caches; an offload is skipped only when
  * every G2 block is held (matched by callers, or being onboarded from).
  */
-static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const uint64_t *hashes,
-                           size_t count)
+static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count)
 {
     if (cache->g2 == NULL || count == 0)
         return;
     cache_batch_t *part = NULL; /* the part being gathered; NULL until it has a block */
     for (size_t i = 0; i < count; i++) {
-        if (kvbm_manager_contains(cache->g2, hashes[i]))
+        if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
             continue;
         uint32_t g2_block = take_g2_block(cache);
         if (g2_block == KVBM_BLOCK_NONE && (part != NULL || cache->last_offload != NULL)) {
@@ -230,7 +230,7 @@ static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const ui
             part = NULL;
             if (cache->last_offload != NULL)
                 kvbm__cache_wait_processed(cache, cache->last_offload->seq);
-            if (kvbm_manager_contains(cache->g2, hashes[i]))
+            if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
                 continue;
             g2_block = take_g2_block(cache);
         }
@@ -244,9 +244,9 @@ static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const ui
             cache->metrics.offload_skipped += count - i;
             break;
         }
-        part->g1_ids[part->n] = g1_ids[i];
+        part->g1_ids[part->n] = blocks[i].block_id;
         part->g2_ids[part->n] = g2_block;
-        part->hashes[part->n] = hashes[i];
+        part->hashes[part->n] = blocks[i].seq_hash;
         part->n++;
     }
     if (part != NULL)
@@ -314,15 +314,11 @@ static void forget_blocks(kvbm_cache_t *cache, const uint32_t *ids, size_t count
  * never more than G1 holds; small calls use the stack.
  */
 typedef struct call_scratch {
-    kvbm_evicted_t *evicted; /* what the G1 allocation evicted */
-    uint64_t *ev_hashes;     /* the same, split for the offload */
-    uint32_t *ev_ids;
-    uint32_t *g2_ids; /* the G2 hits of a match */
-    uint32_t *fresh;  /* the new G1 blocks */
-    void *heap;       /* one allocation behind all of the above, or NULL */
+    kvbm_evicted_t *evicted; /* (block, hash) pairs: G1's evictions, or write-through copies */
+    uint32_t *g2_ids;        /* the G2 hits of a match */
+    uint32_t *fresh;         /* the new G1 blocks; register: the ids as given */
+    void *heap;              /* one allocation behind all of the above, or NULL */
     kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
-    uint64_t stack_ev_hashes[SCRATCH_ON_STACK];
-    uint32_t stack_ev_ids[SCRATCH_ON_STACK];
     uint32_t stack_g2_ids[SCRATCH_ON_STACK];
     uint32_t stack_fresh[SCRATCH_ON_STACK];
 } call_scratch_t;
@@ -332,22 +328,18 @@ static kvbm_status_t scratch_open(call_scratch_t *scratch, size_t capacity)
     scratch->heap = NULL;
     if (capacity <= SCRATCH_ON_STACK) {
         scratch->evicted = scratch->stack_evicted;
-        scratch->ev_hashes = scratch->stack_ev_hashes;
-        scratch->ev_ids = scratch->stack_ev_ids;
         scratch->g2_ids = scratch->stack_g2_ids;
         scratch->fresh = scratch->stack_fresh;
         return KVBM_OK;
     }
     /* Widest elements first, so every array stays aligned. */
-    const size_t per_block = sizeof(kvbm_evicted_t) + sizeof(uint64_t) + 3 * sizeof(uint32_t);
+    const size_t per_block = sizeof(kvbm_evicted_t) + 2 * sizeof(uint32_t);
     unsigned char *heap = kvbm__alloc(capacity, per_block);
     if (heap == NULL)
         return KVBM_ERR_NO_MEMORY;
     scratch->heap = heap;
     scratch->evicted = (kvbm_evicted_t *)heap;
-    scratch->ev_hashes = (uint64_t *)(heap + capacity * sizeof(kvbm_evicted_t));
-    scratch->ev_ids = (uint32_t *)(heap + capacity * (sizeof(kvbm_evicted_t) + sizeof(uint64_t)));
-    scratch->g2_ids = scratch->ev_ids + capacity;
+    scratch->g2_ids = (uint32_t *)(heap + capacity * sizeof(kvbm_evicted_t));
     scratch->fresh = scratch->g2_ids + capacity;
     return KVBM_OK;
 }
@@ -368,12 +360,8 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
     if (status != KVBM_OK)
         return status;
     forget_blocks(cache, ids_out, count);
-    for (size_t i = 0; i < n_evicted; i++) {
-        scratch->ev_ids[i] = scratch->evicted[i].block_id;
-        scratch->ev_hashes[i] = scratch->evicted[i].seq_hash;
-    }
     if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
-        offload_blocks(cache, scratch->ev_ids, scratch->ev_hashes, n_evicted);
+        offload_blocks(cache, scratch->evicted, n_evicted);
     return KVBM_OK;
 }
 
@@ -419,10 +407,7 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     cache->metrics.g2_hits += k2;
     cache_batch_t *batch = NULL;
     if (kvbm__cache_batch_new(cache, BATCH_ONBOARD, k2, &batch) != KVBM_OK) {
-        kvbm_manager_invalidate(cache->g1, fresh, k2);
-        for (size_t j = 0; j < k2; j++)
-            cache->load_failed[fresh[j]] = 1;
-        cache->metrics.failed_copies += k2;
+        kvbm__cache_onboard_failed(cache, fresh, k2, NULL);
         kvbm_manager_release(cache->g2, g2_ids, k2);
         return KVBM_OK;
     }
@@ -437,10 +422,7 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
         batch->n_copy++;
     }
     if (kvbm__cache_batch_submit(cache, batch) != KVBM_OK) {
-        kvbm_manager_invalidate(cache->g1, batch->g1_ids, batch->n_copy);
-        for (size_t j = 0; j < batch->n_copy; j++)
-            cache->load_failed[batch->g1_ids[j]] = 1;
-        cache->metrics.failed_copies += batch->n_copy;
+        kvbm__cache_onboard_failed(cache, batch->g1_ids, batch->n_copy, NULL);
         kvbm_manager_release(cache->g2, g2_ids, k2);
         kvbm__cache_batch_unref(cache, batch);
         return KVBM_OK;
@@ -581,13 +563,10 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
     status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
     if (status == KVBM_OK && write_through) {
         size_t n = 0;
-        for (size_t i = 0; i < count; i++) {
-            if (ids_out[i] == scratch.fresh[i]) {
-                scratch.ev_ids[n] = scratch.fresh[i];
-                scratch.ev_hashes[n++] = hashes[i];
-            }
-        }
-        offload_blocks(cache, scratch.ev_ids, scratch.ev_hashes, n);
+        for (size_t i = 0; i < count; i++)
+            if (ids_out[i] == scratch.fresh[i])
+                scratch.evicted[n++] = (kvbm_evicted_t){scratch.fresh[i], hashes[i]};
+        offload_blocks(cache, scratch.evicted, n);
     }
     kvbm__mutex_unlock(&cache->lock);
     scratch_close(&scratch);

@@ -56,16 +56,6 @@ static void event_batch_add(event_batch_t *batch, kvbm_event_kind_t kind, uint32
         event_batch_flush(batch);
 }
 
-static void manager_lock(kvbm_manager_t *manager)
-{
-    kvbm__mutex_lock(&manager->lock);
-}
-
-static void manager_unlock(kvbm_manager_t *manager)
-{
-    kvbm__mutex_unlock(&manager->lock);
-}
-
 static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32_t id)
 {
     const kvbm__block_t *block = &manager->blocks[id];
@@ -361,10 +351,10 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
 {
     if (manager == NULL || (count > 0 && ids_out == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     if (count > (size_t)manager->reset_count + manager->inactive_count) {
         manager->metrics.allocation_failures++;
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_NO_BLOCKS;
     }
     event_batch_t events = {.manager = manager};
@@ -402,7 +392,7 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     manager->metrics.allocations_from_reset += from_reset;
     manager->metrics.evictions += n_evicted;
     event_batch_flush(&events);
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     if (n_evicted_out != NULL)
         *n_evicted_out = evicted_out != NULL ? n_evicted : 0;
     return KVBM_OK;
@@ -445,10 +435,10 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         return KVBM_ERR_INVALID_ARG;
     if (opts != NULL && opts->priority > 100)
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     kvbm_status_t status = check_mutable_unique(manager, ids, count);
     if (status != KVBM_OK) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return status;
     }
 
@@ -485,7 +475,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
                 manager->blocks[ids[i]].in_call = 0;
             }
         }
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return status;
     }
 
@@ -524,7 +514,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         ids_out[i] = id;
     }
     event_batch_flush(&events);
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
@@ -542,21 +532,21 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
 {
     if (manager == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     if (!ids_in_range(manager, ids, count)) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_OUT_OF_RANGE;
     }
     for (size_t i = 0; i < count; i++) {
         const kvbm__block_t *block = &manager->blocks[ids[i]];
         if (block->state != BLOCK_REGISTERED || !refs_fit(block, count)) {
-            manager_unlock(manager);
+            kvbm__mutex_unlock(&manager->lock);
             return block->state != BLOCK_REGISTERED ? KVBM_ERR_BAD_STATE : KVBM_ERR_OVERFLOW;
         }
     }
     for (size_t i = 0; i < count; i++)
         acquire_registered(manager, ids[i], false);
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
@@ -587,10 +577,10 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
 {
     if (manager == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     kvbm_status_t status = check_releasable(manager, ids, count);
     if (status != KVBM_OK) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return status;
     }
     for (size_t i = 0; i < count; i++) {
@@ -604,7 +594,7 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
             block_to_reset(manager, id);
     }
     manager->metrics.releases += count;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
@@ -616,7 +606,7 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
     if (manager == NULL || n_matched_out == NULL ||
         (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     /* Find the prefix first (ids_out is the scratch), then acquire it, so a
      * block whose count is full refuses the call before anything changed. */
     size_t matched = 0;
@@ -632,7 +622,7 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
         if (id == KVBM_BLOCK_NONE)
             break;
         if (!refs_fit(&manager->blocks[id], count)) {
-            manager_unlock(manager);
+            kvbm__mutex_unlock(&manager->lock);
             return KVBM_ERR_OVERFLOW;
         }
         ids_out[matched] = id;
@@ -641,7 +631,7 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
         acquire_registered(manager, ids_out[i], true);
     manager->metrics.match_hashes += count;
     manager->metrics.match_blocks += matched;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     *n_matched_out = matched;
     return KVBM_OK;
 }
@@ -651,7 +641,7 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
 {
     if (manager == NULL || n_matched_out == NULL || (count > 0 && hashes == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     /* A hash repeated in the prefix names one block: an inactive block is
      * counted once, marked in_call while walking. The marks are cleared
      * before unlocking, from a short list (or, past it, by looking the
@@ -675,7 +665,7 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
         manager->blocks[marked[i]].in_call = 0;
     for (size_t i = 0; n_marked > MATCH_LENGTH_MARKS && i < matched; i++)
         manager->blocks[kvbm__registry_find(manager->registry, hashes[i])].in_call = 0;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     *n_matched_out = matched;
     if (n_inactive_out != NULL)
         *n_inactive_out = inactive;
@@ -688,13 +678,13 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     if (manager == NULL || n_found_out == NULL ||
         (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     /* Look up everything first, then acquire, as match does. */
     size_t found = 0;
     for (size_t i = 0; i < count; i++) {
         uint32_t id = kvbm__registry_find(manager->registry, hashes[i]);
         if (id != KVBM_BLOCK_NONE && !refs_fit(&manager->blocks[id], count)) {
-            manager_unlock(manager);
+            kvbm__mutex_unlock(&manager->lock);
             return KVBM_ERR_OVERFLOW;
         }
         ids_out[i] = id;
@@ -705,7 +695,7 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
             acquire_registered(manager, ids_out[i], touch);
     manager->metrics.scan_hashes += count;
     manager->metrics.scan_blocks += found;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     *n_found_out = found;
     return KVBM_OK;
 }
@@ -714,9 +704,9 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
 {
     if (manager == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     if (!ids_in_range(manager, ids, count)) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_OUT_OF_RANGE;
     }
     event_batch_t events = {.manager = manager};
@@ -734,7 +724,7 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
         }
     }
     event_batch_flush(&events);
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
@@ -742,9 +732,9 @@ bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash)
 {
     if (manager == NULL)
         return false;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     bool present = kvbm__registry_find(manager->registry, hash) != KVBM_BLOCK_NONE;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return present;
 }
 
@@ -754,9 +744,9 @@ kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
 {
     if (manager == NULL)
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     if (manager->active_count > 0) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_BUSY;
     }
     event_batch_t events = {.manager = manager};
@@ -768,7 +758,7 @@ kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
     }
     assert(manager->inactive_count == 0);
     event_batch_flush(&events);
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
@@ -778,24 +768,24 @@ void kvbm_manager_counts(kvbm_manager_t *manager, kvbm_pool_counts_t *counts_out
 {
     if (manager == NULL || counts_out == NULL)
         return;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     counts_out->total = manager->num_blocks;
     counts_out->reset = manager->reset_count;
     counts_out->active = manager->active_count;
     counts_out->inactive = manager->inactive_count;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
 }
 
 void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metrics_out)
 {
     if (manager == NULL || metrics_out == NULL)
         return;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     *metrics_out = manager->metrics;
     metrics_out->reset_blocks = manager->reset_count;
     metrics_out->active_blocks = manager->active_count;
     metrics_out->inactive_blocks = manager->inactive_count;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
 }
 
 const char *kvbm_manager_policy_name(const kvbm_manager_t *manager)

@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "backend_ops.h"
 #include "fault.h"
+#include "copy_plan.h"
 #include "core/config.h"
 
 struct kvbm_backend {
@@ -442,23 +443,8 @@ static bool dir_matches(kvbm_copy_dir_t dir, kvbm_mem_kind_t src, kvbm_mem_kind_
     return false;
 }
 
-/* Append one copy, merging it into the previous one when it continues it on
- * both sides. */
-static void push_merged(kvbm_copy_t *list, size_t *count, const char *src, char *dst, size_t bytes)
-{
-    if (*count > 0) {
-        kvbm_copy_t *last = &list[*count - 1];
-        if ((const char *)last->src + last->bytes == src &&
-            (char *)last->dst + last->bytes == dst) {
-            last->bytes += bytes;
-            return;
-        }
-    }
-    list[*count].src = src;
-    list[*count].dst = dst;
-    list[*count].bytes = bytes;
-    (*count)++;
-}
+/* Region addresses of both sides' geometries fit here for most layouts. */
+#define STACK_REGIONS 64
 
 kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_stream_t *stream,
                                                const kvbm_layout_t *src_layout,
@@ -478,70 +464,32 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
     if (src_pool->bytes < kvbm_layout_total_bytes(src_layout) ||
         dst_pool->bytes < kvbm_layout_total_bytes(dst_layout))
         return KVBM_ERR_INVALID_ARG;
-    const kvbm_layout_config_t *sc = kvbm_layout_config(src_layout);
-    const kvbm_layout_config_t *dc = kvbm_layout_config(dst_layout);
+    uint32_t src_blocks = kvbm_layout_config(src_layout)->num_blocks;
+    uint32_t dst_blocks = kvbm_layout_config(dst_layout)->num_blocks;
     for (size_t i = 0; i < n; i++) {
-        if (src_ids[i] >= sc->num_blocks || dst_ids[i] >= dc->num_blocks)
+        if (src_ids[i] >= src_blocks || dst_ids[i] >= dst_blocks)
             return KVBM_ERR_OUT_OF_RANGE;
     }
     if (n == 0)
         return kvbm_backend_copy(backend, stream, NULL, 0, dir, fence);
 
-    /* Same arrangement: regions correspond one to one. Otherwise go chunk by
-     * chunk, which every compatible pair shares. */
-    bool same_regions = sc->kind == dc->kind && (sc->kind == KVBM_LAYOUT_FULLY_CONTIGUOUS ||
-                                                 sc->outer_contiguous == dc->outer_contiguous);
-    size_t per_block = same_regions ? kvbm_layout_regions_per_block(src_layout)
-                                    : (size_t)sc->num_layers * sc->outer_dim;
-    size_t total;
-    if (__builtin_mul_overflow(per_block, n, &total) || total > SIZE_MAX / sizeof(kvbm_copy_t))
-        return KVBM_ERR_OVERFLOW;
-    kvbm_copy_t *list = kvbm__alloc(total, sizeof(*list));
-    if (list == NULL)
+    size_t src_regions = kvbm__layout_geom_regions(src_layout);
+    size_t regions = src_regions + kvbm__layout_geom_regions(dst_layout);
+    char *stack_bases[STACK_REGIONS];
+    char **bases = regions <= STACK_REGIONS ? stack_bases : kvbm__alloc(regions, sizeof(*bases));
+    if (bases == NULL)
         return KVBM_ERR_NO_MEMORY;
-    const char *sbase = src_pool->ptr;
-    char *dbase = dst_pool->ptr;
-    size_t count = 0;
-    if (same_regions) {
-        /* Region-major: region r of every block in turn, so the same layer of
-         * consecutive blocks merges into one copy. In every arrangement region r
-         * of block b sits at region r of block 0 plus the offset of chunk
-         * (b, 0, 0), since chunk (0, 0, 0) is at offset 0. */
-        kvbm_region_t *sr = kvbm__alloc(2 * per_block, sizeof(*sr));
-        if (sr == NULL) {
-            st = KVBM_ERR_NO_MEMORY;
-            goto out_free_list;
-        }
-        kvbm_region_t *dr = sr + per_block;
-        size_t got;
-        (void)kvbm_layout_block_regions(src_layout, 0, sr, per_block, &got);
-        (void)kvbm_layout_block_regions(dst_layout, 0, dr, per_block, &got);
-        for (size_t r = 0; r < per_block; r++) {
-            for (size_t i = 0; i < n; i++) {
-                size_t so, dso;
-                (void)kvbm_layout_offset(src_layout, src_ids[i], 0, 0, &so);
-                (void)kvbm_layout_offset(dst_layout, dst_ids[i], 0, 0, &dso);
-                push_merged(list, &count, sbase + sr[r].offset + so, dbase + dr[r].offset + dso,
-                            sr[r].bytes);
-            }
-        }
-        kvbm__free(sr);
-    } else {
-        size_t chunk = kvbm_layout_chunk_bytes(src_layout);
-        for (uint32_t l = 0; l < sc->num_layers; l++) {
-            for (uint32_t o = 0; o < sc->outer_dim; o++) {
-                for (size_t i = 0; i < n; i++) {
-                    size_t so, dso;
-                    (void)kvbm_layout_offset(src_layout, src_ids[i], l, o, &so);
-                    (void)kvbm_layout_offset(dst_layout, dst_ids[i], l, o, &dso);
-                    push_merged(list, &count, sbase + so, dbase + dso, chunk);
-                }
-            }
-        }
-    }
-    st = kvbm_backend_copy(backend, stream, list, count, dir, fence);
-out_free_list:
-    kvbm__free(list);
+    kvbm__geom_t src, dst;
+    kvbm__layout_geom(src_layout, src_pool->ptr, bases, &src);
+    kvbm__layout_geom(dst_layout, dst_pool->ptr, bases + src_regions, &dst);
+    kvbm__copy_plan_t plan;
+    st = kvbm__copy_plan_build(&src, src_ids, &dst, dst_ids, n, false, &plan);
+    if (bases != stack_bases)
+        kvbm__free(bases);
+    if (st != KVBM_OK)
+        return st;
+    st = kvbm_backend_copy(backend, stream, plan.pieces, plan.count, dir, fence);
+    kvbm__copy_plan_free(&plan);
     return st;
 }
 

@@ -26,8 +26,10 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
-#include "internal.h"
+#include "object.h"
+#include "socket_io.h"
 
 struct kvbm_xfer_rendezvous {
     int fd;
@@ -68,16 +70,9 @@ void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous)
     kvbm__free(rendezvous);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint32_t remaining_ms(uint64_t deadline)
 {
-    uint64_t now = now_ms();
+    uint64_t now = kvbm__now_us() / 1000u;
     return now >= deadline ? 0 : (uint32_t)(deadline - now);
 }
 
@@ -112,7 +107,7 @@ static bool desc_compatible(const kvbm__wire_desc_t *a, const kvbm__wire_desc_t 
 /* Rank 0: gather HELLOs, check, send TABLE. */
 static kvbm_status_t gather_root(kvbm_xfer_t *xfer, int rv_fd, uint8_t *blob, size_t *blob_len)
 {
-    uint64_t deadline = now_ms() + xfer->timeout_ms;
+    uint64_t deadline = kvbm__now_us() / 1000u + xfer->timeout_ms;
     kvbm_status_t verdict = KVBM_OK;
     for (int joined = 1; joined < xfer->size; joined++) {
         int fd;
@@ -240,12 +235,12 @@ kvbm_status_t kvbm__xfer_bootstrap(kvbm_xfer_t *xfer, const kvbm_xfer_config_t *
     self->rank = xfer->rank;
     self->size = xfer->size;
     self->transport = (uint32_t)xfer->ops->transport;
-    self->mem_kind = (uint32_t)xfer->memory.kind;
-    self->num_blocks = xfer->memory.num_blocks;
-    self->region_count = xfer->memory.region_count;
-    self->region_bytes = xfer->memory.region_bytes;
-    self->block_stride = xfer->memory.block_stride;
-    self->layout_key = xfer->memory.layout_key;
+    self->mem_kind = (uint32_t)xfer->mem_kind;
+    self->num_blocks = xfer->geom.num_blocks;
+    self->region_count = xfer->geom.region_count;
+    self->region_bytes = xfer->geom.region_bytes;
+    self->block_stride = xfer->geom.block_stride;
+    self->layout_key = xfer->layout_key;
 
     uint8_t blob[KVBM__BLOB_MAX] = {0};
     size_t blob_len = 0;

@@ -14,7 +14,9 @@
 
 #include "core/alloc.h"
 #include "core/check.h"
-#include "internal.h"
+#include "core/clock.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ client side */
 
@@ -80,11 +82,11 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         }
     }
     if (res->status == KVBM_OK && m > 0) {
-        kvbm__xfer_plan_t plan = {0};
-        res->status = kvbm__xfer_plan_blocks(xfer, req->peer, sub_src, sub_dst, m, &plan);
+        kvbm__copy_plan_t plan = {0};
+        res->status = kvbm__xfer_plan_send(xfer, req->peer, sub_src, sub_dst, m, &plan);
         if (res->status == KVBM_OK)
             res->status = xfer->ops->send(xfer, req->peer, fd, &plan);
-        kvbm__xfer_plan_free(&plan);
+        kvbm__copy_plan_free(&plan);
     }
     kvbm__free(sub_src);
     kvbm__free(sub_dst);
@@ -162,11 +164,11 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         res->status = alloc;
         goto free_arrays;
     }
-    kvbm__xfer_plan_t plan = {0};
-    res->status = kvbm__xfer_plan_blocks(xfer, req->peer, dst, src, n, &plan);
+    kvbm__copy_plan_t plan = {0};
+    res->status = kvbm__xfer_plan_recv(xfer, req->peer, dst, src, n, &plan);
     if (res->status == KVBM_OK)
         res->status = xfer->ops->recv(xfer, req->peer, fd, &plan);
-    kvbm__xfer_plan_free(&plan);
+    kvbm__copy_plan_free(&plan);
     if (res->status != KVBM_OK)
         goto release_dst;
     res->in_sync = true;
@@ -203,8 +205,8 @@ static void client_raw(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_r
         res->status = (kvbm_status_t)hdr.status;
         return;
     }
-    kvbm__xfer_chunk_t chunk = {.ptr = (void *)req->raw_buf, .len = req->raw_bytes};
-    kvbm__xfer_plan_t plan = {.chunks = &chunk, .count = 1, .bytes = req->raw_bytes};
+    kvbm_copy_t piece = {.src = req->raw_buf, .bytes = req->raw_bytes};
+    kvbm__copy_plan_t plan = {.pieces = &piece, .count = 1, .bytes = req->raw_bytes};
     res->status = xfer->ops->send(xfer, req->peer, fd, &plan);
     if (res->status == KVBM_OK)
         res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_RAW_DONE, &hdr);
@@ -225,19 +227,12 @@ static void req_complete(kvbm_xfer_req_t *req, kvbm_status_t status, uint32_t *i
     kvbm__mutex_unlock(&req->lock);
 }
 
-uint64_t kvbm__xfer_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void worker_run(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
 {
     int peer = req->peer;
     client_result_t res = {.status = KVBM_OK};
     int fd = xfer->client_fd[peer];
-    uint64_t deadline = kvbm__xfer_now_us() + (uint64_t)xfer->timeout_ms * 1000u;
+    uint64_t deadline = kvbm__now_us() + (uint64_t)xfer->timeout_ms * 1000u;
     /* Back-off grows from 100 us; ranks start apart so two of them refused
      * by each other do not retry in lock step. */
     uint64_t backoff_us = 100u + 37u * (uint64_t)xfer->rank;
@@ -271,8 +266,7 @@ static void worker_run(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
             shutdown(fd, SHUT_RDWR);
         }
         /* The peer's data path was taken: nothing happened there, retry. */
-        if (res.status != KVBM_ERR_BUSY || !res.in_sync ||
-            kvbm__xfer_now_us() + backoff_us > deadline)
+        if (res.status != KVBM_ERR_BUSY || !res.in_sync || kvbm__now_us() + backoff_us > deadline)
             break;
         struct timespec ts = {.tv_sec = (time_t)(backoff_us / 1000000u),
                               .tv_nsec = (long)(backoff_us % 1000000u) * 1000L};

@@ -30,7 +30,8 @@
 #include "core/alloc.h"
 #include "core/check.h"
 #include "core/config.h"
-#include "internal.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -69,36 +70,17 @@ kvbm_status_t kvbm_xfer_transport_probe(kvbm_xfer_transport_t transport)
     return ops->probe();
 }
 
-static kvbm__xfer_geom_t local_geom(const kvbm_xfer_t *xfer)
+kvbm_status_t kvbm__xfer_plan_send(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
+                                   const uint32_t *remote_ids, size_t n, kvbm__copy_plan_t *plan)
 {
-    return (kvbm__xfer_geom_t){
-        .region_base = xfer->region_base,
-        .region_count = xfer->memory.region_count,
-        .num_blocks = xfer->memory.num_blocks,
-        .region_bytes = xfer->memory.region_bytes,
-        .block_stride = xfer->memory.block_stride,
-    };
+    return kvbm__copy_plan_build(&xfer->geom, local_ids, &xfer->peer_geom[peer], remote_ids, n,
+                                 xfer->ops->message_based, plan);
 }
 
-static kvbm__xfer_geom_t remote_geom(const kvbm_xfer_t *xfer, int peer)
+kvbm_status_t kvbm__xfer_plan_recv(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
+                                   const uint32_t *remote_ids, size_t n, kvbm__copy_plan_t *plan)
 {
-    const kvbm__wire_desc_t *d = &xfer->descs[peer];
-    return (kvbm__xfer_geom_t){
-        .region_base = NULL,
-        .region_count = d->region_count,
-        .num_blocks = d->num_blocks,
-        .region_bytes = (size_t)d->region_bytes,
-        .block_stride = (size_t)d->block_stride,
-    };
-}
-
-/* Plan of this side of a block transfer with @p peer. */
-kvbm_status_t kvbm__xfer_plan_blocks(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
-                                     const uint32_t *remote_ids, size_t n, kvbm__xfer_plan_t *plan)
-{
-    kvbm__xfer_geom_t local = local_geom(xfer);
-    kvbm__xfer_geom_t remote = remote_geom(xfer, peer);
-    return kvbm__xfer_plan_build(&local, local_ids, &remote, remote_ids, n,
+    return kvbm__copy_plan_build(&xfer->peer_geom[peer], remote_ids, &xfer->geom, local_ids, n,
                                  xfer->ops->message_based, plan);
 }
 
@@ -121,25 +103,6 @@ void kvbm__xfer_release_reverse(kvbm_manager_t *manager, const uint32_t *ids, si
 }
 
 /* ------------------------------------------------------------ create/destroy */
-
-static kvbm_status_t check_memory(const kvbm_xfer_memory_t *mem, const kvbm__xfer_ops_t *ops,
-                                  kvbm_manager_t *manager)
-{
-    if (mem->kind != ops->mem_kind || mem->num_blocks == 0 || mem->region_count == 0 ||
-        mem->region_count > KVBM_XFER_MAX_REGIONS || mem->region_bytes == 0 ||
-        mem->block_stride < mem->region_bytes || mem->region_base == NULL)
-        return KVBM_ERR_INVALID_ARG;
-    for (uint32_t r = 0; r < mem->region_count; r++)
-        if (mem->region_base[r] == NULL)
-            return KVBM_ERR_INVALID_ARG;
-    if ((size_t)mem->num_blocks > SIZE_MAX / mem->block_stride)
-        return KVBM_ERR_OVERFLOW;
-    kvbm_pool_counts_t counts;
-    kvbm_manager_counts(manager, &counts);
-    if (counts.total > mem->num_blocks)
-        return KVBM_ERR_INVALID_ARG; /* the manager's ids must index the slab */
-    return KVBM_OK;
-}
 
 /* sizeof(kvbm_xfer_config_t) at each published version (core/config.h). */
 static const size_t xfer_config_sizes[] = {sizeof(kvbm_xfer_config_t)};
@@ -175,7 +138,8 @@ static kvbm_status_t import_config(const kvbm_xfer_config_t *caller, kvbm_xfer_c
     if (config->layout != NULL && config->layout_base == NULL)
         return KVBM_ERR_INVALID_ARG;
     if (config->layout == NULL) {
-        kvbm_status_t status = check_memory(&config->memory, ops, config->manager);
+        kvbm_status_t status =
+            kvbm__xfer_memory_check(&config->memory, ops->mem_kind, config->manager);
         if (status != KVBM_OK)
             return status;
     }
@@ -204,7 +168,8 @@ static void close_fds(kvbm_xfer_t *xfer)
 
 static void free_arrays(kvbm_xfer_t *xfer)
 {
-    kvbm__free(xfer->region_base);
+    kvbm__free((void *)xfer->geom.region_base);
+    kvbm__free(xfer->peer_geom);
     kvbm__free(xfer->descs);
     kvbm__free(xfer->client_fd);
     kvbm__free(xfer->server_fd);
@@ -233,34 +198,23 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfe
     xfer->timeout_ms = config->timeout_ms;
     xfer->ops = ops;
     xfer->manager = config->manager;
-    xfer->memory = config->memory;
     xfer->on_arrival = config->on_arrival;
     xfer->arrival_ctx = config->arrival_ctx;
     xfer->nccl_comm_in = config->nccl_comm;
     xfer->cuda_device = config->cuda_device;
     xfer->boot_fd = -1;
     xfer->wake_fd[0] = xfer->wake_fd[1] = -1;
-    if (config->layout != NULL) {
-        status = kvbm__xfer_memory_from_layout(config->layout, config->layout_base, ops->mem_kind,
-                                               &xfer->region_base, &xfer->memory);
-        if (status == KVBM_OK)
-            status = check_memory(&xfer->memory, ops, config->manager);
-    } else {
-        xfer->region_base = kvbm__alloc(config->memory.region_count, sizeof(void *));
-        if (xfer->region_base != NULL)
-            memcpy(xfer->region_base, config->memory.region_base,
-                   config->memory.region_count * sizeof(void *));
-    }
+    status = kvbm__xfer_memory_init(xfer, config);
     if (status != KVBM_OK)
         goto err_free;
-    xfer->memory.region_base = xfer->region_base;
     xfer->descs = kvbm__calloc(size, sizeof(*xfer->descs));
+    xfer->peer_geom = kvbm__calloc(size, sizeof(*xfer->peer_geom));
     xfer->client_fd = kvbm__alloc(size, sizeof(int));
     xfer->server_fd = kvbm__alloc(size, sizeof(int));
     xfer->boot_fds = kvbm__alloc(size, sizeof(int));
     xfer->client_broken = kvbm__calloc(size, sizeof(bool));
     xfer->server_dead = kvbm__calloc(size, sizeof(bool));
-    if (xfer->region_base == NULL || xfer->descs == NULL || xfer->client_fd == NULL ||
+    if (xfer->descs == NULL || xfer->peer_geom == NULL || xfer->client_fd == NULL ||
         xfer->server_fd == NULL || xfer->boot_fds == NULL || xfer->client_broken == NULL ||
         xfer->server_dead == NULL) {
         status = KVBM_ERR_NO_MEMORY;
@@ -283,6 +237,8 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfe
     status = kvbm__xfer_bootstrap(xfer, config);
     if (status != KVBM_OK)
         goto err_fds;
+    for (size_t p = 0; p < size; p++)
+        xfer->peer_geom[p] = kvbm__xfer_peer_geom(&xfer->descs[p]);
 
     KVBM_PTHREAD_CHECK(pthread_create(&xfer->worker, NULL, kvbm__xfer_worker_main, xfer), status);
     if (status != KVBM_OK)
@@ -437,6 +393,19 @@ static kvbm_status_t req_submit(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
     return KVBM_OK;
 }
 
+/* Queues a filled request; on failure deletes it. Sets *req_out only on
+ * success. */
+static kvbm_status_t req_start(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, kvbm_xfer_req_t **req_out)
+{
+    kvbm_status_t status = req_submit(xfer, req);
+    if (status != KVBM_OK) {
+        req_delete(req);
+        return status;
+    }
+    *req_out = req;
+    return KVBM_OK;
+}
+
 static bool peer_ok(const kvbm_xfer_t *xfer, int peer)
 {
     return peer >= 0 && peer < xfer->size && peer != xfer->rank;
@@ -448,7 +417,7 @@ kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_
 {
     if (xfer == NULL || block_ids == NULL || hashes == NULL || req_out == NULL ||
         !peer_ok(xfer, peer) || count == 0 || count > KVBM_XFER_MAX_BLOCKS ||
-        !kvbm__xfer_ids_below(block_ids, count, xfer->memory.num_blocks))
+        !kvbm__xfer_ids_below(block_ids, count, xfer->geom.num_blocks))
         return KVBM_ERR_INVALID_ARG;
     kvbm_xfer_req_t *req;
     kvbm_status_t status = req_new(KVBM__REQ_PUSH, peer, xfer->manager, &req);
@@ -467,11 +436,7 @@ kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_
         req->opts = *opts;
         req->has_opts = true;
     }
-    status = req_submit(xfer, req);
-    if (status != KVBM_OK)
-        goto err_req;
-    *req_out = req;
-    return KVBM_OK;
+    return req_start(xfer, req, req_out);
 err_req:
     req_delete(req);
     return status;
@@ -494,11 +459,7 @@ kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes
     }
     memcpy(req->hashes, hashes, count * sizeof(*hashes));
     req->count = count;
-    status = req_submit(xfer, req);
-    if (status != KVBM_OK)
-        goto err_req;
-    *req_out = req;
-    return KVBM_OK;
+    return req_start(xfer, req, req_out);
 err_req:
     req_delete(req);
     return status;
@@ -516,13 +477,7 @@ kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, s
         return status;
     req->raw_buf = buf;
     req->raw_bytes = bytes;
-    status = req_submit(xfer, req);
-    if (status != KVBM_OK) {
-        req_delete(req);
-        return status;
-    }
-    *req_out = req;
-    return KVBM_OK;
+    return req_start(xfer, req, req_out);
 }
 
 kvbm_status_t kvbm_xfer_req_wait(kvbm_xfer_req_t *req)
