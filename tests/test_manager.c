@@ -566,7 +566,7 @@ static void names_outside_the_safe_set_are_refused(void **state)
     }
     kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
     config.num_blocks = 2;
-    config.name = "llama-70b/tp0 {g1}:x'y"                   /* every character here is safe */
+    config.name = "llama-70b/tp0 {g1}:x'y"                     /* every character here is safe */
                   "01234567890123456789012345678901234567890"; /* 63 bytes in all */
     assert_int_equal(strlen(config.name), KVBM_MANAGER_NAME_MAX);
     kvbm_manager_t *m = NULL;

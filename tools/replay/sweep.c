@@ -300,11 +300,14 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
             bytes += strlen(*name) + 1;
         policy_text = calloc(bytes, 1);
+        size_t at = 0;
         for (const char *const *name = kvbm_policy_names(); policy_text != NULL && *name != NULL;
              name++) {
-            if (policy_text[0] != '\0')
-                strcat(policy_text, ",");
-            strcat(policy_text, *name);
+            size_t n = strlen(*name);
+            if (at > 0)
+                policy_text[at++] = ',';
+            memcpy(policy_text + at, *name, n); /* bytes counted above: it fits */
+            at += n;
         }
     }
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
