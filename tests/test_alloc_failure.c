@@ -166,6 +166,8 @@ static void every_manager_allocation_can_fail_cleanly(void **state)
                          (unsigned long long)nth, (unsigned long long)total);
             assert_int_equal(kvbm__alloc_live(), live);
         }
+        print_message("manager (%s): %llu allocations, each failed once\n", *name,
+                      (unsigned long long)total);
     }
 }
 
