@@ -427,26 +427,18 @@ static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_
     return status;
 }
 
-kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
-                                    const uint64_t *hashes, size_t count,
-                                    const kvbm_register_opts_t *opts, uint32_t *ids_out)
+/*
+ * Register's phase 1: the steps that can fail are adding hashes not yet
+ * registered (uthash growing its buckets) and deduplicating onto a block
+ * whose reference count is full. Does all of them first and removes the
+ * added hashes again if one fails, so a failure leaves the manager
+ * untouched. A block whose hash was added here is marked in_call; a hash
+ * repeated within the call is added once.
+ */
+static kvbm_status_t add_new_hashes(kvbm_manager_t *manager, const uint32_t *ids,
+                                    const uint64_t *hashes, size_t count)
 {
-    if (manager == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
-    if (opts != NULL && opts->priority > 100)
-        return KVBM_ERR_INVALID_ARG;
-    kvbm__mutex_lock(&manager->lock);
-    kvbm_status_t status = check_mutable_unique(manager, ids, count);
-    if (status != KVBM_OK) {
-        kvbm__mutex_unlock(&manager->lock);
-        return status;
-    }
-
-    /* Phase 1: the steps that can fail are adding hashes not yet registered
-     * (uthash growing its buckets) and deduplicating onto a block whose
-     * reference count is full. Do all of them first, and undo the additions
-     * if one fails, so a failure leaves the manager untouched. A block added
-     * here is marked in_call; a hash repeated within the call is added once. */
+    kvbm_status_t status = KVBM_OK;
     size_t added = 0;
     for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
         kvbm__registry_prefetch(manager->registry, hashes[i]);
@@ -468,18 +460,39 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
             break;
         block->in_call = existing == KVBM_BLOCK_NONE;
     }
-    if (status != KVBM_OK) {
-        for (size_t i = 0; i < added; i++) {
-            if (manager->blocks[ids[i]].in_call) {
-                kvbm__registry_remove(manager->registry, manager->blocks[ids[i]].entry);
-                manager->blocks[ids[i]].in_call = 0;
-            }
+    if (status == KVBM_OK)
+        return KVBM_OK;
+    for (size_t i = 0; i < added; i++) {
+        if (manager->blocks[ids[i]].in_call) {
+            kvbm__registry_remove(manager->registry, manager->blocks[ids[i]].entry);
+            manager->blocks[ids[i]].in_call = 0;
         }
+    }
+    return status;
+}
+
+kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
+                                    const uint64_t *hashes, size_t count,
+                                    const kvbm_register_opts_t *opts, uint32_t *ids_out)
+{
+    if (manager == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
+        return KVBM_ERR_INVALID_ARG;
+    if (opts != NULL && opts->priority > 100)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm__mutex_lock(&manager->lock);
+    kvbm_status_t status = check_mutable_unique(manager, ids, count);
+    if (status != KVBM_OK) {
         kvbm__mutex_unlock(&manager->lock);
         return status;
     }
 
-    /* Phase 2: nothing below can fail. */
+    status = add_new_hashes(manager, ids, hashes, count);
+    if (status != KVBM_OK) {
+        kvbm__mutex_unlock(&manager->lock);
+        return status;
+    }
+
+    /* Phase 2: nothing below can fail (the hashes are in). */
     event_batch_t events = {.manager = manager};
     uint8_t priority = opts != NULL ? opts->priority : 50;
     for (size_t i = 0; i < count; i++) {

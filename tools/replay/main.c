@@ -53,6 +53,18 @@ static int parse_u32(const char *text, uint32_t *out)
     return 0;
 }
 
+/* A positive decimal size up to @p max. */
+static int parse_size(const char *text, size_t max, size_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (end == text || *end != '\0' || text[0] == '-' || errno != 0 || value == 0 || value > max)
+        return -1;
+    *out = (size_t)value;
+    return 0;
+}
+
 static void print_summary(const run_options_t *options, const run_result_t *result)
 {
     const replay_counts_t *c = &result->counts;
@@ -98,35 +110,139 @@ static void print_json(const run_options_t *options, const run_result_t *result)
            (unsigned long long)c->failed_copies, (unsigned long long)c->wrong_blocks);
 }
 
-int main(int argc, char **argv)
+/* Everything the command line sets. */
+typedef struct cli {
+    run_options_t options;
+    bool json, no_progress;
+    const char *sweep, *policies, *csv_path, *plot_path;
+} cli_t;
+
+enum {
+    OPT_G1 = 256,
+    OPT_G2,
+    OPT_POLICY,
+    OPT_G2_POLICY,
+    OPT_LIMIT,
+    OPT_JSON,
+    OPT_SWEEP,
+    OPT_POLICIES,
+    OPT_CSV,
+    OPT_PLOT,
+    OPT_NO_PROGRESS,
+    OPT_HELP,
+    OPT_LOGICAL,
+    OPT_BACKEND,
+    OPT_BLOCK_KIB,
+    OPT_NO_VERIFY,
+    OPT_MAX_LINE
+};
+
+/* What parsing decided: go on and run, or exit with this status. */
+#define CLI_RUN (-1)
+
+static int parse_backend(const char *arg, kvbm_backend_kind_t *kind_out)
 {
-    run_options_t options = {.g1_blocks = 5859,
-                             .policy = "lru",
-                             .backend_kind = KVBM_BACKEND_AUTO,
-                             .block_kib = 16,
-                             .verify = true};
-    bool json = false, no_progress = false;
-    const char *sweep = NULL, *policies = NULL;
-    const char *csv_path = "replay-sweep.csv", *plot_path = "replay-sweep.png";
-    enum {
-        OPT_G1 = 256,
-        OPT_G2,
-        OPT_POLICY,
-        OPT_G2_POLICY,
-        OPT_LIMIT,
-        OPT_JSON,
-        OPT_SWEEP,
-        OPT_POLICIES,
-        OPT_CSV,
-        OPT_PLOT,
-        OPT_NO_PROGRESS,
-        OPT_HELP,
-        OPT_LOGICAL,
-        OPT_BACKEND,
-        OPT_BLOCK_KIB,
-        OPT_NO_VERIFY,
-        OPT_MAX_LINE
-    };
+    if (strcmp(arg, "auto") == 0)
+        *kind_out = KVBM_BACKEND_AUTO;
+    else if (strcmp(arg, "cpu") == 0)
+        *kind_out = KVBM_BACKEND_CPU;
+    else if (strcmp(arg, "cuda") == 0)
+        *kind_out = KVBM_BACKEND_CUDA;
+    else
+        return -1;
+    return 0;
+}
+
+/* The options that take a number or a name and can be wrong. */
+static int apply_checked_option(int opt, const char *arg, cli_t *cli)
+{
+    run_options_t *o = &cli->options;
+    uint32_t value;
+    switch (opt) {
+    case OPT_G1:
+        if (parse_u32(arg, &o->g1_blocks) == 0 && o->g1_blocks > 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --g1-blocks needs a positive integer, not '%s'\n", arg);
+        return 2;
+    case OPT_G2:
+        if (parse_u32(arg, &o->g2_blocks) == 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", arg);
+        return 2;
+    case OPT_LIMIT:
+        if (parse_u32(arg, &value) == 0) {
+            o->limit = value;
+            return CLI_RUN;
+        }
+        fprintf(stderr, "kvbm-replay: --limit needs an integer, not '%s'\n", arg);
+        return 2;
+    case OPT_BACKEND:
+        if (parse_backend(arg, &o->backend_kind) == 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --backend is auto, cpu or cuda, not '%s'\n", arg);
+        return 2;
+    case OPT_BLOCK_KIB:
+        if (parse_u32(arg, &o->block_kib) == 0 && o->block_kib > 0 && o->block_kib <= 65536)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --block-kib needs 1..65536, not '%s'\n", arg);
+        return 2;
+    case OPT_MAX_LINE:
+        if (parse_size(arg, TRACE_MAX_LINE_LIMIT, &o->max_line_bytes) == 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --max-line-bytes needs 1..%zu, not '%s'\n",
+                TRACE_MAX_LINE_LIMIT, arg);
+        return 2;
+    default:
+        usage(stderr);
+        return 2;
+    }
+}
+
+/* One option; CLI_RUN to go on, else the exit status. */
+static int apply_option(int opt, const char *arg, cli_t *cli)
+{
+    switch (opt) {
+    case OPT_POLICY:
+        cli->options.policy = arg;
+        return CLI_RUN;
+    case OPT_G2_POLICY:
+        cli->options.g2_policy = arg;
+        return CLI_RUN;
+    case OPT_JSON:
+        cli->json = true;
+        return CLI_RUN;
+    case OPT_SWEEP:
+        cli->sweep = arg;
+        return CLI_RUN;
+    case OPT_POLICIES:
+        cli->policies = arg;
+        return CLI_RUN;
+    case OPT_CSV:
+        cli->csv_path = arg;
+        return CLI_RUN;
+    case OPT_PLOT:
+        cli->plot_path = arg;
+        return CLI_RUN;
+    case OPT_NO_PROGRESS:
+        cli->no_progress = true;
+        return CLI_RUN;
+    case OPT_LOGICAL:
+        cli->options.logical = true;
+        return CLI_RUN;
+    case OPT_NO_VERIFY:
+        cli->options.verify = false;
+        return CLI_RUN;
+    case OPT_HELP:
+    case 'h':
+        usage(stdout);
+        return 0;
+    default:
+        return apply_checked_option(opt, arg, cli);
+    }
+}
+
+static int parse_args(int argc, char **argv, cli_t *cli)
+{
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
         {"g2-blocks", required_argument, NULL, OPT_G2},
@@ -148,129 +264,55 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int opt;
-    uint32_t value;
     while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_G1:
-            if (parse_u32(optarg, &options.g1_blocks) != 0 || options.g1_blocks == 0) {
-                fprintf(stderr, "kvbm-replay: --g1-blocks needs a positive integer, not '%s'\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case OPT_G2:
-            if (parse_u32(optarg, &options.g2_blocks) != 0) {
-                fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_POLICY:
-            options.policy = optarg;
-            break;
-        case OPT_G2_POLICY:
-            options.g2_policy = optarg;
-            break;
-        case OPT_LIMIT:
-            if (parse_u32(optarg, &value) != 0) {
-                fprintf(stderr, "kvbm-replay: --limit needs an integer, not '%s'\n", optarg);
-                return 2;
-            }
-            options.limit = value;
-            break;
-        case OPT_JSON:
-            json = true;
-            break;
-        case OPT_SWEEP:
-            sweep = optarg;
-            break;
-        case OPT_POLICIES:
-            policies = optarg;
-            break;
-        case OPT_CSV:
-            csv_path = optarg;
-            break;
-        case OPT_PLOT:
-            plot_path = optarg;
-            break;
-        case OPT_NO_PROGRESS:
-            no_progress = true;
-            break;
-        case OPT_LOGICAL:
-            options.logical = true;
-            break;
-        case OPT_BACKEND:
-            if (strcmp(optarg, "auto") == 0) {
-                options.backend_kind = KVBM_BACKEND_AUTO;
-            } else if (strcmp(optarg, "cpu") == 0) {
-                options.backend_kind = KVBM_BACKEND_CPU;
-            } else if (strcmp(optarg, "cuda") == 0) {
-                options.backend_kind = KVBM_BACKEND_CUDA;
-            } else {
-                fprintf(stderr, "kvbm-replay: --backend is auto, cpu or cuda, not '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_BLOCK_KIB:
-            if (parse_u32(optarg, &options.block_kib) != 0 || options.block_kib == 0 ||
-                options.block_kib > 65536) {
-                fprintf(stderr, "kvbm-replay: --block-kib needs 1..65536, not '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_NO_VERIFY:
-            options.verify = false;
-            break;
-        case OPT_MAX_LINE: {
-            char *end = NULL;
-            errno = 0;
-            unsigned long long bytes = strtoull(optarg, &end, 10);
-            if (end == optarg || *end != '\0' || optarg[0] == '-' || errno != 0 || bytes == 0 ||
-                bytes > TRACE_MAX_LINE_LIMIT) {
-                fprintf(stderr, "kvbm-replay: --max-line-bytes needs 1..%zu, not '%s'\n",
-                        TRACE_MAX_LINE_LIMIT, optarg);
-                return 2;
-            }
-            options.max_line_bytes = (size_t)bytes;
-            break;
-        }
-        case OPT_HELP:
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
+        int decided = apply_option(opt, optarg, cli);
+        if (decided != CLI_RUN)
+            return decided;
     }
     if (optind != argc - 1) {
         usage(stderr);
         return 2;
     }
-    options.trace_path = argv[optind];
-    options.progress = no_progress             ? RUN_PROGRESS_NONE
-                       : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
-                                               : RUN_PROGRESS_LINES;
+    cli->options.trace_path = argv[optind];
+    cli->options.progress = cli->no_progress        ? RUN_PROGRESS_NONE
+                            : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
+                                                    : RUN_PROGRESS_LINES;
+    return CLI_RUN;
+}
 
-    if (sweep != NULL) {
-        sweep_options_t sweep_options = {.capacities = sweep,
-                                         .policies = policies,
-                                         .csv_path = csv_path,
-                                         .plot_path = plot_path};
-        return sweep_run(&options, &sweep_options) == KVBM_OK ? 0 : 1;
+int main(int argc, char **argv)
+{
+    cli_t cli = {.options = {.g1_blocks = 5859,
+                             .policy = "lru",
+                             .backend_kind = KVBM_BACKEND_AUTO,
+                             .block_kib = 16,
+                             .verify = true},
+                 .csv_path = "replay-sweep.csv",
+                 .plot_path = "replay-sweep.png"};
+    int decided = parse_args(argc, argv, &cli);
+    if (decided != CLI_RUN)
+        return decided;
+    const run_options_t *options = &cli.options;
+    if (cli.sweep != NULL) {
+        sweep_options_t sweep_options = {.capacities = cli.sweep,
+                                         .policies = cli.policies,
+                                         .csv_path = cli.csv_path,
+                                         .plot_path = cli.plot_path};
+        return sweep_run(options, &sweep_options) == KVBM_OK ? 0 : 1;
     }
-    if (run_find_policy(options.policy) == NULL ||
-        (options.g2_policy != NULL && run_find_policy(options.g2_policy) == NULL)) {
+    if (run_find_policy(options->policy) == NULL ||
+        (options->g2_policy != NULL && run_find_policy(options->g2_policy) == NULL)) {
         fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
-                run_find_policy(options.policy) == NULL ? options.policy : options.g2_policy);
+                run_find_policy(options->policy) == NULL ? options->policy : options->g2_policy);
         usage(stderr);
         return 2;
     }
     run_result_t result;
-    if (run_replay(&options, NULL, &result) != KVBM_OK)
+    if (run_replay(options, NULL, &result) != KVBM_OK)
         return 1;
-    print_summary(&options, &result);
-    if (json)
-        print_json(&options, &result);
+    print_summary(options, &result);
+    if (cli.json)
+        print_json(options, &result);
     /* Counts that did not reach their reader are no result: say so. */
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "kvbm-replay: writing the results failed: %s\n", strerror(errno));

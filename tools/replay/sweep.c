@@ -24,10 +24,10 @@ extern char **environ;
 static kvbm_status_t split_list(char *text, const char *option, char **items, size_t *count_out)
 {
     size_t count = 0;
-    for (char *item = text;; count++) {
+    for (char *item = text; item != NULL;) {
         char *comma = strchr(item, ',');
         if (comma != NULL)
-            *comma = '\0';
+            *comma++ = '\0';
         if (item[0] == '\0') {
             fprintf(stderr, "kvbm-replay: an empty item in %s\n", option);
             return KVBM_ERR_INVALID_ARG;
@@ -36,12 +36,10 @@ static kvbm_status_t split_list(char *text, const char *option, char **items, si
             fprintf(stderr, "kvbm-replay: %s takes at most %d items\n", option, SWEEP_MAX);
             return KVBM_ERR_INVALID_ARG;
         }
-        items[count] = item;
-        if (comma == NULL)
-            break;
-        item = comma + 1;
+        items[count++] = item;
+        item = comma;
     }
-    *count_out = count + 1;
+    *count_out = count;
     return KVBM_OK;
 }
 
@@ -191,33 +189,119 @@ static void print_gap_closed(const uint32_t *capacities, size_t n_capacities, ch
     }
 }
 
-/* The sweep over lists already split and checked for size. */
-static kvbm_status_t sweep_lists(const run_options_t *base, const sweep_options_t *sweep,
-                                 char **capacity_items, size_t n_capacities, char **policies,
-                                 size_t n_policies)
-{
+/* The lists of a sweep: taken whole from the command line (copied, then
+ * split in place), and the capacities read from them. */
+typedef struct sweep_grid {
+    char *capacity_text, *policy_text;
+    char *policies[SWEEP_MAX];
     uint32_t capacities[SWEEP_MAX];
-    static double rates[SWEEP_MAX][SWEEP_MAX];
-    for (size_t i = 0; i < n_capacities; i++) {
+    size_t n_capacities, n_policies;
+} sweep_grid_t;
+
+/* "lru,multi-lru,...": every built-in policy, for when --policies is not given. */
+static char *all_policies(void)
+{
+    size_t bytes = 1;
+    for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
+        bytes += strlen(*name) + 1;
+    char *text = calloc(bytes, 1);
+    size_t at = 0;
+    for (const char *const *name = kvbm_policy_names(); text != NULL && *name != NULL; name++) {
+        size_t n = strlen(*name);
+        if (at > 0)
+            text[at++] = ',';
+        memcpy(text + at, *name, n); /* bytes counted above: it fits */
+        at += n;
+    }
+    return text;
+}
+
+static void grid_free(sweep_grid_t *grid)
+{
+    free(grid->capacity_text);
+    free(grid->policy_text);
+}
+
+static kvbm_status_t grid_parse(const sweep_options_t *sweep, sweep_grid_t *grid)
+{
+    memset(grid, 0, sizeof(*grid));
+    grid->capacity_text = strdup(sweep->capacities);
+    grid->policy_text = sweep->policies != NULL ? strdup(sweep->policies) : all_policies();
+    if (grid->capacity_text == NULL || grid->policy_text == NULL) {
+        fprintf(stderr, "kvbm-replay: out of memory\n");
+        return KVBM_ERR_NO_MEMORY;
+    }
+    char *capacity_items[SWEEP_MAX] = {NULL};
+    kvbm_status_t status =
+        split_list(grid->capacity_text, "--sweep", capacity_items, &grid->n_capacities);
+    if (status == KVBM_OK)
+        status = split_list(grid->policy_text, "--policies", grid->policies, &grid->n_policies);
+    if (status != KVBM_OK)
+        return status;
+    for (size_t i = 0; i < grid->n_capacities; i++) {
         char *end = NULL;
-        unsigned long value = strtoul(capacity_items[i], &end, 10);
+        /* split_list set items [0, n_capacities); the analyzer does not follow it. */
+        unsigned long value = strtoul(capacity_items[i], &end, 10); // NOLINT(*NonNullParamChecker)
         if (end == capacity_items[i] || *end != '\0' || value == 0 || value > UINT32_MAX) {
             fprintf(stderr, "kvbm-replay: bad capacity '%s' in --sweep\n", capacity_items[i]);
             return KVBM_ERR_INVALID_ARG;
         }
-        capacities[i] = (uint32_t)value;
+        grid->capacities[i] = (uint32_t)value;
     }
-    for (size_t p = 0; p < n_policies; p++) {
-        if (run_find_policy(policies[p]) == NULL) {
-            fprintf(stderr, "kvbm-replay: unknown policy '%s' in --policies\n", policies[p]);
+    for (size_t p = 0; p < grid->n_policies; p++) {
+        if (run_find_policy(grid->policies[p]) == NULL) {
+            fprintf(stderr, "kvbm-replay: unknown policy '%s' in --policies\n", grid->policies[p]);
             return KVBM_ERR_INVALID_ARG;
         }
     }
-    if (n_capacities == 0 || n_policies == 0) {
-        fprintf(stderr, "kvbm-replay: --sweep needs capacities and policies\n");
-        return KVBM_ERR_INVALID_ARG;
-    }
+    return KVBM_OK;
+}
 
+/* Replays every cell of the grid, printing the table and a CSV row each. */
+static kvbm_status_t grid_run(const run_options_t *base, const trace_t *trace,
+                              const sweep_grid_t *grid, FILE *csv,
+                              double rates[SWEEP_MAX][SWEEP_MAX])
+{
+    fprintf(csv, "g1_blocks,policy,g2_blocks,hit_rate,g1_hits,g2_hits,misses,g1_evictions,"
+                 "offloads,ns_per_block\n");
+    printf("%10s", "g1_blocks");
+    for (size_t p = 0; p < grid->n_policies; p++)
+        printf(" %10s", grid->policies[p]);
+    printf("\n");
+    for (size_t c = 0; c < grid->n_capacities; c++) {
+        printf("%10u", grid->capacities[c]);
+        for (size_t p = 0; p < grid->n_policies; p++) {
+            run_options_t options = *base;
+            options.g1_blocks = grid->capacities[c];
+            options.policy = grid->policies[p];
+            options.g2_policy = NULL;
+            options.progress = RUN_PROGRESS_NONE;
+            run_result_t result;
+            kvbm_status_t status = run_replay(&options, trace, &result);
+            if (status != KVBM_OK)
+                return status;
+            const replay_counts_t *r = &result.counts;
+            double rate = replay_hit_rate(r);
+            rates[c][p] = rate;
+            printf(" %10.4f", rate);
+            fflush(stdout);
+            fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", grid->capacities[c],
+                    grid->policies[p], options.g2_blocks, rate, (unsigned long long)r->g1_hits,
+                    (unsigned long long)r->g2_hits, (unsigned long long)r->misses,
+                    (unsigned long long)r->g1_evictions, (unsigned long long)r->offloads,
+                    r->blocks > 0 ? r->core_ns / (double)r->blocks : 0.0);
+        }
+        printf("\n");
+    }
+    return KVBM_OK;
+}
+
+/* The grid over the loaded trace: table, CSV (a write error is an error),
+ * then the plot. */
+static kvbm_status_t sweep_grid(const run_options_t *base, const sweep_options_t *sweep,
+                                const sweep_grid_t *grid)
+{
+    static double rates[SWEEP_MAX][SWEEP_MAX];
     trace_t trace;
     char error[300];
     kvbm_status_t status = trace_load(base->trace_path, base->limit, base->max_line_bytes, &trace,
@@ -232,38 +316,10 @@ static kvbm_status_t sweep_lists(const run_options_t *base, const sweep_options_
         trace_free(&trace);
         return KVBM_ERR_IO;
     }
-    fprintf(csv, "g1_blocks,policy,g2_blocks,hit_rate,g1_hits,g2_hits,misses,g1_evictions,"
-                 "offloads,ns_per_block\n");
-    printf("%10s", "g1_blocks");
-    for (size_t p = 0; p < n_policies; p++)
-        printf(" %10s", policies[p]);
-    printf("\n");
-    for (size_t c = 0; c < n_capacities && status == KVBM_OK; c++) {
-        printf("%10u", capacities[c]);
-        for (size_t p = 0; p < n_policies; p++) {
-            run_options_t options = *base;
-            options.g1_blocks = capacities[c];
-            options.policy = policies[p];
-            options.g2_policy = NULL;
-            options.progress = RUN_PROGRESS_NONE;
-            run_result_t result;
-            status = run_replay(&options, &trace, &result);
-            if (status != KVBM_OK)
-                break;
-            const replay_counts_t *r = &result.counts;
-            double rate = replay_hit_rate(r);
-            rates[c][p] = rate;
-            printf(" %10.4f", rate);
-            fflush(stdout);
-            fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", capacities[c],
-                    policies[p], options.g2_blocks, rate, (unsigned long long)r->g1_hits,
-                    (unsigned long long)r->g2_hits, (unsigned long long)r->misses,
-                    (unsigned long long)r->g1_evictions, (unsigned long long)r->offloads,
-                    r->blocks > 0 ? r->core_ns / (double)r->blocks : 0.0);
-        }
-        printf("\n");
-    }
-    print_gap_closed(capacities, n_capacities, policies, n_policies, rates);
+    status = grid_run(base, &trace, grid, csv, rates);
+    if (status == KVBM_OK)
+        print_gap_closed(grid->capacities, grid->n_capacities, (char **)grid->policies,
+                         grid->n_policies, rates);
     fflush(stdout);
     bool csv_written = !ferror(csv);
     csv_written &= fclose(csv) == 0;
@@ -275,51 +331,23 @@ static kvbm_status_t sweep_lists(const run_options_t *base, const sweep_options_
         return KVBM_ERR_IO;
     }
     fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
-    if (sweep->plot_path != NULL && sweep->plot_path[0] != '\0') {
-        if (draw_plot(sweep->plot_path, capacities, n_capacities, policies, n_policies, rates) !=
-            KVBM_OK) {
-            fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
-            return KVBM_ERR_IO;
-        }
-        fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->plot_path);
+    if (sweep->plot_path == NULL || sweep->plot_path[0] == '\0')
+        return KVBM_OK;
+    if (draw_plot(sweep->plot_path, grid->capacities, grid->n_capacities, (char **)grid->policies,
+                  grid->n_policies, rates) != KVBM_OK) {
+        fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
+        return KVBM_ERR_IO;
     }
+    fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->plot_path);
     return KVBM_OK;
 }
 
 kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
 {
-    /* The lists are taken whole (copied, split in place), or refused. */
-    char *capacity_items[SWEEP_MAX], *policies[SWEEP_MAX];
-    size_t n_capacities = 0, n_policies = 0;
-    char *capacity_text = strdup(sweep->capacities);
-    char *policy_text = NULL;
-    if (sweep->policies != NULL) {
-        policy_text = strdup(sweep->policies);
-    } else {
-        size_t bytes = 1;
-        for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
-            bytes += strlen(*name) + 1;
-        policy_text = calloc(bytes, 1);
-        size_t at = 0;
-        for (const char *const *name = kvbm_policy_names(); policy_text != NULL && *name != NULL;
-             name++) {
-            size_t n = strlen(*name);
-            if (at > 0)
-                policy_text[at++] = ',';
-            memcpy(policy_text + at, *name, n); /* bytes counted above: it fits */
-            at += n;
-        }
-    }
-    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    if (capacity_text == NULL || policy_text == NULL)
-        fprintf(stderr, "kvbm-replay: out of memory\n");
-    else
-        status = split_list(capacity_text, "--sweep", capacity_items, &n_capacities);
+    sweep_grid_t grid;
+    kvbm_status_t status = grid_parse(sweep, &grid);
     if (status == KVBM_OK)
-        status = split_list(policy_text, "--policies", policies, &n_policies);
-    if (status == KVBM_OK)
-        status = sweep_lists(base, sweep, capacity_items, n_capacities, policies, n_policies);
-    free(capacity_text);
-    free(policy_text);
+        status = sweep_grid(base, sweep, &grid);
+    grid_free(&grid);
     return status;
 }
