@@ -337,7 +337,8 @@ static kvbm_status_t read_one(const char *line, uint64_t *ids, size_t *n)
     if (status == KVBM_OK) {
         assert_int_equal(has_request, 1);
         assert_true(request.count <= 8);
-        memcpy(ids, request.hashes, request.count * sizeof(uint64_t));
+        if (request.count > 0)
+            memcpy(ids, request.hashes, request.count * sizeof(uint64_t));
         *n = request.count;
     }
     trace_reader_close(reader);

@@ -176,9 +176,10 @@ static void manager_request(manager_worker_t *w)
 static void *manager_worker_main(void *arg)
 {
     manager_worker_t *w = arg;
-    while (now_s() < w->deadline)
+    do { /* at least one round, however late the thread starts */
         for (int i = 0; i < 32; i++)
             manager_request(w);
+    } while (now_s() < w->deadline);
     return NULL;
 }
 
@@ -320,9 +321,10 @@ static void *cache_worker_main(void *arg)
     test_engine_t engine = {.backend = w->soak->backend, .stream = w->soak->engine};
     if (kvbm_fence_create(w->soak->backend, &engine.done) != KVBM_OK)
         return NULL;
-    while (now_s() < w->deadline)
+    do { /* at least one round, however late the thread starts */
         for (int i = 0; i < 8; i++)
             cache_request(w, &engine);
+    } while (now_s() < w->deadline);
     engine_finish(&engine);
     kvbm_fence_destroy(engine.done);
     return NULL;
