@@ -606,8 +606,12 @@ static kvbm_copy_method_t pick_method(const cuda_backend_t *b, const kvbm_copy_t
     return m;
 }
 
+/* Copies then the fence's event record. A copy's failure travels with the
+ * next fence (the call still succeeds); the record fails only when the
+ * device or context is in error, and then the copies already enqueued fail
+ * with it: the one case where an error can leave copies behind. */
 static kvbm_status_t cuda_copy_async(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
-                                     kvbm_copy_dir_t dir, bool fail)
+                                     kvbm_copy_dir_t dir, bool fail, void *fence)
 {
     cuda_backend_t *b = state;
     cuda_stream_t *s = stream;
@@ -615,7 +619,9 @@ static kvbm_status_t cuda_copy_async(void *state, void *stream, const kvbm_copy_
     if (st != KVBM_OK)
         return st;
     kvbm__mutex_lock(&s->mu);
-    if (fail) {
+    if (n == 0) {
+        st = KVBM_OK;
+    } else if (fail) {
         st = KVBM_ERR_COPY_FAILED; /* injected: nothing is enqueued */
     } else {
         switch (pick_method(b, copies, n, dir)) {
@@ -637,7 +643,8 @@ static kvbm_status_t cuda_copy_async(void *state, void *stream, const kvbm_copy_
     if (st != KVBM_OK && s->pending == KVBM_OK)
         s->pending = st;
     kvbm__mutex_unlock(&s->mu);
-    return KVBM_OK; /* failures travel with the next fence */
+    /* Failures of the copies travel with the next fence. */
+    return fence != NULL ? cuda_fence_record(state, fence, stream) : KVBM_OK;
 }
 
 static const kvbm__backend_ops_t cuda_ops = {

@@ -414,18 +414,17 @@ kvbm_status_t kvbm_backend_copy(kvbm_backend_t *backend, kvbm_stream_t *stream,
         if (copies[i].bytes > 0 && (copies[i].src == NULL || copies[i].dst == NULL))
             return KVBM_ERR_INVALID_ARG;
     }
+    if (n == 0 && fence == NULL)
+        return KVBM_OK;
+    bool fail = false;
     if (n > 0) {
         uint64_t call =
             atomic_fetch_add_explicit(&backend->copy_calls, 1, memory_order_relaxed) + 1;
-        bool fail = copy_fails(backend, stream, call);
-        kvbm_status_t st =
-            backend->ops->copy_async(backend->state, stream->impl, copies, n, dir, fail);
-        if (st != KVBM_OK)
-            return st;
+        fail = copy_fails(backend, stream, call);
     }
-    if (fence != NULL)
-        return backend->ops->fence_record(backend->state, fence->impl, stream->impl);
-    return KVBM_OK;
+    /* One call, so that an error leaves no copy enqueued without its fence. */
+    return backend->ops->copy_async(backend->state, stream->impl, copies, n, dir, fail,
+                                    fence != NULL ? fence->impl : NULL);
 }
 
 static bool dir_matches(kvbm_copy_dir_t dir, kvbm_mem_kind_t src, kvbm_mem_kind_t dst)

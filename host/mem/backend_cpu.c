@@ -315,23 +315,36 @@ static void cpu_fence_destroy(void *state, void *fence)
     fence_unref(fence);
 }
 
+static cpu_item_t *record_item_new(cpu_fence_t *f)
+{
+    cpu_item_t *it = kvbm__calloc(1, sizeof(*it));
+    if (it != NULL) {
+        it->kind = ITEM_RECORD;
+        it->fence = f;
+    }
+    return it;
+}
+
+/* Numbers a record item and queues it. The number is taken with the stream
+ * lock held (s->mu, held by the caller) so that records of one fence on one
+ * stream complete in number order. */
+static void record_enqueue_locked(cpu_stream_t *s, cpu_item_t *it)
+{
+    kvbm__mutex_lock(&it->fence->mu);
+    it->fence->refs++;
+    it->gen = ++it->fence->recorded;
+    kvbm__mutex_unlock(&it->fence->mu);
+    stream_enqueue_locked(s, it);
+}
+
 static kvbm_status_t cpu_fence_record(void *state, void *fence, void *stream)
 {
-    cpu_fence_t *f = fence;
-    cpu_item_t *it = kvbm__calloc(1, sizeof(*it));
+    cpu_item_t *it = record_item_new(fence);
     if (it == NULL)
         return KVBM_ERR_NO_MEMORY;
-    it->kind = ITEM_RECORD;
-    it->fence = f;
-    /* The record number is taken with the stream lock held so that records
-     * of one fence on one stream complete in number order. */
     cpu_stream_t *s = stream;
     kvbm__mutex_lock(&s->mu);
-    kvbm__mutex_lock(&f->mu);
-    f->refs++;
-    it->gen = ++f->recorded;
-    kvbm__mutex_unlock(&f->mu);
-    stream_enqueue_locked(s, it);
+    record_enqueue_locked(s, it);
     kvbm__mutex_unlock(&s->mu);
     return KVBM_OK;
 }
@@ -359,20 +372,36 @@ static kvbm_status_t cpu_fence_wait(void *state, void *fence)
 
 /* ----------------------------------------------------------------- copies */
 
+/* Both items (the copies, the fence's record) are made before either is
+ * queued, so a shortage queues nothing: no copy is left running that no
+ * fence covers. */
 static kvbm_status_t cpu_copy_async(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
-                                    kvbm_copy_dir_t dir, bool fail)
+                                    kvbm_copy_dir_t dir, bool fail, void *fence)
 {
     if (n > (SIZE_MAX - sizeof(cpu_item_t)) / sizeof(kvbm_copy_t))
         return KVBM_ERR_OVERFLOW;
-    cpu_item_t *it = kvbm__alloc(1, sizeof(*it) + n * sizeof(kvbm_copy_t));
-    if (it == NULL)
+    cpu_item_t *copy = NULL, *record = NULL;
+    if (n > 0) {
+        copy = kvbm__alloc(1, sizeof(*copy) + n * sizeof(kvbm_copy_t));
+        if (copy == NULL)
+            return KVBM_ERR_NO_MEMORY;
+        memset(copy, 0, sizeof(*copy));
+        copy->kind = ITEM_COPY;
+        copy->fail = fail;
+        copy->n = n;
+        memcpy(copy->copies, copies, n * sizeof(kvbm_copy_t));
+    }
+    if (fence != NULL && (record = record_item_new(fence)) == NULL) {
+        kvbm__free(copy);
         return KVBM_ERR_NO_MEMORY;
-    memset(it, 0, sizeof(*it));
-    it->kind = ITEM_COPY;
-    it->fail = fail;
-    it->n = n;
-    memcpy(it->copies, copies, n * sizeof(kvbm_copy_t));
-    stream_push(stream, it);
+    }
+    cpu_stream_t *s = stream;
+    kvbm__mutex_lock(&s->mu);
+    if (copy != NULL)
+        stream_enqueue_locked(s, copy);
+    if (record != NULL)
+        record_enqueue_locked(s, record);
+    kvbm__mutex_unlock(&s->mu);
     return KVBM_OK;
 }
 
