@@ -5,7 +5,10 @@
 #   scripts/setup-deps.sh fuzz     also clang and its libFuzzer runtime (scripts/fuzz.sh)
 set -euo pipefail
 
-packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox)
+# libnuma-dev: numa.h for the CUDA backend (libnuma itself is loaded at run
+# time); binutils: readelf/nm for tests/cuda/check_runs_without_cuda.sh;
+# liburing-dev: the disk tier's io_uring engine.
+packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox libnuma-dev binutils liburing-dev)
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang libclang-rt-dev)
 fi

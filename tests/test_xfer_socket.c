@@ -342,7 +342,7 @@ static int rank_busy(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
         /* Refusals are not arrivals; the one push that went through is. */
         XR_CHECK(atomic_load(&env.arrivals_failed) == 0);
         XR_CHECK(atomic_load(&env.arrivals_ok) == (gives_up ? 0 : 1));
-        XR_CHECK(xr_pools(&env, env.blocks - (gives_up ? 0 : N), 0, gives_up ? 0 : N));
+        XR_CHECK(xr_pools_settle(&env, env.blocks - (gives_up ? 0 : N), 0, gives_up ? 0 : N, 5.0));
     }
     xr_env_close(&env);
     return 0;

@@ -1,12 +1,13 @@
 /*
  * The tiered cache's calls; see include/kvbm/cache.h for the behaviour and
- * cache_batch.c for the copies in flight.
+ * batch.c for the copies in flight.
  *
  * Locking: cache->lock for the whole of each call (never while waiting for
  * a fence); inside it the G1 and G2 managers take their own locks.
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,8 +96,46 @@ static void g2_tier_destroy(kvbm_cache_t *cache)
     kvbm_layout_destroy(cache->g2_layout);
 }
 
-/* sizeof(kvbm_cache_config_t) at each published version (core/config.h). */
-static const size_t cache_config_sizes[] = {sizeof(kvbm_cache_config_t)};
+/* sizeof(kvbm_cache_config_t) at each published version (core/config.h):
+ * version 2 appended g3. */
+#define CACHE_CONFIG_V1_SIZE 176u
+_Static_assert(offsetof(kvbm_cache_config_t, g3) == CACHE_CONFIG_V1_SIZE,
+               "version 2 fields start at version 1's size");
+static const size_t cache_config_sizes[] = {CACHE_CONFIG_V1_SIZE, sizeof(kvbm_cache_config_t)};
+
+/* The copy streams, the per-block tables, the disk tier and the lock: what
+ * the calls need beyond the tiers' memory. On error nothing of it is left. */
+static kvbm_status_t runtime_create(kvbm_cache_t *cache, const kvbm_cache_config_t *config)
+{
+    kvbm_status_t status = kvbm_stream_create(cache->backend, &cache->d2h);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm_stream_create(cache->backend, &cache->h2d);
+    if (status != KVBM_OK)
+        goto err_destroy_d2h;
+    status = KVBM_ERR_NO_MEMORY;
+    cache->loading_seq = kvbm__calloc(cache->g1_blocks, sizeof(uint64_t));
+    cache->load_failed = kvbm__calloc(cache->g1_blocks, 1);
+    if (cache->loading_seq == NULL || cache->load_failed == NULL)
+        goto err_free_tables;
+    status = config->g3 != NULL ? kvbm__cache_g3_open(cache, config) : KVBM_OK;
+    if (status != KVBM_OK)
+        goto err_free_tables;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
+    if (status != KVBM_OK)
+        goto err_close_g3;
+    return KVBM_OK;
+
+err_close_g3:
+    kvbm__cache_g3_close(cache);
+err_free_tables:
+    kvbm__free(cache->loading_seq);
+    kvbm__free(cache->load_failed);
+    kvbm_stream_destroy(cache->h2d);
+err_destroy_d2h:
+    kvbm_stream_destroy(cache->d2h);
+    return status;
+}
 
 kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
 {
@@ -111,8 +150,9 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
     const kvbm_cache_config_t *config = &imported;
     if (config->backend == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
-        config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
+    if ((config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
+         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH) ||
+        (config->g3 != NULL && config->g2_blocks == 0))
         return KVBM_ERR_INVALID_ARG;
     kvbm_cache_t *cache = kvbm__calloc(1, sizeof(*cache));
     if (cache == NULL)
@@ -140,30 +180,12 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
         if (status != KVBM_OK)
             goto err_destroy_g1;
     }
-    status = kvbm_stream_create(cache->backend, &cache->d2h);
+    status = runtime_create(cache, config);
     if (status != KVBM_OK)
         goto err_destroy_g2;
-    status = kvbm_stream_create(cache->backend, &cache->h2d);
-    if (status != KVBM_OK)
-        goto err_destroy_d2h;
-    status = KVBM_ERR_NO_MEMORY;
-    cache->loading_seq = kvbm__calloc(cache->g1_blocks, sizeof(uint64_t));
-    cache->load_failed = kvbm__calloc(cache->g1_blocks, 1);
-    if (cache->loading_seq == NULL || cache->load_failed == NULL)
-        goto err_free_tables;
-    status = KVBM_OK;
-    KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
-    if (status != KVBM_OK)
-        goto err_free_tables;
     *cache_out = cache;
     return KVBM_OK;
 
-err_free_tables:
-    kvbm__free(cache->loading_seq);
-    kvbm__free(cache->load_failed);
-    kvbm_stream_destroy(cache->h2d);
-err_destroy_d2h:
-    kvbm_stream_destroy(cache->d2h);
 err_destroy_g2:
     g2_tier_destroy(cache);
 err_destroy_g1:
@@ -182,6 +204,7 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     if (cache == NULL)
         return;
     kvbm_cache_sync(cache);
+    kvbm__cache_g3_close(cache);
     kvbm_stream_destroy(cache->h2d);
     kvbm_stream_destroy(cache->d2h);
     g2_tier_destroy(cache);
@@ -196,83 +219,93 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
 
 /* ------------------------------------------------------------------ offload */
 
-/* A G2 block for one offload, or KVBM_BLOCK_NONE when G2 has none to give. */
-static uint32_t take_g2_block(kvbm_cache_t *cache)
+/* Issues what the call gathered. Copies that cannot be issued give their G2
+ * blocks back; the hashes are simply not cached. */
+static void submit_parts(kvbm_cache_t *cache, cache_offload_t *off)
 {
-    uint32_t block;
-    if (kvbm_manager_allocate(cache->g2, 1, &block, NULL, NULL) != KVBM_OK)
-        return KVBM_BLOCK_NONE;
-    return block;
-}
-
-/* Issues one part of an offload: its copies, or, when they cannot even be
- * issued, gives its G2 blocks back (the hashes are simply not cached). The
- * part is the caller's no longer. With the lock held. */
-static void issue_part(kvbm_cache_t *cache, cache_batch_t *part)
-{
-    if (part->n > 0 && kvbm__cache_batch_submit(cache, part) == KVBM_OK)
+    kvbm__cache_g3_flush(cache, off);
+    cache_batch_t *batch = off->copies;
+    off->copies = NULL;
+    if (batch == NULL)
         return;
-    if (part->n > 0) {
-        cache->metrics.failed_copies += part->n;
-        kvbm_manager_release(cache->g2, part->g2_ids, part->n);
+    if (batch->n > 0 && kvbm__cache_batch_submit(cache, batch) == KVBM_OK) {
+        off->copies_issued = true;
+        return;
     }
-    kvbm__cache_batch_unref(cache, part);
+    if (batch->n > 0) {
+        cache->metrics.failed_copies += batch->n;
+        kvbm_manager_release(cache->g2, batch->g2_ids, batch->n);
+    }
+    kvbm__cache_batch_unref(cache, batch);
 }
 
 /*
- * Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier): @p blocks
- * are (G1 block, hash) pairs, as allocate reports its evictions. With the
- * lock held; the offloads issued are cache->last_offload and those before it.
- *
- * The contract offloads one block at a time (take a G2 block, copy, register,
- * release), so a later offload of the same allocation may evict a block an
- * earlier one has just stored. A batch takes all its G2 blocks before any copy
- * lands, and a G2 block is registered only once its copy is done (decision
- * 18). So when G2 has no block left to give, the batch so far is issued as
- * one part and the call waits until the offloads in flight are processed
- * (registered and released in G2; the lock is dropped meanwhile), then goes
- * on with a new part. A G2 smaller than one allocation's evictions thus
- * caches what the one-by-one model caches; an offload is skipped only when
- * every G2 block is held (matched by callers, or being onboarded from).
+ * A G2 block for one offload, or KVBM_BLOCK_NONE when G2 has none to give.
+ * The G2 blocks of this call's offloads are held until their copies are
+ * processed, where the contract's one-by-one offloads would already have
+ * released them: so when G2 has none while this call has offloads pending,
+ * those are issued and processed first (the call waits, the lock released)
+ * and the take is tried again. Offloads are issued in parts rather than
+ * skipped. With a G3, the G2 victim the take evicts is written to G3 before
+ * its block is reused.
  */
+static uint32_t take_g2_block(kvbm_cache_t *cache, cache_offload_t *off)
+{
+    uint32_t block;
+    kvbm_evicted_t victim;
+    size_t n_victims = 0;
+    kvbm_status_t status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
+    bool pending = off->copies_issued || (off->copies != NULL && off->copies->n > 0);
+    if (status == KVBM_ERR_NO_BLOCKS && pending) {
+        submit_parts(cache, off);
+        kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+        off->copies_issued = false; /* all processed */
+        status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
+    }
+    if (status != KVBM_OK)
+        return KVBM_BLOCK_NONE;
+    if (n_victims > 0 && cache->g3 != NULL)
+        kvbm__cache_g3_offload(cache, block, victim.seq_hash, off);
+    return block;
+}
+
+/* Queues one G1 -> G2 copy in the parts' current batch (made on first use). */
+static bool queue_copy(kvbm_cache_t *cache, cache_offload_t *off, uint32_t g1_id, uint32_t g2_block,
+                       uint64_t hash)
+{
+    if (off->copies == NULL &&
+        kvbm__cache_batch_new(cache, BATCH_OFFLOAD, off->capacity, &off->copies) != KVBM_OK)
+        return false;
+    cache_batch_t *batch = off->copies;
+    batch->g1_ids[batch->n] = g1_id;
+    batch->g2_ids[batch->n] = g2_block;
+    batch->hashes[batch->n] = hash;
+    batch->n++;
+    return true;
+}
+
+/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier): @p blocks
+ * are (G1 block, hash) pairs, as allocate reports its evictions. With the
+ * lock held, which it drops only to issue offloads in parts. */
 static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count)
 {
     if (cache->g2 == NULL || count == 0)
         return;
-    cache_batch_t *part = NULL; /* the part being gathered; NULL until it has a block */
+    cache_offload_t off = {.capacity = count};
     for (size_t i = 0; i < count; i++) {
         if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
             continue;
-        uint32_t g2_block = take_g2_block(cache);
-        if (g2_block == KVBM_BLOCK_NONE && (part != NULL || cache->last_offload != NULL)) {
-            /* G2's blocks are being written: land them, then look again (the
-             * lock is dropped while waiting, so G2 may have gained the hash). */
-            if (part != NULL)
-                issue_part(cache, part);
-            part = NULL;
-            if (cache->last_offload != NULL)
-                kvbm__cache_wait_processed(cache, cache->last_offload->seq);
-            if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
-                continue;
-            g2_block = take_g2_block(cache);
-        }
+        uint32_t g2_block = take_g2_block(cache, &off);
         if (g2_block == KVBM_BLOCK_NONE) {
             cache->metrics.offload_skipped++;
             continue;
         }
-        if (part == NULL &&
-            kvbm__cache_batch_new(cache, BATCH_OFFLOAD, count - i, &part) != KVBM_OK) {
+        if (!queue_copy(cache, &off, blocks[i].block_id, g2_block, blocks[i].seq_hash)) {
+            cache->metrics.offload_skipped++;
             kvbm_manager_release(cache->g2, &g2_block, 1);
-            cache->metrics.offload_skipped += count - i;
-            break;
         }
-        part->g1_ids[part->n] = blocks[i].block_id;
-        part->g2_ids[part->n] = g2_block;
-        part->hashes[part->n] = blocks[i].seq_hash;
-        part->n++;
     }
-    if (part != NULL)
-        issue_part(cache, part);
+    submit_parts(cache, &off);
 }
 
 /*
@@ -329,61 +362,19 @@ static void forget_blocks(kvbm_cache_t *cache, const uint32_t *ids, size_t count
     }
 }
 
-/*
- * Working memory of one call, taken before the call changes anything, so
- * that running short of memory refuses the call cleanly instead of leaving
- * it half done. @p capacity is the number of G1 blocks the call may take,
- * never more than G1 holds; small calls use the stack.
- */
-typedef struct call_scratch {
-    kvbm_evicted_t *evicted; /* (block, hash) pairs: G1's evictions, or write-through copies */
-    uint32_t *g2_ids;        /* the G2 hits of a match */
-    uint32_t *fresh;         /* the new G1 blocks; register: the ids as given */
-    void *heap;              /* one allocation behind all of the above, or NULL */
-    kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
-    uint32_t stack_g2_ids[SCRATCH_ON_STACK];
-    uint32_t stack_fresh[SCRATCH_ON_STACK];
-} call_scratch_t;
-
-static kvbm_status_t scratch_open(call_scratch_t *scratch, size_t capacity)
-{
-    scratch->heap = NULL;
-    if (capacity <= SCRATCH_ON_STACK) {
-        scratch->evicted = scratch->stack_evicted;
-        scratch->g2_ids = scratch->stack_g2_ids;
-        scratch->fresh = scratch->stack_fresh;
-        return KVBM_OK;
-    }
-    /* Widest elements first, so every array stays aligned. */
-    const size_t per_block = sizeof(kvbm_evicted_t) + 2 * sizeof(uint32_t);
-    unsigned char *heap = kvbm__alloc(capacity, per_block);
-    if (heap == NULL)
-        return KVBM_ERR_NO_MEMORY;
-    scratch->heap = heap;
-    scratch->evicted = (kvbm_evicted_t *)heap;
-    scratch->g2_ids = (uint32_t *)(heap + capacity * sizeof(kvbm_evicted_t));
-    scratch->fresh = scratch->g2_ids + capacity;
-    return KVBM_OK;
-}
-
-static void scratch_close(call_scratch_t *scratch)
-{
-    kvbm__free(scratch->heap);
-}
-
-/* G1 allocation plus the offload of what it evicted. Fails only as the G1
- * allocation does (KVBM_ERR_NO_BLOCKS), changing nothing. */
+/* G1 allocation plus the offload of what it evicted, into @p evicted (room
+ * for @p count, taken by the caller before anything changed). Fails only as
+ * the G1 allocation does (KVBM_ERR_NO_BLOCKS), changing nothing. */
 static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
-                                     call_scratch_t *scratch)
+                                     kvbm_evicted_t *evicted)
 {
     size_t n_evicted = 0;
-    kvbm_status_t status =
-        kvbm_manager_allocate(cache->g1, count, ids_out, scratch->evicted, &n_evicted);
+    kvbm_status_t status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
     if (status != KVBM_OK)
         return status;
     forget_blocks(cache, ids_out, count);
     if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
-        offload_blocks(cache, scratch->evicted, n_evicted);
+        offload_blocks(cache, evicted, n_evicted);
     return KVBM_OK;
 }
 
@@ -392,20 +383,22 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
 {
     if (cache == NULL || (count > 0 && ids_out == NULL))
         return KVBM_ERR_INVALID_ARG;
-    /* More than G1 holds can never be given (and bounds every size below). */
+    /* More than G1 holds can never be given (and bounds the size below). */
     if (count > cache->g1_blocks)
         return KVBM_ERR_NO_BLOCKS;
-    call_scratch_t scratch;
-    kvbm_status_t status = scratch_open(&scratch, count);
-    if (status != KVBM_OK)
-        return status;
+    kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
+    kvbm_evicted_t *evicted =
+        count <= SCRATCH_ON_STACK ? stack_evicted : kvbm__alloc(count, sizeof(kvbm_evicted_t));
+    if (evicted == NULL)
+        return KVBM_ERR_NO_MEMORY;
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    status = allocate_locked(cache, count, ids_out, &scratch);
+    kvbm_status_t status = allocate_locked(cache, count, ids_out, evicted);
     if (status == KVBM_OK)
         order_engine(cache, count > 0, NULL, ready);
     kvbm__mutex_unlock(&cache->lock);
-    scratch_close(&scratch);
+    if (evicted != stack_evicted)
+        kvbm__free(evicted);
     return status;
 }
 
@@ -457,77 +450,179 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     return KVBM_OK;
 }
 
-static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                                    bool allocate_rest, uint32_t *ids_out,
-                                    kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
+/*
+ * Refuses before taking anything if G1 could not hold what the call would
+ * allocate: a match moves blocks out of the evictable pool, and releasing
+ * them again would change the eviction order. (Only calls through this cache
+ * change its managers, and they hold the cache lock, so the peek stays true
+ * until the G1 allocation.)
+ */
+static kvbm_status_t check_fits(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                bool allocate_rest, size_t *k1_out)
 {
-    /* Measure the request before taking anything: a match moves blocks out
-     * of the evictable pool, and releasing them again would change the
-     * eviction order. So a request G1 cannot hold, or one that finds no
-     * memory for its working set, is refused here. (Only calls through this
-     * cache change its managers, and they hold the cache lock, so what is
-     * measured stays true.) */
-    size_t k1_peek = 0, k1_inactive = 0, k2_peek = 0;
-    kvbm_status_t status =
-        kvbm_manager_match_length(cache->g1, hashes, count, &k1_peek, &k1_inactive);
+    size_t k1 = 0, k1_inactive = 0, k2 = 0, k3 = 0;
+    kvbm_status_t status = kvbm_manager_match_length(cache->g1, hashes, count, &k1, &k1_inactive);
     if (status == KVBM_OK && cache->g2 != NULL && !allocate_rest)
-        status =
-            kvbm_manager_match_length(cache->g2, hashes + k1_peek, count - k1_peek, &k2_peek, NULL);
+        status = kvbm_manager_match_length(cache->g2, hashes + k1, count - k1, &k2, NULL);
+    if (status == KVBM_OK && cache->g3 != NULL && !allocate_rest)
+        status = kvbm_manager_match_length(cache->g3_manager, hashes + k1 + k2, count - k1 - k2,
+                                           &k3, NULL);
     if (status != KVBM_OK)
         return status;
     kvbm_pool_counts_t g1_counts;
     kvbm_manager_counts(cache->g1, &g1_counts);
     assert(k1_inactive <= g1_counts.inactive);
-    size_t need = allocate_rest ? count - k1_peek : k2_peek;
+    size_t need = allocate_rest ? count - k1 : k2 + k3;
     if (need > g1_counts.reset + g1_counts.inactive - k1_inactive)
         return KVBM_ERR_NO_BLOCKS;
-    call_scratch_t scratch;
-    status = scratch_open(&scratch, need);
-    if (status != KVBM_OK)
-        return status;
+    *k1_out = k1;
+    return KVBM_OK;
+}
 
-    size_t k1 = 0, k2 = 0;
-    status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
-    if (status != KVBM_OK)
-        goto out_close_scratch;
-    assert(k1 == k1_peek);
-    /* G2 continues the prefix: at most need blocks (all of the rest for
-     * acquire; exactly the k2 measured for match). */
-    if (cache->g2 != NULL && need > 0) {
-        status = kvbm_manager_match(cache->g2, hashes + k1, need, scratch.g2_ids, &k2);
-        if (status != KVBM_OK)
-            goto err_release_g1;
+/* What one call found below G1 and the G1 blocks it allocated: fresh[0, k2)
+ * take the G2 hits, fresh[k2, k2 + k3) the G3 hits, the rest are new. The
+ * arrays (and room for what the G1 allocation evicts) are taken before the
+ * call changes anything, sized by the rest of the request after the G1
+ * prefix measured (at most G1's size, check_fits() saw to that); small
+ * calls use the stack. */
+typedef struct lower_hits {
+    uint32_t *g2_ids;
+    uint32_t *g3_ids;
+    uint32_t *fresh;
+    kvbm_evicted_t *evicted;
+    size_t k2, k3;
+    void *heap; /* one allocation behind the arrays, or NULL */
+    kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
+    uint32_t stack_ids[3 * SCRATCH_ON_STACK];
+} lower_hits_t;
+
+static kvbm_status_t open_lower(lower_hits_t *hits, size_t rest)
+{
+    hits->k2 = hits->k3 = 0;
+    hits->heap = NULL;
+    if (rest <= SCRATCH_ON_STACK) {
+        hits->evicted = hits->stack_evicted;
+        hits->g2_ids = hits->stack_ids;
+    } else {
+        /* Widest elements first, so every array stays aligned. */
+        unsigned char *heap =
+            kvbm__alloc(rest, sizeof(kvbm_evicted_t) + 3 * sizeof(uint32_t));
+        if (heap == NULL)
+            return KVBM_ERR_NO_MEMORY;
+        hits->heap = heap;
+        hits->evicted = (kvbm_evicted_t *)heap;
+        hits->g2_ids = (uint32_t *)(heap + rest * sizeof(kvbm_evicted_t));
     }
-    status = allocate_locked(cache, need, scratch.fresh, &scratch);
-    if (status != KVBM_OK)
-        goto err_release_g2;
-    cache_batch_t *onboard = NULL;
-    if (k2 > 0 && onboard_locked(cache, hashes, k1, k2, scratch.g2_ids, scratch.fresh, ids_out,
-                                 &onboard) != KVBM_OK) {
-        /* Not registered: the G2 hits are given up; the new G1 blocks become
-         * plain fresh blocks (acquire) or are released (match). */
-        kvbm_manager_release(cache->g2, scratch.g2_ids, k2);
-        k2 = 0;
-        if (!allocate_rest) {
-            kvbm_manager_release(cache->g1, scratch.fresh, need);
-            need = 0;
+    size_t room = rest <= SCRATCH_ON_STACK ? SCRATCH_ON_STACK : rest;
+    hits->g3_ids = hits->g2_ids + room;
+    hits->fresh = hits->g3_ids + room;
+    return KVBM_OK;
+}
+
+static kvbm_status_t match_lower(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
+                                 size_t rest, lower_hits_t *hits)
+{
+    if (rest == 0)
+        return KVBM_OK;
+    kvbm_status_t status = KVBM_OK;
+    if (cache->g2 != NULL)
+        status = kvbm_manager_match(cache->g2, hashes + k1, rest, hits->g2_ids, &hits->k2);
+    if (status == KVBM_OK && cache->g3 != NULL) {
+        status = kvbm_manager_match(cache->g3_manager, hashes + k1 + hits->k2, rest - hits->k2,
+                                    hits->g3_ids, &hits->k3);
+        if (status != KVBM_OK) {
+            kvbm_manager_release(cache->g2, hits->g2_ids, hits->k2);
+            hits->k2 = 0;
         }
     }
-    if (need > k2)
-        memcpy(ids_out + k1 + k2, scratch.fresh + k2, sizeof(uint32_t) * (need - k2));
+    return status;
+}
+
+static void release_lower(kvbm_cache_t *cache, lower_hits_t *hits)
+{
+    if (hits->k2 > 0)
+        kvbm_manager_release(cache->g2, hits->g2_ids, hits->k2);
+    if (hits->k3 > 0)
+        kvbm_manager_release(cache->g3_manager, hits->g3_ids, hits->k3);
+    hits->k2 = hits->k3 = 0;
+}
+
+static void free_lower(lower_hits_t *hits)
+{
+    kvbm__free(hits->heap);
+}
+
+/* Onboards the G2 then the G3 hits into their fresh G1 blocks. Returns the
+ * newest onboard batch (with a reference for the caller), or NULL. If the G2
+ * hits cannot even be registered (out of memory) both are given up: the new
+ * G1 blocks become plain fresh blocks (acquire) or are released (match). */
+static cache_batch_t *onboard_lower(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
+                                    bool allocate_rest, lower_hits_t *hits, size_t *need,
+                                    uint32_t *ids_out)
+{
+    cache_batch_t *g2_batch = NULL, *g3_batch = NULL;
+    if (hits->k2 > 0 && onboard_locked(cache, hashes, k1, hits->k2, hits->g2_ids, hits->fresh,
+                                       ids_out, &g2_batch) != KVBM_OK) {
+        release_lower(cache, hits);
+        if (!allocate_rest) {
+            kvbm_manager_release(cache->g1, hits->fresh, *need);
+            *need = 0;
+        }
+        return NULL;
+    }
+    if (g2_batch != NULL)
+        g2_batch->refs++; /* the G3 onboarding below may drop the lock */
+    if (hits->k3 > 0)
+        kvbm__cache_g3_onboard(cache, hashes, k1 + hits->k2, hits->k3, hits->g3_ids,
+                               hits->fresh + hits->k2, ids_out, &g3_batch);
+    if (g3_batch == NULL)
+        return g2_batch;
+    kvbm__cache_batch_unref(cache, g2_batch); /* on the same stream, the G3 one covers it */
+    return g3_batch;
+}
+
+static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                    bool allocate_rest, uint32_t *ids_out,
+                                    kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
+{
+    size_t k1 = 0, k1_measured = 0;
+    kvbm_status_t status = check_fits(cache, hashes, count, allocate_rest, &k1_measured);
+    if (status != KVBM_OK)
+        return status;
+    lower_hits_t hits;
+    status = open_lower(&hits, count - k1_measured);
+    if (status == KVBM_OK)
+        status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
+    if (status != KVBM_OK)
+        goto out_free;
+    assert(k1 == k1_measured);
+    size_t rest = count - k1;
+    status = match_lower(cache, hashes, k1, rest, &hits);
+    if (status != KVBM_OK)
+        goto err_release_g1;
+    size_t need = allocate_rest ? rest : hits.k2 + hits.k3;
+    status = allocate_locked(cache, need, hits.fresh, hits.evicted);
+    if (status != KVBM_OK)
+        goto err_release_lower;
+    cache_batch_t *onboard = onboard_lower(cache, hashes, k1, allocate_rest, &hits, &need, ids_out);
+    size_t onboarded = hits.k2 + hits.k3;
+    if (need > onboarded)
+        memcpy(ids_out + k1 + onboarded, hits.fresh + onboarded,
+               sizeof(uint32_t) * (need - onboarded));
     order_engine(cache, need > 0, onboard, ready);
+    kvbm__cache_batch_unref(cache, onboard);
     result_out->g1 = k1;
-    result_out->onboarded = k2;
-    scratch_close(&scratch);
+    result_out->onboarded = onboarded;
+    result_out->g3 = hits.k3;
+    free_lower(&hits);
     return KVBM_OK;
 
-err_release_g2:
-    if (k2 > 0)
-        kvbm_manager_release(cache->g2, scratch.g2_ids, k2);
+err_release_lower:
+    release_lower(cache, &hits);
 err_release_g1:
     kvbm_manager_release(cache->g1, ids_out, k1);
-out_close_scratch:
-    scratch_close(&scratch);
+out_free:
+    free_lower(&hits);
     return status;
 }
 
@@ -569,29 +664,34 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
         return KVBM_ERR_INVALID_ARG;
     /* Write-through copies only the blocks that end up carrying their hash
      * (not dedups, and a hash repeated in the call once). ids_out may alias
-     * ids, so the ids are kept aside first; that memory is taken before
-     * anything changes. More blocks than G1 holds cannot all be mutable, and
-     * the manager refuses them without the copy. */
+     * ids, so the ids are kept aside first, in memory taken before anything
+     * changes. More blocks than G1 holds cannot all be mutable, and the
+     * manager refuses them without the copy. */
     bool write_through =
         cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0 && count <= cache->g1_blocks;
-    call_scratch_t scratch;
-    kvbm_status_t status = scratch_open(&scratch, write_through ? count : 0);
-    if (status != KVBM_OK)
-        return status;
-    if (write_through)
-        memcpy(scratch.fresh, ids, sizeof(uint32_t) * count);
+    kvbm_evicted_t stack_copies[SCRATCH_ON_STACK];
+    kvbm_evicted_t *copies = NULL;
+    if (write_through) {
+        copies = count <= SCRATCH_ON_STACK ? stack_copies
+                                           : kvbm__alloc(count, sizeof(kvbm_evicted_t));
+        if (copies == NULL)
+            return KVBM_ERR_NO_MEMORY;
+        for (size_t i = 0; i < count; i++)
+            copies[i] = (kvbm_evicted_t){ids[i], hashes[i]};
+    }
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
+    kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
     if (status == KVBM_OK && write_through) {
         size_t n = 0;
         for (size_t i = 0; i < count; i++)
-            if (ids_out[i] == scratch.fresh[i])
-                scratch.evicted[n++] = (kvbm_evicted_t){scratch.fresh[i], hashes[i]};
-        offload_blocks(cache, scratch.evicted, n);
+            if (ids_out[i] == copies[i].block_id)
+                copies[n++] = copies[i];
+        offload_blocks(cache, copies, n);
     }
     kvbm__mutex_unlock(&cache->lock);
-    scratch_close(&scratch);
+    if (copies != stack_copies)
+        kvbm__free(copies);
     return status;
 }
 
@@ -677,17 +777,45 @@ kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_
 
 kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier)
 {
-    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1_pool : cache->g2_pool;
+    if (cache == NULL)
+        return NULL;
+    return tier == KVBM_TIER_G1 ? cache->g1_pool : tier == KVBM_TIER_G2 ? cache->g2_pool : NULL;
 }
 
 const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier)
 {
-    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1_layout : cache->g2_layout;
+    if (cache == NULL)
+        return NULL;
+    return tier == KVBM_TIER_G1 ? cache->g1_layout : tier == KVBM_TIER_G2 ? cache->g2_layout : NULL;
 }
 
 kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier)
 {
-    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1 : cache->g2;
+    if (cache == NULL)
+        return NULL;
+    switch (tier) {
+    case KVBM_TIER_G1:
+        return cache->g1;
+    case KVBM_TIER_G2:
+        return cache->g2;
+    case KVBM_TIER_G3:
+        return cache->g3_manager;
+    default:
+        return NULL;
+    }
+}
+
+kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache, kvbm_disk_metrics_t *metrics_out)
+{
+    if (cache == NULL || metrics_out == NULL || cache->g3 == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm__disk_store_metrics(cache->g3_store, metrics_out);
+    return KVBM_OK;
+}
+
+const char *kvbm_cache_g3_engine(const kvbm_cache_t *cache)
+{
+    return cache == NULL || cache->g3 == NULL ? NULL : kvbm__disk_store_engine(cache->g3_store);
 }
 
 void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
@@ -716,5 +844,16 @@ kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
     kvbm_status_t status = kvbm_manager_metrics_prometheus(cache->g1, out);
     if (status == KVBM_OK && cache->g2 != NULL)
         status = kvbm_manager_metrics_prometheus(cache->g2, out);
-    return status;
+    if (status == KVBM_OK && cache->g3 != NULL)
+        status = kvbm_manager_metrics_prometheus(cache->g3_manager, out);
+    if (status != KVBM_OK || cache->g3 == NULL)
+        return status;
+    kvbm_disk_metrics_t d;
+    kvbm__disk_store_metrics(cache->g3_store, &d);
+#define KVBM_DISK_PROM_LINE(field, type, help)                                                     \
+    if (rc >= 0)                                                                                   \
+        rc = kvbm__prometheus_write(out, "disk_" #field, #type, help, "tier=\"g3\"", d.field);
+    KVBM_DISK_METRICS_LIST(KVBM_DISK_PROM_LINE)
+#undef KVBM_DISK_PROM_LINE
+    return rc < 0 ? KVBM_ERR_IO : KVBM_OK;
 }

@@ -3,6 +3,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Attempts so far, the attempt number that must fail (0: none), and blocks
  * allocated and not yet freed. Plain counters with no ordering to keep
@@ -74,6 +75,25 @@ void *kvbm__realloc(void *ptr, size_t count, size_t size)
         return NULL;
     void *grown = realloc(ptr, bytes);
     return ptr == NULL ? counted(grown) : grown;
+}
+
+void *kvbm__alloc_aligned(size_t alignment, size_t count, size_t size)
+{
+    size_t bytes;
+    void *ptr = NULL;
+    if (kvbm__alloc_injected_failure() || !checked_bytes(count, size, &bytes) ||
+        posix_memalign(&ptr, alignment, bytes) != 0)
+        return NULL;
+    return counted(ptr);
+}
+
+char *kvbm__strdup(const char *text)
+{
+    size_t bytes = strlen(text) + 1;
+    char *copy = kvbm__alloc(bytes, 1);
+    if (copy != NULL)
+        memcpy(copy, text, bytes);
+    return copy;
 }
 
 void kvbm__free(void *ptr)

@@ -34,6 +34,13 @@ void *kvbm__calloc(size_t count, size_t size);
  * failure returns NULL and leaves @p ptr as it was. */
 void *kvbm__realloc(void *ptr, size_t count, size_t size);
 
+/* As kvbm__alloc, at an address aligned to @p alignment (a power of two and
+ * a multiple of sizeof(void *); direct I/O buffers). */
+void *kvbm__alloc_aligned(size_t alignment, size_t count, size_t size);
+
+/* A copy of the string @p text; NULL as kvbm__alloc. */
+char *kvbm__strdup(const char *text);
+
 /* Frees what the functions above returned. NULL is a no-op. */
 void kvbm__free(void *ptr);
 

@@ -2,7 +2,7 @@
  * The logical block manager: reset, active and inactive pools over dense
  * block ids, a hash registry, and a pluggable inactive-pool policy.
  *
- * Locking: one mutex per manager (manager_internal.h), taken once by each
+ * Locking: one mutex per manager (internal.h), taken once by each
  * public call for the whole call. A call validates all of its input before
  * it changes anything, so a refused call leaves every pool, count and the
  * policy exactly as they were.

@@ -1,7 +1,7 @@
 /*
  * Transfer objects: creation and requests, and the helpers the worker
- * (xfer_client.c: requests this rank starts) and the service thread
- * (xfer_server.c: requests peers start) share. The protocol is
+ * (client.c: requests this rank starts) and the service thread
+ * (server.c: requests peers start) share. The protocol is
  * described in docs/TRANSFER.md; in short, for a push:
  *
  *   client                         server (peer)

@@ -1,7 +1,8 @@
 /**
  * @file cache.h
- * @brief The tiered cache: a device tier (G1) and a pinned-host tier (G2)
- *        with eviction-triggered offload and prefix-hit onboarding.
+ * @brief The tiered cache: a device tier (G1), a pinned-host tier (G2) and
+ *        an optional disk tier (G3), with eviction-triggered offload and
+ *        prefix-hit onboarding.
  *
  * A kvbm_cache_t owns two logical managers (G1 over a device pool, G2 over a
  * pinned host pool, both laid out by one geometry), and two copy streams of
@@ -22,6 +23,18 @@
  *   hits get new G1 blocks, a host-to-device copy (one batch) and are
  *   registered in G1 at once, so a concurrent request for the same hashes
  *   finds and shares the onboarding in flight instead of copying again.
+ *
+ * - Disk tier (G3, optional, below G2; include/kvbm/disk.h): when taking a
+ *   G2 block evicts G2's victim, the victim is first written to G3 unless
+ *   G3 has its hash (write-back, inclusive); its bytes are copied into a
+ *   pinned staging buffer at once and written by the disk engine, and the
+ *   G3 block is registered once the write has completed. A match continues
+ *   G1 -> G2 -> G3; G3 hits are read from disk into staging buffers (the
+ *   call waits for the reads, with the cache lock released), verified (header
+ *   and XXH3 checksum), registered in G1 and copied in with a host-to-device
+ *   copy covered by the call's fence, like G2 onboarding. A block whose read
+ *   fails or does not verify is never registered in G1: it is withdrawn from
+ *   G3, counted, and kvbm_cache_check() reports KVBM_ERR_COPY_FAILED for it.
  *
  * Ordering (what peers got wrong):
  * 1. An offload never reads a slab the engine may still be writing: with an
@@ -54,6 +67,7 @@
 #include <stdio.h>
 
 #include "kvbm/backend.h"
+#include "kvbm/disk.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"
 #include "kvbm/policy.h"
@@ -63,7 +77,7 @@
 extern "C" {
 #endif
 
-#define KVBM_CACHE_CONFIG_VERSION 1u
+#define KVBM_CACHE_CONFIG_VERSION 2u
 
 typedef struct kvbm_cache kvbm_cache_t;
 
@@ -75,6 +89,7 @@ typedef enum kvbm_offload_mode {
 typedef enum kvbm_tier {
     KVBM_TIER_G1 = 1, /**< device */
     KVBM_TIER_G2 = 2, /**< pinned host */
+    KVBM_TIER_G3 = 3, /**< disk */
 } kvbm_tier_t;
 
 /** Stored/removed events of one tier; same rules as kvbm_event_fn. */
@@ -107,6 +122,12 @@ typedef struct kvbm_cache_config {
      */
     void *g1_memory;
     size_t g1_memory_bytes;
+    /**
+     * Optional disk tier below G2 (needs g2_blocks > 0); NULL for none. Read
+     * at create only (strings included). Its blocks have G1's geometry; its
+     * namespace is that geometry, the model id and the TP rank and size.
+     */
+    const kvbm_disk_config_t *g3;
 } kvbm_cache_config_t;
 
 #define KVBM_CACHE_CONFIG_INIT                                                                     \
@@ -125,7 +146,15 @@ typedef struct kvbm_cache_config {
     X(g2_hits, counter, "blocks found in G2 by match (onboardings started)")                       \
     X(failed_copies, counter, "blocks whose offload or onboard copy failed")                       \
     X(copy_batches, counter, "batched copy calls issued")                                          \
-    X(copies_in_flight, gauge, "blocks in copies not yet completed and processed")
+    X(copies_in_flight, gauge, "blocks in copies not yet completed and processed")                 \
+    X(g3_offloads, counter, "blocks written G2 to G3 and registered in G3")                        \
+    X(g3_offload_bytes, counter, "bytes written G2 to G3 by successful offloads")                  \
+    X(g3_offload_skipped, counter, "G2 victims not written: G3 had no block to give")              \
+    X(g3_hits, counter, "blocks found in G3 by match (onboardings started)")                       \
+    X(g3_hits_from_file, counter, "G3 hits on blocks the file held when the cache was created")    \
+    X(g3_onboards, counter, "blocks read from G3, verified and copied into G1")                    \
+    X(g3_onboard_bytes, counter, "bytes copied G3 to G1 by successful onboards")                   \
+    X(g3_failed_loads, counter, "G3 hits whose read failed or did not verify (never served)")
 
 typedef struct kvbm_cache_metrics {
 #define KVBM_CACHE_METRICS_FIELD(field, type, help) uint64_t field;
@@ -133,23 +162,31 @@ typedef struct kvbm_cache_metrics {
 #undef KVBM_CACHE_METRICS_FIELD
 } kvbm_cache_metrics_t;
 
-/** What a match found: ids[0, g1) were cached in G1, ids[g1, g1 + onboarded) come from G2. */
+/**
+ * What a match found: ids[0, g1) were cached in G1, ids[g1, g1 + onboarded)
+ * are onboarded, from G2 first, then (the last @c g3 of them) from G3.
+ */
 typedef struct kvbm_cache_match_result {
     size_t g1;
     size_t onboarded;
+    size_t g3; /**< of the onboarded blocks, how many come from G3 */
 } kvbm_cache_match_result_t;
 
 /**
  * @brief Create a cache: allocates the G1 device pool, the G2 host pool and
- *        the copy streams from the backend.
+ *        the copy streams from the backend, and opens the G3 file (warm
+ *        when it holds blocks of the same namespace and geometry).
  * @param[out] cache_out set only on success; free with kvbm_cache_destroy().
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (also g1_memory too small or
- *         misaligned); KVBM_ERR_VERSION; layout errors; KVBM_ERR_NO_MEMORY;
- *         KVBM_ERR_DEVICE.
+ *         misaligned, or a G3 without G2); KVBM_ERR_VERSION; layout errors;
+ *         KVBM_ERR_NO_MEMORY; KVBM_ERR_DEVICE; G3: KVBM_ERR_BUSY (the file
+ *         is open elsewhere), KVBM_ERR_IO, KVBM_ERR_UNSUPPORTED (io_uring
+ *         asked for and unavailable).
  */
 kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out);
 
-/** @brief Wait for every copy, then free everything. NULL is a no-op. */
+/** @brief Wait for every copy and disk write, then free everything (the G3
+ *         file stays on disk). NULL is a no-op. */
 void kvbm_cache_destroy(kvbm_cache_t *cache);
 
 /**
@@ -221,15 +258,15 @@ kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache);
 kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
                                        uint32_t outer, void **addr_out);
 
-/** @brief The pool of a tier (G2 is NULL without a host tier). */
+/** @brief The pool of a tier (G2 is NULL without a host tier; G3 has none). */
 kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier);
 
-/** @brief The layout of a tier's pool. */
+/** @brief The layout of a tier's pool (G3: NULL). */
 const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /**
  * @brief The manager of a tier, for counts, metrics, contains() and
- *        match_length() (NULL for G2 without a host tier). Calls that change
+ *        match_length() (NULL for a tier the cache does not have). Calls that change
  *        a tier must go through the cache, which keeps both tiers and the
  *        copies consistent.
  */
@@ -239,8 +276,20 @@ kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier);
 void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
 
 /**
- * @brief Write the cache's metrics, then both tiers' manager metrics, as
- *        Prometheus text (managers labelled "g1" and "g2").
+ * @brief Snapshot of the disk tier's store metrics.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, or no G3).
+ */
+kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache, kvbm_disk_metrics_t *metrics_out);
+
+/**
+ * @brief The disk tier's I/O engine, chosen when the cache was created:
+ *        "io_uring+direct", "threads+buffered", ...; NULL without G3.
+ */
+const char *kvbm_cache_g3_engine(const kvbm_cache_t *cache);
+
+/**
+ * @brief Write the cache's metrics, then every tier's manager metrics
+ *        (labelled "g1", "g2", "g3"), then the disk tier's, as Prometheus text.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_IO.
  */
 kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out);

@@ -23,6 +23,14 @@ static void usage(FILE *out)
             "  --g2-blocks N      host tier capacity in blocks (default 0: no host tier)\n"
             "  --policy NAME      G1 eviction policy (default lru); belady = offline bound\n"
             "  --g2-policy NAME   G2 eviction policy (default: same as --policy)\n"
+            "  --g3-blocks N      disk tier capacity in blocks (default 0: no disk tier;\n"
+            "                     needs --g2-blocks)\n"
+            "  --g3-policy NAME   G3 eviction policy (default: same as --g2-policy)\n"
+            "  --g3-dir DIR       data mode: directory of the G3 file (default /tmp)\n"
+            "  --g3-keep          data mode: reopen the G3 file an earlier run kept (warm)\n"
+            "                     and keep it (default: start empty, remove it at the end)\n"
+            "  --g3-min-free-mib N  data mode: free space G3 leaves on its filesystem\n"
+            "                     (default 1024)\n"
             "  --limit N          replay only the first N requests\n"
             "  --json             print one JSON object with the counts on stdout\n"
             "  --sweep C1,C2,...  capacity sweep: every policy at every G1 capacity\n"
@@ -34,7 +42,7 @@ static void usage(FILE *out)
             "  --logical          with a G2 tier: replay the logic only, no data copies\n"
             "  --backend KIND     data mode memory backend: auto (default), cpu, cuda\n"
             "  --block-kib N      data mode block size in KiB (default 16)\n"
-            "  --no-verify        data mode: do not stamp and check block contents\n"
+            "  --no-verify        data mode: do not fill and check block contents\n"
             "  --max-line-bytes N longest trace line accepted (default 16777216, at most\n"
             "                     1073741824); a longer line stops the replay with an error\n"
             "policies:");
@@ -65,6 +73,13 @@ static int parse_size(const char *text, size_t max, size_t *out)
     return 0;
 }
 
+static const char *g3_policy_name(const run_options_t *options)
+{
+    if (options->g3_policy != NULL)
+        return options->g3_policy;
+    return options->g2_policy != NULL ? options->g2_policy : options->policy;
+}
+
 static void print_summary(const run_options_t *options, const run_result_t *result)
 {
     const replay_counts_t *c = &result->counts;
@@ -73,21 +88,29 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
     fprintf(stderr, "  policy %s, G1 %u blocks", options->policy, options->g1_blocks);
     if (options->g2_blocks > 0)
         fprintf(stderr, ", G2 %u blocks (%s)", options->g2_blocks, g2_policy);
+    if (options->g3_blocks > 0)
+        fprintf(stderr, ", G3 %u blocks (%s%s%s)", options->g3_blocks, g3_policy_name(options),
+                result->g3_engine[0] != '\0' ? ", " : "", result->g3_engine);
     fprintf(stderr, ", backend %s\n", result->backend);
-    fprintf(stderr, "  %-16s %12s\n", "count", "value");
-#define PRINT_COUNT(name) fprintf(stderr, "  %-16s %12llu\n", #name, (unsigned long long)c->name);
+    fprintf(stderr, "  %-18s %12s\n", "count", "value");
+#define PRINT_COUNT(name) fprintf(stderr, "  %-18s %12llu\n", #name, (unsigned long long)c->name);
     REPLAY_COUNTS_LIST(PRINT_COUNT)
+    if (options->g3_blocks > 0) {
+        REPLAY_G3_COUNTS_LIST(PRINT_COUNT)
+    }
 #undef PRINT_COUNT
-    fprintf(stderr, "  %-16s %12.4f\n", "hit_rate", replay_hit_rate(c));
-    fprintf(stderr, "  %-16s %12.1f\n", "ns_per_block",
+    fprintf(stderr, "  %-18s %12.4f\n", "hit_rate", replay_hit_rate(c));
+    fprintf(stderr, "  %-18s %12.1f\n", "ns_per_block",
             c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0);
-    fprintf(stderr, "  %-16s %12.3f\n", "wall_s", result->wall_s);
+    fprintf(stderr, "  %-18s %12.3f\n", "wall_s", result->wall_s);
     if (c->bytes_moved > 0 || strcmp(result->backend, "logical") != 0) {
-        fprintf(stderr, "  %-16s %12.3f\n", "gib_moved", (double)c->bytes_moved / (1u << 30));
-        fprintf(stderr, "  %-16s %12.2f\n", "copy_gbps",
+        fprintf(stderr, "  %-18s %12.3f\n", "gib_moved", (double)c->bytes_moved / (1u << 30));
+        fprintf(stderr, "  %-18s %12.2f\n", "copy_gbps",
                 c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0);
-        fprintf(stderr, "  %-16s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
-        fprintf(stderr, "  %-16s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
+        fprintf(stderr, "  %-18s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
+        fprintf(stderr, "  %-18s %12llu\n", "verified_blocks",
+                (unsigned long long)c->verified_blocks);
+        fprintf(stderr, "  %-18s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
     }
 }
 
@@ -97,17 +120,23 @@ static void print_json(const run_options_t *options, const run_result_t *result)
     printf("{");
 #define PRINT_JSON_COUNT(name) printf("\"" #name "\": %llu, ", (unsigned long long)c->name);
     REPLAY_COUNTS_LIST(PRINT_JSON_COUNT)
+    if (options->g3_blocks > 0) {
+        REPLAY_G3_COUNTS_LIST(PRINT_JSON_COUNT)
+        printf("\"g3_blocks\": %u, \"g3_policy\": \"%s\", \"g3_engine\": \"%s\", ",
+               options->g3_blocks, g3_policy_name(options), result->g3_engine);
+    }
 #undef PRINT_JSON_COUNT
     printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
            "\"g2_blocks\": %u, \"backend\": \"%s\", \"wall_s\": %.6f, \"ns_per_block\": %.2f, "
            "\"bytes_moved\": %llu, \"copy_gbps\": %.3f, \"failed_copies\": %llu, "
-           "\"wrong_blocks\": %llu}\n",
+           "\"verified_blocks\": %llu, \"wrong_blocks\": %llu}\n",
            replay_hit_rate(c), options->policy,
            options->g2_policy != NULL ? options->g2_policy : options->policy, options->g1_blocks,
            options->g2_blocks, result->backend, result->wall_s,
            c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0, (unsigned long long)c->bytes_moved,
            c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0,
-           (unsigned long long)c->failed_copies, (unsigned long long)c->wrong_blocks);
+           (unsigned long long)c->failed_copies, (unsigned long long)c->verified_blocks,
+           (unsigned long long)c->wrong_blocks);
 }
 
 /* Everything the command line sets. */
@@ -134,6 +163,11 @@ enum {
     OPT_BACKEND,
     OPT_BLOCK_KIB,
     OPT_NO_VERIFY,
+    OPT_G3,
+    OPT_G3_POLICY,
+    OPT_G3_DIR,
+    OPT_G3_KEEP,
+    OPT_G3_MIN_FREE,
     OPT_MAX_LINE
 };
 
@@ -168,6 +202,18 @@ static int apply_checked_option(int opt, const char *arg, cli_t *cli)
         if (parse_u32(arg, &o->g2_blocks) == 0)
             return CLI_RUN;
         fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", arg);
+        return 2;
+    case OPT_G3:
+        if (parse_u32(arg, &o->g3_blocks) == 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --g3-blocks needs an integer, not '%s'\n", arg);
+        return 2;
+    case OPT_G3_MIN_FREE:
+        if (parse_u32(arg, &value) == 0) {
+            o->g3_min_free_bytes = (uint64_t)value << 20;
+            return CLI_RUN;
+        }
+        fprintf(stderr, "kvbm-replay: --g3-min-free-mib needs an integer, not '%s'\n", arg);
         return 2;
     case OPT_LIMIT:
         if (parse_u32(arg, &value) == 0) {
@@ -207,6 +253,15 @@ static int apply_option(int opt, const char *arg, cli_t *cli)
         return CLI_RUN;
     case OPT_G2_POLICY:
         cli->options.g2_policy = arg;
+        return CLI_RUN;
+    case OPT_G3_POLICY:
+        cli->options.g3_policy = arg;
+        return CLI_RUN;
+    case OPT_G3_DIR:
+        cli->options.g3_dir = arg;
+        return CLI_RUN;
+    case OPT_G3_KEEP:
+        cli->options.g3_keep = true;
         return CLI_RUN;
     case OPT_JSON:
         cli->json = true;
@@ -260,6 +315,11 @@ static int parse_args(int argc, char **argv, cli_t *cli)
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"block-kib", required_argument, NULL, OPT_BLOCK_KIB},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+        {"g3-blocks", required_argument, NULL, OPT_G3},
+        {"g3-policy", required_argument, NULL, OPT_G3_POLICY},
+        {"g3-dir", required_argument, NULL, OPT_G3_DIR},
+        {"g3-keep", no_argument, NULL, OPT_G3_KEEP},
+        {"g3-min-free-mib", required_argument, NULL, OPT_G3_MIN_FREE},
         {"max-line-bytes", required_argument, NULL, OPT_MAX_LINE},
         {NULL, 0, NULL, 0},
     };
@@ -280,13 +340,24 @@ static int parse_args(int argc, char **argv, cli_t *cli)
     return CLI_RUN;
 }
 
+/* The first policy named on the command line that does not exist, or NULL. */
+static const char *unknown_policy(const run_options_t *options)
+{
+    const char *names[] = {options->policy, options->g2_policy, options->g3_policy};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i] != NULL && run_find_policy(names[i]) == NULL)
+            return names[i];
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     cli_t cli = {.options = {.g1_blocks = 5859,
                              .policy = "lru",
                              .backend_kind = KVBM_BACKEND_AUTO,
                              .block_kib = 16,
-                             .verify = true},
+                             .verify = true,
+                             .g3_min_free_bytes = (uint64_t)1024 << 20},
                  .csv_path = "replay-sweep.csv",
                  .plot_path = "replay-sweep.png"};
     int decided = parse_args(argc, argv, &cli);
@@ -300,11 +371,14 @@ int main(int argc, char **argv)
                                          .plot_path = cli.plot_path};
         return sweep_run(options, &sweep_options) == KVBM_OK ? 0 : 1;
     }
-    if (run_find_policy(options->policy) == NULL ||
-        (options->g2_policy != NULL && run_find_policy(options->g2_policy) == NULL)) {
-        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
-                run_find_policy(options->policy) == NULL ? options->policy : options->g2_policy);
+    const char *unknown = unknown_policy(options);
+    if (unknown != NULL) {
+        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n", unknown);
         usage(stderr);
+        return 2;
+    }
+    if (options->g3_blocks > 0 && options->g2_blocks == 0) {
+        fprintf(stderr, "kvbm-replay: --g3-blocks needs --g2-blocks\n");
         return 2;
     }
     run_result_t result;

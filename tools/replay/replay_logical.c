@@ -1,8 +1,9 @@
 /*
- * Logical mode: the contract's sequential model over two logical managers.
- * G2 is a second manager wired here: an offload is "take a G2 block,
- * register the hash, release it"; an onboard is a G2 match whose blocks are
- * released once the G1 blocks are registered. No bytes move in this mode.
+ * Logical mode: the contract's sequential model over logical managers. G2
+ * (and G3 below it) are further managers wired here: an offload is "take a
+ * block of the lower tier, register the hash, release it"; an onboard is a
+ * match whose blocks are released once the G1 blocks are registered. No
+ * bytes move in this mode.
  */
 #include <stdlib.h>
 
@@ -11,6 +12,7 @@
 typedef struct logical {
     kvbm_manager_t *g1;
     kvbm_manager_t *g2; /* NULL without a host tier */
+    kvbm_manager_t *g3; /* NULL without a disk tier */
     replay_scratch_t scratch;
 } logical_t;
 
@@ -42,9 +44,18 @@ static kvbm_status_t logical_open(const replay_config_t *config, void **state_ou
         if (status != KVBM_OK)
             goto err_destroy_g1;
     }
+    if (config->g3_blocks > 0) {
+        const kvbm_policy_ops_t *g3_policy =
+            config->g3_policy != NULL ? config->g3_policy : config->g2_policy;
+        status = make_manager(config->g3_blocks, g3_policy, &config->policy_config, "g3", &l->g3);
+        if (status != KVBM_OK)
+            goto err_destroy_g2;
+    }
     *state_out = l;
     return KVBM_OK;
 
+err_destroy_g2:
+    kvbm_manager_destroy(l->g2);
 err_destroy_g1:
     kvbm_manager_destroy(l->g1);
 err_free:
@@ -57,6 +68,7 @@ static void logical_close(void *state)
     logical_t *l = state;
     kvbm_manager_destroy(l->g1);
     kvbm_manager_destroy(l->g2);
+    kvbm_manager_destroy(l->g3);
     replay_scratch_free(&l->scratch);
     free(l);
 }
@@ -69,8 +81,32 @@ static kvbm_status_t release_reversed(logical_t *l, kvbm_manager_t *manager, con
     return kvbm_manager_release(manager, l->scratch.release_ids, count);
 }
 
+/* The G3 part of step 4: a G2 victim is copied to G3 unless G3 has its hash
+ * (free G3 block first, else G3's victim, which is dropped). */
+static kvbm_status_t offload_to_g3(logical_t *l, uint64_t hash, replay_counts_t *counts)
+{
+    if (kvbm_manager_contains(l->g3, hash))
+        return KVBM_OK;
+    uint32_t block, registered;
+    kvbm_evicted_t evicted;
+    size_t n_evicted = 0;
+    kvbm_status_t status = kvbm_manager_allocate(l->g3, 1, &block, &evicted, &n_evicted);
+    if (status == KVBM_ERR_NO_BLOCKS) {
+        counts->g3_offload_skipped++;
+        return KVBM_OK;
+    }
+    if (status != KVBM_OK)
+        return status;
+    counts->g3_evictions += n_evicted;
+    status = kvbm_manager_register(l->g3, &block, &hash, 1, NULL, &registered);
+    if (status != KVBM_OK)
+        return status;
+    counts->g3_offloads++;
+    return kvbm_manager_release(l->g3, &registered, 1);
+}
+
 /* Step 4's offload of one evicted G1 block into G2 (inclusive: skipped when
- * G2 has the hash already). */
+ * G2 has the hash already). With a G3, the G2 victim goes to G3 first. */
 static kvbm_status_t offload_one(logical_t *l, uint64_t hash, replay_counts_t *counts)
 {
     if (kvbm_manager_contains(l->g2, hash))
@@ -86,11 +122,30 @@ static kvbm_status_t offload_one(logical_t *l, uint64_t hash, replay_counts_t *c
     if (status != KVBM_OK)
         return status;
     counts->g2_evictions += n_evicted;
+    if (n_evicted > 0 && l->g3 != NULL) {
+        status = offload_to_g3(l, evicted.seq_hash, counts);
+        if (status != KVBM_OK)
+            return status;
+    }
     status = kvbm_manager_register(l->g2, &block, &hash, 1, NULL, &registered);
     if (status != KVBM_OK)
         return status;
     counts->offloads++;
     return kvbm_manager_release(l->g2, &registered, 1);
+}
+
+/* Steps 3 and 3b: the longest run of @p rest registered in G2, then of what
+ * follows in G3, each acquired in its tier. */
+static kvbm_status_t match_lower(logical_t *l, const uint64_t *rest, size_t count, size_t *k2,
+                                 size_t *k3)
+{
+    replay_scratch_t *s = &l->scratch;
+    kvbm_status_t status = KVBM_OK;
+    if (l->g2 != NULL)
+        status = kvbm_manager_match(l->g2, rest, count, s->g2_ids, k2);
+    if (status == KVBM_OK && l->g3 != NULL)
+        status = kvbm_manager_match(l->g3, rest + *k2, count - *k2, s->g3_ids, k3);
+    return status;
 }
 
 static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t count,
@@ -108,13 +163,11 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
     if (status != KVBM_OK)
         return status;
 
-    /* 3. G2 continues the prefix. */
-    size_t k2 = 0;
-    if (l->g2 != NULL) {
-        status = kvbm_manager_match(l->g2, hashes + k1, count - k1, s->g2_ids, &k2);
-        if (status != KVBM_OK)
-            return status;
-    }
+    /* 3, 3b. G2 continues the prefix, then G3. */
+    size_t k2 = 0, k3 = 0;
+    status = match_lower(l, hashes + k1, count - k1, &k2, &k3);
+    if (status != KVBM_OK)
+        return status;
 
     /* 4. Allocate the rest of G1 in one call; offload what it evicted. */
     size_t need = count - k1;
@@ -131,7 +184,8 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
         }
     }
 
-    /* 5. Register the new blocks (onboarded ones first: they lead H[k1:]). */
+    /* 5. Register the new blocks (onboarded ones first, G2's then G3's:
+     * they lead H[k1:]). */
     if (need > 0) {
         kvbm_register_opts_t opts = {
             .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
@@ -144,12 +198,11 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
             counts->dedup += s->g1_ids[k1 + i] != s->fresh_ids[i];
     }
 
-    /* 6. Release the onboarded G2 blocks, last first. */
-    if (k2 > 0) {
-        status = release_reversed(l, l->g2, s->g2_ids, k2);
-        if (status != KVBM_OK)
-            return status;
-    }
+    /* Before 6: the onboarded G3 blocks, then 6: the G2 ones, last first. */
+    if (k3 > 0 && (status = release_reversed(l, l->g3, s->g3_ids, k3)) != KVBM_OK)
+        return status;
+    if (k2 > 0 && (status = release_reversed(l, l->g2, s->g2_ids, k2)) != KVBM_OK)
+        return status;
 
     /* 7. Release all n G1 blocks, last first: the head is the most recent. */
     status = release_reversed(l, l->g1, s->g1_ids, count);
@@ -158,8 +211,9 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
 
     counts->g1_hits += k1;
     counts->g2_hits += k2;
-    counts->onboards += k2;
-    counts->misses += count - k1 - k2;
+    counts->g3_hits += k3;
+    counts->onboards += k2 + k3;
+    counts->misses += count - k1 - k2 - k3;
     return KVBM_OK;
 }
 
@@ -175,10 +229,17 @@ static const char *logical_backend_name(const void *state)
     return "logical";
 }
 
+static const char *logical_g3_engine(const void *state)
+{
+    (void)state;
+    return NULL; /* no file: the tiers are counts only */
+}
+
 const replay_mode_ops_t replay_logical_mode = {
     .open = logical_open,
     .close = logical_close,
     .request = logical_request,
     .counts = logical_counts,
     .backend_name = logical_backend_name,
+    .g3_engine = logical_g3_engine,
 };
