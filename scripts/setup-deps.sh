@@ -7,8 +7,9 @@ set -euo pipefail
 
 # libnuma-dev: numa.h for the CUDA backend (libnuma itself is loaded at run
 # time); binutils: readelf/nm for tests/cuda/check_runs_without_cuda.sh;
-# liburing-dev: the disk tier's io_uring engine.
-packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox libnuma-dev binutils liburing-dev)
+# liburing-dev: the disk tier's io_uring engine; libsodium-dev: the
+# transfers' authentication.
+packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox libnuma-dev binutils liburing-dev libsodium-dev)
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang libclang-rt-dev)
 fi

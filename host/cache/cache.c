@@ -505,8 +505,7 @@ static kvbm_status_t open_lower(lower_hits_t *hits, size_t rest)
         hits->g2_ids = hits->stack_ids;
     } else {
         /* Widest elements first, so every array stays aligned. */
-        unsigned char *heap =
-            kvbm__alloc(rest, sizeof(kvbm_evicted_t) + 3 * sizeof(uint32_t));
+        unsigned char *heap = kvbm__alloc(rest, sizeof(kvbm_evicted_t) + 3 * sizeof(uint32_t));
         if (heap == NULL)
             return KVBM_ERR_NO_MEMORY;
         hits->heap = heap;
@@ -672,8 +671,8 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
     kvbm_evicted_t stack_copies[SCRATCH_ON_STACK];
     kvbm_evicted_t *copies = NULL;
     if (write_through) {
-        copies = count <= SCRATCH_ON_STACK ? stack_copies
-                                           : kvbm__alloc(count, sizeof(kvbm_evicted_t));
+        copies =
+            count <= SCRATCH_ON_STACK ? stack_copies : kvbm__alloc(count, sizeof(kvbm_evicted_t));
         if (copies == NULL)
             return KVBM_ERR_NO_MEMORY;
         for (size_t i = 0; i < count; i++)
