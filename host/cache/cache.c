@@ -101,7 +101,40 @@ static void g2_tier_destroy(kvbm_cache_t *cache)
 #define CACHE_CONFIG_V1_SIZE 176u
 _Static_assert(offsetof(kvbm_cache_config_t, g3) == CACHE_CONFIG_V1_SIZE,
                "version 2 fields start at version 1's size");
-static const size_t cache_config_sizes[] = {CACHE_CONFIG_V1_SIZE, sizeof(kvbm_cache_config_t)};
+#define CACHE_CONFIG_V2_SIZE 184u
+_Static_assert(offsetof(kvbm_cache_config_t, offload_admission) == CACHE_CONFIG_V2_SIZE,
+               "version 3 fields (G2 admission) start at version 2's size");
+static const size_t cache_config_sizes[] = {CACHE_CONFIG_V1_SIZE, CACHE_CONFIG_V2_SIZE,
+                                            sizeof(kvbm_cache_config_t)};
+
+/* The G2 admission filter, when the config asks for it (write-back with a
+ * G2 tier); cache->admission stays NULL otherwise. */
+static kvbm_status_t admission_create(kvbm_cache_t *cache, const kvbm_cache_config_t *config)
+{
+    if (!config->offload_admission || config->g2_blocks == 0)
+        return KVBM_OK;
+    kvbm_admission_config_t ac = KVBM_ADMISSION_CONFIG_INIT;
+    ac.g1_blocks = cache->g1_blocks;
+    ac.g2_blocks = config->g2_blocks;
+    if (config->admission_keep_ratio != 0.0)
+        ac.keep_ratio = config->admission_keep_ratio;
+    return kvbm_admission_create(&ac, &cache->admission);
+}
+
+/* What create checks beyond the importer: a backend, a known offload mode,
+ * G3 only below a G2, and G2 admission only with write-back (write-through
+ * copies at registration, so a filter on evictions would do nothing). */
+static bool config_is_valid(const kvbm_cache_config_t *config)
+{
+    if (config->backend == NULL)
+        return false;
+    if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
+        config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
+        return false;
+    if (config->g3 != NULL && config->g2_blocks == 0)
+        return false;
+    return !config->offload_admission || config->offload_mode == KVBM_OFFLOAD_WRITE_BACK;
+}
 
 /* The copy streams, the per-block tables, the disk tier and the lock: what
  * the calls need beyond the tiers' memory. On error nothing of it is left. */
@@ -121,11 +154,17 @@ static kvbm_status_t runtime_create(kvbm_cache_t *cache, const kvbm_cache_config
     status = config->g3 != NULL ? kvbm__cache_g3_open(cache, config) : KVBM_OK;
     if (status != KVBM_OK)
         goto err_free_tables;
-    KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
+    status = admission_create(cache, config);
     if (status != KVBM_OK)
         goto err_close_g3;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
+    if (status != KVBM_OK)
+        goto err_destroy_admission;
     return KVBM_OK;
 
+err_destroy_admission:
+    kvbm_admission_destroy(cache->admission);
+    cache->admission = NULL;
 err_close_g3:
     kvbm__cache_g3_close(cache);
 err_free_tables:
@@ -148,11 +187,7 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
     if (status != KVBM_OK)
         return status;
     const kvbm_cache_config_t *config = &imported;
-    if (config->backend == NULL)
-        return KVBM_ERR_INVALID_ARG;
-    if ((config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
-         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH) ||
-        (config->g3 != NULL && config->g2_blocks == 0))
+    if (!config_is_valid(config))
         return KVBM_ERR_INVALID_ARG;
     kvbm_cache_t *cache = kvbm__calloc(1, sizeof(*cache));
     if (cache == NULL)
@@ -211,6 +246,7 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm_manager_destroy(cache->g1);
     kvbm_pool_destroy(cache->g1_pool);
     kvbm_layout_destroy(cache->g1_layout);
+    kvbm_admission_destroy(cache->admission);
     kvbm__free(cache->loading_seq);
     kvbm__free(cache->load_failed);
     kvbm__mutex_destroy(&cache->lock);
@@ -293,7 +329,15 @@ static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, si
         return;
     cache_offload_t off = {.capacity = count};
     for (size_t i = 0; i < count; i++) {
-        if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
+        bool in_g2 = kvbm_manager_contains(cache->g2, blocks[i].seq_hash);
+        if (cache->admission != NULL &&
+            !kvbm_admission_evicted(cache->admission, blocks[i].block_id, blocks[i].seq_hash,
+                                    in_g2) &&
+            !in_g2) {
+            cache->metrics.offload_refused++;
+            continue;
+        }
+        if (in_g2)
             continue;
         uint32_t g2_block = take_g2_block(cache, &off);
         if (g2_block == KVBM_BLOCK_NONE) {
@@ -404,6 +448,21 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
 
 /* ------------------------------------------------------------------ match and onboarding */
 
+void kvbm__cache_admission_registered(kvbm_cache_t *cache, const uint32_t *ids,
+                                      const uint64_t *hashes, const uint32_t *ids_out, size_t count,
+                                      uint32_t request_blocks, uint32_t first_position)
+{
+    if (cache->admission == NULL)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        if (ids_out[i] == ids[i])
+            kvbm_admission_registered(cache->admission, ids[i], hashes[i], request_blocks,
+                                      first_position + (uint32_t)i);
+        else
+            kvbm_admission_hit(cache->admission, ids_out[i]);
+    }
+}
+
 /* Registers the G2 hits in G1 on their new blocks and copies their data in.
  * Fails (changing nothing) only if the G1 registration itself fails (out of
  * memory). If the copy cannot be issued, the blocks stay registered but are
@@ -413,12 +472,19 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
                                     uint32_t *ids_out, cache_batch_t **batch_out)
 {
     *batch_out = NULL;
-    kvbm_register_opts_t opts = {
-        .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
+    /* The request being acquired is hashes[0..request_blocks): its length
+     * and positions are the registration hints. */
+    kvbm_register_opts_t opts = {.has_parent = k1 > 0,
+                                 .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
+                                 .priority = 50,
+                                 .request_blocks = cache->request_blocks,
+                                 .first_position = (uint32_t)k1};
     kvbm_status_t status =
         kvbm_manager_register(cache->g1, fresh, hashes + k1, k2, &opts, ids_out + k1);
     if (status != KVBM_OK)
         return status;
+    kvbm__cache_admission_registered(cache, fresh, hashes + k1, ids_out + k1, k2,
+                                     opts.request_blocks, opts.first_position);
     cache->metrics.g2_hits += k2;
     cache_batch_t *batch = NULL;
     if (kvbm__cache_batch_new(cache, BATCH_ONBOARD, k2, &batch) != KVBM_OK) {
@@ -595,6 +661,7 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     if (status != KVBM_OK)
         goto out_free;
     assert(k1 == k1_measured);
+    cache->request_blocks = (uint32_t)count;
     size_t rest = count - k1;
     status = match_lower(cache, hashes, k1, rest, &hits);
     if (status != KVBM_OK)
@@ -613,6 +680,9 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     result_out->g1 = k1;
     result_out->onboarded = onboarded;
     result_out->g3 = hits.k3;
+    if (cache->admission != NULL)
+        for (size_t i = 0; i < k1; i++)
+            kvbm_admission_hit(cache->admission, ids_out[i]);
     free_lower(&hits);
     return KVBM_OK;
 
@@ -661,16 +731,18 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
 {
     if (cache == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
-    /* Write-through copies only the blocks that end up carrying their hash
-     * (not dedups, and a hash repeated in the call once). ids_out may alias
-     * ids, so the ids are kept aside first, in memory taken before anything
-     * changes. More blocks than G1 holds cannot all be mutable, and the
-     * manager refuses them without the copy. */
-    bool write_through =
-        cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0 && count <= cache->g1_blocks;
+    /* Write-through copies, and the admission filter records, only the
+     * blocks that end up carrying their hash (not dedups, and a hash
+     * repeated in the call once). ids_out may alias ids, so the ids are kept
+     * aside first, in memory taken before anything changes. More blocks than
+     * G1 holds cannot all be mutable, and the manager refuses them without
+     * the copy. */
+    bool write_through = cache->mode == KVBM_OFFLOAD_WRITE_THROUGH;
+    bool keep_ids = (write_through || cache->admission != NULL) && count > 0 &&
+                    count <= cache->g1_blocks;
     kvbm_evicted_t stack_copies[SCRATCH_ON_STACK];
     kvbm_evicted_t *copies = NULL;
-    if (write_through) {
+    if (keep_ids) {
         copies =
             count <= SCRATCH_ON_STACK ? stack_copies : kvbm__alloc(count, sizeof(kvbm_evicted_t));
         if (copies == NULL)
@@ -681,7 +753,15 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
-    if (status == KVBM_OK && write_through) {
+    if (status == KVBM_OK && copies != NULL) {
+        /* A block registered anew is one whose id came back unchanged. */
+        for (size_t i = 0; i < count; i++)
+            kvbm__cache_admission_registered(cache, &copies[i].block_id, &hashes[i], &ids_out[i],
+                                             1, opts != NULL ? opts->request_blocks : 0,
+                                             (opts != NULL ? opts->first_position : 0) +
+                                                 (uint32_t)i);
+    }
+    if (status == KVBM_OK && copies != NULL && write_through) {
         size_t n = 0;
         for (size_t i = 0; i < count; i++)
             if (ids_out[i] == copies[i].block_id)

@@ -319,12 +319,18 @@ static void register_chunk(kvbm_cache_t *cache, const uint64_t *hashes, chunk_t 
         while (j + run < c->n && c->ok[j + run])
             run++;
         size_t pos = c->pos + j;
-        kvbm_register_opts_t opts = {
-            .has_parent = pos > 0, .parent_hash = pos > 0 ? hashes[pos - 1] : 0, .priority = 50};
+        kvbm_register_opts_t opts = {.has_parent = pos > 0,
+                                     .parent_hash = pos > 0 ? hashes[pos - 1] : 0,
+                                     .priority = 50,
+                                     .request_blocks = cache->request_blocks,
+                                     .first_position = (uint32_t)pos};
         if (kvbm_manager_register(cache->g1, c->fresh + j, hashes + pos, run, &opts,
                                   ids_out + pos) != KVBM_OK)
             for (size_t k = j; k < j + run; k++)
                 load_failed(cache, c, k, ids_out); /* out of memory */
+        else
+            kvbm__cache_admission_registered(cache, c->fresh + j, hashes + pos, ids_out + pos, run,
+                                             opts.request_blocks, opts.first_position);
         j += run;
     }
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "disk/tier.h"
+#include "kvbm/admission.h"
 #include "kvbm/cache.h"
 
 typedef enum cache_batch_kind {
@@ -81,6 +82,10 @@ struct kvbm_cache {
     kvbm_stream_t *engine; /* borrowed, optional */
     kvbm_manager_t *g1;
     kvbm_manager_t *g2;           /* NULL without G2 */
+    kvbm_admission_t *admission;  /* NULL unless G2 admission is on; under lock */
+    uint32_t request_blocks;      /* under lock: the length of the request being acquired, a
+                                   * registration hint (G3 onboarding may drop the lock:
+                                   * then it may be a later call's; only hints read it) */
     kvbm__disk_tier_t *g3;        /* NULL without G3 */
     kvbm_manager_t *g3_manager;   /* the tier's; NULL without G3 */
     kvbm__disk_store_t *g3_store; /* the tier's; NULL without G3 */
@@ -124,6 +129,13 @@ kvbm_status_t kvbm__cache_batch_submit(kvbm_cache_t *cache, cache_batch_t *batch
 void kvbm__cache_onboard_failed(kvbm_cache_t *cache, const uint32_t *g1_ids, size_t n,
                                 cache_batch_t *later);
 /* Processes completed batches in order; stops at the first pending one. */
+/* Tells the G2 admission filter (if any) that ids[0..count) were registered
+ * in G1 (ids_out[i] != ids[i]: a dedup, a use of the block that held the
+ * hash), at positions first_position.. of a request of request_blocks (0:
+ * unknown). With the lock held. */
+void kvbm__cache_admission_registered(kvbm_cache_t *cache, const uint32_t *ids,
+                                      const uint64_t *hashes, const uint32_t *ids_out, size_t count,
+                                      uint32_t request_blocks, uint32_t first_position);
 void kvbm__cache_reap(kvbm_cache_t *cache);
 /* Waits (dropping the lock meanwhile) until batches up to @p seq are processed. */
 void kvbm__cache_wait_processed(kvbm_cache_t *cache, uint64_t seq);

@@ -112,7 +112,9 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
         return KVBM_ERR_INVALID_ARG;
     if (config->name != NULL && !name_is_safe(config->name))
         return KVBM_ERR_INVALID_ARG;
-    if (config->policy != NULL && config->policy->version != KVBM_POLICY_OPS_VERSION)
+    /* Tables are appended to, never reordered: any version up to ours works. */
+    if (config->policy != NULL &&
+        (config->policy->version == 0 || config->policy->version > KVBM_POLICY_OPS_VERSION))
         return KVBM_ERR_VERSION;
     return KVBM_OK;
 }
@@ -495,6 +497,8 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     /* Phase 2: nothing below can fail (the hashes are in). */
     event_batch_t events = {.manager = manager};
     uint8_t priority = opts != NULL ? opts->priority : 50;
+    /* Version-1 policy tables have no hint op. */
+    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy->version >= 2;
     for (size_t i = 0; i < count; i++) {
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
@@ -523,6 +527,13 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         manager->metrics.registrations++;
         kvbm_policy_entry_t entry = policy_entry_of(manager, id);
         manager->policy->touch(manager->policy_state, &entry, false);
+        if (hinted) {
+            kvbm_policy_hint_t hint = {.request_blocks = opts->request_blocks,
+                                       .position = opts->first_position + (uint32_t)i,
+                                       .priority = priority};
+            hint.last = hint.position + 1 == hint.request_blocks;
+            manager->policy->hint(manager->policy_state, &entry, &hint);
+        }
         event_batch_add(&events, KVBM_EVENT_STORED, id, hashes[i]);
         ids_out[i] = id;
     }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "core/alloc.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 #define POS_NONE UINT32_MAX
@@ -180,6 +181,7 @@ static const kvbm_policy_ops_t belady_ops = {
     .pop_victim = belady_pop_victim,
     .touch = belady_touch,
     .size = belady_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_belady(void)

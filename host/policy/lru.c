@@ -7,6 +7,7 @@
 
 #include "core/alloc.h"
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 typedef struct lru_policy {
@@ -87,6 +88,7 @@ static const kvbm_policy_ops_t lru_ops = {
     .pop_victim = lru_pop_victim,
     .touch = lru_touch,
     .size = lru_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lru(void)

@@ -35,6 +35,7 @@
 
 #include "core/alloc.h"
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
 
@@ -202,6 +203,7 @@ static const kvbm_policy_ops_t s3fifo_ops = {
     .pop_victim = s3fifo_pop_victim,
     .touch = s3fifo_touch,
     .size = s3fifo_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_s3fifo(void)

@@ -77,7 +77,7 @@
 extern "C" {
 #endif
 
-#define KVBM_CACHE_CONFIG_VERSION 2u
+#define KVBM_CACHE_CONFIG_VERSION 3u /* 2: g3; 3: G2 admission fields */
 
 typedef struct kvbm_cache kvbm_cache_t;
 
@@ -128,6 +128,15 @@ typedef struct kvbm_cache_config {
      * namespace is that geometry, the model id and the TP rank and size.
      */
     const kvbm_disk_config_t *g3;
+    /**
+     * G2 admission (kvbm/admission.h): offload only evicted blocks whose
+     * class comes back often enough. Off by default (every evicted block is
+     * offloaded, as the replay contract counts); write-back mode only
+     * (create returns KVBM_ERR_INVALID_ARG with write-through).
+     */
+    bool offload_admission;
+    /** The filter's keep_ratio; 0 uses its default. */
+    double admission_keep_ratio;
 } kvbm_cache_config_t;
 
 #define KVBM_CACHE_CONFIG_INIT                                                                     \
@@ -141,6 +150,7 @@ typedef struct kvbm_cache_config {
     X(offloads, counter, "blocks copied G1 to G2 and registered in G2")                            \
     X(offload_bytes, counter, "bytes copied G1 to G2 by successful offloads")                      \
     X(offload_skipped, counter, "evicted blocks not offloaded: no G2 block or no memory for it")   \
+    X(offload_refused, counter, "evicted blocks not offloaded: the G2 admission filter refused")   \
     X(onboards, counter, "blocks copied G2 to G1 successfully")                                    \
     X(onboard_bytes, counter, "bytes copied G2 to G1 by successful onboards")                      \
     X(g2_hits, counter, "blocks found in G2 by match (onboardings started)")                       \

@@ -118,6 +118,14 @@ typedef struct kvbm_register_opts {
     uint64_t parent_hash; /**< sequence hash of the parent of the first block */
     bool has_parent;      /**< whether parent_hash is set */
     uint8_t priority;     /**< 0..100, for the priority policy */
+    /**
+     * Hints (0 = not given): the length in blocks of the request these
+     * blocks belong to, and the position in it of the first block of this
+     * call (blocks before it were matched). Policies with a hint op and the
+     * G2 admission filter use them; the rest ignore them.
+     */
+    uint32_t request_blocks;
+    uint32_t first_position;
 } kvbm_register_opts_t;
 
 /**

@@ -45,6 +45,10 @@ static void usage(FILE *out)
             "  --no-verify        data mode: do not fill and check block contents\n"
             "  --max-line-bytes N longest trace line accepted (default 16777216, at most\n"
             "                     1073741824); a longer line stops the replay with an error\n"
+            "  --g2-admission     offload to G2 only evicted blocks whose class comes back\n"
+            "                     often enough (kvbm/admission.h; default: offload all)\n"
+            "  --admission-keep-ratio X  the filter's keep ratio (default 0.65)\n"
+            "  --no-hints         register blocks without the request length and position\n"
             "policies:");
     for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
         fprintf(out, " %s", *name);
@@ -100,6 +104,8 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
     }
 #undef PRINT_COUNT
     fprintf(stderr, "  %-18s %12.4f\n", "hit_rate", replay_hit_rate(c));
+    if (options->g2_blocks > 0)
+        fprintf(stderr, "  %-18s %12.4f\n", "offloads/g2_hit", replay_offloads_per_g2_hit(c));
     fprintf(stderr, "  %-18s %12.1f\n", "ns_per_block",
             c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0);
     fprintf(stderr, "  %-18s %12.3f\n", "wall_s", result->wall_s);
@@ -126,6 +132,9 @@ static void print_json(const run_options_t *options, const run_result_t *result)
                options->g3_blocks, g3_policy_name(options), result->g3_engine);
     }
 #undef PRINT_JSON_COUNT
+    printf("\"offloads_per_g2_hit\": %.6f, \"offload_bytes_per_g2_hit\": %.1f, ",
+           replay_offloads_per_g2_hit(c),
+           replay_offloads_per_g2_hit(c) * (double)options->block_kib * 1024.0);
     printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
            "\"g2_blocks\": %u, \"backend\": \"%s\", \"wall_s\": %.6f, \"ns_per_block\": %.2f, "
            "\"bytes_moved\": %llu, \"copy_gbps\": %.3f, \"failed_copies\": %llu, "
@@ -168,11 +177,24 @@ enum {
     OPT_G3_DIR,
     OPT_G3_KEEP,
     OPT_G3_MIN_FREE,
-    OPT_MAX_LINE
+    OPT_MAX_LINE,
+    OPT_G2_ADMISSION,
+    OPT_KEEP_RATIO,
+    OPT_NO_HINTS
 };
 
 /* What parsing decided: go on and run, or exit with this status. */
 #define CLI_RUN (-1)
+
+static int parse_ratio(const char *arg, double *ratio_out)
+{
+    char *end = NULL;
+    double ratio = strtod(arg, &end);
+    if (end == arg || *end != '\0' || !(ratio > 0.0) || ratio > 1000.0)
+        return -1;
+    *ratio_out = ratio;
+    return 0;
+}
 
 static int parse_backend(const char *arg, kvbm_backend_kind_t *kind_out)
 {
@@ -238,6 +260,12 @@ static int apply_checked_option(int opt, const char *arg, cli_t *cli)
         fprintf(stderr, "kvbm-replay: --max-line-bytes needs 1..%zu, not '%s'\n",
                 TRACE_MAX_LINE_LIMIT, arg);
         return 2;
+    case OPT_KEEP_RATIO:
+        if (parse_ratio(arg, &o->admission_keep_ratio) == 0)
+            return CLI_RUN;
+        fprintf(stderr,
+                "kvbm-replay: --admission-keep-ratio needs a number in (0, 1000], not '%s'\n", arg);
+        return 2;
     default:
         usage(stderr);
         return 2;
@@ -287,6 +315,12 @@ static int apply_option(int opt, const char *arg, cli_t *cli)
     case OPT_NO_VERIFY:
         cli->options.verify = false;
         return CLI_RUN;
+    case OPT_G2_ADMISSION:
+        cli->options.g2_admission = true;
+        return CLI_RUN;
+    case OPT_NO_HINTS:
+        cli->options.no_hints = true;
+        return CLI_RUN;
     case OPT_HELP:
     case 'h':
         usage(stdout);
@@ -321,6 +355,9 @@ static int parse_args(int argc, char **argv, cli_t *cli)
         {"g3-keep", no_argument, NULL, OPT_G3_KEEP},
         {"g3-min-free-mib", required_argument, NULL, OPT_G3_MIN_FREE},
         {"max-line-bytes", required_argument, NULL, OPT_MAX_LINE},
+        {"g2-admission", no_argument, NULL, OPT_G2_ADMISSION},
+        {"admission-keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
+        {"no-hints", no_argument, NULL, OPT_NO_HINTS},
         {NULL, 0, NULL, 0},
     };
     int opt;

@@ -94,3 +94,8 @@ double replay_hit_rate(const replay_counts_t *counts)
                                : (double)(counts->g1_hits + counts->g2_hits + counts->g3_hits) /
                                      (double)counts->blocks;
 }
+
+double replay_offloads_per_g2_hit(const replay_counts_t *counts)
+{
+    return counts->g2_hits == 0 ? 0.0 : (double)counts->offloads / (double)counts->g2_hits;
+}

@@ -22,6 +22,7 @@
     X(offloads)                                                                                    \
     X(onboards)                                                                                    \
     X(offload_skipped)                                                                             \
+    X(offload_refused)                                                                             \
     X(dedup)                                                                                       \
     X(oversize)                                                                                    \
     X(g1_evictions)                                                                                \
@@ -67,6 +68,13 @@ typedef struct replay_config {
     const char *g3_dir;
     bool g3_keep;
     uint64_t g3_min_free_bytes;
+    /* G2 admission (kvbm/admission.h): offload only evicted blocks judged
+     * likely to come back. Off by default: the contract offloads them all. */
+    bool g2_admission;
+    double admission_keep_ratio; /* 0: the filter's default */
+    /* Registration hints (request length, position) to the G1 policy and
+     * the filter; on by default, as an engine would give them. */
+    bool no_hints;
 } replay_config_t;
 
 typedef struct replay replay_t;
@@ -88,5 +96,9 @@ const char *replay_g3_engine(const replay_t *replay);
 
 /* hit_rate = (g1_hits + g2_hits + g3_hits) / blocks, 0 when no blocks. */
 double replay_hit_rate(const replay_counts_t *counts);
+
+/* offloads / g2_hits: blocks copied to G2 per block served from it (0 when
+ * there was no G2 hit); times the block size, the offload bytes per G2 hit. */
+double replay_offloads_per_g2_hit(const replay_counts_t *counts);
 
 #endif /* KVBM_REPLAY_REPLAY_H */

@@ -36,6 +36,7 @@ typedef struct data {
     kvbm_fence_t *ready;
     kvbm_manager_t *g1, *g2, *g3; /* the cache's; g3 NULL without a disk tier */
     bool verify;
+    bool hints; /* registrations carry the request length and position */
     /* Verify: patterns travel by copies between this pinned staging pool and
      * G1, one block-sized slot per block of the largest request (g1_blocks). */
     kvbm_pool_t *stamps;
@@ -130,6 +131,8 @@ static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
     cc.g1_policy = config->g1_policy;
     cc.g2_policy = config->g2_policy;
     cc.policy_config = config->policy_config;
+    cc.offload_admission = config->g2_admission;
+    cc.admission_keep_ratio = config->admission_keep_ratio;
     kvbm_disk_config_t disk = KVBM_DISK_CONFIG_INIT;
     if (config->g3_blocks > 0) {
         status = g3_file(data, config);
@@ -151,6 +154,7 @@ static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
     data->g1 = kvbm_cache_manager(data->cache, KVBM_TIER_G1);
     data->g2 = kvbm_cache_manager(data->cache, KVBM_TIER_G2);
     data->g3 = kvbm_cache_manager(data->cache, KVBM_TIER_G3);
+    data->hints = !config->no_hints;
     data->verify = config->verify;
     if (data->verify) {
         status = stamps_open(data, config->g1_blocks);
@@ -302,7 +306,9 @@ static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t co
     if (count > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,
                                      .parent_hash = served > 0 ? hashes[served - 1] : 0,
-                                     .priority = 50};
+                                     .priority = 50,
+                                     .request_blocks = data->hints ? (uint32_t)count : 0,
+                                     .first_position = data->hints ? (uint32_t)served : 0};
         status = kvbm_cache_register(data->cache, ids + served, hashes + served, count - served,
                                      &opts, ids + served);
         if (status != KVBM_OK)
@@ -339,6 +345,7 @@ static void data_counts(const void *state, replay_counts_t *counts)
     counts->onboards = counts->g2_hits + counts->g3_hits;
     counts->dedup = g1.dedups;
     counts->offload_skipped = cm.offload_skipped;
+    counts->offload_refused = cm.offload_refused;
     counts->g1_evictions = g1.evictions;
     counts->g2_evictions = g2.evictions;
     counts->bytes_moved =

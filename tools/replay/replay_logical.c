@@ -7,12 +7,15 @@
  */
 #include <stdlib.h>
 
+#include "kvbm/admission.h"
 #include "replay_mode.h"
 
 typedef struct logical {
     kvbm_manager_t *g1;
-    kvbm_manager_t *g2; /* NULL without a host tier */
-    kvbm_manager_t *g3; /* NULL without a disk tier */
+    kvbm_manager_t *g2;          /* NULL without a host tier */
+    kvbm_manager_t *g3;          /* NULL without a disk tier */
+    kvbm_admission_t *admission; /* with G2 admission; else NULL */
+    bool hints;                  /* registrations carry the request length and position */
     replay_scratch_t scratch;
 } logical_t;
 
@@ -27,6 +30,19 @@ static kvbm_status_t make_manager(uint32_t blocks, const kvbm_policy_ops_t *poli
     config.policy_config = *policy_config;
     config.name = name;
     return kvbm_manager_create(&config, manager_out);
+}
+
+/* The G2 admission filter when asked for (and there is a G2). */
+static kvbm_status_t admission_open(logical_t *l, const replay_config_t *config)
+{
+    if (!config->g2_admission || config->g2_blocks == 0)
+        return KVBM_OK;
+    kvbm_admission_config_t ac = KVBM_ADMISSION_CONFIG_INIT;
+    ac.g1_blocks = config->g1_blocks;
+    ac.g2_blocks = config->g2_blocks;
+    if (config->admission_keep_ratio != 0.0)
+        ac.keep_ratio = config->admission_keep_ratio;
+    return kvbm_admission_create(&ac, &l->admission);
 }
 
 static kvbm_status_t logical_open(const replay_config_t *config, void **state_out)
@@ -51,9 +67,15 @@ static kvbm_status_t logical_open(const replay_config_t *config, void **state_ou
         if (status != KVBM_OK)
             goto err_destroy_g2;
     }
+    status = admission_open(l, config);
+    if (status != KVBM_OK)
+        goto err_destroy_g3;
+    l->hints = !config->no_hints;
     *state_out = l;
     return KVBM_OK;
 
+err_destroy_g3:
+    kvbm_manager_destroy(l->g3);
 err_destroy_g2:
     kvbm_manager_destroy(l->g2);
 err_destroy_g1:
@@ -69,6 +91,7 @@ static void logical_close(void *state)
     kvbm_manager_destroy(l->g1);
     kvbm_manager_destroy(l->g2);
     kvbm_manager_destroy(l->g3);
+    kvbm_admission_destroy(l->admission);
     replay_scratch_free(&l->scratch);
     free(l);
 }
@@ -107,9 +130,17 @@ static kvbm_status_t offload_to_g3(logical_t *l, uint64_t hash, replay_counts_t 
 
 /* Step 4's offload of one evicted G1 block into G2 (inclusive: skipped when
  * G2 has the hash already). With a G3, the G2 victim goes to G3 first. */
-static kvbm_status_t offload_one(logical_t *l, uint64_t hash, replay_counts_t *counts)
+static kvbm_status_t offload_one(logical_t *l, uint32_t g1_id, uint64_t hash,
+                                 replay_counts_t *counts)
 {
-    if (kvbm_manager_contains(l->g2, hash))
+    bool in_g2 = kvbm_manager_contains(l->g2, hash);
+    /* With G2 admission the filter sees every eviction and may refuse it. */
+    if (l->admission != NULL && !kvbm_admission_evicted(l->admission, g1_id, hash, in_g2) &&
+        !in_g2) {
+        counts->offload_refused++;
+        return KVBM_OK;
+    }
+    if (in_g2)
         return KVBM_OK;
     uint32_t block, registered;
     kvbm_evicted_t evicted;
@@ -148,6 +179,38 @@ static kvbm_status_t match_lower(logical_t *l, const uint64_t *rest, size_t coun
     return status;
 }
 
+/* Step 5: registers H[k1:] on the fresh blocks (onboarded ones first), with
+ * the request's length and position as hints, and tells the G2 admission
+ * filter of each new use. */
+static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t count, size_t k1,
+                                   replay_counts_t *counts)
+{
+    replay_scratch_t *s = &l->scratch;
+    size_t need = count - k1;
+    kvbm_register_opts_t opts = {.has_parent = k1 > 0,
+                                 .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
+                                 .priority = 50,
+                                 .request_blocks = l->hints ? (uint32_t)count : 0,
+                                 .first_position = l->hints ? (uint32_t)k1 : 0};
+    kvbm_status_t status =
+        kvbm_manager_register(l->g1, s->fresh_ids, hashes + k1, need, &opts, s->g1_ids + k1);
+    if (status != KVBM_OK)
+        return status;
+    /* A dedup hands back the existing block in place of the new one. */
+    for (size_t i = 0; i < need; i++) {
+        bool dedup = s->g1_ids[k1 + i] != s->fresh_ids[i];
+        counts->dedup += dedup;
+        if (l->admission == NULL)
+            continue;
+        if (dedup)
+            kvbm_admission_hit(l->admission, s->g1_ids[k1 + i]);
+        else
+            kvbm_admission_registered(l->admission, s->fresh_ids[i], hashes[k1 + i],
+                                      opts.request_blocks, (uint32_t)(k1 + i));
+    }
+    return KVBM_OK;
+}
+
 static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t count,
                                      replay_counts_t *counts)
 {
@@ -178,7 +241,7 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
     counts->g1_evictions += n_evicted;
     if (l->g2 != NULL) {
         for (size_t i = 0; i < n_evicted; i++) {
-            status = offload_one(l, s->evicted[i].seq_hash, counts);
+            status = offload_one(l, s->evicted[i].block_id, s->evicted[i].seq_hash, counts);
             if (status != KVBM_OK)
                 return status;
         }
@@ -186,17 +249,11 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
 
     /* 5. Register the new blocks (onboarded ones first, G2's then G3's:
      * they lead H[k1:]). */
-    if (need > 0) {
-        kvbm_register_opts_t opts = {
-            .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
-        status =
-            kvbm_manager_register(l->g1, s->fresh_ids, hashes + k1, need, &opts, s->g1_ids + k1);
-        if (status != KVBM_OK)
-            return status;
-        /* A dedup hands back the existing block in place of the new one. */
-        for (size_t i = 0; i < need; i++)
-            counts->dedup += s->g1_ids[k1 + i] != s->fresh_ids[i];
-    }
+    if (need > 0 && (status = register_rest(l, hashes, count, k1, counts)) != KVBM_OK)
+        return status;
+    if (l->admission != NULL)
+        for (size_t i = 0; i < k1; i++)
+            kvbm_admission_hit(l->admission, s->g1_ids[i]);
 
     /* Before 6: the onboarded G3 blocks, then 6: the G2 ones, last first. */
     if (k3 > 0 && (status = release_reversed(l, l->g3, s->g3_ids, k3)) != KVBM_OK)

@@ -145,6 +145,9 @@ static kvbm_status_t make_config(const run_options_t *options, const char *g2_na
         .g3_dir = options->g3_dir,
         .g3_keep = options->g3_keep,
         .g3_min_free_bytes = options->g3_min_free_bytes,
+        .g2_admission = options->g2_admission,
+        .admission_keep_ratio = options->admission_keep_ratio,
+        .no_hints = options->no_hints,
     };
     if (config.g1_policy == NULL || config.g2_policy == NULL || config.g3_policy == NULL) {
         fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
