@@ -668,6 +668,63 @@ static void write_through_copies_a_repeated_hash_once_when_ids_out_is_ids(void *
     fixture_close(&f);
 }
 
+/* Runs a workload of one-block requests, half of them for 16 hot hashes
+ * and half for hashes seen once, on a cache with G2 admission, registering
+ * in place (ids_out == ids) or into a separate array; returns the cache's
+ * counters and how many registrations were deduplicated. */
+static kvbm_cache_metrics_t admission_workload(bool in_place, uint64_t *dedups_out)
+{
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = TEST_BACKEND_KIND;
+    kvbm_backend_t *backend;
+    assert_kvbm_ok(kvbm_backend_create(&bc, &backend));
+    kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
+    cc.backend = backend;
+    cc.layout.num_blocks = 8;
+    cc.layout.num_layers = 1;
+    cc.layout.tokens_per_block = 1;
+    cc.layout.inner_dim = 8;
+    cc.g2_blocks = 64;
+    cc.offload_admission = true;
+    kvbm_cache_t *cache;
+    assert_kvbm_ok(kvbm_cache_create(&cc, &cache));
+    uint64_t dedups = 0, state = 12345;
+    const kvbm_register_opts_t opts = {.request_blocks = 1, .first_position = 0};
+    for (uint64_t round = 0; round < 4000; round++) {
+        state = state * 6364136223846793005u + 1442695040888963407u;
+        const uint64_t hash = (state >> 63) != 0 ? 1 + (state >> 40) % 16 : 1000 + round;
+        uint32_t id, separate;
+        uint32_t *out = in_place ? &id : &separate;
+        assert_kvbm_ok(kvbm_cache_allocate(cache, 1, &id, NULL));
+        const uint32_t allocated = id;
+        assert_kvbm_ok(kvbm_cache_register(cache, &id, &hash, 1, &opts, out));
+        dedups += *out != allocated;
+        assert_kvbm_ok(kvbm_cache_release(cache, out, 1));
+    }
+    assert_kvbm_ok(kvbm_cache_sync(cache));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(cache, &m);
+    kvbm_cache_destroy(cache);
+    kvbm_backend_destroy(backend);
+    *dedups_out = dedups;
+    return m;
+}
+
+static void admission_learns_alike_when_ids_out_is_ids(void **state)
+{
+    /* A deduplicated block is one more use of the block that holds the hash,
+     * not a new registration on it: registering in place must not make the
+     * filter forget that the hot hashes come back. */
+    uint64_t dedups_apart = 0, dedups_in_place = 0;
+    kvbm_cache_metrics_t apart = admission_workload(false, &dedups_apart);
+    kvbm_cache_metrics_t in_place = admission_workload(true, &dedups_in_place);
+    assert_true(dedups_apart > 100);
+    assert_int_equal(dedups_in_place, dedups_apart);
+    assert_true(apart.offload_refused > 0); /* the filter refuses something */
+    assert_int_equal(in_place.offload_refused, apart.offload_refused);
+    assert_int_equal(in_place.offloads, apart.offloads);
+}
+
 static void bad_arguments_are_refused(void **state)
 {
     fixture_t f;
@@ -726,6 +783,7 @@ int main(void)
         cmocka_unit_test(repeated_hash_fits_and_a_refused_acquire_changes_nothing),
         cmocka_unit_test(huge_counts_are_refused_before_any_size_is_computed),
         cmocka_unit_test(write_through_copies_a_repeated_hash_once_when_ids_out_is_ids),
+        cmocka_unit_test(admission_learns_alike_when_ids_out_is_ids),
         cmocka_unit_test(bad_arguments_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -738,8 +738,8 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
      * G1 holds cannot all be mutable, and the manager refuses them without
      * the copy. */
     bool write_through = cache->mode == KVBM_OFFLOAD_WRITE_THROUGH;
-    bool keep_ids = (write_through || cache->admission != NULL) && count > 0 &&
-                    count <= cache->g1_blocks;
+    bool keep_ids =
+        (write_through || cache->admission != NULL) && count > 0 && count <= cache->g1_blocks;
     kvbm_evicted_t stack_copies[SCRATCH_ON_STACK];
     kvbm_evicted_t *copies = NULL;
     if (keep_ids) {
@@ -756,8 +756,8 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
     if (status == KVBM_OK && copies != NULL) {
         /* A block registered anew is one whose id came back unchanged. */
         for (size_t i = 0; i < count; i++)
-            kvbm__cache_admission_registered(cache, &copies[i].block_id, &hashes[i], &ids_out[i],
-                                             1, opts != NULL ? opts->request_blocks : 0,
+            kvbm__cache_admission_registered(cache, &copies[i].block_id, &hashes[i], &ids_out[i], 1,
+                                             opts != NULL ? opts->request_blocks : 0,
                                              (opts != NULL ? opts->first_position : 0) +
                                                  (uint32_t)i);
     }
