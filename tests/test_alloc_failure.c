@@ -184,6 +184,7 @@ typedef struct cache_run {
     kvbm_cache_t *cache;
     bool with_engine;
     kvbm_offload_mode_t mode;
+    bool admission; /* the G2 admission filter (write-back only) */
     uint64_t served, wrong;
 } cache_run_t;
 
@@ -301,9 +302,11 @@ static void cache_request(cache_run_t *run, test_engine_t *engine, uint64_t doc,
                 host_fill(run->cache, ids[i], hashes[i]);
     }
     memcpy(registered, ids, sizeof(uint32_t) * n);
+    const kvbm_register_opts_t hints = {.request_blocks = (uint32_t)n,
+                                        .first_position = (uint32_t)served};
     if (n > served)
         CACHE_STEP(run, kvbm_cache_register(run->cache, ids + served, hashes + served, n - served,
-                                            NULL, registered + served));
+                                            &hints, registered + served));
     for (size_t i = 0; i < n; i++)
         reversed[i] = registered[n - 1 - i];
     CACHE_STEP(run, kvbm_cache_release(run->cache, reversed, n));
@@ -329,6 +332,7 @@ static void cache_scenario(cache_run_t *run)
     cc.g2_blocks = G2_BLOCKS;
     cc.engine_stream = run->engine;
     cc.offload_mode = run->mode;
+    cc.offload_admission = run->admission;
     kvbm_status_t status = kvbm_cache_create(&cc, &run->cache);
     if (is_injected(status)) {
         assert_null(run->cache);
@@ -361,19 +365,19 @@ static void cache_scenario(cache_run_t *run)
     kvbm_backend_destroy(run->backend);
 }
 
-static void cache_sweep(bool with_engine, kvbm_offload_mode_t mode)
+static void cache_sweep(bool with_engine, kvbm_offload_mode_t mode, bool admission)
 {
     int64_t live = kvbm__alloc_live();
     arm(0);
     uint64_t start = kvbm__alloc_count();
-    cache_run_t clean = {.with_engine = with_engine, .mode = mode};
+    cache_run_t clean = {.with_engine = with_engine, .mode = mode, .admission = admission};
     cache_scenario(&clean);
     uint64_t total = kvbm__alloc_count() - start;
     assert_int_equal(kvbm__alloc_live(), live);
     assert_true(clean.served >= 70); /* the scenario really reuses and onboards */
     uint64_t missed = 0;
     for (uint64_t nth = 1; nth <= total; nth++) {
-        cache_run_t run = {.with_engine = with_engine, .mode = mode};
+        cache_run_t run = {.with_engine = with_engine, .mode = mode, .admission = admission};
         arm(nth);
         cache_scenario(&run);
         /* A failure met inside a call that absorbs it (a skipped offload)
@@ -384,20 +388,25 @@ static void cache_sweep(bool with_engine, kvbm_offload_mode_t mode)
     }
     /* Every attempt number of the clean run was reached in its own run. */
     assert_int_equal(missed, 0);
-    print_message("cache (%s, %s): %llu allocations, each failed once\n",
+    print_message("cache (%s, %s%s): %llu allocations, each failed once\n",
                   with_engine ? "engine stream" : "no engine stream",
                   mode == KVBM_OFFLOAD_WRITE_BACK ? "write-back" : "write-through",
-                  (unsigned long long)total);
+                  admission ? ", G2 admission" : "", (unsigned long long)total);
 }
 
 static void every_cache_allocation_can_fail_cleanly_with_an_engine_stream(void **state)
 {
-    cache_sweep(true, KVBM_OFFLOAD_WRITE_BACK);
+    cache_sweep(true, KVBM_OFFLOAD_WRITE_BACK, false);
 }
 
 static void every_cache_allocation_can_fail_cleanly_in_write_through(void **state)
 {
-    cache_sweep(false, KVBM_OFFLOAD_WRITE_THROUGH);
+    cache_sweep(false, KVBM_OFFLOAD_WRITE_THROUGH, false);
+}
+
+static void every_cache_allocation_can_fail_cleanly_with_g2_admission(void **state)
+{
+    cache_sweep(false, KVBM_OFFLOAD_WRITE_BACK, true);
 }
 
 int main(void)
@@ -406,6 +415,7 @@ int main(void)
         cmocka_unit_test(every_manager_allocation_can_fail_cleanly),
         cmocka_unit_test(every_cache_allocation_can_fail_cleanly_with_an_engine_stream),
         cmocka_unit_test(every_cache_allocation_can_fail_cleanly_in_write_through),
+        cmocka_unit_test(every_cache_allocation_can_fail_cleanly_with_g2_admission),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

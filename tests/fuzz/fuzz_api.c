@@ -366,9 +366,12 @@ static void fuzz_manager(input_t *in)
                 hashes[i] = take_hash(in);
             }
             uint8_t prio = take8(in);
+            uint8_t hint = take8(in);
             kvbm_register_opts_t opts = {.parent_hash = take_hash(in),
                                          .has_parent = prio & 1,
-                                         .priority = (uint8_t)(prio % 110)};
+                                         .priority = (uint8_t)(prio % 110),
+                                         .request_blocks = hint % 16u,
+                                         .first_position = hint / 16u};
             bool with_opts = prio & 2;
             expected = with_opts && opts.priority > 100 ? KVBM_ERR_INVALID_ARG
                                                         : predict_register(m, ids, count);
@@ -677,6 +680,9 @@ static void fuzz_cache(input_t *in)
     cc.layout.alignment = 8;
     cc.g2_blocks = take8(in) % 24; /* 0: no host tier */
     cc.offload_mode = take8(in) & 1 ? KVBM_OFFLOAD_WRITE_THROUGH : KVBM_OFFLOAD_WRITE_BACK;
+    uint8_t admission = take8(in);
+    cc.offload_admission = cc.offload_mode == KVBM_OFFLOAD_WRITE_BACK && (admission & 1);
+    cc.admission_keep_ratio = (double)(admission >> 1) / 32.0; /* 0: the default */
     cc.g1_policy = kvbm_policy_find(names[take8(in) % n_policies]);
     cc.g2_policy = kvbm_policy_find(names[take8(in) % n_policies]);
     cc.policy_config.next_use = next_use_by_hash;
@@ -757,7 +763,13 @@ static void fuzz_cache(input_t *in)
             uint32_t in_ids[CACHE_MAX_G1 + 4];
             memcpy(in_ids, ids, sizeof(uint32_t) * n);
             uint32_t *ids_out = take8(in) & 1 ? ids : out;
-            status = kvbm_cache_register(h->cache, ids, hashes, n, NULL, ids_out);
+            /* Registration hints, any values (the admission filter and the
+             * adaptive policy read them; none can be wrong). */
+            uint8_t hint = take8(in);
+            const kvbm_register_opts_t opts = {.request_blocks = hint % 16u,
+                                               .first_position = hint / 32u};
+            status =
+                kvbm_cache_register(h->cache, ids, hashes, n, (hint & 1) ? &opts : NULL, ids_out);
             CHECK(hostile == (status != KVBM_OK) || status == KVBM_ERR_NO_MEMORY,
                   "register of %s blocks returned %s", hostile ? "wrong" : "good",
                   kvbm_status_name(status));
