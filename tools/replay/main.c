@@ -387,10 +387,33 @@ static const char *unknown_policy(const run_options_t *options)
     return NULL;
 }
 
+/* An option that would change nothing in the run asked for is refused: a
+ * run whose numbers ignore part of the command line must not look like a
+ * run that followed it. Says which and returns 2, or returns CLI_RUN. */
+static int refuse_ignored_options(const cli_t *cli)
+{
+    const run_options_t *o = &cli->options;
+    const char *why = NULL;
+    if (cli->sweep != NULL && (o->policy != NULL || o->g2_policy != NULL))
+        why = "--policy and --g2-policy do not apply to --sweep (list its policies with "
+              "--policies; G2 follows each)";
+    else if (cli->sweep != NULL && cli->json)
+        why = "--json does not apply to --sweep (its numbers go to --csv)";
+    else if (cli->sweep == NULL && cli->policies != NULL)
+        why = "--policies needs --sweep (one replay takes --policy)";
+    else if (o->g2_admission && o->g2_blocks == 0)
+        why = "--g2-admission needs --g2-blocks";
+    else if (o->admission_keep_ratio != 0.0 && !o->g2_admission)
+        why = "--admission-keep-ratio needs --g2-admission";
+    if (why == NULL)
+        return CLI_RUN;
+    fprintf(stderr, "kvbm-replay: %s\n", why);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     cli_t cli = {.options = {.g1_blocks = 5859,
-                             .policy = "lru",
                              .backend_kind = KVBM_BACKEND_AUTO,
                              .block_kib = 16,
                              .verify = true,
@@ -400,19 +423,24 @@ int main(int argc, char **argv)
     int decided = parse_args(argc, argv, &cli);
     if (decided != CLI_RUN)
         return decided;
+    decided = refuse_ignored_options(&cli);
+    if (decided != CLI_RUN)
+        return decided;
     const run_options_t *options = &cli.options;
+    const char *unknown = unknown_policy(options);
+    if (unknown != NULL) {
+        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n", unknown);
+        usage(stderr);
+        return 2;
+    }
+    if (cli.options.policy == NULL)
+        cli.options.policy = "lru";
     if (cli.sweep != NULL) {
         sweep_options_t sweep_options = {.capacities = cli.sweep,
                                          .policies = cli.policies,
                                          .csv_path = cli.csv_path,
                                          .plot_path = cli.plot_path};
         return sweep_run(options, &sweep_options) == KVBM_OK ? 0 : 1;
-    }
-    const char *unknown = unknown_policy(options);
-    if (unknown != NULL) {
-        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n", unknown);
-        usage(stderr);
-        return 2;
     }
     if (options->g3_blocks > 0 && options->g2_blocks == 0) {
         fprintf(stderr, "kvbm-replay: --g3-blocks needs --g2-blocks\n");
