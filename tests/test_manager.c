@@ -619,6 +619,69 @@ static void reference_count_limit_refuses_and_changes_nothing(void **state)
     kvbm_manager_destroy(m);
 }
 
+static void policy_tables_missing_an_operation_are_refused(void **state)
+{
+    /* A NULL slot used to be accepted and called on the first registration
+     * with hints (hint) or the first eviction (pop_victim): a crash long
+     * after create said yes. */
+    const kvbm_policy_ops_t *lru = kvbm_policy_lru();
+    for (int slot = 0; slot < 9; slot++) {
+        kvbm_policy_ops_t ops = *lru;
+        switch (slot) {
+        case 0:
+            ops.name = NULL;
+            break;
+        case 1:
+            ops.create = NULL;
+            break;
+        case 2:
+            ops.destroy = NULL;
+            break;
+        case 3:
+            ops.insert = NULL;
+            break;
+        case 4:
+            ops.remove = NULL;
+            break;
+        case 5:
+            ops.pop_victim = NULL;
+            break;
+        case 6:
+            ops.touch = NULL;
+            break;
+        case 7:
+            ops.size = NULL;
+            break;
+        default:
+            ops.hint = NULL;
+            break;
+        }
+        kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+        config.num_blocks = 2;
+        config.policy = &ops;
+        kvbm_manager_t *m = NULL;
+        assert_kvbm_status(kvbm_manager_create(&config, &m), KVBM_ERR_INVALID_ARG);
+        assert_null(m);
+    }
+    /* A version-1 table ends before hint: whatever follows it is not read,
+     * and the table works (registration with hints skips the hint op). */
+    kvbm_policy_ops_t v1 = *lru;
+    v1.version = 1;
+    v1.hint = NULL;
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = 2;
+    config.policy = &v1;
+    kvbm_manager_t *m = NULL;
+    assert_kvbm_ok(kvbm_manager_create(&config, &m));
+    uint32_t ids[2];
+    const uint64_t hashes[2] = {7, 8};
+    const kvbm_register_opts_t hints = {.request_blocks = 2};
+    assert_kvbm_ok(kvbm_manager_allocate(m, 2, ids, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_register(m, ids, hashes, 2, &hints, ids));
+    assert_kvbm_ok(kvbm_manager_release(m, ids, 2));
+    kvbm_manager_destroy(m);
+}
+
 static void names_outside_the_safe_set_are_refused(void **state)
 {
     /* A name goes into Prometheus labels and JSON as is: a quote and a
@@ -696,6 +759,7 @@ int main(void)
         cmocka_unit_test(match_length_counts_a_repeated_block_once),
         cmocka_unit_test(reference_count_limit_refuses_and_changes_nothing),
         cmocka_unit_test(names_outside_the_safe_set_are_refused),
+        cmocka_unit_test(policy_tables_missing_an_operation_are_refused),
         cmocka_unit_test(status_strings_cover_every_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

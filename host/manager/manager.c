@@ -84,6 +84,18 @@ static bool name_is_safe(const char *name)
     return length > 0;
 }
 
+/* A caller's policy table has every operation its version defines (and a
+ * name): a NULL slot would be called on the first eviction or registration,
+ * long after create said yes. A version-1 table ends before hint, so hint is
+ * read only from version 2 on. */
+static bool policy_ops_complete(const kvbm_policy_ops_t *ops)
+{
+    if (ops->name == NULL || ops->create == NULL || ops->destroy == NULL || ops->insert == NULL ||
+        ops->remove == NULL || ops->pop_victim == NULL || ops->touch == NULL || ops->size == NULL)
+        return false;
+    return ops->version < 2 || ops->hint != NULL;
+}
+
 /* sizeof(kvbm_manager_config_t) at each published version (core/config.h). */
 static const size_t manager_config_sizes[] = {sizeof(kvbm_manager_config_t)};
 
@@ -116,6 +128,8 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
     if (config->policy != NULL &&
         (config->policy->version == 0 || config->policy->version > KVBM_POLICY_OPS_VERSION))
         return KVBM_ERR_VERSION;
+    if (config->policy != NULL && !policy_ops_complete(config->policy))
+        return KVBM_ERR_INVALID_ARG;
     return KVBM_OK;
 }
 

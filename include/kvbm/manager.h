@@ -134,7 +134,9 @@ typedef struct kvbm_register_opts {
  * @param[out] manager_out  the new manager, owned by the caller.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, num_blocks 0 or too large,
  *         unknown duplication, a name that is empty, too long or holds a
- *         character outside the safe set); KVBM_ERR_VERSION (struct_size/version);
+ *         character outside the safe set, a policy table without a name or
+ *         with a NULL operation of its version); KVBM_ERR_VERSION
+ *         (struct_size/version, the policy table's version);
  *         KVBM_ERR_NO_MEMORY; or the policy's create error.
  */
 kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
