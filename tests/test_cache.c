@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -749,9 +750,23 @@ static void bad_arguments_are_refused(void **state)
     through.offload_admission = true;
     assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
     assert_null(none);
-    through.offload_mode = KVBM_OFFLOAD_WRITE_BACK; /* the same config is fine otherwise */
+    /* With no G2 it would do nothing either, and a keep ratio without it
+     * would be ignored: both were accepted without a word. */
+    through.offload_mode = KVBM_OFFLOAD_WRITE_BACK;
+    through.g2_blocks = 0;
+    assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
+    through.g2_blocks = 4;
+    through.offload_admission = false;
+    through.admission_keep_ratio = 0.5;
+    assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
+    assert_null(none);
+    through.offload_admission = true; /* the same config is fine otherwise */
     assert_kvbm_ok(kvbm_cache_create(&through, &none));
     kvbm_cache_destroy(none);
+    none = NULL;
+    through.admission_keep_ratio = NAN; /* refused by the filter, cleanly */
+    assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
+    assert_null(none);
     uint32_t ids[3];
     assert_kvbm_status(kvbm_cache_allocate(f.cache, 3, ids, NULL), KVBM_ERR_NO_BLOCKS);
     assert_kvbm_status(kvbm_cache_check(f.cache, (const uint32_t[]){5}, 1), KVBM_ERR_OUT_OF_RANGE);

@@ -122,8 +122,10 @@ static kvbm_status_t admission_create(kvbm_cache_t *cache, const kvbm_cache_conf
 }
 
 /* What create checks beyond the importer: a backend, a known offload mode,
- * G3 only below a G2, and G2 admission only with write-back (write-through
- * copies at registration, so a filter on evictions would do nothing). */
+ * G3 only below a G2, and G2 admission only with write-back and a G2
+ * (write-through copies at registration, so a filter on evictions would do
+ * nothing, as it would with no G2 to offload to), and a keep ratio only
+ * with admission (it would be ignored). */
 static bool config_is_valid(const kvbm_cache_config_t *config)
 {
     if (config->backend == NULL)
@@ -133,7 +135,9 @@ static bool config_is_valid(const kvbm_cache_config_t *config)
         return false;
     if (config->g3 != NULL && config->g2_blocks == 0)
         return false;
-    return !config->offload_admission || config->offload_mode == KVBM_OFFLOAD_WRITE_BACK;
+    if (!config->offload_admission)
+        return config->admission_keep_ratio == 0.0;
+    return config->offload_mode == KVBM_OFFLOAD_WRITE_BACK && config->g2_blocks > 0;
 }
 
 /* The copy streams, the per-block tables, the disk tier and the lock: what

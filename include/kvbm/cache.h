@@ -131,11 +131,13 @@ typedef struct kvbm_cache_config {
     /**
      * G2 admission (kvbm/admission.h): offload only evicted blocks whose
      * class comes back often enough. Off by default (every evicted block is
-     * offloaded, as the replay contract counts); write-back mode only
-     * (create returns KVBM_ERR_INVALID_ARG with write-through).
+     * offloaded, as the replay contract counts); write-back mode with a G2
+     * only (create returns KVBM_ERR_INVALID_ARG with write-through or
+     * g2_blocks 0, where the filter would do nothing).
      */
     bool offload_admission;
-    /** The filter's keep_ratio; 0 uses its default. */
+    /** The filter's keep_ratio; 0 uses its default. Must be 0 without
+     *  offload_admission (create returns KVBM_ERR_INVALID_ARG). */
     double admission_keep_ratio;
 } kvbm_cache_config_t;
 

@@ -681,8 +681,10 @@ static void fuzz_cache(input_t *in)
     cc.g2_blocks = take8(in) % 24; /* 0: no host tier */
     cc.offload_mode = take8(in) & 1 ? KVBM_OFFLOAD_WRITE_THROUGH : KVBM_OFFLOAD_WRITE_BACK;
     uint8_t admission = take8(in);
-    cc.offload_admission = cc.offload_mode == KVBM_OFFLOAD_WRITE_BACK && (admission & 1);
-    cc.admission_keep_ratio = (double)(admission >> 1) / 32.0; /* 0: the default */
+    cc.offload_admission =
+        cc.offload_mode == KVBM_OFFLOAD_WRITE_BACK && cc.g2_blocks > 0 && (admission & 1);
+    if (cc.offload_admission)
+        cc.admission_keep_ratio = (double)(admission >> 1) / 32.0; /* 0: the default */
     cc.g1_policy = kvbm_policy_find(names[take8(in) % n_policies]);
     cc.g2_policy = kvbm_policy_find(names[take8(in) % n_policies]);
     cc.policy_config.next_use = next_use_by_hash;
