@@ -304,7 +304,9 @@ static void cache_request(cache_worker_t *w, test_engine_t *engine)
     if (n > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,
                                      .parent_hash = served > 0 ? hashes[served - 1] : 0,
-                                     .priority = 50};
+                                     .priority = 50,
+                                     .request_blocks = (uint32_t)n,
+                                     .first_position = (uint32_t)served};
         assert_kvbm_ok(kvbm_cache_register(cache, ids + served, hashes + served, n - served, &opts,
                                            registered + served));
         w->t.operations++;
@@ -350,7 +352,8 @@ static uint64_t wrong_bytes_in_g2(kvbm_cache_t *cache)
     return wrong;
 }
 
-static void soak_cache(kvbm_layout_kind_t kind, const char *policy, kvbm_offload_mode_t mode)
+static void soak_cache(kvbm_layout_kind_t kind, const char *policy, kvbm_offload_mode_t mode,
+                       bool admission)
 {
     cache_soak_t soak;
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
@@ -369,6 +372,7 @@ static void soak_cache(kvbm_layout_kind_t kind, const char *policy, kvbm_offload
     cc.g2_policy = cc.g1_policy;
     cc.policy_config.next_use = next_use_by_hash;
     cc.offload_mode = mode;
+    cc.offload_admission = admission;
     cc.engine_stream = soak.engine;
     assert_kvbm_ok(kvbm_cache_create(&cc, &soak.cache));
     /* The engine's own writes are spared: a failed one would be the
@@ -395,10 +399,11 @@ static void soak_cache(kvbm_layout_kind_t kind, const char *policy, kvbm_offload
     t.wrong_bytes += wrong_bytes_in_g2(soak.cache);
     kvbm_cache_metrics_t m;
     kvbm_cache_metrics(soak.cache, &m);
-    char what[64];
-    snprintf(what, sizeof(what), "cache %s %s %s",
+    char what[80];
+    snprintf(what, sizeof(what), "cache %s %s %s%s",
              kind == KVBM_LAYOUT_FULLY_CONTIGUOUS ? "contiguous" : "layer-separate", policy,
-             mode == KVBM_OFFLOAD_WRITE_BACK ? "write-back" : "write-through");
+             mode == KVBM_OFFLOAD_WRITE_BACK ? "write-back" : "write-through",
+             admission ? "+admission" : "");
     report(what, &t);
     add_totals(&grand, &t);
     kvbm_cache_destroy(soak.cache);
@@ -417,9 +422,21 @@ static void sixteen_threads_on_one_cache_with_copy_faults(void **state)
     for (int k = 0; k < 2; k++)
         for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
             for (int m = 0; m < 2; m++)
-                soak_cache(kinds[k], *name, modes[m]);
+                soak_cache(kinds[k], *name, modes[m], false);
     /* Over the whole cache soak, faults were really met. */
     assert_true(grand.injected_faults > 0);
+}
+
+static void sixteen_threads_on_one_cache_with_g2_admission(void **state)
+{
+    /* The admission filter's state is the cache's, under its lock: the same
+     * soak with it on (write-back, registration hints) for the default
+     * policy and the one that reads the hints. */
+    const kvbm_layout_kind_t kinds[2] = {KVBM_LAYOUT_FULLY_CONTIGUOUS, KVBM_LAYOUT_LAYER_SEPARATE};
+    const char *const policies[2] = {"lru", "adaptive"};
+    for (int k = 0; k < 2; k++)
+        for (int p = 0; p < 2; p++)
+            soak_cache(kinds[k], policies[p], KVBM_OFFLOAD_WRITE_BACK, true);
 }
 
 int main(void)
@@ -439,6 +456,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sixteen_threads_on_one_manager_for_every_policy),
         cmocka_unit_test(sixteen_threads_on_one_cache_with_copy_faults),
+        cmocka_unit_test(sixteen_threads_on_one_cache_with_g2_admission),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     report("total", &grand);
