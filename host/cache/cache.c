@@ -78,6 +78,13 @@ static kvbm_status_t g2_tier_create(kvbm_cache_t *cache, const kvbm_cache_config
     status = create_manager(cache, config, KVBM_TIER_G2, config->g2_blocks, &cache->g2);
     if (status != KVBM_OK)
         goto err_destroy_pool;
+    /* These policies evict inactive blocks in release order (lineage and
+     * priority among blocks of one priority and no parent, as G2's are), so
+     * the blocks an offload call has pending are never the victim the
+     * contract's one-by-one offloads would have chosen (take_g2_block). */
+    const kvbm_policy_ops_t *policy = config->g2_policy;
+    cache->g2_release_ordered = policy == NULL || policy == kvbm_policy_lru() ||
+                                policy == kvbm_policy_lineage() || policy == kvbm_policy_priority();
     return KVBM_OK;
 
 err_destroy_pool:
@@ -289,17 +296,38 @@ static void submit_parts(kvbm_cache_t *cache, cache_offload_t *off)
  * skipped. With a G3, the G2 victim the take evicts is written to G3 before
  * its block is reused.
  */
+static void process_pending(kvbm_cache_t *cache, cache_offload_t *off)
+{
+    submit_parts(cache, off);
+    kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+    off->copies_issued = false; /* all processed */
+}
+
+/* Whether taking a G2 block now would evict one (no free block left). */
+static bool g2_take_evicts(kvbm_cache_t *cache)
+{
+    kvbm_pool_counts_t counts;
+    kvbm_manager_counts(cache->g2, &counts);
+    return counts.reset == 0;
+}
+
 static uint32_t take_g2_block(kvbm_cache_t *cache, cache_offload_t *off)
 {
     uint32_t block;
     kvbm_evicted_t victim;
     size_t n_victims = 0;
-    kvbm_status_t status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
     bool pending = off->copies_issued || (off->copies != NULL && off->copies->n > 0);
+    /* The contract's one-by-one offloads would have put the pending blocks
+     * in G2's policy before this take chooses its victim. A policy that may
+     * evict a block released after older inactive ones could choose one of
+     * them, so they are processed first. */
+    if (pending && !cache->g2_release_ordered && g2_take_evicts(cache)) {
+        process_pending(cache, off);
+        pending = false;
+    }
+    kvbm_status_t status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
     if (status == KVBM_ERR_NO_BLOCKS && pending) {
-        submit_parts(cache, off);
-        kvbm__cache_wait_processed(cache, cache->next_seq - 1);
-        off->copies_issued = false; /* all processed */
+        process_pending(cache, off);
         status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
     }
     if (status != KVBM_OK)
