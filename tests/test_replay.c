@@ -239,7 +239,10 @@ static void malformed_lines_stop_with_line_and_reason(void **state)
     const char *good = "{\"hash_ids\": [1]}\n";
     char text[512];
     const char *cases[][2] = {
-        {"{\"hash_ids\": [1, 2\n", "truncated"},
+        {"{\"hash_ids\": [1, 2\n", "cut off"},
+        {"{\"hash_ids\": [1 2]}\n", "without a ',' between values"},
+        {"{\"timestamp\": 1 \"hash_ids\": [1]}\n", "fields without a ','"},
+        {"{hash_ids: [1]}\n", "not in double quotes"},
         {"{\"timestamp\": 5}\n", "missing \"hash_ids\""},
         {"{\"hash_ids\": [1, -2]}\n", "negative"},
         {"{\"hash_ids\": [1, \"x\"]}\n", "not an integer"},
@@ -273,7 +276,7 @@ static void malformed_lines_stop_with_line_and_reason(void **state)
         {"{\"hash_ids\": [-9223372036854775809]}\n", "outside"},
         {"{\"hash_ids\": [-9223372036854775808]}\n", "negative"},
         {"{\"hash_ids\": [1], \"note\": \"tab\there\"}\n", "control character"},
-        {"{\"hash_ids\": [1], \"note\": \"\xff\"}\n", "utf-8"},
+        {"{\"hash_ids\": [1], \"note\": \"\xff\"}\n", "UTF-8"},
         {"{\"hash_ids\": [1]} {\"x\": 1}\n", "trailing"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

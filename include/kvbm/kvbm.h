@@ -5,8 +5,10 @@
 #ifndef KVBM_KVBM_H
 #define KVBM_KVBM_H
 
+#include "kvbm/admission.h"
 #include "kvbm/backend.h"
 #include "kvbm/cache.h"
+#include "kvbm/disk.h"
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
 #include "kvbm/log.h"

@@ -37,6 +37,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kvbm/config_init.h"
+#include "kvbm/export.h"
 #include "kvbm/metrics.h"
 #include "kvbm/policy.h"
 #include "kvbm/status.h"
@@ -101,11 +103,32 @@ typedef struct kvbm_manager_config {
     const char *name;
 } kvbm_manager_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_MANAGER_CONFIG_DEFAULTS(X, P)                                                         \
+    X(P, struct_size, sizeof(kvbm_manager_config_t))                                               \
+    X(P, version, KVBM_MANAGER_CONFIG_VERSION)                                                     \
+    X(P, duplication, KVBM_DUPLICATION_REJECT)                                                     \
+    KVBM_POLICY_CONFIG_DEFAULTS(X, P policy_config.)
+
+#ifdef __cplusplus
+#define KVBM_MANAGER_CONFIG_INIT                                                                   \
+    KVBM_CONFIG_INIT_CXX(kvbm_manager_config_t, kvbm_manager_config_init)
+#else
 #define KVBM_MANAGER_CONFIG_INIT                                                                   \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_manager_config_t), .version = KVBM_MANAGER_CONFIG_VERSION,      \
-        .duplication = KVBM_DUPLICATION_REJECT, .policy_config = KVBM_POLICY_CONFIG_INIT           \
+        KVBM_MANAGER_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                      \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_MANAGER_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_manager_config_init(kvbm_manager_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_MANAGER_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /** A block that allocate took from the inactive pool, with the hash it lost. */
 typedef struct kvbm_evicted {
@@ -139,12 +162,12 @@ typedef struct kvbm_register_opts {
  *         (struct_size/version, the policy table's version);
  *         KVBM_ERR_NO_MEMORY; or the policy's create error.
  */
-kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
-                                  kvbm_manager_t **manager_out);
+KVBM_API kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
+                                           kvbm_manager_t **manager_out);
 
 /** @brief Free the manager and everything in it. NULL is a no-op. No other
  *         call may run on it concurrently or after. */
-void kvbm_manager_destroy(kvbm_manager_t *manager);
+KVBM_API void kvbm_manager_destroy(kvbm_manager_t *manager);
 
 /**
  * @brief Allocate @p count mutable blocks, all or nothing.
@@ -159,8 +182,9 @@ void kvbm_manager_destroy(kvbm_manager_t *manager);
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_BLOCKS when reset +
  *         inactive < count (nothing changes).
  */
-kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
-                                    kvbm_evicted_t *evicted_out, size_t *n_evicted_out);
+KVBM_API kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count,
+                                             uint32_t *ids_out, kvbm_evicted_t *evicted_out,
+                                             size_t *n_evicted_out);
 
 /**
  * @brief Register mutable blocks under sequence hashes.
@@ -179,9 +203,9 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
  *         KVBM_ERR_OVERFLOW (a deduplicated block's reference count could
  *         pass its limit); KVBM_ERR_NO_MEMORY. Nothing changes on error.
  */
-kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
-                                    const uint64_t *hashes, size_t count,
-                                    const kvbm_register_opts_t *opts, uint32_t *ids_out);
+KVBM_API kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
+                                             const uint64_t *hashes, size_t count,
+                                             const kvbm_register_opts_t *opts, uint32_t *ids_out);
 
 /**
  * @brief Add one reference to each registered block (active or inactive).
@@ -189,7 +213,8 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
  *         KVBM_ERR_OVERFLOW (a block's reference count could pass its limit,
  *         UINT32_MAX). Nothing changes on error.
  */
-kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
+                                            size_t count);
 
 /**
  * @brief Drop one reference from each block, in array order.
@@ -202,7 +227,8 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
  * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_NOT_HELD (more releases
  *         than references, or a free/inactive block). Nothing changes on error.
  */
-kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
+                                            size_t count);
 
 /**
  * @brief Longest registered prefix of @p hashes, acquired.
@@ -217,8 +243,8 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
  *         reference count could pass its limit, UINT32_MAX: nothing changes,
  *         though ids_out may have been written).
  */
-kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
-                                 uint32_t *ids_out, size_t *n_matched_out);
+KVBM_API kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes,
+                                          size_t count, uint32_t *ids_out, size_t *n_matched_out);
 
 /**
  * @brief How long kvbm_manager_match() would match, without acquiring or
@@ -231,9 +257,9 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
  *                            evictable pool; a repeated hash counts once).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
-                                        size_t count, size_t *n_matched_out,
-                                        size_t *n_inactive_out);
+KVBM_API kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
+                                                 size_t count, size_t *n_matched_out,
+                                                 size_t *n_inactive_out);
 
 /**
  * @brief Look up every hash, not stopping at misses; acquires every hit.
@@ -245,8 +271,9 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
  * @param[out] n_found_out number of hits.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OVERFLOW (as for match).
  */
-kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
-                                bool touch, uint32_t *ids_out, size_t *n_found_out);
+KVBM_API kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
+                                         size_t count, bool touch, uint32_t *ids_out,
+                                         size_t *n_found_out);
 
 /**
  * @brief Withdraw the hashes of registered blocks whose data turned out to be
@@ -259,17 +286,18 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
  *
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OUT_OF_RANGE (nothing changes).
  */
-kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids,
+                                               size_t count);
 
 /** @brief Whether @p hash is registered (active or inactive); takes no reference. */
-bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
+KVBM_API bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
 
 /**
  * @brief Return every inactive block to the reset pool.
  * @return KVBM_OK; KVBM_ERR_BUSY if any block is still active (mutable or
  *         referenced), in which case nothing changes.
  */
-kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager);
+KVBM_API kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager);
 
 /** Sizes of the three pools; they always add up to num_blocks. */
 typedef struct kvbm_pool_counts {
@@ -280,25 +308,25 @@ typedef struct kvbm_pool_counts {
 } kvbm_pool_counts_t;
 
 /** @brief Consistent snapshot of the pool sizes. */
-void kvbm_manager_counts(kvbm_manager_t *manager, kvbm_pool_counts_t *counts_out);
+KVBM_API void kvbm_manager_counts(kvbm_manager_t *manager, kvbm_pool_counts_t *counts_out);
 
 /** @brief Consistent snapshot of the counters and gauges. */
-void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metrics_out);
+KVBM_API void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metrics_out);
 
 /**
  * @brief Write the metrics as Prometheus text exposition to @p out.
  * @return KVBM_OK or KVBM_ERR_IO.
  */
-kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out);
+KVBM_API kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out);
 
 /**
  * @brief Write the metrics as one JSON object (and a newline) to @p out.
  * @return KVBM_OK or KVBM_ERR_IO.
  */
-kvbm_status_t kvbm_manager_metrics_json(kvbm_manager_t *manager, FILE *out);
+KVBM_API kvbm_status_t kvbm_manager_metrics_json(kvbm_manager_t *manager, FILE *out);
 
 /** @brief Name of the manager's policy ("lru", ...). */
-const char *kvbm_manager_policy_name(const kvbm_manager_t *manager);
+KVBM_API const char *kvbm_manager_policy_name(const kvbm_manager_t *manager);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,24 @@
 #include "run.h"
 #include "sweep.h"
 
+/* A usage error: one line naming the problem, and where to find the rest;
+ * returns the exit status 2. */
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, "kvbm-replay: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, " (try 'kvbm-replay --help')\n");
+    return 2;
+}
+
+static void print_version(void)
+{
+    printf("kvbm-replay %s\n", kvbm_version());
+    if (kvbm_version_code() != KVBM_VERSION_CODE)
+        printf("built against kvbm %d.%d.%d headers\n", KVBM_VERSION_MAJOR, KVBM_VERSION_MINOR,
+               KVBM_VERSION_PATCH);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -49,6 +67,8 @@ static void usage(FILE *out)
             "                     often enough (kvbm/admission.h; default: offload all)\n"
             "  --admission-keep-ratio X  the filter's keep ratio (default 0.65)\n"
             "  --no-hints         register blocks without the request length and position\n"
+            "  --version          print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
             "policies:");
     for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
         fprintf(out, " %s", *name);
@@ -178,6 +198,7 @@ enum {
     OPT_G3_KEEP,
     OPT_G3_MIN_FREE,
     OPT_MAX_LINE,
+    OPT_VERSION,
     OPT_G2_ADMISSION,
     OPT_KEEP_RATIO,
     OPT_NO_HINTS
@@ -218,57 +239,45 @@ static int apply_checked_option(int opt, const char *arg, cli_t *cli)
     case OPT_G1:
         if (parse_u32(arg, &o->g1_blocks) == 0 && o->g1_blocks > 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --g1-blocks needs a positive integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--g1-blocks needs a positive integer, not '%s'", arg);
     case OPT_G2:
         if (parse_u32(arg, &o->g2_blocks) == 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--g2-blocks needs an integer, not '%s'", arg);
     case OPT_G3:
         if (parse_u32(arg, &o->g3_blocks) == 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --g3-blocks needs an integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--g3-blocks needs an integer, not '%s'", arg);
     case OPT_G3_MIN_FREE:
         if (parse_u32(arg, &value) == 0) {
             o->g3_min_free_bytes = (uint64_t)value << 20;
             return CLI_RUN;
         }
-        fprintf(stderr, "kvbm-replay: --g3-min-free-mib needs an integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--g3-min-free-mib needs an integer, not '%s'", arg);
     case OPT_LIMIT:
         if (parse_u32(arg, &value) == 0) {
             o->limit = value;
             return CLI_RUN;
         }
-        fprintf(stderr, "kvbm-replay: --limit needs an integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--limit needs an integer, not '%s'", arg);
     case OPT_BACKEND:
         if (parse_backend(arg, &o->backend_kind) == 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --backend is auto, cpu or cuda, not '%s'\n", arg);
-        return 2;
+        return usage_error("--backend is auto, cpu or cuda, not '%s'", arg);
     case OPT_BLOCK_KIB:
         if (parse_u32(arg, &o->block_kib) == 0 && o->block_kib > 0 && o->block_kib <= 65536)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --block-kib needs 1..65536, not '%s'\n", arg);
-        return 2;
+        return usage_error("--block-kib needs 1..65536, not '%s'", arg);
     case OPT_MAX_LINE:
         if (parse_size(arg, TRACE_MAX_LINE_LIMIT, &o->max_line_bytes) == 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --max-line-bytes needs 1..%zu, not '%s'\n",
-                TRACE_MAX_LINE_LIMIT, arg);
-        return 2;
+        return usage_error("--max-line-bytes needs 1..1073741824, not '%s'", arg);
     case OPT_KEEP_RATIO:
         if (parse_ratio(arg, &o->admission_keep_ratio) == 0)
             return CLI_RUN;
-        fprintf(stderr,
-                "kvbm-replay: --admission-keep-ratio needs a number in (0, 1000], not '%s'\n", arg);
-        return 2;
+        return usage_error("--admission-keep-ratio needs a number in (0, 1000], not '%s'", arg);
     default:
-        usage(stderr);
-        return 2;
+        return usage_error("unknown option '%s'", arg);
     }
 }
 
@@ -325,6 +334,9 @@ static int apply_option(int opt, const char *arg, cli_t *cli)
     case 'h':
         usage(stdout);
         return 0;
+    case OPT_VERSION:
+        print_version();
+        return 0;
     default:
         return apply_checked_option(opt, arg, cli);
     }
@@ -355,21 +367,30 @@ static int parse_args(int argc, char **argv, cli_t *cli)
         {"g3-keep", no_argument, NULL, OPT_G3_KEEP},
         {"g3-min-free-mib", required_argument, NULL, OPT_G3_MIN_FREE},
         {"max-line-bytes", required_argument, NULL, OPT_MAX_LINE},
+        {"version", no_argument, NULL, OPT_VERSION},
         {"g2-admission", no_argument, NULL, OPT_G2_ADMISSION},
         {"admission-keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
         {"no-hints", no_argument, NULL, OPT_NO_HINTS},
         {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+    opterr = 0; /* usage errors are reported here, in one line */
+    while ((opt = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
+        if (opt == ':')
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
+        if (opt == '?') {
+            char short_option[3] = {'-', (char)optopt, '\0'};
+            return usage_error("unknown option '%s'",
+                               optopt != 0 ? short_option : argv[optind - 1]);
+        }
         int decided = apply_option(opt, optarg, cli);
         if (decided != CLI_RUN)
             return decided;
     }
-    if (optind != argc - 1) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind == argc)
+        return usage_error("%s", "no trace file given");
+    if (optind < argc - 1)
+        return usage_error("one trace file, not several ('%s', ...)", argv[optind]);
     cli->options.trace_path = argv[optind];
     cli->options.progress = cli->no_progress        ? RUN_PROGRESS_NONE
                             : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
@@ -405,10 +426,7 @@ static int refuse_ignored_options(const cli_t *cli)
         why = "--g2-admission needs --g2-blocks";
     else if (o->admission_keep_ratio != 0.0 && !o->g2_admission)
         why = "--admission-keep-ratio needs --g2-admission";
-    if (why == NULL)
-        return CLI_RUN;
-    fprintf(stderr, "kvbm-replay: %s\n", why);
-    return 2;
+    return why == NULL ? CLI_RUN : usage_error("%s", why);
 }
 
 int main(int argc, char **argv)
@@ -428,11 +446,8 @@ int main(int argc, char **argv)
         return decided;
     const run_options_t *options = &cli.options;
     const char *unknown = unknown_policy(options);
-    if (unknown != NULL) {
-        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n", unknown);
-        usage(stderr);
-        return 2;
-    }
+    if (unknown != NULL)
+        return usage_error("unknown policy '%s'", unknown);
     if (cli.options.policy == NULL)
         cli.options.policy = "lru";
     if (cli.sweep != NULL) {
@@ -440,12 +455,12 @@ int main(int argc, char **argv)
                                          .policies = cli.policies,
                                          .csv_path = cli.csv_path,
                                          .plot_path = cli.plot_path};
-        return sweep_run(options, &sweep_options) == KVBM_OK ? 0 : 1;
+        kvbm_status_t status = sweep_run(options, &sweep_options);
+        /* sweep_run refuses bad --sweep or --policies lists with KVBM_ERR_INVALID_ARG. */
+        return status == KVBM_OK ? 0 : status == KVBM_ERR_INVALID_ARG ? 2 : 1;
     }
-    if (options->g3_blocks > 0 && options->g2_blocks == 0) {
-        fprintf(stderr, "kvbm-replay: --g3-blocks needs --g2-blocks\n");
-        return 2;
-    }
+    if (options->g3_blocks > 0 && options->g2_blocks == 0)
+        return usage_error("%s", "--g3-blocks needs --g2-blocks");
     run_result_t result;
     if (run_replay(options, NULL, &result) != KVBM_OK)
         return 1;

@@ -1,6 +1,7 @@
 /* Streaming JSON Lines trace reader on json-c; see trace.h. */
 #include "trace.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -31,6 +32,11 @@ struct trace_reader {
     json_strict_t strict;
     kvbm_status_t failed; /* sticky: the error every later call returns */
     char error[256];
+    /* The block sizes every request so far allows, from input_length:
+     * [tokens_lo, tokens_hi]; lo > hi once two requests disagree or one
+     * lacks it (trace_t.block_tokens). */
+    uint64_t tokens_lo, tokens_hi;
+    size_t requests;
 };
 
 kvbm_status_t trace_reader_from_stream(FILE *stream, trace_reader_t **reader_out)
@@ -53,6 +59,8 @@ kvbm_status_t trace_reader_from_stream(FILE *stream, trace_reader_t **reader_out
                                                 JSON_TOKENER_VALIDATE_UTF8);
     reader->stream = stream;
     reader->max_line = TRACE_MAX_LINE_DEFAULT;
+    reader->tokens_lo = 1;
+    reader->tokens_hi = UINT32_MAX;
     *reader_out = reader;
     return KVBM_OK;
 }
@@ -115,6 +123,62 @@ static kvbm_status_t reader_fail_at(trace_reader_t *reader, kvbm_status_t status
 static kvbm_status_t reader_fail(trace_reader_t *reader, const char *reason)
 {
     return reader_fail_at(reader, KVBM_ERR_PARSE, reader->line_number, reason);
+}
+
+/*
+ * What json-c stopped at, in plain words with the column, instead of its
+ * own wording ("object value separator ',' expected").
+ */
+static void describe_json_error(enum json_tokener_error error, const char *line, size_t length,
+                                size_t offset, char *out, size_t out_size)
+{
+    const char *what;
+    switch (error) {
+    case json_tokener_continue:
+    case json_tokener_error_parse_eof:
+        snprintf(out, out_size, "the JSON object is cut off: the line ends before it is closed");
+        return;
+    case json_tokener_error_depth:
+        what = "values nested too deeply";
+        break;
+    case json_tokener_error_parse_null:
+    case json_tokener_error_parse_boolean:
+    case json_tokener_error_parse_unexpected:
+        what = "a character that does not start or continue a JSON value";
+        break;
+    case json_tokener_error_parse_number:
+        what = "a malformed number";
+        break;
+    case json_tokener_error_parse_array:
+        what = "a list that goes on without a ',' between values or a closing ']'";
+        break;
+    case json_tokener_error_parse_object_key_name:
+        what = "a field name that is not in double quotes";
+        break;
+    case json_tokener_error_parse_object_key_sep:
+        what = "a field name without a ':' after it";
+        break;
+    case json_tokener_error_parse_object_value_sep:
+        what = "fields without a ',' between them or a closing '}'";
+        break;
+    case json_tokener_error_parse_string:
+        what = "a malformed string (a bad escape sequence)";
+        break;
+    case json_tokener_error_parse_comment:
+        what = "a malformed comment";
+        break;
+    case json_tokener_error_parse_utf8_string:
+        what = "text that is not valid UTF-8";
+        break;
+    default:
+        what = "text that is not JSON";
+        break;
+    }
+    if (offset < length && isprint((unsigned char)line[offset]))
+        snprintf(out, out_size, "not valid JSON: %s (column %zu, at '%c')", what, offset + 1,
+                 line[offset]);
+    else
+        snprintf(out, out_size, "not valid JSON: %s (column %zu)", what, offset + 1);
 }
 
 /* JSON whitespace only (RFC 8259: space, tab, line feed, carriage return). */
@@ -304,7 +368,8 @@ static kvbm_status_t take_flat_ids(trace_reader_t *reader, const char *text, siz
                                            ? "\"hash_ids\" is not a well-formed array"
                                            : "\"hash_ids\" holds a value that is not an integer");
         } else {
-            return reader_fail(reader, "\"hash_ids\" is not a well-formed array");
+            return reader_fail(reader, "\"hash_ids\" is not a well-formed array: a list that goes "
+                                       "on without a ',' between values or a closing ']'");
         }
     }
     if (want_value && any)
@@ -319,8 +384,38 @@ static json_object *parse_piece(trace_reader_t *reader, const char *text, size_t
     return json_tokener_parse_ex(reader->tokener, text, (int)n);
 }
 
+/* Narrows the block sizes the trace allows by one request of @p count
+ * blocks and @p tokens input tokens (-1: none given). */
+static void note_block_tokens(trace_reader_t *reader, size_t count, int64_t tokens)
+{
+    reader->requests++;
+    if (tokens < 0) {
+        reader->tokens_hi = 0;
+    } else if (count > 0) {
+        uint64_t length = (uint64_t)tokens, n = count;
+        uint64_t lo = (length + n - 1) / n;
+        uint64_t hi = n == 1 ? UINT32_MAX : length > 0 ? (length - 1) / (n - 1) : 0;
+        reader->tokens_lo = lo > reader->tokens_lo ? lo : reader->tokens_lo;
+        reader->tokens_hi = hi < reader->tokens_hi ? hi : reader->tokens_hi;
+    }
+}
+
+/* The optional input_length of @p root; -1 when absent or not an integer
+ * >= 0 (the replay does not need it). */
+static int64_t input_length_of(json_object *root)
+{
+    json_object *value = NULL;
+    if (!json_object_object_get_ex(root, "input_length", &value) ||
+        !json_object_is_type(value, json_type_int))
+        return -1;
+    errno = 0;
+    int64_t tokens = json_object_get_int64(value);
+    return tokens >= 0 && errno == 0 ? tokens : -1;
+}
+
 /* Parses reader->line (@p length bytes) into one request. */
-static kvbm_status_t parse_line(trace_reader_t *reader, size_t length, size_t *count_out)
+static kvbm_status_t parse_line(trace_reader_t *reader, size_t length, size_t *count_out,
+                                int64_t *tokens_out)
 {
     const char *reason = NULL;
     kvbm_status_t status = json_strict_scan(&reader->strict, reader->line, length, &reason);
@@ -344,14 +439,19 @@ static kvbm_status_t parse_line(trace_reader_t *reader, size_t length, size_t *c
     json_object *root = NULL;
     if (flat)
         root = parse_piece(reader, reader->line, strict->ids_open + 1);
-    if (!flat || json_tokener_get_error(reader->tokener) == json_tokener_continue)
+    size_t piece = 0; /* where the piece json-c parsed last starts */
+    if (!flat || json_tokener_get_error(reader->tokener) == json_tokener_continue) {
+        piece = rest;
         root = parse_piece(reader, reader->line + rest, length - rest);
+    }
     enum json_tokener_error parse_error = json_tokener_get_error(reader->tokener);
     if (root == NULL || parse_error != json_tokener_success) {
         json_object_put(root);
-        return reader_fail(reader, parse_error == json_tokener_continue
-                                       ? "truncated JSON"
-                                       : json_tokener_error_desc(parse_error));
+        char described[160];
+        describe_json_error(parse_error, reader->line, length,
+                            piece + json_tokener_get_parse_end(reader->tokener), described,
+                            sizeof(described));
+        return reader_fail(reader, described);
     }
     /* Anything after the object other than whitespace is an error too. */
     size_t used = rest + json_tokener_get_parse_end(reader->tokener);
@@ -366,9 +466,13 @@ static kvbm_status_t parse_line(trace_reader_t *reader, size_t length, size_t *c
         status = reader_fail(reader, "missing \"hash_ids\"");
     else if (!flat)
         status = take_hash_ids(reader, ids, &count);
+    int64_t tokens = status == KVBM_OK ? input_length_of(root) : -1;
     json_object_put(root);
-    if (status == KVBM_OK)
+    if (status == KVBM_OK) {
+        note_block_tokens(reader, count, tokens);
         *count_out = count;
+        *tokens_out = tokens;
+    }
     return status;
 }
 
@@ -390,12 +494,14 @@ kvbm_status_t trace_reader_next(trace_reader_t *reader, trace_request_t *request
         if (is_blank(reader->line, length))
             continue;
         size_t count = 0;
-        status = parse_line(reader, length, &count);
+        int64_t tokens = -1;
+        status = parse_line(reader, length, &count, &tokens);
         if (status != KVBM_OK)
             return status;
         request_out->hashes = reader->hashes;
         request_out->count = count;
         request_out->line = reader->line_number;
+        request_out->input_length = tokens;
         *has_request = 1;
         return KVBM_OK;
     }
@@ -488,6 +594,9 @@ kvbm_status_t trace_load(const char *path, size_t limit, size_t max_line, trace_
         snprintf(error, error_size, "%s", trace_reader_error(reader));
         trace_free(&trace);
     } else {
+        trace.block_tokens = reader->requests > 0 && reader->tokens_lo == reader->tokens_hi
+                                 ? (uint32_t)reader->tokens_lo
+                                 : 0;
         *trace_out = trace;
     }
     trace_reader_close(reader);

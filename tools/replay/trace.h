@@ -32,7 +32,8 @@ typedef struct trace_reader trace_reader_t;
 typedef struct trace_request {
     const uint64_t *hashes;
     size_t count;
-    size_t line; /* 1-based line number in the file */
+    size_t line;          /* 1-based line number in the file */
+    int64_t input_length; /* "input_length" in tokens, -1 when the line has none */
 } trace_request_t;
 
 /* Opens @p path ("-" for standard input). The reader owns the stream. */
@@ -68,6 +69,10 @@ typedef struct trace {
     size_t blocks;
     size_t hash_capacity;
     size_t request_capacity;
+    /* Tokens a block holds, when the lines' input_length pins it down (every
+     * request of n blocks holding (n - 1) * B < input_length <= n * B for one
+     * B, as in Mooncake traces: 512); 0 when unknown. */
+    uint32_t block_tokens;
 } trace_t;
 
 /*
