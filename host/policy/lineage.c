@@ -30,9 +30,9 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "core/alloc.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "u64_map.h"
 
@@ -250,6 +250,8 @@ static size_t lineage_size(const void *state)
     return p->leaves.size + p->interior.size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(lineage)
+
 static const kvbm_policy_ops_t lineage_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "lineage",
@@ -260,7 +262,8 @@ static const kvbm_policy_ops_t lineage_ops = {
     .pop_victim = lineage_pop_victim,
     .touch = lineage_touch,
     .size = lineage_size,
-    .hint = kvbm__policy_ignore_hint,
+    KVBM__POLICY_BATCH_SLOTS(lineage),
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lineage(void)

@@ -33,9 +33,9 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "core/alloc.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
 
@@ -193,6 +193,8 @@ static size_t s3fifo_size(const void *state)
     return p->small.size + p->main.size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(s3fifo)
+
 static const kvbm_policy_ops_t s3fifo_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "s3-fifo",
@@ -203,7 +205,8 @@ static const kvbm_policy_ops_t s3fifo_ops = {
     .pop_victim = s3fifo_pop_victim,
     .touch = s3fifo_touch,
     .size = s3fifo_size,
-    .hint = kvbm__policy_ignore_hint,
+    KVBM__POLICY_BATCH_SLOTS(s3fifo),
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_s3fifo(void)
