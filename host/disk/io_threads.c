@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "io.h"
 
@@ -103,13 +104,13 @@ static void threads_close(void *state)
     stop_workers(engine); /* workers drain the queue before they stop */
     kvbm__cond_destroy(&engine->work);
     kvbm__mutex_destroy(&engine->lock);
-    free(engine);
+    kvbm__free(engine);
 }
 
 static kvbm_status_t threads_open(const kvbm__disk_io_config_t *config, void **state_out)
 {
     uint32_t n = config->threads > 0 ? config->threads : 1;
-    threads_engine_t *engine = calloc(1, sizeof(*engine) + sizeof(pthread_t) * n);
+    threads_engine_t *engine = kvbm__calloc(1, sizeof(*engine) + sizeof(pthread_t) * n);
     if (engine == NULL)
         return KVBM_ERR_NO_MEMORY;
     engine->config = *config;
@@ -136,7 +137,7 @@ err_stop_workers:
 err_destroy_lock:
     kvbm__mutex_destroy(&engine->lock);
 err_free_engine:
-    free(engine);
+    kvbm__free(engine);
     return status;
 }
 
