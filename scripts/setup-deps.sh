@@ -3,7 +3,8 @@
 # Runs as root without a terminal (CI) or through sudo for a user.
 set -euo pipefail
 
-packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev gnuplot-nox)
+packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev libzmq3-dev libmsgpack-dev
+  python3 python3-zmq python3-msgpack gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@
 
 #include "kvbm/backend.h"
 #include "kvbm/cache.h"
+#include "kvbm/events.h"
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"

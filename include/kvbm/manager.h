@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kvbm/events.h"
 #include "kvbm/metrics.h"
 #include "kvbm/policy.h"
 #include "kvbm/status.h"
@@ -52,11 +53,6 @@ typedef enum kvbm_duplication {
      */
     KVBM_DUPLICATION_REJECT = 1,
 } kvbm_duplication_t;
-
-typedef enum kvbm_event_kind {
-    KVBM_EVENT_STORED = 1,  /**< a hash became registered on a block */
-    KVBM_EVENT_REMOVED = 2, /**< a block carrying a hash was evicted or reset */
-} kvbm_event_kind_t;
 
 typedef struct kvbm_event {
     kvbm_event_kind_t kind;

@@ -1,0 +1,81 @@
+/* Rings of encoded batches; see batch_ring.h. */
+#include "batch_ring.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+/* Buffers above this size are freed when recycled, so one huge batch does
+ * not pin its memory in a ring slot for the publisher's lifetime. */
+#define KEEP_CAPACITY (64u << 10)
+
+kvbm_status_t kvbm__batch_ring_init(kvbm__batch_ring_t *ring, uint32_t capacity)
+{
+    *ring = (kvbm__batch_ring_t){0};
+    if (capacity > 0) {
+        ring->batches = calloc(capacity, sizeof(*ring->batches));
+        if (ring->batches == NULL)
+            return KVBM_ERR_NO_MEMORY;
+    }
+    ring->capacity = capacity;
+    return KVBM_OK;
+}
+
+void kvbm__batch_ring_fini(kvbm__batch_ring_t *ring)
+{
+    for (uint32_t i = 0; i < ring->capacity; i++)
+        kvbm__payload_free(&ring->batches[i].payload);
+    free(ring->batches);
+    *ring = (kvbm__batch_ring_t){0};
+}
+
+kvbm__batch_t *kvbm__batch_ring_at(kvbm__batch_ring_t *ring, uint32_t i)
+{
+    assert(i < ring->count);
+    uint32_t index = ring->head + i;
+    if (index >= ring->capacity)
+        index -= ring->capacity;
+    return &ring->batches[index];
+}
+
+kvbm__batch_t *kvbm__batch_ring_reserve(kvbm__batch_ring_t *ring)
+{
+    if (ring->count == ring->capacity)
+        return NULL;
+    uint32_t index = ring->head + ring->count;
+    if (index >= ring->capacity)
+        index -= ring->capacity;
+    kvbm__batch_t *batch = &ring->batches[index];
+    kvbm__payload_recycle(&batch->payload, KEEP_CAPACITY);
+    return batch;
+}
+
+void kvbm__batch_ring_commit(kvbm__batch_ring_t *ring)
+{
+    assert(ring->count < ring->capacity);
+    ring->count++;
+}
+
+void kvbm__batch_ring_drop_oldest(kvbm__batch_ring_t *ring)
+{
+    assert(ring->count > 0);
+    ring->head = ring->head + 1 == ring->capacity ? 0 : ring->head + 1;
+    ring->count--;
+}
+
+void kvbm__batch_ring_keep(kvbm__batch_ring_t *ring, uint64_t seq, uint64_t n_events,
+                           kvbm__payload_t *payload)
+{
+    if (ring->capacity == 0) {
+        kvbm__payload_recycle(payload, KEEP_CAPACITY);
+        return;
+    }
+    if (ring->count == ring->capacity)
+        kvbm__batch_ring_drop_oldest(ring);
+    kvbm__batch_t *batch = kvbm__batch_ring_reserve(ring);
+    kvbm__payload_t previous = batch->payload;
+    batch->payload = *payload;
+    batch->seq = seq;
+    batch->n_events = n_events;
+    *payload = previous;
+    kvbm__batch_ring_commit(ring);
+}

@@ -1,0 +1,51 @@
+/*
+ * A ring of encoded batches, oldest first. The publisher uses two: its
+ * bounded queue (push refuses when full) and its replay history (the oldest
+ * batch makes room for the newest). Payloads move in and out by swapping,
+ * so their buffers are reused rather than freed and allocated again.
+ * Not locked: the owner says which lock guards each ring.
+ */
+#ifndef KVBM_HOST_EVENTS_BATCH_RING_H
+#define KVBM_HOST_EVENTS_BATCH_RING_H
+
+#include <stdint.h>
+
+#include "payload.h"
+
+typedef struct kvbm__batch {
+    uint64_t seq;
+    uint64_t n_events;
+    kvbm__payload_t payload;
+} kvbm__batch_t;
+
+typedef struct kvbm__batch_ring {
+    kvbm__batch_t *batches; /* capacity entries */
+    uint32_t capacity;
+    uint32_t head;  /* index of the oldest */
+    uint32_t count; /* batches held */
+} kvbm__batch_ring_t;
+
+/* A ring of @p capacity batches (0 is allowed: it holds nothing). */
+kvbm_status_t kvbm__batch_ring_init(kvbm__batch_ring_t *ring, uint32_t capacity);
+void kvbm__batch_ring_fini(kvbm__batch_ring_t *ring);
+
+/* The i-th oldest batch, i < count. */
+kvbm__batch_t *kvbm__batch_ring_at(kvbm__batch_ring_t *ring, uint32_t i);
+
+/* The entry after the newest, to fill before kvbm__batch_ring_commit();
+ * NULL when the ring is full. Its payload is empty and may hold a buffer. */
+kvbm__batch_t *kvbm__batch_ring_reserve(kvbm__batch_ring_t *ring);
+void kvbm__batch_ring_commit(kvbm__batch_ring_t *ring);
+
+/* Drops the oldest batch (count > 0), keeping its buffer for reuse. */
+void kvbm__batch_ring_drop_oldest(kvbm__batch_ring_t *ring);
+
+/*
+ * Keeps @p seq, @p n_events and the bytes of *payload as the newest batch,
+ * dropping the oldest when full. *payload receives the entry's previous,
+ * emptied buffer in exchange. A ring of capacity 0 only empties *payload.
+ */
+void kvbm__batch_ring_keep(kvbm__batch_ring_t *ring, uint64_t seq, uint64_t n_events,
+                           kvbm__payload_t *payload);
+
+#endif /* KVBM_HOST_EVENTS_BATCH_RING_H */

@@ -1,0 +1,30 @@
+/*
+ * A growable byte buffer that msgpack-c packs into. Payloads circulate
+ * between the publisher's queue slots and its replay ring, keeping their
+ * capacity, so steady-state publishing allocates nothing.
+ */
+#ifndef KVBM_HOST_EVENTS_PAYLOAD_H
+#define KVBM_HOST_EVENTS_PAYLOAD_H
+
+#include <stddef.h>
+
+#include "kvbm/status.h"
+
+typedef struct kvbm__payload {
+    char *data;
+    size_t size;     /* bytes written */
+    size_t capacity; /* bytes allocated */
+} kvbm__payload_t;
+
+/* Makes room for @p bytes more; KVBM_ERR_NO_MEMORY leaves it unchanged. */
+kvbm_status_t kvbm__payload_reserve(kvbm__payload_t *payload, size_t bytes);
+
+/* msgpack_packer_write callback: appends @p len bytes; -1 when out of memory. */
+int kvbm__payload_write(void *payload, const char *bytes, size_t len);
+
+/* Empties the payload for reuse, giving back memory above @p keep_capacity. */
+void kvbm__payload_recycle(kvbm__payload_t *payload, size_t keep_capacity);
+
+void kvbm__payload_free(kvbm__payload_t *payload);
+
+#endif /* KVBM_HOST_EVENTS_PAYLOAD_H */

@@ -1,0 +1,346 @@
+/*
+ * The KV event publisher: create and destroy, and the producer side
+ * (publish, flush). The thread that sends lives in publisher_thread.c.
+ *
+ * Locking: publisher->lock (publisher_internal.h). A producer encodes its
+ * batch straight into a queue slot with the lock held, so the bytes are
+ * made once and never copied before the socket takes them.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "encode.h"
+#include "endpoint.h"
+#include "publisher_internal.h"
+
+/* Longest endpoint ZMQ_LAST_ENDPOINT reports back. */
+#define ENDPOINT_MAX 1024
+
+kvbm_status_t kvbm__zmq_error(const char *what, const char *detail)
+{
+    int err = zmq_errno();
+    fprintf(stderr, "kvbm: events: %s%s%s failed: %s\n", what, detail ? " " : "",
+            detail ? detail : "", zmq_strerror(err));
+    switch (err) {
+    case EINVAL:
+    case EPROTONOSUPPORT:
+    case ENOCOMPATPROTO:
+        return KVBM_ERR_INVALID_ARG;
+    case ENOMEM:
+        return KVBM_ERR_NO_MEMORY;
+    default:
+        return KVBM_ERR_IO;
+    }
+}
+
+static kvbm_status_t check_config(const kvbm_publisher_config_t *config)
+{
+    if (config == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    if (config->struct_size < sizeof(kvbm_publisher_config_t) ||
+        config->version != KVBM_PUBLISHER_CONFIG_VERSION)
+        return KVBM_ERR_VERSION;
+    if (config->endpoint == NULL || config->queue_depth == 0 || config->hwm < 0 ||
+        config->linger_ms < 0 || config->data_parallel_rank < KVBM_PUBLISHER_NO_RANK)
+        return KVBM_ERR_INVALID_ARG;
+    return KVBM_OK;
+}
+
+/* Binds (replay sockets always) or connects, and reads back the endpoint. */
+static kvbm_status_t attach_socket(void *socket, const char *endpoint, bool bind,
+                                   char **attached_out)
+{
+    int rc = bind ? zmq_bind(socket, endpoint) : zmq_connect(socket, endpoint);
+    if (rc != 0)
+        return kvbm__zmq_error(bind ? "zmq_bind" : "zmq_connect", endpoint);
+    char last[ENDPOINT_MAX];
+    size_t len = sizeof(last);
+    const char *attached = endpoint;
+    if (bind && zmq_getsockopt(socket, ZMQ_LAST_ENDPOINT, last, &len) == 0 && len > 1)
+        attached = last; /* the system's choice for a "*" port */
+    char *copy = strdup(attached);
+    if (copy == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    *attached_out = copy;
+    return KVBM_OK;
+}
+
+static kvbm_status_t set_int_option(void *socket, int option, int value, const char *what)
+{
+    if (zmq_setsockopt(socket, option, &value, sizeof(value)) != 0)
+        return kvbm__zmq_error("zmq_setsockopt", what);
+    return KVBM_OK;
+}
+
+static kvbm_status_t open_pub(kvbm_publisher_t *p, const kvbm_publisher_config_t *config,
+                              const char *endpoint)
+{
+    p->pub = zmq_socket(p->zmq_context, ZMQ_PUB);
+    if (p->pub == NULL)
+        return kvbm__zmq_error("zmq_socket", "PUB");
+    kvbm_status_t status = set_int_option(p->pub, ZMQ_SNDHWM, config->hwm, "ZMQ_SNDHWM");
+    if (status == KVBM_OK)
+        status = set_int_option(p->pub, ZMQ_LINGER, config->linger_ms, "ZMQ_LINGER");
+    if (status == KVBM_OK)
+        status = attach_socket(p->pub, endpoint, kvbm__endpoint_binds(endpoint), &p->endpoint);
+    return status;
+}
+
+static kvbm_status_t open_router(kvbm_publisher_t *p, const kvbm_publisher_config_t *config,
+                                 const char *endpoint)
+{
+    p->router = zmq_socket(p->zmq_context, ZMQ_ROUTER);
+    if (p->router == NULL)
+        return kvbm__zmq_error("zmq_socket", "ROUTER");
+    /* A ROUTER drops what exceeds a peer's high-water mark: leave room for
+     * a whole replay (every buffered batch and the end marker), twice. */
+    uint64_t room = 2 * ((uint64_t)config->buffer_steps + 1);
+    int hwm = room > INT_MAX ? 0 : (int)room;
+    kvbm_status_t status = set_int_option(p->router, ZMQ_SNDHWM, hwm, "ZMQ_SNDHWM");
+    if (status == KVBM_OK)
+        status = set_int_option(p->router, ZMQ_LINGER, config->linger_ms, "ZMQ_LINGER");
+    if (status == KVBM_OK)
+        status = attach_socket(p->router, endpoint, true, &p->replay_endpoint);
+    return status;
+}
+
+/* Opens both sockets on their (rank-offset) endpoints. */
+static kvbm_status_t open_sockets(kvbm_publisher_t *p, const kvbm_publisher_config_t *config)
+{
+    int32_t offset = config->offset_ports_by_rank ? config->data_parallel_rank : 0;
+    char *endpoint = NULL, *replay = NULL;
+    kvbm_status_t status = kvbm__endpoint_for_rank(config->endpoint, offset, &endpoint);
+    if (status == KVBM_OK && config->replay_endpoint != NULL)
+        status = kvbm__endpoint_for_rank(config->replay_endpoint, offset, &replay);
+    if (status == KVBM_OK)
+        status = open_pub(p, config, endpoint);
+    if (status == KVBM_OK && replay != NULL)
+        status = open_router(p, config, replay);
+    free(endpoint);
+    free(replay);
+    return status;
+}
+
+static void close_sockets(kvbm_publisher_t *p)
+{
+    if (p->router != NULL)
+        zmq_close(p->router);
+    if (p->pub != NULL)
+        zmq_close(p->pub);
+    if (p->zmq_context != NULL)
+        zmq_ctx_term(p->zmq_context); /* waits up to the linger for queued messages */
+}
+
+kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *config,
+                                    kvbm_publisher_t **publisher_out)
+{
+    if (publisher_out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm_status_t status = check_config(config);
+    if (status != KVBM_OK)
+        return status;
+    kvbm_publisher_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    p->wake_fd = -1;
+    p->dp_rank = config->data_parallel_rank;
+    status = KVBM_ERR_NO_MEMORY;
+    p->topic = strdup(config->topic != NULL ? config->topic : "");
+    if (p->topic == NULL)
+        goto err_free;
+    p->topic_len = strlen(p->topic);
+    status = kvbm__batch_ring_init(&p->queue, config->queue_depth);
+    if (status != KVBM_OK)
+        goto err_free;
+    status = kvbm__batch_ring_init(&p->history, config->buffer_steps);
+    if (status != KVBM_OK)
+        goto err_free_queue;
+    p->zmq_context = zmq_ctx_new();
+    if (p->zmq_context == NULL) {
+        status = kvbm__zmq_error("zmq_ctx_new", NULL);
+        goto err_free_history;
+    }
+    status = open_sockets(p, config);
+    if (status != KVBM_OK)
+        goto err_close_sockets;
+    p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->wake_fd < 0) {
+        status = KVBM_ERR_IO;
+        goto err_close_sockets;
+    }
+    if (pthread_mutex_init(&p->lock, NULL) != 0) {
+        status = KVBM_ERR_NO_MEMORY;
+        goto err_close_fd;
+    }
+    if (pthread_cond_init(&p->progressed, NULL) != 0) {
+        status = KVBM_ERR_NO_MEMORY;
+        goto err_destroy_mutex;
+    }
+    if (pthread_create(&p->thread, NULL, kvbm__publisher_thread, p) != 0) {
+        status = KVBM_ERR_NO_MEMORY;
+        goto err_destroy_cond;
+    }
+    *publisher_out = p;
+    return KVBM_OK;
+
+err_destroy_cond:
+    pthread_cond_destroy(&p->progressed);
+err_destroy_mutex:
+    pthread_mutex_destroy(&p->lock);
+err_close_fd:
+    close(p->wake_fd);
+err_close_sockets:
+    close_sockets(p);
+err_free_history:
+    kvbm__batch_ring_fini(&p->history);
+err_free_queue:
+    kvbm__batch_ring_fini(&p->queue);
+err_free:
+    free(p->endpoint);
+    free(p->replay_endpoint);
+    free(p->topic);
+    free(p);
+    return status;
+}
+
+static void wake_thread(kvbm_publisher_t *p)
+{
+    uint64_t one = 1;
+    /* A full counter (EAGAIN) still leaves the fd readable: the thread wakes. */
+    ssize_t written = write(p->wake_fd, &one, sizeof(one));
+    (void)written;
+}
+
+void kvbm_publisher_destroy(kvbm_publisher_t *publisher)
+{
+    if (publisher == NULL)
+        return;
+    kvbm_publisher_t *p = publisher;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_mutex_unlock(&p->lock);
+    wake_thread(p);
+    pthread_join(p->thread, NULL); /* it sends what was queued first */
+    close_sockets(p);
+    close(p->wake_fd);
+    pthread_cond_destroy(&p->progressed);
+    pthread_mutex_destroy(&p->lock);
+    for (size_t i = 0; i < KVBM__PUBLISHER_TAKE_MAX; i++)
+        kvbm__payload_free(&p->taken[i]);
+    kvbm__batch_ring_fini(&p->history);
+    kvbm__batch_ring_fini(&p->queue);
+    free(p->endpoint);
+    free(p->replay_endpoint);
+    free(p->topic);
+    free(p);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
+                                     const kvbm_event_record_t *records, size_t count)
+{
+    if (publisher == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm_status_t status = kvbm__events_check(records, count);
+    if (status != KVBM_OK)
+        return status;
+    size_t n_events = kvbm__events_count(records, count);
+    if (n_events == 0)
+        return KVBM_OK;
+    kvbm_publisher_t *p = publisher;
+    double ts = now_seconds();
+
+    pthread_mutex_lock(&p->lock);
+    /* The number is taken even when the batch is dropped: the gap is how
+     * subscribers learn of the loss. */
+    uint64_t seq = p->next_seq++;
+    kvbm__batch_t *batch = kvbm__batch_ring_reserve(&p->queue);
+    status = KVBM_ERR_BUSY;
+    if (batch != NULL) {
+        status = kvbm__events_encode(&batch->payload, ts, records, count, p->dp_rank);
+        if (status == KVBM_OK) {
+            batch->seq = seq;
+            batch->n_events = n_events;
+            kvbm__batch_ring_commit(&p->queue);
+        } else {
+            batch->payload.size = 0;
+        }
+    }
+    if (status != KVBM_OK) {
+        p->metrics.batches_dropped++;
+        p->metrics.events_dropped += n_events;
+    }
+    bool wake = status == KVBM_OK && p->sleeping;
+    if (wake)
+        p->sleeping = false;
+    pthread_mutex_unlock(&p->lock);
+    if (wake)
+        wake_thread(p);
+    return status;
+}
+
+void kvbm_publisher_sink(void *publisher, const kvbm_event_record_t *records, size_t count)
+{
+    /* Failures are counted in the metrics; a sink has no caller to tell. */
+    (void)kvbm_publisher_publish(publisher, records, count);
+}
+
+kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout_ms)
+{
+    if (publisher == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm_publisher_t *p = publisher;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    kvbm_status_t status = KVBM_OK;
+    pthread_mutex_lock(&p->lock);
+    uint64_t target = p->next_seq;
+    p->flush_waiters++;
+    while (p->done_seq < target) {
+        if (pthread_cond_timedwait(&p->progressed, &p->lock, &deadline) == ETIMEDOUT &&
+            p->done_seq < target) {
+            status = KVBM_ERR_TIMEOUT;
+            break;
+        }
+    }
+    p->flush_waiters--;
+    pthread_mutex_unlock(&p->lock);
+    return status;
+}
+
+void kvbm__publisher_set_paused(kvbm_publisher_t *publisher, bool paused)
+{
+    pthread_mutex_lock(&publisher->lock);
+    publisher->paused = paused;
+    pthread_mutex_unlock(&publisher->lock);
+    wake_thread(publisher);
+}
+
+const char *kvbm_publisher_endpoint(const kvbm_publisher_t *publisher)
+{
+    return publisher == NULL ? NULL : publisher->endpoint;
+}
+
+const char *kvbm_publisher_replay_endpoint(const kvbm_publisher_t *publisher)
+{
+    return publisher == NULL ? NULL : publisher->replay_endpoint;
+}

@@ -1,0 +1,69 @@
+/*
+ * Private layout of kvbm_publisher_t, shared by publisher.c (create,
+ * destroy, the producer side), publisher_thread.c (the thread that sends
+ * and answers replay requests) and publisher_metrics.c.
+ */
+#ifndef KVBM_HOST_EVENTS_PUBLISHER_INTERNAL_H
+#define KVBM_HOST_EVENTS_PUBLISHER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "batch_ring.h"
+#include "kvbm/events.h"
+
+/* Batches the thread takes out of the queue per lock acquisition. */
+#define KVBM__PUBLISHER_TAKE_MAX 64
+
+struct kvbm_publisher {
+    /* Immutable after create. */
+    char *endpoint;        /* as bound or connected (after the rank offset) */
+    char *replay_endpoint; /* as bound; NULL without replay */
+    char *topic;
+    size_t topic_len;
+    int32_t dp_rank; /* < 0: omitted from batches */
+    void *zmq_context;
+    /* The sockets are created by create, used only by the thread while it
+     * runs (pthread_create and pthread_join order the hand-overs, as ZMQ
+     * requires for moving a socket between threads) and closed by destroy. */
+    void *pub;
+    void *router; /* NULL without replay */
+    int wake_fd;  /* eventfd: a producer wakes the thread sleeping in zmq_poll */
+    pthread_t thread;
+
+    /*
+     * Guards the fields below. Producers hold it while they encode a batch
+     * into the queue; the thread holds it only to take batches out and to
+     * account for what it sent, never while sending. Lock order: whatever
+     * a producer holds (a manager's lock), then this one; nothing is called
+     * out of the publisher with it held.
+     */
+    pthread_mutex_t lock;
+    pthread_cond_t progressed;        /* done_seq advanced, for flush */
+    kvbm__batch_ring_t queue;         /* encoded, not yet sent; seq increasing */
+    uint64_t next_seq;                /* the next batch's sequence number */
+    uint64_t done_seq;                /* every seq below it was sent or dropped */
+    bool sleeping;                    /* the thread waits for wake_fd */
+    bool stopping;                    /* destroy: drain the queue and exit */
+    bool paused;                      /* tests only: the thread leaves the queue alone */
+    uint32_t flush_waiters;           /* callers in kvbm_publisher_flush */
+    kvbm_publisher_metrics_t metrics; /* queued_batches, next_seq filled on read */
+
+    /* The thread's own. */
+    kvbm__batch_ring_t history; /* sent batches kept for replay */
+    kvbm__payload_t taken[KVBM__PUBLISHER_TAKE_MAX];
+};
+
+/* The publisher thread (publisher_thread.c). */
+void *kvbm__publisher_thread(void *publisher);
+
+/* Test hook: while paused the thread takes nothing out of the queue, so a
+ * test can fill it deterministically. Never used outside tests. */
+void kvbm__publisher_set_paused(kvbm_publisher_t *publisher, bool paused);
+
+/* Maps a failed libzmq call's errno to a status and logs it once, here.
+ * The one checking path for libzmq errors. */
+kvbm_status_t kvbm__zmq_error(const char *what, const char *detail);
+
+#endif /* KVBM_HOST_EVENTS_PUBLISHER_INTERNAL_H */
