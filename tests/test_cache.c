@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "cache_internal.h"
+#include "cache/internal.h"
 #include "cache_test_util.h"
 #include "kvbm_test.h"
 

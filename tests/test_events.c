@@ -15,10 +15,10 @@
 #include <cmocka.h>
 #include <zmq.h>
 
-#include "encode.h"
-#include "endpoint.h"
+#include "events/encode.h"
+#include "events/endpoint.h"
+#include "events/publisher_internal.h"
 #include "kvbm_test.h"
-#include "publisher_internal.h"
 
 /* ------------------------------------------------------------------ encoding */
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "freq_sketch.h"
+#include "policy/freq_sketch.h"
 #include "kvbm/policy.h"
 
 /* ------------------------------------------------------------- helpers */

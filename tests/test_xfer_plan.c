@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "kvbm_test.h"
-#include "xfer_internal.h"
+#include "xfer/internal.h"
 
 #define BLOCK_BYTES 384u
 #define MAX_REGIONS 12

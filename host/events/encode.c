@@ -12,19 +12,6 @@
 #define STORED_FIELDS  8
 #define REMOVED_FIELDS 3
 
-const char *kvbm_medium_name(kvbm_medium_t medium)
-{
-    switch (medium) {
-    case KVBM_MEDIUM_GPU:
-        return "GPU";
-    case KVBM_MEDIUM_CPU:
-        return "CPU";
-    case KVBM_MEDIUM_DISK:
-        return "DISK";
-    }
-    return NULL;
-}
-
 kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t count)
 {
     if (count > 0 && records == NULL)

@@ -1,7 +1,7 @@
 /* The publisher's metrics: snapshot and Prometheus text, from one list. */
 #include <stdio.h>
 
-#include "prometheus.h"
+#include "core/prometheus.h"
 #include "publisher_internal.h"
 
 void kvbm_publisher_metrics(kvbm_publisher_t *publisher, kvbm_publisher_metrics_t *metrics_out)

@@ -1,8 +1,8 @@
 /**
  * @file events.h
- * @brief KV events for routers: the event record a manager or cache produces,
- *        and a publisher that sends records to subscribers in vLLM's wire
- *        format (ZMQ PUB + ROUTER replay, msgpack payloads).
+ * @brief KV events for routers: a publisher that sends the event records a
+ *        manager or cache produces (kvbm/event_record.h) to subscribers in
+ *        vLLM's wire format (ZMQ PUB + ROUTER replay, msgpack payloads).
  *
  * A router (llm-d's KV cache manager, Dynamo's router, ...) keeps, for every
  * engine, the set of block hashes it holds per tier. It learns them from a
@@ -25,63 +25,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kvbm/event_record.h"
 #include "kvbm/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/** What happened to the blocks of one record. Values are never renumbered. */
-typedef enum kvbm_event_kind {
-    KVBM_EVENT_STORED = 1,  /**< the tier now holds these blocks */
-    KVBM_EVENT_REMOVED = 2, /**< the tier no longer holds these blocks */
-    KVBM_EVENT_CLEARED = 3, /**< the engine holds no block in any tier */
-} kvbm_event_kind_t;
-
-/** The tier an event is about, as vLLM's `medium` string. */
-typedef enum kvbm_medium {
-    KVBM_MEDIUM_GPU = 0,  /**< "GPU": device memory (G1) */
-    KVBM_MEDIUM_CPU = 1,  /**< "CPU": host memory (G2) */
-    KVBM_MEDIUM_DISK = 2, /**< "DISK": local disk (G3) */
-} kvbm_medium_t;
-
-/** @brief "GPU", "CPU" or "DISK"; NULL for a value outside the enum. */
-const char *kvbm_medium_name(kvbm_medium_t medium);
-
-/**
- * One event: a run of blocks of one tier. The pointers are borrowed: a
- * record is valid only during the call that receives it.
- *
- * - STORED: hashes[0..count) is a run of one parent chain: hashes[i - 1]
- *   is the parent of hashes[i], and parent_hash (when has_parent) the parent
- *   of hashes[0]. token_ids, block_size and the LoRA fields are whatever
- *   the caller gave at registration (absent: none, 0, none).
- * - REMOVED: hashes[0..count) in any order; the other fields are ignored.
- * - CLEARED: no hashes; medium and the other fields are ignored.
- */
-typedef struct kvbm_event_record {
-    kvbm_event_kind_t kind;
-    kvbm_medium_t medium;
-    size_t count;           /**< number of hashes */
-    const uint64_t *hashes; /**< @p count sequence hashes */
-    const uint32_t *blocks; /**< optional: the block ids (never on the wire) */
-    uint64_t parent_hash;   /**< STORED: parent of hashes[0], when has_parent */
-    bool has_parent;        /**< STORED: false means the run starts a sequence */
-    bool has_lora_id;       /**< STORED: whether lora_id is set */
-    uint32_t block_size;    /**< STORED: tokens per block, 0 when unknown */
-    size_t n_tokens;        /**< STORED: length of token_ids (0: none given) */
-    const uint32_t *tokens; /**< STORED: the run's token ids, n_tokens of them */
-    int64_t lora_id;        /**< STORED: the adapter id, when has_lora_id */
-    const char *lora_name;  /**< STORED: optional adapter name, NULL for none */
-} kvbm_event_record_t;
-
-/**
- * Event sink: receives the records of one call, in the order they happened.
- * Managers call it with their lock held; it must not call back into them.
- */
-typedef void (*kvbm_event_record_fn)(void *ctx, const kvbm_event_record_t *records, size_t count);
-
-/* ------------------------------------------------------------------ publisher */
 
 #define KVBM_PUBLISHER_CONFIG_VERSION 1u
 /** vLLM's defaults: replay buffer depth, PUB high-water mark, queue depth. */

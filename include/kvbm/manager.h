@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "kvbm/events.h"
+#include "kvbm/event_record.h"
 #include "kvbm/metrics.h"
 #include "kvbm/policy.h"
 #include "kvbm/status.h"

@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "xfer_internal.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------ helpers */
 

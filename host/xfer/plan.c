@@ -18,7 +18,7 @@
  */
 #include <stdlib.h>
 
-#include "xfer_internal.h"
+#include "internal.h"
 
 size_t kvbm__xfer_unit_bytes(const kvbm__xfer_geom_t *a, const kvbm__xfer_geom_t *b)
 {

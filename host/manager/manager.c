@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manager_internal.h"
+#include "internal.h"
 
 _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
 

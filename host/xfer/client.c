@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "xfer_internal.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------ client side */
 

@@ -11,7 +11,7 @@
 
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
-#include "xfer_internal.h"
+#include "internal.h"
 
 uint64_t kvbm__xfer_layout_key(const kvbm_layout_t *layout)
 {

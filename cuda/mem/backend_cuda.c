@@ -24,9 +24,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "backend_ops.h"
+#include "mem/backend_ops.h"
 #include "copy_kernel.h"
-#include "cuda_check.h"
+#include "check.h"
 
 kvbm_status_t kvbm__cuda_error(cudaError_t err, const char *expr, const char *file, int line,
                                atomic_int *logged)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "xfer_internal.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------ fault injection */
 

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "xfer_internal.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------ server side */
 

@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "xfer_internal.h"
+#include "internal.h"
 
 struct kvbm_xfer_rendezvous {
     int fd;

@@ -23,8 +23,8 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "cuda_check.h"
-#include "xfer_internal.h"
+#include "cuda_mem/check.h"
+#include "xfer/internal.h"
 
 typedef struct nccl_state {
     int device;

@@ -6,7 +6,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
-#include "cache_internal.h"
+#include "internal.h"
 
 kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind, size_t n,
                                     cache_batch_t **batch_out)

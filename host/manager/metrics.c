@@ -2,8 +2,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "manager_internal.h"
-#include "prometheus.h"
+#include "internal.h"
+#include "core/prometheus.h"
 
 kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out)
 {

@@ -1,5 +1,5 @@
-/* Library version, from the macros in kvbm.h. */
-#include "kvbm/kvbm.h"
+/* Library version, from the macros in kvbm/version.h. */
+#include "kvbm/version.h"
 
 #define KVBM_STRINGIFY_(x) #x
 #define KVBM_STRINGIFY(x)  KVBM_STRINGIFY_(x)

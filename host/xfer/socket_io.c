@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "xfer_internal.h"
+#include "internal.h"
 
 /* Large socket buffers let the kernel move block data in big pieces. */
 #define SOCK_BUFFER_BYTES (4 << 20)

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache_internal.h"
-#include "prometheus.h"
+#include "internal.h"
+#include "core/prometheus.h"
 
 #define SCRATCH_ON_STACK 64
 
