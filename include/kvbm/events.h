@@ -39,7 +39,7 @@ extern "C" {
 #define KVBM_PUBLISHER_DEFAULT_QUEUE_DEPTH  100000u
 #define KVBM_PUBLISHER_DEFAULT_ENDPOINT     "tcp://*:5557"
 /** data_parallel_rank value meaning "not set": the batch's rank is omitted. */
-#define KVBM_PUBLISHER_NO_RANK -1
+#define KVBM_PUBLISHER_NO_RANK (-1)
 
 typedef struct kvbm_publisher kvbm_publisher_t;
 
