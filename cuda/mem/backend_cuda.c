@@ -24,17 +24,19 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "mem/backend_ops.h"
-#include "copy_kernel.h"
 #include "check.h"
+#include "copy_kernel.h"
+#include "core/check.h"
+#include "core/log.h"
+#include "mem/backend_ops.h"
 
 kvbm_status_t kvbm__cuda_error(cudaError_t err, const char *expr, const char *file, int line,
                                atomic_int *logged)
 {
     (void)cudaGetLastError(); /* clear the non-sticky last error */
     if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
-        fprintf(stderr, "kvbm: %s failed: %s (%s) at %s:%d\n", expr, cudaGetErrorName(err),
-                cudaGetErrorString(err), file, line);
+        kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s) at %s:%d", expr, cudaGetErrorName(err),
+                  cudaGetErrorString(err), file, line);
     switch (err) {
     case cudaErrorMemoryAllocation:
         return KVBM_ERR_NO_MEMORY;
@@ -185,13 +187,15 @@ static void first_touch(char *p, size_t bytes, uint32_t threads)
         jobs[i].bytes = off >= bytes ? 0 : (bytes - off < per ? bytes - off : per);
         if (jobs[i].bytes == 0)
             continue;
+        /* A helper thread that cannot start is not an error: this one
+         * touches the pages itself. */
         started[i] = pthread_create(&th[i], NULL, touch_main, &jobs[i]) == 0;
         if (!started[i])
             touch_main(&jobs[i]);
     }
     for (size_t i = 0; i < t; i++) {
         if (started[i])
-            pthread_join(th[i], NULL);
+            kvbm__thread_join(th[i]);
     }
 }
 
@@ -288,10 +292,9 @@ static kvbm_status_t stream_init(cuda_backend_t *b, cudaStream_t native, bool wr
     cuda_stream_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return KVBM_ERR_NO_MEMORY;
-    if (pthread_mutex_init(&s->mu, NULL) != 0) {
-        st = KVBM_ERR_INTERNAL;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&s->mu, NULL), st);
+    if (st != KVBM_OK)
         goto err_free_stream;
-    }
     for (int i = 0; i < 2; i++) {
         KVBM_CUDA_CHECK(cudaEventCreateWithFlags(&s->slots[i].ev, cudaEventDisableTiming), st);
         if (st != KVBM_OK) {
@@ -316,7 +319,7 @@ err_destroy_events:
     cudaEventDestroy(s->slots[1].ev);
     cudaEventDestroy(s->slots[0].ev);
 err_destroy_mutex:
-    pthread_mutex_destroy(&s->mu);
+    kvbm__mutex_destroy(&s->mu);
 err_free_stream:
     free(s);
     return st;
@@ -348,7 +351,7 @@ static void cuda_stream_destroy(void *state, void *stream)
     free(s->dsts);
     free(s->srcs);
     free(s->sizes);
-    pthread_mutex_destroy(&s->mu);
+    kvbm__mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -369,9 +372,9 @@ static kvbm_status_t cuda_stream_wait_fence(void *state, void *stream, void *fen
     kvbm_status_t st = set_device(state);
     if (st != KVBM_OK)
         return st;
-    pthread_mutex_lock(&s->mu);
+    kvbm__mutex_lock(&s->mu);
     KVBM_CUDA_CHECK(cudaStreamWaitEvent(s->s, f->ev, 0), st);
-    pthread_mutex_unlock(&s->mu);
+    kvbm__mutex_unlock(&s->mu);
     return st;
 }
 
@@ -385,10 +388,9 @@ static kvbm_status_t cuda_fence_create(void *state, void **fence_out)
     cuda_fence_t *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return KVBM_ERR_NO_MEMORY;
-    if (pthread_mutex_init(&f->mu, NULL) != 0) {
-        st = KVBM_ERR_INTERNAL;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&f->mu, NULL), st);
+    if (st != KVBM_OK)
         goto err_free_fence;
-    }
     KVBM_CUDA_CHECK(cudaEventCreateWithFlags(&f->ev, cudaEventDisableTiming), st);
     if (st != KVBM_OK)
         goto err_destroy_mutex;
@@ -397,7 +399,7 @@ static kvbm_status_t cuda_fence_create(void *state, void **fence_out)
     return KVBM_OK;
 
 err_destroy_mutex:
-    pthread_mutex_destroy(&f->mu);
+    kvbm__mutex_destroy(&f->mu);
 err_free_fence:
     free(f);
     return st;
@@ -408,7 +410,7 @@ static void cuda_fence_destroy(void *state, void *fence)
     cuda_fence_t *f = fence;
     (void)set_device(state);
     cudaEventDestroy(f->ev);
-    pthread_mutex_destroy(&f->mu);
+    kvbm__mutex_destroy(&f->mu);
     free(f);
 }
 
@@ -419,24 +421,24 @@ static kvbm_status_t cuda_fence_record(void *state, void *fence, void *stream)
     kvbm_status_t st = set_device(state);
     if (st != KVBM_OK)
         return st;
-    pthread_mutex_lock(&s->mu);
-    pthread_mutex_lock(&f->mu);
+    kvbm__mutex_lock(&s->mu);
+    kvbm__mutex_lock(&f->mu);
     KVBM_CUDA_CHECK(cudaEventRecord(f->ev, s->s), st);
     if (st == KVBM_OK) {
         f->status = s->pending;
         s->pending = KVBM_OK;
     }
-    pthread_mutex_unlock(&f->mu);
-    pthread_mutex_unlock(&s->mu);
+    kvbm__mutex_unlock(&f->mu);
+    kvbm__mutex_unlock(&s->mu);
     return st;
 }
 
 static kvbm_status_t fence_result(cuda_fence_t *f, cudaError_t err)
 {
     if (err == cudaSuccess) {
-        pthread_mutex_lock(&f->mu);
+        kvbm__mutex_lock(&f->mu);
         kvbm_status_t st = f->status;
-        pthread_mutex_unlock(&f->mu);
+        kvbm__mutex_unlock(&f->mu);
         return st;
     }
     if (err == cudaErrorNotReady) {
@@ -609,7 +611,7 @@ static kvbm_status_t cuda_copy_async(void *state, void *stream, const kvbm_copy_
     kvbm_status_t st = set_device(b);
     if (st != KVBM_OK)
         return st;
-    pthread_mutex_lock(&s->mu);
+    kvbm__mutex_lock(&s->mu);
     if (fail) {
         st = KVBM_ERR_COPY_FAILED; /* injected: nothing is enqueued */
     } else {
@@ -631,7 +633,7 @@ static kvbm_status_t cuda_copy_async(void *state, void *stream, const kvbm_copy_
     }
     if (st != KVBM_OK && s->pending == KVBM_OK)
         s->pending = st;
-    pthread_mutex_unlock(&s->mu);
+    kvbm__mutex_unlock(&s->mu);
     return KVBM_OK; /* failures travel with the next fence */
 }
 

@@ -1,6 +1,6 @@
 /*
  * Internal to cuda/: the one checking macro for the CUDA runtime. It maps a
- * cudaError_t to a kvbm status, logs the failing call to stderr the first
+ * cudaError_t to a kvbm status, logs the failing call (core/log.h) the first
  * time that call site fails (not at every level above it), and clears the
  * runtime's last-error slot so a non-sticky error does not leak into the
  * next unrelated check.

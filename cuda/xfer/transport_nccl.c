@@ -23,6 +23,8 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "core/check.h"
+#include "core/log.h"
 #include "cuda_mem/check.h"
 #include "xfer/internal.h"
 
@@ -42,7 +44,7 @@ typedef struct nccl_state {
 
 /*
  * The one checking path for NCCL results (CUDA runtime results go through
- * KVBM_CUDA_CHECK of cuda/cuda_check.h): maps to a status and logs the first
+ * KVBM_CUDA_CHECK of cuda/mem/check.h): maps to a status and logs the first
  * failure of each call site. ncclInProgress is not a failure (non-blocking
  * communicator); comm_settle waits it out.
  */
@@ -50,7 +52,8 @@ static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *f
                                 atomic_int *logged)
 {
     if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
-        kvbm__xfer_log("%s failed: %s (%s:%d)", expr, ncclGetErrorString(rc), file, line);
+        kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s:%d)", expr, ncclGetErrorString(rc), file,
+                  line);
     switch (rc) {
     case ncclRemoteError:
         return KVBM_ERR_PEER;
@@ -148,10 +151,9 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
     if (st == NULL)
         return KVBM_ERR_NO_MEMORY;
     st->device = xfer->cuda_device >= 0 ? xfer->cuda_device : xfer->rank % count;
-    if (pthread_mutex_init(&st->lock, NULL) != 0) {
-        status = KVBM_ERR_NO_MEMORY;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&st->lock, NULL), status);
+    if (status != KVBM_OK)
         goto err_free;
-    }
     KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status != KVBM_OK)
         goto err_mutex;
@@ -163,8 +165,8 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
         if (status == KVBM_OK)
             KVBM_NCCL_CHECK(ncclCommUserRank(st->comm, &rank), status);
         if (status == KVBM_OK && (nranks != xfer->size || rank != xfer->rank)) {
-            kvbm__xfer_log("communicator is rank %d of %d, config says %d of %d", rank, nranks,
-                           xfer->rank, xfer->size);
+            kvbm__log(KVBM_LOG_ERROR, "communicator is rank %d of %d, config says %d of %d", rank,
+                      nranks, xfer->rank, xfer->size);
             status = KVBM_ERR_INVALID_ARG;
         }
         if (status != KVBM_OK)
@@ -199,7 +201,7 @@ err_comm:
     if (st->owns_comm)
         (void)ncclCommDestroy(st->comm);
 err_mutex:
-    pthread_mutex_destroy(&st->lock);
+    kvbm__mutex_destroy(&st->lock);
 err_free:
     free(st);
     return status;
@@ -216,7 +218,7 @@ static void nccl_fini(kvbm_xfer_t *xfer)
     if (st->owns_comm)
         KVBM_NCCL_CHECK(ncclCommDestroy(st->comm), status);
     (void)status; /* teardown goes on regardless; failures were logged */
-    pthread_mutex_destroy(&st->lock);
+    kvbm__mutex_destroy(&st->lock);
     free(st);
     xfer->transport_state = NULL;
 }
@@ -266,8 +268,8 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
         if (status == KVBM_OK)
             KVBM_NCCL_CHECK(async, status);
         if (status == KVBM_OK && now_ms() >= deadline) {
-            kvbm__xfer_log("NCCL %s with rank %d timed out after %u ms", send ? "send" : "recv",
-                           peer, xfer->timeout_ms);
+            kvbm__log(KVBM_LOG_ERROR, "NCCL %s with rank %d timed out after %u ms",
+                      send ? "send" : "recv", peer, xfer->timeout_ms);
             status = KVBM_ERR_TIMEOUT;
         }
         if (status == KVBM_OK)
@@ -287,7 +289,7 @@ static kvbm_status_t nccl_data_begin(kvbm_xfer_t *xfer, bool wait)
 {
     nccl_state_t *st = xfer->transport_state;
     if (wait) {
-        pthread_mutex_lock(&st->lock);
+        kvbm__mutex_lock(&st->lock);
         return KVBM_OK;
     }
     return pthread_mutex_trylock(&st->lock) == 0 ? KVBM_OK : KVBM_ERR_BUSY;
@@ -296,7 +298,7 @@ static kvbm_status_t nccl_data_begin(kvbm_xfer_t *xfer, bool wait)
 static void nccl_data_end(kvbm_xfer_t *xfer)
 {
     nccl_state_t *st = xfer->transport_state;
-    pthread_mutex_unlock(&st->lock);
+    kvbm__mutex_unlock(&st->lock);
 }
 
 static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)

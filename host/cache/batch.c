@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "core/check.h"
 #include "internal.h"
 
 kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind, size_t n,
@@ -235,17 +236,17 @@ void kvbm__cache_wait_processed(kvbm_cache_t *cache, uint64_t seq)
             return;
         cache_batch_t *batch = cache->head;
         batch->refs++; /* keeps its fence alive while we wait unlocked */
-        pthread_mutex_unlock(&cache->lock);
+        kvbm__mutex_unlock(&cache->lock);
         kvbm_status_t waited = kvbm_fence_wait(batch->fence);
         (void)waited; /* the result is read again by reap under the lock */
-        pthread_mutex_lock(&cache->lock);
+        kvbm__mutex_lock(&cache->lock);
         kvbm__cache_batch_unref(cache, batch);
     }
 }
 
 void kvbm__cache_set_unsafe(kvbm_cache_t *cache, unsigned flags)
 {
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     cache->unsafe = flags;
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
 }

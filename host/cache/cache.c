@@ -11,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/check.h"
 #include "core/prometheus.h"
+#include "internal.h"
 
 #define SCRATCH_ON_STACK 64
 
@@ -111,7 +112,9 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     cache->load_failed = calloc(cache->g1_blocks, 1);
     if (cache->loading_seq == NULL || cache->load_failed == NULL)
         goto err_free_tables;
-    if (pthread_mutex_init(&cache->lock, NULL) != 0)
+    status = KVBM_OK;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
+    if (status != KVBM_OK)
         goto err_free_tables;
     *cache_out = cache;
     return KVBM_OK;
@@ -154,7 +157,7 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm_layout_destroy(cache->g1_layout);
     free(cache->loading_seq);
     free(cache->load_failed);
-    pthread_mutex_destroy(&cache->lock);
+    kvbm__mutex_destroy(&cache->lock);
     free(cache);
 }
 
@@ -295,13 +298,13 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
 {
     if (cache == NULL || (count > 0 && ids_out == NULL))
         return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     cache_batch_t *offload = NULL;
     kvbm_status_t status = allocate_locked(cache, count, ids_out, &offload);
     if (status == KVBM_OK)
         status = order_engine(cache, count > 0, NULL, ready);
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
     return status;
 }
 
@@ -442,11 +445,11 @@ static kvbm_status_t acquire_call(kvbm_cache_t *cache, const uint64_t *hashes, s
 {
     if (cache == NULL || result_out == NULL || (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status =
         acquire_locked(cache, hashes, count, allocate_rest, ids_out, result_out, ready);
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
     return status;
 }
 
@@ -471,7 +474,7 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
 {
     if (cache == NULL)
         return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
     if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
@@ -494,7 +497,7 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
         free(copy_ids);
         free(copy_hashes);
     }
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
     return status;
 }
 
@@ -502,10 +505,10 @@ kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_
 {
     if (cache == NULL)
         return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_release(cache->g1, ids, count);
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
     return status;
 }
 
@@ -514,10 +517,10 @@ kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_
 {
     if (cache == NULL)
         return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_scan(cache->g1, hashes, count, touch, ids_out, n_found_out);
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
     return status;
 }
 
@@ -527,11 +530,11 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
 {
     if (cache == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     uint64_t newest = 0;
     for (size_t i = 0; i < count; i++) {
         if (ids[i] >= cache->g1_blocks) {
-            pthread_mutex_unlock(&cache->lock);
+            kvbm__mutex_unlock(&cache->lock);
             return KVBM_ERR_OUT_OF_RANGE;
         }
         if (cache->loading_seq[ids[i]] > newest)
@@ -543,7 +546,7 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
     for (size_t i = 0; i < count; i++)
         if (cache->load_failed[ids[i]])
             status = KVBM_ERR_COPY_FAILED;
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
     return status;
 }
 
@@ -551,9 +554,9 @@ kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
 {
     if (cache == NULL)
         return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
     return KVBM_OK;
 }
 
@@ -561,9 +564,9 @@ kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache)
 {
     if (cache == NULL)
         return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     kvbm__cache_wait_processed(cache, cache->next_seq - 1);
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
     return KVBM_OK;
 }
 
@@ -597,9 +600,9 @@ void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
 {
     if (cache == NULL || metrics_out == NULL)
         return;
-    pthread_mutex_lock(&cache->lock);
+    kvbm__mutex_lock(&cache->lock);
     *metrics_out = cache->metrics;
-    pthread_mutex_unlock(&cache->lock);
+    kvbm__mutex_unlock(&cache->lock);
 }
 
 kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)

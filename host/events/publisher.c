@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "core/check.h"
+#include "core/log.h"
 #include "encode.h"
 #include "endpoint.h"
 #include "publisher_internal.h"
@@ -26,8 +28,8 @@
 kvbm_status_t kvbm__zmq_error(const char *what, const char *detail)
 {
     int err = zmq_errno();
-    fprintf(stderr, "kvbm: events: %s%s%s failed: %s\n", what, detail ? " " : "",
-            detail ? detail : "", zmq_strerror(err));
+    kvbm__log(KVBM_LOG_ERROR, "events: %s%s%s failed: %s", what, detail ? " " : "",
+              detail ? detail : "", zmq_strerror(err));
     switch (err) {
     case EINVAL:
     case EPROTONOSUPPORT:
@@ -172,28 +174,25 @@ kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *config,
         goto err_close_sockets;
     p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->wake_fd < 0) {
-        status = KVBM_ERR_IO;
+        status = KVBM_SYS_ERROR("eventfd");
         goto err_close_sockets;
     }
-    if (pthread_mutex_init(&p->lock, NULL) != 0) {
-        status = KVBM_ERR_NO_MEMORY;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&p->lock, NULL), status);
+    if (status != KVBM_OK)
         goto err_close_fd;
-    }
-    if (pthread_cond_init(&p->progressed, NULL) != 0) {
-        status = KVBM_ERR_NO_MEMORY;
+    KVBM_PTHREAD_CHECK(pthread_cond_init(&p->progressed, NULL), status);
+    if (status != KVBM_OK)
         goto err_destroy_mutex;
-    }
-    if (pthread_create(&p->thread, NULL, kvbm__publisher_thread, p) != 0) {
-        status = KVBM_ERR_NO_MEMORY;
+    KVBM_PTHREAD_CHECK(pthread_create(&p->thread, NULL, kvbm__publisher_thread, p), status);
+    if (status != KVBM_OK)
         goto err_destroy_cond;
-    }
     *publisher_out = p;
     return KVBM_OK;
 
 err_destroy_cond:
-    pthread_cond_destroy(&p->progressed);
+    kvbm__cond_destroy(&p->progressed);
 err_destroy_mutex:
-    pthread_mutex_destroy(&p->lock);
+    kvbm__mutex_destroy(&p->lock);
 err_close_fd:
     close(p->wake_fd);
 err_close_sockets:
@@ -223,15 +222,15 @@ void kvbm_publisher_destroy(kvbm_publisher_t *publisher)
     if (publisher == NULL)
         return;
     kvbm_publisher_t *p = publisher;
-    pthread_mutex_lock(&p->lock);
+    kvbm__mutex_lock(&p->lock);
     p->stopping = true;
-    pthread_mutex_unlock(&p->lock);
+    kvbm__mutex_unlock(&p->lock);
     wake_thread(p);
-    pthread_join(p->thread, NULL); /* it sends what was queued first */
+    kvbm__thread_join(p->thread); /* it sends what was queued first */
     close_sockets(p);
     close(p->wake_fd);
-    pthread_cond_destroy(&p->progressed);
-    pthread_mutex_destroy(&p->lock);
+    kvbm__cond_destroy(&p->progressed);
+    kvbm__mutex_destroy(&p->lock);
     for (size_t i = 0; i < KVBM__PUBLISHER_TAKE_MAX; i++)
         kvbm__payload_free(&p->taken[i]);
     kvbm__batch_ring_fini(&p->history);
@@ -263,7 +262,7 @@ kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
     kvbm_publisher_t *p = publisher;
     double ts = now_seconds();
 
-    pthread_mutex_lock(&p->lock);
+    kvbm__mutex_lock(&p->lock);
     /* The number is taken even when the batch is dropped: the gap is how
      * subscribers learn of the loss. */
     uint64_t seq = p->next_seq++;
@@ -286,7 +285,7 @@ kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
     bool wake = status == KVBM_OK && p->sleeping;
     if (wake)
         p->sleeping = false;
-    pthread_mutex_unlock(&p->lock);
+    kvbm__mutex_unlock(&p->lock);
     if (wake)
         wake_thread(p);
     return status;
@@ -312,7 +311,7 @@ kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout
         deadline.tv_nsec -= 1000000000L;
     }
     kvbm_status_t status = KVBM_OK;
-    pthread_mutex_lock(&p->lock);
+    kvbm__mutex_lock(&p->lock);
     uint64_t target = p->next_seq;
     p->flush_waiters++;
     while (p->done_seq < target) {
@@ -323,15 +322,15 @@ kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout
         }
     }
     p->flush_waiters--;
-    pthread_mutex_unlock(&p->lock);
+    kvbm__mutex_unlock(&p->lock);
     return status;
 }
 
 void kvbm__publisher_set_paused(kvbm_publisher_t *publisher, bool paused)
 {
-    pthread_mutex_lock(&publisher->lock);
+    kvbm__mutex_lock(&publisher->lock);
     publisher->paused = paused;
-    pthread_mutex_unlock(&publisher->lock);
+    kvbm__mutex_unlock(&publisher->lock);
     wake_thread(publisher);
 }
 

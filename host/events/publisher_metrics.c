@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "core/prometheus.h"
+#include "core/check.h"
 #include "publisher_internal.h"
 
 void kvbm_publisher_metrics(kvbm_publisher_t *publisher, kvbm_publisher_metrics_t *metrics_out)
@@ -12,11 +13,11 @@ void kvbm_publisher_metrics(kvbm_publisher_t *publisher, kvbm_publisher_metrics_
         *metrics_out = (kvbm_publisher_metrics_t){0};
         return;
     }
-    pthread_mutex_lock(&publisher->lock);
+    kvbm__mutex_lock(&publisher->lock);
     *metrics_out = publisher->metrics;
     metrics_out->queued_batches = publisher->queue.count;
     metrics_out->next_seq = publisher->next_seq;
-    pthread_mutex_unlock(&publisher->lock);
+    kvbm__mutex_unlock(&publisher->lock);
 }
 
 kvbm_status_t kvbm_publisher_metrics_prometheus(kvbm_publisher_t *publisher, FILE *out)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "core/check.h"
 #include "publisher_internal.h"
 
 /* Replay end marker: -1 as 8 signed big-endian bytes. */
@@ -126,11 +127,11 @@ static void serve_replay(kvbm_publisher_t *p)
     }
     if (served + invalid == 0)
         return;
-    pthread_mutex_lock(&p->lock);
+    kvbm__mutex_lock(&p->lock);
     p->metrics.replay_requests += served;
     p->metrics.replay_batches += batches;
     p->metrics.replay_invalid += invalid;
-    pthread_mutex_unlock(&p->lock);
+    kvbm__mutex_unlock(&p->lock);
 }
 
 static bool replay_waiting(kvbm_publisher_t *p)
@@ -188,21 +189,21 @@ void *kvbm__publisher_thread(void *publisher)
     kvbm_publisher_t *p = publisher;
     uint64_t seqs[KVBM__PUBLISHER_TAKE_MAX], n_events[KVBM__PUBLISHER_TAKE_MAX];
     for (;;) {
-        pthread_mutex_lock(&p->lock);
+        kvbm__mutex_lock(&p->lock);
         while ((p->queue.count == 0 || p->paused) && !p->stopping) {
             p->sleeping = true;
-            pthread_mutex_unlock(&p->lock);
+            kvbm__mutex_unlock(&p->lock);
             wait_for_work(p);
-            pthread_mutex_lock(&p->lock);
+            kvbm__mutex_lock(&p->lock);
         }
         p->sleeping = false;
         if (p->queue.count == 0) { /* stopping, and everything was sent */
-            pthread_mutex_unlock(&p->lock);
+            kvbm__mutex_unlock(&p->lock);
             break;
         }
         uint64_t done_after = 0;
         size_t n = take_batches(p, seqs, n_events, &done_after);
-        pthread_mutex_unlock(&p->lock);
+        kvbm__mutex_unlock(&p->lock);
 
         uint64_t published = 0, events = 0, errors = 0;
         for (size_t i = 0; i < n; i++) {
@@ -216,15 +217,15 @@ void *kvbm__publisher_thread(void *publisher)
             kvbm__batch_ring_keep(&p->history, seqs[i], n_events[i], &p->taken[i]);
         }
 
-        pthread_mutex_lock(&p->lock);
+        kvbm__mutex_lock(&p->lock);
         p->metrics.batches_published += published;
         p->metrics.events_published += events;
         p->metrics.send_errors += errors;
         assert(done_after >= p->done_seq);
         p->done_seq = done_after;
         if (p->flush_waiters > 0)
-            pthread_cond_broadcast(&p->progressed);
-        pthread_mutex_unlock(&p->lock);
+            kvbm__cond_broadcast(&p->progressed);
+        kvbm__mutex_unlock(&p->lock);
 
         if (replay_waiting(p))
             serve_replay(p);

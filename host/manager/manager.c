@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/check.h"
 #include "internal.h"
 
 _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
@@ -46,16 +47,12 @@ static void event_batch_add(event_batch_t *batch, kvbm_event_kind_t kind, uint32
 
 static void manager_lock(kvbm_manager_t *manager)
 {
-    int rc = pthread_mutex_lock(&manager->lock);
-    assert(rc == 0);
-    (void)rc;
+    kvbm__mutex_lock(&manager->lock);
 }
 
 static void manager_unlock(kvbm_manager_t *manager)
 {
-    int rc = pthread_mutex_unlock(&manager->lock);
-    assert(rc == 0);
-    (void)rc;
+    kvbm__mutex_unlock(&manager->lock);
 }
 
 static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32_t id)
@@ -126,10 +123,9 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_mana
     status = manager->policy->create(&policy_config, config->num_blocks, &manager->policy_state);
     if (status != KVBM_OK)
         goto err_destroy_registry;
-    if (pthread_mutex_init(&manager->lock, NULL) != 0) {
-        status = KVBM_ERR_NO_MEMORY;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&manager->lock, NULL), status);
+    if (status != KVBM_OK)
         goto err_destroy_policy;
-    }
 
     /* The reset pool is a stack threaded through next_duplicate, lowest ids
      * on top so a fresh manager hands out 0, 1, 2... */
@@ -155,7 +151,7 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
 {
     if (manager == NULL)
         return;
-    pthread_mutex_destroy(&manager->lock);
+    kvbm__mutex_destroy(&manager->lock);
     manager->policy->destroy(manager->policy_state);
     kvbm__registry_destroy(manager->registry);
     free(manager->blocks);

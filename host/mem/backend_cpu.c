@@ -19,19 +19,7 @@
 #include <sys/mman.h>
 
 #include "backend_ops.h"
-
-/* Checks a pthread call whose failure leaves nothing to unwind but the
- * caller's own steps; logs once where it is seen. */
-#define KVBM_PTHREAD_CHECK(call, status_var)                                                       \
-    do {                                                                                           \
-        int kvbm_rc_ = (call);                                                                     \
-        if (kvbm_rc_ != 0) {                                                                       \
-            fprintf(stderr, "kvbm: %s failed: %s (%s:%d)\n", #call, strerror(kvbm_rc_), __FILE__,  \
-                    __LINE__);                                                                     \
-            (status_var) =                                                                         \
-                kvbm_rc_ == ENOMEM || kvbm_rc_ == EAGAIN ? KVBM_ERR_NO_MEMORY : KVBM_ERR_INTERNAL; \
-        }                                                                                          \
-    } while (0)
+#include "core/check.h"
 
 typedef struct cpu_backend {
     bool synchronous; /* immutable */
@@ -74,12 +62,12 @@ typedef struct cpu_stream {
 
 static void fence_unref(cpu_fence_t *f)
 {
-    pthread_mutex_lock(&f->mu);
+    kvbm__mutex_lock(&f->mu);
     unsigned left = --f->refs;
-    pthread_mutex_unlock(&f->mu);
+    kvbm__mutex_unlock(&f->mu);
     if (left == 0) {
-        pthread_cond_destroy(&f->cv);
-        pthread_mutex_destroy(&f->mu);
+        kvbm__cond_destroy(&f->cv);
+        kvbm__mutex_destroy(&f->mu);
         free(f);
     }
 }
@@ -102,20 +90,20 @@ static void item_run(cpu_stream_t *s, cpu_item_t *it)
     case ITEM_RECORD: {
         kvbm_status_t st = s->err;
         s->err = KVBM_OK;
-        pthread_mutex_lock(&it->fence->mu);
+        kvbm__mutex_lock(&it->fence->mu);
         if (it->gen > it->fence->completed) {
             it->fence->completed = it->gen;
             it->fence->status = st;
         }
-        pthread_cond_broadcast(&it->fence->cv);
-        pthread_mutex_unlock(&it->fence->mu);
+        kvbm__cond_broadcast(&it->fence->cv);
+        kvbm__mutex_unlock(&it->fence->mu);
         break;
     }
     case ITEM_WAIT:
-        pthread_mutex_lock(&it->fence->mu);
+        kvbm__mutex_lock(&it->fence->mu);
         while (it->fence->completed < it->gen)
-            pthread_cond_wait(&it->fence->cv, &it->fence->mu);
-        pthread_mutex_unlock(&it->fence->mu);
+            kvbm__cond_wait(&it->fence->cv, &it->fence->mu);
+        kvbm__mutex_unlock(&it->fence->mu);
         break;
     }
     if (it->fence != NULL)
@@ -127,18 +115,18 @@ static void *stream_worker(void *arg)
 {
     cpu_stream_t *s = arg;
     for (;;) {
-        pthread_mutex_lock(&s->mu);
+        kvbm__mutex_lock(&s->mu);
         while (!s->stop && (s->head == NULL || s->held))
-            pthread_cond_wait(&s->work_cv, &s->mu);
+            kvbm__cond_wait(&s->work_cv, &s->mu);
         cpu_item_t *it = s->head;
         if (it == NULL) { /* stop asked and queue drained */
-            pthread_mutex_unlock(&s->mu);
+            kvbm__mutex_unlock(&s->mu);
             return NULL;
         }
         s->head = it->next;
         if (s->head == NULL)
             s->tail = NULL;
-        pthread_mutex_unlock(&s->mu);
+        kvbm__mutex_unlock(&s->mu);
         item_run(s, it);
     }
 }
@@ -147,7 +135,7 @@ static void *stream_worker(void *arg)
 static void stream_push(cpu_stream_t *s, cpu_item_t *it)
 {
     it->next = NULL;
-    pthread_mutex_lock(&s->mu);
+    kvbm__mutex_lock(&s->mu);
     if (s->synchronous) {
         item_run(s, it);
     } else {
@@ -156,9 +144,9 @@ static void stream_push(cpu_stream_t *s, cpu_item_t *it)
         else
             s->head = it;
         s->tail = it;
-        pthread_cond_signal(&s->work_cv);
+        kvbm__cond_signal(&s->work_cv);
     }
-    pthread_mutex_unlock(&s->mu);
+    kvbm__mutex_unlock(&s->mu);
 }
 
 /* ---------------------------------------------------------------- backend */
@@ -224,9 +212,9 @@ static kvbm_status_t cpu_stream_create(void *state, void **stream_out)
     return KVBM_OK;
 
 err_destroy_cond:
-    pthread_cond_destroy(&s->work_cv);
+    kvbm__cond_destroy(&s->work_cv);
 err_destroy_mutex:
-    pthread_mutex_destroy(&s->mu);
+    kvbm__mutex_destroy(&s->mu);
 err_free_stream:
     free(s);
     return st;
@@ -241,15 +229,15 @@ static void cpu_stream_destroy(void *state, void *stream)
 {
     cpu_stream_t *s = stream;
     if (!s->synchronous) {
-        pthread_mutex_lock(&s->mu);
+        kvbm__mutex_lock(&s->mu);
         s->held = false;
         s->stop = true;
-        pthread_cond_signal(&s->work_cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->thread, NULL);
+        kvbm__cond_signal(&s->work_cv);
+        kvbm__mutex_unlock(&s->mu);
+        kvbm__thread_join(s->thread);
     }
-    pthread_cond_destroy(&s->work_cv);
-    pthread_mutex_destroy(&s->mu);
+    kvbm__cond_destroy(&s->work_cv);
+    kvbm__mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -263,10 +251,10 @@ static kvbm_status_t cpu_stream_hold(void *state, void *stream, bool hold)
     cpu_stream_t *s = stream;
     if (s->synchronous)
         return KVBM_ERR_UNSUPPORTED;
-    pthread_mutex_lock(&s->mu);
+    kvbm__mutex_lock(&s->mu);
     s->held = hold;
-    pthread_cond_signal(&s->work_cv);
-    pthread_mutex_unlock(&s->mu);
+    kvbm__cond_signal(&s->work_cv);
+    kvbm__mutex_unlock(&s->mu);
     return KVBM_OK;
 }
 
@@ -278,10 +266,10 @@ static kvbm_status_t cpu_stream_wait_fence(void *state, void *stream, void *fenc
         return KVBM_ERR_NO_MEMORY;
     it->kind = ITEM_WAIT;
     it->fence = f;
-    pthread_mutex_lock(&f->mu);
+    kvbm__mutex_lock(&f->mu);
     f->refs++;
     it->gen = f->recorded;
-    pthread_mutex_unlock(&f->mu);
+    kvbm__mutex_unlock(&f->mu);
     stream_push(stream, it);
     return KVBM_OK;
 }
@@ -306,7 +294,7 @@ static kvbm_status_t cpu_fence_create(void *state, void **fence_out)
     return KVBM_OK;
 
 err_destroy_mutex:
-    pthread_mutex_destroy(&f->mu);
+    kvbm__mutex_destroy(&f->mu);
 err_free_fence:
     free(f);
     return st;
@@ -328,11 +316,11 @@ static kvbm_status_t cpu_fence_record(void *state, void *fence, void *stream)
     /* The record number is taken with the stream lock held so that records
      * of one fence on one stream complete in number order. */
     cpu_stream_t *s = stream;
-    pthread_mutex_lock(&s->mu);
-    pthread_mutex_lock(&f->mu);
+    kvbm__mutex_lock(&s->mu);
+    kvbm__mutex_lock(&f->mu);
     f->refs++;
     it->gen = ++f->recorded;
-    pthread_mutex_unlock(&f->mu);
+    kvbm__mutex_unlock(&f->mu);
     it->next = NULL;
     if (s->synchronous) {
         item_run(s, it);
@@ -342,30 +330,30 @@ static kvbm_status_t cpu_fence_record(void *state, void *fence, void *stream)
         else
             s->head = it;
         s->tail = it;
-        pthread_cond_signal(&s->work_cv);
+        kvbm__cond_signal(&s->work_cv);
     }
-    pthread_mutex_unlock(&s->mu);
+    kvbm__mutex_unlock(&s->mu);
     return KVBM_OK;
 }
 
 static kvbm_status_t cpu_fence_query(void *state, void *fence)
 {
     cpu_fence_t *f = fence;
-    pthread_mutex_lock(&f->mu);
+    kvbm__mutex_lock(&f->mu);
     kvbm_status_t st = f->completed >= f->recorded ? f->status : KVBM_ERR_BUSY;
-    pthread_mutex_unlock(&f->mu);
+    kvbm__mutex_unlock(&f->mu);
     return st;
 }
 
 static kvbm_status_t cpu_fence_wait(void *state, void *fence)
 {
     cpu_fence_t *f = fence;
-    pthread_mutex_lock(&f->mu);
+    kvbm__mutex_lock(&f->mu);
     uint64_t target = f->recorded;
     while (f->completed < target)
-        pthread_cond_wait(&f->cv, &f->mu);
+        kvbm__cond_wait(&f->cv, &f->mu);
     kvbm_status_t st = f->status;
-    pthread_mutex_unlock(&f->mu);
+    kvbm__mutex_unlock(&f->mu);
     return st;
 }
 

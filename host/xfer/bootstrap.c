@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "internal.h"
 
 struct kvbm_xfer_rendezvous {
@@ -87,8 +88,8 @@ static uint32_t remaining_ms(uint64_t deadline)
 static bool desc_compatible(const kvbm__wire_desc_t *a, const kvbm__wire_desc_t *b)
 {
     if (a->size != b->size || a->transport != b->transport || a->mem_kind != b->mem_kind) {
-        kvbm__xfer_log("ranks %d and %d refused: size %d/%d, transport %u/%u", a->rank, b->rank,
-                       a->size, b->size, a->transport, b->transport);
+        kvbm__log(KVBM_LOG_ERROR, "ranks %d and %d refused: size %d/%d, transport %u/%u", a->rank,
+                  b->rank, a->size, b->size, a->transport, b->transport);
         return false;
     }
     uint64_t lo = a->region_bytes < b->region_bytes ? a->region_bytes : b->region_bytes;
@@ -96,11 +97,12 @@ static bool desc_compatible(const kvbm__wire_desc_t *a, const kvbm__wire_desc_t 
     if (a->layout_key != b->layout_key ||
         a->region_count * a->region_bytes != b->region_count * b->region_bytes || lo == 0 ||
         hi % lo != 0) {
-        kvbm__xfer_log("ranks %d and %d refused: incompatible block layouts (%u x %llu B, key "
-                       "%llx) and (%u x %llu B, key %llx)",
-                       a->rank, b->rank, a->region_count, (unsigned long long)a->region_bytes,
-                       (unsigned long long)a->layout_key, b->region_count,
-                       (unsigned long long)b->region_bytes, (unsigned long long)b->layout_key);
+        kvbm__log(KVBM_LOG_ERROR,
+                  "ranks %d and %d refused: incompatible block layouts (%u x %llu B, key "
+                  "%llx) and (%u x %llu B, key %llx)",
+                  a->rank, b->rank, a->region_count, (unsigned long long)a->region_bytes,
+                  (unsigned long long)a->layout_key, b->region_count,
+                  (unsigned long long)b->region_bytes, (unsigned long long)b->layout_key);
         return false;
     }
     return true;
@@ -123,7 +125,7 @@ static kvbm_status_t gather_root(kvbm_xfer_t *xfer, int rv_fd, uint8_t *blob, si
             status = kvbm__sock_read(fd, &desc, sizeof(desc), xfer->timeout_ms);
         if (status == KVBM_OK &&
             (desc.rank <= 0 || desc.rank >= xfer->size || xfer->boot_fds[desc.rank] >= 0)) {
-            kvbm__xfer_log("rendezvous: bad or repeated rank %d", desc.rank);
+            kvbm__log(KVBM_LOG_ERROR, "rendezvous: bad or repeated rank %d", desc.rank);
             status = KVBM_ERR_PARSE;
         }
         if (status != KVBM_OK) {

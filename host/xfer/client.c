@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/check.h"
 #include "internal.h"
 
 /* ------------------------------------------------------------ client side */
@@ -214,13 +215,13 @@ static void client_raw(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_r
 
 static void req_complete(kvbm_xfer_req_t *req, kvbm_status_t status, uint32_t *ids, size_t n)
 {
-    pthread_mutex_lock(&req->lock);
+    kvbm__mutex_lock(&req->lock);
     req->status = status;
     req->result_ids = ids;
     req->n_result = n;
     req->done = true;
-    pthread_cond_broadcast(&req->cond);
-    pthread_mutex_unlock(&req->lock);
+    kvbm__cond_broadcast(&req->cond);
+    kvbm__mutex_unlock(&req->lock);
 }
 
 uint64_t kvbm__xfer_now_us(void)
@@ -284,9 +285,9 @@ void *kvbm__xfer_worker_main(void *arg)
 {
     kvbm_xfer_t *xfer = arg;
     for (;;) {
-        pthread_mutex_lock(&xfer->lock);
+        kvbm__mutex_lock(&xfer->lock);
         while (xfer->head == NULL && !xfer->stopping)
-            pthread_cond_wait(&xfer->cond, &xfer->lock);
+            kvbm__cond_wait(&xfer->cond, &xfer->lock);
         kvbm_xfer_req_t *req = xfer->head;
         bool stopping = xfer->stopping;
         if (req != NULL) {
@@ -294,7 +295,7 @@ void *kvbm__xfer_worker_main(void *arg)
             if (xfer->head == NULL)
                 xfer->tail = NULL;
         }
-        pthread_mutex_unlock(&xfer->lock);
+        kvbm__mutex_unlock(&xfer->lock);
         if (req == NULL)
             return NULL; /* stopping and drained */
         if (stopping)

@@ -228,17 +228,6 @@ struct kvbm_xfer {
 
 /* ------------------------------------------------------------ helpers */
 
-/*
- * The one checking path for system calls: maps errno to a status and logs
- * once, where the error is first seen. Connection errors map to
- * KVBM_ERR_PEER.
- */
-kvbm_status_t kvbm__xfer_sys_error(const char *what, int err, const char *file, int line);
-#define KVBM__SYS_ERROR(what) kvbm__xfer_sys_error((what), errno, __FILE__, __LINE__)
-
-/* Logs one line on stderr ("kvbm: ..."). */
-void kvbm__xfer_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
 kvbm_status_t kvbm__sock_parse_loopback(const char *host, uint32_t *addr_out);
 kvbm_status_t kvbm__sock_listen(uint32_t addr, uint16_t port, int backlog, int *fd_out,
                                 uint16_t *port_out);

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/check.h"
+#include "core/log.h"
 #include "internal.h"
 
 /* ------------------------------------------------------------ server side */
@@ -255,7 +257,7 @@ static bool serve_one(kvbm_xfer_t *xfer, int peer)
     if (status != KVBM_OK)
         return false; /* a closed connection between requests is not an error */
     if (hdr.type != KVBM__MSG_PUSH && hdr.type != KVBM__MSG_PULL && hdr.type != KVBM__MSG_RAW) {
-        kvbm__xfer_log("rank %d sent unexpected message type %u", peer, hdr.type);
+        kvbm__log(KVBM_LOG_ERROR, "rank %d sent unexpected message type %u", peer, hdr.type);
         return false;
     }
     /* Only try for the data path: if this rank's worker holds it, refuse
@@ -283,7 +285,8 @@ void *kvbm__xfer_service_main(void *arg)
     struct pollfd *pfds = calloc((size_t)xfer->size + 1, sizeof(*pfds));
     int *peers = calloc((size_t)xfer->size + 1, sizeof(*peers));
     if (pfds == NULL || peers == NULL) {
-        kvbm__xfer_log("service thread: out of memory; rank %d serves no requests", xfer->rank);
+        kvbm__log(KVBM_LOG_ERROR, "service thread: out of memory; rank %d serves no requests",
+                  xfer->rank);
         goto free_arrays;
     }
     for (;;) {
@@ -299,7 +302,7 @@ void *kvbm__xfer_service_main(void *arg)
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
-            (void)KVBM__SYS_ERROR("poll");
+            (void)KVBM_SYS_ERROR("poll");
             break;
         }
         if (pfds[0].revents != 0)

@@ -16,49 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/check.h"
+#include "core/log.h"
 #include "internal.h"
 
 /* Large socket buffers let the kernel move block data in big pieces. */
 #define SOCK_BUFFER_BYTES (4 << 20)
 #define CONNECT_RETRY_MS  10
-
-void kvbm__xfer_log(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    /* The analyzer misses va_start above (clang-analyzer false positive). */
-    vsnprintf(line, sizeof(line), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
-    va_end(ap);
-    fprintf(stderr, "kvbm: %s\n", line);
-}
-
-kvbm_status_t kvbm__xfer_sys_error(const char *what, int err, const char *file, int line)
-{
-    kvbm_status_t status;
-    switch (err) {
-    case ECONNRESET:
-    case ECONNREFUSED:
-    case ECONNABORTED:
-    case EPIPE:
-    case ENOTCONN:
-    case ESHUTDOWN:
-        status = KVBM_ERR_PEER;
-        break;
-    case ENOMEM:
-    case ENOBUFS:
-        status = KVBM_ERR_NO_MEMORY;
-        break;
-    case ETIMEDOUT:
-        status = KVBM_ERR_TIMEOUT;
-        break;
-    default:
-        status = KVBM_ERR_IO;
-        break;
-    }
-    kvbm__xfer_log("%s: %s (%s:%d)", what, strerror(err), file, line);
-    return status;
-}
 
 static uint64_t now_ms(void)
 {
@@ -85,13 +49,13 @@ static kvbm_status_t sock_tune(int fd)
 {
     int one = 1, bytes = SOCK_BUFFER_BYTES;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
-        return KVBM__SYS_ERROR("setsockopt(TCP_NODELAY)");
+        return KVBM_SYS_ERROR("setsockopt(TCP_NODELAY)");
     /* Buffer sizes are hints; the kernel may clamp them. */
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
-        return KVBM__SYS_ERROR("fcntl(O_NONBLOCK)");
+        return KVBM_SYS_ERROR("fcntl(O_NONBLOCK)");
     return KVBM_OK;
 }
 
@@ -101,22 +65,22 @@ kvbm_status_t kvbm__sock_listen(uint32_t addr, uint16_t port, int backlog, int *
     kvbm_status_t status;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return KVBM__SYS_ERROR("socket");
+        return KVBM_SYS_ERROR("socket");
     int one = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     struct sockaddr_in sa = {
         .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = addr};
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        status = KVBM__SYS_ERROR("bind");
+        status = KVBM_SYS_ERROR("bind");
         goto err_close;
     }
     if (listen(fd, backlog) != 0) {
-        status = KVBM__SYS_ERROR("listen");
+        status = KVBM_SYS_ERROR("listen");
         goto err_close;
     }
     socklen_t len = sizeof(sa);
     if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-        status = KVBM__SYS_ERROR("getsockname");
+        status = KVBM_SYS_ERROR("getsockname");
         goto err_close;
     }
     *fd_out = fd;
@@ -135,7 +99,7 @@ kvbm_status_t kvbm__sock_connect(uint32_t addr, uint16_t port, uint32_t timeout_
     for (;;) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
-            return KVBM__SYS_ERROR("socket");
+            return KVBM_SYS_ERROR("socket");
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
             kvbm_status_t status = sock_tune(fd);
             if (status != KVBM_OK) {
@@ -149,7 +113,7 @@ kvbm_status_t kvbm__sock_connect(uint32_t addr, uint16_t port, uint32_t timeout_
         close(fd);
         /* The listener may not be up yet: retry until the deadline. */
         if (err != ECONNREFUSED && err != EINTR && err != EAGAIN)
-            return kvbm__xfer_sys_error("connect", err, __FILE__, __LINE__);
+            return kvbm__sys_error("connect", err, __FILE__, __LINE__);
         if (now_ms() >= deadline)
             return KVBM_ERR_TIMEOUT;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = CONNECT_RETRY_MS * 1000000L};
@@ -167,13 +131,13 @@ kvbm_status_t kvbm__sock_accept(int listen_fd, uint32_t timeout_ms, int *fd_out)
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
-            return KVBM__SYS_ERROR("poll");
+            return KVBM_SYS_ERROR("poll");
         }
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
                 continue;
-            return KVBM__SYS_ERROR("accept");
+            return KVBM_SYS_ERROR("accept");
         }
         kvbm_status_t status = sock_tune(fd);
         if (status != KVBM_OK) {
@@ -195,7 +159,7 @@ static kvbm_status_t sock_wait(int fd, short events, uint32_t timeout_ms)
         if (rc == 0)
             return KVBM_ERR_TIMEOUT;
         if (errno != EINTR)
-            return KVBM__SYS_ERROR("poll");
+            return KVBM_SYS_ERROR("poll");
     }
 }
 
@@ -235,7 +199,7 @@ kvbm_status_t kvbm__sock_writev(int fd, struct iovec *iov, size_t iovcnt, uint32
         }
         if (n == 0)
             continue; /* only with zero-length entries, skipped by iov_advance */
-        return KVBM__SYS_ERROR("sendmsg");
+        return KVBM_SYS_ERROR("sendmsg");
     }
     return KVBM_OK;
 }
@@ -260,7 +224,7 @@ kvbm_status_t kvbm__sock_readv(int fd, struct iovec *iov, size_t iovcnt, uint32_
         }
         if (errno == ECONNRESET)
             return KVBM_ERR_PEER; /* a killed peer: expected, not logged */
-        return KVBM__SYS_ERROR("recvmsg");
+        return KVBM_SYS_ERROR("recvmsg");
     }
     return KVBM_OK;
 }
@@ -307,7 +271,8 @@ kvbm_status_t kvbm__wire_recv_hdr(int fd, uint32_t timeout_ms, uint16_t type,
         return status;
     if (hdr.magic != KVBM__WIRE_MAGIC || hdr.version != KVBM__WIRE_VERSION ||
         (type != 0 && hdr.type != type) || hdr.count > KVBM_XFER_MAX_BLOCKS) {
-        kvbm__xfer_log("malformed control message (type %u, expected %u)", hdr.type, type);
+        kvbm__log(KVBM_LOG_ERROR, "malformed control message (type %u, expected %u)", hdr.type,
+                  type);
         return KVBM_ERR_PARSE;
     }
     *hdr_out = hdr;

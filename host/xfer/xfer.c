@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/check.h"
 #include "internal.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -249,47 +250,43 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
         xfer->client_fd[p] = xfer->server_fd[p] = xfer->boot_fds[p] = -1;
 
     if (pipe2(xfer->wake_fd, O_CLOEXEC) != 0) {
-        status = KVBM__SYS_ERROR("pipe2");
+        status = KVBM_SYS_ERROR("pipe2");
         goto err_free;
     }
-    if (pthread_mutex_init(&xfer->lock, NULL) != 0) {
-        status = KVBM_ERR_NO_MEMORY;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&xfer->lock, NULL), status);
+    if (status != KVBM_OK)
         goto err_pipe;
-    }
-    if (pthread_cond_init(&xfer->cond, NULL) != 0) {
-        status = KVBM_ERR_NO_MEMORY;
+    KVBM_PTHREAD_CHECK(pthread_cond_init(&xfer->cond, NULL), status);
+    if (status != KVBM_OK)
         goto err_mutex;
-    }
 
     status = kvbm__xfer_bootstrap(xfer, config);
     if (status != KVBM_OK)
         goto err_fds;
 
-    if (pthread_create(&xfer->worker, NULL, kvbm__xfer_worker_main, xfer) != 0) {
-        status = KVBM_ERR_NO_MEMORY;
+    KVBM_PTHREAD_CHECK(pthread_create(&xfer->worker, NULL, kvbm__xfer_worker_main, xfer), status);
+    if (status != KVBM_OK)
         goto err_transport;
-    }
-    if (pthread_create(&xfer->service, NULL, kvbm__xfer_service_main, xfer) != 0) {
-        status = KVBM_ERR_NO_MEMORY;
+    KVBM_PTHREAD_CHECK(pthread_create(&xfer->service, NULL, kvbm__xfer_service_main, xfer), status);
+    if (status != KVBM_OK)
         goto err_worker;
-    }
     xfer->threads_started = true;
     *xfer_out = xfer;
     return KVBM_OK;
 
 err_worker:
-    pthread_mutex_lock(&xfer->lock);
+    kvbm__mutex_lock(&xfer->lock);
     xfer->stopping = true;
-    pthread_cond_broadcast(&xfer->cond);
-    pthread_mutex_unlock(&xfer->lock);
-    pthread_join(xfer->worker, NULL);
+    kvbm__cond_broadcast(&xfer->cond);
+    kvbm__mutex_unlock(&xfer->lock);
+    kvbm__thread_join(xfer->worker);
 err_transport:
     xfer->ops->fini(xfer);
 err_fds:
     close_fds(xfer);
-    pthread_cond_destroy(&xfer->cond);
+    kvbm__cond_destroy(&xfer->cond);
 err_mutex:
-    pthread_mutex_destroy(&xfer->lock);
+    kvbm__mutex_destroy(&xfer->lock);
 err_pipe:
     close(xfer->wake_fd[0]);
     close(xfer->wake_fd[1]);
@@ -303,10 +300,10 @@ void kvbm_xfer_destroy(kvbm_xfer_t *xfer)
 {
     if (xfer == NULL)
         return;
-    pthread_mutex_lock(&xfer->lock);
+    kvbm__mutex_lock(&xfer->lock);
     xfer->stopping = true;
-    pthread_cond_broadcast(&xfer->cond);
-    pthread_mutex_unlock(&xfer->lock);
+    kvbm__cond_broadcast(&xfer->cond);
+    kvbm__mutex_unlock(&xfer->lock);
     /* Abort what is in flight: both threads see their sockets fail at once
      * instead of waiting for a timeout. */
     for (int p = 0; p < xfer->size; p++) {
@@ -318,16 +315,16 @@ void kvbm_xfer_destroy(kvbm_xfer_t *xfer)
     char byte = 1;
     ssize_t written = write(xfer->wake_fd[1], &byte, 1);
     (void)written; /* a full pipe wakes the thread just as well */
-    pthread_join(xfer->worker, NULL);
-    pthread_join(xfer->service, NULL);
+    kvbm__thread_join(xfer->worker);
+    kvbm__thread_join(xfer->service);
     if (xfer->scratch != NULL)
         xfer->ops->scratch_free(xfer, xfer->scratch);
     xfer->ops->fini(xfer);
     close_fds(xfer);
     close(xfer->wake_fd[0]);
     close(xfer->wake_fd[1]);
-    pthread_cond_destroy(&xfer->cond);
-    pthread_mutex_destroy(&xfer->lock);
+    kvbm__cond_destroy(&xfer->cond);
+    kvbm__mutex_destroy(&xfer->lock);
     free_arrays(xfer);
     free(xfer);
 }
@@ -371,12 +368,15 @@ kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer)
 static kvbm_status_t req_new(kvbm__req_kind_t kind, int peer, kvbm_manager_t *manager,
                              kvbm_xfer_req_t **req_out)
 {
+    kvbm_status_t status = KVBM_OK;
     kvbm_xfer_req_t *req = calloc(1, sizeof(*req));
     if (req == NULL)
         return KVBM_ERR_NO_MEMORY;
-    if (pthread_mutex_init(&req->lock, NULL) != 0)
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&req->lock, NULL), status);
+    if (status != KVBM_OK)
         goto err_free;
-    if (pthread_cond_init(&req->cond, NULL) != 0)
+    KVBM_PTHREAD_CHECK(pthread_cond_init(&req->cond, NULL), status);
+    if (status != KVBM_OK)
         goto err_mutex;
     req->kind = kind;
     req->peer = peer;
@@ -384,10 +384,10 @@ static kvbm_status_t req_new(kvbm__req_kind_t kind, int peer, kvbm_manager_t *ma
     *req_out = req;
     return KVBM_OK;
 err_mutex:
-    pthread_mutex_destroy(&req->lock);
+    kvbm__mutex_destroy(&req->lock);
 err_free:
     free(req);
-    return KVBM_ERR_NO_MEMORY;
+    return status;
 }
 
 static void req_delete(kvbm_xfer_req_t *req)
@@ -395,16 +395,16 @@ static void req_delete(kvbm_xfer_req_t *req)
     free(req->src_ids);
     free(req->hashes);
     free(req->result_ids);
-    pthread_cond_destroy(&req->cond);
-    pthread_mutex_destroy(&req->lock);
+    kvbm__cond_destroy(&req->cond);
+    kvbm__mutex_destroy(&req->lock);
     free(req);
 }
 
 static kvbm_status_t req_submit(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
 {
-    pthread_mutex_lock(&xfer->lock);
+    kvbm__mutex_lock(&xfer->lock);
     if (xfer->stopping) {
-        pthread_mutex_unlock(&xfer->lock);
+        kvbm__mutex_unlock(&xfer->lock);
         return KVBM_ERR_BAD_STATE;
     }
     if (xfer->tail != NULL)
@@ -412,8 +412,8 @@ static kvbm_status_t req_submit(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
     else
         xfer->head = req;
     xfer->tail = req;
-    pthread_cond_signal(&xfer->cond);
-    pthread_mutex_unlock(&xfer->lock);
+    kvbm__cond_signal(&xfer->cond);
+    kvbm__mutex_unlock(&xfer->lock);
     return KVBM_OK;
 }
 
@@ -509,11 +509,11 @@ kvbm_status_t kvbm_xfer_req_wait(kvbm_xfer_req_t *req)
 {
     if (req == NULL)
         return KVBM_ERR_INVALID_ARG;
-    pthread_mutex_lock(&req->lock);
+    kvbm__mutex_lock(&req->lock);
     while (!req->done)
-        pthread_cond_wait(&req->cond, &req->lock);
+        kvbm__cond_wait(&req->cond, &req->lock);
     kvbm_status_t status = req->status;
-    pthread_mutex_unlock(&req->lock);
+    kvbm__mutex_unlock(&req->lock);
     return status;
 }
 
@@ -521,9 +521,9 @@ bool kvbm_xfer_req_done(kvbm_xfer_req_t *req)
 {
     if (req == NULL)
         return false;
-    pthread_mutex_lock(&req->lock);
+    kvbm__mutex_lock(&req->lock);
     bool done = req->done;
-    pthread_mutex_unlock(&req->lock);
+    kvbm__mutex_unlock(&req->lock);
     return done;
 }
 
@@ -533,7 +533,7 @@ kvbm_status_t kvbm_xfer_req_blocks(kvbm_xfer_req_t *req, uint32_t *ids_out, size
     if (req == NULL || count_out == NULL)
         return KVBM_ERR_INVALID_ARG;
     kvbm_status_t status = KVBM_OK;
-    pthread_mutex_lock(&req->lock);
+    kvbm__mutex_lock(&req->lock);
     if (!req->done || req->status != KVBM_OK) {
         status = KVBM_ERR_BAD_STATE;
     } else if (ids_out != NULL) {
@@ -546,7 +546,7 @@ kvbm_status_t kvbm_xfer_req_blocks(kvbm_xfer_req_t *req, uint32_t *ids_out, size
         }
     }
     size_t n = req->n_result;
-    pthread_mutex_unlock(&req->lock);
+    kvbm__mutex_unlock(&req->lock);
     if (status == KVBM_OK)
         *count_out = n;
     return status;

@@ -11,6 +11,7 @@
 #include "kvbm/events.h"
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
+#include "kvbm/log.h"
 #include "kvbm/manager.h"
 #include "kvbm/metrics.h"
 #include "kvbm/policy.h"
