@@ -14,6 +14,11 @@
  * Variants: with random copy failures (nothing wrong is served, no block is
  * lost, failures are counted), and four threads on one cache (under TSan in
  * `scripts/test.sh thread`).
+ *
+ * Every variant also follows the cache's events as a router would: per tier,
+ * a stored hash must be new to the tier and a removed one held by it, and at
+ * the end the hashes each tier holds by the events equal what the tier's
+ * manager holds.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,7 +37,61 @@
 #define DOCUMENTS      40
 #define MAX_DOC_BLOCKS 8
 
+#define MAX_HASH (DOCUMENTS * 100)
+
+/* The state a router rebuilds from the events. Updated by the sink, which
+ * the cache calls with its lock held, so calls never overlap. */
+typedef struct router_view {
+    bool held[2][MAX_HASH]; /* [GPU, CPU][hash] */
+    uint64_t wrong;         /* a stored hash already held, a removed one not held */
+    uint64_t stored, removed;
+} router_view_t;
+
+static void follow_events(void *ctx, const kvbm_event_record_t *records, size_t count)
+{
+    router_view_t *view = ctx;
+    for (size_t r = 0; r < count; r++) {
+        const kvbm_event_record_t *rec = &records[r];
+        if (rec->kind == KVBM_EVENT_CLEARED || rec->medium > KVBM_MEDIUM_CPU) {
+            view->wrong++;
+            continue;
+        }
+        for (size_t i = 0; i < rec->count; i++) {
+            uint64_t h = rec->hashes[i];
+            if (h >= MAX_HASH) {
+                view->wrong++;
+                continue;
+            }
+            bool stored = rec->kind == KVBM_EVENT_STORED;
+            view->wrong += view->held[rec->medium][h] == stored;
+            view->held[rec->medium][h] = stored;
+            view->stored += stored;
+            view->removed += !stored;
+        }
+    }
+}
+
+/* What the events say each tier holds is what its manager holds. */
+static void assert_events_match_tiers(kvbm_cache_t *cache, const router_view_t *view)
+{
+    assert_int_equal(view->wrong, 0);
+    for (kvbm_tier_t tier = KVBM_TIER_G1; tier <= KVBM_TIER_G2; tier++) {
+        uint64_t hashes[G2_BLOCKS];
+        size_t n = 0;
+        assert_kvbm_ok(
+            kvbm_manager_registered_hashes(kvbm_cache_manager(cache, tier), hashes, G2_BLOCKS, &n));
+        const bool *held = view->held[tier == KVBM_TIER_G1 ? KVBM_MEDIUM_GPU : KVBM_MEDIUM_CPU];
+        size_t n_held = 0;
+        for (uint64_t h = 0; h < MAX_HASH; h++)
+            n_held += held[h];
+        assert_int_equal(n_held, n);
+        for (size_t i = 0; i < n; i++)
+            assert_true(held[hashes[i]]);
+    }
+}
+
 typedef struct workload {
+    router_view_t *view;
     kvbm_backend_t *backend;
     kvbm_stream_t *engine_stream;
     kvbm_cache_t *cache;
@@ -75,6 +134,10 @@ static void workload_open(workload_t *w, bool faults, kvbm_layout_kind_t kind)
     cc.layout.inner_dim = 32;
     cc.g2_blocks = G2_BLOCKS;
     cc.engine_stream = w->engine_stream;
+    w->view = calloc(1, sizeof(*w->view));
+    assert_non_null(w->view);
+    cc.on_events = follow_events;
+    cc.events_ctx = w->view;
     assert_kvbm_ok(kvbm_cache_create(&cc, &w->cache));
     w->faults = faults;
     pthread_mutex_init(&w->fault_lock, NULL);
@@ -102,6 +165,8 @@ static void workload_close(workload_t *w)
 {
     assert_kvbm_ok(kvbm_cache_sync(w->cache));
     assert_g2_holds_only_right_bytes(w);
+    assert_events_match_tiers(w->cache, w->view);
+    assert_true(w->view->stored > 1000 && w->view->removed > 1000);
     /* No block lost or still held: every pool adds up with nothing active. */
     for (kvbm_tier_t tier = KVBM_TIER_G1; tier <= KVBM_TIER_G2; tier++) {
         kvbm_pool_counts_t c;
@@ -110,6 +175,7 @@ static void workload_close(workload_t *w)
         assert_int_equal(c.reset + c.inactive, c.total);
     }
     kvbm_cache_destroy(w->cache);
+    free(w->view);
     kvbm_stream_destroy(w->engine_stream);
     kvbm_backend_destroy(w->backend);
     pthread_mutex_destroy(&w->fault_lock);

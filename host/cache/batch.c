@@ -22,10 +22,13 @@ kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind
     batch->g2_ids = malloc(sizeof(uint32_t) * cap);
     batch->copy_g2 = malloc(sizeof(uint32_t) * cap);
     batch->hashes = malloc(sizeof(uint64_t) * cap);
+    batch->parents = malloc(sizeof(uint64_t) * cap);
+    batch->has_parent = calloc(cap, 1);
     batch->poisoned = calloc(cap, 1);
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     if (batch->g1_ids == NULL || batch->g2_ids == NULL || batch->copy_g2 == NULL ||
-        batch->hashes == NULL || batch->poisoned == NULL)
+        batch->hashes == NULL || batch->parents == NULL || batch->has_parent == NULL ||
+        batch->poisoned == NULL)
         goto err_free;
     status = kvbm_fence_create(cache->backend, &batch->fence);
     if (status != KVBM_OK)
@@ -55,6 +58,8 @@ void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch)
     free(batch->g2_ids);
     free(batch->copy_g2);
     free(batch->hashes);
+    free(batch->parents);
+    free(batch->has_parent);
     free(batch->poisoned);
     free(batch);
 }
@@ -165,8 +170,11 @@ static void process_offload(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_stat
     size_t n_kept = 0;
     for (size_t i = 0; i < batch->n; i++) {
         uint32_t block = batch->g2_ids[i], registered = block;
+        kvbm_register_opts_t opts = {.has_parent = batch->has_parent[i] != 0,
+                                     .parent_hash = batch->parents[i],
+                                     .priority = 50};
         if (result == KVBM_OK && !batch->poisoned[i] &&
-            kvbm_manager_register(cache->g2, &block, &batch->hashes[i], 1, NULL, &registered) ==
+            kvbm_manager_register(cache->g2, &block, &batch->hashes[i], 1, &opts, &registered) ==
                 KVBM_OK) {
             cache->metrics.offloads++;
             cache->metrics.offload_bytes += cache->block_bytes;

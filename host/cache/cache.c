@@ -17,18 +17,6 @@
 
 #define SCRATCH_ON_STACK 64
 
-static void forward_g1_events(void *ctx, const kvbm_event_t *events, size_t count)
-{
-    kvbm_cache_t *cache = ctx;
-    cache->on_events(cache->events_ctx, KVBM_TIER_G1, events, count);
-}
-
-static void forward_g2_events(void *ctx, const kvbm_event_t *events, size_t count)
-{
-    kvbm_cache_t *cache = ctx;
-    cache->on_events(cache->events_ctx, KVBM_TIER_G2, events, count);
-}
-
 static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config_t *config,
                                     kvbm_tier_t tier, uint32_t blocks, kvbm_manager_t **out)
 {
@@ -38,9 +26,10 @@ static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config
     mc.policy = tier == KVBM_TIER_G1 ? config->g1_policy : config->g2_policy;
     mc.policy_config = config->policy_config;
     mc.name = tier == KVBM_TIER_G1 ? "g1" : "g2";
-    if (config->on_events != NULL) {
-        mc.on_events = tier == KVBM_TIER_G1 ? forward_g1_events : forward_g2_events;
-        mc.events_ctx = cache;
+    mc.medium = tier == KVBM_TIER_G1 ? KVBM_MEDIUM_GPU : KVBM_MEDIUM_CPU;
+    if (cache->events != NULL) {
+        mc.on_events = kvbm__cache_events_forward;
+        mc.events_ctx = cache->events;
     }
     return kvbm_manager_create(&mc, out);
 }
@@ -61,13 +50,17 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     cache->backend = config->backend;
     cache->engine = config->engine_stream;
     cache->mode = config->offload_mode;
-    cache->on_events = config->on_events;
-    cache->events_ctx = config->events_ctx;
     cache->next_seq = 1;
 
-    kvbm_status_t status = kvbm_layout_create(&config->layout, &cache->g1_layout);
+    kvbm_status_t status = KVBM_OK;
+    if (config->on_events != NULL) {
+        status = kvbm__cache_events_create(config->on_events, config->events_ctx, &cache->events);
+        if (status != KVBM_OK)
+            goto err_free_cache;
+    }
+    status = kvbm_layout_create(&config->layout, &cache->g1_layout);
     if (status != KVBM_OK)
-        goto err_free_cache;
+        goto err_destroy_events;
     cache->g1_blocks = config->layout.num_blocks;
     cache->block_bytes = kvbm_layout_block_bytes(cache->g1_layout);
     size_t g1_bytes = kvbm_layout_total_bytes(cache->g1_layout);
@@ -137,6 +130,8 @@ err_destroy_g1_pool:
     kvbm_pool_destroy(cache->g1_pool);
 err_destroy_g1_layout:
     kvbm_layout_destroy(cache->g1_layout);
+err_destroy_events:
+    kvbm__cache_events_destroy(cache->events);
 err_free_cache:
     free(cache);
     return status;
@@ -155,10 +150,18 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm_manager_destroy(cache->g1);
     kvbm_pool_destroy(cache->g1_pool);
     kvbm_layout_destroy(cache->g1_layout);
+    kvbm__cache_events_destroy(cache->events);
     free(cache->loading_seq);
     free(cache->load_failed);
     kvbm__mutex_destroy(&cache->lock);
     free(cache);
+}
+
+void kvbm__cache_unlock(kvbm_cache_t *cache)
+{
+    if (cache->events != NULL)
+        kvbm__cache_events_deliver(cache->events);
+    kvbm__mutex_unlock(&cache->lock);
 }
 
 /* ------------------------------------------------------------------ offload */
@@ -172,10 +175,11 @@ static uint32_t take_g2_block(kvbm_cache_t *cache)
     return block;
 }
 
-/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier). With the
- * lock held. *batch_out is the batch issued, or NULL if none was needed. */
-static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const uint64_t *hashes,
-                           size_t count, cache_batch_t **batch_out)
+/* Copies G1 blocks (block id, hash, parent) to G2 for the hashes G2 lacks
+ * (inclusive tier). With the lock held. *batch_out is the batch issued, or
+ * NULL if none was needed. */
+static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count,
+                           cache_batch_t **batch_out)
 {
     *batch_out = NULL;
     if (cache->g2 == NULL || count == 0)
@@ -186,16 +190,18 @@ static void offload_blocks(kvbm_cache_t *cache, const uint32_t *g1_ids, const ui
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        if (kvbm_manager_contains(cache->g2, hashes[i]))
+        if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
             continue;
         uint32_t g2_block = take_g2_block(cache);
         if (g2_block == KVBM_BLOCK_NONE) {
             cache->metrics.offload_skipped++;
             continue;
         }
-        batch->g1_ids[batch->n] = g1_ids[i];
+        batch->g1_ids[batch->n] = blocks[i].block_id;
         batch->g2_ids[batch->n] = g2_block;
-        batch->hashes[batch->n] = hashes[i];
+        batch->hashes[batch->n] = blocks[i].seq_hash;
+        batch->parents[batch->n] = blocks[i].parent_hash;
+        batch->has_parent[batch->n] = blocks[i].has_parent;
         batch->n++;
     }
     if (batch->n > 0 && kvbm__cache_batch_submit(cache, batch) == KVBM_OK) {
@@ -263,33 +269,20 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
     kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
     kvbm_evicted_t *evicted =
         count <= SCRATCH_ON_STACK ? stack_evicted : malloc(sizeof(kvbm_evicted_t) * count);
-    uint32_t stack_ids[SCRATCH_ON_STACK];
-    uint64_t stack_hashes[SCRATCH_ON_STACK];
-    uint32_t *ev_ids = count <= SCRATCH_ON_STACK ? stack_ids : malloc(sizeof(uint32_t) * count);
-    uint64_t *ev_hashes =
-        count <= SCRATCH_ON_STACK ? stack_hashes : malloc(sizeof(uint64_t) * count);
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     *offload_out = NULL;
-    if (evicted == NULL || ev_ids == NULL || ev_hashes == NULL)
+    if (evicted == NULL)
         goto out;
     size_t n_evicted = 0;
     status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
     if (status != KVBM_OK)
         goto out;
     forget_blocks(cache, ids_out, count);
-    for (size_t i = 0; i < n_evicted; i++) {
-        ev_ids[i] = evicted[i].block_id;
-        ev_hashes[i] = evicted[i].seq_hash;
-    }
     if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
-        offload_blocks(cache, ev_ids, ev_hashes, n_evicted, offload_out);
+        offload_blocks(cache, evicted, n_evicted, offload_out);
 out:
     if (evicted != stack_evicted)
         free(evicted);
-    if (ev_ids != stack_ids)
-        free(ev_ids);
-    if (ev_hashes != stack_hashes)
-        free(ev_hashes);
     return status;
 }
 
@@ -304,7 +297,7 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
     kvbm_status_t status = allocate_locked(cache, count, ids_out, &offload);
     if (status == KVBM_OK)
         status = order_engine(cache, count > 0, NULL, ready);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return status;
 }
 
@@ -449,7 +442,7 @@ static kvbm_status_t acquire_call(kvbm_cache_t *cache, const uint64_t *hashes, s
     kvbm__cache_reap(cache);
     kvbm_status_t status =
         acquire_locked(cache, hashes, count, allocate_rest, ids_out, result_out, ready);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return status;
 }
 
@@ -479,25 +472,24 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
     if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
         /* Only blocks that now carry their hash (not dedups) are copied. */
-        uint32_t *copy_ids = malloc(sizeof(uint32_t) * count);
-        uint64_t *copy_hashes = malloc(sizeof(uint64_t) * count);
-        if (copy_ids != NULL && copy_hashes != NULL) {
+        kvbm_evicted_t *copies = malloc(sizeof(kvbm_evicted_t) * count);
+        if (copies != NULL) {
             size_t n = 0;
             for (size_t i = 0; i < count; i++) {
-                if (ids_out[i] == ids[i]) {
-                    copy_ids[n] = ids[i];
-                    copy_hashes[n++] = hashes[i];
-                }
+                if (ids_out[i] != ids[i])
+                    continue;
+                bool has_parent = i > 0 || (opts != NULL && opts->has_parent);
+                uint64_t parent = i > 0 ? hashes[i - 1] : (opts != NULL ? opts->parent_hash : 0);
+                copies[n++] = (kvbm_evicted_t){ids[i], hashes[i], parent, has_parent};
             }
             cache_batch_t *offload = NULL;
-            offload_blocks(cache, copy_ids, copy_hashes, n, &offload);
+            offload_blocks(cache, copies, n, &offload);
         } else {
             cache->metrics.offload_skipped += count;
         }
-        free(copy_ids);
-        free(copy_hashes);
+        free(copies);
     }
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return status;
 }
 
@@ -508,7 +500,7 @@ kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_release(cache->g1, ids, count);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return status;
 }
 
@@ -520,7 +512,7 @@ kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_scan(cache->g1, hashes, count, touch, ids_out, n_found_out);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return status;
 }
 
@@ -534,7 +526,7 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
     uint64_t newest = 0;
     for (size_t i = 0; i < count; i++) {
         if (ids[i] >= cache->g1_blocks) {
-            kvbm__mutex_unlock(&cache->lock);
+            kvbm__cache_unlock(cache);
             return KVBM_ERR_OUT_OF_RANGE;
         }
         if (cache->loading_seq[ids[i]] > newest)
@@ -546,8 +538,43 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
     for (size_t i = 0; i < count; i++)
         if (cache->load_failed[ids[i]])
             status = KVBM_ERR_COPY_FAILED;
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return status;
+}
+
+kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
+{
+    if (cache == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm__mutex_lock(&cache->lock);
+    /* Copies in flight hold G2 blocks (rule 3) and register offloads when
+     * processed: let them all finish first. */
+    kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+    kvbm_pool_counts_t g1, g2 = {0};
+    kvbm_manager_counts(cache->g1, &g1);
+    if (cache->g2 != NULL)
+        kvbm_manager_counts(cache->g2, &g2);
+    if (g1.active > 0 || g2.active > 0) {
+        kvbm__cache_unlock(cache);
+        return KVBM_ERR_BUSY;
+    }
+    /* Nothing is active, so neither reset can refuse. One AllBlocksCleared
+     * says it all: the managers' removals are dropped. */
+    if (cache->events != NULL)
+        kvbm__cache_events_drop(cache->events, true);
+    kvbm_status_t status = kvbm_manager_reset_inactive(cache->g1);
+    assert(status == KVBM_OK);
+    if (cache->g2 != NULL) {
+        status = kvbm_manager_reset_inactive(cache->g2);
+        assert(status == KVBM_OK);
+    }
+    (void)status;
+    if (cache->events != NULL) {
+        kvbm__cache_events_drop(cache->events, false);
+        kvbm__cache_events_cleared(cache->events);
+    }
+    kvbm__cache_unlock(cache);
+    return KVBM_OK;
 }
 
 kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
@@ -556,7 +583,7 @@ kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return KVBM_OK;
 }
 
@@ -566,7 +593,7 @@ kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache)
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_wait_processed(cache, cache->next_seq - 1);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return KVBM_OK;
 }
 
@@ -602,7 +629,7 @@ void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
         return;
     kvbm__mutex_lock(&cache->lock);
     *metrics_out = cache->metrics;
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
 }
 
 kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "events.h"
 #include "kvbm/cache.h"
 
 typedef enum cache_batch_kind {
@@ -35,7 +36,9 @@ typedef struct cache_batch {
     uint32_t *g2_ids;
     uint32_t *copy_g2;
     uint64_t *hashes;
-    uint8_t *poisoned; /* offload entry reads a slab whose onboard failed */
+    uint64_t *parents;   /* offload: the parent of hashes[i], when has_parent[i] */
+    uint8_t *has_parent; /* offload */
+    uint8_t *poisoned;   /* offload entry reads a slab whose onboard failed */
 } cache_batch_t;
 
 /* Test-only switches that break an ordering rule, so the integrity tests can
@@ -64,20 +67,19 @@ struct kvbm_cache {
     kvbm_manager_t *g1;
     kvbm_manager_t *g2; /* NULL without G2 */
     kvbm_offload_mode_t mode;
-    kvbm_cache_event_fn on_events;
-    void *events_ctx;
     uint32_t g1_blocks;
     size_t block_bytes;
     unsigned unsafe; /* KVBM__CACHE_UNSAFE_* */
 
     /* Under lock. */
-    cache_batch_t *head, *tail;  /* in flight, oldest first */
-    uint64_t next_seq;           /* seq of the next batch (starts at 1) */
-    uint64_t processed_seq;      /* every batch up to this one is processed */
-    cache_batch_t *last_offload; /* newest offload in flight, or NULL */
-    cache_batch_t *last_onboard; /* newest onboard in flight, or NULL */
-    uint64_t *loading_seq;       /* per G1 block: onboard batch writing it, 0 none */
-    uint8_t *load_failed;        /* per G1 block: its onboarding failed */
+    kvbm__cache_events_t *events; /* NULL without a sink */
+    cache_batch_t *head, *tail;   /* in flight, oldest first */
+    uint64_t next_seq;            /* seq of the next batch (starts at 1) */
+    uint64_t processed_seq;       /* every batch up to this one is processed */
+    cache_batch_t *last_offload;  /* newest offload in flight, or NULL */
+    cache_batch_t *last_onboard;  /* newest onboard in flight, or NULL */
+    uint64_t *loading_seq;        /* per G1 block: onboard batch writing it, 0 none */
+    uint8_t *load_failed;         /* per G1 block: its onboarding failed */
     kvbm_cache_metrics_t metrics;
 };
 
@@ -92,6 +94,10 @@ kvbm_status_t kvbm__cache_batch_submit(kvbm_cache_t *cache, cache_batch_t *batch
 void kvbm__cache_reap(kvbm_cache_t *cache);
 /* Waits (dropping the lock meanwhile) until batches up to @p seq are processed. */
 void kvbm__cache_wait_processed(kvbm_cache_t *cache, uint64_t seq);
+
+/* Delivers the call's events (if any), then releases the cache lock: the
+ * end of every cache call. */
+void kvbm__cache_unlock(kvbm_cache_t *cache);
 
 /* Test hook, see KVBM__CACHE_UNSAFE_*. */
 void kvbm__cache_set_unsafe(kvbm_cache_t *cache, unsigned flags);

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "events.h"
 #include "kvbm/manager.h"
 #include "registry.h"
 
@@ -44,11 +45,10 @@ struct kvbm_manager {
     uint32_t num_blocks;
     kvbm_duplication_t duplication;
     const kvbm_policy_ops_t *policy;
-    kvbm_event_fn on_events;
-    void *events_ctx;
     char name[64];
 
     /* Under lock. */
+    kvbm__manager_events_t *events; /* NULL without a sink */
     void *policy_state;
     kvbm__block_t *blocks; /* num_blocks */
     uint32_t reset_head;   /* top of the reset stack, through next_duplicate */

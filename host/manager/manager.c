@@ -19,32 +19,6 @@ _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 by
 /* How many hashes ahead batched lookups prefetch registry buckets. */
 #define PREFETCH_DISTANCE 4
 
-/* Events are gathered on the stack and handed to the sink in chunks, in order. */
-#define EVENT_CHUNK 64
-
-typedef struct event_batch {
-    kvbm_manager_t *manager;
-    kvbm_event_t events[EVENT_CHUNK];
-    size_t count;
-} event_batch_t;
-
-static void event_batch_flush(event_batch_t *batch)
-{
-    if (batch->count > 0 && batch->manager->on_events != NULL)
-        batch->manager->on_events(batch->manager->events_ctx, batch->events, batch->count);
-    batch->count = 0;
-}
-
-static void event_batch_add(event_batch_t *batch, kvbm_event_kind_t kind, uint32_t block_id,
-                            uint64_t hash)
-{
-    if (batch->manager->on_events == NULL)
-        return;
-    batch->events[batch->count++] = (kvbm_event_t){kind, block_id, hash};
-    if (batch->count == EVENT_CHUNK)
-        event_batch_flush(batch);
-}
-
 static void manager_lock(kvbm_manager_t *manager)
 {
     kvbm__mutex_lock(&manager->lock);
@@ -81,6 +55,8 @@ static kvbm_status_t check_config(const kvbm_manager_config_t *config)
     if (config->duplication != KVBM_DUPLICATION_ALLOW &&
         config->duplication != KVBM_DUPLICATION_REJECT)
         return KVBM_ERR_INVALID_ARG;
+    if (kvbm_medium_name(config->medium) == NULL)
+        return KVBM_ERR_INVALID_ARG;
     if (config->policy != NULL && config->policy->version != KVBM_POLICY_OPS_VERSION)
         return KVBM_ERR_VERSION;
     if (config->policy_config.struct_size != 0 &&
@@ -104,14 +80,17 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_mana
     manager->num_blocks = config->num_blocks;
     manager->duplication = config->duplication;
     manager->policy = config->policy != NULL ? config->policy : kvbm_policy_lru();
-    manager->on_events = config->on_events;
-    manager->events_ctx = config->events_ctx;
     strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
 
+    if (config->on_events != NULL) {
+        status = kvbm__manager_events_create(config, &manager->events);
+        if (status != KVBM_OK)
+            goto err_free_manager;
+    }
     status = KVBM_ERR_NO_MEMORY;
     manager->blocks = calloc(config->num_blocks, sizeof(kvbm__block_t));
     if (manager->blocks == NULL)
-        goto err_free_manager;
+        goto err_destroy_events;
     status = kvbm__registry_create(config->num_blocks, &manager->blocks[0].seq_hash,
                                    sizeof(kvbm__block_t), &manager->registry);
     if (status != KVBM_OK)
@@ -142,6 +121,8 @@ err_destroy_registry:
     kvbm__registry_destroy(manager->registry);
 err_free_blocks:
     free(manager->blocks);
+err_destroy_events:
+    kvbm__manager_events_destroy(manager->events);
 err_free_manager:
     free(manager);
     return status;
@@ -155,6 +136,7 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
     manager->policy->destroy(manager->policy_state);
     kvbm__registry_destroy(manager->registry);
     free(manager->blocks);
+    kvbm__manager_events_destroy(manager->events);
     free(manager);
 }
 
@@ -181,14 +163,17 @@ static uint32_t pop_reset(kvbm_manager_t *manager)
     return id;
 }
 
-/* Takes a registered block's hash away from it, promoting a duplicate. */
-static void unregister_block(kvbm_manager_t *manager, uint32_t id)
+/* Takes a registered block's hash away from it, promoting a duplicate.
+ * Returns whether the hash left the tier (no other block carries it). */
+static bool unregister_block(kvbm_manager_t *manager, uint32_t id)
 {
+    bool left = false;
     kvbm__block_t *block = &manager->blocks[id];
     uint32_t first = kvbm__registry_first(manager->registry, block->entry);
     assert(first == kvbm__registry_find(manager->registry, block->seq_hash));
     if (first == id) {
-        if (block->next_duplicate == KVBM_BLOCK_NONE)
+        left = block->next_duplicate == KVBM_BLOCK_NONE;
+        if (left)
             kvbm__registry_remove(manager->registry, block->entry);
         else
             kvbm__registry_set_first(manager->registry, block->entry, block->next_duplicate);
@@ -201,6 +186,7 @@ static void unregister_block(kvbm_manager_t *manager, uint32_t id)
         manager->blocks[walk].next_duplicate = block->next_duplicate;
     }
     block->next_duplicate = KVBM_BLOCK_NONE;
+    return left;
 }
 
 /* Moves an inactive block to the active pool with one reference. */
@@ -242,7 +228,6 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
         manager_unlock(manager);
         return KVBM_ERR_NO_BLOCKS;
     }
-    event_batch_t events = {.manager = manager};
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
     size_t n_evicted = 0;
     for (size_t i = 0; i < from_reset; i++) {
@@ -272,11 +257,12 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
         uint32_t id = ids_out[i];
         kvbm__block_t *block = &manager->blocks[id];
         assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
-        unregister_block(manager, id);
+        if (unregister_block(manager, id) && manager->events != NULL)
+            kvbm__manager_events_removed(manager->events, id, block->seq_hash);
         manager->inactive_count--;
-        event_batch_add(&events, KVBM_EVENT_REMOVED, id, block->seq_hash);
         if (evicted_out != NULL)
-            evicted_out[n_evicted] = (kvbm_evicted_t){id, block->seq_hash};
+            evicted_out[n_evicted] =
+                (kvbm_evicted_t){id, block->seq_hash, block->parent_hash, block->has_parent != 0};
         n_evicted++;
         block->state = BLOCK_MUTABLE;
         block->refcount = 1;
@@ -286,7 +272,8 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     manager->metrics.allocations += count;
     manager->metrics.allocations_from_reset += from_reset;
     manager->metrics.evictions += n_evicted;
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     manager_unlock(manager);
     if (n_evicted_out != NULL)
         *n_evicted_out = evicted_out != NULL ? n_evicted : 0;
@@ -322,13 +309,24 @@ static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_
     return status;
 }
 
+/* Priority in range; tokens, when given, exactly block_size per block. */
+static bool register_opts_valid(const kvbm_register_opts_t *opts, size_t count)
+{
+    if (opts->priority > 100)
+        return false;
+    if (opts->n_tokens == 0)
+        return true;
+    return opts->tokens != NULL && opts->block_size > 0 && count <= SIZE_MAX / opts->block_size &&
+           opts->n_tokens == count * opts->block_size;
+}
+
 kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
                                     const uint64_t *hashes, size_t count,
                                     const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
     if (manager == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
-    if (opts != NULL && opts->priority > 100)
+    if (opts != NULL && !register_opts_valid(opts, count))
         return KVBM_ERR_INVALID_ARG;
     manager_lock(manager);
     kvbm_status_t status = check_mutable_unique(manager, ids, count);
@@ -369,9 +367,11 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         return status;
     }
 
-    /* Phase 2: nothing below can fail. */
-    event_batch_t events = {.manager = manager};
+    /* Phase 2: nothing below can fail. Hashes new to the tier form stored
+     * runs; a hash it already had (dedup, duplicate) ends the run. */
     uint8_t priority = opts != NULL ? opts->priority : 50;
+    kvbm__manager_events_t *events = manager->events;
+    size_t run_start = 0;
     for (size_t i = 0; i < count; i++) {
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
@@ -381,6 +381,9 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         if (block->in_call) {
             block->in_call = 0;
         } else {
+            if (events != NULL && run_start < i)
+                kvbm__manager_events_stored(events, ids, hashes, run_start, i, opts);
+            run_start = i + 1;
             uint32_t existing = kvbm__registry_find(manager->registry, hashes[i]);
             assert(existing != KVBM_BLOCK_NONE);
             if (manager->duplication == KVBM_DUPLICATION_REJECT) {
@@ -405,10 +408,13 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         manager->metrics.registrations++;
         kvbm_policy_entry_t entry = policy_entry_of(manager, id);
         manager->policy->touch(manager->policy_state, &entry, false);
-        event_batch_add(&events, KVBM_EVENT_STORED, id, hashes[i]);
         ids_out[i] = id;
     }
-    event_batch_flush(&events);
+    if (events != NULL) {
+        if (run_start < count)
+            kvbm__manager_events_stored(events, ids, hashes, run_start, count, opts);
+        kvbm__manager_events_deliver(events);
+    }
     manager_unlock(manager);
     return KVBM_OK;
 }
@@ -580,14 +586,13 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
         manager_unlock(manager);
         return KVBM_ERR_OUT_OF_RANGE;
     }
-    event_batch_t events = {.manager = manager};
     for (size_t i = 0; i < count; i++) {
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
         if (block->state != BLOCK_REGISTERED)
             continue;
-        unregister_block(manager, id);
-        event_batch_add(&events, KVBM_EVENT_REMOVED, id, block->seq_hash);
+        if (unregister_block(manager, id) && manager->events != NULL)
+            kvbm__manager_events_removed(manager->events, id, block->seq_hash);
         if (block->refcount == 0) {
             manager->policy->remove(manager->policy_state, id);
             manager->inactive_count--;
@@ -596,8 +601,33 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
             block->state = BLOCK_WITHDRAWN;
         }
     }
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     manager_unlock(manager);
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
+                                             size_t capacity, size_t *n_hashes_out)
+{
+    if (manager == NULL || n_hashes_out == NULL || (capacity > 0 && hashes_out == NULL))
+        return KVBM_ERR_INVALID_ARG;
+    manager_lock(manager);
+    if (capacity < kvbm__registry_size(manager->registry)) {
+        manager_unlock(manager);
+        return KVBM_ERR_INVALID_ARG;
+    }
+    size_t n = 0;
+    for (uint32_t id = 0; id < manager->num_blocks; id++) {
+        const kvbm__block_t *block = &manager->blocks[id];
+        /* A hash on several blocks (duplicates) is listed for its first. */
+        if (block->state == BLOCK_REGISTERED &&
+            kvbm__registry_first(manager->registry, block->entry) == id)
+            hashes_out[n++] = block->seq_hash;
+    }
+    assert(n == kvbm__registry_size(manager->registry));
+    manager_unlock(manager);
+    *n_hashes_out = n;
     return KVBM_OK;
 }
 
@@ -622,17 +652,17 @@ kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
         manager_unlock(manager);
         return KVBM_ERR_BUSY;
     }
-    event_batch_t events = {.manager = manager};
     uint32_t id;
     while (manager->policy->pop_victim(manager->policy_state, &id)) {
         uint64_t hash = manager->blocks[id].seq_hash;
-        unregister_block(manager, id);
+        if (unregister_block(manager, id) && manager->events != NULL)
+            kvbm__manager_events_removed(manager->events, id, hash);
         push_reset(manager, id);
         manager->inactive_count--;
-        event_batch_add(&events, KVBM_EVENT_REMOVED, id, hash);
     }
     assert(manager->inactive_count == 0);
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     manager_unlock(manager);
     return KVBM_OK;
 }

@@ -74,10 +74,6 @@ typedef enum kvbm_tier {
     KVBM_TIER_G2 = 2, /**< pinned host */
 } kvbm_tier_t;
 
-/** Stored/removed events of one tier; same rules as kvbm_event_fn. */
-typedef void (*kvbm_cache_event_fn)(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events,
-                                    size_t count);
-
 typedef struct kvbm_cache_config {
     uint32_t struct_size; /**< sizeof(kvbm_cache_config_t) */
     uint32_t version;     /**< KVBM_CACHE_CONFIG_VERSION */
@@ -93,7 +89,22 @@ typedef struct kvbm_cache_config {
     kvbm_offload_mode_t offload_mode;
     /** The engine's compute stream (optional, borrowed): see ordering rules. */
     kvbm_stream_t *engine_stream;
-    kvbm_cache_event_fn on_events; /**< optional */
+    /**
+     * Optional event sink for routers (kvbm/event_record.h; a publisher's
+     * kvbm_publisher_sink for vLLM's wire format). Each cache call that
+     * changed what a tier holds hands it one batch: the records of both
+     * tiers, in the order things happened, with the cache lock held (it must
+     * not call back into the cache). G1 records say GPU, G2 records CPU. A
+     * hash is removed from a tier when the tier no longer has it: a G1
+     * eviction offloaded to G2 is removed(GPU) when evicted, then
+     * stored(CPU) once its copy completed (the call that processes the
+     * copy). Stored runs carry the parent, and the tokens, block size and
+     * LoRA fields given at registration (kvbm_register_opts_t); a block
+     * stored in G2 by an offload carries its parent but no tokens (the
+     * cache does not keep them). kvbm_cache_clear() sends AllBlocksCleared.
+     * Records carry no block ids.
+     */
+    kvbm_event_record_fn on_events;
     void *events_ctx;
     /**
      * Optional: the engine's own KV memory for G1 (a device pointer with
@@ -204,6 +215,14 @@ kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_
  *         use its data); KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_INVALID_ARG.
  */
 kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
+
+/**
+ * @brief Drop every cached block of both tiers, after waiting for the copies
+ *        in flight; the event sink gets one AllBlocksCleared event.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_BUSY (a G1 block is still
+ *         held: nothing is dropped, though the copies were waited for).
+ */
+kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache);
 
 /** @brief Process completed copies without waiting. */
 kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache);

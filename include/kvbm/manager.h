@@ -54,19 +54,6 @@ typedef enum kvbm_duplication {
     KVBM_DUPLICATION_REJECT = 1,
 } kvbm_duplication_t;
 
-typedef struct kvbm_event {
-    kvbm_event_kind_t kind;
-    uint32_t block_id;
-    uint64_t seq_hash;
-} kvbm_event_t;
-
-/**
- * Event sink for routers. Called with the manager lock held, once per call
- * that produced events, in the order they happened; it must not call back
- * into the manager. @p events is valid only during the call.
- */
-typedef void (*kvbm_event_fn)(void *ctx, const kvbm_event_t *events, size_t count);
-
 typedef struct kvbm_manager_config {
     uint32_t struct_size; /**< sizeof(kvbm_manager_config_t) */
     uint32_t version;     /**< KVBM_MANAGER_CONFIG_VERSION */
@@ -74,10 +61,24 @@ typedef struct kvbm_manager_config {
     kvbm_duplication_t duplication;
     const kvbm_policy_ops_t *policy;    /**< NULL means LRU */
     kvbm_policy_config_t policy_config; /**< tuning for the policy */
-    kvbm_event_fn on_events;            /**< optional */
+    /**
+     * Optional event sink for routers (kvbm/event_record.h; a publisher's
+     * kvbm_publisher_sink for vLLM's wire format). Called with the manager
+     * lock held, once per call that changed what the tier holds, with the
+     * call's records in the order things happened: a hash is stored when
+     * its first block is registered and removed when its last block loses
+     * it (evicted, invalidated, reset). It must not call back into the
+     * manager. A registration split into more than KVBM_MANAGER_EVENT_RECORDS
+     * runs (by deduplicated hashes) is delivered in several calls.
+     */
+    kvbm_event_record_fn on_events;
     void *events_ctx;
-    const char *name; /**< label for metrics text; copied; NULL means "kvbm" */
+    const char *name;     /**< label for metrics text; copied; NULL means "kvbm" */
+    kvbm_medium_t medium; /**< the tier, as events name it; default GPU */
 } kvbm_manager_config_t;
+
+/** Records one sink call holds at most (see kvbm_manager_config_t.on_events). */
+#define KVBM_MANAGER_EVENT_RECORDS 32
 
 #define KVBM_MANAGER_CONFIG_INIT                                                                   \
     {                                                                                              \
@@ -87,15 +88,30 @@ typedef struct kvbm_manager_config {
 
 /** A block that allocate took from the inactive pool, with the hash it lost. */
 typedef struct kvbm_evicted {
-    uint32_t block_id; /**< now one of the allocated (mutable) blocks */
-    uint64_t seq_hash; /**< the hash it carried */
+    uint32_t block_id;    /**< now one of the allocated (mutable) blocks */
+    uint64_t seq_hash;    /**< the hash it carried */
+    uint64_t parent_hash; /**< the parent it was registered with, when has_parent */
+    bool has_parent;
 } kvbm_evicted_t;
 
-/** Per-registration options; NULL means no parent and priority 50. */
+/**
+ * Per-registration options; NULL means no parent, priority 50, and nothing
+ * more for the events. The token ids, block size and LoRA fields only travel
+ * on the stored events of this registration (routers such as llm-d and
+ * Dynamo key blocks by their tokens); the manager does not keep them.
+ */
 typedef struct kvbm_register_opts {
     uint64_t parent_hash; /**< sequence hash of the parent of the first block */
     bool has_parent;      /**< whether parent_hash is set */
     uint8_t priority;     /**< 0..100, for the priority policy */
+    bool has_lora_id;     /**< whether lora_id is set */
+    uint32_t block_size;  /**< tokens per block; 0 when unknown (then no tokens) */
+    /** The tokens of the registered blocks, block_size per block in order:
+     *  n_tokens is 0 (none given) or count * block_size. */
+    const uint32_t *tokens;
+    size_t n_tokens;
+    int64_t lora_id;       /**< the LoRA adapter, when has_lora_id */
+    const char *lora_name; /**< optional adapter name (borrowed during the call) */
 } kvbm_register_opts_t;
 
 /**
@@ -140,8 +156,11 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
  * mutable block becomes a reference on the block in ids_out.
  *
  * @param[in]  ids     mutable blocks held by the caller, no repeats.
+ * @param[in]  opts    optional; see kvbm_register_opts_t.
  * @param[out] ids_out the blocks now holding each hash (may alias ids).
- * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OUT_OF_RANGE;
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (also: priority above 100, tokens
+ *         that are not count * block_size, or NULL with n_tokens > 0);
+ *         KVBM_ERR_OUT_OF_RANGE;
  *         KVBM_ERR_BAD_STATE (a block not mutable, or repeated).
  */
 kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
@@ -219,11 +238,23 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
  */
 kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
 
+/**
+ * @brief Every hash the tier holds (registered, active or inactive), each
+ *        once, in block id order: what a router following its events holds.
+ * @param[out] hashes_out    room for @p capacity hashes.
+ * @param[out] n_hashes_out  how many were written.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, or @p capacity below the
+ *         number of registered hashes; nothing is written).
+ */
+kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
+                                             size_t capacity, size_t *n_hashes_out);
+
 /** @brief Whether @p hash is registered (active or inactive); takes no reference. */
 bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
 
 /**
- * @brief Return every inactive block to the reset pool.
+ * @brief Return every inactive block to the reset pool (one removed event
+ *        with all their hashes).
  * @return KVBM_OK; KVBM_ERR_BUSY if any block is still active (mutable or
  *         referenced), in which case nothing changes.
  */

@@ -1,0 +1,199 @@
+/* The tiered cache's event batches; see events.h. */
+#include "events.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* One record kept: its arrays live in the shared buffers, found by offset
+ * (the buffers may move as they grow) and turned into pointers on delivery. */
+typedef struct kept_record {
+    kvbm_event_record_t record;
+    size_t hash_at;
+    size_t token_at;
+    size_t name_at; /* valid when record.lora_name != NULL */
+} kept_record_t;
+
+struct kvbm__cache_events {
+    kvbm_event_record_fn sink;
+    void *ctx;
+    bool dropping;
+    kept_record_t *kept;
+    size_t n_kept, kept_capacity;
+    kvbm_event_record_t *out; /* kept_capacity entries, filled on delivery */
+    uint64_t *hashes;
+    size_t n_hashes, hash_capacity;
+    uint32_t *tokens;
+    size_t n_tokens, token_capacity;
+    char *names;
+    size_t n_names, name_capacity;
+};
+
+kvbm_status_t kvbm__cache_events_create(kvbm_event_record_fn sink, void *ctx,
+                                        kvbm__cache_events_t **events_out)
+{
+    kvbm__cache_events_t *events = calloc(1, sizeof(*events));
+    if (events == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    events->sink = sink;
+    events->ctx = ctx;
+    *events_out = events;
+    return KVBM_OK;
+}
+
+void kvbm__cache_events_destroy(kvbm__cache_events_t *events)
+{
+    if (events == NULL)
+        return;
+    free(events->kept);
+    free(events->out);
+    free(events->hashes);
+    free(events->tokens);
+    free(events->names);
+    free(events);
+}
+
+/* Makes room for @p more elements of @p size after @p used; false if out of memory. */
+static bool reserve(void **array, size_t *capacity, size_t used, size_t more, size_t size)
+{
+    if (more <= *capacity - used)
+        return true;
+    size_t wanted = *capacity > 0 ? *capacity : 64;
+    while (wanted - used < more) {
+        if (wanted > SIZE_MAX / 2 / size)
+            return false;
+        wanted *= 2;
+    }
+    void *grown = realloc(*array, wanted * size);
+    if (grown == NULL)
+        return false;
+    *array = grown;
+    *capacity = wanted;
+    return true;
+}
+
+static bool reserve_record(kvbm__cache_events_t *events)
+{
+    if (events->n_kept < events->kept_capacity)
+        return true;
+    size_t capacity = events->kept_capacity;
+    if (!reserve((void **)&events->kept, &capacity, events->n_kept, 1, sizeof(kept_record_t)))
+        return false;
+    kvbm_event_record_t *out = realloc(events->out, capacity * sizeof(*out));
+    if (out == NULL)
+        return false; /* kept grew; kept_capacity still says the old size */
+    events->out = out;
+    events->kept_capacity = capacity;
+    return true;
+}
+
+static bool same_lora(const kvbm_event_record_t *a, const kvbm_event_record_t *b)
+{
+    return a->has_lora_id == b->has_lora_id && (!a->has_lora_id || a->lora_id == b->lora_id) &&
+           a->lora_name == NULL && b->lora_name == NULL;
+}
+
+/* Whether @p r continues the last kept record (same kind and tier; for
+ * stored runs, a child of its last hash with the same metadata). */
+static bool continues_last(const kvbm__cache_events_t *events, const kvbm_event_record_t *r)
+{
+    if (events->n_kept == 0)
+        return false;
+    const kept_record_t *last = &events->kept[events->n_kept - 1];
+    const kvbm_event_record_t *prev = &last->record;
+    if (prev->kind != r->kind || prev->medium != r->medium || r->kind == KVBM_EVENT_CLEARED)
+        return false;
+    if (r->kind == KVBM_EVENT_REMOVED)
+        return true;
+    return prev->count > 0 && r->has_parent &&
+           r->parent_hash == events->hashes[last->hash_at + prev->count - 1] &&
+           r->block_size == prev->block_size && same_lora(prev, r) &&
+           (r->n_tokens == 0) == (prev->n_tokens == 0);
+}
+
+/* Keeps a copy of one record; false (nothing kept) when out of memory. */
+static bool keep(kvbm__cache_events_t *events, const kvbm_event_record_t *r)
+{
+    size_t name_len = r->lora_name != NULL ? strlen(r->lora_name) + 1 : 0;
+    if (!reserve((void **)&events->hashes, &events->hash_capacity, events->n_hashes, r->count,
+                 sizeof(uint64_t)) ||
+        !reserve((void **)&events->tokens, &events->token_capacity, events->n_tokens, r->n_tokens,
+                 sizeof(uint32_t)) ||
+        !reserve((void **)&events->names, &events->name_capacity, events->n_names, name_len, 1))
+        return false;
+    bool merge = continues_last(events, r);
+    if (!merge && !reserve_record(events))
+        return false;
+    if (r->count > 0)
+        memcpy(events->hashes + events->n_hashes, r->hashes, r->count * sizeof(uint64_t));
+    if (r->n_tokens > 0)
+        memcpy(events->tokens + events->n_tokens, r->tokens, r->n_tokens * sizeof(uint32_t));
+    if (merge) {
+        kvbm_event_record_t *prev = &events->kept[events->n_kept - 1].record;
+        prev->count += r->count;
+        prev->n_tokens += r->n_tokens;
+    } else {
+        kept_record_t *k = &events->kept[events->n_kept++];
+        k->record = *r;
+        k->record.blocks = NULL; /* block ids of two tiers mean nothing to a router */
+        k->hash_at = events->n_hashes;
+        k->token_at = events->n_tokens;
+        k->name_at = events->n_names;
+        if (name_len > 0)
+            memcpy(events->names + events->n_names, r->lora_name, name_len);
+        events->n_names += name_len;
+    }
+    events->n_hashes += r->count;
+    events->n_tokens += r->n_tokens;
+    return true;
+}
+
+void kvbm__cache_events_forward(void *ctx, const kvbm_event_record_t *records, size_t count)
+{
+    kvbm__cache_events_t *events = ctx;
+    if (events->dropping)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        if (!keep(events, &records[i])) {
+            /* Out of memory: deliver what is kept, then the rest of these
+             * records as they are (still valid now), so nothing is lost
+             * and the order holds; only the batching suffers. */
+            kvbm__cache_events_deliver(events);
+            events->sink(events->ctx, records + i, count - i);
+            return;
+        }
+    }
+}
+
+void kvbm__cache_events_drop(kvbm__cache_events_t *events, bool drop)
+{
+    events->dropping = drop;
+}
+
+void kvbm__cache_events_cleared(kvbm__cache_events_t *events)
+{
+    const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+    if (!keep(events, &cleared)) {
+        kvbm__cache_events_deliver(events);
+        events->sink(events->ctx, &cleared, 1);
+    }
+}
+
+void kvbm__cache_events_deliver(kvbm__cache_events_t *events)
+{
+    if (events->n_kept == 0)
+        return;
+    for (size_t i = 0; i < events->n_kept; i++) {
+        const kept_record_t *k = &events->kept[i];
+        kvbm_event_record_t *r = &events->out[i];
+        *r = k->record;
+        r->hashes = r->count > 0 ? events->hashes + k->hash_at : NULL;
+        r->tokens = r->n_tokens > 0 ? events->tokens + k->token_at : NULL;
+        if (r->lora_name != NULL)
+            r->lora_name = events->names + k->name_at;
+    }
+    events->sink(events->ctx, events->out, events->n_kept);
+    events->n_kept = 0;
+    events->n_hashes = 0;
+    events->n_tokens = 0;
+    events->n_names = 0;
+}
