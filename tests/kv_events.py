@@ -115,6 +115,8 @@ class Subscriber:
         self.topic = topic
         self.rank = rank
         self.sub = ctx.socket(zmq.SUB)
+        # Retry a connection to an endpoint not bound yet every 5 ms (not 100).
+        self.sub.setsockopt(zmq.RECONNECT_IVL, 5)
         if rcvhwm is not None:
             self.sub.setsockopt(zmq.RCVHWM, rcvhwm)
         if rcvbuf is not None:
@@ -122,6 +124,7 @@ class Subscriber:
         self.sub.setsockopt(zmq.SUBSCRIBE, topic)
         self.sub.connect(endpoint)
         self.replay = ctx.socket(zmq.DEALER)
+        self.replay.setsockopt(zmq.RECONNECT_IVL, 5)
         self.replay.setsockopt(zmq.RCVHWM, 0)
         self.replay.connect(replay_endpoint)
         self.state = TierState()

@@ -50,7 +50,8 @@ static kvbm_status_t check_config(const kvbm_publisher_config_t *config)
         config->version != KVBM_PUBLISHER_CONFIG_VERSION)
         return KVBM_ERR_VERSION;
     if (config->endpoint == NULL || config->queue_depth == 0 || config->hwm < 0 ||
-        config->linger_ms < 0 || config->data_parallel_rank < KVBM_PUBLISHER_NO_RANK)
+        config->linger_ms < 0 || config->data_parallel_rank < KVBM_PUBLISHER_NO_RANK ||
+        config->max_delay_ms > INT_MAX)
         return KVBM_ERR_INVALID_ARG;
     return KVBM_OK;
 }
@@ -153,6 +154,7 @@ kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *config,
         return KVBM_ERR_NO_MEMORY;
     p->wake_fd = -1;
     p->dp_rank = config->data_parallel_rank;
+    p->max_delay_ms = (int)config->max_delay_ms;
     status = KVBM_ERR_NO_MEMORY;
     p->topic = strdup(config->topic != NULL ? config->topic : "");
     if (p->topic == NULL)
@@ -282,9 +284,16 @@ kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
         p->metrics.batches_dropped++;
         p->metrics.events_dropped += n_events;
     }
-    bool wake = status == KVBM_OK && p->sleeping;
-    if (wake)
+    /* Wake the thread only if it sleeps for good, or naps while the queue
+     * fills up: a wake is a system call, too dear for every batch. */
+    bool wake = false;
+    if (status == KVBM_OK && p->sleeping) {
+        wake = true;
         p->sleeping = false;
+    } else if (status == KVBM_OK && !p->woken && p->queue.count >= p->queue.capacity / 2) {
+        wake = true;
+        p->woken = true;
+    }
     kvbm__mutex_unlock(&p->lock);
     if (wake)
         wake_thread(p);
@@ -311,6 +320,7 @@ kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout
         deadline.tv_nsec -= 1000000000L;
     }
     kvbm_status_t status = KVBM_OK;
+    wake_thread(p); /* rather than waiting out its nap */
     kvbm__mutex_lock(&p->lock);
     uint64_t target = p->next_seq;
     p->flush_waiters++;

@@ -22,7 +22,8 @@ struct kvbm_publisher {
     char *replay_endpoint; /* as bound; NULL without replay */
     char *topic;
     size_t topic_len;
-    int32_t dp_rank; /* < 0: omitted from batches */
+    int32_t dp_rank;  /* < 0: omitted from batches */
+    int max_delay_ms; /* the thread's nap while batches keep coming; 0: none */
     void *zmq_context;
     /* The sockets are created by create, used only by the thread while it
      * runs (pthread_create and pthread_join order the hand-overs, as ZMQ
@@ -44,7 +45,8 @@ struct kvbm_publisher {
     kvbm__batch_ring_t queue;         /* encoded, not yet sent; seq increasing */
     uint64_t next_seq;                /* the next batch's sequence number */
     uint64_t done_seq;                /* every seq below it was sent or dropped */
-    bool sleeping;                    /* the thread waits for wake_fd */
+    bool sleeping;                    /* the thread waits for wake_fd with no timeout: wake it */
+    bool woken;                       /* a producer woke the napping thread (queue half full) */
     bool stopping;                    /* destroy: drain the queue and exit */
     bool paused;                      /* tests only: the thread leaves the queue alone */
     uint32_t flush_waiters;           /* callers in kvbm_publisher_flush */

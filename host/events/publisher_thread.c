@@ -143,15 +143,16 @@ static bool replay_waiting(kvbm_publisher_t *p)
     return zmq_getsockopt(p->router, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN);
 }
 
-/* Sleeps until a producer wakes the thread or a replay request arrives. */
-static void wait_for_work(kvbm_publisher_t *p)
+/* Waits until a producer wakes the thread, a replay request arrives, or
+ * @p timeout_ms passes (-1: no timeout). */
+static void wait_for_work(kvbm_publisher_t *p, int timeout_ms)
 {
     zmq_pollitem_t items[2] = {
         {.socket = NULL, .fd = p->wake_fd, .events = ZMQ_POLLIN},
         {.socket = p->router, .events = ZMQ_POLLIN},
     };
     int n_items = p->router != NULL ? 2 : 1;
-    if (zmq_poll(items, n_items, -1) < 0)
+    if (zmq_poll(items, n_items, timeout_ms) < 0)
         return; /* EINTR: the caller checks its conditions again */
     if (items[0].revents & ZMQ_POLLIN) {
         uint64_t count;
@@ -188,15 +189,22 @@ void *kvbm__publisher_thread(void *publisher)
 {
     kvbm_publisher_t *p = publisher;
     uint64_t seqs[KVBM__PUBLISHER_TAKE_MAX], n_events[KVBM__PUBLISHER_TAKE_MAX];
+    bool busy = false; /* sent something since the last quiet nap */
     for (;;) {
         kvbm__mutex_lock(&p->lock);
         while ((p->queue.count == 0 || p->paused) && !p->stopping) {
-            p->sleeping = true;
+            /* While batches keep coming, nap and send what gathered meanwhile;
+             * once a nap passes with nothing to send, sleep until woken. */
+            bool nap = busy && p->max_delay_ms > 0;
+            p->sleeping = !nap;
             kvbm__mutex_unlock(&p->lock);
-            wait_for_work(p);
+            wait_for_work(p, nap ? p->max_delay_ms : -1);
             kvbm__mutex_lock(&p->lock);
+            p->sleeping = false;
+            p->woken = false;
+            if (nap && p->queue.count == 0)
+                busy = false;
         }
-        p->sleeping = false;
         if (p->queue.count == 0) { /* stopping, and everything was sent */
             kvbm__mutex_unlock(&p->lock);
             break;
@@ -227,6 +235,7 @@ void *kvbm__publisher_thread(void *publisher)
             kvbm__cond_broadcast(&p->progressed);
         kvbm__mutex_unlock(&p->lock);
 
+        busy = true;
         if (replay_waiting(p))
             serve_replay(p);
     }

@@ -72,6 +72,15 @@ typedef struct kvbm_publisher_config {
     bool offset_ports_by_rank;
     /** How long destroy lets the sockets deliver what is queued, in ms. */
     int linger_ms;
+    /**
+     * While batches keep coming, the publisher thread wakes every
+     * max_delay_ms to send what was queued, rather than being woken by
+     * every publish (a system call each); so a batch reaches the socket at
+     * most about this late. After a quiet period the thread sleeps and the
+     * next publish wakes it at once. 0: every publish that finds the thread
+     * waiting wakes it.
+     */
+    uint32_t max_delay_ms;
 } kvbm_publisher_config_t;
 
 #define KVBM_PUBLISHER_CONFIG_INIT                                                                 \
@@ -80,7 +89,7 @@ typedef struct kvbm_publisher_config {
         .endpoint = KVBM_PUBLISHER_DEFAULT_ENDPOINT,                                               \
         .buffer_steps = KVBM_PUBLISHER_DEFAULT_BUFFER_STEPS, .hwm = KVBM_PUBLISHER_DEFAULT_HWM,    \
         .queue_depth = KVBM_PUBLISHER_DEFAULT_QUEUE_DEPTH,                                         \
-        .data_parallel_rank = KVBM_PUBLISHER_NO_RANK, .linger_ms = 1000                            \
+        .data_parallel_rank = KVBM_PUBLISHER_NO_RANK, .linger_ms = 1000, .max_delay_ms = 1         \
     }
 
 /* X(field, prometheus type, help) */

@@ -34,6 +34,13 @@ static void usage(FILE *out)
             "  --backend KIND     data mode memory backend: auto (default), cpu, cuda\n"
             "  --block-kib N      data mode block size in KiB (default 16)\n"
             "  --no-verify        data mode: do not stamp and check block contents\n"
+            "  --publish ENDPOINT publish the tiers' KV events in vLLM's wire format\n"
+            "                     (tcp://*:5557 binds, tcp://host:5557 connects)\n"
+            "  --publish-replay ENDPOINT  ROUTER socket answering replay requests\n"
+            "  --publish-topic T  topic frame of every batch (default empty)\n"
+            "  --publish-buffer N batches kept for replay (default 10000)\n"
+            "  --dump-state FILE  after the replay: each tier's hashes as JSON\n"
+            "  --publish-hold     after the replay: keep the sockets until stdin closes\n"
             "policies:");
     for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
         fprintf(out, " %s", *name);
@@ -73,6 +80,14 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
                 c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0);
         fprintf(stderr, "  %-16s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
         fprintf(stderr, "  %-16s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
+    }
+    if (result->published) {
+        const kvbm_publisher_metrics_t *e = &result->events;
+        fprintf(stderr,
+                "  events: %llu batches (%llu events) published, %llu dropped, %llu replay "
+                "requests\n",
+                (unsigned long long)e->batches_published, (unsigned long long)e->events_published,
+                (unsigned long long)e->batches_dropped, (unsigned long long)e->replay_requests);
     }
 }
 
@@ -121,7 +136,13 @@ int main(int argc, char **argv)
         OPT_LOGICAL,
         OPT_BACKEND,
         OPT_BLOCK_KIB,
-        OPT_NO_VERIFY
+        OPT_NO_VERIFY,
+        OPT_PUBLISH,
+        OPT_PUBLISH_REPLAY,
+        OPT_PUBLISH_TOPIC,
+        OPT_PUBLISH_BUFFER,
+        OPT_DUMP_STATE,
+        OPT_PUBLISH_HOLD
     };
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
@@ -140,6 +161,12 @@ int main(int argc, char **argv)
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"block-kib", required_argument, NULL, OPT_BLOCK_KIB},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+        {"publish", required_argument, NULL, OPT_PUBLISH},
+        {"publish-replay", required_argument, NULL, OPT_PUBLISH_REPLAY},
+        {"publish-topic", required_argument, NULL, OPT_PUBLISH_TOPIC},
+        {"publish-buffer", required_argument, NULL, OPT_PUBLISH_BUFFER},
+        {"dump-state", required_argument, NULL, OPT_DUMP_STATE},
+        {"publish-hold", no_argument, NULL, OPT_PUBLISH_HOLD},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -215,6 +242,30 @@ int main(int argc, char **argv)
         case OPT_NO_VERIFY:
             options.verify = false;
             break;
+        case OPT_PUBLISH:
+            options.publish.endpoint = optarg;
+            break;
+        case OPT_PUBLISH_REPLAY:
+            options.publish.replay_endpoint = optarg;
+            break;
+        case OPT_PUBLISH_TOPIC:
+            options.publish.topic = optarg;
+            break;
+        case OPT_PUBLISH_BUFFER:
+            if (parse_u32(optarg, &options.publish.buffer_steps) != 0 ||
+                options.publish.buffer_steps == 0) {
+                fprintf(stderr,
+                        "kvbm-replay: --publish-buffer needs a positive integer, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case OPT_DUMP_STATE:
+            options.publish.state_path = optarg;
+            break;
+        case OPT_PUBLISH_HOLD:
+            options.publish.hold = true;
+            break;
         case OPT_HELP:
         case 'h':
             usage(stdout);
@@ -233,6 +284,22 @@ int main(int argc, char **argv)
                        : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
                                                : RUN_PROGRESS_LINES;
 
+    bool publishing_options = options.publish.replay_endpoint != NULL ||
+                              options.publish.topic != NULL || options.publish.buffer_steps != 0 ||
+                              options.publish.state_path != NULL || options.publish.hold;
+    if (options.publish.endpoint == NULL && publishing_options) {
+        fprintf(stderr, "kvbm-replay: --publish-replay, --publish-topic, --publish-buffer, "
+                        "--dump-state and --publish-hold need --publish\n");
+        return 2;
+    }
+    if (options.publish.endpoint != NULL && sweep != NULL) {
+        fprintf(stderr, "kvbm-replay: --publish replays one configuration, not a --sweep\n");
+        return 2;
+    }
+    if (options.publish.hold && strcmp(options.trace_path, "-") == 0) {
+        fprintf(stderr, "kvbm-replay: --publish-hold waits on stdin, which carries the trace\n");
+        return 2;
+    }
     if (sweep != NULL) {
         sweep_options_t sweep_options = {.capacities = sweep,
                                          .policies = policies,

@@ -20,16 +20,19 @@ double replay__now_ns(void)
 
 #define now_ns replay__now_ns
 
-static kvbm_status_t make_manager(uint32_t blocks, const kvbm_policy_ops_t *policy,
-                                  const kvbm_policy_config_t *policy_config, const char *name,
+static kvbm_status_t make_manager(const replay_config_t *replay_config, kvbm_medium_t medium,
                                   kvbm_manager_t **manager_out)
 {
+    bool g1 = medium == KVBM_MEDIUM_GPU;
     kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
-    config.num_blocks = blocks;
+    config.num_blocks = g1 ? replay_config->g1_blocks : replay_config->g2_blocks;
     config.duplication = KVBM_DUPLICATION_REJECT;
-    config.policy = policy;
-    config.policy_config = *policy_config;
-    config.name = name;
+    config.policy = g1 ? replay_config->g1_policy : replay_config->g2_policy;
+    config.policy_config = replay_config->policy_config;
+    config.name = g1 ? "g1" : "g2";
+    config.medium = medium;
+    config.on_events = replay_config->on_events;
+    config.events_ctx = replay_config->events_ctx;
     return kvbm_manager_create(&config, manager_out);
 }
 
@@ -50,13 +53,11 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
         *replay_out = replay;
         return KVBM_OK;
     }
-    kvbm_status_t status = make_manager(config->g1_blocks, config->g1_policy,
-                                        &config->policy_config, "g1", &replay->g1);
+    kvbm_status_t status = make_manager(config, KVBM_MEDIUM_GPU, &replay->g1);
     if (status != KVBM_OK)
         goto err_free_replay;
     if (config->g2_blocks > 0) {
-        status = make_manager(config->g2_blocks, config->g2_policy, &config->policy_config, "g2",
-                              &replay->g2);
+        status = make_manager(config, KVBM_MEDIUM_CPU, &replay->g2);
         if (status != KVBM_OK)
             goto err_destroy_g1;
     }
@@ -124,8 +125,9 @@ static kvbm_status_t release_reversed(replay_t *replay, kvbm_manager_t *manager,
 
 /* Step 4's offload of one evicted G1 block into G2 (inclusive: skipped when
  * G2 has the hash already). */
-static kvbm_status_t offload_one(replay_t *replay, uint64_t hash)
+static kvbm_status_t offload_one(replay_t *replay, const kvbm_evicted_t *from_g1)
 {
+    uint64_t hash = from_g1->seq_hash;
     if (kvbm_manager_contains(replay->g2, hash))
         return KVBM_OK;
     uint32_t block, registered;
@@ -139,7 +141,11 @@ static kvbm_status_t offload_one(replay_t *replay, uint64_t hash)
     if (status != KVBM_OK)
         return status;
     replay->counts.g2_evictions += n_evicted;
-    status = kvbm_manager_register(replay->g2, &block, &hash, 1, NULL, &registered);
+    kvbm_register_opts_t opts = {.has_parent = from_g1->has_parent,
+                                 .parent_hash = from_g1->parent_hash,
+                                 .priority = 50,
+                                 .block_size = REPLAY_BLOCK_TOKENS};
+    status = kvbm_manager_register(replay->g2, &block, &hash, 1, &opts, &registered);
     if (status != KVBM_OK)
         return status;
     replay->counts.offloads++;
@@ -191,7 +197,7 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
     replay->counts.g1_evictions += n_evicted;
     if (replay->g2 != NULL) {
         for (size_t i = 0; i < n_evicted; i++) {
-            status = offload_one(replay, replay->evicted[i].seq_hash);
+            status = offload_one(replay, &replay->evicted[i]);
             if (status != KVBM_OK)
                 return status;
         }
@@ -199,8 +205,10 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 
     /* 5. Register the new blocks (onboarded ones first: they lead H[k1:]). */
     if (need > 0) {
-        kvbm_register_opts_t opts = {
-            .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
+        kvbm_register_opts_t opts = {.has_parent = k1 > 0,
+                                     .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
+                                     .priority = 50,
+                                     .block_size = REPLAY_BLOCK_TOKENS};
         status = kvbm_manager_register(replay->g1, replay->fresh_ids, hashes + k1, need, &opts,
                                        replay->g1_ids + k1);
         if (status != KVBM_OK)
@@ -235,6 +243,11 @@ void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out)
     *counts_out = replay->counts;
     if (replay->cache != NULL)
         replay__data_counts(replay, counts_out);
+}
+
+kvbm_manager_t *replay_manager(const replay_t *replay, kvbm_medium_t medium)
+{
+    return medium == KVBM_MEDIUM_GPU ? replay->g1 : medium == KVBM_MEDIUM_CPU ? replay->g2 : NULL;
 }
 
 const char *replay_backend_name(const replay_t *replay)

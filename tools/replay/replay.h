@@ -49,7 +49,15 @@ typedef struct replay_config {
     kvbm_backend_kind_t backend_kind;
     uint32_t block_kib; /* bytes per block / 1024 in data mode */
     bool verify;        /* stamp blocks with their hash and check what is served */
+    /* Optional: where the tiers' KV events go (G1 is GPU, G2 CPU); e.g. a
+     * publisher's kvbm_publisher_sink. */
+    kvbm_event_record_fn on_events;
+    void *events_ctx;
 } replay_config_t;
+
+/* Tokens per block of the traces (Mooncake's 512), given to routers as the
+ * block size of stored events (the traces carry no token ids). */
+#define REPLAY_BLOCK_TOKENS 512
 
 typedef struct replay replay_t;
 
@@ -61,6 +69,9 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 
 /* The counts so far. */
 void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out);
+
+/* The manager of a tier (G1: GPU, G2: CPU); NULL without that tier. */
+kvbm_manager_t *replay_manager(const replay_t *replay, kvbm_medium_t medium);
 
 /* "logical", or the memory backend's name in data mode. */
 const char *replay_backend_name(const replay_t *replay);

@@ -44,6 +44,8 @@ kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
     cc.g1_policy = config->g1_policy;
     cc.g2_policy = config->g2_policy;
     cc.policy_config = config->policy_config;
+    cc.on_events = config->on_events;
+    cc.events_ctx = config->events_ctx;
     status = kvbm_cache_create(&cc, &replay->cache);
     if (status != KVBM_OK)
         goto err_destroy_backend;
@@ -128,7 +130,8 @@ kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, siz
     if (count > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,
                                      .parent_hash = served > 0 ? hashes[served - 1] : 0,
-                                     .priority = 50};
+                                     .priority = 50,
+                                     .block_size = REPLAY_BLOCK_TOKENS};
         status = kvbm_cache_register(replay->cache, ids + served, hashes + served, count - served,
                                      &opts, ids + served);
         if (status != KVBM_OK)

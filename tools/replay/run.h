@@ -21,6 +21,16 @@ typedef enum run_progress {
     RUN_PROGRESS_LINES = 2, /* a plain line at each quarter: logs, pipes */
 } run_progress_t;
 
+/* Publishing the replay's KV events (kvbm-replay --publish). */
+typedef struct run_publish {
+    const char *endpoint;        /* PUB endpoint; NULL: no publishing */
+    const char *replay_endpoint; /* ROUTER endpoint for replay requests, optional */
+    const char *topic;           /* NULL: empty */
+    uint32_t buffer_steps;       /* batches kept for replay */
+    const char *state_path;      /* optional: each tier's hashes as JSON, after the replay */
+    bool hold;                   /* keep the sockets open until stdin closes */
+} run_publish_t;
+
 typedef struct run_options {
     const char *trace_path;
     uint32_t g1_blocks;
@@ -33,12 +43,15 @@ typedef struct run_options {
     kvbm_backend_kind_t backend_kind; /* data mode */
     uint32_t block_kib;               /* data mode block size */
     bool verify;                      /* data mode: stamp and check block contents */
+    run_publish_t publish;
 } run_options_t;
 
 typedef struct run_result {
     replay_counts_t counts;
     double wall_s;
     char backend[16]; /* "logical", "cpu" or "cuda" */
+    bool published;   /* events were published: */
+    kvbm_publisher_metrics_t events;
 } run_result_t;
 
 /*
