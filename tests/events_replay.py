@@ -40,7 +40,7 @@ def check(condition, what):
 def run(replay_bin, trace, mode, tmp, ctx):
     pub, rep = "ipc://%s/pub" % tmp, "ipc://%s/replay" % tmp
     state_path = os.path.join(tmp, "state.json")
-    args = [replay_bin, "--g1-blocks", "300", "--g2-blocks", "900", "--limit", "2000",
+    args = [replay_bin, "--g1-blocks", "300", "--g2-blocks", "900",
             "--no-progress", "--json", "--publish", pub, "--publish-replay", rep,
             "--publish-topic", "kv@replay@mooncake", "--publish-buffer", "400000",
             "--dump-state", state_path, "--publish-hold"]

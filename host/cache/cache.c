@@ -17,6 +17,15 @@
 
 #define SCRATCH_ON_STACK 64
 
+/* The managers' sink: their records join the call's batch, except while a
+ * clear replaces them with one AllBlocksCleared. */
+static void forward_events(void *ctx, const kvbm_event_record_t *records, size_t count)
+{
+    kvbm_cache_t *cache = ctx;
+    if (!cache->clearing)
+        kvbm_event_batcher_sink(cache->events, records, count);
+}
+
 static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config_t *config,
                                     kvbm_tier_t tier, uint32_t blocks, kvbm_manager_t **out)
 {
@@ -28,8 +37,8 @@ static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config
     mc.name = tier == KVBM_TIER_G1 ? "g1" : "g2";
     mc.medium = tier == KVBM_TIER_G1 ? KVBM_MEDIUM_GPU : KVBM_MEDIUM_CPU;
     if (cache->events != NULL) {
-        mc.on_events = kvbm__cache_events_forward;
-        mc.events_ctx = cache->events;
+        mc.on_events = forward_events;
+        mc.events_ctx = cache;
     }
     return kvbm_manager_create(&mc, out);
 }
@@ -54,7 +63,7 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
 
     kvbm_status_t status = KVBM_OK;
     if (config->on_events != NULL) {
-        status = kvbm__cache_events_create(config->on_events, config->events_ctx, &cache->events);
+        status = kvbm_event_batcher_create(config->on_events, config->events_ctx, &cache->events);
         if (status != KVBM_OK)
             goto err_free_cache;
     }
@@ -131,7 +140,7 @@ err_destroy_g1_pool:
 err_destroy_g1_layout:
     kvbm_layout_destroy(cache->g1_layout);
 err_destroy_events:
-    kvbm__cache_events_destroy(cache->events);
+    kvbm_event_batcher_destroy(cache->events);
 err_free_cache:
     free(cache);
     return status;
@@ -150,7 +159,7 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm_manager_destroy(cache->g1);
     kvbm_pool_destroy(cache->g1_pool);
     kvbm_layout_destroy(cache->g1_layout);
-    kvbm__cache_events_destroy(cache->events);
+    kvbm_event_batcher_destroy(cache->events);
     free(cache->loading_seq);
     free(cache->load_failed);
     kvbm__mutex_destroy(&cache->lock);
@@ -160,7 +169,7 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
 void kvbm__cache_unlock(kvbm_cache_t *cache)
 {
     if (cache->events != NULL)
-        kvbm__cache_events_deliver(cache->events);
+        kvbm_event_batcher_flush(cache->events);
     kvbm__mutex_unlock(&cache->lock);
 }
 
@@ -560,8 +569,7 @@ kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
     }
     /* Nothing is active, so neither reset can refuse. One AllBlocksCleared
      * says it all: the managers' removals are dropped. */
-    if (cache->events != NULL)
-        kvbm__cache_events_drop(cache->events, true);
+    cache->clearing = true;
     kvbm_status_t status = kvbm_manager_reset_inactive(cache->g1);
     assert(status == KVBM_OK);
     if (cache->g2 != NULL) {
@@ -569,9 +577,10 @@ kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
         assert(status == KVBM_OK);
     }
     (void)status;
+    cache->clearing = false;
     if (cache->events != NULL) {
-        kvbm__cache_events_drop(cache->events, false);
-        kvbm__cache_events_cleared(cache->events);
+        const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+        kvbm_event_batcher_sink(cache->events, &cleared, 1);
     }
     kvbm__cache_unlock(cache);
     return KVBM_OK;

@@ -9,7 +9,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "events.h"
 #include "kvbm/cache.h"
 
 typedef enum cache_batch_kind {
@@ -72,7 +71,8 @@ struct kvbm_cache {
     unsigned unsafe; /* KVBM__CACHE_UNSAFE_* */
 
     /* Under lock. */
-    kvbm__cache_events_t *events; /* NULL without a sink */
+    kvbm_event_batcher_t *events; /* the call's events; NULL without a sink */
+    bool clearing;                /* kvbm_cache_clear: the tiers' removals are dropped */
     cache_batch_t *head, *tail;   /* in flight, oldest first */
     uint64_t next_seq;            /* seq of the next batch (starts at 1) */
     uint64_t processed_seq;       /* every batch up to this one is processed */

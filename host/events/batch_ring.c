@@ -60,6 +60,10 @@ void kvbm__batch_ring_drop_oldest(kvbm__batch_ring_t *ring)
     assert(ring->count > 0);
     ring->head = ring->head + 1 == ring->capacity ? 0 : ring->head + 1;
     ring->count--;
+    /* An empty ring starts over at its first entries, whose buffers are
+     * already allocated and warm, instead of walking through all of them. */
+    if (ring->count == 0)
+        ring->head = 0;
 }
 
 void kvbm__batch_ring_keep(kvbm__batch_ring_t *ring, uint64_t seq, uint64_t n_events,

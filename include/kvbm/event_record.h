@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/status.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -67,6 +69,45 @@ typedef struct kvbm_event_record {
  * Managers call it with their lock held; it must not call back into them.
  */
 typedef void (*kvbm_event_record_fn)(void *ctx, const kvbm_event_record_t *records, size_t count);
+
+/* ------------------------------------------------------------------ batcher */
+
+/**
+ * Gathers the records of several calls (a cache's two tiers, an engine's
+ * several manager calls in one scheduler step) into one batch: use
+ * kvbm_event_batcher_sink() as the managers' sink, then
+ * kvbm_event_batcher_flush() hands everything gathered to the real sink in
+ * one call. The records are copied (their pointers need not outlive the
+ * calls); adjacent records that continue each other are merged (removals
+ * from one tier; stored runs of one tier where the next run's parent is the
+ * last hash of the previous one). Buffers keep their capacity, so a steady
+ * state allocates nothing. Records keep no block ids.
+ *
+ * Not thread-safe: the owner serialises the sink, flush and destroy (a
+ * cache does it under its lock).
+ */
+typedef struct kvbm_event_batcher kvbm_event_batcher_t;
+
+/**
+ * @brief Create a batcher delivering to @p sink (with @p ctx).
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL sink or output);
+ *         KVBM_ERR_NO_MEMORY.
+ */
+kvbm_status_t kvbm_event_batcher_create(kvbm_event_record_fn sink, void *ctx,
+                                        kvbm_event_batcher_t **batcher_out);
+
+/** @brief Free the batcher; records not flushed are lost. NULL is a no-op. */
+void kvbm_event_batcher_destroy(kvbm_event_batcher_t *batcher);
+
+/**
+ * @brief kvbm_event_record_fn that keeps copies of the records (ctx: the
+ *        batcher). If memory runs out, what was kept and then these records
+ *        go to the sink at once, in order: nothing is lost, only batching.
+ */
+void kvbm_event_batcher_sink(void *batcher, const kvbm_event_record_t *records, size_t count);
+
+/** @brief Hands everything kept to the sink in one call (none if nothing). */
+void kvbm_event_batcher_flush(kvbm_event_batcher_t *batcher);
 
 #ifdef __cplusplus
 }

@@ -20,8 +20,8 @@ double replay__now_ns(void)
 
 #define now_ns replay__now_ns
 
-static kvbm_status_t make_manager(const replay_config_t *replay_config, kvbm_medium_t medium,
-                                  kvbm_manager_t **manager_out)
+static kvbm_status_t make_manager(replay_t *replay, const replay_config_t *replay_config,
+                                  kvbm_medium_t medium, kvbm_manager_t **manager_out)
 {
     bool g1 = medium == KVBM_MEDIUM_GPU;
     kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
@@ -31,8 +31,10 @@ static kvbm_status_t make_manager(const replay_config_t *replay_config, kvbm_med
     config.policy_config = replay_config->policy_config;
     config.name = g1 ? "g1" : "g2";
     config.medium = medium;
-    config.on_events = replay_config->on_events;
-    config.events_ctx = replay_config->events_ctx;
+    if (replay->events != NULL) {
+        config.on_events = kvbm_event_batcher_sink;
+        config.events_ctx = replay->events;
+    }
     return kvbm_manager_create(&config, manager_out);
 }
 
@@ -53,11 +55,17 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
         *replay_out = replay;
         return KVBM_OK;
     }
-    kvbm_status_t status = make_manager(config, KVBM_MEDIUM_GPU, &replay->g1);
+    kvbm_status_t status = KVBM_OK;
+    if (config->on_events != NULL) {
+        status = kvbm_event_batcher_create(config->on_events, config->events_ctx, &replay->events);
+        if (status != KVBM_OK)
+            goto err_free_replay;
+    }
+    status = make_manager(replay, config, KVBM_MEDIUM_GPU, &replay->g1);
     if (status != KVBM_OK)
-        goto err_free_replay;
+        goto err_destroy_events;
     if (config->g2_blocks > 0) {
-        status = make_manager(config, KVBM_MEDIUM_CPU, &replay->g2);
+        status = make_manager(replay, config, KVBM_MEDIUM_CPU, &replay->g2);
         if (status != KVBM_OK)
             goto err_destroy_g1;
     }
@@ -66,6 +74,8 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
 
 err_destroy_g1:
     kvbm_manager_destroy(replay->g1);
+err_destroy_events:
+    kvbm_event_batcher_destroy(replay->events);
 err_free_replay:
     free(replay);
     return status;
@@ -80,6 +90,7 @@ void replay_destroy(replay_t *replay)
     } else {
         kvbm_manager_destroy(replay->g1);
         kvbm_manager_destroy(replay->g2);
+        kvbm_event_batcher_destroy(replay->events);
     }
     free(replay->g1_ids);
     free(replay->fresh_ids);
@@ -152,12 +163,26 @@ static kvbm_status_t offload_one(replay_t *replay, const kvbm_evicted_t *from_g1
     return kvbm_manager_release(replay->g2, &registered, 1);
 }
 
+static kvbm_status_t logical_request(replay_t *replay, const uint64_t *hashes, size_t count);
+
 kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t count)
 {
     if (replay == NULL || (count > 0 && hashes == NULL))
         return KVBM_ERR_INVALID_ARG;
     if (replay->cache != NULL)
         return replay__data_request(replay, hashes, count);
+    kvbm_status_t status = logical_request(replay, hashes, count);
+    if (replay->events != NULL) {
+        double start = now_ns();
+        kvbm_event_batcher_flush(replay->events); /* the request's events, one batch */
+        replay->counts.core_ns += now_ns() - start;
+    }
+    return status;
+}
+
+/* The contract's steps 1-7 on two plain managers. */
+static kvbm_status_t logical_request(replay_t *replay, const uint64_t *hashes, size_t count)
+{
     kvbm_status_t status = replay__ensure_scratch(replay, count);
     if (status != KVBM_OK)
         return status;

@@ -8,6 +8,9 @@
 #include "replay.h"
 
 struct replay {
+    /* Logical mode with an event sink: the managers' records, one batch per
+     * request (as the cache batches per call in data mode). */
+    kvbm_event_batcher_t *events;
     kvbm_manager_t *g1;
     kvbm_manager_t *g2; /* NULL without a host tier */
     uint32_t g1_blocks;

@@ -1,6 +1,7 @@
-/* The tiered cache's event batches; see events.h. */
-#include "events.h"
+/* Batches of event records gathered from several calls; see kvbm/event_record.h. */
+#include "kvbm/event_record.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,10 +14,9 @@ typedef struct kept_record {
     size_t name_at; /* valid when record.lora_name != NULL */
 } kept_record_t;
 
-struct kvbm__cache_events {
+struct kvbm_event_batcher {
     kvbm_event_record_fn sink;
     void *ctx;
-    bool dropping;
     kept_record_t *kept;
     size_t n_kept, kept_capacity;
     kvbm_event_record_t *out; /* kept_capacity entries, filled on delivery */
@@ -28,19 +28,21 @@ struct kvbm__cache_events {
     size_t n_names, name_capacity;
 };
 
-kvbm_status_t kvbm__cache_events_create(kvbm_event_record_fn sink, void *ctx,
-                                        kvbm__cache_events_t **events_out)
+kvbm_status_t kvbm_event_batcher_create(kvbm_event_record_fn sink, void *ctx,
+                                        kvbm_event_batcher_t **batcher_out)
 {
-    kvbm__cache_events_t *events = calloc(1, sizeof(*events));
+    if (sink == NULL || batcher_out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm_event_batcher_t *events = calloc(1, sizeof(*events));
     if (events == NULL)
         return KVBM_ERR_NO_MEMORY;
     events->sink = sink;
     events->ctx = ctx;
-    *events_out = events;
+    *batcher_out = events;
     return KVBM_OK;
 }
 
-void kvbm__cache_events_destroy(kvbm__cache_events_t *events)
+void kvbm_event_batcher_destroy(kvbm_event_batcher_t *events)
 {
     if (events == NULL)
         return;
@@ -71,7 +73,7 @@ static bool reserve(void **array, size_t *capacity, size_t used, size_t more, si
     return true;
 }
 
-static bool reserve_record(kvbm__cache_events_t *events)
+static bool reserve_record(kvbm_event_batcher_t *events)
 {
     if (events->n_kept < events->kept_capacity)
         return true;
@@ -94,7 +96,7 @@ static bool same_lora(const kvbm_event_record_t *a, const kvbm_event_record_t *b
 
 /* Whether @p r continues the last kept record (same kind and tier; for
  * stored runs, a child of its last hash with the same metadata). */
-static bool continues_last(const kvbm__cache_events_t *events, const kvbm_event_record_t *r)
+static bool continues_last(const kvbm_event_batcher_t *events, const kvbm_event_record_t *r)
 {
     if (events->n_kept == 0)
         return false;
@@ -111,7 +113,7 @@ static bool continues_last(const kvbm__cache_events_t *events, const kvbm_event_
 }
 
 /* Keeps a copy of one record; false (nothing kept) when out of memory. */
-static bool keep(kvbm__cache_events_t *events, const kvbm_event_record_t *r)
+static bool keep(kvbm_event_batcher_t *events, const kvbm_event_record_t *r)
 {
     size_t name_len = r->lora_name != NULL ? strlen(r->lora_name) + 1 : 0;
     if (!reserve((void **)&events->hashes, &events->hash_capacity, events->n_hashes, r->count,
@@ -147,38 +149,22 @@ static bool keep(kvbm__cache_events_t *events, const kvbm_event_record_t *r)
     return true;
 }
 
-void kvbm__cache_events_forward(void *ctx, const kvbm_event_record_t *records, size_t count)
+void kvbm_event_batcher_sink(void *batcher, const kvbm_event_record_t *records, size_t count)
 {
-    kvbm__cache_events_t *events = ctx;
-    if (events->dropping)
-        return;
+    kvbm_event_batcher_t *events = batcher;
     for (size_t i = 0; i < count; i++) {
         if (!keep(events, &records[i])) {
             /* Out of memory: deliver what is kept, then the rest of these
              * records as they are (still valid now), so nothing is lost
              * and the order holds; only the batching suffers. */
-            kvbm__cache_events_deliver(events);
+            kvbm_event_batcher_flush(events);
             events->sink(events->ctx, records + i, count - i);
             return;
         }
     }
 }
 
-void kvbm__cache_events_drop(kvbm__cache_events_t *events, bool drop)
-{
-    events->dropping = drop;
-}
-
-void kvbm__cache_events_cleared(kvbm__cache_events_t *events)
-{
-    const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
-    if (!keep(events, &cleared)) {
-        kvbm__cache_events_deliver(events);
-        events->sink(events->ctx, &cleared, 1);
-    }
-}
-
-void kvbm__cache_events_deliver(kvbm__cache_events_t *events)
+void kvbm_event_batcher_flush(kvbm_event_batcher_t *events)
 {
     if (events->n_kept == 0)
         return;
