@@ -5,10 +5,14 @@
  * 1. The replay core (kvbm-replay's ns_per_block: time inside the replay's
  *    library calls) on the bundled Mooncake trace, G1 5859 + G2 23436 blocks
  *    (the contract's two-tier run), logical and data mode (CPU backend):
- *      off         no event sink
- *      publish     a publisher on a bound TCP socket, no subscriber
- *      subscribed  the same with a subscriber thread in this process reading
- *                  and discarding every batch (it competes for the CPUs)
+ *      off           no event sink
+ *      publish-cold  a new publisher for the run (as kvbm-replay --publish):
+ *                    its replay history fills up, every batch a new buffer
+ *      publish-warm  a long-lived publisher whose history is already full
+ *                    (an engine's steady state: buffers are reused)
+ *      subscribed    publish-warm with a subscriber thread in this process
+ *                    reading and discarding every batch (it competes for
+ *                    the two CPUs)
  * 2. Manager calls that publish while the subscriber is slow or the sender is
  *    stuck: allocate + register + release of 16 blocks per call, 10^5 blocks,
  *    every allocate evicting. ns per block, and the slowest call:
@@ -45,9 +49,23 @@
         }                                                                                          \
     } while (0)
 
-enum { CFG_OFF, CFG_PUBLISH, CFG_SUBSCRIBED, CFG_STALLED, CFG_STUCK, CFG_COUNT };
-static const char *const CFG_NAMES[CFG_COUNT] = {"off", "publish", "subscribed", "stalled-sub",
-                                                 "stuck"};
+enum { CFG_OFF, CFG_PUBLISH, CFG_STALLED, CFG_STUCK, CFG_COUNT };
+static const char *const CFG_NAMES[CFG_COUNT] = {"off", "publish", "stalled-sub", "stuck"};
+
+/* CPU time of the calling thread: unlike the wall clock, it does not count
+ * the time other processes on this shared machine held the CPU. */
+static double thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 /* ------------------------------------------------------------------ subscribers */
 
@@ -128,8 +146,8 @@ static kvbm_publisher_t *open_cfg(int cfg, subscriber_t *sub, bool *has_sub)
         return NULL;
     kvbm_publisher_t *p =
         publisher_new(cfg == CFG_STUCK ? 1024 : KVBM_PUBLISHER_DEFAULT_QUEUE_DEPTH);
-    if (cfg == CFG_SUBSCRIBED || cfg == CFG_STALLED) {
-        subscriber_start(sub, kvbm_publisher_endpoint(p), cfg == CFG_SUBSCRIBED);
+    if (cfg == CFG_STALLED) {
+        subscriber_start(sub, kvbm_publisher_endpoint(p), false);
         *has_sub = true;
         /* Let the subscription reach the publisher before timing. */
         struct timespec pause = {.tv_nsec = 100 * 1000 * 1000};
@@ -156,12 +174,33 @@ static void close_cfg(kvbm_publisher_t *p, subscriber_t *sub, bool has_sub,
 
 /* ------------------------------------------------------------------ 1. replay core */
 
-static double replay_once(const trace_t *trace, bool data_mode, int cfg,
-                          kvbm_publisher_metrics_t *metrics_out)
+enum { R_OFF, R_COLD, R_WARM, R_SUBSCRIBED, R_COUNT };
+static const char *const R_NAMES[R_COUNT] = {"off", "publish-cold", "publish-warm", "subscribed"};
+
+/* A long-lived publisher in steady state: its replay history already full,
+ * so its buffers circulate instead of being allocated. */
+static kvbm_publisher_t *warm_publisher(void)
 {
-    subscriber_t sub;
-    bool has_sub;
-    kvbm_publisher_t *p = open_cfg(cfg, &sub, &has_sub);
+    kvbm_publisher_t *p = publisher_new(KVBM_PUBLISHER_DEFAULT_QUEUE_DEPTH);
+    uint64_t hashes[20];
+    for (int i = 0; i < 20; i++)
+        hashes[i] = (uint64_t)i;
+    kvbm_event_record_t r = {
+        .kind = KVBM_EVENT_REMOVED, .medium = KVBM_MEDIUM_GPU, .count = 20, .hashes = hashes};
+    for (uint32_t i = 0; i < KVBM_PUBLISHER_DEFAULT_BUFFER_STEPS; i++) {
+        while (kvbm_publisher_publish(p, &r, 1) == KVBM_ERR_BUSY)
+            kvbm_publisher_flush(p, 1000);
+    }
+    CHECK(kvbm_publisher_flush(p, 60000));
+    return p;
+}
+
+/* Replays the trace; returns wall ns per block inside the replay's calls
+ * (kvbm-replay's ns_per_block) and sets *cpu_out to this thread's CPU ns per
+ * block over the whole request loop. */
+static double replay_once(const trace_t *trace, bool data_mode, kvbm_publisher_t *p,
+                          double *cpu_out)
+{
     replay_config_t config = {
         .g1_blocks = 5859,
         .g2_blocks = 23436,
@@ -177,15 +216,86 @@ static double replay_once(const trace_t *trace, bool data_mode, int cfg,
     };
     replay_t *replay = NULL;
     CHECK(replay_create(&config, &replay));
+    double cpu0 = thread_cpu_ns();
     for (size_t r = 0; r < trace->requests; r++)
         CHECK(replay_request(replay, trace->hashes + trace->offsets[r],
                              trace->offsets[r + 1] - trace->offsets[r]));
+    double cpu = thread_cpu_ns() - cpu0;
     replay_counts_t counts;
     replay_get_counts(replay, &counts);
     replay_destroy(replay);
-    close_cfg(p, &sub, has_sub, metrics_out);
+    if (p != NULL)
+        CHECK(kvbm_publisher_flush(p, 60000));
+    *cpu_out = cpu / (double)counts.blocks;
     return counts.core_ns / (double)counts.blocks;
 }
+
+static double median(double *values, int n)
+{
+    qsort(values, (size_t)n, sizeof(double), compare_double);
+    return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+static void bench_replay(const trace_t *trace, bool data_mode, int rounds)
+{
+    kvbm_publisher_t *warm = warm_publisher(), *subscribed = warm_publisher();
+    subscriber_t sub;
+    subscriber_start(&sub, kvbm_publisher_endpoint(subscribed), true);
+    struct timespec pause = {.tv_nsec = 100 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    double ns[R_COUNT][16], ratio[R_COUNT][16], cpu[R_COUNT][16], cpu_ratio[R_COUNT][16];
+    kvbm_publisher_metrics_t before[R_COUNT], after[R_COUNT];
+    kvbm_publisher_metrics(warm, &before[R_WARM]);
+    kvbm_publisher_metrics(subscribed, &before[R_SUBSCRIBED]);
+    uint64_t cold_dropped = 0;
+    for (int r = 0; r < rounds; r++) {
+        for (int c = 0; c < R_COUNT; c++) {
+            kvbm_publisher_t *p = c == R_OFF    ? NULL
+                                  : c == R_COLD ? publisher_new(KVBM_PUBLISHER_DEFAULT_QUEUE_DEPTH)
+                                  : c == R_WARM ? warm
+                                                : subscribed;
+            ns[c][r] = replay_once(trace, data_mode, p, &cpu[c][r]);
+            ratio[c][r] = ns[c][r] / ns[R_OFF][r];
+            cpu_ratio[c][r] = cpu[c][r] / cpu[R_OFF][r];
+            if (c == R_COLD) {
+                kvbm_publisher_metrics_t m;
+                kvbm_publisher_metrics(p, &m);
+                cold_dropped += m.batches_dropped;
+                kvbm_publisher_destroy(p);
+            }
+        }
+    }
+    kvbm_publisher_metrics(warm, &after[R_WARM]);
+    kvbm_publisher_metrics(subscribed, &after[R_SUBSCRIBED]);
+    printf("replay core, %s mode, G1 5859 + G2 23436, %zu requests, %d rounds "
+           "(configurations alternate within each round); medians, ratios to off per round:\n",
+           data_mode ? "data (cpu)" : "logical", trace->requests, rounds);
+    printf("  %-13s %12s %22s   %12s %22s\n", "config", "wall ns/blk", "wall ratio (min..max)",
+           "cpu ns/blk", "cpu ratio (min..max)");
+    for (int c = 0; c < R_COUNT; c++) {
+        double rlo = ratio[c][0], rhi = ratio[c][0], clo = cpu_ratio[c][0], chi = cpu_ratio[c][0];
+        for (int r = 1; r < rounds; r++) {
+            rlo = ratio[c][r] < rlo ? ratio[c][r] : rlo;
+            rhi = ratio[c][r] > rhi ? ratio[c][r] : rhi;
+            clo = cpu_ratio[c][r] < clo ? cpu_ratio[c][r] : clo;
+            chi = cpu_ratio[c][r] > chi ? cpu_ratio[c][r] : chi;
+        }
+        printf("  %-13s %12.1f %6.3f (%5.2f..%5.2f)   %12.1f %6.3f (%5.2f..%5.2f)\n", R_NAMES[c],
+               median(ns[c], rounds), median(ratio[c], rounds), rlo, rhi, median(cpu[c], rounds),
+               median(cpu_ratio[c], rounds), clo, chi);
+    }
+    uint64_t warm_batches = after[R_WARM].batches_published - before[R_WARM].batches_published;
+    printf("  batches per run: %llu; dropped in all rounds: %llu; the subscriber read %llu\n",
+           (unsigned long long)(warm_batches / (uint64_t)rounds),
+           (unsigned long long)(cold_dropped + after[R_WARM].batches_dropped +
+                                after[R_SUBSCRIBED].batches_dropped),
+           (unsigned long long)sub.batches);
+    subscriber_stop(&sub);
+    kvbm_publisher_destroy(warm);
+    kvbm_publisher_destroy(subscribed);
+}
+
+/* ------------------------------------------------------------------ 2. manager calls */
 
 typedef struct range {
     double min, max, sum;
@@ -202,44 +312,8 @@ static void range_add(range_t *r, double v)
     r->n++;
 }
 
-static void bench_replay(const trace_t *trace, bool data_mode, int rounds)
-{
-    const int cfgs[3] = {CFG_OFF, CFG_PUBLISH, CFG_SUBSCRIBED};
-    range_t ns[3] = {{0}};
-    range_t ratio[3] = {{0}};
-    kvbm_publisher_metrics_t m[3];
-    for (int r = 0; r < rounds; r++) {
-        double off = 0;
-        for (int c = 0; c < 3; c++) {
-            double v = replay_once(trace, data_mode, cfgs[c], &m[c]);
-            range_add(&ns[c], v);
-            if (c == 0)
-                off = v;
-            range_add(&ratio[c], v / off);
-        }
-    }
-    printf("replay core, %s mode, G1 5859 + G2 23436, %zu requests, %d rounds:\n",
-           data_mode ? "data (cpu)" : "logical", trace->requests, rounds);
-    printf("  %-11s %10s %10s %10s   %s\n", "config", "ns/block", "min", "max",
-           "vs off (min..max of the per-round ratio)");
-    for (int c = 0; c < 3; c++)
-        printf("  %-11s %10.1f %10.1f %10.1f   %.3f..%.3f   %llu batches, %llu events, %llu "
-               "dropped\n",
-               CFG_NAMES[cfgs[c]], ns[c].sum / ns[c].n, ns[c].min, ns[c].max, ratio[c].min,
-               ratio[c].max, (unsigned long long)m[c].batches_published,
-               (unsigned long long)m[c].events_published, (unsigned long long)m[c].batches_dropped);
-}
-
-/* ------------------------------------------------------------------ 2. manager calls */
-
 #define M_BLOCKS 100000u
 #define M_BATCH  16u
-
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct call_stats {
     double ns_per_block, p999_ns, max_ns;
@@ -337,10 +411,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_events: %s: %s\n", trace_path, error);
         return 1;
     }
-    int rounds = quick ? 1 : 5;
-    bench_replay(&trace, false, rounds);
-    bench_replay(&trace, true, quick ? 1 : 3);
-    bench_manager_calls(quick ? 2000 : 20000, rounds);
+    int rounds = quick ? 1 : 7;
+    const char *only = getenv("BENCH_EVENTS_ONLY"); /* "replay" or "manager" */
+    if (only == NULL || strcmp(only, "replay") == 0) {
+        bench_replay(&trace, false, rounds);
+        bench_replay(&trace, true, quick ? 1 : 5);
+    }
+    if (only == NULL || strcmp(only, "manager") == 0)
+        bench_manager_calls(quick ? 2000 : 20000, quick ? 1 : 5);
     trace_free(&trace);
     return 0;
 }

@@ -94,22 +94,35 @@ static bool same_lora(const kvbm_event_record_t *a, const kvbm_event_record_t *b
            a->lora_name == NULL && b->lora_name == NULL;
 }
 
-/* Whether @p r continues the last kept record (same kind and tier; for
- * stored runs, a child of its last hash with the same metadata). */
-static bool continues_last(const kvbm_event_batcher_t *events, const kvbm_event_record_t *r)
+typedef enum merge {
+    MERGE_NONE = 0,
+    MERGE_APPEND = 1,  /* r continues the last record */
+    MERGE_PREPEND = 2, /* r leads into the last record (a stored run, tokenless) */
+} merge_t;
+
+/* How @p r joins the last kept record, if it does: removals of one tier
+ * append; a stored run of one tier whose parent is the last record's last
+ * hash appends, one whose last hash is the last record's parent prepends
+ * (evictions, and so offloads, come tail first), if the metadata agree. */
+static merge_t merge_with_last(const kvbm_event_batcher_t *events, const kvbm_event_record_t *r)
 {
-    if (events->n_kept == 0)
-        return false;
+    if (events->n_kept == 0 || r->count == 0)
+        return MERGE_NONE;
     const kept_record_t *last = &events->kept[events->n_kept - 1];
     const kvbm_event_record_t *prev = &last->record;
-    if (prev->kind != r->kind || prev->medium != r->medium || r->kind == KVBM_EVENT_CLEARED)
-        return false;
+    if (prev->kind != r->kind || prev->medium != r->medium || r->kind == KVBM_EVENT_CLEARED ||
+        prev->count == 0)
+        return MERGE_NONE;
     if (r->kind == KVBM_EVENT_REMOVED)
-        return true;
-    return prev->count > 0 && r->has_parent &&
-           r->parent_hash == events->hashes[last->hash_at + prev->count - 1] &&
-           r->block_size == prev->block_size && same_lora(prev, r) &&
-           (r->n_tokens == 0) == (prev->n_tokens == 0);
+        return MERGE_APPEND;
+    if (r->block_size != prev->block_size || !same_lora(prev, r) ||
+        (r->n_tokens == 0) != (prev->n_tokens == 0))
+        return MERGE_NONE;
+    if (r->has_parent && r->parent_hash == events->hashes[last->hash_at + prev->count - 1])
+        return MERGE_APPEND;
+    if (r->n_tokens == 0 && prev->has_parent && prev->parent_hash == r->hashes[r->count - 1])
+        return MERGE_PREPEND;
+    return MERGE_NONE;
 }
 
 /* Keeps a copy of one record; false (nothing kept) when out of memory. */
@@ -122,14 +135,26 @@ static bool keep(kvbm_event_batcher_t *events, const kvbm_event_record_t *r)
                  sizeof(uint32_t)) ||
         !reserve((void **)&events->names, &events->name_capacity, events->n_names, name_len, 1))
         return false;
-    bool merge = continues_last(events, r);
-    if (!merge && !reserve_record(events))
+    merge_t merge = merge_with_last(events, r);
+    if (merge == MERGE_NONE && !reserve_record(events))
         return false;
+    if (merge == MERGE_PREPEND) {
+        /* The last record's hashes end the buffer: move them up, put r's first. */
+        kept_record_t *last = &events->kept[events->n_kept - 1];
+        uint64_t *at = events->hashes + last->hash_at;
+        memmove(at + r->count, at, last->record.count * sizeof(uint64_t));
+        memcpy(at, r->hashes, r->count * sizeof(uint64_t));
+        last->record.count += r->count;
+        last->record.has_parent = r->has_parent;
+        last->record.parent_hash = r->parent_hash;
+        events->n_hashes += r->count;
+        return true;
+    }
     if (r->count > 0)
         memcpy(events->hashes + events->n_hashes, r->hashes, r->count * sizeof(uint64_t));
     if (r->n_tokens > 0)
         memcpy(events->tokens + events->n_tokens, r->tokens, r->n_tokens * sizeof(uint32_t));
-    if (merge) {
+    if (merge == MERGE_APPEND) {
         kvbm_event_record_t *prev = &events->kept[events->n_kept - 1].record;
         prev->count += r->count;
         prev->n_tokens += r->n_tokens;

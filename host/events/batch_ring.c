@@ -66,20 +66,18 @@ void kvbm__batch_ring_drop_oldest(kvbm__batch_ring_t *ring)
         ring->head = 0;
 }
 
-void kvbm__batch_ring_keep(kvbm__batch_ring_t *ring, uint64_t seq, uint64_t n_events,
-                           kvbm__payload_t *payload)
+bool kvbm__batch_ring_keep_copy(kvbm__batch_ring_t *ring, uint64_t seq, uint64_t n_events,
+                                const kvbm__payload_t *payload)
 {
-    if (ring->capacity == 0) {
-        kvbm__payload_recycle(payload, KEEP_CAPACITY);
-        return;
-    }
+    if (ring->capacity == 0)
+        return true;
     if (ring->count == ring->capacity)
         kvbm__batch_ring_drop_oldest(ring);
     kvbm__batch_t *batch = kvbm__batch_ring_reserve(ring);
-    kvbm__payload_t previous = batch->payload;
-    batch->payload = *payload;
+    if (kvbm__payload_copy_uncached(&batch->payload, payload->data, payload->size) != KVBM_OK)
+        return false;
     batch->seq = seq;
     batch->n_events = n_events;
-    *payload = previous;
     kvbm__batch_ring_commit(ring);
+    return true;
 }

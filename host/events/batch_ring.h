@@ -8,6 +8,7 @@
 #ifndef KVBM_HOST_EVENTS_BATCH_RING_H
 #define KVBM_HOST_EVENTS_BATCH_RING_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "payload.h"
@@ -41,11 +42,13 @@ void kvbm__batch_ring_commit(kvbm__batch_ring_t *ring);
 void kvbm__batch_ring_drop_oldest(kvbm__batch_ring_t *ring);
 
 /*
- * Keeps @p seq, @p n_events and the bytes of *payload as the newest batch,
- * dropping the oldest when full. *payload receives the entry's previous,
- * emptied buffer in exchange. A ring of capacity 0 only empties *payload.
+ * Keeps a copy of @p payload (written around the caches, see
+ * kvbm__payload_copy_uncached) as the newest batch, dropping the oldest when
+ * full; a ring of capacity 0 keeps nothing. Out of memory, the oldest batch
+ * is dropped and the new one not kept (a replay then cannot serve it, as
+ * if the history were shorter); returns false then.
  */
-void kvbm__batch_ring_keep(kvbm__batch_ring_t *ring, uint64_t seq, uint64_t n_events,
-                           kvbm__payload_t *payload);
+bool kvbm__batch_ring_keep_copy(kvbm__batch_ring_t *ring, uint64_t seq, uint64_t n_events,
+                                const kvbm__payload_t *payload);
 
 #endif /* KVBM_HOST_EVENTS_BATCH_RING_H */

@@ -67,12 +67,19 @@ static size_t encoded_bound(const kvbm_event_record_t *records, size_t count)
     return bytes;
 }
 
-static int pack_string(msgpack_packer *pk, const char *text)
+static int pack_string_of(msgpack_packer *pk, const char *text, size_t len)
 {
-    size_t len = strlen(text);
     int rc = msgpack_pack_str(pk, len);
     return rc == 0 ? msgpack_pack_str_body(pk, text, len) : rc;
 }
+
+static int pack_string(msgpack_packer *pk, const char *text)
+{
+    return pack_string_of(pk, text, strlen(text));
+}
+
+/* Tags are constants: their lengths are known at compile time. */
+#define PACK_TAG(pk, tag) pack_string_of((pk), (tag), sizeof(tag) - 1)
 
 static int pack_hashes(msgpack_packer *pk, const uint64_t *hashes, size_t count)
 {
@@ -85,7 +92,7 @@ static int pack_hashes(msgpack_packer *pk, const uint64_t *hashes, size_t count)
 static int pack_stored(msgpack_packer *pk, const kvbm_event_record_t *r)
 {
     int rc = msgpack_pack_array(pk, STORED_FIELDS);
-    rc = rc != 0 ? rc : pack_string(pk, TAG_STORED);
+    rc = rc != 0 ? rc : PACK_TAG(pk, TAG_STORED);
     rc = rc != 0 ? rc : pack_hashes(pk, r->hashes, r->count);
     if (rc == 0)
         rc = r->has_parent ? msgpack_pack_uint64(pk, r->parent_hash) : msgpack_pack_nil(pk);
@@ -104,7 +111,7 @@ static int pack_stored(msgpack_packer *pk, const kvbm_event_record_t *r)
 static int pack_removed(msgpack_packer *pk, const kvbm_event_record_t *r)
 {
     int rc = msgpack_pack_array(pk, REMOVED_FIELDS);
-    rc = rc != 0 ? rc : pack_string(pk, TAG_REMOVED);
+    rc = rc != 0 ? rc : PACK_TAG(pk, TAG_REMOVED);
     rc = rc != 0 ? rc : pack_hashes(pk, r->hashes, r->count);
     rc = rc != 0 ? rc : pack_string(pk, kvbm_medium_name(r->medium));
     return rc;
@@ -113,7 +120,7 @@ static int pack_removed(msgpack_packer *pk, const kvbm_event_record_t *r)
 static int pack_cleared(msgpack_packer *pk)
 {
     int rc = msgpack_pack_array(pk, 1);
-    return rc != 0 ? rc : pack_string(pk, TAG_CLEARED);
+    return rc != 0 ? rc : PACK_TAG(pk, TAG_CLEARED);
 }
 
 kvbm_status_t kvbm__events_encode(kvbm__payload_t *out, double ts,

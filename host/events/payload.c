@@ -4,6 +4,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #define PAYLOAD_MIN_CAPACITY 256
 
@@ -28,11 +31,66 @@ kvbm_status_t kvbm__payload_reserve(kvbm__payload_t *payload, size_t bytes)
 int kvbm__payload_write(void *payload, const char *bytes, size_t len)
 {
     kvbm__payload_t *p = payload;
-    if (kvbm__payload_reserve(p, len) != KVBM_OK)
+    /* The encoder reserves a bound first, so growing here is the rare path. */
+    if (__builtin_expect(len > p->capacity - p->size, 0) &&
+        kvbm__payload_reserve(p, len) != KVBM_OK)
         return -1;
-    memcpy(p->data + p->size, bytes, len);
+    char *to = p->data + p->size;
+    /* msgpack-c writes one value at a time, mostly 1, 2, 3, 5 or 9 bytes:
+     * copies of a constant size compile to a few moves, where memcpy with a
+     * variable size is a library call each. */
+    switch (len) {
+    case 1:
+        to[0] = bytes[0];
+        break;
+    case 2:
+        memcpy(to, bytes, 2);
+        break;
+    case 3:
+        memcpy(to, bytes, 3);
+        break;
+    case 5:
+        memcpy(to, bytes, 5);
+        break;
+    case 9:
+        memcpy(to, bytes, 9);
+        break;
+    default:
+        memcpy(to, bytes, len);
+        break;
+    }
     p->size += len;
     return 0;
+}
+
+kvbm_status_t kvbm__payload_copy_uncached(kvbm__payload_t *payload, const char *bytes, size_t size)
+{
+    payload->size = 0;
+    kvbm_status_t status = kvbm__payload_reserve(payload, size);
+    if (status != KVBM_OK)
+        return status;
+    size_t done = 0;
+#if defined(__x86_64__)
+    /* malloc'd memory is 16-byte aligned on x86-64: stream whole 16-byte
+     * chunks, copy the tail normally. The caller fences once (sfence) after
+     * a group of copies, before another thread may read them. */
+    if (((uintptr_t)payload->data & 15u) == 0) {
+        for (; done + 16 <= size; done += 16) {
+            __m128i chunk = _mm_loadu_si128((const __m128i *)(const void *)(bytes + done));
+            _mm_stream_si128((__m128i *)(void *)(payload->data + done), chunk);
+        }
+    }
+#endif
+    memcpy(payload->data + done, bytes + done, size - done);
+    payload->size = size;
+    return KVBM_OK;
+}
+
+void kvbm__payload_store_fence(void)
+{
+#if defined(__x86_64__)
+    _mm_sfence();
+#endif
 }
 
 void kvbm__payload_recycle(kvbm__payload_t *payload, size_t keep_capacity)

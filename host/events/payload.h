@@ -22,6 +22,18 @@ kvbm_status_t kvbm__payload_reserve(kvbm__payload_t *payload, size_t bytes);
 /* msgpack_packer_write callback: appends @p len bytes; -1 when out of memory. */
 int kvbm__payload_write(void *payload, const char *bytes, size_t len);
 
+/*
+ * Makes @p payload a copy of @p size bytes at @p bytes, writing around the
+ * CPU caches where the machine can (x86-64 streaming stores): the replay
+ * history is written once per batch and read only by a rare replay
+ * request, so caching it would only evict the engine's own hot data.
+ * KVBM_ERR_NO_MEMORY leaves the payload as it was.
+ */
+kvbm_status_t kvbm__payload_copy_uncached(kvbm__payload_t *payload, const char *bytes, size_t size);
+
+/* Orders the streaming stores of kvbm__payload_copy_uncached before later ones. */
+void kvbm__payload_store_fence(void);
+
 /* Empties the payload for reuse, giving back memory above @p keep_capacity. */
 void kvbm__payload_recycle(kvbm__payload_t *payload, size_t keep_capacity);
 

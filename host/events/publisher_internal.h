@@ -16,6 +16,12 @@
 /* Batches the thread takes out of the queue per lock acquisition. */
 #define KVBM__PUBLISHER_TAKE_MAX 64
 
+/* A producer wakes the napping thread once this many encoded bytes wait:
+ * the queue's buffers are reused from its first slots whenever it empties,
+ * so keeping it short keeps them in the producer's cache, instead of a
+ * millisecond of batches cycling through (and evicting) its L2. */
+#define KVBM__PUBLISHER_WAKE_BYTES (32u << 10)
+
 struct kvbm_publisher {
     /* Immutable after create. */
     char *endpoint;        /* as bound or connected (after the rank offset) */
@@ -43,6 +49,7 @@ struct kvbm_publisher {
     pthread_mutex_t lock;
     pthread_cond_t progressed;        /* done_seq advanced, for flush */
     kvbm__batch_ring_t queue;         /* encoded, not yet sent; seq increasing */
+    size_t queued_bytes;              /* payload bytes in the queue */
     uint64_t next_seq;                /* the next batch's sequence number */
     uint64_t done_seq;                /* every seq below it was sent or dropped */
     bool sleeping;                    /* the thread waits for wake_fd with no timeout: wake it */

@@ -164,7 +164,8 @@ static void wait_for_work(kvbm_publisher_t *p, int timeout_ms)
 }
 
 /* Moves up to KVBM__PUBLISHER_TAKE_MAX batches out of the queue (with the
- * lock held), swapping their payloads with the thread's empty ones. */
+ * lock held), swapping their payloads with the thread's, which are the
+ * buffers it sent last round: the queue gets warm buffers back. */
 static size_t take_batches(kvbm_publisher_t *p, uint64_t seqs[], uint64_t n_events[],
                            uint64_t *done_after)
 {
@@ -176,6 +177,7 @@ static size_t take_batches(kvbm_publisher_t *p, uint64_t seqs[], uint64_t n_even
         p->taken[n] = swap;
         seqs[n] = batch->seq;
         n_events[n] = batch->n_events;
+        p->queued_bytes -= p->taken[n].size;
         kvbm__batch_ring_drop_oldest(&p->queue);
         n++;
     }
@@ -213,7 +215,7 @@ void *kvbm__publisher_thread(void *publisher)
         size_t n = take_batches(p, seqs, n_events, &done_after);
         kvbm__mutex_unlock(&p->lock);
 
-        uint64_t published = 0, events = 0, errors = 0;
+        uint64_t published = 0, events = 0, errors = 0, history_lost = 0;
         for (size_t i = 0; i < n; i++) {
             if (send_batch(p, seqs[i], &p->taken[i])) {
                 published++;
@@ -221,14 +223,19 @@ void *kvbm__publisher_thread(void *publisher)
             } else {
                 errors++;
             }
-            /* Kept even if the socket refused it: a replay can still serve it. */
-            kvbm__batch_ring_keep(&p->history, seqs[i], n_events[i], &p->taken[i]);
+            /* Kept even if the socket refused it: a replay can still serve it.
+             * The history gets a copy, so the buffer goes back to the queue
+             * still hot in the caches for the next producer. */
+            history_lost +=
+                !kvbm__batch_ring_keep_copy(&p->history, seqs[i], n_events[i], &p->taken[i]);
         }
+        kvbm__payload_store_fence();
 
         kvbm__mutex_lock(&p->lock);
         p->metrics.batches_published += published;
         p->metrics.events_published += events;
         p->metrics.send_errors += errors;
+        p->metrics.history_lost += history_lost;
         assert(done_after >= p->done_seq);
         p->done_seq = done_after;
         if (p->flush_waiters > 0)

@@ -78,9 +78,10 @@ typedef void (*kvbm_event_record_fn)(void *ctx, const kvbm_event_record_t *recor
  * kvbm_event_batcher_sink() as the managers' sink, then
  * kvbm_event_batcher_flush() hands everything gathered to the real sink in
  * one call. The records are copied (their pointers need not outlive the
- * calls); adjacent records that continue each other are merged (removals
- * from one tier; stored runs of one tier where the next run's parent is the
- * last hash of the previous one). Buffers keep their capacity, so a steady
+ * calls); adjacent records that continue each other are merged: removals
+ * from one tier, and stored runs of one tier where one run's parent is the
+ * other's last hash (either order: evictions, and so offloads, come tail
+ * first; a run prepended must carry no tokens). Buffers keep their capacity, so a steady
  * state allocates nothing. Records keep no block ids.
  *
  * Not thread-safe: the owner serialises the sink, flush and destroy (a

@@ -103,6 +103,7 @@ typedef struct kvbm_publisher_config {
     X(replay_requests, counter, "replay requests served")                                          \
     X(replay_batches, counter, "batches sent again to replay requests")                            \
     X(replay_invalid, counter, "malformed replay requests ignored")                                \
+    X(history_lost, counter, "batches sent but not kept for replay (out of memory)")               \
     X(queued_batches, gauge, "batches waiting for the publisher thread")                           \
     X(next_seq, gauge, "sequence number the next batch will get")
 
