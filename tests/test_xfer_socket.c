@@ -15,7 +15,7 @@
 #include "kvbm/backend.h"
 #include "kvbm/layout.h"
 #include "kvbm_test.h"
-#include "xfer/internal.h"
+#include "xfer/fault.h"
 #include "xfer_ranks.h"
 
 #define LIMIT_S 25.0

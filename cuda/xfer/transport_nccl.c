@@ -26,7 +26,8 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "cuda_mem/check.h"
-#include "xfer/internal.h"
+#include "xfer/fault.h"
+#include "xfer/object.h"
 
 typedef struct nccl_state {
     int device;
@@ -224,7 +225,7 @@ static void nccl_fini(kvbm_xfer_t *xfer)
 }
 
 /* One group of sends or receives for a plan, then wait for the stream. */
-static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_plan_t *plan,
+static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_plan_t *plan,
                                bool send)
 {
     nccl_state_t *st = xfer->transport_state;
@@ -240,13 +241,13 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
     if (status != KVBM_OK)
         return status;
     for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
-        const kvbm__xfer_chunk_t *c = &plan->chunks[i];
+        const kvbm_copy_t *piece = &plan->pieces[i];
         if (send)
-            KVBM_NCCL_CHECK(ncclSend(c->ptr, c->len, ncclUint8, peer, st->comm, st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                ncclSend(piece->src, piece->bytes, ncclUint8, peer, st->comm, st->stream), status);
         else
-            KVBM_NCCL_CHECK(ncclRecv(c->ptr, c->len, ncclUint8, peer, st->comm, st->stream),
-                            status);
+            KVBM_NCCL_CHECK(
+                ncclRecv(piece->dst, piece->bytes, ncclUint8, peer, st->comm, st->stream), status);
     }
     /* The group must be closed even after a failed enqueue. */
     kvbm_status_t end = KVBM_OK;
@@ -288,6 +289,8 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__xfer_pla
 static kvbm_status_t nccl_data_begin(kvbm_xfer_t *xfer, bool wait)
 {
     nccl_state_t *st = xfer->transport_state;
+    if (!wait && kvbm__xfer_fault_take_busy())
+        return KVBM_ERR_BUSY;
     if (wait) {
         kvbm__mutex_lock(&st->lock);
         return KVBM_OK;
@@ -301,12 +304,23 @@ static void nccl_data_end(kvbm_xfer_t *xfer)
     kvbm__mutex_unlock(&st->lock);
 }
 
-static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t nccl_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
-    return nccl_move(xfer, peer, plan, true);
+    size_t allowed = kvbm__xfer_fault_clip(plan->bytes);
+    if (allowed == plan->bytes)
+        return nccl_move(xfer, peer, plan, true);
+    /* Fault injection: the whole pieces that fit in the allowed bytes go
+     * out (a cut piece would not match its receive), then the fault fires. */
+    kvbm__copy_plan_t prefix = {.pieces = plan->pieces};
+    while (prefix.count < plan->count && prefix.bytes + plan->pieces[prefix.count].bytes <= allowed)
+        prefix.bytes += plan->pieces[prefix.count++].bytes;
+    kvbm_status_t status = prefix.count > 0 ? nccl_move(xfer, peer, &prefix, true) : KVBM_OK;
+    if (status == KVBM_OK)
+        kvbm__xfer_fault_fire();
+    return status;
 }
 
-static kvbm_status_t nccl_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t nccl_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
     return nccl_move(xfer, peer, plan, false);
 }
@@ -334,6 +348,7 @@ static void nccl_scratch_free(kvbm_xfer_t *xfer, void *ptr)
 }
 
 const kvbm__xfer_ops_t kvbm__xfer_nccl_ops = {
+    .version = KVBM__XFER_OPS_VERSION,
     .name = "nccl",
     .transport = KVBM_XFER_NCCL,
     .mem_kind = KVBM_XFER_MEM_DEVICE,

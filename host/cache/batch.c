@@ -142,23 +142,21 @@ kvbm_status_t kvbm__cache_batch_submit(kvbm_cache_t *cache, cache_batch_t *batch
     return KVBM_OK;
 }
 
-/* A failed onboarding leaves garbage in its G1 blocks: withdraw their hashes,
- * remember the failure for kvbm_cache_check(), and make sure no later
- * offload in flight stores that garbage in G2. */
-static void onboard_failed(kvbm_cache_t *cache, cache_batch_t *batch)
+void kvbm__cache_onboard_failed(kvbm_cache_t *cache, const uint32_t *g1_ids, size_t n,
+                                cache_batch_t *later)
 {
-    kvbm_manager_invalidate(cache->g1, batch->g1_ids, batch->n_copy);
-    for (size_t i = 0; i < batch->n_copy; i++)
-        cache->load_failed[batch->g1_ids[i]] = 1;
-    for (cache_batch_t *later = batch->next; later != NULL; later = later->next) {
+    kvbm_manager_invalidate(cache->g1, g1_ids, n);
+    for (size_t i = 0; i < n; i++)
+        cache->load_failed[g1_ids[i]] = 1;
+    for (; later != NULL; later = later->next) {
         if (later->kind != BATCH_OFFLOAD)
             continue;
         for (size_t j = 0; j < later->n; j++)
-            for (size_t i = 0; i < batch->n_copy; i++)
-                if (later->g1_ids[j] == batch->g1_ids[i])
+            for (size_t i = 0; i < n; i++)
+                if (later->g1_ids[j] == g1_ids[i])
                     later->poisoned[j] = 1;
     }
-    cache->metrics.failed_copies += batch->n_copy;
+    cache->metrics.failed_copies += n;
 }
 
 static void process_offload(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_status_t result)
@@ -194,7 +192,7 @@ static void process_onboard(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_stat
         cache->metrics.onboards += batch->n_copy;
         cache->metrics.onboard_bytes += (uint64_t)batch->n_copy * cache->block_bytes;
     } else {
-        onboard_failed(cache, batch);
+        kvbm__cache_onboard_failed(cache, batch->g1_ids, batch->n_copy, batch->next);
     }
     for (size_t i = 0; i < batch->n_copy; i++)
         if (cache->loading_seq[batch->g1_ids[i]] == batch->seq)

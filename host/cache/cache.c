@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/config.h"
 #include "core/prometheus.h"
 #include "internal.h"
 
@@ -43,13 +44,22 @@ static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config
     return kvbm_manager_create(&mc, out);
 }
 
-kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out)
+/* sizeof(kvbm_cache_config_t) at each published version (core/config.h). */
+static const size_t cache_config_sizes[] = {sizeof(kvbm_cache_config_t)};
+
+kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
 {
-    if (config == NULL || cache_out == NULL || config->backend == NULL)
+    if (caller_config == NULL || cache_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size < sizeof(kvbm_cache_config_t) ||
-        config->version != KVBM_CACHE_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_cache_config_t defaults = KVBM_CACHE_CONFIG_INIT;
+    kvbm_cache_config_t imported;
+    kvbm_status_t status =
+        KVBM__CONFIG_IMPORT(caller_config, cache_config_sizes, &defaults, &imported);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_cache_config_t *config = &imported;
+    if (config->backend == NULL)
+        return KVBM_ERR_INVALID_ARG;
     if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
         return KVBM_ERR_INVALID_ARG;
@@ -61,7 +71,6 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t 
     cache->mode = config->offload_mode;
     cache->next_seq = 1;
 
-    kvbm_status_t status = KVBM_OK;
     if (config->on_events != NULL) {
         status = kvbm_event_batcher_create(config->on_events, config->events_ctx, &cache->events);
         if (status != KVBM_OK)
@@ -330,10 +339,7 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     cache->metrics.g2_hits += k2;
     cache_batch_t *batch = NULL;
     if (kvbm__cache_batch_new(cache, BATCH_ONBOARD, k2, &batch) != KVBM_OK) {
-        kvbm_manager_invalidate(cache->g1, fresh, k2);
-        for (size_t j = 0; j < k2; j++)
-            cache->load_failed[fresh[j]] = 1;
-        cache->metrics.failed_copies += k2;
+        kvbm__cache_onboard_failed(cache, fresh, k2, NULL);
         kvbm_manager_release(cache->g2, g2_ids, k2);
         return KVBM_OK;
     }
@@ -348,10 +354,7 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
         batch->n_copy++;
     }
     if (kvbm__cache_batch_submit(cache, batch) != KVBM_OK) {
-        kvbm_manager_invalidate(cache->g1, batch->g1_ids, batch->n_copy);
-        for (size_t j = 0; j < batch->n_copy; j++)
-            cache->load_failed[batch->g1_ids[j]] = 1;
-        cache->metrics.failed_copies += batch->n_copy;
+        kvbm__cache_onboard_failed(cache, batch->g1_ids, batch->n_copy, NULL);
         kvbm_manager_release(cache->g2, g2_ids, k2);
         kvbm__cache_batch_unref(cache, batch);
         return KVBM_OK;

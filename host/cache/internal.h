@@ -90,6 +90,13 @@ void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch);
 /* Enqueues the batch's copies (after the needed stream waits) and appends it
  * to the FIFO. On error nothing is enqueued and the caller still owns it. */
 kvbm_status_t kvbm__cache_batch_submit(kvbm_cache_t *cache, cache_batch_t *batch);
+/* A failed onboarding leaves garbage in its G1 blocks @p g1_ids: withdraw
+ * their hashes, remember the failure for kvbm_cache_check(), and poison the
+ * offloads in flight from @p later on that read them, so the garbage never
+ * reaches G2. For an onboarding that could not even be issued, @p later is
+ * NULL (no offload can have read its blocks since). */
+void kvbm__cache_onboard_failed(kvbm_cache_t *cache, const uint32_t *g1_ids, size_t n,
+                                cache_batch_t *later);
 /* Processes completed batches in order; stops at the first pending one. */
 void kvbm__cache_reap(kvbm_cache_t *cache);
 /* Waits (dropping the lock meanwhile) until batches up to @p seq are processed. */

@@ -17,6 +17,7 @@
 #include <zmq.h>
 
 #include "core/check.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "encode.h"
 #include "endpoint.h"
@@ -42,13 +43,19 @@ kvbm_status_t kvbm__zmq_error(const char *what, const char *detail)
     }
 }
 
-static kvbm_status_t check_config(const kvbm_publisher_config_t *config)
+/* The sizeof each published version of kvbm_publisher_config_t had (core/config.h). */
+static const size_t publisher_config_sizes[] = {sizeof(kvbm_publisher_config_t)};
+
+/* Imports the caller's config (any published version), then checks it. */
+static kvbm_status_t import_config(const kvbm_publisher_config_t *caller,
+                                   kvbm_publisher_config_t *config)
 {
-    if (config == NULL)
+    if (caller == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size < sizeof(kvbm_publisher_config_t) ||
-        config->version != KVBM_PUBLISHER_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_publisher_config_t defaults = KVBM_PUBLISHER_CONFIG_INIT;
+    kvbm_status_t status = KVBM__CONFIG_IMPORT(caller, publisher_config_sizes, &defaults, config);
+    if (status != KVBM_OK)
+        return status;
     if (config->endpoint == NULL || config->queue_depth == 0 || config->hwm < 0 ||
         config->linger_ms < 0 || config->data_parallel_rank < KVBM_PUBLISHER_NO_RANK ||
         config->max_delay_ms > INT_MAX)
@@ -141,14 +148,16 @@ static void close_sockets(kvbm_publisher_t *p)
         zmq_ctx_term(p->zmq_context); /* waits up to the linger for queued messages */
 }
 
-kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *config,
+kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *caller_config,
                                     kvbm_publisher_t **publisher_out)
 {
     if (publisher_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    kvbm_status_t status = check_config(config);
+    kvbm_publisher_config_t imported;
+    kvbm_status_t status = import_config(caller_config, &imported);
     if (status != KVBM_OK)
         return status;
+    const kvbm_publisher_config_t *config = &imported;
     kvbm_publisher_t *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;

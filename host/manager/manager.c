@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/config.h"
+#include "policy/config.h"
 #include "internal.h"
 
 _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
@@ -43,13 +45,27 @@ static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32
 
 /* ------------------------------------------------------------------ create */
 
-static kvbm_status_t check_config(const kvbm_manager_config_t *config)
+/* sizeof(kvbm_manager_config_t) at each published version (core/config.h). */
+static const size_t manager_config_sizes[] = {sizeof(kvbm_manager_config_t)};
+
+/* Imports the caller's config (and its policy config; struct_size 0 there
+ * means the defaults), then checks it. */
+static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
+                                   kvbm_manager_config_t *config)
 {
-    if (config == NULL)
+    if (caller == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size < sizeof(kvbm_manager_config_t) ||
-        config->version != KVBM_MANAGER_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_manager_config_t defaults = KVBM_MANAGER_CONFIG_INIT;
+    kvbm_status_t status = KVBM__CONFIG_IMPORT(caller, manager_config_sizes, &defaults, config);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_policy_config_t policy_config = config->policy_config;
+    if (policy_config.struct_size == 0)
+        config->policy_config = defaults.policy_config;
+    else
+        status = kvbm__policy_config_import(&policy_config, &config->policy_config);
+    if (status != KVBM_OK)
+        return status;
     if (config->num_blocks == 0 || config->num_blocks > KVBM_MANAGER_MAX_BLOCKS)
         return KVBM_ERR_INVALID_ARG;
     if (config->duplication != KVBM_DUPLICATION_ALLOW &&
@@ -59,20 +75,19 @@ static kvbm_status_t check_config(const kvbm_manager_config_t *config)
         return KVBM_ERR_INVALID_ARG;
     if (config->policy != NULL && config->policy->version != KVBM_POLICY_OPS_VERSION)
         return KVBM_ERR_VERSION;
-    if (config->policy_config.struct_size != 0 &&
-        (config->policy_config.struct_size < sizeof(kvbm_policy_config_t) ||
-         config->policy_config.version != KVBM_POLICY_CONFIG_VERSION))
-        return KVBM_ERR_VERSION;
     return KVBM_OK;
 }
 
-kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_manager_t **manager_out)
+kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
+                                  kvbm_manager_t **manager_out)
 {
     if (manager_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    kvbm_status_t status = check_config(config);
+    kvbm_manager_config_t imported;
+    kvbm_status_t status = import_config(caller_config, &imported);
     if (status != KVBM_OK)
         return status;
+    const kvbm_manager_config_t *config = &imported;
 
     kvbm_manager_t *manager = calloc(1, sizeof(*manager));
     if (manager == NULL)
@@ -96,10 +111,8 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config, kvbm_mana
     if (status != KVBM_OK)
         goto err_free_blocks;
 
-    kvbm_policy_config_t policy_config = KVBM_POLICY_CONFIG_INIT;
-    if (config->policy_config.struct_size != 0)
-        policy_config = config->policy_config;
-    status = manager->policy->create(&policy_config, config->num_blocks, &manager->policy_state);
+    status =
+        manager->policy->create(&config->policy_config, config->num_blocks, &manager->policy_state);
     if (status != KVBM_OK)
         goto err_destroy_registry;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&manager->lock, NULL), status);
@@ -140,42 +153,27 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
     free(manager);
 }
 
-/* ------------------------------------------------------------------ pool moves */
+/* ------------------------------------------------------------------ state transitions */
 
-static void push_reset(kvbm_manager_t *manager, uint32_t id)
-{
-    kvbm__block_t *block = &manager->blocks[id];
-    block->state = BLOCK_RESET;
-    block->refcount = 0;
-    block->has_parent = 0;
-    block->next_duplicate = manager->reset_head;
-    manager->reset_head = id;
-    manager->reset_count++;
-}
+/*
+ * The block state machine (manager.h draws it). These functions are the only
+ * code that changes a block's state, moves it between pools or changes the
+ * pool counts; each asserts the states it may start from.
+ */
 
-static uint32_t pop_reset(kvbm_manager_t *manager)
+/* Takes a registered block's hash away from it, promoting a duplicate. When
+ * no other block carries the hash, it left the tier: a removed event. */
+static void unregister_block(kvbm_manager_t *manager, uint32_t id)
 {
-    uint32_t id = manager->reset_head;
-    assert(id != KVBM_BLOCK_NONE && manager->reset_count > 0);
-    manager->reset_head = manager->blocks[id].next_duplicate;
-    manager->blocks[id].next_duplicate = KVBM_BLOCK_NONE;
-    manager->reset_count--;
-    return id;
-}
-
-/* Takes a registered block's hash away from it, promoting a duplicate.
- * Returns whether the hash left the tier (no other block carries it). */
-static bool unregister_block(kvbm_manager_t *manager, uint32_t id)
-{
-    bool left = false;
     kvbm__block_t *block = &manager->blocks[id];
     uint32_t first = kvbm__registry_first(manager->registry, block->entry);
     assert(first == kvbm__registry_find(manager->registry, block->seq_hash));
     if (first == id) {
-        left = block->next_duplicate == KVBM_BLOCK_NONE;
-        if (left)
+        if (block->next_duplicate == KVBM_BLOCK_NONE) {
             kvbm__registry_remove(manager->registry, block->entry);
-        else
+            if (manager->events != NULL)
+                kvbm__manager_events_removed(manager->events, id, block->seq_hash);
+        } else
             kvbm__registry_set_first(manager->registry, block->entry, block->next_duplicate);
     } else {
         uint32_t walk = first;
@@ -186,17 +184,109 @@ static bool unregister_block(kvbm_manager_t *manager, uint32_t id)
         manager->blocks[walk].next_duplicate = block->next_duplicate;
     }
     block->next_duplicate = KVBM_BLOCK_NONE;
-    return left;
 }
 
-/* Moves an inactive block to the active pool with one reference. */
-static void activate_inactive(kvbm_manager_t *manager, uint32_t id)
+/* reset -> mutable (allocate): the top of the reset stack, with one reference. */
+static uint32_t block_reset_to_mutable(kvbm_manager_t *manager)
 {
-    assert(manager->blocks[id].state == BLOCK_REGISTERED && manager->blocks[id].refcount == 0);
+    uint32_t id = manager->reset_head;
+    assert(id != KVBM_BLOCK_NONE && manager->reset_count > 0);
+    kvbm__block_t *block = &manager->blocks[id];
+    assert(block->state == BLOCK_RESET);
+    manager->reset_head = block->next_duplicate;
+    block->next_duplicate = KVBM_BLOCK_NONE;
+    manager->reset_count--;
+    block->state = BLOCK_MUTABLE;
+    block->refcount = 1;
+    manager->active_count++;
+    return id;
+}
+
+/* inactive -> mutable (allocate evicts): the policy already gave the block up
+ * as its victim; it loses its hash and gets one reference. */
+static void block_inactive_to_mutable(kvbm_manager_t *manager, uint32_t id)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
+    unregister_block(manager, id);
+    manager->inactive_count--;
+    block->state = BLOCK_MUTABLE;
+    block->refcount = 1;
+    block->has_parent = 0;
+    manager->active_count++;
+}
+
+/* mutable -> registered, still held (register): its registry entry is already
+ * in place; the block takes the hash and its lineage. */
+static void block_mutable_to_registered(kvbm_manager_t *manager, uint32_t id, uint64_t hash,
+                                        uint64_t parent, bool has_parent, uint8_t priority)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    assert(block->state == BLOCK_MUTABLE && block->refcount == 1);
+    block->state = BLOCK_REGISTERED;
+    block->seq_hash = hash;
+    block->parent_hash = parent;
+    block->has_parent = has_parent;
+    block->priority = priority;
+}
+
+/* inactive -> active (acquire, match, scan, dedup): out of the policy, with
+ * one reference. */
+static void block_to_active(kvbm_manager_t *manager, uint32_t id)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
     manager->policy->remove(manager->policy_state, id);
     manager->inactive_count--;
     manager->active_count++;
-    manager->blocks[id].refcount = 1;
+    block->refcount = 1;
+}
+
+/* active -> inactive (release of the last reference of a registered block):
+ * into the policy. */
+static void block_to_inactive(kvbm_manager_t *manager, uint32_t id)
+{
+    assert(manager->blocks[id].state == BLOCK_REGISTERED && manager->blocks[id].refcount == 0);
+    kvbm_policy_entry_t entry = policy_entry_of(manager, id);
+    manager->policy->insert(manager->policy_state, &entry);
+    manager->active_count--;
+    manager->inactive_count++;
+}
+
+/*
+ * -> reset, on top of the stack (LIFO: recently freed, cache-warm blocks go
+ * out first). From mutable or withdrawn when their last reference goes
+ * (release, or the reference a deduplicated registration moved away); from
+ * inactive (invalidate, reset_inactive), when the policy has already given
+ * the block up: then it loses its hash here.
+ */
+static void block_to_reset(kvbm_manager_t *manager, uint32_t id)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    if (block->state == BLOCK_REGISTERED) {
+        assert(block->refcount == 0);
+        unregister_block(manager, id);
+        manager->inactive_count--;
+    } else {
+        assert(block->state == BLOCK_MUTABLE || block->state == BLOCK_WITHDRAWN);
+        manager->active_count--;
+    }
+    block->state = BLOCK_RESET;
+    block->refcount = 0;
+    block->has_parent = 0;
+    block->next_duplicate = manager->reset_head;
+    manager->reset_head = id;
+    manager->reset_count++;
+}
+
+/* registered and held -> withdrawn (invalidate): the hash goes, the holders
+ * keep their references; the last release sends the block to reset. */
+static void block_to_withdrawn(kvbm_manager_t *manager, uint32_t id)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    assert(block->state == BLOCK_REGISTERED && block->refcount > 0);
+    unregister_block(manager, id);
+    block->state = BLOCK_WITHDRAWN;
 }
 
 /* Adds one reference to a registered block, telling the policy of the access
@@ -210,7 +300,7 @@ static void acquire_registered(kvbm_manager_t *manager, uint32_t id, bool touch)
         manager->policy->touch(manager->policy_state, &entry, inactive);
     }
     if (inactive)
-        activate_inactive(manager, id);
+        block_to_active(manager, id);
     else
         block->refcount++;
 }
@@ -230,12 +320,8 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     }
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
     size_t n_evicted = 0;
-    for (size_t i = 0; i < from_reset; i++) {
-        uint32_t id = pop_reset(manager);
-        manager->blocks[id].state = BLOCK_MUTABLE;
-        manager->blocks[id].refcount = 1;
-        ids_out[i] = id;
-    }
+    for (size_t i = 0; i < from_reset; i++)
+        ids_out[i] = block_reset_to_mutable(manager);
     /* Evict in two passes so the cache misses overlap: first take every
      * victim from the policy (and start loading its metadata), then
      * unregister them, loading registry entries a few victims ahead. */
@@ -255,20 +341,13 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
             kvbm__registry_prefetch_neighbours(
                 manager->registry, manager->blocks[ids_out[i + PREFETCH_DISTANCE / 2]].entry);
         uint32_t id = ids_out[i];
-        kvbm__block_t *block = &manager->blocks[id];
-        assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
-        if (unregister_block(manager, id) && manager->events != NULL)
-            kvbm__manager_events_removed(manager->events, id, block->seq_hash);
-        manager->inactive_count--;
+        const kvbm__block_t *block = &manager->blocks[id];
         if (evicted_out != NULL)
             evicted_out[n_evicted] =
                 (kvbm_evicted_t){id, block->seq_hash, block->parent_hash, block->has_parent != 0};
+        block_inactive_to_mutable(manager, id);
         n_evicted++;
-        block->state = BLOCK_MUTABLE;
-        block->refcount = 1;
-        block->has_parent = 0;
     }
-    manager->active_count += (uint32_t)count;
     manager->metrics.allocations += count;
     manager->metrics.allocations_from_reset += from_reset;
     manager->metrics.evictions += n_evicted;
@@ -389,8 +468,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
             if (manager->duplication == KVBM_DUPLICATION_REJECT) {
                 /* The caller's reference moves to the existing block. */
                 acquire_registered(manager, existing, true);
-                push_reset(manager, id);
-                manager->active_count--;
+                block_to_reset(manager, id);
                 manager->metrics.dedups++;
                 ids_out[i] = existing;
                 continue;
@@ -400,11 +478,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
             manager->blocks[existing].next_duplicate = id;
             manager->metrics.duplicates++;
         }
-        block->state = BLOCK_REGISTERED;
-        block->seq_hash = hashes[i];
-        block->parent_hash = parent;
-        block->has_parent = has_parent;
-        block->priority = priority;
+        block_mutable_to_registered(manager, id, hashes[i], parent, has_parent, priority);
         manager->metrics.registrations++;
         kvbm_policy_entry_t entry = policy_entry_of(manager, id);
         manager->policy->touch(manager->policy_state, &entry, false);
@@ -489,14 +563,10 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
         kvbm__block_t *block = &manager->blocks[id];
         if (--block->refcount > 0)
             continue;
-        manager->active_count--;
-        if (block->state == BLOCK_MUTABLE || block->state == BLOCK_WITHDRAWN) {
-            push_reset(manager, id);
-        } else {
-            kvbm_policy_entry_t entry = policy_entry_of(manager, id);
-            manager->policy->insert(manager->policy_state, &entry);
-            manager->inactive_count++;
-        }
+        if (block->state == BLOCK_REGISTERED)
+            block_to_inactive(manager, id);
+        else
+            block_to_reset(manager, id);
     }
     manager->metrics.releases += count;
     manager_unlock(manager);
@@ -591,14 +661,11 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
         kvbm__block_t *block = &manager->blocks[id];
         if (block->state != BLOCK_REGISTERED)
             continue;
-        if (unregister_block(manager, id) && manager->events != NULL)
-            kvbm__manager_events_removed(manager->events, id, block->seq_hash);
         if (block->refcount == 0) {
             manager->policy->remove(manager->policy_state, id);
-            manager->inactive_count--;
-            push_reset(manager, id);
+            block_to_reset(manager, id);
         } else {
-            block->state = BLOCK_WITHDRAWN;
+            block_to_withdrawn(manager, id);
         }
     }
     if (manager->events != NULL)
@@ -653,13 +720,8 @@ kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
         return KVBM_ERR_BUSY;
     }
     uint32_t id;
-    while (manager->policy->pop_victim(manager->policy_state, &id)) {
-        uint64_t hash = manager->blocks[id].seq_hash;
-        if (unregister_block(manager, id) && manager->events != NULL)
-            kvbm__manager_events_removed(manager->events, id, hash);
-        push_reset(manager, id);
-        manager->inactive_count--;
-    }
+    while (manager->policy->pop_victim(manager->policy_state, &id))
+        block_to_reset(manager, id);
     assert(manager->inactive_count == 0);
     if (manager->events != NULL)
         kvbm__manager_events_deliver(manager->events);

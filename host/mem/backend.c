@@ -12,6 +12,8 @@
 #include <strings.h>
 
 #include "backend_ops.h"
+#include "copy_plan.h"
+#include "core/config.h"
 
 struct kvbm_backend {
     const kvbm__backend_ops_t *ops; /* immutable after create */
@@ -66,51 +68,74 @@ static kvbm_backend_kind_t kind_from_env(kvbm_backend_kind_t asked)
     return KVBM_BACKEND_AUTO;
 }
 
+/* Installs one backend: checks its table's version, then opens it. */
 static kvbm_status_t open_ops(const kvbm__backend_ops_t *ops, const kvbm_backend_config_t *config,
                               void **state_out)
 {
+    if (ops->version != KVBM_BACKEND_OPS_VERSION)
+        return KVBM_ERR_VERSION;
     return ops->open(config, state_out);
 }
 
-kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *config, kvbm_backend_t **backend_out)
+/* Opens the backend of @p kind, or for AUTO the first in KVBM__BACKEND_LIST
+ * that opens. Sets the outputs only on success. */
+static kvbm_status_t open_backend(kvbm_backend_kind_t kind, const kvbm_backend_config_t *config,
+                                  const kvbm__backend_ops_t **ops_out, void **state_out,
+                                  kvbm_backend_kind_t *kind_out)
 {
-    kvbm_backend_config_t defaults = KVBM_BACKEND_CONFIG_INIT;
+    static const struct {
+        kvbm_backend_kind_t kind;
+        const kvbm__backend_ops_t *(*ops)(void);
+    } backends[] = {
+#define KVBM__BACKEND_ROW(row_kind, row_ops) {(row_kind), (row_ops)},
+        KVBM__BACKEND_LIST(KVBM__BACKEND_ROW)
+#undef KVBM__BACKEND_ROW
+    };
+    kvbm_status_t status = KVBM_ERR_NO_DEVICE;
+    for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+        if (kind != KVBM_BACKEND_AUTO && kind != backends[i].kind)
+            continue;
+        const kvbm__backend_ops_t *ops = backends[i].ops();
+        status = open_ops(ops, config, state_out);
+        if (status == KVBM_OK) {
+            *ops_out = ops;
+            *kind_out = backends[i].kind;
+            return KVBM_OK;
+        }
+        if (kind != KVBM_BACKEND_AUTO)
+            break;
+    }
+    return status;
+}
+
+/* sizeof(kvbm_backend_config_t) at each published version (core/config.h). */
+static const size_t backend_config_sizes[] = {sizeof(kvbm_backend_config_t)};
+
+kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *caller_config,
+                                  kvbm_backend_t **backend_out)
+{
+    const kvbm_backend_config_t defaults = KVBM_BACKEND_CONFIG_INIT;
     if (backend_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config == NULL)
-        config = &defaults;
-    if (config->struct_size != sizeof(*config) || config->version != KVBM_BACKEND_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    kvbm_backend_config_t imported = defaults;
+    if (caller_config != NULL) {
+        kvbm_status_t status =
+            KVBM__CONFIG_IMPORT(caller_config, backend_config_sizes, &defaults, &imported);
+        if (status != KVBM_OK)
+            return status;
+    }
+    const kvbm_backend_config_t *config = &imported;
     if ((unsigned)config->kind > KVBM_BACKEND_CUDA ||
         (unsigned)config->pinned_method > KVBM_PINNED_REGISTER ||
         (unsigned)config->copy_method > KVBM_COPY_METHOD_PER_REGION)
         return KVBM_ERR_INVALID_ARG;
 
-    kvbm_backend_kind_t kind = kind_from_env(config->kind);
     const kvbm__backend_ops_t *ops = NULL;
     void *state = NULL;
-    kvbm_status_t st = KVBM_ERR_NO_DEVICE;
-#if defined(KVBM_HAVE_CUDA) && KVBM_HAVE_CUDA
-    if (kind == KVBM_BACKEND_CUDA || kind == KVBM_BACKEND_AUTO) {
-        st = open_ops(kvbm__backend_cuda_ops(), config, &state);
-        if (st == KVBM_OK) {
-            ops = kvbm__backend_cuda_ops();
-            kind = KVBM_BACKEND_CUDA;
-        } else if (kind == KVBM_BACKEND_CUDA) {
-            return st;
-        }
-    }
-#else
-    if (kind == KVBM_BACKEND_CUDA)
-        return KVBM_ERR_NO_DEVICE;
-#endif
-    if (ops == NULL) {
-        st = open_ops(kvbm__backend_cpu_ops(), config, &state);
-        if (st != KVBM_OK)
-            return st;
-        ops = kvbm__backend_cpu_ops();
-        kind = KVBM_BACKEND_CPU;
-    }
+    kvbm_backend_kind_t kind = KVBM_BACKEND_AUTO;
+    kvbm_status_t st = open_backend(kind_from_env(config->kind), config, &ops, &state, &kind);
+    if (st != KVBM_OK)
+        return st;
 
     kvbm_backend_t *b = calloc(1, sizeof(*b));
     if (b == NULL)
@@ -377,23 +402,8 @@ static bool dir_matches(kvbm_copy_dir_t dir, kvbm_mem_kind_t src, kvbm_mem_kind_
     return false;
 }
 
-/* Append one copy, merging it into the previous one when it continues it on
- * both sides. */
-static void push_merged(kvbm_copy_t *list, size_t *count, const char *src, char *dst, size_t bytes)
-{
-    if (*count > 0) {
-        kvbm_copy_t *last = &list[*count - 1];
-        if ((const char *)last->src + last->bytes == src &&
-            (char *)last->dst + last->bytes == dst) {
-            last->bytes += bytes;
-            return;
-        }
-    }
-    list[*count].src = src;
-    list[*count].dst = dst;
-    list[*count].bytes = bytes;
-    (*count)++;
-}
+/* Region addresses of both sides' geometries fit here for most layouts. */
+#define STACK_REGIONS 64
 
 kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_stream_t *stream,
                                                const kvbm_layout_t *src_layout,
@@ -413,70 +423,32 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
     if (src_pool->bytes < kvbm_layout_total_bytes(src_layout) ||
         dst_pool->bytes < kvbm_layout_total_bytes(dst_layout))
         return KVBM_ERR_INVALID_ARG;
-    const kvbm_layout_config_t *sc = kvbm_layout_config(src_layout);
-    const kvbm_layout_config_t *dc = kvbm_layout_config(dst_layout);
+    uint32_t src_blocks = kvbm_layout_config(src_layout)->num_blocks;
+    uint32_t dst_blocks = kvbm_layout_config(dst_layout)->num_blocks;
     for (size_t i = 0; i < n; i++) {
-        if (src_ids[i] >= sc->num_blocks || dst_ids[i] >= dc->num_blocks)
+        if (src_ids[i] >= src_blocks || dst_ids[i] >= dst_blocks)
             return KVBM_ERR_OUT_OF_RANGE;
     }
     if (n == 0)
         return kvbm_backend_copy(backend, stream, NULL, 0, dir, fence);
 
-    /* Same arrangement: regions correspond one to one. Otherwise go chunk by
-     * chunk, which every compatible pair shares. */
-    bool same_regions = sc->kind == dc->kind && (sc->kind == KVBM_LAYOUT_FULLY_CONTIGUOUS ||
-                                                 sc->outer_contiguous == dc->outer_contiguous);
-    size_t per_block = same_regions ? kvbm_layout_regions_per_block(src_layout)
-                                    : (size_t)sc->num_layers * sc->outer_dim;
-    size_t total;
-    if (__builtin_mul_overflow(per_block, n, &total) || total > SIZE_MAX / sizeof(kvbm_copy_t))
-        return KVBM_ERR_OVERFLOW;
-    kvbm_copy_t *list = malloc(total * sizeof(*list));
-    if (list == NULL)
+    size_t src_regions = kvbm__layout_geom_regions(src_layout);
+    size_t regions = src_regions + kvbm__layout_geom_regions(dst_layout);
+    char *stack_bases[STACK_REGIONS];
+    char **bases = regions <= STACK_REGIONS ? stack_bases : malloc(regions * sizeof(*bases));
+    if (bases == NULL)
         return KVBM_ERR_NO_MEMORY;
-    const char *sbase = src_pool->ptr;
-    char *dbase = dst_pool->ptr;
-    size_t count = 0;
-    if (same_regions) {
-        /* Region-major: region r of every block in turn, so the same layer of
-         * consecutive blocks merges into one copy. In every arrangement region r
-         * of block b sits at region r of block 0 plus the offset of chunk
-         * (b, 0, 0), since chunk (0, 0, 0) is at offset 0. */
-        kvbm_region_t *sr = malloc(2 * per_block * sizeof(*sr));
-        if (sr == NULL) {
-            st = KVBM_ERR_NO_MEMORY;
-            goto out_free_list;
-        }
-        kvbm_region_t *dr = sr + per_block;
-        size_t got;
-        (void)kvbm_layout_block_regions(src_layout, 0, sr, per_block, &got);
-        (void)kvbm_layout_block_regions(dst_layout, 0, dr, per_block, &got);
-        for (size_t r = 0; r < per_block; r++) {
-            for (size_t i = 0; i < n; i++) {
-                size_t so, dso;
-                (void)kvbm_layout_offset(src_layout, src_ids[i], 0, 0, &so);
-                (void)kvbm_layout_offset(dst_layout, dst_ids[i], 0, 0, &dso);
-                push_merged(list, &count, sbase + sr[r].offset + so, dbase + dr[r].offset + dso,
-                            sr[r].bytes);
-            }
-        }
-        free(sr);
-    } else {
-        size_t chunk = kvbm_layout_chunk_bytes(src_layout);
-        for (uint32_t l = 0; l < sc->num_layers; l++) {
-            for (uint32_t o = 0; o < sc->outer_dim; o++) {
-                for (size_t i = 0; i < n; i++) {
-                    size_t so, dso;
-                    (void)kvbm_layout_offset(src_layout, src_ids[i], l, o, &so);
-                    (void)kvbm_layout_offset(dst_layout, dst_ids[i], l, o, &dso);
-                    push_merged(list, &count, sbase + so, dbase + dso, chunk);
-                }
-            }
-        }
-    }
-    st = kvbm_backend_copy(backend, stream, list, count, dir, fence);
-out_free_list:
-    free(list);
+    kvbm__geom_t src, dst;
+    kvbm__layout_geom(src_layout, src_pool->ptr, bases, &src);
+    kvbm__layout_geom(dst_layout, dst_pool->ptr, bases + src_regions, &dst);
+    kvbm__copy_plan_t plan;
+    st = kvbm__copy_plan_build(&src, src_ids, &dst, dst_ids, n, false, &plan);
+    if (bases != stack_bases)
+        free(bases);
+    if (st != KVBM_OK)
+        return st;
+    st = kvbm_backend_copy(backend, stream, plan.pieces, plan.count, dir, fence);
+    kvbm__copy_plan_free(&plan);
     return st;
 }
 

@@ -51,6 +51,19 @@ typedef struct kvbm__backend_ops {
 const kvbm__backend_ops_t *kvbm__backend_cpu_ops(void);
 #if defined(KVBM_HAVE_CUDA) && KVBM_HAVE_CUDA
 const kvbm__backend_ops_t *kvbm__backend_cuda_ops(void);
+#define KVBM__BACKEND_CUDA_ENTRY(X) X(KVBM_BACKEND_CUDA, kvbm__backend_cuda_ops)
+#else
+#define KVBM__BACKEND_CUDA_ENTRY(X)
 #endif
+
+/*
+ * The backends built in, most preferred first: X(kind, function returning the
+ * ops table). KVBM_BACKEND_AUTO opens the first that opens; a kind asked for
+ * by name opens that one or fails. Adding a backend is one entry here (under
+ * its KVBM_HAVE_ macro when it is optional) and its ops file.
+ */
+#define KVBM__BACKEND_LIST(X)                                                                      \
+    KVBM__BACKEND_CUDA_ENTRY(X)                                                                    \
+    X(KVBM_BACKEND_CPU, kvbm__backend_cpu_ops)
 
 #endif /* KVBM_BACKEND_OPS_H */

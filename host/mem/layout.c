@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/config.h"
+#include "geometry.h"
 #include "kvbm/layout.h"
 
 struct kvbm_layout {
@@ -16,7 +18,15 @@ struct kvbm_layout {
     size_t layer_stride;
     size_t plane_stride;
     size_t total;
+    /* The block geometry (mem/geometry.h): geom_regions regions of
+     * geom_region_bytes, region r of block b at geom_offset[r] + b * geom_stride. */
+    size_t geom_regions;
+    size_t geom_region_bytes;
+    size_t geom_stride;
+    size_t geom_offset[]; /* geom_regions entries */
 };
+
+static void fill_geometry(kvbm_layout_t *l, size_t chunks);
 
 static int mul_ok(size_t a, size_t b, size_t *out)
 {
@@ -32,13 +42,19 @@ static int round_up_ok(size_t v, size_t align, size_t *out)
     return 1;
 }
 
+/* sizeof(kvbm_layout_config_t) at each published version (core/config.h). */
+static const size_t layout_config_sizes[] = {sizeof(kvbm_layout_config_t)};
+
 kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout_t **layout_out)
 {
     if (config == NULL || layout_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size != sizeof(*config) || config->version != KVBM_LAYOUT_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
-    const kvbm_layout_config_t *c = config;
+    const kvbm_layout_config_t defaults = KVBM_LAYOUT_CONFIG_INIT;
+    kvbm_layout_config_t imported;
+    kvbm_status_t status = KVBM__CONFIG_IMPORT(config, layout_config_sizes, &defaults, &imported);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_layout_config_t *c = &imported;
     if (c->num_blocks == 0 || c->num_layers == 0 || c->outer_dim == 0 || c->tokens_per_block == 0 ||
         c->inner_dim == 0 || c->elem_size == 0)
         return KVBM_ERR_INVALID_ARG;
@@ -87,10 +103,15 @@ kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout
     if (!mul_ok(lo, l.chunk, &block_bytes))
         return KVBM_ERR_OVERFLOW;
 
-    kvbm_layout_t *out = malloc(sizeof(*out));
+    size_t geom_bytes;
+    if (lo > UINT32_MAX || !mul_ok(lo, sizeof(size_t), &geom_bytes) ||
+        geom_bytes > SIZE_MAX - sizeof(l))
+        return KVBM_ERR_OVERFLOW;
+    kvbm_layout_t *out = malloc(sizeof(l) + geom_bytes);
     if (out == NULL)
         return KVBM_ERR_NO_MEMORY;
     *out = l;
+    fill_geometry(out, lo);
     *layout_out = out;
     return KVBM_OK;
 }
@@ -135,6 +156,58 @@ static size_t chunk_offset(const kvbm_layout_t *l, uint32_t b, uint32_t layer, u
         return (size_t)layer * l->layer_stride + (size_t)b * l->block_stride + (size_t)o * l->chunk;
     return (size_t)layer * l->layer_stride + (size_t)o * l->plane_stride +
            (size_t)b * l->block_stride;
+}
+
+/*
+ * The block geometry (mem/geometry.h): the canonical chunks of a block
+ * grouped into the largest equal groups that are contiguous in memory. Every
+ * chunk moves by block_stride from one block to the next in every
+ * arrangement; a one-block layout takes the whole slab as its stride.
+ */
+static void fill_geometry(kvbm_layout_t *l, size_t chunks)
+{
+    const kvbm_layout_config_t *c = &l->config;
+    size_t *offset = l->geom_offset; /* first every chunk of block 0, then one per region */
+    for (uint32_t layer = 0; layer < c->num_layers; layer++)
+        for (uint32_t o = 0; o < c->outer_dim; o++)
+            offset[(size_t)layer * c->outer_dim + o] = chunk_offset(l, 0, layer, o);
+    size_t group = 1;
+    for (size_t g = chunks; g > 1; g--) {
+        if (chunks % g != 0)
+            continue;
+        bool contiguous = true;
+        for (size_t k = 0; k + 1 < chunks && contiguous; k++)
+            if ((k + 1) % g != 0 && offset[k + 1] != offset[k] + l->chunk)
+                contiguous = false;
+        if (contiguous) {
+            group = g;
+            break;
+        }
+    }
+    l->geom_regions = chunks / group;
+    for (size_t r = 0; r < l->geom_regions; r++)
+        offset[r] = offset[r * group];
+    l->geom_region_bytes = group * l->chunk;
+    l->geom_stride = c->num_blocks > 1 ? l->block_stride : l->total;
+}
+
+size_t kvbm__layout_geom_regions(const kvbm_layout_t *layout)
+{
+    return layout->geom_regions;
+}
+
+void kvbm__layout_geom(const kvbm_layout_t *layout, void *base, char **bases,
+                       kvbm__geom_t *geom_out)
+{
+    for (size_t r = 0; r < layout->geom_regions; r++)
+        bases[r] = (char *)base + layout->geom_offset[r];
+    *geom_out = (kvbm__geom_t){
+        .num_blocks = layout->config.num_blocks,
+        .region_count = (uint32_t)layout->geom_regions,
+        .region_bytes = layout->geom_region_bytes,
+        .block_stride = layout->geom_stride,
+        .region_base = bases,
+    };
 }
 
 kvbm_status_t kvbm_layout_offset(const kvbm_layout_t *layout, uint32_t block, uint32_t layer,

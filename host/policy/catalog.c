@@ -1,17 +1,7 @@
-/* The table of built-in eviction policies, looked up by name. */
+/* The built-in eviction policies of KVBM_POLICY_LIST (kvbm/policy.h), by name. */
 #include <string.h>
 
 #include "kvbm/policy.h"
-
-/* X(name, getter). Appended to as policies land; order is the listing order. */
-#define KVBM_BUILTIN_POLICIES(X)                                                                   \
-    X("lru", kvbm_policy_lru)                                                                      \
-    X("multi-lru", kvbm_policy_multi_lru)                                                          \
-    X("lineage", kvbm_policy_lineage)                                                              \
-    X("s3-fifo", kvbm_policy_s3fifo)                                                               \
-    X("priority", kvbm_policy_priority)                                                            \
-    X("slru", kvbm_policy_slru)                                                                    \
-    X("belady", kvbm_policy_belady) /* offline bound: listed last, the ceiling */
 
 typedef struct builtin_policy {
     const char *name;
@@ -20,13 +10,13 @@ typedef struct builtin_policy {
 
 static const builtin_policy_t builtin_policies[] = {
 #define KVBM_POLICY_ROW(name, getter) {name, getter},
-    KVBM_BUILTIN_POLICIES(KVBM_POLICY_ROW)
+    KVBM_POLICY_LIST(KVBM_POLICY_ROW)
 #undef KVBM_POLICY_ROW
 };
 
 static const char *const builtin_policy_names[] = {
 #define KVBM_POLICY_NAME(name, getter) name,
-    KVBM_BUILTIN_POLICIES(KVBM_POLICY_NAME)
+    KVBM_POLICY_LIST(KVBM_POLICY_NAME)
 #undef KVBM_POLICY_NAME
         NULL};
 

@@ -26,7 +26,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "internal.h"
+#include "object.h"
+#include "socket_io.h"
 
 struct kvbm_xfer_rendezvous {
     int fd;
@@ -239,12 +240,12 @@ kvbm_status_t kvbm__xfer_bootstrap(kvbm_xfer_t *xfer, const kvbm_xfer_config_t *
     self->rank = xfer->rank;
     self->size = xfer->size;
     self->transport = (uint32_t)xfer->ops->transport;
-    self->mem_kind = (uint32_t)xfer->memory.kind;
-    self->num_blocks = xfer->memory.num_blocks;
-    self->region_count = xfer->memory.region_count;
-    self->region_bytes = xfer->memory.region_bytes;
-    self->block_stride = xfer->memory.block_stride;
-    self->layout_key = xfer->memory.layout_key;
+    self->mem_kind = (uint32_t)xfer->mem_kind;
+    self->num_blocks = xfer->geom.num_blocks;
+    self->region_count = xfer->geom.region_count;
+    self->region_bytes = xfer->geom.region_bytes;
+    self->block_stride = xfer->geom.block_stride;
+    self->layout_key = xfer->layout_key;
 
     uint8_t blob[KVBM__BLOB_MAX] = {0};
     size_t blob_len = 0;

@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 #include "core/check.h"
-#include "internal.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ client side */
 
@@ -79,11 +80,11 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         }
     }
     if (res->status == KVBM_OK && m > 0) {
-        kvbm__xfer_plan_t plan = {0};
-        res->status = kvbm__xfer_plan_blocks(xfer, req->peer, sub_src, sub_dst, m, &plan);
+        kvbm__copy_plan_t plan = {0};
+        res->status = kvbm__xfer_plan_send(xfer, req->peer, sub_src, sub_dst, m, &plan);
         if (res->status == KVBM_OK)
             res->status = xfer->ops->send(xfer, req->peer, fd, &plan);
-        kvbm__xfer_plan_free(&plan);
+        kvbm__copy_plan_free(&plan);
     }
     free(sub_src);
     free(sub_dst);
@@ -161,11 +162,11 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         res->status = alloc;
         goto free_arrays;
     }
-    kvbm__xfer_plan_t plan = {0};
-    res->status = kvbm__xfer_plan_blocks(xfer, req->peer, dst, src, n, &plan);
+    kvbm__copy_plan_t plan = {0};
+    res->status = kvbm__xfer_plan_recv(xfer, req->peer, dst, src, n, &plan);
     if (res->status == KVBM_OK)
         res->status = xfer->ops->recv(xfer, req->peer, fd, &plan);
-    kvbm__xfer_plan_free(&plan);
+    kvbm__copy_plan_free(&plan);
     if (res->status != KVBM_OK)
         goto release_dst;
     res->in_sync = true;
@@ -202,8 +203,8 @@ static void client_raw(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_r
         res->status = (kvbm_status_t)hdr.status;
         return;
     }
-    kvbm__xfer_chunk_t chunk = {.ptr = (void *)req->raw_buf, .len = req->raw_bytes};
-    kvbm__xfer_plan_t plan = {.chunks = &chunk, .count = 1, .bytes = req->raw_bytes};
+    kvbm_copy_t piece = {.src = req->raw_buf, .bytes = req->raw_bytes};
+    kvbm__copy_plan_t plan = {.pieces = &piece, .count = 1, .bytes = req->raw_bytes};
     res->status = xfer->ops->send(xfer, req->peer, fd, &plan);
     if (res->status == KVBM_OK)
         res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_RAW_DONE, &hdr);

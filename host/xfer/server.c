@@ -15,7 +15,8 @@
 
 #include "core/check.h"
 #include "core/log.h"
-#include "internal.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ server side */
 
@@ -129,11 +130,11 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
         goto free_arrays;
     }
     if (status == KVBM_OK && m > 0) {
-        kvbm__xfer_plan_t plan = {0};
-        status = kvbm__xfer_plan_blocks(xfer, peer, fresh, fresh_src, m, &plan);
+        kvbm__copy_plan_t plan = {0};
+        status = kvbm__xfer_plan_recv(xfer, peer, fresh, fresh_src, m, &plan);
         if (status == KVBM_OK)
             status = xfer->ops->recv(xfer, peer, fd, &plan);
-        kvbm__xfer_plan_free(&plan);
+        kvbm__copy_plan_free(&plan);
     }
     if (status != KVBM_OK)
         goto release_dst;
@@ -200,12 +201,12 @@ static kvbm_status_t serve_pull(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     status = kvbm__sock_read(fd, dst, n * sizeof(*dst), timeout);
     if (status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, xfer->descs[peer].num_blocks))
         status = KVBM_ERR_PARSE;
-    kvbm__xfer_plan_t plan = {0};
+    kvbm__copy_plan_t plan = {0};
     if (status == KVBM_OK)
-        status = kvbm__xfer_plan_blocks(xfer, peer, src, dst, n, &plan);
+        status = kvbm__xfer_plan_send(xfer, peer, src, dst, n, &plan);
     if (status == KVBM_OK)
         status = xfer->ops->send(xfer, peer, fd, &plan);
-    kvbm__xfer_plan_free(&plan);
+    kvbm__copy_plan_free(&plan);
 release_src:
     kvbm__xfer_release_reverse(xfer->manager, src, n);
 free_arrays:
@@ -238,8 +239,8 @@ static kvbm_status_t serve_raw(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__
     kvbm_status_t status = kvbm__wire_send(fd, timeout, &reply, NULL, 0, NULL, 0);
     if (status != KVBM_OK || ready != KVBM_OK)
         return status;
-    kvbm__xfer_chunk_t chunk = {.ptr = xfer->scratch, .len = (size_t)hdr->arg};
-    kvbm__xfer_plan_t plan = {.chunks = &chunk, .count = 1, .bytes = (size_t)hdr->arg};
+    kvbm_copy_t piece = {.dst = xfer->scratch, .bytes = (size_t)hdr->arg};
+    kvbm__copy_plan_t plan = {.pieces = &piece, .count = 1, .bytes = (size_t)hdr->arg};
     status = xfer->ops->recv(xfer, peer, fd, &plan);
     if (status != KVBM_OK)
         return status;

@@ -18,7 +18,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
-#include "internal.h"
+#include "socket_io.h"
 
 /* Large socket buffers let the kernel move block data in big pieces. */
 #define SOCK_BUFFER_BYTES (4 << 20)
@@ -229,52 +229,8 @@ kvbm_status_t kvbm__sock_readv(int fd, struct iovec *iov, size_t iovcnt, uint32_
     return KVBM_OK;
 }
 
-kvbm_status_t kvbm__sock_write(int fd, const void *buf, size_t len, uint32_t timeout_ms)
-{
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    return kvbm__sock_writev(fd, &iov, 1, timeout_ms);
-}
-
 kvbm_status_t kvbm__sock_read(int fd, void *buf, size_t len, uint32_t timeout_ms)
 {
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     return kvbm__sock_readv(fd, &iov, 1, timeout_ms);
-}
-
-void kvbm__wire_hdr_init(kvbm__wire_hdr_t *hdr, uint16_t type, int32_t status, uint32_t count)
-{
-    memset(hdr, 0, sizeof(*hdr));
-    hdr->magic = KVBM__WIRE_MAGIC;
-    hdr->version = KVBM__WIRE_VERSION;
-    hdr->type = type;
-    hdr->status = status;
-    hdr->count = count;
-}
-
-kvbm_status_t kvbm__wire_send(int fd, uint32_t timeout_ms, const kvbm__wire_hdr_t *hdr,
-                              const void *a, size_t a_len, const void *b, size_t b_len)
-{
-    struct iovec iov[3] = {
-        {.iov_base = (void *)hdr, .iov_len = sizeof(*hdr)},
-        {.iov_base = (void *)a, .iov_len = a_len},
-        {.iov_base = (void *)b, .iov_len = b_len},
-    };
-    return kvbm__sock_writev(fd, iov, 3, timeout_ms);
-}
-
-kvbm_status_t kvbm__wire_recv_hdr(int fd, uint32_t timeout_ms, uint16_t type,
-                                  kvbm__wire_hdr_t *hdr_out)
-{
-    kvbm__wire_hdr_t hdr;
-    kvbm_status_t status = kvbm__sock_read(fd, &hdr, sizeof(hdr), timeout_ms);
-    if (status != KVBM_OK)
-        return status;
-    if (hdr.magic != KVBM__WIRE_MAGIC || hdr.version != KVBM__WIRE_VERSION ||
-        (type != 0 && hdr.type != type) || hdr.count > KVBM_XFER_MAX_BLOCKS) {
-        kvbm__log(KVBM_LOG_ERROR, "malformed control message (type %u, expected %u)", hdr.type,
-                  type);
-        return KVBM_ERR_PARSE;
-    }
-    *hdr_out = hdr;
-    return KVBM_OK;
 }

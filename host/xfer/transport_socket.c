@@ -9,54 +9,18 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-/* ------------------------------------------------------------ fault injection */
-
-/* Written before any thread exists (tests), read by the worker thread. */
-static kvbm__xfer_fault_t fault_kind = KVBM__FAULT_NONE;
-static size_t fault_after = 0;
-
-void kvbm__xfer_fault_set(kvbm__xfer_fault_t fault, size_t after_bytes)
-{
-    fault_kind = fault;
-    fault_after = after_bytes;
-}
-
-size_t kvbm__xfer_fault_clip(size_t len)
-{
-    if (fault_kind == KVBM__FAULT_NONE)
-        return len;
-    return len < fault_after ? len : fault_after;
-}
-
-void kvbm__xfer_fault_fire(void)
-{
-    if (fault_kind == KVBM__FAULT_DIE)
-        raise(SIGKILL);
-    for (;;)
-        pause(); /* KVBM__FAULT_HANG: the peer sees silence, then its timeout */
-}
+#include "fault.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ ops */
-
-/* Read and written by the service thread only, after being set before it
- * started. */
-static uint32_t fault_busy_left = 0;
-
-void kvbm__xfer_fault_busy(uint32_t count)
-{
-    fault_busy_left = count;
-}
 
 static kvbm_status_t socket_data_begin(kvbm_xfer_t *xfer, bool wait)
 {
     /* Each request has its own connection and thread on both sides: the
      * data path is never shared, so it is always free (but for tests). */
-    if (!wait && fault_busy_left > 0) {
-        fault_busy_left--;
+    if (!wait && kvbm__xfer_fault_take_busy())
         return KVBM_ERR_BUSY;
-    }
     return KVBM_OK;
 }
 
@@ -85,17 +49,19 @@ static void socket_fini(kvbm_xfer_t *xfer)
 {
 }
 
-/* iovecs of the first @p limit bytes of a plan. */
-static kvbm_status_t plan_iov(const kvbm__xfer_plan_t *plan, size_t limit, struct iovec **iov_out,
-                              size_t *n_out)
+/* iovecs of the first @p limit bytes of a plan: its sources when sending,
+ * its destinations when receiving. */
+static kvbm_status_t plan_iov(const kvbm__copy_plan_t *plan, bool send, size_t limit,
+                              struct iovec **iov_out, size_t *n_out)
 {
     struct iovec *iov = malloc((plan->count ? plan->count : 1) * sizeof(*iov));
     if (iov == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = 0;
     for (size_t i = 0; i < plan->count && limit > 0; i++) {
-        size_t len = plan->chunks[i].len < limit ? plan->chunks[i].len : limit;
-        iov[n].iov_base = plan->chunks[i].ptr;
+        const kvbm_copy_t *piece = &plan->pieces[i];
+        size_t len = piece->bytes < limit ? piece->bytes : limit;
+        iov[n].iov_base = send ? (void *)piece->src : piece->dst;
         iov[n].iov_len = len;
         n++;
         limit -= len;
@@ -105,12 +71,12 @@ static kvbm_status_t plan_iov(const kvbm__xfer_plan_t *plan, size_t limit, struc
     return KVBM_OK;
 }
 
-static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
     size_t allowed = kvbm__xfer_fault_clip(plan->bytes);
     struct iovec *iov;
     size_t n;
-    kvbm_status_t status = plan_iov(plan, allowed, &iov, &n);
+    kvbm_status_t status = plan_iov(plan, true, allowed, &iov, &n);
     if (status != KVBM_OK)
         return status;
     status = kvbm__sock_writev(fd, iov, n, xfer->timeout_ms);
@@ -120,11 +86,11 @@ static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm
     return status;
 }
 
-static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__xfer_plan_t *plan)
+static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
 {
     struct iovec *iov;
     size_t n;
-    kvbm_status_t status = plan_iov(plan, plan->bytes, &iov, &n);
+    kvbm_status_t status = plan_iov(plan, false, plan->bytes, &iov, &n);
     if (status != KVBM_OK)
         return status;
     status = kvbm__sock_readv(fd, iov, n, xfer->timeout_ms);
@@ -147,6 +113,7 @@ static void socket_scratch_free(kvbm_xfer_t *xfer, void *ptr)
 }
 
 const kvbm__xfer_ops_t kvbm__xfer_socket_ops = {
+    .version = KVBM__XFER_OPS_VERSION,
     .name = "socket",
     .transport = KVBM_XFER_SOCKET,
     .mem_kind = KVBM_XFER_MEM_HOST,

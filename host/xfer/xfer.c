@@ -28,65 +28,58 @@
 #include <unistd.h>
 
 #include "core/check.h"
-#include "internal.h"
+#include "core/config.h"
+#include "object.h"
+#include "socket_io.h"
 
 /* ------------------------------------------------------------ helpers */
 
-static const kvbm__xfer_ops_t *ops_for(kvbm_xfer_transport_t transport)
+/* The transport's ops table, checked as it is installed: KVBM_ERR_UNSUPPORTED
+ * when it is not built in, KVBM_ERR_VERSION when its table is not this
+ * library's version. Sets *ops_out only on success. */
+static kvbm_status_t ops_for(kvbm_xfer_transport_t transport, const kvbm__xfer_ops_t **ops_out)
 {
-    switch (transport) {
-    case KVBM_XFER_SOCKET:
-        return &kvbm__xfer_socket_ops;
-    case KVBM_XFER_NCCL:
-#if defined(KVBM_HAVE_NCCL) && KVBM_HAVE_NCCL
-        return &kvbm__xfer_nccl_ops;
-#else
-        return NULL;
-#endif
+    static const struct {
+        kvbm_xfer_transport_t transport;
+        const kvbm__xfer_ops_t *ops;
+    } transports[] = {
+#define KVBM__TRANSPORT_ROW(row_transport, row_ops) {(row_transport), (row_ops)},
+        KVBM__TRANSPORT_LIST(KVBM__TRANSPORT_ROW)
+#undef KVBM__TRANSPORT_ROW
+    };
+    for (size_t i = 0; i < sizeof(transports) / sizeof(transports[0]); i++) {
+        if (transports[i].transport != transport)
+            continue;
+        if (transports[i].ops->version != KVBM__XFER_OPS_VERSION)
+            return KVBM_ERR_VERSION;
+        *ops_out = transports[i].ops;
+        return KVBM_OK;
     }
-    return NULL;
+    return KVBM_ERR_UNSUPPORTED;
 }
 
 kvbm_status_t kvbm_xfer_transport_probe(kvbm_xfer_transport_t transport)
 {
     if (transport != KVBM_XFER_SOCKET && transport != KVBM_XFER_NCCL)
         return KVBM_ERR_INVALID_ARG;
-    const kvbm__xfer_ops_t *ops = ops_for(transport);
-    if (ops == NULL)
-        return KVBM_ERR_UNSUPPORTED;
+    const kvbm__xfer_ops_t *ops = NULL;
+    kvbm_status_t status = ops_for(transport, &ops);
+    if (status != KVBM_OK)
+        return status;
     return ops->probe();
 }
 
-static kvbm__xfer_geom_t local_geom(const kvbm_xfer_t *xfer)
+kvbm_status_t kvbm__xfer_plan_send(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
+                                   const uint32_t *remote_ids, size_t n, kvbm__copy_plan_t *plan)
 {
-    return (kvbm__xfer_geom_t){
-        .region_base = xfer->region_base,
-        .region_count = xfer->memory.region_count,
-        .num_blocks = xfer->memory.num_blocks,
-        .region_bytes = xfer->memory.region_bytes,
-        .block_stride = xfer->memory.block_stride,
-    };
+    return kvbm__copy_plan_build(&xfer->geom, local_ids, &xfer->peer_geom[peer], remote_ids, n,
+                                 xfer->ops->message_based, plan);
 }
 
-static kvbm__xfer_geom_t remote_geom(const kvbm_xfer_t *xfer, int peer)
+kvbm_status_t kvbm__xfer_plan_recv(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
+                                   const uint32_t *remote_ids, size_t n, kvbm__copy_plan_t *plan)
 {
-    const kvbm__wire_desc_t *d = &xfer->descs[peer];
-    return (kvbm__xfer_geom_t){
-        .region_base = NULL,
-        .region_count = d->region_count,
-        .num_blocks = d->num_blocks,
-        .region_bytes = (size_t)d->region_bytes,
-        .block_stride = (size_t)d->block_stride,
-    };
-}
-
-/* Plan of this side of a block transfer with @p peer. */
-kvbm_status_t kvbm__xfer_plan_blocks(const kvbm_xfer_t *xfer, int peer, const uint32_t *local_ids,
-                                     const uint32_t *remote_ids, size_t n, kvbm__xfer_plan_t *plan)
-{
-    kvbm__xfer_geom_t local = local_geom(xfer);
-    kvbm__xfer_geom_t remote = remote_geom(xfer, peer);
-    return kvbm__xfer_plan_build(&local, local_ids, &remote, remote_ids, n,
+    return kvbm__copy_plan_build(&xfer->peer_geom[peer], remote_ids, &xfer->geom, local_ids, n,
                                  xfer->ops->message_based, plan);
 }
 
@@ -110,38 +103,25 @@ void kvbm__xfer_release_reverse(kvbm_manager_t *manager, const uint32_t *ids, si
 
 /* ------------------------------------------------------------ create/destroy */
 
-static kvbm_status_t check_memory(const kvbm_xfer_memory_t *mem, const kvbm__xfer_ops_t *ops,
-                                  kvbm_manager_t *manager)
-{
-    if (mem->kind != ops->mem_kind || mem->num_blocks == 0 || mem->region_count == 0 ||
-        mem->region_count > KVBM_XFER_MAX_REGIONS || mem->region_bytes == 0 ||
-        mem->block_stride < mem->region_bytes || mem->region_base == NULL)
-        return KVBM_ERR_INVALID_ARG;
-    for (uint32_t r = 0; r < mem->region_count; r++)
-        if (mem->region_base[r] == NULL)
-            return KVBM_ERR_INVALID_ARG;
-    if ((size_t)mem->num_blocks > SIZE_MAX / mem->block_stride)
-        return KVBM_ERR_OVERFLOW;
-    kvbm_pool_counts_t counts;
-    kvbm_manager_counts(manager, &counts);
-    if (counts.total > mem->num_blocks)
-        return KVBM_ERR_INVALID_ARG; /* the manager's ids must index the slab */
-    return KVBM_OK;
-}
+/* sizeof(kvbm_xfer_config_t) at each published version (core/config.h). */
+static const size_t xfer_config_sizes[] = {sizeof(kvbm_xfer_config_t)};
 
-static kvbm_status_t check_config(const kvbm_xfer_config_t *config,
-                                  const kvbm__xfer_ops_t **ops_out)
+/* Imports the caller's config into @p config and checks it. */
+static kvbm_status_t import_config(const kvbm_xfer_config_t *caller, kvbm_xfer_config_t *config,
+                                   const kvbm__xfer_ops_t **ops_out)
 {
-    if (config == NULL)
+    if (caller == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->struct_size != sizeof(kvbm_xfer_config_t) ||
-        config->version != KVBM_XFER_CONFIG_VERSION)
-        return KVBM_ERR_VERSION;
+    const kvbm_xfer_config_t defaults = KVBM_XFER_CONFIG_INIT;
+    kvbm_status_t import = KVBM__CONFIG_IMPORT(caller, xfer_config_sizes, &defaults, config);
+    if (import != KVBM_OK)
+        return import;
     if (config->transport != KVBM_XFER_SOCKET && config->transport != KVBM_XFER_NCCL)
         return KVBM_ERR_INVALID_ARG;
-    const kvbm__xfer_ops_t *ops = ops_for(config->transport);
-    if (ops == NULL)
-        return KVBM_ERR_UNSUPPORTED;
+    const kvbm__xfer_ops_t *ops = NULL;
+    kvbm_status_t installed = ops_for(config->transport, &ops);
+    if (installed != KVBM_OK)
+        return installed;
     if (config->size < 1 || config->size > KVBM_XFER_MAX_RANKS || config->rank < 0 ||
         config->rank >= config->size || config->timeout_ms == 0 || config->manager == NULL)
         return KVBM_ERR_INVALID_ARG;
@@ -157,7 +137,8 @@ static kvbm_status_t check_config(const kvbm_xfer_config_t *config,
     if (config->layout != NULL && config->layout_base == NULL)
         return KVBM_ERR_INVALID_ARG;
     if (config->layout == NULL) {
-        kvbm_status_t status = check_memory(&config->memory, ops, config->manager);
+        kvbm_status_t status =
+            kvbm__xfer_memory_check(&config->memory, ops->mem_kind, config->manager);
         if (status != KVBM_OK)
             return status;
     }
@@ -186,7 +167,8 @@ static void close_fds(kvbm_xfer_t *xfer)
 
 static void free_arrays(kvbm_xfer_t *xfer)
 {
-    free(xfer->region_base);
+    free((void *)xfer->geom.region_base);
+    free(xfer->peer_geom);
     free(xfer->descs);
     free(xfer->client_fd);
     free(xfer->server_fd);
@@ -195,14 +177,16 @@ static void free_arrays(kvbm_xfer_t *xfer)
     free(xfer->server_dead);
 }
 
-kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **xfer_out)
+kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfer_t **xfer_out)
 {
     const kvbm__xfer_ops_t *ops = NULL;
     if (xfer_out == NULL)
         return KVBM_ERR_INVALID_ARG;
-    kvbm_status_t status = check_config(config, &ops);
+    kvbm_xfer_config_t imported;
+    kvbm_status_t status = import_config(caller_config, &imported, &ops);
     if (status != KVBM_OK)
         return status;
+    const kvbm_xfer_config_t *config = &imported;
 
     kvbm_xfer_t *xfer = calloc(1, sizeof(*xfer));
     if (xfer == NULL)
@@ -213,34 +197,23 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
     xfer->timeout_ms = config->timeout_ms;
     xfer->ops = ops;
     xfer->manager = config->manager;
-    xfer->memory = config->memory;
     xfer->on_arrival = config->on_arrival;
     xfer->arrival_ctx = config->arrival_ctx;
     xfer->nccl_comm_in = config->nccl_comm;
     xfer->cuda_device = config->cuda_device;
     xfer->boot_fd = -1;
     xfer->wake_fd[0] = xfer->wake_fd[1] = -1;
-    if (config->layout != NULL) {
-        status = kvbm__xfer_memory_from_layout(config->layout, config->layout_base, ops->mem_kind,
-                                               &xfer->region_base, &xfer->memory);
-        if (status == KVBM_OK)
-            status = check_memory(&xfer->memory, ops, config->manager);
-    } else {
-        xfer->region_base = malloc(config->memory.region_count * sizeof(void *));
-        if (xfer->region_base != NULL)
-            memcpy(xfer->region_base, config->memory.region_base,
-                   config->memory.region_count * sizeof(void *));
-    }
+    status = kvbm__xfer_memory_init(xfer, config);
     if (status != KVBM_OK)
         goto err_free;
-    xfer->memory.region_base = xfer->region_base;
     xfer->descs = calloc(size, sizeof(*xfer->descs));
+    xfer->peer_geom = calloc(size, sizeof(*xfer->peer_geom));
     xfer->client_fd = malloc(size * sizeof(int));
     xfer->server_fd = malloc(size * sizeof(int));
     xfer->boot_fds = malloc(size * sizeof(int));
     xfer->client_broken = calloc(size, sizeof(bool));
     xfer->server_dead = calloc(size, sizeof(bool));
-    if (xfer->region_base == NULL || xfer->descs == NULL || xfer->client_fd == NULL ||
+    if (xfer->descs == NULL || xfer->peer_geom == NULL || xfer->client_fd == NULL ||
         xfer->server_fd == NULL || xfer->boot_fds == NULL || xfer->client_broken == NULL ||
         xfer->server_dead == NULL) {
         status = KVBM_ERR_NO_MEMORY;
@@ -263,6 +236,8 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **x
     status = kvbm__xfer_bootstrap(xfer, config);
     if (status != KVBM_OK)
         goto err_fds;
+    for (size_t p = 0; p < size; p++)
+        xfer->peer_geom[p] = kvbm__xfer_peer_geom(&xfer->descs[p]);
 
     KVBM_PTHREAD_CHECK(pthread_create(&xfer->worker, NULL, kvbm__xfer_worker_main, xfer), status);
     if (status != KVBM_OK)
@@ -428,7 +403,7 @@ kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_
 {
     if (xfer == NULL || block_ids == NULL || hashes == NULL || req_out == NULL ||
         !peer_ok(xfer, peer) || count == 0 || count > KVBM_XFER_MAX_BLOCKS ||
-        !kvbm__xfer_ids_below(block_ids, count, xfer->memory.num_blocks))
+        !kvbm__xfer_ids_below(block_ids, count, xfer->geom.num_blocks))
         return KVBM_ERR_INVALID_ARG;
     kvbm_xfer_req_t *req;
     kvbm_status_t status = req_new(KVBM__REQ_PUSH, peer, xfer->manager, &req);

@@ -4,16 +4,25 @@
  *
  * Block states:
  *
- *     reset --allocate--> mutable --register--> registered (refcount >= 1)
- *       ^                   |                     |  ^
- *       +------release------+          release to 0|  |acquire / match / scan
- *       ^                                          v  |
- *       +--------------evict------------------- inactive (refcount 0, cached)
+ *                   allocate                     register
+ *        reset ---------------------> mutable ---------------> active
+ *         ^  ^  ^   release to 0       |  ^                (registered, refcount >= 1)
+ *         |  |  +----------------------+  |                   |    ^       |
+ *         |  |                  allocate  |      release to 0 |    |       | invalidate
+ *         |  |                  (evicts)  |                   v    |       v
+ *         |  +--- invalidate, ------- inactive <--------------+    |    withdrawn
+ *         |       reset_inactive   (registered, refcount 0) -------+    (held, no hash)
+ *         |                                acquire, match, scan            |
+ *         +--------------------------- release to 0 -----------------------+
  *
- * The reset pool holds free blocks; the active pool holds mutable blocks and
- * registered blocks with references; the inactive pool holds registered blocks
- * nobody references, ordered by the eviction policy. Block ids are dense,
- * 0..num_blocks-1, fixed at creation.
+ * The reset pool holds free blocks; the active pool holds mutable, withdrawn
+ * and registered blocks with references; the inactive pool holds registered
+ * blocks nobody references, ordered by the eviction policy. A withdrawn block
+ * lost its hash to kvbm_manager_invalidate() while held: it cannot be found,
+ * acquired or registered, and goes to reset on its last release. A
+ * registration that finds its hash on another block (KVBM_DUPLICATION_REJECT)
+ * sends its own block back to reset. Block ids are dense, 0..num_blocks-1,
+ * fixed at creation.
  *
  * Every call either succeeds completely or changes nothing, and sets its
  * outputs only on success. Any thread may call any function; one manager lock

@@ -102,46 +102,51 @@ typedef struct kvbm_policy_ops {
 } kvbm_policy_ops_t;
 
 /**
- * Built-in policies. Each returns a static table; thread-safe. See
+ * The built-in policies, in listing order: X(name, getter). Everything that
+ * enumerates policies comes from this one list: the getters' prototypes
+ * below, kvbm_policy_find(), kvbm_policy_names(), the replay's --help and
+ * sweep, and the tests. Adding a policy is its file in host/policy/ plus
+ * one line here. Each getter returns a static table; thread-safe. See
  * docs/POLICIES.md for each one's rule, cost and configuration.
+ *
+ * - "lru": release order, oldest first; an inactive touch refreshes.
+ * - "multi-lru": four LRU levels chosen by a TinyLFU sketch's access count
+ *   (config.multi_lru_thresholds, config.sketch_width); coldest level first.
+ *   create returns KVBM_ERR_INVALID_ARG if the thresholds decrease or the
+ *   sketch width is above 2^28.
+ * - "lineage": only blocks without inactive children are evicted, oldest first.
+ * - "s3-fifo": S3-FIFO (small, main and ghost FIFOs), scan resistant.
+ * - "priority": lowest entry priority first, LRU among equals.
+ * - "slru": segmented LRU with access counts remembered by hash across
+ *   evictions (a ghost of 4 x capacity hashes). Victim: once-used deepest
+ *   blocks of a release run, then once-used blocks, then reused blocks, each
+ *   oldest release first.
+ * - "belady": farthest next use first (config.next_use, required: create
+ *   returns KVBM_ERR_INVALID_ARG without it). An offline bound for replays,
+ *   listed last: the ceiling.
  */
-/** "lru": release order, oldest first; an inactive touch refreshes. */
-const kvbm_policy_ops_t *kvbm_policy_lru(void);
-/**
- * "multi-lru": four LRU levels chosen by a TinyLFU sketch's access count
- * (config.multi_lru_thresholds, config.sketch_width); coldest level first.
- * create returns KVBM_ERR_INVALID_ARG if the thresholds decrease or the
- * sketch width is above 2^28.
- */
-const kvbm_policy_ops_t *kvbm_policy_multi_lru(void);
-/** "lineage": only blocks without inactive children are evicted, oldest first. */
-const kvbm_policy_ops_t *kvbm_policy_lineage(void);
-/** "s3-fifo": S3-FIFO (small, main and ghost FIFOs), scan resistant. */
-const kvbm_policy_ops_t *kvbm_policy_s3fifo(void);
-/** "priority": lowest entry priority first, LRU among equals. */
-const kvbm_policy_ops_t *kvbm_policy_priority(void);
-/**
- * "belady": farthest next use first (config.next_use, required: create
- * returns KVBM_ERR_INVALID_ARG without it). An offline bound for replays.
- */
-const kvbm_policy_ops_t *kvbm_policy_belady(void);
-/**
- * "slru": segmented LRU with access counts remembered by hash across
- * evictions (a ghost of 4 x capacity hashes). Victim: once-used deepest
- * blocks of a release run, then once-used blocks, then reused blocks, each
- * oldest release first.
- */
-const kvbm_policy_ops_t *kvbm_policy_slru(void);
+#define KVBM_POLICY_LIST(X)                                                                        \
+    X("lru", kvbm_policy_lru)                                                                      \
+    X("multi-lru", kvbm_policy_multi_lru)                                                          \
+    X("lineage", kvbm_policy_lineage)                                                              \
+    X("s3-fifo", kvbm_policy_s3fifo)                                                               \
+    X("priority", kvbm_policy_priority)                                                            \
+    X("slru", kvbm_policy_slru)                                                                    \
+    X("belady", kvbm_policy_belady)
+
+#define KVBM_POLICY_GETTER(name, getter) const kvbm_policy_ops_t *getter(void);
+KVBM_POLICY_LIST(KVBM_POLICY_GETTER)
+#undef KVBM_POLICY_GETTER
 
 /**
- * @brief Find a built-in policy by name ("lru", "multi-lru", "lineage",
- *        "s3-fifo", "priority", "belady", "slru"). Returns NULL when the
- *        name is unknown. Thread-safe.
+ * @brief Find a built-in policy by name (a name of KVBM_POLICY_LIST).
+ *        Returns NULL when the name is unknown. Thread-safe.
  */
 const kvbm_policy_ops_t *kvbm_policy_find(const char *name);
 
 /**
- * @brief Names of the built-in policies, NULL-terminated, in a stable order.
+ * @brief Names of the built-in policies, NULL-terminated, in the order of
+ *        KVBM_POLICY_LIST. Static; thread-safe.
  */
 const char *const *kvbm_policy_names(void);
 
