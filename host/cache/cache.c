@@ -492,7 +492,10 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
                     continue;
                 bool has_parent = i > 0 || (opts != NULL && opts->has_parent);
                 uint64_t parent = i > 0 ? hashes[i - 1] : (opts != NULL ? opts->parent_hash : 0);
-                copies[n++] = (kvbm_evicted_t){ids[i], hashes[i], parent, has_parent};
+                copies[n++] = (kvbm_evicted_t){.block_id = ids[i],
+                                               .seq_hash = hashes[i],
+                                               .parent_hash = parent,
+                                               .has_parent = has_parent};
             }
             cache_batch_t *offload = NULL;
             offload_blocks(cache, copies, n, &offload);

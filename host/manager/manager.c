@@ -343,8 +343,10 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
         uint32_t id = ids_out[i];
         const kvbm__block_t *block = &manager->blocks[id];
         if (evicted_out != NULL)
-            evicted_out[n_evicted] =
-                (kvbm_evicted_t){id, block->seq_hash, block->parent_hash, block->has_parent != 0};
+            evicted_out[n_evicted] = (kvbm_evicted_t){.block_id = id,
+                                                      .seq_hash = block->seq_hash,
+                                                      .parent_hash = block->parent_hash,
+                                                      .has_parent = block->has_parent != 0};
         block_inactive_to_mutable(manager, id);
         n_evicted++;
     }

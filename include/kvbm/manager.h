@@ -97,9 +97,9 @@ typedef struct kvbm_manager_config {
 
 /** A block that allocate took from the inactive pool, with the hash it lost. */
 typedef struct kvbm_evicted {
-    uint32_t block_id;    /**< now one of the allocated (mutable) blocks */
     uint64_t seq_hash;    /**< the hash it carried */
     uint64_t parent_hash; /**< the parent it was registered with, when has_parent */
+    uint32_t block_id;    /**< now one of the allocated (mutable) blocks */
     bool has_parent;
 } kvbm_evicted_t;
 
