@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "core/check.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "cuda_mem/check.h"
 #include "xfer/fault.h"
@@ -77,13 +78,6 @@ static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *f
         }                                                                                          \
     } while (0)
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void nap(void)
 {
     struct timespec ts = {.tv_sec = 0, .tv_nsec = 20000};
@@ -103,7 +97,7 @@ static kvbm_status_t comm_settle(ncclComm_t comm, uint64_t deadline)
             KVBM_NCCL_CHECK(async, status);
             return status;
         }
-        if (now_ms() >= deadline)
+        if (kvbm__now_us() / 1000u >= deadline)
             return KVBM_ERR_TIMEOUT;
         nap();
     }
@@ -184,7 +178,7 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
         KVBM_NCCL_CHECK(ncclCommInitRankConfig(&st->comm, xfer->size, id, xfer->rank, &config),
                         status);
         if (status == KVBM_OK)
-            status = comm_settle(st->comm, now_ms() + xfer->timeout_ms);
+            status = comm_settle(st->comm, kvbm__now_us() / 1000u + xfer->timeout_ms);
         if (status != KVBM_OK) {
             if (st->comm != NULL)
                 (void)ncclCommAbort(st->comm);
@@ -233,7 +227,7 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
     /* The caller holds st->lock (data_begin). */
     if (st->dead)
         return KVBM_ERR_PEER;
-    uint64_t deadline = now_ms() + xfer->timeout_ms;
+    uint64_t deadline = kvbm__now_us() / 1000u + xfer->timeout_ms;
     KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status != KVBM_OK)
         return status;
@@ -268,7 +262,7 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
         KVBM_NCCL_CHECK(ncclCommGetAsyncError(st->comm, &async), status);
         if (status == KVBM_OK)
             KVBM_NCCL_CHECK(async, status);
-        if (status == KVBM_OK && now_ms() >= deadline) {
+        if (status == KVBM_OK && kvbm__now_us() / 1000u >= deadline) {
             kvbm__log(KVBM_LOG_ERROR, "NCCL %s with rank %d timed out after %u ms",
                       send ? "send" : "recv", peer, xfer->timeout_ms);
             status = KVBM_ERR_TIMEOUT;

@@ -21,16 +21,6 @@ _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 by
 /* How many hashes ahead batched lookups prefetch registry buckets. */
 #define PREFETCH_DISTANCE 4
 
-static void manager_lock(kvbm_manager_t *manager)
-{
-    kvbm__mutex_lock(&manager->lock);
-}
-
-static void manager_unlock(kvbm_manager_t *manager)
-{
-    kvbm__mutex_unlock(&manager->lock);
-}
-
 static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32_t id)
 {
     const kvbm__block_t *block = &manager->blocks[id];
@@ -312,10 +302,10 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
 {
     if (manager == NULL || (count > 0 && ids_out == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     if (count > (size_t)manager->reset_count + manager->inactive_count) {
         manager->metrics.allocation_failures++;
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_NO_BLOCKS;
     }
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
@@ -355,7 +345,7 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     manager->metrics.evictions += n_evicted;
     if (manager->events != NULL)
         kvbm__manager_events_deliver(manager->events);
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     if (n_evicted_out != NULL)
         *n_evicted_out = evicted_out != NULL ? n_evicted : 0;
     return KVBM_OK;
@@ -409,10 +399,10 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
         return KVBM_ERR_INVALID_ARG;
     if (opts != NULL && !register_opts_valid(opts, count))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     kvbm_status_t status = check_mutable_unique(manager, ids, count);
     if (status != KVBM_OK) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return status;
     }
 
@@ -444,7 +434,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
                 manager->blocks[ids[i]].in_call = 0;
             }
         }
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return status;
     }
 
@@ -491,7 +481,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
             kvbm__manager_events_stored(events, ids, hashes, run_start, count, opts);
         kvbm__manager_events_deliver(events);
     }
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
@@ -509,21 +499,21 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
 {
     if (manager == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     if (!ids_in_range(manager, ids, count)) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_OUT_OF_RANGE;
     }
     for (size_t i = 0; i < count; i++) {
         const kvbm__block_t *block = &manager->blocks[ids[i]];
         if (block->state != BLOCK_REGISTERED || block->refcount >= UINT32_MAX - count) {
-            manager_unlock(manager);
+            kvbm__mutex_unlock(&manager->lock);
             return KVBM_ERR_BAD_STATE;
         }
     }
     for (size_t i = 0; i < count; i++)
         acquire_registered(manager, ids[i], false);
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
@@ -554,10 +544,10 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
 {
     if (manager == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     kvbm_status_t status = check_releasable(manager, ids, count);
     if (status != KVBM_OK) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return status;
     }
     for (size_t i = 0; i < count; i++) {
@@ -571,7 +561,7 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
             block_to_reset(manager, id);
     }
     manager->metrics.releases += count;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
@@ -583,7 +573,7 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
     if (manager == NULL || n_matched_out == NULL ||
         (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     size_t matched = 0;
     for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
         kvbm__registry_prefetch(manager->registry, hashes[i]);
@@ -601,7 +591,7 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
     }
     manager->metrics.match_hashes += count;
     manager->metrics.match_blocks += matched;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     *n_matched_out = matched;
     return KVBM_OK;
 }
@@ -611,7 +601,7 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
 {
     if (manager == NULL || n_matched_out == NULL || (count > 0 && hashes == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     size_t matched = 0, inactive = 0;
     for (; matched < count; matched++) {
         uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
@@ -619,7 +609,7 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
             break;
         inactive += manager->blocks[id].refcount == 0;
     }
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     *n_matched_out = matched;
     if (n_inactive_out != NULL)
         *n_inactive_out = inactive;
@@ -632,7 +622,7 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     if (manager == NULL || n_found_out == NULL ||
         (count > 0 && (hashes == NULL || ids_out == NULL)))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     size_t found = 0;
     for (size_t i = 0; i < count; i++) {
         uint32_t id = kvbm__registry_find(manager->registry, hashes[i]);
@@ -644,7 +634,7 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     }
     manager->metrics.scan_hashes += count;
     manager->metrics.scan_blocks += found;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     *n_found_out = found;
     return KVBM_OK;
 }
@@ -653,9 +643,9 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
 {
     if (manager == NULL || (count > 0 && ids == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     if (!ids_in_range(manager, ids, count)) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_OUT_OF_RANGE;
     }
     for (size_t i = 0; i < count; i++) {
@@ -672,8 +662,16 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
     }
     if (manager->events != NULL)
         kvbm__manager_events_deliver(manager->events);
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
+}
+
+/* Whether block @p id is the one listed for its hash (duplicates: the first). */
+static bool lists_its_hash(const kvbm_manager_t *manager, uint32_t id)
+{
+    const kvbm__block_t *block = &manager->blocks[id];
+    return block->state == BLOCK_REGISTERED &&
+           kvbm__registry_first(manager->registry, block->entry) == id;
 }
 
 kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
@@ -681,21 +679,19 @@ kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *
 {
     if (manager == NULL || n_hashes_out == NULL || (capacity > 0 && hashes_out == NULL))
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
-    if (capacity < kvbm__registry_size(manager->registry)) {
-        manager_unlock(manager);
+    kvbm__mutex_lock(&manager->lock);
+    size_t n = 0;
+    for (uint32_t id = 0; id < manager->num_blocks; id++)
+        n += lists_its_hash(manager, id);
+    if (capacity < n) {
+        kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_INVALID_ARG;
     }
-    size_t n = 0;
-    for (uint32_t id = 0; id < manager->num_blocks; id++) {
-        const kvbm__block_t *block = &manager->blocks[id];
-        /* A hash on several blocks (duplicates) is listed for its first. */
-        if (block->state == BLOCK_REGISTERED &&
-            kvbm__registry_first(manager->registry, block->entry) == id)
-            hashes_out[n++] = block->seq_hash;
-    }
-    assert(n == kvbm__registry_size(manager->registry));
-    manager_unlock(manager);
+    n = 0;
+    for (uint32_t id = 0; id < manager->num_blocks; id++)
+        if (lists_its_hash(manager, id))
+            hashes_out[n++] = manager->blocks[id].seq_hash;
+    kvbm__mutex_unlock(&manager->lock);
     *n_hashes_out = n;
     return KVBM_OK;
 }
@@ -704,9 +700,9 @@ bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash)
 {
     if (manager == NULL)
         return false;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     bool present = kvbm__registry_find(manager->registry, hash) != KVBM_BLOCK_NONE;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return present;
 }
 
@@ -716,9 +712,9 @@ kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
 {
     if (manager == NULL)
         return KVBM_ERR_INVALID_ARG;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     if (manager->active_count > 0) {
-        manager_unlock(manager);
+        kvbm__mutex_unlock(&manager->lock);
         return KVBM_ERR_BUSY;
     }
     uint32_t id;
@@ -727,7 +723,7 @@ kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
     assert(manager->inactive_count == 0);
     if (manager->events != NULL)
         kvbm__manager_events_deliver(manager->events);
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
@@ -737,24 +733,24 @@ void kvbm_manager_counts(kvbm_manager_t *manager, kvbm_pool_counts_t *counts_out
 {
     if (manager == NULL || counts_out == NULL)
         return;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     counts_out->total = manager->num_blocks;
     counts_out->reset = manager->reset_count;
     counts_out->active = manager->active_count;
     counts_out->inactive = manager->inactive_count;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
 }
 
 void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metrics_out)
 {
     if (manager == NULL || metrics_out == NULL)
         return;
-    manager_lock(manager);
+    kvbm__mutex_lock(&manager->lock);
     *metrics_out = manager->metrics;
     metrics_out->reset_blocks = manager->reset_count;
     metrics_out->active_blocks = manager->active_count;
     metrics_out->inactive_blocks = manager->inactive_count;
-    manager_unlock(manager);
+    kvbm__mutex_unlock(&manager->lock);
 }
 
 const char *kvbm_manager_policy_name(const kvbm_manager_t *manager)

@@ -4,23 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mix.h"
 #include "kvbm/policy.h"
 
-/*
- * Sequence hashes are usually XXH3 outputs, but callers such as the trace
- * replay use small dense integers; a 64-bit finalizer (the murmur3 fmix64
- * constants) spreads both evenly over uthash's power-of-two buckets.
- */
+/* uthash's hash of a key: the 64-bit hash mixed (core/mix.h), so small dense
+ * integers spread over the power-of-two buckets too. */
 static inline unsigned registry_mix(const void *key)
 {
     uint64_t k;
     memcpy(&k, key, sizeof(k));
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return (unsigned)k;
+    return (unsigned)kvbm__mix64(k);
 }
 
 /* A failed bucket expansion must not abort the process: uthash then rolls the
@@ -93,12 +86,6 @@ uint32_t kvbm__registry_find(const kvbm__registry_t *registry, uint64_t hash)
 {
     const registry_entry_t *entry = registry_lookup(registry, hash);
     return entry == NULL ? KVBM_BLOCK_NONE : entry->first_block;
-}
-
-uint32_t kvbm__registry_entry_of(const kvbm__registry_t *registry, uint64_t hash)
-{
-    const registry_entry_t *entry = registry_lookup(registry, hash);
-    return entry == NULL ? KVBM_BLOCK_NONE : (uint32_t)(entry - registry->entries);
 }
 
 uint32_t kvbm__registry_first(const kvbm__registry_t *registry, uint32_t entry)
@@ -191,18 +178,4 @@ void kvbm__registry_prefetch_neighbours(const kvbm__registry_t *registry, uint32
         __builtin_prefetch(hh->hh_prev);
     if (hh->hh_next != NULL)
         __builtin_prefetch(hh->hh_next);
-}
-
-size_t kvbm__registry_size(const kvbm__registry_t *registry)
-{
-    return HASH_COUNT(registry->table);
-}
-
-size_t kvbm__registry_bytes(const kvbm__registry_t *registry)
-{
-    size_t bytes = sizeof(*registry) + (size_t)registry->capacity * sizeof(registry_entry_t);
-    if (registry->table != NULL)
-        bytes += HASH_OVERHEAD(hh, registry->table) -
-                 HASH_COUNT(registry->table) * sizeof(UT_hash_handle);
-    return bytes;
 }

@@ -32,12 +32,9 @@ void kvbm__registry_destroy(kvbm__registry_t *registry);
 /* The first block registered under hash, or KVBM_BLOCK_NONE. */
 uint32_t kvbm__registry_find(const kvbm__registry_t *registry, uint64_t hash);
 
-/* The entry index of a present hash, or KVBM_BLOCK_NONE. Entry indexes are
- * stable while the hash stays registered; blocks keep theirs so removal and
+/* The first block of a present entry. Entry indexes are stable while the
+ * hash stays registered; blocks keep theirs (from insert) so removal and
  * promotion need no lookup. */
-uint32_t kvbm__registry_entry_of(const kvbm__registry_t *registry, uint64_t hash);
-
-/* The first block of a present entry. */
 uint32_t kvbm__registry_first(const kvbm__registry_t *registry, uint32_t entry);
 
 /* Adds hash -> block_id unless hash is present. *existing_out is the first
@@ -63,10 +60,5 @@ void kvbm__registry_prefetch_chain(const kvbm__registry_t *registry, uint64_t ha
  * neighbours that removing it will rewrite. Eviction pipelines the two. */
 void kvbm__registry_prefetch_entry(const kvbm__registry_t *registry, uint32_t entry);
 void kvbm__registry_prefetch_neighbours(const kvbm__registry_t *registry, uint32_t entry);
-
-size_t kvbm__registry_size(const kvbm__registry_t *registry);
-
-/* Host bytes the registry uses now (entries pool plus uthash buckets). */
-size_t kvbm__registry_bytes(const kvbm__registry_t *registry);
 
 #endif /* KVBM_HOST_REGISTRY_H */

@@ -131,21 +131,28 @@ static void *stream_worker(void *arg)
     }
 }
 
+/* Runs the item now (synchronous streams) or queues it for the worker; with
+ * s->mu held. Takes ownership of the item. */
+static void stream_enqueue_locked(cpu_stream_t *s, cpu_item_t *it)
+{
+    it->next = NULL;
+    if (s->synchronous) {
+        item_run(s, it);
+        return;
+    }
+    if (s->tail != NULL)
+        s->tail->next = it;
+    else
+        s->head = it;
+    s->tail = it;
+    kvbm__cond_signal(&s->work_cv);
+}
+
 /* Takes ownership of the item. */
 static void stream_push(cpu_stream_t *s, cpu_item_t *it)
 {
-    it->next = NULL;
     kvbm__mutex_lock(&s->mu);
-    if (s->synchronous) {
-        item_run(s, it);
-    } else {
-        if (s->tail != NULL)
-            s->tail->next = it;
-        else
-            s->head = it;
-        s->tail = it;
-        kvbm__cond_signal(&s->work_cv);
-    }
+    stream_enqueue_locked(s, it);
     kvbm__mutex_unlock(&s->mu);
 }
 
@@ -321,17 +328,7 @@ static kvbm_status_t cpu_fence_record(void *state, void *fence, void *stream)
     f->refs++;
     it->gen = ++f->recorded;
     kvbm__mutex_unlock(&f->mu);
-    it->next = NULL;
-    if (s->synchronous) {
-        item_run(s, it);
-    } else {
-        if (s->tail != NULL)
-            s->tail->next = it;
-        else
-            s->head = it;
-        s->tail = it;
-        kvbm__cond_signal(&s->work_cv);
-    }
+    stream_enqueue_locked(s, it);
     kvbm__mutex_unlock(&s->mu);
     return KVBM_OK;
 }

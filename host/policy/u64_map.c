@@ -4,19 +4,12 @@
 #include <assert.h>
 #include <stdlib.h>
 
-/*
- * Sequence hashes are already well mixed, but test keys and parent hashes
- * given by callers need not be, so every key goes through a 64-bit finaliser
- * (the murmur3 fmix64 constants) before it picks a slot.
- */
+#include "core/mix.h"
+
+/* Keys given by callers need not be well mixed (core/mix.h). */
 static size_t slot_of(const kvbm__u64_map_t *map, uint64_t key)
 {
-    key ^= key >> 33;
-    key *= 0xff51afd7ed558ccdULL;
-    key ^= key >> 33;
-    key *= 0xc4ceb9fe1a85ec53ULL;
-    key ^= key >> 33;
-    return (size_t)key & map->mask;
+    return (size_t)kvbm__mix64(key) & map->mask;
 }
 
 kvbm_status_t kvbm__u64_map_init(kvbm__u64_map_t *map, size_t max_entries)

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "object.h"
 #include "socket_io.h"
@@ -68,16 +69,9 @@ void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous)
     free(rendezvous);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint32_t remaining_ms(uint64_t deadline)
 {
-    uint64_t now = now_ms();
+    uint64_t now = kvbm__now_us() / 1000u;
     return now >= deadline ? 0 : (uint32_t)(deadline - now);
 }
 
@@ -112,7 +106,7 @@ static bool desc_compatible(const kvbm__wire_desc_t *a, const kvbm__wire_desc_t 
 /* Rank 0: gather HELLOs, check, send TABLE. */
 static kvbm_status_t gather_root(kvbm_xfer_t *xfer, int rv_fd, uint8_t *blob, size_t *blob_len)
 {
-    uint64_t deadline = now_ms() + xfer->timeout_ms;
+    uint64_t deadline = kvbm__now_us() / 1000u + xfer->timeout_ms;
     kvbm_status_t verdict = KVBM_OK;
     for (int joined = 1; joined < xfer->size; joined++) {
         int fd;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/clock.h"
 #include "object.h"
 #include "socket_io.h"
 
@@ -225,19 +226,12 @@ static void req_complete(kvbm_xfer_req_t *req, kvbm_status_t status, uint32_t *i
     kvbm__mutex_unlock(&req->lock);
 }
 
-uint64_t kvbm__xfer_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void worker_run(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
 {
     int peer = req->peer;
     client_result_t res = {.status = KVBM_OK};
     int fd = xfer->client_fd[peer];
-    uint64_t deadline = kvbm__xfer_now_us() + (uint64_t)xfer->timeout_ms * 1000u;
+    uint64_t deadline = kvbm__now_us() + (uint64_t)xfer->timeout_ms * 1000u;
     /* Back-off grows from 100 us; ranks start apart so two of them refused
      * by each other do not retry in lock step. */
     uint64_t backoff_us = 100u + 37u * (uint64_t)xfer->rank;
@@ -271,8 +265,7 @@ static void worker_run(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
             shutdown(fd, SHUT_RDWR);
         }
         /* The peer's data path was taken: nothing happened there, retry. */
-        if (res.status != KVBM_ERR_BUSY || !res.in_sync ||
-            kvbm__xfer_now_us() + backoff_us > deadline)
+        if (res.status != KVBM_ERR_BUSY || !res.in_sync || kvbm__now_us() + backoff_us > deadline)
             break;
         struct timespec ts = {.tv_sec = (time_t)(backoff_us / 1000000u),
                               .tv_nsec = (long)(backoff_us % 1000000u) * 1000L};

@@ -127,7 +127,6 @@ void kvbm__xfer_release_reverse(kvbm_manager_t *manager, const uint32_t *ids, si
 
 /* The worker thread: runs the requests this rank starts (client.c). */
 void *kvbm__xfer_worker_main(void *arg);
-uint64_t kvbm__xfer_now_us(void);
 /* The service thread: answers the requests peers start (server.c). */
 void *kvbm__xfer_service_main(void *arg);
 

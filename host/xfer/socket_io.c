@@ -17,19 +17,13 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "socket_io.h"
 
 /* Large socket buffers let the kernel move block data in big pieces. */
 #define SOCK_BUFFER_BYTES (4 << 20)
 #define CONNECT_RETRY_MS  10
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 kvbm_status_t kvbm__sock_parse_loopback(const char *host, uint32_t *addr_out)
 {
@@ -95,7 +89,7 @@ kvbm_status_t kvbm__sock_connect(uint32_t addr, uint16_t port, uint32_t timeout_
 {
     struct sockaddr_in sa = {
         .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = addr};
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = kvbm__now_us() / 1000u + timeout_ms;
     for (;;) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -114,7 +108,7 @@ kvbm_status_t kvbm__sock_connect(uint32_t addr, uint16_t port, uint32_t timeout_
         /* The listener may not be up yet: retry until the deadline. */
         if (err != ECONNREFUSED && err != EINTR && err != EAGAIN)
             return kvbm__sys_error("connect", err, __FILE__, __LINE__);
-        if (now_ms() >= deadline)
+        if (kvbm__now_us() / 1000u >= deadline)
             return KVBM_ERR_TIMEOUT;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = CONNECT_RETRY_MS * 1000000L};
         nanosleep(&ts, NULL);

@@ -392,6 +392,19 @@ static kvbm_status_t req_submit(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
     return KVBM_OK;
 }
 
+/* Queues a filled request; on failure deletes it. Sets *req_out only on
+ * success. */
+static kvbm_status_t req_start(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, kvbm_xfer_req_t **req_out)
+{
+    kvbm_status_t status = req_submit(xfer, req);
+    if (status != KVBM_OK) {
+        req_delete(req);
+        return status;
+    }
+    *req_out = req;
+    return KVBM_OK;
+}
+
 static bool peer_ok(const kvbm_xfer_t *xfer, int peer)
 {
     return peer >= 0 && peer < xfer->size && peer != xfer->rank;
@@ -422,11 +435,7 @@ kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_
         req->opts = *opts;
         req->has_opts = true;
     }
-    status = req_submit(xfer, req);
-    if (status != KVBM_OK)
-        goto err_req;
-    *req_out = req;
-    return KVBM_OK;
+    return req_start(xfer, req, req_out);
 err_req:
     req_delete(req);
     return status;
@@ -449,11 +458,7 @@ kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes
     }
     memcpy(req->hashes, hashes, count * sizeof(*hashes));
     req->count = count;
-    status = req_submit(xfer, req);
-    if (status != KVBM_OK)
-        goto err_req;
-    *req_out = req;
-    return KVBM_OK;
+    return req_start(xfer, req, req_out);
 err_req:
     req_delete(req);
     return status;
@@ -471,13 +476,7 @@ kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, s
         return status;
     req->raw_buf = buf;
     req->raw_bytes = bytes;
-    status = req_submit(xfer, req);
-    if (status != KVBM_OK) {
-        req_delete(req);
-        return status;
-    }
-    *req_out = req;
-    return KVBM_OK;
+    return req_start(xfer, req, req_out);
 }
 
 kvbm_status_t kvbm_xfer_req_wait(kvbm_xfer_req_t *req)

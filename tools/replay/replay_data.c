@@ -15,22 +15,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replay_internal.h"
+#include "replay_mode.h"
 
 #define LAYERS 4u
 #define OUTER  2u
 #define TOKENS 16
 #define ELEM   2
 
-kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
+typedef struct data {
+    kvbm_backend_t *backend;
+    kvbm_cache_t *cache;
+    kvbm_fence_t *ready;
+    kvbm_manager_t *g1, *g2; /* the cache's */
+    bool verify;
+    replay_scratch_t scratch;
+} data_t;
+
+static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
 {
+    data_t *data = calloc(1, sizeof(*data));
+    if (data == NULL)
+        return KVBM_ERR_NO_MEMORY;
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
     bc.kind = config->backend_kind;
-    kvbm_status_t status = kvbm_backend_create(&bc, &replay->backend);
+    kvbm_status_t status = kvbm_backend_create(&bc, &data->backend);
     if (status != KVBM_OK)
-        return status;
+        goto err_free;
     kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
-    cc.backend = replay->backend;
+    cc.backend = data->backend;
     cc.layout.num_blocks = config->g1_blocks;
     cc.layout.num_layers = LAYERS;
     cc.layout.outer_dim = OUTER;
@@ -46,40 +58,44 @@ kvbm_status_t replay__data_open(replay_t *replay, const replay_config_t *config)
     cc.policy_config = config->policy_config;
     cc.on_events = config->on_events;
     cc.events_ctx = config->events_ctx;
-    status = kvbm_cache_create(&cc, &replay->cache);
+    status = kvbm_cache_create(&cc, &data->cache);
     if (status != KVBM_OK)
         goto err_destroy_backend;
-    status = kvbm_fence_create(replay->backend, &replay->ready);
+    status = kvbm_fence_create(data->backend, &data->ready);
     if (status != KVBM_OK)
         goto err_destroy_cache;
-    replay->g1 = kvbm_cache_manager(replay->cache, KVBM_TIER_G1);
-    replay->g2 = kvbm_cache_manager(replay->cache, KVBM_TIER_G2);
+    data->g1 = kvbm_cache_manager(data->cache, KVBM_TIER_G1);
+    data->g2 = kvbm_cache_manager(data->cache, KVBM_TIER_G2);
     /* Stamps are written and read from the host: only where the device pool
      * is host memory (the CPU backend). */
-    replay->verify = config->verify && kvbm_backend_kind(replay->backend) == KVBM_BACKEND_CPU;
+    data->verify = config->verify && kvbm_backend_kind(data->backend) == KVBM_BACKEND_CPU;
+    *state_out = data;
     return KVBM_OK;
 
 err_destroy_cache:
-    kvbm_cache_destroy(replay->cache);
-    replay->cache = NULL;
+    kvbm_cache_destroy(data->cache);
 err_destroy_backend:
-    kvbm_backend_destroy(replay->backend);
-    replay->backend = NULL;
+    kvbm_backend_destroy(data->backend);
+err_free:
+    free(data);
     return status;
 }
 
-void replay__data_close(replay_t *replay)
+static void data_close(void *state)
 {
-    kvbm_fence_destroy(replay->ready);
-    kvbm_cache_destroy(replay->cache);
-    kvbm_backend_destroy(replay->backend);
+    data_t *data = state;
+    kvbm_fence_destroy(data->ready);
+    kvbm_cache_destroy(data->cache);
+    kvbm_backend_destroy(data->backend);
+    replay_scratch_free(&data->scratch);
+    free(data);
 }
 
 /* Stamps (or checks) the hash at the start of every region of a G1 block. */
-static bool stamp(replay_t *replay, uint32_t id, uint64_t hash, bool write)
+static bool stamp(data_t *data, uint32_t id, uint64_t hash, bool write)
 {
-    const kvbm_layout_t *layout = kvbm_cache_layout(replay->cache, KVBM_TIER_G1);
-    unsigned char *base = kvbm_pool_ptr(kvbm_cache_pool(replay->cache, KVBM_TIER_G1));
+    const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
+    unsigned char *base = kvbm_pool_ptr(kvbm_cache_pool(data->cache, KVBM_TIER_G1));
     kvbm_region_t regions[(size_t)LAYERS * OUTER];
     size_t n = 0;
     if (kvbm_layout_block_regions(layout, id, regions, (size_t)LAYERS * OUTER, &n) != KVBM_OK)
@@ -94,73 +110,67 @@ static bool stamp(replay_t *replay, uint32_t id, uint64_t hash, bool write)
     return same;
 }
 
-kvbm_status_t replay__data_request(replay_t *replay, const uint64_t *hashes, size_t count)
+static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t count,
+                                  replay_counts_t *counts)
 {
-    kvbm_status_t status = replay__ensure_scratch(replay, count);
+    data_t *data = state;
+    replay_scratch_t *s = &data->scratch;
+    kvbm_status_t status = replay_scratch_reserve(s, count);
     if (status != KVBM_OK)
         return status;
-    double start = replay__now_ns();
-    replay->counts.requests++;
-    replay->counts.blocks += count;
-    if (count > replay->g1_blocks) {
-        replay->counts.oversize++;
-        replay->counts.misses += count;
-        replay->counts.core_ns += replay__now_ns() - start;
-        return KVBM_OK;
-    }
-    uint32_t *ids = replay->g1_ids;
+    uint32_t *ids = s->g1_ids;
     kvbm_cache_match_result_t r;
-    status = kvbm_cache_acquire(replay->cache, hashes, count, ids, &r, replay->ready);
+    status = kvbm_cache_acquire(data->cache, hashes, count, ids, &r, data->ready);
     if (status != KVBM_OK)
         return status;
     /* The engine would wait on its stream; the replay waits on the host. */
-    kvbm_status_t copies = kvbm_fence_wait(replay->ready);
+    kvbm_status_t copies = kvbm_fence_wait(data->ready);
     size_t served = r.g1 + r.onboarded;
-    if (served > 0 && (copies != KVBM_OK || replay->verify))
-        copies = kvbm_cache_check(replay->cache, ids, served);
-    if (replay->verify && copies == KVBM_OK) {
+    if (served > 0 && (copies != KVBM_OK || data->verify))
+        copies = kvbm_cache_check(data->cache, ids, served);
+    if (data->verify && copies == KVBM_OK) {
         for (size_t i = 0; i < served; i++)
-            replay->counts.wrong_blocks += !stamp(replay, ids[i], hashes[i], false);
+            counts->wrong_blocks += !stamp(data, ids[i], hashes[i], false);
     }
     for (size_t i = served; i < count; i++) {
-        replay->fresh_ids[i] = ids[i];
-        if (replay->verify)
-            stamp(replay, ids[i], hashes[i], true);
+        s->fresh_ids[i] = ids[i];
+        if (data->verify)
+            stamp(data, ids[i], hashes[i], true);
     }
     if (count > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,
                                      .parent_hash = served > 0 ? hashes[served - 1] : 0,
                                      .priority = 50,
                                      .block_size = REPLAY_BLOCK_TOKENS};
-        status = kvbm_cache_register(replay->cache, ids + served, hashes + served, count - served,
+        status = kvbm_cache_register(data->cache, ids + served, hashes + served, count - served,
                                      &opts, ids + served);
         if (status != KVBM_OK)
             return status;
         for (size_t i = served; i < count; i++)
-            replay->counts.dedup += ids[i] != replay->fresh_ids[i];
+            counts->dedup += ids[i] != s->fresh_ids[i];
     }
-    status = kvbm_cache_sync(replay->cache);
+    status = kvbm_cache_sync(data->cache);
     if (status != KVBM_OK)
         return status;
     for (size_t i = 0; i < count; i++)
-        replay->release_ids[i] = ids[count - 1 - i];
-    status = kvbm_cache_release(replay->cache, replay->release_ids, count);
+        s->release_ids[i] = ids[count - 1 - i];
+    status = kvbm_cache_release(data->cache, s->release_ids, count);
     if (status != KVBM_OK)
         return status;
-    replay->counts.g1_hits += r.g1;
-    replay->counts.g2_hits += r.onboarded;
-    replay->counts.misses += count - served;
-    replay->counts.core_ns += replay__now_ns() - start;
+    counts->g1_hits += r.g1;
+    counts->g2_hits += r.onboarded;
+    counts->misses += count - served;
     return KVBM_OK;
 }
 
-void replay__data_counts(const replay_t *replay, replay_counts_t *counts)
+static void data_counts(const void *state, replay_counts_t *counts)
 {
+    const data_t *data = state;
     kvbm_cache_metrics_t cm;
-    kvbm_cache_metrics(replay->cache, &cm);
+    kvbm_cache_metrics(data->cache, &cm);
     kvbm_manager_metrics_t g1, g2;
-    kvbm_manager_metrics(replay->g1, &g1);
-    kvbm_manager_metrics(replay->g2, &g2);
+    kvbm_manager_metrics(data->g1, &g1);
+    kvbm_manager_metrics(data->g2, &g2);
     counts->offloads = cm.offloads;
     counts->onboards = cm.onboards;
     counts->offload_skipped = cm.offload_skipped;
@@ -169,3 +179,24 @@ void replay__data_counts(const replay_t *replay, replay_counts_t *counts)
     counts->bytes_moved = cm.offload_bytes + cm.onboard_bytes;
     counts->failed_copies = cm.failed_copies;
 }
+
+static const char *data_backend_name(const void *state)
+{
+    const data_t *data = state;
+    return kvbm_backend_name(data->backend);
+}
+
+static kvbm_manager_t *data_manager(const void *state, kvbm_medium_t medium)
+{
+    const data_t *data = state;
+    return medium == KVBM_MEDIUM_GPU ? data->g1 : medium == KVBM_MEDIUM_CPU ? data->g2 : NULL;
+}
+
+const replay_mode_ops_t replay_data_mode = {
+    .open = data_open,
+    .close = data_close,
+    .request = data_request,
+    .counts = data_counts,
+    .backend_name = data_backend_name,
+    .manager = data_manager,
+};
