@@ -21,11 +21,21 @@
 # <build>/modules/<name>/, each including the real file by its absolute path
 # (so diagnostics and editors land on the real file).
 #
-#   kvbm_add_library(<target> STATIC|SHARED)
+#   kvbm_layering_probe(<module> <header> PASS|FAIL)
+#
+# adds a test that compiles one `#include "<header>"` with exactly the view a
+# source of <module> has, and expects it to compile (PASS) or not (FAIL). The
+# FAIL probes show the build refusing includes against the arrows; the PASS
+# ones show the probes themselves are set up right.
+#
+#   kvbm_add_library(<target> STATIC|SHARED [WITHOUT <module>...]
+#                    [WITHOUT_LIBS <library>...] [EXTRA <target>...])
 #
 # builds one library from every module added so far, with the public include
 # directory and the modules' LIBS as its usage requirements. libkvbm is
-# kvbm_add_library(kvbm STATIC); a shared variant is one more call.
+# kvbm_add_library(kvbm STATIC); a shared variant is one more call. The
+# tests' CUDA stand-in library leaves out the kernel module and the CUDA
+# runtime (WITHOUT, WITHOUT_LIBS) and adds the stand-in's objects (EXTRA).
 
 set(KVBM_MODULE_ROOT ${PROJECT_BINARY_DIR}/modules)
 
@@ -93,20 +103,57 @@ function(kvbm_add_module name)
     target_compile_definitions(${target} PRIVATE KVBM_HAVE_NCCL=1)
   endif()
 
+  set_target_properties(${target} PROPERTIES KVBM_MODULE_DIR ${dir})
   set_property(GLOBAL APPEND PROPERTY KVBM_MODULES ${name})
-  set_property(GLOBAL APPEND PROPERTY KVBM_MODULE_LIBS ${M_LIBS})
+  set_property(GLOBAL PROPERTY KVBM_MODULE_LIBS_${name} ${M_LIBS})
 endfunction()
 
 function(kvbm_add_library target kind)
+  cmake_parse_arguments(L "" "" "WITHOUT;WITHOUT_LIBS;EXTRA" ${ARGN})
   get_property(modules GLOBAL PROPERTY KVBM_MODULES)
-  get_property(libs GLOBAL PROPERTY KVBM_MODULE_LIBS)
   add_library(${target} ${kind})
+  set(libs "")
   foreach(m ${modules})
+    if(m IN_LIST L_WITHOUT)
+      continue()
+    endif()
     target_sources(${target} PRIVATE $<TARGET_OBJECTS:kvbm_${m}>)
+    get_property(mlibs GLOBAL PROPERTY KVBM_MODULE_LIBS_${m})
+    list(APPEND libs ${mlibs})
+  endforeach()
+  foreach(extra ${L_EXTRA})
+    target_sources(${target} PRIVATE $<TARGET_OBJECTS:${extra}>)
+  endforeach()
+  foreach(lib ${L_WITHOUT_LIBS})
+    list(REMOVE_ITEM libs ${lib})
   endforeach()
   set_target_properties(${target} PROPERTIES LINKER_LANGUAGE C)
   target_include_directories(${target}
     PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
   list(REMOVE_DUPLICATES libs)
   target_link_libraries(${target} PUBLIC Threads::Threads ${libs})
+endfunction()
+
+function(kvbm_layering_probe module header expect)
+  string(MAKE_C_IDENTIFIER "${module}_includes_${header}" id)
+  set(src ${PROJECT_BINARY_DIR}/layering/${id}.c)
+  file(CONFIGURE OUTPUT ${src}
+       CONTENT "/* Generated layering probe: a source of module ${module} including ${header}. */\n#include \"${header}\"\nint kvbm_layering_${id};\n")
+  get_target_property(dir kvbm_${module} KVBM_MODULE_DIR)
+  add_library(layering_${id} OBJECT EXCLUDE_FROM_ALL ${src})
+  target_include_directories(layering_${id} PRIVATE ${dir} ${UTHASH_INCLUDE_DIR})
+  target_link_libraries(layering_${id} PRIVATE kvbm_${module})
+  # The compiler alone, with the probe target's include path (its module's
+  # folder and, transitively, what the module's dependencies give it).
+  set(includes "$<TARGET_PROPERTY:layering_${id},INCLUDE_DIRECTORIES>")
+  add_test(NAME layering_${id}
+           COMMAND ${CMAKE_C_COMPILER} -std=c11 -D_GNU_SOURCE -fsyntax-only
+                   "$<$<BOOL:${includes}>:-I$<JOIN:${includes},;-I>>" ${src}
+           COMMAND_EXPAND_LISTS)
+  set_tests_properties(layering_${id} PROPERTIES LABELS layering)
+  if(expect STREQUAL "FAIL")
+    set_tests_properties(layering_${id} PROPERTIES WILL_FAIL TRUE)
+  elseif(NOT expect STREQUAL "PASS")
+    message(FATAL_ERROR "kvbm_layering_probe: expect PASS or FAIL, not ${expect}")
+  endif()
 endfunction()

@@ -2,8 +2,8 @@
 # Checks formatting against .clang-format (every tracked C, header and CUDA
 # file), that no library source reaches around the module boundaries with a
 # relative include, then runs clang-tidy (the checks in .clang-tidy, warnings
-# fatal) over the host library and the tools, using the compile commands of
-# the build.
+# fatal) over the library (host/, and cuda/ when built) and the tools, using
+# the compile commands of the build.
 #   scripts/lint.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +22,11 @@ if git grep -n '#include "\.\.' -- host cuda; then
   exit 1
 fi
 [ -f "$build_dir/compile_commands.json" ] || bash scripts/build.sh "$build_dir" >/dev/null
-clang-tidy -p "$build_dir" --quiet --warnings-as-errors='*' host/*/*.c tools/*/*.c 2>/dev/null
+# cuda/ too when the build compiled it (nvcc present): its C files see the
+# toolkit's headers through the compile commands.
+cuda_sources=()
+if grep -q '/cuda/mem/' "$build_dir/compile_commands.json"; then
+  cuda_sources=(cuda/*/*.c)
+fi
+clang-tidy -p "$build_dir" --quiet --warnings-as-errors='*' host/*/*.c tools/*/*.c "${cuda_sources[@]}" 2>/dev/null
 echo "lint: clang-tidy clean"

@@ -1,7 +1,8 @@
 /*
  * Helpers for the tiered-cache tests: block contents derived from the hash,
  * an "engine" that writes blocks through its own stream like a kernel would,
- * and direct checks of pool bytes (the CPU backend's pools are host memory).
+ * and direct checks of pool bytes (the CPU backend's pools, and the CUDA
+ * stand-in's, are host memory).
  */
 #ifndef KVBM_TESTS_CACHE_TEST_UTIL_H
 #define KVBM_TESTS_CACHE_TEST_UTIL_H
@@ -10,6 +11,28 @@
 #include <string.h>
 
 #include "kvbm/kvbm.h"
+
+/*
+ * The backend the cache tests run on: the asynchronous CPU backend, or, in
+ * the *_standin builds (tests/cuda), the real CUDA backend code on the CUDA
+ * runtime stand-in, whose streams are held through the stand-in itself
+ * (real CUDA streams cannot be held; kvbm_stream_hold says so).
+ */
+#if defined(KVBM_TEST_STANDIN)
+#include "standin.h"
+#define TEST_BACKEND_KIND KVBM_BACKEND_CUDA
+static inline kvbm_status_t test_stream_hold(kvbm_stream_t *stream, bool hold)
+{
+    standin_stream_hold((cudaStream_t)kvbm_stream_native(stream), hold);
+    return KVBM_OK;
+}
+#else
+#define TEST_BACKEND_KIND KVBM_BACKEND_CPU
+static inline kvbm_status_t test_stream_hold(kvbm_stream_t *stream, bool hold)
+{
+    return kvbm_stream_hold(stream, hold);
+}
+#endif
 
 static inline uint64_t pattern_word(uint64_t hash, size_t word)
 {

@@ -3,6 +3,8 @@
  * onboarding on match, write-through, inclusive G2, failed copies, shared
  * onboarding, and the three ordering rules, each shown both kept (data
  * intact) and broken through a test-only switch (corruption detected).
+ * Built a second time as test_cache_standin (tests/cuda): the same tests on
+ * the CUDA backend's code over the CUDA runtime stand-in.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,7 +31,7 @@ static void fixture_open(fixture_t *f, uint32_t g1, uint32_t g2, kvbm_offload_mo
 {
     memset(f, 0, sizeof(*f));
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
-    bc.kind = KVBM_BACKEND_CPU;
+    bc.kind = TEST_BACKEND_KIND;
     assert_kvbm_ok(kvbm_backend_create(&bc, &f->backend));
     f->engine.backend = f->backend;
     assert_kvbm_ok(kvbm_stream_create(f->backend, &f->engine.stream));
@@ -226,7 +228,7 @@ static void concurrent_matches_share_one_onboarding(void **state)
     fixture_open(&f, 4, 8, KVBM_OFFLOAD_WRITE_BACK, true);
     compute_block(&f, 11);
     evict_everything(&f, 4, 500);
-    assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, true)); /* keep the first onboarding in flight */
+    assert_kvbm_ok(test_stream_hold(f.cache->h2d, true)); /* keep the first onboarding in flight */
     uint32_t a, b;
     kvbm_cache_match_result_t ra, rb;
     assert_kvbm_ok(kvbm_cache_match(f.cache, (const uint64_t[]){11}, 1, &a, &ra, NULL));
@@ -234,7 +236,7 @@ static void concurrent_matches_share_one_onboarding(void **state)
     assert_int_equal(ra.onboarded, 1);
     assert_int_equal(rb.g1, 1); /* found in G1: the onboarding in flight */
     assert_int_equal(a, b);
-    assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, false));
+    assert_kvbm_ok(test_stream_hold(f.cache->h2d, false));
     assert_kvbm_ok(kvbm_cache_check(f.cache, &b, 1));
     assert_true(block_holds(f.cache, KVBM_TIER_G1, b, 11));
     kvbm_cache_metrics_t m;
@@ -256,7 +258,7 @@ static bool rule1_scenario(bool broken)
         kvbm__cache_set_unsafe(f.cache, KVBM__CACHE_UNSAFE_NO_ENGINE_ORDER);
     uint32_t id, out, next;
     uint64_t h = 77;
-    assert_kvbm_ok(kvbm_stream_hold(f.engine.stream, true));
+    assert_kvbm_ok(test_stream_hold(f.engine.stream, true));
     assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &id, NULL));
     assert_kvbm_ok(engine_write(&f.engine, f.cache, id, h));
     assert_kvbm_ok(kvbm_cache_register(f.cache, &id, &h, 1, NULL, &out));
@@ -266,7 +268,7 @@ static bool rule1_scenario(bool broken)
     assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &next, NULL));
     if (broken)
         assert_kvbm_ok(kvbm_cache_sync(f.cache)); /* the offload did not wait */
-    assert_kvbm_ok(kvbm_stream_hold(f.engine.stream, false));
+    assert_kvbm_ok(test_stream_hold(f.engine.stream, false));
     assert_kvbm_ok(engine_finish(&f.engine));
     assert_kvbm_ok(kvbm_cache_sync(f.cache));
     assert_kvbm_ok(kvbm_cache_release(f.cache, &next, 1));
@@ -293,14 +295,14 @@ static bool rule2_scenario(bool broken)
     if (broken)
         kvbm__cache_set_unsafe(f.cache, KVBM__CACHE_UNSAFE_NO_REUSE_ORDER);
     compute_block(&f, 88);
-    assert_kvbm_ok(kvbm_stream_hold(f.cache->d2h, true));
+    assert_kvbm_ok(test_stream_hold(f.cache->d2h, true));
     uint32_t id, out;
     uint64_t h = 99;
     assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &id, NULL)); /* evicts 88: offload queued */
     assert_kvbm_ok(engine_write(&f.engine, f.cache, id, h));
     if (broken)
         assert_kvbm_ok(engine_finish(&f.engine)); /* nothing made the engine wait */
-    assert_kvbm_ok(kvbm_stream_hold(f.cache->d2h, false));
+    assert_kvbm_ok(test_stream_hold(f.cache->d2h, false));
     assert_kvbm_ok(engine_finish(&f.engine));
     assert_kvbm_ok(kvbm_cache_register(f.cache, &id, &h, 1, NULL, &out));
     assert_kvbm_ok(kvbm_cache_release(f.cache, &out, 1));
@@ -334,7 +336,7 @@ static bool rule3_scenario(bool broken)
     compute_block(&f, 33); /* evicts 31 -> G2 (its only block) */
     assert_kvbm_ok(kvbm_cache_sync(f.cache));
     assert_true(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G2), 31));
-    assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, true));
+    assert_kvbm_ok(test_stream_hold(f.cache->h2d, true));
     uint32_t id;
     kvbm_cache_match_result_t r;
     /* Onboarding 31 evicts 32, whose offload finds G2's only block held. */
@@ -348,7 +350,7 @@ static bool rule3_scenario(bool broken)
     assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &extra, extra_ready));
     if (broken)
         assert_kvbm_ok(kvbm_fence_wait(f.cache->tail->fence)); /* that offload's copy landed */
-    assert_kvbm_ok(kvbm_stream_hold(f.cache->h2d, false));
+    assert_kvbm_ok(test_stream_hold(f.cache->h2d, false));
     bool right =
         kvbm_cache_check(f.cache, &id, 1) == KVBM_OK && block_holds(f.cache, KVBM_TIER_G1, id, 31);
     assert_kvbm_ok(kvbm_cache_release(f.cache, (const uint32_t[]){id, extra}, 2));
@@ -386,7 +388,7 @@ static void events_and_metrics_name_their_tier(void **state)
     fixture_t f;
     memset(&f, 0, sizeof(f));
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
-    bc.kind = KVBM_BACKEND_CPU;
+    bc.kind = TEST_BACKEND_KIND;
     assert_kvbm_ok(kvbm_backend_create(&bc, &f.backend));
     f.engine.backend = f.backend;
     assert_kvbm_ok(kvbm_stream_create(f.backend, &f.engine.stream));
@@ -528,7 +530,7 @@ static void g1_can_bind_the_engines_own_memory(void **state)
 {
     kvbm_backend_t *backend;
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
-    bc.kind = KVBM_BACKEND_CPU;
+    bc.kind = TEST_BACKEND_KIND;
     assert_kvbm_ok(kvbm_backend_create(&bc, &backend));
     kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
     cc.backend = backend;
@@ -610,7 +612,7 @@ static void without_engine_stream_or_fence_allocate_waits_for_offloads(void **st
     fixture_t f;
     fixture_open(&f, 1, 4, KVBM_OFFLOAD_WRITE_BACK, false);
     compute_block(&f, 88);
-    assert_kvbm_ok(kvbm_stream_hold(f.cache->d2h, true));
+    assert_kvbm_ok(test_stream_hold(f.cache->d2h, true));
     allocate_call_t call = {.f = &f};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, allocate_without_ordering, &call), 0);
@@ -618,7 +620,7 @@ static void without_engine_stream_or_fence_allocate_waits_for_offloads(void **st
      * below does not depend on how long this is. */
     struct timespec pause = {0, 50 * 1000 * 1000};
     nanosleep(&pause, NULL);
-    assert_kvbm_ok(kvbm_stream_hold(f.cache->d2h, false));
+    assert_kvbm_ok(test_stream_hold(f.cache->d2h, false));
     assert_int_equal(pthread_join(thread, NULL), 0);
     assert_true(call.offload_done_on_return);
     assert_kvbm_ok(kvbm_cache_release(f.cache, &call.id, 1));

@@ -1,8 +1,10 @@
 /*
  * Data integrity of the tiered cache under a replay much larger than both
- * tiers, on the asynchronous CPU backend. Every block is written by an
- * "engine" stream with bytes derived from its hash; every block the cache
- * serves (cached in G1 or onboarded from G2) is compared with those bytes.
+ * tiers, on the asynchronous CPU backend (and, as test_cache_integrity_standin,
+ * on the CUDA backend's code over the CUDA runtime stand-in). Every block is
+ * written by an "engine" stream with bytes derived from its hash; every
+ * block the cache serves (cached in G1 or onboarded from G2) is compared
+ * with those bytes.
  *
  * G1 (16 blocks) is much smaller than G2 (64), and G2 much smaller than the
  * working set (~300 blocks), so blocks go round G1 -> G2 -> G1 constantly.
@@ -122,7 +124,7 @@ static void workload_open(workload_t *w, bool faults, kvbm_layout_kind_t kind)
 {
     memset(w, 0, sizeof(*w));
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
-    bc.kind = KVBM_BACKEND_CPU;
+    bc.kind = TEST_BACKEND_KIND;
     assert_kvbm_ok(kvbm_backend_create(&bc, &w->backend));
     assert_kvbm_ok(kvbm_stream_create(w->backend, &w->engine_stream));
     kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;

@@ -250,6 +250,7 @@ static void data_mode_through_the_cache_prints_the_contract_numbers(void **state
     assert_int_equal(c->g2_evictions, 23769);
     assert_int_equal(c->offload_skipped, 0);
     assert_int_equal(c->wrong_blocks, 0);
+    assert_int_equal(c->verified_blocks, 37703 + 36089); /* every block served */
     assert_int_equal(c->failed_copies, 0);
     assert_int_equal(c->bytes_moved, (uint64_t)(47205 + 36089) * 1024);
 }
@@ -282,6 +283,7 @@ static void data_mode_matches_logical_mode_on_hand_worked_trace(void **state)
     assert_int_equal(c.dedup, 1);
     assert_int_equal(c.oversize, 1);
     assert_int_equal(c.wrong_blocks, 0);
+    assert_int_equal(c.verified_blocks, 3 + 2);
     replay_destroy(replay);
 }
 

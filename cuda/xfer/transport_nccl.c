@@ -1,7 +1,7 @@
 /*
  * The NCCL transport: block bytes move with ncclSend/ncclRecv, every chunk of
  * a transfer inside one ncclGroupStart/ncclGroupEnd, on the object's own CUDA
- * stream. Control messages stay on the loopback sockets (host/xfer.c). Both
+ * stream. Control messages stay on the loopback sockets (host/xfer/). Both
  * sides cut the bytes at the same places (message_based: the plan ends a
  * chunk wherever either side's run ends), so every ncclSend meets an ncclRecv
  * of the same size. The receiver enqueues its group right after answering,
@@ -13,10 +13,11 @@
  * becomes KVBM_ERR_TIMEOUT and the communicator is aborted, never a hang.
  * After an abort every later transfer fails with KVBM_ERR_PEER.
  *
- * Compiled only when NCCL is found; not yet run on a GPU (see docs/TRANSFER.md).
+ * Compiled only when nccl.h is found; libnccl.so.2 is loaded at run time
+ * (nccl_api.c), so the probe says KVBM_ERR_UNSUPPORTED where NCCL is not
+ * installed. Not yet run on a GPU (see docs/TRANSFER.md).
  */
 #include <cuda_runtime.h>
-#include <nccl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "cuda_mem/check.h"
+#include "nccl_api.h"
 #include "xfer/fault.h"
 #include "xfer/object.h"
 
@@ -42,6 +44,13 @@ typedef struct nccl_state {
     bool dead; /* aborted after a failure; under lock */
 } nccl_state_t;
 
+/* The loaded library. Every op but the probe runs after a probe that found
+ * it (kvbm_xfer_create probes first), so this is never NULL there. */
+static const kvbm__nccl_api_t *nccl(void)
+{
+    return kvbm__nccl_api();
+}
+
 /* ------------------------------------------------------------ checking */
 
 /*
@@ -54,7 +63,7 @@ static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *f
                                 atomic_int *logged)
 {
     if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
-        kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s:%d)", expr, ncclGetErrorString(rc), file,
+        kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s:%d)", expr, nccl()->get_error_string(rc), file,
                   line);
     switch (rc) {
     case ncclRemoteError:
@@ -90,7 +99,7 @@ static kvbm_status_t comm_settle(ncclComm_t comm, uint64_t deadline)
     for (;;) {
         kvbm_status_t status = KVBM_OK;
         ncclResult_t async = ncclSuccess;
-        KVBM_NCCL_CHECK(ncclCommGetAsyncError(comm, &async), status);
+        KVBM_NCCL_CHECK(nccl()->comm_get_async_error(comm, &async), status);
         if (status != KVBM_OK)
             return status;
         if (async != ncclInProgress) {
@@ -113,7 +122,9 @@ static kvbm_status_t nccl_probe(void)
         (void)cudaGetLastError();
         return KVBM_ERR_NO_DEVICE;
     }
-    return count > 0 ? KVBM_OK : KVBM_ERR_NO_DEVICE;
+    if (count <= 0)
+        return KVBM_ERR_NO_DEVICE;
+    return kvbm__nccl_api() != NULL ? KVBM_OK : KVBM_ERR_UNSUPPORTED;
 }
 
 static kvbm_status_t nccl_make_blob(kvbm_xfer_t *xfer, uint8_t *blob, size_t capacity,
@@ -127,7 +138,7 @@ static kvbm_status_t nccl_make_blob(kvbm_xfer_t *xfer, uint8_t *blob, size_t cap
     if (capacity < sizeof(id))
         return KVBM_ERR_INTERNAL;
     kvbm_status_t status = KVBM_OK;
-    KVBM_NCCL_CHECK(ncclGetUniqueId(&id), status);
+    KVBM_NCCL_CHECK(nccl()->get_unique_id(&id), status);
     if (status != KVBM_OK)
         return status;
     memcpy(blob, &id, sizeof(id));
@@ -156,9 +167,9 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
     if (xfer->nccl_comm_in != NULL) {
         int nranks = 0, rank = -1;
         st->comm = (ncclComm_t)xfer->nccl_comm_in;
-        KVBM_NCCL_CHECK(ncclCommCount(st->comm, &nranks), status);
+        KVBM_NCCL_CHECK(nccl()->comm_count(st->comm, &nranks), status);
         if (status == KVBM_OK)
-            KVBM_NCCL_CHECK(ncclCommUserRank(st->comm, &rank), status);
+            KVBM_NCCL_CHECK(nccl()->comm_user_rank(st->comm, &rank), status);
         if (status == KVBM_OK && (nranks != xfer->size || rank != xfer->rank)) {
             kvbm__log(KVBM_LOG_ERROR, "communicator is rank %d of %d, config says %d of %d", rank,
                       nranks, xfer->rank, xfer->size);
@@ -175,13 +186,13 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
         memcpy(&id, blob, sizeof(id));
         ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
         config.blocking = 0;
-        KVBM_NCCL_CHECK(ncclCommInitRankConfig(&st->comm, xfer->size, id, xfer->rank, &config),
-                        status);
+        KVBM_NCCL_CHECK(
+            nccl()->comm_init_rank_config(&st->comm, xfer->size, id, xfer->rank, &config), status);
         if (status == KVBM_OK)
             status = comm_settle(st->comm, kvbm__now_us() / 1000u + xfer->timeout_ms);
         if (status != KVBM_OK) {
             if (st->comm != NULL)
-                (void)ncclCommAbort(st->comm);
+                (void)nccl()->comm_abort(st->comm);
             goto err_mutex;
         }
         st->owns_comm = true;
@@ -194,7 +205,7 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
 
 err_comm:
     if (st->owns_comm)
-        (void)ncclCommDestroy(st->comm);
+        (void)nccl()->comm_destroy(st->comm);
 err_mutex:
     kvbm__mutex_destroy(&st->lock);
 err_free:
@@ -211,7 +222,7 @@ static void nccl_fini(kvbm_xfer_t *xfer)
     KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     KVBM_CUDA_CHECK(cudaStreamDestroy(st->stream), status);
     if (st->owns_comm)
-        KVBM_NCCL_CHECK(ncclCommDestroy(st->comm), status);
+        KVBM_NCCL_CHECK(nccl()->comm_destroy(st->comm), status);
     (void)status; /* teardown goes on regardless; failures were logged */
     kvbm__mutex_destroy(&st->lock);
     free(st);
@@ -231,21 +242,23 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
     KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status != KVBM_OK)
         return status;
-    KVBM_NCCL_CHECK(ncclGroupStart(), status);
+    KVBM_NCCL_CHECK(nccl()->group_start(), status);
     if (status != KVBM_OK)
         return status;
     for (size_t i = 0; i < plan->count && status == KVBM_OK; i++) {
         const kvbm_copy_t *piece = &plan->pieces[i];
         if (send)
             KVBM_NCCL_CHECK(
-                ncclSend(piece->src, piece->bytes, ncclUint8, peer, st->comm, st->stream), status);
+                nccl()->send(piece->src, piece->bytes, ncclUint8, peer, st->comm, st->stream),
+                status);
         else
             KVBM_NCCL_CHECK(
-                ncclRecv(piece->dst, piece->bytes, ncclUint8, peer, st->comm, st->stream), status);
+                nccl()->recv(piece->dst, piece->bytes, ncclUint8, peer, st->comm, st->stream),
+                status);
     }
     /* The group must be closed even after a failed enqueue. */
     kvbm_status_t end = KVBM_OK;
-    KVBM_NCCL_CHECK(ncclGroupEnd(), end);
+    KVBM_NCCL_CHECK(nccl()->group_end(), end);
     if (status == KVBM_OK)
         status = end;
     if (status == KVBM_OK)
@@ -259,7 +272,7 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
             break;
         }
         ncclResult_t async = ncclSuccess;
-        KVBM_NCCL_CHECK(ncclCommGetAsyncError(st->comm, &async), status);
+        KVBM_NCCL_CHECK(nccl()->comm_get_async_error(st->comm, &async), status);
         if (status == KVBM_OK)
             KVBM_NCCL_CHECK(async, status);
         if (status == KVBM_OK && kvbm__now_us() / 1000u >= deadline) {
@@ -273,7 +286,7 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
     if (status != KVBM_OK) {
         /* A half-done group cannot be cancelled: abort the communicator so
          * the stream drains, and fail every later transfer. */
-        (void)ncclCommAbort(st->comm);
+        (void)nccl()->comm_abort(st->comm);
         st->dead = true;
         st->owns_comm = false; /* aborted: nothing left to destroy */
     }

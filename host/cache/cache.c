@@ -1,6 +1,6 @@
 /*
  * The tiered cache's calls; see include/kvbm/cache.h for the behaviour and
- * cache_batch.c for the copies in flight.
+ * batch.c for the copies in flight.
  *
  * Locking: cache->lock for the whole of each call (never while waiting for
  * a fence); inside it the G1 and G2 managers take their own locks.
@@ -44,25 +44,81 @@ static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config
     return kvbm_manager_create(&mc, out);
 }
 
+/* G1's pool: the engine's own KV memory when given (bound, not allocated),
+ * else a device pool of the layout's size. */
+static kvbm_status_t g1_pool_create(kvbm_cache_t *cache, const kvbm_cache_config_t *config)
+{
+    size_t g1_bytes = kvbm_layout_total_bytes(cache->g1_layout);
+    if (config->g1_memory == NULL)
+        return kvbm_pool_create(cache->backend, KVBM_MEM_DEVICE, g1_bytes, &cache->g1_pool);
+    if (config->g1_memory_bytes < g1_bytes ||
+        (uintptr_t)config->g1_memory % config->layout.alignment != 0)
+        return KVBM_ERR_INVALID_ARG;
+    return kvbm_pool_wrap(cache->backend, KVBM_MEM_DEVICE, config->g1_memory,
+                          config->g1_memory_bytes, &cache->g1_pool);
+}
+
+/* G2: the same geometry over g2_blocks of pinned host memory, and its
+ * manager. On error nothing of G2 is left. */
+static kvbm_status_t g2_tier_create(kvbm_cache_t *cache, const kvbm_cache_config_t *config)
+{
+    kvbm_layout_config_t g2_config = config->layout;
+    g2_config.num_blocks = config->g2_blocks;
+    kvbm_status_t status = kvbm_layout_create(&g2_config, &cache->g2_layout);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm_pool_create(cache->backend, KVBM_MEM_HOST,
+                              kvbm_layout_total_bytes(cache->g2_layout), &cache->g2_pool);
+    if (status != KVBM_OK)
+        goto err_destroy_layout;
+    status = create_manager(cache, config, KVBM_TIER_G2, config->g2_blocks, &cache->g2);
+    if (status != KVBM_OK)
+        goto err_destroy_pool;
+    return KVBM_OK;
+
+err_destroy_pool:
+    kvbm_pool_destroy(cache->g2_pool);
+    cache->g2_pool = NULL;
+err_destroy_layout:
+    kvbm_layout_destroy(cache->g2_layout);
+    cache->g2_layout = NULL;
+    return status;
+}
+
+static void g2_tier_destroy(kvbm_cache_t *cache)
+{
+    kvbm_manager_destroy(cache->g2);
+    kvbm_pool_destroy(cache->g2_pool);
+    kvbm_layout_destroy(cache->g2_layout);
+}
+
 /* sizeof(kvbm_cache_config_t) at each published version (core/config.h). */
 static const size_t cache_config_sizes[] = {sizeof(kvbm_cache_config_t)};
 
-kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
+/* Imports the caller's config (any published version), then checks it. */
+static kvbm_status_t import_config(const kvbm_cache_config_t *caller, kvbm_cache_config_t *config)
 {
-    if (caller_config == NULL || cache_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
     const kvbm_cache_config_t defaults = KVBM_CACHE_CONFIG_INIT;
-    kvbm_cache_config_t imported;
-    kvbm_status_t status =
-        KVBM__CONFIG_IMPORT(caller_config, cache_config_sizes, &defaults, &imported);
+    kvbm_status_t status = KVBM__CONFIG_IMPORT(caller, cache_config_sizes, &defaults, config);
     if (status != KVBM_OK)
         return status;
-    const kvbm_cache_config_t *config = &imported;
     if (config->backend == NULL)
         return KVBM_ERR_INVALID_ARG;
     if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
         return KVBM_ERR_INVALID_ARG;
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
+{
+    if (caller_config == NULL || cache_out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm_cache_config_t imported;
+    kvbm_status_t status = import_config(caller_config, &imported);
+    if (status != KVBM_OK)
+        return status;
+    const kvbm_cache_config_t *config = &imported;
     kvbm_cache_t *cache = calloc(1, sizeof(*cache));
     if (cache == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -81,36 +137,16 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
         goto err_destroy_events;
     cache->g1_blocks = config->layout.num_blocks;
     cache->block_bytes = kvbm_layout_block_bytes(cache->g1_layout);
-    size_t g1_bytes = kvbm_layout_total_bytes(cache->g1_layout);
-    if (config->g1_memory != NULL) {
-        /* The engine's KV tensor: bind to it, do not allocate. */
-        status = KVBM_ERR_INVALID_ARG;
-        if (config->g1_memory_bytes < g1_bytes ||
-            (uintptr_t)config->g1_memory % config->layout.alignment != 0)
-            goto err_destroy_g1_layout;
-        status = kvbm_pool_wrap(cache->backend, KVBM_MEM_DEVICE, config->g1_memory,
-                                config->g1_memory_bytes, &cache->g1_pool);
-    } else {
-        status = kvbm_pool_create(cache->backend, KVBM_MEM_DEVICE, g1_bytes, &cache->g1_pool);
-    }
+    status = g1_pool_create(cache, config);
     if (status != KVBM_OK)
         goto err_destroy_g1_layout;
     status = create_manager(cache, config, KVBM_TIER_G1, cache->g1_blocks, &cache->g1);
     if (status != KVBM_OK)
         goto err_destroy_g1_pool;
     if (config->g2_blocks > 0) {
-        kvbm_layout_config_t g2_config = config->layout;
-        g2_config.num_blocks = config->g2_blocks;
-        status = kvbm_layout_create(&g2_config, &cache->g2_layout);
+        status = g2_tier_create(cache, config);
         if (status != KVBM_OK)
             goto err_destroy_g1;
-        status = kvbm_pool_create(cache->backend, KVBM_MEM_HOST,
-                                  kvbm_layout_total_bytes(cache->g2_layout), &cache->g2_pool);
-        if (status != KVBM_OK)
-            goto err_destroy_g2_layout;
-        status = create_manager(cache, config, KVBM_TIER_G2, config->g2_blocks, &cache->g2);
-        if (status != KVBM_OK)
-            goto err_destroy_g2_pool;
     }
     status = kvbm_stream_create(cache->backend, &cache->d2h);
     if (status != KVBM_OK)
@@ -137,11 +173,7 @@ err_free_tables:
 err_destroy_d2h:
     kvbm_stream_destroy(cache->d2h);
 err_destroy_g2:
-    kvbm_manager_destroy(cache->g2);
-err_destroy_g2_pool:
-    kvbm_pool_destroy(cache->g2_pool);
-err_destroy_g2_layout:
-    kvbm_layout_destroy(cache->g2_layout);
+    g2_tier_destroy(cache);
 err_destroy_g1:
     kvbm_manager_destroy(cache->g1);
 err_destroy_g1_pool:
@@ -162,9 +194,7 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm_cache_sync(cache);
     kvbm_stream_destroy(cache->h2d);
     kvbm_stream_destroy(cache->d2h);
-    kvbm_manager_destroy(cache->g2);
-    kvbm_pool_destroy(cache->g2_pool);
-    kvbm_layout_destroy(cache->g2_layout);
+    g2_tier_destroy(cache);
     kvbm_manager_destroy(cache->g1);
     kvbm_pool_destroy(cache->g1_pool);
     kvbm_layout_destroy(cache->g1_layout);

@@ -1,6 +1,6 @@
 /*
  * Private state of kvbm_cache_t, shared by cache.c (the calls) and
- * cache_batch.c (copies in flight and their completion).
+ * batch.c (copies in flight and their completion).
  */
 #ifndef KVBM_HOST_CACHE_INTERNAL_H
 #define KVBM_HOST_CACHE_INTERNAL_H
@@ -83,7 +83,7 @@ struct kvbm_cache {
     kvbm_cache_metrics_t metrics;
 };
 
-/* cache_batch.c. All with the cache lock held. */
+/* batch.c. All with the cache lock held. */
 kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind, size_t n,
                                     cache_batch_t **batch_out);
 void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch);

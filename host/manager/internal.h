@@ -1,6 +1,6 @@
 /*
  * Private layout of kvbm_manager_t, shared by the files that implement it
- * (manager.c for the pools and calls, manager_metrics.c for export).
+ * (manager.c for the pools and calls, metrics.c for export).
  */
 #ifndef KVBM_HOST_MANAGER_INTERNAL_H
 #define KVBM_HOST_MANAGER_INTERNAL_H

@@ -2,7 +2,7 @@
  * The logical block manager: reset, active and inactive pools over dense
  * block ids, a hash registry, and a pluggable inactive-pool policy.
  *
- * Locking: one mutex per manager (manager_internal.h), taken once by each
+ * Locking: one mutex per manager (internal.h), taken once by each
  * public call for the whole call. A call validates all of its input before
  * it changes anything, so a refused call leaves every pool, count and the
  * policy exactly as they were.
@@ -391,25 +391,17 @@ static bool register_opts_valid(const kvbm_register_opts_t *opts, size_t count)
            opts->n_tokens == count * opts->block_size;
 }
 
-kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
-                                    const uint64_t *hashes, size_t count,
-                                    const kvbm_register_opts_t *opts, uint32_t *ids_out)
+/*
+ * Register's phase 1: the only step that can fail (uthash growing its
+ * buckets) is adding hashes not yet registered. Adds all of them first and
+ * removes them again if one fails, so a failure leaves the manager
+ * untouched. A block whose hash was added here is marked in_call; a hash
+ * repeated within the call is added once.
+ */
+static kvbm_status_t add_new_hashes(kvbm_manager_t *manager, const uint32_t *ids,
+                                    const uint64_t *hashes, size_t count)
 {
-    if (manager == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
-    if (opts != NULL && !register_opts_valid(opts, count))
-        return KVBM_ERR_INVALID_ARG;
-    kvbm__mutex_lock(&manager->lock);
-    kvbm_status_t status = check_mutable_unique(manager, ids, count);
-    if (status != KVBM_OK) {
-        kvbm__mutex_unlock(&manager->lock);
-        return status;
-    }
-
-    /* Phase 1: the only step that can fail (uthash growing its buckets) is
-     * adding hashes not yet registered. Do all of them first, and undo them if
-     * one fails, so a failure leaves the manager untouched. A block added here
-     * is marked in_call; a hash repeated within the call is added once. */
+    kvbm_status_t status = KVBM_OK;
     size_t added = 0;
     for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
         kvbm__registry_prefetch(manager->registry, hashes[i]);
@@ -427,19 +419,26 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
             break;
         block->in_call = existing == KVBM_BLOCK_NONE;
     }
-    if (status != KVBM_OK) {
-        for (size_t i = 0; i < added; i++) {
-            if (manager->blocks[ids[i]].in_call) {
-                kvbm__registry_remove(manager->registry, manager->blocks[ids[i]].entry);
-                manager->blocks[ids[i]].in_call = 0;
-            }
+    if (status == KVBM_OK)
+        return KVBM_OK;
+    for (size_t i = 0; i < added; i++) {
+        if (manager->blocks[ids[i]].in_call) {
+            kvbm__registry_remove(manager->registry, manager->blocks[ids[i]].entry);
+            manager->blocks[ids[i]].in_call = 0;
         }
-        kvbm__mutex_unlock(&manager->lock);
-        return status;
     }
+    return status;
+}
 
-    /* Phase 2: nothing below can fail. Hashes new to the tier form stored
-     * runs; a hash it already had (dedup, duplicate) ends the run. */
+/*
+ * Register's phase 2, which cannot fail (the hashes are in): registers each
+ * block, or sends it back to reset when its hash was already there
+ * (dedup), or chains it as a duplicate. Hashes new to the tier form stored
+ * runs for the event sink; a hash the tier already had ends the run.
+ */
+static void register_blocks(kvbm_manager_t *manager, const uint32_t *ids, const uint64_t *hashes,
+                            size_t count, const kvbm_register_opts_t *opts, uint32_t *ids_out)
+{
     uint8_t priority = opts != NULL ? opts->priority : 50;
     kvbm__manager_events_t *events = manager->events;
     size_t run_start = 0;
@@ -481,8 +480,24 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
             kvbm__manager_events_stored(events, ids, hashes, run_start, count, opts);
         kvbm__manager_events_deliver(events);
     }
+}
+
+kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
+                                    const uint64_t *hashes, size_t count,
+                                    const kvbm_register_opts_t *opts, uint32_t *ids_out)
+{
+    if (manager == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
+        return KVBM_ERR_INVALID_ARG;
+    if (opts != NULL && !register_opts_valid(opts, count))
+        return KVBM_ERR_INVALID_ARG;
+    kvbm__mutex_lock(&manager->lock);
+    kvbm_status_t status = check_mutable_unique(manager, ids, count);
+    if (status == KVBM_OK)
+        status = add_new_hashes(manager, ids, hashes, count);
+    if (status == KVBM_OK)
+        register_blocks(manager, ids, hashes, count, opts, ids_out);
     kvbm__mutex_unlock(&manager->lock);
-    return KVBM_OK;
+    return status;
 }
 
 /* ------------------------------------------------------------------ acquire / release */

@@ -7,6 +7,7 @@
 #define _DEFAULT_SOURCE /* strcasecmp */
 #endif
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -31,7 +32,7 @@ struct kvbm_pool {
     kvbm_mem_kind_t kind;
     void *ptr;
     size_t bytes;
-    void *priv;   /* backend bookkeeping; unused for wrapped pools */
+    void *priv;   /* backend bookkeeping (mem_alloc's or mem_wrap's) */
     bool wrapped; /* memory belongs to the caller */
 };
 
@@ -78,7 +79,8 @@ static kvbm_status_t open_ops(const kvbm__backend_ops_t *ops, const kvbm_backend
 }
 
 /* Opens the backend of @p kind, or for AUTO the first in KVBM__BACKEND_LIST
- * that opens. Sets the outputs only on success. */
+ * that opens, passing over only those with no device. Sets the outputs only
+ * on success. */
 static kvbm_status_t open_backend(kvbm_backend_kind_t kind, const kvbm_backend_config_t *config,
                                   const kvbm__backend_ops_t **ops_out, void **state_out,
                                   kvbm_backend_kind_t *kind_out)
@@ -91,25 +93,38 @@ static kvbm_status_t open_backend(kvbm_backend_kind_t kind, const kvbm_backend_c
         KVBM__BACKEND_LIST(KVBM__BACKEND_ROW)
 #undef KVBM__BACKEND_ROW
     };
+    /* The backend sees the kind asked for after KVBM_BACKEND. */
+    kvbm_backend_config_t asked = *config;
+    asked.kind = kind;
     kvbm_status_t status = KVBM_ERR_NO_DEVICE;
     for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
         if (kind != KVBM_BACKEND_AUTO && kind != backends[i].kind)
             continue;
         const kvbm__backend_ops_t *ops = backends[i].ops();
-        status = open_ops(ops, config, state_out);
+        status = open_ops(ops, &asked, state_out);
         if (status == KVBM_OK) {
             *ops_out = ops;
             *kind_out = backends[i].kind;
             return KVBM_OK;
         }
-        if (kind != KVBM_BACKEND_AUTO)
+        /* AUTO goes on to the next backend only when this one has no device
+         * at all. A device that is present but fails (an old driver, an
+         * exclusive-process GPU taken) is an error to report: falling back
+         * would hand device addresses the caller holds to a CPU backend. */
+        if (kind != KVBM_BACKEND_AUTO || status != KVBM_ERR_NO_DEVICE)
             break;
     }
     return status;
 }
 
-/* sizeof(kvbm_backend_config_t) at each published version (core/config.h). */
-static const size_t backend_config_sizes[] = {sizeof(kvbm_backend_config_t)};
+/* sizeof(kvbm_backend_config_t) at each published version (core/config.h).
+ * Version 1 ended with kernel_threshold: 56 bytes on LP64. */
+#define BACKEND_CONFIG_V1_SIZE 56u
+_Static_assert(sizeof(void *) != 8 ||
+                   offsetof(kvbm_backend_config_t, pinned_chunk_bytes) == BACKEND_CONFIG_V1_SIZE,
+               "version 1 of kvbm_backend_config_t is published: its fields may not move");
+static const size_t backend_config_sizes[] = {BACKEND_CONFIG_V1_SIZE,
+                                              sizeof(kvbm_backend_config_t)};
 
 kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *caller_config,
                                   kvbm_backend_t **backend_out)
@@ -214,6 +229,9 @@ kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void
     kvbm_pool_t *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
+    kvbm_status_t st = backend->ops->mem_wrap(backend->state, kind, ptr, bytes, &p->priv);
+    if (st != KVBM_OK)
+        goto err_free_pool;
     p->backend = backend;
     p->kind = kind;
     p->ptr = ptr;
@@ -221,13 +239,20 @@ kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void
     p->wrapped = true;
     *pool_out = p;
     return KVBM_OK;
+
+err_free_pool:
+    free(p);
+    return st;
 }
 
 void kvbm_pool_destroy(kvbm_pool_t *pool)
 {
     if (pool == NULL)
         return;
-    if (!pool->wrapped)
+    if (pool->wrapped)
+        pool->backend->ops->mem_unwrap(pool->backend->state, pool->kind, pool->ptr, pool->bytes,
+                                       pool->priv);
+    else
         pool->backend->ops->mem_free(pool->backend->state, pool->kind, pool->ptr, pool->bytes,
                                      pool->priv);
     free(pool);

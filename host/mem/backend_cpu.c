@@ -373,6 +373,27 @@ static kvbm_status_t cpu_copy_async(void *state, void *stream, const kvbm_copy_t
     return KVBM_OK;
 }
 
+/* Wrapped memory is ordinary memory here: nothing to learn or remember. */
+static kvbm_status_t cpu_mem_wrap(void *state, kvbm_mem_kind_t kind, void *ptr, size_t bytes,
+                                  void **priv_out)
+{
+    (void)state;
+    (void)kind;
+    (void)ptr;
+    (void)bytes;
+    *priv_out = NULL;
+    return KVBM_OK;
+}
+
+static void cpu_mem_unwrap(void *state, kvbm_mem_kind_t kind, void *ptr, size_t bytes, void *priv)
+{
+    (void)state;
+    (void)kind;
+    (void)ptr;
+    (void)bytes;
+    (void)priv;
+}
+
 static const kvbm__backend_ops_t cpu_ops = {
     .version = KVBM_BACKEND_OPS_VERSION,
     .name = "cpu",
@@ -392,6 +413,8 @@ static const kvbm__backend_ops_t cpu_ops = {
     .fence_query = cpu_fence_query,
     .fence_wait = cpu_fence_wait,
     .copy_async = cpu_copy_async,
+    .mem_wrap = cpu_mem_wrap,
+    .mem_unwrap = cpu_mem_unwrap,
 };
 
 const kvbm__backend_ops_t *kvbm__backend_cpu_ops(void)

@@ -15,12 +15,16 @@
 
 #include "kvbm/backend.h"
 
-#define KVBM_BACKEND_OPS_VERSION 1u
+/* 2: mem_wrap / mem_unwrap appended. */
+#define KVBM_BACKEND_OPS_VERSION 2u
 
 typedef struct kvbm__backend_ops {
     uint32_t version; /* KVBM_BACKEND_OPS_VERSION */
     const char *name;
-    /* Open the backend. KVBM_ERR_NO_DEVICE when it cannot run here. */
+    /* Open the backend. KVBM_ERR_NO_DEVICE only when there is no device at
+     * all (the one failure AUTO falls back on); any other failure of a
+     * device that is present is returned as such. config->kind is the kind
+     * asked for after KVBM_BACKEND, so a backend knows whether it was named. */
     kvbm_status_t (*open)(const kvbm_backend_config_t *config, void **state_out);
     void (*close)(void *state);
     /* Allocate / free a pool's memory; priv is the backend's bookkeeping. */
@@ -46,6 +50,12 @@ typedef struct kvbm__backend_ops {
      */
     kvbm_status_t (*copy_async)(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
                                 kvbm_copy_dir_t dir, bool fail);
+    /* Version 2. A pool wraps memory the caller owns (kvbm_pool_wrap): the
+     * backend may look at it (CUDA checks whether its copy kernel can reach
+     * it) but never frees it; priv as for mem_alloc. */
+    kvbm_status_t (*mem_wrap)(void *state, kvbm_mem_kind_t kind, void *ptr, size_t bytes,
+                              void **priv_out);
+    void (*mem_unwrap)(void *state, kvbm_mem_kind_t kind, void *ptr, size_t bytes, void *priv);
 } kvbm__backend_ops_t;
 
 const kvbm__backend_ops_t *kvbm__backend_cpu_ops(void);

@@ -27,6 +27,38 @@ typedef struct client_result {
     bool in_sync; /* whether the connection is still at a message boundary */
 } client_result_t;
 
+/* Sends the bytes of the pushed blocks the peer marked in @p need (it holds
+ * the others already) into its blocks @p dst. */
+static kvbm_status_t push_send_needed(kvbm_xfer_t *xfer, const kvbm_xfer_req_t *req, int fd,
+                                      const uint32_t *dst, const uint8_t *need)
+{
+    size_t n = req->count;
+    uint32_t *sub_src = malloc(n * sizeof(*sub_src));
+    uint32_t *sub_dst = malloc(n * sizeof(*sub_dst));
+    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    if (sub_src == NULL || sub_dst == NULL)
+        goto free_lists;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (need[i]) {
+            sub_src[m] = req->src_ids[i];
+            sub_dst[m++] = dst[i];
+        }
+    }
+    status = KVBM_OK;
+    if (m > 0) {
+        kvbm__copy_plan_t plan = {0};
+        status = kvbm__xfer_plan_send(xfer, req->peer, sub_src, sub_dst, m, &plan);
+        if (status == KVBM_OK)
+            status = xfer->ops->send(xfer, req->peer, fd, &plan);
+        kvbm__copy_plan_free(&plan);
+    }
+free_lists:
+    free(sub_src);
+    free(sub_dst);
+    return status;
+}
+
 static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_result_t *res)
 {
     uint32_t timeout = xfer->timeout_ms;
@@ -57,12 +89,8 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         return;
     }
     uint32_t *dst = malloc(n * sizeof(*dst));
-    uint32_t *sub_src = malloc(n * sizeof(*sub_src));
-    uint32_t *sub_dst = malloc(n * sizeof(*sub_dst));
     uint8_t *need = malloc(n);
-    if (dst == NULL || sub_src == NULL || sub_dst == NULL || need == NULL) {
-        free(sub_src);
-        free(sub_dst);
+    if (dst == NULL || need == NULL) {
         free(need);
         res->status = KVBM_ERR_NO_MEMORY;
         goto free_dst;
@@ -73,22 +101,8 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
     if (res->status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, xfer->descs[req->peer].num_blocks))
         res->status = KVBM_ERR_PARSE;
     /* Only the blocks the peer does not hold yet travel. */
-    size_t m = 0;
-    for (size_t i = 0; res->status == KVBM_OK && i < n; i++) {
-        if (need[i]) {
-            sub_src[m] = req->src_ids[i];
-            sub_dst[m++] = dst[i];
-        }
-    }
-    if (res->status == KVBM_OK && m > 0) {
-        kvbm__copy_plan_t plan = {0};
-        res->status = kvbm__xfer_plan_send(xfer, req->peer, sub_src, sub_dst, m, &plan);
-        if (res->status == KVBM_OK)
-            res->status = xfer->ops->send(xfer, req->peer, fd, &plan);
-        kvbm__copy_plan_free(&plan);
-    }
-    free(sub_src);
-    free(sub_dst);
+    if (res->status == KVBM_OK)
+        res->status = push_send_needed(xfer, req, fd, dst, need);
     free(need);
     if (res->status == KVBM_OK)
         res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_DONE, &hdr);

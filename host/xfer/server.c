@@ -61,6 +61,41 @@ static kvbm_status_t register_needed(kvbm_xfer_t *xfer, const kvbm__wire_hdr_t *
 }
 
 /*
+ * The blocks a push lands in: hashes this rank holds are acquired (and count
+ * as a use), the others get freshly allocated blocks. dst[i] is the block of
+ * hash i, need[i] whether its bytes must travel; fresh[0..m) are the new
+ * blocks in order and fresh_src the pusher's blocks for them. On error
+ * nothing is held.
+ */
+static kvbm_status_t push_take_blocks(kvbm_xfer_t *xfer, const uint64_t *hashes,
+                                      const uint32_t *src, size_t n, uint32_t *dst, uint8_t *need,
+                                      uint32_t *fresh, uint32_t *fresh_src, size_t *m_out)
+{
+    size_t found = 0, m = 0;
+    kvbm_status_t status = kvbm_manager_scan(xfer->manager, hashes, n, true, dst, &found);
+    if (status == KVBM_OK && found < n) {
+        status = kvbm_manager_allocate(xfer->manager, n - found, fresh, NULL, NULL);
+        if (status != KVBM_OK) {
+            for (size_t i = n; i-- > 0;)
+                if (dst[i] != KVBM_BLOCK_NONE)
+                    (void)kvbm_manager_release(xfer->manager, &dst[i], 1);
+        }
+    }
+    if (status != KVBM_OK)
+        return status;
+    for (size_t i = 0; i < n; i++) {
+        need[i] = dst[i] == KVBM_BLOCK_NONE;
+        if (need[i]) {
+            fresh_src[m] = src[i];
+            dst[i] = fresh[m++]; /* NOLINT(clang-analyzer-core.uninitialized.Assign): allocate
+                                    filled n - found entries, one per miss */
+        }
+    }
+    *m_out = m;
+    return KVBM_OK;
+}
+
+/*
  * Serves one PUSH whose header was read. Hashes this rank already holds are
  * acquired, not received again: ACCEPT says per block whether its bytes are
  * needed, and only those travel. Returns non-OK when the connection is lost
@@ -95,29 +130,10 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
     if (status != KVBM_OK)
         goto free_arrays;
 
-    /* Held hashes are acquired (and count as a use); the rest get blocks. */
-    size_t found = 0, m = 0;
+    size_t m = 0;
     kvbm_status_t prep = gate;
     if (prep == KVBM_OK)
-        prep = kvbm_manager_scan(xfer->manager, hashes, n, true, dst, &found);
-    if (prep == KVBM_OK && found < n) {
-        prep = kvbm_manager_allocate(xfer->manager, n - found, fresh, NULL, NULL);
-        if (prep != KVBM_OK) {
-            for (size_t i = n; i-- > 0;)
-                if (dst[i] != KVBM_BLOCK_NONE)
-                    (void)kvbm_manager_release(xfer->manager, &dst[i], 1);
-        }
-    }
-    if (prep == KVBM_OK) {
-        for (size_t i = 0; i < n; i++) {
-            need[i] = dst[i] == KVBM_BLOCK_NONE;
-            if (need[i]) {
-                fresh_src[m] = src[i];
-                dst[i] = fresh[m++]; /* NOLINT(clang-analyzer-core.uninitialized.Assign): allocate
-                                        filled n - found entries, one per miss */
-            }
-        }
-    }
+        prep = push_take_blocks(xfer, hashes, src, n, dst, need, fresh, fresh_src, &m);
     kvbm__wire_hdr_t reply;
     kvbm__wire_hdr_init(&reply, KVBM__MSG_ACCEPT, prep, (uint32_t)(prep == KVBM_OK ? n : 0));
     status = kvbm__wire_send(fd, timeout, &reply, dst, prep == KVBM_OK ? n * sizeof(*dst) : 0, need,

@@ -1,7 +1,7 @@
 /*
  * Transfer objects: creation and requests, and the helpers the worker
- * (xfer_client.c: requests this rank starts) and the service thread
- * (xfer_server.c: requests peers start) share. The protocol is
+ * (client.c: requests this rank starts) and the service thread
+ * (server.c: requests peers start) share. The protocol is
  * described in docs/TRANSFER.md; in short, for a push:
  *
  *   client                         server (peer)
@@ -177,6 +177,26 @@ static void free_arrays(kvbm_xfer_t *xfer)
     free(xfer->server_dead);
 }
 
+/* The per-peer arrays, with every socket closed (-1). free_arrays frees
+ * whatever was allocated. */
+static kvbm_status_t alloc_peer_arrays(kvbm_xfer_t *xfer, size_t size)
+{
+    xfer->descs = calloc(size, sizeof(*xfer->descs));
+    xfer->peer_geom = calloc(size, sizeof(*xfer->peer_geom));
+    xfer->client_fd = malloc(size * sizeof(int));
+    xfer->server_fd = malloc(size * sizeof(int));
+    xfer->boot_fds = malloc(size * sizeof(int));
+    xfer->client_broken = calloc(size, sizeof(bool));
+    xfer->server_dead = calloc(size, sizeof(bool));
+    if (xfer->descs == NULL || xfer->peer_geom == NULL || xfer->client_fd == NULL ||
+        xfer->server_fd == NULL || xfer->boot_fds == NULL || xfer->client_broken == NULL ||
+        xfer->server_dead == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    for (size_t p = 0; p < size; p++)
+        xfer->client_fd[p] = xfer->server_fd[p] = xfer->boot_fds[p] = -1;
+    return KVBM_OK;
+}
+
 kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfer_t **xfer_out)
 {
     const kvbm__xfer_ops_t *ops = NULL;
@@ -206,21 +226,9 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfe
     status = kvbm__xfer_memory_init(xfer, config);
     if (status != KVBM_OK)
         goto err_free;
-    xfer->descs = calloc(size, sizeof(*xfer->descs));
-    xfer->peer_geom = calloc(size, sizeof(*xfer->peer_geom));
-    xfer->client_fd = malloc(size * sizeof(int));
-    xfer->server_fd = malloc(size * sizeof(int));
-    xfer->boot_fds = malloc(size * sizeof(int));
-    xfer->client_broken = calloc(size, sizeof(bool));
-    xfer->server_dead = calloc(size, sizeof(bool));
-    if (xfer->descs == NULL || xfer->peer_geom == NULL || xfer->client_fd == NULL ||
-        xfer->server_fd == NULL || xfer->boot_fds == NULL || xfer->client_broken == NULL ||
-        xfer->server_dead == NULL) {
-        status = KVBM_ERR_NO_MEMORY;
+    status = alloc_peer_arrays(xfer, size);
+    if (status != KVBM_OK)
         goto err_free;
-    }
-    for (size_t p = 0; p < size; p++)
-        xfer->client_fd[p] = xfer->server_fd[p] = xfer->boot_fds[p] = -1;
 
     if (pipe2(xfer->wake_fd, O_CLOEXEC) != 0) {
         status = KVBM_SYS_ERROR("pipe2");

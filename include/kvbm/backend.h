@@ -57,10 +57,14 @@
 extern "C" {
 #endif
 
-#define KVBM_BACKEND_CONFIG_VERSION 1u
+/** 2: pinned_chunk_bytes appended. */
+#define KVBM_BACKEND_CONFIG_VERSION 2u
 
 typedef enum kvbm_backend_kind {
-    KVBM_BACKEND_AUTO = 0, /**< CUDA when built and a device is present, else CPU */
+    /** CUDA when built and a device is present; CPU only when there is no
+     *  device at all (no driver, or no GPU). A device that is present but
+     *  cannot be used is an error (KVBM_ERR_DEVICE), not a fallback. */
+    KVBM_BACKEND_AUTO = 0,
     KVBM_BACKEND_CPU = 1,
     KVBM_BACKEND_CUDA = 2,
 } kvbm_backend_kind_t;
@@ -121,6 +125,13 @@ typedef struct kvbm_backend_config {
      * the region size where the batch API overtakes the kernel there.
      */
     size_t kernel_threshold;
+    /* ---- version 2 ---- */
+    /**
+     * CUDA REGISTER: pinned host pools are registered in chunks of this many
+     * bytes (rounded up to the page size), several at once; 0 = 1 GiB. One
+     * registration of hundreds of GiB fails on some systems.
+     */
+    size_t pinned_chunk_bytes;
 } kvbm_backend_config_t;
 
 #define KVBM_BACKEND_CONFIG_INIT                                                                   \
@@ -145,9 +156,13 @@ typedef struct kvbm_fence kvbm_fence_t;     /**< opaque completion marker */
  * @brief Create a backend.
  * @param[in]  config      NULL for defaults (AUTO); copied.
  * @param[out] backend_out set only on success; free with kvbm_backend_destroy().
- * @return KVBM_OK; KVBM_ERR_VERSION; KVBM_ERR_INVALID_ARG;
- *         KVBM_ERR_NO_DEVICE (CUDA asked for but not built or no usable
- *         device); KVBM_ERR_DEVICE; KVBM_ERR_NO_MEMORY.
+ * @return KVBM_OK; KVBM_ERR_VERSION; KVBM_ERR_INVALID_ARG (also a CUDA
+ *         device ordinal beyond the devices present);
+ *         KVBM_ERR_NO_DEVICE (CUDA asked for but not built, no driver, or no
+ *         GPU); KVBM_ERR_DEVICE (CUDA or AUTO: a device is present but
+ *         failed, e.g. an insufficient driver or an exclusive-process GPU in
+ *         use; the CUDA error is logged through kvbm_log_set's target);
+ *         KVBM_ERR_NO_MEMORY.
  */
 kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *config,
                                   kvbm_backend_t **backend_out);

@@ -57,6 +57,16 @@ static int parse_u32(const char *text, uint32_t *out)
     return 0;
 }
 
+static void print_events(const run_result_t *result)
+{
+    const kvbm_publisher_metrics_t *e = &result->events;
+    fprintf(stderr,
+            "  events: %llu batches (%llu events) published, %llu dropped, %llu replay "
+            "requests\n",
+            (unsigned long long)e->batches_published, (unsigned long long)e->events_published,
+            (unsigned long long)e->batches_dropped, (unsigned long long)e->replay_requests);
+}
+
 static void print_summary(const run_options_t *options, const run_result_t *result)
 {
     const replay_counts_t *c = &result->counts;
@@ -79,16 +89,12 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
         fprintf(stderr, "  %-16s %12.2f\n", "copy_gbps",
                 c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0);
         fprintf(stderr, "  %-16s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
+        fprintf(stderr, "  %-16s %12llu\n", "verified_blocks",
+                (unsigned long long)c->verified_blocks);
         fprintf(stderr, "  %-16s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
     }
-    if (result->published) {
-        const kvbm_publisher_metrics_t *e = &result->events;
-        fprintf(stderr,
-                "  events: %llu batches (%llu events) published, %llu dropped, %llu replay "
-                "requests\n",
-                (unsigned long long)e->batches_published, (unsigned long long)e->events_published,
-                (unsigned long long)e->batches_dropped, (unsigned long long)e->replay_requests);
-    }
+    if (result->published)
+        print_events(result);
 }
 
 static void print_json(const run_options_t *options, const run_result_t *result)
@@ -101,49 +107,200 @@ static void print_json(const run_options_t *options, const run_result_t *result)
     printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
            "\"g2_blocks\": %u, \"backend\": \"%s\", \"wall_s\": %.6f, \"ns_per_block\": %.2f, "
            "\"bytes_moved\": %llu, \"copy_gbps\": %.3f, \"failed_copies\": %llu, "
-           "\"wrong_blocks\": %llu}\n",
+           "\"verified_blocks\": %llu, \"wrong_blocks\": %llu}\n",
            replay_hit_rate(c), options->policy,
            options->g2_policy != NULL ? options->g2_policy : options->policy, options->g1_blocks,
            options->g2_blocks, result->backend, result->wall_s,
            c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0, (unsigned long long)c->bytes_moved,
            c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0,
-           (unsigned long long)c->failed_copies, (unsigned long long)c->wrong_blocks);
+           (unsigned long long)c->failed_copies, (unsigned long long)c->verified_blocks,
+           (unsigned long long)c->wrong_blocks);
 }
 
-int main(int argc, char **argv)
+/* Everything the command line sets. */
+typedef struct cli {
+    run_options_t options;
+    bool json, no_progress;
+    const char *sweep, *policies, *csv_path, *plot_path;
+} cli_t;
+
+enum {
+    OPT_G1 = 256,
+    OPT_G2,
+    OPT_POLICY,
+    OPT_G2_POLICY,
+    OPT_LIMIT,
+    OPT_JSON,
+    OPT_SWEEP,
+    OPT_POLICIES,
+    OPT_CSV,
+    OPT_PLOT,
+    OPT_NO_PROGRESS,
+    OPT_HELP,
+    OPT_LOGICAL,
+    OPT_BACKEND,
+    OPT_BLOCK_KIB,
+    OPT_NO_VERIFY,
+    OPT_PUBLISH,
+    OPT_PUBLISH_REPLAY,
+    OPT_PUBLISH_TOPIC,
+    OPT_PUBLISH_BUFFER,
+    OPT_DUMP_STATE,
+    OPT_PUBLISH_HOLD
+};
+
+/* What parsing decided: go on and run, or exit with this status. */
+#define CLI_RUN (-1)
+
+static int parse_backend(const char *arg, kvbm_backend_kind_t *kind_out)
 {
-    run_options_t options = {.g1_blocks = 5859,
-                             .policy = "lru",
-                             .backend_kind = KVBM_BACKEND_AUTO,
-                             .block_kib = 16,
-                             .verify = true};
-    bool json = false, no_progress = false;
-    const char *sweep = NULL, *policies = NULL;
-    const char *csv_path = "replay-sweep.csv", *plot_path = "replay-sweep.png";
-    enum {
-        OPT_G1 = 256,
-        OPT_G2,
-        OPT_POLICY,
-        OPT_G2_POLICY,
-        OPT_LIMIT,
-        OPT_JSON,
-        OPT_SWEEP,
-        OPT_POLICIES,
-        OPT_CSV,
-        OPT_PLOT,
-        OPT_NO_PROGRESS,
-        OPT_HELP,
-        OPT_LOGICAL,
-        OPT_BACKEND,
-        OPT_BLOCK_KIB,
-        OPT_NO_VERIFY,
-        OPT_PUBLISH,
-        OPT_PUBLISH_REPLAY,
-        OPT_PUBLISH_TOPIC,
-        OPT_PUBLISH_BUFFER,
-        OPT_DUMP_STATE,
-        OPT_PUBLISH_HOLD
-    };
+    if (strcmp(arg, "auto") == 0)
+        *kind_out = KVBM_BACKEND_AUTO;
+    else if (strcmp(arg, "cpu") == 0)
+        *kind_out = KVBM_BACKEND_CPU;
+    else if (strcmp(arg, "cuda") == 0)
+        *kind_out = KVBM_BACKEND_CUDA;
+    else
+        return -1;
+    return 0;
+}
+
+/* The event publishing options (--publish and what goes with it). */
+static int apply_publish_option(int opt, const char *arg, cli_t *cli)
+{
+    run_publish_t *p = &cli->options.publish;
+    switch (opt) {
+    case OPT_PUBLISH:
+        p->endpoint = arg;
+        return CLI_RUN;
+    case OPT_PUBLISH_REPLAY:
+        p->replay_endpoint = arg;
+        return CLI_RUN;
+    case OPT_PUBLISH_TOPIC:
+        p->topic = arg;
+        return CLI_RUN;
+    case OPT_PUBLISH_BUFFER:
+        if (parse_u32(arg, &p->buffer_steps) == 0 && p->buffer_steps > 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --publish-buffer needs a positive integer, not '%s'\n", arg);
+        return 2;
+    case OPT_DUMP_STATE:
+        p->state_path = arg;
+        return CLI_RUN;
+    case OPT_PUBLISH_HOLD:
+        p->hold = true;
+        return CLI_RUN;
+    default:
+        usage(stderr);
+        return 2;
+    }
+}
+
+/* The options that take a number or a name and can be wrong. */
+static int apply_checked_option(int opt, const char *arg, cli_t *cli)
+{
+    run_options_t *o = &cli->options;
+    uint32_t value;
+    switch (opt) {
+    case OPT_G1:
+        if (parse_u32(arg, &o->g1_blocks) == 0 && o->g1_blocks > 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --g1-blocks needs a positive integer, not '%s'\n", arg);
+        return 2;
+    case OPT_G2:
+        if (parse_u32(arg, &o->g2_blocks) == 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", arg);
+        return 2;
+    case OPT_LIMIT:
+        if (parse_u32(arg, &value) == 0) {
+            o->limit = value;
+            return CLI_RUN;
+        }
+        fprintf(stderr, "kvbm-replay: --limit needs an integer, not '%s'\n", arg);
+        return 2;
+    case OPT_BACKEND:
+        if (parse_backend(arg, &o->backend_kind) == 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --backend is auto, cpu or cuda, not '%s'\n", arg);
+        return 2;
+    case OPT_BLOCK_KIB:
+        if (parse_u32(arg, &o->block_kib) == 0 && o->block_kib > 0 && o->block_kib <= 65536)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --block-kib needs 1..65536, not '%s'\n", arg);
+        return 2;
+    default:
+        return apply_publish_option(opt, arg, cli);
+    }
+}
+
+/* One option; CLI_RUN to go on, else the exit status. */
+static int apply_option(int opt, const char *arg, cli_t *cli)
+{
+    switch (opt) {
+    case OPT_POLICY:
+        cli->options.policy = arg;
+        return CLI_RUN;
+    case OPT_G2_POLICY:
+        cli->options.g2_policy = arg;
+        return CLI_RUN;
+    case OPT_JSON:
+        cli->json = true;
+        return CLI_RUN;
+    case OPT_SWEEP:
+        cli->sweep = arg;
+        return CLI_RUN;
+    case OPT_POLICIES:
+        cli->policies = arg;
+        return CLI_RUN;
+    case OPT_CSV:
+        cli->csv_path = arg;
+        return CLI_RUN;
+    case OPT_PLOT:
+        cli->plot_path = arg;
+        return CLI_RUN;
+    case OPT_NO_PROGRESS:
+        cli->no_progress = true;
+        return CLI_RUN;
+    case OPT_LOGICAL:
+        cli->options.logical = true;
+        return CLI_RUN;
+    case OPT_NO_VERIFY:
+        cli->options.verify = false;
+        return CLI_RUN;
+    case OPT_HELP:
+    case 'h':
+        usage(stdout);
+        return 0;
+    default:
+        return apply_checked_option(opt, arg, cli);
+    }
+}
+
+/* The publishing options that need --publish, or cannot go together. */
+static int check_publish_options(const cli_t *cli)
+{
+    const run_publish_t *p = &cli->options.publish;
+    bool publishing_options = p->replay_endpoint != NULL || p->topic != NULL ||
+                              p->buffer_steps != 0 || p->state_path != NULL || p->hold;
+    if (p->endpoint == NULL && publishing_options) {
+        fprintf(stderr, "kvbm-replay: --publish-replay, --publish-topic, --publish-buffer, "
+                        "--dump-state and --publish-hold need --publish\n");
+        return 2;
+    }
+    if (p->endpoint != NULL && cli->sweep != NULL) {
+        fprintf(stderr, "kvbm-replay: --publish replays one configuration, not a --sweep\n");
+        return 2;
+    }
+    if (p->hold && strcmp(cli->options.trace_path, "-") == 0) {
+        fprintf(stderr, "kvbm-replay: --publish-hold waits on stdin, which carries the trace\n");
+        return 2;
+    }
+    return CLI_RUN;
+}
+
+static int parse_args(int argc, char **argv, cli_t *cli)
+{
     static const struct option long_options[] = {
         {"g1-blocks", required_argument, NULL, OPT_G1},
         {"g2-blocks", required_argument, NULL, OPT_G2},
@@ -170,155 +327,54 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int opt;
-    uint32_t value;
     while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_G1:
-            if (parse_u32(optarg, &options.g1_blocks) != 0 || options.g1_blocks == 0) {
-                fprintf(stderr, "kvbm-replay: --g1-blocks needs a positive integer, not '%s'\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case OPT_G2:
-            if (parse_u32(optarg, &options.g2_blocks) != 0) {
-                fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_POLICY:
-            options.policy = optarg;
-            break;
-        case OPT_G2_POLICY:
-            options.g2_policy = optarg;
-            break;
-        case OPT_LIMIT:
-            if (parse_u32(optarg, &value) != 0) {
-                fprintf(stderr, "kvbm-replay: --limit needs an integer, not '%s'\n", optarg);
-                return 2;
-            }
-            options.limit = value;
-            break;
-        case OPT_JSON:
-            json = true;
-            break;
-        case OPT_SWEEP:
-            sweep = optarg;
-            break;
-        case OPT_POLICIES:
-            policies = optarg;
-            break;
-        case OPT_CSV:
-            csv_path = optarg;
-            break;
-        case OPT_PLOT:
-            plot_path = optarg;
-            break;
-        case OPT_NO_PROGRESS:
-            no_progress = true;
-            break;
-        case OPT_LOGICAL:
-            options.logical = true;
-            break;
-        case OPT_BACKEND:
-            if (strcmp(optarg, "auto") == 0) {
-                options.backend_kind = KVBM_BACKEND_AUTO;
-            } else if (strcmp(optarg, "cpu") == 0) {
-                options.backend_kind = KVBM_BACKEND_CPU;
-            } else if (strcmp(optarg, "cuda") == 0) {
-                options.backend_kind = KVBM_BACKEND_CUDA;
-            } else {
-                fprintf(stderr, "kvbm-replay: --backend is auto, cpu or cuda, not '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_BLOCK_KIB:
-            if (parse_u32(optarg, &options.block_kib) != 0 || options.block_kib == 0 ||
-                options.block_kib > 65536) {
-                fprintf(stderr, "kvbm-replay: --block-kib needs 1..65536, not '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_NO_VERIFY:
-            options.verify = false;
-            break;
-        case OPT_PUBLISH:
-            options.publish.endpoint = optarg;
-            break;
-        case OPT_PUBLISH_REPLAY:
-            options.publish.replay_endpoint = optarg;
-            break;
-        case OPT_PUBLISH_TOPIC:
-            options.publish.topic = optarg;
-            break;
-        case OPT_PUBLISH_BUFFER:
-            if (parse_u32(optarg, &options.publish.buffer_steps) != 0 ||
-                options.publish.buffer_steps == 0) {
-                fprintf(stderr,
-                        "kvbm-replay: --publish-buffer needs a positive integer, not '%s'\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case OPT_DUMP_STATE:
-            options.publish.state_path = optarg;
-            break;
-        case OPT_PUBLISH_HOLD:
-            options.publish.hold = true;
-            break;
-        case OPT_HELP:
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
+        int decided = apply_option(opt, optarg, cli);
+        if (decided != CLI_RUN)
+            return decided;
     }
     if (optind != argc - 1) {
         usage(stderr);
         return 2;
     }
-    options.trace_path = argv[optind];
-    options.progress = no_progress             ? RUN_PROGRESS_NONE
-                       : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
-                                               : RUN_PROGRESS_LINES;
+    cli->options.trace_path = argv[optind];
+    cli->options.progress = cli->no_progress        ? RUN_PROGRESS_NONE
+                            : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
+                                                    : RUN_PROGRESS_LINES;
+    return check_publish_options(cli);
+}
 
-    bool publishing_options = options.publish.replay_endpoint != NULL ||
-                              options.publish.topic != NULL || options.publish.buffer_steps != 0 ||
-                              options.publish.state_path != NULL || options.publish.hold;
-    if (options.publish.endpoint == NULL && publishing_options) {
-        fprintf(stderr, "kvbm-replay: --publish-replay, --publish-topic, --publish-buffer, "
-                        "--dump-state and --publish-hold need --publish\n");
-        return 2;
+int main(int argc, char **argv)
+{
+    cli_t cli = {.options = {.g1_blocks = 5859,
+                             .policy = "lru",
+                             .backend_kind = KVBM_BACKEND_AUTO,
+                             .block_kib = 16,
+                             .verify = true},
+                 .csv_path = "replay-sweep.csv",
+                 .plot_path = "replay-sweep.png"};
+    int decided = parse_args(argc, argv, &cli);
+    if (decided != CLI_RUN)
+        return decided;
+    const run_options_t *options = &cli.options;
+    if (cli.sweep != NULL) {
+        sweep_options_t sweep_options = {.capacities = cli.sweep,
+                                         .policies = cli.policies,
+                                         .csv_path = cli.csv_path,
+                                         .plot_path = cli.plot_path};
+        return sweep_run(options, &sweep_options) == KVBM_OK ? 0 : 1;
     }
-    if (options.publish.endpoint != NULL && sweep != NULL) {
-        fprintf(stderr, "kvbm-replay: --publish replays one configuration, not a --sweep\n");
-        return 2;
-    }
-    if (options.publish.hold && strcmp(options.trace_path, "-") == 0) {
-        fprintf(stderr, "kvbm-replay: --publish-hold waits on stdin, which carries the trace\n");
-        return 2;
-    }
-    if (sweep != NULL) {
-        sweep_options_t sweep_options = {.capacities = sweep,
-                                         .policies = policies,
-                                         .csv_path = csv_path,
-                                         .plot_path = plot_path};
-        return sweep_run(&options, &sweep_options) == KVBM_OK ? 0 : 1;
-    }
-    if (run_find_policy(options.policy) == NULL ||
-        (options.g2_policy != NULL && run_find_policy(options.g2_policy) == NULL)) {
+    if (run_find_policy(options->policy) == NULL ||
+        (options->g2_policy != NULL && run_find_policy(options->g2_policy) == NULL)) {
         fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
-                run_find_policy(options.policy) == NULL ? options.policy : options.g2_policy);
+                run_find_policy(options->policy) == NULL ? options->policy : options->g2_policy);
         usage(stderr);
         return 2;
     }
     run_result_t result;
-    if (run_replay(&options, NULL, &result) != KVBM_OK)
+    if (run_replay(options, NULL, &result) != KVBM_OK)
         return 1;
-    print_summary(&options, &result);
-    if (json)
-        print_json(&options, &result);
+    print_summary(options, &result);
+    if (cli.json)
+        print_json(options, &result);
     return 0;
 }

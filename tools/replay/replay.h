@@ -31,10 +31,11 @@ typedef struct replay_counts {
 #define REPLAY_COUNT_FIELD(name) uint64_t name;
     REPLAY_COUNTS_LIST(REPLAY_COUNT_FIELD)
 #undef REPLAY_COUNT_FIELD
-    double core_ns;         /* time inside the replay steps (library calls, copy waits) */
-    uint64_t bytes_moved;   /* data mode: bytes copied G1->G2 and G2->G1 */
-    uint64_t wrong_blocks;  /* data mode with verify: served blocks with the wrong stamp */
-    uint64_t failed_copies; /* data mode */
+    double core_ns;           /* time inside the replay steps (library calls, copy waits) */
+    uint64_t bytes_moved;     /* data mode: bytes copied G1->G2 and G2->G1 */
+    uint64_t wrong_blocks;    /* data mode with verify: served blocks with the wrong stamp */
+    uint64_t verified_blocks; /* data mode with verify: served blocks checked */
+    uint64_t failed_copies;   /* data mode */
 } replay_counts_t;
 
 typedef struct replay_config {

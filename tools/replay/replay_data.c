@@ -10,7 +10,11 @@
  *        registered in G2, the onboarded G2 blocks released, last first;
  *   7    kvbm_cache_release of all G1 blocks, last first.
  * With verify, every block written is stamped with its hash (the first
- * 8 bytes of each region), and every block served is checked.
+ * 8 bytes of each region), and every block served is checked. Stamps are
+ * copied from and to a pinned staging pool through the backend, so the
+ * check works where G1 is device memory (the CUDA backend) as on the CPU;
+ * the stamps of fresh blocks land before they are registered, as an
+ * engine's writes would (the replay gives the cache no engine stream).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +32,55 @@ typedef struct data {
     kvbm_fence_t *ready;
     kvbm_manager_t *g1, *g2; /* the cache's */
     bool verify;
+    /* Verify: stamps travel by copies between this pinned staging pool and
+     * G1, one 8-byte slot per region of the largest request (g1_blocks). */
+    kvbm_pool_t *stamps;
+    kvbm_stream_t *stamp_stream;
+    kvbm_fence_t *stamp_fence;
+    kvbm_copy_t *stamp_copies;
+    size_t stamp_regions; /* regions per G1 block */
     replay_scratch_t scratch;
 } data_t;
+
+static kvbm_status_t stamps_open(data_t *data, uint32_t g1_blocks)
+{
+    const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
+    data->stamp_regions = kvbm_layout_regions_per_block(layout);
+    size_t slots = (size_t)g1_blocks * data->stamp_regions;
+    data->stamp_copies = malloc(slots * sizeof(kvbm_copy_t));
+    if (data->stamp_copies == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    kvbm_status_t status =
+        kvbm_pool_create(data->backend, KVBM_MEM_HOST, slots * sizeof(uint64_t), &data->stamps);
+    if (status != KVBM_OK)
+        goto err_free_copies;
+    status = kvbm_stream_create(data->backend, &data->stamp_stream);
+    if (status != KVBM_OK)
+        goto err_destroy_pool;
+    status = kvbm_fence_create(data->backend, &data->stamp_fence);
+    if (status != KVBM_OK)
+        goto err_destroy_stream;
+    return KVBM_OK;
+
+err_destroy_stream:
+    kvbm_stream_destroy(data->stamp_stream);
+    data->stamp_stream = NULL;
+err_destroy_pool:
+    kvbm_pool_destroy(data->stamps);
+    data->stamps = NULL;
+err_free_copies:
+    free(data->stamp_copies);
+    data->stamp_copies = NULL;
+    return status;
+}
+
+static void stamps_close(data_t *data)
+{
+    kvbm_fence_destroy(data->stamp_fence);
+    kvbm_stream_destroy(data->stamp_stream);
+    kvbm_pool_destroy(data->stamps);
+    free(data->stamp_copies);
+}
 
 static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
 {
@@ -66,12 +117,17 @@ static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
         goto err_destroy_cache;
     data->g1 = kvbm_cache_manager(data->cache, KVBM_TIER_G1);
     data->g2 = kvbm_cache_manager(data->cache, KVBM_TIER_G2);
-    /* Stamps are written and read from the host: only where the device pool
-     * is host memory (the CPU backend). */
-    data->verify = config->verify && kvbm_backend_kind(data->backend) == KVBM_BACKEND_CPU;
+    data->verify = config->verify;
+    if (data->verify) {
+        status = stamps_open(data, config->g1_blocks);
+        if (status != KVBM_OK)
+            goto err_destroy_ready;
+    }
     *state_out = data;
     return KVBM_OK;
 
+err_destroy_ready:
+    kvbm_fence_destroy(data->ready);
 err_destroy_cache:
     kvbm_cache_destroy(data->cache);
 err_destroy_backend:
@@ -84,6 +140,7 @@ err_free:
 static void data_close(void *state)
 {
     data_t *data = state;
+    stamps_close(data);
     kvbm_fence_destroy(data->ready);
     kvbm_cache_destroy(data->cache);
     kvbm_backend_destroy(data->backend);
@@ -91,23 +148,52 @@ static void data_close(void *state)
     free(data);
 }
 
-/* Stamps (or checks) the hash at the start of every region of a G1 block. */
-static bool stamp(data_t *data, uint32_t id, uint64_t hash, bool write)
+/*
+ * Writes (or reads back) the hash stamp at the start of every region of the
+ * G1 blocks ids[0..n), in one batch through the staging pool, and waits for
+ * it. Reading, counts the blocks whose stamps are not their hashes in
+ * @p wrong_out.
+ */
+static kvbm_status_t stamps_move(data_t *data, const uint32_t *ids, const uint64_t *hashes,
+                                 size_t n, bool write, uint64_t *wrong_out)
 {
     const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
-    unsigned char *base = kvbm_pool_ptr(kvbm_cache_pool(data->cache, KVBM_TIER_G1));
+    char *g1 = kvbm_pool_ptr(kvbm_cache_pool(data->cache, KVBM_TIER_G1));
+    uint64_t *slot = kvbm_pool_ptr(data->stamps);
     kvbm_region_t regions[(size_t)LAYERS * OUTER];
-    size_t n = 0;
-    if (kvbm_layout_block_regions(layout, id, regions, (size_t)LAYERS * OUTER, &n) != KVBM_OK)
-        return false;
-    bool same = true;
-    for (size_t r = 0; r < n; r++) {
-        if (write)
-            memcpy(base + regions[r].offset, &hash, sizeof(hash));
-        else
-            same &= memcmp(base + regions[r].offset, &hash, sizeof(hash)) == 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t got = 0;
+        kvbm_status_t status =
+            kvbm_layout_block_regions(layout, ids[i], regions, (size_t)LAYERS * OUTER, &got);
+        if (status != KVBM_OK)
+            return status;
+        for (size_t r = 0; r < got; r++, k++) {
+            char *at = g1 + regions[r].offset;
+            if (write) {
+                slot[k] = hashes[i];
+                data->stamp_copies[k] = (kvbm_copy_t){&slot[k], at, sizeof(uint64_t)};
+            } else {
+                data->stamp_copies[k] = (kvbm_copy_t){at, &slot[k], sizeof(uint64_t)};
+            }
+        }
     }
-    return same;
+    kvbm_status_t status =
+        kvbm_backend_copy(data->backend, data->stamp_stream, data->stamp_copies, k,
+                          write ? KVBM_COPY_H2D : KVBM_COPY_D2H, data->stamp_fence);
+    if (status == KVBM_OK)
+        status = kvbm_fence_wait(data->stamp_fence);
+    if (status != KVBM_OK || write)
+        return status;
+    uint64_t wrong = 0;
+    for (size_t i = 0, at = 0; i < n; i++) {
+        bool same = true;
+        for (size_t r = 0; r < data->stamp_regions; r++, at++)
+            same &= slot[at] == hashes[i];
+        wrong += !same;
+    }
+    *wrong_out = wrong;
+    return KVBM_OK;
 }
 
 static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t count,
@@ -128,14 +214,20 @@ static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t co
     size_t served = r.g1 + r.onboarded;
     if (served > 0 && (copies != KVBM_OK || data->verify))
         copies = kvbm_cache_check(data->cache, ids, served);
-    if (data->verify && copies == KVBM_OK) {
-        for (size_t i = 0; i < served; i++)
-            counts->wrong_blocks += !stamp(data, ids[i], hashes[i], false);
+    if (data->verify && copies == KVBM_OK && served > 0) {
+        uint64_t wrong = 0;
+        status = stamps_move(data, ids, hashes, served, false, &wrong);
+        if (status != KVBM_OK)
+            return status;
+        counts->wrong_blocks += wrong;
+        counts->verified_blocks += served;
     }
-    for (size_t i = served; i < count; i++) {
+    for (size_t i = served; i < count; i++)
         s->fresh_ids[i] = ids[i];
-        if (data->verify)
-            stamp(data, ids[i], hashes[i], true);
+    if (data->verify && count > served) {
+        status = stamps_move(data, ids + served, hashes + served, count - served, true, NULL);
+        if (status != KVBM_OK)
+            return status;
     }
     if (count > served) {
         kvbm_register_opts_t opts = {.has_parent = served > 0,

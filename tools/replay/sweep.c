@@ -84,25 +84,33 @@ static void print_gap_closed(const uint32_t *capacities, size_t n_capacities, ch
     }
 }
 
-kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
+/* The grid of a sweep: capacities by policies, parsed from the options. */
+typedef struct sweep_grid {
+    char capacity_text[1024], policy_text[1024]; /* the lists, cut in place */
+    char *policies[SWEEP_MAX];
+    uint32_t capacities[SWEEP_MAX];
+    size_t n_capacities, n_policies;
+} sweep_grid_t;
+
+static kvbm_status_t grid_parse(const sweep_options_t *sweep, sweep_grid_t *grid)
 {
-    char capacity_text[1024], policy_text[1024];
-    snprintf(capacity_text, sizeof(capacity_text), "%s", sweep->capacities);
+    snprintf(grid->capacity_text, sizeof(grid->capacity_text), "%s", sweep->capacities);
+    char *policy_text = grid->policy_text;
+    size_t room = sizeof(grid->policy_text);
     if (sweep->policies != NULL) {
-        snprintf(policy_text, sizeof(policy_text), "%s", sweep->policies);
+        snprintf(policy_text, room, "%s", sweep->policies);
     } else {
         policy_text[0] = '\0';
         for (const char *const *name = kvbm_policy_names(); *name != NULL; name++) {
             if (policy_text[0] != '\0')
-                strncat(policy_text, ",", sizeof(policy_text) - strlen(policy_text) - 1);
-            strncat(policy_text, *name, sizeof(policy_text) - strlen(policy_text) - 1);
+                strncat(policy_text, ",", room - strlen(policy_text) - 1);
+            strncat(policy_text, *name, room - strlen(policy_text) - 1);
         }
     }
-    char *capacity_items[SWEEP_MAX], *policies[SWEEP_MAX];
-    size_t n_capacities = split_list(capacity_text, capacity_items);
-    size_t n_policies = split_list(policy_text, policies);
-    uint32_t capacities[SWEEP_MAX];
-    static double rates[SWEEP_MAX][SWEEP_MAX];
+    char *capacity_items[SWEEP_MAX] = {NULL};
+    size_t n_capacities = split_list(grid->capacity_text, capacity_items);
+    grid->n_capacities = n_capacities;
+    grid->n_policies = split_list(policy_text, grid->policies);
     for (size_t i = 0; i < n_capacities; i++) {
         char *end = NULL;
         unsigned long value = strtoul(capacity_items[i], &end, 10);
@@ -110,22 +118,70 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
             fprintf(stderr, "kvbm-replay: bad capacity '%s' in --sweep\n", capacity_items[i]);
             return KVBM_ERR_INVALID_ARG;
         }
-        capacities[i] = (uint32_t)value;
+        grid->capacities[i] = (uint32_t)value;
     }
-    for (size_t p = 0; p < n_policies; p++) {
-        if (run_find_policy(policies[p]) == NULL) {
-            fprintf(stderr, "kvbm-replay: unknown policy '%s' in --policies\n", policies[p]);
+    for (size_t p = 0; p < grid->n_policies; p++) {
+        if (run_find_policy(grid->policies[p]) == NULL) {
+            fprintf(stderr, "kvbm-replay: unknown policy '%s' in --policies\n", grid->policies[p]);
             return KVBM_ERR_INVALID_ARG;
         }
     }
-    if (n_capacities == 0 || n_policies == 0) {
+    if (grid->n_capacities == 0 || grid->n_policies == 0) {
         fprintf(stderr, "kvbm-replay: --sweep needs capacities and policies\n");
         return KVBM_ERR_INVALID_ARG;
     }
+    return KVBM_OK;
+}
 
+/* Replays every cell of the grid, printing the table and a CSV row each. */
+static kvbm_status_t grid_run(const run_options_t *base, const trace_t *trace,
+                              const sweep_grid_t *grid, FILE *csv,
+                              double rates[SWEEP_MAX][SWEEP_MAX])
+{
+    fprintf(csv, "g1_blocks,policy,g2_blocks,hit_rate,g1_hits,g2_hits,misses,g1_evictions,"
+                 "offloads,ns_per_block\n");
+    printf("%10s", "g1_blocks");
+    for (size_t p = 0; p < grid->n_policies; p++)
+        printf(" %10s", grid->policies[p]);
+    printf("\n");
+    for (size_t c = 0; c < grid->n_capacities; c++) {
+        printf("%10u", grid->capacities[c]);
+        for (size_t p = 0; p < grid->n_policies; p++) {
+            run_options_t options = *base;
+            options.g1_blocks = grid->capacities[c];
+            options.policy = grid->policies[p];
+            options.g2_policy = NULL;
+            options.progress = RUN_PROGRESS_NONE;
+            run_result_t result;
+            kvbm_status_t status = run_replay(&options, trace, &result);
+            if (status != KVBM_OK)
+                return status;
+            const replay_counts_t *r = &result.counts;
+            double rate = replay_hit_rate(r);
+            rates[c][p] = rate;
+            printf(" %10.4f", rate);
+            fflush(stdout);
+            fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", grid->capacities[c],
+                    grid->policies[p], options.g2_blocks, rate, (unsigned long long)r->g1_hits,
+                    (unsigned long long)r->g2_hits, (unsigned long long)r->misses,
+                    (unsigned long long)r->g1_evictions, (unsigned long long)r->offloads,
+                    r->blocks > 0 ? r->core_ns / (double)r->blocks : 0.0);
+        }
+        printf("\n");
+    }
+    return KVBM_OK;
+}
+
+kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
+{
+    sweep_grid_t grid;
+    static double rates[SWEEP_MAX][SWEEP_MAX];
+    kvbm_status_t status = grid_parse(sweep, &grid);
+    if (status != KVBM_OK)
+        return status;
     trace_t trace;
     char error[300];
-    kvbm_status_t status = trace_load(base->trace_path, base->limit, &trace, error, sizeof(error));
+    status = trace_load(base->trace_path, base->limit, &trace, error, sizeof(error));
     if (status != KVBM_OK) {
         fprintf(stderr, "kvbm-replay: %s: %s\n", base->trace_path, error);
         return status;
@@ -136,38 +192,9 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         trace_free(&trace);
         return KVBM_ERR_IO;
     }
-    fprintf(csv, "g1_blocks,policy,g2_blocks,hit_rate,g1_hits,g2_hits,misses,g1_evictions,"
-                 "offloads,ns_per_block\n");
-    printf("%10s", "g1_blocks");
-    for (size_t p = 0; p < n_policies; p++)
-        printf(" %10s", policies[p]);
-    printf("\n");
-    for (size_t c = 0; c < n_capacities && status == KVBM_OK; c++) {
-        printf("%10u", capacities[c]);
-        for (size_t p = 0; p < n_policies; p++) {
-            run_options_t options = *base;
-            options.g1_blocks = capacities[c];
-            options.policy = policies[p];
-            options.g2_policy = NULL;
-            options.progress = RUN_PROGRESS_NONE;
-            run_result_t result;
-            status = run_replay(&options, &trace, &result);
-            if (status != KVBM_OK)
-                break;
-            const replay_counts_t *r = &result.counts;
-            double rate = replay_hit_rate(r);
-            rates[c][p] = rate;
-            printf(" %10.4f", rate);
-            fflush(stdout);
-            fprintf(csv, "%u,%s,%u,%.6f,%llu,%llu,%llu,%llu,%llu,%.2f\n", capacities[c],
-                    policies[p], options.g2_blocks, rate, (unsigned long long)r->g1_hits,
-                    (unsigned long long)r->g2_hits, (unsigned long long)r->misses,
-                    (unsigned long long)r->g1_evictions, (unsigned long long)r->offloads,
-                    r->blocks > 0 ? r->core_ns / (double)r->blocks : 0.0);
-        }
-        printf("\n");
-    }
-    print_gap_closed(capacities, n_capacities, policies, n_policies, rates);
+    status = grid_run(base, &trace, &grid, csv, rates);
+    if (status == KVBM_OK)
+        print_gap_closed(grid.capacities, grid.n_capacities, grid.policies, grid.n_policies, rates);
     fflush(stdout);
     fclose(csv);
     trace_free(&trace);
@@ -175,8 +202,8 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         return status;
     fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
     if (sweep->plot_path != NULL && sweep->plot_path[0] != '\0') {
-        if (draw_plot(sweep->plot_path, capacities, n_capacities, policies, n_policies, rates) !=
-            KVBM_OK) {
+        if (draw_plot(sweep->plot_path, grid.capacities, grid.n_capacities, grid.policies,
+                      grid.n_policies, rates) != KVBM_OK) {
             fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
             return KVBM_ERR_IO;
         }

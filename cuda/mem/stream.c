@@ -1,0 +1,238 @@
+/*
+ * Streams and fences of the CUDA backend. A fence is an event created with
+ * cudaEventBlockingSync, so a thread in kvbm_fence_wait (and the cache calls
+ * built on it) sleeps instead of spinning a core. Nothing here blocks a
+ * caller on the GPU except kvbm_fence_wait and kvbm_stream_destroy, which
+ * are documented to wait.
+ *
+ * Errors: a copy that cannot be enqueued parks its status in the stream's
+ * `pending`, handed to the next fence recorded there; asynchronous failures
+ * come back from cudaEventQuery / cudaEventSynchronize. cudaErrorNotReady is
+ * an answer, not an error: it never touches the runtime's last-error slot.
+ */
+#include <stdlib.h>
+
+#include "check.h"
+#include "core/check.h"
+#include "internal.h"
+
+static kvbm_status_t stream_init(kvbm__cuda_backend_t *b, cudaStream_t native, bool wrapped,
+                                 void **stream_out)
+{
+    kvbm__cuda_scope_t scope;
+    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
+    if (st != KVBM_OK)
+        return st;
+    kvbm__cuda_stream_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        st = KVBM_ERR_NO_MEMORY;
+        goto out_leave;
+    }
+    /* The kernel's parameter block, sized once: the copy path allocates no
+     * device or pinned memory. */
+    s->launch = malloc(sizeof(*s->launch));
+    if (s->launch == NULL) {
+        st = KVBM_ERR_NO_MEMORY;
+        goto err_free_stream;
+    }
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&s->mu, NULL), st);
+    if (st != KVBM_OK)
+        goto err_free_launch;
+    if (wrapped) {
+        s->s = native;
+    } else {
+        KVBM_CUDA_CHECK(cudaStreamCreateWithFlags(&s->s, cudaStreamNonBlocking), st);
+        if (st != KVBM_OK)
+            goto err_destroy_mutex;
+    }
+    s->wrapped = wrapped;
+    s->legacy = kvbm__cuda_stream_is_legacy(s->s);
+    s->pending = KVBM_OK;
+    *stream_out = s;
+    goto out_leave;
+
+err_destroy_mutex:
+    kvbm__mutex_destroy(&s->mu);
+err_free_launch:
+    free(s->launch);
+err_free_stream:
+    free(s);
+out_leave:
+    kvbm__cuda_leave(b, &scope);
+    return st;
+}
+
+kvbm_status_t kvbm__cuda_stream_create(void *state, void **stream_out)
+{
+    return stream_init(state, NULL, false, stream_out);
+}
+
+kvbm_status_t kvbm__cuda_stream_wrap(void *state, void *native, void **stream_out)
+{
+    return stream_init(state, (cudaStream_t)native, true, stream_out);
+}
+
+void kvbm__cuda_stream_destroy(void *state, void *stream)
+{
+    kvbm__cuda_backend_t *b = state;
+    kvbm__cuda_stream_t *s = stream;
+    kvbm__cuda_scope_t scope;
+    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
+    if (st == KVBM_OK) {
+        KVBM_CUDA_CHECK(cudaStreamSynchronize(s->s), st);
+        if (!s->wrapped)
+            KVBM_CUDA_CHECK(cudaStreamDestroy(s->s), st);
+        (void)st; /* teardown goes on regardless; failures were logged */
+        kvbm__cuda_leave(b, &scope);
+    }
+    free(s->dsts);
+    free(s->srcs);
+    free(s->sizes);
+    free(s->cut);
+    free(s->launch);
+    kvbm__mutex_destroy(&s->mu);
+    free(s);
+}
+
+void *kvbm__cuda_stream_native(void *state, void *stream)
+{
+    (void)state;
+    return (void *)((kvbm__cuda_stream_t *)stream)->s;
+}
+
+kvbm_status_t kvbm__cuda_stream_hold(void *state, void *stream, bool hold)
+{
+    (void)state;
+    (void)stream;
+    (void)hold;
+    return KVBM_ERR_UNSUPPORTED;
+}
+
+kvbm_status_t kvbm__cuda_stream_wait_fence(void *state, void *stream, void *fence)
+{
+    kvbm__cuda_backend_t *b = state;
+    kvbm__cuda_stream_t *s = stream;
+    kvbm__cuda_fence_t *f = fence;
+    kvbm__cuda_scope_t scope;
+    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
+    if (st != KVBM_OK)
+        return st;
+    kvbm__mutex_lock(&s->mu);
+    KVBM_CUDA_CHECK(cudaStreamWaitEvent(s->s, f->ev, 0), st);
+    kvbm__mutex_unlock(&s->mu);
+    kvbm__cuda_leave(b, &scope);
+    return st;
+}
+
+/* ----------------------------------------------------------------- fences */
+
+kvbm_status_t kvbm__cuda_fence_create(void *state, void **fence_out)
+{
+    kvbm__cuda_backend_t *b = state;
+    kvbm__cuda_scope_t scope;
+    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
+    if (st != KVBM_OK)
+        return st;
+    kvbm__cuda_fence_t *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        st = KVBM_ERR_NO_MEMORY;
+        goto out_leave;
+    }
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&f->mu, NULL), st);
+    if (st != KVBM_OK)
+        goto err_free_fence;
+    KVBM_CUDA_CHECK(
+        cudaEventCreateWithFlags(&f->ev, cudaEventBlockingSync | cudaEventDisableTiming), st);
+    if (st != KVBM_OK)
+        goto err_destroy_mutex;
+    f->status = KVBM_OK;
+    *fence_out = f;
+    goto out_leave;
+
+err_destroy_mutex:
+    kvbm__mutex_destroy(&f->mu);
+err_free_fence:
+    free(f);
+out_leave:
+    kvbm__cuda_leave(b, &scope);
+    return st;
+}
+
+void kvbm__cuda_fence_destroy(void *state, void *fence)
+{
+    kvbm__cuda_backend_t *b = state;
+    kvbm__cuda_fence_t *f = fence;
+    kvbm__cuda_scope_t scope;
+    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
+    if (st == KVBM_OK) {
+        KVBM_CUDA_CHECK(cudaEventDestroy(f->ev), st);
+        (void)st;
+        kvbm__cuda_leave(b, &scope);
+    }
+    kvbm__mutex_destroy(&f->mu);
+    free(f);
+}
+
+kvbm_status_t kvbm__cuda_fence_record(void *state, void *fence, void *stream)
+{
+    kvbm__cuda_backend_t *b = state;
+    kvbm__cuda_stream_t *s = stream;
+    kvbm__cuda_fence_t *f = fence;
+    kvbm__cuda_scope_t scope;
+    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
+    if (st != KVBM_OK)
+        return st;
+    kvbm__mutex_lock(&s->mu);
+    kvbm__mutex_lock(&f->mu);
+    KVBM_CUDA_CHECK(cudaEventRecord(f->ev, s->s), st);
+    if (st == KVBM_OK) {
+        f->status = s->pending;
+        s->pending = KVBM_OK;
+    }
+    kvbm__mutex_unlock(&f->mu);
+    kvbm__mutex_unlock(&s->mu);
+    kvbm__cuda_leave(b, &scope);
+    return st;
+}
+
+/* The fence's answer from cudaEventQuery's or cudaEventSynchronize's result. */
+static kvbm_status_t fence_result(kvbm__cuda_fence_t *f, cudaError_t err)
+{
+    if (err == cudaSuccess) {
+        kvbm__mutex_lock(&f->mu);
+        kvbm_status_t st = f->status;
+        kvbm__mutex_unlock(&f->mu);
+        return st;
+    }
+    if (err == cudaErrorNotReady)
+        return KVBM_ERR_BUSY; /* not an error: the slot is left alone */
+    kvbm_status_t st = KVBM_OK;
+    KVBM_CUDA_CHECK(err, st);
+    return st;
+}
+
+kvbm_status_t kvbm__cuda_fence_query(void *state, void *fence)
+{
+    kvbm__cuda_backend_t *b = state;
+    kvbm__cuda_fence_t *f = fence;
+    kvbm__cuda_scope_t scope;
+    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
+    if (st != KVBM_OK)
+        return st;
+    st = fence_result(f, cudaEventQuery(f->ev));
+    kvbm__cuda_leave(b, &scope);
+    return st;
+}
+
+kvbm_status_t kvbm__cuda_fence_wait(void *state, void *fence)
+{
+    kvbm__cuda_backend_t *b = state;
+    kvbm__cuda_fence_t *f = fence;
+    kvbm__cuda_scope_t scope;
+    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
+    if (st != KVBM_OK)
+        return st;
+    st = fence_result(f, cudaEventSynchronize(f->ev));
+    kvbm__cuda_leave(b, &scope);
+    return st;
+}
