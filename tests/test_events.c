@@ -35,8 +35,11 @@ static void assert_bytes(const kvbm__payload_t *payload, const unsigned char *ex
 static void encode(const kvbm_event_record_t *records, size_t count, double ts, int32_t rank,
                    kvbm__payload_t *out)
 {
-    assert_kvbm_ok(kvbm__events_check(records, count));
-    assert_kvbm_ok(kvbm__events_encode(out, ts, records, count, rank));
+    kvbm__events_size_t size;
+    assert_kvbm_ok(kvbm__events_check(records, count, &size));
+    size_t before = out->size;
+    assert_kvbm_ok(kvbm__events_encode(out, ts, records, count, &size, rank));
+    assert_true(out->size - before <= size.bound);
 }
 
 static void stored_run_without_rank_is_byte_exact(void **state)
@@ -132,7 +135,9 @@ static void records_without_hashes_are_not_events(void **state)
         {.kind = KVBM_EVENT_REMOVED, .medium = KVBM_MEDIUM_GPU, .count = 1, .hashes = &one},
         {.kind = KVBM_EVENT_REMOVED, .medium = KVBM_MEDIUM_CPU, .count = 0},
     };
-    assert_int_equal(kvbm__events_count(records, 3), 1);
+    kvbm__events_size_t size;
+    assert_kvbm_ok(kvbm__events_check(records, 3, &size));
+    assert_int_equal(size.n_events, 1);
     const unsigned char expected[] = {
         0x92, 0xcb, 0x40, 0x00, 0,    0,    0,    0,   0,   0, /* ts 2.0 */
         0x91, 0x93, 0xac, 'B',  'l',  'o',  'c',  'k', 'R', 'e', 'm',
@@ -166,6 +171,23 @@ static void long_runs_use_array16_and_payloads_append(void **state)
     kvbm__payload_free(&out);
 }
 
+static void every_medium_is_sent_as_its_name(void **state)
+{
+    const uint64_t one = 5;
+    for (int m = KVBM_MEDIUM_GPU; m <= KVBM_MEDIUM_DISK; m++) {
+        kvbm_event_record_t record = {
+            .kind = KVBM_EVENT_REMOVED, .medium = (kvbm_medium_t)m, .count = 1, .hashes = &one};
+        kvbm__payload_t out = {0};
+        encode(&record, 1, 0.0, KVBM_PUBLISHER_NO_RANK, &out);
+        /* A removal ends with its medium, a fixstr: 0xa0 | length, then the name. */
+        const char *name = kvbm_medium_name((kvbm_medium_t)m);
+        size_t len = strlen(name);
+        assert_int_equal((unsigned char)out.data[out.size - len - 1], 0xa0 | len);
+        assert_memory_equal(out.data + out.size - len, name, len);
+        kvbm__payload_free(&out);
+    }
+}
+
 static void malformed_records_are_refused(void **state)
 {
     const uint64_t h = 1;
@@ -176,13 +198,15 @@ static void malformed_records_are_refused(void **state)
     kvbm_event_record_t no_tokens = {
         .kind = KVBM_EVENT_STORED, .count = 1, .hashes = &h, .n_tokens = 4};
     kvbm_event_record_t clear_any_medium = {.kind = KVBM_EVENT_CLEARED, .medium = 9};
-    assert_kvbm_status(kvbm__events_check(&bad_kind, 1), KVBM_ERR_INVALID_ARG);
-    assert_kvbm_status(kvbm__events_check(&bad_medium, 1), KVBM_ERR_INVALID_ARG);
-    assert_kvbm_status(kvbm__events_check(&no_hashes, 1), KVBM_ERR_INVALID_ARG);
-    assert_kvbm_status(kvbm__events_check(&no_tokens, 1), KVBM_ERR_INVALID_ARG);
-    assert_kvbm_status(kvbm__events_check(NULL, 1), KVBM_ERR_INVALID_ARG);
-    assert_kvbm_ok(kvbm__events_check(&clear_any_medium, 1));
-    assert_kvbm_ok(kvbm__events_check(NULL, 0));
+    kvbm__events_size_t size;
+    assert_kvbm_status(kvbm__events_check(&bad_kind, 1, &size), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm__events_check(&bad_medium, 1, &size), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm__events_check(&no_hashes, 1, &size), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm__events_check(&no_tokens, 1, &size), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm__events_check(NULL, 1, &size), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_ok(kvbm__events_check(&clear_any_medium, 1, &size));
+    assert_kvbm_ok(kvbm__events_check(NULL, 0, &size));
+    assert_int_equal(size.n_events, 0);
     assert_string_equal(kvbm_medium_name(KVBM_MEDIUM_CPU), "CPU");
     assert_null(kvbm_medium_name((kvbm_medium_t)3));
 }
@@ -511,6 +535,7 @@ int main(void)
         cmocka_unit_test(removed_and_cleared_are_byte_exact),
         cmocka_unit_test(records_without_hashes_are_not_events),
         cmocka_unit_test(long_runs_use_array16_and_payloads_append),
+        cmocka_unit_test(every_medium_is_sent_as_its_name),
         cmocka_unit_test(malformed_records_are_refused),
         cmocka_unit_test(endpoints_follow_vllm_conventions),
         cmocka_unit_test(full_queue_drops_and_skips_the_sequence_number),

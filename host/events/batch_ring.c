@@ -4,10 +4,6 @@
 #include <assert.h>
 #include <stdlib.h>
 
-/* Buffers above this size are freed when recycled, so one huge batch does
- * not pin its memory in a ring slot for the publisher's lifetime. */
-#define KEEP_CAPACITY (64u << 10)
-
 kvbm_status_t kvbm__batch_ring_init(kvbm__batch_ring_t *ring, uint32_t capacity)
 {
     *ring = (kvbm__batch_ring_t){0};
@@ -45,7 +41,7 @@ kvbm__batch_t *kvbm__batch_ring_reserve(kvbm__batch_ring_t *ring)
     if (index >= ring->capacity)
         index -= ring->capacity;
     kvbm__batch_t *batch = &ring->batches[index];
-    kvbm__payload_recycle(&batch->payload, KEEP_CAPACITY);
+    kvbm__payload_recycle(&batch->payload, KVBM__PAYLOAD_KEEP_CAPACITY);
     return batch;
 }
 

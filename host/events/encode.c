@@ -1,8 +1,9 @@
 /* The msgpack form of an event batch; see encode.h for the layout. */
 #include "encode.h"
 
-#include <msgpack.h>
 #include <string.h>
+
+#include "pack.h"
 
 #define TAG_STORED  "BlockStored"
 #define TAG_REMOVED "BlockRemoved"
@@ -12,140 +13,147 @@
 #define STORED_FIELDS  8
 #define REMOVED_FIELDS 3
 
-kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t count)
-{
-    if (count > 0 && records == NULL)
-        return KVBM_ERR_INVALID_ARG;
-    if (count > UINT32_MAX)
-        return KVBM_ERR_INVALID_ARG;
-    for (size_t i = 0; i < count; i++) {
-        const kvbm_event_record_t *r = &records[i];
-        if (r->kind == KVBM_EVENT_CLEARED)
-            continue;
-        if (r->kind != KVBM_EVENT_STORED && r->kind != KVBM_EVENT_REMOVED)
-            return KVBM_ERR_INVALID_ARG;
-        if (kvbm_medium_name(r->medium) == NULL)
-            return KVBM_ERR_INVALID_ARG;
-        if ((r->count > 0 && r->hashes == NULL) || r->count > UINT32_MAX)
-            return KVBM_ERR_INVALID_ARG;
-        if (r->kind == KVBM_EVENT_STORED &&
-            ((r->n_tokens > 0 && r->tokens == NULL) || r->n_tokens > UINT32_MAX))
-            return KVBM_ERR_INVALID_ARG;
-        if (r->kind == KVBM_EVENT_STORED && r->lora_name != NULL &&
-            strlen(r->lora_name) > UINT32_MAX)
-            return KVBM_ERR_INVALID_ARG;
-    }
-    return KVBM_OK;
-}
+/* kvbm_medium_name's strings with their lengths, so encoding a record
+ * measures nothing (tests/test_events.c checks that both agree). */
+static const struct medium_string {
+    const char *text;
+    size_t len;
+} MEDIA[] = {
+    [KVBM_MEDIUM_GPU] = {"GPU", 3},
+    [KVBM_MEDIUM_CPU] = {"CPU", 3},
+    [KVBM_MEDIUM_DISK] = {"DISK", 4},
+};
 
 static bool on_wire(const kvbm_event_record_t *record)
 {
     return record->kind == KVBM_EVENT_CLEARED || record->count > 0;
 }
 
-size_t kvbm__events_count(const kvbm_event_record_t *records, size_t count)
+/* Checks one record; adds the bytes it can take to *bound. */
+static kvbm_status_t check_record(const kvbm_event_record_t *r, size_t *bound)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < count; i++)
-        n += on_wire(&records[i]);
-    return n;
-}
-
-/* Upper bound of the encoded size, so the payload grows once per batch. */
-static size_t encoded_bound(const kvbm_event_record_t *records, size_t count)
-{
-    size_t bytes = 32; /* batch header, ts, rank */
-    for (size_t i = 0; i < count; i++) {
-        const kvbm_event_record_t *r = &records[i];
-        bytes += 64 + r->count * 9; /* tag, fields, medium; uint64 hashes */
-        if (r->kind == KVBM_EVENT_STORED) {
-            bytes += r->n_tokens * 5; /* uint32 token ids */
-            if (r->lora_name != NULL)
-                bytes += 5 + strlen(r->lora_name);
-        }
+    if (r->kind == KVBM_EVENT_CLEARED) {
+        *bound += 32;
+        return KVBM_OK;
     }
-    return bytes;
+    if (r->kind != KVBM_EVENT_STORED && r->kind != KVBM_EVENT_REMOVED)
+        return KVBM_ERR_INVALID_ARG;
+    if ((unsigned)r->medium >= sizeof(MEDIA) / sizeof(MEDIA[0]))
+        return KVBM_ERR_INVALID_ARG;
+    if ((r->count > 0 && r->hashes == NULL) || r->count > UINT32_MAX)
+        return KVBM_ERR_INVALID_ARG;
+    *bound += 64 + r->count * 9; /* tag, fields, medium; uint64 hashes */
+    if (r->kind == KVBM_EVENT_REMOVED)
+        return KVBM_OK;
+    if ((r->n_tokens > 0 && r->tokens == NULL) || r->n_tokens > UINT32_MAX)
+        return KVBM_ERR_INVALID_ARG;
+    *bound += r->n_tokens * 5; /* uint32 token ids */
+    if (r->lora_name != NULL) {
+        size_t len = strlen(r->lora_name);
+        if (len > UINT32_MAX)
+            return KVBM_ERR_INVALID_ARG;
+        *bound += 5 + len;
+    }
+    return KVBM_OK;
 }
 
-static int pack_string_of(msgpack_packer *pk, const char *text, size_t len)
+kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t count,
+                                 kvbm__events_size_t *size_out)
 {
-    int rc = msgpack_pack_str(pk, len);
-    return rc == 0 ? msgpack_pack_str_body(pk, text, len) : rc;
+    if ((count > 0 && records == NULL) || count > UINT32_MAX)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm__events_size_t size = {.n_events = 0, .bound = 32}; /* array, ts, events, rank */
+    for (size_t i = 0; i < count; i++) {
+        kvbm_status_t status = check_record(&records[i], &size.bound);
+        if (status != KVBM_OK)
+            return status;
+        size.n_events += on_wire(&records[i]);
+    }
+    *size_out = size;
+    return KVBM_OK;
 }
 
-static int pack_string(msgpack_packer *pk, const char *text)
+static inline int pack_string(pack_cursor_t *c, const char *text, size_t len)
 {
-    return pack_string_of(pk, text, strlen(text));
+    return cursor_pack_str(c, len) | cursor_pack_str_body(c, text, len);
 }
 
 /* Tags are constants: their lengths are known at compile time. */
-#define PACK_TAG(pk, tag) pack_string_of((pk), (tag), sizeof(tag) - 1)
+#define PACK_TAG(c, tag) pack_string((c), (tag), sizeof(tag) - 1)
 
-static int pack_hashes(msgpack_packer *pk, const uint64_t *hashes, size_t count)
+static inline int pack_medium(pack_cursor_t *c, kvbm_medium_t medium)
 {
-    int rc = msgpack_pack_array(pk, count);
-    for (size_t i = 0; i < count && rc == 0; i++)
-        rc = msgpack_pack_uint64(pk, hashes[i]);
+    return pack_string(c, MEDIA[medium].text, MEDIA[medium].len);
+}
+
+static int pack_hashes(pack_cursor_t *c, const uint64_t *hashes, size_t count)
+{
+    int rc = cursor_pack_array(c, count);
+    for (size_t i = 0; i < count; i++)
+        rc |= cursor_pack_uint64(c, hashes[i]);
     return rc;
 }
 
-static int pack_stored(msgpack_packer *pk, const kvbm_event_record_t *r)
+static int pack_stored(pack_cursor_t *c, const kvbm_event_record_t *r)
 {
-    int rc = msgpack_pack_array(pk, STORED_FIELDS);
-    rc = rc != 0 ? rc : PACK_TAG(pk, TAG_STORED);
-    rc = rc != 0 ? rc : pack_hashes(pk, r->hashes, r->count);
-    if (rc == 0)
-        rc = r->has_parent ? msgpack_pack_uint64(pk, r->parent_hash) : msgpack_pack_nil(pk);
-    rc = rc != 0 ? rc : msgpack_pack_array(pk, r->n_tokens);
-    for (size_t i = 0; i < r->n_tokens && rc == 0; i++)
-        rc = msgpack_pack_uint32(pk, r->tokens[i]);
-    rc = rc != 0 ? rc : msgpack_pack_uint32(pk, r->block_size);
-    if (rc == 0)
-        rc = r->has_lora_id ? msgpack_pack_int64(pk, r->lora_id) : msgpack_pack_nil(pk);
-    rc = rc != 0 ? rc : pack_string(pk, kvbm_medium_name(r->medium));
-    if (rc == 0)
-        rc = r->lora_name != NULL ? pack_string(pk, r->lora_name) : msgpack_pack_nil(pk);
+    int rc = cursor_pack_array(c, STORED_FIELDS);
+    rc |= PACK_TAG(c, TAG_STORED);
+    rc |= pack_hashes(c, r->hashes, r->count);
+    rc |= r->has_parent ? cursor_pack_uint64(c, r->parent_hash) : cursor_pack_nil(c);
+    rc |= cursor_pack_array(c, r->n_tokens);
+    for (size_t i = 0; i < r->n_tokens; i++)
+        rc |= cursor_pack_uint32(c, r->tokens[i]);
+    rc |= cursor_pack_uint32(c, r->block_size);
+    rc |= r->has_lora_id ? cursor_pack_int64(c, r->lora_id) : cursor_pack_nil(c);
+    rc |= pack_medium(c, r->medium);
+    if (r->lora_name != NULL)
+        rc |= pack_string(c, r->lora_name, strlen(r->lora_name));
+    else
+        rc |= cursor_pack_nil(c);
     return rc;
 }
 
-static int pack_removed(msgpack_packer *pk, const kvbm_event_record_t *r)
+static int pack_removed(pack_cursor_t *c, const kvbm_event_record_t *r)
 {
-    int rc = msgpack_pack_array(pk, REMOVED_FIELDS);
-    rc = rc != 0 ? rc : PACK_TAG(pk, TAG_REMOVED);
-    rc = rc != 0 ? rc : pack_hashes(pk, r->hashes, r->count);
-    rc = rc != 0 ? rc : pack_string(pk, kvbm_medium_name(r->medium));
-    return rc;
+    int rc = cursor_pack_array(c, REMOVED_FIELDS);
+    rc |= PACK_TAG(c, TAG_REMOVED);
+    rc |= pack_hashes(c, r->hashes, r->count);
+    return rc | pack_medium(c, r->medium);
 }
 
-static int pack_cleared(msgpack_packer *pk)
+static int pack_cleared(pack_cursor_t *c)
 {
-    int rc = msgpack_pack_array(pk, 1);
-    return rc != 0 ? rc : PACK_TAG(pk, TAG_CLEARED);
+    return cursor_pack_array(c, 1) | PACK_TAG(c, TAG_CLEARED);
 }
 
 kvbm_status_t kvbm__events_encode(kvbm__payload_t *out, double ts,
-                                  const kvbm_event_record_t *records, size_t count, int32_t dp_rank)
+                                  const kvbm_event_record_t *records, size_t count,
+                                  const kvbm__events_size_t *size, int32_t dp_rank)
 {
-    kvbm_status_t status = kvbm__payload_reserve(out, encoded_bound(records, count));
+    kvbm_status_t status = kvbm__payload_reserve(out, size->bound);
     if (status != KVBM_OK)
         return status;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, kvbm__payload_write);
-    int rc = msgpack_pack_array(&pk, dp_rank >= 0 ? 3 : 2);
-    rc = rc != 0 ? rc : msgpack_pack_double(&pk, ts);
-    rc = rc != 0 ? rc : msgpack_pack_array(&pk, kvbm__events_count(records, count));
-    for (size_t i = 0; i < count && rc == 0; i++) {
+    /* The room is the checked bound, so no value can fail to fit; if one
+     * did (a wrong bound), nothing is kept. */
+    pack_cursor_t c = {.at = out->data + out->size, .end = out->data + out->capacity};
+    int rc = cursor_pack_array(&c, dp_rank >= 0 ? 3 : 2);
+    rc |= cursor_pack_double(&c, ts);
+    rc |= cursor_pack_array(&c, size->n_events);
+    for (size_t i = 0; i < count; i++) {
         const kvbm_event_record_t *r = &records[i];
         if (!on_wire(r))
             continue;
         if (r->kind == KVBM_EVENT_STORED)
-            rc = pack_stored(&pk, r);
+            rc |= pack_stored(&c, r);
         else if (r->kind == KVBM_EVENT_REMOVED)
-            rc = pack_removed(&pk, r);
+            rc |= pack_removed(&c, r);
         else
-            rc = pack_cleared(&pk);
+            rc |= pack_cleared(&c);
     }
-    if (rc == 0 && dp_rank >= 0)
-        rc = msgpack_pack_int32(&pk, dp_rank);
-    return rc == 0 ? KVBM_OK : KVBM_ERR_NO_MEMORY;
+    if (dp_rank >= 0)
+        rc |= cursor_pack_int32(&c, dp_rank);
+    if (rc != 0)
+        return KVBM_ERR_INTERNAL;
+    out->size = (size_t)(c.at - out->data);
+    return KVBM_OK;
 }

@@ -21,19 +21,24 @@
 #include "kvbm/events.h"
 #include "payload.h"
 
-/* Checks every record (kinds, media, pointers against counts). */
-kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t count);
+/* What a batch of records takes on the wire, measured while checking it. */
+typedef struct kvbm__events_size {
+    size_t n_events; /* events on the wire: records with hashes, and clears */
+    size_t bound;    /* at least the encoded batch's bytes */
+} kvbm__events_size_t;
 
-/* Events the records make on the wire: records with hashes, and clears. */
-size_t kvbm__events_count(const kvbm_event_record_t *records, size_t count);
+/* Checks every record (kinds, media, pointers against counts) and measures
+ * the batch, in one pass; *size_out is set on success. */
+kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t count,
+                                 kvbm__events_size_t *size_out);
 
 /*
- * Appends the batch to @p out (checked records, see kvbm__events_check).
- * @p dp_rank < 0 omits the rank. On error (out of memory) @p out holds a
- * partial batch: the caller empties it.
+ * Appends the batch to @p out: @p records as measured by kvbm__events_check
+ * (@p size). @p dp_rank < 0 omits the rank. KVBM_ERR_NO_MEMORY (or
+ * KVBM_ERR_INTERNAL, a bound too small) leaves @p out as it was.
  */
 kvbm_status_t kvbm__events_encode(kvbm__payload_t *out, double ts,
                                   const kvbm_event_record_t *records, size_t count,
-                                  int32_t dp_rank);
+                                  const kvbm__events_size_t *size, int32_t dp_rank);
 
 #endif /* KVBM_HOST_EVENTS_ENCODE_H */

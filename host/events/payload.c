@@ -28,41 +28,6 @@ kvbm_status_t kvbm__payload_reserve(kvbm__payload_t *payload, size_t bytes)
     return KVBM_OK;
 }
 
-int kvbm__payload_write(void *payload, const char *bytes, size_t len)
-{
-    kvbm__payload_t *p = payload;
-    /* The encoder reserves a bound first, so growing here is the rare path. */
-    if (__builtin_expect(len > p->capacity - p->size, 0) &&
-        kvbm__payload_reserve(p, len) != KVBM_OK)
-        return -1;
-    char *to = p->data + p->size;
-    /* msgpack-c writes one value at a time, mostly 1, 2, 3, 5 or 9 bytes:
-     * copies of a constant size compile to a few moves, where memcpy with a
-     * variable size is a library call each. */
-    switch (len) {
-    case 1:
-        to[0] = bytes[0];
-        break;
-    case 2:
-        memcpy(to, bytes, 2);
-        break;
-    case 3:
-        memcpy(to, bytes, 3);
-        break;
-    case 5:
-        memcpy(to, bytes, 5);
-        break;
-    case 9:
-        memcpy(to, bytes, 9);
-        break;
-    default:
-        memcpy(to, bytes, len);
-        break;
-    }
-    p->size += len;
-    return 0;
-}
-
 kvbm_status_t kvbm__payload_copy_uncached(kvbm__payload_t *payload, const char *bytes, size_t size)
 {
     payload->size = 0;

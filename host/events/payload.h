@@ -1,5 +1,5 @@
 /*
- * A growable byte buffer that msgpack-c packs into. Payloads circulate
+ * A growable byte buffer that batches are encoded into (encode.c). Payloads circulate
  * between the publisher's queue slots and its replay ring, keeping their
  * capacity, so steady-state publishing allocates nothing.
  */
@@ -10,6 +10,10 @@
 
 #include "kvbm/status.h"
 
+/* Buffers above this size are freed when recycled, so one huge batch does
+ * not pin its memory for the publisher's lifetime. */
+#define KVBM__PAYLOAD_KEEP_CAPACITY (64u << 10)
+
 typedef struct kvbm__payload {
     char *data;
     size_t size;     /* bytes written */
@@ -18,9 +22,6 @@ typedef struct kvbm__payload {
 
 /* Makes room for @p bytes more; KVBM_ERR_NO_MEMORY leaves it unchanged. */
 kvbm_status_t kvbm__payload_reserve(kvbm__payload_t *payload, size_t bytes);
-
-/* msgpack_packer_write callback: appends @p len bytes; -1 when out of memory. */
-int kvbm__payload_write(void *payload, const char *bytes, size_t len);
 
 /*
  * Makes @p payload a copy of @p size bytes at @p bytes, writing around the

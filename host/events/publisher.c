@@ -254,6 +254,8 @@ void kvbm_publisher_destroy(kvbm_publisher_t *publisher)
     kvbm__mutex_destroy(&p->lock);
     for (size_t i = 0; i < KVBM__PUBLISHER_TAKE_MAX; i++)
         kvbm__payload_free(&p->taken[i]);
+    for (uint32_t i = 0; i < p->n_spare; i++)
+        kvbm__payload_free(&p->spare[i]);
     kvbm__batch_ring_fini(&p->history);
     kvbm__batch_ring_fini(&p->queue);
     free(p->endpoint);
@@ -269,17 +271,54 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Wakes the thread only if it sleeps for good, or naps while the queue
+ * grows (see KVBM__PUBLISHER_WAKE_BYTES): a wake is a system call, too dear
+ * for every batch. With the lock held; true: the caller wakes it. */
+static bool wake_needed(kvbm_publisher_t *p)
+{
+    if (p->sleeping) {
+        p->sleeping = false;
+        return true;
+    }
+    if (!p->woken && (p->queued_bytes >= KVBM__PUBLISHER_WAKE_BYTES ||
+                      p->queue.count >= p->queue.capacity / 2)) {
+        p->woken = true;
+        return true;
+    }
+    return false;
+}
+
+/* Encodes the batch into the next queue slot, with a spare buffer (the
+ * most recently sent, still warm) when the slot has none. With the lock. */
+static kvbm_status_t enqueue(kvbm_publisher_t *p, uint64_t seq, double ts,
+                             const kvbm_event_record_t *records, size_t count,
+                             const kvbm__events_size_t *size)
+{
+    kvbm__batch_t *batch = kvbm__batch_ring_reserve(&p->queue);
+    if (batch == NULL)
+        return KVBM_ERR_BUSY;
+    if (batch->payload.data == NULL && p->n_spare > 0)
+        batch->payload = p->spare[--p->n_spare];
+    kvbm_status_t status =
+        kvbm__events_encode(&batch->payload, ts, records, count, size, p->dp_rank);
+    if (status != KVBM_OK)
+        return status;
+    batch->seq = seq;
+    batch->n_events = size->n_events;
+    kvbm__batch_ring_commit(&p->queue);
+    p->queued_bytes += batch->payload.size;
+    return KVBM_OK;
+}
+
 kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
                                      const kvbm_event_record_t *records, size_t count)
 {
     if (publisher == NULL)
         return KVBM_ERR_INVALID_ARG;
-    kvbm_status_t status = kvbm__events_check(records, count);
-    if (status != KVBM_OK)
+    kvbm__events_size_t size;
+    kvbm_status_t status = kvbm__events_check(records, count, &size);
+    if (status != KVBM_OK || size.n_events == 0)
         return status;
-    size_t n_events = kvbm__events_count(records, count);
-    if (n_events == 0)
-        return KVBM_OK;
     kvbm_publisher_t *p = publisher;
     double ts = now_seconds();
 
@@ -287,36 +326,12 @@ kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
     /* The number is taken even when the batch is dropped: the gap is how
      * subscribers learn of the loss. */
     uint64_t seq = p->next_seq++;
-    kvbm__batch_t *batch = kvbm__batch_ring_reserve(&p->queue);
-    status = KVBM_ERR_BUSY;
-    if (batch != NULL) {
-        status = kvbm__events_encode(&batch->payload, ts, records, count, p->dp_rank);
-        if (status == KVBM_OK) {
-            batch->seq = seq;
-            batch->n_events = n_events;
-            kvbm__batch_ring_commit(&p->queue);
-            p->queued_bytes += batch->payload.size;
-        } else {
-            batch->payload.size = 0;
-        }
-    }
+    status = enqueue(p, seq, ts, records, count, &size);
     if (status != KVBM_OK) {
         p->metrics.batches_dropped++;
-        p->metrics.events_dropped += n_events;
+        p->metrics.events_dropped += size.n_events;
     }
-    /* Wake the thread only if it sleeps for good, or naps while the queue
-     * grows (see KVBM__PUBLISHER_WAKE_BYTES): a wake is a system call, too
-     * dear for every batch. */
-    bool wake = false;
-    if (status == KVBM_OK && p->sleeping) {
-        wake = true;
-        p->sleeping = false;
-    } else if (status == KVBM_OK && !p->woken &&
-               (p->queued_bytes >= KVBM__PUBLISHER_WAKE_BYTES ||
-                p->queue.count >= p->queue.capacity / 2)) {
-        wake = true;
-        p->woken = true;
-    }
+    bool wake = status == KVBM_OK && wake_needed(p);
     kvbm__mutex_unlock(&p->lock);
     if (wake)
         wake_thread(p);

@@ -16,6 +16,10 @@
 /* Batches the thread takes out of the queue per lock acquisition. */
 #define KVBM__PUBLISHER_TAKE_MAX 64
 
+/* Sent batches' buffers kept for producers to encode into, most recent
+ * (warmest) first; more are freed. */
+#define KVBM__PUBLISHER_SPARE_MAX (2 * KVBM__PUBLISHER_TAKE_MAX)
+
 /* A producer wakes the napping thread once this many encoded bytes wait:
  * the queue's buffers are reused from its first slots whenever it empties,
  * so keeping it short keeps them in the producer's cache, instead of a
@@ -47,8 +51,10 @@ struct kvbm_publisher {
      * out of the publisher with it held.
      */
     pthread_mutex_t lock;
-    pthread_cond_t progressed;        /* done_seq advanced, for flush */
-    kvbm__batch_ring_t queue;         /* encoded, not yet sent; seq increasing */
+    pthread_cond_t progressed;                        /* done_seq advanced, for flush */
+    kvbm__batch_ring_t queue;                         /* encoded, not yet sent; seq increasing */
+    kvbm__payload_t spare[KVBM__PUBLISHER_SPARE_MAX]; /* empty buffers, a stack */
+    uint32_t n_spare;
     size_t queued_bytes;              /* payload bytes in the queue */
     uint64_t next_seq;                /* the next batch's sequence number */
     uint64_t done_seq;                /* every seq below it was sent or dropped */
@@ -60,8 +66,8 @@ struct kvbm_publisher {
     kvbm_publisher_metrics_t metrics; /* queued_batches, next_seq filled on read */
 
     /* The thread's own. */
-    kvbm__batch_ring_t history; /* sent batches kept for replay */
-    kvbm__payload_t taken[KVBM__PUBLISHER_TAKE_MAX];
+    kvbm__batch_ring_t history;                      /* sent batches kept for replay */
+    kvbm__payload_t taken[KVBM__PUBLISHER_TAKE_MAX]; /* being sent; empty otherwise */
 };
 
 /* The publisher thread (publisher_thread.c). */

@@ -164,17 +164,15 @@ static void wait_for_work(kvbm_publisher_t *p, int timeout_ms)
 }
 
 /* Moves up to KVBM__PUBLISHER_TAKE_MAX batches out of the queue (with the
- * lock held), swapping their payloads with the thread's, which are the
- * buffers it sent last round: the queue gets warm buffers back. */
+ * lock held): their payloads become the thread's to send. */
 static size_t take_batches(kvbm_publisher_t *p, uint64_t seqs[], uint64_t n_events[],
                            uint64_t *done_after)
 {
     size_t n = 0;
     while (p->queue.count > 0 && n < KVBM__PUBLISHER_TAKE_MAX) {
         kvbm__batch_t *batch = kvbm__batch_ring_at(&p->queue, 0);
-        kvbm__payload_t swap = batch->payload;
-        batch->payload = p->taken[n];
-        p->taken[n] = swap;
+        p->taken[n] = batch->payload;
+        batch->payload = (kvbm__payload_t){0};
         seqs[n] = batch->seq;
         n_events[n] = batch->n_events;
         p->queued_bytes -= p->taken[n].size;
@@ -185,6 +183,20 @@ static size_t take_batches(kvbm_publisher_t *p, uint64_t seqs[], uint64_t n_even
      * batch is done (numbers in between were dropped). */
     *done_after = p->queue.count > 0 ? kvbm__batch_ring_at(&p->queue, 0)->seq : p->next_seq;
     return n;
+}
+
+/* Gives the sent buffers back to producers (with the lock held): the last
+ * ones sent go on top of the spare stack, still warm in the caches. */
+static void give_back_buffers(kvbm_publisher_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        kvbm__payload_recycle(&p->taken[i], KVBM__PAYLOAD_KEEP_CAPACITY);
+        if (p->n_spare < KVBM__PUBLISHER_SPARE_MAX && p->taken[i].data != NULL)
+            p->spare[p->n_spare++] = p->taken[i];
+        else
+            kvbm__payload_free(&p->taken[i]);
+        p->taken[i] = (kvbm__payload_t){0};
+    }
 }
 
 void *kvbm__publisher_thread(void *publisher)
@@ -236,6 +248,7 @@ void *kvbm__publisher_thread(void *publisher)
         p->metrics.events_published += events;
         p->metrics.send_errors += errors;
         p->metrics.history_lost += history_lost;
+        give_back_buffers(p, n);
         assert(done_after >= p->done_seq);
         p->done_seq = done_after;
         if (p->flush_waiters > 0)
