@@ -13,19 +13,11 @@
 
 #include "core/check.h"
 #include "core/config.h"
+#include "core/event_batch.h"
 #include "core/prometheus.h"
 #include "internal.h"
 
 #define SCRATCH_ON_STACK 64
-
-/* The managers' sink: their records join the call's batch, except while a
- * clear replaces them with one AllBlocksCleared. */
-static void forward_events(void *ctx, const kvbm_event_record_t *records, size_t count)
-{
-    kvbm_cache_t *cache = ctx;
-    if (!cache->clearing)
-        kvbm_event_batcher_sink(cache->events, records, count);
-}
 
 static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config_t *config,
                                     kvbm_tier_t tier, uint32_t blocks, kvbm_manager_t **out)
@@ -37,9 +29,9 @@ static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config
     mc.policy_config = config->policy_config;
     mc.name = tier == KVBM_TIER_G1 ? "g1" : "g2";
     mc.medium = tier == KVBM_TIER_G1 ? KVBM_MEDIUM_GPU : KVBM_MEDIUM_CPU;
-    if (cache->events != NULL) {
-        mc.on_events = forward_events;
-        mc.events_ctx = cache;
+    if (cache->events != NULL) { /* the managers' records join the call's batch */
+        mc.on_events = kvbm_event_batcher_sink;
+        mc.events_ctx = cache->events;
     }
     return kvbm_manager_create(&mc, out);
 }
@@ -604,8 +596,8 @@ kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
         return KVBM_ERR_BUSY;
     }
     /* Nothing is active, so neither reset can refuse. One AllBlocksCleared
-     * says it all: the managers' removals are dropped. */
-    cache->clearing = true;
+     * says it all: the managers' removals, and what this call gathered
+     * before them, are dropped (the clear supersedes them). */
     kvbm_status_t status = kvbm_manager_reset_inactive(cache->g1);
     assert(status == KVBM_OK);
     if (cache->g2 != NULL) {
@@ -613,9 +605,9 @@ kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
         assert(status == KVBM_OK);
     }
     (void)status;
-    cache->clearing = false;
     if (cache->events != NULL) {
         const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+        kvbm__event_batcher_discard(cache->events);
         kvbm_event_batcher_sink(cache->events, &cleared, 1);
     }
     kvbm__cache_unlock(cache);

@@ -72,7 +72,6 @@ struct kvbm_cache {
 
     /* Under lock. */
     kvbm_event_batcher_t *events; /* the call's events; NULL without a sink */
-    bool clearing;                /* kvbm_cache_clear: the tiers' removals are dropped */
     cache_batch_t *head, *tail;   /* in flight, oldest first */
     uint64_t next_seq;            /* seq of the next batch (starts at 1) */
     uint64_t processed_seq;       /* every batch up to this one is processed */

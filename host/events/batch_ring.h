@@ -1,8 +1,9 @@
 /*
- * A ring of encoded batches, oldest first. The publisher uses two: its
- * bounded queue (push refuses when full) and its replay history (the oldest
- * batch makes room for the newest). Payloads move in and out by swapping,
- * so their buffers are reused rather than freed and allocated again.
+ * A ring of batches, oldest first. The publisher uses two: its bounded
+ * queue of records (reserve refuses when full) and its replay history of
+ * encoded batches (the oldest batch makes room for the newest). Buffers
+ * stay in their slots or move out and back, so they are reused rather than
+ * freed and allocated again.
  * Not locked: the owner says which lock guards each ring.
  */
 #ifndef KVBM_HOST_EVENTS_BATCH_RING_H
@@ -11,12 +12,21 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "chunk_ring.h"
+#include "kvbm/event_record.h"
 #include "payload.h"
 
+/* A batch of the queue (its records, not yet encoded: ts, bound, chunk,
+ * records) or of the replay history (encoded: n_events and payload). */
 typedef struct kvbm__batch {
     uint64_t seq;
     uint64_t n_events;
-    kvbm__payload_t payload;
+    double ts;                          /* queue: when it was published */
+    size_t bound;                       /* queue: at most what it will encode to */
+    kvbm__chunk_t chunk;                /* queue: the memory of the records */
+    const kvbm_event_record_t *records; /* queue: the records, in the chunk */
+    size_t n_records;
+    kvbm__payload_t payload; /* history: the encoded batch */
 } kvbm__batch_t;
 
 typedef struct kvbm__batch_ring {

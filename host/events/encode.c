@@ -29,11 +29,12 @@ static bool on_wire(const kvbm_event_record_t *record)
     return record->kind == KVBM_EVENT_CLEARED || record->count > 0;
 }
 
-/* Checks one record; adds the bytes it can take to *bound. */
-static kvbm_status_t check_record(const kvbm_event_record_t *r, size_t *bound)
+/* Checks one record; adds what it takes to *size. */
+static kvbm_status_t check_record(const kvbm_event_record_t *r, kvbm__events_size_t *size)
 {
     if (r->kind == KVBM_EVENT_CLEARED) {
-        *bound += 32;
+        size->bound += 32;
+        size->n_events++;
         return KVBM_OK;
     }
     if (r->kind != KVBM_EVENT_STORED && r->kind != KVBM_EVENT_REMOVED)
@@ -42,17 +43,21 @@ static kvbm_status_t check_record(const kvbm_event_record_t *r, size_t *bound)
         return KVBM_ERR_INVALID_ARG;
     if ((r->count > 0 && r->hashes == NULL) || r->count > UINT32_MAX)
         return KVBM_ERR_INVALID_ARG;
-    *bound += 64 + r->count * 9; /* tag, fields, medium; uint64 hashes */
+    size->bound += 64 + r->count * 9; /* tag, fields, medium; uint64 hashes */
+    size->n_hashes += r->count;
+    size->n_events += r->count > 0;
     if (r->kind == KVBM_EVENT_REMOVED)
         return KVBM_OK;
     if ((r->n_tokens > 0 && r->tokens == NULL) || r->n_tokens > UINT32_MAX)
         return KVBM_ERR_INVALID_ARG;
-    *bound += r->n_tokens * 5; /* uint32 token ids */
+    size->bound += r->n_tokens * 5; /* uint32 token ids */
+    size->n_tokens += r->n_tokens;
     if (r->lora_name != NULL) {
         size_t len = strlen(r->lora_name);
         if (len > UINT32_MAX)
             return KVBM_ERR_INVALID_ARG;
-        *bound += 5 + len;
+        size->bound += 5 + len;
+        size->name_bytes += len + 1;
     }
     return KVBM_OK;
 }
@@ -62,12 +67,11 @@ kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t coun
 {
     if ((count > 0 && records == NULL) || count > UINT32_MAX)
         return KVBM_ERR_INVALID_ARG;
-    kvbm__events_size_t size = {.n_events = 0, .bound = 32}; /* array, ts, events, rank */
+    kvbm__events_size_t size = {.bound = 32}; /* array, ts, events, rank */
     for (size_t i = 0; i < count; i++) {
-        kvbm_status_t status = check_record(&records[i], &size.bound);
+        kvbm_status_t status = check_record(&records[i], &size);
         if (status != KVBM_OK)
             return status;
-        size.n_events += on_wire(&records[i]);
     }
     *size_out = size;
     return KVBM_OK;

@@ -23,8 +23,11 @@
 
 /* What a batch of records takes on the wire, measured while checking it. */
 typedef struct kvbm__events_size {
-    size_t n_events; /* events on the wire: records with hashes, and clears */
-    size_t bound;    /* at least the encoded batch's bytes */
+    size_t n_events;   /* events on the wire: records with hashes, and clears */
+    size_t bound;      /* at least the encoded batch's bytes */
+    size_t n_hashes;   /* the records' hashes, all together */
+    size_t n_tokens;   /* their tokens */
+    size_t name_bytes; /* their LoRA names, each with its NUL */
 } kvbm__events_size_t;
 
 /* Checks every record (kinds, media, pointers against counts) and measures

@@ -2,9 +2,10 @@
  * The KV event publisher: create and destroy, and the producer side
  * (publish, flush). The thread that sends lives in publisher_thread.c.
  *
- * Locking: publisher->lock (publisher_internal.h). A producer encodes its
- * batch straight into a queue slot with the lock held, so the bytes are
- * made once and never copied before the socket takes them.
+ * Locking: publisher->lock (publisher_internal.h). A producer checks its
+ * records, then copies them into a queue slot (compact: the hashes in one
+ * array) with the lock held; the thread encodes them, as vLLM's publisher
+ * thread does, so the caller pays for a copy and not for msgpack.
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,6 +22,7 @@
 #include "core/log.h"
 #include "encode.h"
 #include "endpoint.h"
+#include "record_copy.h"
 #include "publisher_internal.h"
 
 /* Longest endpoint ZMQ_LAST_ENDPOINT reports back. */
@@ -148,6 +150,34 @@ static void close_sockets(kvbm_publisher_t *p)
         zmq_ctx_term(p->zmq_context); /* waits up to the linger for queued messages */
 }
 
+/* The queue, the space of its records and the replay history. */
+static kvbm_status_t init_rings(kvbm_publisher_t *p, const kvbm_publisher_config_t *config)
+{
+    kvbm_status_t status = kvbm__batch_ring_init(&p->queue, config->queue_depth);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm__chunk_ring_init(&p->space, KVBM__PUBLISHER_SPACE_BYTES);
+    if (status != KVBM_OK)
+        goto err_free_queue;
+    status = kvbm__batch_ring_init(&p->history, config->buffer_steps);
+    if (status != KVBM_OK)
+        goto err_free_space;
+    return KVBM_OK;
+
+err_free_space:
+    kvbm__chunk_ring_fini(&p->space);
+err_free_queue:
+    kvbm__batch_ring_fini(&p->queue);
+    return status;
+}
+
+static void fini_rings(kvbm_publisher_t *p)
+{
+    kvbm__batch_ring_fini(&p->history);
+    kvbm__chunk_ring_fini(&p->space);
+    kvbm__batch_ring_fini(&p->queue);
+}
+
 kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *caller_config,
                                     kvbm_publisher_t **publisher_out)
 {
@@ -169,16 +199,13 @@ kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *caller_config
     if (p->topic == NULL)
         goto err_free;
     p->topic_len = strlen(p->topic);
-    status = kvbm__batch_ring_init(&p->queue, config->queue_depth);
+    status = init_rings(p, config);
     if (status != KVBM_OK)
         goto err_free;
-    status = kvbm__batch_ring_init(&p->history, config->buffer_steps);
-    if (status != KVBM_OK)
-        goto err_free_queue;
     p->zmq_context = zmq_ctx_new();
     if (p->zmq_context == NULL) {
         status = kvbm__zmq_error("zmq_ctx_new", NULL);
-        goto err_free_history;
+        goto err_free_rings;
     }
     status = open_sockets(p, config);
     if (status != KVBM_OK)
@@ -218,10 +245,8 @@ err_close_fd:
     close(p->wake_fd);
 err_close_sockets:
     close_sockets(p);
-err_free_history:
-    kvbm__batch_ring_fini(&p->history);
-err_free_queue:
-    kvbm__batch_ring_fini(&p->queue);
+err_free_rings:
+    fini_rings(p);
 err_free:
     free(p->endpoint);
     free(p->replay_endpoint);
@@ -252,12 +277,8 @@ void kvbm_publisher_destroy(kvbm_publisher_t *publisher)
     close(p->wake_fd);
     kvbm__cond_destroy(&p->progressed);
     kvbm__mutex_destroy(&p->lock);
-    for (size_t i = 0; i < KVBM__PUBLISHER_TAKE_MAX; i++)
-        kvbm__payload_free(&p->taken[i]);
-    for (uint32_t i = 0; i < p->n_spare; i++)
-        kvbm__payload_free(&p->spare[i]);
-    kvbm__batch_ring_fini(&p->history);
-    kvbm__batch_ring_fini(&p->queue);
+    kvbm__payload_free(&p->encoded);
+    fini_rings(p);
     free(p->endpoint);
     free(p->replay_endpoint);
     free(p->topic);
@@ -288,8 +309,8 @@ static bool wake_needed(kvbm_publisher_t *p)
     return false;
 }
 
-/* Encodes the batch into the next queue slot, with a spare buffer (the
- * most recently sent, still warm) when the slot has none. With the lock. */
+/* Copies the records (checked and measured: @p size) into the next queue
+ * slot, for the thread to encode. With the lock. */
 static kvbm_status_t enqueue(kvbm_publisher_t *p, uint64_t seq, double ts,
                              const kvbm_event_record_t *records, size_t count,
                              const kvbm__events_size_t *size)
@@ -297,16 +318,17 @@ static kvbm_status_t enqueue(kvbm_publisher_t *p, uint64_t seq, double ts,
     kvbm__batch_t *batch = kvbm__batch_ring_reserve(&p->queue);
     if (batch == NULL)
         return KVBM_ERR_BUSY;
-    if (batch->payload.data == NULL && p->n_spare > 0)
-        batch->payload = p->spare[--p->n_spare];
-    kvbm_status_t status =
-        kvbm__events_encode(&batch->payload, ts, records, count, size, p->dp_rank);
-    if (status != KVBM_OK)
-        return status;
+    kvbm__chunk_t chunk;
+    if (!kvbm__chunk_get(&p->space, kvbm__record_copy_size(count, size), &chunk))
+        return KVBM_ERR_NO_MEMORY;
+    batch->records = kvbm__record_copy(records, count, size, chunk.at);
+    batch->n_records = count;
+    batch->chunk = chunk;
     batch->seq = seq;
-    batch->n_events = size->n_events;
+    batch->ts = ts;
+    batch->bound = size->bound;
     kvbm__batch_ring_commit(&p->queue);
-    p->queued_bytes += batch->payload.size;
+    p->queued_bytes += size->bound;
     return KVBM_OK;
 }
 

@@ -16,9 +16,10 @@
 /* Batches the thread takes out of the queue per lock acquisition. */
 #define KVBM__PUBLISHER_TAKE_MAX 64
 
-/* Sent batches' buffers kept for producers to encode into, most recent
- * (warmest) first; more are freed. */
-#define KVBM__PUBLISHER_SPARE_MAX (2 * KVBM__PUBLISHER_TAKE_MAX)
+/* The ring the queued batches' records are copied into (chunk_ring.h):
+ * while the thread keeps up, a few kilobytes of it are in use, starting
+ * over at its beginning; a backlog past it takes memory from malloc. */
+#define KVBM__PUBLISHER_SPACE_BYTES (4u << 20)
 
 /* A producer wakes the napping thread once this many encoded bytes wait:
  * the queue's buffers are reused from its first slots whenever it empties,
@@ -44,18 +45,17 @@ struct kvbm_publisher {
     pthread_t thread;
 
     /*
-     * Guards the fields below. Producers hold it while they encode a batch
-     * into the queue; the thread holds it only to take batches out and to
+     * Guards the fields below. Producers hold it while they copy a batch's
+     * records into the queue; the thread holds it only to take batches out and to
      * account for what it sent, never while sending. Lock order: whatever
      * a producer holds (a manager's lock), then this one; nothing is called
      * out of the publisher with it held.
      */
     pthread_mutex_t lock;
-    pthread_cond_t progressed;                        /* done_seq advanced, for flush */
-    kvbm__batch_ring_t queue;                         /* encoded, not yet sent; seq increasing */
-    kvbm__payload_t spare[KVBM__PUBLISHER_SPARE_MAX]; /* empty buffers, a stack */
-    uint32_t n_spare;
-    size_t queued_bytes;              /* payload bytes in the queue */
+    pthread_cond_t progressed;        /* done_seq advanced, for flush */
+    kvbm__batch_ring_t queue;         /* records not yet sent; seq increasing */
+    kvbm__chunk_ring_t space;         /* the queued batches' records (kvbm__batch_t.chunk) */
+    size_t queued_bytes;              /* the queued batches' bounds (kvbm__batch_t.bound) */
     uint64_t next_seq;                /* the next batch's sequence number */
     uint64_t done_seq;                /* every seq below it was sent or dropped */
     bool sleeping;                    /* the thread waits for wake_fd with no timeout: wake it */
@@ -66,8 +66,9 @@ struct kvbm_publisher {
     kvbm_publisher_metrics_t metrics; /* queued_batches, next_seq filled on read */
 
     /* The thread's own. */
-    kvbm__batch_ring_t history;                      /* sent batches kept for replay */
-    kvbm__payload_t taken[KVBM__PUBLISHER_TAKE_MAX]; /* being sent; empty otherwise */
+    kvbm__batch_ring_t history;                    /* sent batches kept for replay */
+    kvbm__batch_t taken[KVBM__PUBLISHER_TAKE_MAX]; /* out of the queue, being sent */
+    kvbm__payload_t encoded;                       /* the one being sent, encoded */
 };
 
 /* The publisher thread (publisher_thread.c). */

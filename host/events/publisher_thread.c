@@ -1,6 +1,6 @@
 /*
- * The publisher thread: takes encoded batches out of the queue, sends each
- * as three frames on the PUB socket (topic, sequence number, payload),
+ * The publisher thread: takes batches of records out of the queue, encodes
+ * each (encode.c) and sends it as three frames on the PUB socket (topic, sequence number, payload),
  * keeps it for replay, and answers replay requests on the ROUTER socket.
  * It sleeps in zmq_poll on the ROUTER socket and the wake eventfd, so a
  * replay request is answered at once even when nothing is published.
@@ -13,6 +13,7 @@
 #include <zmq.h>
 
 #include "core/check.h"
+#include "encode.h"
 #include "publisher_internal.h"
 
 /* Replay end marker: -1 as 8 signed big-endian bytes. */
@@ -164,18 +165,15 @@ static void wait_for_work(kvbm_publisher_t *p, int timeout_ms)
 }
 
 /* Moves up to KVBM__PUBLISHER_TAKE_MAX batches out of the queue (with the
- * lock held): their payloads become the thread's to send. */
-static size_t take_batches(kvbm_publisher_t *p, uint64_t seqs[], uint64_t n_events[],
-                           uint64_t *done_after)
+ * lock held): their records become the thread's to encode and send. */
+static size_t take_batches(kvbm_publisher_t *p, uint64_t *done_after)
 {
     size_t n = 0;
     while (p->queue.count > 0 && n < KVBM__PUBLISHER_TAKE_MAX) {
         kvbm__batch_t *batch = kvbm__batch_ring_at(&p->queue, 0);
-        p->taken[n] = batch->payload;
-        batch->payload = (kvbm__payload_t){0};
-        seqs[n] = batch->seq;
-        n_events[n] = batch->n_events;
-        p->queued_bytes -= p->taken[n].size;
+        p->taken[n] = *batch;
+        batch->chunk = (kvbm__chunk_t){0};
+        p->queued_bytes -= batch->bound;
         kvbm__batch_ring_drop_oldest(&p->queue);
         n++;
     }
@@ -185,24 +183,49 @@ static size_t take_batches(kvbm_publisher_t *p, uint64_t seqs[], uint64_t n_even
     return n;
 }
 
-/* Gives the sent buffers back to producers (with the lock held): the last
- * ones sent go on top of the spare stack, still warm in the caches. */
-static void give_back_buffers(kvbm_publisher_t *p, size_t n)
+/* What the thread did with the batches it took, for the metrics. */
+typedef struct sent {
+    uint64_t published, events, errors, history_lost;
+} sent_t;
+
+/* Encodes one batch taken out of the queue, sends it, keeps it for replay. */
+static void send_taken(kvbm_publisher_t *p, const kvbm__batch_t *batch, sent_t *sent)
 {
-    for (size_t i = 0; i < n; i++) {
-        kvbm__payload_recycle(&p->taken[i], KVBM__PAYLOAD_KEEP_CAPACITY);
-        if (p->n_spare < KVBM__PUBLISHER_SPARE_MAX && p->taken[i].data != NULL)
-            p->spare[p->n_spare++] = p->taken[i];
-        else
-            kvbm__payload_free(&p->taken[i]);
-        p->taken[i] = (kvbm__payload_t){0};
+    kvbm__events_size_t size;
+    kvbm_status_t status = kvbm__events_check(batch->records, batch->n_records, &size);
+    p->encoded.size = 0;
+    if (status == KVBM_OK)
+        status = kvbm__events_encode(&p->encoded, batch->ts, batch->records, batch->n_records,
+                                     &size, p->dp_rank);
+    if (status != KVBM_OK) { /* out of memory: neither sent nor kept */
+        sent->errors++;
+        sent->history_lost++;
+        return;
     }
+    if (send_batch(p, batch->seq, &p->encoded)) {
+        sent->published++;
+        sent->events += size.n_events;
+    } else {
+        sent->errors++;
+    }
+    /* Kept even if the socket refused it: a replay can still serve it. The
+     * history gets a copy written around the caches, so the thread's buffer
+     * stays warm and the history does not evict the engine's data. */
+    sent->history_lost +=
+        !kvbm__batch_ring_keep_copy(&p->history, batch->seq, size.n_events, &p->encoded);
+}
+
+/* Gives the sent batches' records' memory back (with the lock held), in
+ * the order they were taken. */
+static void give_back_batches(kvbm_publisher_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kvbm__chunk_put(&p->space, &p->taken[i].chunk);
 }
 
 void *kvbm__publisher_thread(void *publisher)
 {
     kvbm_publisher_t *p = publisher;
-    uint64_t seqs[KVBM__PUBLISHER_TAKE_MAX], n_events[KVBM__PUBLISHER_TAKE_MAX];
     bool busy = false; /* sent something since the last quiet nap */
     for (;;) {
         kvbm__mutex_lock(&p->lock);
@@ -224,31 +247,20 @@ void *kvbm__publisher_thread(void *publisher)
             break;
         }
         uint64_t done_after = 0;
-        size_t n = take_batches(p, seqs, n_events, &done_after);
+        size_t n = take_batches(p, &done_after);
         kvbm__mutex_unlock(&p->lock);
 
-        uint64_t published = 0, events = 0, errors = 0, history_lost = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (send_batch(p, seqs[i], &p->taken[i])) {
-                published++;
-                events += n_events[i];
-            } else {
-                errors++;
-            }
-            /* Kept even if the socket refused it: a replay can still serve it.
-             * The history gets a copy, so the buffer goes back to the queue
-             * still hot in the caches for the next producer. */
-            history_lost +=
-                !kvbm__batch_ring_keep_copy(&p->history, seqs[i], n_events[i], &p->taken[i]);
-        }
+        sent_t sent = {0};
+        for (size_t i = 0; i < n; i++)
+            send_taken(p, &p->taken[i], &sent);
         kvbm__payload_store_fence();
 
         kvbm__mutex_lock(&p->lock);
-        p->metrics.batches_published += published;
-        p->metrics.events_published += events;
-        p->metrics.send_errors += errors;
-        p->metrics.history_lost += history_lost;
-        give_back_buffers(p, n);
+        p->metrics.batches_published += sent.published;
+        p->metrics.events_published += sent.events;
+        p->metrics.send_errors += sent.errors;
+        p->metrics.history_lost += sent.history_lost;
+        give_back_batches(p, n);
         assert(done_after >= p->done_seq);
         p->done_seq = done_after;
         if (p->flush_waiters > 0)
