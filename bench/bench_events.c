@@ -211,9 +211,11 @@ static double replay_once(const trace_t *trace, bool data_mode, kvbm_publisher_t
         .backend_kind = KVBM_BACKEND_CPU,
         .block_kib = 16,
         .verify = false,
-        .on_events = p != NULL ? kvbm_publisher_sink : NULL,
-        .events_ctx = p,
     };
+    kvbm_event_batcher_t *events = NULL;
+    if (p != NULL)
+        CHECK(kvbm_publisher_batcher_create(p, &events));
+    config.events = events;
     replay_t *replay = NULL;
     CHECK(replay_create(&config, &replay));
     double cpu0 = thread_cpu_ns();
@@ -224,6 +226,7 @@ static double replay_once(const trace_t *trace, bool data_mode, kvbm_publisher_t
     replay_counts_t counts;
     replay_get_counts(replay, &counts);
     replay_destroy(replay);
+    kvbm_event_batcher_destroy(events);
     if (p != NULL)
         CHECK(kvbm_publisher_flush(p, 60000));
     *cpu_out = cpu / (double)counts.blocks;

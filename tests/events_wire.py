@@ -83,12 +83,25 @@ def free_port():
         return s.getsockname()[1]
 
 
+def start_on_free_ports(driver_path, rank):
+    """A driver bound to two ports found free, offset by the rank. Another
+    process (tests run in parallel on a shared machine) may take a port
+    between the probe and the bind: then try other ports."""
+    for attempt in range(5):
+        port, replay_port = free_port(), free_port()
+        try:
+            driver = Driver(driver_path, "--endpoint", "tcp://*:%d" % port,
+                            "--replay", "tcp://*:%d" % replay_port, "--topic", "kv@engine-0",
+                            "--rank", str(rank), "--offset", "--seed", "7")
+            return driver, port, replay_port
+        except RuntimeError:
+            if attempt == 4:
+                raise
+
+
 def layout(driver_path, ctx):
     rank = 3
-    port, replay_port = free_port(), free_port()
-    driver = Driver(driver_path, "--endpoint", "tcp://*:%d" % port,
-                    "--replay", "tcp://*:%d" % replay_port, "--topic", "kv@engine-0",
-                    "--rank", str(rank), "--offset", "--seed", "7")
+    driver, port, replay_port = start_on_free_ports(driver_path, rank)
     # The ports were offset by the rank, as vLLM does for data-parallel ranks.
     check(driver.endpoints["endpoint"].endswith(":%d" % (port + rank)),
           "endpoint %s" % driver.endpoints["endpoint"])

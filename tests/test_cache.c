@@ -24,6 +24,7 @@ typedef struct fixture {
     kvbm_backend_t *backend;
     test_engine_t engine;
     kvbm_cache_t *cache;
+    kvbm_event_batcher_t *events; /* the cache's, when a test follows its events */
 } fixture_t;
 
 static void fixture_open(fixture_t *f, uint32_t g1, uint32_t g2, kvbm_offload_mode_t mode,
@@ -51,6 +52,7 @@ static void fixture_open(fixture_t *f, uint32_t g1, uint32_t g2, kvbm_offload_mo
 static void fixture_close(fixture_t *f)
 {
     kvbm_cache_destroy(f->cache);
+    kvbm_event_batcher_destroy(f->events);
     kvbm_fence_destroy(f->engine.done);
     kvbm_stream_destroy(f->engine.stream);
     kvbm_backend_destroy(f->backend);
@@ -402,8 +404,8 @@ static void events_and_metrics_name_their_tier(void **state)
     cc.layout.inner_dim = 16;
     cc.g2_blocks = 4;
     cc.engine_stream = f.engine.stream;
-    cc.on_events = count_tier_events;
-    cc.events_ctx = &log;
+    assert_kvbm_ok(kvbm_event_batcher_create(count_tier_events, &log, &f.events));
+    cc.events_batcher = f.events;
     assert_kvbm_ok(kvbm_cache_create(&cc, &f.cache));
     compute_block(&f, 1);
     compute_block(&f, 2); /* evicts 1 from G1 into G2 */
@@ -478,8 +480,8 @@ static void events_come_one_batch_per_call_and_follow_offloads(void **state)
     cc.layout.inner_dim = 16;
     cc.g2_blocks = 4;
     cc.engine_stream = f.engine.stream;
-    cc.on_events = log_batches;
-    cc.events_ctx = &log;
+    assert_kvbm_ok(kvbm_event_batcher_create(log_batches, &log, &f.events));
+    cc.events_batcher = f.events;
     assert_kvbm_ok(kvbm_cache_create(&cc, &f.cache));
 
     /* A request of two blocks, registered with its tokens. */

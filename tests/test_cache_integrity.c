@@ -94,6 +94,7 @@ static void assert_events_match_tiers(kvbm_cache_t *cache, const router_view_t *
 
 typedef struct workload {
     router_view_t *view;
+    kvbm_event_batcher_t *events; /* the cache's; its sink updates the view */
     kvbm_backend_t *backend;
     kvbm_stream_t *engine_stream;
     kvbm_cache_t *cache;
@@ -138,8 +139,8 @@ static void workload_open(workload_t *w, bool faults, kvbm_layout_kind_t kind)
     cc.engine_stream = w->engine_stream;
     w->view = calloc(1, sizeof(*w->view));
     assert_non_null(w->view);
-    cc.on_events = follow_events;
-    cc.events_ctx = w->view;
+    assert_kvbm_ok(kvbm_event_batcher_create(follow_events, w->view, &w->events));
+    cc.events_batcher = w->events;
     assert_kvbm_ok(kvbm_cache_create(&cc, &w->cache));
     w->faults = faults;
     pthread_mutex_init(&w->fault_lock, NULL);
@@ -177,6 +178,7 @@ static void workload_close(workload_t *w)
         assert_int_equal(c.reset + c.inactive, c.total);
     }
     kvbm_cache_destroy(w->cache);
+    kvbm_event_batcher_destroy(w->events);
     free(w->view);
     kvbm_stream_destroy(w->engine_stream);
     kvbm_backend_destroy(w->backend);

@@ -119,14 +119,10 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
     cache->mode = config->offload_mode;
     cache->next_seq = 1;
 
-    if (config->on_events != NULL) {
-        status = kvbm_event_batcher_create(config->on_events, config->events_ctx, &cache->events);
-        if (status != KVBM_OK)
-            goto err_free_cache;
-    }
+    cache->events = config->events_batcher;
     status = kvbm_layout_create(&config->layout, &cache->g1_layout);
     if (status != KVBM_OK)
-        goto err_destroy_events;
+        goto err_free_cache;
     cache->g1_blocks = config->layout.num_blocks;
     cache->block_bytes = kvbm_layout_block_bytes(cache->g1_layout);
     status = g1_pool_create(cache, config);
@@ -172,8 +168,6 @@ err_destroy_g1_pool:
     kvbm_pool_destroy(cache->g1_pool);
 err_destroy_g1_layout:
     kvbm_layout_destroy(cache->g1_layout);
-err_destroy_events:
-    kvbm_event_batcher_destroy(cache->events);
 err_free_cache:
     free(cache);
     return status;
@@ -190,7 +184,6 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm_manager_destroy(cache->g1);
     kvbm_pool_destroy(cache->g1_pool);
     kvbm_layout_destroy(cache->g1_layout);
-    kvbm_event_batcher_destroy(cache->events);
     free(cache->loading_seq);
     free(cache->load_failed);
     kvbm__mutex_destroy(&cache->lock);

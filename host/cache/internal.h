@@ -71,7 +71,7 @@ struct kvbm_cache {
     unsigned unsafe; /* KVBM__CACHE_UNSAFE_* */
 
     /* Under lock. */
-    kvbm_event_batcher_t *events; /* the call's events; NULL without a sink */
+    kvbm_event_batcher_t *events; /* borrowed (config.events_batcher); NULL: no events */
     cache_batch_t *head, *tail;   /* in flight, oldest first */
     uint64_t next_seq;            /* seq of the next batch (starts at 1) */
     uint64_t processed_seq;       /* every batch up to this one is processed */

@@ -46,7 +46,8 @@ static inline merge_t merge_with(const kvbm__event_batch_t *batch, const kvbm_ev
                                  const kvbm_event_record_t *r)
 {
     if (last->kind != r->kind || last->medium != r->medium || r->kind == KVBM_EVENT_CLEARED ||
-        last->count == 0)
+        last->count == 0 || r->count > UINT32_MAX - last->count ||
+        r->n_tokens > UINT32_MAX - last->n_tokens)
         return MERGE_NONE;
     if (r->kind == KVBM_EVENT_REMOVED)
         return MERGE_APPEND;
@@ -129,6 +130,7 @@ static void add_record(kvbm__event_batch_t *batch, const kvbm_event_record_t *r,
     batch->n_hashes += r->count;
     batch->n_tokens += r->n_tokens;
     batch->n_names += name_len;
+    batch->n_events += r->kind == KVBM_EVENT_CLEARED || r->count > 0;
 }
 
 /* Room for @p r's arrays and, unless it merges, for itself. */
@@ -142,34 +144,72 @@ static bool room_for(kvbm__event_batch_t *batch, const kvbm_event_record_t *r, s
             room((void **)&batch->names, &batch->names_capacity, batch->n_names, name_len, 1));
 }
 
-bool kvbm__event_batch_append(kvbm__event_batch_t *batch, const kvbm_event_record_t *r)
+/* Whether @p r is an event a batch can keep (see kvbm__event_batch_append). */
+static bool record_valid(const kvbm_event_record_t *r, size_t name_len)
 {
-    size_t name_len = r->lora_name != NULL ? strlen(r->lora_name) + 1 : 0;
-    if (!room_for(batch, r, name_len))
+    if (r->kind == KVBM_EVENT_CLEARED)
+        return true;
+    if ((r->kind != KVBM_EVENT_STORED && r->kind != KVBM_EVENT_REMOVED) ||
+        kvbm_medium_name(r->medium) == NULL || r->count > UINT32_MAX ||
+        (r->count > 0 && r->hashes == NULL))
         return false;
+    return r->kind != KVBM_EVENT_STORED ||
+           (r->n_tokens <= UINT32_MAX && (r->n_tokens == 0 || r->tokens != NULL) &&
+            name_len <= UINT32_MAX);
+}
+
+/* The copy a batch keeps of @p r: clears and removals carry no more than
+ * their kind, tier and hashes. */
+static kvbm_event_record_t kept_form(const kvbm_event_record_t *r)
+{
+    kvbm_event_record_t kept = *r;
+    if (r->kind == KVBM_EVENT_CLEARED)
+        kept = (kvbm_event_record_t){.kind = KVBM_EVENT_CLEARED};
+    if (r->kind != KVBM_EVENT_STORED) {
+        kept.n_tokens = 0;
+        kept.lora_name = NULL;
+    }
+    return kept;
+}
+
+kvbm_status_t kvbm__event_batch_append(kvbm__event_batch_t *batch,
+                                       const kvbm_event_record_t *record)
+{
+    const kvbm_event_record_t kept = kept_form(record);
+    const kvbm_event_record_t *r = &kept;
+    size_t name_len = r->lora_name != NULL ? strlen(r->lora_name) + 1 : 0;
+    if (!record_valid(r, name_len))
+        return KVBM_ERR_INVALID_ARG;
+    if (!room_for(batch, r, name_len))
+        return KVBM_ERR_NO_MEMORY;
     if (batch->n_records > 0 && r->count > 0) {
         kvbm_event_record_t *last = &batch->records[batch->n_records - 1];
         merge_t merge = merge_with(batch, last, r);
         if (merge == MERGE_APPEND) {
             merge_append(batch, last, r);
-            return true;
+            return KVBM_OK;
         }
         if (merge == MERGE_PREPEND) {
             merge_prepend(batch, last, r);
-            return true;
+            return KVBM_OK;
         }
     }
     if (!room((void **)&batch->records, &batch->records_capacity, batch->n_records, 1,
               sizeof(kvbm_event_record_t)))
-        return false;
+        return KVBM_ERR_NO_MEMORY;
     add_record(batch, r, name_len);
-    return true;
+    return KVBM_OK;
+}
+
+void kvbm__event_batch_settle(kvbm__event_batch_t *batch)
+{
+    if (batch->n_records > 0)
+        put_last_in_order(batch);
 }
 
 const kvbm_event_record_t *kvbm__event_batch_view(kvbm__event_batch_t *batch)
 {
-    if (batch->n_records > 0)
-        put_last_in_order(batch);
+    kvbm__event_batch_settle(batch);
     const uint64_t *hashes = batch->hashes;
     const uint32_t *tokens = batch->tokens;
     const char *names = batch->names;
@@ -193,6 +233,7 @@ void kvbm__event_batch_clear(kvbm__event_batch_t *batch)
     batch->n_hashes = 0;
     batch->n_tokens = 0;
     batch->n_names = 0;
+    batch->n_events = 0;
     batch->last_reversed = false;
 }
 

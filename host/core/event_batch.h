@@ -33,6 +33,7 @@ typedef struct kvbm__event_batch {
      * follow those of the records before it, so no offsets are kept. */
     kvbm_event_record_t *records;
     size_t n_records, records_capacity;
+    size_t n_events;    /* records that are events on the wire: with hashes, or clears */
     bool last_reversed; /* the last record's hashes are last-first (it grew by prepending) */
     uint64_t *hashes;
     size_t n_hashes, hashes_capacity;
@@ -45,13 +46,21 @@ typedef struct kvbm__event_batch {
 /*
  * Appends a copy of @p record (its arrays need not outlive the call),
  * merged into the last record where it continues it. Records without
- * hashes (other than clears) are kept as they are. Returns false, having
- * changed nothing, when memory runs out.
+ * hashes (other than clears) are kept as they are; a removal or clear
+ * keeps no tokens or name. So that a batch's records are valid events by
+ * construction, a record is refused (KVBM_ERR_INVALID_ARG) unless its kind
+ * and tier are known and its counts fit msgpack's 32 bits with their
+ * arrays present. KVBM_ERR_NO_MEMORY when memory runs out. On error nothing
+ * changed. No record of a batch grows to 2^32 hashes or tokens.
  */
-bool kvbm__event_batch_append(kvbm__event_batch_t *batch, const kvbm_event_record_t *record);
+kvbm_status_t kvbm__event_batch_append(kvbm__event_batch_t *batch,
+                                       const kvbm_event_record_t *record);
 
 /* The batch's records, batch->n_records of them, with their pointers into
- * the batch (block ids are never kept: NULL). Valid until the batch changes. */
+ * the batch (block ids are never kept: NULL). Valid until the batch changes.
+ * The batch's arrays may be copied elsewhere (records, hashes, tokens and
+ * names, in that order, each as long as its n_) and viewed there, through
+ * a batch whose pointers and counts describe the copy. */
 const kvbm_event_record_t *kvbm__event_batch_view(kvbm__event_batch_t *batch);
 
 /* ------------------------------------------------------------------ the batcher */
@@ -60,51 +69,41 @@ const kvbm_event_record_t *kvbm__event_batch_view(kvbm__event_batch_t *batch);
  * flushed to. Defined here so a manager whose sink is
  * kvbm_event_batcher_sink can add its records straight into the batch,
  * without a call per manager call (host/manager/events.h). */
+/* Takes a flushed batch whole (the publisher copies its arrays as they
+ * are, with no view and no copy record by record); the batcher clears it
+ * after. */
+typedef void (*kvbm__event_batch_take_fn)(void *ctx, kvbm__event_batch_t *batch);
+
 struct kvbm_event_batcher {
-    kvbm_event_record_fn sink;
+    kvbm_event_record_fn sink;      /* records: what a flush hands on, or what is
+                                       delivered at once when memory runs out */
+    kvbm__event_batch_take_fn take; /* NULL, or what a flush hands the batch to */
     void *ctx;
     kvbm__event_batch_t batch; /* what was kept since the last flush */
 };
+
+/* A batcher whose flush hands its batch to @p take; @p sink (same @p ctx)
+ * receives records only when memory runs out. As kvbm_event_batcher_create. */
+kvbm_status_t kvbm__event_batcher_create_taking(kvbm_event_record_fn sink,
+                                                kvbm__event_batch_take_fn take, void *ctx,
+                                                kvbm_event_batcher_t **batcher_out);
 
 /* kvbm_event_batcher_sink for one record. */
 static inline void kvbm__event_batcher_add(kvbm_event_batcher_t *batcher,
                                            const kvbm_event_record_t *record)
 {
-    if (!kvbm__event_batch_append(&batcher->batch, record))
-        kvbm_event_batcher_sink(batcher, record, 1); /* out of memory: delivered at once */
+    if (kvbm__event_batch_append(&batcher->batch, record) != KVBM_OK)
+        kvbm_event_batcher_sink(batcher, record, 1); /* delivers it at once, as it is */
 }
 
 /*
  * What a manager adds most, inline, with kvbm__event_batcher_add's result:
- * the removal of one hash from @p medium (it joins the last record when that
+ * a call's removals from @p medium (they join the last record when that
  * removes from the same tier), and a stored run of @p count hashes without
  * tokens, LoRA id or name (it continues the last run, leads into it when it
  * is one block, or starts a record). Anything else, or a batch without room,
  * takes the general way.
  */
-static inline void kvbm__event_batcher_removed(kvbm_event_batcher_t *batcher, kvbm_medium_t medium,
-                                               uint64_t hash)
-{
-    kvbm__event_batch_t *batch = &batcher->batch;
-    if (batch->n_records > 0 && batch->n_hashes < batch->hashes_capacity) {
-        kvbm_event_record_t *last = &batch->records[batch->n_records - 1];
-        if (last->kind == KVBM_EVENT_REMOVED && last->medium == medium && last->count > 0) {
-            batch->hashes[batch->n_hashes++] = hash;
-            last->count++;
-            return;
-        }
-    }
-    const kvbm_event_record_t record = {
-        .kind = KVBM_EVENT_REMOVED, .medium = medium, .count = 1, .hashes = &hash};
-    if (batch->n_records < batch->records_capacity && batch->n_hashes < batch->hashes_capacity &&
-        !batch->last_reversed) { /* a record of its own */
-        batch->records[batch->n_records++] = record;
-        batch->hashes[batch->n_hashes++] = hash;
-        return;
-    }
-    kvbm__event_batcher_add(batcher, &record);
-}
-
 /* Copies @p count hashes; one (a call on one block) without a library call. */
 static inline void kvbm__event_batch_copy_hashes(uint64_t *to, const uint64_t *from, size_t count)
 {
@@ -114,28 +113,63 @@ static inline void kvbm__event_batch_copy_hashes(uint64_t *to, const uint64_t *f
         memcpy(to, from, count * sizeof(uint64_t));
 }
 
-/* Where a plain stored run goes in a batch with room for it and a record. */
-static inline bool kvbm__event_batch_stored_plain(kvbm__event_batch_t *batch,
-                                                  const kvbm_event_record_t *r)
+static inline void kvbm__event_batcher_removed(kvbm_event_batcher_t *batcher, kvbm_medium_t medium,
+                                               const uint64_t *hashes, size_t count)
+{
+    kvbm__event_batch_t *batch = &batcher->batch;
+    if (count - 1 < batch->hashes_capacity - batch->n_hashes && count <= UINT32_MAX &&
+        batch->n_records < batch->records_capacity && !batch->last_reversed) {
+        uint64_t *end = batch->hashes + batch->n_hashes;
+        kvbm_event_record_t *last =
+            batch->n_records > 0 ? &batch->records[batch->n_records - 1] : NULL;
+        if (last != NULL && last->kind == KVBM_EVENT_REMOVED && last->medium == medium &&
+            last->count > 0 && count <= UINT32_MAX - last->count) {
+            last->count += count;
+        } else { /* a record of its own; its pointers are set by the view */
+            kvbm_event_record_t *k = &batch->records[batch->n_records++];
+            k->kind = KVBM_EVENT_REMOVED;
+            k->medium = medium;
+            k->count = count;
+            k->blocks = NULL;
+            k->n_tokens = 0;
+            k->lora_name = NULL;
+            batch->n_events++;
+        }
+        kvbm__event_batch_copy_hashes(end, hashes, count);
+        batch->n_hashes += count;
+        return;
+    }
+    const kvbm_event_record_t record = {
+        .kind = KVBM_EVENT_REMOVED, .medium = medium, .count = count, .hashes = hashes};
+    kvbm__event_batcher_add(batcher, &record);
+}
+
+/* A plain stored run into a batch with room for its hashes and one more
+ * record; false, having done nothing, when a record would have to follow
+ * a run kept last-first (the general way puts that in order first). */
+static inline bool kvbm__event_batch_stored_plain(kvbm__event_batch_t *batch, kvbm_medium_t medium,
+                                                  const uint64_t *hashes, size_t count,
+                                                  bool has_parent, uint64_t parent_hash,
+                                                  uint32_t block_size)
 {
     kvbm_event_record_t *last = &batch->records[batch->n_records - 1];
     uint64_t *end = batch->hashes + batch->n_hashes;
     bool reversed = batch->last_reversed;
-    if (last->kind == KVBM_EVENT_STORED && last->medium == r->medium && last->count > 0 &&
+    if (last->kind == KVBM_EVENT_STORED && last->medium == medium && last->count > 0 &&
         last->n_tokens == 0 && last->lora_name == NULL && !last->has_lora_id &&
-        last->block_size == r->block_size) {
-        if (!reversed && r->has_parent && r->parent_hash == end[-1]) { /* continues it */
-            kvbm__event_batch_copy_hashes(end, r->hashes, r->count);
-            last->count += r->count;
-            batch->n_hashes += r->count;
+        last->block_size == block_size && count <= UINT32_MAX - last->count) {
+        if (!reversed && has_parent && parent_hash == end[-1]) { /* continues it */
+            kvbm__event_batch_copy_hashes(end, hashes, count);
+            last->count += count;
+            batch->n_hashes += count;
             return true;
         }
-        if (r->count == 1 && (reversed || last->count == 1) && last->has_parent &&
-            last->parent_hash == r->hashes[0]) { /* one block leading into it: kept last-first */
-            *end = r->hashes[0];
+        if (count == 1 && (reversed || last->count == 1) && last->has_parent &&
+            last->parent_hash == hashes[0]) { /* one block leading into it: kept last-first */
+            *end = hashes[0];
             last->count++;
-            last->has_parent = r->has_parent;
-            last->parent_hash = r->parent_hash;
+            last->has_parent = has_parent;
+            last->parent_hash = parent_hash;
             batch->last_reversed = true;
             batch->n_hashes++;
             return true;
@@ -143,9 +177,21 @@ static inline bool kvbm__event_batch_stored_plain(kvbm__event_batch_t *batch,
     }
     if (reversed)
         return false;
-    batch->records[batch->n_records++] = *r;
-    kvbm__event_batch_copy_hashes(end, r->hashes, r->count);
-    batch->n_hashes += r->count;
+    kvbm_event_record_t *k = last + 1; /* its pointers are set by the view */
+    k->kind = KVBM_EVENT_STORED;
+    k->medium = medium;
+    k->count = count;
+    k->blocks = NULL;
+    k->parent_hash = parent_hash;
+    k->has_parent = has_parent;
+    k->has_lora_id = false;
+    k->block_size = block_size;
+    k->n_tokens = 0;
+    k->lora_name = NULL;
+    batch->n_records++;
+    batch->n_events++;
+    kvbm__event_batch_copy_hashes(end, hashes, count);
+    batch->n_hashes += count;
     return true;
 }
 
@@ -154,6 +200,14 @@ static inline void kvbm__event_batcher_stored_plain(kvbm_event_batcher_t *batche
                                                     size_t count, bool has_parent,
                                                     uint64_t parent_hash, uint32_t block_size)
 {
+    kvbm__event_batch_t *batch = &batcher->batch;
+    /* count - 1 and n_records - 1 wrap for 0: those take the general way,
+     * as do runs too long for one record. */
+    if (count - 1 < batch->hashes_capacity - batch->n_hashes && count <= UINT32_MAX &&
+        batch->n_records - 1 < batch->records_capacity - 1 &&
+        kvbm__event_batch_stored_plain(batch, medium, hashes, count, has_parent, parent_hash,
+                                       block_size))
+        return;
     const kvbm_event_record_t record = {.kind = KVBM_EVENT_STORED,
                                         .medium = medium,
                                         .count = count,
@@ -161,18 +215,16 @@ static inline void kvbm__event_batcher_stored_plain(kvbm_event_batcher_t *batche
                                         .has_parent = has_parent,
                                         .parent_hash = parent_hash,
                                         .block_size = block_size};
-    kvbm__event_batch_t *batch = &batcher->batch;
-    /* count - 1 and n_records - 1 wrap for 0: those take the general way. */
-    if (count - 1 < batch->hashes_capacity - batch->n_hashes &&
-        batch->n_records - 1 < batch->records_capacity - 1 &&
-        kvbm__event_batch_stored_plain(batch, &record))
-        return;
     kvbm__event_batcher_add(batcher, &record);
 }
 
 /* Drops what the batcher kept since its last flush (kvbm_cache_clear: one
  * AllBlocksCleared says it all). */
 void kvbm__event_batcher_discard(kvbm_event_batcher_t *batcher);
+
+/* Puts a last run kept last-first in chain order (before its arrays are
+ * copied elsewhere). */
+void kvbm__event_batch_settle(kvbm__event_batch_t *batch);
 
 /* Empties the batch, keeping its memory for reuse. */
 void kvbm__event_batch_clear(kvbm__event_batch_t *batch);

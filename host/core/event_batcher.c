@@ -5,8 +5,9 @@
 
 #include "event_batch.h"
 
-kvbm_status_t kvbm_event_batcher_create(kvbm_event_record_fn sink, void *ctx,
-                                        kvbm_event_batcher_t **batcher_out)
+kvbm_status_t kvbm__event_batcher_create_taking(kvbm_event_record_fn sink,
+                                                kvbm__event_batch_take_fn take, void *ctx,
+                                                kvbm_event_batcher_t **batcher_out)
 {
     if (sink == NULL || batcher_out == NULL)
         return KVBM_ERR_INVALID_ARG;
@@ -14,9 +15,16 @@ kvbm_status_t kvbm_event_batcher_create(kvbm_event_record_fn sink, void *ctx,
     if (batcher == NULL)
         return KVBM_ERR_NO_MEMORY;
     batcher->sink = sink;
+    batcher->take = take;
     batcher->ctx = ctx;
     *batcher_out = batcher;
     return KVBM_OK;
+}
+
+kvbm_status_t kvbm_event_batcher_create(kvbm_event_record_fn sink, void *ctx,
+                                        kvbm_event_batcher_t **batcher_out)
+{
+    return kvbm__event_batcher_create_taking(sink, NULL, ctx, batcher_out);
 }
 
 void kvbm_event_batcher_destroy(kvbm_event_batcher_t *batcher)
@@ -31,10 +39,11 @@ void kvbm_event_batcher_sink(void *ctx, const kvbm_event_record_t *records, size
 {
     kvbm_event_batcher_t *batcher = ctx;
     for (size_t i = 0; i < count; i++) {
-        if (!kvbm__event_batch_append(&batcher->batch, &records[i])) {
-            /* Out of memory: deliver what is kept, then the rest of these
-             * records as they are (still valid now), so nothing is lost
-             * and the order holds; only the batching suffers. */
+        if (kvbm__event_batch_append(&batcher->batch, &records[i]) != KVBM_OK) {
+            /* Out of memory, or a record the batch cannot keep: deliver
+             * what is kept, then the rest of these records as they are
+             * (still valid now), so nothing is lost and the order holds;
+             * the sink judges them. */
             kvbm_event_batcher_flush(batcher);
             batcher->sink(batcher->ctx, records + i, count - i);
             return;
@@ -46,8 +55,12 @@ void kvbm_event_batcher_flush(kvbm_event_batcher_t *batcher)
 {
     if (batcher->batch.n_records == 0)
         return;
-    const kvbm_event_record_t *records = kvbm__event_batch_view(&batcher->batch);
-    batcher->sink(batcher->ctx, records, batcher->batch.n_records);
+    if (batcher->take != NULL) {
+        batcher->take(batcher->ctx, &batcher->batch);
+    } else {
+        const kvbm_event_record_t *records = kvbm__event_batch_view(&batcher->batch);
+        batcher->sink(batcher->ctx, records, batcher->batch.n_records);
+    }
     kvbm__event_batch_clear(&batcher->batch);
 }
 

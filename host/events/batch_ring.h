@@ -13,18 +13,17 @@
 #include <stdint.h>
 
 #include "chunk_ring.h"
-#include "kvbm/event_record.h"
+#include "encode.h"
 #include "payload.h"
 
-/* A batch of the queue (its records, not yet encoded: ts, bound, chunk,
- * records) or of the replay history (encoded: n_events and payload). */
+/* A batch of the queue (its records, not yet encoded: ts, size, chunk,
+ * n_records) or of the replay history (encoded: n_events and payload). */
 typedef struct kvbm__batch {
     uint64_t seq;
     uint64_t n_events;
-    double ts;                          /* queue: when it was published */
-    size_t bound;                       /* queue: at most what it will encode to */
-    kvbm__chunk_t chunk;                /* queue: the memory of the records */
-    const kvbm_event_record_t *records; /* queue: the records, in the chunk */
+    double ts;                /* queue: when it was published */
+    kvbm__events_size_t size; /* queue: what the records hold */
+    kvbm__chunk_t chunk;      /* queue: the records (record_copy.h) */
     size_t n_records;
     kvbm__payload_t payload; /* history: the encoded batch */
 } kvbm__batch_t;

@@ -29,37 +29,46 @@ static bool on_wire(const kvbm_event_record_t *record)
     return record->kind == KVBM_EVENT_CLEARED || record->count > 0;
 }
 
-/* Checks one record; adds what it takes to *size. */
-static kvbm_status_t check_record(const kvbm_event_record_t *r, kvbm__events_size_t *size)
+/* Checks a stored record's tokens and name; adds them to *size. */
+static kvbm_status_t check_stored(const kvbm_event_record_t *r, kvbm__events_size_t *size)
 {
-    if (r->kind == KVBM_EVENT_CLEARED) {
-        size->bound += 32;
-        size->n_events++;
-        return KVBM_OK;
-    }
-    if (r->kind != KVBM_EVENT_STORED && r->kind != KVBM_EVENT_REMOVED)
-        return KVBM_ERR_INVALID_ARG;
-    if ((unsigned)r->medium >= sizeof(MEDIA) / sizeof(MEDIA[0]))
-        return KVBM_ERR_INVALID_ARG;
-    if ((r->count > 0 && r->hashes == NULL) || r->count > UINT32_MAX)
-        return KVBM_ERR_INVALID_ARG;
-    size->bound += 64 + r->count * 9; /* tag, fields, medium; uint64 hashes */
-    size->n_hashes += r->count;
-    size->n_events += r->count > 0;
-    if (r->kind == KVBM_EVENT_REMOVED)
-        return KVBM_OK;
     if ((r->n_tokens > 0 && r->tokens == NULL) || r->n_tokens > UINT32_MAX)
         return KVBM_ERR_INVALID_ARG;
-    size->bound += r->n_tokens * 5; /* uint32 token ids */
     size->n_tokens += r->n_tokens;
     if (r->lora_name != NULL) {
         size_t len = strlen(r->lora_name);
         if (len > UINT32_MAX)
             return KVBM_ERR_INVALID_ARG;
-        size->bound += 5 + len;
         size->name_bytes += len + 1;
     }
     return KVBM_OK;
+}
+
+/* Checks one record; adds what it holds to *size. */
+static inline kvbm_status_t check_record(const kvbm_event_record_t *r, kvbm__events_size_t *size)
+{
+    if (r->kind == KVBM_EVENT_CLEARED) {
+        size->n_events++;
+        return KVBM_OK;
+    }
+    if ((r->kind != KVBM_EVENT_STORED && r->kind != KVBM_EVENT_REMOVED) ||
+        (unsigned)r->medium >= sizeof(MEDIA) / sizeof(MEDIA[0]) ||
+        (r->count > 0 && r->hashes == NULL) || r->count > UINT32_MAX)
+        return KVBM_ERR_INVALID_ARG;
+    size->n_hashes += r->count;
+    size->n_events += r->count > 0;
+    return r->kind == KVBM_EVENT_STORED && (r->n_tokens > 0 || r->lora_name != NULL)
+               ? check_stored(r, size)
+               : KVBM_OK;
+}
+
+/* At least the encoded bytes of @p count records holding @p size: the
+ * batch's array, ts, events array and rank; per record its array, tag,
+ * fields and medium (64) and a name's header (5); 9 bytes per hash
+ * (uint64), 5 per token (uint32), the names themselves. */
+static size_t bound(size_t count, const kvbm__events_size_t *size)
+{
+    return 32 + 69 * count + 9 * size->n_hashes + 5 * size->n_tokens + size->name_bytes;
 }
 
 kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t count,
@@ -67,12 +76,28 @@ kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t coun
 {
     if ((count > 0 && records == NULL) || count > UINT32_MAX)
         return KVBM_ERR_INVALID_ARG;
-    kvbm__events_size_t size = {.bound = 32}; /* array, ts, events, rank */
+    kvbm__events_size_t size = {0};
     for (size_t i = 0; i < count; i++) {
         kvbm_status_t status = check_record(&records[i], &size);
         if (status != KVBM_OK)
             return status;
     }
+    size.bound = bound(count, &size);
+    *size_out = size;
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm__events_check_batch(const kvbm__event_batch_t *batch,
+                                       kvbm__events_size_t *size_out)
+{
+    /* The batch's records are valid events by construction. */
+    if (batch->n_records > UINT32_MAX)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm__events_size_t size = {.n_events = batch->n_events,
+                                .n_hashes = batch->n_hashes,
+                                .n_tokens = batch->n_tokens,
+                                .name_bytes = batch->n_names};
+    size.bound = bound(batch->n_records, &size);
     *size_out = size;
     return KVBM_OK;
 }

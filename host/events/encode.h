@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/event_batch.h"
 #include "kvbm/events.h"
 #include "payload.h"
 
@@ -34,6 +35,11 @@ typedef struct kvbm__events_size {
  * the batch, in one pass; *size_out is set on success. */
 kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t count,
                                  kvbm__events_size_t *size_out);
+
+/* Checks a compact batch's records (kinds, media, counts; its arrays match
+ * its counts by construction) and measures it; *size_out set on success. */
+kvbm_status_t kvbm__events_check_batch(const kvbm__event_batch_t *batch,
+                                       kvbm__events_size_t *size_out);
 
 /*
  * Appends the batch to @p out: @p records as measured by kvbm__events_check

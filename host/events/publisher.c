@@ -309,27 +309,57 @@ static bool wake_needed(kvbm_publisher_t *p)
     return false;
 }
 
+/* What to publish: the caller's records, or a batcher's batch. */
+typedef struct pending {
+    const kvbm_event_record_t *records;
+    const kvbm__event_batch_t *batch; /* NULL: records */
+    size_t count;
+} pending_t;
+
 /* Copies the records (checked and measured: @p size) into the next queue
  * slot, for the thread to encode. With the lock. */
-static kvbm_status_t enqueue(kvbm_publisher_t *p, uint64_t seq, double ts,
-                             const kvbm_event_record_t *records, size_t count,
+static kvbm_status_t enqueue(kvbm_publisher_t *p, uint64_t seq, double ts, const pending_t *what,
                              const kvbm__events_size_t *size)
 {
     kvbm__batch_t *batch = kvbm__batch_ring_reserve(&p->queue);
     if (batch == NULL)
         return KVBM_ERR_BUSY;
     kvbm__chunk_t chunk;
-    if (!kvbm__chunk_get(&p->space, kvbm__record_copy_size(count, size), &chunk))
+    if (!kvbm__chunk_get(&p->space, kvbm__record_copy_size(what->count, size), &chunk))
         return KVBM_ERR_NO_MEMORY;
-    batch->records = kvbm__record_copy(records, count, size, chunk.at);
-    batch->n_records = count;
+    if (what->batch != NULL)
+        kvbm__record_copy_batch(what->batch, size, chunk.at);
+    else
+        kvbm__record_copy(what->records, what->count, size, chunk.at);
+    batch->n_records = what->count;
     batch->chunk = chunk;
     batch->seq = seq;
     batch->ts = ts;
-    batch->bound = size->bound;
+    batch->size = *size;
     kvbm__batch_ring_commit(&p->queue);
     p->queued_bytes += size->bound;
     return KVBM_OK;
+}
+
+/* Queues checked records under the next sequence number, or drops them. */
+static kvbm_status_t publish_checked(kvbm_publisher_t *p, const pending_t *what,
+                                     const kvbm__events_size_t *size)
+{
+    double ts = now_seconds();
+    kvbm__mutex_lock(&p->lock);
+    /* The number is taken even when the batch is dropped: the gap is how
+     * subscribers learn of the loss. */
+    uint64_t seq = p->next_seq++;
+    kvbm_status_t status = enqueue(p, seq, ts, what, size);
+    if (status != KVBM_OK) {
+        p->metrics.batches_dropped++;
+        p->metrics.events_dropped += size->n_events;
+    }
+    bool wake = status == KVBM_OK && wake_needed(p);
+    kvbm__mutex_unlock(&p->lock);
+    if (wake)
+        wake_thread(p);
+    return status;
 }
 
 kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
@@ -341,23 +371,34 @@ kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
     kvbm_status_t status = kvbm__events_check(records, count, &size);
     if (status != KVBM_OK || size.n_events == 0)
         return status;
-    kvbm_publisher_t *p = publisher;
-    double ts = now_seconds();
+    const pending_t what = {.records = records, .count = count};
+    return publish_checked(publisher, &what, &size);
+}
 
-    kvbm__mutex_lock(&p->lock);
-    /* The number is taken even when the batch is dropped: the gap is how
-     * subscribers learn of the loss. */
-    uint64_t seq = p->next_seq++;
-    status = enqueue(p, seq, ts, records, count, &size);
-    if (status != KVBM_OK) {
-        p->metrics.batches_dropped++;
-        p->metrics.events_dropped += size.n_events;
+/* A publisher batcher's flush: the batch is queued whole (its records are
+ * valid events by construction). One too large to encode (2^32 records)
+ * goes the way of kvbm_publisher_sink, which refuses it. */
+static void take_batch(void *publisher, kvbm__event_batch_t *batch)
+{
+    kvbm__event_batch_settle(batch);
+    kvbm__events_size_t size;
+    if (kvbm__events_check_batch(batch, &size) != KVBM_OK) {
+        kvbm_publisher_sink(publisher, kvbm__event_batch_view(batch), batch->n_records);
+        return;
     }
-    bool wake = status == KVBM_OK && wake_needed(p);
-    kvbm__mutex_unlock(&p->lock);
-    if (wake)
-        wake_thread(p);
-    return status;
+    if (size.n_events == 0)
+        return;
+    const pending_t what = {.batch = batch, .count = batch->n_records};
+    (void)publish_checked(publisher, &what, &size); /* a drop is counted */
+}
+
+kvbm_status_t kvbm_publisher_batcher_create(kvbm_publisher_t *publisher,
+                                            kvbm_event_batcher_t **batcher_out)
+{
+    if (publisher == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    return kvbm__event_batcher_create_taking(kvbm_publisher_sink, take_batch, publisher,
+                                             batcher_out);
 }
 
 void kvbm_publisher_sink(void *publisher, const kvbm_event_record_t *records, size_t count)

@@ -18,8 +18,10 @@
 
 /* The ring the queued batches' records are copied into (chunk_ring.h):
  * while the thread keeps up, a few kilobytes of it are in use, starting
- * over at its beginning; a backlog past it takes memory from malloc. */
-#define KVBM__PUBLISHER_SPACE_BYTES (4u << 20)
+ * over at its beginning (only those pages are ever touched); a backlog
+ * past it (some 8 000 batches of a replay, a thread starved of CPU) takes
+ * memory from malloc, which costs the producer more. */
+#define KVBM__PUBLISHER_SPACE_BYTES (16u << 20)
 
 /* A producer wakes the napping thread once this many encoded bytes wait:
  * the queue's buffers are reused from its first slots whenever it empties,

@@ -15,6 +15,7 @@
 #include "core/check.h"
 #include "encode.h"
 #include "publisher_internal.h"
+#include "record_copy.h"
 
 /* Replay end marker: -1 as 8 signed big-endian bytes. */
 static const unsigned char END_SEQ[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
@@ -173,7 +174,7 @@ static size_t take_batches(kvbm_publisher_t *p, uint64_t *done_after)
         kvbm__batch_t *batch = kvbm__batch_ring_at(&p->queue, 0);
         p->taken[n] = *batch;
         batch->chunk = (kvbm__chunk_t){0};
-        p->queued_bytes -= batch->bound;
+        p->queued_bytes -= batch->size.bound;
         kvbm__batch_ring_drop_oldest(&p->queue);
         n++;
     }
@@ -191,12 +192,12 @@ typedef struct sent {
 /* Encodes one batch taken out of the queue, sends it, keeps it for replay. */
 static void send_taken(kvbm_publisher_t *p, const kvbm__batch_t *batch, sent_t *sent)
 {
-    kvbm__events_size_t size;
-    kvbm_status_t status = kvbm__events_check(batch->records, batch->n_records, &size);
+    const kvbm_event_record_t *records =
+        kvbm__record_copy_view(batch->chunk.at, batch->n_records, &batch->size);
+    const kvbm__events_size_t size = batch->size;
     p->encoded.size = 0;
-    if (status == KVBM_OK)
-        status = kvbm__events_encode(&p->encoded, batch->ts, batch->records, batch->n_records,
-                                     &size, p->dp_rank);
+    kvbm_status_t status =
+        kvbm__events_encode(&p->encoded, batch->ts, records, batch->n_records, &size, p->dp_rank);
     if (status != KVBM_OK) { /* out of memory: neither sent nor kept */
         sent->errors++;
         sent->history_lost++;

@@ -12,11 +12,10 @@ kvbm_status_t kvbm__manager_events_create(const kvbm_manager_config_t *config,
     events->medium = config->medium;
     if (config->on_events == kvbm_event_batcher_sink) {
         events->batcher = config->events_ctx;
-        *events_out = events;
-        return KVBM_OK;
+    } else {
+        events->sink = config->on_events;
+        events->ctx = config->events_ctx;
     }
-    events->sink = config->on_events;
-    events->ctx = config->events_ctx;
     events->removed_hashes = malloc(sizeof(uint64_t) * config->num_blocks);
     events->removed_blocks = malloc(sizeof(uint32_t) * config->num_blocks);
     if (events->removed_hashes == NULL || events->removed_blocks == NULL) {
@@ -43,10 +42,31 @@ void kvbm__manager_events_deliver_records(kvbm__manager_events_t *events)
     events->n_records = 0;
 }
 
-void kvbm__manager_events_deliver(kvbm__manager_events_t *events)
+void kvbm__manager_events_stored_other(kvbm__manager_events_t *events, const uint32_t *ids,
+                                       const uint64_t *hashes, size_t first, size_t end,
+                                       const kvbm_register_opts_t *opts)
 {
-    if (events->batcher != NULL)
-        return; /* each record is in the batcher already */
+    if (events->batcher != NULL) {
+        kvbm_event_record_t record;
+        kvbm__manager_events_fill_stored(&record, events->medium, ids, hashes, first, end, opts);
+        kvbm__event_batcher_add(events->batcher, &record);
+        return;
+    }
+    if (events->n_records == KVBM_MANAGER_EVENT_RECORDS)
+        kvbm__manager_events_deliver_records(events);
+    kvbm__manager_events_fill_stored(&events->records[events->n_records++], events->medium, ids,
+                                     hashes, first, end, opts);
+}
+
+void kvbm__manager_events_deliver_any(kvbm__manager_events_t *events)
+{
+    if (events->batcher != NULL) { /* the stored runs are in it already */
+        if (events->n_removed > 0)
+            kvbm__event_batcher_removed(events->batcher, events->medium, events->removed_hashes,
+                                        events->n_removed);
+        events->n_removed = 0;
+        return;
+    }
     if (events->n_removed > 0) {
         if (events->n_records == KVBM_MANAGER_EVENT_RECORDS)
             kvbm__manager_events_deliver_records(events);

@@ -8,10 +8,11 @@
  *   call. Removals are gathered into arrays sized for every block at
  *   create, so no call allocates or zeroes anything; stored runs point into
  *   the caller's arrays (hashes, ids, tokens), which outlive the sink call.
- * - a batcher (the sink is kvbm_event_batcher_sink): each record goes
- *   straight into the batcher's batch (core/event_batch.h) as it happens,
- *   which is what the sink would do with it, without a call per manager
- *   call; out of memory, the batcher delivers at once, so nothing is lost.
+ * - a batcher (the sink is kvbm_event_batcher_sink): the records go
+ *   straight into the batcher's batch (core/event_batch.h), stored runs as
+ *   they are registered, removals at the end of the call, which is what
+ *   the sink would do with them, without a call per manager call; out of
+ *   memory, the batcher delivers at once, so nothing is lost.
  */
 #ifndef KVBM_HOST_MANAGER_EVENTS_H
 #define KVBM_HOST_MANAGER_EVENTS_H
@@ -28,7 +29,7 @@ typedef struct kvbm__manager_events {
     kvbm_event_record_fn sink;     /* otherwise: the sink, called once per call */
     void *ctx;
     kvbm_medium_t medium;
-    uint64_t *removed_hashes; /* with a sink, num_blocks: this call's removals so far */
+    uint64_t *removed_hashes; /* num_blocks: this call's removals so far */
     uint32_t *removed_blocks; /* their blocks */
     size_t n_removed;
     size_t n_records;
@@ -44,10 +45,6 @@ void kvbm__manager_events_destroy(kvbm__manager_events_t *events);
 static inline void kvbm__manager_events_removed(kvbm__manager_events_t *events, uint32_t block,
                                                 uint64_t hash)
 {
-    if (events->batcher != NULL) {
-        kvbm__event_batcher_removed(events->batcher, events->medium, hash);
-        return;
-    }
     events->removed_hashes[events->n_removed] = hash;
     events->removed_blocks[events->n_removed] = block;
     events->n_removed++;
@@ -84,37 +81,40 @@ static inline void kvbm__manager_events_fill_stored(kvbm_event_record_t *record,
     };
 }
 
-/* A run of hashes[first, end) entered the tier on ids[first, end). Inline:
- * register calls it for every run. */
+/* kvbm__manager_events_stored for anything but a plain run into a batcher. */
+void kvbm__manager_events_stored_other(kvbm__manager_events_t *events, const uint32_t *ids,
+                                       const uint64_t *hashes, size_t first, size_t end,
+                                       const kvbm_register_opts_t *opts);
+
+/* A run of hashes[first, end) entered the tier on ids[first, end). Inline
+ * for the common case: a batcher, and no tokens or LoRA for the events. */
 static inline void kvbm__manager_events_stored(kvbm__manager_events_t *events, const uint32_t *ids,
                                                const uint64_t *hashes, size_t first, size_t end,
                                                const kvbm_register_opts_t *opts)
 {
-    if (events->batcher != NULL &&
-        (opts == NULL || (opts->n_tokens == 0 && !opts->has_lora_id && opts->lora_name == NULL))) {
-        bool opts_parent = first == 0 && opts != NULL && opts->has_parent;
-        kvbm__event_batcher_stored_plain(events->batcher, events->medium, hashes + first,
-                                         end - first, first > 0 || opts_parent,
-                                         first > 0     ? hashes[first - 1]
-                                         : opts_parent ? opts->parent_hash
-                                                       : 0,
-                                         opts != NULL ? opts->block_size : 0);
+    if (events->batcher == NULL ||
+        (opts != NULL && (opts->n_tokens > 0 || opts->has_lora_id || opts->lora_name != NULL))) {
+        kvbm__manager_events_stored_other(events, ids, hashes, first, end, opts);
         return;
     }
-    if (events->batcher != NULL) {
-        kvbm_event_record_t record;
-        kvbm__manager_events_fill_stored(&record, events->medium, ids, hashes, first, end, opts);
-        kvbm__event_batcher_add(events->batcher, &record);
-        return;
-    }
-    if (events->n_records == KVBM_MANAGER_EVENT_RECORDS)
-        kvbm__manager_events_deliver_records(events);
-    kvbm__manager_events_fill_stored(&events->records[events->n_records++], events->medium, ids,
-                                     hashes, first, end, opts);
+    bool opts_parent = first == 0 && opts != NULL && opts->has_parent;
+    kvbm__event_batcher_stored_plain(events->batcher, events->medium, hashes + first, end - first,
+                                     first > 0 || opts_parent,
+                                     first > 0     ? hashes[first - 1]
+                                     : opts_parent ? opts->parent_hash
+                                                   : 0,
+                                     opts != NULL ? opts->block_size : 0);
 }
 
-/* Hands the call's records to the sink (none with a batcher: they are
- * there already) and empties the scratch. */
-void kvbm__manager_events_deliver(kvbm__manager_events_t *events);
+/* kvbm__manager_events_deliver when the call has something to deliver. */
+void kvbm__manager_events_deliver_any(kvbm__manager_events_t *events);
+
+/* Hands the call's records to the sink (with a batcher: its removals; the
+ * stored runs are there already) and empties the scratch. */
+static inline void kvbm__manager_events_deliver(kvbm__manager_events_t *events)
+{
+    if (events->n_removed > 0 || events->n_records > 0)
+        kvbm__manager_events_deliver_any(events);
+}
 
 #endif /* KVBM_HOST_MANAGER_EVENTS_H */

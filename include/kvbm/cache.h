@@ -90,22 +90,24 @@ typedef struct kvbm_cache_config {
     /** The engine's compute stream (optional, borrowed): see ordering rules. */
     kvbm_stream_t *engine_stream;
     /**
-     * Optional event sink for routers (kvbm/event_record.h; a publisher's
-     * kvbm_publisher_sink for vLLM's wire format). Each cache call that
-     * changed what a tier holds hands it one batch: the records of both
-     * tiers, in the order things happened, with the cache lock held (it must
-     * not call back into the cache). G1 records say GPU, G2 records CPU. A
-     * hash is removed from a tier when the tier no longer has it: a G1
-     * eviction offloaded to G2 is removed(GPU) when evicted, then
-     * stored(CPU) once its copy completed (the call that processes the
-     * copy). Stored runs carry the parent, and the tokens, block size and
+     * Optional, borrowed: where the events for routers go
+     * (kvbm/event_record.h): a batcher over any sink
+     * (kvbm_event_batcher_create), or a publisher's
+     * (kvbm_publisher_batcher_create) for vLLM's wire format. The cache
+     * adds each call's records to it and flushes it at the end of every
+     * call that changed what a tier holds, with the cache lock held (its
+     * sink must not call back into the cache): one batch per call, the
+     * records of both tiers in the order things happened. Nothing else may
+     * use the batcher while the cache lives; it must outlive the cache. G1 records say GPU, G2
+     * records CPU. A hash is removed from a tier when the tier no longer has it: a G1 eviction
+     * offloaded to G2 is removed(GPU) when evicted, then stored(CPU) once its copy completed (the
+     * call that processes the copy). Stored runs carry the parent, and the tokens, block size and
      * LoRA fields given at registration (kvbm_register_opts_t); a block
      * stored in G2 by an offload carries its parent but no tokens (the
      * cache does not keep them). kvbm_cache_clear() sends AllBlocksCleared.
      * Records carry no block ids.
      */
-    kvbm_event_record_fn on_events;
-    void *events_ctx;
+    kvbm_event_batcher_t *events_batcher;
     /**
      * Optional: the engine's own KV memory for G1 (a device pointer with
      * CUDA), laid out by @c layout, at least kvbm_layout_total_bytes() long

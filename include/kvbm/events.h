@@ -158,6 +158,22 @@ kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
 void kvbm_publisher_sink(void *publisher, const kvbm_event_record_t *records, size_t count);
 
 /**
+ * @brief A batcher (kvbm/event_record.h) whose flush publishes what it
+ *        gathered as one batch, handed over whole: its arrays are copied
+ *        into the queue as they are, where kvbm_publisher_sink would check
+ *        and copy a view of them record by record. Give it to a cache
+ *        (kvbm_cache_config_t.events_batcher) or, with
+ *        kvbm_event_batcher_sink, to managers; flush it per call or per
+ *        scheduler step. Drops are counted in the publisher's metrics. Free
+ *        it with kvbm_event_batcher_destroy() before the publisher.
+ * @param[out] batcher_out set on success.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL publisher or output);
+ *         KVBM_ERR_NO_MEMORY.
+ */
+kvbm_status_t kvbm_publisher_batcher_create(kvbm_publisher_t *publisher,
+                                            kvbm_event_batcher_t **batcher_out);
+
+/**
  * @brief Wait until every batch queued before this call has been handed to
  *        the PUB socket (not until subscribers received it).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_TIMEOUT after @p timeout_ms.

@@ -50,10 +50,11 @@ typedef struct replay_config {
     kvbm_backend_kind_t backend_kind;
     uint32_t block_kib; /* bytes per block / 1024 in data mode */
     bool verify;        /* stamp blocks with their hash and check what is served */
-    /* Optional: where the tiers' KV events go (G1 is GPU, G2 CPU); e.g. a
-     * publisher's kvbm_publisher_sink. */
-    kvbm_event_record_fn on_events;
-    void *events_ctx;
+    /* Optional, borrowed: the batcher the tiers' KV events go to (G1 is
+     * GPU, G2 CPU), e.g. a publisher's (kvbm_publisher_batcher_create). The
+     * replay flushes it once per request in logical mode; the cache, once
+     * per call in data mode. */
+    kvbm_event_batcher_t *events;
 } replay_config_t;
 
 /* Tokens per block of the traces (Mooncake's 512), given to routers as the

@@ -107,8 +107,7 @@ static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
     cc.g1_policy = config->g1_policy;
     cc.g2_policy = config->g2_policy;
     cc.policy_config = config->policy_config;
-    cc.on_events = config->on_events;
-    cc.events_ctx = config->events_ctx;
+    cc.events_batcher = config->events;
     status = kvbm_cache_create(&cc, &data->cache);
     if (status != KVBM_OK)
         goto err_destroy_backend;

@@ -9,8 +9,8 @@
 #include "replay_mode.h"
 
 typedef struct logical {
-    /* With an event sink: the managers' records, one batch per request (as
-     * the cache batches per call in data mode). */
+    /* Borrowed, optional: where the managers' records go, flushed once per
+     * request (as the cache flushes once per call in data mode). */
     kvbm_event_batcher_t *events;
     kvbm_manager_t *g1;
     kvbm_manager_t *g2; /* NULL without a host tier */
@@ -41,14 +41,10 @@ static kvbm_status_t logical_open(const replay_config_t *config, void **state_ou
     if (l == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t status = KVBM_OK;
-    if (config->on_events != NULL) {
-        status = kvbm_event_batcher_create(config->on_events, config->events_ctx, &l->events);
-        if (status != KVBM_OK)
-            goto err_free;
-    }
+    l->events = config->events;
     status = make_manager(l, config, KVBM_MEDIUM_GPU, &l->g1);
     if (status != KVBM_OK)
-        goto err_destroy_events;
+        goto err_free;
     if (config->g2_blocks > 0) {
         status = make_manager(l, config, KVBM_MEDIUM_CPU, &l->g2);
         if (status != KVBM_OK)
@@ -59,8 +55,6 @@ static kvbm_status_t logical_open(const replay_config_t *config, void **state_ou
 
 err_destroy_g1:
     kvbm_manager_destroy(l->g1);
-err_destroy_events:
-    kvbm_event_batcher_destroy(l->events);
 err_free:
     free(l);
     return status;
@@ -71,7 +65,6 @@ static void logical_close(void *state)
     logical_t *l = state;
     kvbm_manager_destroy(l->g1);
     kvbm_manager_destroy(l->g2);
-    kvbm_event_batcher_destroy(l->events);
     replay_scratch_free(&l->scratch);
     free(l);
 }

@@ -263,12 +263,14 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
     }
 
     kvbm_publisher_t *publisher = NULL;
+    kvbm_event_batcher_t *events = NULL;
     if (options->publish.endpoint != NULL) {
         status = open_publisher(&options->publish, &publisher);
+        if (status == KVBM_OK)
+            status = kvbm_publisher_batcher_create(publisher, &events);
         if (status != KVBM_OK)
             goto out_destroy_publisher;
-        config.on_events = kvbm_publisher_sink;
-        config.events_ctx = publisher;
+        config.events = events;
     }
     replay_t *replay = NULL;
     status = replay_create(&config, &replay);
@@ -291,6 +293,7 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
     }
     replay_destroy(replay);
 out_destroy_publisher:
+    kvbm_event_batcher_destroy(events);
     kvbm_publisher_destroy(publisher);
     oracle_destroy(oracle);
 out_free_trace:
