@@ -1,8 +1,8 @@
 /*
  * Disaggregated prefill -> decode over kvbm transfers.
  *
- * Two processes (this program forks): rank 0 plays the prefill engine, rank 1
- * the decode engine. Prefill hashes the prompt into blocks (kvbm_hash_tokens),
+ * Two processes: rank 0 plays the prefill engine, rank 1 the decode engine.
+ * Prefill hashes the prompt into blocks (kvbm_hash_tokens),
  * "computes" each block's KV bytes (here: bytes derived from the block's
  * sequence hash), registers them in its block manager and pushes them to the
  * decode rank. Decode receives them into blocks of its own manager; when the
@@ -11,11 +11,24 @@
  *
  *   example_disagg_prefill_decode [--transport socket|nccl|auto] [--tokens N]
  *
- * auto (the default) uses NCCL when it is built and a GPU is present (then
- * the KV pools are CUDA device pools, one GPU per rank: rank r uses device r),
- * else the CPU (socket) transport with host pools of the CPU backend. Blocks
- * are described by a layer-separate kvbm_layout_t. Exit status 0 when
- * decode saw every byte.
+ * runs both engines on this host (the program forks) over loopback. auto
+ * (the default) uses NCCL when it is built and each rank has a GPU of its
+ * own (two or more here: rank r uses device r; the KV pools are then CUDA
+ * device pools), else the CPU (socket) transport with host pools of the CPU
+ * backend.
+ *
+ *   example_disagg_prefill_decode --role prefill|decode --rendezvous ADDR
+ *       --port PORT --secret-file FILE [--listen ADDR] [--transport socket|nccl]
+ *       [--device D] [--tokens N]
+ *
+ * runs one engine in this process, for engines on different hosts: both
+ * name the prefill host's address (IPv4 or IPv6) and port, and a file
+ * holding the shared secret (mode 600; the secret itself never goes on a
+ * command line). The socket transport unless --transport nccl (then this
+ * host's GPU --device, default 0).
+ *
+ * Blocks are described by a layer-separate kvbm_layout_t. Exit status 0
+ * when decode saw every byte.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -43,6 +56,17 @@ enum { LAYERS = 4, OUTER = 2, TOKENS_PER_BLOCK = 16, INNER = 128, ELEM = 2, POOL
     } while (0)
 
 static const char *role = "main";
+
+/* How this run's engines meet. */
+typedef struct options {
+    kvbm_xfer_transport_t transport;
+    size_t n_tokens;
+    const char *rendezvous_host; /* NULL: 127.0.0.1 */
+    uint16_t port;
+    const char *listen_host;
+    const char *secret_file;
+    int device; /* NCCL: this rank's GPU */
+} options_t;
 
 /*
  * One engine's KV cache: a layer-separate pool (device memory on the NCCL
@@ -107,11 +131,10 @@ static kvbm_status_t stage(engine_t *e, const uint32_t *ids, size_t n, int to_kv
     return status == KVBM_OK ? kvbm_fence_wait(e->fence) : status;
 }
 
-static int engine_open(engine_t *e, kvbm_xfer_transport_t transport, int rank, uint16_t port,
-                       kvbm_xfer_rendezvous_t *rv)
+static int engine_open(engine_t *e, const options_t *o, int rank, kvbm_xfer_rendezvous_t *rv)
 {
     memset(e, 0, sizeof(*e));
-    int nccl = transport == KVBM_XFER_NCCL;
+    int nccl = o->transport == KVBM_XFER_NCCL;
     kvbm_layout_config_t lc = KVBM_LAYOUT_CONFIG_INIT;
     lc.kind = KVBM_LAYOUT_LAYER_SEPARATE;
     lc.num_blocks = POOL_BLOCKS;
@@ -123,7 +146,7 @@ static int engine_open(engine_t *e, kvbm_xfer_transport_t transport, int rank, u
     CHECK(kvbm_layout_create(&lc, &e->layout));
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
     bc.kind = nccl ? KVBM_BACKEND_CUDA : KVBM_BACKEND_CPU;
-    bc.device = rank;
+    bc.device = o->device;
     CHECK(kvbm_backend_create(&bc, &e->backend));
     CHECK(kvbm_stream_create(e->backend, &e->stream));
     CHECK(kvbm_fence_create(e->backend, &e->fence));
@@ -138,16 +161,19 @@ static int engine_open(engine_t *e, kvbm_xfer_transport_t transport, int rank, u
     CHECK(kvbm_manager_create(&mc, &e->manager));
 
     kvbm_xfer_config_t config = KVBM_XFER_CONFIG_INIT;
-    config.transport = transport;
+    config.transport = o->transport;
     config.rank = rank;
     config.size = 2;
     config.rendezvous = rv;
-    config.rendezvous_port = port;
+    config.rendezvous_host = o->rendezvous_host;
+    config.rendezvous_port = o->port;
+    config.listen_host = o->listen_host;
+    config.secret_file = o->secret_file;
     config.timeout_ms = 10000;
     config.manager = e->manager;
     config.layout = e->layout;
     config.layout_base = kvbm_pool_ptr(e->kv);
-    config.cuda_device = rank;
+    config.cuda_device = o->device;
     CHECK(kvbm_xfer_create(&config, &e->xfer));
     return 0;
 }
@@ -174,12 +200,12 @@ static uint32_t *make_prompt(size_t n_tokens)
     return tokens;
 }
 
-static int run_prefill(kvbm_xfer_transport_t transport, uint16_t port, kvbm_xfer_rendezvous_t *rv,
-                       size_t n_tokens)
+static int run_prefill(const options_t *o, kvbm_xfer_rendezvous_t *rv)
 {
     role = "prefill";
+    size_t n_tokens = o->n_tokens;
     engine_t e;
-    if (engine_open(&e, transport, 0, port, rv) != 0)
+    if (engine_open(&e, o, 0, rv) != 0)
         return 1;
     uint32_t *tokens = make_prompt(n_tokens);
     size_t n = 0;
@@ -214,11 +240,12 @@ static int run_prefill(kvbm_xfer_transport_t transport, uint16_t port, kvbm_xfer
     return 0;
 }
 
-static int run_decode(kvbm_xfer_transport_t transport, uint16_t port, size_t n_tokens)
+static int run_decode(const options_t *o)
 {
     role = "decode";
+    size_t n_tokens = o->n_tokens;
     engine_t e;
-    if (engine_open(&e, transport, 1, port, NULL) != 0)
+    if (engine_open(&e, o, 1, NULL) != 0)
         return 1;
     CHECK(kvbm_xfer_barrier(e.xfer));
     /* The request reaches decode: same prompt, plus one generated token. */
@@ -241,43 +268,52 @@ static int run_decode(kvbm_xfer_transport_t transport, uint16_t port, size_t n_t
     return ok ? 0 : 1;
 }
 
-int main(int argc, char **argv)
+static int usage(const char *argv0)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0); /* two processes share the terminal */
-    const char *which = "auto";
-    size_t n_tokens = 16 * 40 + 7; /* 40 full blocks and a partial one */
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--transport") == 0 && i + 1 < argc)
-            which = argv[++i];
-        else if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc)
-            n_tokens = strtoul(argv[++i], NULL, 10);
-        else {
-            fprintf(stderr, "usage: %s [--transport socket|nccl|auto] [--tokens N]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (n_tokens < TOKENS_PER_BLOCK || n_tokens / TOKENS_PER_BLOCK > POOL_BLOCKS) {
-        fprintf(stderr, "--tokens must give 1..%d full blocks\n", POOL_BLOCKS);
-        return 2;
-    }
-    /* Probed in a child: CUDA must not be initialised before fork. */
-    kvbm_status_t nccl = KVBM_ERR_UNSUPPORTED;
+    fprintf(stderr,
+            "usage: %s [--transport socket|nccl|auto] [--tokens N]\n"
+            "       %s --role prefill|decode --rendezvous ADDR --port PORT --secret-file FILE\n"
+            "          [--listen ADDR] [--transport socket|nccl] [--device D] [--tokens N]\n",
+            argv0, argv0);
+    return 2;
+}
+
+/* NCCL here, for ranks on this host: built, a GPU present, and a second
+ * one so each rank has its own. Probed in a child: CUDA must not be
+ * initialised before fork. */
+static kvbm_status_t nccl_for_two_local_ranks(void)
+{
     fflush(stdout);
     pid_t prober = fork();
-    if (prober == 0)
-        _exit(-kvbm_xfer_transport_probe(KVBM_XFER_NCCL));
+    if (prober == 0) {
+        kvbm_status_t status = kvbm_xfer_transport_probe(KVBM_XFER_NCCL);
+        if (status == KVBM_OK) {
+            kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+            bc.kind = KVBM_BACKEND_CUDA;
+            bc.device = 1;
+            kvbm_backend_t *second = NULL;
+            status = kvbm_backend_create(&bc, &second) == KVBM_OK ? KVBM_OK : KVBM_ERR_NO_DEVICE;
+            kvbm_backend_destroy(second);
+        }
+        _exit(-status);
+    }
     int pstatus = 0;
     if (prober > 0 && waitpid(prober, &pstatus, 0) == prober && WIFEXITED(pstatus))
-        nccl = (kvbm_status_t)-WEXITSTATUS(pstatus);
-    kvbm_xfer_transport_t transport = KVBM_XFER_SOCKET;
+        return (kvbm_status_t)-WEXITSTATUS(pstatus);
+    return KVBM_ERR_UNSUPPORTED;
+}
+
+/* Both engines on this host, over loopback. */
+static int run_both(options_t *o, const char *which)
+{
+    kvbm_status_t nccl = KVBM_ERR_UNSUPPORTED;
+    if (strcmp(which, "socket") != 0)
+        nccl = nccl_for_two_local_ranks();
+    o->transport = KVBM_XFER_SOCKET;
     if (strcmp(which, "nccl") == 0 || (strcmp(which, "auto") == 0 && nccl == KVBM_OK))
-        transport = KVBM_XFER_NCCL;
-    else if (strcmp(which, "socket") != 0 && strcmp(which, "auto") != 0) {
-        fprintf(stderr, "unknown transport %s\n", which);
-        return 2;
-    }
-    printf("transport: %s (NCCL: %s)\n",
-           transport == KVBM_XFER_NCCL ? "nccl, one GPU per rank" : "socket on 127.0.0.1",
+        o->transport = KVBM_XFER_NCCL;
+    printf("transport: %s (NCCL with a GPU per rank: %s)\n",
+           o->transport == KVBM_XFER_NCCL ? "nccl, one GPU per rank" : "socket on 127.0.0.1",
            kvbm_status_str(nccl));
     kvbm_xfer_rendezvous_t *rv = NULL;
     kvbm_status_t status = kvbm_xfer_rendezvous_create("127.0.0.1", 0, &rv);
@@ -285,7 +321,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "rendezvous: %s\n", kvbm_status_str(status));
         return 1;
     }
-    uint16_t port = kvbm_xfer_rendezvous_port(rv);
+    o->port = kvbm_xfer_rendezvous_port(rv);
     fflush(stdout);
     pid_t child = fork();
     if (child < 0) {
@@ -294,11 +330,13 @@ int main(int argc, char **argv)
     }
     if (child == 0) {
         kvbm_xfer_rendezvous_destroy(rv);
-        int rc = run_decode(transport, port, n_tokens);
+        o->device = 1;
+        int rc = run_decode(o);
         fflush(stdout);
         _exit(rc);
     }
-    int rc = run_prefill(transport, port, rv, n_tokens);
+    o->device = 0;
+    int rc = run_prefill(o, rv);
     kvbm_xfer_rendezvous_destroy(rv);
     if (rc != 0)
         kill(child, SIGTERM);
@@ -307,4 +345,55 @@ int main(int argc, char **argv)
     int decode_ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
     printf("%s\n", rc == 0 && decode_ok ? "disaggregated prefill -> decode: OK" : "FAILED");
     return rc == 0 && decode_ok ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0); /* two processes share the terminal */
+    const char *which = "auto", *role_name = NULL;
+    options_t o = {.transport = KVBM_XFER_SOCKET, .n_tokens = 16 * 40 + 7, .device = 0};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (value == NULL)
+            return usage(argv[0]);
+        if (strcmp(arg, "--transport") == 0)
+            which = value;
+        else if (strcmp(arg, "--tokens") == 0)
+            o.n_tokens = strtoul(value, NULL, 10);
+        else if (strcmp(arg, "--role") == 0)
+            role_name = value;
+        else if (strcmp(arg, "--rendezvous") == 0)
+            o.rendezvous_host = value;
+        else if (strcmp(arg, "--port") == 0)
+            o.port = (uint16_t)strtoul(value, NULL, 10);
+        else if (strcmp(arg, "--listen") == 0)
+            o.listen_host = value;
+        else if (strcmp(arg, "--secret-file") == 0)
+            o.secret_file = value;
+        else if (strcmp(arg, "--device") == 0)
+            o.device = atoi(value);
+        else
+            return usage(argv[0]);
+        i++;
+    }
+    if (o.n_tokens < TOKENS_PER_BLOCK || o.n_tokens / TOKENS_PER_BLOCK > POOL_BLOCKS) {
+        fprintf(stderr, "--tokens must give 1..%d full blocks\n", POOL_BLOCKS);
+        return 2;
+    }
+    if (strcmp(which, "socket") != 0 && strcmp(which, "nccl") != 0 && strcmp(which, "auto") != 0) {
+        fprintf(stderr, "unknown transport %s\n", which);
+        return 2;
+    }
+    if (role_name == NULL)
+        return run_both(&o, which);
+
+    /* One engine per process, on hosts of their own. */
+    if (o.rendezvous_host == NULL || o.port == 0 || o.secret_file == NULL)
+        return usage(argv[0]);
+    o.transport = strcmp(which, "nccl") == 0 ? KVBM_XFER_NCCL : KVBM_XFER_SOCKET;
+    if (strcmp(role_name, "prefill") == 0)
+        return run_prefill(&o, NULL);
+    if (strcmp(role_name, "decode") == 0)
+        return run_decode(&o);
+    return usage(argv[0]);
 }

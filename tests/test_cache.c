@@ -666,6 +666,22 @@ static void bad_arguments_are_refused(void **state)
     cc.layout.num_blocks = 0;
     assert_kvbm_status(kvbm_cache_create(&cc, &none), KVBM_ERR_INVALID_ARG);
     assert_null(none);
+    /* G2 admission filters write-back offloads; with write-through it would
+     * silently do nothing, so the combination is refused. */
+    kvbm_cache_config_t through = KVBM_CACHE_CONFIG_INIT;
+    through.backend = f.backend;
+    through.layout.num_blocks = 4;
+    through.layout.num_layers = 2;
+    through.layout.tokens_per_block = 4;
+    through.layout.inner_dim = 64;
+    through.g2_blocks = 4;
+    through.offload_mode = KVBM_OFFLOAD_WRITE_THROUGH;
+    through.offload_admission = true;
+    assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
+    assert_null(none);
+    through.offload_mode = KVBM_OFFLOAD_WRITE_BACK; /* the same config is fine otherwise */
+    assert_kvbm_ok(kvbm_cache_create(&through, &none));
+    kvbm_cache_destroy(none);
     uint32_t ids[3];
     assert_kvbm_status(kvbm_cache_allocate(f.cache, 3, ids, NULL), KVBM_ERR_NO_BLOCKS);
     assert_kvbm_status(kvbm_cache_check(f.cache, (const uint32_t[]){5}, 1), KVBM_ERR_OUT_OF_RANGE);

@@ -14,13 +14,15 @@
  * three makes exactly this kind of comparison fail.
  *
  * Variants: with random copy failures (nothing wrong is served, no block is
- * lost, failures are counted), and four threads on one cache (under TSan in
- * `scripts/test.sh thread`).
+ * lost, failures are counted), four threads on one cache (under TSan in
+ * `scripts/test.sh thread`), and the same with a disk tier below G2 (G3, 128
+ * blocks, smaller than the working set too), with random disk faults (I/O
+ * errors, short transfers, flipped bits) on top of the copy failures.
  *
- * Every variant also follows the cache's events as a router would: per tier,
- * a stored hash must be new to the tier and a removed one held by it, and at
- * the end the hashes each tier holds by the events equal what the tier's
- * manager holds.
+ * Every variant also follows the cache's events as a router would: per tier
+ * (GPU, CPU, DISK), a stored hash must be new to the tier and a removed one
+ * held by it, and at the end the hashes each tier holds by the events equal
+ * what the tier's manager holds.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,22 +33,26 @@
 
 #include <cmocka.h>
 
+#include "cache/internal.h"
 #include "cache_test_util.h"
+#include "disk_test_util.h"
 #include "kvbm_test.h"
 
 #define G1_BLOCKS      16
 #define G2_BLOCKS      64
 #define DOCUMENTS      40
 #define MAX_DOC_BLOCKS 8
+#define G3_BLOCKS      128
 
 #define MAX_HASH (DOCUMENTS * 100)
 
 /* The state a router rebuilds from the events. Updated by the sink, which
  * the cache calls with its lock held, so calls never overlap. */
 typedef struct router_view {
-    bool held[2][MAX_HASH]; /* [GPU, CPU][hash] */
+    bool held[3][MAX_HASH]; /* [GPU, CPU, DISK][hash] */
     uint64_t wrong;         /* a stored hash already held, a removed one not held */
     uint64_t stored, removed;
+    uint64_t stored_disk, removed_disk;
 } router_view_t;
 
 static void follow_events(void *ctx, const kvbm_event_record_t *records, size_t count)
@@ -54,7 +60,7 @@ static void follow_events(void *ctx, const kvbm_event_record_t *records, size_t 
     router_view_t *view = ctx;
     for (size_t r = 0; r < count; r++) {
         const kvbm_event_record_t *rec = &records[r];
-        if (rec->kind == KVBM_EVENT_CLEARED || rec->medium > KVBM_MEDIUM_CPU) {
+        if (rec->kind == KVBM_EVENT_CLEARED || rec->medium > KVBM_MEDIUM_DISK) {
             view->wrong++;
             continue;
         }
@@ -69,20 +75,25 @@ static void follow_events(void *ctx, const kvbm_event_record_t *records, size_t 
             view->held[rec->medium][h] = stored;
             view->stored += stored;
             view->removed += !stored;
+            view->stored_disk += stored && rec->medium == KVBM_MEDIUM_DISK;
+            view->removed_disk += !stored && rec->medium == KVBM_MEDIUM_DISK;
         }
     }
 }
 
 /* What the events say each tier holds is what its manager holds. */
-static void assert_events_match_tiers(kvbm_cache_t *cache, const router_view_t *view)
+static void assert_events_match_tiers(kvbm_cache_t *cache, const router_view_t *view, bool g3)
 {
+    static const kvbm_medium_t medium_of[] = {[KVBM_TIER_G1] = KVBM_MEDIUM_GPU,
+                                              [KVBM_TIER_G2] = KVBM_MEDIUM_CPU,
+                                              [KVBM_TIER_G3] = KVBM_MEDIUM_DISK};
     assert_int_equal(view->wrong, 0);
-    for (kvbm_tier_t tier = KVBM_TIER_G1; tier <= KVBM_TIER_G2; tier++) {
-        uint64_t hashes[G2_BLOCKS];
+    for (kvbm_tier_t tier = KVBM_TIER_G1; tier <= (g3 ? KVBM_TIER_G3 : KVBM_TIER_G2); tier++) {
+        uint64_t hashes[G3_BLOCKS];
         size_t n = 0;
         assert_kvbm_ok(
-            kvbm_manager_registered_hashes(kvbm_cache_manager(cache, tier), hashes, G2_BLOCKS, &n));
-        const bool *held = view->held[tier == KVBM_TIER_G1 ? KVBM_MEDIUM_GPU : KVBM_MEDIUM_CPU];
+            kvbm_manager_registered_hashes(kvbm_cache_manager(cache, tier), hashes, G3_BLOCKS, &n));
+        const bool *held = view->held[medium_of[tier]];
         size_t n_held = 0;
         for (uint64_t h = 0; h < MAX_HASH; h++)
             n_held += held[h];
@@ -100,6 +111,8 @@ typedef struct workload {
     kvbm_cache_t *cache;
     bool faults;
     pthread_mutex_t fault_lock; /* serialises arming the fault hook */
+    char g3_path[128];          /* empty without G3 */
+    uint64_t disk_requests;     /* atomic: counts the disk fault hook's calls */
 } workload_t;
 
 typedef struct worker_result {
@@ -121,7 +134,22 @@ static uint32_t next_rand(uint64_t *s, uint32_t bound)
     return (uint32_t)(*s % bound);
 }
 
-static void workload_open(workload_t *w, bool faults, kvbm_layout_kind_t kind)
+/* About one disk request in 13 fails, in turn with each fault a disk can
+ * have (ENOSPC only for writes). */
+static kvbm__disk_fault_t random_disk_fault(void *ctx, const kvbm__disk_req_t *req)
+{
+    workload_t *w = ctx;
+    uint64_t n = __atomic_fetch_add(&w->disk_requests, 1, __ATOMIC_RELAXED);
+    if (n % 13 != 5)
+        return KVBM__DISK_FAULT_NONE;
+    const kvbm__disk_fault_t kinds[] = {KVBM__DISK_FAULT_EIO, KVBM__DISK_FAULT_SHORT,
+                                        KVBM__DISK_FAULT_FLIP, KVBM__DISK_FAULT_ENOSPC};
+    kvbm__disk_fault_t fault = kinds[(n / 13) % 4];
+    return fault == KVBM__DISK_FAULT_ENOSPC && req->op == KVBM__DISK_READ ? KVBM__DISK_FAULT_EIO
+                                                                          : fault;
+}
+
+static void workload_open(workload_t *w, bool faults, kvbm_layout_kind_t kind, bool g3)
 {
     memset(w, 0, sizeof(*w));
     kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
@@ -141,9 +169,57 @@ static void workload_open(workload_t *w, bool faults, kvbm_layout_kind_t kind)
     assert_non_null(w->view);
     assert_kvbm_ok(kvbm_event_batcher_create(follow_events, w->view, &w->events));
     cc.events_batcher = w->events;
+    kvbm_disk_config_t disk = KVBM_DISK_CONFIG_INIT;
+    if (g3) {
+        snprintf(w->g3_path, sizeof(w->g3_path), "%s", disk_test_path());
+        disk.path = w->g3_path;
+        disk.capacity_blocks = G3_BLOCKS;
+        disk.min_free_bytes = 0;
+        disk.staging_blocks = 16;
+        cc.g3 = &disk;
+    }
     assert_kvbm_ok(kvbm_cache_create(&cc, &w->cache));
     w->faults = faults;
     pthread_mutex_init(&w->fault_lock, NULL);
+    if (g3 && faults)
+        kvbm__disk_store_set_fault(w->cache->g3_store, random_disk_fault, w);
+}
+
+/* Every hash G3 holds reads back with its own bytes, or fails verification
+ * (a bit flipped on its way to disk): never anything else. */
+static void assert_g3_holds_only_right_bytes(workload_t *w)
+{
+    kvbm_manager_t *g3 = kvbm_cache_manager(w->cache, KVBM_TIER_G3);
+    kvbm__disk_store_t *store = w->cache->g3_store;
+    kvbm__disk_store_set_fault(store, NULL, NULL);
+    size_t slot_bytes = kvbm__disk_store_geometry(store)->slot_bytes;
+    size_t block_bytes = kvbm_layout_block_bytes(kvbm_cache_layout(w->cache, KVBM_TIER_G1));
+    uint8_t *buf = disk_test_buffers(1, slot_bytes);
+    unsigned char *expected = malloc(block_bytes);
+    assert_non_null(buf);
+    assert_non_null(expected);
+    for (uint64_t h = 0; h < DOCUMENTS * 100; h++) {
+        uint32_t id;
+        size_t found;
+        assert_kvbm_ok(kvbm_manager_scan(g3, &h, 1, false, &id, &found));
+        if (found == 0)
+            continue;
+        kvbm__disk_batch_t *batch = NULL;
+        assert_kvbm_ok(kvbm__disk_batch_create(store, 1, &batch));
+        assert_kvbm_ok(kvbm__disk_batch_add(batch, kvbm__disk_tier_slot(w->cache->g3, id), h, buf));
+        assert_kvbm_ok(kvbm__disk_store_read(store, batch));
+        kvbm__disk_batch_wait(batch);
+        kvbm__disk_outcome_t outcome = kvbm__disk_batch_outcome(batch, 0);
+        pattern_fill(expected, block_bytes, h);
+        assert_true(outcome == KVBM__DISK_CORRUPT ||
+                    (outcome == KVBM__DISK_DONE &&
+                     memcmp(buf + KVBM__DISK_HEADER_BYTES, expected, block_bytes) == 0));
+        assert_true(w->faults || outcome == KVBM__DISK_DONE);
+        kvbm__disk_batch_destroy(batch);
+        assert_kvbm_ok(kvbm_manager_release(g3, &id, 1));
+    }
+    free(expected);
+    free(buf);
 }
 
 /* Every hash G2 holds must carry its own bytes: nothing wrong was cached. */
@@ -168,10 +244,15 @@ static void workload_close(workload_t *w)
 {
     assert_kvbm_ok(kvbm_cache_sync(w->cache));
     assert_g2_holds_only_right_bytes(w);
-    assert_events_match_tiers(w->cache, w->view);
+    bool g3 = w->g3_path[0] != '\0';
+    if (g3)
+        assert_g3_holds_only_right_bytes(w);
+    assert_events_match_tiers(w->cache, w->view, g3);
     assert_true(w->view->stored > 1000 && w->view->removed > 1000);
+    if (g3)
+        assert_true(w->view->stored_disk > 100 && w->view->removed_disk > 0);
     /* No block lost or still held: every pool adds up with nothing active. */
-    for (kvbm_tier_t tier = KVBM_TIER_G1; tier <= KVBM_TIER_G2; tier++) {
+    for (kvbm_tier_t tier = KVBM_TIER_G1; tier <= (g3 ? KVBM_TIER_G3 : KVBM_TIER_G2); tier++) {
         kvbm_pool_counts_t c;
         kvbm_manager_counts(kvbm_cache_manager(w->cache, tier), &c);
         assert_int_equal(c.active, 0);
@@ -183,6 +264,8 @@ static void workload_close(workload_t *w)
     kvbm_stream_destroy(w->engine_stream);
     kvbm_backend_destroy(w->backend);
     pthread_mutex_destroy(&w->fault_lock);
+    if (w->g3_path[0] != '\0')
+        disk_test_remove(w->g3_path);
 }
 
 /* One request: take what is cached, check it, write the rest, register, release. */
@@ -299,7 +382,7 @@ static void replay_serves_only_right_bytes(void **state)
     const kvbm_layout_kind_t kinds[2] = {KVBM_LAYOUT_FULLY_CONTIGUOUS, KVBM_LAYOUT_LAYER_SEPARATE};
     for (int k = 0; k < 2; k++) {
         workload_t w;
-        workload_open(&w, false, kinds[k]);
+        workload_open(&w, false, kinds[k], false);
         worker_result_t r = run_workers(&w, 1, 3000);
         kvbm_cache_metrics_t m;
         assert_kvbm_ok(kvbm_cache_sync(w.cache));
@@ -317,7 +400,7 @@ static void replay_serves_only_right_bytes(void **state)
 static void random_copy_failures_never_serve_wrong_bytes(void **state)
 {
     workload_t w;
-    workload_open(&w, true, KVBM_LAYOUT_LAYER_SEPARATE);
+    workload_open(&w, true, KVBM_LAYOUT_LAYER_SEPARATE, false);
     worker_result_t r = run_workers(&w, 1, 3000);
     assert_kvbm_ok(kvbm_cache_sync(w.cache));
     kvbm_cache_metrics_t m;
@@ -332,8 +415,54 @@ static void random_copy_failures_never_serve_wrong_bytes(void **state)
 static void four_threads_on_one_cache(void **state)
 {
     workload_t w;
-    workload_open(&w, true, KVBM_LAYOUT_FULLY_CONTIGUOUS);
+    workload_open(&w, true, KVBM_LAYOUT_FULLY_CONTIGUOUS, false);
     worker_result_t r = run_workers(&w, 4, 600);
+    assert_int_equal(r.wrong, 0);
+    assert_true(r.verified > 0);
+    workload_close(&w);
+}
+
+static void three_tiers_serve_only_right_bytes(void **state)
+{
+    workload_t w;
+    workload_open(&w, false, KVBM_LAYOUT_LAYER_SEPARATE, true);
+    worker_result_t r = run_workers(&w, 1, 1500);
+    assert_kvbm_ok(kvbm_cache_sync(w.cache));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(w.cache, &m);
+    assert_int_equal(r.wrong, 0);
+    assert_int_equal(r.requests, 1500);
+    assert_true(m.g3_offloads > 100); /* the data really went round through G3 */
+    assert_true(m.g3_onboards > 100);
+    assert_int_equal(m.g3_failed_loads, 0);
+    assert_int_equal(m.failed_copies, 0);
+    workload_close(&w);
+}
+
+static void three_tiers_with_copy_and_disk_faults_never_serve_wrong_bytes(void **state)
+{
+    workload_t w;
+    workload_open(&w, true, KVBM_LAYOUT_FULLY_CONTIGUOUS, true);
+    worker_result_t r = run_workers(&w, 1, 1500);
+    assert_kvbm_ok(kvbm_cache_sync(w.cache));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(w.cache, &m);
+    kvbm_disk_metrics_t d;
+    assert_kvbm_ok(kvbm_cache_disk_metrics(w.cache, &d));
+    assert_int_equal(r.wrong, 0);
+    assert_true(r.verified > 500);
+    assert_true(m.g3_onboards > 0);
+    assert_true(m.g3_failed_loads > 0); /* disk faults happened and were counted */
+    assert_true(d.stores_failed > 0);
+    assert_true(d.loads_corrupt > 0);
+    workload_close(&w);
+}
+
+static void four_threads_on_three_tiers(void **state)
+{
+    workload_t w;
+    workload_open(&w, true, KVBM_LAYOUT_LAYER_SEPARATE, true);
+    worker_result_t r = run_workers(&w, 4, 300);
     assert_int_equal(r.wrong, 0);
     assert_true(r.verified > 0);
     workload_close(&w);
@@ -345,6 +474,9 @@ int main(void)
         cmocka_unit_test(replay_serves_only_right_bytes),
         cmocka_unit_test(random_copy_failures_never_serve_wrong_bytes),
         cmocka_unit_test(four_threads_on_one_cache),
+        cmocka_unit_test(three_tiers_serve_only_right_bytes),
+        cmocka_unit_test(three_tiers_with_copy_and_disk_faults_never_serve_wrong_bytes),
+        cmocka_unit_test(four_threads_on_three_tiers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

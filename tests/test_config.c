@@ -116,6 +116,37 @@ static void creates_refuse_unknown_sizes(void **state)
     assert_kvbm_status(kvbm_xfer_create(&xc, &xfer), KVBM_ERR_VERSION);
 }
 
+/* The cache config gained the G2 admission fields in version 3: a caller
+ * built against version 2 (its struct ends at g3) or 1 (at g1_memory_bytes)
+ * still creates a cache, with admission off. */
+static void cache_config_before_admission_is_accepted_with_it_off(void **state)
+{
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = KVBM_BACKEND_CPU;
+    kvbm_backend_t *backend = NULL;
+    assert_kvbm_ok(kvbm_backend_create(&bc, &backend));
+    kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
+    cc.backend = backend;
+    cc.layout.num_blocks = 4;
+    cc.layout.num_layers = 1;
+    cc.layout.tokens_per_block = 4;
+    cc.layout.inner_dim = 8;
+    cc.g2_blocks = 4;
+    cc.offload_mode = KVBM_OFFLOAD_WRITE_THROUGH; /* refused with admission on */
+    cc.offload_admission = true;                  /* beyond a version-2 struct */
+    kvbm_cache_t *cache = NULL;
+    assert_kvbm_status(kvbm_cache_create(&cc, &cache), KVBM_ERR_INVALID_ARG);
+    cc.version = 2; /* g3, not yet the admission fields */
+    cc.struct_size = (uint32_t)offsetof(kvbm_cache_config_t, offload_admission);
+    assert_kvbm_ok(kvbm_cache_create(&cc, &cache)); /* the tail is not read */
+    kvbm_cache_destroy(cache);
+    cc.version = 1; /* and before g3 */
+    cc.struct_size = (uint32_t)offsetof(kvbm_cache_config_t, g3);
+    assert_kvbm_ok(kvbm_cache_create(&cc, &cache));
+    kvbm_cache_destroy(cache);
+    kvbm_backend_destroy(backend);
+}
+
 /* An ops table is checked as it is installed: a policy table of another
  * version is refused. */
 static void policy_table_of_another_version_is_refused(void **state)
@@ -134,6 +165,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(older_struct_copies_its_fields_and_defaults_the_rest),
+        cmocka_unit_test(cache_config_before_admission_is_accepted_with_it_off),
         cmocka_unit_test(current_struct_is_taken_whole),
         cmocka_unit_test(unknown_versions_and_sizes_are_refused_untouched),
         cmocka_unit_test(creates_refuse_unknown_sizes),

@@ -284,6 +284,79 @@ static void scan_finds_all_and_touch_reaches_the_policy(void **state)
     kvbm_manager_destroy(m);
 }
 
+/* A hint-recording policy: LRU underneath, keeping the hints it is given. */
+static kvbm_policy_hint_t recorded_hints[8];
+static uint64_t recorded_hint_hashes[8];
+static int recorded_hint_count;
+static void recording_hint(void *state, const kvbm_policy_entry_t *entry,
+                           const kvbm_policy_hint_t *hint)
+{
+    assert_true(recorded_hint_count < 8);
+    recorded_hint_hashes[recorded_hint_count] = entry->seq_hash;
+    recorded_hints[recorded_hint_count++] = *hint;
+}
+
+/* Registration hints reach version-2 policies, block by block; a table of
+ * version 1 (which ends at size) keeps working and is never asked. */
+static void hints_reach_version_2_policies_and_version_1_still_works(void **state)
+{
+    const uint64_t hashes[3] = {31, 32, 33};
+    kvbm_register_opts_t opts = {.has_parent = true,
+                                 .parent_hash = 30,
+                                 .priority = 70,
+                                 .request_blocks = 5,
+                                 .first_position = 2};
+    uint32_t ids[3], out[3];
+
+    kvbm_policy_ops_t recording = *kvbm_policy_lru();
+    recording.name = "recording-hints";
+    recording.hint = recording_hint;
+    kvbm_manager_t *m = test_manager_new(8, KVBM_DUPLICATION_REJECT, &recording);
+    recorded_hint_count = 0;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 3, ids, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_register(m, ids, hashes, 3, &opts, out));
+    assert_int_equal(recorded_hint_count, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(recorded_hint_hashes[i], hashes[i]);
+        assert_int_equal(recorded_hints[i].request_blocks, 5);
+        assert_int_equal(recorded_hints[i].position, 2 + i);
+        assert_int_equal(recorded_hints[i].last, i == 2);
+        assert_int_equal(recorded_hints[i].priority, 70);
+    }
+    /* Without hints in the options, the op is not called. */
+    const uint64_t more[1] = {40};
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, ids, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_register(m, ids, more, 1, NULL, out));
+    assert_int_equal(recorded_hint_count, 3);
+    kvbm_manager_destroy(m);
+
+    /* Version 1: the manager must not read past size. A zeroed hint slot
+     * stands for "not there"; calling it would crash. */
+    kvbm_policy_ops_t old = *kvbm_policy_lru();
+    old.version = 1;
+    old.hint = NULL;
+    m = test_manager_new(8, KVBM_DUPLICATION_REJECT, &old);
+    assert_kvbm_ok(kvbm_manager_allocate(m, 3, ids, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_register(m, ids, hashes, 3, &opts, out));
+    release_reversed(m, out, 3);
+    size_t k = 0;
+    assert_kvbm_ok(kvbm_manager_match(m, hashes, 3, ids, &k));
+    assert_int_equal(k, 3);
+    kvbm_manager_destroy(m);
+
+    /* Versions from the future (or 0) are refused. */
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = 4;
+    kvbm_policy_ops_t future = *kvbm_policy_lru();
+    future.version = KVBM_POLICY_OPS_VERSION + 1;
+    config.policy = &future;
+    kvbm_manager_t *none = NULL;
+    assert_kvbm_status(kvbm_manager_create(&config, &none), KVBM_ERR_VERSION);
+    future.version = 0;
+    assert_kvbm_status(kvbm_manager_create(&config, &none), KVBM_ERR_VERSION);
+    assert_null(none);
+}
+
 static void misuse_is_refused_and_changes_nothing(void **state)
 {
     kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
@@ -670,6 +743,7 @@ int main(void)
         cmocka_unit_test(match_stops_at_first_miss),
         cmocka_unit_test(match_crosses_active_inactive_alternation),
         cmocka_unit_test(scan_finds_all_and_touch_reaches_the_policy),
+        cmocka_unit_test(hints_reach_version_2_policies_and_version_1_still_works),
         cmocka_unit_test(misuse_is_refused_and_changes_nothing),
         cmocka_unit_test(repeated_ids_release_as_many_references),
         cmocka_unit_test(reset_inactive_needs_an_idle_manager),

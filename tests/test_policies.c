@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "policy/freq_sketch.h"
+#include "policy/multi_lru.h"
 #include "kvbm/policy.h"
 
 /* ------------------------------------------------------------- helpers */
@@ -141,6 +142,7 @@ static void test_registry_finds_every_policy_by_name(void **unused)
         assert_non_null(ops->pop_victim);
         assert_non_null(ops->touch);
         assert_non_null(ops->size);
+        assert_non_null(ops->hint); /* version 2: every slot filled */
     }
 #define POLICY_FOUND_BY_NAME(name, getter) assert_ptr_equal(kvbm_policy_find(name), getter());
     KVBM_POLICY_LIST(POLICY_FOUND_BY_NAME)
@@ -266,10 +268,13 @@ static void test_sketch_aging_halves_every_counter_exactly(void **unused)
 
 /* ------------------------------------------------------------- multi-lru */
 
-static void test_multi_lru_promotes_touched_and_evicts_coldest_level(void **unused)
+/* multi-lru and multi-lru-follow order the same way until the sketch ages;
+ * the checks below run on both. */
+
+static void check_multi_lru_promotes_touched_and_evicts_coldest_level(const char *name)
 {
     policy_fixture_t f;
-    open_policy(&f, "multi-lru", 64);
+    open_policy(&f, name, 64);
     for (uint32_t id = 0; id < 4; id++)
         insert_root(&f, id);
     /* Three inactive touches lift block 1 to level 1: it goes after all of level 0. */
@@ -284,10 +289,10 @@ static void test_multi_lru_promotes_touched_and_evicts_coldest_level(void **unus
     close_policy(&f);
 }
 
-static void test_multi_lru_levels_follow_thresholds(void **unused)
+static void check_multi_lru_levels_follow_thresholds(const char *name)
 {
     policy_fixture_t f;
-    open_policy(&f, "multi-lru", 64);
+    open_policy(&f, name, 64);
     /* Counts from accesses while active decide the level at insert. */
     const int touches[4] = {15, 8, 3, 2}; /* levels 3, 2, 1, 0 */
     for (uint32_t id = 0; id < 4; id++) {
@@ -309,7 +314,7 @@ static void test_multi_lru_levels_follow_thresholds(void **unused)
     config.multi_lru_thresholds[1] = 2;
     config.multi_lru_thresholds[2] = 3;
     config.sketch_width = 256;
-    open_with(&f, "multi-lru", &config, 8);
+    open_with(&f, name, &config, 8);
     insert_root(&f, 0);
     insert_root(&f, 1);
     touch_hashed(&f, 0, 100, true);
@@ -318,10 +323,10 @@ static void test_multi_lru_levels_follow_thresholds(void **unused)
     close_policy(&f);
 }
 
-static void test_multi_lru_lru_within_level_and_remove(void **unused)
+static void check_multi_lru_lru_within_level_and_remove(const char *name)
 {
     policy_fixture_t f;
-    open_policy(&f, "multi-lru", 64);
+    open_policy(&f, name, 64);
     for (uint32_t id = 0; id < 5; id++)
         insert_root(&f, id);
     touch_hashed(&f, 0, 100, true); /* count 1: still level 0, but most recent */
@@ -334,6 +339,68 @@ static void test_multi_lru_lru_within_level_and_remove(void **unused)
     close_policy(&f);
 }
 
+/* Runs a check on multi-lru and on multi-lru-follow. */
+#define MULTI_LRU_TEST(check)                                                                      \
+    static void test_##check(void **unused)                                                        \
+    {                                                                                              \
+        check_##check("multi-lru");                                                                \
+        check_##check("multi-lru-follow");                                                         \
+    }
+MULTI_LRU_TEST(multi_lru_promotes_touched_and_evicts_coldest_level)
+MULTI_LRU_TEST(multi_lru_levels_follow_thresholds)
+MULTI_LRU_TEST(multi_lru_lru_within_level_and_remove)
+
+/* A block hot long ago (level 3) and a block used once (level 0): once the
+ * sketch has aged three times the old block's count is 15 >> 3 = 1. The
+ * faithful multi-lru still evicts the new block first; multi-lru-follow
+ * demotes the stale head to the front of level 0 and evicts it first. */
+static void check_stale_hot_block(const char *name, uint32_t first_victim)
+{
+    policy_fixture_t f;
+    open_policy(&f, name, 64);
+    for (int i = 0; i < 15; i++)
+        touch_hashed(&f, 0, 100, false);
+    insert_root(&f, 0); /* level 3 */
+    touch_hashed(&f, 1, 101, false);
+    insert_root(&f, 1); /* level 0 */
+    for (int i = 0; i < 3; i++)
+        kvbm__freq_sketch_age(kvbm__multi_lru_sketch(f.state));
+    assert_int_equal(kvbm__freq_sketch_estimate(kvbm__multi_lru_sketch(f.state), 100), 1);
+    assert_int_equal(pop(&f), first_victim);
+    assert_int_equal(pop(&f), 1 - first_victim);
+    assert_empty(&f);
+    close_policy(&f);
+}
+
+static void test_multi_lru_keeps_a_stale_level_follow_demotes_it(void **unused)
+{
+    check_stale_hot_block("multi-lru", 1);
+    check_stale_hot_block("multi-lru-follow", 0);
+}
+
+/* Demotion goes one step at a time as the count decays: after one halving
+ * a count of 15 is 7, level 1, still above level 0 but below a fresh level 2
+ * block. */
+static void test_multi_lru_follow_demotes_to_the_level_the_count_gives(void **unused)
+{
+    policy_fixture_t f;
+    open_policy(&f, "multi-lru-follow", 64);
+    for (int i = 0; i < 15; i++)
+        touch_hashed(&f, 0, 100, false);
+    insert_root(&f, 0);                                     /* level 3 */
+    kvbm__freq_sketch_age(kvbm__multi_lru_sketch(f.state)); /* 100 -> 7: level 1 */
+    for (int i = 0; i < 8; i++)
+        touch_hashed(&f, 1, 101, false);
+    insert_root(&f, 1); /* level 2 (count 8) */
+    touch_hashed(&f, 2, 102, false);
+    insert_root(&f, 2); /* level 0 */
+    assert_int_equal(pop(&f), 2);
+    assert_int_equal(pop(&f), 0);
+    assert_int_equal(pop(&f), 1);
+    assert_empty(&f);
+    close_policy(&f);
+}
+
 static void test_multi_lru_rejects_decreasing_thresholds(void **unused)
 {
     kvbm_policy_config_t config = KVBM_POLICY_CONFIG_INIT;
@@ -341,6 +408,9 @@ static void test_multi_lru_rejects_decreasing_thresholds(void **unused)
     void *state = (void *)&config;
     assert_int_equal(kvbm_policy_multi_lru()->create(&config, 8, &state), KVBM_ERR_INVALID_ARG);
     assert_ptr_equal(state, (void *)&config); /* untouched on failure */
+    assert_int_equal(kvbm_policy_multi_lru_follow()->create(&config, 8, &state),
+                     KVBM_ERR_INVALID_ARG);
+    assert_ptr_equal(state, (void *)&config);
     config.multi_lru_thresholds[0] = 3;
     config.sketch_width = UINT32_MAX;
     assert_int_equal(kvbm_policy_multi_lru()->create(&config, 8, &state), KVBM_ERR_INVALID_ARG);
@@ -752,6 +822,8 @@ RANDOM_TEST(test_random_s3fifo_matches_set_model, "s3-fifo")
 RANDOM_TEST(test_random_priority_matches_set_model, "priority")
 RANDOM_TEST(test_random_belady_matches_set_model, "belady")
 RANDOM_TEST(test_random_slru_matches_set_model, "slru")
+RANDOM_TEST(test_random_multi_lru_follow_matches_set_model, "multi-lru-follow")
+RANDOM_TEST(test_random_adaptive_matches_set_model, "adaptive")
 
 /* Lineage's rule on random forests without cycles: a popped block never has
  * an inactive child. Parents are always lower-numbered hashes here. */
@@ -805,6 +877,8 @@ int main(void)
         cmocka_unit_test(test_multi_lru_levels_follow_thresholds),
         cmocka_unit_test(test_multi_lru_lru_within_level_and_remove),
         cmocka_unit_test(test_multi_lru_rejects_decreasing_thresholds),
+        cmocka_unit_test(test_multi_lru_keeps_a_stale_level_follow_demotes_it),
+        cmocka_unit_test(test_multi_lru_follow_demotes_to_the_level_the_count_gives),
         cmocka_unit_test(test_lineage_chain_released_tail_first_evicts_tail_first),
         cmocka_unit_test(test_lineage_never_evicts_parent_before_inactive_child),
         cmocka_unit_test(test_lineage_branching),
@@ -826,6 +900,8 @@ int main(void)
         cmocka_unit_test(test_random_priority_matches_set_model),
         cmocka_unit_test(test_random_belady_matches_set_model),
         cmocka_unit_test(test_random_slru_matches_set_model),
+        cmocka_unit_test(test_random_multi_lru_follow_matches_set_model),
+        cmocka_unit_test(test_random_adaptive_matches_set_model),
         cmocka_unit_test(test_random_lineage_never_evicts_a_parent_of_an_inactive_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

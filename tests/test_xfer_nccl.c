@@ -27,6 +27,11 @@
 #define HAVE_CUDA_HEADER 1
 #endif
 #endif
+#include <sys/mman.h>
+#if defined(KVBM_TEST_NCCL_API) && defined(HAVE_CUDA_HEADER)
+#include "cuda_xfer/nccl_api.h" /* kvbm's run-time NCCL loader: the test's own communicator */
+#define HAVE_NCCL_API 1
+#endif
 
 typedef struct probe_result {
     kvbm_status_t status;
@@ -146,8 +151,93 @@ static bool staged_check(gpu_rank_t *g, const uint32_t *ids, const uint64_t *has
     return true;
 }
 
+/* How a GPU run joins: kvbm's own communicator, or the caller's (borrowed,
+ * with the engine's stream), whose unique id rank 0 shares here. */
+typedef struct gpu_run {
+    bool borrowed;
+#ifdef HAVE_NCCL_API
+    ncclUniqueId id;
+#endif
+    atomic_int id_ready;
+} gpu_run_t;
+
+#ifdef HAVE_NCCL_API
+/* The caller's communicator, as an engine would have made it. */
+static int make_engine_comm(int rank, gpu_run_t *run, ncclComm_t *comm_out)
+{
+    const kvbm__nccl_api_t *api = kvbm__nccl_api();
+    XR_CHECK(api != NULL);
+    if (rank == 0) {
+        XR_CHECK(api->get_unique_id(&run->id) == ncclSuccess);
+        atomic_store(&run->id_ready, 1);
+    }
+    double t0 = xr_now();
+    while (atomic_load(&run->id_ready) == 0 && xr_now() - t0 < 30.0)
+        usleep(1000);
+    XR_CHECK(atomic_load(&run->id_ready) == 1);
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    XR_CHECK(api->comm_init_rank_config(comm_out, 2, run->id, rank, &config) == ncclSuccess);
+    return 0;
+}
+
+/* kvbm left the caller's communicator alone: it still answers, then the
+ * caller ends it. */
+static int end_engine_comm(ncclComm_t comm)
+{
+    const kvbm__nccl_api_t *api = kvbm__nccl_api();
+    int count = 0;
+    ncclResult_t async = ncclInternalError;
+    XR_CHECK(api->comm_count(comm, &count) == ncclSuccess && count == 2);
+    XR_CHECK(api->comm_get_async_error(comm, &async) == ncclSuccess && async == ncclSuccess);
+    XR_CHECK(api->comm_destroy(comm) == ncclSuccess);
+    return 0;
+}
+#endif
+
+/* Rank 0 pushes GPU_N blocks to rank 1, which checks them; rank 0 drops its
+ * copies and pulls them back, checked too. */
+static int gpu_push_and_pull(gpu_rank_t *g, int rank)
+{
+    uint64_t hashes[GPU_N];
+    uint32_t ids[GPU_N];
+    size_t n = 0;
+    xr_hashes(800, GPU_N, hashes);
+    if (rank == 0) {
+        XR_CHECK_OK(kvbm_manager_allocate(g->manager, GPU_N, ids, NULL, NULL));
+        XR_CHECK(staged_check(g, ids, hashes, GPU_N, true));
+        XR_CHECK_OK(kvbm_manager_register(g->manager, ids, hashes, GPU_N, NULL, ids));
+        kvbm_xfer_req_t *req;
+        XR_CHECK_OK(kvbm_xfer_push(g->xfer, 1, ids, hashes, GPU_N, NULL, &req));
+        XR_CHECK_OK(kvbm_xfer_req_wait(req));
+        kvbm_xfer_req_free(req);
+        XR_CHECK_OK(kvbm_manager_release(g->manager, ids, GPU_N));
+    }
+    XR_CHECK_OK(kvbm_xfer_barrier(g->xfer));
+    if (rank == 1) {
+        XR_CHECK_OK(kvbm_manager_match(g->manager, hashes, GPU_N, ids, &n));
+        XR_CHECK(n == GPU_N);
+        XR_CHECK(staged_check(g, ids, hashes, GPU_N, false));
+        XR_CHECK_OK(kvbm_manager_release(g->manager, ids, GPU_N));
+    } else {
+        /* Drop the local copies, then pull them back from rank 1. */
+        XR_CHECK_OK(kvbm_manager_reset_inactive(g->manager));
+        kvbm_xfer_req_t *req;
+        XR_CHECK_OK(kvbm_xfer_pull(g->xfer, 1, hashes, GPU_N, &req));
+        XR_CHECK_OK(kvbm_xfer_req_wait(req));
+        XR_CHECK_OK(kvbm_xfer_req_blocks(req, ids, GPU_N, &n));
+        kvbm_xfer_req_free(req);
+        XR_CHECK(n == GPU_N);
+        XR_CHECK(staged_check(g, ids, hashes, GPU_N, false));
+        XR_CHECK_OK(kvbm_manager_release(g->manager, ids, GPU_N));
+    }
+    XR_CHECK_OK(kvbm_xfer_barrier(g->xfer));
+    return 0;
+}
+
 static int gpu_rank_main(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *rv, void *arg)
 {
+    gpu_run_t *run = arg;
+    (void)run; /* read only where the test can make its own communicator */
     gpu_rank_t g = {0};
     kvbm_layout_config_t lc = KVBM_LAYOUT_CONFIG_INIT;
     lc.kind = rank == 0 ? KVBM_LAYOUT_LAYER_SEPARATE : KVBM_LAYOUT_FULLY_CONTIGUOUS;
@@ -180,42 +270,27 @@ static int gpu_rank_main(int rank, int size, uint16_t port, kvbm_xfer_rendezvous
     config.layout = g.layout;
     config.layout_base = kvbm_pool_ptr(g.device);
     config.cuda_device = rank;
+#ifdef HAVE_NCCL_API
+    ncclComm_t engine_comm = NULL;
+    kvbm_stream_t *engine_stream = NULL;
+    if (run->borrowed) {
+        XR_CHECK(cudaSetDevice(rank) == cudaSuccess);
+        if (make_engine_comm(rank, run, &engine_comm) != 0)
+            return 1;
+        XR_CHECK_OK(kvbm_stream_create(g.backend, &engine_stream));
+        config.nccl_comm = engine_comm;
+        config.engine_stream = engine_stream;
+        config.cuda_device = -1; /* taken from the communicator */
+    }
+#endif
     XR_CHECK_OK(kvbm_xfer_create(&config, &g.xfer));
-
-    uint64_t hashes[GPU_N];
-    uint32_t ids[GPU_N];
-    size_t n = 0;
-    xr_hashes(800, GPU_N, hashes);
-    if (rank == 0) {
-        XR_CHECK_OK(kvbm_manager_allocate(g.manager, GPU_N, ids, NULL, NULL));
-        XR_CHECK(staged_check(&g, ids, hashes, GPU_N, true));
-        XR_CHECK_OK(kvbm_manager_register(g.manager, ids, hashes, GPU_N, NULL, ids));
-        kvbm_xfer_req_t *req;
-        XR_CHECK_OK(kvbm_xfer_push(g.xfer, 1, ids, hashes, GPU_N, NULL, &req));
-        XR_CHECK_OK(kvbm_xfer_req_wait(req));
-        kvbm_xfer_req_free(req);
-        XR_CHECK_OK(kvbm_manager_release(g.manager, ids, GPU_N));
-    }
-    XR_CHECK_OK(kvbm_xfer_barrier(g.xfer));
-    if (rank == 1) {
-        XR_CHECK_OK(kvbm_manager_match(g.manager, hashes, GPU_N, ids, &n));
-        XR_CHECK(n == GPU_N);
-        XR_CHECK(staged_check(&g, ids, hashes, GPU_N, false));
-        XR_CHECK_OK(kvbm_manager_release(g.manager, ids, GPU_N));
-    } else {
-        /* Drop the local copies, then pull them back from rank 1. */
-        XR_CHECK_OK(kvbm_manager_reset_inactive(g.manager));
-        kvbm_xfer_req_t *req;
-        XR_CHECK_OK(kvbm_xfer_pull(g.xfer, 1, hashes, GPU_N, &req));
-        XR_CHECK_OK(kvbm_xfer_req_wait(req));
-        XR_CHECK_OK(kvbm_xfer_req_blocks(req, ids, GPU_N, &n));
-        kvbm_xfer_req_free(req);
-        XR_CHECK(n == GPU_N);
-        XR_CHECK(staged_check(&g, ids, hashes, GPU_N, false));
-        XR_CHECK_OK(kvbm_manager_release(g.manager, ids, GPU_N));
-    }
-    XR_CHECK_OK(kvbm_xfer_barrier(g.xfer));
+    int rc = gpu_push_and_pull(&g, rank);
     kvbm_xfer_destroy(g.xfer);
+#ifdef HAVE_NCCL_API
+    if (rc == 0 && engine_comm != NULL)
+        rc = end_engine_comm(engine_comm);
+    kvbm_stream_destroy(engine_stream);
+#endif
     kvbm_manager_destroy(g.manager);
     kvbm_pool_destroy(g.host);
     kvbm_pool_destroy(g.device);
@@ -223,10 +298,11 @@ static int gpu_rank_main(int rank, int size, uint16_t port, kvbm_xfer_rendezvous
     kvbm_stream_destroy(g.stream);
     kvbm_backend_destroy(g.backend);
     kvbm_layout_destroy(g.layout);
-    return 0;
+    return rc;
 }
 
-static void push_and_pull_on_gpus(void **state)
+/* Skips unless NCCL runs here with a GPU per rank. */
+static void need_two_gpus(void)
 {
     probe_result_t probe = probe_in_child();
     if (probe.status != KVBM_OK) {
@@ -238,7 +314,40 @@ static void push_and_pull_on_gpus(void **state)
         print_message("skipped: two GPUs needed (one per rank), %d found\n", probe.devices);
         skip();
     }
-    assert_int_equal(xr_run(2, gpu_rank_main, NULL, 0, 120.0), 0);
+}
+
+static gpu_run_t *gpu_run_new(bool borrowed)
+{
+    gpu_run_t *run =
+        mmap(NULL, sizeof(*run), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(run != MAP_FAILED);
+    memset(run, 0, sizeof(*run));
+    run->borrowed = borrowed;
+    return run;
+}
+
+static void push_and_pull_on_gpus(void **state)
+{
+    need_two_gpus();
+    gpu_run_t *run = gpu_run_new(false);
+    assert_int_equal(xr_run(2, gpu_rank_main, run, 0, 120.0), 0);
+    munmap(run, sizeof(*run));
+}
+
+/* The caller's communicator and engine stream: kvbm splits a private
+ * communicator, orders its groups with the engine stream, and leaves the
+ * caller's communicator working after destroy. */
+static void push_and_pull_on_a_borrowed_communicator(void **state)
+{
+#ifdef HAVE_NCCL_API
+    need_two_gpus();
+    gpu_run_t *run = gpu_run_new(true);
+    assert_int_equal(xr_run(2, gpu_rank_main, run, 0, 120.0), 0);
+    munmap(run, sizeof(*run));
+#else
+    print_message("skipped: built without nccl.h\n");
+    skip();
+#endif
 }
 
 int main(void)
@@ -246,6 +355,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(probe_answers_and_create_agrees),
         cmocka_unit_test(push_and_pull_on_gpus),
+        cmocka_unit_test(push_and_pull_on_a_borrowed_communicator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

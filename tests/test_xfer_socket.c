@@ -186,7 +186,7 @@ static int rank_pull(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
     if (rank == 1) {
         /* Serving pulls took and gave back references: the owner's remain. */
-        XR_CHECK(xr_pools(&env, env.blocks - HELD, HELD, 0));
+        XR_CHECK(xr_pools_settle(&env, env.blocks - HELD, HELD, 0, 5.0));
         XR_CHECK_OK(kvbm_manager_release(env.manager, ids, HELD));
     }
     xr_env_close(&env);
@@ -342,7 +342,8 @@ static int rank_busy(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
         /* Refusals are not arrivals; the one push that went through is. */
         XR_CHECK(atomic_load(&env.arrivals_failed) == 0);
         XR_CHECK(atomic_load(&env.arrivals_ok) == (gives_up ? 0 : 1));
-        XR_CHECK(xr_pools(&env, env.blocks - (gives_up ? 0 : N), 0, gives_up ? 0 : N));
+        /* The pull's references are dropped right after its bytes left. */
+        XR_CHECK(xr_pools_settle(&env, env.blocks - (gives_up ? 0 : N), 0, gives_up ? 0 : N, 5.0));
     }
     xr_env_close(&env);
     return 0;
@@ -777,7 +778,31 @@ static void arguments_checked(void **state)
     bad.manager = NULL;
     assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
     bad = config;
-    bad.rendezvous_host = "10.1.2.3"; /* loopback only */
+    bad.rendezvous_host = "10.1.2.3"; /* loopback only, without a secret */
+    assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
+    bad = config;
+    bad.listen_host = "0.0.0.0"; /* a wildcard is not loopback either */
+    assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
+    bad = config;
+    bad.rendezvous_host = "localhost"; /* names are not resolved */
+    assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
+    bad = config;
+    bad.secret = "too short";
+    bad.secret_len = 9;
+    assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
+    bad.secret = "long enough to be a secret";
+    bad.secret_len = 26;
+    bad.secret_file = "/etc/hostname"; /* and a file: one or the other */
+    assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
+    bad = config;
+    bad.secret_file = "/etc/passwd"; /* readable by others */
+    assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
+    bad = config;
+    bad.memory.region_bytes = 32; /* below KVBM_XFER_MIN_REGION_BYTES */
+    bad.memory.block_stride = 32;
+    assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
+    bad = config;
+    bad.engine_stream = (kvbm_stream_t *)&bad; /* NCCL only */
     assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
     bad = config;
     bad.memory.kind = KVBM_XFER_MEM_DEVICE; /* the socket transport moves host memory */
@@ -793,8 +818,16 @@ static void arguments_checked(void **state)
     assert_kvbm_status(kvbm_xfer_create(&bad, &xfer), KVBM_ERR_INVALID_ARG);
     assert_null(xfer);
     kvbm_xfer_rendezvous_t *rv = NULL;
-    assert_kvbm_status(kvbm_xfer_rendezvous_create("192.168.0.1", 0, &rv), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm_xfer_rendezvous_create("192.168.0.300", 0, &rv), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm_xfer_rendezvous_create("kvbm.example", 0, &rv), KVBM_ERR_INVALID_ARG);
     assert_null(rv);
+    /* Version 1 of the config (before addresses and secrets) still works. */
+    kvbm_xfer_config_t v1 = config;
+    v1.struct_size = 160;
+    v1.version = 1;
+    assert_kvbm_ok(kvbm_xfer_create(&v1, &xfer));
+    kvbm_xfer_destroy(xfer);
+    xfer = NULL;
 
     /* A world of one: valid, but it has no peer to talk to. */
     assert_kvbm_ok(kvbm_xfer_create(&config, &xfer));

@@ -1,8 +1,10 @@
 /*
  * Multi-process harness for the transfer tests and benchmark: runs one
- * function per rank in forked children that meet at a rendezvous on an
- * ephemeral loopback port, and a per-rank environment (manager + host slab
- * described for kvbm_xfer_memory_t, filled with bytes derived from hashes).
+ * function per rank in forked children that meet at a rendezvous (by
+ * default an ephemeral loopback port; with xr_net set, each rank in a
+ * network namespace of its own, see xfer_hosts.h), and a per-rank
+ * environment (manager + host slab described for kvbm_xfer_memory_t,
+ * filled with bytes derived from hashes).
  *
  * Children never use cmocka asserts (a failing assert would longjmp into the
  * parent's copy of the test runner); they print and return non-zero instead,
@@ -11,6 +13,8 @@
 #ifndef KVBM_TESTS_XFER_RANKS_H
 #define KVBM_TESTS_XFER_RANKS_H
 
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,6 +31,34 @@
 #define XR_MAX_REGIONS 8
 
 static int xr_rank = -1; /* in a child: its rank, for messages */
+
+/*
+ * Where the ranks run and how they meet; all zero: loopback, no secret, an
+ * ephemeral rendezvous port. Set before xr_run (children get a copy).
+ */
+typedef struct xr_net {
+    const char *netns[XR_MAX_RANKS];  /* a rank's network namespace (/run/netns/NAME) */
+    const char *listen[XR_MAX_RANKS]; /* a rank's listen address (NULL: the default) */
+    const char *rendezvous_host;      /* NULL: 127.0.0.1 */
+    uint16_t rendezvous_port;         /* 0: an ephemeral one opened before forking */
+    uint16_t listen_port;             /* every rank's mesh port (0: any free one) */
+    const void *secret;               /* NULL: none */
+    size_t secret_len;
+} xr_net_t;
+static xr_net_t xr_net;
+
+/* Moves this process into network namespace @p name; 0 on success. */
+static inline int xr_enter_netns(const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/run/netns/%s", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = setns(fd, CLONE_NEWNET);
+    close(fd);
+    return rc;
+}
 
 #define XR_CHECK(cond)                                                                             \
     do {                                                                                           \
@@ -67,11 +99,14 @@ typedef int (*xr_rank_fn)(int rank, int size, uint16_t port, kvbm_xfer_rendezvou
 static inline int xr_run(int size, xr_rank_fn fn, void *arg, unsigned expendable, double limit_s)
 {
     kvbm_xfer_rendezvous_t *rv = NULL;
-    if (kvbm_xfer_rendezvous_create("127.0.0.1", 0, &rv) != KVBM_OK) {
-        fprintf(stderr, "rendezvous_create failed\n");
-        return -1;
+    uint16_t port = xr_net.rendezvous_port;
+    if (port == 0) {
+        if (kvbm_xfer_rendezvous_create(xr_net.rendezvous_host, 0, &rv) != KVBM_OK) {
+            fprintf(stderr, "rendezvous_create failed\n");
+            return -1;
+        }
+        port = kvbm_xfer_rendezvous_port(rv);
     }
-    uint16_t port = kvbm_xfer_rendezvous_port(rv);
     pid_t pids[XR_MAX_RANKS];
     fflush(stdout);
     fflush(stderr);
@@ -86,6 +121,10 @@ static inline int xr_run(int size, xr_rank_fn fn, void *arg, unsigned expendable
         }
         if (pid == 0) {
             xr_rank = r;
+            if (xr_net.netns[r] != NULL && xr_enter_netns(xr_net.netns[r]) != 0) {
+                perror("setns");
+                exit(1);
+            }
             if (r != 0) {
                 kvbm_xfer_rendezvous_destroy(rv);
                 rv = NULL;
@@ -155,6 +194,8 @@ typedef struct xr_env {
     atomic_int arrivals_ok;
     atomic_int arrivals_failed;
     atomic_int last_failure;
+    /* Milliseconds each arrival notice takes (a slow application). */
+    atomic_int arrival_delay_ms;
 } xr_env_t;
 
 /* Shape of one rank's slab. layer_separate: region r of every block is in
@@ -167,11 +208,17 @@ typedef struct xr_shape {
     bool layer_separate;
     uint64_t layout_key;
     uint32_t timeout_ms;
+    size_t raw_scratch_bytes; /* 0: the default */
 } xr_shape_t;
 
 static void xr_on_arrival(void *ctx, const kvbm_xfer_arrival_t *arrival)
 {
     xr_env_t *env = ctx;
+    int delay_ms = atomic_load_explicit(&env->arrival_delay_ms, memory_order_relaxed);
+    if (delay_ms > 0) {
+        struct timespec ts = {.tv_sec = delay_ms / 1000, .tv_nsec = (delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (arrival->status == KVBM_OK) {
         atomic_fetch_add_explicit(&env->arrivals_ok, 1, memory_order_release);
     } else {
@@ -209,7 +256,13 @@ static inline kvbm_status_t xr_env_open(xr_env_t *env, const xr_shape_t *shape, 
     config.size = size;
     config.rendezvous_port = port;
     config.rendezvous = rv;
+    config.rendezvous_host = xr_net.rendezvous_host;
+    config.listen_host = xr_net.listen[rank];
+    config.listen_port = xr_net.listen_port;
+    config.secret = xr_net.secret;
+    config.secret_len = xr_net.secret_len;
     config.timeout_ms = shape->timeout_ms;
+    config.raw_scratch_bytes = shape->raw_scratch_bytes;
     config.manager = env->manager;
     config.memory.kind = KVBM_XFER_MEM_HOST;
     config.memory.num_blocks = shape->blocks;

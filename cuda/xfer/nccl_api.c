@@ -41,6 +41,9 @@ static void nccl_load(void)
     NCCL_LOAD(comm_init_rank_config, "ncclCommInitRankConfig");
     NCCL_LOAD(comm_get_async_error, "ncclCommGetAsyncError");
     NCCL_LOAD(comm_abort, "ncclCommAbort");
+    NCCL_LOAD(comm_finalize, "ncclCommFinalize");
+    NCCL_LOAD(comm_split, "ncclCommSplit");
+    NCCL_LOAD(comm_cu_device, "ncclCommCuDevice");
     NCCL_LOAD(comm_destroy, "ncclCommDestroy");
     NCCL_LOAD(comm_count, "ncclCommCount");
     NCCL_LOAD(comm_user_rank, "ncclCommUserRank");

@@ -17,6 +17,9 @@ typedef struct kvbm__nccl_api {
     __typeof__(&ncclCommInitRankConfig) comm_init_rank_config;
     __typeof__(&ncclCommGetAsyncError) comm_get_async_error;
     __typeof__(&ncclCommAbort) comm_abort;
+    __typeof__(&ncclCommFinalize) comm_finalize;
+    __typeof__(&ncclCommSplit) comm_split;
+    __typeof__(&ncclCommCuDevice) comm_cu_device;
     __typeof__(&ncclCommDestroy) comm_destroy;
     __typeof__(&ncclCommCount) comm_count;
     __typeof__(&ncclCommUserRank) comm_user_rank;

@@ -9,6 +9,19 @@
 #include "core/check.h"
 #include "internal.h"
 
+/* The arrays only the G3 kinds use, and a G3 write's disk batch. */
+static kvbm_status_t alloc_g3_parts(kvbm_cache_t *cache, cache_batch_t *batch, size_t cap)
+{
+    batch->g3_ids = malloc(sizeof(uint32_t) * cap);
+    batch->staging = malloc(sizeof(uint32_t) * cap);
+    batch->copy_staging = malloc(sizeof(uint32_t) * cap);
+    if (batch->g3_ids == NULL || batch->staging == NULL || batch->copy_staging == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    if (batch->kind != BATCH_G3_WRITE)
+        return KVBM_OK;
+    return kvbm__disk_batch_create(cache->g3_store, cap, &batch->disk);
+}
+
 kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind, size_t n,
                                     cache_batch_t **batch_out)
 {
@@ -30,6 +43,11 @@ kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind
         batch->hashes == NULL || batch->parents == NULL || batch->has_parent == NULL ||
         batch->poisoned == NULL)
         goto err_free;
+    if (kind == BATCH_G3_WRITE || kind == BATCH_G3_ONBOARD) {
+        status = alloc_g3_parts(cache, batch, cap);
+        if (status != KVBM_OK)
+            goto err_free;
+    }
     status = kvbm_fence_create(cache->backend, &batch->fence);
     if (status != KVBM_OK)
         goto err_free;
@@ -54,6 +72,7 @@ void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch)
         return;
     kvbm_fence_destroy(batch->fence);
     kvbm_fence_destroy(batch->engine_fence);
+    kvbm__disk_batch_destroy(batch->disk);
     free(batch->g1_ids);
     free(batch->g2_ids);
     free(batch->copy_g2);
@@ -61,6 +80,9 @@ void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch)
     free(batch->parents);
     free(batch->has_parent);
     free(batch->poisoned);
+    free(batch->g3_ids);
+    free(batch->staging);
+    free(batch->copy_staging);
     free(batch);
 }
 
@@ -102,28 +124,54 @@ static kvbm_status_t submit_offload(kvbm_cache_t *cache, cache_batch_t *batch)
         cache->g2_layout, cache->g2_pool, batch->g2_ids, batch->n, KVBM_COPY_D2H, batch->fence);
 }
 
+/* Before an onboard writes G1 slabs: the engine's queued work (rule 1), and
+ * the newest offload, since the new G1 blocks may be slabs just evicted that
+ * it has yet to read. */
+static kvbm_status_t wait_before_onboard(kvbm_cache_t *cache, cache_batch_t *batch)
+{
+    kvbm_status_t status = wait_for_engine(cache, batch, cache->h2d);
+    if (status == KVBM_OK && cache->last_offload != NULL)
+        status = kvbm_stream_wait_fence(cache->h2d, cache->last_offload->fence);
+    return status;
+}
+
 static kvbm_status_t submit_onboard(kvbm_cache_t *cache, cache_batch_t *batch)
 {
-    kvbm_status_t engine_status = wait_for_engine(cache, batch, cache->h2d);
-    if (engine_status != KVBM_OK)
-        return engine_status;
-    /* The new G1 blocks may be slabs just evicted: write them only after
-     * their offload has read them. */
-    if (cache->last_offload != NULL) {
-        kvbm_status_t status = kvbm_stream_wait_fence(cache->h2d, cache->last_offload->fence);
-        if (status != KVBM_OK)
-            return status;
-    }
+    kvbm_status_t status = wait_before_onboard(cache, batch);
+    if (status != KVBM_OK)
+        return status;
     return kvbm_backend_copy_blocks_between(cache->backend, cache->h2d, cache->g2_layout,
                                             cache->g2_pool, batch->copy_g2, cache->g1_layout,
                                             cache->g1_pool, batch->g1_ids, batch->n_copy,
                                             KVBM_COPY_H2D, batch->fence);
 }
 
+static kvbm_status_t submit_by_kind(kvbm_cache_t *cache, cache_batch_t *batch)
+{
+    switch (batch->kind) {
+    case BATCH_OFFLOAD:
+        return submit_offload(cache, batch);
+    case BATCH_ONBOARD:
+        return submit_onboard(cache, batch);
+    case BATCH_G3_WRITE:
+        /* The bytes are already in staging: nothing to order with the streams. */
+        return kvbm__disk_store_write(cache->g3_store, batch->disk);
+    default: {
+        kvbm_status_t status = wait_before_onboard(cache, batch);
+        return status == KVBM_OK ? kvbm__cache_g3_copy_in(cache, batch) : status;
+    }
+    }
+}
+
+/* Blocks a batch counts in copies_in_flight. */
+static size_t blocks_in_flight(const cache_batch_t *batch)
+{
+    return batch->kind == BATCH_OFFLOAD || batch->kind == BATCH_G3_WRITE ? batch->n : batch->n_copy;
+}
+
 kvbm_status_t kvbm__cache_batch_submit(kvbm_cache_t *cache, cache_batch_t *batch)
 {
-    kvbm_status_t status =
-        batch->kind == BATCH_OFFLOAD ? submit_offload(cache, batch) : submit_onboard(cache, batch);
+    kvbm_status_t status = submit_by_kind(cache, batch);
     if (status != KVBM_OK)
         return status;
     batch->seq = cache->next_seq++;
@@ -135,10 +183,10 @@ kvbm_status_t kvbm__cache_batch_submit(kvbm_cache_t *cache, cache_batch_t *batch
     cache->tail = batch;
     if (batch->kind == BATCH_OFFLOAD)
         cache->last_offload = batch;
-    else
+    else if (batch->kind == BATCH_ONBOARD || batch->kind == BATCH_G3_ONBOARD)
         cache->last_onboard = batch;
-    cache->metrics.copy_batches++;
-    cache->metrics.copies_in_flight += batch->kind == BATCH_OFFLOAD ? batch->n : batch->n_copy;
+    cache->metrics.copy_batches += batch->kind != BATCH_G3_WRITE;
+    cache->metrics.copies_in_flight += blocks_in_flight(batch);
     return KVBM_OK;
 }
 
@@ -210,18 +258,40 @@ static void process_onboard(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_stat
     }
 }
 
+kvbm_status_t kvbm__cache_batch_query(const cache_batch_t *batch)
+{
+    if (batch->kind == BATCH_G3_WRITE)
+        return kvbm__disk_batch_done(batch->disk) ? KVBM_OK : KVBM_ERR_BUSY;
+    return kvbm_fence_query(batch->fence);
+}
+
+static void process(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_status_t result)
+{
+    switch (batch->kind) {
+    case BATCH_OFFLOAD:
+        process_offload(cache, batch, result);
+        break;
+    case BATCH_ONBOARD:
+        process_onboard(cache, batch, result);
+        break;
+    case BATCH_G3_WRITE:
+        kvbm__cache_g3_process_write(cache, batch);
+        break;
+    default:
+        kvbm__cache_g3_process_onboard(cache, batch, result);
+        break;
+    }
+}
+
 void kvbm__cache_reap(kvbm_cache_t *cache)
 {
     while (cache->head != NULL) {
         cache_batch_t *batch = cache->head;
-        kvbm_status_t result = kvbm_fence_query(batch->fence);
+        kvbm_status_t result = kvbm__cache_batch_query(batch);
         if (result == KVBM_ERR_BUSY)
             return;
-        if (batch->kind == BATCH_OFFLOAD)
-            process_offload(cache, batch, result);
-        else
-            process_onboard(cache, batch, result);
-        cache->metrics.copies_in_flight -= batch->kind == BATCH_OFFLOAD ? batch->n : batch->n_copy;
+        process(cache, batch, result);
+        cache->metrics.copies_in_flight -= blocks_in_flight(batch);
         cache->processed_seq = batch->seq;
         cache->head = batch->next;
         if (cache->head == NULL)
@@ -243,8 +313,12 @@ void kvbm__cache_wait_processed(kvbm_cache_t *cache, uint64_t seq)
         cache_batch_t *batch = cache->head;
         batch->refs++; /* keeps its fence alive while we wait unlocked */
         kvbm__mutex_unlock(&cache->lock);
-        kvbm_status_t waited = kvbm_fence_wait(batch->fence);
-        (void)waited; /* the result is read again by reap under the lock */
+        if (batch->kind == BATCH_G3_WRITE) {
+            kvbm__disk_batch_wait(batch->disk);
+        } else {
+            kvbm_status_t waited = kvbm_fence_wait(batch->fence);
+            (void)waited; /* the result is read again by reap under the lock */
+        }
         kvbm__mutex_lock(&cache->lock);
         kvbm__cache_batch_unref(cache, batch);
     }

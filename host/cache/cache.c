@@ -7,6 +7,7 @@
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,42 +85,113 @@ static void g2_tier_destroy(kvbm_cache_t *cache)
     kvbm_layout_destroy(cache->g2_layout);
 }
 
-/* sizeof(kvbm_cache_config_t) at each published version (core/config.h). */
-static const size_t cache_config_sizes[] = {sizeof(kvbm_cache_config_t)};
+/* sizeof(kvbm_cache_config_t) at each published version (core/config.h):
+ * version 2 appended g3. */
+#define CACHE_CONFIG_V1_SIZE 176u
+_Static_assert(offsetof(kvbm_cache_config_t, g3) == CACHE_CONFIG_V1_SIZE,
+               "version 2 fields start at version 1's size");
+#define CACHE_CONFIG_V2_SIZE 184u
+_Static_assert(offsetof(kvbm_cache_config_t, offload_admission) == CACHE_CONFIG_V2_SIZE,
+               "version 3 fields (G2 admission) start at version 2's size");
+#define CACHE_CONFIG_V3_SIZE 200u
+_Static_assert(offsetof(kvbm_cache_config_t, events_batcher) == CACHE_CONFIG_V3_SIZE,
+               "version 4 fields (the event batcher) start at version 3's size");
+static const size_t cache_config_sizes[] = {CACHE_CONFIG_V1_SIZE, CACHE_CONFIG_V2_SIZE,
+                                            CACHE_CONFIG_V3_SIZE, sizeof(kvbm_cache_config_t)};
 
-/* Imports the caller's config (any published version), then checks it. */
-static kvbm_status_t import_config(const kvbm_cache_config_t *caller, kvbm_cache_config_t *config)
+/* The G2 admission filter, when the config asks for it (write-back with a
+ * G2 tier); cache->admission stays NULL otherwise. */
+static kvbm_status_t admission_create(kvbm_cache_t *cache, const kvbm_cache_config_t *config)
 {
-    const kvbm_cache_config_t defaults = KVBM_CACHE_CONFIG_INIT;
-    kvbm_status_t status = KVBM__CONFIG_IMPORT(caller, cache_config_sizes, &defaults, config);
-    if (status != KVBM_OK)
-        return status;
+    if (!config->offload_admission || config->g2_blocks == 0)
+        return KVBM_OK;
+    kvbm_admission_config_t ac = KVBM_ADMISSION_CONFIG_INIT;
+    ac.g1_blocks = cache->g1_blocks;
+    ac.g2_blocks = config->g2_blocks;
+    if (config->admission_keep_ratio != 0.0)
+        ac.keep_ratio = config->admission_keep_ratio;
+    return kvbm_admission_create(&ac, &cache->admission);
+}
+
+/* What create checks beyond the importer: a backend, a known offload mode,
+ * G3 only below a G2, and G2 admission only with write-back (write-through
+ * copies at registration, so a filter on evictions would do nothing). */
+static bool config_is_valid(const kvbm_cache_config_t *config)
+{
     if (config->backend == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return false;
     if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
-        return KVBM_ERR_INVALID_ARG;
+        return false;
+    if (config->g3 != NULL && config->g2_blocks == 0)
+        return false;
+    return !config->offload_admission || config->offload_mode == KVBM_OFFLOAD_WRITE_BACK;
+}
+
+/* The copy streams, the per-block tables, the disk tier and the lock: what
+ * the calls need beyond the tiers' memory. On error nothing of it is left. */
+static kvbm_status_t runtime_create(kvbm_cache_t *cache, const kvbm_cache_config_t *config)
+{
+    kvbm_status_t status = kvbm_stream_create(cache->backend, &cache->d2h);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm_stream_create(cache->backend, &cache->h2d);
+    if (status != KVBM_OK)
+        goto err_destroy_d2h;
+    status = KVBM_ERR_NO_MEMORY;
+    cache->loading_seq = calloc(cache->g1_blocks, sizeof(uint64_t));
+    cache->load_failed = calloc(cache->g1_blocks, 1);
+    if (cache->loading_seq == NULL || cache->load_failed == NULL)
+        goto err_free_tables;
+    status = config->g3 != NULL ? kvbm__cache_g3_open(cache, config) : KVBM_OK;
+    if (status != KVBM_OK)
+        goto err_free_tables;
+    status = admission_create(cache, config);
+    if (status != KVBM_OK)
+        goto err_close_g3;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
+    if (status != KVBM_OK)
+        goto err_destroy_admission;
     return KVBM_OK;
+
+err_destroy_admission:
+    kvbm_admission_destroy(cache->admission);
+    cache->admission = NULL;
+err_close_g3:
+    kvbm__cache_g3_close(cache);
+err_free_tables:
+    free(cache->loading_seq);
+    free(cache->load_failed);
+    kvbm_stream_destroy(cache->h2d);
+err_destroy_d2h:
+    kvbm_stream_destroy(cache->d2h);
+    return status;
 }
 
 kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
 {
     if (caller_config == NULL || cache_out == NULL)
         return KVBM_ERR_INVALID_ARG;
+    const kvbm_cache_config_t defaults = KVBM_CACHE_CONFIG_INIT;
     kvbm_cache_config_t imported;
-    kvbm_status_t status = import_config(caller_config, &imported);
+    kvbm_status_t status =
+        KVBM__CONFIG_IMPORT(caller_config, cache_config_sizes, &defaults, &imported);
     if (status != KVBM_OK)
         return status;
     const kvbm_cache_config_t *config = &imported;
+    if (!config_is_valid(config))
+        return KVBM_ERR_INVALID_ARG;
+    if (config->retired_on_events != NULL || config->retired_events_ctx != NULL)
+        return KVBM_ERR_UNSUPPORTED; /* the per-tier callback of versions 1-3 */
     kvbm_cache_t *cache = calloc(1, sizeof(*cache));
     if (cache == NULL)
         return KVBM_ERR_NO_MEMORY;
     cache->backend = config->backend;
     cache->engine = config->engine_stream;
     cache->mode = config->offload_mode;
+    cache->events = config->events_batcher;
     cache->next_seq = 1;
 
-    cache->events = config->events_batcher;
     status = kvbm_layout_create(&config->layout, &cache->g1_layout);
     if (status != KVBM_OK)
         goto err_free_cache;
@@ -136,30 +208,14 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
         if (status != KVBM_OK)
             goto err_destroy_g1;
     }
-    status = kvbm_stream_create(cache->backend, &cache->d2h);
+    status = runtime_create(cache, config);
     if (status != KVBM_OK)
         goto err_destroy_g2;
-    status = kvbm_stream_create(cache->backend, &cache->h2d);
-    if (status != KVBM_OK)
-        goto err_destroy_d2h;
-    status = KVBM_ERR_NO_MEMORY;
-    cache->loading_seq = calloc(cache->g1_blocks, sizeof(uint64_t));
-    cache->load_failed = calloc(cache->g1_blocks, 1);
-    if (cache->loading_seq == NULL || cache->load_failed == NULL)
-        goto err_free_tables;
-    status = KVBM_OK;
-    KVBM_PTHREAD_CHECK(pthread_mutex_init(&cache->lock, NULL), status);
-    if (status != KVBM_OK)
-        goto err_free_tables;
+    if (cache->events != NULL) /* G3's blocks found in its file are stored(DISK) */
+        kvbm_event_batcher_flush(cache->events);
     *cache_out = cache;
     return KVBM_OK;
 
-err_free_tables:
-    free(cache->loading_seq);
-    free(cache->load_failed);
-    kvbm_stream_destroy(cache->h2d);
-err_destroy_d2h:
-    kvbm_stream_destroy(cache->d2h);
 err_destroy_g2:
     g2_tier_destroy(cache);
 err_destroy_g1:
@@ -169,6 +225,8 @@ err_destroy_g1_pool:
 err_destroy_g1_layout:
     kvbm_layout_destroy(cache->g1_layout);
 err_free_cache:
+    if (cache->events != NULL) /* what a G3 opened before the failure announced */
+        kvbm__event_batcher_discard(cache->events);
     free(cache);
     return status;
 }
@@ -178,12 +236,14 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     if (cache == NULL)
         return;
     kvbm_cache_sync(cache);
+    kvbm__cache_g3_close(cache);
     kvbm_stream_destroy(cache->h2d);
     kvbm_stream_destroy(cache->d2h);
     g2_tier_destroy(cache);
     kvbm_manager_destroy(cache->g1);
     kvbm_pool_destroy(cache->g1_pool);
     kvbm_layout_destroy(cache->g1_layout);
+    kvbm_admission_destroy(cache->admission);
     free(cache->loading_seq);
     free(cache->load_failed);
     kvbm__mutex_destroy(&cache->lock);
@@ -199,55 +259,109 @@ void kvbm__cache_unlock(kvbm_cache_t *cache)
 
 /* ------------------------------------------------------------------ offload */
 
-/* A G2 block for one offload, or KVBM_BLOCK_NONE when G2 has none to give. */
-static uint32_t take_g2_block(kvbm_cache_t *cache)
+/* Issues what the call gathered. Copies that cannot be issued give their G2
+ * blocks back; the hashes are simply not cached. */
+static void submit_parts(kvbm_cache_t *cache, cache_offload_t *off)
 {
-    uint32_t block;
-    if (kvbm_manager_allocate(cache->g2, 1, &block, NULL, NULL) != KVBM_OK)
-        return KVBM_BLOCK_NONE;
-    return block;
-}
-
-/* Copies G1 blocks (block id, hash, parent) to G2 for the hashes G2 lacks
- * (inclusive tier). With the lock held. *batch_out is the batch issued, or
- * NULL if none was needed. */
-static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count,
-                           cache_batch_t **batch_out)
-{
-    *batch_out = NULL;
-    if (cache->g2 == NULL || count == 0)
+    kvbm__cache_g3_flush(cache, off);
+    cache_batch_t *batch = off->copies;
+    off->copies = NULL;
+    if (batch == NULL)
         return;
-    cache_batch_t *batch = NULL;
-    if (kvbm__cache_batch_new(cache, BATCH_OFFLOAD, count, &batch) != KVBM_OK) {
-        cache->metrics.offload_skipped += count;
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        if (kvbm_manager_contains(cache->g2, blocks[i].seq_hash))
-            continue;
-        uint32_t g2_block = take_g2_block(cache);
-        if (g2_block == KVBM_BLOCK_NONE) {
-            cache->metrics.offload_skipped++;
-            continue;
-        }
-        batch->g1_ids[batch->n] = blocks[i].block_id;
-        batch->g2_ids[batch->n] = g2_block;
-        batch->hashes[batch->n] = blocks[i].seq_hash;
-        batch->parents[batch->n] = blocks[i].parent_hash;
-        batch->has_parent[batch->n] = blocks[i].has_parent;
-        batch->n++;
-    }
     if (batch->n > 0 && kvbm__cache_batch_submit(cache, batch) == KVBM_OK) {
-        *batch_out = batch;
+        off->copies_issued = true;
         return;
     }
-    /* Nothing to copy, or the copy could not even be issued: give the G2
-     * blocks back; the hashes are simply not cached. */
     if (batch->n > 0) {
         cache->metrics.failed_copies += batch->n;
         kvbm_manager_release(cache->g2, batch->g2_ids, batch->n);
     }
     kvbm__cache_batch_unref(cache, batch);
+}
+
+/*
+ * A G2 block for one offload, or KVBM_BLOCK_NONE when G2 has none to give.
+ * The G2 blocks of this call's offloads are held until their copies are
+ * processed, where the contract's one-by-one offloads would already have
+ * released them: so when G2 has none while this call has offloads pending,
+ * those are issued and processed first (the call waits, the lock released)
+ * and the take is tried again. Offloads are issued in parts rather than
+ * skipped. With a G3, the G2 victim the take evicts is written to G3 before
+ * its block is reused.
+ */
+static uint32_t take_g2_block(kvbm_cache_t *cache, cache_offload_t *off)
+{
+    uint32_t block;
+    kvbm_evicted_t victim;
+    size_t n_victims = 0;
+    kvbm_status_t status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
+    bool pending = off->copies_issued || (off->copies != NULL && off->copies->n > 0);
+    if (status == KVBM_ERR_NO_BLOCKS && pending) {
+        submit_parts(cache, off);
+        kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+        off->copies_issued = false; /* all processed */
+        status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
+    }
+    if (status != KVBM_OK)
+        return KVBM_BLOCK_NONE;
+    if (n_victims > 0 && cache->g3 != NULL)
+        kvbm__cache_g3_offload(cache,
+                               &(kvbm_evicted_t){.block_id = block,
+                                                 .seq_hash = victim.seq_hash,
+                                                 .parent_hash = victim.parent_hash,
+                                                 .has_parent = victim.has_parent},
+                               off);
+    return block;
+}
+
+/* Queues one G1 -> G2 copy of @p block (G1 block, hash and parent) in the
+ * parts' current batch (made on first use). */
+static bool queue_copy(kvbm_cache_t *cache, cache_offload_t *off, const kvbm_evicted_t *block,
+                       uint32_t g2_block)
+{
+    if (off->copies == NULL &&
+        kvbm__cache_batch_new(cache, BATCH_OFFLOAD, off->capacity, &off->copies) != KVBM_OK)
+        return false;
+    cache_batch_t *batch = off->copies;
+    batch->g1_ids[batch->n] = block->block_id;
+    batch->g2_ids[batch->n] = g2_block;
+    batch->hashes[batch->n] = block->seq_hash;
+    batch->parents[batch->n] = block->parent_hash;
+    batch->has_parent[batch->n] = block->has_parent;
+    batch->n++;
+    return true;
+}
+
+/* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier): @p blocks
+ * are (G1 block, hash, parent), as allocate reports its evictions. With the
+ * lock held, which it drops only to issue offloads in parts. */
+static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count)
+{
+    if (cache->g2 == NULL || count == 0)
+        return;
+    cache_offload_t off = {.capacity = count};
+    for (size_t i = 0; i < count; i++) {
+        bool in_g2 = kvbm_manager_contains(cache->g2, blocks[i].seq_hash);
+        if (cache->admission != NULL &&
+            !kvbm_admission_evicted(cache->admission, blocks[i].block_id, blocks[i].seq_hash,
+                                    in_g2) &&
+            !in_g2) {
+            cache->metrics.offload_refused++;
+            continue;
+        }
+        if (in_g2)
+            continue;
+        uint32_t g2_block = take_g2_block(cache, &off);
+        if (g2_block == KVBM_BLOCK_NONE) {
+            cache->metrics.offload_skipped++;
+            continue;
+        }
+        if (!queue_copy(cache, &off, &blocks[i], g2_block)) {
+            cache->metrics.offload_skipped++;
+            kvbm_manager_release(cache->g2, &g2_block, 1);
+        }
+    }
+    submit_parts(cache, &off);
 }
 
 /*
@@ -296,24 +410,20 @@ static void forget_blocks(kvbm_cache_t *cache, const uint32_t *ids, size_t count
 }
 
 /* G1 allocation plus the offload of what it evicted. */
-static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
-                                     cache_batch_t **offload_out)
+static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out)
 {
     kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
     kvbm_evicted_t *evicted =
         count <= SCRATCH_ON_STACK ? stack_evicted : malloc(sizeof(kvbm_evicted_t) * count);
-    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    *offload_out = NULL;
     if (evicted == NULL)
-        goto out;
+        return KVBM_ERR_NO_MEMORY;
     size_t n_evicted = 0;
-    status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
-    if (status != KVBM_OK)
-        goto out;
-    forget_blocks(cache, ids_out, count);
-    if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
-        offload_blocks(cache, evicted, n_evicted, offload_out);
-out:
+    kvbm_status_t status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
+    if (status == KVBM_OK) {
+        forget_blocks(cache, ids_out, count);
+        if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
+            offload_blocks(cache, evicted, n_evicted);
+    }
     if (evicted != stack_evicted)
         free(evicted);
     return status;
@@ -326,8 +436,7 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    cache_batch_t *offload = NULL;
-    kvbm_status_t status = allocate_locked(cache, count, ids_out, &offload);
+    kvbm_status_t status = allocate_locked(cache, count, ids_out);
     if (status == KVBM_OK)
         status = order_engine(cache, count > 0, NULL, ready);
     kvbm__cache_unlock(cache);
@@ -335,6 +444,21 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
 }
 
 /* ------------------------------------------------------------------ match and onboarding */
+
+void kvbm__cache_admission_registered(kvbm_cache_t *cache, const uint32_t *ids,
+                                      const uint64_t *hashes, const uint32_t *ids_out, size_t count,
+                                      uint32_t request_blocks, uint32_t first_position)
+{
+    if (cache->admission == NULL)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        if (ids_out[i] == ids[i])
+            kvbm_admission_registered(cache->admission, ids[i], hashes[i], request_blocks,
+                                      first_position + (uint32_t)i);
+        else
+            kvbm_admission_hit(cache->admission, ids_out[i]);
+    }
+}
 
 /* Registers the G2 hits in G1 on their new blocks and copies their data in.
  * Fails (changing nothing) only if the G1 registration itself fails (out of
@@ -345,12 +469,19 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
                                     uint32_t *ids_out, cache_batch_t **batch_out)
 {
     *batch_out = NULL;
-    kvbm_register_opts_t opts = {
-        .has_parent = k1 > 0, .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0, .priority = 50};
+    /* The request being acquired is hashes[0..request_blocks): its length
+     * and positions are the registration hints. */
+    kvbm_register_opts_t opts = {.has_parent = k1 > 0,
+                                 .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
+                                 .priority = 50,
+                                 .request_blocks = cache->request_blocks,
+                                 .first_position = (uint32_t)k1};
     kvbm_status_t status =
         kvbm_manager_register(cache->g1, fresh, hashes + k1, k2, &opts, ids_out + k1);
     if (status != KVBM_OK)
         return status;
+    kvbm__cache_admission_registered(cache, fresh, hashes + k1, ids_out + k1, k2,
+                                     opts.request_blocks, opts.first_position);
     cache->metrics.g2_hits += k2;
     cache_batch_t *batch = NULL;
     if (kvbm__cache_batch_new(cache, BATCH_ONBOARD, k2, &batch) != KVBM_OK) {
@@ -382,79 +513,151 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     return KVBM_OK;
 }
 
-static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                                    bool allocate_rest, uint32_t *ids_out,
-                                    kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
+/*
+ * Refuses before taking anything if G1 could not hold what the call would
+ * allocate: a match moves blocks out of the evictable pool, and releasing
+ * them again would change the eviction order. (Only calls through this cache
+ * change its managers, and they hold the cache lock, so the peek stays true
+ * until the G1 allocation.)
+ */
+static kvbm_status_t check_fits(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                bool allocate_rest)
 {
-    size_t k1 = 0, k2 = 0;
-    /* Refuse before taking anything if G1 could not hold the request: a
-     * match moves blocks out of the evictable pool, and releasing them again
-     * would change the eviction order. (Only calls through this cache change
-     * its managers, and they hold the cache lock, so the peek stays true.) */
-    size_t k1_peek = 0, k1_inactive = 0, k2_peek = 0;
-    kvbm_status_t status =
-        kvbm_manager_match_length(cache->g1, hashes, count, &k1_peek, &k1_inactive);
+    size_t k1 = 0, k1_inactive = 0, k2 = 0, k3 = 0;
+    kvbm_status_t status = kvbm_manager_match_length(cache->g1, hashes, count, &k1, &k1_inactive);
     if (status == KVBM_OK && cache->g2 != NULL && !allocate_rest)
-        status =
-            kvbm_manager_match_length(cache->g2, hashes + k1_peek, count - k1_peek, &k2_peek, NULL);
+        status = kvbm_manager_match_length(cache->g2, hashes + k1, count - k1, &k2, NULL);
+    if (status == KVBM_OK && cache->g3 != NULL && !allocate_rest)
+        status = kvbm_manager_match_length(cache->g3_manager, hashes + k1 + k2, count - k1 - k2,
+                                           &k3, NULL);
     if (status != KVBM_OK)
         return status;
     kvbm_pool_counts_t g1_counts;
     kvbm_manager_counts(cache->g1, &g1_counts);
-    size_t need_peek = allocate_rest ? count - k1_peek : k2_peek;
-    if (need_peek > g1_counts.reset + g1_counts.inactive - k1_inactive)
-        return KVBM_ERR_NO_BLOCKS;
-    status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
-    if (status != KVBM_OK)
-        return status;
-    uint32_t *g2_ids = NULL, *fresh = NULL;
-    size_t rest = count - k1;
-    status = KVBM_ERR_NO_MEMORY;
-    if (rest > 0) {
-        g2_ids = malloc(sizeof(uint32_t) * rest);
-        fresh = malloc(sizeof(uint32_t) * rest);
-        if (g2_ids == NULL || fresh == NULL)
-            goto err_release_g1;
-    }
-    if (cache->g2 != NULL && rest > 0) {
-        status = kvbm_manager_match(cache->g2, hashes + k1, rest, g2_ids, &k2);
-        if (status != KVBM_OK)
-            goto err_release_g1;
-    }
-    size_t need = allocate_rest ? rest : k2;
-    cache_batch_t *offload = NULL;
-    status = allocate_locked(cache, need, fresh, &offload);
-    if (status != KVBM_OK)
-        goto err_release_g2;
-    cache_batch_t *onboard = NULL;
-    if (k2 > 0) {
-        if (onboard_locked(cache, hashes, k1, k2, g2_ids, fresh, ids_out, &onboard) != KVBM_OK) {
-            /* Not registered: the G2 hits are given up; the new G1 blocks
-             * become plain fresh blocks (acquire) or are released (match). */
-            kvbm_manager_release(cache->g2, g2_ids, k2);
-            k2 = 0;
-            if (!allocate_rest) {
-                kvbm_manager_release(cache->g1, fresh, need);
-                need = 0;
-            }
+    size_t need = allocate_rest ? count - k1 : k2 + k3;
+    return need > g1_counts.reset + g1_counts.inactive - k1_inactive ? KVBM_ERR_NO_BLOCKS : KVBM_OK;
+}
+
+/* What one call found below G1 and the G1 blocks it allocated: fresh[0, k2)
+ * take the G2 hits, fresh[k2, k2 + k3) the G3 hits, the rest are new. */
+typedef struct lower_hits {
+    uint32_t *g2_ids;
+    uint32_t *g3_ids;
+    uint32_t *fresh;
+    size_t k2, k3;
+} lower_hits_t;
+
+static kvbm_status_t match_lower(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
+                                 size_t rest, lower_hits_t *hits)
+{
+    memset(hits, 0, sizeof(*hits));
+    if (rest == 0)
+        return KVBM_OK;
+    hits->g2_ids = malloc(sizeof(uint32_t) * rest);
+    hits->g3_ids = malloc(sizeof(uint32_t) * rest);
+    hits->fresh = malloc(sizeof(uint32_t) * rest);
+    if (hits->g2_ids == NULL || hits->g3_ids == NULL || hits->fresh == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    kvbm_status_t status = KVBM_OK;
+    if (cache->g2 != NULL)
+        status = kvbm_manager_match(cache->g2, hashes + k1, rest, hits->g2_ids, &hits->k2);
+    if (status == KVBM_OK && cache->g3 != NULL) {
+        status = kvbm_manager_match(cache->g3_manager, hashes + k1 + hits->k2, rest - hits->k2,
+                                    hits->g3_ids, &hits->k3);
+        if (status != KVBM_OK) {
+            kvbm_manager_release(cache->g2, hits->g2_ids, hits->k2);
+            hits->k2 = 0;
         }
     }
-    if (need > k2)
-        memcpy(ids_out + k1 + k2, fresh + k2, sizeof(uint32_t) * (need - k2));
+    return status;
+}
+
+static void release_lower(kvbm_cache_t *cache, lower_hits_t *hits)
+{
+    if (hits->k2 > 0)
+        kvbm_manager_release(cache->g2, hits->g2_ids, hits->k2);
+    if (hits->k3 > 0)
+        kvbm_manager_release(cache->g3_manager, hits->g3_ids, hits->k3);
+    hits->k2 = hits->k3 = 0;
+}
+
+static void free_lower(lower_hits_t *hits)
+{
+    free(hits->g2_ids);
+    free(hits->g3_ids);
+    free(hits->fresh);
+}
+
+/* Onboards the G2 then the G3 hits into their fresh G1 blocks. Returns the
+ * newest onboard batch (with a reference for the caller), or NULL. If the G2
+ * hits cannot even be registered (out of memory) both are given up: the new
+ * G1 blocks become plain fresh blocks (acquire) or are released (match). */
+static cache_batch_t *onboard_lower(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
+                                    bool allocate_rest, lower_hits_t *hits, size_t *need,
+                                    uint32_t *ids_out)
+{
+    cache_batch_t *g2_batch = NULL, *g3_batch = NULL;
+    if (hits->k2 > 0 && onboard_locked(cache, hashes, k1, hits->k2, hits->g2_ids, hits->fresh,
+                                       ids_out, &g2_batch) != KVBM_OK) {
+        release_lower(cache, hits);
+        if (!allocate_rest) {
+            kvbm_manager_release(cache->g1, hits->fresh, *need);
+            *need = 0;
+        }
+        return NULL;
+    }
+    if (g2_batch != NULL)
+        g2_batch->refs++; /* the G3 onboarding below may drop the lock */
+    if (hits->k3 > 0)
+        kvbm__cache_g3_onboard(cache, hashes, k1 + hits->k2, hits->k3, hits->g3_ids,
+                               hits->fresh + hits->k2, ids_out, &g3_batch);
+    if (g3_batch == NULL)
+        return g2_batch;
+    kvbm__cache_batch_unref(cache, g2_batch); /* on the same stream, the G3 one covers it */
+    return g3_batch;
+}
+
+static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                    bool allocate_rest, uint32_t *ids_out,
+                                    kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
+{
+    size_t k1 = 0;
+    kvbm_status_t status = check_fits(cache, hashes, count, allocate_rest);
+    if (status == KVBM_OK)
+        status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
+    if (status != KVBM_OK)
+        return status;
+    cache->request_blocks = (uint32_t)count;
+    size_t rest = count - k1;
+    lower_hits_t hits;
+    status = match_lower(cache, hashes, k1, rest, &hits);
+    if (status != KVBM_OK)
+        goto err_release_g1;
+    size_t need = allocate_rest ? rest : hits.k2 + hits.k3;
+    status = allocate_locked(cache, need, hits.fresh);
+    if (status != KVBM_OK)
+        goto err_release_lower;
+    cache_batch_t *onboard = onboard_lower(cache, hashes, k1, allocate_rest, &hits, &need, ids_out);
+    size_t onboarded = hits.k2 + hits.k3;
+    if (need > onboarded)
+        memcpy(ids_out + k1 + onboarded, hits.fresh + onboarded,
+               sizeof(uint32_t) * (need - onboarded));
     status = order_engine(cache, need > 0, onboard, ready);
-    free(g2_ids);
-    free(fresh);
+    kvbm__cache_batch_unref(cache, onboard);
     result_out->g1 = k1;
-    result_out->onboarded = k2;
+    result_out->onboarded = onboarded;
+    result_out->g3 = hits.k3;
+    if (cache->admission != NULL)
+        for (size_t i = 0; i < k1; i++)
+            kvbm_admission_hit(cache->admission, ids_out[i]);
+    free_lower(&hits);
     return status;
 
-err_release_g2:
-    if (k2 > 0)
-        kvbm_manager_release(cache->g2, g2_ids, k2);
+err_release_lower:
+    release_lower(cache, &hits);
 err_release_g1:
     kvbm_manager_release(cache->g1, ids_out, k1);
-    free(g2_ids);
-    free(fresh);
+    free_lower(&hits);
     return status;
 }
 
@@ -497,6 +700,10 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
+    if (status == KVBM_OK)
+        kvbm__cache_admission_registered(cache, ids, hashes, ids_out, count,
+                                         opts != NULL ? opts->request_blocks : 0,
+                                         opts != NULL ? opts->first_position : 0);
     if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
         /* Only blocks that now carry their hash (not dedups) are copied. */
         kvbm_evicted_t *copies = malloc(sizeof(kvbm_evicted_t) * count);
@@ -512,8 +719,7 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
                                                .parent_hash = parent,
                                                .has_parent = has_parent};
             }
-            cache_batch_t *offload = NULL;
-            offload_blocks(cache, copies, n, &offload);
+            offload_blocks(cache, copies, n);
         } else {
             cache->metrics.offload_skipped += count;
         }
@@ -572,26 +778,41 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
     return status;
 }
 
+/* Whether any tier has a block held (by a caller, or by a G3 read). */
+static bool any_block_active(kvbm_cache_t *cache)
+{
+    kvbm_manager_t *tiers[] = {cache->g1, cache->g2, cache->g3_manager};
+    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
+        kvbm_pool_counts_t c = {0};
+        if (tiers[i] != NULL)
+            kvbm_manager_counts(tiers[i], &c);
+        if (c.active > 0)
+            return true;
+    }
+    return false;
+}
+
 kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
 {
     if (cache == NULL)
         return KVBM_ERR_INVALID_ARG;
     kvbm__mutex_lock(&cache->lock);
-    /* Copies in flight hold G2 blocks (rule 3) and register offloads when
-     * processed: let them all finish first. */
+    /* Copies and G3 writes in flight hold blocks (rule 3) and register
+     * them when processed: let them all finish first. */
     kvbm__cache_wait_processed(cache, cache->next_seq - 1);
-    kvbm_pool_counts_t g1, g2 = {0};
-    kvbm_manager_counts(cache->g1, &g1);
-    if (cache->g2 != NULL)
-        kvbm_manager_counts(cache->g2, &g2);
-    if (g1.active > 0 || g2.active > 0) {
+    if (any_block_active(cache)) {
         kvbm__cache_unlock(cache);
         return KVBM_ERR_BUSY;
+    }
+    kvbm_status_t status = cache->g3 != NULL ? kvbm__cache_g3_clear(cache) : KVBM_OK;
+    if (status != KVBM_OK) {
+        kvbm__cache_unlock(cache);
+        return status;
     }
     /* Nothing is active, so neither reset can refuse. One AllBlocksCleared
      * says it all: the managers' removals, and what this call gathered
      * before them, are dropped (the clear supersedes them). */
-    kvbm_status_t status = kvbm_manager_reset_inactive(cache->g1);
+    status = kvbm_manager_reset_inactive(cache->g1);
     assert(status == KVBM_OK);
     if (cache->g2 != NULL) {
         status = kvbm_manager_reset_inactive(cache->g2);
@@ -640,17 +861,45 @@ kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_
 
 kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier)
 {
-    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1_pool : cache->g2_pool;
+    if (cache == NULL)
+        return NULL;
+    return tier == KVBM_TIER_G1 ? cache->g1_pool : tier == KVBM_TIER_G2 ? cache->g2_pool : NULL;
 }
 
 const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier)
 {
-    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1_layout : cache->g2_layout;
+    if (cache == NULL)
+        return NULL;
+    return tier == KVBM_TIER_G1 ? cache->g1_layout : tier == KVBM_TIER_G2 ? cache->g2_layout : NULL;
 }
 
 kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier)
 {
-    return cache == NULL ? NULL : tier == KVBM_TIER_G1 ? cache->g1 : cache->g2;
+    if (cache == NULL)
+        return NULL;
+    switch (tier) {
+    case KVBM_TIER_G1:
+        return cache->g1;
+    case KVBM_TIER_G2:
+        return cache->g2;
+    case KVBM_TIER_G3:
+        return cache->g3_manager;
+    default:
+        return NULL;
+    }
+}
+
+kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache, kvbm_disk_metrics_t *metrics_out)
+{
+    if (cache == NULL || metrics_out == NULL || cache->g3 == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm__disk_store_metrics(cache->g3_store, metrics_out);
+    return KVBM_OK;
+}
+
+const char *kvbm_cache_g3_engine(const kvbm_cache_t *cache)
+{
+    return cache == NULL || cache->g3 == NULL ? NULL : kvbm__disk_store_engine(cache->g3_store);
 }
 
 void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
@@ -679,5 +928,16 @@ kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
     kvbm_status_t status = kvbm_manager_metrics_prometheus(cache->g1, out);
     if (status == KVBM_OK && cache->g2 != NULL)
         status = kvbm_manager_metrics_prometheus(cache->g2, out);
-    return status;
+    if (status == KVBM_OK && cache->g3 != NULL)
+        status = kvbm_manager_metrics_prometheus(cache->g3_manager, out);
+    if (status != KVBM_OK || cache->g3 == NULL)
+        return status;
+    kvbm_disk_metrics_t d;
+    kvbm__disk_store_metrics(cache->g3_store, &d);
+#define KVBM_DISK_PROM_LINE(field, type, help)                                                     \
+    if (rc >= 0)                                                                                   \
+        rc = kvbm__prometheus_write(out, "disk_" #field, #type, help, "tier=\"g3\"", d.field);
+    KVBM_DISK_METRICS_LIST(KVBM_DISK_PROM_LINE)
+#undef KVBM_DISK_PROM_LINE
+    return rc < 0 ? KVBM_ERR_IO : KVBM_OK;
 }

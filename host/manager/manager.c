@@ -8,6 +8,7 @@
  * policy exactly as they were.
  */
 #include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,11 @@ static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32
 /* ------------------------------------------------------------------ create */
 
 /* sizeof(kvbm_manager_config_t) at each published version (core/config.h). */
-static const size_t manager_config_sizes[] = {sizeof(kvbm_manager_config_t)};
+#define MANAGER_CONFIG_V1_SIZE 80u
+_Static_assert(offsetof(kvbm_manager_config_t, medium) == MANAGER_CONFIG_V1_SIZE,
+               "version 2 fields (the medium) start at version 1's size");
+static const size_t manager_config_sizes[] = {MANAGER_CONFIG_V1_SIZE,
+                                              sizeof(kvbm_manager_config_t)};
 
 /* Imports the caller's config (and its policy config; struct_size 0 there
  * means the defaults), then checks it. */
@@ -63,7 +68,14 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
         return KVBM_ERR_INVALID_ARG;
     if (kvbm_medium_name(config->medium) == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->policy != NULL && config->policy->version != KVBM_POLICY_OPS_VERSION)
+    /* Version 1's on_events took per-block events (kvbm_event_t), which
+     * version 2's records replaced: an old caller's callback is refused
+     * rather than called with the wrong type. */
+    if (caller->version < 2 && config->on_events != NULL)
+        return KVBM_ERR_UNSUPPORTED;
+    /* Tables are appended to, never reordered: any version up to ours works. */
+    if (config->policy != NULL &&
+        (config->policy->version == 0 || config->policy->version > KVBM_POLICY_OPS_VERSION))
         return KVBM_ERR_VERSION;
     return KVBM_OK;
 }
@@ -442,6 +454,8 @@ static void register_blocks(kvbm_manager_t *manager, const uint32_t *ids, const 
     uint8_t priority = opts != NULL ? opts->priority : 50;
     kvbm__manager_events_t *events = manager->events;
     size_t run_start = 0;
+    /* Version-1 policy tables have no hint op. */
+    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy->version >= 2;
     for (size_t i = 0; i < count; i++) {
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
@@ -473,6 +487,13 @@ static void register_blocks(kvbm_manager_t *manager, const uint32_t *ids, const 
         manager->metrics.registrations++;
         kvbm_policy_entry_t entry = policy_entry_of(manager, id);
         manager->policy->touch(manager->policy_state, &entry, false);
+        if (hinted) {
+            kvbm_policy_hint_t hint = {.request_blocks = opts->request_blocks,
+                                       .position = opts->first_position + (uint32_t)i,
+                                       .priority = priority};
+            hint.last = hint.position + 1 == hint.request_blocks;
+            manager->policy->hint(manager->policy_state, &entry, &hint);
+        }
         ids_out[i] = id;
     }
     if (events != NULL) {

@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 #define POS_NONE UINT32_MAX
@@ -179,6 +180,7 @@ static const kvbm_policy_ops_t belady_ops = {
     .pop_victim = belady_pop_victim,
     .touch = belady_touch,
     .size = belady_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_belady(void)

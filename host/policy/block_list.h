@@ -51,6 +51,19 @@ static inline void kvbm__block_list_push_back(kvbm__block_list_t *list, kvbm__bl
     list->size++;
 }
 
+static inline void kvbm__block_list_push_front(kvbm__block_list_t *list, kvbm__block_links_t *links,
+                                               uint32_t id)
+{
+    links->at[id].prev = KVBM_BLOCK_NONE;
+    links->at[id].next = list->head;
+    if (list->head != KVBM_BLOCK_NONE)
+        links->at[list->head].prev = id;
+    else
+        list->tail = id;
+    list->head = id;
+    list->size++;
+}
+
 static inline void kvbm__block_list_unlink(kvbm__block_list_t *list, kvbm__block_links_t *links,
                                            uint32_t id)
 {

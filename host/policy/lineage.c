@@ -31,6 +31,7 @@
 #include <stdlib.h>
 
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "u64_map.h"
 
@@ -258,6 +259,7 @@ static const kvbm_policy_ops_t lineage_ops = {
     .pop_victim = lineage_pop_victim,
     .touch = lineage_touch,
     .size = lineage_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lineage(void)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 typedef struct lru_policy {
@@ -86,6 +87,7 @@ static const kvbm_policy_ops_t lru_ops = {
     .pop_victim = lru_pop_victim,
     .touch = lru_touch,
     .size = lru_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lru(void)

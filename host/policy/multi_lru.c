@@ -13,12 +13,25 @@
  * touched while inactive; it is not revisited when the sketch ages, so a
  * block that sat untouched through a halving keeps its level until its next
  * touch or eviction (levels only order victims; they never lose a block).
+ *
+ * multi-lru-follow is the same policy with levels that follow the sketch
+ * down as well as up: before each eviction, the oldest block of every upper
+ * level is re-estimated, and while the sketch's aging has taken it below its
+ * level's threshold it moves to the front (the oldest end) of the level its
+ * count now gives. Only heads are checked, so the cost stays O(1) amortised
+ * (a block is demoted at most three times per insert); the heads are the
+ * blocks that waited longest since their last use, so they are the ones a
+ * halving has most likely made stale. With the faithful policy a block that
+ * was hot once holds an upper level until every lower level is empty, which
+ * is what makes it lose to LRU on traces whose reuse moves on.
  */
 #include <stdlib.h>
 
 #include "block_list.h"
 #include "freq_sketch.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
+#include "multi_lru.h"
 
 #define MULTI_LRU_LEVELS 4
 #define LEVEL_NONE       0xffu
@@ -27,8 +40,10 @@ typedef struct multi_lru_policy {
     kvbm__block_links_t links;                   /* shared by all levels */
     kvbm__block_list_t levels[MULTI_LRU_LEVELS]; /* front = least recent */
     uint8_t *level_of;                           /* capacity; LEVEL_NONE when absent */
+    uint64_t *hash;                              /* capacity; for re-estimating */
     kvbm__freq_sketch_t sketch;
     uint8_t thresholds[MULTI_LRU_LEVELS - 1];
+    bool follow; /* multi-lru-follow: stale heads are demoted before a pop */
     size_t size;
 } multi_lru_policy_t;
 
@@ -39,12 +54,13 @@ static void multi_lru_destroy(void *state)
         return;
     kvbm__freq_sketch_fini(&p->sketch);
     free(p->level_of);
+    free(p->hash);
     free(p->links.at);
     free(p);
 }
 
-static kvbm_status_t multi_lru_create(const kvbm_policy_config_t *config, uint32_t capacity,
-                                      void **state_out)
+static kvbm_status_t create_levels(const kvbm_policy_config_t *config, uint32_t capacity,
+                                   bool follow, void **state_out)
 {
     const uint8_t *t = config->multi_lru_thresholds;
     if (t[0] > t[1] || t[1] > t[2])
@@ -60,7 +76,8 @@ static kvbm_status_t multi_lru_create(const kvbm_policy_config_t *config, uint32
     size_t n = capacity != 0 ? capacity : 1;
     p->links.at = malloc(n * sizeof(kvbm__block_link_t));
     p->level_of = malloc(n);
-    if (p->links.at == NULL || p->level_of == NULL)
+    p->hash = malloc(n * sizeof(uint64_t));
+    if (p->links.at == NULL || p->level_of == NULL || p->hash == NULL)
         goto err_destroy;
     status = kvbm__freq_sketch_init(&p->sketch, width);
     if (status != KVBM_OK)
@@ -71,6 +88,7 @@ static kvbm_status_t multi_lru_create(const kvbm_policy_config_t *config, uint32
         kvbm__block_list_init(&p->levels[l]);
     for (int l = 0; l < MULTI_LRU_LEVELS - 1; l++)
         p->thresholds[l] = t[l];
+    p->follow = follow;
     *state_out = p;
     return KVBM_OK;
 
@@ -78,6 +96,24 @@ err_destroy:
     /* destroy frees whatever was allocated; the rest is NULL or zeroed. */
     multi_lru_destroy(p);
     return status;
+}
+
+kvbm__freq_sketch_t *kvbm__multi_lru_sketch(void *state)
+{
+    multi_lru_policy_t *p = state;
+    return &p->sketch;
+}
+
+static kvbm_status_t multi_lru_create(const kvbm_policy_config_t *config, uint32_t capacity,
+                                      void **state_out)
+{
+    return create_levels(config, capacity, false, state_out);
+}
+
+static kvbm_status_t multi_lru_follow_create(const kvbm_policy_config_t *config, uint32_t capacity,
+                                             void **state_out)
+{
+    return create_levels(config, capacity, true, state_out);
 }
 
 static uint8_t level_for(const multi_lru_policy_t *p, uint64_t seq_hash)
@@ -97,6 +133,7 @@ static void multi_lru_insert(void *state, const kvbm_policy_entry_t *entry)
     uint8_t level = level_for(p, entry->seq_hash);
     kvbm__block_list_push_back(&p->levels[level], &p->links, id);
     p->level_of[id] = level;
+    p->hash[id] = entry->seq_hash;
     p->size++;
 }
 
@@ -110,9 +147,28 @@ static void multi_lru_remove(void *state, uint32_t block_id)
     p->size--;
 }
 
+/* multi-lru-follow: moves the head of each upper level down while its count
+ * has aged below its level. */
+static void demote_stale_heads(multi_lru_policy_t *p)
+{
+    for (uint8_t l = 1; l < MULTI_LRU_LEVELS; l++) {
+        while (p->levels[l].head != KVBM_BLOCK_NONE) {
+            uint32_t id = p->levels[l].head;
+            uint8_t level = level_for(p, p->hash[id]);
+            if (level >= l)
+                break;
+            kvbm__block_list_unlink(&p->levels[l], &p->links, id);
+            kvbm__block_list_push_front(&p->levels[level], &p->links, id);
+            p->level_of[id] = level;
+        }
+    }
+}
+
 static bool multi_lru_pop_victim(void *state, uint32_t *block_id_out)
 {
     multi_lru_policy_t *p = state;
+    if (p->follow)
+        demote_stale_heads(p);
     for (int l = 0; l < MULTI_LRU_LEVELS; l++) {
         uint32_t id;
         if (kvbm__block_list_pop_front(&p->levels[l], &p->links, &id)) {
@@ -156,9 +212,28 @@ static const kvbm_policy_ops_t multi_lru_ops = {
     .pop_victim = multi_lru_pop_victim,
     .touch = multi_lru_touch,
     .size = multi_lru_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_multi_lru(void)
 {
     return &multi_lru_ops;
+}
+
+static const kvbm_policy_ops_t multi_lru_follow_ops = {
+    .version = KVBM_POLICY_OPS_VERSION,
+    .name = "multi-lru-follow",
+    .create = multi_lru_follow_create,
+    .destroy = multi_lru_destroy,
+    .insert = multi_lru_insert,
+    .remove = multi_lru_remove,
+    .pop_victim = multi_lru_pop_victim,
+    .touch = multi_lru_touch,
+    .size = multi_lru_size,
+    .hint = kvbm__policy_ignore_hint,
+};
+
+const kvbm_policy_ops_t *kvbm_policy_multi_lru_follow(void)
+{
+    return &multi_lru_follow_ops;
 }

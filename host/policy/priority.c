@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 #define PRIORITY_LEVELS 101
@@ -134,6 +135,7 @@ static const kvbm_policy_ops_t priority_ops = {
     .pop_victim = priority_pop_victim,
     .touch = priority_touch,
     .size = priority_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_priority(void)

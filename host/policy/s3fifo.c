@@ -34,6 +34,7 @@
 #include <stdlib.h>
 
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
 
@@ -201,6 +202,7 @@ static const kvbm_policy_ops_t s3fifo_ops = {
     .pop_victim = s3fifo_pop_victim,
     .touch = s3fifo_touch,
     .size = s3fifo_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_s3fifo(void)

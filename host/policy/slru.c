@@ -43,6 +43,7 @@
 #include <stdlib.h>
 
 #include "block_list.h"
+#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
 
@@ -211,6 +212,7 @@ static const kvbm_policy_ops_t slru_ops = {
     .pop_victim = slru_pop_victim,
     .touch = slru_touch,
     .size = slru_size,
+    .hint = kvbm__policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_slru(void)

@@ -1,11 +1,17 @@
 /*
- * Transfers, client side: the worker thread runs the requests this rank
- * starts (push, pull, raw) against a peer's service thread, with retries on
- * a busy peer until the timeout. Protocol: docs/TRANSFER.md and xfer.c.
+ * Transfers, client side: one worker thread per peer runs the requests this
+ * rank starts towards it (push, pull, raw), in submission order, against
+ * the peer's service thread, with retries on a busy peer until the timeout.
+ * A slow peer delays only the requests queued for it. Protocol:
+ * docs/TRANSFER.md and xfer.c.
+ *
+ * Every reply is checked before use: its status must be one of kvbm's (the
+ * header check), a refusal carries no arrays, counts match the request, and
+ * every block id lies in the peer's slab. A request that fails in the middle
+ * of a message (deadline, malformed reply, dead peer) fails alone: its
+ * connection is closed at once (the peer sees it and frees what it held)
+ * and the next request opens a fresh one.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,18 +20,24 @@
 
 #include "core/check.h"
 #include "core/clock.h"
+#include "fault.h"
 #include "object.h"
-#include "socket_io.h"
 
-/* ------------------------------------------------------------ client side */
-
-/* Result of one request run by the worker thread. */
+/* Result of one request run by a worker thread. */
 typedef struct client_result {
     kvbm_status_t status;
     uint32_t *ids;
     size_t n;
     bool in_sync; /* whether the connection is still at a message boundary */
 } client_result_t;
+
+/* A refusal (a non-OK status in a reply) ends the request cleanly, unless
+ * it came with arrays, which would leave the stream out of step. */
+static void take_refusal(const kvbm__wire_hdr_t *hdr, client_result_t *res)
+{
+    res->status = hdr->count == 0 ? (kvbm_status_t)hdr->status : KVBM_ERR_PARSE;
+    res->in_sync = hdr->count == 0;
+}
 
 /* Sends the bytes of the pushed blocks the peer marked in @p need (it holds
  * the others already) into its blocks @p dst. */
@@ -50,7 +62,8 @@ static kvbm_status_t push_send_needed(kvbm_xfer_t *xfer, const kvbm_xfer_req_t *
         kvbm__copy_plan_t plan = {0};
         status = kvbm__xfer_plan_send(xfer, req->peer, sub_src, sub_dst, m, &plan);
         if (status == KVBM_OK)
-            status = xfer->ops->send(xfer, req->peer, fd, &plan);
+            status = xfer->ops->send(xfer, req->peer, fd, &plan,
+                                     kvbm__xfer_data_deadline(xfer, plan.bytes));
         kvbm__copy_plan_free(&plan);
     }
 free_lists:
@@ -59,9 +72,48 @@ free_lists:
     return status;
 }
 
+/* ACCEPT's arrays: the peer's block per pushed block (in its slab) and
+ * whether it needs the bytes (0 or 1). */
+static kvbm_status_t push_read_accept(kvbm_xfer_t *xfer, const kvbm_xfer_req_t *req, int fd,
+                                      uint32_t *dst, uint8_t *need)
+{
+    size_t n = req->count;
+    struct iovec iov[2] = {{.iov_base = dst, .iov_len = n * sizeof(*dst)},
+                           {.iov_base = need, .iov_len = n}};
+    kvbm_status_t status = kvbm__sock_readv(fd, iov, 2, kvbm__xfer_msg_deadline(xfer));
+    if (status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, xfer->descs[req->peer].num_blocks))
+        status = KVBM_ERR_PARSE;
+    for (size_t i = 0; status == KVBM_OK && i < n; i++)
+        if (need[i] > 1)
+            status = KVBM_ERR_PARSE;
+    return status;
+}
+
+/* DONE: the peer registered; its final block ids land in @p dst. */
+static void push_read_done(kvbm_xfer_t *xfer, const kvbm_xfer_req_t *req, int fd, uint32_t *dst,
+                           client_result_t *res)
+{
+    size_t n = req->count;
+    kvbm__wire_hdr_t hdr;
+    res->status = kvbm__wire_recv_hdr(fd, kvbm__xfer_msg_deadline(xfer), KVBM__MSG_DONE, &hdr);
+    if (res->status != KVBM_OK)
+        return;
+    if (hdr.status != KVBM_OK) {
+        take_refusal(&hdr, res);
+        return;
+    }
+    if (hdr.count != n) {
+        res->status = KVBM_ERR_PARSE;
+        return;
+    }
+    res->status = kvbm__sock_read(fd, dst, n * sizeof(*dst), kvbm__xfer_msg_deadline(xfer));
+    if (res->status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, xfer->descs[req->peer].num_blocks))
+        res->status = KVBM_ERR_PARSE;
+    res->in_sync = res->status == KVBM_OK;
+}
+
 static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_result_t *res)
 {
-    uint32_t timeout = xfer->timeout_ms;
     size_t n = req->count;
     kvbm__wire_hdr_t hdr;
     kvbm__wire_hdr_init(&hdr, KVBM__MSG_PUSH, KVBM_OK, (uint32_t)n);
@@ -72,16 +124,15 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         hdr.flags = 50u << 8;
     }
     res->in_sync = false;
-    res->status = kvbm__wire_send(fd, timeout, &hdr, req->hashes, n * sizeof(uint64_t),
-                                  req->src_ids, n * sizeof(uint32_t));
+    res->status = kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &hdr, req->hashes,
+                                  n * sizeof(uint64_t), req->src_ids, n * sizeof(uint32_t));
     if (res->status != KVBM_OK)
         return;
-    res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_ACCEPT, &hdr);
+    res->status = kvbm__wire_recv_hdr(fd, kvbm__xfer_msg_deadline(xfer), KVBM__MSG_ACCEPT, &hdr);
     if (res->status != KVBM_OK)
         return;
     if (hdr.status != KVBM_OK) {
-        res->in_sync = true; /* refused before any data: e.g. no room */
-        res->status = (kvbm_status_t)hdr.status;
+        take_refusal(&hdr, res); /* refused before any data: e.g. no room */
         return;
     }
     if (hdr.count != n) {
@@ -90,60 +141,37 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
     }
     uint32_t *dst = malloc(n * sizeof(*dst));
     uint8_t *need = malloc(n);
-    if (dst == NULL || need == NULL) {
-        free(need);
-        res->status = KVBM_ERR_NO_MEMORY;
-        goto free_dst;
-    }
-    struct iovec iov[2] = {{.iov_base = dst, .iov_len = n * sizeof(*dst)},
-                           {.iov_base = need, .iov_len = n}};
-    res->status = kvbm__sock_readv(fd, iov, 2, timeout);
-    if (res->status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, xfer->descs[req->peer].num_blocks))
-        res->status = KVBM_ERR_PARSE;
+    res->status = dst != NULL && need != NULL ? KVBM_OK : KVBM_ERR_NO_MEMORY;
+    if (res->status == KVBM_OK)
+        res->status = push_read_accept(xfer, req, fd, dst, need);
     /* Only the blocks the peer does not hold yet travel. */
     if (res->status == KVBM_OK)
         res->status = push_send_needed(xfer, req, fd, dst, need);
     free(need);
     if (res->status == KVBM_OK)
-        res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_DONE, &hdr);
-    if (res->status != KVBM_OK)
-        goto free_dst;
-    if (hdr.status != KVBM_OK) {
-        res->in_sync = true;
-        res->status = (kvbm_status_t)hdr.status;
-        goto free_dst;
+        push_read_done(xfer, req, fd, dst, res);
+    if (res->status != KVBM_OK) {
+        free(dst);
+        return;
     }
-    if (hdr.count != n) {
-        res->status = KVBM_ERR_PARSE;
-        goto free_dst;
-    }
-    res->status = kvbm__sock_read(fd, dst, n * sizeof(*dst), timeout);
-    if (res->status != KVBM_OK)
-        goto free_dst;
-    res->in_sync = true;
     res->ids = dst;
     res->n = n;
-    return;
-free_dst:
-    free(dst);
 }
 
 static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_result_t *res)
 {
-    uint32_t timeout = xfer->timeout_ms;
     kvbm__wire_hdr_t hdr;
     kvbm__wire_hdr_init(&hdr, KVBM__MSG_PULL, KVBM_OK, (uint32_t)req->count);
     res->in_sync = false;
-    res->status =
-        kvbm__wire_send(fd, timeout, &hdr, req->hashes, req->count * sizeof(uint64_t), NULL, 0);
+    res->status = kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &hdr, req->hashes,
+                                  req->count * sizeof(uint64_t), NULL, 0);
     if (res->status != KVBM_OK)
         return;
-    res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_OFFER, &hdr);
+    res->status = kvbm__wire_recv_hdr(fd, kvbm__xfer_msg_deadline(xfer), KVBM__MSG_OFFER, &hdr);
     if (res->status != KVBM_OK)
         return;
     if (hdr.status != KVBM_OK) {
-        res->in_sync = true;
-        res->status = (kvbm_status_t)hdr.status;
+        take_refusal(&hdr, res);
         return;
     }
     size_t n = hdr.count;
@@ -157,19 +185,20 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
     }
     uint32_t *src = malloc(n * sizeof(*src));
     uint32_t *dst = malloc(n * sizeof(*dst));
+    kvbm_status_t alloc = KVBM_ERR_NO_MEMORY;
     if (src == NULL || dst == NULL) {
         res->status = KVBM_ERR_NO_MEMORY;
         goto free_arrays;
     }
-    res->status = kvbm__sock_read(fd, src, n * sizeof(*src), timeout);
+    res->status = kvbm__sock_read(fd, src, n * sizeof(*src), kvbm__xfer_msg_deadline(xfer));
     if (res->status == KVBM_OK && !kvbm__xfer_ids_below(src, n, xfer->descs[req->peer].num_blocks))
         res->status = KVBM_ERR_PARSE;
     if (res->status != KVBM_OK)
         goto free_arrays;
-    kvbm_status_t alloc = kvbm_manager_allocate(xfer->manager, n, dst, NULL, NULL);
+    alloc = kvbm_manager_allocate(xfer->manager, n, dst, NULL, NULL);
     kvbm__wire_hdr_init(&hdr, KVBM__MSG_GO, alloc, (uint32_t)(alloc == KVBM_OK ? n : 0));
-    res->status =
-        kvbm__wire_send(fd, timeout, &hdr, dst, alloc == KVBM_OK ? n * sizeof(*dst) : 0, NULL, 0);
+    res->status = kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &hdr, dst,
+                                  alloc == KVBM_OK ? n * sizeof(*dst) : 0, NULL, 0);
     if (res->status != KVBM_OK)
         goto release_dst;
     if (alloc != KVBM_OK) {
@@ -180,7 +209,8 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
     kvbm__copy_plan_t plan = {0};
     res->status = kvbm__xfer_plan_recv(xfer, req->peer, dst, src, n, &plan);
     if (res->status == KVBM_OK)
-        res->status = xfer->ops->recv(xfer, req->peer, fd, &plan);
+        res->status =
+            xfer->ops->recv(xfer, req->peer, fd, &plan, kvbm__xfer_data_deadline(xfer, plan.bytes));
     kvbm__copy_plan_free(&plan);
     if (res->status != KVBM_OK)
         goto release_dst;
@@ -203,30 +233,36 @@ free_arrays:
 
 static void client_raw(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_result_t *res)
 {
-    uint32_t timeout = xfer->timeout_ms;
     kvbm__wire_hdr_t hdr;
     kvbm__wire_hdr_init(&hdr, KVBM__MSG_RAW, KVBM_OK, 0);
     hdr.arg = req->raw_bytes;
+    int64_t lie = 0;
+    if (kvbm__xfer_fault_lie_take(KVBM__LIE_RAW_BYTES, &lie))
+        hdr.arg = (uint64_t)lie; /* a test's hostile peer: announce more than it sends */
     res->in_sync = false;
-    res->status = kvbm__wire_send(fd, timeout, &hdr, NULL, 0, NULL, 0);
+    res->status = kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &hdr, NULL, 0, NULL, 0);
     if (res->status == KVBM_OK)
-        res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_RAW_READY, &hdr);
+        res->status =
+            kvbm__wire_recv_hdr(fd, kvbm__xfer_msg_deadline(xfer), KVBM__MSG_RAW_READY, &hdr);
     if (res->status != KVBM_OK)
         return;
     if (hdr.status != KVBM_OK) {
-        res->in_sync = true;
-        res->status = (kvbm_status_t)hdr.status;
+        take_refusal(&hdr, res);
         return;
     }
-    kvbm_copy_t piece = {.src = req->raw_buf, .bytes = req->raw_bytes};
-    kvbm__copy_plan_t plan = {.pieces = &piece, .count = 1, .bytes = req->raw_bytes};
-    res->status = xfer->ops->send(xfer, req->peer, fd, &plan);
+    kvbm__copy_plan_t plan = {0};
+    res->status = kvbm__xfer_plan_raw(req->raw_buf, NULL, 0, req->raw_bytes, &plan);
     if (res->status == KVBM_OK)
-        res->status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_RAW_DONE, &hdr);
+        res->status = xfer->ops->send(xfer, req->peer, fd, &plan,
+                                      kvbm__xfer_data_deadline(xfer, req->raw_bytes));
+    kvbm__copy_plan_free(&plan);
+    if (res->status == KVBM_OK)
+        res->status =
+            kvbm__wire_recv_hdr(fd, kvbm__xfer_msg_deadline(xfer), KVBM__MSG_RAW_DONE, &hdr);
     if (res->status != KVBM_OK)
         return;
-    res->in_sync = true;
-    res->status = (kvbm_status_t)hdr.status;
+    res->in_sync = hdr.count == 0;
+    res->status = res->in_sync ? (kvbm_status_t)hdr.status : KVBM_ERR_PARSE;
 }
 
 static void req_complete(kvbm_xfer_req_t *req, kvbm_status_t status, uint32_t *ids, size_t n)
@@ -240,20 +276,59 @@ static void req_complete(kvbm_xfer_req_t *req, kvbm_status_t status, uint32_t *i
     kvbm__mutex_unlock(&req->lock);
 }
 
+/* Closes the client connection to @p p (the peer sees it at once). */
+static void drop_connection(kvbm_xfer_t *xfer, kvbm__xfer_peer_t *p)
+{
+    kvbm__mutex_lock(&xfer->lock);
+    if (p->client_fd >= 0)
+        close(p->client_fd);
+    p->client_fd = -1;
+    kvbm__mutex_unlock(&xfer->lock);
+}
+
+/* Opens a fresh connection after a failure; KVBM_ERR_BAD_STATE once the
+ * object is being destroyed. */
+static kvbm_status_t reconnect(kvbm_xfer_t *xfer, int peer)
+{
+    kvbm__xfer_peer_t *p = &xfer->peers[peer];
+    drop_connection(xfer, p);
+    int fd;
+    kvbm_status_t status = kvbm__xfer_dial(xfer, peer, false, &fd);
+    if (status != KVBM_OK)
+        return status;
+    kvbm__mutex_lock(&xfer->lock);
+    if (xfer->stopping) {
+        close(fd);
+        status = KVBM_ERR_PEER;
+    } else {
+        p->client_fd = fd;
+        p->client_broken = false;
+    }
+    kvbm__mutex_unlock(&xfer->lock);
+    if (status == KVBM_OK)
+        kvbm__count(&xfer->counters.reconnects);
+    return status;
+}
+
 static void worker_run(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
 {
     int peer = req->peer;
+    kvbm__xfer_peer_t *p = &xfer->peers[peer];
     client_result_t res = {.status = KVBM_OK};
-    int fd = xfer->client_fd[peer];
-    uint64_t deadline = kvbm__now_us() + (uint64_t)xfer->timeout_ms * 1000u;
+    uint64_t deadline = kvbm__deadline_ms(xfer->timeout_ms);
     /* Back-off grows from 100 us; ranks start apart so two of them refused
      * by each other do not retry in lock step. */
     uint64_t backoff_us = 100u + 37u * (uint64_t)xfer->rank;
     for (;;) {
-        if (xfer->client_broken[peer]) {
-            req_complete(req, KVBM_ERR_PEER, NULL, 0);
-            return;
+        if (p->client_broken || p->client_fd < 0) {
+            kvbm_status_t status = reconnect(xfer, peer);
+            if (status != KVBM_OK) {
+                kvbm__xfer_count_failure(xfer, status);
+                req_complete(req, status, NULL, 0);
+                return;
+            }
         }
+        int fd = p->client_fd;
         res = (client_result_t){.status = KVBM_OK};
         kvbm_status_t gate = xfer->ops->data_begin(xfer, true);
         if (gate != KVBM_OK) {
@@ -273,10 +348,11 @@ static void worker_run(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
         }
         xfer->ops->data_end(xfer);
         if (!res.in_sync) {
-            /* Out of step with the peer: no later request can use this
-             * connection. Shutting it down tells the peer at once. */
-            xfer->client_broken[peer] = true;
-            shutdown(fd, SHUT_RDWR);
+            /* Out of step with the peer: this request fails, the connection
+             * goes (the peer sees it at once and frees what it held), and the
+             * next request opens a fresh one. */
+            p->client_broken = true;
+            drop_connection(xfer, p);
         }
         /* The peer's data path was taken: nothing happened there, retry. */
         if (res.status != KVBM_ERR_BUSY || !res.in_sync || kvbm__now_us() + backoff_us > deadline)
@@ -286,29 +362,43 @@ static void worker_run(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
         nanosleep(&ts, NULL);
         backoff_us = backoff_us * 2 < 20000u ? backoff_us * 2 : 20000u;
     }
+    if (res.status != KVBM_OK && !res.in_sync)
+        kvbm__xfer_count_failure(xfer, res.status);
     req_complete(req, res.status, res.ids, res.n);
 }
 
+void kvbm__xfer_fail_queue_locked(kvbm_xfer_t *xfer, int peer)
+{
+    kvbm__xfer_peer_t *p = &xfer->peers[peer];
+    while (p->head != NULL) {
+        kvbm_xfer_req_t *req = p->head;
+        p->head = req->next;
+        req_complete(req, KVBM_ERR_PEER, NULL, 0);
+    }
+    p->tail = NULL;
+}
+
+/* The worker's argument: its object and peer. */
 void *kvbm__xfer_worker_main(void *arg)
 {
-    kvbm_xfer_t *xfer = arg;
+    kvbm__xfer_peer_t *p = arg;
+    kvbm_xfer_t *xfer = p->xfer;
+    kvbm__mutex_lock(&xfer->lock);
     for (;;) {
-        kvbm__mutex_lock(&xfer->lock);
-        while (xfer->head == NULL && !xfer->stopping)
-            kvbm__cond_wait(&xfer->cond, &xfer->lock);
-        kvbm_xfer_req_t *req = xfer->head;
-        bool stopping = xfer->stopping;
-        if (req != NULL) {
-            xfer->head = req->next;
-            if (xfer->head == NULL)
-                xfer->tail = NULL;
+        while (p->head == NULL && !xfer->stopping)
+            kvbm__cond_wait(&p->cond, &xfer->lock);
+        if (xfer->stopping) {
+            kvbm__xfer_fail_queue_locked(xfer, p->index);
+            break;
         }
+        kvbm_xfer_req_t *req = p->head;
+        p->head = req->next;
+        if (p->head == NULL)
+            p->tail = NULL;
         kvbm__mutex_unlock(&xfer->lock);
-        if (req == NULL)
-            return NULL; /* stopping and drained */
-        if (stopping)
-            req_complete(req, KVBM_ERR_PEER, NULL, 0);
-        else
-            worker_run(xfer, req);
+        worker_run(xfer, req);
+        kvbm__mutex_lock(&xfer->lock);
     }
+    kvbm__mutex_unlock(&xfer->lock);
+    return NULL;
 }

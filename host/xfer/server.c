@@ -1,24 +1,27 @@
 /*
- * Transfers, server side: the service thread answers the requests peers
- * start: it allocates and receives for a push, offers its matched prefix for
- * a pull, and registers only what arrived whole. Protocol: docs/TRANSFER.md
- * and xfer.c.
+ * Transfers, server side: one service thread per incoming connection
+ * (acceptor.c starts them) answers the requests of that peer: it allocates
+ * and receives for a push, offers its matched prefix for a pull, and
+ * registers only what arrived whole. Protocol: docs/TRANSFER.md and xfer.c.
+ *
+ * Nothing a peer sends sizes memory beyond this rank's own configuration: a
+ * push larger than the manager is refused before its arrays are allocated
+ * (its payload is read through a small buffer and dropped), a pull reads
+ * only as many hashes as the manager could ever match, raw bytes land in the
+ * configured scratch chunk by chunk, and every plan is bounded by the blocks
+ * this rank holds and the region sizes checked at creation.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/check.h"
 #include "core/log.h"
+#include "fault.h"
 #include "object.h"
-#include "socket_io.h"
-
-/* ------------------------------------------------------------ server side */
 
 static void notify_arrival(kvbm_xfer_t *xfer, int peer, kvbm_status_t status, size_t count,
                            const uint64_t *hashes, const uint32_t *ids)
@@ -27,7 +30,16 @@ static void notify_arrival(kvbm_xfer_t *xfer, int peer, kvbm_status_t status, si
         return;
     kvbm_xfer_arrival_t arrival = {
         .peer = peer, .status = status, .count = count, .hashes = hashes, .ids = ids};
+    kvbm__mutex_lock(&xfer->arrival_lock);
     xfer->on_arrival(xfer->arrival_ctx, &arrival);
+    kvbm__mutex_unlock(&xfer->arrival_lock);
+}
+
+/* The status a reply carries: @p status, unless a test made this rank lie. */
+static int32_t reply_status(kvbm_status_t status)
+{
+    int64_t lie = 0;
+    return kvbm__xfer_fault_lie_take(KVBM__LIE_STATUS, &lie) ? (int32_t)lie : status;
 }
 
 /* Registers the blocks marked in @p need, run by run, so each run's first
@@ -60,39 +72,101 @@ static kvbm_status_t register_needed(kvbm_xfer_t *xfer, const kvbm__wire_hdr_t *
     return KVBM_OK;
 }
 
-/*
- * The blocks a push lands in: hashes this rank holds are acquired (and count
- * as a use), the others get freshly allocated blocks. dst[i] is the block of
- * hash i, need[i] whether its bytes must travel; fresh[0..m) are the new
- * blocks in order and fresh_src the pusher's blocks for them. On error
- * nothing is held.
- */
-static kvbm_status_t push_take_blocks(kvbm_xfer_t *xfer, const uint64_t *hashes,
-                                      const uint32_t *src, size_t n, uint32_t *dst, uint8_t *need,
-                                      uint32_t *fresh, uint32_t *fresh_src, size_t *m_out)
+/* A push this rank could never hold: drop its payload, refuse it. */
+static kvbm_status_t refuse_oversized_push(kvbm_xfer_t *xfer, int peer, int fd, size_t n)
 {
-    size_t found = 0, m = 0;
-    kvbm_status_t status = kvbm_manager_scan(xfer->manager, hashes, n, true, dst, &found);
-    if (status == KVBM_OK && found < n) {
-        status = kvbm_manager_allocate(xfer->manager, n - found, fresh, NULL, NULL);
-        if (status != KVBM_OK) {
-            for (size_t i = n; i-- > 0;)
-                if (dst[i] != KVBM_BLOCK_NONE)
-                    (void)kvbm_manager_release(xfer->manager, &dst[i], 1);
-        }
-    }
+    kvbm_status_t status = kvbm__sock_discard(
+        fd, (uint64_t)n * (sizeof(uint64_t) + sizeof(uint32_t)), kvbm__xfer_msg_deadline(xfer));
     if (status != KVBM_OK)
         return status;
-    for (size_t i = 0; i < n; i++) {
-        need[i] = dst[i] == KVBM_BLOCK_NONE;
-        if (need[i]) {
-            fresh_src[m] = src[i];
-            dst[i] = fresh[m++]; /* NOLINT(clang-analyzer-core.uninitialized.Assign): allocate
-                                    filled n - found entries, one per miss */
+    kvbm__wire_hdr_t reply;
+    kvbm__wire_hdr_init(&reply, KVBM__MSG_ACCEPT, reply_status(KVBM_ERR_NO_BLOCKS), 0);
+    notify_arrival(xfer, peer, KVBM_ERR_NO_BLOCKS, n, NULL, NULL);
+    return kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &reply, NULL, 0, NULL, 0);
+}
+
+/* The arrays of one incoming push; n blocks, m of them to receive. */
+typedef struct push_arrays {
+    size_t n, m;
+    uint64_t *hashes;
+    uint32_t *src;       /* the pusher's blocks */
+    uint32_t *dst;       /* this rank's block for each */
+    uint32_t *fresh;     /* the blocks allocated here, in order */
+    uint32_t *fresh_src; /* the pusher's blocks for them */
+    uint8_t *need;       /* 1: allocated here, its bytes travel; 0: held already */
+} push_arrays_t;
+
+static void push_arrays_free(push_arrays_t *a)
+{
+    free(a->hashes);
+    free(a->src);
+    free(a->dst);
+    free(a->fresh);
+    free(a->fresh_src);
+    free(a->need);
+}
+
+static kvbm_status_t push_arrays_alloc(push_arrays_t *a, size_t n)
+{
+    *a = (push_arrays_t){.n = n};
+    a->hashes = malloc(n * sizeof(*a->hashes));
+    a->src = malloc(n * sizeof(*a->src));
+    a->dst = malloc(n * sizeof(*a->dst));
+    a->fresh = malloc(n * sizeof(*a->fresh));
+    a->fresh_src = malloc(n * sizeof(*a->fresh_src));
+    a->need = malloc(n);
+    if (a->hashes != NULL && a->src != NULL && a->dst != NULL && a->fresh != NULL &&
+        a->fresh_src != NULL && a->need != NULL)
+        return KVBM_OK;
+    push_arrays_free(a);
+    return KVBM_ERR_NO_MEMORY;
+}
+
+/* Acquires the blocks whose hashes this rank holds, allocates the rest.
+ * Returns the status ACCEPT carries; on failure nothing is held. */
+static kvbm_status_t push_prepare(kvbm_xfer_t *xfer, kvbm_status_t gate, push_arrays_t *a)
+{
+    size_t found = 0, n = a->n;
+    kvbm_status_t prep = gate;
+    if (prep == KVBM_OK)
+        prep = kvbm_manager_scan(xfer->manager, a->hashes, n, true, a->dst, &found);
+    if (prep == KVBM_OK && found < n) {
+        prep = kvbm_manager_allocate(xfer->manager, n - found, a->fresh, NULL, NULL);
+        if (prep != KVBM_OK) {
+            for (size_t i = n; i-- > 0;)
+                if (a->dst[i] != KVBM_BLOCK_NONE)
+                    (void)kvbm_manager_release(xfer->manager, &a->dst[i], 1);
         }
     }
-    *m_out = m;
+    if (prep != KVBM_OK)
+        return prep;
+    for (size_t i = 0; i < n; i++) {
+        a->need[i] = a->dst[i] == KVBM_BLOCK_NONE;
+        if (a->need[i]) {
+            a->fresh_src[a->m] = a->src[i];
+            a->dst[i] = a->fresh[a->m++]; /* NOLINT(clang-analyzer-core.uninitialized.Assign):
+                                             allocate filled n - found entries, one per miss */
+        }
+    }
     return KVBM_OK;
+}
+
+/* Every byte arrived: register, tell the application, drop this rank's
+ * references so the blocks wait in the inactive pool for a match, and only
+ * then tell the pusher (DONE), so its completion means all of that. */
+static kvbm_status_t push_complete(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t *hdr,
+                                   push_arrays_t *a)
+{
+    kvbm_xfer_t *xfer = conn->xfer;
+    size_t n = a->n;
+    kvbm_status_t reg = register_needed(xfer, hdr, a->hashes, a->need, n, a->dst);
+    notify_arrival(xfer, conn->peer, reg, n, reg == KVBM_OK ? a->hashes : NULL,
+                   reg == KVBM_OK ? a->dst : NULL);
+    kvbm__xfer_release_reverse(xfer->manager, a->dst, n);
+    kvbm__wire_hdr_t reply;
+    kvbm__wire_hdr_init(&reply, KVBM__MSG_DONE, reg, (uint32_t)(reg == KVBM_OK ? n : 0));
+    return kvbm__wire_send(conn->fd, kvbm__xfer_msg_deadline(xfer), &reply, a->dst,
+                           reg == KVBM_OK ? n * sizeof(*a->dst) : 0, NULL, 0);
 }
 
 /*
@@ -101,43 +175,37 @@ static kvbm_status_t push_take_blocks(kvbm_xfer_t *xfer, const uint64_t *hashes,
  * needed, and only those travel. Returns non-OK when the connection is lost
  * or out of step.
  */
-static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr,
+static kvbm_status_t serve_push(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t *hdr,
                                 kvbm_status_t gate)
 {
-    uint32_t timeout = xfer->timeout_ms;
+    kvbm_xfer_t *xfer = conn->xfer;
+    int peer = conn->peer, fd = conn->fd;
     size_t n = hdr->count;
-    kvbm_status_t status;
     if (n == 0) {
         notify_arrival(xfer, peer, KVBM_ERR_PARSE, 0, NULL, NULL);
         return KVBM_ERR_PARSE;
     }
-    uint64_t *hashes = malloc(n * sizeof(*hashes));
-    uint32_t *src = malloc(n * sizeof(*src));
-    uint32_t *dst = malloc(n * sizeof(*dst));
-    uint32_t *fresh = malloc(n * sizeof(*fresh));   /* allocated blocks, in order */
-    uint32_t *fresh_src = malloc(n * sizeof(*src)); /* the pusher's blocks for them */
-    uint8_t *need = malloc(n);
-    if (hashes == NULL || src == NULL || dst == NULL || fresh == NULL || fresh_src == NULL ||
-        need == NULL) {
-        status = KVBM_ERR_NO_MEMORY;
-        goto free_arrays;
-    }
-    struct iovec iov[2] = {{.iov_base = hashes, .iov_len = n * sizeof(*hashes)},
-                           {.iov_base = src, .iov_len = n * sizeof(*src)}};
-    status = kvbm__sock_readv(fd, iov, 2, timeout);
-    if (status == KVBM_OK && !kvbm__xfer_ids_below(src, n, xfer->descs[peer].num_blocks))
+    if (n > xfer->capacity)
+        return refuse_oversized_push(xfer, peer, fd, n);
+    push_arrays_t a;
+    kvbm_status_t status = push_arrays_alloc(&a, n);
+    if (status != KVBM_OK)
+        return status;
+    struct iovec iov[2] = {{.iov_base = a.hashes, .iov_len = n * sizeof(*a.hashes)},
+                           {.iov_base = a.src, .iov_len = n * sizeof(*a.src)}};
+    status = kvbm__sock_readv(fd, iov, 2, kvbm__xfer_msg_deadline(xfer));
+    if (status == KVBM_OK && !kvbm__xfer_ids_below(a.src, n, xfer->descs[peer].num_blocks))
         status = KVBM_ERR_PARSE;
     if (status != KVBM_OK)
         goto free_arrays;
 
-    size_t m = 0;
-    kvbm_status_t prep = gate;
-    if (prep == KVBM_OK)
-        prep = push_take_blocks(xfer, hashes, src, n, dst, need, fresh, fresh_src, &m);
+    kvbm_status_t prep = push_prepare(xfer, gate, &a);
     kvbm__wire_hdr_t reply;
-    kvbm__wire_hdr_init(&reply, KVBM__MSG_ACCEPT, prep, (uint32_t)(prep == KVBM_OK ? n : 0));
-    status = kvbm__wire_send(fd, timeout, &reply, dst, prep == KVBM_OK ? n * sizeof(*dst) : 0, need,
-                             prep == KVBM_OK ? n : 0);
+    kvbm__wire_hdr_init(&reply, KVBM__MSG_ACCEPT, reply_status(prep),
+                        (uint32_t)(prep == KVBM_OK ? n : 0));
+    status =
+        kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &reply, a.dst,
+                        prep == KVBM_OK ? n * sizeof(*a.dst) : 0, a.need, prep == KVBM_OK ? n : 0);
     if (prep != KVBM_OK) {
         /* Refused cleanly: nothing held, the connection stays usable. A busy
          * data path is retried by the pusher: not worth a notice. */
@@ -145,83 +213,79 @@ static kvbm_status_t serve_push(kvbm_xfer_t *xfer, int peer, int fd, const kvbm_
             notify_arrival(xfer, peer, prep, n, NULL, NULL);
         goto free_arrays;
     }
-    if (status == KVBM_OK && m > 0) {
+    if (status == KVBM_OK && a.m > 0) {
         kvbm__copy_plan_t plan = {0};
-        status = kvbm__xfer_plan_recv(xfer, peer, fresh, fresh_src, m, &plan);
+        status = kvbm__xfer_plan_recv(xfer, peer, a.fresh, a.fresh_src, a.m, &plan);
         if (status == KVBM_OK)
-            status = xfer->ops->recv(xfer, peer, fd, &plan);
+            status =
+                xfer->ops->recv(xfer, peer, fd, &plan, kvbm__xfer_data_deadline(xfer, plan.bytes));
         kvbm__copy_plan_free(&plan);
     }
-    if (status != KVBM_OK)
-        goto release_dst;
-
-    /* Every byte arrived: register, tell the application, drop our
-     * references so the blocks wait in the inactive pool for a match, and
-     * only then tell the pusher, so its completion means all of that. */
-    kvbm_status_t reg = register_needed(xfer, hdr, hashes, need, n, dst);
-    notify_arrival(xfer, peer, reg, n, reg == KVBM_OK ? hashes : NULL, reg == KVBM_OK ? dst : NULL);
-    kvbm__xfer_release_reverse(xfer->manager, dst, n);
-    kvbm__wire_hdr_init(&reply, KVBM__MSG_DONE, reg, (uint32_t)(reg == KVBM_OK ? n : 0));
-    status =
-        kvbm__wire_send(fd, timeout, &reply, dst, reg == KVBM_OK ? n * sizeof(*dst) : 0, NULL, 0);
-    goto free_arrays;
-
-release_dst:
-    /* Back to reset (fresh blocks) or to the cache (held ones) first, so the
-     * application's notice means "nothing left over". */
-    kvbm__xfer_release_reverse(xfer->manager, dst, n);
-    notify_arrival(xfer, peer, status, n, NULL, NULL);
+    if (status == KVBM_OK) {
+        status = push_complete(conn, hdr, &a);
+    } else {
+        /* Back to reset (fresh blocks) or to the cache (held ones) first, so
+         * the application's notice means "nothing left over". */
+        kvbm__xfer_release_reverse(xfer->manager, a.dst, n);
+        notify_arrival(xfer, peer, status, n, NULL, NULL);
+    }
 free_arrays:
-    free(hashes);
-    free(src);
-    free(dst);
-    free(fresh);
-    free(fresh_src);
-    free(need);
+    push_arrays_free(&a);
     return status;
 }
 
-static kvbm_status_t serve_pull(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr,
+static kvbm_status_t serve_pull(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t *hdr,
                                 kvbm_status_t gate)
 {
-    uint32_t timeout = xfer->timeout_ms;
+    kvbm_xfer_t *xfer = conn->xfer;
+    int peer = conn->peer, fd = conn->fd;
+    /* No prefix longer than the manager can match: read that many hashes,
+     * drop the rest. */
     size_t count = hdr->count;
+    size_t kept = count < xfer->capacity ? count : xfer->capacity;
     kvbm_status_t status;
-    uint64_t *hashes = malloc((count ? count : 1) * sizeof(*hashes));
-    uint32_t *src = malloc((count ? count : 1) * sizeof(*src));
-    uint32_t *dst = malloc((count ? count : 1) * sizeof(*dst));
+    uint64_t *hashes = malloc((kept ? kept : 1) * sizeof(*hashes));
+    uint32_t *src = malloc((kept ? kept : 1) * sizeof(*src));
+    uint32_t *dst = malloc((kept ? kept : 1) * sizeof(*dst));
+    size_t n = 0;
     if (hashes == NULL || src == NULL || dst == NULL) {
         status = KVBM_ERR_NO_MEMORY;
         goto free_arrays;
     }
-    status = kvbm__sock_read(fd, hashes, count * sizeof(*hashes), timeout);
+    status = kvbm__sock_read(fd, hashes, kept * sizeof(*hashes), kvbm__xfer_msg_deadline(xfer));
+    if (status == KVBM_OK)
+        status = kvbm__sock_discard(fd, (uint64_t)(count - kept) * sizeof(*hashes),
+                                    kvbm__xfer_msg_deadline(xfer));
     if (status != KVBM_OK)
         goto free_arrays;
-    size_t n = 0;
     kvbm_status_t match = gate;
-    if (match == KVBM_OK && count > 0)
-        match = kvbm_manager_match(xfer->manager, hashes, count, src, &n);
+    if (match == KVBM_OK && kept > 0)
+        match = kvbm_manager_match(xfer->manager, hashes, kept, src, &n);
     kvbm__wire_hdr_t reply;
-    kvbm__wire_hdr_init(&reply, KVBM__MSG_OFFER, match, (uint32_t)n);
-    status = kvbm__wire_send(fd, timeout, &reply, src, n * sizeof(*src), NULL, 0);
+    kvbm__wire_hdr_init(&reply, KVBM__MSG_OFFER, reply_status(match), (uint32_t)n);
+    status =
+        kvbm__wire_send(fd, kvbm__xfer_msg_deadline(xfer), &reply, src, n * sizeof(*src), NULL, 0);
     if (status != KVBM_OK || n == 0)
         goto release_src;
     kvbm__wire_hdr_t go;
-    status = kvbm__wire_recv_hdr(fd, timeout, KVBM__MSG_GO, &go);
-    if (status != KVBM_OK || go.status != KVBM_OK)
-        goto release_src; /* the puller had no room: nothing to send */
+    status = kvbm__wire_recv_hdr(fd, kvbm__xfer_msg_deadline(xfer), KVBM__MSG_GO, &go);
+    if (status != KVBM_OK || go.status != KVBM_OK) {
+        if (status == KVBM_OK && go.count != 0)
+            status = KVBM_ERR_PARSE; /* a refusal carries no ids */
+        goto release_src;            /* the puller had no room: nothing to send */
+    }
     if (go.count != n) {
         status = KVBM_ERR_PARSE;
         goto release_src;
     }
-    status = kvbm__sock_read(fd, dst, n * sizeof(*dst), timeout);
+    status = kvbm__sock_read(fd, dst, n * sizeof(*dst), kvbm__xfer_msg_deadline(xfer));
     if (status == KVBM_OK && !kvbm__xfer_ids_below(dst, n, xfer->descs[peer].num_blocks))
         status = KVBM_ERR_PARSE;
     kvbm__copy_plan_t plan = {0};
     if (status == KVBM_OK)
         status = kvbm__xfer_plan_send(xfer, peer, src, dst, n, &plan);
     if (status == KVBM_OK)
-        status = xfer->ops->send(xfer, peer, fd, &plan);
+        status = xfer->ops->send(xfer, peer, fd, &plan, kvbm__xfer_data_deadline(xfer, plan.bytes));
     kvbm__copy_plan_free(&plan);
 release_src:
     kvbm__xfer_release_reverse(xfer->manager, src, n);
@@ -232,110 +296,93 @@ free_arrays:
     return status;
 }
 
-static kvbm_status_t serve_raw(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__wire_hdr_t *hdr,
+static kvbm_status_t serve_raw(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t *hdr,
                                kvbm_status_t gate)
 {
-    uint32_t timeout = xfer->timeout_ms;
+    kvbm_xfer_t *xfer = conn->xfer;
+    uint64_t bytes = hdr->arg;
     kvbm_status_t ready = gate;
-    if (ready != KVBM_OK) {
-        /* refused below */
-    } else if (hdr->arg > KVBM__XFER_RAW_MAX_BYTES) {
+    if (ready == KVBM_OK && (bytes == 0 || bytes > KVBM__XFER_RAW_MAX_BYTES))
         ready = KVBM_ERR_INVALID_ARG;
-    } else if (hdr->arg > xfer->scratch_bytes) {
-        if (xfer->scratch != NULL)
-            xfer->ops->scratch_free(xfer, xfer->scratch);
-        xfer->scratch = NULL;
-        xfer->scratch_bytes = 0;
-        ready = xfer->ops->scratch_alloc(xfer, (size_t)hdr->arg, &xfer->scratch);
-        if (ready == KVBM_OK)
-            xfer->scratch_bytes = (size_t)hdr->arg;
-    }
+    /* This rank's configured scratch, whatever the message's size. */
+    if (ready == KVBM_OK && conn->scratch == NULL)
+        ready = xfer->ops->scratch_alloc(xfer, xfer->raw_scratch_bytes, &conn->scratch);
     kvbm__wire_hdr_t reply;
-    kvbm__wire_hdr_init(&reply, KVBM__MSG_RAW_READY, ready, 0);
-    kvbm_status_t status = kvbm__wire_send(fd, timeout, &reply, NULL, 0, NULL, 0);
+    kvbm__wire_hdr_init(&reply, KVBM__MSG_RAW_READY, reply_status(ready), 0);
+    kvbm_status_t status =
+        kvbm__wire_send(conn->fd, kvbm__xfer_msg_deadline(xfer), &reply, NULL, 0, NULL, 0);
     if (status != KVBM_OK || ready != KVBM_OK)
         return status;
-    kvbm_copy_t piece = {.dst = xfer->scratch, .bytes = (size_t)hdr->arg};
-    kvbm__copy_plan_t plan = {.pieces = &piece, .count = 1, .bytes = (size_t)hdr->arg};
-    status = xfer->ops->recv(xfer, peer, fd, &plan);
+    kvbm__copy_plan_t plan = {0};
+    status = kvbm__xfer_plan_raw(NULL, conn->scratch, xfer->raw_scratch_bytes, bytes, &plan);
+    if (status == KVBM_OK)
+        status = xfer->ops->recv(xfer, conn->peer, conn->fd, &plan,
+                                 kvbm__xfer_data_deadline(xfer, bytes));
+    kvbm__copy_plan_free(&plan);
     if (status != KVBM_OK)
         return status;
     kvbm__wire_hdr_init(&reply, KVBM__MSG_RAW_DONE, KVBM_OK, 0);
-    return kvbm__wire_send(fd, timeout, &reply, NULL, 0, NULL, 0);
+    return kvbm__wire_send(conn->fd, kvbm__xfer_msg_deadline(xfer), &reply, NULL, 0, NULL, 0);
 }
 
-/* Serves one request from @p peer. Returns false when the connection is
- * closed (cleanly or not) or out of step. */
-static bool serve_one(kvbm_xfer_t *xfer, int peer)
+/* Serves one request. Returns false when the connection is closed (cleanly
+ * or not) or out of step. */
+static bool serve_one(kvbm__xfer_conn_t *conn)
 {
-    int fd = xfer->server_fd[peer];
+    kvbm_xfer_t *xfer = conn->xfer;
     kvbm__wire_hdr_t hdr;
-    kvbm_status_t status = kvbm__wire_recv_hdr(fd, xfer->timeout_ms, 0, &hdr);
-    if (status != KVBM_OK)
-        return false; /* a closed connection between requests is not an error */
-    if (hdr.type != KVBM__MSG_PUSH && hdr.type != KVBM__MSG_PULL && hdr.type != KVBM__MSG_RAW) {
-        kvbm__log(KVBM_LOG_ERROR, "rank %d sent unexpected message type %u", peer, hdr.type);
+    kvbm_status_t status = kvbm__wire_recv_hdr(conn->fd, kvbm__xfer_msg_deadline(xfer), 0, &hdr);
+    if (status != KVBM_OK) {
+        if (status != KVBM_ERR_PEER) /* a close between requests is not an error */
+            kvbm__xfer_count_failure(xfer, status);
         return false;
     }
-    /* Only try for the data path: if this rank's worker holds it, refuse
-     * (KVBM_ERR_BUSY) and let the requester retry, rather than wait. */
+    if ((hdr.type != KVBM__MSG_PUSH && hdr.type != KVBM__MSG_PULL && hdr.type != KVBM__MSG_RAW) ||
+        hdr.status != KVBM_OK) {
+        kvbm__log(KVBM_LOG_ERROR, "rank %d sent unexpected message type %u (status %d)", conn->peer,
+                  hdr.type, hdr.status);
+        kvbm__xfer_count_failure(xfer, KVBM_ERR_PARSE);
+        return false;
+    }
+    /* Only try for the data path: if it is held, refuse (KVBM_ERR_BUSY) and
+     * let the requester retry, rather than wait. */
     kvbm_status_t gate = xfer->ops->data_begin(xfer, false);
     switch (hdr.type) {
     case KVBM__MSG_PUSH:
-        status = serve_push(xfer, peer, fd, &hdr, gate);
+        status = serve_push(conn, &hdr, gate);
         break;
     case KVBM__MSG_PULL:
-        status = serve_pull(xfer, peer, fd, &hdr, gate);
+        status = serve_pull(conn, &hdr, gate);
         break;
     default:
-        status = serve_raw(xfer, peer, fd, &hdr, gate);
+        status = serve_raw(conn, &hdr, gate);
         break;
     }
     if (gate == KVBM_OK)
         xfer->ops->data_end(xfer);
+    if (status != KVBM_OK)
+        kvbm__xfer_count_failure(xfer, status);
     return status == KVBM_OK;
 }
 
 void *kvbm__xfer_service_main(void *arg)
 {
-    kvbm_xfer_t *xfer = arg;
-    struct pollfd *pfds = calloc((size_t)xfer->size + 1, sizeof(*pfds));
-    int *peers = calloc((size_t)xfer->size + 1, sizeof(*peers));
-    if (pfds == NULL || peers == NULL) {
-        kvbm__log(KVBM_LOG_ERROR, "service thread: out of memory; rank %d serves no requests",
-                  xfer->rank);
-        goto free_arrays;
+    kvbm__xfer_conn_t *conn = arg;
+    kvbm_xfer_t *xfer = conn->xfer;
+    /* The connection this one replaced finishes first (it was shut down). */
+    if (conn->has_prev)
+        kvbm__thread_join(conn->prev);
+    /* Idle between requests is not a failure: wait for the next one, or for
+     * destroy or a replacement to shut the socket down. */
+    while (kvbm__sock_wait(conn->fd, POLLIN, KVBM__NO_DEADLINE) == KVBM_OK && serve_one(conn)) {
     }
-    for (;;) {
-        nfds_t n = 0;
-        pfds[n++] = (struct pollfd){.fd = xfer->wake_fd[0], .events = POLLIN};
-        for (int p = 0; p < xfer->size; p++) {
-            if (p == xfer->rank || xfer->server_dead[p])
-                continue;
-            peers[n] = p;
-            pfds[n++] = (struct pollfd){.fd = xfer->server_fd[p], .events = POLLIN};
-        }
-        int rc = poll(pfds, n, -1); /* idle is not a failure: wait for work or destroy */
-        if (rc < 0) {
-            if (errno == EINTR)
-                continue;
-            (void)KVBM_SYS_ERROR("poll");
-            break;
-        }
-        if (pfds[0].revents != 0)
-            break;
-        for (nfds_t i = 1; i < n; i++) {
-            if (pfds[i].revents == 0)
-                continue;
-            int peer = peers[i];
-            if (!serve_one(xfer, peer)) {
-                xfer->server_dead[peer] = true;
-                shutdown(xfer->server_fd[peer], SHUT_RDWR);
-            }
-        }
-    }
-free_arrays:
-    free(pfds);
-    free(peers);
+    kvbm__mutex_lock(&xfer->lock);
+    if (xfer->peers[conn->peer].server == conn)
+        xfer->peers[conn->peer].server = NULL;
+    close(conn->fd);
+    kvbm__mutex_unlock(&xfer->lock);
+    if (conn->scratch != NULL)
+        xfer->ops->scratch_free(xfer, conn->scratch);
+    free(conn);
     return NULL;
 }

@@ -18,9 +18,12 @@
  * A transport moves the bytes of a plan between two ranks; the control
  * messages always go over the sockets. Filled with designated initializers;
  * no slot is NULL. @p fd is the socket of the request the data belongs to
- * (the socket transport sends the bytes on it; NCCL ignores it).
+ * (the socket transport sends the bytes on it; NCCL ignores it), and
+ * @p deadline_us the moment the whole plan must have moved by
+ * (kvbm__xfer_data_deadline): the request fails with KVBM_ERR_TIMEOUT then,
+ * however slowly the bytes still trickle.
  */
-#define KVBM__XFER_OPS_VERSION 1u
+#define KVBM__XFER_OPS_VERSION 2u
 
 typedef struct kvbm__xfer_ops {
     uint32_t version; /* KVBM__XFER_OPS_VERSION; appended to, never reordered */
@@ -37,12 +40,14 @@ typedef struct kvbm__xfer_ops {
     void (*fini)(kvbm_xfer_t *xfer);
     /* Sends the pieces' src bytes (a plan of kvbm__xfer_plan_send), or
      * receives into the pieces' dst (kvbm__xfer_plan_recv). */
-    kvbm_status_t (*send)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan);
-    kvbm_status_t (*recv)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan);
+    kvbm_status_t (*send)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan,
+                          uint64_t deadline_us);
+    kvbm_status_t (*recv)(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan,
+                          uint64_t deadline_us);
     /*
-     * Exclusive use of the data path for one request. The worker thread waits
+     * Exclusive use of the data path for one request. A worker thread waits
      * for it (@p wait true) before it sends a request and keeps it until the
-     * request ends; the service thread only tries (@p wait false) and refuses
+     * request ends; a service thread only tries (@p wait false) and refuses
      * the request with KVBM_ERR_BUSY when it is taken, and the requester
      * retries with back-off. So two ranks that start transfers to each other
      * at the same moment never hold each other's data path (with NCCL, groups
@@ -51,7 +56,8 @@ typedef struct kvbm__xfer_ops {
      */
     kvbm_status_t (*data_begin)(kvbm_xfer_t *xfer, bool wait);
     void (*data_end)(kvbm_xfer_t *xfer);
-    /* Scratch for raw messages, in the transport's memory kind. */
+    /* Scratch for raw messages (the configured raw_scratch_bytes), in the
+     * transport's memory kind. */
     kvbm_status_t (*scratch_alloc)(kvbm_xfer_t *xfer, size_t bytes, void **ptr_out);
     void (*scratch_free)(kvbm_xfer_t *xfer, void *ptr);
 } kvbm__xfer_ops_t;

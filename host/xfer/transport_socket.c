@@ -7,6 +7,7 @@
  */
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fault.h"
@@ -71,7 +72,28 @@ static kvbm_status_t plan_iov(const kvbm__copy_plan_t *plan, bool send, size_t l
     return KVBM_OK;
 }
 
-static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
+/* Fault injection: one byte every @p interval_ms, until the peer gives up. */
+static kvbm_status_t socket_drip(int fd, const struct iovec *iov, size_t n, uint32_t interval_ms,
+                                 uint64_t deadline_us)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < iov[i].iov_len; j++) {
+            kvbm_status_t status =
+                kvbm__sock_write(fd, (const char *)iov[i].iov_base + j, 1, deadline_us);
+            if (status != KVBM_OK)
+                return status;
+            struct timespec ts = {.tv_sec = (time_t)(interval_ms / 1000u),
+                                  .tv_nsec = (long)(interval_ms % 1000u) * 1000000L};
+            nanosleep(&ts, NULL);
+            if (kvbm__ms_left(deadline_us) == 0)
+                return KVBM_ERR_TIMEOUT;
+        }
+    }
+    return KVBM_OK;
+}
+
+static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan,
+                                 uint64_t deadline_us)
 {
     size_t allowed = kvbm__xfer_fault_clip(plan->bytes);
     struct iovec *iov;
@@ -79,21 +101,26 @@ static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm
     kvbm_status_t status = plan_iov(plan, true, allowed, &iov, &n);
     if (status != KVBM_OK)
         return status;
-    status = kvbm__sock_writev(fd, iov, n, xfer->timeout_ms);
+    uint32_t drip_ms = kvbm__xfer_fault_take_drip();
+    if (drip_ms != 0)
+        status = socket_drip(fd, iov, n, drip_ms, deadline_us);
+    else
+        status = kvbm__sock_writev(fd, iov, n, deadline_us);
     free(iov);
     if (status == KVBM_OK && allowed < plan->bytes)
         kvbm__xfer_fault_fire();
     return status;
 }
 
-static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan)
+static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm__copy_plan_t *plan,
+                                 uint64_t deadline_us)
 {
     struct iovec *iov;
     size_t n;
     kvbm_status_t status = plan_iov(plan, false, plan->bytes, &iov, &n);
     if (status != KVBM_OK)
         return status;
-    status = kvbm__sock_readv(fd, iov, n, xfer->timeout_ms);
+    status = kvbm__sock_readv(fd, iov, n, deadline_us);
     free(iov);
     return status;
 }

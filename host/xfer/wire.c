@@ -1,4 +1,4 @@
-/* Sending and receiving the control messages of wire.h. */
+/* Sending, receiving and checking the control messages of wire.h. */
 #include <stdbool.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -17,7 +17,7 @@ void kvbm__wire_hdr_init(kvbm__wire_hdr_t *hdr, uint16_t type, int32_t status, u
     hdr->count = count;
 }
 
-kvbm_status_t kvbm__wire_send(int fd, uint32_t timeout_ms, const kvbm__wire_hdr_t *hdr,
+kvbm_status_t kvbm__wire_send(int fd, uint64_t deadline_us, const kvbm__wire_hdr_t *hdr,
                               const void *a, size_t a_len, const void *b, size_t b_len)
 {
     struct iovec iov[3] = {
@@ -25,22 +25,55 @@ kvbm_status_t kvbm__wire_send(int fd, uint32_t timeout_ms, const kvbm__wire_hdr_
         {.iov_base = (void *)a, .iov_len = a_len},
         {.iov_base = (void *)b, .iov_len = b_len},
     };
-    return kvbm__sock_writev(fd, iov, 3, timeout_ms);
+    return kvbm__sock_writev(fd, iov, 3, deadline_us);
 }
 
-kvbm_status_t kvbm__wire_recv_hdr(int fd, uint32_t timeout_ms, uint16_t type,
+bool kvbm__wire_status_known(int32_t status)
+{
+    switch (status) {
+#define KVBM__STATUS_CASE(name, value, text) case (value):
+        KVBM_STATUS_LIST(KVBM__STATUS_CASE)
+#undef KVBM__STATUS_CASE
+        return true;
+    default:
+        return false;
+    }
+}
+
+static uint32_t flags_allowed(uint16_t type)
+{
+    switch (type) {
+    case KVBM__MSG_PUSH:
+        return KVBM__PUSH_FLAGS_MASK;
+    case KVBM__MSG_AUTH_HELLO:
+        return KVBM__AUTH_FLAG_KEYED;
+    default:
+        return 0;
+    }
+}
+
+kvbm_status_t kvbm__wire_check_hdr(const kvbm__wire_hdr_t *hdr, uint16_t type)
+{
+    if (hdr->magic != KVBM__WIRE_MAGIC || hdr->version != KVBM__WIRE_VERSION || hdr->type == 0 ||
+        hdr->type >= KVBM__MSG_TYPE_END || (type != 0 && hdr->type != type) ||
+        hdr->count > KVBM_XFER_MAX_BLOCKS || hdr->reserved != 0 ||
+        (hdr->flags & ~flags_allowed(hdr->type)) != 0 || !kvbm__wire_status_known(hdr->status)) {
+        kvbm__log(KVBM_LOG_ERROR,
+                  "malformed control message (type %u, expected %u, count %u, status %d)",
+                  (unsigned)hdr->type, (unsigned)type, hdr->count, hdr->status);
+        return KVBM_ERR_PARSE;
+    }
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm__wire_recv_hdr(int fd, uint64_t deadline_us, uint16_t type,
                                   kvbm__wire_hdr_t *hdr_out)
 {
     kvbm__wire_hdr_t hdr;
-    kvbm_status_t status = kvbm__sock_read(fd, &hdr, sizeof(hdr), timeout_ms);
-    if (status != KVBM_OK)
-        return status;
-    if (hdr.magic != KVBM__WIRE_MAGIC || hdr.version != KVBM__WIRE_VERSION ||
-        (type != 0 && hdr.type != type) || hdr.count > KVBM_XFER_MAX_BLOCKS) {
-        kvbm__log(KVBM_LOG_ERROR, "malformed control message (type %u, expected %u)", hdr.type,
-                  type);
-        return KVBM_ERR_PARSE;
-    }
-    *hdr_out = hdr;
-    return KVBM_OK;
+    kvbm_status_t status = kvbm__sock_read(fd, &hdr, sizeof(hdr), deadline_us);
+    if (status == KVBM_OK)
+        status = kvbm__wire_check_hdr(&hdr, type);
+    if (status == KVBM_OK)
+        *hdr_out = hdr;
+    return status;
 }

@@ -1,8 +1,8 @@
 /*
- * Transfer objects: creation and requests, and the helpers the worker
- * (client.c: requests this rank starts) and the service thread
- * (server.c: requests peers start) share. The protocol is
- * described in docs/TRANSFER.md; in short, for a push:
+ * Transfer objects: creation and teardown, requests, counters, and the
+ * helpers the workers (client.c: requests this rank starts) and the service
+ * threads (server.c: requests peers start) share. The protocol is described
+ * in docs/TRANSFER.md; in short, for a push:
  *
  *   client                         server (peer)
  *   PUSH hashes, src ids   ---->   allocate count blocks
@@ -16,21 +16,22 @@
  * A block is registered only after every byte of the transfer arrived. Any
  * failure before that gives the allocated blocks back to the reset pool. A
  * failure in the middle of a message leaves the connection out of step, so
- * it is shut down: later requests to that peer fail with KVBM_ERR_PEER.
+ * it is closed and the next request to that peer opens a fresh one.
  */
-#include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/clock.h"
 #include "core/config.h"
+#include "core/log.h"
+#include "core/prometheus.h"
+#include "fault.h"
 #include "object.h"
-#include "socket_io.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -83,6 +84,44 @@ kvbm_status_t kvbm__xfer_plan_recv(const kvbm_xfer_t *xfer, int peer, const uint
                                  xfer->ops->message_based, plan);
 }
 
+kvbm_status_t kvbm__xfer_plan_raw(const void *src, void *scratch, size_t scratch_bytes,
+                                  uint64_t bytes, kvbm__copy_plan_t *plan)
+{
+    if (bytes == 0 || bytes > KVBM__XFER_RAW_MAX_BYTES ||
+        (scratch != NULL && (scratch_bytes == 0 || scratch_bytes % KVBM__XFER_RAW_CHUNK_BYTES)))
+        return KVBM_ERR_INVALID_ARG;
+    size_t count = (size_t)((bytes + KVBM__XFER_RAW_CHUNK_BYTES - 1) / KVBM__XFER_RAW_CHUNK_BYTES);
+    kvbm_copy_t *pieces = malloc(count * sizeof(*pieces));
+    if (pieces == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    uint64_t offset = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t left = bytes - offset;
+        size_t len = left < KVBM__XFER_RAW_CHUNK_BYTES ? (size_t)left : KVBM__XFER_RAW_CHUNK_BYTES;
+        pieces[i] = (kvbm_copy_t){
+            .src = src != NULL ? (const char *)src + offset : NULL,
+            .dst = scratch != NULL ? (char *)scratch + offset % scratch_bytes : NULL,
+            .bytes = len,
+        };
+        offset += len;
+    }
+    plan->pieces = pieces;
+    plan->count = count;
+    plan->bytes = (size_t)bytes;
+    return KVBM_OK;
+}
+
+uint64_t kvbm__xfer_msg_deadline(const kvbm_xfer_t *xfer)
+{
+    return kvbm__deadline_ms(xfer->timeout_ms);
+}
+
+uint64_t kvbm__xfer_data_deadline(const kvbm_xfer_t *xfer, uint64_t bytes)
+{
+    uint64_t timeouts = 1 + bytes / KVBM__XFER_DEADLINE_BYTES;
+    return kvbm__now_us() + timeouts * (uint64_t)xfer->timeout_ms * 1000u;
+}
+
 bool kvbm__xfer_ids_below(const uint32_t *ids, size_t n, uint32_t bound)
 {
     for (size_t i = 0; i < n; i++)
@@ -101,12 +140,23 @@ void kvbm__xfer_release_reverse(kvbm_manager_t *manager, const uint32_t *ids, si
     }
 }
 
+void kvbm__xfer_count_failure(kvbm_xfer_t *xfer, kvbm_status_t status)
+{
+    if (status == KVBM_ERR_TIMEOUT)
+        kvbm__count(&xfer->counters.requests_timed_out);
+    else if (status == KVBM_ERR_PARSE)
+        kvbm__count(&xfer->counters.protocol_errors);
+}
+
 /* ------------------------------------------------------------ create/destroy */
 
-/* sizeof(kvbm_xfer_config_t) at each published version (core/config.h). */
-static const size_t xfer_config_sizes[] = {sizeof(kvbm_xfer_config_t)};
+/* sizeof(kvbm_xfer_config_t) at each published version (core/config.h):
+ * version 2 appended listen_host .. raw_scratch_bytes. */
+static const size_t xfer_config_sizes[] = {160, sizeof(kvbm_xfer_config_t)};
+_Static_assert(sizeof(void *) != 8 || offsetof(kvbm_xfer_config_t, listen_host) == 160,
+               "version 1 of kvbm_xfer_config_t ended where listen_host starts");
 
-/* Imports the caller's config into @p config and checks it. */
+/* Imports the caller's config into @p config and checks what needs no peer. */
 static kvbm_status_t import_config(const kvbm_xfer_config_t *caller, kvbm_xfer_config_t *config,
                                    const kvbm__xfer_ops_t **ops_out)
 {
@@ -125,10 +175,8 @@ static kvbm_status_t import_config(const kvbm_xfer_config_t *caller, kvbm_xfer_c
     if (config->size < 1 || config->size > KVBM_XFER_MAX_RANKS || config->rank < 0 ||
         config->rank >= config->size || config->timeout_ms == 0 || config->manager == NULL)
         return KVBM_ERR_INVALID_ARG;
-    if (config->nccl_comm != NULL && config->transport != KVBM_XFER_NCCL)
-        return KVBM_ERR_INVALID_ARG;
-    uint32_t addr;
-    if (kvbm__sock_parse_loopback(config->rendezvous_host, &addr) != KVBM_OK)
+    if ((config->nccl_comm != NULL || config->engine_stream != NULL) &&
+        config->transport != KVBM_XFER_NCCL)
         return KVBM_ERR_INVALID_ARG;
     if (config->rank != 0 && config->rendezvous != NULL)
         return KVBM_ERR_INVALID_ARG;
@@ -149,52 +197,139 @@ static kvbm_status_t import_config(const kvbm_xfer_config_t *caller, kvbm_xfer_c
     return KVBM_OK;
 }
 
-static void close_fds(kvbm_xfer_t *xfer)
+/* The rendezvous address, and the rule that without a secret every address
+ * this rank binds or dials is loopback. */
+static kvbm_status_t check_addresses(kvbm_xfer_t *xfer, const kvbm_xfer_config_t *config)
 {
-    for (int p = 0; p < xfer->size; p++) {
-        if (xfer->client_fd[p] >= 0)
-            close(xfer->client_fd[p]);
-        if (xfer->server_fd[p] >= 0)
-            close(xfer->server_fd[p]);
-        if (xfer->boot_fds[p] >= 0)
-            close(xfer->boot_fds[p]);
-        xfer->client_fd[p] = xfer->server_fd[p] = xfer->boot_fds[p] = -1;
+    kvbm_status_t status = KVBM_OK;
+    if (config->rendezvous != NULL)
+        xfer->rendezvous_addr = config->rendezvous->addr;
+    else
+        status = kvbm__addr_parse(config->rendezvous_host, config->rendezvous_port,
+                                  &xfer->rendezvous_addr);
+    kvbm__addr_t listen;
+    if (status == KVBM_OK && config->listen_host != NULL)
+        status = kvbm__addr_parse(config->listen_host, config->listen_port, &listen);
+    if (status != KVBM_OK || xfer->auth.keyed)
+        return status;
+    if (!kvbm__addr_is_loopback(&xfer->rendezvous_addr) ||
+        (config->listen_host != NULL && !kvbm__addr_is_loopback(&listen))) {
+        kvbm__log(KVBM_LOG_ERROR, "transfers beyond loopback need a secret (config.secret or "
+                                  "config.secret_file)");
+        return KVBM_ERR_INVALID_ARG;
     }
-    if (xfer->boot_fd >= 0)
-        close(xfer->boot_fd);
-    xfer->boot_fd = -1;
+    return KVBM_OK;
 }
 
-static void free_arrays(kvbm_xfer_t *xfer)
+static void shutdown_fd(int fd)
 {
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+/* Stops and joins every thread of the object (any of them may not have
+ * started): queued requests fail with KVBM_ERR_PEER, connections in use are
+ * shut down so nothing waits for a deadline. */
+static void stop_threads(kvbm_xfer_t *xfer)
+{
+    kvbm__mutex_lock(&xfer->lock);
+    xfer->stopping = true;
+    for (int p = 0; p < xfer->size; p++) {
+        kvbm__xfer_peer_t *peer = &xfer->peers[p];
+        kvbm__cond_broadcast(&peer->cond);
+        shutdown_fd(peer->client_fd);
+        if (peer->server != NULL)
+            shutdown_fd(peer->server->fd);
+    }
+    kvbm__mutex_unlock(&xfer->lock);
+    char byte = 1;
+    ssize_t written = write(xfer->wake_fd[1], &byte, 1);
+    (void)written; /* a full pipe wakes the acceptor just as well */
+    if (xfer->acceptor_started)
+        kvbm__thread_join(xfer->acceptor);
+    for (int p = 0; p < xfer->size; p++) {
+        kvbm__mutex_lock(&xfer->lock);
+        kvbm__xfer_peer_t *peer = &xfer->peers[p];
+        bool worker = peer->worker_started, server = peer->server_started;
+        pthread_t worker_thread = peer->worker, server_thread = peer->server_thread;
+        kvbm__mutex_unlock(&xfer->lock);
+        if (worker)
+            kvbm__thread_join(worker_thread);
+        if (server)
+            kvbm__thread_join(server_thread);
+    }
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* Frees what create allocated and initialised; every field may be absent. */
+static void release(kvbm_xfer_t *xfer, int n_conds)
+{
+    for (int p = 0; p < xfer->size; p++) {
+        close_fd(&xfer->peers[p].client_fd);
+        close_fd(&xfer->boot_fds[p]);
+    }
+    for (int p = 0; p < n_conds; p++)
+        kvbm__cond_destroy(&xfer->peers[p].cond);
+    close_fd(&xfer->boot_fd);
+    close_fd(&xfer->mesh_fd);
+    close_fd(&xfer->wake_fd[0]);
+    close_fd(&xfer->wake_fd[1]);
+    kvbm__auth_wipe(&xfer->auth);
     free((void *)xfer->geom.region_base);
     free(xfer->peer_geom);
     free(xfer->descs);
-    free(xfer->client_fd);
-    free(xfer->server_fd);
+    free(xfer->peers);
     free(xfer->boot_fds);
-    free(xfer->client_broken);
-    free(xfer->server_dead);
+    free(xfer);
 }
 
-/* The per-peer arrays, with every socket closed (-1). free_arrays frees
- * whatever was allocated. */
-static kvbm_status_t alloc_peer_arrays(kvbm_xfer_t *xfer, size_t size)
+static kvbm_status_t init_sync(kvbm_xfer_t *xfer, int *n_conds)
 {
-    xfer->descs = calloc(size, sizeof(*xfer->descs));
-    xfer->peer_geom = calloc(size, sizeof(*xfer->peer_geom));
-    xfer->client_fd = malloc(size * sizeof(int));
-    xfer->server_fd = malloc(size * sizeof(int));
-    xfer->boot_fds = malloc(size * sizeof(int));
-    xfer->client_broken = calloc(size, sizeof(bool));
-    xfer->server_dead = calloc(size, sizeof(bool));
-    if (xfer->descs == NULL || xfer->peer_geom == NULL || xfer->client_fd == NULL ||
-        xfer->server_fd == NULL || xfer->boot_fds == NULL || xfer->client_broken == NULL ||
-        xfer->server_dead == NULL)
-        return KVBM_ERR_NO_MEMORY;
-    for (size_t p = 0; p < size; p++)
-        xfer->client_fd[p] = xfer->server_fd[p] = xfer->boot_fds[p] = -1;
+    kvbm_status_t status = KVBM_OK;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&xfer->lock, NULL), status);
+    if (status != KVBM_OK)
+        return status;
+    KVBM_PTHREAD_CHECK(pthread_mutex_init(&xfer->arrival_lock, NULL), status);
+    if (status != KVBM_OK)
+        goto err_lock;
+    pthread_condattr_t attr;
+    KVBM_PTHREAD_CHECK(pthread_condattr_init(&attr), status);
+    if (status != KVBM_OK)
+        goto err_arrival;
+    KVBM_PTHREAD_CHECK(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC), status);
+    if (status == KVBM_OK)
+        KVBM_PTHREAD_CHECK(pthread_cond_init(&xfer->cond, &attr), status);
+    pthread_condattr_destroy(&attr);
+    if (status != KVBM_OK)
+        goto err_arrival;
+    for (*n_conds = 0; *n_conds < xfer->size; (*n_conds)++) {
+        KVBM_PTHREAD_CHECK(pthread_cond_init(&xfer->peers[*n_conds].cond, NULL), status);
+        if (status != KVBM_OK)
+            goto err_conds;
+    }
     return KVBM_OK;
+err_conds:
+    while (*n_conds > 0)
+        kvbm__cond_destroy(&xfer->peers[--(*n_conds)].cond);
+    kvbm__cond_destroy(&xfer->cond);
+err_arrival:
+    kvbm__mutex_destroy(&xfer->arrival_lock);
+err_lock:
+    kvbm__mutex_destroy(&xfer->lock);
+    return status;
+}
+
+static void destroy_sync(kvbm_xfer_t *xfer)
+{
+    kvbm__cond_destroy(&xfer->cond);
+    kvbm__mutex_destroy(&xfer->arrival_lock);
+    kvbm__mutex_destroy(&xfer->lock);
 }
 
 kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfer_t **xfer_out)
@@ -212,6 +347,7 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfe
     if (xfer == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t size = (size_t)config->size;
+    int n_conds = 0;
     xfer->rank = config->rank;
     xfer->size = config->size;
     xfer->timeout_ms = config->timeout_ms;
@@ -221,61 +357,54 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfe
     xfer->arrival_ctx = config->arrival_ctx;
     xfer->nccl_comm_in = config->nccl_comm;
     xfer->cuda_device = config->cuda_device;
-    xfer->boot_fd = -1;
+    xfer->engine_stream = config->engine_stream;
+    xfer->raw_scratch_bytes =
+        config->raw_scratch_bytes / KVBM__XFER_RAW_CHUNK_BYTES * KVBM__XFER_RAW_CHUNK_BYTES;
+    if (xfer->raw_scratch_bytes == 0)
+        xfer->raw_scratch_bytes = KVBM__XFER_RAW_CHUNK_BYTES;
+    xfer->boot_fd = xfer->mesh_fd = -1;
     xfer->wake_fd[0] = xfer->wake_fd[1] = -1;
-    status = kvbm__xfer_memory_init(xfer, config);
+    xfer->descs = calloc(size, sizeof(*xfer->descs));
+    xfer->peer_geom = calloc(size, sizeof(*xfer->peer_geom));
+    xfer->peers = calloc(size, sizeof(*xfer->peers));
+    xfer->boot_fds = malloc(size * sizeof(int));
+    if (xfer->descs == NULL || xfer->peer_geom == NULL || xfer->peers == NULL ||
+        xfer->boot_fds == NULL) {
+        status = KVBM_ERR_NO_MEMORY;
+        goto err_release;
+    }
+    for (size_t p = 0; p < size; p++) {
+        xfer->peers[p].xfer = xfer;
+        xfer->peers[p].index = (int)p;
+        xfer->peers[p].client_fd = xfer->boot_fds[p] = -1;
+    }
+    status = kvbm__auth_init(config->secret, config->secret_len, config->secret_file, &xfer->auth);
+    if (status == KVBM_OK)
+        status = check_addresses(xfer, config);
+    if (status == KVBM_OK)
+        status = kvbm__xfer_memory_init(xfer, config);
     if (status != KVBM_OK)
-        goto err_free;
-    status = alloc_peer_arrays(xfer, size);
-    if (status != KVBM_OK)
-        goto err_free;
-
+        goto err_release;
     if (pipe2(xfer->wake_fd, O_CLOEXEC) != 0) {
         status = KVBM_SYS_ERROR("pipe2");
-        goto err_free;
+        goto err_release;
     }
-    KVBM_PTHREAD_CHECK(pthread_mutex_init(&xfer->lock, NULL), status);
+    status = init_sync(xfer, &n_conds);
     if (status != KVBM_OK)
-        goto err_pipe;
-    KVBM_PTHREAD_CHECK(pthread_cond_init(&xfer->cond, NULL), status);
-    if (status != KVBM_OK)
-        goto err_mutex;
+        goto err_release;
 
     status = kvbm__xfer_bootstrap(xfer, config);
     if (status != KVBM_OK)
-        goto err_fds;
-    for (size_t p = 0; p < size; p++)
-        xfer->peer_geom[p] = kvbm__xfer_peer_geom(&xfer->descs[p]);
-
-    KVBM_PTHREAD_CHECK(pthread_create(&xfer->worker, NULL, kvbm__xfer_worker_main, xfer), status);
-    if (status != KVBM_OK)
-        goto err_transport;
-    KVBM_PTHREAD_CHECK(pthread_create(&xfer->service, NULL, kvbm__xfer_service_main, xfer), status);
-    if (status != KVBM_OK)
-        goto err_worker;
-    xfer->threads_started = true;
+        goto err_stop;
     *xfer_out = xfer;
     return KVBM_OK;
 
-err_worker:
-    kvbm__mutex_lock(&xfer->lock);
-    xfer->stopping = true;
-    kvbm__cond_broadcast(&xfer->cond);
-    kvbm__mutex_unlock(&xfer->lock);
-    kvbm__thread_join(xfer->worker);
-err_transport:
+err_stop:
+    stop_threads(xfer);
     xfer->ops->fini(xfer);
-err_fds:
-    close_fds(xfer);
-    kvbm__cond_destroy(&xfer->cond);
-err_mutex:
-    kvbm__mutex_destroy(&xfer->lock);
-err_pipe:
-    close(xfer->wake_fd[0]);
-    close(xfer->wake_fd[1]);
-err_free:
-    free_arrays(xfer);
-    free(xfer);
+    destroy_sync(xfer);
+err_release:
+    release(xfer, n_conds);
     return status;
 }
 
@@ -283,33 +412,10 @@ void kvbm_xfer_destroy(kvbm_xfer_t *xfer)
 {
     if (xfer == NULL)
         return;
-    kvbm__mutex_lock(&xfer->lock);
-    xfer->stopping = true;
-    kvbm__cond_broadcast(&xfer->cond);
-    kvbm__mutex_unlock(&xfer->lock);
-    /* Abort what is in flight: both threads see their sockets fail at once
-     * instead of waiting for a timeout. */
-    for (int p = 0; p < xfer->size; p++) {
-        if (xfer->client_fd[p] >= 0)
-            shutdown(xfer->client_fd[p], SHUT_RDWR);
-        if (xfer->server_fd[p] >= 0)
-            shutdown(xfer->server_fd[p], SHUT_RDWR);
-    }
-    char byte = 1;
-    ssize_t written = write(xfer->wake_fd[1], &byte, 1);
-    (void)written; /* a full pipe wakes the thread just as well */
-    kvbm__thread_join(xfer->worker);
-    kvbm__thread_join(xfer->service);
-    if (xfer->scratch != NULL)
-        xfer->ops->scratch_free(xfer, xfer->scratch);
+    stop_threads(xfer);
     xfer->ops->fini(xfer);
-    close_fds(xfer);
-    close(xfer->wake_fd[0]);
-    close(xfer->wake_fd[1]);
-    kvbm__cond_destroy(&xfer->cond);
-    kvbm__mutex_destroy(&xfer->lock);
-    free_arrays(xfer);
-    free(xfer);
+    destroy_sync(xfer);
+    release(xfer, xfer->size);
 }
 
 int kvbm_xfer_rank(const kvbm_xfer_t *xfer)
@@ -329,21 +435,71 @@ kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer)
     kvbm__wire_hdr_t hdr;
     kvbm__wire_hdr_init(&hdr, KVBM__MSG_BARRIER, KVBM_OK, 0);
     /* Ranks reach the barrier at different times; allow one timeout per rank. */
-    uint32_t wait = xfer->timeout_ms;
     kvbm_status_t status = KVBM_OK;
     if (xfer->rank == 0) {
         for (int p = 1; p < xfer->size && status == KVBM_OK; p++) {
             kvbm__wire_hdr_t in;
-            status = kvbm__wire_recv_hdr(xfer->boot_fds[p], wait, KVBM__MSG_BARRIER, &in);
+            status = kvbm__wire_recv_hdr(xfer->boot_fds[p], kvbm__xfer_msg_deadline(xfer),
+                                         KVBM__MSG_BARRIER, &in);
         }
         for (int p = 1; p < xfer->size && status == KVBM_OK; p++)
-            status = kvbm__wire_send(xfer->boot_fds[p], wait, &hdr, NULL, 0, NULL, 0);
+            status = kvbm__wire_send(xfer->boot_fds[p], kvbm__xfer_msg_deadline(xfer), &hdr, NULL,
+                                     0, NULL, 0);
     } else if (xfer->size > 1) {
-        status = kvbm__wire_send(xfer->boot_fd, wait, &hdr, NULL, 0, NULL, 0);
+        status =
+            kvbm__wire_send(xfer->boot_fd, kvbm__xfer_msg_deadline(xfer), &hdr, NULL, 0, NULL, 0);
         if (status == KVBM_OK)
-            status = kvbm__wire_recv_hdr(xfer->boot_fd, 2 * wait, KVBM__MSG_BARRIER, &hdr);
+            status = kvbm__wire_recv_hdr(xfer->boot_fd, kvbm__deadline_ms(2 * xfer->timeout_ms),
+                                         KVBM__MSG_BARRIER, &hdr);
     }
     return status;
+}
+
+/* ------------------------------------------------------------ counters */
+
+kvbm_status_t kvbm_xfer_stats(const kvbm_xfer_t *xfer, kvbm_xfer_stats_t *stats_out)
+{
+    if (xfer == NULL || stats_out == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm_xfer_stats_t stats;
+#define KVBM__STATS_READ(field, type, help)                                                        \
+    stats.field = atomic_load_explicit(&xfer->counters.field, memory_order_relaxed);
+    KVBM_XFER_STATS_LIST(KVBM__STATS_READ)
+#undef KVBM__STATS_READ
+    *stats_out = stats;
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_xfer_stats_prometheus(const kvbm_xfer_t *xfer, FILE *out)
+{
+    kvbm_xfer_stats_t s;
+    if (out == NULL || kvbm_xfer_stats(xfer, &s) != KVBM_OK)
+        return KVBM_ERR_INVALID_ARG;
+    char labels[32];
+    snprintf(labels, sizeof(labels), "rank=\"%d\"", xfer->rank);
+    int rc = 0;
+#define KVBM__STATS_PROM(field, type, help)                                                        \
+    if (rc >= 0)                                                                                   \
+        rc = kvbm__prometheus_write(out, "xfer_" #field, #type, help, labels, s.field);
+    KVBM_XFER_STATS_LIST(KVBM__STATS_PROM)
+#undef KVBM__STATS_PROM
+    return rc < 0 ? KVBM_ERR_IO : KVBM_OK;
+}
+
+kvbm_status_t kvbm_xfer_stats_json(const kvbm_xfer_t *xfer, FILE *out)
+{
+    kvbm_xfer_stats_t s;
+    if (out == NULL || kvbm_xfer_stats(xfer, &s) != KVBM_OK)
+        return KVBM_ERR_INVALID_ARG;
+    int rc = fprintf(out, "{\"rank\": %d", xfer->rank);
+#define KVBM__STATS_JSON(field, type, help)                                                        \
+    if (rc >= 0)                                                                                   \
+        rc = fprintf(out, ", \"" #field "\": %" PRIu64, s.field);
+    KVBM_XFER_STATS_LIST(KVBM__STATS_JSON)
+#undef KVBM__STATS_JSON
+    if (rc >= 0)
+        rc = fprintf(out, "}\n");
+    return rc < 0 ? KVBM_ERR_IO : KVBM_OK;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -383,21 +539,29 @@ static void req_delete(kvbm_xfer_req_t *req)
     free(req);
 }
 
+/* Queues a request for its peer's worker, starting the worker at the first
+ * request to that peer. */
 static kvbm_status_t req_submit(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req)
 {
+    kvbm_status_t status = KVBM_OK;
+    kvbm__xfer_peer_t *p = &xfer->peers[req->peer];
     kvbm__mutex_lock(&xfer->lock);
-    if (xfer->stopping) {
-        kvbm__mutex_unlock(&xfer->lock);
-        return KVBM_ERR_BAD_STATE;
+    if (xfer->stopping)
+        status = KVBM_ERR_BAD_STATE;
+    if (status == KVBM_OK && !p->worker_started) {
+        KVBM_PTHREAD_CHECK(pthread_create(&p->worker, NULL, kvbm__xfer_worker_main, p), status);
+        p->worker_started = status == KVBM_OK;
     }
-    if (xfer->tail != NULL)
-        xfer->tail->next = req;
-    else
-        xfer->head = req;
-    xfer->tail = req;
-    kvbm__cond_signal(&xfer->cond);
+    if (status == KVBM_OK) {
+        if (p->tail != NULL)
+            p->tail->next = req;
+        else
+            p->head = req;
+        p->tail = req;
+        kvbm__cond_signal(&p->cond);
+    }
     kvbm__mutex_unlock(&xfer->lock);
-    return KVBM_OK;
+    return status;
 }
 
 /* Queues a filled request; on failure deletes it. Sets *req_out only on

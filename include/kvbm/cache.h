@@ -1,7 +1,8 @@
 /**
  * @file cache.h
- * @brief The tiered cache: a device tier (G1) and a pinned-host tier (G2)
- *        with eviction-triggered offload and prefix-hit onboarding.
+ * @brief The tiered cache: a device tier (G1), a pinned-host tier (G2) and
+ *        an optional disk tier (G3), with eviction-triggered offload and
+ *        prefix-hit onboarding.
  *
  * A kvbm_cache_t owns two logical managers (G1 over a device pool, G2 over a
  * pinned host pool, both laid out by one geometry), and two copy streams of
@@ -19,6 +20,18 @@
  *   hits get new G1 blocks, a host-to-device copy (one batch) and are
  *   registered in G1 at once, so a concurrent request for the same hashes
  *   finds and shares the onboarding in flight instead of copying again.
+ *
+ * - Disk tier (G3, optional, below G2; include/kvbm/disk.h): when taking a
+ *   G2 block evicts G2's victim, the victim is first written to G3 unless
+ *   G3 has its hash (write-back, inclusive); its bytes are copied into a
+ *   pinned staging buffer at once and written by the disk engine, and the
+ *   G3 block is registered once the write has completed. A match continues
+ *   G1 -> G2 -> G3; G3 hits are read from disk into staging buffers (the
+ *   call waits for the reads, with the cache lock released), verified (header
+ *   and XXH3 checksum), registered in G1 and copied in with a host-to-device
+ *   copy covered by the call's fence, like G2 onboarding. A block whose read
+ *   fails or does not verify is never registered in G1: it is withdrawn from
+ *   G3, counted, and kvbm_cache_check() reports KVBM_ERR_COPY_FAILED for it.
  *
  * Ordering (what peers got wrong):
  * 1. An offload never reads a slab the engine may still be writing: with an
@@ -51,6 +64,7 @@
 #include <stdio.h>
 
 #include "kvbm/backend.h"
+#include "kvbm/disk.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"
 #include "kvbm/policy.h"
@@ -60,7 +74,7 @@
 extern "C" {
 #endif
 
-#define KVBM_CACHE_CONFIG_VERSION 1u
+#define KVBM_CACHE_CONFIG_VERSION 4u /* 2: g3; 3: G2 admission fields; 4: events_batcher */
 
 typedef struct kvbm_cache kvbm_cache_t;
 
@@ -72,6 +86,7 @@ typedef enum kvbm_offload_mode {
 typedef enum kvbm_tier {
     KVBM_TIER_G1 = 1, /**< device */
     KVBM_TIER_G2 = 2, /**< pinned host */
+    KVBM_TIER_G3 = 3, /**< disk */
 } kvbm_tier_t;
 
 typedef struct kvbm_cache_config {
@@ -90,24 +105,13 @@ typedef struct kvbm_cache_config {
     /** The engine's compute stream (optional, borrowed): see ordering rules. */
     kvbm_stream_t *engine_stream;
     /**
-     * Optional, borrowed: where the events for routers go
-     * (kvbm/event_record.h): a batcher over any sink
-     * (kvbm_event_batcher_create), or a publisher's
-     * (kvbm_publisher_batcher_create) for vLLM's wire format. The cache
-     * adds each call's records to it and flushes it at the end of every
-     * call that changed what a tier holds, with the cache lock held (its
-     * sink must not call back into the cache): one batch per call, the
-     * records of both tiers in the order things happened. Nothing else may
-     * use the batcher while the cache lives; it must outlive the cache. G1 records say GPU, G2
-     * records CPU. A hash is removed from a tier when the tier no longer has it: a G1 eviction
-     * offloaded to G2 is removed(GPU) when evicted, then stored(CPU) once its copy completed (the
-     * call that processes the copy). Stored runs carry the parent, and the tokens, block size and
-     * LoRA fields given at registration (kvbm_register_opts_t); a block
-     * stored in G2 by an offload carries its parent but no tokens (the
-     * cache does not keep them). kvbm_cache_clear() sends AllBlocksCleared.
-     * Records carry no block ids.
+     * Versions 1-3's per-tier event callback and its context, replaced in
+     * version 4 by @c events_batcher (the slots keep their place so older
+     * configs keep their layout). Must be NULL: create returns
+     * KVBM_ERR_UNSUPPORTED otherwise.
      */
-    kvbm_event_batcher_t *events_batcher;
+    void *retired_on_events;
+    void *retired_events_ctx;
     /**
      * Optional: the engine's own KV memory for G1 (a device pointer with
      * CUDA), laid out by @c layout, at least kvbm_layout_total_bytes() long
@@ -117,6 +121,41 @@ typedef struct kvbm_cache_config {
      */
     void *g1_memory;
     size_t g1_memory_bytes;
+    /**
+     * Optional disk tier below G2 (needs g2_blocks > 0); NULL for none. Read
+     * at create only (strings included). Its blocks have G1's geometry; its
+     * namespace is that geometry, the model id and the TP rank and size.
+     */
+    const kvbm_disk_config_t *g3;
+    /**
+     * G2 admission (kvbm/admission.h): offload only evicted blocks whose
+     * class comes back often enough. Off by default (every evicted block is
+     * offloaded, as the replay contract counts); write-back mode only
+     * (create returns KVBM_ERR_INVALID_ARG with write-through).
+     */
+    bool offload_admission;
+    /** The filter's keep_ratio; 0 uses its default. */
+    double admission_keep_ratio;
+    /**
+     * Optional, borrowed: where the events for routers go
+     * (kvbm/event_record.h): a batcher over any sink
+     * (kvbm_event_batcher_create), or a publisher's
+     * (kvbm_publisher_batcher_create) for vLLM's wire format. The cache
+     * adds each call's records to it and flushes it at the end of every
+     * call that changed what a tier holds, with the cache lock held (its
+     * sink must not call back into the cache): one batch per call, the
+     * records of both tiers in the order things happened. Nothing else may
+     * use the batcher while the cache lives; it must outlive the cache. G1 records say GPU, G2
+     * CPU, G3 DISK. A hash is removed from a tier when the tier no longer has it: a G1 eviction
+     * offloaded to G2 is removed(GPU) when evicted, then stored(CPU) once its copy completed (the
+     * call that processes the copy); a G2 victim written to G3 is removed(CPU), then
+     * stored(DISK) once its write completed. Blocks a G3 finds in its file at create are
+     * stored(DISK) before create returns. Stored runs carry the parent, and the tokens, block size
+     * and LoRA fields given at registration (kvbm_register_opts_t); a block stored in G2 by an
+     * offload carries its parent but no tokens (the cache does not keep them). kvbm_cache_clear()
+     * sends AllBlocksCleared. Records carry no block ids.
+     */
+    kvbm_event_batcher_t *events_batcher;
 } kvbm_cache_config_t;
 
 #define KVBM_CACHE_CONFIG_INIT                                                                     \
@@ -130,12 +169,21 @@ typedef struct kvbm_cache_config {
     X(offloads, counter, "blocks copied G1 to G2 and registered in G2")                            \
     X(offload_bytes, counter, "bytes copied G1 to G2 by successful offloads")                      \
     X(offload_skipped, counter, "evicted blocks not offloaded: G2 had no block to give")           \
+    X(offload_refused, counter, "evicted blocks not offloaded: the G2 admission filter refused")   \
     X(onboards, counter, "blocks copied G2 to G1 successfully")                                    \
     X(onboard_bytes, counter, "bytes copied G2 to G1 by successful onboards")                      \
     X(g2_hits, counter, "blocks found in G2 by match (onboardings started)")                       \
     X(failed_copies, counter, "blocks whose offload or onboard copy failed")                       \
     X(copy_batches, counter, "batched copy calls issued")                                          \
-    X(copies_in_flight, gauge, "blocks in copies not yet completed and processed")
+    X(copies_in_flight, gauge, "blocks in copies not yet completed and processed")                 \
+    X(g3_offloads, counter, "blocks written G2 to G3 and registered in G3")                        \
+    X(g3_offload_bytes, counter, "bytes written G2 to G3 by successful offloads")                  \
+    X(g3_offload_skipped, counter, "G2 victims not written: G3 had no block to give")              \
+    X(g3_hits, counter, "blocks found in G3 by match (onboardings started)")                       \
+    X(g3_hits_from_file, counter, "G3 hits on blocks the file held when the cache was created")    \
+    X(g3_onboards, counter, "blocks read from G3, verified and copied into G1")                    \
+    X(g3_onboard_bytes, counter, "bytes copied G3 to G1 by successful onboards")                   \
+    X(g3_failed_loads, counter, "G3 hits whose read failed or did not verify (never served)")
 
 typedef struct kvbm_cache_metrics {
 #define KVBM_CACHE_METRICS_FIELD(field, type, help) uint64_t field;
@@ -143,23 +191,31 @@ typedef struct kvbm_cache_metrics {
 #undef KVBM_CACHE_METRICS_FIELD
 } kvbm_cache_metrics_t;
 
-/** What a match found: ids[0, g1) were cached in G1, ids[g1, g1 + onboarded) come from G2. */
+/**
+ * What a match found: ids[0, g1) were cached in G1, ids[g1, g1 + onboarded)
+ * are onboarded, from G2 first, then (the last @c g3 of them) from G3.
+ */
 typedef struct kvbm_cache_match_result {
     size_t g1;
     size_t onboarded;
+    size_t g3; /**< of the onboarded blocks, how many come from G3 */
 } kvbm_cache_match_result_t;
 
 /**
  * @brief Create a cache: allocates the G1 device pool, the G2 host pool and
- *        the copy streams from the backend.
+ *        the copy streams from the backend, and opens the G3 file (warm
+ *        when it holds blocks of the same namespace and geometry).
  * @param[out] cache_out set only on success; free with kvbm_cache_destroy().
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (also g1_memory too small or
- *         misaligned); KVBM_ERR_VERSION; layout errors; KVBM_ERR_NO_MEMORY;
- *         KVBM_ERR_DEVICE.
+ *         misaligned, or a G3 without G2); KVBM_ERR_VERSION; layout errors;
+ *         KVBM_ERR_NO_MEMORY; KVBM_ERR_DEVICE; G3: KVBM_ERR_BUSY (the file
+ *         is open elsewhere), KVBM_ERR_IO, KVBM_ERR_UNSUPPORTED (io_uring
+ *         asked for and unavailable).
  */
 kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out);
 
-/** @brief Wait for every copy, then free everything. NULL is a no-op. */
+/** @brief Wait for every copy and disk write, then free everything (the G3
+ *         file stays on disk). NULL is a no-op. */
 void kvbm_cache_destroy(kvbm_cache_t *cache);
 
 /**
@@ -239,15 +295,15 @@ kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache);
 kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
                                        uint32_t outer, void **addr_out);
 
-/** @brief The pool of a tier (G2 is NULL without a host tier). */
+/** @brief The pool of a tier (G2 is NULL without a host tier; G3 has none). */
 kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier);
 
-/** @brief The layout of a tier's pool. */
+/** @brief The layout of a tier's pool (G3: NULL). */
 const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /**
  * @brief The manager of a tier, for counts, metrics, contains() and
- *        match_length() (NULL for G2 without a host tier). Calls that change
+ *        match_length() (NULL for a tier the cache does not have). Calls that change
  *        a tier must go through the cache, which keeps both tiers and the
  *        copies consistent.
  */
@@ -257,8 +313,20 @@ kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier);
 void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
 
 /**
- * @brief Write the cache's metrics, then both tiers' manager metrics, as
- *        Prometheus text (managers labelled "g1" and "g2").
+ * @brief Snapshot of the disk tier's store metrics.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, or no G3).
+ */
+kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache, kvbm_disk_metrics_t *metrics_out);
+
+/**
+ * @brief The disk tier's I/O engine, chosen when the cache was created:
+ *        "io_uring+direct", "threads+buffered", ...; NULL without G3.
+ */
+const char *kvbm_cache_g3_engine(const kvbm_cache_t *cache);
+
+/**
+ * @brief Write the cache's metrics, then every tier's manager metrics
+ *        (labelled "g1", "g2", "g3"), then the disk tier's, as Prometheus text.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_IO.
  */
 kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out);

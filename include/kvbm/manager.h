@@ -46,7 +46,7 @@
 extern "C" {
 #endif
 
-#define KVBM_MANAGER_CONFIG_VERSION 1u
+#define KVBM_MANAGER_CONFIG_VERSION 2u /* 2: event records (on_events), medium */
 /** Largest block count a manager accepts (ids must fit below KVBM_BLOCK_NONE). */
 #define KVBM_MANAGER_MAX_BLOCKS (UINT32_MAX / 2u)
 
@@ -79,6 +79,8 @@ typedef struct kvbm_manager_config {
      * it (evicted, invalidated, reset). It must not call back into the
      * manager. A registration split into more than KVBM_MANAGER_EVENT_RECORDS
      * runs (by deduplicated hashes) is delivered in several calls.
+     * Version 1's on_events took per-block kvbm_event_t: a version-1 config
+     * that sets it gets KVBM_ERR_UNSUPPORTED.
      */
     kvbm_event_record_fn on_events;
     void *events_ctx;
@@ -113,8 +115,16 @@ typedef struct kvbm_register_opts {
     uint64_t parent_hash; /**< sequence hash of the parent of the first block */
     bool has_parent;      /**< whether parent_hash is set */
     uint8_t priority;     /**< 0..100, for the priority policy */
-    bool has_lora_id;     /**< whether lora_id is set */
-    uint32_t block_size;  /**< tokens per block; 0 when unknown (then no tokens) */
+    /**
+     * Hints (0 = not given): the length in blocks of the request these
+     * blocks belong to, and the position in it of the first block of this
+     * call (blocks before it were matched). Policies with a hint op and the
+     * G2 admission filter use them; the rest ignore them.
+     */
+    uint32_t request_blocks;
+    uint32_t first_position;
+    bool has_lora_id;    /**< whether lora_id is set */
+    uint32_t block_size; /**< tokens per block; 0 when unknown (then no tokens) */
     /** The tokens of the registered blocks, block_size per block in order:
      *  n_tokens is 0 (none given) or count * block_size. */
     const uint32_t *tokens;

@@ -27,7 +27,8 @@
 extern "C" {
 #endif
 
-#define KVBM_POLICY_OPS_VERSION    1u
+/* Version 1 tables end at size; version 2 appends hint. */
+#define KVBM_POLICY_OPS_VERSION    2u
 #define KVBM_POLICY_CONFIG_VERSION 1u
 
 /** No block / no parent. */
@@ -41,6 +42,17 @@ typedef struct kvbm_policy_entry {
     bool has_parent;      /**< false for the first block of a sequence */
     uint8_t priority;     /**< 0..100 retention priority given at registration */
 } kvbm_policy_entry_t;
+
+/**
+ * What the engine knows about a block when it registers it (the optional
+ * hints of kvbm_register_opts_t), given to version-2 policies by the hint op.
+ */
+typedef struct kvbm_policy_hint {
+    uint32_t request_blocks; /**< length in blocks of the request it belongs to (>= 1) */
+    uint32_t position;       /**< its index in that request */
+    bool last;               /**< position == request_blocks - 1 */
+    uint8_t priority;        /**< the registration priority (0..100) */
+} kvbm_policy_hint_t;
 
 /**
  * Offline oracle for the belady bound: the logical time at which @p seq_hash
@@ -99,6 +111,14 @@ typedef struct kvbm_policy_ops {
     void (*touch)(void *state, const kvbm_policy_entry_t *entry, bool inactive);
     /** Number of blocks the policy holds. */
     size_t (*size)(const void *state);
+    /* ---- version 2 ---- */
+    /**
+     * Registration hints, called right after the registration touch of each
+     * block when the caller gave them (kvbm_register_opts_t.request_blocks
+     * != 0); never for version-1 tables. A policy with no use for them
+     * points at a function that ignores them.
+     */
+    void (*hint)(void *state, const kvbm_policy_entry_t *entry, const kvbm_policy_hint_t *hint);
 } kvbm_policy_ops_t;
 
 /**
@@ -114,6 +134,10 @@ typedef struct kvbm_policy_ops {
  *   (config.multi_lru_thresholds, config.sketch_width); coldest level first.
  *   create returns KVBM_ERR_INVALID_ARG if the thresholds decrease or the
  *   sketch width is above 2^28.
+ * - "multi-lru-follow": multi-lru whose levels follow the sketch down as it
+ *   ages (the oldest block of each upper level is re-estimated before every
+ *   eviction and demoted while its count is below its level). Same
+ *   configuration and errors as multi-lru.
  * - "lineage": only blocks without inactive children are evicted, oldest first.
  * - "s3-fifo": S3-FIFO (small, main and ghost FIFOs), scan resistant.
  * - "priority": lowest entry priority first, LRU among equals.
@@ -121,6 +145,11 @@ typedef struct kvbm_policy_ops {
  *   evictions (a ghost of 4 x capacity hashes). Victim: once-used deepest
  *   blocks of a release run, then once-used blocks, then reused blocks, each
  *   oldest release first.
+ * - "adaptive": the slru segments (tails, once-used, reused) under one of
+ *   four victim rules (lru; lru with tails first; lru with reused blocks kept
+ *   one capacity longer; slru), chosen online by miniature simulations of
+ *   each rule on a hash sample; lru unless another rule is measurably better.
+ *   Takes its tail segment from the last-block hint when given.
  * - "belady": farthest next use first (config.next_use, required: create
  *   returns KVBM_ERR_INVALID_ARG without it). An offline bound for replays,
  *   listed last: the ceiling.
@@ -128,10 +157,12 @@ typedef struct kvbm_policy_ops {
 #define KVBM_POLICY_LIST(X)                                                                        \
     X("lru", kvbm_policy_lru)                                                                      \
     X("multi-lru", kvbm_policy_multi_lru)                                                          \
+    X("multi-lru-follow", kvbm_policy_multi_lru_follow)                                            \
     X("lineage", kvbm_policy_lineage)                                                              \
     X("s3-fifo", kvbm_policy_s3fifo)                                                               \
     X("priority", kvbm_policy_priority)                                                            \
     X("slru", kvbm_policy_slru)                                                                    \
+    X("adaptive", kvbm_policy_adaptive)                                                            \
     X("belady", kvbm_policy_belady)
 
 #define KVBM_POLICY_GETTER(name, getter) const kvbm_policy_ops_t *getter(void);

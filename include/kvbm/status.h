@@ -37,7 +37,8 @@ extern "C" {
     X(KVBM_ERR_PEER, -18, "peer failed or disconnected")                                           \
     X(KVBM_ERR_NOT_FOUND, -19, "not found")                                                        \
     X(KVBM_ERR_NCCL, -20, "NCCL error")                                                            \
-    X(KVBM_ERR_INTERNAL, -21, "internal error")
+    X(KVBM_ERR_INTERNAL, -21, "internal error")                                                    \
+    X(KVBM_ERR_AUTH, -22, "peer failed authentication")
 
 typedef enum kvbm_status {
 #define KVBM_STATUS_ENUM_ENTRY(name, value, text) name = (value),

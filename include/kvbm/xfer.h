@@ -2,13 +2,25 @@
  * @file xfer.h
  * @brief Blocks across ranks: push blocks to a peer, pull blocks by hash.
  *
- * A transfer object joins N ranks (processes) over one transport:
+ * A transfer object joins N ranks (processes, on one host or several) over
+ * one transport:
  *
- *  - KVBM_XFER_SOCKET: TCP on loopback (127.0.0.1) for the control messages
- *    and the block bytes. Always built; host memory only.
- *  - KVBM_XFER_NCCL: TCP on loopback for the control messages, NCCL send/recv
- *    (batched in one ncclGroupStart/End per transfer, on the object's own CUDA
- *    stream) for the block bytes. Device memory. Built only with NCCL.
+ *  - KVBM_XFER_SOCKET: TCP for the control messages and the block bytes.
+ *    Always built; host memory only.
+ *  - KVBM_XFER_NCCL: TCP for the control messages, NCCL send/recv (batched
+ *    in one ncclGroupStart/End per transfer, on a private communicator and
+ *    the object's own CUDA stream) for the block bytes. Device memory. Built
+ *    only with NCCL.
+ *
+ * Ranks meet at rank 0's rendezvous address and then talk over TCP on any
+ * interface, IPv4 or IPv6, each rank listening on an address it is given
+ * (or the one it reached rank 0 from). Every connection proves knowledge of
+ * a shared secret (kvbm_xfer_config_t.secret or .secret_file) by a mutual
+ * challenge-response (HMAC-SHA-512-256 over nonces from both sides, from
+ * libsodium) before anything else is served; a peer that fails is refused
+ * and counted (kvbm_xfer_stats). Without a secret every address must be
+ * loopback. docs/TRANSFER.md states the threat model and the limits no peer
+ * can push a rank past.
  *
  * Every rank describes the memory its blocks live in (kvbm_xfer_memory_t) and
  * hands in its block manager. Ranks whose block geometry disagrees are refused
@@ -30,14 +42,19 @@
  *
  * A block is registered only after all of its bytes arrived. A transfer that
  * fails (peer died, timed out, no room) registers nothing and gives every
- * block it allocated back to the reset pool. No call waits longer than the
- * configured timeout without progress.
+ * block it allocated back to the reset pool. Every request has a deadline:
+ * one timeout per control message, and for its data one timeout plus one per
+ * 64 MiB; a request that misses it fails alone, and the connection it used
+ * is reopened for the next request.
  *
- * Requests run on the object's worker thread, in submission order; incoming
- * requests from peers are served by its service thread. Any thread may submit
- * requests; kvbm_xfer_destroy and kvbm_xfer_barrier are for one thread.
+ * Requests to one peer run in submission order on that peer's worker
+ * thread; requests to different peers run side by side. Requests from each
+ * peer are served on a thread of their own, so a slow or hostile peer holds
+ * up no other. Any thread may submit requests; kvbm_xfer_destroy and
+ * kvbm_xfer_barrier are for one thread.
  *
- * Both ends run the same kvbm version on the same host byte order (loopback).
+ * The wire format is little-endian (kvbm builds only on little-endian
+ * hosts); every rank runs the same kvbm version.
  */
 #ifndef KVBM_XFER_H
 #define KVBM_XFER_H
@@ -45,7 +62,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "kvbm/backend.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"
 #include "kvbm/status.h"
@@ -54,20 +73,22 @@
 extern "C" {
 #endif
 
-#define KVBM_XFER_CONFIG_VERSION 1u
+#define KVBM_XFER_CONFIG_VERSION 2u
 /** Most regions a block may be split into in kvbm_xfer_memory_t. */
 #define KVBM_XFER_MAX_REGIONS 1024u
 /** Most blocks in one push or pull. */
 #define KVBM_XFER_MAX_BLOCKS 65536u
 /** Most ranks in one transfer object. */
 #define KVBM_XFER_MAX_RANKS 256
+/** Smallest region a rank may describe (its own, or a peer's at creation). */
+#define KVBM_XFER_MIN_REGION_BYTES 64u
 
 typedef struct kvbm_xfer kvbm_xfer_t;
 typedef struct kvbm_xfer_req kvbm_xfer_req_t;
 typedef struct kvbm_xfer_rendezvous kvbm_xfer_rendezvous_t;
 
 typedef enum kvbm_xfer_transport {
-    KVBM_XFER_SOCKET = 1, /**< TCP on loopback, host memory */
+    KVBM_XFER_SOCKET = 1, /**< TCP, host memory */
     KVBM_XFER_NCCL = 2,   /**< NCCL data path, device memory */
 } kvbm_xfer_transport_t;
 
@@ -78,9 +99,9 @@ typedef enum kvbm_xfer_mem_kind {
 
 /**
  * Where the bytes of a block live. Block @c b is @c region_count contiguous
- * regions of @c region_bytes each, which concatenated in order are the
- * block's bytes in canonical (layer, outer, token, inner) order; region @c r
- * of block @c b starts at `region_base[r] + b * block_stride`.
+ * regions of @c region_bytes (at least KVBM_XFER_MIN_REGION_BYTES) each, which concatenated in
+ * order are the block's bytes in canonical (layer, outer, token, inner) order; region @c r of block
+ * @c b starts at `region_base[r] + b * block_stride`.
  *
  * This covers a fully contiguous slab (one region, stride = padded block
  * size) and a layer-separate one (one region per layer or per (layer, outer)
@@ -116,13 +137,14 @@ typedef struct kvbm_xfer_arrival {
 } kvbm_xfer_arrival_t;
 
 /**
- * Called on the service thread once per incoming push. On success the ids are
- * registered and referenced for the duration of the call (acquire them with
- * kvbm_manager_acquire to keep them); the references are released after it
- * returns, and only then does the pusher's request complete. It blocks
- * this rank's service thread (all incoming requests), so keep it short; it
- * must not call kvbm_xfer_destroy or wait on requests to the pusher. Pointers
- * are valid only during the call.
+ * Called on the pusher's service thread once per incoming push; calls are
+ * serialised (never two at once, whichever peers pushed). On success the ids
+ * are registered and referenced for the duration of the call (acquire them
+ * with kvbm_manager_acquire to keep them); the references are released after
+ * it returns, and only then does the pusher's request complete. While it
+ * runs, other arrivals wait for it, so keep it short; it must not call
+ * kvbm_xfer_destroy or wait on requests to the pusher. Pointers are valid
+ * only during the call.
  */
 typedef void (*kvbm_xfer_arrival_fn)(void *ctx, const kvbm_xfer_arrival_t *arrival);
 
@@ -135,12 +157,16 @@ typedef struct kvbm_xfer_config {
     /**
      * Rendezvous: rank 0 listens on rendezvous_host:rendezvous_port (or on
      * @c rendezvous, if set, which then overrides both), the others connect
-     * there. IPv4 loopback addresses only; NULL host means "127.0.0.1".
+     * there. A numeric IPv4 or IPv6 address (host names are not resolved);
+     * NULL means "127.0.0.1". Anything but loopback needs a secret.
      */
     const char *rendezvous_host;
     uint16_t rendezvous_port;
     kvbm_xfer_rendezvous_t *rendezvous; /**< rank 0 only, optional; used during create */
-    /** Inactivity limit for any step (connect, message, data progress). */
+    /**
+     * Deadline of each step: a connection and its handshake, a control
+     * message, and a transfer's data (one timeout plus one per 64 MiB).
+     */
     uint32_t timeout_ms;
     kvbm_manager_t *manager; /**< required; borrowed, must outlive the object */
     /**
@@ -157,13 +183,58 @@ typedef struct kvbm_xfer_config {
     void *arrival_ctx;
     /**
      * NCCL only: an existing communicator (ncclComm_t) of exactly these rank
-     * and size, borrowed (it must outlive the object; after a timeout kvbm
-     * aborts it). NULL: kvbm creates one from a unique id that rank 0
-     * publishes at the rendezvous. Either way the control messages meet at
-     * the rendezvous.
+     * and size, borrowed (it must outlive the object). kvbm never issues
+     * work on it: create splits a private communicator from it
+     * (ncclCommSplit, so create is collective over it: every rank must call
+     * create where it would call a collective), takes the device from it
+     * (ncclCommCuDevice), and only ever aborts or destroys its own. NULL:
+     * kvbm creates one from a unique id that rank 0 publishes at the
+     * rendezvous. Either way the control messages meet at the rendezvous.
      */
     void *nccl_comm;
-    int cuda_device; /**< NCCL only: device to use; -1 means rank % device count */
+    /** NCCL only, without nccl_comm: device to use; -1: the calling thread's current device. */
+    int cuda_device;
+
+    /* ---- version 2 ---- */
+    /**
+     * Address this rank's mesh listener binds to and peers connect to (a
+     * numeric IPv4 or IPv6 address; a wildcard "0.0.0.0" or "::" binds
+     * everywhere and peers use the address rank 0 saw this rank connect
+     * from). NULL: rank 0 uses the rendezvous address; the others the local
+     * address of their connection to rank 0.
+     */
+    const char *listen_host;
+    uint16_t listen_port; /**< mesh listener port; 0: any free one */
+    /**
+     * The shared secret every rank holds, @c secret_len bytes (at least 16),
+     * borrowed for the call only; or NULL. Never pass it on a command line:
+     * other users can read those.
+     */
+    const void *secret;
+    size_t secret_len;
+    /**
+     * Or a file holding the secret: its bytes, exactly (16..4096), in a
+     * regular file that neither the group nor others may access (mode 600).
+     * At most one of secret and secret_file.
+     */
+    const char *secret_file;
+    /**
+     * NCCL only, optional, borrowed: the engine's stream (a CUDA stream
+     * wrapped with kvbm_stream_wrap). Each NCCL group first waits for all
+     * work enqueued on it so far (a push never reads KV the engine is still
+     * writing, a receive never overwrites blocks the engine still reads),
+     * and the engine stream then waits for the group (a fence recorded after
+     * it), so later engine work sees the bytes that arrived.
+     */
+    kvbm_stream_t *engine_stream;
+    /**
+     * The most memory a peer's raw message (kvbm_xfer_send_raw) may land in
+     * on this rank, per peer connection, allocated at its first raw message
+     * and reused (the bytes are discarded): rounded down to a multiple of
+     * 4 MiB; 0 or less than 4 MiB: 4 MiB. A peer's raw header never sizes
+     * memory beyond it.
+     */
+    size_t raw_scratch_bytes;
 } kvbm_xfer_config_t;
 
 #define KVBM_XFER_CONFIG_INIT                                                                      \
@@ -183,9 +254,11 @@ kvbm_status_t kvbm_xfer_transport_probe(kvbm_xfer_transport_t transport);
 /**
  * @brief Listen for the rendezvous on @p host : @p port (0: ephemeral) before
  *        the other ranks exist, e.g. before fork, so they can be told the port.
+ * @param[in]  host numeric IPv4 or IPv6 address (NULL: "127.0.0.1"); create
+ *             refuses anything but loopback unless the ranks hold a secret.
  * @param[out] rendezvous_out owned by the caller; kvbm_xfer_rendezvous_destroy.
- * @return KVBM_OK; KVBM_ERR_INVALID_ARG (not a loopback IPv4 literal);
- *         KVBM_ERR_IO; KVBM_ERR_NO_MEMORY.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (not a numeric address);
+ *         KVBM_ERR_BUSY (address in use); KVBM_ERR_IO; KVBM_ERR_NO_MEMORY.
  */
 kvbm_status_t kvbm_xfer_rendezvous_create(const char *host, uint16_t port,
                                           kvbm_xfer_rendezvous_t **rendezvous_out);
@@ -205,13 +278,57 @@ void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous);
  *                     borrowed and must outlive the object; the layout and
  *                     the rendezvous are used during the call only.
  * @param[out] xfer_out owned by the caller; kvbm_xfer_destroy.
- * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_VERSION;
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (also: an address that is not
+ *         loopback without a secret, a secret shorter than 16 bytes, a
+ *         secret file others can read); KVBM_ERR_VERSION;
  *         KVBM_ERR_INCOMPATIBLE (some rank's memory geometry, size or
- *         transport differs: every rank gets this); KVBM_ERR_UNSUPPORTED;
- *         KVBM_ERR_NO_DEVICE; KVBM_ERR_TIMEOUT; KVBM_ERR_PEER; KVBM_ERR_IO;
- *         KVBM_ERR_NCCL; KVBM_ERR_DEVICE; KVBM_ERR_NO_MEMORY.
+ *         transport differs: every rank gets this); KVBM_ERR_AUTH (rank 0
+ *         or a peer does not hold this secret); KVBM_ERR_UNSUPPORTED;
+ *         KVBM_ERR_NO_DEVICE; KVBM_ERR_TIMEOUT (a rank did not join in
+ *         time; connections that fail authentication are refused, counted
+ *         and do not count as joining); KVBM_ERR_PEER; KVBM_ERR_BUSY
+ *         (listen address in use); KVBM_ERR_IO; KVBM_ERR_NCCL;
+ *         KVBM_ERR_DEVICE; KVBM_ERR_NO_MEMORY.
  */
 kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **xfer_out);
+
+/* X(field, prometheus type, help text) */
+#define KVBM_XFER_STATS_LIST(X)                                                                    \
+    X(auth_failures, counter,                                                                      \
+      "connections refused because the peer failed the challenge-response (wrong secret, or a "    \
+      "secret on one side only)")                                                                  \
+    X(connections_refused, counter,                                                                \
+      "connections closed before or right after the handshake for another reason: not loopback "   \
+      "without a secret, malformed, too slow, too many pending, wrong session or rank")            \
+    X(reconnects, counter, "client connections opened again after a failure broke the last one")   \
+    X(requests_timed_out, counter, "requests, started or served here, that missed their deadline") \
+    X(protocol_errors, counter,                                                                    \
+      "requests failed by a malformed or out-of-range message from a peer")
+
+/** Counters of one transfer object, from KVBM_XFER_STATS_LIST. */
+typedef struct kvbm_xfer_stats {
+#define KVBM_XFER_STATS_FIELD(field, type, help) uint64_t field;
+    KVBM_XFER_STATS_LIST(KVBM_XFER_STATS_FIELD)
+#undef KVBM_XFER_STATS_FIELD
+} kvbm_xfer_stats_t;
+
+/**
+ * @brief The object's counters so far. Any thread.
+ * @param[out] stats_out each counter read once (relaxed: not a snapshot of
+ *             one moment).
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG.
+ */
+kvbm_status_t kvbm_xfer_stats(const kvbm_xfer_t *xfer, kvbm_xfer_stats_t *stats_out);
+
+/**
+ * @brief The counters in the Prometheus text format (`kvbm_xfer_<name>_total`,
+ *        labelled with the rank). Any thread.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_IO.
+ */
+kvbm_status_t kvbm_xfer_stats_prometheus(const kvbm_xfer_t *xfer, FILE *out);
+
+/** @brief The counters as one JSON object on a line. Any thread. */
+kvbm_status_t kvbm_xfer_stats_json(const kvbm_xfer_t *xfer, FILE *out);
 
 /**
  * @brief Stop the threads, close the connections, free the object. Pending
@@ -265,7 +382,9 @@ kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes
 
 /**
  * @brief Send @p bytes from @p buf as one contiguous message to @p peer, which
- *        receives it into scratch memory and discards it. For measuring the
+ *        receives it into a scratch buffer of its own configured size
+ *        (raw_scratch_bytes, 4 MiB by default; whatever the message's size)
+ *        and discards it. For measuring the
  *        transport's raw bandwidth next to block transfers. @p buf is host
  *        memory for KVBM_XFER_SOCKET, device memory for KVBM_XFER_NCCL, and
  *        must stay valid until the request completes.
@@ -277,8 +396,11 @@ kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, s
  * @brief Wait for a request to complete. Bounded: every step of a transfer
  *        either progresses within the timeout or fails.
  * @return the request's status: KVBM_OK; KVBM_ERR_PEER (peer died or
- *         closed, or an earlier failure broke the connection);
- *         KVBM_ERR_TIMEOUT (no progress within the timeout); KVBM_ERR_NO_BLOCKS
+ *         closed); KVBM_ERR_TIMEOUT (the request missed its deadline; the
+ *         next request to that peer opens a fresh connection);
+ *         KVBM_ERR_AUTH (reconnecting, the peer failed authentication);
+ *         KVBM_ERR_PARSE (the peer sent a malformed or out-of-range
+ *         message, e.g. an unknown status code); KVBM_ERR_NO_BLOCKS
  *         (no room on the receiving side); KVBM_ERR_BUSY (the peer's data
  *         path stayed taken for the whole timeout); KVBM_ERR_NCCL;
  *         KVBM_ERR_DEVICE; KVBM_ERR_IO; KVBM_ERR_PARSE; KVBM_ERR_NO_MEMORY.

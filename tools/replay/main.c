@@ -22,6 +22,14 @@ static void usage(FILE *out)
             "  --g2-blocks N      host tier capacity in blocks (default 0: no host tier)\n"
             "  --policy NAME      G1 eviction policy (default lru); belady = offline bound\n"
             "  --g2-policy NAME   G2 eviction policy (default: same as --policy)\n"
+            "  --g3-blocks N      disk tier capacity in blocks (default 0: no disk tier;\n"
+            "                     needs --g2-blocks)\n"
+            "  --g3-policy NAME   G3 eviction policy (default: same as --g2-policy)\n"
+            "  --g3-dir DIR       data mode: directory of the G3 file (default /tmp)\n"
+            "  --g3-keep          data mode: reopen the G3 file an earlier run kept (warm)\n"
+            "                     and keep it (default: start empty, remove it at the end)\n"
+            "  --g3-min-free-mib N  data mode: free space G3 leaves on its filesystem\n"
+            "                     (default 1024)\n"
             "  --limit N          replay only the first N requests\n"
             "  --json             print one JSON object with the counts on stdout\n"
             "  --sweep C1,C2,...  capacity sweep: every policy at every G1 capacity\n"
@@ -33,7 +41,11 @@ static void usage(FILE *out)
             "  --logical          with a G2 tier: replay the logic only, no data copies\n"
             "  --backend KIND     data mode memory backend: auto (default), cpu, cuda\n"
             "  --block-kib N      data mode block size in KiB (default 16)\n"
-            "  --no-verify        data mode: do not stamp and check block contents\n"
+            "  --no-verify        data mode: do not fill and check block contents\n"
+            "  --g2-admission     offload to G2 only evicted blocks whose class comes back\n"
+            "                     often enough (kvbm/admission.h; default: offload all)\n"
+            "  --admission-keep-ratio X  the filter's keep ratio (default 0.65)\n"
+            "  --no-hints         register blocks without the request length and position\n"
             "  --publish ENDPOINT publish the tiers' KV events in vLLM's wire format\n"
             "                     (tcp://*:5557 binds, tcp://host:5557 connects)\n"
             "  --publish-replay ENDPOINT  ROUTER socket answering replay requests\n"
@@ -67,6 +79,13 @@ static void print_events(const run_result_t *result)
             (unsigned long long)e->batches_dropped, (unsigned long long)e->replay_requests);
 }
 
+static const char *g3_policy_name(const run_options_t *options)
+{
+    if (options->g3_policy != NULL)
+        return options->g3_policy;
+    return options->g2_policy != NULL ? options->g2_policy : options->policy;
+}
+
 static void print_summary(const run_options_t *options, const run_result_t *result)
 {
     const replay_counts_t *c = &result->counts;
@@ -75,23 +94,31 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
     fprintf(stderr, "  policy %s, G1 %u blocks", options->policy, options->g1_blocks);
     if (options->g2_blocks > 0)
         fprintf(stderr, ", G2 %u blocks (%s)", options->g2_blocks, g2_policy);
+    if (options->g3_blocks > 0)
+        fprintf(stderr, ", G3 %u blocks (%s%s%s)", options->g3_blocks, g3_policy_name(options),
+                result->g3_engine[0] != '\0' ? ", " : "", result->g3_engine);
     fprintf(stderr, ", backend %s\n", result->backend);
-    fprintf(stderr, "  %-16s %12s\n", "count", "value");
-#define PRINT_COUNT(name) fprintf(stderr, "  %-16s %12llu\n", #name, (unsigned long long)c->name);
+    fprintf(stderr, "  %-18s %12s\n", "count", "value");
+#define PRINT_COUNT(name) fprintf(stderr, "  %-18s %12llu\n", #name, (unsigned long long)c->name);
     REPLAY_COUNTS_LIST(PRINT_COUNT)
+    if (options->g3_blocks > 0) {
+        REPLAY_G3_COUNTS_LIST(PRINT_COUNT)
+    }
 #undef PRINT_COUNT
-    fprintf(stderr, "  %-16s %12.4f\n", "hit_rate", replay_hit_rate(c));
-    fprintf(stderr, "  %-16s %12.1f\n", "ns_per_block",
+    fprintf(stderr, "  %-18s %12.4f\n", "hit_rate", replay_hit_rate(c));
+    if (options->g2_blocks > 0)
+        fprintf(stderr, "  %-18s %12.4f\n", "offloads/g2_hit", replay_offloads_per_g2_hit(c));
+    fprintf(stderr, "  %-18s %12.1f\n", "ns_per_block",
             c->blocks > 0 ? c->core_ns / (double)c->blocks : 0.0);
-    fprintf(stderr, "  %-16s %12.3f\n", "wall_s", result->wall_s);
+    fprintf(stderr, "  %-18s %12.3f\n", "wall_s", result->wall_s);
     if (c->bytes_moved > 0 || strcmp(result->backend, "logical") != 0) {
-        fprintf(stderr, "  %-16s %12.3f\n", "gib_moved", (double)c->bytes_moved / (1u << 30));
-        fprintf(stderr, "  %-16s %12.2f\n", "copy_gbps",
+        fprintf(stderr, "  %-18s %12.3f\n", "gib_moved", (double)c->bytes_moved / (1u << 30));
+        fprintf(stderr, "  %-18s %12.2f\n", "copy_gbps",
                 c->core_ns > 0 ? (double)c->bytes_moved / c->core_ns : 0.0);
-        fprintf(stderr, "  %-16s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
-        fprintf(stderr, "  %-16s %12llu\n", "verified_blocks",
+        fprintf(stderr, "  %-18s %12llu\n", "failed_copies", (unsigned long long)c->failed_copies);
+        fprintf(stderr, "  %-18s %12llu\n", "verified_blocks",
                 (unsigned long long)c->verified_blocks);
-        fprintf(stderr, "  %-16s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
+        fprintf(stderr, "  %-18s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
     }
     if (result->published)
         print_events(result);
@@ -103,7 +130,15 @@ static void print_json(const run_options_t *options, const run_result_t *result)
     printf("{");
 #define PRINT_JSON_COUNT(name) printf("\"" #name "\": %llu, ", (unsigned long long)c->name);
     REPLAY_COUNTS_LIST(PRINT_JSON_COUNT)
+    if (options->g3_blocks > 0) {
+        REPLAY_G3_COUNTS_LIST(PRINT_JSON_COUNT)
+        printf("\"g3_blocks\": %u, \"g3_policy\": \"%s\", \"g3_engine\": \"%s\", ",
+               options->g3_blocks, g3_policy_name(options), result->g3_engine);
+    }
 #undef PRINT_JSON_COUNT
+    printf("\"offloads_per_g2_hit\": %.6f, \"offload_bytes_per_g2_hit\": %.1f, ",
+           replay_offloads_per_g2_hit(c),
+           replay_offloads_per_g2_hit(c) * (double)options->block_kib * 1024.0);
     printf("\"hit_rate\": %.6f, \"policy\": \"%s\", \"g2_policy\": \"%s\", \"g1_blocks\": %u, "
            "\"g2_blocks\": %u, \"backend\": \"%s\", \"wall_s\": %.6f, \"ns_per_block\": %.2f, "
            "\"bytes_moved\": %llu, \"copy_gbps\": %.3f, \"failed_copies\": %llu, "
@@ -141,6 +176,14 @@ enum {
     OPT_BACKEND,
     OPT_BLOCK_KIB,
     OPT_NO_VERIFY,
+    OPT_G3,
+    OPT_G3_POLICY,
+    OPT_G3_DIR,
+    OPT_G3_KEEP,
+    OPT_G3_MIN_FREE,
+    OPT_G2_ADMISSION,
+    OPT_KEEP_RATIO,
+    OPT_NO_HINTS,
     OPT_PUBLISH,
     OPT_PUBLISH_REPLAY,
     OPT_PUBLISH_TOPIC,
@@ -151,6 +194,16 @@ enum {
 
 /* What parsing decided: go on and run, or exit with this status. */
 #define CLI_RUN (-1)
+
+static int parse_ratio(const char *arg, double *ratio_out)
+{
+    char *end = NULL;
+    double ratio = strtod(arg, &end);
+    if (end == arg || *end != '\0' || !(ratio > 0.0) || ratio > 1000.0)
+        return -1;
+    *ratio_out = ratio;
+    return 0;
+}
 
 static int parse_backend(const char *arg, kvbm_backend_kind_t *kind_out)
 {
@@ -212,6 +265,18 @@ static int apply_checked_option(int opt, const char *arg, cli_t *cli)
             return CLI_RUN;
         fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", arg);
         return 2;
+    case OPT_G3:
+        if (parse_u32(arg, &o->g3_blocks) == 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --g3-blocks needs an integer, not '%s'\n", arg);
+        return 2;
+    case OPT_G3_MIN_FREE:
+        if (parse_u32(arg, &value) == 0) {
+            o->g3_min_free_bytes = (uint64_t)value << 20;
+            return CLI_RUN;
+        }
+        fprintf(stderr, "kvbm-replay: --g3-min-free-mib needs an integer, not '%s'\n", arg);
+        return 2;
     case OPT_LIMIT:
         if (parse_u32(arg, &value) == 0) {
             o->limit = value;
@@ -229,6 +294,12 @@ static int apply_checked_option(int opt, const char *arg, cli_t *cli)
             return CLI_RUN;
         fprintf(stderr, "kvbm-replay: --block-kib needs 1..65536, not '%s'\n", arg);
         return 2;
+    case OPT_KEEP_RATIO:
+        if (parse_ratio(arg, &o->admission_keep_ratio) == 0)
+            return CLI_RUN;
+        fprintf(stderr,
+                "kvbm-replay: --admission-keep-ratio needs a number in (0, 1000], not '%s'\n", arg);
+        return 2;
     default:
         return apply_publish_option(opt, arg, cli);
     }
@@ -243,6 +314,15 @@ static int apply_option(int opt, const char *arg, cli_t *cli)
         return CLI_RUN;
     case OPT_G2_POLICY:
         cli->options.g2_policy = arg;
+        return CLI_RUN;
+    case OPT_G3_POLICY:
+        cli->options.g3_policy = arg;
+        return CLI_RUN;
+    case OPT_G3_DIR:
+        cli->options.g3_dir = arg;
+        return CLI_RUN;
+    case OPT_G3_KEEP:
+        cli->options.g3_keep = true;
         return CLI_RUN;
     case OPT_JSON:
         cli->json = true;
@@ -267,6 +347,12 @@ static int apply_option(int opt, const char *arg, cli_t *cli)
         return CLI_RUN;
     case OPT_NO_VERIFY:
         cli->options.verify = false;
+        return CLI_RUN;
+    case OPT_G2_ADMISSION:
+        cli->options.g2_admission = true;
+        return CLI_RUN;
+    case OPT_NO_HINTS:
+        cli->options.no_hints = true;
         return CLI_RUN;
     case OPT_HELP:
     case 'h':
@@ -318,6 +404,14 @@ static int parse_args(int argc, char **argv, cli_t *cli)
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"block-kib", required_argument, NULL, OPT_BLOCK_KIB},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+        {"g3-blocks", required_argument, NULL, OPT_G3},
+        {"g3-policy", required_argument, NULL, OPT_G3_POLICY},
+        {"g3-dir", required_argument, NULL, OPT_G3_DIR},
+        {"g3-keep", no_argument, NULL, OPT_G3_KEEP},
+        {"g3-min-free-mib", required_argument, NULL, OPT_G3_MIN_FREE},
+        {"g2-admission", no_argument, NULL, OPT_G2_ADMISSION},
+        {"admission-keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
+        {"no-hints", no_argument, NULL, OPT_NO_HINTS},
         {"publish", required_argument, NULL, OPT_PUBLISH},
         {"publish-replay", required_argument, NULL, OPT_PUBLISH_REPLAY},
         {"publish-topic", required_argument, NULL, OPT_PUBLISH_TOPIC},
@@ -343,13 +437,24 @@ static int parse_args(int argc, char **argv, cli_t *cli)
     return check_publish_options(cli);
 }
 
+/* The first policy named on the command line that does not exist, or NULL. */
+static const char *unknown_policy(const run_options_t *options)
+{
+    const char *names[] = {options->policy, options->g2_policy, options->g3_policy};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i] != NULL && run_find_policy(names[i]) == NULL)
+            return names[i];
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     cli_t cli = {.options = {.g1_blocks = 5859,
                              .policy = "lru",
                              .backend_kind = KVBM_BACKEND_AUTO,
                              .block_kib = 16,
-                             .verify = true},
+                             .verify = true,
+                             .g3_min_free_bytes = (uint64_t)1024 << 20},
                  .csv_path = "replay-sweep.csv",
                  .plot_path = "replay-sweep.png"};
     int decided = parse_args(argc, argv, &cli);
@@ -363,11 +468,14 @@ int main(int argc, char **argv)
                                          .plot_path = cli.plot_path};
         return sweep_run(options, &sweep_options) == KVBM_OK ? 0 : 1;
     }
-    if (run_find_policy(options->policy) == NULL ||
-        (options->g2_policy != NULL && run_find_policy(options->g2_policy) == NULL)) {
-        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
-                run_find_policy(options->policy) == NULL ? options->policy : options->g2_policy);
+    const char *unknown = unknown_policy(options);
+    if (unknown != NULL) {
+        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n", unknown);
         usage(stderr);
+        return 2;
+    }
+    if (options->g3_blocks > 0 && options->g2_blocks == 0) {
+        fprintf(stderr, "kvbm-replay: --g3-blocks needs --g2-blocks\n");
         return 2;
     }
     run_result_t result;

@@ -26,7 +26,8 @@ static double now_ns(void)
 
 kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out)
 {
-    if (config == NULL || replay_out == NULL || config->g1_blocks == 0)
+    if (config == NULL || replay_out == NULL || config->g1_blocks == 0 ||
+        (config->g3_blocks > 0 && config->g2_blocks == 0))
         return KVBM_ERR_INVALID_ARG;
     replay_t *replay = calloc(1, sizeof(*replay));
     if (replay == NULL)
@@ -87,9 +88,19 @@ const char *replay_backend_name(const replay_t *replay)
     return replay->mode->backend_name(replay->state);
 }
 
+const char *replay_g3_engine(const replay_t *replay)
+{
+    return replay->mode->g3_engine(replay->state);
+}
+
 double replay_hit_rate(const replay_counts_t *counts)
 {
-    return counts->blocks == 0
-               ? 0.0
-               : (double)(counts->g1_hits + counts->g2_hits) / (double)counts->blocks;
+    return counts->blocks == 0 ? 0.0
+                               : (double)(counts->g1_hits + counts->g2_hits + counts->g3_hits) /
+                                     (double)counts->blocks;
+}
+
+double replay_offloads_per_g2_hit(const replay_counts_t *counts)
+{
+    return counts->g2_hits == 0 ? 0.0 : (double)counts->offloads / (double)counts->g2_hits;
 }

@@ -22,14 +22,24 @@
     X(offloads)                                                                                    \
     X(onboards)                                                                                    \
     X(offload_skipped)                                                                             \
+    X(offload_refused)                                                                             \
     X(dedup)                                                                                       \
     X(oversize)                                                                                    \
     X(g1_evictions)                                                                                \
     X(g2_evictions)
 
+/* X(field): the counts a G3 adds (printed only with a G3). */
+#define REPLAY_G3_COUNTS_LIST(X)                                                                   \
+    X(g3_hits)                                                                                     \
+    X(g3_offloads)                                                                                 \
+    X(g3_offload_skipped)                                                                          \
+    X(g3_evictions)                                                                                \
+    X(g3_hits_from_file)
+
 typedef struct replay_counts {
 #define REPLAY_COUNT_FIELD(name) uint64_t name;
     REPLAY_COUNTS_LIST(REPLAY_COUNT_FIELD)
+    REPLAY_G3_COUNTS_LIST(REPLAY_COUNT_FIELD)
 #undef REPLAY_COUNT_FIELD
     double core_ns;           /* time inside the replay steps (library calls, copy waits) */
     uint64_t bytes_moved;     /* data mode: bytes copied G1->G2 and G2->G1 */
@@ -41,19 +51,34 @@ typedef struct replay_counts {
 typedef struct replay_config {
     uint32_t g1_blocks;
     uint32_t g2_blocks; /* 0: no G2 tier */
+    uint32_t g3_blocks; /* 0: no G3 tier; needs a G2 tier */
     const kvbm_policy_ops_t *g1_policy;
     const kvbm_policy_ops_t *g2_policy;
+    const kvbm_policy_ops_t *g3_policy;
     kvbm_policy_config_t policy_config; /* tuning, and the oracle for belady */
     /* Data mode: run G1 and G2 through the tiered cache with real copies on
      * a memory backend (needs g2_blocks > 0). */
     bool data_mode;
     kvbm_backend_kind_t backend_kind;
     uint32_t block_kib; /* bytes per block / 1024 in data mode */
-    bool verify;        /* stamp blocks with their hash and check what is served */
+    bool verify;        /* fill blocks with their hash's pattern and check what is served */
+    /* Data mode with G3: the tier's file is <g3_dir>/kvbm-replay-g3.bin. Without
+     * g3_keep it starts empty and is removed at the end; with it, a file left
+     * by an earlier run is reopened (warm) and kept. */
+    const char *g3_dir;
+    bool g3_keep;
+    uint64_t g3_min_free_bytes;
+    /* G2 admission (kvbm/admission.h): offload only evicted blocks judged
+     * likely to come back. Off by default: the contract offloads them all. */
+    bool g2_admission;
+    double admission_keep_ratio; /* 0: the filter's default */
+    /* Registration hints (request length, position) to the G1 policy and
+     * the filter; on by default, as an engine would give them. */
+    bool no_hints;
     /* Optional, borrowed: the batcher the tiers' KV events go to (G1 is
-     * GPU, G2 CPU), e.g. a publisher's (kvbm_publisher_batcher_create). The
-     * replay flushes it once per request in logical mode; the cache, once
-     * per call in data mode. */
+     * GPU, G2 CPU, G3 DISK), e.g. a publisher's
+     * (kvbm_publisher_batcher_create). The replay flushes it once per
+     * request in logical mode; the cache, once per call in data mode. */
     kvbm_event_batcher_t *events;
 } replay_config_t;
 
@@ -78,7 +103,14 @@ kvbm_manager_t *replay_manager(const replay_t *replay, kvbm_medium_t medium);
 /* "logical", or the memory backend's name in data mode. */
 const char *replay_backend_name(const replay_t *replay);
 
-/* hit_rate = (g1_hits + g2_hits) / blocks, 0 when no blocks. */
+/* Data mode with G3: the disk engine chosen ("io_uring+direct", ...), else NULL. */
+const char *replay_g3_engine(const replay_t *replay);
+
+/* hit_rate = (g1_hits + g2_hits + g3_hits) / blocks, 0 when no blocks. */
 double replay_hit_rate(const replay_counts_t *counts);
+
+/* offloads / g2_hits: blocks copied to G2 per block served from it (0 when
+ * there was no G2 hit); times the block size, the offload bytes per G2 hit. */
+double replay_offloads_per_g2_hit(const replay_counts_t *counts);
 
 #endif /* KVBM_REPLAY_REPLAY_H */

@@ -2,22 +2,26 @@
  * Data mode: the contract's steps through the tiered cache, with real copies
  * on a memory backend (the CPU fallback here, CUDA where a GPU is present).
  * Each step of the contract maps onto the cache:
- *   2-4  kvbm_cache_acquire: G1 match, G2 match, one G1 allocation whose
- *        evictions are offloaded in one batch, the G2 hits onboarded and
- *        registered in G1 (first, as in step 5);
+ *   2-4  kvbm_cache_acquire: G1 match, G2 match, G3 match, one G1
+ *        allocation whose evictions are offloaded (G2 victims written to
+ *        G3), the G2 then the G3 hits onboarded and registered in G1 (first,
+ *        as in step 5);
  *   5    kvbm_cache_register for the newly computed blocks;
- *   6    kvbm_cache_sync: waits for the copies; offloaded blocks are then
- *        registered in G2, the onboarded G2 blocks released, last first;
+ *   6    kvbm_cache_sync: waits for the copies and disk writes; offloaded
+ *        blocks are then registered in G2 and G3, the onboarded G3 and G2
+ *        blocks released, last first;
  *   7    kvbm_cache_release of all G1 blocks, last first.
- * With verify, every block written is stamped with its hash (the first
- * 8 bytes of each region), and every block served is checked. Stamps are
+ * With verify, every byte of every block written is a pattern derived from
+ * its hash, and every byte of every block served is checked. Patterns are
  * copied from and to a pinned staging pool through the backend, so the
  * check works where G1 is device memory (the CUDA backend) as on the CPU;
- * the stamps of fresh blocks land before they are registered, as an
+ * the patterns of fresh blocks land before they are registered, as an
  * engine's writes would (the replay gives the cache no engine stream).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "replay_mode.h"
 
@@ -30,28 +34,48 @@ typedef struct data {
     kvbm_backend_t *backend;
     kvbm_cache_t *cache;
     kvbm_fence_t *ready;
-    kvbm_manager_t *g1, *g2; /* the cache's */
+    kvbm_manager_t *g1, *g2, *g3; /* the cache's; g3 NULL without a disk tier */
     bool verify;
-    /* Verify: stamps travel by copies between this pinned staging pool and
-     * G1, one 8-byte slot per region of the largest request (g1_blocks). */
+    bool hints; /* registrations carry the request length and position */
+    /* Verify: patterns travel by copies between this pinned staging pool and
+     * G1, one block-sized slot per block of the largest request (g1_blocks). */
     kvbm_pool_t *stamps;
     kvbm_stream_t *stamp_stream;
     kvbm_fence_t *stamp_fence;
     kvbm_copy_t *stamp_copies;
     size_t stamp_regions; /* regions per G1 block */
+    size_t block_bytes;
+    char *g3_path; /* the G3 file, removed at close unless g3_keep */
+    bool g3_keep;
     replay_scratch_t scratch;
 } data_t;
+
+/* The G3 file of a run; an earlier run's file is removed unless kept. */
+static kvbm_status_t g3_file(data_t *data, const replay_config_t *config)
+{
+    const char *dir = config->g3_dir != NULL ? config->g3_dir : "/tmp";
+    size_t length = strlen(dir) + sizeof("/kvbm-replay-g3.bin");
+    data->g3_path = malloc(length);
+    if (data->g3_path == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    snprintf(data->g3_path, length, "%s/kvbm-replay-g3.bin", dir);
+    data->g3_keep = config->g3_keep;
+    if (!config->g3_keep)
+        unlink(data->g3_path);
+    return KVBM_OK;
+}
 
 static kvbm_status_t stamps_open(data_t *data, uint32_t g1_blocks)
 {
     const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
     data->stamp_regions = kvbm_layout_regions_per_block(layout);
+    data->block_bytes = kvbm_layout_block_bytes(layout);
     size_t slots = (size_t)g1_blocks * data->stamp_regions;
     data->stamp_copies = malloc(slots * sizeof(kvbm_copy_t));
     if (data->stamp_copies == NULL)
         return KVBM_ERR_NO_MEMORY;
-    kvbm_status_t status =
-        kvbm_pool_create(data->backend, KVBM_MEM_HOST, slots * sizeof(uint64_t), &data->stamps);
+    kvbm_status_t status = kvbm_pool_create(data->backend, KVBM_MEM_HOST,
+                                            (size_t)g1_blocks * data->block_bytes, &data->stamps);
     if (status != KVBM_OK)
         goto err_free_copies;
     status = kvbm_stream_create(data->backend, &data->stamp_stream);
@@ -108,6 +132,20 @@ static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
     cc.g2_policy = config->g2_policy;
     cc.policy_config = config->policy_config;
     cc.events_batcher = config->events;
+    cc.offload_admission = config->g2_admission;
+    cc.admission_keep_ratio = config->admission_keep_ratio;
+    kvbm_disk_config_t disk = KVBM_DISK_CONFIG_INIT;
+    if (config->g3_blocks > 0) {
+        status = g3_file(data, config);
+        if (status != KVBM_OK)
+            goto err_destroy_backend;
+        disk.path = data->g3_path;
+        disk.capacity_blocks = config->g3_blocks;
+        disk.min_free_bytes = config->g3_min_free_bytes;
+        disk.model_id = "kvbm-replay";
+        disk.policy = config->g3_policy != NULL ? config->g3_policy : config->g2_policy;
+        cc.g3 = &disk;
+    }
     status = kvbm_cache_create(&cc, &data->cache);
     if (status != KVBM_OK)
         goto err_destroy_backend;
@@ -116,6 +154,8 @@ static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
         goto err_destroy_cache;
     data->g1 = kvbm_cache_manager(data->cache, KVBM_TIER_G1);
     data->g2 = kvbm_cache_manager(data->cache, KVBM_TIER_G2);
+    data->g3 = kvbm_cache_manager(data->cache, KVBM_TIER_G3);
+    data->hints = !config->no_hints;
     data->verify = config->verify;
     if (data->verify) {
         status = stamps_open(data, config->g1_blocks);
@@ -131,6 +171,7 @@ err_destroy_cache:
     kvbm_cache_destroy(data->cache);
 err_destroy_backend:
     kvbm_backend_destroy(data->backend);
+    free(data->g3_path);
 err_free:
     free(data);
     return status;
@@ -143,14 +184,55 @@ static void data_close(void *state)
     kvbm_fence_destroy(data->ready);
     kvbm_cache_destroy(data->cache);
     kvbm_backend_destroy(data->backend);
+    if (data->g3_path != NULL && !data->g3_keep)
+        unlink(data->g3_path);
+    free(data->g3_path);
     replay_scratch_free(&data->scratch);
     free(data);
 }
 
+/* The pattern of the block for @p hash: word k is seed ^ k * golden, with
+ * the seed a splitmix64 of the hash, so blocks differ everywhere and a word
+ * moved within a block does not match either. Cheap enough (one multiply a
+ * word, vectorised) to fill and check every byte of every block. */
+static uint64_t pattern_seed(uint64_t hash)
+{
+    uint64_t z = hash * 0x9e3779b97f4a7c15ull + 1;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Fills (or checks) @p bytes (the block's regions back to back) with its
+ * hash's pattern; returns whether they matched. */
+static bool pattern(unsigned char *block, size_t bytes, uint64_t hash, bool write)
+{
+    const uint64_t golden = 0x9e3779b97f4a7c15ull, seed = pattern_seed(hash);
+    size_t words = bytes / sizeof(uint64_t);
+    uint64_t mismatch = 0;
+    for (size_t k = 0; k < words; k++) {
+        uint64_t expected = seed ^ k * golden, word;
+        if (write) {
+            memcpy(block + k * sizeof(uint64_t), &expected, sizeof(expected));
+        } else {
+            memcpy(&word, block + k * sizeof(uint64_t), sizeof(word));
+            mismatch |= word ^ expected;
+        }
+    }
+    uint64_t tail = seed ^ words * golden;
+    size_t rest = bytes - words * sizeof(uint64_t);
+    if (write)
+        memcpy(block + words * sizeof(uint64_t), &tail, rest);
+    else if (rest > 0 && memcmp(block + words * sizeof(uint64_t), &tail, rest) != 0)
+        mismatch = 1;
+    return mismatch == 0;
+}
+
 /*
- * Writes (or reads back) the hash stamp at the start of every region of the
- * G1 blocks ids[0..n), in one batch through the staging pool, and waits for
- * it. Reading, counts the blocks whose stamps are not their hashes in
+ * Writes (or reads back) every byte of the G1 blocks ids[0..n): each block's
+ * regions travel, in one batch, to or from its block-sized slot of the
+ * staging pool, where the host fills or checks the pattern; waits for it.
+ * Reading, counts the blocks that are not their hash's pattern in
  * @p wrong_out.
  */
 static kvbm_status_t stamps_move(data_t *data, const uint32_t *ids, const uint64_t *hashes,
@@ -158,23 +240,23 @@ static kvbm_status_t stamps_move(data_t *data, const uint32_t *ids, const uint64
 {
     const kvbm_layout_t *layout = kvbm_cache_layout(data->cache, KVBM_TIER_G1);
     char *g1 = kvbm_pool_ptr(kvbm_cache_pool(data->cache, KVBM_TIER_G1));
-    uint64_t *slot = kvbm_pool_ptr(data->stamps);
+    unsigned char *staging = kvbm_pool_ptr(data->stamps);
     kvbm_region_t regions[(size_t)LAYERS * OUTER];
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t got = 0;
+        unsigned char *slot = staging + i * data->block_bytes;
+        if (write)
+            pattern(slot, data->block_bytes, hashes[i], true);
+        size_t got = 0, done = 0;
         kvbm_status_t status =
             kvbm_layout_block_regions(layout, ids[i], regions, (size_t)LAYERS * OUTER, &got);
         if (status != KVBM_OK)
             return status;
         for (size_t r = 0; r < got; r++, k++) {
             char *at = g1 + regions[r].offset;
-            if (write) {
-                slot[k] = hashes[i];
-                data->stamp_copies[k] = (kvbm_copy_t){&slot[k], at, sizeof(uint64_t)};
-            } else {
-                data->stamp_copies[k] = (kvbm_copy_t){at, &slot[k], sizeof(uint64_t)};
-            }
+            data->stamp_copies[k] = write ? (kvbm_copy_t){slot + done, at, regions[r].bytes}
+                                          : (kvbm_copy_t){at, slot + done, regions[r].bytes};
+            done += regions[r].bytes;
         }
     }
     kvbm_status_t status =
@@ -185,12 +267,8 @@ static kvbm_status_t stamps_move(data_t *data, const uint32_t *ids, const uint64
     if (status != KVBM_OK || write)
         return status;
     uint64_t wrong = 0;
-    for (size_t i = 0, at = 0; i < n; i++) {
-        bool same = true;
-        for (size_t r = 0; r < data->stamp_regions; r++, at++)
-            same &= slot[at] == hashes[i];
-        wrong += !same;
-    }
+    for (size_t i = 0; i < n; i++)
+        wrong += !pattern(staging + i * data->block_bytes, data->block_bytes, hashes[i], false);
     *wrong_out = wrong;
     return KVBM_OK;
 }
@@ -232,7 +310,9 @@ static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t co
         kvbm_register_opts_t opts = {.has_parent = served > 0,
                                      .parent_hash = served > 0 ? hashes[served - 1] : 0,
                                      .priority = 50,
-                                     .block_size = REPLAY_BLOCK_TOKENS};
+                                     .block_size = REPLAY_BLOCK_TOKENS,
+                                     .request_blocks = data->hints ? (uint32_t)count : 0,
+                                     .first_position = data->hints ? (uint32_t)served : 0};
         status = kvbm_cache_register(data->cache, ids + served, hashes + served, count - served,
                                      &opts, ids + served);
         if (status != KVBM_OK)
@@ -249,7 +329,8 @@ static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t co
     if (status != KVBM_OK)
         return status;
     counts->g1_hits += r.g1;
-    counts->g2_hits += r.onboarded;
+    counts->g2_hits += r.onboarded - r.g3;
+    counts->g3_hits += r.g3;
     counts->misses += count - served;
     return KVBM_OK;
 }
@@ -263,12 +344,22 @@ static void data_counts(const void *state, replay_counts_t *counts)
     kvbm_manager_metrics(data->g1, &g1);
     kvbm_manager_metrics(data->g2, &g2);
     counts->offloads = cm.offloads;
-    counts->onboards = cm.onboards;
+    counts->onboards = cm.onboards + cm.g3_onboards;
     counts->offload_skipped = cm.offload_skipped;
+    counts->offload_refused = cm.offload_refused;
     counts->g1_evictions = g1.evictions;
     counts->g2_evictions = g2.evictions;
-    counts->bytes_moved = cm.offload_bytes + cm.onboard_bytes;
-    counts->failed_copies = cm.failed_copies;
+    counts->bytes_moved =
+        cm.offload_bytes + cm.onboard_bytes + cm.g3_offload_bytes + cm.g3_onboard_bytes;
+    counts->failed_copies = cm.failed_copies + cm.g3_failed_loads;
+    if (data->g3 != NULL) {
+        kvbm_manager_metrics_t g3;
+        kvbm_manager_metrics(data->g3, &g3);
+        counts->g3_offloads = cm.g3_offloads;
+        counts->g3_offload_skipped = cm.g3_offload_skipped;
+        counts->g3_evictions = g3.evictions;
+        counts->g3_hits_from_file = cm.g3_hits_from_file;
+    }
 }
 
 static const char *data_backend_name(const void *state)
@@ -280,7 +371,21 @@ static const char *data_backend_name(const void *state)
 static kvbm_manager_t *data_manager(const void *state, kvbm_medium_t medium)
 {
     const data_t *data = state;
-    return medium == KVBM_MEDIUM_GPU ? data->g1 : medium == KVBM_MEDIUM_CPU ? data->g2 : NULL;
+    switch (medium) {
+    case KVBM_MEDIUM_GPU:
+        return data->g1;
+    case KVBM_MEDIUM_CPU:
+        return data->g2;
+    case KVBM_MEDIUM_DISK:
+        return kvbm_cache_manager(data->cache, KVBM_TIER_G3);
+    }
+    return NULL;
+}
+
+static const char *data_g3_engine(const void *state)
+{
+    const data_t *data = state;
+    return kvbm_cache_g3_engine(data->cache);
 }
 
 const replay_mode_ops_t replay_data_mode = {
@@ -290,4 +395,5 @@ const replay_mode_ops_t replay_data_mode = {
     .counts = data_counts,
     .backend_name = data_backend_name,
     .manager = data_manager,
+    .g3_engine = data_g3_engine,
 };

@@ -1,11 +1,13 @@
 /*
- * Logical mode: the contract's sequential model over two logical managers.
- * G2 is a second manager wired here: an offload is "take a G2 block,
- * register the hash, release it"; an onboard is a G2 match whose blocks are
- * released once the G1 blocks are registered. No bytes move in this mode.
+ * Logical mode: the contract's sequential model over logical managers. G2
+ * (and G3 below it) are further managers wired here: an offload is "take a
+ * block of the lower tier, register the hash, release it"; an onboard is a
+ * match whose blocks are released once the G1 blocks are registered. No
+ * bytes move in this mode.
  */
 #include <stdlib.h>
 
+#include "kvbm/admission.h"
 #include "replay_mode.h"
 
 typedef struct logical {
@@ -13,26 +15,53 @@ typedef struct logical {
      * request (as the cache flushes once per call in data mode). */
     kvbm_event_batcher_t *events;
     kvbm_manager_t *g1;
-    kvbm_manager_t *g2; /* NULL without a host tier */
+    kvbm_manager_t *g2;          /* NULL without a host tier */
+    kvbm_manager_t *g3;          /* NULL without a disk tier */
+    kvbm_admission_t *admission; /* with G2 admission; else NULL */
+    bool hints;                  /* registrations carry the request length and position */
     replay_scratch_t scratch;
 } logical_t;
 
+/* The manager of one tier (GPU: G1, CPU: G2, DISK: G3); G3's policy is
+ * G2's unless one is given. */
 static kvbm_status_t make_manager(const logical_t *l, const replay_config_t *replay_config,
                                   kvbm_medium_t medium, kvbm_manager_t **manager_out)
 {
-    bool g1 = medium == KVBM_MEDIUM_GPU;
+    static const char *const names[] = {
+        [KVBM_MEDIUM_GPU] = "g1", [KVBM_MEDIUM_CPU] = "g2", [KVBM_MEDIUM_DISK] = "g3"};
+    const uint32_t blocks[] = {[KVBM_MEDIUM_GPU] = replay_config->g1_blocks,
+                               [KVBM_MEDIUM_CPU] = replay_config->g2_blocks,
+                               [KVBM_MEDIUM_DISK] = replay_config->g3_blocks};
+    const kvbm_policy_ops_t *g3_policy =
+        replay_config->g3_policy != NULL ? replay_config->g3_policy : replay_config->g2_policy;
+    const kvbm_policy_ops_t *policies[] = {[KVBM_MEDIUM_GPU] = replay_config->g1_policy,
+                                           [KVBM_MEDIUM_CPU] = replay_config->g2_policy,
+                                           [KVBM_MEDIUM_DISK] = g3_policy};
     kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
-    config.num_blocks = g1 ? replay_config->g1_blocks : replay_config->g2_blocks;
+    config.num_blocks = blocks[medium];
     config.duplication = KVBM_DUPLICATION_REJECT;
-    config.policy = g1 ? replay_config->g1_policy : replay_config->g2_policy;
+    config.policy = policies[medium];
     config.policy_config = replay_config->policy_config;
-    config.name = g1 ? "g1" : "g2";
+    config.name = names[medium];
     config.medium = medium;
     if (l->events != NULL) {
         config.on_events = kvbm_event_batcher_sink;
         config.events_ctx = l->events;
     }
     return kvbm_manager_create(&config, manager_out);
+}
+
+/* The G2 admission filter when asked for (and there is a G2). */
+static kvbm_status_t admission_open(logical_t *l, const replay_config_t *config)
+{
+    if (!config->g2_admission || config->g2_blocks == 0)
+        return KVBM_OK;
+    kvbm_admission_config_t ac = KVBM_ADMISSION_CONFIG_INIT;
+    ac.g1_blocks = config->g1_blocks;
+    ac.g2_blocks = config->g2_blocks;
+    if (config->admission_keep_ratio != 0.0)
+        ac.keep_ratio = config->admission_keep_ratio;
+    return kvbm_admission_create(&ac, &l->admission);
 }
 
 static kvbm_status_t logical_open(const replay_config_t *config, void **state_out)
@@ -50,9 +79,22 @@ static kvbm_status_t logical_open(const replay_config_t *config, void **state_ou
         if (status != KVBM_OK)
             goto err_destroy_g1;
     }
+    if (config->g3_blocks > 0) {
+        status = make_manager(l, config, KVBM_MEDIUM_DISK, &l->g3);
+        if (status != KVBM_OK)
+            goto err_destroy_g2;
+    }
+    status = admission_open(l, config);
+    if (status != KVBM_OK)
+        goto err_destroy_g3;
+    l->hints = !config->no_hints;
     *state_out = l;
     return KVBM_OK;
 
+err_destroy_g3:
+    kvbm_manager_destroy(l->g3);
+err_destroy_g2:
+    kvbm_manager_destroy(l->g2);
 err_destroy_g1:
     kvbm_manager_destroy(l->g1);
 err_free:
@@ -65,6 +107,8 @@ static void logical_close(void *state)
     logical_t *l = state;
     kvbm_manager_destroy(l->g1);
     kvbm_manager_destroy(l->g2);
+    kvbm_manager_destroy(l->g3);
+    kvbm_admission_destroy(l->admission);
     replay_scratch_free(&l->scratch);
     free(l);
 }
@@ -77,13 +121,52 @@ static kvbm_status_t release_reversed(logical_t *l, kvbm_manager_t *manager, con
     return kvbm_manager_release(manager, l->scratch.release_ids, count);
 }
 
+/* The G3 part of step 4: a G2 victim is copied to G3 unless G3 has its hash
+ * (free G3 block first, else G3's victim, which is dropped), registered with
+ * the parent it had in G2. */
+static kvbm_status_t offload_to_g3(logical_t *l, const kvbm_evicted_t *from_g2,
+                                   replay_counts_t *counts)
+{
+    uint64_t hash = from_g2->seq_hash;
+    if (kvbm_manager_contains(l->g3, hash))
+        return KVBM_OK;
+    uint32_t block, registered;
+    kvbm_evicted_t evicted;
+    size_t n_evicted = 0;
+    kvbm_status_t status = kvbm_manager_allocate(l->g3, 1, &block, &evicted, &n_evicted);
+    if (status == KVBM_ERR_NO_BLOCKS) {
+        counts->g3_offload_skipped++;
+        return KVBM_OK;
+    }
+    if (status != KVBM_OK)
+        return status;
+    counts->g3_evictions += n_evicted;
+    kvbm_register_opts_t opts = {.has_parent = from_g2->has_parent,
+                                 .parent_hash = from_g2->parent_hash,
+                                 .priority = 50,
+                                 .block_size = REPLAY_BLOCK_TOKENS};
+    status = kvbm_manager_register(l->g3, &block, &hash, 1, &opts, &registered);
+    if (status != KVBM_OK)
+        return status;
+    counts->g3_offloads++;
+    return kvbm_manager_release(l->g3, &registered, 1);
+}
+
 /* Step 4's offload of one evicted G1 block into G2 (inclusive: skipped when
- * G2 has the hash already), registered with the parent it had in G1. */
+ * G2 has the hash already), registered with the parent it had in G1. With a
+ * G3, the G2 victim goes to G3 first. */
 static kvbm_status_t offload_one(logical_t *l, const kvbm_evicted_t *from_g1,
                                  replay_counts_t *counts)
 {
     uint64_t hash = from_g1->seq_hash;
-    if (kvbm_manager_contains(l->g2, hash))
+    bool in_g2 = kvbm_manager_contains(l->g2, hash);
+    /* With G2 admission the filter sees every eviction and may refuse it. */
+    if (l->admission != NULL &&
+        !kvbm_admission_evicted(l->admission, from_g1->block_id, hash, in_g2) && !in_g2) {
+        counts->offload_refused++;
+        return KVBM_OK;
+    }
+    if (in_g2)
         return KVBM_OK;
     uint32_t block, registered;
     kvbm_evicted_t evicted;
@@ -96,6 +179,11 @@ static kvbm_status_t offload_one(logical_t *l, const kvbm_evicted_t *from_g1,
     if (status != KVBM_OK)
         return status;
     counts->g2_evictions += n_evicted;
+    if (n_evicted > 0 && l->g3 != NULL) {
+        status = offload_to_g3(l, &evicted, counts);
+        if (status != KVBM_OK)
+            return status;
+    }
     kvbm_register_opts_t opts = {.has_parent = from_g1->has_parent,
                                  .parent_hash = from_g1->parent_hash,
                                  .priority = 50,
@@ -107,6 +195,52 @@ static kvbm_status_t offload_one(logical_t *l, const kvbm_evicted_t *from_g1,
     return kvbm_manager_release(l->g2, &registered, 1);
 }
 
+/* Steps 3 and 3b: the longest run of @p rest registered in G2, then of what
+ * follows in G3, each acquired in its tier. */
+static kvbm_status_t match_lower(logical_t *l, const uint64_t *rest, size_t count, size_t *k2,
+                                 size_t *k3)
+{
+    replay_scratch_t *s = &l->scratch;
+    kvbm_status_t status = KVBM_OK;
+    if (l->g2 != NULL)
+        status = kvbm_manager_match(l->g2, rest, count, s->g2_ids, k2);
+    if (status == KVBM_OK && l->g3 != NULL)
+        status = kvbm_manager_match(l->g3, rest + *k2, count - *k2, s->g3_ids, k3);
+    return status;
+}
+
+/* Step 5: registers H[k1:] on the fresh blocks (onboarded ones first), with
+ * the request's length and position as hints, and tells the G2 admission
+ * filter of each new use. */
+static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t count, size_t k1,
+                                   replay_counts_t *counts)
+{
+    replay_scratch_t *s = &l->scratch;
+    size_t need = count - k1;
+    kvbm_register_opts_t opts = {.has_parent = k1 > 0,
+                                 .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
+                                 .priority = 50,
+                                 .block_size = REPLAY_BLOCK_TOKENS,
+                                 .request_blocks = l->hints ? (uint32_t)count : 0,
+                                 .first_position = l->hints ? (uint32_t)k1 : 0};
+    kvbm_status_t status =
+        kvbm_manager_register(l->g1, s->fresh_ids, hashes + k1, need, &opts, s->g1_ids + k1);
+    if (status != KVBM_OK)
+        return status;
+    /* A dedup hands back the existing block in place of the new one. */
+    for (size_t i = 0; i < need; i++) {
+        bool dedup = s->g1_ids[k1 + i] != s->fresh_ids[i];
+        counts->dedup += dedup;
+        if (l->admission == NULL)
+            continue;
+        if (dedup)
+            kvbm_admission_hit(l->admission, s->g1_ids[k1 + i]);
+        else
+            kvbm_admission_registered(l->admission, s->fresh_ids[i], hashes[k1 + i],
+                                      opts.request_blocks, (uint32_t)(k1 + i));
+    }
+    return KVBM_OK;
+}
 static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t count,
                                    replay_counts_t *counts);
 
@@ -135,13 +269,11 @@ static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t 
     if (status != KVBM_OK)
         return status;
 
-    /* 3. G2 continues the prefix. */
-    size_t k2 = 0;
-    if (l->g2 != NULL) {
-        status = kvbm_manager_match(l->g2, hashes + k1, count - k1, s->g2_ids, &k2);
-        if (status != KVBM_OK)
-            return status;
-    }
+    /* 3, 3b. G2 continues the prefix, then G3. */
+    size_t k2 = 0, k3 = 0;
+    status = match_lower(l, hashes + k1, count - k1, &k2, &k3);
+    if (status != KVBM_OK)
+        return status;
 
     /* 4. Allocate the rest of G1 in one call; offload what it evicted. */
     size_t need = count - k1;
@@ -158,27 +290,19 @@ static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t 
         }
     }
 
-    /* 5. Register the new blocks (onboarded ones first: they lead H[k1:]). */
-    if (need > 0) {
-        kvbm_register_opts_t opts = {.has_parent = k1 > 0,
-                                     .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
-                                     .priority = 50,
-                                     .block_size = REPLAY_BLOCK_TOKENS};
-        status =
-            kvbm_manager_register(l->g1, s->fresh_ids, hashes + k1, need, &opts, s->g1_ids + k1);
-        if (status != KVBM_OK)
-            return status;
-        /* A dedup hands back the existing block in place of the new one. */
-        for (size_t i = 0; i < need; i++)
-            counts->dedup += s->g1_ids[k1 + i] != s->fresh_ids[i];
-    }
+    /* 5. Register the new blocks (onboarded ones first, G2's then G3's:
+     * they lead H[k1:]). */
+    if (need > 0 && (status = register_rest(l, hashes, count, k1, counts)) != KVBM_OK)
+        return status;
+    if (l->admission != NULL)
+        for (size_t i = 0; i < k1; i++)
+            kvbm_admission_hit(l->admission, s->g1_ids[i]);
 
-    /* 6. Release the onboarded G2 blocks, last first. */
-    if (k2 > 0) {
-        status = release_reversed(l, l->g2, s->g2_ids, k2);
-        if (status != KVBM_OK)
-            return status;
-    }
+    /* Before 6: the onboarded G3 blocks, then 6: the G2 ones, last first. */
+    if (k3 > 0 && (status = release_reversed(l, l->g3, s->g3_ids, k3)) != KVBM_OK)
+        return status;
+    if (k2 > 0 && (status = release_reversed(l, l->g2, s->g2_ids, k2)) != KVBM_OK)
+        return status;
 
     /* 7. Release all n G1 blocks, last first: the head is the most recent. */
     status = release_reversed(l, l->g1, s->g1_ids, count);
@@ -187,8 +311,9 @@ static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t 
 
     counts->g1_hits += k1;
     counts->g2_hits += k2;
-    counts->onboards += k2;
-    counts->misses += count - k1 - k2;
+    counts->g3_hits += k3;
+    counts->onboards += k2 + k3;
+    counts->misses += count - k1 - k2 - k3;
     return KVBM_OK;
 }
 
@@ -201,13 +326,27 @@ static void logical_counts(const void *state, replay_counts_t *counts)
 static kvbm_manager_t *logical_manager(const void *state, kvbm_medium_t medium)
 {
     const logical_t *l = state;
-    return medium == KVBM_MEDIUM_GPU ? l->g1 : medium == KVBM_MEDIUM_CPU ? l->g2 : NULL;
+    switch (medium) {
+    case KVBM_MEDIUM_GPU:
+        return l->g1;
+    case KVBM_MEDIUM_CPU:
+        return l->g2;
+    case KVBM_MEDIUM_DISK:
+        return l->g3;
+    }
+    return NULL;
 }
 
 static const char *logical_backend_name(const void *state)
 {
     (void)state;
     return "logical";
+}
+
+static const char *logical_g3_engine(const void *state)
+{
+    (void)state;
+    return NULL; /* no file: the tiers are counts only */
 }
 
 const replay_mode_ops_t replay_logical_mode = {
@@ -217,4 +356,5 @@ const replay_mode_ops_t replay_logical_mode = {
     .counts = logical_counts,
     .backend_name = logical_backend_name,
     .manager = logical_manager,
+    .g3_engine = logical_g3_engine,
 };

@@ -3,8 +3,9 @@
  * (the front) picks one at create and does what every mode shares (request
  * and block counts, the oversize rule of step 1, timing); each mode lives in
  * its own file and fills this table:
- *   replay_logical.c  two logical managers, no bytes moved;
- *   replay_data.c     the tiered cache with real copies on a memory backend.
+ *   replay_logical.c  logical managers (G1, G2, G3), no bytes moved;
+ *   replay_data.c     the tiered cache with real copies on a memory backend
+ *                     (and a disk tier in a file).
  * Nothing in a mode calls back into replay.c.
  */
 #ifndef KVBM_REPLAY_MODE_H
@@ -25,8 +26,10 @@ typedef struct replay_mode_ops {
     void (*counts)(const void *state, replay_counts_t *counts);
     /* "logical", or the memory backend's name. */
     const char *(*backend_name)(const void *state);
-    /* The manager of a tier (GPU: G1, CPU: G2); NULL without that tier. */
+    /* The manager of a tier (GPU: G1, CPU: G2, DISK: G3); NULL without that tier. */
     kvbm_manager_t *(*manager)(const void *state, kvbm_medium_t medium);
+    /* The disk engine of a G3 with a file ("io_uring+direct", ...), else NULL. */
+    const char *(*g3_engine)(const void *state);
 } replay_mode_ops_t;
 
 extern const replay_mode_ops_t replay_logical_mode;
@@ -38,6 +41,7 @@ typedef struct replay_scratch {
     uint32_t *g1_ids;      /* matched then registered, in request order */
     uint32_t *fresh_ids;   /* newly allocated G1 blocks */
     uint32_t *g2_ids;      /* matched G2 blocks */
+    uint32_t *g3_ids;      /* matched G3 blocks */
     uint32_t *release_ids; /* reversed order for release */
     kvbm_evicted_t *evicted;
 } replay_scratch_t;

@@ -182,6 +182,9 @@ static kvbm_status_t write_state(const char *path, replay_t *replay,
     fprintf(out, ", ");
     if (status == KVBM_OK)
         status = write_tier(out, "CPU", replay_manager(replay, KVBM_MEDIUM_CPU));
+    fprintf(out, ", ");
+    if (status == KVBM_OK)
+        status = write_tier(out, "DISK", replay_manager(replay, KVBM_MEDIUM_DISK));
     fprintf(out, "}\n");
     if (fclose(out) != 0 || status != KVBM_OK || rename(tmp, path) != 0) {
         fprintf(stderr, "kvbm-replay: cannot write %s\n", path);
@@ -216,35 +219,63 @@ static kvbm_status_t finish_publishing(const run_publish_t *publish, kvbm_publis
     return KVBM_OK;
 }
 
+/* The replay's configuration from the command line's options; refuses an
+ * unknown policy, and a G3 without a G2, saying why. */
+static kvbm_status_t make_config(const run_options_t *options, const char *g2_name,
+                                 const char *g3_name, replay_config_t *config_out)
+{
+    replay_config_t config = {
+        .g1_blocks = options->g1_blocks,
+        .g2_blocks = options->g2_blocks,
+        .g3_blocks = options->g3_blocks,
+        .g1_policy = run_find_policy(options->policy),
+        .g2_policy = run_find_policy(g2_name),
+        .g3_policy = run_find_policy(g3_name),
+        .policy_config = KVBM_POLICY_CONFIG_INIT,
+        .data_mode = !options->logical,
+        .backend_kind = options->backend_kind,
+        .block_kib = options->block_kib,
+        .verify = options->verify,
+        .g3_dir = options->g3_dir,
+        .g3_keep = options->g3_keep,
+        .g3_min_free_bytes = options->g3_min_free_bytes,
+        .g2_admission = options->g2_admission,
+        .admission_keep_ratio = options->admission_keep_ratio,
+        .no_hints = options->no_hints,
+    };
+    if (config.g1_policy == NULL || config.g2_policy == NULL || config.g3_policy == NULL) {
+        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
+                config.g1_policy == NULL   ? options->policy
+                : config.g2_policy == NULL ? g2_name
+                                           : g3_name);
+        return KVBM_ERR_INVALID_ARG;
+    }
+    if (options->g3_blocks > 0 && options->g2_blocks == 0) {
+        fprintf(stderr, "kvbm-replay: a G3 tier (--g3-blocks) needs a G2 tier (--g2-blocks)\n");
+        return KVBM_ERR_INVALID_ARG;
+    }
+    *config_out = config;
+    return KVBM_OK;
+}
+
 kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
                          run_result_t *result_out)
 {
     double start = wall_now_s();
     bool belady = strcmp(options->policy, REPLAY_BELADY) == 0;
     const char *g2_name = options->g2_policy != NULL ? options->g2_policy : options->policy;
-    replay_config_t config = {
-        .g1_blocks = options->g1_blocks,
-        .g2_blocks = options->g2_blocks,
-        .g1_policy = run_find_policy(options->policy),
-        .g2_policy = run_find_policy(g2_name),
-        .policy_config = KVBM_POLICY_CONFIG_INIT,
-        .data_mode = !options->logical,
-        .backend_kind = options->backend_kind,
-        .block_kib = options->block_kib,
-        .verify = options->verify,
-    };
-    if (config.g1_policy == NULL || config.g2_policy == NULL) {
-        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n",
-                config.g1_policy == NULL ? options->policy : g2_name);
-        return KVBM_ERR_INVALID_ARG;
-    }
+    const char *g3_name = options->g3_policy != NULL ? options->g3_policy : g2_name;
+    replay_config_t config;
+    kvbm_status_t status = make_config(options, g2_name, g3_name, &config);
+    if (status != KVBM_OK)
+        return status;
 
     /* The offline bound reads the whole trace first. */
     trace_t own_trace = {0};
     const trace_t *trace = loaded;
     next_use_oracle_t *oracle = NULL;
-    kvbm_status_t status = KVBM_OK;
-    bool needs_oracle = belady || strcmp(g2_name, REPLAY_BELADY) == 0;
+    bool needs_oracle = belady || strcmp(g2_name, REPLAY_BELADY) == 0 ||
+                        (options->g3_blocks > 0 && strcmp(g3_name, REPLAY_BELADY) == 0);
     if (needs_oracle && trace == NULL) {
         char error[300];
         status = trace_load(options->trace_path, options->limit, &own_trace, error, sizeof(error));
@@ -287,6 +318,9 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
         result_out->wall_s = wall_now_s() - start;
         snprintf(result_out->backend, sizeof(result_out->backend), "%s",
                  replay_backend_name(replay));
+        const char *engine = replay_g3_engine(replay);
+        snprintf(result_out->g3_engine, sizeof(result_out->g3_engine), "%s",
+                 engine != NULL ? engine : "");
         result_out->published = false;
         if (publisher != NULL)
             status = finish_publishing(&options->publish, publisher, replay, result_out);

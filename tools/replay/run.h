@@ -35,22 +35,31 @@ typedef struct run_options {
     const char *trace_path;
     uint32_t g1_blocks;
     uint32_t g2_blocks;
+    uint32_t g3_blocks;      /* 0: no disk tier (needs g2_blocks > 0) */
     const char *policy;      /* a built-in name or "belady" */
     const char *g2_policy;   /* NULL: same as policy */
+    const char *g3_policy;   /* NULL: same as g2_policy */
     size_t limit;            /* requests, 0 = all */
     run_progress_t progress; /* how progress shows on stderr */
     bool logical;            /* with G2: two plain managers, no data (default: data mode) */
     kvbm_backend_kind_t backend_kind; /* data mode */
     uint32_t block_kib;               /* data mode block size */
-    bool verify;                      /* data mode: stamp and check block contents */
+    bool verify;                      /* data mode: fill and check block contents */
+    const char *g3_dir;               /* data mode G3: where its file lives */
+    bool g3_keep;                     /* data mode G3: reopen and keep the file */
+    uint64_t g3_min_free_bytes;       /* data mode G3: the filesystem floor */
+    bool g2_admission;                /* offload only blocks judged likely to come back */
+    double admission_keep_ratio;      /* 0: the filter's default */
+    bool no_hints;                    /* register without request length and position */
     run_publish_t publish;
 } run_options_t;
 
 typedef struct run_result {
     replay_counts_t counts;
     double wall_s;
-    char backend[16]; /* "logical", "cpu" or "cuda" */
-    bool published;   /* events were published: */
+    char backend[16];   /* "logical", "cpu" or "cuda" */
+    char g3_engine[32]; /* data mode G3: the disk engine chosen, else "" */
+    bool published;     /* events were published: */
     kvbm_publisher_metrics_t events;
 } run_result_t;
 

@@ -34,9 +34,18 @@ static kvbm_status_t draw_plot(const char *plot_path, const uint32_t *capacities
             "set logscale x\nset grid\nset key top left\nset offsets graph 0.05, graph 0.05, 0, 0\n"
             "plot ",
             plot_path);
-    for (size_t p = 0; p < n_policies; p++)
-        fprintf(gnuplot, "%s'-' using 1:2 with linespoints lw 2 title '%s'", p > 0 ? ", " : "",
+    /* gnuplot's default colours repeat after eight curves; these do not
+     * within the policies listed (belady, the ceiling, is black and dashed). */
+    static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
+                                          "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                                          "#bcbd22", "#7f7f7f", "#aec7e8", "#98df8a"};
+    const size_t n_colours = sizeof(colours) / sizeof(colours[0]);
+    for (size_t p = 0; p < n_policies; p++) {
+        bool bound = strcmp(policies[p], "belady") == 0;
+        fprintf(gnuplot, "%s'-' using 1:2 with linespoints lw 2 lc rgb '%s' dt %d title '%s'",
+                p > 0 ? ", " : "", bound ? "#000000" : colours[p % n_colours], bound ? 2 : 1,
                 policies[p]);
+    }
     fprintf(gnuplot, "\n");
     for (size_t p = 0; p < n_policies; p++) {
         bool done[SWEEP_MAX] = {false};

@@ -1,0 +1,310 @@
+/*
+ * adaptive: a segmented LRU that measures, online, which of a few victim
+ * rules suits the workload, and follows the best; LRU is one of the rules,
+ * and the policy falls back to it unless another rule is measurably better.
+ *
+ * Every inactive block is in one of three lists (segments.h), each in
+ * release order: tail (used once, the deepest block of its release run),
+ * probation (used once), protected (used at least twice). Counts are kept by
+ * hash across evictions in a ghost of 4 x capacity hashes, as in slru. A
+ * rule is a bonus per list; the victim is the head whose release stamp plus
+ * bonus is smallest:
+ *
+ *   lru               0, 0, 0        plain LRU (the lists do not matter)
+ *   lru_tails_first   -far, 0, 0     once-used tails first, then LRU
+ *   protect_1x        -far, 0, +C    tails, then LRU with reused blocks
+ *                                    kept one capacity C of releases longer
+ *   slru              -far, +far, +2far  tails, once-used, reused (= slru)
+ *
+ * Which rule: set dueling by miniature simulation (Qureshi et al., "Adaptive
+ * insertion policies for high performance caching", ISCA 2007; Waldspurger
+ * et al., USENIX ATC 2017). A 1-in-R sample of hashes (R a power of two
+ * making capacity / R about 256..511 entries) drives one small cache per
+ * rule (mini_sim.h); their hit counts are halved every WINDOW sampled
+ * accesses so the choice follows a changing workload, and every WINDOW / 16
+ * sampled accesses the policy switches to the rule with the most hits, or
+ * stays on (or returns to) lru when no rule beats it. All rules share the
+ * lists, so a switch takes effect at the next victim with nothing to move.
+ *
+ * Cost: insert, remove, touch O(1) expected (one ghost lookup when a hash is
+ * new to a block, and for a sampled hash one map operation per small
+ * cache); pop O(1) (three list heads). Memory: per block 8 (links) + 8
+ * (stamp) + 8 (hash) + 3 bytes, the ghost (4 x capacity hashes), and four
+ * small caches of capacity / R entries. Nothing is allocated after create.
+ */
+#include "adaptive.h"
+
+#include <stdlib.h>
+#include <xxhash.h>
+
+#include "ghost.h"
+#include "kvbm/policy.h"
+#include "mini_sim.h"
+#include "segments.h"
+
+#define GHOST_FACTOR 4u /* as slru (docs/POLICIES.md, "slru") */
+#define COUNT_MAX    255u
+#define SIM_MIN      256u /* the small caches hold SIM_MIN..2*SIM_MIN-1 entries */
+#define SAMPLE_MAX   1024u
+#define WINDOW_MIN   1000u
+#define SAMPLE_SEED  0x6b76626d2d616470ULL
+#define FLAG_KNOWN   1u /* hash[] holds the block's hash */
+#define FLAG_SAMPLED 2u /* and that hash is in the sample */
+#define FLAG_HINTED  4u /* its registration carried hints */
+#define FLAG_LAST    8u /* ... saying it is the last block of its request */
+
+typedef struct rule {
+    const char *name;
+    int64_t bonus[KVBM__SEG_COUNT]; /* in capacities, or +-KVBM__SEG_FAR multiples */
+} rule_t;
+
+static const rule_t rules[] = {
+#define RULE_ROW(name, tail, probation, protected) {#name, {tail, probation, protected}},
+    KVBM__ADAPTIVE_RULES_LIST(RULE_ROW)
+#undef RULE_ROW
+};
+#define RULE_COUNT (sizeof(rules) / sizeof(rules[0]))
+
+typedef struct adaptive_policy {
+    kvbm__segments_t order;
+    uint8_t *count; /* capacity; uses of hash[] so far, saturating */
+    uint8_t *flags; /* capacity; FLAG_* */
+    uint64_t *hash; /* capacity */
+    /* The current run of inserts: the parent of the block inserted last. */
+    bool run_open;
+    bool run_has_parent;
+    uint64_t run_parent;
+    kvbm__ghost_t ghost; /* evicted hashes with their counts */
+    /* Set dueling. */
+    kvbm__mini_sim_t sims[RULE_COUNT];
+    uint64_t sample_mask; /* R - 1 */
+    uint64_t sampled;     /* sampled accesses so far */
+    uint64_t window;      /* sampled accesses between two halvings of the hits */
+    uint64_t choose_every;
+    uint32_t rule;                  /* the rule followed now */
+    int64_t bonus[KVBM__SEG_COUNT]; /* its bonuses in stamps of this cache */
+    int64_t rule_bonus[RULE_COUNT][KVBM__SEG_COUNT];
+} adaptive_policy_t;
+
+uint32_t kvbm__adaptive_rule(const void *state)
+{
+    const adaptive_policy_t *p = state;
+    return p->rule;
+}
+
+uint8_t kvbm__adaptive_segment(const void *state, uint32_t id)
+{
+    const adaptive_policy_t *p = state;
+    return p->order.seg[id];
+}
+
+const char *kvbm__adaptive_rule_name(uint32_t rule)
+{
+    return rule < RULE_COUNT ? rules[rule].name : "?";
+}
+
+static void adaptive_destroy(void *state)
+{
+    adaptive_policy_t *p = state;
+    if (p == NULL)
+        return;
+    for (size_t r = 0; r < RULE_COUNT; r++)
+        kvbm__mini_sim_fini(&p->sims[r]);
+    kvbm__ghost_fini(&p->ghost);
+    kvbm__segments_fini(&p->order);
+    free(p->hash);
+    free(p->flags);
+    free(p->count);
+    free(p);
+}
+
+static kvbm_status_t adaptive_create(const kvbm_policy_config_t *config, uint32_t capacity,
+                                     void **state_out)
+{
+    (void)config;
+    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    adaptive_policy_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    size_t n = capacity != 0 ? capacity : 1;
+    p->count = calloc(n, 1);
+    p->flags = calloc(n, 1);
+    p->hash = malloc(n * sizeof(uint64_t));
+    if (p->count == NULL || p->flags == NULL || p->hash == NULL)
+        goto err_destroy;
+    status = kvbm__segments_init(&p->order, (uint32_t)n);
+    if (status != KVBM_OK)
+        goto err_destroy;
+    status = kvbm__ghost_init(&p->ghost, n * GHOST_FACTOR);
+    if (status != KVBM_OK)
+        goto err_destroy;
+
+    /* Sample 1 in R hashes, R the largest power of two (at most SAMPLE_MAX)
+     * leaving the small caches at least SIM_MIN entries; small pools are
+     * simulated whole. */
+    uint64_t r = 1;
+    while (r < SAMPLE_MAX && n / (r * 2) >= SIM_MIN)
+        r *= 2;
+    p->sample_mask = r - 1;
+    uint32_t sim_capacity = (uint32_t)(n / r);
+    for (size_t i = 0; i < RULE_COUNT; i++) {
+        status = kvbm__mini_sim_init(&p->sims[i], sim_capacity, rules[i].bonus);
+        if (status != KVBM_OK)
+            goto err_destroy;
+        for (int s = 0; s < KVBM__SEG_COUNT; s++)
+            p->rule_bonus[i][s] = kvbm__segment_bonus_stamps(rules[i].bonus[s], (uint32_t)n);
+    }
+    p->window = 4ull * sim_capacity > WINDOW_MIN ? 4ull * sim_capacity : WINDOW_MIN;
+    p->choose_every = p->window / 16;
+    p->rule = 0;
+    for (int s = 0; s < KVBM__SEG_COUNT; s++)
+        p->bonus[s] = p->rule_bonus[0][s];
+    *state_out = p;
+    return KVBM_OK;
+
+err_destroy:
+    adaptive_destroy(p);
+    return status;
+}
+
+/* Switches to the rule whose small cache has the most recent hits, or to
+ * lru when none has more than lru's. */
+static void choose_rule(adaptive_policy_t *p)
+{
+    uint32_t best = 0;
+    for (uint32_t r = 1; r < RULE_COUNT; r++)
+        if (p->sims[r].hits > p->sims[best].hits)
+            best = r;
+    p->rule = best;
+    for (int s = 0; s < KVBM__SEG_COUNT; s++)
+        p->bonus[s] = p->rule_bonus[best][s];
+}
+
+static void count_sampled_access(adaptive_policy_t *p, uint64_t hash)
+{
+    for (size_t r = 0; r < RULE_COUNT; r++)
+        kvbm__mini_sim_access(&p->sims[r], hash);
+    p->sampled++;
+    if (p->sampled % p->choose_every == 0)
+        choose_rule(p);
+    if (p->sampled % p->window == 0)
+        for (size_t r = 0; r < RULE_COUNT; r++)
+            p->sims[r].hits /= 2;
+}
+
+/* Whether block @p id already holds @p hash; if not, it takes it, with the
+ * count its hash had when it was last evicted plus this first use. */
+static bool identify(adaptive_policy_t *p, uint32_t id, uint64_t hash)
+{
+    if ((p->flags[id] & FLAG_KNOWN) && p->hash[id] == hash)
+        return true;
+    uint8_t remembered = 0;
+    kvbm__ghost_take(&p->ghost, hash, &remembered);
+    p->hash[id] = hash;
+    p->count[id] = remembered < COUNT_MAX ? (uint8_t)(remembered + 1) : (uint8_t)COUNT_MAX;
+    uint64_t mixed = XXH3_64bits_withSeed(&hash, sizeof(hash), SAMPLE_SEED);
+    p->flags[id] = FLAG_KNOWN | ((mixed & p->sample_mask) == 0 ? FLAG_SAMPLED : 0u);
+    return false;
+}
+
+static void adaptive_insert(void *state, const kvbm_policy_entry_t *entry)
+{
+    adaptive_policy_t *p = state;
+    uint32_t id = entry->block_id;
+    identify(p, id, entry->seq_hash);
+    /* A tail is the request's last block: the hint says so exactly; without
+     * it, the first insert of a release run stands for it (see slru). */
+    bool continues_run = p->run_open && p->run_has_parent && p->run_parent == entry->seq_hash;
+    bool tail = (p->flags[id] & FLAG_HINTED) ? (p->flags[id] & FLAG_LAST) != 0 : !continues_run;
+    uint8_t seg = p->count[id] >= 2 ? KVBM__SEG_PROTECTED
+                  : tail            ? KVBM__SEG_TAIL
+                                    : KVBM__SEG_PROBATION;
+    kvbm__segments_push(&p->order, id, seg);
+    if (p->flags[id] & FLAG_SAMPLED)
+        for (size_t r = 0; r < RULE_COUNT; r++)
+            kvbm__mini_sim_release(&p->sims[r], entry->seq_hash, seg);
+    p->run_open = true;
+    p->run_has_parent = entry->has_parent;
+    p->run_parent = entry->parent_hash;
+}
+
+static void adaptive_remove(void *state, uint32_t block_id)
+{
+    adaptive_policy_t *p = state;
+    kvbm__segments_unlink(&p->order, block_id);
+    p->run_open = false;
+    /* The count and hash stay: the block is in use and comes back on release. */
+}
+
+static bool adaptive_pop_victim(void *state, uint32_t *block_id_out)
+{
+    adaptive_policy_t *p = state;
+    p->run_open = false;
+    uint32_t id;
+    if (!kvbm__segments_pop(&p->order, p->bonus, &id))
+        return false;
+    assert(p->flags[id] & FLAG_KNOWN);
+    kvbm__ghost_add(&p->ghost, p->hash[id], p->count[id]);
+    p->flags[id] = 0; /* the block loses its hash */
+    p->count[id] = 0;
+    *block_id_out = id;
+    return true;
+}
+
+static void adaptive_touch(void *state, const kvbm_policy_entry_t *entry, bool inactive)
+{
+    adaptive_policy_t *p = state;
+    uint32_t id = entry->block_id;
+    p->run_open = false;
+    /* A hash new to this block is its registration: identify counts that
+     * use. Otherwise this is another use of the same block. */
+    if (identify(p, id, entry->seq_hash) && p->count[id] < COUNT_MAX)
+        p->count[id]++;
+    if (p->flags[id] & FLAG_SAMPLED)
+        count_sampled_access(p, entry->seq_hash);
+    /* The manager removes an inactive block right after touching it; a touch
+     * that leaves it in the pool refreshes it, into protected once reused. */
+    if (inactive && p->order.seg[id] != KVBM__SEG_NONE) {
+        uint8_t seg = p->count[id] >= 2 ? KVBM__SEG_PROTECTED : p->order.seg[id];
+        kvbm__segments_unlink(&p->order, id);
+        kvbm__segments_push(&p->order, id, seg);
+    }
+}
+
+static void adaptive_hint(void *state, const kvbm_policy_entry_t *entry,
+                          const kvbm_policy_hint_t *hint)
+{
+    adaptive_policy_t *p = state;
+    uint32_t id = entry->block_id;
+    /* The registration touch just gave the block its hash; the flags last
+     * until it takes another. */
+    if (!(p->flags[id] & FLAG_KNOWN) || p->hash[id] != entry->seq_hash)
+        return;
+    p->flags[id] |= FLAG_HINTED;
+    if (hint->last)
+        p->flags[id] |= FLAG_LAST;
+}
+
+static size_t adaptive_size(const void *state)
+{
+    const adaptive_policy_t *p = state;
+    return kvbm__segments_size(&p->order);
+}
+
+static const kvbm_policy_ops_t adaptive_ops = {
+    .version = KVBM_POLICY_OPS_VERSION,
+    .name = "adaptive",
+    .create = adaptive_create,
+    .destroy = adaptive_destroy,
+    .insert = adaptive_insert,
+    .remove = adaptive_remove,
+    .pop_victim = adaptive_pop_victim,
+    .touch = adaptive_touch,
+    .size = adaptive_size,
+    .hint = adaptive_hint,
+};
+
+const kvbm_policy_ops_t *kvbm_policy_adaptive(void)
+{
+    return &adaptive_ops;
+}
