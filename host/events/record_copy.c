@@ -57,7 +57,8 @@ static inline void stretch_add(stretch_t *s, const uint64_t *hashes, size_t coun
 /* A stored record's tokens and name, after those copied before. */
 static void copy_stored_arrays(const kvbm_event_record_t *r, uint32_t **tokens, char **names)
 {
-    memcpy(*tokens, r->tokens, r->n_tokens * sizeof(uint32_t));
+    if (r->n_tokens > 0) /* a record with a name only may have no token array */
+        memcpy(*tokens, r->tokens, r->n_tokens * sizeof(uint32_t));
     *tokens += r->n_tokens;
     if (r->lora_name != NULL) {
         size_t len = strlen(r->lora_name) + 1;
