@@ -1,9 +1,10 @@
 """kvbm-replay --publish, followed by a router-style subscriber (Debian's
 python3-zmq and python3-msgpack only).
 
-  events_replay.py KVBM_REPLAY TRACE MODE      MODE: data | logical
+  events_replay.py KVBM_REPLAY TRACE MODE      MODE: data | logical | data-g3 | logical-g3
 
 Replays the trace with a small G1 and G2 (blocks go round G1 -> G2 -> G1),
+and in the -g3 modes a G3 below them (G2's victims go to disk and come back),
 publishing the tiers' KV events. The subscriber joins while the replay runs,
 decodes every batch strictly (tests/kv_events.py), fetches what it missed
 through the replay socket, and rebuilds the hashes each tier holds. When the
@@ -44,7 +45,10 @@ def run(replay_bin, trace, mode, tmp, ctx):
             "--no-progress", "--json", "--publish", pub, "--publish-replay", rep,
             "--publish-topic", "kv@replay@mooncake", "--publish-buffer", "400000",
             "--dump-state", state_path, "--publish-hold"]
-    if mode == "logical":
+    g3 = mode.endswith("-g3")
+    if g3:
+        args += ["--g3-blocks", "1500", "--g3-dir", tmp, "--g3-min-free-mib", "0"]
+    if mode.startswith("logical"):
         args.append("--logical")
     else:
         args += ["--backend", "cpu", "--block-kib", "1"]
@@ -71,20 +75,25 @@ def run(replay_bin, trace, mode, tmp, ctx):
     check(state["batches_dropped"] == 0, "batches were dropped at the publisher")
     check(sub.seqs == list(range(state["next_seq"])), "sequence numbers are not contiguous from 0")
     check(not sub.unrecoverable, "unrecoverable gaps %r" % sub.unrecoverable[:3])
-    for medium in ("GPU", "CPU"):
+    for medium in ("GPU", "CPU", "DISK"):
         held = sub.state.tiers[medium]
         expected = set(state[medium])
         check(held == expected, "%s: subscriber holds %d hashes, the cache %d (%d missing, %d extra)"
               % (medium, len(held), len(expected), len(expected - held), len(held - expected)))
-    check(not sub.state.tiers["DISK"], "DISK has hashes")
+    if g3:
+        check(counts["g3_offloads"] > 300 and counts["g3_hits"] > 10 and len(state["DISK"]) > 0,
+              "the replay did not exercise G3: %r" % counts)
+    else:
+        check(not state["DISK"], "DISK has hashes without a G3")
     # The run really moved blocks between the tiers, so the events said so.
     check(counts["g1_evictions"] > 1000 and counts["offloads"] > 500 and counts["g2_hits"] > 100,
           "the replay did not exercise both tiers: %r" % counts)
     check(len(state["GPU"]) > 0 and len(state["CPU"]) > 0, "a tier is empty")
-    print("events_replay %s: %d batches (%d live, %d replayed), GPU %d, CPU %d hashes match the "
-          "cache; %d G1 evictions, %d offloads, %d G2 hits" % (
+    print("events_replay %s: %d batches (%d live, %d replayed), GPU %d, CPU %d, DISK %d hashes "
+          "match the cache; %d G1 evictions, %d offloads, %d G2 hits, %d G3 writes, %d G3 hits" % (
               mode, state["next_seq"], sub.live, sub.replayed, len(state["GPU"]),
-              len(state["CPU"]), counts["g1_evictions"], counts["offloads"], counts["g2_hits"]))
+              len(state["CPU"]), len(state["DISK"]), counts["g1_evictions"], counts["offloads"],
+              counts["g2_hits"], counts.get("g3_offloads", 0), counts.get("g3_hits", 0)))
     sub.close()
 
 
