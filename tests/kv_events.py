@@ -134,6 +134,7 @@ class Subscriber:
         self.replays = 0
         self.unrecoverable = []  # (first missing, first replayed) pairs
         self.last_ts = None
+        self.clears = []  # numbers of the batches holding AllBlocksCleared
         self.live = 0  # batches applied from the live stream
         self.replayed = 0  # batches applied from replay answers
 
@@ -146,6 +147,8 @@ class Subscriber:
         _require(self.last_ts is None or ts >= self.last_ts - 1.0, "ts goes back")
         _require(abs(ts - time.time()) < 3600, "ts is not seconds since the epoch")
         self.last_ts = ts
+        if any(event[0] == "AllBlocksCleared" for event in events):
+            self.clears.append(seq)
         self.state.apply(events)
         self.seqs.append(seq)
         self.next_seq = seq + 1

@@ -509,14 +509,25 @@ static void events_come_one_batch_per_call_and_follow_offloads(void **state)
     assert_string_equal(log.lines[3], "stored GPU 20");
     assert_int_equal(log.calls, 4);
 
+    /* A resync is one batch: cleared, then every hash of both tiers (the
+     * G1 blocks' order is their ids'), changing nothing. */
+    assert_kvbm_ok(kvbm_cache_announce(f.cache));
+    assert_int_equal(log.calls, 5);
+    assert_true(strncmp(log.lines[4], "cleared; stored GPU ", 20) == 0);
+    assert_true(strcmp(log.lines[4],
+                       "cleared; stored GPU 10; stored GPU 20; stored CPU 11 parent 10") == 0 ||
+                strcmp(log.lines[4],
+                       "cleared; stored GPU 20; stored GPU 10; stored CPU 11 parent 10") == 0);
+    assert_true(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G2), 11));
+
     /* A clear waits while a block is held, then says AllBlocksCleared, once. */
     assert_kvbm_status(kvbm_cache_clear(f.cache), KVBM_ERR_BUSY);
-    assert_int_equal(log.calls, 4);
+    assert_int_equal(log.calls, 5);
     assert_true(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G1), 10));
     assert_kvbm_ok(kvbm_cache_release(f.cache, &id, 1));
     assert_kvbm_ok(kvbm_cache_clear(f.cache));
-    assert_int_equal(log.calls, 5);
-    assert_string_equal(log.lines[4], "cleared");
+    assert_int_equal(log.calls, 6);
+    assert_string_equal(log.lines[5], "cleared");
     uint64_t left[4];
     size_t n = 1;
     assert_kvbm_ok(

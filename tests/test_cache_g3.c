@@ -400,6 +400,32 @@ static void at_the_free_space_floor_g3_stops_writing(void **state)
     fixture_close(&f, true);
 }
 
+/* A clear drops G3 too, in the file as well: a restart does not bring back
+ * what routers were told is gone. An announce includes DISK. */
+static void clear_drops_g3_and_its_file_and_announce_names_disk(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, NULL, "model-c", 0);
+    for (uint64_t h = 71; h <= 73; h++)
+        push_to_g3(&f, h, 100 * (h - 70));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    size_t disk_before = f.events.stored[KVBM_MEDIUM_DISK];
+    assert_kvbm_ok(kvbm_cache_announce(f.cache));
+    assert_true(f.events.stored[KVBM_MEDIUM_DISK] >= disk_before + 3);
+    assert_kvbm_ok(kvbm_cache_clear(f.cache));
+    for (uint64_t h = 71; h <= 73; h++)
+        assert_false(in_tier(&f, KVBM_TIER_G3, h));
+    char path[128];
+    snprintf(path, sizeof(path), "%s", f.path);
+    fixture_close(&f, false);
+
+    fixture_open(&f, path, "model-c", 0);
+    assert_int_equal(f.events.stored[KVBM_MEDIUM_DISK], 0); /* nothing came back */
+    for (uint64_t h = 71; h <= 73; h++)
+        assert_false(in_tier(&f, KVBM_TIER_G3, h));
+    fixture_close(&f, true);
+}
+
 /* ------------------------------------------------------------------ interface */
 
 static void events_and_metrics_name_the_disk_tier(void **state)
@@ -460,6 +486,7 @@ int main(void)
         cmocka_unit_test(read_faults_are_failed_loads_never_data),
         cmocka_unit_test(at_the_free_space_floor_g3_stops_writing),
         cmocka_unit_test(events_and_metrics_name_the_disk_tier),
+        cmocka_unit_test(clear_drops_g3_and_its_file_and_announce_names_disk),
         cmocka_unit_test(bad_g3_configurations_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -371,6 +371,43 @@ static void full_queue_drops_and_skips_the_sequence_number(void **state)
     kvbm_publisher_destroy(p);
 }
 
+/* A drop asks the owner for a resync (replay cannot give that batch back);
+ * the request stands, through batches without a clear and a clear that is
+ * itself dropped, until a batch holding AllBlocksCleared is queued. */
+static void a_drop_asks_for_a_resync_until_a_clear_is_queued(void **state)
+{
+    kvbm_publisher_t *p = publisher_new(2, 100, KVBM_PUBLISHER_NO_RANK);
+    const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+    assert_false(kvbm_publisher_resync_needed(p));
+    assert_false(kvbm_publisher_resync_needed(NULL));
+    kvbm__publisher_set_paused(p, true);
+    assert_kvbm_ok(publish_removed(p, 1));
+    assert_kvbm_ok(publish_removed(p, 2));
+    assert_false(kvbm_publisher_resync_needed(p));
+    assert_kvbm_status(publish_removed(p, 3), KVBM_ERR_BUSY);
+    assert_true(kvbm_publisher_resync_needed(p));
+    assert_kvbm_status(kvbm_publisher_publish(p, &cleared, 1), KVBM_ERR_BUSY); /* dropped too */
+    assert_true(kvbm_publisher_resync_needed(p));
+    kvbm__publisher_set_paused(p, false);
+    assert_kvbm_ok(kvbm_publisher_flush(p, 10000));
+    assert_kvbm_ok(publish_removed(p, 4));
+    assert_true(kvbm_publisher_resync_needed(p));
+    const kvbm_event_record_t clear_then_store[] = {
+        cleared,
+        {.kind = KVBM_EVENT_STORED,
+         .medium = KVBM_MEDIUM_CPU,
+         .count = 1,
+         .hashes = &(uint64_t){5}},
+    };
+    assert_kvbm_ok(kvbm_publisher_publish(p, clear_then_store, 2));
+    assert_false(kvbm_publisher_resync_needed(p));
+    kvbm_publisher_metrics_t m;
+    kvbm_publisher_metrics(p, &m);
+    assert_int_equal(m.batches_dropped, 2);
+    assert_int_equal(m.resyncs, 1);
+    kvbm_publisher_destroy(p);
+}
+
 /* A SUB socket receives from its first batch on (it may miss the first few
  * while its subscription travels); the rest come from the replay socket. */
 static void subscriber_gets_three_frames_and_replay_fills_the_start(void **state)
@@ -539,6 +576,7 @@ int main(void)
         cmocka_unit_test(malformed_records_are_refused),
         cmocka_unit_test(endpoints_follow_vllm_conventions),
         cmocka_unit_test(full_queue_drops_and_skips_the_sequence_number),
+        cmocka_unit_test(a_drop_asks_for_a_resync_until_a_clear_is_queued),
         cmocka_unit_test(subscriber_gets_three_frames_and_replay_fills_the_start),
         cmocka_unit_test(replay_keeps_only_buffer_steps_and_ignores_malformed_requests),
         cmocka_unit_test(create_refuses_bad_config_and_busy_ports),

@@ -453,7 +453,8 @@ static void log_events(void *ctx, const kvbm_event_record_t *records, size_t cou
         logged_record_t *l = &log->records[log->count++];
         l->record = records[i];
         memcpy(l->hashes, records[i].hashes, records[i].count * sizeof(uint64_t));
-        memcpy(l->blocks, records[i].blocks, records[i].count * sizeof(uint32_t));
+        if (records[i].blocks != NULL) /* optional: an announce has none */
+            memcpy(l->blocks, records[i].blocks, records[i].count * sizeof(uint32_t));
         if (records[i].n_tokens > 0)
             memcpy(l->tokens, records[i].tokens, records[i].n_tokens * sizeof(uint32_t));
         l->record.hashes = NULL;
@@ -582,6 +583,87 @@ static void events_follow_the_last_copy_of_a_duplicated_hash(void **state)
     assert_int_equal(log.count, 2);
     assert_int_equal(log.records[1].record.kind, KVBM_EVENT_REMOVED);
     assert_int_equal(log.records[1].hashes[0], 9);
+    kvbm_manager_destroy(m);
+}
+
+/* Registers @p hash alone, with @p parent (none when 0). */
+static uint32_t register_one(kvbm_manager_t *m, uint64_t hash, uint64_t parent)
+{
+    uint32_t id;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &id, NULL, NULL));
+    kvbm_register_opts_t opts = {.has_parent = parent != 0, .parent_hash = parent, .priority = 50};
+    assert_kvbm_ok(kvbm_manager_register(m, &id, &hash, 1, &opts, &id));
+    return id;
+}
+
+static size_t logged_position(const event_log_t *log, uint64_t hash)
+{
+    for (size_t i = 0; i < log->count; i++)
+        if (log->records[i].record.count == 1 && log->records[i].hashes[0] == hash)
+            return i;
+    fail_msg("hash %llu not announced", (unsigned long long)hash);
+    return 0;
+}
+
+/* announce tells the sink every hash the tier holds, once, with its parent,
+ * parents first (a chain registered tail first comes out head first), and
+ * changes nothing. */
+static void announce_stores_every_hash_once_parents_first(void **state)
+{
+    event_log_t log = {0};
+    kvbm_manager_t *m = logged_manager(8, KVBM_DUPLICATION_ALLOW, KVBM_MEDIUM_CPU, &log);
+    uint32_t ids[6];
+    ids[0] = register_one(m, 12, 11); /* a chain 10 -> 11 -> 12, tail first */
+    ids[1] = register_one(m, 11, 10);
+    ids[2] = register_one(m, 10, 0);
+    ids[3] = register_one(m, 30, 99); /* its parent is not in this tier */
+    ids[4] = register_one(m, 40, 0);
+    ids[5] = register_one(m, 40, 0); /* a duplicate: announced once */
+    assert_kvbm_ok(kvbm_manager_release(m, ids, 6));
+    kvbm_pool_counts_t before, after;
+    kvbm_manager_counts(m, &before);
+    for (int round = 0; round < 2; round++) {
+        log = (event_log_t){0};
+        assert_kvbm_ok(kvbm_manager_announce(m));
+        assert_int_equal(log.calls, 1);
+        assert_int_equal(log.count, 5);
+        for (size_t i = 0; i < log.count; i++) {
+            assert_int_equal(log.records[i].record.kind, KVBM_EVENT_STORED);
+            assert_int_equal(log.records[i].record.medium, KVBM_MEDIUM_CPU);
+            assert_int_equal(log.records[i].record.count, 1);
+            assert_int_equal(log.records[i].record.n_tokens, 0);
+        }
+        assert_true(logged_position(&log, 10) < logged_position(&log, 11));
+        assert_true(logged_position(&log, 11) < logged_position(&log, 12));
+        const logged_record_t *r12 = &log.records[logged_position(&log, 12)];
+        assert_true(r12->record.has_parent);
+        assert_int_equal(r12->record.parent_hash, 11);
+        assert_false(log.records[logged_position(&log, 10)].record.has_parent);
+        const logged_record_t *r30 = &log.records[logged_position(&log, 30)];
+        assert_true(r30->record.has_parent);
+        assert_int_equal(r30->record.parent_hash, 99);
+        (void)logged_position(&log, 40);
+    }
+    kvbm_manager_counts(m, &after);
+    assert_memory_equal(&before, &after, sizeof(before));
+    assert_kvbm_status(kvbm_manager_announce(NULL), KVBM_ERR_INVALID_ARG);
+    kvbm_manager_destroy(m);
+}
+
+/* A version-1 config (before event records) with a callback is refused:
+ * its callback takes another type. Without one it still works. */
+static void version_1_config_with_a_callback_is_refused(void **state)
+{
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.version = 1;
+    config.struct_size = 80; /* version 1's size: up to name */
+    config.num_blocks = 4;
+    config.on_events = log_events;
+    kvbm_manager_t *m = (kvbm_manager_t *)0x1;
+    assert_kvbm_status(kvbm_manager_create(&config, &m), KVBM_ERR_UNSUPPORTED);
+    assert_ptr_equal(m, (kvbm_manager_t *)0x1);
+    config.on_events = NULL;
+    assert_kvbm_ok(kvbm_manager_create(&config, &m));
     kvbm_manager_destroy(m);
 }
 
@@ -750,6 +832,8 @@ int main(void)
         cmocka_unit_test(events_report_stored_runs_and_removals),
         cmocka_unit_test(events_split_runs_where_the_tier_had_the_hash),
         cmocka_unit_test(events_follow_the_last_copy_of_a_duplicated_hash),
+        cmocka_unit_test(announce_stores_every_hash_once_parents_first),
+        cmocka_unit_test(version_1_config_with_a_callback_is_refused),
         cmocka_unit_test(invalidate_and_reset_report_one_removal_each),
         cmocka_unit_test(register_refuses_tokens_that_do_not_cover_the_blocks),
         cmocka_unit_test(registered_hashes_lists_each_hash_once),

@@ -828,6 +828,31 @@ kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
     return KVBM_OK;
 }
 
+kvbm_status_t kvbm_cache_announce(kvbm_cache_t *cache)
+{
+    if (cache == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    kvbm__mutex_lock(&cache->lock);
+    if (cache->events == NULL) {
+        kvbm__mutex_unlock(&cache->lock);
+        return KVBM_OK;
+    }
+    /* What the batcher holds (another call's, gathered before it dropped the
+     * lock to wait) has happened in the tiers: the snapshot covers it. */
+    kvbm__event_batcher_discard(cache->events);
+    const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+    kvbm_event_batcher_sink(cache->events, &cleared, 1);
+    kvbm_manager_t *tiers[] = {cache->g1, cache->g2, cache->g3_manager};
+    kvbm_status_t status = KVBM_OK;
+    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]) && status == KVBM_OK; i++)
+        if (tiers[i] != NULL)
+            status = kvbm_manager_announce(tiers[i]);
+    if (status != KVBM_OK) /* a partial snapshot would say blocks are gone */
+        kvbm__event_batcher_discard(cache->events);
+    kvbm__cache_unlock(cache);
+    return status;
+}
+
 kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
 {
     if (cache == NULL)

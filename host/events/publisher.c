@@ -341,6 +341,16 @@ static kvbm_status_t enqueue(kvbm_publisher_t *p, uint64_t seq, double ts, const
     return KVBM_OK;
 }
 
+/* Whether the batch holds an AllBlocksCleared (routers resynchronise on it). */
+static bool clears_all(const pending_t *what)
+{
+    const kvbm_event_record_t *records = what->batch != NULL ? what->batch->records : what->records;
+    for (size_t i = 0; i < what->count; i++)
+        if (records[i].kind == KVBM_EVENT_CLEARED)
+            return true;
+    return false;
+}
+
 /* Queues checked records under the next sequence number, or drops them. */
 static kvbm_status_t publish_checked(kvbm_publisher_t *p, const pending_t *what,
                                      const kvbm__events_size_t *size)
@@ -354,6 +364,12 @@ static kvbm_status_t publish_checked(kvbm_publisher_t *p, const pending_t *what,
     if (status != KVBM_OK) {
         p->metrics.batches_dropped++;
         p->metrics.events_dropped += size->n_events;
+    }
+    if (status != KVBM_OK)
+        atomic_store_explicit(&p->resync_needed, true, memory_order_relaxed);
+    else if (atomic_load_explicit(&p->resync_needed, memory_order_relaxed) && clears_all(what)) {
+        atomic_store_explicit(&p->resync_needed, false, memory_order_relaxed);
+        p->metrics.resyncs++;
     }
     bool wake = status == KVBM_OK && wake_needed(p);
     kvbm__mutex_unlock(&p->lock);
@@ -443,6 +459,12 @@ void kvbm__publisher_set_paused(kvbm_publisher_t *publisher, bool paused)
     publisher->paused = paused;
     kvbm__mutex_unlock(&publisher->lock);
     wake_thread(publisher);
+}
+
+bool kvbm_publisher_resync_needed(const kvbm_publisher_t *publisher)
+{
+    return publisher != NULL &&
+           atomic_load_explicit(&publisher->resync_needed, memory_order_relaxed);
 }
 
 const char *kvbm_publisher_endpoint(const kvbm_publisher_t *publisher)

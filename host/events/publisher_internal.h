@@ -7,6 +7,7 @@
 #define KVBM_HOST_EVENTS_PUBLISHER_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -54,12 +55,16 @@ struct kvbm_publisher {
      * out of the publisher with it held.
      */
     pthread_mutex_t lock;
-    pthread_cond_t progressed;        /* done_seq advanced, for flush */
-    kvbm__batch_ring_t queue;         /* records not yet sent; seq increasing */
-    kvbm__chunk_ring_t space;         /* the queued batches' records (kvbm__batch_t.chunk) */
-    size_t queued_bytes;              /* the queued batches' bounds (kvbm__batch_t.bound) */
-    uint64_t next_seq;                /* the next batch's sequence number */
-    uint64_t done_seq;                /* every seq below it was sent or dropped */
+    pthread_cond_t progressed; /* done_seq advanced, for flush */
+    kvbm__batch_ring_t queue;  /* records not yet sent; seq increasing */
+    kvbm__chunk_ring_t space;  /* the queued batches' records (kvbm__batch_t.chunk) */
+    size_t queued_bytes;       /* the queued batches' bounds (kvbm__batch_t.bound) */
+    uint64_t next_seq;         /* the next batch's sequence number */
+    uint64_t done_seq;         /* every seq below it was sent or dropped */
+    /* Set when a batch is dropped, cleared when a batch holding
+     * AllBlocksCleared is queued; written with the lock, read without it
+     * (relaxed: a hint that is acted on at the owner's next step). */
+    atomic_bool resync_needed;
     bool sleeping;                    /* the thread waits for wake_fd with no timeout: wake it */
     bool woken;                       /* a producer woke the napping thread (queue half full) */
     bool stopping;                    /* destroy: drain the queue and exit */

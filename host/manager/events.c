@@ -58,6 +58,24 @@ void kvbm__manager_events_stored_other(kvbm__manager_events_t *events, const uin
                                      hashes, first, end, opts);
 }
 
+void kvbm__manager_events_announce(kvbm__manager_events_t *events, const uint64_t *hash,
+                                   bool has_parent, uint64_t parent_hash)
+{
+    if (events->batcher != NULL) {
+        kvbm__event_batcher_stored_plain(events->batcher, events->medium, hash, 1, has_parent,
+                                         parent_hash, 0);
+        return;
+    }
+    if (events->n_records == KVBM_MANAGER_EVENT_RECORDS)
+        kvbm__manager_events_deliver_records(events);
+    events->records[events->n_records++] = (kvbm_event_record_t){.kind = KVBM_EVENT_STORED,
+                                                                 .medium = events->medium,
+                                                                 .count = 1,
+                                                                 .hashes = hash,
+                                                                 .has_parent = has_parent,
+                                                                 .parent_hash = parent_hash};
+}
+
 void kvbm__manager_events_deliver_any(kvbm__manager_events_t *events)
 {
     if (events->batcher != NULL) { /* the stored runs are in it already */

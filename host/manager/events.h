@@ -106,6 +106,11 @@ static inline void kvbm__manager_events_stored(kvbm__manager_events_t *events, c
                                      opts != NULL ? opts->block_size : 0);
 }
 
+/* kvbm_manager_announce: @p hash (in the block's metadata, valid during
+ * the call) is held, with its parent; no tokens, no block size. */
+void kvbm__manager_events_announce(kvbm__manager_events_t *events, const uint64_t *hash,
+                                   bool has_parent, uint64_t parent_hash);
+
 /* kvbm__manager_events_deliver when the call has something to deliver. */
 void kvbm__manager_events_deliver_any(kvbm__manager_events_t *events);
 

@@ -732,6 +732,50 @@ kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *
     return KVBM_OK;
 }
 
+/*
+ * Stored records for block @p id's hash and, first, for every ancestor the
+ * tier holds that was not announced yet (block->in_call marks those that
+ * were), so a router always knows a block's parent before the block.
+ * @p stack has room for every block.
+ */
+static void announce_chain(kvbm_manager_t *manager, uint32_t id, uint32_t *stack)
+{
+    size_t depth = 0;
+    while (id != KVBM_BLOCK_NONE && !manager->blocks[id].in_call) {
+        manager->blocks[id].in_call = 1;
+        stack[depth++] = id;
+        const kvbm__block_t *block = &manager->blocks[id];
+        id = block->has_parent ? kvbm__registry_find(manager->registry, block->parent_hash)
+                               : KVBM_BLOCK_NONE;
+    }
+    while (depth > 0) {
+        const kvbm__block_t *block = &manager->blocks[stack[--depth]];
+        kvbm__manager_events_announce(manager->events, &block->seq_hash, block->has_parent != 0,
+                                      block->parent_hash);
+    }
+}
+
+kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager)
+{
+    if (manager == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    uint32_t *stack = malloc(sizeof(uint32_t) * manager->num_blocks);
+    if (stack == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    kvbm__mutex_lock(&manager->lock);
+    if (manager->events != NULL) {
+        for (uint32_t id = 0; id < manager->num_blocks; id++)
+            if (lists_its_hash(manager, id))
+                announce_chain(manager, id, stack);
+        for (uint32_t id = 0; id < manager->num_blocks; id++)
+            manager->blocks[id].in_call = 0;
+        kvbm__manager_events_deliver(manager->events);
+    }
+    kvbm__mutex_unlock(&manager->lock);
+    free(stack);
+    return KVBM_OK;
+}
+
 bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash)
 {
     if (manager == NULL)

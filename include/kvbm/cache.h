@@ -282,6 +282,18 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
  */
 kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache);
 
+/**
+ * @brief Resynchronise routers: one batch of AllBlocksCleared, then a
+ *        stored event for every hash each tier holds (kvbm_manager_announce;
+ *        parents before children, no tokens). Call it when events were lost
+ *        before reaching the wire (kvbm_publisher_resync_needed()). Nothing
+ *        changes in the tiers; without an event batcher nothing is sent.
+ *        Blocks in copies or disk writes not processed yet are stored later,
+ *        as usual.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_MEMORY (nothing sent).
+ */
+kvbm_status_t kvbm_cache_announce(kvbm_cache_t *cache);
+
 /** @brief Process completed copies without waiting. */
 kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache);
 

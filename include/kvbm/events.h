@@ -99,6 +99,7 @@ typedef struct kvbm_publisher_config {
     X(batches_dropped, counter,                                                                    \
       "batches dropped at a full queue (their sequence numbers skipped)")                          \
     X(events_dropped, counter, "events in the dropped batches")                                    \
+    X(resyncs, counter, "batches with AllBlocksCleared queued after a drop (resynchronised)")      \
     X(send_errors, counter, "batches the PUB socket refused (counted, not retried)")               \
     X(replay_requests, counter, "replay requests served")                                          \
     X(replay_batches, counter, "batches sent again to replay requests")                            \
@@ -179,6 +180,17 @@ kvbm_status_t kvbm_publisher_batcher_create(kvbm_publisher_t *publisher,
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_TIMEOUT after @p timeout_ms.
  */
 kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout_ms);
+
+/**
+ * @brief Whether a batch was dropped at the full queue since the last batch
+ *        holding AllBlocksCleared was queued: routers then miss events that
+ *        replay cannot give them (the batch was never kept), and the owner
+ *        should resynchronise them, with kvbm_cache_announce() (or an
+ *        AllBlocksCleared and kvbm_manager_announce() in one batch). Cheap
+ *        (one atomic load, no lock): fit to test after every engine step.
+ *        Any thread. False for NULL.
+ */
+bool kvbm_publisher_resync_needed(const kvbm_publisher_t *publisher);
 
 /** @brief Snapshot of the counters and gauges (zeros for NULL). */
 void kvbm_publisher_metrics(kvbm_publisher_t *publisher, kvbm_publisher_metrics_t *metrics_out);

@@ -258,6 +258,20 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
 kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
 
 /**
+ * @brief Tell the event sink everything the tier holds: one stored record
+ *        per hash (each once, with its parent when it was registered with
+ *        one, no tokens), a parent the tier holds always before its
+ *        children. For resynchronising routers after events were lost (a
+ *        publisher's full queue, kvbm_publisher_resync_needed()): send an
+ *        AllBlocksCleared first, in the same batch (a batcher as the sink;
+ *        kvbm_cache_announce() does it for a cache). Nothing changes in the
+ *        tier. Without a sink, nothing is sent.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL); KVBM_ERR_NO_MEMORY (nothing
+ *         sent).
+ */
+kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager);
+
+/**
  * @brief Every hash the tier holds (registered, active or inactive), each
  *        once, in block id order: what a router following its events holds.
  * @param[out] hashes_out    room for @p capacity hashes.

@@ -51,6 +51,8 @@ static void usage(FILE *out)
             "  --publish-replay ENDPOINT  ROUTER socket answering replay requests\n"
             "  --publish-topic T  topic frame of every batch (default empty)\n"
             "  --publish-buffer N batches kept for replay (default 10000)\n"
+            "  --publish-queue N  batches the publisher's queue holds (default 100000);\n"
+            "                     a full queue drops batches, and routers are resynchronised\n"
             "  --dump-state FILE  after the replay: each tier's hashes as JSON\n"
             "  --publish-hold     after the replay: keep the sockets until stdin closes\n"
             "policies:");
@@ -73,10 +75,11 @@ static void print_events(const run_result_t *result)
 {
     const kvbm_publisher_metrics_t *e = &result->events;
     fprintf(stderr,
-            "  events: %llu batches (%llu events) published, %llu dropped, %llu replay "
-            "requests\n",
+            "  events: %llu batches (%llu events) published, %llu dropped, %llu resyncs, %llu "
+            "replay requests\n",
             (unsigned long long)e->batches_published, (unsigned long long)e->events_published,
-            (unsigned long long)e->batches_dropped, (unsigned long long)e->replay_requests);
+            (unsigned long long)e->batches_dropped, (unsigned long long)e->resyncs,
+            (unsigned long long)e->replay_requests);
 }
 
 static const char *g3_policy_name(const run_options_t *options)
@@ -188,6 +191,7 @@ enum {
     OPT_PUBLISH_REPLAY,
     OPT_PUBLISH_TOPIC,
     OPT_PUBLISH_BUFFER,
+    OPT_PUBLISH_QUEUE,
     OPT_DUMP_STATE,
     OPT_PUBLISH_HOLD
 };
@@ -236,6 +240,11 @@ static int apply_publish_option(int opt, const char *arg, cli_t *cli)
         if (parse_u32(arg, &p->buffer_steps) == 0 && p->buffer_steps > 0)
             return CLI_RUN;
         fprintf(stderr, "kvbm-replay: --publish-buffer needs a positive integer, not '%s'\n", arg);
+        return 2;
+    case OPT_PUBLISH_QUEUE:
+        if (parse_u32(arg, &p->queue_depth) == 0 && p->queue_depth > 0)
+            return CLI_RUN;
+        fprintf(stderr, "kvbm-replay: --publish-queue needs a positive integer, not '%s'\n", arg);
         return 2;
     case OPT_DUMP_STATE:
         p->state_path = arg;
@@ -416,6 +425,7 @@ static int parse_args(int argc, char **argv, cli_t *cli)
         {"publish-replay", required_argument, NULL, OPT_PUBLISH_REPLAY},
         {"publish-topic", required_argument, NULL, OPT_PUBLISH_TOPIC},
         {"publish-buffer", required_argument, NULL, OPT_PUBLISH_BUFFER},
+        {"publish-queue", required_argument, NULL, OPT_PUBLISH_QUEUE},
         {"dump-state", required_argument, NULL, OPT_DUMP_STATE},
         {"publish-hold", no_argument, NULL, OPT_PUBLISH_HOLD},
         {NULL, 0, NULL, 0},

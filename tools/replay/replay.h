@@ -80,6 +80,10 @@ typedef struct replay_config {
      * (kvbm_publisher_batcher_create). The replay flushes it once per
      * request in logical mode; the cache, once per call in data mode. */
     kvbm_event_batcher_t *events;
+    /* Optional, borrowed: the publisher behind events. When it reports a
+     * dropped batch (kvbm_publisher_resync_needed), the replay resynchronises
+     * routers after the request (replay_announce). */
+    kvbm_publisher_t *publisher;
 } replay_config_t;
 
 /* Tokens per block of the traces (Mooncake's 512), given to routers as the
@@ -89,6 +93,10 @@ typedef struct replay_config {
 typedef struct replay replay_t;
 
 kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out);
+
+/* One batch of AllBlocksCleared and a stored event for every hash each tier
+ * holds (kvbm_cache_announce, or the same over the logical managers). */
+kvbm_status_t replay_announce(replay_t *replay);
 void replay_destroy(replay_t *replay);
 
 /* Replays one request of @p count block hashes (the contract's steps 1-7). */

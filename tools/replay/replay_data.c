@@ -382,6 +382,12 @@ static kvbm_manager_t *data_manager(const void *state, kvbm_medium_t medium)
     return NULL;
 }
 
+static kvbm_status_t data_announce(void *state)
+{
+    data_t *data = state;
+    return kvbm_cache_announce(data->cache);
+}
+
 static const char *data_g3_engine(const void *state)
 {
     const data_t *data = state;
@@ -395,5 +401,6 @@ const replay_mode_ops_t replay_data_mode = {
     .counts = data_counts,
     .backend_name = data_backend_name,
     .manager = data_manager,
+    .announce = data_announce,
     .g3_engine = data_g3_engine,
 };

@@ -323,6 +323,23 @@ static void logical_counts(const void *state, replay_counts_t *counts)
     (void)counts; /* every count is kept as the requests run */
 }
 
+static kvbm_status_t logical_announce(void *state)
+{
+    logical_t *l = state;
+    if (l->events == NULL)
+        return KVBM_OK;
+    const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+    kvbm_event_batcher_sink(l->events, &cleared, 1);
+    kvbm_manager_t *tiers[] = {l->g1, l->g2, l->g3};
+    kvbm_status_t status = KVBM_OK;
+    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]) && status == KVBM_OK; i++)
+        if (tiers[i] != NULL)
+            status = kvbm_manager_announce(tiers[i]);
+    if (status == KVBM_OK)
+        kvbm_event_batcher_flush(l->events);
+    return status;
+}
+
 static kvbm_manager_t *logical_manager(const void *state, kvbm_medium_t medium)
 {
     const logical_t *l = state;
@@ -356,5 +373,6 @@ const replay_mode_ops_t replay_logical_mode = {
     .counts = logical_counts,
     .backend_name = logical_backend_name,
     .manager = logical_manager,
+    .announce = logical_announce,
     .g3_engine = logical_g3_engine,
 };

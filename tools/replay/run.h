@@ -27,6 +27,7 @@ typedef struct run_publish {
     const char *replay_endpoint; /* ROUTER endpoint for replay requests, optional */
     const char *topic;           /* NULL: empty */
     uint32_t buffer_steps;       /* batches kept for replay */
+    uint32_t queue_depth;        /* batches the publisher's queue holds; 0: its default */
     const char *state_path;      /* optional: each tier's hashes as JSON, after the replay */
     bool hold;                   /* keep the sockets open until stdin closes */
 } run_publish_t;
