@@ -117,8 +117,10 @@ static inline void kvbm__event_batcher_removed(kvbm_event_batcher_t *batcher, kv
                                                const uint64_t *hashes, size_t count)
 {
     kvbm__event_batch_t *batch = &batcher->batch;
+    /* (records is never NULL with room in it; said for the analyzer) */
     if (count - 1 < batch->hashes_capacity - batch->n_hashes && count <= UINT32_MAX &&
-        batch->n_records < batch->records_capacity && !batch->last_reversed) {
+        batch->n_records < batch->records_capacity && batch->records != NULL &&
+        !batch->last_reversed) {
         uint64_t *end = batch->hashes + batch->n_hashes;
         kvbm_event_record_t *last =
             batch->n_records > 0 ? &batch->records[batch->n_records - 1] : NULL;

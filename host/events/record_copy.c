@@ -80,7 +80,7 @@ void kvbm__record_copy(const kvbm_event_record_t *records, size_t count,
             *c = (kvbm_event_record_t){.kind = KVBM_EVENT_CLEARED};
             continue;
         }
-        if (r->count > 0)
+        if (r->count > 0 && r->hashes != NULL) /* checked: never NULL with a count */
             stretch_add(&hashes, r->hashes, r->count);
         if (r->kind == KVBM_EVENT_STORED && (r->n_tokens > 0 || r->lora_name != NULL)) {
             copy_stored_arrays(r, &copy.tokens, &copy.names);
