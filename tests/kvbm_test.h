@@ -4,6 +4,10 @@
 
 #include "kvbm/kvbm.h"
 
+/* Exit status of a test program that cannot run here (no GPU, no NCCL): ctest
+ * reports it skipped through the test's SKIP_RETURN_CODE property. */
+#define KVBM_TEST_SKIPPED 77
+
 /* Fails the test with the status name when a kvbm call does not return KVBM_OK. */
 #define assert_kvbm_ok(call)                                                                       \
     do {                                                                                           \
