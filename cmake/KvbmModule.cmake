@@ -21,6 +21,13 @@
 # <build>/modules/<name>/, each including the real file by its absolute path
 # (so diagnostics and editors land on the real file).
 #
+# Every module is compiled with hidden visibility: only functions declared
+# with KVBM_API (include/kvbm/export.h) leave libkvbm.so, and without
+# semantic interposition, so calls inside the library stay direct. LIBS must
+# name everything a module's objects need (the shared library links with
+# --no-undefined): kvbm.pc and the CMake package are derived from them
+# (cmake/KvbmLinkRequirements.cmake).
+#
 #   kvbm_layering_probe(<module> <header> PASS|FAIL)
 #
 # adds a test that compiles one `#include "<header>"` with exactly the view a
@@ -32,12 +39,17 @@
 #                    [WITHOUT_LIBS <library>...] [EXTRA <target>...])
 #
 # builds one library from every module added so far, with the public include
-# directory and the modules' LIBS as its usage requirements. libkvbm is
-# kvbm_add_library(kvbm STATIC); a shared variant is one more call. The
-# tests' CUDA stand-in library leaves out the kernel module and the CUDA
-# runtime (WITHOUT, WITHOUT_LIBS) and adds the stand-in's objects (EXTRA).
+# directory as its usage requirement and the modules' LIBS linked privately
+# (a static library passes them on to whoever links it). A SHARED one gets
+# its version and soname (libkvbm.so.MAJOR) from the project version and
+# refuses to link with an undefined symbol. libkvbm is built twice
+# (kvbm_static, kvbm_shared, in the top CMakeLists.txt). The tests' CUDA
+# stand-in library leaves out the kernel module and the CUDA runtime
+# (WITHOUT, WITHOUT_LIBS) and adds the stand-in's objects (EXTRA).
 
 set(KVBM_MODULE_ROOT ${PROJECT_BINARY_DIR}/modules)
+include(CheckCCompilerFlag)
+check_c_compiler_flag(-fno-semantic-interposition KVBM_C_NO_SEMANTIC_INTERPOSITION)
 
 # Writes forwarders for HEADERS (found in SRC_DIR) into OUT_DIR and removes
 # forwarders left there by an earlier configure for headers no longer listed,
@@ -82,6 +94,15 @@ function(kvbm_add_module name)
   endif()
   set(target kvbm_${name})
   add_library(${target} OBJECT ${sources})
+  set_target_properties(${target} PROPERTIES
+    C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden CUDA_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON)
+  # The library's own calls to its exported functions (the cache calling the
+  # manager) go straight to them, not through the PLT: nobody may interpose
+  # them.
+  if(KVBM_C_NO_SEMANTIC_INTERPOSITION)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:C>:-fno-semantic-interposition>)
+  endif()
 
   set(fwd ${KVBM_MODULE_ROOT}/${name})
   _kvbm_write_forwarders(${fwd}/kvbm ${PROJECT_SOURCE_DIR}/include/kvbm ${M_API})
@@ -129,9 +150,25 @@ function(kvbm_add_library target kind)
   endforeach()
   set_target_properties(${target} PROPERTIES LINKER_LANGUAGE C)
   target_include_directories(${target}
-    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
+    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   list(REMOVE_DUPLICATES libs)
-  target_link_libraries(${target} PUBLIC Threads::Threads ${libs})
+  target_link_libraries(${target} PRIVATE Threads::Threads ${libs})
+  if(kind STREQUAL "SHARED")
+    set_target_properties(${target} PROPERTIES
+      VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})
+    # Archives linked in (a static CUDA runtime, say) keep their symbols to
+    # themselves, so the export list stays exactly KVBM_API. Sanitizer
+    # runtimes leave symbols for the executable to provide, so --no-undefined
+    # applies to normal builds only.
+    target_link_options(${target} PRIVATE LINKER:--exclude-libs,ALL)
+    # Calls between the library's own files bind inside it, not through the
+    # PLT (with -fno-semantic-interposition on the objects): an exported
+    # function is not meant to be interposed.
+    target_link_options(${target} PRIVATE LINKER:-Bsymbolic-functions)
+    if(KVBM_SANITIZE STREQUAL "")
+      target_link_options(${target} PRIVATE LINKER:--no-undefined)
+    endif()
+  endif()
 endfunction()
 
 function(kvbm_layering_probe module header expect)

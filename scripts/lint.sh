@@ -21,6 +21,14 @@ if git grep -n '#include "\.\.' -- host cuda; then
   echo "lint: relative include in the library (include another module's header as \"<module>/<file>.h\")" >&2
   exit 1
 fi
+# A call that refuses an argument says why (kvbm_last_error): every
+# KVBM_ERR_INVALID_ARG leaves through kvbm__fail or KVBM_REQUIRE_ARG
+# (core/error.h). A status that is not the caller's failure (answered to a
+# peer, recorded a line later) says so with a "/* reason: ... */" comment.
+if git grep -nE '(return|=) *KVBM_ERR_INVALID_ARG *;' -- host cuda | grep -v '/\* reason: '; then
+  echo "lint: bare KVBM_ERR_INVALID_ARG (record why: kvbm__fail or KVBM_REQUIRE_ARG, core/error.h)" >&2
+  exit 1
+fi
 [ -f "$build_dir/compile_commands.json" ] || bash scripts/build.sh "$build_dir" >/dev/null
 # cuda/ too when the build compiled it (nvcc present): its C files see the
 # toolkit's headers through the compile commands.

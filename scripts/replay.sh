@@ -11,7 +11,8 @@
 #   scripts/replay.sh ARGS...       kvbm-replay ARGS... (see --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh build >/dev/null
+# Only kvbm-replay and the library it needs; progress on stderr.
+bash scripts/build.sh --target kvbm-replay --progress build
 replay=build/tools/replay/kvbm-replay
 trace=data/mooncake/synthetic_trace.jsonl
 if [ $# -gt 0 ]; then

@@ -6,10 +6,11 @@ set -euo pipefail
 # libzmq3-dev, libmsgpack-dev: the KV event publisher (host/events);
 # python3-zmq, python3-msgpack: its Python subscriber tests.
 # libnuma-dev: numa.h for the CUDA backend (libnuma itself is loaded at run
-# time); binutils: readelf/nm for tests/cuda/check_runs_without_cuda.sh;
+# time); binutils: readelf/nm for tests/cuda/check_runs_without_cuda.sh and
+# tests/symbols; g++: the C++ consumer and the public headers' C++ check;
 # liburing-dev: the disk tier's io_uring engine; libsodium-dev: the
 # transfers' authentication.
-packages=(cmake make gcc pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev libzmq3-dev libmsgpack-dev
+packages=(cmake make gcc g++ pkg-config libcmocka-dev uthash-dev libxxhash-dev libjson-c-dev libzmq3-dev libmsgpack-dev
   python3 python3-zmq python3-msgpack gnuplot-nox libnuma-dev binutils liburing-dev libsodium-dev)
 missing=()
 for p in "${packages[@]}"; do

@@ -437,6 +437,7 @@ static void test_nth_copy_failure_arrives_through_its_fence(void **state)
     }
     assert_int_equal(kvbm_fence_wait(f[0]), KVBM_OK);
     assert_int_equal(kvbm_fence_wait(f[1]), KVBM_ERR_COPY_FAILED);
+    assert_non_null(strstr(kvbm_last_error(), "a copy covered by the fence failed"));
     assert_int_equal(kvbm_fence_query(f[1]), KVBM_ERR_COPY_FAILED);
     assert_int_equal(kvbm_fence_wait(f[2]), KVBM_OK); /* the error is not sticky */
 

@@ -228,7 +228,10 @@ static void malformed_lines_stop_with_line_and_reason(void **state)
     const char *good = "{\"hash_ids\": [1]}\n";
     char text[256];
     const char *cases[][2] = {
-        {"{\"hash_ids\": [1, 2\n", "truncated"},
+        {"{\"hash_ids\": [1, 2\n", "cut off"},
+        {"{\"hash_ids\": [1 2]}\n", "without a ',' between values"},
+        {"{\"timestamp\": 1 \"hash_ids\": [1]}\n", "fields without a ','"},
+        {"{hash_ids: [1]}\n", "not in double quotes"},
         {"{\"timestamp\": 5}\n", "missing \"hash_ids\""},
         {"{\"hash_ids\": [1, -2]}\n", "negative"},
         {"{\"hash_ids\": [1, \"x\"]}\n", "not an integer"},
@@ -236,7 +239,7 @@ static void malformed_lines_stop_with_line_and_reason(void **state)
         {"{\"hash_ids\": 3}\n", "not an array"},
         {"[1, 2]\n", "not a JSON object"},
         {"{\"hash_ids\": [1]} junk\n", "trailing"},
-        {"not json\n", ""},
+        {"not json\n", "not valid JSON: a character that does not start"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(text, sizeof(text), "%s%s%s", good, cases[i][0], good);

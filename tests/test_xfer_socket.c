@@ -616,6 +616,8 @@ static int rank_push_fault(int rank, int size, uint16_t port, kvbm_xfer_rendezvo
         kvbm_xfer_req_t *req;
         XR_CHECK_OK(kvbm_xfer_push(env.xfer, 1, &one, hashes, 1, NULL, &req));
         XR_CHECK_STATUS(kvbm_xfer_req_wait(req), KVBM_ERR_PEER);
+        /* The worker's reason reaches the waiting thread. */
+        XR_CHECK(strstr(kvbm_last_error(), "transfer with rank 1: ") == kvbm_last_error());
         kvbm_xfer_req_free(req);
         XR_CHECK_OK(kvbm_manager_release(env.manager, &one, 1));
     }
@@ -721,6 +723,7 @@ static int rank_no_room(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_
         kvbm_xfer_req_t *req;
         XR_CHECK_OK(kvbm_xfer_push(env.xfer, 1, ids, hashes, 8, NULL, &req));
         XR_CHECK_STATUS(kvbm_xfer_req_wait(req), KVBM_ERR_NO_BLOCKS);
+        XR_CHECK(strstr(kvbm_last_error(), "transfer with rank 1: ") == kvbm_last_error());
         kvbm_xfer_req_free(req);
         /* The connection is still good for a push that fits. */
         XR_CHECK_OK(kvbm_xfer_push(env.xfer, 1, ids, hashes, 3, NULL, &req));

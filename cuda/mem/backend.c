@@ -8,35 +8,44 @@
  * uses the CPU backend there. CUDA is touched only here, in open, never at
  * load time.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "check.h"
 #include "core/check.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "internal.h"
 
-/* Why opening did not give a device, for the log (and the caller). */
+/*
+ * Why opening did not give a device: logged, and recorded for
+ * kvbm_last_error() whenever the verdict reaches the caller. AUTO falling
+ * back to the CPU backend (no device at all) is expected: neither logged nor
+ * recorded, unless CUDA was asked for by name.
+ */
 static void report(kvbm_status_t verdict, const kvbm__cuda_probe_t *p, bool asked_for_cuda)
 {
-    if (verdict == KVBM_ERR_NO_DEVICE) {
-        /* AUTO falls back to the CPU backend: expected, not worth a line
-         * unless CUDA was asked for by name. */
-        if (!asked_for_cuda)
-            return;
-        if (p->driver_err != cudaSuccess || p->driver_version == 0)
-            kvbm__log(KVBM_LOG_INFO, "CUDA: no driver installed (%s)",
-                      p->driver_err != cudaSuccess ? cudaGetErrorName(p->driver_err)
-                                                   : "driver version 0");
-        else
-            kvbm__log(KVBM_LOG_INFO, "CUDA: no device (%s, %d devices)",
-                      cudaGetErrorName(p->count_err), p->count);
-    } else if (verdict == KVBM_ERR_INVALID_ARG) {
-        kvbm__log(KVBM_LOG_ERROR, "CUDA: device %d asked for, %d present", p->device, p->count);
-    } else {
-        cudaError_t err = p->driver_err != cudaSuccess ? p->driver_err : p->count_err;
-        kvbm__log(KVBM_LOG_ERROR, "CUDA device %d not usable (driver %d): %s: %s", p->device,
-                  p->driver_version, cudaGetErrorName(err), cudaGetErrorString(err));
-    }
+    char reason[256];
+    bool no_driver = p->driver_err != cudaSuccess || p->driver_version == 0;
+    if (verdict == KVBM_ERR_NO_DEVICE && !asked_for_cuda)
+        return;
+    if (verdict == KVBM_ERR_NO_DEVICE && no_driver)
+        snprintf(reason, sizeof(reason), "CUDA: no driver installed (%s)",
+                 p->driver_err != cudaSuccess ? cudaGetErrorName(p->driver_err)
+                                              : "driver version 0");
+    else if (verdict == KVBM_ERR_NO_DEVICE)
+        snprintf(reason, sizeof(reason), "CUDA: no device (%s, %d devices)",
+                 cudaGetErrorName(p->count_err), p->count);
+    else if (verdict == KVBM_ERR_INVALID_ARG)
+        snprintf(reason, sizeof(reason), "backend config: CUDA device %d is not in 0..%d",
+                 p->device, p->count - 1);
+    else
+        snprintf(reason, sizeof(reason), "CUDA device %d not usable (driver %d): %s: %s", p->device,
+                 p->driver_version,
+                 cudaGetErrorName(p->driver_err != cudaSuccess ? p->driver_err : p->count_err),
+                 cudaGetErrorString(p->driver_err != cudaSuccess ? p->driver_err : p->count_err));
+    kvbm__log(verdict == KVBM_ERR_NO_DEVICE ? KVBM_LOG_INFO : KVBM_LOG_ERROR, "%s", reason);
+    (void)kvbm__fail(verdict, "%s", reason);
 }
 
 /* Takes a probe call's error out of the last-error slot if it is still there. */

@@ -1,5 +1,6 @@
 /* The CUDA checking macro's function; see check.h. */
 #include "check.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "decide.h"
 
@@ -14,5 +15,6 @@ kvbm_status_t kvbm__cuda_error(cudaError_t err, const char *expr, const char *fi
     if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
         kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s) at %s:%d", expr, cudaGetErrorName(err),
                   cudaGetErrorString(err), file, line);
-    return kvbm__cuda_status(err);
+    return kvbm__fail(kvbm__cuda_status(err), "%s failed: %s (%s)", expr, cudaGetErrorName(err),
+                      cudaGetErrorString(err));
 }

@@ -1,8 +1,9 @@
 /*
  * Internal to cuda/: the one checking macro for the CUDA runtime. It maps a
- * cudaError_t to a kvbm status (decide.h), logs the failing call (core/log.h)
- * the first time that call site fails (not at every level above it), and
- * takes its own error out of the runtime's last-error slot, so the host
+ * cudaError_t to a kvbm status (decide.h), records the reason for
+ * kvbm_last_error() (core/error.h), logs the failing call (core/log.h) the
+ * first time that call site fails (not at every level above it), and takes
+ * its own error out of the runtime's last-error slot, so the host
  * application never sees kvbm's error as one of its own. It never clears an
  * error it did not cause (cudaErrorNotReady is not an error and is never
  * passed here).

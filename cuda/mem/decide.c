@@ -1,5 +1,6 @@
 /* The CUDA backend's pure decisions; see decide.h. */
 #include "decide.h"
+#include "core/error.h"
 #include "cuda_kernel/copy_region.h"
 
 kvbm_status_t kvbm__cuda_open_verdict(const kvbm__cuda_probe_t *probe)
@@ -18,7 +19,7 @@ kvbm_status_t kvbm__cuda_open_verdict(const kvbm__cuda_probe_t *probe)
     if (probe->count <= 0)
         return KVBM_ERR_NO_DEVICE;
     if (probe->device < 0 || probe->device >= probe->count)
-        return KVBM_ERR_INVALID_ARG;
+        return KVBM_ERR_INVALID_ARG; /* reason: recorded by report() in backend.c */
     return KVBM_OK;
 }
 
@@ -67,7 +68,10 @@ kvbm_status_t kvbm__pinned_plan(size_t bytes, size_t page, size_t chunk_asked,
                                 kvbm__pinned_plan_t *plan_out)
 {
     if (bytes == 0 || page == 0 || (page & (page - 1)) != 0)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "pinned pool of %zu bytes with %zu-byte pages: needs bytes and a "
+                          "power-of-two page",
+                          bytes, page);
     if (bytes > SIZE_MAX - (page - 1))
         return KVBM_ERR_OVERFLOW;
     kvbm__pinned_plan_t plan = {.page = page};

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "internal.h"
 
@@ -37,7 +38,7 @@ kvbm_status_t kvbm__cuda_ctx_api_load(kvbm__cuda_ctx_api_t *api_out)
             return status;
         if (found != cudaDriverEntryPointSuccess || fn == NULL) {
             kvbm__log(KVBM_LOG_ERROR, "CUDA driver has no %s", calls[i].symbol);
-            return KVBM_ERR_DEVICE;
+            return kvbm__fail(KVBM_ERR_DEVICE, "CUDA driver has no %s", calls[i].symbol);
         }
         memcpy((char *)&api + calls[i].offset, &fn, sizeof(fn));
     }
@@ -51,7 +52,7 @@ static kvbm_status_t driver_status(CUresult rc, const char *what)
     if (rc == CUDA_SUCCESS)
         return KVBM_OK;
     kvbm__log(KVBM_LOG_ERROR, "%s failed: CUresult %d", what, (int)rc);
-    return KVBM_ERR_DEVICE;
+    return kvbm__fail(KVBM_ERR_DEVICE, "%s failed: CUresult %d", what, (int)rc);
 }
 
 kvbm_status_t kvbm__cuda_enter(const kvbm__cuda_backend_t *b, kvbm__cuda_scope_t *scope)

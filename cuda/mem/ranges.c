@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ranges.h"
+#include "core/error.h"
 
 /* Index of the first range whose base is greater than @p p. */
 static size_t upper_bound(const kvbm__range_set_t *set, uintptr_t p)
@@ -23,15 +24,19 @@ kvbm_status_t kvbm__range_set_add(kvbm__range_set_t *set, const void *base, size
 {
     uintptr_t b = (uintptr_t)base;
     if (bytes == 0 || b + bytes < b)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "memory range at %p of %zu bytes is empty or wraps",
+                          base, bytes);
     size_t at = upper_bound(set, b);
     if (at > 0) {
         const kvbm__range_t *prev = &set->items[at - 1];
         if (prev->base + prev->bytes > b)
-            return KVBM_ERR_INVALID_ARG;
+            return kvbm__fail(KVBM_ERR_INVALID_ARG, "memory range at %p overlaps one already known",
+                              base);
     }
     if (at < set->count && set->items[at].base < b + bytes)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "memory range at %p of %zu bytes overlaps one already known", base,
+                          bytes);
     if (set->count == set->capacity) {
         size_t cap = set->capacity == 0 ? 8 : 2 * set->capacity;
         kvbm__range_t *items = realloc(set->items, cap * sizeof(*items));

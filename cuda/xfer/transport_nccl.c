@@ -39,6 +39,7 @@
 
 #include "core/check.h"
 #include "core/clock.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "cuda_mem/check.h"
 #include "kvbm/backend.h"
@@ -74,9 +75,9 @@ static const kvbm__nccl_api_t *nccl(void)
 
 /*
  * The one checking path for NCCL results (CUDA runtime results go through
- * KVBM_CUDA_CHECK of cuda/mem/check.h): maps to a status and logs the first
- * failure of each call site. ncclInProgress is not a failure (non-blocking
- * communicator); kvbm__comm_settle waits it out.
+ * KVBM_CUDA_CHECK of cuda/mem/check.h): maps to a status, records the reason
+ * (core/error.h) and logs the first failure of each call site. ncclInProgress is not a failure
+ * (non-blocking communicator); kvbm__comm_settle waits it out.
  */
 static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *file, int line,
                                 atomic_int *logged)
@@ -84,15 +85,20 @@ static kvbm_status_t nccl_error(ncclResult_t rc, const char *expr, const char *f
     if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
         kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s:%d)", expr, nccl()->get_error_string(rc), file,
                   line);
+    kvbm_status_t status;
     switch (rc) {
     case ncclRemoteError:
-        return KVBM_ERR_PEER;
+        status = KVBM_ERR_PEER;
+        break;
     case ncclInvalidArgument:
     case ncclInvalidUsage:
-        return KVBM_ERR_INVALID_ARG;
+        status = KVBM_ERR_INVALID_ARG; /* reason: recorded below */
+        break;
     default:
-        return KVBM_ERR_NCCL;
+        status = KVBM_ERR_NCCL;
+        break;
     }
+    return kvbm__fail(status, "%s failed: %s", expr, nccl()->get_error_string(rc));
 }
 
 /* Evaluates @p expr; on failure stores the mapped status in @p status_var. */
@@ -222,7 +228,9 @@ static kvbm_status_t comm_from_borrowed(kvbm_xfer_t *xfer, nccl_state_t *st, uin
     if (status == KVBM_OK && (nranks != xfer->size || rank != xfer->rank)) {
         kvbm__log(KVBM_LOG_ERROR, "communicator is rank %d of %d, config says %d of %d", rank,
                   nranks, xfer->rank, xfer->size);
-        status = KVBM_ERR_INVALID_ARG;
+        status = kvbm__fail(KVBM_ERR_INVALID_ARG,
+                            "xfer config: nccl_comm is rank %d of %d, the config says %d of %d",
+                            rank, nranks, xfer->rank, xfer->size);
     }
     if (status == KVBM_OK)
         status = nccl_comm_device(parent, &device);
@@ -241,7 +249,8 @@ static kvbm_status_t comm_from_id(kvbm_xfer_t *xfer, nccl_state_t *st, const uin
 {
     ncclUniqueId id;
     if (len != sizeof(id))
-        return KVBM_ERR_PARSE;
+        return kvbm__fail(KVBM_ERR_PARSE, "NCCL unique id from rank 0 is %zu bytes, not %zu", len,
+                          sizeof(id));
     memcpy(&id, blob, sizeof(id));
     int current = 0;
     kvbm_status_t status = KVBM_OK;
@@ -350,7 +359,8 @@ static kvbm_status_t group_wait(nccl_state_t *st, uint64_t deadline)
         if (status != KVBM_OK)
             return status;
         if (kvbm__now_us() >= deadline)
-            return KVBM_ERR_TIMEOUT;
+            return kvbm__fail(KVBM_ERR_TIMEOUT,
+                              "NCCL transfer did not complete before its deadline");
         nap();
     }
 }
@@ -364,7 +374,8 @@ static kvbm_status_t nccl_move(kvbm_xfer_t *xfer, int peer, const kvbm__copy_pla
     kvbm_status_t status = KVBM_OK;
     /* The caller holds st->lock (data_begin). */
     if (st->dead)
-        return KVBM_ERR_PEER;
+        return kvbm__fail(KVBM_ERR_PEER,
+                          "NCCL communicator was aborted after an earlier failed transfer");
     ncclComm_t comm = (ncclComm_t)st->comm.handle;
     KVBM_CUDA_CHECK(cudaSetDevice(st->device), status);
     if (status == KVBM_OK && st->has_engine) {

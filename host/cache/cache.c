@@ -6,6 +6,7 @@
  * a fence); inside it the G1 and G2 managers take their own locks.
  */
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "core/check.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "core/event_batch.h"
 #include "core/prometheus.h"
 #include "internal.h"
@@ -46,7 +48,11 @@ static kvbm_status_t g1_pool_create(kvbm_cache_t *cache, const kvbm_cache_config
         return kvbm_pool_create(cache->backend, KVBM_MEM_DEVICE, g1_bytes, &cache->g1_pool);
     if (config->g1_memory_bytes < g1_bytes ||
         (uintptr_t)config->g1_memory % config->layout.alignment != 0)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "cache config: g1_memory holds %zu bytes at %p, the layout needs %zu "
+                          "bytes aligned to %zu",
+                          config->g1_memory_bytes, config->g1_memory, g1_bytes,
+                          config->layout.alignment);
     return kvbm_pool_wrap(cache->backend, KVBM_MEM_DEVICE, config->g1_memory,
                           config->g1_memory_bytes, &cache->g1_pool);
 }
@@ -116,16 +122,24 @@ static kvbm_status_t admission_create(kvbm_cache_t *cache, const kvbm_cache_conf
 /* What create checks beyond the importer: a backend, a known offload mode,
  * G3 only below a G2, and G2 admission only with write-back (write-through
  * copies at registration, so a filter on evictions would do nothing). */
-static bool config_is_valid(const kvbm_cache_config_t *config)
+static kvbm_status_t config_check(const kvbm_cache_config_t *config)
 {
     if (config->backend == NULL)
-        return false;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "cache config: backend is NULL");
     if (config->offload_mode != KVBM_OFFLOAD_WRITE_BACK &&
         config->offload_mode != KVBM_OFFLOAD_WRITE_THROUGH)
-        return false;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "cache config: unknown offload_mode %d",
+                          (int)config->offload_mode);
     if (config->g3 != NULL && config->g2_blocks == 0)
-        return false;
-    return !config->offload_admission || config->offload_mode == KVBM_OFFLOAD_WRITE_BACK;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "cache config: a G3 tier needs a G2 (g2_blocks 0)");
+    if (config->offload_admission && config->offload_mode != KVBM_OFFLOAD_WRITE_BACK)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "cache config: offload_admission needs offload_mode write-back");
+    if (config->retired_on_events != NULL || config->retired_events_ctx != NULL)
+        return kvbm__fail(KVBM_ERR_UNSUPPORTED,
+                          "cache config: the per-tier event callback of versions 1-3 is retired; "
+                          "use events_batcher (version 4)");
+    return KVBM_OK;
 }
 
 /* The copy streams, the per-block tables, the disk tier and the lock: what
@@ -170,8 +184,7 @@ err_destroy_d2h:
 
 kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_cache_t **cache_out)
 {
-    if (caller_config == NULL || cache_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(caller_config != NULL && cache_out != NULL);
     const kvbm_cache_config_t defaults = KVBM_CACHE_CONFIG_INIT;
     kvbm_cache_config_t imported;
     kvbm_status_t status =
@@ -179,10 +192,9 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
     if (status != KVBM_OK)
         return status;
     const kvbm_cache_config_t *config = &imported;
-    if (!config_is_valid(config))
-        return KVBM_ERR_INVALID_ARG;
-    if (config->retired_on_events != NULL || config->retired_events_ctx != NULL)
-        return KVBM_ERR_UNSUPPORTED; /* the per-tier callback of versions 1-3 */
+    status = config_check(config);
+    if (status != KVBM_OK)
+        return status;
     kvbm_cache_t *cache = calloc(1, sizeof(*cache));
     if (cache == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -432,8 +444,8 @@ static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t
 kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
                                   kvbm_fence_t *ready)
 {
-    if (cache == NULL || (count > 0 && ids_out == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids_out != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = allocate_locked(cache, count, ids_out);
@@ -667,7 +679,10 @@ static kvbm_status_t acquire_call(kvbm_cache_t *cache, const uint64_t *hashes, s
                                   kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
 {
     if (cache == NULL || result_out == NULL || (count > 0 && (hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "%s: bad argument: needs cache, result_out, and hashes and ids_out "
+                          "when count > 0",
+                          allocate_rest ? "kvbm_cache_acquire" : "kvbm_cache_match");
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status =
@@ -695,8 +710,7 @@ kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, si
 kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, const uint64_t *hashes,
                                   size_t count, const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
@@ -731,8 +745,7 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
 
 kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_release(cache->g1, ids, count);
@@ -743,8 +756,7 @@ kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_
 kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count, bool touch,
                               uint32_t *ids_out, size_t *n_found_out)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_scan(cache->g1, hashes, count, touch, ids_out, n_found_out);
@@ -756,14 +768,15 @@ kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_
 
 kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count)
 {
-    if (cache == NULL || (count > 0 && ids == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
     kvbm__mutex_lock(&cache->lock);
     uint64_t newest = 0;
     for (size_t i = 0; i < count; i++) {
         if (ids[i] >= cache->g1_blocks) {
             kvbm__cache_unlock(cache);
-            return KVBM_ERR_OUT_OF_RANGE;
+            return kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", ids[i],
+                              cache->g1_blocks);
         }
         if (cache->loading_seq[ids[i]] > newest)
             newest = cache->loading_seq[ids[i]];
@@ -794,8 +807,7 @@ static bool any_block_active(kvbm_cache_t *cache)
 
 kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     /* Copies and G3 writes in flight hold blocks (rule 3) and register
      * them when processed: let them all finish first. */
@@ -830,8 +842,7 @@ kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
 
 kvbm_status_t kvbm_cache_announce(kvbm_cache_t *cache)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     if (cache->events == NULL) {
         kvbm__mutex_unlock(&cache->lock);
@@ -855,8 +866,7 @@ kvbm_status_t kvbm_cache_announce(kvbm_cache_t *cache)
 
 kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm__cache_unlock(cache);
@@ -865,8 +875,7 @@ kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
 
 kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_wait_processed(cache, cache->next_seq - 1);
     kvbm__cache_unlock(cache);
@@ -878,8 +887,7 @@ kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache)
 kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
                                        uint32_t outer, void **addr_out)
 {
-    if (cache == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL);
     return kvbm_layout_address(cache->g1_layout, kvbm_pool_ptr(cache->g1_pool), id, layer, outer,
                                addr_out);
 }
@@ -916,8 +924,9 @@ kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier)
 
 kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache, kvbm_disk_metrics_t *metrics_out)
 {
-    if (cache == NULL || metrics_out == NULL || cache->g3 == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL && metrics_out != NULL);
+    if (cache->g3 == NULL)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_cache_disk_metrics: the cache has no G3");
     kvbm__disk_store_metrics(cache->g3_store, metrics_out);
     return KVBM_OK;
 }
@@ -938,8 +947,7 @@ void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
 
 kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
 {
-    if (cache == NULL || out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(cache != NULL && out != NULL);
     kvbm_cache_metrics_t m;
     kvbm_cache_metrics(cache, &m);
     int rc = 0;
@@ -949,7 +957,7 @@ kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)
     KVBM_CACHE_METRICS_LIST(KVBM_CACHE_PROM_LINE)
 #undef KVBM_CACHE_PROM_LINE
     if (rc < 0)
-        return KVBM_ERR_IO;
+        return kvbm__fail(KVBM_ERR_IO, "writing the cache metrics: %s", strerror(errno));
     kvbm_status_t status = kvbm_manager_metrics_prometheus(cache->g1, out);
     if (status == KVBM_OK && cache->g2 != NULL)
         status = kvbm_manager_metrics_prometheus(cache->g2, out);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "error.h"
 #include "log.h"
 
 kvbm_status_t kvbm__pthread_error(int rc, const char *expr, const char *file, int line,
@@ -10,7 +11,8 @@ kvbm_status_t kvbm__pthread_error(int rc, const char *expr, const char *file, in
 {
     if (atomic_exchange_explicit(logged, 1, memory_order_relaxed) == 0)
         kvbm__log(KVBM_LOG_ERROR, "%s failed: %s (%s:%d)", expr, strerror(rc), file, line);
-    return rc == ENOMEM || rc == EAGAIN ? KVBM_ERR_NO_MEMORY : KVBM_ERR_INTERNAL;
+    return kvbm__fail(rc == ENOMEM || rc == EAGAIN ? KVBM_ERR_NO_MEMORY : KVBM_ERR_INTERNAL,
+                      "%s failed: %s", expr, strerror(rc));
 }
 
 _Noreturn void kvbm__pthread_fatal(int rc, const char *expr, const char *file, int line)
@@ -44,5 +46,5 @@ kvbm_status_t kvbm__sys_error(const char *what, int err, const char *file, int l
         break;
     }
     kvbm__log(KVBM_LOG_ERROR, "%s: %s (%s:%d)", what, strerror(err), file, line);
-    return status;
+    return kvbm__fail(status, "%s: %s", what, strerror(err));
 }

@@ -1,8 +1,8 @@
 /*
  * The checking macros for the foreign error sources of host/ (CUDA and NCCL
- * keep theirs in cuda/). Each maps the source's error code to a kvbm status
- * and logs where the error is first seen, so callers above only pass the
- * status on.
+ * keep theirs in cuda/). Each maps the source's error code to a kvbm status,
+ * records the reason for kvbm_last_error() (core/error.h) and logs where the
+ * error is first seen, so callers above only pass the status on.
  *
  * pthreads:
  *   KVBM_PTHREAD_CHECK(expr, status_var) for calls that can fail for reasons

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "error.h"
+
 /* Store little endian regardless of the host so hashes agree across machines. */
 static void store_le32(unsigned char *out, uint32_t value)
 {
@@ -62,9 +64,13 @@ uint64_t kvbm_hash_sequence(uint64_t parent, uint64_t block_hash, uint64_t seed)
 kvbm_status_t kvbm_hash_tokens(const uint32_t *tokens, size_t count, uint32_t block_tokens,
                                uint64_t seed, uint64_t *hashes, size_t *n_hashes_out)
 {
-    if (block_tokens == 0 || n_hashes_out == NULL ||
-        (count > 0 && (tokens == NULL || hashes == NULL)))
-        return KVBM_ERR_INVALID_ARG;
+    if (block_tokens == 0)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_hash_tokens: block_tokens is 0");
+    if (n_hashes_out == NULL || (count > 0 && (tokens == NULL || hashes == NULL)))
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_hash_tokens: %s is NULL",
+                          n_hashes_out == NULL ? "n_hashes_out"
+                          : tokens == NULL     ? "tokens"
+                                               : "hashes");
     size_t n_blocks = count / block_tokens;
     uint64_t parent = 0;
     for (size_t i = 0; i < n_blocks; i++) {

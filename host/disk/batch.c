@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "store_internal.h"
 
 /* Requests handed to the engine at once: small enough that checksumming the
@@ -22,8 +23,7 @@
 kvbm_status_t kvbm__disk_batch_create(kvbm__disk_store_t *store, size_t capacity,
                                       kvbm__disk_batch_t **batch_out)
 {
-    if (store == NULL || batch_out == NULL || capacity == 0)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(store != NULL && batch_out != NULL && capacity > 0);
     kvbm__disk_batch_t *batch = calloc(1, sizeof(*batch));
     if (batch == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -69,9 +69,8 @@ void kvbm__disk_batch_clear(kvbm__disk_batch_t *batch)
 kvbm_status_t kvbm__disk_batch_add(kvbm__disk_batch_t *batch, uint32_t slot, uint64_t seq_hash,
                                    void *buf)
 {
-    if (batch->submitted || batch->n == batch->capacity || buf == NULL ||
-        (uintptr_t)buf % KVBM__DISK_MIN_ALIGN != 0)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(!batch->submitted && batch->n < batch->capacity);
+    KVBM_REQUIRE_ARG(buf != NULL && (uintptr_t)buf % KVBM__DISK_MIN_ALIGN == 0);
     if (slot >= batch->store->geometry.slots)
         return KVBM_ERR_OUT_OF_RANGE;
     size_t i = batch->n++;
@@ -97,9 +96,8 @@ size_t kvbm__disk_batch_count(const kvbm__disk_batch_t *batch)
 /* Marks the batch in flight before the first request can complete. */
 static kvbm_status_t begin(kvbm__disk_store_t *store, kvbm__disk_batch_t *batch, kvbm__disk_op_t op)
 {
-    if (store == NULL || batch == NULL || batch->store != store || batch->submitted ||
-        batch->n == 0)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(store != NULL && batch != NULL && batch->store == store);
+    KVBM_REQUIRE_ARG(!batch->submitted && batch->n > 0);
     batch->op = op;
     batch->submitted = true;
     kvbm__mutex_lock(&store->done_lock);

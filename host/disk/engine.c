@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/error.h"
 #include "store_internal.h"
 
 static kvbm_disk_io_kind_t kind_from_env(kvbm_disk_io_kind_t asked)
@@ -81,7 +82,7 @@ kvbm_status_t kvbm__disk_engine_start(kvbm__disk_store_t *store)
     kvbm_disk_io_kind_t kind = kind_from_env(store->config.io);
     if (kind != KVBM_DISK_IO_AUTO && kind != KVBM_DISK_IO_URING && kind != KVBM_DISK_IO_THREADS &&
         kind != KVBM__DISK_IO_NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "g3 config: unknown io engine %d", (int)kind);
     open_data_fd(store);
     kvbm_status_t status = KVBM_ERR_UNSUPPORTED;
     if (kind == KVBM__DISK_IO_NULL)

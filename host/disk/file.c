@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "store_internal.h"
 
@@ -34,13 +35,14 @@ static kvbm_status_t open_locked(kvbm__disk_store_t *store, struct stat *st)
     store->fd = open(store->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (store->fd < 0)
         return KVBM_SYS_ERROR(store->path);
-    kvbm_status_t status = KVBM_ERR_INVALID_ARG;
+    kvbm_status_t status = KVBM_OK;
     if (fstat(store->fd, st) != 0) {
         status = KVBM_SYS_ERROR("fstat");
         goto err_close;
     }
     if (!S_ISREG(st->st_mode)) {
         kvbm__log(KVBM_LOG_ERROR, "g3: %s is not a regular file", store->path);
+        status = kvbm__fail(KVBM_ERR_INVALID_ARG, "g3: %s is not a regular file", store->path);
         goto err_close;
     }
     /* A second opener (another process, or this one twice) would overwrite
@@ -84,7 +86,10 @@ static kvbm_status_t compute_geometry(kvbm__disk_store_t *store, uint64_t align)
         slots = kvbm__disk_geometry_slots_for_bytes(store->config.payload_bytes, align,
                                                     store->config.file_bytes);
     if (slots == 0)
-        return KVBM_ERR_INVALID_ARG; /* not even one block fits */
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "g3: not even one block of %llu bytes fits in %llu bytes",
+                          (unsigned long long)store->config.payload_bytes,
+                          (unsigned long long)store->config.file_bytes);
     return kvbm__disk_geometry_init(store->config.payload_bytes, align, slots, &store->geometry);
 }
 

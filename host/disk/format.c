@@ -5,6 +5,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "core/error.h"
+
 #define SUPERBLOCK_USED 128u /* bytes of the superblock that carry fields */
 static const uint8_t superblock_magic[8] = {'K', 'V', 'B', 'M', 'G', '3', '\r', '\n'};
 static const uint32_t header_magic = 0x4b423347u; /* "G3BK" read as little endian */
@@ -60,7 +62,11 @@ kvbm_status_t kvbm__disk_geometry_init(uint64_t payload_bytes, uint64_t align, u
 {
     if (payload_bytes == 0 || payload_bytes > UINT32_MAX || slots == 0 || slots > UINT32_MAX ||
         align < KVBM__DISK_MIN_ALIGN || (align & (align - 1)) != 0)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "g3 geometry: %llu-byte blocks, %llu slots, %llu-byte alignment: needs "
+                          "1..2^32-1 of each and a power-of-two alignment of at least %u",
+                          (unsigned long long)payload_bytes, (unsigned long long)slots,
+                          (unsigned long long)align, (unsigned)KVBM__DISK_MIN_ALIGN);
     kvbm__disk_geometry_t g = {.slots = slots, .payload_bytes = payload_bytes, .align = align};
     uint64_t table_raw, data_bytes;
     if (!align_up(KVBM__DISK_HEADER_BYTES + payload_bytes, align, &g.slot_bytes) ||

@@ -2,16 +2,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "store_internal.h"
 
 static kvbm_status_t check_config(const kvbm__disk_store_config_t *config)
 {
-    if (config == NULL || config->path == NULL || config->path[0] == '\0' ||
-        config->payload_bytes == 0 || (config->slots == 0 && config->file_bytes == 0) ||
-        (config->durability != KVBM_DISK_DURABLE_PROCESS &&
-         config->durability != KVBM_DISK_DURABLE_POWER))
-        return KVBM_ERR_INVALID_ARG;
+    if (config == NULL || config->path == NULL || config->path[0] == '\0')
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "g3 config: no path");
+    if (config->payload_bytes == 0 || (config->slots == 0 && config->file_bytes == 0))
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "g3 config: needs a block size and a capacity (blocks or bytes)");
+    if (config->durability != KVBM_DISK_DURABLE_PROCESS &&
+        config->durability != KVBM_DISK_DURABLE_POWER)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "g3 config: unknown durability %d",
+                          (int)config->durability);
     return KVBM_OK;
 }
 
@@ -73,8 +78,9 @@ kvbm_status_t kvbm__disk_store_open(const kvbm__disk_store_config_t *config,
                                     kvbm__disk_store_t **store_out)
 {
     kvbm_status_t status = check_config(config);
-    if (status != KVBM_OK || store_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    if (status != KVBM_OK)
+        return status;
+    KVBM_REQUIRE_ARG(store_out != NULL);
     kvbm__disk_store_t *store = calloc(1, sizeof(*store));
     if (store == NULL)
         return KVBM_ERR_NO_MEMORY;

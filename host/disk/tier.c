@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "core/error.h"
 #include "fingerprint.h"
 
 struct kvbm__disk_tier {
@@ -118,7 +119,8 @@ static kvbm_status_t import_config(const kvbm__disk_tier_config_t *config, kvbm_
 {
     if (config == NULL || config->disk == NULL || config->layout == NULL ||
         config->payload_bytes == 0)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "g3 tier: needs a disk config, a layout and a block size");
     const kvbm_disk_config_t defaults = KVBM_DISK_CONFIG_INIT;
     return KVBM__CONFIG_IMPORT(config->disk, disk_config_sizes, &defaults, disk);
 }

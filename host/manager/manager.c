@@ -14,6 +14,7 @@
 
 #include "core/check.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "policy/config.h"
 #include "internal.h"
 
@@ -49,7 +50,7 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
                                    kvbm_manager_config_t *config)
 {
     if (caller == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_manager_create: config is NULL");
     const kvbm_manager_config_t defaults = KVBM_MANAGER_CONFIG_INIT;
     kvbm_status_t status = KVBM__CONFIG_IMPORT(caller, manager_config_sizes, &defaults, config);
     if (status != KVBM_OK)
@@ -62,29 +63,35 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
     if (status != KVBM_OK)
         return status;
     if (config->num_blocks == 0 || config->num_blocks > KVBM_MANAGER_MAX_BLOCKS)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "manager config: num_blocks %u is not in 1..%u",
+                          config->num_blocks, KVBM_MANAGER_MAX_BLOCKS);
     if (config->duplication != KVBM_DUPLICATION_ALLOW &&
         config->duplication != KVBM_DUPLICATION_REJECT)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "manager config: unknown duplication %d",
+                          (int)config->duplication);
     if (kvbm_medium_name(config->medium) == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "manager config: unknown medium %d",
+                          (int)config->medium);
     /* Version 1's on_events took per-block events (kvbm_event_t), which
      * version 2's records replaced: an old caller's callback is refused
      * rather than called with the wrong type. */
     if (caller->version < 2 && config->on_events != NULL)
-        return KVBM_ERR_UNSUPPORTED;
+        return kvbm__fail(KVBM_ERR_UNSUPPORTED,
+                          "manager config: a version-1 on_events (per-block events) is no longer "
+                          "supported; use version 2 (event records)");
     /* Tables are appended to, never reordered: any version up to ours works. */
     if (config->policy != NULL &&
         (config->policy->version == 0 || config->policy->version > KVBM_POLICY_OPS_VERSION))
-        return KVBM_ERR_VERSION;
+        return kvbm__fail(KVBM_ERR_VERSION,
+                          "manager config: policy table version %u, this library knows 1..%u",
+                          config->policy->version, KVBM_POLICY_OPS_VERSION);
     return KVBM_OK;
 }
 
 kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
                                   kvbm_manager_t **manager_out)
 {
-    if (manager_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager_out != NULL);
     kvbm_manager_config_t imported;
     kvbm_status_t status = import_config(caller_config, &imported);
     if (status != KVBM_OK)
@@ -312,13 +319,16 @@ static void acquire_registered(kvbm_manager_t *manager, uint32_t id, bool touch)
 kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
                                     kvbm_evicted_t *evicted_out, size_t *n_evicted_out)
 {
-    if (manager == NULL || (count > 0 && ids_out == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids_out != NULL);
     kvbm__mutex_lock(&manager->lock);
     if (count > (size_t)manager->reset_count + manager->inactive_count) {
         manager->metrics.allocation_failures++;
+        uint32_t reset = manager->reset_count, inactive = manager->inactive_count;
         kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_NO_BLOCKS;
+        return kvbm__fail(KVBM_ERR_NO_BLOCKS,
+                          "manager %s: %zu blocks asked for, %u free and %u evictable",
+                          manager->name, count, reset, inactive);
     }
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
     size_t n_evicted = 0;
@@ -377,12 +387,17 @@ static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_
             __builtin_prefetch(&manager->blocks[ids[checked + PREFETCH_DISTANCE]]);
         uint32_t id = ids[checked];
         if (id >= manager->num_blocks) {
-            status = KVBM_ERR_OUT_OF_RANGE;
+            status = kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", id,
+                                manager->num_blocks);
             break;
         }
         kvbm__block_t *block = &manager->blocks[id];
         if (block->state != BLOCK_MUTABLE || block->in_call) {
-            status = KVBM_ERR_BAD_STATE;
+            status =
+                kvbm__fail(KVBM_ERR_BAD_STATE,
+                           block->in_call ? "block %u is named twice"
+                                          : "block %u is not mutable (allocated, unregistered)",
+                           id);
             break;
         }
         block->in_call = 1;
@@ -393,14 +408,19 @@ static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_
 }
 
 /* Priority in range; tokens, when given, exactly block_size per block. */
-static bool register_opts_valid(const kvbm_register_opts_t *opts, size_t count)
+static kvbm_status_t check_register_opts(const kvbm_register_opts_t *opts, size_t count)
 {
     if (opts->priority > 100)
-        return false;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "kvbm_manager_register: priority %u is not in 0..100", opts->priority);
     if (opts->n_tokens == 0)
-        return true;
-    return opts->tokens != NULL && opts->block_size > 0 && count <= SIZE_MAX / opts->block_size &&
-           opts->n_tokens == count * opts->block_size;
+        return KVBM_OK;
+    if (opts->tokens != NULL && opts->block_size > 0 && count <= SIZE_MAX / opts->block_size &&
+        opts->n_tokens == count * opts->block_size)
+        return KVBM_OK;
+    return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                      "kvbm_manager_register: %zu tokens for %zu blocks of %u tokens",
+                      opts->n_tokens, count, opts->block_size);
 }
 
 /*
@@ -507,12 +527,13 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
                                     const uint64_t *hashes, size_t count,
                                     const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
-    if (manager == NULL || (count > 0 && (ids == NULL || hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
-    if (opts != NULL && !register_opts_valid(opts, count))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || (ids != NULL && hashes != NULL && ids_out != NULL));
+    kvbm_status_t status = opts != NULL ? check_register_opts(opts, count) : KVBM_OK;
+    if (status != KVBM_OK)
+        return status;
     kvbm__mutex_lock(&manager->lock);
-    kvbm_status_t status = check_mutable_unique(manager, ids, count);
+    status = check_mutable_unique(manager, ids, count);
     if (status == KVBM_OK)
         status = add_new_hashes(manager, ids, hashes, count);
     if (status == KVBM_OK)
@@ -523,28 +544,34 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
 
 /* ------------------------------------------------------------------ acquire / release */
 
-static bool ids_in_range(const kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+/* KVBM_ERR_OUT_OF_RANGE, recorded, for the first id not below num_blocks. */
+static kvbm_status_t check_ids_in_range(const kvbm_manager_t *manager, const uint32_t *ids,
+                                        size_t count)
 {
     for (size_t i = 0; i < count; i++)
         if (ids[i] >= manager->num_blocks)
-            return false;
-    return true;
+            return kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", ids[i],
+                              manager->num_blocks);
+    return KVBM_OK;
 }
 
 kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
-    if (manager == NULL || (count > 0 && ids == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
+    kvbm_status_t status = check_ids_in_range(manager, ids, count);
+    if (status != KVBM_OK)
+        return status;
     kvbm__mutex_lock(&manager->lock);
-    if (!ids_in_range(manager, ids, count)) {
-        kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_OUT_OF_RANGE;
-    }
     for (size_t i = 0; i < count; i++) {
         const kvbm__block_t *block = &manager->blocks[ids[i]];
         if (block->state != BLOCK_REGISTERED || block->refcount >= UINT32_MAX - count) {
             kvbm__mutex_unlock(&manager->lock);
-            return KVBM_ERR_BAD_STATE;
+            return kvbm__fail(KVBM_ERR_BAD_STATE,
+                              block->state != BLOCK_REGISTERED
+                                  ? "block %u is not registered"
+                                  : "block %u: its reference count would overflow",
+                              ids[i]);
         }
     }
     for (size_t i = 0; i < count; i++)
@@ -561,12 +588,14 @@ static kvbm_status_t check_releasable(kvbm_manager_t *manager, const uint32_t *i
     size_t dropped = 0;
     for (; dropped < count; dropped++) {
         if (ids[dropped] >= manager->num_blocks) {
-            status = KVBM_ERR_OUT_OF_RANGE;
+            status = kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", ids[dropped],
+                                manager->num_blocks);
             break;
         }
         kvbm__block_t *block = &manager->blocks[ids[dropped]];
         if (block->state == BLOCK_RESET || block->refcount == 0) {
-            status = KVBM_ERR_NOT_HELD;
+            status = kvbm__fail(KVBM_ERR_NOT_HELD, "block %u: no reference left to release",
+                                ids[dropped]);
             break;
         }
         block->refcount--;
@@ -578,8 +607,8 @@ static kvbm_status_t check_releasable(kvbm_manager_t *manager, const uint32_t *i
 
 kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
-    if (manager == NULL || (count > 0 && ids == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
     kvbm__mutex_lock(&manager->lock);
     kvbm_status_t status = check_releasable(manager, ids, count);
     if (status != KVBM_OK) {
@@ -606,9 +635,8 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
 kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                  uint32_t *ids_out, size_t *n_matched_out)
 {
-    if (manager == NULL || n_matched_out == NULL ||
-        (count > 0 && (hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL && n_matched_out != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || (hashes != NULL && ids_out != NULL));
     kvbm__mutex_lock(&manager->lock);
     size_t matched = 0;
     for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
@@ -635,8 +663,8 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
 kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
                                         size_t count, size_t *n_matched_out, size_t *n_inactive_out)
 {
-    if (manager == NULL || n_matched_out == NULL || (count > 0 && hashes == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL && n_matched_out != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || hashes != NULL);
     kvbm__mutex_lock(&manager->lock);
     size_t matched = 0, inactive = 0;
     for (; matched < count; matched++) {
@@ -655,9 +683,8 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
 kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                 bool touch, uint32_t *ids_out, size_t *n_found_out)
 {
-    if (manager == NULL || n_found_out == NULL ||
-        (count > 0 && (hashes == NULL || ids_out == NULL)))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL && n_found_out != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || (hashes != NULL && ids_out != NULL));
     kvbm__mutex_lock(&manager->lock);
     size_t found = 0;
     for (size_t i = 0; i < count; i++) {
@@ -677,13 +704,13 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
 
 kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
-    if (manager == NULL || (count > 0 && ids == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
+    kvbm_status_t status = check_ids_in_range(manager, ids, count);
+    if (status != KVBM_OK)
+        return status;
     kvbm__mutex_lock(&manager->lock);
-    if (!ids_in_range(manager, ids, count)) {
-        kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_OUT_OF_RANGE;
-    }
+
     for (size_t i = 0; i < count; i++) {
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
@@ -757,8 +784,7 @@ static void announce_chain(kvbm_manager_t *manager, uint32_t id, uint32_t *stack
 
 kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager)
 {
-    if (manager == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
     uint32_t *stack = malloc(sizeof(uint32_t) * manager->num_blocks);
     if (stack == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -790,12 +816,13 @@ bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash)
 
 kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
 {
-    if (manager == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
     kvbm__mutex_lock(&manager->lock);
     if (manager->active_count > 0) {
+        uint32_t active = manager->active_count;
         kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_BUSY;
+        return kvbm__fail(KVBM_ERR_BUSY, "manager %s: %u blocks are still active", manager->name,
+                          active);
     }
     uint32_t id;
     while (manager->policy->pop_victim(manager->policy_state, &id))

@@ -1,14 +1,16 @@
 /* Metrics export (Prometheus text and JSON), both from KVBM_MANAGER_METRICS_LIST. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
-#include "internal.h"
+#include "core/error.h"
 #include "core/prometheus.h"
+#include "internal.h"
 
 kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out)
 {
-    if (manager == NULL || out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL && out != NULL);
     kvbm_manager_metrics_t m;
     kvbm_manager_metrics(manager, &m);
     char labels[96];
@@ -19,13 +21,15 @@ kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out
         rc = kvbm__prometheus_write(out, #field, #type, help, labels, m.field);
     KVBM_MANAGER_METRICS_LIST(KVBM_PROM_LINE)
 #undef KVBM_PROM_LINE
-    return rc < 0 ? KVBM_ERR_IO : KVBM_OK;
+    if (rc < 0)
+        return kvbm__fail(KVBM_ERR_IO, "writing the metrics of manager %s: %s", manager->name,
+                          strerror(errno));
+    return KVBM_OK;
 }
 
 kvbm_status_t kvbm_manager_metrics_json(kvbm_manager_t *manager, FILE *out)
 {
-    if (manager == NULL || out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL && out != NULL);
     kvbm_manager_metrics_t m;
     kvbm_manager_metrics(manager, &m);
     int rc = fprintf(out, "{\"manager\": \"%s\"", manager->name);
@@ -36,5 +40,8 @@ kvbm_status_t kvbm_manager_metrics_json(kvbm_manager_t *manager, FILE *out)
 #undef KVBM_JSON_FIELD
     if (rc >= 0)
         rc = fprintf(out, "}\n");
-    return rc < 0 ? KVBM_ERR_IO : KVBM_OK;
+    if (rc < 0)
+        return kvbm__fail(KVBM_ERR_IO, "writing the metrics of manager %s: %s", manager->name,
+                          strerror(errno));
+    return KVBM_OK;
 }

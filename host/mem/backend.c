@@ -15,6 +15,7 @@
 #include "backend_ops.h"
 #include "copy_plan.h"
 #include "core/config.h"
+#include "core/error.h"
 
 struct kvbm_backend {
     const kvbm__backend_ops_t *ops; /* immutable after create */
@@ -74,7 +75,8 @@ static kvbm_status_t open_ops(const kvbm__backend_ops_t *ops, const kvbm_backend
                               void **state_out)
 {
     if (ops->version != KVBM_BACKEND_OPS_VERSION)
-        return KVBM_ERR_VERSION;
+        return kvbm__fail(KVBM_ERR_VERSION, "backend %s: ops table version %u, expected %u",
+                          ops->name, ops->version, KVBM_BACKEND_OPS_VERSION);
     return ops->open(config, state_out);
 }
 
@@ -97,10 +99,12 @@ static kvbm_status_t open_backend(kvbm_backend_kind_t kind, const kvbm_backend_c
     kvbm_backend_config_t asked = *config;
     asked.kind = kind;
     kvbm_status_t status = KVBM_ERR_NO_DEVICE;
+    bool tried = false;
     for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
         if (kind != KVBM_BACKEND_AUTO && kind != backends[i].kind)
             continue;
         const kvbm__backend_ops_t *ops = backends[i].ops();
+        tried = true;
         status = open_ops(ops, &asked, state_out);
         if (status == KVBM_OK) {
             *ops_out = ops;
@@ -114,6 +118,9 @@ static kvbm_status_t open_backend(kvbm_backend_kind_t kind, const kvbm_backend_c
         if (kind != KVBM_BACKEND_AUTO || status != KVBM_ERR_NO_DEVICE)
             break;
     }
+    if (!tried)
+        return kvbm__fail(KVBM_ERR_NO_DEVICE, "the %s backend is not built in",
+                          kind == KVBM_BACKEND_CUDA ? "CUDA" : "asked for");
     return status;
 }
 
@@ -130,8 +137,7 @@ kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *caller_config,
                                   kvbm_backend_t **backend_out)
 {
     const kvbm_backend_config_t defaults = KVBM_BACKEND_CONFIG_INIT;
-    if (backend_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(backend_out != NULL);
     kvbm_backend_config_t imported = defaults;
     if (caller_config != NULL) {
         kvbm_status_t status =
@@ -140,10 +146,15 @@ kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *caller_config,
             return status;
     }
     const kvbm_backend_config_t *config = &imported;
-    if ((unsigned)config->kind > KVBM_BACKEND_CUDA ||
-        (unsigned)config->pinned_method > KVBM_PINNED_REGISTER ||
-        (unsigned)config->copy_method > KVBM_COPY_METHOD_PER_REGION)
-        return KVBM_ERR_INVALID_ARG;
+    if ((unsigned)config->kind > KVBM_BACKEND_CUDA)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "backend config: unknown kind %d",
+                          (int)config->kind);
+    if ((unsigned)config->pinned_method > KVBM_PINNED_REGISTER)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "backend config: unknown pinned_method %d",
+                          (int)config->pinned_method);
+    if ((unsigned)config->copy_method > KVBM_COPY_METHOD_PER_REGION)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "backend config: unknown copy_method %d",
+                          (int)config->copy_method);
 
     const kvbm__backend_ops_t *ops = NULL;
     void *state = NULL;
@@ -188,8 +199,7 @@ kvbm_backend_kind_t kvbm_backend_kind(const kvbm_backend_t *backend)
 
 kvbm_status_t kvbm_backend_fail_nth_copy(kvbm_backend_t *backend, uint64_t n)
 {
-    if (backend == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(backend != NULL);
     uint64_t now = atomic_load_explicit(&backend->copy_calls, memory_order_relaxed);
     atomic_store_explicit(&backend->fail_at, n == 0 ? 0 : now + n, memory_order_relaxed);
     return KVBM_OK;
@@ -200,9 +210,9 @@ kvbm_status_t kvbm_backend_fail_nth_copy(kvbm_backend_t *backend, uint64_t n)
 kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, size_t bytes,
                                kvbm_pool_t **pool_out)
 {
-    if (backend == NULL || pool_out == NULL || bytes == 0 ||
-        (kind != KVBM_MEM_DEVICE && kind != KVBM_MEM_HOST))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(backend != NULL && pool_out != NULL);
+    KVBM_REQUIRE_ARG(bytes > 0);
+    KVBM_REQUIRE_ARG(kind == KVBM_MEM_DEVICE || kind == KVBM_MEM_HOST);
     kvbm_pool_t *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -223,9 +233,9 @@ err_free_pool:
 kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void *ptr, size_t bytes,
                              kvbm_pool_t **pool_out)
 {
-    if (backend == NULL || ptr == NULL || pool_out == NULL || bytes == 0 ||
-        (kind != KVBM_MEM_DEVICE && kind != KVBM_MEM_HOST))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(backend != NULL && ptr != NULL && pool_out != NULL);
+    KVBM_REQUIRE_ARG(bytes > 0);
+    KVBM_REQUIRE_ARG(kind == KVBM_MEM_DEVICE || kind == KVBM_MEM_HOST);
     kvbm_pool_t *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -279,7 +289,8 @@ static kvbm_status_t stream_new(kvbm_backend_t *backend, void *native, bool wrap
                                 kvbm_stream_t **stream_out)
 {
     if (backend == NULL || stream_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "%s: bad argument: needs backend and stream_out",
+                          wrap ? "kvbm_stream_wrap" : "kvbm_stream_create");
     kvbm_stream_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -321,15 +332,14 @@ void *kvbm_stream_native(const kvbm_stream_t *stream)
 
 kvbm_status_t kvbm_stream_hold(kvbm_stream_t *stream, bool hold)
 {
-    if (stream == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(stream != NULL);
     return stream->backend->ops->stream_hold(stream->backend->state, stream->impl, hold);
 }
 
 kvbm_status_t kvbm_stream_wait_fence(kvbm_stream_t *stream, kvbm_fence_t *fence)
 {
-    if (stream == NULL || fence == NULL || stream->backend != fence->backend)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(stream != NULL && fence != NULL);
+    KVBM_REQUIRE_ARG(stream->backend == fence->backend);
     return stream->backend->ops->stream_wait_fence(stream->backend->state, stream->impl,
                                                    fence->impl);
 }
@@ -338,8 +348,7 @@ kvbm_status_t kvbm_stream_wait_fence(kvbm_stream_t *stream, kvbm_fence_t *fence)
 
 kvbm_status_t kvbm_fence_create(kvbm_backend_t *backend, kvbm_fence_t **fence_out)
 {
-    if (backend == NULL || fence_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(backend != NULL && fence_out != NULL);
     kvbm_fence_t *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -365,23 +374,34 @@ void kvbm_fence_destroy(kvbm_fence_t *fence)
 
 kvbm_status_t kvbm_fence_record(kvbm_fence_t *fence, kvbm_stream_t *stream)
 {
-    if (fence == NULL || stream == NULL || fence->backend != stream->backend)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(fence != NULL && stream != NULL);
+    KVBM_REQUIRE_ARG(fence->backend == stream->backend);
     return fence->backend->ops->fence_record(fence->backend->state, fence->impl, stream->impl);
+}
+
+/* A copy that failed while it ran is reported by its fence, on the thread
+ * that waits on or queries it: that thread gets the reason too (a runtime
+ * error behind it was recorded by the backend's check as it surfaced). */
+static kvbm_status_t fence_outcome(const kvbm_fence_t *fence, kvbm_status_t status)
+{
+    if (status == KVBM_ERR_COPY_FAILED)
+        return kvbm__fail(status, "a copy covered by the fence failed on the %s backend",
+                          fence->backend->ops->name);
+    return status;
 }
 
 kvbm_status_t kvbm_fence_query(kvbm_fence_t *fence)
 {
-    if (fence == NULL)
-        return KVBM_ERR_INVALID_ARG;
-    return fence->backend->ops->fence_query(fence->backend->state, fence->impl);
+    KVBM_REQUIRE_ARG(fence != NULL);
+    return fence_outcome(fence,
+                         fence->backend->ops->fence_query(fence->backend->state, fence->impl));
 }
 
 kvbm_status_t kvbm_fence_wait(kvbm_fence_t *fence)
 {
-    if (fence == NULL)
-        return KVBM_ERR_INVALID_ARG;
-    return fence->backend->ops->fence_wait(fence->backend->state, fence->impl);
+    KVBM_REQUIRE_ARG(fence != NULL);
+    return fence_outcome(fence,
+                         fence->backend->ops->fence_wait(fence->backend->state, fence->impl));
 }
 
 /* ----------------------------------------------------------------- copies */
@@ -390,13 +410,15 @@ kvbm_status_t kvbm_backend_copy(kvbm_backend_t *backend, kvbm_stream_t *stream,
                                 const kvbm_copy_t *copies, size_t n, kvbm_copy_dir_t dir,
                                 kvbm_fence_t *fence)
 {
-    if (backend == NULL || stream == NULL || stream->backend != backend ||
-        (n > 0 && copies == NULL) || (unsigned)dir > KVBM_COPY_H2H ||
-        (fence != NULL && fence->backend != backend))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(backend != NULL && stream != NULL);
+    KVBM_REQUIRE_ARG(stream->backend == backend);
+    KVBM_REQUIRE_ARG(n == 0 || copies != NULL);
+    KVBM_REQUIRE_ARG((unsigned)dir <= KVBM_COPY_H2H);
+    KVBM_REQUIRE_ARG(fence == NULL || fence->backend == backend);
     for (size_t i = 0; i < n; i++) {
         if (copies[i].bytes > 0 && (copies[i].src == NULL || copies[i].dst == NULL))
-            return KVBM_ERR_INVALID_ARG;
+            return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_backend_copy: copy %zu has a NULL %s", i,
+                              copies[i].src == NULL ? "src" : "dst");
     }
     if (n > 0) {
         uint64_t call =
@@ -437,22 +459,34 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
                                                kvbm_pool_t *dst_pool, const uint32_t *dst_ids,
                                                size_t n, kvbm_copy_dir_t dir, kvbm_fence_t *fence)
 {
-    if (backend == NULL || stream == NULL || src_layout == NULL || dst_layout == NULL ||
-        src_pool == NULL || dst_pool == NULL || (n > 0 && (src_ids == NULL || dst_ids == NULL)) ||
-        src_pool->backend != backend || dst_pool->backend != backend ||
-        (unsigned)dir > KVBM_COPY_H2H || !dir_matches(dir, src_pool->kind, dst_pool->kind))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(backend != NULL && stream != NULL);
+    KVBM_REQUIRE_ARG(src_layout != NULL && dst_layout != NULL);
+    KVBM_REQUIRE_ARG(src_pool != NULL && dst_pool != NULL);
+    KVBM_REQUIRE_ARG(n == 0 || (src_ids != NULL && dst_ids != NULL));
+    KVBM_REQUIRE_ARG(src_pool->backend == backend && dst_pool->backend == backend);
+    KVBM_REQUIRE_ARG((unsigned)dir <= KVBM_COPY_H2H);
+    if (!dir_matches(dir, src_pool->kind, dst_pool->kind))
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "block copy: direction %d does not match the pools (%s to %s)", (int)dir,
+                          src_pool->kind == KVBM_MEM_DEVICE ? "device" : "host",
+                          dst_pool->kind == KVBM_MEM_DEVICE ? "device" : "host");
     kvbm_status_t st = kvbm_layout_compatible(src_layout, dst_layout);
     if (st != KVBM_OK)
         return st;
     if (src_pool->bytes < kvbm_layout_total_bytes(src_layout) ||
         dst_pool->bytes < kvbm_layout_total_bytes(dst_layout))
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "block copy: a pool is smaller than its layout (%zu < %zu or %zu < %zu "
+                          "bytes)",
+                          src_pool->bytes, kvbm_layout_total_bytes(src_layout), dst_pool->bytes,
+                          kvbm_layout_total_bytes(dst_layout));
     uint32_t src_blocks = kvbm_layout_config(src_layout)->num_blocks;
     uint32_t dst_blocks = kvbm_layout_config(dst_layout)->num_blocks;
     for (size_t i = 0; i < n; i++) {
         if (src_ids[i] >= src_blocks || dst_ids[i] >= dst_blocks)
-            return KVBM_ERR_OUT_OF_RANGE;
+            return kvbm__fail(KVBM_ERR_OUT_OF_RANGE,
+                              "block copy %zu: block %u of %u to block %u of %u is out of range", i,
+                              src_ids[i], src_blocks, dst_ids[i], dst_blocks);
     }
     if (n == 0)
         return kvbm_backend_copy(backend, stream, NULL, 0, dir, fence);

@@ -20,6 +20,7 @@
 
 #include "backend_ops.h"
 #include "core/check.h"
+#include "core/error.h"
 
 typedef struct cpu_backend {
     bool synchronous; /* immutable */
@@ -182,7 +183,8 @@ static kvbm_status_t cpu_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t byt
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                    -1, 0);
     if (p == MAP_FAILED)
-        return KVBM_ERR_NO_MEMORY;
+        return kvbm__fail(KVBM_ERR_NO_MEMORY, "CPU backend: mmap of a %zu-byte pool: %s", bytes,
+                          strerror(errno));
     *ptr_out = p;
     *priv_out = NULL;
     return KVBM_OK;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "copy_plan.h"
+#include "core/error.h"
 
 /* The merge rule of message-based plans, for one side. */
 static bool rule_continues(const kvbm__geom_t *geom, const uint32_t *ids, size_t i, size_t unit)
@@ -31,13 +32,19 @@ kvbm_status_t kvbm__copy_plan_build(const kvbm__geom_t *src, const uint32_t *src
 {
     assert(src->region_base != NULL || dst->region_base != NULL);
     if (n == 0 || src->region_count == 0 || dst->region_count == 0)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "copy plan: %zu blocks, %u and %u regions a block (each must be > 0)", n,
+                          src->region_count, dst->region_count);
     size_t unit = src->region_bytes < dst->region_bytes ? src->region_bytes : dst->region_bytes;
     size_t block_bytes;
     if (unit == 0 || src->region_bytes % unit != 0 || dst->region_bytes % unit != 0 ||
         __builtin_mul_overflow(src->region_bytes, (size_t)src->region_count, &block_bytes) ||
         block_bytes != dst->region_bytes * dst->region_count)
-        return KVBM_ERR_INCOMPATIBLE;
+        return kvbm__fail(KVBM_ERR_INCOMPATIBLE,
+                          "copy plan: blocks of %u x %zu and %u x %zu bytes do not match unit for "
+                          "unit",
+                          src->region_count, src->region_bytes, dst->region_count,
+                          dst->region_bytes);
     size_t units = block_bytes / unit, total_bytes;
     if (n > SIZE_MAX / sizeof(kvbm_copy_t) / units ||
         __builtin_mul_overflow(n, block_bytes, &total_bytes))

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "core/error.h"
 #include "geometry.h"
 #include "kvbm/layout.h"
 
@@ -45,40 +46,56 @@ static int round_up_ok(size_t v, size_t align, size_t *out)
 /* sizeof(kvbm_layout_config_t) at each published version (core/config.h). */
 static const size_t layout_config_sizes[] = {sizeof(kvbm_layout_config_t)};
 
+/* A geometry whose sizes do not fit in size_t, recorded. */
+static kvbm_status_t layout_overflow(const kvbm_layout_config_t *c)
+{
+    return kvbm__fail(KVBM_ERR_OVERFLOW,
+                      "layout config: %u blocks x %u layers x %u x %u tokens x %u x %u bytes "
+                      "does not fit in size_t",
+                      c->num_blocks, c->num_layers, c->outer_dim, c->tokens_per_block, c->inner_dim,
+                      c->elem_size);
+}
+
 kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout_t **layout_out)
 {
-    if (config == NULL || layout_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(config != NULL && layout_out != NULL);
     const kvbm_layout_config_t defaults = KVBM_LAYOUT_CONFIG_INIT;
     kvbm_layout_config_t imported;
     kvbm_status_t status = KVBM__CONFIG_IMPORT(config, layout_config_sizes, &defaults, &imported);
     if (status != KVBM_OK)
         return status;
     const kvbm_layout_config_t *c = &imported;
-    if (c->num_blocks == 0 || c->num_layers == 0 || c->outer_dim == 0 || c->tokens_per_block == 0 ||
-        c->inner_dim == 0 || c->elem_size == 0)
-        return KVBM_ERR_INVALID_ARG;
+    const struct {
+        const char *name;
+        uint32_t value;
+    } counts[] = {{"num_blocks", c->num_blocks}, {"num_layers", c->num_layers},
+                  {"outer_dim", c->outer_dim},   {"tokens_per_block", c->tokens_per_block},
+                  {"inner_dim", c->inner_dim},   {"elem_size", c->elem_size}};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+        if (counts[i].value == 0)
+            return kvbm__fail(KVBM_ERR_INVALID_ARG, "layout config: %s is 0", counts[i].name);
     if (c->alignment == 0 || (c->alignment & (c->alignment - 1)) != 0)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "layout config: alignment %zu is not a power of two", c->alignment);
     if (c->kind != KVBM_LAYOUT_FULLY_CONTIGUOUS && c->kind != KVBM_LAYOUT_LAYER_SEPARATE)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "layout config: unknown kind %d", (int)c->kind);
 
     kvbm_layout_t l;
     memset(&l, 0, sizeof(l));
     l.config = *c;
     size_t t;
     if (!mul_ok(c->tokens_per_block, c->inner_dim, &t) || !mul_ok(t, c->elem_size, &l.chunk))
-        return KVBM_ERR_OVERFLOW;
+        return layout_overflow(c);
     size_t lo; /* chunks per block */
     if (!mul_ok(c->num_layers, c->outer_dim, &lo))
-        return KVBM_ERR_OVERFLOW;
+        return layout_overflow(c);
 
     if (c->kind == KVBM_LAYOUT_FULLY_CONTIGUOUS) {
         l.n_regions = 1;
         if (!mul_ok(lo, l.chunk, &l.region_bytes) ||
             !round_up_ok(l.region_bytes, c->alignment, &l.block_stride) ||
             !mul_ok(l.block_stride, c->num_blocks, &l.total))
-            return KVBM_ERR_OVERFLOW;
+            return layout_overflow(c);
         l.layer_stride = l.chunk * c->outer_dim;
         l.plane_stride = l.chunk;
     } else if (c->outer_contiguous) {
@@ -87,7 +104,7 @@ kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout
             !round_up_ok(l.region_bytes, c->alignment, &l.block_stride) ||
             !mul_ok(l.block_stride, c->num_blocks, &l.layer_stride) ||
             !mul_ok(l.layer_stride, c->num_layers, &l.total))
-            return KVBM_ERR_OVERFLOW;
+            return layout_overflow(c);
         l.plane_stride = l.chunk;
     } else {
         l.n_regions = lo;
@@ -96,17 +113,17 @@ kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout
             !mul_ok(l.block_stride, c->num_blocks, &l.plane_stride) ||
             !mul_ok(l.plane_stride, c->outer_dim, &l.layer_stride) ||
             !mul_ok(l.layer_stride, c->num_layers, &l.total))
-            return KVBM_ERR_OVERFLOW;
+            return layout_overflow(c);
     }
     /* Data bytes of a block must fit too (used by callers to size buffers). */
     size_t block_bytes;
     if (!mul_ok(lo, l.chunk, &block_bytes))
-        return KVBM_ERR_OVERFLOW;
+        return layout_overflow(c);
 
     size_t geom_bytes;
     if (lo > UINT32_MAX || !mul_ok(lo, sizeof(size_t), &geom_bytes) ||
         geom_bytes > SIZE_MAX - sizeof(l))
-        return KVBM_ERR_OVERFLOW;
+        return layout_overflow(c);
     kvbm_layout_t *out = malloc(sizeof(l) + geom_bytes);
     if (out == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -213,11 +230,13 @@ void kvbm__layout_geom(const kvbm_layout_t *layout, void *base, char **bases,
 kvbm_status_t kvbm_layout_offset(const kvbm_layout_t *layout, uint32_t block, uint32_t layer,
                                  uint32_t outer, size_t *offset_out)
 {
-    if (layout == NULL || offset_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(layout != NULL && offset_out != NULL);
     const kvbm_layout_config_t *c = &layout->config;
     if (block >= c->num_blocks || layer >= c->num_layers || outer >= c->outer_dim)
-        return KVBM_ERR_OUT_OF_RANGE;
+        return kvbm__fail(KVBM_ERR_OUT_OF_RANGE,
+                          "chunk (block %u, layer %u, outer %u) is outside a layout of %u blocks, "
+                          "%u layers, outer dim %u",
+                          block, layer, outer, c->num_blocks, c->num_layers, c->outer_dim);
     *offset_out = chunk_offset(layout, block, layer, outer);
     return KVBM_OK;
 }
@@ -225,8 +244,7 @@ kvbm_status_t kvbm_layout_offset(const kvbm_layout_t *layout, uint32_t block, ui
 kvbm_status_t kvbm_layout_address(const kvbm_layout_t *layout, void *base, uint32_t block,
                                   uint32_t layer, uint32_t outer, void **addr_out)
 {
-    if (base == NULL || addr_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(base != NULL && addr_out != NULL);
     size_t off;
     kvbm_status_t st = kvbm_layout_offset(layout, block, layer, outer, &off);
     if (st != KVBM_OK)
@@ -238,13 +256,15 @@ kvbm_status_t kvbm_layout_address(const kvbm_layout_t *layout, void *base, uint3
 kvbm_status_t kvbm_layout_block_regions(const kvbm_layout_t *layout, uint32_t block,
                                         kvbm_region_t *regions, size_t capacity, size_t *count_out)
 {
-    if (layout == NULL || regions == NULL || count_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(layout != NULL && regions != NULL && count_out != NULL);
     const kvbm_layout_config_t *c = &layout->config;
     if (block >= c->num_blocks)
-        return KVBM_ERR_OUT_OF_RANGE;
+        return kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", block,
+                          c->num_blocks);
     if (capacity < layout->n_regions)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "kvbm_layout_block_regions: capacity %zu, a block has %zu regions",
+                          capacity, layout->n_regions);
     if (c->kind == KVBM_LAYOUT_FULLY_CONTIGUOUS) {
         regions[0].offset = chunk_offset(layout, block, 0, 0);
         regions[0].bytes = layout->region_bytes;
@@ -268,12 +288,16 @@ kvbm_status_t kvbm_layout_block_regions(const kvbm_layout_t *layout, uint32_t bl
 
 kvbm_status_t kvbm_layout_compatible(const kvbm_layout_t *a, const kvbm_layout_t *b)
 {
-    if (a == NULL || b == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(a != NULL && b != NULL);
     const kvbm_layout_config_t *x = &a->config, *y = &b->config;
     if (x->num_layers != y->num_layers || x->outer_dim != y->outer_dim ||
         x->tokens_per_block != y->tokens_per_block || x->inner_dim != y->inner_dim ||
         x->elem_size != y->elem_size)
-        return KVBM_ERR_INCOMPATIBLE;
+        return kvbm__fail(KVBM_ERR_INCOMPATIBLE,
+                          "layouts differ: %u/%u layers, outer dim %u/%u, %u/%u tokens per block, "
+                          "inner dim %u/%u, element %u/%u bytes",
+                          x->num_layers, y->num_layers, x->outer_dim, y->outer_dim,
+                          x->tokens_per_block, y->tokens_per_block, x->inner_dim, y->inner_dim,
+                          x->elem_size, y->elem_size);
     return KVBM_OK;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "core/config.h"
+#include "core/error.h"
 #include "ghost.h"
 
 #define LENGTH_BUCKETS 8 /* log2 of the request length: 1, 2-3, ..., 128+ */
@@ -46,8 +47,8 @@ static const size_t admission_config_sizes[] = {sizeof(kvbm_admission_config_t)}
 kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *caller_config,
                                     kvbm_admission_t **admission_out)
 {
-    if (caller_config == NULL || admission_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(caller_config != NULL);
+    KVBM_REQUIRE_ARG(admission_out != NULL);
     const kvbm_admission_config_t defaults = KVBM_ADMISSION_CONFIG_INIT;
     kvbm_admission_config_t imported;
     kvbm_status_t status =
@@ -55,9 +56,14 @@ kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *caller_config
     if (status != KVBM_OK)
         return status;
     const kvbm_admission_config_t *config = &imported;
-    if (config->g1_blocks == 0 || config->g2_blocks == 0 || !isfinite(config->keep_ratio) ||
-        config->keep_ratio < 0.0)
-        return KVBM_ERR_INVALID_ARG;
+    if (config->g1_blocks == 0 || config->g2_blocks == 0)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "admission config: g1_blocks %u and g2_blocks %u must both be >= 1",
+                          config->g1_blocks, config->g2_blocks);
+    if (!isfinite(config->keep_ratio) || config->keep_ratio < 0.0)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "admission config: keep_ratio %g is not a finite number >= 0",
+                          config->keep_ratio);
     kvbm_admission_t *a = calloc(1, sizeof(*a));
     if (a == NULL)
         return KVBM_ERR_NO_MEMORY;

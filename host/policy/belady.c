@@ -14,7 +14,9 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "core/error.h"
 #include "ignore_hint.h"
+
 #include "kvbm/policy.h"
 
 #define POS_NONE UINT32_MAX
@@ -46,7 +48,8 @@ static kvbm_status_t belady_create(const kvbm_policy_config_t *config, uint32_t 
                                    void **state_out)
 {
     if (config->next_use == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "policy belady: policy_config.next_use is NULL (it needs the oracle)");
     belady_policy_t *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <xxhash.h>
 
+#include "core/error.h"
+
 #define COUNTERS_PER_WORD 16u
 
 /*
@@ -33,7 +35,8 @@ static uint32_t counter_get(const kvbm__freq_sketch_t *sketch, uint32_t row, uin
 kvbm_status_t kvbm__freq_sketch_init(kvbm__freq_sketch_t *sketch, uint32_t width)
 {
     if (width > KVBM__FREQ_SKETCH_MAX_WIDTH)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "frequency sketch width %u is above %u", width,
+                          (unsigned)KVBM__FREQ_SKETCH_MAX_WIDTH);
     uint32_t w = COUNTERS_PER_WORD;
     while (w < width)
         w *= 2;

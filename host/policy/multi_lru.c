@@ -27,6 +27,8 @@
  */
 #include <stdlib.h>
 
+#include "core/error.h"
+
 #include "block_list.h"
 #include "freq_sketch.h"
 #include "ignore_hint.h"
@@ -64,10 +66,12 @@ static kvbm_status_t create_levels(const kvbm_policy_config_t *config, uint32_t 
 {
     const uint8_t *t = config->multi_lru_thresholds;
     if (t[0] > t[1] || t[1] > t[2])
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "policy multi-lru: thresholds %u, %u, %u decrease",
+                          t[0], t[1], t[2]);
     uint32_t width = config->sketch_width != 0 ? config->sketch_width : capacity;
     if (width > KVBM__FREQ_SKETCH_MAX_WIDTH)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "policy multi-lru: sketch width %u is above %u",
+                          width, (unsigned)KVBM__FREQ_SKETCH_MAX_WIDTH);
 
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     multi_lru_policy_t *p = calloc(1, sizeof(*p));

@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "core/check.h"
+#include "core/error.h"
 #include "core/log.h"
 
 /* Domain of every tag, and the BLAKE2b key that turns a secret into the
@@ -20,8 +21,10 @@ static kvbm_status_t read_secret_file(const char *path, unsigned char *buf, size
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
-        kvbm__log(KVBM_LOG_ERROR, "secret file %s: %s", path, strerror(errno));
-        return errno == ENOENT || errno == ELOOP ? KVBM_ERR_INVALID_ARG : KVBM_ERR_IO;
+        int err = errno;
+        kvbm__log(KVBM_LOG_ERROR, "secret file %s: %s", path, strerror(err));
+        return kvbm__fail(err == ENOENT || err == ELOOP ? KVBM_ERR_INVALID_ARG : KVBM_ERR_IO,
+                          "secret file %s: %s", path, strerror(err));
     }
     kvbm_status_t status = KVBM_OK;
     struct stat st;
@@ -34,13 +37,17 @@ static kvbm_status_t read_secret_file(const char *path, unsigned char *buf, size
                   "secret file %s refused: not a regular file, or the group or others may "
                   "access it (chmod 600)",
                   path);
-        status = KVBM_ERR_INVALID_ARG;
+        status = kvbm__fail(KVBM_ERR_INVALID_ARG,
+                            "secret file %s: not a regular file, or the group or others may "
+                            "access it (chmod 600)",
+                            path);
         goto close_fd;
     }
     if (st.st_size < (off_t)KVBM__AUTH_SECRET_MIN || st.st_size > (off_t)KVBM__AUTH_SECRET_MAX) {
         kvbm__log(KVBM_LOG_ERROR, "secret file %s refused: %lld bytes, not %u..%u", path,
                   (long long)st.st_size, KVBM__AUTH_SECRET_MIN, KVBM__AUTH_SECRET_MAX);
-        status = KVBM_ERR_INVALID_ARG;
+        status = kvbm__fail(KVBM_ERR_INVALID_ARG, "secret file %s: %lld bytes, not %u..%u", path,
+                            (long long)st.st_size, KVBM__AUTH_SECRET_MIN, KVBM__AUTH_SECRET_MAX);
         goto close_fd;
     }
     size_t have = 0, want = (size_t)st.st_size;
@@ -64,9 +71,11 @@ kvbm_status_t kvbm__auth_init(const void *secret, size_t secret_len, const char 
                               kvbm__auth_t *auth_out)
 {
     if (secret != NULL && secret_file != NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer config: secret and secret_file are both set (one at most)");
     if (secret == NULL && secret_len != 0)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "xfer config: secret_len %zu without a secret",
+                          secret_len);
     if (sodium_init() < 0) {
         kvbm__log(KVBM_LOG_ERROR, "libsodium failed to initialise");
         return KVBM_ERR_INTERNAL;
@@ -91,7 +100,10 @@ kvbm_status_t kvbm__auth_init(const void *secret, size_t secret_len, const char 
     if (len < KVBM__AUTH_SECRET_MIN) {
         kvbm__log(KVBM_LOG_ERROR, "secret refused: %zu bytes, at least %u needed", len,
                   KVBM__AUTH_SECRET_MIN);
-        status = KVBM_ERR_INVALID_ARG;
+        status = kvbm__fail(KVBM_ERR_INVALID_ARG,
+                            "xfer config: a secret of %zu bytes, at least %u "
+                            "needed",
+                            len, KVBM__AUTH_SECRET_MIN);
     } else {
         auth.keyed = true;
         crypto_generichash(auth.key, sizeof(auth.key), bytes, len,

@@ -43,8 +43,7 @@
 kvbm_status_t kvbm_xfer_rendezvous_create(const char *host, uint16_t port,
                                           kvbm_xfer_rendezvous_t **rendezvous_out)
 {
-    if (rendezvous_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(rendezvous_out != NULL);
     kvbm__addr_t addr;
     kvbm_status_t status = kvbm__addr_parse(host, port, &addr);
     if (status != KVBM_OK)
@@ -130,7 +129,8 @@ static kvbm_status_t peer_addr(const kvbm_xfer_t *xfer, const kvbm__wire_desc_t 
     if (!xfer->auth.keyed && !kvbm__addr_is_loopback(&addr)) {
         kvbm__log(KVBM_LOG_ERROR, "rank %d is not on loopback, and this rank has no secret",
                   desc->rank);
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "rank %d is not on loopback, and this rank has no secret", desc->rank);
     }
     *addr_out = addr;
     return KVBM_OK;

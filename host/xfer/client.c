@@ -12,6 +12,7 @@
  * connection is closed at once (the peer sees it and frees what it held)
  * and the next request opens a fresh one.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -20,6 +21,7 @@
 
 #include "core/check.h"
 #include "core/clock.h"
+#include "core/error.h"
 #include "fault.h"
 #include "object.h"
 
@@ -265,10 +267,14 @@ static void client_raw(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_r
     res->status = res->in_sync ? (kvbm_status_t)hdr.status : KVBM_ERR_PARSE;
 }
 
+/* Completes a request; a failure keeps the reason the worker recorded for it
+ * (kvbm__error_clear before each request), if any. */
 static void req_complete(kvbm_xfer_req_t *req, kvbm_status_t status, uint32_t *ids, size_t n)
 {
     kvbm__mutex_lock(&req->lock);
     req->status = status;
+    if (status != KVBM_OK)
+        snprintf(req->reason, sizeof(req->reason), "%s", kvbm_last_error());
     req->result_ids = ids;
     req->n_result = n;
     req->done = true;
@@ -396,6 +402,7 @@ void *kvbm__xfer_worker_main(void *arg)
         if (p->head == NULL)
             p->tail = NULL;
         kvbm__mutex_unlock(&xfer->lock);
+        kvbm__error_clear();
         worker_run(xfer, req);
         kvbm__mutex_lock(&xfer->lock);
     }

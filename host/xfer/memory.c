@@ -31,8 +31,10 @@ static kvbm_status_t check_geom(const kvbm__geom_t *geom, kvbm_manager_t *manage
         return KVBM_ERR_OVERFLOW;
     kvbm_pool_counts_t counts;
     kvbm_manager_counts(manager, &counts);
-    if (counts.total > geom->num_blocks)
-        return KVBM_ERR_INVALID_ARG; /* the manager's ids must index the slab */
+    if (counts.total > geom->num_blocks) /* the manager's ids must index the slab */
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer memory: %u blocks, fewer than the manager's %zu", geom->num_blocks,
+                          counts.total);
     return KVBM_OK;
 }
 
@@ -43,10 +45,16 @@ kvbm_status_t kvbm__xfer_memory_check(const kvbm_xfer_memory_t *mem, kvbm_xfer_m
         mem->region_count > KVBM_XFER_MAX_REGIONS ||
         mem->region_bytes < KVBM__XFER_MIN_REGION_BYTES || mem->block_stride < mem->region_bytes ||
         mem->region_base == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer memory: kind %d (this transport's: %d), %u blocks, %u regions "
+                          "(1..%u) of %zu bytes (at least %u), stride %zu, region_base %s",
+                          (int)mem->kind, (int)kind, mem->num_blocks, mem->region_count,
+                          KVBM_XFER_MAX_REGIONS, mem->region_bytes,
+                          (unsigned)KVBM__XFER_MIN_REGION_BYTES, mem->block_stride,
+                          mem->region_base == NULL ? "NULL" : "set");
     for (uint32_t r = 0; r < mem->region_count; r++)
         if (mem->region_base[r] == NULL)
-            return KVBM_ERR_INVALID_ARG;
+            return kvbm__fail(KVBM_ERR_INVALID_ARG, "xfer memory: region_base[%u] is NULL", r);
     kvbm__geom_t geom = {.num_blocks = mem->num_blocks, .block_stride = mem->block_stride};
     return check_geom(&geom, manager);
 }

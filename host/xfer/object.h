@@ -24,6 +24,7 @@
 
 #include "auth.h"
 #include "counters.h"
+#include "core/error.h"
 #include "kvbm/xfer.h"
 #include "mem/copy_plan.h"
 #include "mem/geometry.h"
@@ -59,12 +60,13 @@ struct kvbm_xfer_req {
     const void *raw_buf;
     size_t raw_bytes;
 
-    /* Guards done, status, result_ids, n_result, claimed. Leaf lock. */
+    /* Guards done, status, reason, result_ids, n_result, claimed. Leaf lock. */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool done;
     kvbm_status_t status;
-    uint32_t *result_ids; /* push: remote ids; pull: local ids */
+    char reason[KVBM__ERROR_MAX]; /* why it failed ("" if not known), for kvbm_xfer_req_wait */
+    uint32_t *result_ids;         /* push: remote ids; pull: local ids */
     size_t n_result;
     bool claimed; /* pull: the caller took the references (req_blocks) */
 

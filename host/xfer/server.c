@@ -303,7 +303,7 @@ static kvbm_status_t serve_raw(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t *
     uint64_t bytes = hdr->arg;
     kvbm_status_t ready = gate;
     if (ready == KVBM_OK && (bytes == 0 || bytes > KVBM__XFER_RAW_MAX_BYTES))
-        ready = KVBM_ERR_INVALID_ARG;
+        ready = KVBM_ERR_INVALID_ARG; /* reason: answered to the peer, not this thread's caller */
     /* This rank's configured scratch, whatever the message's size. */
     if (ready == KVBM_OK && conn->scratch == NULL)
         ready = xfer->ops->scratch_alloc(xfer, xfer->raw_scratch_bytes, &conn->scratch);

@@ -19,6 +19,7 @@
 
 #include "core/check.h"
 #include "core/clock.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "socket_io.h"
 
@@ -56,18 +57,19 @@ kvbm_status_t kvbm__addr_parse(const char *host, uint16_t port, kvbm__addr_t *ad
     snprintf(service, sizeof(service), "%u", (unsigned)port);
     if (getaddrinfo(host, service, &hints, &res) != 0 || res == NULL) {
         kvbm__log(KVBM_LOG_ERROR, "'%s' is not a numeric IPv4 or IPv6 address", host);
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "'%s' is not a numeric IPv4 or IPv6 address", host);
     }
-    kvbm_status_t status = KVBM_ERR_INVALID_ARG;
-    if ((res->ai_family == AF_INET || res->ai_family == AF_INET6) &&
-        res->ai_addrlen <= sizeof(addr_out->ss)) {
+    bool usable = (res->ai_family == AF_INET || res->ai_family == AF_INET6) &&
+                  res->ai_addrlen <= sizeof(addr_out->ss);
+    if (usable) {
         memset(addr_out, 0, sizeof(*addr_out));
         memcpy(&addr_out->ss, res->ai_addr, res->ai_addrlen);
         addr_out->len = res->ai_addrlen;
-        status = KVBM_OK;
     }
     freeaddrinfo(res);
-    return status;
+    if (!usable)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "'%s' is not an IPv4 or IPv6 address", host);
+    return KVBM_OK;
 }
 
 bool kvbm__addr_is_loopback(const kvbm__addr_t *addr)

@@ -28,6 +28,7 @@
 #include "core/check.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "core/prometheus.h"
 #include "fault.h"
@@ -62,7 +63,7 @@ static kvbm_status_t ops_for(kvbm_xfer_transport_t transport, const kvbm__xfer_o
 kvbm_status_t kvbm_xfer_transport_probe(kvbm_xfer_transport_t transport)
 {
     if (transport != KVBM_XFER_SOCKET && transport != KVBM_XFER_NCCL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "unknown transport %d", (int)transport);
     const kvbm__xfer_ops_t *ops = NULL;
     kvbm_status_t status = ops_for(transport, &ops);
     if (status != KVBM_OK)
@@ -89,7 +90,9 @@ kvbm_status_t kvbm__xfer_plan_raw(const void *src, void *scratch, size_t scratch
 {
     if (bytes == 0 || bytes > KVBM__XFER_RAW_MAX_BYTES ||
         (scratch != NULL && (scratch_bytes == 0 || scratch_bytes % KVBM__XFER_RAW_CHUNK_BYTES)))
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(
+            KVBM_ERR_INVALID_ARG, "raw message of %llu bytes (1..%llu) into a %zu-byte scratch",
+            (unsigned long long)bytes, (unsigned long long)KVBM__XFER_RAW_MAX_BYTES, scratch_bytes);
     size_t count = (size_t)((bytes + KVBM__XFER_RAW_CHUNK_BYTES - 1) / KVBM__XFER_RAW_CHUNK_BYTES);
     kvbm_copy_t *pieces = malloc(count * sizeof(*pieces));
     if (pieces == NULL)
@@ -161,29 +164,39 @@ static kvbm_status_t import_config(const kvbm_xfer_config_t *caller, kvbm_xfer_c
                                    const kvbm__xfer_ops_t **ops_out)
 {
     if (caller == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_xfer_create: config is NULL");
     const kvbm_xfer_config_t defaults = KVBM_XFER_CONFIG_INIT;
     kvbm_status_t import = KVBM__CONFIG_IMPORT(caller, xfer_config_sizes, &defaults, config);
     if (import != KVBM_OK)
         return import;
     if (config->transport != KVBM_XFER_SOCKET && config->transport != KVBM_XFER_NCCL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "xfer config: unknown transport %d",
+                          (int)config->transport);
     const kvbm__xfer_ops_t *ops = NULL;
     kvbm_status_t installed = ops_for(config->transport, &ops);
     if (installed != KVBM_OK)
         return installed;
     if (config->size < 1 || config->size > KVBM_XFER_MAX_RANKS || config->rank < 0 ||
-        config->rank >= config->size || config->timeout_ms == 0 || config->manager == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        config->rank >= config->size)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer config: rank %d of size %d (size 1..%d, rank 0..size-1)",
+                          config->rank, config->size, KVBM_XFER_MAX_RANKS);
+    if (config->timeout_ms == 0 || config->manager == NULL)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "xfer config: %s",
+                          config->manager == NULL ? "manager is NULL" : "timeout_ms is 0");
     if ((config->nccl_comm != NULL || config->engine_stream != NULL) &&
         config->transport != KVBM_XFER_NCCL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer config: nccl_comm or engine_stream set for a transport other "
+                          "than NCCL");
     if (config->rank != 0 && config->rendezvous != NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer config: rendezvous is set on rank %d (rank 0 only)", config->rank);
     if (config->size > 1 && config->rank != 0 && config->rendezvous_port == 0)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "xfer config: rank %d needs rendezvous_port (rank 0's)", config->rank);
     if (config->layout != NULL && config->layout_base == NULL)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "xfer config: layout is set, layout_base is NULL");
     if (config->layout == NULL) {
         kvbm_status_t status =
             kvbm__xfer_memory_check(&config->memory, ops->mem_kind, config->manager);
@@ -216,7 +229,8 @@ static kvbm_status_t check_addresses(kvbm_xfer_t *xfer, const kvbm_xfer_config_t
         (config->listen_host != NULL && !kvbm__addr_is_loopback(&listen))) {
         kvbm__log(KVBM_LOG_ERROR, "transfers beyond loopback need a secret (config.secret or "
                                   "config.secret_file)");
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "xfer config: transfers beyond loopback need a "
+                                                "secret (config.secret or config.secret_file)");
     }
     return KVBM_OK;
 }
@@ -335,8 +349,7 @@ static void destroy_sync(kvbm_xfer_t *xfer)
 kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfer_t **xfer_out)
 {
     const kvbm__xfer_ops_t *ops = NULL;
-    if (xfer_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(xfer_out != NULL);
     kvbm_xfer_config_t imported;
     kvbm_status_t status = import_config(caller_config, &imported, &ops);
     if (status != KVBM_OK)
@@ -430,8 +443,7 @@ int kvbm_xfer_size(const kvbm_xfer_t *xfer)
 
 kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer)
 {
-    if (xfer == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(xfer != NULL);
     kvbm__wire_hdr_t hdr;
     kvbm__wire_hdr_init(&hdr, KVBM__MSG_BARRIER, KVBM_OK, 0);
     /* Ranks reach the barrier at different times; allow one timeout per rank. */
@@ -459,8 +471,7 @@ kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer)
 
 kvbm_status_t kvbm_xfer_stats(const kvbm_xfer_t *xfer, kvbm_xfer_stats_t *stats_out)
 {
-    if (xfer == NULL || stats_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(xfer != NULL && stats_out != NULL);
     kvbm_xfer_stats_t stats;
 #define KVBM__STATS_READ(field, type, help)                                                        \
     stats.field = atomic_load_explicit(&xfer->counters.field, memory_order_relaxed);
@@ -473,8 +484,7 @@ kvbm_status_t kvbm_xfer_stats(const kvbm_xfer_t *xfer, kvbm_xfer_stats_t *stats_
 kvbm_status_t kvbm_xfer_stats_prometheus(const kvbm_xfer_t *xfer, FILE *out)
 {
     kvbm_xfer_stats_t s;
-    if (out == NULL || kvbm_xfer_stats(xfer, &s) != KVBM_OK)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(out != NULL && kvbm_xfer_stats(xfer, &s) == KVBM_OK);
     char labels[32];
     snprintf(labels, sizeof(labels), "rank=\"%d\"", xfer->rank);
     int rc = 0;
@@ -489,8 +499,7 @@ kvbm_status_t kvbm_xfer_stats_prometheus(const kvbm_xfer_t *xfer, FILE *out)
 kvbm_status_t kvbm_xfer_stats_json(const kvbm_xfer_t *xfer, FILE *out)
 {
     kvbm_xfer_stats_t s;
-    if (out == NULL || kvbm_xfer_stats(xfer, &s) != KVBM_OK)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(out != NULL && kvbm_xfer_stats(xfer, &s) == KVBM_OK);
     int rc = fprintf(out, "{\"rank\": %d", xfer->rank);
 #define KVBM__STATS_JSON(field, type, help)                                                        \
     if (rc >= 0)                                                                                   \
@@ -577,19 +586,27 @@ static kvbm_status_t req_start(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, kvbm_xfe
     return KVBM_OK;
 }
 
-static bool peer_ok(const kvbm_xfer_t *xfer, int peer)
+/* KVBM_ERR_INVALID_ARG, recorded, unless @p peer is another rank. */
+static kvbm_status_t check_peer(const char *call, const kvbm_xfer_t *xfer, int peer)
 {
-    return peer >= 0 && peer < xfer->size && peer != xfer->rank;
+    if (peer >= 0 && peer < xfer->size && peer != xfer->rank)
+        return KVBM_OK;
+    return kvbm__fail(KVBM_ERR_INVALID_ARG, "%s: peer %d is not another rank of 0..%d (this is %d)",
+                      call, peer, xfer->size - 1, xfer->rank);
 }
 
 kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_ids,
                              const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
                              kvbm_xfer_req_t **req_out)
 {
-    if (xfer == NULL || block_ids == NULL || hashes == NULL || req_out == NULL ||
-        !peer_ok(xfer, peer) || count == 0 || count > KVBM_XFER_MAX_BLOCKS ||
-        !kvbm__xfer_ids_below(block_ids, count, xfer->geom.num_blocks))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(xfer != NULL && block_ids != NULL && hashes != NULL && req_out != NULL);
+    kvbm_status_t peer_status = check_peer("kvbm_xfer_push", xfer, peer);
+    if (peer_status != KVBM_OK)
+        return peer_status;
+    KVBM_REQUIRE_ARG(count > 0 && count <= KVBM_XFER_MAX_BLOCKS);
+    if (!kvbm__xfer_ids_below(block_ids, count, xfer->geom.num_blocks))
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_xfer_push: a block id is not below %u",
+                          xfer->geom.num_blocks);
     kvbm_xfer_req_t *req;
     kvbm_status_t status = req_new(KVBM__REQ_PUSH, peer, xfer->manager, &req);
     if (status != KVBM_OK)
@@ -616,9 +633,11 @@ err_req:
 kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes, size_t count,
                              kvbm_xfer_req_t **req_out)
 {
-    if (xfer == NULL || hashes == NULL || req_out == NULL || !peer_ok(xfer, peer) || count == 0 ||
-        count > KVBM_XFER_MAX_BLOCKS)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(xfer != NULL && hashes != NULL && req_out != NULL);
+    kvbm_status_t peer_status = check_peer("kvbm_xfer_pull", xfer, peer);
+    if (peer_status != KVBM_OK)
+        return peer_status;
+    KVBM_REQUIRE_ARG(count > 0 && count <= KVBM_XFER_MAX_BLOCKS);
     kvbm_xfer_req_t *req;
     kvbm_status_t status = req_new(KVBM__REQ_PULL, peer, xfer->manager, &req);
     if (status != KVBM_OK)
@@ -639,9 +658,11 @@ err_req:
 kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, size_t bytes,
                                  kvbm_xfer_req_t **req_out)
 {
-    if (xfer == NULL || buf == NULL || req_out == NULL || !peer_ok(xfer, peer) || bytes == 0 ||
-        bytes > KVBM__XFER_RAW_MAX_BYTES)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(xfer != NULL && buf != NULL && req_out != NULL);
+    kvbm_status_t peer_status = check_peer("kvbm_xfer_send_raw", xfer, peer);
+    if (peer_status != KVBM_OK)
+        return peer_status;
+    KVBM_REQUIRE_ARG(bytes > 0 && bytes <= KVBM__XFER_RAW_MAX_BYTES);
     kvbm_xfer_req_t *req;
     kvbm_status_t status = req_new(KVBM__REQ_RAW, peer, xfer->manager, &req);
     if (status != KVBM_OK)
@@ -653,13 +674,17 @@ kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, s
 
 kvbm_status_t kvbm_xfer_req_wait(kvbm_xfer_req_t *req)
 {
-    if (req == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(req != NULL);
+    char reason[KVBM__ERROR_MAX];
     kvbm__mutex_lock(&req->lock);
     while (!req->done)
         kvbm__cond_wait(&req->cond, &req->lock);
     kvbm_status_t status = req->status;
+    memcpy(reason, req->reason, sizeof(reason));
     kvbm__mutex_unlock(&req->lock);
+    if (status != KVBM_OK)
+        return kvbm__fail(status, "transfer with rank %d: %s", req->peer,
+                          reason[0] != '\0' ? reason : kvbm_status_str(status));
     return status;
 }
 
@@ -676,15 +701,16 @@ bool kvbm_xfer_req_done(kvbm_xfer_req_t *req)
 kvbm_status_t kvbm_xfer_req_blocks(kvbm_xfer_req_t *req, uint32_t *ids_out, size_t capacity,
                                    size_t *count_out)
 {
-    if (req == NULL || count_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(req != NULL && count_out != NULL);
     kvbm_status_t status = KVBM_OK;
     kvbm__mutex_lock(&req->lock);
     if (!req->done || req->status != KVBM_OK) {
         status = KVBM_ERR_BAD_STATE;
     } else if (ids_out != NULL) {
         if (capacity < req->n_result) {
-            status = KVBM_ERR_INVALID_ARG;
+            status = kvbm__fail(KVBM_ERR_INVALID_ARG,
+                                "kvbm_xfer_req_blocks: capacity %zu, the request has %zu blocks",
+                                capacity, req->n_result);
         } else {
             if (req->n_result > 0)
                 memcpy(ids_out, req->result_ids, req->n_result * sizeof(*ids_out));

@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kvbm/config_init.h"
+#include "kvbm/export.h"
 #include "kvbm/status.h"
 
 #ifdef __cplusplus
@@ -52,11 +54,32 @@ typedef struct kvbm_admission_config {
     uint32_t min_samples;
 } kvbm_admission_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_ADMISSION_CONFIG_DEFAULTS(X, P)                                                       \
+    X(P, struct_size, sizeof(kvbm_admission_config_t))                                             \
+    X(P, version, KVBM_ADMISSION_CONFIG_VERSION)                                                   \
+    X(P, keep_ratio, 0.65)                                                                         \
+    X(P, min_samples, 32)
+
+#ifdef __cplusplus
+#define KVBM_ADMISSION_CONFIG_INIT                                                                 \
+    KVBM_CONFIG_INIT_CXX(kvbm_admission_config_t, kvbm_admission_config_init)
+#else
 #define KVBM_ADMISSION_CONFIG_INIT                                                                 \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_admission_config_t), .version = KVBM_ADMISSION_CONFIG_VERSION,  \
-        .keep_ratio = 0.65, .min_samples = 32                                                      \
+        KVBM_ADMISSION_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                    \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_ADMISSION_CONFIG_INIT does;
+ *        for C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_admission_config_init(kvbm_admission_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_ADMISSION_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /**
  * @brief Create a filter.
@@ -65,34 +88,35 @@ typedef struct kvbm_admission_config {
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, a capacity of 0, keep_ratio
  *         negative or not finite); KVBM_ERR_VERSION; KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *config,
-                                    kvbm_admission_t **admission_out);
+KVBM_API kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *config,
+                                             kvbm_admission_t **admission_out);
 
 /** @brief Free a filter; NULL is a no-op. */
-void kvbm_admission_destroy(kvbm_admission_t *admission);
+KVBM_API void kvbm_admission_destroy(kvbm_admission_t *admission);
 
 /**
  * @brief A G1 block holding @p hash was matched (one more use of it).
  * Ids at or above g1_blocks are ignored.
  */
-void kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
+KVBM_API void kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
 
 /**
  * @brief @p hash was registered on G1 block @p g1_id (a new use), at
  *        @p position of a request of @p request_blocks blocks (0: unknown).
  */
-void kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
-                               uint32_t request_blocks, uint32_t position);
+KVBM_API void kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                                        uint32_t request_blocks, uint32_t position);
 
 /**
  * @brief G1 evicted block @p g1_id holding @p hash: record it, and say
  *        whether to copy it to G2. Call it for every G1 eviction; when G2
  *        already holds the hash (@p in_g2) it is only recorded (returns false).
  */
-bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash, bool in_g2);
+KVBM_API bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                                     bool in_g2);
 
 /** @brief Evicted blocks the filter refused so far. */
-uint64_t kvbm_admission_refused(const kvbm_admission_t *admission);
+KVBM_API uint64_t kvbm_admission_refused(const kvbm_admission_t *admission);
 
 #ifdef __cplusplus
 }

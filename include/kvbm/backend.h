@@ -50,6 +50,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/config_init.h"
+#include "kvbm/export.h"
 #include "kvbm/layout.h"
 #include "kvbm/status.h"
 
@@ -134,11 +136,32 @@ typedef struct kvbm_backend_config {
     size_t pinned_chunk_bytes;
 } kvbm_backend_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_BACKEND_CONFIG_DEFAULTS(X, P)                                                         \
+    X(P, struct_size, sizeof(kvbm_backend_config_t))                                               \
+    X(P, version, KVBM_BACKEND_CONFIG_VERSION)                                                     \
+    X(P, kind, KVBM_BACKEND_AUTO)                                                                  \
+    X(P, kernel_threshold, 65536) /* 64 KiB */
+
+#ifdef __cplusplus
+#define KVBM_BACKEND_CONFIG_INIT                                                                   \
+    KVBM_CONFIG_INIT_CXX(kvbm_backend_config_t, kvbm_backend_config_init)
+#else
 #define KVBM_BACKEND_CONFIG_INIT                                                                   \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_backend_config_t), .version = KVBM_BACKEND_CONFIG_VERSION,      \
-        .kind = KVBM_BACKEND_AUTO, .kernel_threshold = (size_t)64 * 1024                           \
+        KVBM_BACKEND_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                      \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_BACKEND_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_backend_config_init(kvbm_backend_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_BACKEND_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /** One copy of a batch. */
 typedef struct kvbm_copy {
@@ -164,30 +187,30 @@ typedef struct kvbm_fence kvbm_fence_t;     /**< opaque completion marker */
  *         use; the CUDA error is logged through kvbm_log_set's target);
  *         KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *config,
-                                  kvbm_backend_t **backend_out);
+KVBM_API kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *config,
+                                           kvbm_backend_t **backend_out);
 
 /**
  * @brief Destroy a backend; NULL is a no-op. All its pools, streams and fences
  *        must have been destroyed. No other thread may use it.
  */
-void kvbm_backend_destroy(kvbm_backend_t *backend);
+KVBM_API void kvbm_backend_destroy(kvbm_backend_t *backend);
 
 /** @brief "cpu" or "cuda". Static string. */
-const char *kvbm_backend_name(const kvbm_backend_t *backend);
+KVBM_API const char *kvbm_backend_name(const kvbm_backend_t *backend);
 
 /** @brief The kind actually selected (never AUTO). */
-kvbm_backend_kind_t kvbm_backend_kind(const kvbm_backend_t *backend);
+KVBM_API kvbm_backend_kind_t kvbm_backend_kind(const kvbm_backend_t *backend);
 
 /** @brief Whether the CUDA backend was compiled in. */
-bool kvbm_backend_cuda_built(void);
+KVBM_API bool kvbm_backend_cuda_built(void);
 
 /**
  * @brief Arm fault injection: the @p n-th copy call from now (1-based) fails
  *        when it runs; 0 disarms. Test hook.
  * @return KVBM_OK, KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_backend_fail_nth_copy(kvbm_backend_t *backend, uint64_t n);
+KVBM_API kvbm_status_t kvbm_backend_fail_nth_copy(kvbm_backend_t *backend, uint64_t n);
 
 /* ------------------------------------------------------------------ pools */
 
@@ -198,8 +221,8 @@ kvbm_status_t kvbm_backend_fail_nth_copy(kvbm_backend_t *backend, uint64_t n);
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (bytes 0, bad kind);
  *         KVBM_ERR_NO_MEMORY; KVBM_ERR_DEVICE.
  */
-kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, size_t bytes,
-                               kvbm_pool_t **pool_out);
+KVBM_API kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, size_t bytes,
+                                        kvbm_pool_t **pool_out);
 
 /**
  * @brief Wrap memory the caller owns (an engine's KV tensor) as a pool. The
@@ -208,18 +231,18 @@ kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, si
  *        asynchronous.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void *ptr, size_t bytes,
-                             kvbm_pool_t **pool_out);
+KVBM_API kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void *ptr,
+                                      size_t bytes, kvbm_pool_t **pool_out);
 
 /** @brief Free a pool; NULL is a no-op. No copy may still use it. */
-void kvbm_pool_destroy(kvbm_pool_t *pool);
+KVBM_API void kvbm_pool_destroy(kvbm_pool_t *pool);
 
 /** @brief Base address (a device pointer for CUDA device pools). */
-void *kvbm_pool_ptr(const kvbm_pool_t *pool);
+KVBM_API void *kvbm_pool_ptr(const kvbm_pool_t *pool);
 /** @brief Size in bytes. */
-size_t kvbm_pool_bytes(const kvbm_pool_t *pool);
+KVBM_API size_t kvbm_pool_bytes(const kvbm_pool_t *pool);
 /** @brief Where the pool lives. */
-kvbm_mem_kind_t kvbm_pool_kind(const kvbm_pool_t *pool);
+KVBM_API kvbm_mem_kind_t kvbm_pool_kind(const kvbm_pool_t *pool);
 
 /* ---------------------------------------------------------------- streams */
 
@@ -228,30 +251,31 @@ kvbm_mem_kind_t kvbm_pool_kind(const kvbm_pool_t *pool);
  *        thread with a FIFO queue, or inline execution when synchronous).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_MEMORY; KVBM_ERR_DEVICE.
  */
-kvbm_status_t kvbm_stream_create(kvbm_backend_t *backend, kvbm_stream_t **stream_out);
+KVBM_API kvbm_status_t kvbm_stream_create(kvbm_backend_t *backend, kvbm_stream_t **stream_out);
 
 /**
  * @brief Wrap a native stream the caller owns (CUDA: a cudaStream_t, e.g. the
  *        engine's compute stream). kvbm_stream_destroy() does not destroy it.
  * @return KVBM_OK; KVBM_ERR_UNSUPPORTED (CPU backend); KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_stream_wrap(kvbm_backend_t *backend, void *native, kvbm_stream_t **stream_out);
+KVBM_API kvbm_status_t kvbm_stream_wrap(kvbm_backend_t *backend, void *native,
+                                        kvbm_stream_t **stream_out);
 
 /**
  * @brief Wait for everything enqueued on the stream to finish, then free it.
  *        NULL is a no-op. No other thread may enqueue on it any more.
  */
-void kvbm_stream_destroy(kvbm_stream_t *stream);
+KVBM_API void kvbm_stream_destroy(kvbm_stream_t *stream);
 
 /** @brief The native handle (cudaStream_t for CUDA, NULL for CPU), e.g. for NCCL. */
-void *kvbm_stream_native(const kvbm_stream_t *stream);
+KVBM_API void *kvbm_stream_native(const kvbm_stream_t *stream);
 
 /**
  * @brief Test hook: while held, a CPU stream starts no further queued work
  *        (work already running finishes). Releasing resumes it.
  * @return KVBM_OK; KVBM_ERR_UNSUPPORTED (CUDA, or CPU synchronous mode).
  */
-kvbm_status_t kvbm_stream_hold(kvbm_stream_t *stream, bool hold);
+KVBM_API kvbm_status_t kvbm_stream_hold(kvbm_stream_t *stream, bool hold);
 
 /**
  * @brief Make all work enqueued on @p stream after this call wait until the
@@ -260,7 +284,7 @@ kvbm_status_t kvbm_stream_hold(kvbm_stream_t *stream, bool hold);
  *        make the stream wait.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_DEVICE.
  */
-kvbm_status_t kvbm_stream_wait_fence(kvbm_stream_t *stream, kvbm_fence_t *fence);
+KVBM_API kvbm_status_t kvbm_stream_wait_fence(kvbm_stream_t *stream, kvbm_fence_t *fence);
 
 /* ----------------------------------------------------------------- fences */
 
@@ -268,10 +292,10 @@ kvbm_status_t kvbm_stream_wait_fence(kvbm_stream_t *stream, kvbm_fence_t *fence)
  * @brief Create a fence. A fence never recorded counts as complete.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_MEMORY; KVBM_ERR_DEVICE.
  */
-kvbm_status_t kvbm_fence_create(kvbm_backend_t *backend, kvbm_fence_t **fence_out);
+KVBM_API kvbm_status_t kvbm_fence_create(kvbm_backend_t *backend, kvbm_fence_t **fence_out);
 
 /** @brief Free a fence; NULL is a no-op. Nobody may wait on it any more. */
-void kvbm_fence_destroy(kvbm_fence_t *fence);
+KVBM_API void kvbm_fence_destroy(kvbm_fence_t *fence);
 
 /**
  * @brief Record the fence on a stream: it completes when all work enqueued
@@ -279,7 +303,7 @@ void kvbm_fence_destroy(kvbm_fence_t *fence);
  *        of the copies enqueued since the previous record on that stream.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, other backend); KVBM_ERR_DEVICE.
  */
-kvbm_status_t kvbm_fence_record(kvbm_fence_t *fence, kvbm_stream_t *stream);
+KVBM_API kvbm_status_t kvbm_fence_record(kvbm_fence_t *fence, kvbm_stream_t *stream);
 
 /**
  * @brief Non-blocking completion test of the latest record.
@@ -287,13 +311,13 @@ kvbm_status_t kvbm_fence_record(kvbm_fence_t *fence, kvbm_stream_t *stream);
  *         failed copy covered by the record (KVBM_ERR_COPY_FAILED,
  *         KVBM_ERR_DEVICE); KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_fence_query(kvbm_fence_t *fence);
+KVBM_API kvbm_status_t kvbm_fence_query(kvbm_fence_t *fence);
 
 /**
  * @brief Block until the latest record completes. Many threads may wait at once.
  * @return KVBM_OK, or the copy error as kvbm_fence_query(); KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_fence_wait(kvbm_fence_t *fence);
+KVBM_API kvbm_status_t kvbm_fence_wait(kvbm_fence_t *fence);
 
 /* ----------------------------------------------------------------- copies */
 
@@ -311,9 +335,9 @@ kvbm_status_t kvbm_fence_wait(kvbm_fence_t *fence);
  *         the fence); KVBM_ERR_INVALID_ARG (NULL pointer, bad direction,
  *         object of another backend) with nothing enqueued; KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_backend_copy(kvbm_backend_t *backend, kvbm_stream_t *stream,
-                                const kvbm_copy_t *copies, size_t n, kvbm_copy_dir_t dir,
-                                kvbm_fence_t *fence);
+KVBM_API kvbm_status_t kvbm_backend_copy(kvbm_backend_t *backend, kvbm_stream_t *stream,
+                                         const kvbm_copy_t *copies, size_t n, kvbm_copy_dir_t dir,
+                                         kvbm_fence_t *fence);
 
 /**
  * @brief Copy whole blocks between two pools laid out by one layout: block
@@ -327,11 +351,11 @@ kvbm_status_t kvbm_backend_copy(kvbm_backend_t *backend, kvbm_stream_t *stream,
  *         (NULL, pool too small, direction not matching the pools);
  *         KVBM_ERR_NO_MEMORY. On error nothing is enqueued.
  */
-kvbm_status_t kvbm_backend_copy_blocks(kvbm_backend_t *backend, kvbm_stream_t *stream,
-                                       const kvbm_layout_t *layout, kvbm_pool_t *src_pool,
-                                       const uint32_t *src_ids, kvbm_pool_t *dst_pool,
-                                       const uint32_t *dst_ids, size_t n, kvbm_copy_dir_t dir,
-                                       kvbm_fence_t *fence);
+KVBM_API kvbm_status_t kvbm_backend_copy_blocks(kvbm_backend_t *backend, kvbm_stream_t *stream,
+                                                const kvbm_layout_t *layout, kvbm_pool_t *src_pool,
+                                                const uint32_t *src_ids, kvbm_pool_t *dst_pool,
+                                                const uint32_t *dst_ids, size_t n,
+                                                kvbm_copy_dir_t dir, kvbm_fence_t *fence);
 
 /**
  * @brief As kvbm_backend_copy_blocks() between pools with different layouts
@@ -340,12 +364,11 @@ kvbm_status_t kvbm_backend_copy_blocks(kvbm_backend_t *backend, kvbm_stream_t *s
  *        the copy is made chunk by chunk, merged where adjacent on both sides.
  * @return as kvbm_backend_copy_blocks(), plus KVBM_ERR_INCOMPATIBLE.
  */
-kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_stream_t *stream,
-                                               const kvbm_layout_t *src_layout,
-                                               kvbm_pool_t *src_pool, const uint32_t *src_ids,
-                                               const kvbm_layout_t *dst_layout,
-                                               kvbm_pool_t *dst_pool, const uint32_t *dst_ids,
-                                               size_t n, kvbm_copy_dir_t dir, kvbm_fence_t *fence);
+KVBM_API kvbm_status_t kvbm_backend_copy_blocks_between(
+    kvbm_backend_t *backend, kvbm_stream_t *stream, const kvbm_layout_t *src_layout,
+    kvbm_pool_t *src_pool, const uint32_t *src_ids, const kvbm_layout_t *dst_layout,
+    kvbm_pool_t *dst_pool, const uint32_t *dst_ids, size_t n, kvbm_copy_dir_t dir,
+    kvbm_fence_t *fence);
 
 #ifdef __cplusplus
 }

@@ -64,7 +64,9 @@
 #include <stdio.h>
 
 #include "kvbm/backend.h"
+#include "kvbm/config_init.h"
 #include "kvbm/disk.h"
+#include "kvbm/export.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"
 #include "kvbm/policy.h"
@@ -158,11 +160,31 @@ typedef struct kvbm_cache_config {
     kvbm_event_batcher_t *events_batcher;
 } kvbm_cache_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_CACHE_CONFIG_DEFAULTS(X, P)                                                           \
+    X(P, struct_size, sizeof(kvbm_cache_config_t))                                                 \
+    X(P, version, KVBM_CACHE_CONFIG_VERSION)                                                       \
+    KVBM_LAYOUT_CONFIG_DEFAULTS(X, P layout.)                                                      \
+    KVBM_POLICY_CONFIG_DEFAULTS(X, P policy_config.)
+
+#ifdef __cplusplus
+#define KVBM_CACHE_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_cache_config_t, kvbm_cache_config_init)
+#else
 #define KVBM_CACHE_CONFIG_INIT                                                                     \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_cache_config_t), .version = KVBM_CACHE_CONFIG_VERSION,          \
-        .layout = KVBM_LAYOUT_CONFIG_INIT, .policy_config = KVBM_POLICY_CONFIG_INIT                \
+        KVBM_CACHE_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                        \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_CACHE_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_cache_config_init(kvbm_cache_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_CACHE_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /* X(field, prometheus type, help) */
 #define KVBM_CACHE_METRICS_LIST(X)                                                                 \
@@ -212,11 +234,12 @@ typedef struct kvbm_cache_match_result {
  *         is open elsewhere), KVBM_ERR_IO, KVBM_ERR_UNSUPPORTED (io_uring
  *         asked for and unavailable).
  */
-kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config, kvbm_cache_t **cache_out);
+KVBM_API kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *config,
+                                         kvbm_cache_t **cache_out);
 
 /** @brief Wait for every copy and disk write, then free everything (the G3
  *         file stays on disk). NULL is a no-op. */
-void kvbm_cache_destroy(kvbm_cache_t *cache);
+KVBM_API void kvbm_cache_destroy(kvbm_cache_t *cache);
 
 /**
  * @brief Allocate @p count mutable G1 blocks (all or nothing), offloading the
@@ -226,8 +249,8 @@ void kvbm_cache_destroy(kvbm_cache_t *cache);
  *                     completes once the slabs may be written.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_BLOCKS (nothing changes).
  */
-kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
-                                  kvbm_fence_t *ready);
+KVBM_API kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
+                                           kvbm_fence_t *ready);
 
 /**
  * @brief Longest prefix of @p hashes held in G1 then G2, acquired in G1;
@@ -239,9 +262,9 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
  *         take the G2 hits; checked before anything is taken, so nothing
  *         changes).
  */
-kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                               uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
-                               kvbm_fence_t *ready);
+KVBM_API kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                        uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
+                                        kvbm_fence_t *ready);
 
 /**
  * @brief A whole request in one call: match (G1, then G2 with onboarding),
@@ -250,21 +273,21 @@ kvbm_status_t kvbm_cache_match(kvbm_cache_t *cache, const uint64_t *hashes, size
  *        mutable blocks to fill and register.
  * @return as kvbm_cache_match(); KVBM_ERR_NO_BLOCKS changes nothing.
  */
-kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                                 uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
-                                 kvbm_fence_t *ready);
+KVBM_API kvbm_status_t kvbm_cache_acquire(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                          uint32_t *ids_out, kvbm_cache_match_result_t *result_out,
+                                          kvbm_fence_t *ready);
 
 /** @brief kvbm_manager_register() on G1; in write-through mode also offloads. */
-kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, const uint64_t *hashes,
-                                  size_t count, const kvbm_register_opts_t *opts,
-                                  uint32_t *ids_out);
+KVBM_API kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids,
+                                           const uint64_t *hashes, size_t count,
+                                           const kvbm_register_opts_t *opts, uint32_t *ids_out);
 
 /** @brief kvbm_manager_release() on G1. */
-kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
 
 /** @brief kvbm_manager_scan() on G1 (no onboarding). */
-kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count, bool touch,
-                              uint32_t *ids_out, size_t *n_found_out);
+KVBM_API kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
+                                       bool touch, uint32_t *ids_out, size_t *n_found_out);
 
 /**
  * @brief Wait until the copies that load the given G1 blocks have completed
@@ -272,7 +295,7 @@ kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_
  * @return KVBM_OK; KVBM_ERR_COPY_FAILED (a block's onboarding failed: do not
  *         use its data); KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
 
 /**
  * @brief Drop every cached block of both tiers, after waiting for the copies
@@ -280,7 +303,7 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_BUSY (a G1 block is still
  *         held: nothing is dropped, though the copies were waited for).
  */
-kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache);
+KVBM_API kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache);
 
 /**
  * @brief Resynchronise routers: one batch of AllBlocksCleared, then a
@@ -292,26 +315,26 @@ kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache);
  *        as usual.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_MEMORY (nothing sent).
  */
-kvbm_status_t kvbm_cache_announce(kvbm_cache_t *cache);
+KVBM_API kvbm_status_t kvbm_cache_announce(kvbm_cache_t *cache);
 
 /** @brief Process completed copies without waiting. */
-kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache);
+KVBM_API kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache);
 
 /** @brief Wait for every copy in flight and process it. */
-kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache);
+KVBM_API kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache);
 
 /**
  * @brief Address of G1 block @p id's chunk (layer, outer) in the device pool.
  * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
-                                       uint32_t outer, void **addr_out);
+KVBM_API kvbm_status_t kvbm_cache_block_address(kvbm_cache_t *cache, uint32_t id, uint32_t layer,
+                                                uint32_t outer, void **addr_out);
 
 /** @brief The pool of a tier (G2 is NULL without a host tier; G3 has none). */
-kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier);
+KVBM_API kvbm_pool_t *kvbm_cache_pool(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /** @brief The layout of a tier's pool (G3: NULL). */
-const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
+KVBM_API const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /**
  * @brief The manager of a tier, for counts, metrics, contains() and
@@ -319,29 +342,30 @@ const kvbm_layout_t *kvbm_cache_layout(kvbm_cache_t *cache, kvbm_tier_t tier);
  *        a tier must go through the cache, which keeps both tiers and the
  *        copies consistent.
  */
-kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier);
+KVBM_API kvbm_manager_t *kvbm_cache_manager(kvbm_cache_t *cache, kvbm_tier_t tier);
 
 /** @brief Snapshot of the cache's counters. */
-void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
+KVBM_API void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
 
 /**
  * @brief Snapshot of the disk tier's store metrics.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, or no G3).
  */
-kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache, kvbm_disk_metrics_t *metrics_out);
+KVBM_API kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache,
+                                               kvbm_disk_metrics_t *metrics_out);
 
 /**
  * @brief The disk tier's I/O engine, chosen when the cache was created:
  *        "io_uring+direct", "threads+buffered", ...; NULL without G3.
  */
-const char *kvbm_cache_g3_engine(const kvbm_cache_t *cache);
+KVBM_API const char *kvbm_cache_g3_engine(const kvbm_cache_t *cache);
 
 /**
  * @brief Write the cache's metrics, then every tier's manager metrics
  *        (labelled "g1", "g2", "g3"), then the disk tier's, as Prometheus text.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_IO.
  */
-kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out);
+KVBM_API kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out);
 
 #ifdef __cplusplus
 }

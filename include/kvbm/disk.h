@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/config_init.h"
+#include "kvbm/export.h"
 #include "kvbm/policy.h"
 #include "kvbm/status.h"
 
@@ -99,12 +101,36 @@ typedef struct kvbm_disk_config {
     const kvbm_policy_ops_t *policy;
 } kvbm_disk_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_DISK_CONFIG_DEFAULTS(X, P)                                                            \
+    X(P, struct_size, sizeof(kvbm_disk_config_t))                                                  \
+    X(P, version, KVBM_DISK_CONFIG_VERSION)                                                        \
+    X(P, min_free_bytes, 1ull << 30)                                                               \
+    X(P, tp_size, 1)                                                                               \
+    X(P, direct, true)                                                                             \
+    X(P, queue_depth, 64)                                                                          \
+    X(P, io_threads, 4)                                                                            \
+    X(P, preallocate, true)                                                                        \
+    X(P, staging_blocks, 256)
+
+#ifdef __cplusplus
+#define KVBM_DISK_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_disk_config_t, kvbm_disk_config_init)
+#else
 #define KVBM_DISK_CONFIG_INIT                                                                      \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_disk_config_t), .version = KVBM_DISK_CONFIG_VERSION,            \
-        .min_free_bytes = (uint64_t)1 << 30, .tp_size = 1, .direct = true, .queue_depth = 64,      \
-        .io_threads = 4, .preallocate = true, .staging_blocks = 256                                \
+        KVBM_DISK_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                         \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_DISK_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_disk_config_init(kvbm_disk_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_DISK_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /* X(field, prometheus type, help) */
 #define KVBM_DISK_METRICS_LIST(X)                                                                  \

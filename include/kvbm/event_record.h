@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/export.h"
 #include "kvbm/status.h"
 
 #ifdef __cplusplus
@@ -35,7 +36,7 @@ typedef enum kvbm_medium {
 } kvbm_medium_t;
 
 /** @brief "GPU", "CPU" or "DISK"; NULL for a value outside the enum. */
-const char *kvbm_medium_name(kvbm_medium_t medium);
+KVBM_API const char *kvbm_medium_name(kvbm_medium_t medium);
 
 /**
  * One event: a run of blocks of one tier. The pointers are borrowed: a
@@ -94,21 +95,22 @@ typedef struct kvbm_event_batcher kvbm_event_batcher_t;
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL sink or output);
  *         KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_event_batcher_create(kvbm_event_record_fn sink, void *ctx,
-                                        kvbm_event_batcher_t **batcher_out);
+KVBM_API kvbm_status_t kvbm_event_batcher_create(kvbm_event_record_fn sink, void *ctx,
+                                                 kvbm_event_batcher_t **batcher_out);
 
 /** @brief Free the batcher; records not flushed are lost. NULL is a no-op. */
-void kvbm_event_batcher_destroy(kvbm_event_batcher_t *batcher);
+KVBM_API void kvbm_event_batcher_destroy(kvbm_event_batcher_t *batcher);
 
 /**
  * @brief kvbm_event_record_fn that keeps copies of the records (ctx: the
  *        batcher). If memory runs out, what was kept and then these records
  *        go to the sink at once, in order: nothing is lost, only batching.
  */
-void kvbm_event_batcher_sink(void *batcher, const kvbm_event_record_t *records, size_t count);
+KVBM_API void kvbm_event_batcher_sink(void *batcher, const kvbm_event_record_t *records,
+                                      size_t count);
 
 /** @brief Hands everything kept to the sink in one call (none if nothing). */
-void kvbm_event_batcher_flush(kvbm_event_batcher_t *batcher);
+KVBM_API void kvbm_event_batcher_flush(kvbm_event_batcher_t *batcher);
 
 #ifdef __cplusplus
 }

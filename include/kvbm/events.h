@@ -25,7 +25,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kvbm/config_init.h"
 #include "kvbm/event_record.h"
+#include "kvbm/export.h"
 #include "kvbm/status.h"
 
 #ifdef __cplusplus
@@ -83,14 +85,37 @@ typedef struct kvbm_publisher_config {
     uint32_t max_delay_ms;
 } kvbm_publisher_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_PUBLISHER_CONFIG_DEFAULTS(X, P)                                                       \
+    X(P, struct_size, sizeof(kvbm_publisher_config_t))                                             \
+    X(P, version, KVBM_PUBLISHER_CONFIG_VERSION)                                                   \
+    X(P, endpoint, KVBM_PUBLISHER_DEFAULT_ENDPOINT)                                                \
+    X(P, buffer_steps, KVBM_PUBLISHER_DEFAULT_BUFFER_STEPS)                                        \
+    X(P, hwm, KVBM_PUBLISHER_DEFAULT_HWM)                                                          \
+    X(P, queue_depth, KVBM_PUBLISHER_DEFAULT_QUEUE_DEPTH)                                          \
+    X(P, data_parallel_rank, KVBM_PUBLISHER_NO_RANK)                                               \
+    X(P, linger_ms, 1000)                                                                          \
+    X(P, max_delay_ms, 1)
+
+#ifdef __cplusplus
+#define KVBM_PUBLISHER_CONFIG_INIT                                                                 \
+    KVBM_CONFIG_INIT_CXX(kvbm_publisher_config_t, kvbm_publisher_config_init)
+#else
 #define KVBM_PUBLISHER_CONFIG_INIT                                                                 \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_publisher_config_t), .version = KVBM_PUBLISHER_CONFIG_VERSION,  \
-        .endpoint = KVBM_PUBLISHER_DEFAULT_ENDPOINT,                                               \
-        .buffer_steps = KVBM_PUBLISHER_DEFAULT_BUFFER_STEPS, .hwm = KVBM_PUBLISHER_DEFAULT_HWM,    \
-        .queue_depth = KVBM_PUBLISHER_DEFAULT_QUEUE_DEPTH,                                         \
-        .data_parallel_rank = KVBM_PUBLISHER_NO_RANK, .linger_ms = 1000, .max_delay_ms = 1         \
+        KVBM_PUBLISHER_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                    \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_PUBLISHER_CONFIG_INIT does;
+ *        for C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_publisher_config_init(kvbm_publisher_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_PUBLISHER_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /* X(field, prometheus type, help) */
 #define KVBM_PUBLISHER_METRICS_LIST(X)                                                             \
@@ -123,15 +148,15 @@ typedef struct kvbm_publisher_metrics {
  *         KVBM_ERR_VERSION; KVBM_ERR_NO_MEMORY; KVBM_ERR_IO (an endpoint
  *         could not be bound, e.g. its port is in use; logged once).
  */
-kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *config,
-                                    kvbm_publisher_t **publisher_out);
+KVBM_API kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *config,
+                                             kvbm_publisher_t **publisher_out);
 
 /**
  * @brief Send what is queued (waiting at most linger_ms for the network),
  *        stop the thread, close the sockets, free everything. NULL is a
  *        no-op. No other call may run on it concurrently or after.
  */
-void kvbm_publisher_destroy(kvbm_publisher_t *publisher);
+KVBM_API void kvbm_publisher_destroy(kvbm_publisher_t *publisher);
 
 /**
  * @brief Queue one batch holding the events of @p records, stamped with the
@@ -148,15 +173,16 @@ void kvbm_publisher_destroy(kvbm_publisher_t *publisher);
  *         batch could not be encoded): the batch is dropped, counted, and its
  *         sequence number skipped, so subscribers see the gap.
  */
-kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
-                                     const kvbm_event_record_t *records, size_t count);
+KVBM_API kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
+                                              const kvbm_event_record_t *records, size_t count);
 
 /**
  * @brief kvbm_event_record_fn that publishes: set a manager's or cache's
  *        event sink to it with the publisher as context. Drops are counted
  *        in the publisher's metrics.
  */
-void kvbm_publisher_sink(void *publisher, const kvbm_event_record_t *records, size_t count);
+KVBM_API void kvbm_publisher_sink(void *publisher, const kvbm_event_record_t *records,
+                                  size_t count);
 
 /**
  * @brief A batcher (kvbm/event_record.h) whose flush publishes what it
@@ -171,15 +197,15 @@ void kvbm_publisher_sink(void *publisher, const kvbm_event_record_t *records, si
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL publisher or output);
  *         KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_publisher_batcher_create(kvbm_publisher_t *publisher,
-                                            kvbm_event_batcher_t **batcher_out);
+KVBM_API kvbm_status_t kvbm_publisher_batcher_create(kvbm_publisher_t *publisher,
+                                                     kvbm_event_batcher_t **batcher_out);
 
 /**
  * @brief Wait until every batch queued before this call has been handed to
  *        the PUB socket (not until subscribers received it).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_TIMEOUT after @p timeout_ms.
  */
-kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout_ms);
+KVBM_API kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout_ms);
 
 /**
  * @brief Whether a batch was dropped at the full queue since the last batch
@@ -190,26 +216,27 @@ kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout
  *        (one atomic load, no lock): fit to test after every engine step.
  *        Any thread. False for NULL.
  */
-bool kvbm_publisher_resync_needed(const kvbm_publisher_t *publisher);
+KVBM_API bool kvbm_publisher_resync_needed(const kvbm_publisher_t *publisher);
 
 /** @brief Snapshot of the counters and gauges (zeros for NULL). */
-void kvbm_publisher_metrics(kvbm_publisher_t *publisher, kvbm_publisher_metrics_t *metrics_out);
+KVBM_API void kvbm_publisher_metrics(kvbm_publisher_t *publisher,
+                                     kvbm_publisher_metrics_t *metrics_out);
 
 /**
  * @brief Write the metrics as Prometheus text (`kvbm_events_*`).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_IO.
  */
-kvbm_status_t kvbm_publisher_metrics_prometheus(kvbm_publisher_t *publisher, FILE *out);
+KVBM_API kvbm_status_t kvbm_publisher_metrics_prometheus(kvbm_publisher_t *publisher, FILE *out);
 
 /**
  * @brief The endpoint the PUB socket is bound or connected to, after the
  *        rank offset (for a bound "tcp://\*:0", the port the system chose).
  *        Valid until destroy.
  */
-const char *kvbm_publisher_endpoint(const kvbm_publisher_t *publisher);
+KVBM_API const char *kvbm_publisher_endpoint(const kvbm_publisher_t *publisher);
 
 /** @brief As kvbm_publisher_endpoint() for the replay socket; NULL without one. */
-const char *kvbm_publisher_replay_endpoint(const kvbm_publisher_t *publisher);
+KVBM_API const char *kvbm_publisher_replay_endpoint(const kvbm_publisher_t *publisher);
 
 #ifdef __cplusplus
 }

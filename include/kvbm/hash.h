@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/export.h"
 #include "kvbm/status.h"
 
 #ifdef __cplusplus
@@ -24,10 +25,10 @@ extern "C" {
 #endif
 
 /** @brief Hash of one block's tokens. @param[in] tokens may be NULL when count is 0. */
-uint64_t kvbm_hash_block(const uint32_t *tokens, size_t count, uint64_t seed);
+KVBM_API uint64_t kvbm_hash_block(const uint32_t *tokens, size_t count, uint64_t seed);
 
 /** @brief Sequence hash of a block whose parent has sequence hash @p parent. */
-uint64_t kvbm_hash_sequence(uint64_t parent, uint64_t block_hash, uint64_t seed);
+KVBM_API uint64_t kvbm_hash_sequence(uint64_t parent, uint64_t block_hash, uint64_t seed);
 
 /**
  * @brief Sequence hashes of every complete block of a token run.
@@ -41,8 +42,8 @@ uint64_t kvbm_hash_sequence(uint64_t parent, uint64_t block_hash, uint64_t seed)
  * @return KVBM_OK, or KVBM_ERR_INVALID_ARG (NULL pointer, block_tokens 0);
  *         nothing is written on error.
  */
-kvbm_status_t kvbm_hash_tokens(const uint32_t *tokens, size_t count, uint32_t block_tokens,
-                               uint64_t seed, uint64_t *hashes, size_t *n_hashes_out);
+KVBM_API kvbm_status_t kvbm_hash_tokens(const uint32_t *tokens, size_t count, uint32_t block_tokens,
+                                        uint64_t seed, uint64_t *hashes, size_t *n_hashes_out);
 
 #ifdef __cplusplus
 }

@@ -5,8 +5,10 @@
 #ifndef KVBM_KVBM_H
 #define KVBM_KVBM_H
 
+#include "kvbm/admission.h"
 #include "kvbm/backend.h"
 #include "kvbm/cache.h"
+#include "kvbm/disk.h"
 #include "kvbm/event_record.h"
 #include "kvbm/events.h"
 #include "kvbm/hash.h"

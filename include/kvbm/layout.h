@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/config_init.h"
+#include "kvbm/export.h"
 #include "kvbm/status.h"
 
 #ifdef __cplusplus
@@ -57,12 +59,34 @@ typedef struct kvbm_layout_config {
     bool outer_contiguous;     /**< LAYER_SEPARATE only: K and V of a block adjacent */
 } kvbm_layout_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_LAYOUT_CONFIG_DEFAULTS(X, P)                                                          \
+    X(P, struct_size, sizeof(kvbm_layout_config_t))                                                \
+    X(P, version, KVBM_LAYOUT_CONFIG_VERSION)                                                      \
+    X(P, kind, KVBM_LAYOUT_FULLY_CONTIGUOUS)                                                       \
+    X(P, outer_dim, 2)                                                                             \
+    X(P, elem_size, 2)                                                                             \
+    X(P, alignment, 256)                                                                           \
+    X(P, outer_contiguous, true)
+
+#ifdef __cplusplus
+#define KVBM_LAYOUT_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_layout_config_t, kvbm_layout_config_init)
+#else
 #define KVBM_LAYOUT_CONFIG_INIT                                                                    \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_layout_config_t), .version = KVBM_LAYOUT_CONFIG_VERSION,        \
-        .kind = KVBM_LAYOUT_FULLY_CONTIGUOUS, .outer_dim = 2, .elem_size = 2, .alignment = 256,    \
-        .outer_contiguous = true                                                                   \
+        KVBM_LAYOUT_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                       \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_LAYOUT_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_layout_config_init(kvbm_layout_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_LAYOUT_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /** One contiguous byte range of a pool. */
 typedef struct kvbm_region {
@@ -83,25 +107,26 @@ typedef struct kvbm_layout kvbm_layout_t;
  *         (struct_size/version unknown); KVBM_ERR_OVERFLOW (a size does not fit
  *         in size_t); KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout_t **layout_out);
+KVBM_API kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config,
+                                          kvbm_layout_t **layout_out);
 
 /** @brief Free a layout. NULL is a no-op. No other thread may still use it. */
-void kvbm_layout_destroy(kvbm_layout_t *layout);
+KVBM_API void kvbm_layout_destroy(kvbm_layout_t *layout);
 
 /** @brief The validated configuration the layout was built from. */
-const kvbm_layout_config_t *kvbm_layout_config(const kvbm_layout_t *layout);
+KVBM_API const kvbm_layout_config_t *kvbm_layout_config(const kvbm_layout_t *layout);
 
 /** @brief Bytes a pool must have for this layout. */
-size_t kvbm_layout_total_bytes(const kvbm_layout_t *layout);
+KVBM_API size_t kvbm_layout_total_bytes(const kvbm_layout_t *layout);
 
 /** @brief Bytes of one (block, layer, outer) chunk. */
-size_t kvbm_layout_chunk_bytes(const kvbm_layout_t *layout);
+KVBM_API size_t kvbm_layout_chunk_bytes(const kvbm_layout_t *layout);
 
 /** @brief Data bytes of one block (sum of its regions, padding excluded). */
-size_t kvbm_layout_block_bytes(const kvbm_layout_t *layout);
+KVBM_API size_t kvbm_layout_block_bytes(const kvbm_layout_t *layout);
 
 /** @brief Number of regions kvbm_layout_block_regions() gives per block (1, L or L x O). */
-size_t kvbm_layout_regions_per_block(const kvbm_layout_t *layout);
+KVBM_API size_t kvbm_layout_regions_per_block(const kvbm_layout_t *layout);
 
 /**
  * @brief Offset of the chunk (block, layer, outer) from the pool base.
@@ -109,16 +134,16 @@ size_t kvbm_layout_regions_per_block(const kvbm_layout_t *layout);
  * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE (block, layer or outer too large);
  *         KVBM_ERR_INVALID_ARG (NULL pointer).
  */
-kvbm_status_t kvbm_layout_offset(const kvbm_layout_t *layout, uint32_t block, uint32_t layer,
-                                 uint32_t outer, size_t *offset_out);
+KVBM_API kvbm_status_t kvbm_layout_offset(const kvbm_layout_t *layout, uint32_t block,
+                                          uint32_t layer, uint32_t outer, size_t *offset_out);
 
 /**
  * @brief Address of the chunk (block, layer, outer) in a pool at @p base.
  * @param[out] addr_out set only on success.
  * @return as kvbm_layout_offset().
  */
-kvbm_status_t kvbm_layout_address(const kvbm_layout_t *layout, void *base, uint32_t block,
-                                  uint32_t layer, uint32_t outer, void **addr_out);
+KVBM_API kvbm_status_t kvbm_layout_address(const kvbm_layout_t *layout, void *base, uint32_t block,
+                                           uint32_t layer, uint32_t outer, void **addr_out);
 
 /**
  * @brief The contiguous regions that make up a block, in increasing offset.
@@ -128,8 +153,9 @@ kvbm_status_t kvbm_layout_address(const kvbm_layout_t *layout, void *base, uint3
  * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE (block id); KVBM_ERR_INVALID_ARG
  *         (NULL pointer or capacity too small).
  */
-kvbm_status_t kvbm_layout_block_regions(const kvbm_layout_t *layout, uint32_t block,
-                                        kvbm_region_t *regions, size_t capacity, size_t *count_out);
+KVBM_API kvbm_status_t kvbm_layout_block_regions(const kvbm_layout_t *layout, uint32_t block,
+                                                 kvbm_region_t *regions, size_t capacity,
+                                                 size_t *count_out);
 
 /**
  * @brief Whether blocks can be copied chunk for chunk between two layouts:
@@ -138,7 +164,7 @@ kvbm_status_t kvbm_layout_block_regions(const kvbm_layout_t *layout, uint32_t bl
  * @return KVBM_OK when compatible, KVBM_ERR_INCOMPATIBLE when not,
  *         KVBM_ERR_INVALID_ARG for a NULL layout.
  */
-kvbm_status_t kvbm_layout_compatible(const kvbm_layout_t *a, const kvbm_layout_t *b);
+KVBM_API kvbm_status_t kvbm_layout_compatible(const kvbm_layout_t *a, const kvbm_layout_t *b);
 
 #ifdef __cplusplus
 }

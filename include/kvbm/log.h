@@ -10,6 +10,8 @@
 #ifndef KVBM_LOG_H
 #define KVBM_LOG_H
 
+#include "kvbm/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -41,7 +43,7 @@ typedef void (*kvbm_log_fn)(void *user, kvbm_log_level_t level, const char *mess
  * may still reach the previous callback, so set it before creating kvbm
  * objects and keep the previous target valid until they are destroyed.
  */
-void kvbm_log_set(kvbm_log_fn fn, void *user);
+KVBM_API void kvbm_log_set(kvbm_log_fn fn, void *user);
 
 #ifdef __cplusplus
 }

@@ -37,7 +37,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kvbm/config_init.h"
 #include "kvbm/event_record.h"
+#include "kvbm/export.h"
 #include "kvbm/metrics.h"
 #include "kvbm/policy.h"
 #include "kvbm/status.h"
@@ -91,11 +93,32 @@ typedef struct kvbm_manager_config {
 /** Records one sink call holds at most (see kvbm_manager_config_t.on_events). */
 #define KVBM_MANAGER_EVENT_RECORDS 32
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_MANAGER_CONFIG_DEFAULTS(X, P)                                                         \
+    X(P, struct_size, sizeof(kvbm_manager_config_t))                                               \
+    X(P, version, KVBM_MANAGER_CONFIG_VERSION)                                                     \
+    X(P, duplication, KVBM_DUPLICATION_REJECT)                                                     \
+    KVBM_POLICY_CONFIG_DEFAULTS(X, P policy_config.)
+
+#ifdef __cplusplus
+#define KVBM_MANAGER_CONFIG_INIT                                                                   \
+    KVBM_CONFIG_INIT_CXX(kvbm_manager_config_t, kvbm_manager_config_init)
+#else
 #define KVBM_MANAGER_CONFIG_INIT                                                                   \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_manager_config_t), .version = KVBM_MANAGER_CONFIG_VERSION,      \
-        .duplication = KVBM_DUPLICATION_REJECT, .policy_config = KVBM_POLICY_CONFIG_INIT           \
+        KVBM_MANAGER_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                      \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_MANAGER_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_manager_config_init(kvbm_manager_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_MANAGER_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /** A block that allocate took from the inactive pool, with the hash it lost. */
 typedef struct kvbm_evicted {
@@ -141,12 +164,12 @@ typedef struct kvbm_register_opts {
  *         unknown duplication); KVBM_ERR_VERSION (struct_size/version);
  *         KVBM_ERR_NO_MEMORY; or the policy's create error.
  */
-kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
-                                  kvbm_manager_t **manager_out);
+KVBM_API kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
+                                           kvbm_manager_t **manager_out);
 
 /** @brief Free the manager and everything in it. NULL is a no-op. No other
  *         call may run on it concurrently or after. */
-void kvbm_manager_destroy(kvbm_manager_t *manager);
+KVBM_API void kvbm_manager_destroy(kvbm_manager_t *manager);
 
 /**
  * @brief Allocate @p count mutable blocks, all or nothing.
@@ -161,8 +184,9 @@ void kvbm_manager_destroy(kvbm_manager_t *manager);
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_BLOCKS when reset +
  *         inactive < count (nothing changes).
  */
-kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
-                                    kvbm_evicted_t *evicted_out, size_t *n_evicted_out);
+KVBM_API kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count,
+                                             uint32_t *ids_out, kvbm_evicted_t *evicted_out,
+                                             size_t *n_evicted_out);
 
 /**
  * @brief Register mutable blocks under sequence hashes.
@@ -182,15 +206,16 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
  *         KVBM_ERR_OUT_OF_RANGE;
  *         KVBM_ERR_BAD_STATE (a block not mutable, or repeated).
  */
-kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
-                                    const uint64_t *hashes, size_t count,
-                                    const kvbm_register_opts_t *opts, uint32_t *ids_out);
+KVBM_API kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
+                                             const uint64_t *hashes, size_t count,
+                                             const kvbm_register_opts_t *opts, uint32_t *ids_out);
 
 /**
  * @brief Add one reference to each registered block (active or inactive).
  * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_BAD_STATE (reset or mutable).
  */
-kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
+                                            size_t count);
 
 /**
  * @brief Drop one reference from each block, in array order.
@@ -203,7 +228,8 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
  * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_NOT_HELD (more releases
  *         than references, or a free/inactive block). Nothing changes on error.
  */
-kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
+                                            size_t count);
 
 /**
  * @brief Longest registered prefix of @p hashes, acquired.
@@ -215,8 +241,8 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
  * @param[out] ids_out room for @p count ids; the first *n_matched_out are set.
  * @param[out] n_matched_out length of the matched prefix.
  */
-kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
-                                 uint32_t *ids_out, size_t *n_matched_out);
+KVBM_API kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes,
+                                          size_t count, uint32_t *ids_out, size_t *n_matched_out);
 
 /**
  * @brief How long kvbm_manager_match() would match, without acquiring or
@@ -228,9 +254,9 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
  *                            (a match would take them out of the evictable pool).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
-                                        size_t count, size_t *n_matched_out,
-                                        size_t *n_inactive_out);
+KVBM_API kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
+                                                 size_t count, size_t *n_matched_out,
+                                                 size_t *n_inactive_out);
 
 /**
  * @brief Look up every hash, not stopping at misses; acquires every hit.
@@ -241,8 +267,9 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
  * @param[out] ids_out   @p count entries: the block id, or KVBM_BLOCK_NONE.
  * @param[out] n_found_out number of hits.
  */
-kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
-                                bool touch, uint32_t *ids_out, size_t *n_found_out);
+KVBM_API kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
+                                         size_t count, bool touch, uint32_t *ids_out,
+                                         size_t *n_found_out);
 
 /**
  * @brief Withdraw the hashes of registered blocks whose data turned out to be
@@ -255,7 +282,8 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
  *
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OUT_OF_RANGE (nothing changes).
  */
-kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
+KVBM_API kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids,
+                                               size_t count);
 
 /**
  * @brief Tell the event sink everything the tier holds: one stored record
@@ -269,7 +297,7 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL); KVBM_ERR_NO_MEMORY (nothing
  *         sent).
  */
-kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager);
+KVBM_API kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager);
 
 /**
  * @brief Every hash the tier holds (registered, active or inactive), each
@@ -279,11 +307,11 @@ kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager);
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, or @p capacity below the
  *         number of registered hashes; nothing is written).
  */
-kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
-                                             size_t capacity, size_t *n_hashes_out);
+KVBM_API kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
+                                                      size_t capacity, size_t *n_hashes_out);
 
 /** @brief Whether @p hash is registered (active or inactive); takes no reference. */
-bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
+KVBM_API bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
 
 /**
  * @brief Return every inactive block to the reset pool (one removed event
@@ -291,7 +319,7 @@ bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
  * @return KVBM_OK; KVBM_ERR_BUSY if any block is still active (mutable or
  *         referenced), in which case nothing changes.
  */
-kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager);
+KVBM_API kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager);
 
 /** Sizes of the three pools; they always add up to num_blocks. */
 typedef struct kvbm_pool_counts {
@@ -302,25 +330,25 @@ typedef struct kvbm_pool_counts {
 } kvbm_pool_counts_t;
 
 /** @brief Consistent snapshot of the pool sizes. */
-void kvbm_manager_counts(kvbm_manager_t *manager, kvbm_pool_counts_t *counts_out);
+KVBM_API void kvbm_manager_counts(kvbm_manager_t *manager, kvbm_pool_counts_t *counts_out);
 
 /** @brief Consistent snapshot of the counters and gauges. */
-void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metrics_out);
+KVBM_API void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metrics_out);
 
 /**
  * @brief Write the metrics as Prometheus text exposition to @p out.
  * @return KVBM_OK or KVBM_ERR_IO.
  */
-kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out);
+KVBM_API kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out);
 
 /**
  * @brief Write the metrics as one JSON object (and a newline) to @p out.
  * @return KVBM_OK or KVBM_ERR_IO.
  */
-kvbm_status_t kvbm_manager_metrics_json(kvbm_manager_t *manager, FILE *out);
+KVBM_API kvbm_status_t kvbm_manager_metrics_json(kvbm_manager_t *manager, FILE *out);
 
 /** @brief Name of the manager's policy ("lru", ...). */
-const char *kvbm_manager_policy_name(const kvbm_manager_t *manager);
+KVBM_API const char *kvbm_manager_policy_name(const kvbm_manager_t *manager);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvbm/config_init.h"
+#include "kvbm/export.h"
 #include "kvbm/status.h"
 
 #ifdef __cplusplus
@@ -73,15 +75,32 @@ typedef struct kvbm_policy_config {
     void *next_use_ctx;
 } kvbm_policy_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_POLICY_CONFIG_DEFAULTS(X, P)                                                          \
+    X(P, struct_size, sizeof(kvbm_policy_config_t))                                                \
+    X(P, version, KVBM_POLICY_CONFIG_VERSION)                                                      \
+    X(P, multi_lru_thresholds[0], 3)                                                               \
+    X(P, multi_lru_thresholds[1], 8)                                                               \
+    X(P, multi_lru_thresholds[2], 15)
+
+#ifdef __cplusplus
+#define KVBM_POLICY_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_policy_config_t, kvbm_policy_config_init)
+#else
 #define KVBM_POLICY_CONFIG_INIT                                                                    \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_policy_config_t), .version = KVBM_POLICY_CONFIG_VERSION,        \
-        .multi_lru_thresholds = {                                                                  \
-            3,                                                                                     \
-            8,                                                                                     \
-            15                                                                                     \
-        }                                                                                          \
+        KVBM_POLICY_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                       \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_POLICY_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_policy_config_init(kvbm_policy_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_POLICY_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 typedef struct kvbm_policy_ops {
     uint32_t version; /**< KVBM_POLICY_OPS_VERSION */
@@ -165,7 +184,7 @@ typedef struct kvbm_policy_ops {
     X("adaptive", kvbm_policy_adaptive)                                                            \
     X("belady", kvbm_policy_belady)
 
-#define KVBM_POLICY_GETTER(name, getter) const kvbm_policy_ops_t *getter(void);
+#define KVBM_POLICY_GETTER(name, getter) KVBM_API const kvbm_policy_ops_t *getter(void);
 KVBM_POLICY_LIST(KVBM_POLICY_GETTER)
 #undef KVBM_POLICY_GETTER
 
@@ -173,13 +192,13 @@ KVBM_POLICY_LIST(KVBM_POLICY_GETTER)
  * @brief Find a built-in policy by name (a name of KVBM_POLICY_LIST).
  *        Returns NULL when the name is unknown. Thread-safe.
  */
-const kvbm_policy_ops_t *kvbm_policy_find(const char *name);
+KVBM_API const kvbm_policy_ops_t *kvbm_policy_find(const char *name);
 
 /**
  * @brief Names of the built-in policies, NULL-terminated, in the order of
  *        KVBM_POLICY_LIST. Static; thread-safe.
  */
-const char *const *kvbm_policy_names(void);
+KVBM_API const char *const *kvbm_policy_names(void);
 
 #ifdef __cplusplus
 }

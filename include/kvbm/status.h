@@ -10,6 +10,8 @@
 #ifndef KVBM_STATUS_H
 #define KVBM_STATUS_H
 
+#include "kvbm/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -50,10 +52,34 @@ typedef enum kvbm_status {
  * @brief Human readable text of a status. Never returns NULL; unknown values
  *        give "unknown status". Thread-safe; the string is static.
  */
-const char *kvbm_status_str(kvbm_status_t status);
+KVBM_API const char *kvbm_status_str(kvbm_status_t status);
 
 /** @brief The enumerator's name ("KVBM_ERR_NO_BLOCKS"), or "KVBM_UNKNOWN". */
-const char *kvbm_status_name(kvbm_status_t status);
+KVBM_API const char *kvbm_status_name(kvbm_status_t status);
+
+/**
+ * @brief Why the latest failed kvbm call of the calling thread failed, in
+ *        words: which argument was wrong and how, or which system, CUDA or
+ *        NCCL call failed and what it reported.
+ *
+ * Recorded by every call that fails because of a bad argument
+ * (KVBM_ERR_INVALID_ARG, KVBM_ERR_OUT_OF_RANGE, KVBM_ERR_VERSION, and
+ * KVBM_ERR_OVERFLOW / KVBM_ERR_INCOMPATIBLE from sizes and layouts), the
+ * operating system (a system or pthreads call, a pool's mmap), CUDA or NCCL,
+ * and by the manager's refusals (KVBM_ERR_NO_BLOCKS, KVBM_ERR_BAD_STATE,
+ * KVBM_ERR_NOT_HELD, KVBM_ERR_BUSY). Read it right after such a failure, as
+ * errno: calls that succeed do not clear it, and a failure not listed here
+ * (a host malloc returning NULL, KVBM_ERR_NO_MEMORY) may leave an older
+ * reason in place. A transfer request that fails on kvbm's worker thread
+ * hands its reason to the thread that waits for it
+ * (kvbm_xfer_req_wait()), and a copy that fails while it runs is reported,
+ * with its reason, to the thread that waits on or queries its fence.
+ *
+ * @return the reason, "" when no failure was recorded on this thread yet.
+ *         Never NULL. The text belongs to the thread and stays valid until
+ *         its next kvbm call.
+ */
+KVBM_API const char *kvbm_last_error(void);
 
 #ifdef __cplusplus
 }

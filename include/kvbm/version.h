@@ -5,6 +5,8 @@
 #ifndef KVBM_VERSION_H
 #define KVBM_VERSION_H
 
+#include "kvbm/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -17,10 +19,10 @@ extern "C" {
     (KVBM_VERSION_MAJOR * 10000 + KVBM_VERSION_MINOR * 100 + KVBM_VERSION_PATCH)
 
 /** @brief Version of the linked library as "major.minor.patch". */
-const char *kvbm_version(void);
+KVBM_API const char *kvbm_version(void);
 
 /** @brief KVBM_VERSION_CODE of the linked library (compare with the header's). */
-int kvbm_version_code(void);
+KVBM_API int kvbm_version_code(void);
 
 #ifdef __cplusplus
 }

@@ -65,6 +65,8 @@
 #include <stdio.h>
 
 #include "kvbm/backend.h"
+#include "kvbm/config_init.h"
+#include "kvbm/export.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"
 #include "kvbm/status.h"
@@ -237,19 +239,41 @@ typedef struct kvbm_xfer_config {
     size_t raw_scratch_bytes;
 } kvbm_xfer_config_t;
 
+/** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
+#define KVBM_XFER_CONFIG_DEFAULTS(X, P)                                                            \
+    X(P, struct_size, sizeof(kvbm_xfer_config_t))                                                  \
+    X(P, version, KVBM_XFER_CONFIG_VERSION)                                                        \
+    X(P, transport, KVBM_XFER_SOCKET)                                                              \
+    X(P, size, 1)                                                                                  \
+    X(P, timeout_ms, 10000)                                                                        \
+    X(P, memory.kind, KVBM_XFER_MEM_HOST)                                                          \
+    X(P, cuda_device, -1)
+
+#ifdef __cplusplus
+#define KVBM_XFER_CONFIG_INIT KVBM_CONFIG_INIT_CXX(kvbm_xfer_config_t, kvbm_xfer_config_init)
+#else
 #define KVBM_XFER_CONFIG_INIT                                                                      \
     {                                                                                              \
-        .struct_size = sizeof(kvbm_xfer_config_t), .version = KVBM_XFER_CONFIG_VERSION,            \
-        .transport = KVBM_XFER_SOCKET, .rank = 0, .size = 1, .timeout_ms = 10000,                  \
-        .memory = {.kind = KVBM_XFER_MEM_HOST}, .cuda_device = -1                                  \
+        KVBM_XFER_CONFIG_DEFAULTS(KVBM_CONFIG_DESIGNATE, )                                         \
     }
+#endif
+
+/**
+ * @brief Set @p config to the defaults, as KVBM_XFER_CONFIG_INIT does; for
+ *        C and C++ alike. Compiled into the caller (static inline).
+ */
+static inline void kvbm_xfer_config_init(kvbm_xfer_config_t *config)
+{
+    memset(config, 0, sizeof(*config));
+    KVBM_XFER_CONFIG_DEFAULTS(KVBM_CONFIG_ASSIGN, )
+}
 
 /**
  * @brief Whether a transport can run here, without touching any peer.
  * @return KVBM_OK; KVBM_ERR_UNSUPPORTED (not built in); KVBM_ERR_NO_DEVICE
  *         (NCCL built but no usable GPU); KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_xfer_transport_probe(kvbm_xfer_transport_t transport);
+KVBM_API kvbm_status_t kvbm_xfer_transport_probe(kvbm_xfer_transport_t transport);
 
 /**
  * @brief Listen for the rendezvous on @p host : @p port (0: ephemeral) before
@@ -260,15 +284,15 @@ kvbm_status_t kvbm_xfer_transport_probe(kvbm_xfer_transport_t transport);
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (not a numeric address);
  *         KVBM_ERR_BUSY (address in use); KVBM_ERR_IO; KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_xfer_rendezvous_create(const char *host, uint16_t port,
-                                          kvbm_xfer_rendezvous_t **rendezvous_out);
+KVBM_API kvbm_status_t kvbm_xfer_rendezvous_create(const char *host, uint16_t port,
+                                                   kvbm_xfer_rendezvous_t **rendezvous_out);
 
 /** @brief The port the rendezvous listens on. */
-uint16_t kvbm_xfer_rendezvous_port(const kvbm_xfer_rendezvous_t *rendezvous);
+KVBM_API uint16_t kvbm_xfer_rendezvous_port(const kvbm_xfer_rendezvous_t *rendezvous);
 
 /** @brief Close the listener. NULL is a no-op. Safe in a forked child that
  *         will not use it. */
-void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous);
+KVBM_API void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous);
 
 /**
  * @brief Join the other ranks: rendezvous, compare layouts, connect the mesh,
@@ -290,7 +314,7 @@ void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous);
  *         (listen address in use); KVBM_ERR_IO; KVBM_ERR_NCCL;
  *         KVBM_ERR_DEVICE; KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **xfer_out);
+KVBM_API kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *config, kvbm_xfer_t **xfer_out);
 
 /* X(field, prometheus type, help text) */
 #define KVBM_XFER_STATS_LIST(X)                                                                    \
@@ -318,17 +342,17 @@ typedef struct kvbm_xfer_stats {
  *             one moment).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG.
  */
-kvbm_status_t kvbm_xfer_stats(const kvbm_xfer_t *xfer, kvbm_xfer_stats_t *stats_out);
+KVBM_API kvbm_status_t kvbm_xfer_stats(const kvbm_xfer_t *xfer, kvbm_xfer_stats_t *stats_out);
 
 /**
  * @brief The counters in the Prometheus text format (`kvbm_xfer_<name>_total`,
  *        labelled with the rank). Any thread.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_IO.
  */
-kvbm_status_t kvbm_xfer_stats_prometheus(const kvbm_xfer_t *xfer, FILE *out);
+KVBM_API kvbm_status_t kvbm_xfer_stats_prometheus(const kvbm_xfer_t *xfer, FILE *out);
 
 /** @brief The counters as one JSON object on a line. Any thread. */
-kvbm_status_t kvbm_xfer_stats_json(const kvbm_xfer_t *xfer, FILE *out);
+KVBM_API kvbm_status_t kvbm_xfer_stats_json(const kvbm_xfer_t *xfer, FILE *out);
 
 /**
  * @brief Stop the threads, close the connections, free the object. Pending
@@ -336,18 +360,18 @@ kvbm_status_t kvbm_xfer_stats_json(const kvbm_xfer_t *xfer, FILE *out);
  *        by their owner. NULL is a no-op. Call kvbm_xfer_barrier first when
  *        peers may still send to this rank.
  */
-void kvbm_xfer_destroy(kvbm_xfer_t *xfer);
+KVBM_API void kvbm_xfer_destroy(kvbm_xfer_t *xfer);
 
 /** @brief This rank (-1 for NULL). Any thread. */
-int kvbm_xfer_rank(const kvbm_xfer_t *xfer);
+KVBM_API int kvbm_xfer_rank(const kvbm_xfer_t *xfer);
 /** @brief The number of ranks (0 for NULL). Any thread. */
-int kvbm_xfer_size(const kvbm_xfer_t *xfer);
+KVBM_API int kvbm_xfer_size(const kvbm_xfer_t *xfer);
 
 /**
  * @brief Wait until every rank called kvbm_xfer_barrier (through rank 0).
  * @return KVBM_OK; KVBM_ERR_PEER; KVBM_ERR_TIMEOUT.
  */
-kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer);
+KVBM_API kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer);
 
 /**
  * @brief Send local blocks with their sequence hashes to rank @p peer.
@@ -365,9 +389,9 @@ kvbm_status_t kvbm_xfer_barrier(kvbm_xfer_t *xfer);
  *         The request's own status (kvbm_xfer_req_wait) adds KVBM_ERR_PEER,
  *         KVBM_ERR_TIMEOUT, KVBM_ERR_NO_BLOCKS (peer had no room), ...
  */
-kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_ids,
-                             const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
-                             kvbm_xfer_req_t **req_out);
+KVBM_API kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_ids,
+                                      const uint64_t *hashes, size_t count,
+                                      const kvbm_register_opts_t *opts, kvbm_xfer_req_t **req_out);
 
 /**
  * @brief Ask rank @p peer for the blocks of @p hashes (the longest prefix it
@@ -377,8 +401,8 @@ kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_
  * @return as kvbm_xfer_push. The request completes KVBM_OK with 0 blocks when
  *         the peer holds none of them.
  */
-kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes, size_t count,
-                             kvbm_xfer_req_t **req_out);
+KVBM_API kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes,
+                                      size_t count, kvbm_xfer_req_t **req_out);
 
 /**
  * @brief Send @p bytes from @p buf as one contiguous message to @p peer, which
@@ -389,8 +413,8 @@ kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes
  *        memory for KVBM_XFER_SOCKET, device memory for KVBM_XFER_NCCL, and
  *        must stay valid until the request completes.
  */
-kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, size_t bytes,
-                                 kvbm_xfer_req_t **req_out);
+KVBM_API kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf,
+                                          size_t bytes, kvbm_xfer_req_t **req_out);
 
 /**
  * @brief Wait for a request to complete. Bounded: every step of a transfer
@@ -405,10 +429,10 @@ kvbm_status_t kvbm_xfer_send_raw(kvbm_xfer_t *xfer, int peer, const void *buf, s
  *         path stayed taken for the whole timeout); KVBM_ERR_NCCL;
  *         KVBM_ERR_DEVICE; KVBM_ERR_IO; KVBM_ERR_PARSE; KVBM_ERR_NO_MEMORY.
  */
-kvbm_status_t kvbm_xfer_req_wait(kvbm_xfer_req_t *req);
+KVBM_API kvbm_status_t kvbm_xfer_req_wait(kvbm_xfer_req_t *req);
 
 /** @brief Whether the request completed (then kvbm_xfer_req_wait does not block). */
-bool kvbm_xfer_req_done(kvbm_xfer_req_t *req);
+KVBM_API bool kvbm_xfer_req_done(kvbm_xfer_req_t *req);
 
 /**
  * @brief The blocks of a completed, successful request: for a push, the
@@ -425,15 +449,15 @@ bool kvbm_xfer_req_done(kvbm_xfer_req_t *req);
  * @return KVBM_OK; KVBM_ERR_BAD_STATE (not complete, or failed);
  *         KVBM_ERR_INVALID_ARG (capacity too small).
  */
-kvbm_status_t kvbm_xfer_req_blocks(kvbm_xfer_req_t *req, uint32_t *ids_out, size_t capacity,
-                                   size_t *count_out);
+KVBM_API kvbm_status_t kvbm_xfer_req_blocks(kvbm_xfer_req_t *req, uint32_t *ids_out,
+                                            size_t capacity, size_t *count_out);
 
 /**
  * @brief Free a request, waiting for it first if needed. NULL is a no-op.
  *        A pull's references the caller did not take are released here, so
  *        the manager must still exist. Any thread, once per request.
  */
-void kvbm_xfer_req_free(kvbm_xfer_req_t *req);
+KVBM_API void kvbm_xfer_req_free(kvbm_xfer_req_t *req);
 
 #ifdef __cplusplus
 }

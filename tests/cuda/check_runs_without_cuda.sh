@@ -18,7 +18,16 @@ trace=$src/data/mooncake/synthetic_trace.jsonl
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# The programs, and libkvbm.so where they link it (the tools do when the
+# shared library is built): none may need CUDA, and one of them must hold the
+# CUDA backend.
+files=("$replay" "$example")
 for bin in "$replay" "$example"; do
+  if readelf -d "$bin" | grep -q 'NEEDED.*libkvbm\.so'; then
+    files+=("$build/libkvbm.so")
+  fi
+done
+for bin in "${files[@]}"; do
   needed=$(readelf -d "$bin" | awk '/NEEDED/ {print $5}')
   forbidden='cudart|libcuda|nccl|numa|stdc\+\+'
   # Sanitizer runtimes bring the C++ runtime along: only the others count there.
@@ -28,7 +37,13 @@ for bin in "$replay" "$example"; do
   if grep -E "$forbidden" <<<"$needed"; then
     fail "$bin links a library it must load at run time or not need at all"
   fi
-  grep -q 'kvbm__backend_cuda_ops' <(nm "$bin") || fail "$bin was not built with the CUDA backend"
+done
+for bin in "$replay" "$example"; do
+  lib=$bin
+  if readelf -d "$bin" | grep -q 'NEEDED.*libkvbm\.so'; then
+    lib=$build/libkvbm.so
+  fi
+  grep -q 'kvbm__backend_cuda_ops' <(nm "$lib") || fail "$bin was not built with the CUDA backend"
 done
 echo "ok: no CUDA, driver, NCCL, libnuma or C++ runtime among the needed libraries"
 

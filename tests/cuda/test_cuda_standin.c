@@ -26,6 +26,7 @@
 
 #include "kvbm_test.h"
 #include "standin.h"
+#include "core/error.h"
 
 /* ---- helpers ---- */
 
@@ -443,10 +444,13 @@ static void auto_falls_back_only_without_any_device(void **state)
     assert_kvbm_status(create_kind(KVBM_BACKEND_CUDA, 0, &b), KVBM_ERR_NO_DEVICE);
     assert_null(b);
     assert_non_null(strstr(log_text, "no driver installed"));
-    /* A driver but no GPU: the same. */
+    assert_non_null(strstr(kvbm_last_error(), "CUDA: no driver installed"));
+    /* A driver but no GPU: the same; AUTO's fallback records no reason. */
     standin_reset();
     standin_set_devices(0);
+    kvbm__error_record("before the fallback");
     assert_kvbm_ok(create_kind(KVBM_BACKEND_AUTO, 0, &b));
+    assert_string_equal(kvbm_last_error(), "before the fallback");
     assert_int_equal(kvbm_backend_kind(b), KVBM_BACKEND_CPU);
     kvbm_backend_destroy(b);
     b = NULL;
@@ -458,6 +462,7 @@ static void auto_falls_back_only_without_any_device(void **state)
     assert_kvbm_status(create_kind(KVBM_BACKEND_AUTO, 0, &b), KVBM_ERR_DEVICE);
     assert_null(b);
     assert_non_null(strstr(log_text, "cudaErrorInsufficientDriver"));
+    assert_non_null(strstr(kvbm_last_error(), "cudaErrorInsufficientDriver"));
     assert_int_equal(cudaPeekAtLastError(), cudaSuccess);
     assert_kvbm_status(create_kind(KVBM_BACKEND_CUDA, 0, &b), KVBM_ERR_DEVICE);
     /* An exclusive-process GPU taken by another process: an error too. */
@@ -465,10 +470,13 @@ static void auto_falls_back_only_without_any_device(void **state)
     standin_fail_call("cudaSetDevice", cudaErrorDevicesUnavailable, 0, 1);
     assert_kvbm_status(create_kind(KVBM_BACKEND_AUTO, 0, &b), KVBM_ERR_DEVICE);
     assert_null(b);
+    assert_non_null(strstr(kvbm_last_error(), "cudaSetDevice"));
+    assert_non_null(strstr(kvbm_last_error(), "cudaErrorDevicesUnavailable"));
     /* A device ordinal beyond those present. */
     standin_reset();
     assert_kvbm_status(create_kind(KVBM_BACKEND_AUTO, 3, &b), KVBM_ERR_INVALID_ARG);
     assert_null(b);
+    assert_string_equal(kvbm_last_error(), "backend config: CUDA device 3 is not in 0..0");
     /* And with a device, AUTO is CUDA. */
     assert_kvbm_ok(create_kind(KVBM_BACKEND_AUTO, 0, &b));
     assert_int_equal(kvbm_backend_kind(b), KVBM_BACKEND_CUDA);

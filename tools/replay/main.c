@@ -14,6 +14,24 @@
 #include "run.h"
 #include "sweep.h"
 
+/* A usage error: one line naming the problem, and where to find the rest;
+ * returns the exit status 2. */
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, "kvbm-replay: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, " (try 'kvbm-replay --help')\n");
+    return 2;
+}
+
+static void print_version(void)
+{
+    printf("kvbm-replay %s\n", kvbm_version());
+    if (kvbm_version_code() != KVBM_VERSION_CODE)
+        printf("built against kvbm %d.%d.%d headers\n", KVBM_VERSION_MAJOR, KVBM_VERSION_MINOR,
+               KVBM_VERSION_PATCH);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -55,6 +73,8 @@ static void usage(FILE *out)
             "                     a full queue drops batches, and routers are resynchronised\n"
             "  --dump-state FILE  after the replay: each tier's hashes as JSON\n"
             "  --publish-hold     after the replay: keep the sockets until stdin closes\n"
+            "  --version          print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
             "policies:");
     for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
         fprintf(out, " %s", *name);
@@ -184,6 +204,7 @@ enum {
     OPT_G3_DIR,
     OPT_G3_KEEP,
     OPT_G3_MIN_FREE,
+    OPT_VERSION,
     OPT_G2_ADMISSION,
     OPT_KEEP_RATIO,
     OPT_NO_HINTS,
@@ -239,13 +260,11 @@ static int apply_publish_option(int opt, const char *arg, cli_t *cli)
     case OPT_PUBLISH_BUFFER:
         if (parse_u32(arg, &p->buffer_steps) == 0 && p->buffer_steps > 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --publish-buffer needs a positive integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--publish-buffer needs a positive integer, not '%s'", arg);
     case OPT_PUBLISH_QUEUE:
         if (parse_u32(arg, &p->queue_depth) == 0 && p->queue_depth > 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --publish-queue needs a positive integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--publish-queue needs a positive integer, not '%s'", arg);
     case OPT_DUMP_STATE:
         p->state_path = arg;
         return CLI_RUN;
@@ -253,8 +272,7 @@ static int apply_publish_option(int opt, const char *arg, cli_t *cli)
         p->hold = true;
         return CLI_RUN;
     default:
-        usage(stderr);
-        return 2;
+        return usage_error("unknown option '%s'", arg);
     }
 }
 
@@ -267,48 +285,39 @@ static int apply_checked_option(int opt, const char *arg, cli_t *cli)
     case OPT_G1:
         if (parse_u32(arg, &o->g1_blocks) == 0 && o->g1_blocks > 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --g1-blocks needs a positive integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--g1-blocks needs a positive integer, not '%s'", arg);
     case OPT_G2:
         if (parse_u32(arg, &o->g2_blocks) == 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --g2-blocks needs an integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--g2-blocks needs an integer, not '%s'", arg);
     case OPT_G3:
         if (parse_u32(arg, &o->g3_blocks) == 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --g3-blocks needs an integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--g3-blocks needs an integer, not '%s'", arg);
     case OPT_G3_MIN_FREE:
         if (parse_u32(arg, &value) == 0) {
             o->g3_min_free_bytes = (uint64_t)value << 20;
             return CLI_RUN;
         }
-        fprintf(stderr, "kvbm-replay: --g3-min-free-mib needs an integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--g3-min-free-mib needs an integer, not '%s'", arg);
     case OPT_LIMIT:
         if (parse_u32(arg, &value) == 0) {
             o->limit = value;
             return CLI_RUN;
         }
-        fprintf(stderr, "kvbm-replay: --limit needs an integer, not '%s'\n", arg);
-        return 2;
+        return usage_error("--limit needs an integer, not '%s'", arg);
     case OPT_BACKEND:
         if (parse_backend(arg, &o->backend_kind) == 0)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --backend is auto, cpu or cuda, not '%s'\n", arg);
-        return 2;
+        return usage_error("--backend is auto, cpu or cuda, not '%s'", arg);
     case OPT_BLOCK_KIB:
         if (parse_u32(arg, &o->block_kib) == 0 && o->block_kib > 0 && o->block_kib <= 65536)
             return CLI_RUN;
-        fprintf(stderr, "kvbm-replay: --block-kib needs 1..65536, not '%s'\n", arg);
-        return 2;
+        return usage_error("--block-kib needs 1..65536, not '%s'", arg);
     case OPT_KEEP_RATIO:
         if (parse_ratio(arg, &o->admission_keep_ratio) == 0)
             return CLI_RUN;
-        fprintf(stderr,
-                "kvbm-replay: --admission-keep-ratio needs a number in (0, 1000], not '%s'\n", arg);
-        return 2;
+        return usage_error("--admission-keep-ratio needs a number in (0, 1000], not '%s'", arg);
     default:
         return apply_publish_option(opt, arg, cli);
     }
@@ -367,6 +376,9 @@ static int apply_option(int opt, const char *arg, cli_t *cli)
     case 'h':
         usage(stdout);
         return 0;
+    case OPT_VERSION:
+        print_version();
+        return 0;
     default:
         return apply_checked_option(opt, arg, cli);
     }
@@ -418,6 +430,7 @@ static int parse_args(int argc, char **argv, cli_t *cli)
         {"g3-dir", required_argument, NULL, OPT_G3_DIR},
         {"g3-keep", no_argument, NULL, OPT_G3_KEEP},
         {"g3-min-free-mib", required_argument, NULL, OPT_G3_MIN_FREE},
+        {"version", no_argument, NULL, OPT_VERSION},
         {"g2-admission", no_argument, NULL, OPT_G2_ADMISSION},
         {"admission-keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
         {"no-hints", no_argument, NULL, OPT_NO_HINTS},
@@ -431,15 +444,23 @@ static int parse_args(int argc, char **argv, cli_t *cli)
         {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+    opterr = 0; /* usage errors are reported here, in one line */
+    while ((opt = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
+        if (opt == ':')
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
+        if (opt == '?') {
+            char short_option[3] = {'-', (char)optopt, '\0'};
+            return usage_error("unknown option '%s'",
+                               optopt != 0 ? short_option : argv[optind - 1]);
+        }
         int decided = apply_option(opt, optarg, cli);
         if (decided != CLI_RUN)
             return decided;
     }
-    if (optind != argc - 1) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind == argc)
+        return usage_error("%s", "no trace file given");
+    if (optind < argc - 1)
+        return usage_error("one trace file, not several ('%s', ...)", argv[optind]);
     cli->options.trace_path = argv[optind];
     cli->options.progress = cli->no_progress        ? RUN_PROGRESS_NONE
                             : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
@@ -476,18 +497,15 @@ int main(int argc, char **argv)
                                          .policies = cli.policies,
                                          .csv_path = cli.csv_path,
                                          .plot_path = cli.plot_path};
-        return sweep_run(options, &sweep_options) == KVBM_OK ? 0 : 1;
+        kvbm_status_t status = sweep_run(options, &sweep_options);
+        /* sweep_run refuses bad --sweep or --policies lists with KVBM_ERR_INVALID_ARG. */
+        return status == KVBM_OK ? 0 : status == KVBM_ERR_INVALID_ARG ? 2 : 1;
     }
     const char *unknown = unknown_policy(options);
-    if (unknown != NULL) {
-        fprintf(stderr, "kvbm-replay: unknown policy '%s'\n", unknown);
-        usage(stderr);
-        return 2;
-    }
-    if (options->g3_blocks > 0 && options->g2_blocks == 0) {
-        fprintf(stderr, "kvbm-replay: --g3-blocks needs --g2-blocks\n");
-        return 2;
-    }
+    if (unknown != NULL)
+        return usage_error("unknown policy '%s'", unknown);
+    if (options->g3_blocks > 0 && options->g2_blocks == 0)
+        return usage_error("%s", "--g3-blocks needs --g2-blocks");
     run_result_t result;
     if (run_replay(options, NULL, &result) != KVBM_OK)
         return 1;

@@ -29,6 +29,7 @@ const kvbm_policy_ops_t *run_find_policy(const char *name)
 typedef struct progress {
     run_progress_t mode;
     double next_line; /* LINES: the next quarter to report */
+    bool bar_drawn;   /* BAR: a bar line is on the terminal, not yet ended */
 } progress_t;
 
 static void progress_update(progress_t *p, double fraction, size_t requests)
@@ -39,6 +40,7 @@ static void progress_update(progress_t *p, double fraction, size_t requests)
         for (int i = 0; i < width; i++)
             fputc(i < filled ? '#' : ' ', stderr);
         fprintf(stderr, "] %5.1f%%  %zu requests", fraction * 100.0, requests);
+        p->bar_drawn = true;
     } else if (p->mode == RUN_PROGRESS_LINES) {
         while (fraction >= p->next_line && p->next_line <= 1.0) {
             fprintf(stderr, "kvbm-replay: %3.0f%% (%zu requests)\n", p->next_line * 100.0,
@@ -48,11 +50,18 @@ static void progress_update(progress_t *p, double fraction, size_t requests)
     }
 }
 
+/* Ends a bar line left open, so what is printed next starts a line of its own. */
+static void progress_end_line(progress_t *p)
+{
+    if (p->bar_drawn)
+        fputc('\n', stderr);
+    p->bar_drawn = false;
+}
+
 static void progress_done(progress_t *p, size_t requests)
 {
     progress_update(p, 1.0, requests);
-    if (p->mode == RUN_PROGRESS_BAR)
-        fputc('\n', stderr);
+    progress_end_line(p);
 }
 
 static kvbm_status_t replay_loaded(replay_t *replay, const trace_t *trace, size_t limit,
@@ -67,7 +76,9 @@ static kvbm_status_t replay_loaded(replay_t *replay, const trace_t *trace, size_
         kvbm_status_t status = replay_request(replay, trace->hashes + trace->offsets[r],
                                               trace->offsets[r + 1] - trace->offsets[r]);
         if (status != KVBM_OK) {
-            fprintf(stderr, "kvbm-replay: request %zu: %s\n", r + 1, kvbm_status_str(status));
+            progress_end_line(&progress);
+            fprintf(stderr, "kvbm-replay: request %zu: %s (%s)\n", r + 1, kvbm_status_str(status),
+                    kvbm_last_error());
             return status;
         }
         if (r % step == 0)
@@ -96,7 +107,8 @@ static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *opti
         int has_request = 0;
         status = trace_reader_next(reader, &request, &has_request);
         if (status != KVBM_OK) {
-            fprintf(stderr, "\nkvbm-replay: %s: %s\n", options->trace_path,
+            progress_end_line(&progress);
+            fprintf(stderr, "kvbm-replay: %s: %s\n", options->trace_path,
                     trace_reader_error(reader));
             break;
         }
@@ -104,7 +116,9 @@ static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *opti
             break;
         status = replay_request(replay, request.hashes, request.count);
         if (status != KVBM_OK) {
-            fprintf(stderr, "kvbm-replay: line %zu: %s\n", request.line, kvbm_status_str(status));
+            progress_end_line(&progress);
+            fprintf(stderr, "kvbm-replay: line %zu: %s (%s)\n", request.line,
+                    kvbm_status_str(status), kvbm_last_error());
             break;
         }
         requests++;
@@ -318,7 +332,8 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
     replay_t *replay = NULL;
     status = replay_create(&config, &replay);
     if (status != KVBM_OK) {
-        fprintf(stderr, "kvbm-replay: cannot create the managers: %s\n", kvbm_status_str(status));
+        fprintf(stderr, "kvbm-replay: cannot create the managers: %s (%s)\n",
+                kvbm_status_str(status), kvbm_last_error());
         goto out_destroy_publisher;
     }
     if (trace != NULL)

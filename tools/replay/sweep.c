@@ -18,45 +18,186 @@ static size_t split_list(char *text, char **items)
     return count;
 }
 
-/* Draws one curve per policy; the points are sent inline, sorted by capacity. */
-static kvbm_status_t draw_plot(const char *plot_path, const uint32_t *capacities,
-                               size_t n_capacities, char **policies, size_t n_policies,
-                               double rates[][SWEEP_MAX])
+/* What the plot says about the run besides the rates. */
+typedef struct plot_context {
+    const char *trace_path;
+    size_t requests;
+    size_t blocks;
+    uint32_t block_tokens; /* 0: unknown */
+} plot_context_t;
+
+/* Writes @p text as a gnuplot string expression: single-quoted (quotes
+ * doubled), newlines joined in as "\n". */
+static void put_gnuplot_string(FILE *out, const char *text)
 {
-    FILE *gnuplot = popen("gnuplot", "w");
-    if (gnuplot == NULL)
-        return KVBM_ERR_IO;
+    fputc('\'', out);
+    for (const char *c = text; *c != '\0'; c++) {
+        if (*c == '\n') {
+            fputs("'.\"\\n\".'", out);
+            continue;
+        }
+        if (*c == '\'')
+            fputc('\'', out);
+        fputc(*c, out);
+    }
+    fputc('\'', out);
+}
+
+/* "512K" / "3.0M" tokens for a capacity of @p blocks blocks. */
+static void format_tokens(char *out, size_t size, uint64_t blocks, uint32_t block_tokens)
+{
+    double tokens = (double)blocks * block_tokens;
+    if (tokens >= 1e6)
+        snprintf(out, size, "%.1fM", tokens / 1e6);
+    else
+        snprintf(out, size, "%.0fK", tokens / 1e3);
+}
+
+/* Indices of the capacities, smallest first. */
+static void sort_capacities(const uint32_t *capacities, size_t n, size_t *order)
+{
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && capacities[order[j]] < capacities[order[j - 1]]; j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+}
+
+/* same_as[p]: the first policy whose rates equal p's at every capacity (p
+ * itself when none does). */
+static void group_equal_curves(size_t n_capacities, size_t n_policies, double rates[][SWEEP_MAX],
+                               size_t *same_as)
+{
+    for (size_t p = 0; p < n_policies; p++) {
+        same_as[p] = p;
+        for (size_t q = 0; q < p && same_as[p] == p; q++) {
+            bool equal = same_as[q] == q;
+            for (size_t c = 0; c < n_capacities && equal; c++)
+                equal = rates[c][p] == rates[c][q];
+            if (equal)
+                same_as[p] = q;
+        }
+    }
+}
+
+/* Title, axes and ticks: the x range and ticks are the swept capacities (in
+ * blocks, and in tokens when the trace says how many a block holds). */
+static void write_plot_frame(FILE *gnuplot, const char *plot_path, const plot_context_t *context,
+                             const uint32_t *capacities, const size_t *order, size_t n,
+                             double top_rate)
+{
+    uint32_t lowest = capacities[order[0]], highest = capacities[order[n - 1]];
+    const char *slash = strrchr(context->trace_path, '/');
+    bool tokens = context->block_tokens > 0;
+    char title[512], span[160] = "", low[16], high[16];
+    if (tokens) {
+        format_tokens(low, sizeof(low), lowest, context->block_tokens);
+        format_tokens(high, sizeof(high), highest, context->block_tokens);
+        snprintf(span, sizeof(span), ", %s to %s tokens at %u tokens a block", low, high,
+                 context->block_tokens);
+    }
+    snprintf(title, sizeof(title),
+             "Hit rate by eviction policy: %s (%zu requests, %zu blocks)\n"
+             "G1 capacity %u to %u blocks%s",
+             slash != NULL ? slash + 1 : context->trace_path, context->requests, context->blocks,
+             lowest, highest, span);
+    /* noenhanced: names such as synthetic_trace are text, not subscripts. */
+    fprintf(gnuplot, "set terminal pngcairo noenhanced size 1100,700 font 'sans,13'\nset output ");
+    put_gnuplot_string(gnuplot, plot_path);
+    fprintf(gnuplot, "\nset title ");
+    put_gnuplot_string(gnuplot, title);
+    /* Two-line tick labels need the axis label lower and a wider margin. */
     fprintf(gnuplot,
-            "set terminal pngcairo size 900,560\n"
-            "set output '%s'\n"
-            "set title 'kvbm-replay: hit rate against G1 capacity'\n"
-            "set xlabel 'G1 capacity (blocks, log scale)'\nset ylabel 'hit rate'\n"
-            "set logscale x\nset grid\nset key top left\nset offsets graph 0.05, graph 0.05, 0, 0\n"
-            "plot ",
-            plot_path);
-    /* gnuplot's default colours repeat after eight curves; these do not
-     * within the policies listed (belady, the ceiling, is black and dashed). */
+            "\nset xlabel '%s' offset 0,%d\nset ylabel 'hit rate (%%)'\nset bmargin %d\n"
+            "set logscale x\nset xrange [%g:%g]\nset yrange [0:%g]\n"
+            "set grid xtics ytics lc rgb '#d0d0d0'\nset key top left box opaque spacing 1.2\n"
+            "set xtics (",
+            tokens ? "G1 capacity: blocks (tokens), log scale" : "G1 capacity (blocks, log scale)",
+            tokens ? -1 : 0, tokens ? 6 : 4, lowest / 1.25, highest * 1.25,
+            top_rate * 100.0 * 1.12 + 1.0);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t capacity = capacities[order[k]];
+        char label[64], at[16];
+        if (tokens) {
+            format_tokens(at, sizeof(at), capacity, context->block_tokens);
+            snprintf(label, sizeof(label), "%u\\n(%s)", capacity, at);
+        } else {
+            snprintf(label, sizeof(label), "%u", capacity);
+        }
+        fprintf(gnuplot, "%s\"%s\" %u", k > 0 ? ", " : "", label, capacity);
+    }
+    fprintf(gnuplot, ")\n");
+}
+
+/* The plot command: one curve per group of equal policies, named "a = b",
+ * each with its own colour, dash pattern and point shape. gnuplot's default
+ * colours repeat after eight curves; these do not within the policies
+ * listed, and belady (the ceiling) is black and dashed. */
+static void write_plot_curves(FILE *gnuplot, char **policies, size_t n_policies,
+                              const size_t *same_as)
+{
     static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                           "#9467bd", "#8c564b", "#e377c2", "#17becf",
                                           "#bcbd22", "#7f7f7f", "#aec7e8", "#98df8a"};
-    const size_t n_colours = sizeof(colours) / sizeof(colours[0]);
+    static const int points[] = {7, 5, 9, 11, 13, 4, 6, 8, 10, 12, 1, 2};
+    size_t curve = 0;
+    fprintf(gnuplot, "plot ");
     for (size_t p = 0; p < n_policies; p++) {
+        if (same_as[p] != p)
+            continue;
+        char name[256];
+        size_t used = (size_t)snprintf(name, sizeof(name), "%s", policies[p]);
+        for (size_t q = p + 1; q < n_policies && used < sizeof(name); q++)
+            if (same_as[q] == p)
+                used += (size_t)snprintf(name + used, sizeof(name) - used, " = %s", policies[q]);
         bool bound = strcmp(policies[p], "belady") == 0;
-        fprintf(gnuplot, "%s'-' using 1:2 with linespoints lw 2 lc rgb '%s' dt %d title '%s'",
-                p > 0 ? ", " : "", bound ? "#000000" : colours[p % n_colours], bound ? 2 : 1,
-                policies[p]);
+        if (bound && used < sizeof(name))
+            snprintf(name + used, sizeof(name) - used, " (offline bound)");
+        fprintf(gnuplot,
+                "%s'-' using 1:2 with linespoints lw 2.5 ps 1.6 lc rgb '%s' dt %zu pt %d title ",
+                curve > 0 ? ", " : "",
+                bound ? "#000000" : colours[curve % (sizeof(colours) / sizeof(colours[0]))],
+                bound ? (size_t)2 : curve % 5 + 1,
+                points[curve % (sizeof(points) / sizeof(points[0]))]);
+        put_gnuplot_string(gnuplot, name);
+        curve++;
     }
     fprintf(gnuplot, "\n");
+}
+
+/*
+ * Draws hit rate (percent) against G1 capacity on a log axis. Policies whose
+ * rates are equal at every capacity share one curve, named "a = b = c" in the
+ * legend; every curve has its own colour, dash pattern and point shape, so
+ * curves that nearly coincide stay apart. The points are sent inline, sorted
+ * by capacity.
+ */
+static kvbm_status_t draw_plot(const char *plot_path, const plot_context_t *context,
+                               const uint32_t *capacities, size_t n_capacities, char **policies,
+                               size_t n_policies, double rates[][SWEEP_MAX])
+{
+    if (n_capacities == 0 || n_policies == 0)
+        return KVBM_OK; /* grid_parse refuses an empty sweep; nothing to draw */
+    size_t order[SWEEP_MAX], same_as[SWEEP_MAX];
+    sort_capacities(capacities, n_capacities, order);
+    group_equal_curves(n_capacities, n_policies, rates, same_as);
+    double top = 0.0;
+    for (size_t c = 0; c < n_capacities; c++)
+        for (size_t p = 0; p < n_policies; p++)
+            top = rates[c][p] > top ? rates[c][p] : top;
+    FILE *gnuplot = popen("gnuplot", "w");
+    if (gnuplot == NULL)
+        return KVBM_ERR_IO;
+    write_plot_frame(gnuplot, plot_path, context, capacities, order, n_capacities, top);
+    write_plot_curves(gnuplot, policies, n_policies, same_as);
     for (size_t p = 0; p < n_policies; p++) {
-        bool done[SWEEP_MAX] = {false};
-        for (size_t k = 0; k < n_capacities; k++) {
-            size_t best = SIZE_MAX;
-            for (size_t c = 0; c < n_capacities; c++)
-                if (!done[c] && (best == SIZE_MAX || capacities[c] < capacities[best]))
-                    best = c;
-            done[best] = true;
-            fprintf(gnuplot, "%u %.6f\n", capacities[best], rates[best][p]);
-        }
+        if (same_as[p] != p)
+            continue;
+        for (size_t k = 0; k < n_capacities; k++)
+            fprintf(gnuplot, "%u %.6f\n", capacities[order[k]], 100.0 * rates[order[k]][p]);
         fprintf(gnuplot, "e\n");
     }
     return pclose(gnuplot) == 0 ? KVBM_OK : KVBM_ERR_IO;
@@ -124,19 +265,24 @@ static kvbm_status_t grid_parse(const sweep_options_t *sweep, sweep_grid_t *grid
         char *end = NULL;
         unsigned long value = strtoul(capacity_items[i], &end, 10);
         if (end == capacity_items[i] || *end != '\0' || value == 0 || value > UINT32_MAX) {
-            fprintf(stderr, "kvbm-replay: bad capacity '%s' in --sweep\n", capacity_items[i]);
+            fprintf(stderr,
+                    "kvbm-replay: bad capacity '%s' in --sweep (try 'kvbm-replay --help')\n",
+                    capacity_items[i]);
             return KVBM_ERR_INVALID_ARG;
         }
         grid->capacities[i] = (uint32_t)value;
     }
     for (size_t p = 0; p < grid->n_policies; p++) {
         if (run_find_policy(grid->policies[p]) == NULL) {
-            fprintf(stderr, "kvbm-replay: unknown policy '%s' in --policies\n", grid->policies[p]);
+            fprintf(stderr,
+                    "kvbm-replay: unknown policy '%s' in --policies (try 'kvbm-replay --help')\n",
+                    grid->policies[p]);
             return KVBM_ERR_INVALID_ARG;
         }
     }
     if (grid->n_capacities == 0 || grid->n_policies == 0) {
-        fprintf(stderr, "kvbm-replay: --sweep needs capacities and policies\n");
+        fprintf(stderr,
+                "kvbm-replay: --sweep needs capacities and policies (try 'kvbm-replay --help')\n");
         return KVBM_ERR_INVALID_ARG;
     }
     return KVBM_OK;
@@ -206,13 +352,17 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         print_gap_closed(grid.capacities, grid.n_capacities, grid.policies, grid.n_policies, rates);
     fflush(stdout);
     fclose(csv);
+    const plot_context_t plot_context = {.trace_path = base->trace_path,
+                                         .requests = trace.requests,
+                                         .blocks = trace.blocks,
+                                         .block_tokens = trace.block_tokens};
     trace_free(&trace);
     if (status != KVBM_OK)
         return status;
     fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
     if (sweep->plot_path != NULL && sweep->plot_path[0] != '\0') {
-        if (draw_plot(sweep->plot_path, grid.capacities, grid.n_capacities, grid.policies,
-                      grid.n_policies, rates) != KVBM_OK) {
+        if (draw_plot(sweep->plot_path, &plot_context, grid.capacities, grid.n_capacities,
+                      grid.policies, grid.n_policies, rates) != KVBM_OK) {
             fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
             return KVBM_ERR_IO;
         }

@@ -78,6 +78,62 @@ static kvbm_status_t reader_fail(trace_reader_t *reader, const char *reason)
     return KVBM_ERR_PARSE;
 }
 
+/*
+ * What json-c stopped at, in plain words with the column, instead of its
+ * own wording ("object value separator ',' expected").
+ */
+static void describe_json_error(enum json_tokener_error error, const char *line, size_t length,
+                                size_t offset, char *out, size_t out_size)
+{
+    const char *what;
+    switch (error) {
+    case json_tokener_continue:
+    case json_tokener_error_parse_eof:
+        snprintf(out, out_size, "the JSON object is cut off: the line ends before it is closed");
+        return;
+    case json_tokener_error_depth:
+        what = "values nested too deeply";
+        break;
+    case json_tokener_error_parse_null:
+    case json_tokener_error_parse_boolean:
+    case json_tokener_error_parse_unexpected:
+        what = "a character that does not start or continue a JSON value";
+        break;
+    case json_tokener_error_parse_number:
+        what = "a malformed number";
+        break;
+    case json_tokener_error_parse_array:
+        what = "a list that goes on without a ',' between values or a closing ']'";
+        break;
+    case json_tokener_error_parse_object_key_name:
+        what = "a field name that is not in double quotes";
+        break;
+    case json_tokener_error_parse_object_key_sep:
+        what = "a field name without a ':' after it";
+        break;
+    case json_tokener_error_parse_object_value_sep:
+        what = "fields without a ',' between them or a closing '}'";
+        break;
+    case json_tokener_error_parse_string:
+        what = "a malformed string (a bad escape sequence)";
+        break;
+    case json_tokener_error_parse_comment:
+        what = "a malformed comment";
+        break;
+    case json_tokener_error_parse_utf8_string:
+        what = "text that is not valid UTF-8";
+        break;
+    default:
+        what = "text that is not JSON";
+        break;
+    }
+    if (offset < length && isprint((unsigned char)line[offset]))
+        snprintf(out, out_size, "not valid JSON: %s (column %zu, at '%c')", what, offset + 1,
+                 line[offset]);
+    else
+        snprintf(out, out_size, "not valid JSON: %s (column %zu)", what, offset + 1);
+}
+
 static int is_blank(const char *text, size_t length)
 {
     for (size_t i = 0; i < length; i++)
@@ -138,14 +194,16 @@ kvbm_status_t trace_reader_next(trace_reader_t *reader, trace_request_t *request
         enum json_tokener_error parse_error = json_tokener_get_error(reader->tokener);
         if (root == NULL || parse_error != json_tokener_success) {
             json_object_put(root);
-            return reader_fail(reader, parse_error == json_tokener_continue
-                                           ? "truncated JSON"
-                                           : json_tokener_error_desc(parse_error));
+            char reason[160];
+            describe_json_error(parse_error, reader->line, (size_t)length,
+                                json_tokener_get_parse_end(reader->tokener), reason,
+                                sizeof(reason));
+            return reader_fail(reader, reason);
         }
         /* Anything after the object other than whitespace is an error too. */
         size_t used = json_tokener_get_parse_end(reader->tokener);
         kvbm_status_t status = KVBM_OK;
-        json_object *ids = NULL;
+        json_object *ids = NULL, *input_length = NULL;
         size_t count = 0;
         if (!is_blank(reader->line + used, (size_t)length - used))
             status = reader_fail(reader, "trailing characters after the JSON object");
@@ -155,12 +213,23 @@ kvbm_status_t trace_reader_next(trace_reader_t *reader, trace_request_t *request
             status = reader_fail(reader, "missing \"hash_ids\"");
         else
             status = take_hash_ids(reader, ids, &count);
+        /* Optional; an input_length that is not a non-negative integer is
+         * taken as absent (the replay does not need it). */
+        int64_t tokens = -1;
+        if (status == KVBM_OK && json_object_object_get_ex(root, "input_length", &input_length) &&
+            json_object_is_type(input_length, json_type_int)) {
+            errno = 0;
+            int64_t value = json_object_get_int64(input_length);
+            if (value >= 0 && errno == 0)
+                tokens = value;
+        }
         json_object_put(root);
         if (status != KVBM_OK)
             return status;
         request_out->hashes = reader->hashes;
         request_out->count = count;
         request_out->line = reader->line_number;
+        request_out->input_length = tokens;
         *has_request = 1;
         return KVBM_OK;
     }
@@ -177,6 +246,9 @@ kvbm_status_t trace_load(const char *path, size_t limit, trace_t *trace_out, cha
     }
     trace_t trace = {0};
     size_t hash_capacity = 0, offset_capacity = 0;
+    /* The block sizes every request so far allows: [lo, hi]; lo > hi once
+     * two requests disagree or a request lacks input_length. */
+    uint64_t tokens_lo = 1, tokens_hi = UINT32_MAX;
     status = KVBM_ERR_NO_MEMORY;
     trace.offsets = malloc(sizeof(size_t) * 1);
     if (trace.offsets == NULL)
@@ -214,11 +286,22 @@ kvbm_status_t trace_load(const char *path, size_t limit, trace_t *trace_out, cha
         }
         if (request.count > 0)
             memcpy(trace.hashes + trace.blocks, request.hashes, request.count * sizeof(uint64_t));
+        if (request.input_length < 0) {
+            tokens_hi = 0;
+        } else if (request.count > 0) {
+            uint64_t length = (uint64_t)request.input_length, n = request.count;
+            uint64_t lo = (length + n - 1) / n;
+            uint64_t hi = n == 1 ? UINT32_MAX : length > 0 ? (length - 1) / (n - 1) : 0;
+            tokens_lo = lo > tokens_lo ? lo : tokens_lo;
+            tokens_hi = hi < tokens_hi ? hi : tokens_hi;
+        }
         trace.blocks += request.count;
         trace.requests++;
         trace.offsets[trace.requests] = trace.blocks;
     }
     trace_reader_close(reader);
+    if (trace.requests > 0 && tokens_lo == tokens_hi)
+        trace.block_tokens = (uint32_t)tokens_lo;
     *trace_out = trace;
     return KVBM_OK;
 

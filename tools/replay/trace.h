@@ -22,7 +22,8 @@ typedef struct trace_reader trace_reader_t;
 typedef struct trace_request {
     const uint64_t *hashes;
     size_t count;
-    size_t line; /* 1-based line number in the file */
+    size_t line;          /* 1-based line number in the file */
+    int64_t input_length; /* "input_length" in tokens, -1 when the line has none */
 } trace_request_t;
 
 /* Opens @p path ("-" for standard input). The reader owns the stream. */
@@ -50,6 +51,10 @@ typedef struct trace {
     size_t *offsets;
     size_t requests;
     size_t blocks;
+    /* Tokens a block holds, when the lines' input_length pins it down (every
+     * request of n blocks holding (n - 1) * B < input_length <= n * B for one
+     * B, as in Mooncake traces: 512); 0 when unknown. */
+    uint32_t block_tokens;
 } trace_t;
 
 /* Loads the whole trace; on error *error_out holds the reader's message
