@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
+
 /* Grows @p *array (elements of @p size) to hold @p more after @p used,
  * doubling; false, leaving it unchanged, when memory runs out. */
 static __attribute__((noinline)) bool grow(void **array, size_t *capacity, size_t used, size_t more,
@@ -179,7 +181,9 @@ kvbm_status_t kvbm__event_batch_append(kvbm__event_batch_t *batch,
     const kvbm_event_record_t *r = &kept;
     size_t name_len = r->lora_name != NULL ? strlen(r->lora_name) + 1 : 0;
     if (!record_valid(r, name_len))
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "event record: kind %d, medium %d, %zu hashes, %zu tokens is not valid",
+                          (int)r->kind, (int)r->medium, r->count, r->n_tokens);
     if (!room_for(batch, r, name_len))
         return KVBM_ERR_NO_MEMORY;
     if (batch->n_records > 0 && r->count > 0) {

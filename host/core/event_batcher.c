@@ -3,14 +3,15 @@
 
 #include <stdlib.h>
 
+#include "error.h"
 #include "event_batch.h"
 
 kvbm_status_t kvbm__event_batcher_create_taking(kvbm_event_record_fn sink,
                                                 kvbm__event_batch_take_fn take, void *ctx,
                                                 kvbm_event_batcher_t **batcher_out)
 {
-    if (sink == NULL || batcher_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(sink != NULL);
+    KVBM_REQUIRE_ARG(batcher_out != NULL);
     kvbm_event_batcher_t *batcher = calloc(1, sizeof(*batcher));
     if (batcher == NULL)
         return KVBM_ERR_NO_MEMORY;

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "core/error.h"
 #include "pack.h"
 
 #define TAG_STORED  "BlockStored"
@@ -33,12 +34,13 @@ static bool on_wire(const kvbm_event_record_t *record)
 static kvbm_status_t check_stored(const kvbm_event_record_t *r, kvbm__events_size_t *size)
 {
     if ((r->n_tokens > 0 && r->tokens == NULL) || r->n_tokens > UINT32_MAX)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "stored event: %zu tokens%s", r->n_tokens,
+                          r->tokens == NULL ? " and no token array" : " (at most 2^32 - 1)");
     size->n_tokens += r->n_tokens;
     if (r->lora_name != NULL) {
         size_t len = strlen(r->lora_name);
         if (len > UINT32_MAX)
-            return KVBM_ERR_INVALID_ARG;
+            return kvbm__fail(KVBM_ERR_INVALID_ARG, "stored event: a LoRA name of %zu bytes", len);
         size->name_bytes += len + 1;
     }
     return KVBM_OK;
@@ -54,7 +56,9 @@ static inline kvbm_status_t check_record(const kvbm_event_record_t *r, kvbm__eve
     if ((r->kind != KVBM_EVENT_STORED && r->kind != KVBM_EVENT_REMOVED) ||
         (unsigned)r->medium >= sizeof(MEDIA) / sizeof(MEDIA[0]) ||
         (r->count > 0 && r->hashes == NULL) || r->count > UINT32_MAX)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(
+            KVBM_ERR_INVALID_ARG, "event record: kind %d, medium %d, %zu hashes%s is not valid",
+            (int)r->kind, (int)r->medium, r->count, r->hashes == NULL ? " (array NULL)" : "");
     size->n_hashes += r->count;
     size->n_events += r->count > 0;
     return r->kind == KVBM_EVENT_STORED && (r->n_tokens > 0 || r->lora_name != NULL)
@@ -74,8 +78,9 @@ static size_t bound(size_t count, const kvbm__events_size_t *size)
 kvbm_status_t kvbm__events_check(const kvbm_event_record_t *records, size_t count,
                                  kvbm__events_size_t *size_out)
 {
-    if ((count > 0 && records == NULL) || count > UINT32_MAX)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(count == 0 || records != NULL);
+    if (count > UINT32_MAX)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "events: %zu records in one batch", count);
     kvbm__events_size_t size = {0};
     for (size_t i = 0; i < count; i++) {
         kvbm_status_t status = check_record(&records[i], &size);
@@ -92,7 +97,8 @@ kvbm_status_t kvbm__events_check_batch(const kvbm__event_batch_t *batch,
 {
     /* The batch's records are valid events by construction. */
     if (batch->n_records > UINT32_MAX)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "events: %zu records in one batch",
+                          batch->n_records);
     kvbm__events_size_t size = {.n_events = batch->n_events,
                                 .n_hashes = batch->n_hashes,
                                 .n_tokens = batch->n_tokens,

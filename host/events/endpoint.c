@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
+
 #define MAX_PORT 65535
 
 static bool starts_with(const char *text, const char *prefix)
@@ -22,7 +24,7 @@ static kvbm_status_t format_new(char **out, const char *fmt, int len_hint, const
 {
     int len = snprintf(NULL, 0, fmt, len_hint, a, b);
     if (len < 0)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "publisher endpoint: cannot be formatted");
     char *text = malloc((size_t)len + 1);
     if (text == NULL)
         return KVBM_ERR_NO_MEMORY;
@@ -35,7 +37,8 @@ kvbm_status_t kvbm__endpoint_for_rank(const char *endpoint, int32_t rank, char *
 {
     size_t len = strlen(endpoint);
     if (len > 4096)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "publisher endpoint of %zu bytes (at most 4096)",
+                          len);
     if (rank <= 0) {
         char *copy = strdup(endpoint);
         if (copy == NULL)
@@ -46,10 +49,12 @@ kvbm_status_t kvbm__endpoint_for_rank(const char *endpoint, int32_t rank, char *
     if (starts_with(endpoint, "inproc://") || starts_with(endpoint, "ipc://"))
         return format_new(out, "%.*s_dp%ld", (int)len, endpoint, rank);
     if (!starts_with(endpoint, "tcp://"))
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(
+            KVBM_ERR_INVALID_ARG,
+            "publisher endpoint '%s': offset by rank needs tcp://, ipc:// or inproc://", endpoint);
     const char *colon = strrchr(endpoint, ':');
     if (colon == NULL || colon < endpoint + strlen("tcp://"))
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "publisher endpoint '%s' has no port", endpoint);
     const char *port_text = colon + 1;
     if (strcmp(port_text, "*") == 0)
         return kvbm__endpoint_for_rank(endpoint, 0, out);
@@ -57,6 +62,8 @@ kvbm_status_t kvbm__endpoint_for_rank(const char *endpoint, int32_t rank, char *
     long port = strtol(port_text, &end, 10);
     if (end == port_text || *end != '\0' || port_text[0] == '-' || port_text[0] == '+' ||
         port > MAX_PORT || port + rank > MAX_PORT)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "publisher endpoint '%s': port plus rank %ld is not a port", endpoint,
+                          (long)rank);
     return format_new(out, "%.*s:%ld", (int)(colon - endpoint), endpoint, port + rank);
 }

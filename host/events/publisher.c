@@ -19,6 +19,7 @@
 
 #include "core/check.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "encode.h"
 #include "endpoint.h"
@@ -37,7 +38,8 @@ kvbm_status_t kvbm__zmq_error(const char *what, const char *detail)
     case EINVAL:
     case EPROTONOSUPPORT:
     case ENOCOMPATPROTO:
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "events: %s%s%s failed: %s", what,
+                          detail ? " " : "", detail ? detail : "", zmq_strerror(err));
     case ENOMEM:
         return KVBM_ERR_NO_MEMORY;
     default:
@@ -52,8 +54,7 @@ static const size_t publisher_config_sizes[] = {sizeof(kvbm_publisher_config_t)}
 static kvbm_status_t import_config(const kvbm_publisher_config_t *caller,
                                    kvbm_publisher_config_t *config)
 {
-    if (caller == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(caller != NULL);
     const kvbm_publisher_config_t defaults = KVBM_PUBLISHER_CONFIG_INIT;
     kvbm_status_t status = KVBM__CONFIG_IMPORT(caller, publisher_config_sizes, &defaults, config);
     if (status != KVBM_OK)
@@ -61,7 +62,12 @@ static kvbm_status_t import_config(const kvbm_publisher_config_t *caller,
     if (config->endpoint == NULL || config->queue_depth == 0 || config->hwm < 0 ||
         config->linger_ms < 0 || config->data_parallel_rank < KVBM_PUBLISHER_NO_RANK ||
         config->max_delay_ms > INT_MAX)
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "publisher config: needs an endpoint, queue_depth >= 1, hwm and "
+                          "linger_ms >= 0, data_parallel_rank >= -1 (queue_depth %u, hwm %d, "
+                          "linger_ms %d, rank %d)",
+                          config->queue_depth, config->hwm, config->linger_ms,
+                          (int)config->data_parallel_rank);
     return KVBM_OK;
 }
 
@@ -181,8 +187,7 @@ static void fini_rings(kvbm_publisher_t *p)
 kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *caller_config,
                                     kvbm_publisher_t **publisher_out)
 {
-    if (publisher_out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(publisher_out != NULL);
     kvbm_publisher_config_t imported;
     kvbm_status_t status = import_config(caller_config, &imported);
     if (status != KVBM_OK)
@@ -381,8 +386,7 @@ static kvbm_status_t publish_checked(kvbm_publisher_t *p, const pending_t *what,
 kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
                                      const kvbm_event_record_t *records, size_t count)
 {
-    if (publisher == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(publisher != NULL);
     kvbm__events_size_t size;
     kvbm_status_t status = kvbm__events_check(records, count, &size);
     if (status != KVBM_OK || size.n_events == 0)
@@ -411,8 +415,7 @@ static void take_batch(void *publisher, kvbm__event_batch_t *batch)
 kvbm_status_t kvbm_publisher_batcher_create(kvbm_publisher_t *publisher,
                                             kvbm_event_batcher_t **batcher_out)
 {
-    if (publisher == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(publisher != NULL);
     return kvbm__event_batcher_create_taking(kvbm_publisher_sink, take_batch, publisher,
                                              batcher_out);
 }
@@ -425,8 +428,7 @@ void kvbm_publisher_sink(void *publisher, const kvbm_event_record_t *records, si
 
 kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout_ms)
 {
-    if (publisher == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(publisher != NULL);
     kvbm_publisher_t *p = publisher;
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);

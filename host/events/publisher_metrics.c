@@ -1,8 +1,9 @@
 /* The publisher's metrics: snapshot and Prometheus text, from one list. */
 #include <stdio.h>
 
-#include "core/prometheus.h"
 #include "core/check.h"
+#include "core/error.h"
+#include "core/prometheus.h"
 #include "publisher_internal.h"
 
 void kvbm_publisher_metrics(kvbm_publisher_t *publisher, kvbm_publisher_metrics_t *metrics_out)
@@ -22,8 +23,8 @@ void kvbm_publisher_metrics(kvbm_publisher_t *publisher, kvbm_publisher_metrics_
 
 kvbm_status_t kvbm_publisher_metrics_prometheus(kvbm_publisher_t *publisher, FILE *out)
 {
-    if (publisher == NULL || out == NULL)
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(publisher != NULL);
+    KVBM_REQUIRE_ARG(out != NULL);
     kvbm_publisher_metrics_t m;
     kvbm_publisher_metrics(publisher, &m);
     int rc = 0;

@@ -740,15 +740,18 @@ static bool lists_its_hash(const kvbm_manager_t *manager, uint32_t id)
 kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
                                              size_t capacity, size_t *n_hashes_out)
 {
-    if (manager == NULL || n_hashes_out == NULL || (capacity > 0 && hashes_out == NULL))
-        return KVBM_ERR_INVALID_ARG;
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(n_hashes_out != NULL);
+    KVBM_REQUIRE_ARG(capacity == 0 || hashes_out != NULL);
     kvbm__mutex_lock(&manager->lock);
     size_t n = 0;
     for (uint32_t id = 0; id < manager->num_blocks; id++)
         n += lists_its_hash(manager, id);
     if (capacity < n) {
         kvbm__mutex_unlock(&manager->lock);
-        return KVBM_ERR_INVALID_ARG;
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "kvbm_manager_registered_hashes: room for %zu, the tier holds %zu",
+                          capacity, n);
     }
     n = 0;
     for (uint32_t id = 0; id < manager->num_blocks; id++)
