@@ -10,8 +10,14 @@
  * `per_call` times allocate, register and release back to back per call, as
  * an engine does. Single thread. Prints numbers only; never passes or fails.
  *
- *   bench_manager [--quick]
+ *   bench_manager [--quick] [--blocks N] [--policy NAME]
+ *   bench_manager --metadata N [--policy NAME]    metadata bytes per block only
+ *   bench_manager --create N [--policy NAME]      create/first call/destroy times
+ *
+ * --blocks runs only that manager size (default 10^5 and 10^6); --policy
+ * names the eviction policy of every manager (default lru).
  */
+#include <getopt.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +41,9 @@ typedef struct phase_times {
 
 static uint64_t next_hash = 1;
 
+/* The policy every manager of this run uses (--policy). */
+static const kvbm_policy_ops_t *bench_policy;
+
 /* Fills the manager with inactive registered blocks, in chains of `chain`. */
 static void fill(kvbm_manager_t *m, uint32_t n, uint32_t chain, uint64_t *hashes_out)
 {
@@ -56,6 +65,7 @@ static phase_times_t run(uint32_t n_blocks, uint32_t batch, uint32_t rounds)
 {
     kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
     config.num_blocks = n_blocks;
+    config.policy = bench_policy;
     kvbm_manager_t *m = NULL;
     CHECK(kvbm_manager_create(&config, &m));
     uint64_t *registered = malloc(sizeof(uint64_t) * n_blocks);
@@ -137,6 +147,7 @@ static double metadata_bytes_per_block(uint32_t n_blocks)
     struct mallinfo2 before = mallinfo2();
     kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
     config.num_blocks = n_blocks;
+    config.policy = bench_policy;
     kvbm_manager_t *m = NULL;
     CHECK(kvbm_manager_create(&config, &m));
     uint64_t *hashes = malloc(sizeof(uint64_t) * n_blocks);
@@ -149,16 +160,96 @@ static double metadata_bytes_per_block(uint32_t n_blocks)
     return bytes / n_blocks;
 }
 
+/* Creating a manager of @p n_blocks, its first allocate+register+release
+ * of one block, and destroying it, timed apart (ms): creation should cost
+ * what is touched, not the capacity. */
+static void creation_times(uint32_t n_blocks)
+{
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = n_blocks;
+    config.policy = bench_policy;
+    kvbm_manager_t *m = NULL;
+    double t0 = bench_now_ns();
+    CHECK(kvbm_manager_create(&config, &m));
+    double t1 = bench_now_ns();
+    uint32_t id, out;
+    uint64_t hash = 42;
+    CHECK(kvbm_manager_allocate(m, 1, &id, NULL, NULL));
+    CHECK(kvbm_manager_register(m, &id, &hash, 1, NULL, &out));
+    CHECK(kvbm_manager_release(m, &out, 1));
+    double t2 = bench_now_ns();
+    kvbm_manager_destroy(m);
+    double t3 = bench_now_ns();
+    printf("create: %u blocks, policy %s: create %.3f ms, first cycle %.3f ms, destroy %.3f ms\n",
+           n_blocks, bench_policy->name, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6);
+}
+
+static uint32_t parse_blocks(const char *text)
+{
+    char *end;
+    double value = strtod(text, &end); /* 1e7 and 10000000 both */
+    if (*end != '\0' || value < 1 || value > KVBM_MANAGER_MAX_BLOCKS) {
+        fprintf(stderr, "bench_manager: bad block count '%s'\n", text);
+        exit(2);
+    }
+    return (uint32_t)value;
+}
+
 int main(int argc, char **argv)
 {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-    const uint32_t sizes[2] = {100000, 1000000};
+    static const struct option options[] = {
+        {"quick", no_argument, NULL, 'q'},          {"blocks", required_argument, NULL, 'b'},
+        {"metadata", required_argument, NULL, 'm'}, {"create", required_argument, NULL, 'c'},
+        {"policy", required_argument, NULL, 'p'},   {0}};
+    int quick = 0;
+    uint32_t only_blocks = 0, metadata_blocks = 0, create_blocks = 0;
+    bench_policy = kvbm_policy_lru();
+    for (int opt; (opt = getopt_long(argc, argv, "", options, NULL)) != -1;) {
+        switch (opt) {
+        case 'q':
+            quick = 1;
+            break;
+        case 'b':
+            only_blocks = parse_blocks(optarg);
+            break;
+        case 'm':
+            metadata_blocks = parse_blocks(optarg);
+            break;
+        case 'c':
+            create_blocks = parse_blocks(optarg);
+            break;
+        case 'p':
+            bench_policy = kvbm_policy_find(optarg);
+            if (bench_policy == NULL) {
+                fprintf(stderr, "bench_manager: unknown policy '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        default:
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "bench_manager: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (create_blocks != 0 || metadata_blocks != 0) {
+        if (create_blocks != 0)
+            creation_times(create_blocks);
+        if (metadata_blocks != 0)
+            printf("metadata: %u blocks, %.1f bytes per block (manager, registry, %s policy)\n",
+                   metadata_blocks, metadata_bytes_per_block(metadata_blocks), bench_policy->name);
+        return 0;
+    }
+    const uint32_t all_sizes[2] = {100000, 1000000};
+    const uint32_t *sizes = only_blocks != 0 ? &only_blocks : all_sizes;
+    int n_sizes = only_blocks != 0 ? 1 : 2;
     const uint32_t batches[3] = {1, 16, 256};
-    printf("kvbm %s manager benchmark (LRU, single thread, ns per block; miss: ns per call)\n",
-           kvbm_version());
+    printf("kvbm %s manager benchmark (%s, single thread, ns per block; miss: ns per call)\n",
+           kvbm_version(), bench_policy->name);
     printf("%9s %6s %9s %9s %9s %9s %9s %9s %9s\n", "blocks", "batch", "allocate", "register",
            "release", "cycle", "per_call", "match_hit", "match_miss");
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < n_sizes; s++) {
         for (int b = 0; b < 3; b++) {
             uint32_t rounds = quick ? 1 : 3;
             phase_times_t t = run(sizes[s], batches[b], rounds);
@@ -168,8 +259,8 @@ int main(int argc, char **argv)
             fflush(stdout);
         }
     }
-    for (int s = 0; s < 2; s++)
-        printf("metadata: %u blocks, %.1f bytes per block (manager, registry, LRU policy)\n",
-               sizes[s], metadata_bytes_per_block(sizes[s]));
+    for (int s = 0; s < n_sizes; s++)
+        printf("metadata: %u blocks, %.1f bytes per block (manager, registry, %s policy)\n",
+               sizes[s], metadata_bytes_per_block(sizes[s]), bench_policy->name);
     return 0;
 }

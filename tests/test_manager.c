@@ -250,7 +250,9 @@ static void recording_touch(void *state, const kvbm_policy_entry_t *entry, bool 
 
 static void scan_finds_all_and_touch_reaches_the_policy(void **state)
 {
+    /* A version-1 table (no batches): the manager calls its single ops. */
     kvbm_policy_ops_t recording = *kvbm_policy_lru();
+    recording.version = 1;
     recording.name = "recording";
     recording.touch = recording_touch;
     kvbm_manager_t *m = test_manager_new(8, KVBM_DUPLICATION_REJECT, &recording);
@@ -409,6 +411,39 @@ static void repeated_ids_release_as_many_references(void **state)
     const uint32_t three[3] = {id, id, id};
     assert_kvbm_ok(kvbm_manager_release(m, three, 3));
     assert_pools(m, 3, 0, 1);
+    kvbm_manager_destroy(m);
+}
+
+/* One release call taking more blocks to zero than release notes on the
+ * stack (256) moves them all, in the call's order; a call refused at its
+ * last id moves none. */
+static void long_release_moves_every_block_in_order(void **state)
+{
+    enum { N = 600 };
+    kvbm_manager_t *m = test_manager_new(N, KVBM_DUPLICATION_REJECT, NULL);
+    static uint32_t ids[N], registered[N], order[N + 1];
+    static uint64_t hashes[N];
+    static kvbm_evicted_t evicted[N];
+    assert_kvbm_ok(kvbm_manager_allocate(m, N, ids, NULL, NULL));
+    for (size_t i = 0; i < N; i++)
+        hashes[i] = 1000 + i;
+    /* The first half registered: the rest go back to reset. */
+    assert_kvbm_ok(kvbm_manager_register(m, ids, hashes, N / 2, NULL, registered));
+    for (size_t i = 0; i < N; i++)
+        order[i] = ids[N - 1 - i];
+    order[N] = ids[0]; /* its reference went with the first N */
+    assert_kvbm_status(kvbm_manager_release(m, order, N + 1), KVBM_ERR_NOT_HELD);
+    assert_pools(m, 0, N, 0);
+    assert_kvbm_ok(kvbm_manager_release(m, order, N));
+    assert_pools(m, N / 2, 0, N / 2);
+    /* LRU hands the registered blocks back in the order they were released. */
+    size_t n_evicted = 0;
+    assert_kvbm_ok(kvbm_manager_allocate(m, N, ids, evicted, &n_evicted));
+    assert_int_equal(n_evicted, N / 2);
+    for (size_t i = 0; i < N / 2; i++) {
+        assert_int_equal(evicted[i].block_id, registered[N / 2 - 1 - i]);
+        assert_int_equal(evicted[i].seq_hash, hashes[N / 2 - 1 - i]);
+    }
     kvbm_manager_destroy(m);
 }
 
@@ -828,6 +863,7 @@ int main(void)
         cmocka_unit_test(hints_reach_version_2_policies_and_version_1_still_works),
         cmocka_unit_test(misuse_is_refused_and_changes_nothing),
         cmocka_unit_test(repeated_ids_release_as_many_references),
+        cmocka_unit_test(long_release_moves_every_block_in_order),
         cmocka_unit_test(reset_inactive_needs_an_idle_manager),
         cmocka_unit_test(events_report_stored_runs_and_removals),
         cmocka_unit_test(events_split_runs_where_the_tier_had_the_hash),

@@ -21,4 +21,18 @@ static inline uint64_t kvbm__mix64(uint64_t key)
     return key;
 }
 
+/*
+ * 32 well-spread bits of a key for tables that place it by its top bits
+ * (the registry): Fibonacci hashing, the key times 2^64 / phi, high half
+ * kept, after folding the key's high half into its low half so keys that
+ * differ only in high bits spread too. One multiply. Sequential keys (the
+ * replay's dense ids) land evenly apart rather than at random, so their
+ * probe runs stay short and predictable; well-mixed keys (XXH3 hashes)
+ * land at random, as with any mixer.
+ */
+static inline uint32_t kvbm__spread32(uint64_t key)
+{
+    return (uint32_t)(((key ^ (key >> 32)) * 0x9E3779B97F4A7C15ULL) >> 32);
+}
+
 #endif /* KVBM_CORE_MIX_H */

@@ -17,22 +17,53 @@
 #include "core/error.h"
 #include "policy/config.h"
 #include "internal.h"
+#include "policy_batch.h"
 
 _Static_assert(sizeof(kvbm__block_t) == 32, "block metadata is budgeted at 32 bytes");
+/* policy_add copies a block record into a policy entry whole. */
+_Static_assert(sizeof(kvbm__block_t) == sizeof(kvbm_policy_entry_t), "entry is a block copy");
+_Static_assert(offsetof(kvbm__block_t, seq_hash) == offsetof(kvbm_policy_entry_t, seq_hash),
+               "seq_hash where the entry has it");
+_Static_assert(offsetof(kvbm__block_t, parent_hash) == offsetof(kvbm_policy_entry_t, parent_hash),
+               "parent_hash where the entry has it");
+_Static_assert(offsetof(kvbm__block_t, has_parent) == offsetof(kvbm_policy_entry_t, has_parent),
+               "has_parent where the entry has it");
+_Static_assert(offsetof(kvbm__block_t, priority) == offsetof(kvbm_policy_entry_t, priority),
+               "priority where the entry has it");
+_Static_assert(offsetof(kvbm_policy_entry_t, block_id) == 0 &&
+                   offsetof(kvbm__block_t, seq_hash) == 8,
+               "block_id covers only refcount and next_duplicate");
 
-/* How many hashes ahead batched lookups prefetch registry buckets. */
-#define PREFETCH_DISTANCE 4
+/* How many hashes (or blocks) ahead batched calls prefetch: far enough for
+ * the loads to overlap, near enough to stay in L1. A power of two. */
+#define PREFETCH_DISTANCE ((size_t)8)
 
-static kvbm_policy_entry_t policy_entry_of(const kvbm_manager_t *manager, uint32_t id)
+/* References one block can carry. A call that could take a block past it is
+ * refused before it changes anything (KVBM_ERR_OVERFLOW). */
+#define REFCOUNT_MAX UINT32_MAX
+
+/* Once a block's count passes this, calls that take references check every
+ * block against their whole count before taking any. Below it, a call of
+ * fewer than REFS_NEAR_LIMIT references cannot overflow a block, and the
+ * calls skip that pass. */
+#define REFS_NEAR_LIMIT (UINT32_MAX / 2)
+
+/* Adds one operation on block @p id to the call's policy batch: the entry is
+ * the block record copied whole (its layout mirrors the entry's, checked
+ * above; the bytes the entry does not name are padding there), then the id. */
+static inline void policy_add(kvbm__policy_batch_t *batch, kvbm__policy_op_t op,
+                              const kvbm__block_t *block, uint32_t id)
 {
-    const kvbm__block_t *block = &manager->blocks[id];
-    return (kvbm_policy_entry_t){
-        .block_id = id,
-        .seq_hash = block->seq_hash,
-        .parent_hash = block->parent_hash,
-        .has_parent = block->has_parent != 0,
-        .priority = block->priority,
-    };
+    kvbm_policy_entry_t *entry = kvbm__policy_batch_add(batch, op);
+    memcpy(entry, block, sizeof(*entry));
+    entry->block_id = id;
+}
+
+/* Starts loading the metadata of a block a caller named (a bad id loads
+ * block 0 instead: it is refused when its turn comes). */
+static inline void prefetch_block(const kvbm_manager_t *manager, uint32_t id)
+{
+    __builtin_prefetch(&manager->blocks[id < manager->num_blocks ? id : 0]);
 }
 
 /* ------------------------------------------------------------------ create */
@@ -104,6 +135,10 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     manager->num_blocks = config->num_blocks;
     manager->duplication = config->duplication;
     manager->policy = config->policy != NULL ? config->policy : kvbm_policy_lru();
+    manager->policy_takes_hints =
+        manager->policy->version >= 2 && manager->policy->hint != kvbm_policy_ignore_hint;
+    manager->policy_touches_active = manager->policy->version < KVBM__POLICY_BATCH_VERSION ||
+                                     manager->policy->touch_batch != kvbm_policy_ignore_touches;
     strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
 
     if (config->on_events != NULL) {
@@ -115,8 +150,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     manager->blocks = calloc(config->num_blocks, sizeof(kvbm__block_t));
     if (manager->blocks == NULL)
         goto err_destroy_events;
-    status = kvbm__registry_create(config->num_blocks, &manager->blocks[0].seq_hash,
-                                   sizeof(kvbm__block_t), &manager->registry);
+    status = kvbm__registry_init(&manager->registry, config->num_blocks);
     if (status != KVBM_OK)
         goto err_free_blocks;
 
@@ -128,11 +162,11 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     if (status != KVBM_OK)
         goto err_destroy_policy;
 
-    /* The reset pool is a stack threaded through next_duplicate, lowest ids
-     * on top so a fresh manager hands out 0, 1, 2... */
-    for (uint32_t i = 0; i < config->num_blocks; i++)
-        manager->blocks[i].next_duplicate = i + 1 < config->num_blocks ? i + 1 : KVBM_BLOCK_NONE;
-    manager->reset_head = 0;
+    /* Every block starts in the reset pool, as never used (calloc: state
+     * BLOCK_RESET, no pages touched until a block is first handed out), so a
+     * fresh manager hands out 0, 1, 2... */
+    manager->reset_head = KVBM_BLOCK_NONE;
+    manager->never_used = 0;
     manager->reset_count = config->num_blocks;
     *manager_out = manager;
     return KVBM_OK;
@@ -140,7 +174,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
 err_destroy_policy:
     manager->policy->destroy(manager->policy_state);
 err_destroy_registry:
-    kvbm__registry_destroy(manager->registry);
+    kvbm__registry_fini(&manager->registry);
 err_free_blocks:
     free(manager->blocks);
 err_destroy_events:
@@ -156,7 +190,7 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
         return;
     kvbm__mutex_destroy(&manager->lock);
     manager->policy->destroy(manager->policy_state);
-    kvbm__registry_destroy(manager->registry);
+    kvbm__registry_fini(&manager->registry);
     free(manager->blocks);
     kvbm__manager_events_destroy(manager->events);
     free(manager);
@@ -167,42 +201,62 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
 /*
  * The block state machine (manager.h draws it). These functions are the only
  * code that changes a block's state, moves it between pools or changes the
- * pool counts; each asserts the states it may start from.
+ * pool counts; each asserts the states it may start from. Policy operations
+ * go into the call's batch (policy_batch.h), in the order they happen.
  */
 
-/* Takes a registered block's hash away from it, promoting a duplicate. When
- * no other block carries the hash, it left the tier: a removed event. */
-static void unregister_block(kvbm_manager_t *manager, uint32_t id)
+/* unregister_block's rarer case: @p id carries a hash other blocks carry
+ * too (allow duplication). */
+static void unregister_duplicate(kvbm_manager_t *manager, uint32_t id, kvbm__registry_slot_t *slot)
 {
     kvbm__block_t *block = &manager->blocks[id];
-    uint32_t first = kvbm__registry_first(manager->registry, block->entry);
-    assert(first == kvbm__registry_find(manager->registry, block->seq_hash));
+    uint32_t first = kvbm__registry_slot_first(slot);
     if (first == id) {
-        if (block->next_duplicate == KVBM_BLOCK_NONE) {
-            kvbm__registry_remove(manager->registry, block->entry);
-            if (manager->events != NULL)
-                kvbm__manager_events_removed(manager->events, id, block->seq_hash);
-        } else
-            kvbm__registry_set_first(manager->registry, block->entry, block->next_duplicate);
-    } else {
-        uint32_t walk = first;
-        while (manager->blocks[walk].next_duplicate != id) {
-            walk = manager->blocks[walk].next_duplicate;
-            assert(walk != KVBM_BLOCK_NONE);
-        }
-        manager->blocks[walk].next_duplicate = block->next_duplicate;
+        kvbm__registry_slot_set_first(slot, block->next_duplicate);
+        return;
     }
+    uint32_t walk = first;
+    while (manager->blocks[walk].next_duplicate != id) {
+        walk = manager->blocks[walk].next_duplicate;
+        assert(walk != KVBM_BLOCK_NONE);
+    }
+    manager->blocks[walk].next_duplicate = block->next_duplicate;
+}
+
+/* Takes a registered block's hash away from it, promoting a duplicate.
+ * When no other block carries the hash, it left the tier: a removed event
+ * (the one place a hash leaves a tier, so no transition can forget it). */
+static inline void unregister_block(kvbm_manager_t *manager, uint32_t id)
+{
+    kvbm__block_t *block = &manager->blocks[id];
+    kvbm__registry_slot_t *slot =
+        kvbm__registry_probe(&manager->registry, block->seq_hash, block->home);
+    assert(kvbm__registry_slot_first(slot) != KVBM_BLOCK_NONE);
+    if (kvbm__registry_slot_first(slot) == id && block->next_duplicate == KVBM_BLOCK_NONE) {
+        kvbm__registry_remove(&manager->registry, slot);
+        if (manager->events != NULL)
+            kvbm__manager_events_removed(manager->events, id, block->seq_hash);
+    } else
+        unregister_duplicate(manager, id, slot);
     block->next_duplicate = KVBM_BLOCK_NONE;
 }
 
-/* reset -> mutable (allocate): the top of the reset stack, with one reference. */
+/* reset -> mutable (allocate): the top of the stack of released blocks, else
+ * the lowest never-used block; with one reference. */
 static uint32_t block_reset_to_mutable(kvbm_manager_t *manager)
 {
+    assert(manager->reset_count > 0);
     uint32_t id = manager->reset_head;
-    assert(id != KVBM_BLOCK_NONE && manager->reset_count > 0);
-    kvbm__block_t *block = &manager->blocks[id];
+    kvbm__block_t *block;
+    if (id != KVBM_BLOCK_NONE) {
+        block = &manager->blocks[id];
+        manager->reset_head = block->next_duplicate;
+    } else {
+        id = manager->never_used++;
+        assert(id < manager->num_blocks);
+        block = &manager->blocks[id];
+    }
     assert(block->state == BLOCK_RESET);
-    manager->reset_head = block->next_duplicate;
     block->next_duplicate = KVBM_BLOCK_NONE;
     manager->reset_count--;
     block->state = BLOCK_MUTABLE;
@@ -225,27 +279,29 @@ static void block_inactive_to_mutable(kvbm_manager_t *manager, uint32_t id)
     manager->active_count++;
 }
 
-/* mutable -> registered, still held (register): its registry entry is already
- * in place; the block takes the hash and its lineage. */
+/* mutable -> registered, still held (register): its hash is already in the
+ * registry; the block takes the hash and its lineage. */
 static void block_mutable_to_registered(kvbm_manager_t *manager, uint32_t id, uint64_t hash,
-                                        uint64_t parent, bool has_parent, uint8_t priority)
+                                        uint32_t home, const kvbm_register_opts_t *lineage)
 {
     kvbm__block_t *block = &manager->blocks[id];
     assert(block->state == BLOCK_MUTABLE && block->refcount == 1);
     block->state = BLOCK_REGISTERED;
     block->seq_hash = hash;
-    block->parent_hash = parent;
-    block->has_parent = has_parent;
-    block->priority = priority;
+    block->home = home;
+    block->parent_hash = lineage->parent_hash;
+    block->has_parent = lineage->has_parent;
+    block->priority = lineage->priority;
 }
 
 /* inactive -> active (acquire, match, scan, dedup): out of the policy, with
- * one reference. */
-static void block_to_active(kvbm_manager_t *manager, uint32_t id)
+ * one reference; @p touch says whether the policy hears of the access. */
+static void block_to_active(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
+                            bool touch)
 {
     kvbm__block_t *block = &manager->blocks[id];
     assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
-    manager->policy->remove(manager->policy_state, id);
+    policy_add(batch, touch ? KVBM__POLICY_OP_ACQUIRE : KVBM__POLICY_OP_REMOVE, block, id);
     manager->inactive_count--;
     manager->active_count++;
     block->refcount = 1;
@@ -253,11 +309,11 @@ static void block_to_active(kvbm_manager_t *manager, uint32_t id)
 
 /* active -> inactive (release of the last reference of a registered block):
  * into the policy. */
-static void block_to_inactive(kvbm_manager_t *manager, uint32_t id)
+static void block_to_inactive(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id)
 {
-    assert(manager->blocks[id].state == BLOCK_REGISTERED && manager->blocks[id].refcount == 0);
-    kvbm_policy_entry_t entry = policy_entry_of(manager, id);
-    manager->policy->insert(manager->policy_state, &entry);
+    const kvbm__block_t *block = &manager->blocks[id];
+    assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
+    policy_add(batch, KVBM__POLICY_OP_INSERT, block, id);
     manager->active_count--;
     manager->inactive_count++;
 }
@@ -298,23 +354,104 @@ static void block_to_withdrawn(kvbm_manager_t *manager, uint32_t id)
     block->state = BLOCK_WITHDRAWN;
 }
 
+/* Whether @p more references fit on the block. Calls that take references
+ * check every block against their whole count, which bounds the repeats of
+ * a block within the call, before they take any. */
+static bool refs_fit(const kvbm__block_t *block, size_t more)
+{
+    return more <= (size_t)(REFCOUNT_MAX - block->refcount);
+}
+
+/* Whether a call taking up to @p count references must check its blocks
+ * first (refs_fit): only once some count came near the limit. */
+static bool refs_need_check(const kvbm_manager_t *manager, size_t count)
+{
+    return manager->refs_near_limit || count >= REFS_NEAR_LIMIT;
+}
+
 /* Adds one reference to a registered block, telling the policy of the access
- * when @p touch is set. */
-static void acquire_registered(kvbm_manager_t *manager, uint32_t id, bool touch)
+ * when @p touch is set. The caller checked that it fits. */
+static void acquire_registered(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
+                               bool touch)
 {
     kvbm__block_t *block = &manager->blocks[id];
-    bool inactive = block->refcount == 0;
-    if (touch) {
-        kvbm_policy_entry_t entry = policy_entry_of(manager, id);
-        manager->policy->touch(manager->policy_state, &entry, inactive);
+    if (block->refcount == 0) {
+        block_to_active(manager, batch, id, touch);
+        return;
     }
-    if (inactive)
-        block_to_active(manager, id);
-    else
-        block->refcount++;
+    if (touch && manager->policy_touches_active)
+        policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
+    if (++block->refcount >= REFS_NEAR_LIMIT)
+        manager->refs_near_limit = true;
+}
+
+/* ------------------------------------------------------------------ hashes ahead */
+
+/*
+ * The home slots of the next PREFETCH_DISTANCE hashes of a batched call:
+ * each hash's home is computed once, when its registry slot is prefetched,
+ * and handed to the lookup PREFETCH_DISTANCE hashes later.
+ */
+typedef struct hashes_ahead {
+    const kvbm__registry_t *registry;
+    const uint64_t *hashes;
+    size_t count;
+    uint32_t homes[PREFETCH_DISTANCE];
+} hashes_ahead_t;
+
+static void hashes_ahead_start(hashes_ahead_t *ahead, const kvbm__registry_t *registry,
+                               const uint64_t *hashes, size_t count)
+{
+    ahead->registry = registry;
+    ahead->hashes = hashes;
+    ahead->count = count;
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
+        ahead->homes[i] = kvbm__registry_home(registry, hashes[i]);
+        kvbm__registry_prefetch(registry, ahead->homes[i]);
+    }
+}
+
+/* The home slot of hashes[i] (called for i = 0, 1, 2... in order);
+ * prefetches the slot of the hash PREFETCH_DISTANCE further on. */
+static inline uint32_t hashes_ahead_home(hashes_ahead_t *ahead, size_t i)
+{
+    size_t ring = i % PREFETCH_DISTANCE;
+    uint32_t home = ahead->homes[ring];
+    if (i + PREFETCH_DISTANCE < ahead->count) {
+        uint32_t later = kvbm__registry_home(ahead->registry, ahead->hashes[i + PREFETCH_DISTANCE]);
+        ahead->homes[ring] = later;
+        kvbm__registry_prefetch(ahead->registry, later);
+    }
+    return home;
 }
 
 /* ------------------------------------------------------------------ allocate */
+
+/* Evicts the victims ids[0, count) (already taken from the policy), in order:
+ * each loses its hash (reported in evicted_out when given) and becomes
+ * mutable. Block metadata is loaded two distances ahead and the registry slot
+ * one distance ahead, so the misses of successive victims overlap. */
+static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
+                          kvbm_evicted_t *evicted_out)
+{
+    for (size_t i = 0; i < count && i < 2 * PREFETCH_DISTANCE; i++)
+        __builtin_prefetch(&manager->blocks[ids[i]]);
+    for (size_t i = 0; i < count; i++) {
+        if (i + 2 * PREFETCH_DISTANCE < count)
+            __builtin_prefetch(&manager->blocks[ids[i + 2 * PREFETCH_DISTANCE]]);
+        if (i + PREFETCH_DISTANCE < count)
+            kvbm__registry_prefetch(&manager->registry,
+                                    manager->blocks[ids[i + PREFETCH_DISTANCE]].home);
+        uint32_t id = ids[i];
+        const kvbm__block_t *block = &manager->blocks[id];
+        if (evicted_out != NULL) /* before it loses the hash (and its removed event) */
+            evicted_out[i] = (kvbm_evicted_t){.block_id = id,
+                                              .seq_hash = block->seq_hash,
+                                              .parent_hash = block->parent_hash,
+                                              .has_parent = block->has_parent != 0};
+        block_inactive_to_mutable(manager, id);
+    }
+}
 
 kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
                                     kvbm_evicted_t *evicted_out, size_t *n_evicted_out)
@@ -322,7 +459,7 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     KVBM_REQUIRE_ARG(manager != NULL);
     KVBM_REQUIRE_ARG(count == 0 || ids_out != NULL);
     kvbm__mutex_lock(&manager->lock);
-    if (count > (size_t)manager->reset_count + manager->inactive_count) {
+    if (count > manager->reset_count + manager->inactive_count) {
         manager->metrics.allocation_failures++;
         uint32_t reset = manager->reset_count, inactive = manager->inactive_count;
         kvbm__mutex_unlock(&manager->lock);
@@ -331,36 +468,17 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
                           manager->name, count, reset, inactive);
     }
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
-    size_t n_evicted = 0;
     for (size_t i = 0; i < from_reset; i++)
         ids_out[i] = block_reset_to_mutable(manager);
-    /* Evict in two passes so the cache misses overlap: first take every
-     * victim from the policy (and start loading its metadata), then
-     * unregister them, loading registry entries a few victims ahead. */
-    for (size_t i = from_reset; i < count; i++) {
-        uint32_t id = KVBM_BLOCK_NONE;
-        bool found = manager->policy->pop_victim(manager->policy_state, &id);
-        assert(found && id < manager->num_blocks);
-        (void)found;
-        __builtin_prefetch(&manager->blocks[id]);
-        ids_out[i] = id;
-    }
-    for (size_t i = from_reset; i < count; i++) {
-        if (i + PREFETCH_DISTANCE < count)
-            kvbm__registry_prefetch_entry(manager->registry,
-                                          manager->blocks[ids_out[i + PREFETCH_DISTANCE]].entry);
-        if (i + PREFETCH_DISTANCE / 2 < count)
-            kvbm__registry_prefetch_neighbours(
-                manager->registry, manager->blocks[ids_out[i + PREFETCH_DISTANCE / 2]].entry);
-        uint32_t id = ids_out[i];
-        const kvbm__block_t *block = &manager->blocks[id];
-        if (evicted_out != NULL)
-            evicted_out[n_evicted] = (kvbm_evicted_t){.block_id = id,
-                                                      .seq_hash = block->seq_hash,
-                                                      .parent_hash = block->parent_hash,
-                                                      .has_parent = block->has_parent != 0};
-        block_inactive_to_mutable(manager, id);
-        n_evicted++;
+    /* The rest are evicted: all victims from the policy at once, then
+     * unregistered with their loads overlapped. */
+    size_t n_evicted = count - from_reset;
+    if (n_evicted > 0) {
+        size_t popped = kvbm__policy_pop_victims(manager->policy, manager->policy_state,
+                                                 ids_out + from_reset, n_evicted);
+        assert(popped == n_evicted);
+        (void)popped;
+        evict_victims(manager, ids_out + from_reset, n_evicted, evicted_out);
     }
     manager->metrics.allocations += count;
     manager->metrics.allocations_from_reset += from_reset;
@@ -375,16 +493,23 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
 
 /* ------------------------------------------------------------------ register */
 
-/* Checks that every id is a mutable block named once. Leaves no marks. */
-static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_t *ids,
-                                          size_t count)
+/*
+ * Register's one validation pass: every id is a mutable block named once.
+ * On success every block is left marked in_call (the second pass clears the
+ * marks as it goes); on failure no mark is left. While refs_need_check, a
+ * hash registered on another block must also have room for the reference a
+ * deduplication would move onto it.
+ */
+static kvbm_status_t check_registrable(kvbm_manager_t *manager, const uint32_t *ids,
+                                       const uint64_t *hashes, size_t count)
 {
     kvbm_status_t status = KVBM_OK;
+    bool check_refs =
+        manager->duplication == KVBM_DUPLICATION_REJECT && refs_need_check(manager, count);
     size_t checked = 0;
     for (; checked < count; checked++) {
-        if (checked + PREFETCH_DISTANCE < count &&
-            ids[checked + PREFETCH_DISTANCE] < manager->num_blocks)
-            __builtin_prefetch(&manager->blocks[ids[checked + PREFETCH_DISTANCE]]);
+        if (checked + PREFETCH_DISTANCE < count)
+            prefetch_block(manager, ids[checked + PREFETCH_DISTANCE]);
         uint32_t id = ids[checked];
         if (id >= manager->num_blocks) {
             status = kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", id,
@@ -401,9 +526,22 @@ static kvbm_status_t check_mutable_unique(kvbm_manager_t *manager, const uint32_
             break;
         }
         block->in_call = 1;
+        if (check_refs) {
+            uint64_t hash = hashes[checked];
+            uint32_t existing = kvbm__registry_find(&manager->registry, hash,
+                                                    kvbm__registry_home(&manager->registry, hash));
+            if (existing != KVBM_BLOCK_NONE && !refs_fit(&manager->blocks[existing], count)) {
+                status = kvbm__fail(KVBM_ERR_OVERFLOW,
+                                    "block %u: a deduplication would overflow its reference count",
+                                    existing);
+                checked++; /* this block is marked too */
+                break;
+            }
+        }
     }
-    for (size_t i = 0; i < checked; i++)
-        manager->blocks[ids[i]].in_call = 0;
+    if (status != KVBM_OK)
+        for (size_t i = 0; i < checked; i++)
+            manager->blocks[ids[i]].in_call = 0;
     return status;
 }
 
@@ -423,104 +561,78 @@ static kvbm_status_t check_register_opts(const kvbm_register_opts_t *opts, size_
                       opts->n_tokens, count, opts->block_size);
 }
 
-/*
- * Register's phase 1: the only step that can fail (uthash growing its
- * buckets) is adding hashes not yet registered. Adds all of them first and
- * removes them again if one fails, so a failure leaves the manager
- * untouched. A block whose hash was added here is marked in_call; a hash
- * repeated within the call is added once.
- */
-static kvbm_status_t add_new_hashes(kvbm_manager_t *manager, const uint32_t *ids,
-                                    const uint64_t *hashes, size_t count)
+/* Hands the policy the registration hints of ids[i] (after its touch, so
+ * the batch gathered so far goes first). */
+static void hint_policy(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
+                        const kvbm_register_opts_t *opts, size_t i)
 {
-    kvbm_status_t status = KVBM_OK;
-    size_t added = 0;
-    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
-        kvbm__registry_prefetch(manager->registry, hashes[i]);
-    for (; added < count; added++) {
-        if (added + PREFETCH_DISTANCE < count)
-            kvbm__registry_prefetch(manager->registry, hashes[added + PREFETCH_DISTANCE]);
-        if (added + PREFETCH_DISTANCE / 2 < count)
-            kvbm__registry_prefetch_chain(manager->registry, hashes[added + PREFETCH_DISTANCE / 2]);
-        kvbm__block_t *block = &manager->blocks[ids[added]];
-        block->seq_hash = hashes[added]; /* the registry's key if added */
-        uint32_t existing;
-        status = kvbm__registry_insert(manager->registry, hashes[added], ids[added], &block->entry,
-                                       &existing);
-        if (status != KVBM_OK)
-            break;
-        block->in_call = existing == KVBM_BLOCK_NONE;
-    }
-    if (status == KVBM_OK)
-        return KVBM_OK;
-    for (size_t i = 0; i < added; i++) {
-        if (manager->blocks[ids[i]].in_call) {
-            kvbm__registry_remove(manager->registry, manager->blocks[ids[i]].entry);
-            manager->blocks[ids[i]].in_call = 0;
-        }
-    }
-    return status;
+    kvbm__policy_batch_flush(batch);
+    const kvbm__block_t *block = &manager->blocks[id];
+    kvbm_policy_entry_t entry;
+    memcpy(&entry, block, sizeof(entry));
+    entry.block_id = id;
+    kvbm_policy_hint_t hint = {.request_blocks = opts->request_blocks,
+                               .position = opts->first_position + (uint32_t)i,
+                               .priority = block->priority};
+    hint.last = hint.position + 1 == hint.request_blocks;
+    manager->policy->hint(manager->policy_state, &entry, &hint);
 }
 
-/*
- * Register's phase 2, which cannot fail (the hashes are in): registers each
- * block, or sends it back to reset when its hash was already there
- * (dedup), or chains it as a duplicate. Hashes new to the tier form stored
- * runs for the event sink; a hash the tier already had ends the run.
- */
-static void register_blocks(kvbm_manager_t *manager, const uint32_t *ids, const uint64_t *hashes,
-                            size_t count, const kvbm_register_opts_t *opts, uint32_t *ids_out)
+/* Registers hashes[i] on ids[i] for every i (register's second pass, after
+ * check_registrable): a new hash takes the block; a hash present elsewhere
+ * deduplicates (reject) or chains a duplicate (allow). Hashes new to the
+ * tier form stored runs for the event sink; a hash the tier already had
+ * ends the run. */
+static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                            const uint32_t *ids, const uint64_t *hashes, size_t count,
+                            const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
-    uint8_t priority = opts != NULL ? opts->priority : 50;
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
+    /* Version-1 policy tables have no hint op; the ignoring one gets none. */
+    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
     kvbm__manager_events_t *events = manager->events;
     size_t run_start = 0;
-    /* Version-1 policy tables have no hint op. */
-    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy->version >= 2;
+    kvbm_register_opts_t lineage = {.parent_hash = opts != NULL ? opts->parent_hash : 0,
+                                    .has_parent = opts != NULL && opts->has_parent,
+                                    .priority = opts != NULL ? opts->priority : 50};
     for (size_t i = 0; i < count; i++) {
+        uint32_t home = hashes_ahead_home(&ahead, i);
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
-        bool has_parent = i > 0 || (opts != NULL && opts->has_parent);
-        uint64_t parent = i > 0 ? hashes[i - 1] : (opts != NULL ? opts->parent_hash : 0);
-
-        if (block->in_call) {
-            block->in_call = 0;
-        } else {
+        block->in_call = 0;
+        uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], home, id);
+        if (existing != KVBM_BLOCK_NONE) { /* the tier had the hash: the run ends */
             if (events != NULL && run_start < i)
                 kvbm__manager_events_stored(events, ids, hashes, run_start, i, opts);
             run_start = i + 1;
-            uint32_t existing = kvbm__registry_find(manager->registry, hashes[i]);
-            assert(existing != KVBM_BLOCK_NONE);
-            if (manager->duplication == KVBM_DUPLICATION_REJECT) {
-                /* The caller's reference moves to the existing block. */
-                acquire_registered(manager, existing, true);
-                block_to_reset(manager, id);
-                manager->metrics.dedups++;
-                ids_out[i] = existing;
-                continue;
+        }
+        if (existing != KVBM_BLOCK_NONE && manager->duplication == KVBM_DUPLICATION_REJECT) {
+            /* The caller's reference moves to the existing block. */
+            acquire_registered(manager, batch, existing, true);
+            block_to_reset(manager, id);
+            manager->metrics.dedups++;
+            ids_out[i] = existing;
+        } else {
+            if (existing != KVBM_BLOCK_NONE) {
+                block->next_duplicate = manager->blocks[existing].next_duplicate;
+                manager->blocks[existing].next_duplicate = id;
+                manager->metrics.duplicates++;
             }
-            block->next_duplicate = manager->blocks[existing].next_duplicate;
-            block->entry = manager->blocks[existing].entry;
-            manager->blocks[existing].next_duplicate = id;
-            manager->metrics.duplicates++;
+            block_mutable_to_registered(manager, id, hashes[i], home, &lineage);
+            manager->metrics.registrations++;
+            if (manager->policy_touches_active)
+                policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
+            if (hinted)
+                hint_policy(manager, batch, id, opts, i);
+            ids_out[i] = id;
         }
-        block_mutable_to_registered(manager, id, hashes[i], parent, has_parent, priority);
-        manager->metrics.registrations++;
-        kvbm_policy_entry_t entry = policy_entry_of(manager, id);
-        manager->policy->touch(manager->policy_state, &entry, false);
-        if (hinted) {
-            kvbm_policy_hint_t hint = {.request_blocks = opts->request_blocks,
-                                       .position = opts->first_position + (uint32_t)i,
-                                       .priority = priority};
-            hint.last = hint.position + 1 == hint.request_blocks;
-            manager->policy->hint(manager->policy_state, &entry, &hint);
-        }
-        ids_out[i] = id;
+        /* Every later block's parent is this hash. */
+        lineage.parent_hash = hashes[i];
+        lineage.has_parent = true;
     }
-    if (events != NULL) {
-        if (run_start < count)
-            kvbm__manager_events_stored(events, ids, hashes, run_start, count, opts);
-        kvbm__manager_events_deliver(events);
-    }
+    if (events != NULL && run_start < count)
+        kvbm__manager_events_stored(events, ids, hashes, run_start, count, opts);
 }
 
 kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
@@ -533,11 +645,18 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     if (status != KVBM_OK)
         return status;
     kvbm__mutex_lock(&manager->lock);
-    status = check_mutable_unique(manager, ids, count);
-    if (status == KVBM_OK)
-        status = add_new_hashes(manager, ids, hashes, count);
-    if (status == KVBM_OK)
-        register_blocks(manager, ids, hashes, count, opts, ids_out);
+    status = check_registrable(manager, ids, hashes, count);
+    if (status != KVBM_OK) {
+        kvbm__mutex_unlock(&manager->lock);
+        return status;
+    }
+    /* Nothing below can fail: the registry holds a slot for every block. */
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    register_blocks(manager, &batch, ids, hashes, count, opts, ids_out);
+    kvbm__policy_batch_flush(&batch);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
     return status;
 }
@@ -565,44 +684,83 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
     kvbm__mutex_lock(&manager->lock);
     for (size_t i = 0; i < count; i++) {
         const kvbm__block_t *block = &manager->blocks[ids[i]];
-        if (block->state != BLOCK_REGISTERED || block->refcount >= UINT32_MAX - count) {
+        if (block->state != BLOCK_REGISTERED || !refs_fit(block, count)) {
             kvbm__mutex_unlock(&manager->lock);
-            return kvbm__fail(KVBM_ERR_BAD_STATE,
-                              block->state != BLOCK_REGISTERED
-                                  ? "block %u is not registered"
-                                  : "block %u: its reference count would overflow",
-                              ids[i]);
+            if (block->state != BLOCK_REGISTERED)
+                return kvbm__fail(KVBM_ERR_BAD_STATE, "block %u is not registered", ids[i]);
+            return kvbm__fail(KVBM_ERR_OVERFLOW,
+                              "block %u: %zu more references would overflow its count", ids[i],
+                              count);
         }
     }
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
     for (size_t i = 0; i < count; i++)
-        acquire_registered(manager, ids[i], false);
+        acquire_registered(manager, &batch, ids[i], false);
+    kvbm__policy_batch_flush(&batch);
     kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
 
-/* Checks that every release has a reference to drop, counting repeats, by
- * dropping them tentatively and restoring the counts afterwards. */
-static kvbm_status_t check_releasable(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
+/* Blocks whose last reference one release call notes as it goes (1 KiB of
+ * stack); a call releasing more blocks to zero takes a second pass. */
+#define RELEASE_ZEROS 256
+
+/* Takes the references drop_references dropped back: ids[0, count). */
+static void restore_references(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
-    kvbm_status_t status = KVBM_OK;
-    size_t dropped = 0;
-    for (; dropped < count; dropped++) {
-        if (ids[dropped] >= manager->num_blocks) {
-            status = kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", ids[dropped],
-                                manager->num_blocks);
-            break;
-        }
-        kvbm__block_t *block = &manager->blocks[ids[dropped]];
-        if (block->state == BLOCK_RESET || block->refcount == 0) {
-            status = kvbm__fail(KVBM_ERR_NOT_HELD, "block %u: no reference left to release",
-                                ids[dropped]);
-            break;
-        }
-        block->refcount--;
-    }
-    for (size_t i = 0; i < dropped; i++)
+    for (size_t i = 0; i < count; i++)
         manager->blocks[ids[i]].refcount++;
-    return status;
+}
+
+/*
+ * Release's one checking pass: every reference is dropped, and the blocks
+ * whose count reaches zero are noted in @p zero_ids in order (a block
+ * reaches zero at its last occurrence: a later one would find no reference
+ * left). A bad id, or a block with no reference to drop, puts every count
+ * back and refuses the call. *n_zero_out is the number noted, or SIZE_MAX
+ * when more than RELEASE_ZEROS reached zero (the counts are dropped and
+ * checked, but only the first RELEASE_ZEROS are noted).
+ */
+static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
+                                     uint32_t *zero_ids, size_t *n_zero_out)
+{
+    kvbm__block_t *blocks = manager->blocks;
+    const uint32_t num_blocks = manager->num_blocks; /* a local: block stores cannot change it */
+    size_t n_zero = 0, dropped = 0;
+    for (; dropped < count; dropped++) {
+        uint32_t id = ids[dropped];
+        if (id >= num_blocks || blocks[id].refcount == 0) {
+            /* out of range; or reset or inactive, which hold no reference */
+            restore_references(manager, ids, dropped);
+            if (id >= num_blocks)
+                return kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", id,
+                                  num_blocks);
+            return kvbm__fail(KVBM_ERR_NOT_HELD, "block %u: no reference left to release", id);
+        }
+        if (--blocks[id].refcount == 0) {
+            if (n_zero < RELEASE_ZEROS)
+                zero_ids[n_zero] = id;
+            n_zero++;
+        }
+    }
+    *n_zero_out = n_zero <= RELEASE_ZEROS ? n_zero : SIZE_MAX;
+    return KVBM_OK;
+}
+
+/* Moves the blocks whose last reference went, in order: a registered one
+ * becomes inactive (the policy hears of it in this order), any other goes
+ * to reset. */
+static void move_released(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                          const uint32_t *zero_ids, size_t n_zero)
+{
+    for (size_t i = 0; i < n_zero; i++) {
+        uint32_t id = zero_ids[i];
+        if (manager->blocks[id].state == BLOCK_REGISTERED)
+            block_to_inactive(manager, batch, id);
+        else
+            block_to_reset(manager, id);
+    }
 }
 
 kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
@@ -610,21 +768,31 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
     KVBM_REQUIRE_ARG(manager != NULL);
     KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
     kvbm__mutex_lock(&manager->lock);
-    kvbm_status_t status = check_releasable(manager, ids, count);
+    uint32_t zero_ids[RELEASE_ZEROS];
+    size_t n_zero = 0;
+    kvbm_status_t status = drop_references(manager, ids, count, zero_ids, &n_zero);
     if (status != KVBM_OK) {
         kvbm__mutex_unlock(&manager->lock);
         return status;
     }
-    for (size_t i = 0; i < count; i++) {
-        uint32_t id = ids[i];
-        kvbm__block_t *block = &manager->blocks[id];
-        if (--block->refcount > 0)
-            continue;
-        if (block->state == BLOCK_REGISTERED)
-            block_to_inactive(manager, id);
-        else
-            block_to_reset(manager, id);
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    if (n_zero != SIZE_MAX) {
+        move_released(manager, &batch, zero_ids, n_zero);
+    } else {
+        /* Checked, but more zeros than noted: drop the references again in
+         * pieces (none can fail now, none notes more than it has room for). */
+        restore_references(manager, ids, count);
+        for (size_t start = 0; start < count; start += RELEASE_ZEROS) {
+            size_t piece = count - start < RELEASE_ZEROS ? count - start : RELEASE_ZEROS;
+            kvbm_status_t piece_status =
+                drop_references(manager, ids + start, piece, zero_ids, &n_zero);
+            assert(piece_status == KVBM_OK && n_zero != SIZE_MAX);
+            (void)piece_status;
+            move_released(manager, &batch, zero_ids, n_zero);
+        }
     }
+    kvbm__policy_batch_flush(&batch);
     manager->metrics.releases += count;
     kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
@@ -632,27 +800,48 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
 
 /* ------------------------------------------------------------------ match / scan */
 
+/* Whether every block a lookup of @p hashes finds has room for @p count more
+ * references (the check of refs_need_check); @p prefix stops at the first
+ * hash not registered, as match does. */
+static bool found_blocks_fit(const kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
+                             bool prefix)
+{
+    for (size_t i = 0; i < count; i++) {
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[i],
+                                          kvbm__registry_home(&manager->registry, hashes[i]));
+        if (id == KVBM_BLOCK_NONE && prefix)
+            return true;
+        if (id != KVBM_BLOCK_NONE && !refs_fit(&manager->blocks[id], count))
+            return false;
+    }
+    return true;
+}
+
 kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                  uint32_t *ids_out, size_t *n_matched_out)
 {
     KVBM_REQUIRE_ARG(manager != NULL && n_matched_out != NULL);
     KVBM_REQUIRE_ARG(count == 0 || (hashes != NULL && ids_out != NULL));
     kvbm__mutex_lock(&manager->lock);
+    if (refs_need_check(manager, count) && !found_blocks_fit(manager, hashes, count, true)) {
+        kvbm__mutex_unlock(&manager->lock);
+        return kvbm__fail(KVBM_ERR_OVERFLOW, "kvbm_manager_match: a block's reference count "
+                                             "would overflow");
+    }
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t matched = 0;
-    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++)
-        kvbm__registry_prefetch(manager->registry, hashes[i]);
     for (; matched < count; matched++) {
-        if (matched + PREFETCH_DISTANCE < count)
-            kvbm__registry_prefetch(manager->registry, hashes[matched + PREFETCH_DISTANCE]);
-        if (matched + PREFETCH_DISTANCE / 2 < count)
-            kvbm__registry_prefetch_chain(manager->registry,
-                                          hashes[matched + PREFETCH_DISTANCE / 2]);
-        uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
+        uint32_t home = hashes_ahead_home(&ahead, matched);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], home);
         if (id == KVBM_BLOCK_NONE)
             break;
-        acquire_registered(manager, id, true);
+        acquire_registered(manager, &batch, id, true);
         ids_out[matched] = id;
     }
+    kvbm__policy_batch_flush(&batch);
     manager->metrics.match_hashes += count;
     manager->metrics.match_blocks += matched;
     kvbm__mutex_unlock(&manager->lock);
@@ -666,9 +855,12 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
     KVBM_REQUIRE_ARG(manager != NULL && n_matched_out != NULL);
     KVBM_REQUIRE_ARG(count == 0 || hashes != NULL);
     kvbm__mutex_lock(&manager->lock);
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t matched = 0, inactive = 0;
     for (; matched < count; matched++) {
-        uint32_t id = kvbm__registry_find(manager->registry, hashes[matched]);
+        uint32_t home = hashes_ahead_home(&ahead, matched);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], home);
         if (id == KVBM_BLOCK_NONE)
             break;
         inactive += manager->blocks[id].refcount == 0;
@@ -686,15 +878,26 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     KVBM_REQUIRE_ARG(manager != NULL && n_found_out != NULL);
     KVBM_REQUIRE_ARG(count == 0 || (hashes != NULL && ids_out != NULL));
     kvbm__mutex_lock(&manager->lock);
+    if (refs_need_check(manager, count) && !found_blocks_fit(manager, hashes, count, false)) {
+        kvbm__mutex_unlock(&manager->lock);
+        return kvbm__fail(KVBM_ERR_OVERFLOW, "kvbm_manager_scan: a block's reference count "
+                                             "would overflow");
+    }
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t found = 0;
     for (size_t i = 0; i < count; i++) {
-        uint32_t id = kvbm__registry_find(manager->registry, hashes[i]);
+        uint32_t home = hashes_ahead_home(&ahead, i);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[i], home);
         ids_out[i] = id;
         if (id == KVBM_BLOCK_NONE)
             continue;
-        acquire_registered(manager, id, touch);
+        acquire_registered(manager, &batch, id, touch);
         found++;
     }
+    kvbm__policy_batch_flush(&batch);
     manager->metrics.scan_hashes += count;
     manager->metrics.scan_blocks += found;
     kvbm__mutex_unlock(&manager->lock);
@@ -734,7 +937,7 @@ static bool lists_its_hash(const kvbm_manager_t *manager, uint32_t id)
 {
     const kvbm__block_t *block = &manager->blocks[id];
     return block->state == BLOCK_REGISTERED &&
-           kvbm__registry_first(manager->registry, block->entry) == id;
+           kvbm__registry_find(&manager->registry, block->seq_hash, block->home) == id;
 }
 
 kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
@@ -775,8 +978,10 @@ static void announce_chain(kvbm_manager_t *manager, uint32_t id, uint32_t *stack
         manager->blocks[id].in_call = 1;
         stack[depth++] = id;
         const kvbm__block_t *block = &manager->blocks[id];
-        id = block->has_parent ? kvbm__registry_find(manager->registry, block->parent_hash)
-                               : KVBM_BLOCK_NONE;
+        id = block->has_parent
+                 ? kvbm__registry_find(&manager->registry, block->parent_hash,
+                                       kvbm__registry_home(&manager->registry, block->parent_hash))
+                 : KVBM_BLOCK_NONE;
     }
     while (depth > 0) {
         const kvbm__block_t *block = &manager->blocks[stack[--depth]];
@@ -810,7 +1015,9 @@ bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash)
     if (manager == NULL)
         return false;
     kvbm__mutex_lock(&manager->lock);
-    bool present = kvbm__registry_find(manager->registry, hash) != KVBM_BLOCK_NONE;
+    bool present =
+        kvbm__registry_find(&manager->registry, hash,
+                            kvbm__registry_home(&manager->registry, hash)) != KVBM_BLOCK_NONE;
     kvbm__mutex_unlock(&manager->lock);
     return present;
 }

@@ -32,6 +32,7 @@
  * (stamp) + 8 (hash) + 3 bytes, the ghost (4 x capacity hashes), and four
  * small caches of capacity / R entries. Nothing is allocated after create.
  */
+#include "batch_loops.h"
 #include "adaptive.h"
 
 #include <stdlib.h>
@@ -95,7 +96,7 @@ uint32_t kvbm__adaptive_rule(const void *state)
 uint8_t kvbm__adaptive_segment(const void *state, uint32_t id)
 {
     const adaptive_policy_t *p = state;
-    return p->order.seg[id];
+    return kvbm__segments_of(&p->order, id);
 }
 
 const char *kvbm__adaptive_rule_name(uint32_t rule)
@@ -264,8 +265,9 @@ static void adaptive_touch(void *state, const kvbm_policy_entry_t *entry, bool i
         count_sampled_access(p, entry->seq_hash);
     /* The manager removes an inactive block right after touching it; a touch
      * that leaves it in the pool refreshes it, into protected once reused. */
-    if (inactive && p->order.seg[id] != KVBM__SEG_NONE) {
-        uint8_t seg = p->count[id] >= 2 ? KVBM__SEG_PROTECTED : p->order.seg[id];
+    uint8_t current = kvbm__segments_of(&p->order, id);
+    if (inactive && current != KVBM__SEG_NONE) {
+        uint8_t seg = p->count[id] >= 2 ? KVBM__SEG_PROTECTED : current;
         kvbm__segments_unlink(&p->order, id);
         kvbm__segments_push(&p->order, id, seg);
     }
@@ -291,6 +293,8 @@ static size_t adaptive_size(const void *state)
     return kvbm__segments_size(&p->order);
 }
 
+KVBM__POLICY_BATCH_LOOPS(adaptive)
+
 static const kvbm_policy_ops_t adaptive_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "adaptive",
@@ -302,6 +306,7 @@ static const kvbm_policy_ops_t adaptive_ops = {
     .touch = adaptive_touch,
     .size = adaptive_size,
     .hint = adaptive_hint,
+    KVBM__POLICY_BATCH_SLOTS(adaptive),
 };
 
 const kvbm_policy_ops_t *kvbm_policy_adaptive(void)

@@ -14,9 +14,8 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "core/error.h"
-#include "ignore_hint.h"
-
 #include "kvbm/policy.h"
 
 #define POS_NONE UINT32_MAX
@@ -173,6 +172,8 @@ static size_t belady_size(const void *state)
     return p->size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(belady)
+
 static const kvbm_policy_ops_t belady_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "belady",
@@ -183,7 +184,8 @@ static const kvbm_policy_ops_t belady_ops = {
     .pop_victim = belady_pop_victim,
     .touch = belady_touch,
     .size = belady_size,
-    .hint = kvbm__policy_ignore_hint,
+    KVBM__POLICY_BATCH_SLOTS(belady),
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_belady(void)

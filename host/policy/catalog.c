@@ -1,7 +1,6 @@
 /* The built-in eviction policies of KVBM_POLICY_LIST (kvbm/policy.h), by name. */
 #include <string.h>
 
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 typedef struct builtin_policy {
@@ -35,12 +34,4 @@ const kvbm_policy_ops_t *kvbm_policy_find(const char *name)
 const char *const *kvbm_policy_names(void)
 {
     return builtin_policy_names;
-}
-
-void kvbm__policy_ignore_hint(void *state, const kvbm_policy_entry_t *entry,
-                              const kvbm_policy_hint_t *hint)
-{
-    (void)state;
-    (void)entry;
-    (void)hint;
 }

@@ -30,8 +30,8 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "u64_map.h"
 
@@ -249,6 +249,8 @@ static size_t lineage_size(const void *state)
     return p->leaves.size + p->interior.size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(lineage)
+
 static const kvbm_policy_ops_t lineage_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "lineage",
@@ -259,7 +261,8 @@ static const kvbm_policy_ops_t lineage_ops = {
     .pop_victim = lineage_pop_victim,
     .touch = lineage_touch,
     .size = lineage_size,
-    .hint = kvbm__policy_ignore_hint,
+    KVBM__POLICY_BATCH_SLOTS(lineage),
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lineage(void)

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 typedef struct lru_policy {
@@ -71,6 +70,33 @@ static void lru_touch(void *state, const kvbm_policy_entry_t *entry, bool inacti
     kvbm__block_list_push_back(&lru->order, &lru->links, entry->block_id);
 }
 
+/* The batches, as the single operations would leave the list: an acquire
+ * (touch, which moves the block to the back, then remove) is one unlink, and
+ * a touch of an active block does nothing (kvbm_policy_ignore_touches). */
+static void lru_insert_batch(void *state, const kvbm_policy_entry_t *entries, size_t count)
+{
+    lru_policy_t *lru = state;
+    for (size_t i = 0; i < count; i++)
+        kvbm__block_list_push_back(&lru->order, &lru->links, entries[i].block_id);
+}
+
+static void lru_acquire_batch(void *state, const kvbm_policy_entry_t *entries, size_t count)
+{
+    lru_policy_t *lru = state;
+    for (size_t i = 0; i < count; i++)
+        kvbm__block_list_unlink(&lru->order, &lru->links, entries[i].block_id);
+}
+
+static size_t lru_pop_victims(void *state, uint32_t *block_ids_out, size_t count)
+{
+    lru_policy_t *lru = state;
+    size_t popped = 0;
+    while (popped < count &&
+           kvbm__block_list_pop_front(&lru->order, &lru->links, &block_ids_out[popped]))
+        popped++;
+    return popped;
+}
+
 static size_t lru_size(const void *state)
 {
     const lru_policy_t *lru = state;
@@ -87,7 +113,11 @@ static const kvbm_policy_ops_t lru_ops = {
     .pop_victim = lru_pop_victim,
     .touch = lru_touch,
     .size = lru_size,
-    .hint = kvbm__policy_ignore_hint,
+    .insert_batch = lru_insert_batch,
+    .acquire_batch = lru_acquire_batch,
+    .touch_batch = kvbm_policy_ignore_touches,
+    .pop_victims = lru_pop_victims,
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_lru(void)

@@ -27,21 +27,22 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "core/error.h"
-
 #include "block_list.h"
 #include "freq_sketch.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "multi_lru.h"
 
 #define MULTI_LRU_LEVELS 4
-#define LEVEL_NONE       0xffu
+/* level_of holds the level + 1; 0 (calloc) = not in the policy, so creating
+ * the policy touches none of its pages. */
+#define LEVEL_NONE 0u
 
 typedef struct multi_lru_policy {
     kvbm__block_links_t links;                   /* shared by all levels */
     kvbm__block_list_t levels[MULTI_LRU_LEVELS]; /* front = least recent */
-    uint8_t *level_of;                           /* capacity; LEVEL_NONE when absent */
+    uint8_t *level_of;                           /* capacity; level + 1, LEVEL_NONE when absent */
     uint64_t *hash;                              /* capacity; for re-estimating */
     kvbm__freq_sketch_t sketch;
     uint8_t thresholds[MULTI_LRU_LEVELS - 1];
@@ -79,15 +80,13 @@ static kvbm_status_t create_levels(const kvbm_policy_config_t *config, uint32_t 
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
     p->links.at = malloc(n * sizeof(kvbm__block_link_t));
-    p->level_of = malloc(n);
+    p->level_of = calloc(n, 1);
     p->hash = malloc(n * sizeof(uint64_t));
     if (p->links.at == NULL || p->level_of == NULL || p->hash == NULL)
         goto err_destroy;
     status = kvbm__freq_sketch_init(&p->sketch, width);
     if (status != KVBM_OK)
         goto err_destroy;
-    for (size_t i = 0; i < n; i++)
-        p->level_of[i] = LEVEL_NONE;
     for (int l = 0; l < MULTI_LRU_LEVELS; l++)
         kvbm__block_list_init(&p->levels[l]);
     for (int l = 0; l < MULTI_LRU_LEVELS - 1; l++)
@@ -136,7 +135,7 @@ static void multi_lru_insert(void *state, const kvbm_policy_entry_t *entry)
     assert(p->level_of[id] == LEVEL_NONE);
     uint8_t level = level_for(p, entry->seq_hash);
     kvbm__block_list_push_back(&p->levels[level], &p->links, id);
-    p->level_of[id] = level;
+    p->level_of[id] = (uint8_t)(level + 1);
     p->hash[id] = entry->seq_hash;
     p->size++;
 }
@@ -144,8 +143,8 @@ static void multi_lru_insert(void *state, const kvbm_policy_entry_t *entry)
 static void multi_lru_remove(void *state, uint32_t block_id)
 {
     multi_lru_policy_t *p = state;
-    uint8_t level = p->level_of[block_id];
-    assert(level != LEVEL_NONE);
+    assert(p->level_of[block_id] != LEVEL_NONE);
+    uint8_t level = (uint8_t)(p->level_of[block_id] - 1);
     kvbm__block_list_unlink(&p->levels[level], &p->links, block_id);
     p->level_of[block_id] = LEVEL_NONE;
     p->size--;
@@ -163,7 +162,7 @@ static void demote_stale_heads(multi_lru_policy_t *p)
                 break;
             kvbm__block_list_unlink(&p->levels[l], &p->links, id);
             kvbm__block_list_push_front(&p->levels[level], &p->links, id);
-            p->level_of[id] = level;
+            p->level_of[id] = (uint8_t)(level + 1);
         }
     }
 }
@@ -194,10 +193,10 @@ static void multi_lru_touch(void *state, const kvbm_policy_entry_t *entry, bool 
     /* A touch of an inactive block is a fresh use: back of its (new) level. */
     uint32_t id = entry->block_id;
     assert(p->level_of[id] != LEVEL_NONE);
-    kvbm__block_list_unlink(&p->levels[p->level_of[id]], &p->links, id);
+    kvbm__block_list_unlink(&p->levels[p->level_of[id] - 1], &p->links, id);
     uint8_t level = level_for(p, entry->seq_hash);
     kvbm__block_list_push_back(&p->levels[level], &p->links, id);
-    p->level_of[id] = level;
+    p->level_of[id] = (uint8_t)(level + 1);
 }
 
 static size_t multi_lru_size(const void *state)
@@ -205,6 +204,8 @@ static size_t multi_lru_size(const void *state)
     const multi_lru_policy_t *p = state;
     return p->size;
 }
+
+KVBM__POLICY_BATCH_LOOPS(multi_lru)
 
 static const kvbm_policy_ops_t multi_lru_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
@@ -216,7 +217,8 @@ static const kvbm_policy_ops_t multi_lru_ops = {
     .pop_victim = multi_lru_pop_victim,
     .touch = multi_lru_touch,
     .size = multi_lru_size,
-    .hint = kvbm__policy_ignore_hint,
+    KVBM__POLICY_BATCH_SLOTS(multi_lru),
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_multi_lru(void)
@@ -234,7 +236,8 @@ static const kvbm_policy_ops_t multi_lru_follow_ops = {
     .pop_victim = multi_lru_pop_victim,
     .touch = multi_lru_touch,
     .size = multi_lru_size,
-    .hint = kvbm__policy_ignore_hint,
+    .hint = kvbm_policy_ignore_hint,
+    KVBM__POLICY_BATCH_SLOTS(multi_lru),
 };
 
 const kvbm_policy_ops_t *kvbm_policy_multi_lru_follow(void)

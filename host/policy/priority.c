@@ -10,18 +10,20 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 
 #define PRIORITY_LEVELS 101
-#define PRIORITY_NONE   0xffu
+/* priority_of holds the priority + 1; 0 (calloc) = not in the policy, so
+ * creating the policy touches none of its pages. */
+#define PRIORITY_NONE 0u
 
 typedef struct priority_policy {
     kvbm__block_links_t links;
     kvbm__block_list_t lists[PRIORITY_LEVELS]; /* front = least recent */
     uint64_t nonempty[2];                      /* bit p set iff lists[p] has blocks */
-    uint8_t *priority_of;                      /* capacity; PRIORITY_NONE when absent */
+    uint8_t *priority_of; /* capacity; priority + 1, PRIORITY_NONE when absent */
     size_t size;
 } priority_policy_t;
 
@@ -43,11 +45,9 @@ static kvbm_status_t priority_create(const kvbm_policy_config_t *config, uint32_
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
     p->links.at = malloc(n * sizeof(kvbm__block_link_t));
-    p->priority_of = malloc(n);
+    p->priority_of = calloc(n, 1);
     if (p->links.at == NULL || p->priority_of == NULL)
         goto err_destroy;
-    for (size_t i = 0; i < n; i++)
-        p->priority_of[i] = PRIORITY_NONE;
     for (int l = 0; l < PRIORITY_LEVELS; l++)
         kvbm__block_list_init(&p->lists[l]);
     *state_out = p;
@@ -62,12 +62,13 @@ static void push(priority_policy_t *p, uint8_t prio, uint32_t id)
 {
     kvbm__block_list_push_back(&p->lists[prio], &p->links, id);
     p->nonempty[prio / 64] |= 1ull << (prio % 64);
-    p->priority_of[id] = prio;
+    p->priority_of[id] = (uint8_t)(prio + 1);
 }
 
 static void unlink_block(priority_policy_t *p, uint32_t id)
 {
-    uint8_t prio = p->priority_of[id];
+    assert(p->priority_of[id] != PRIORITY_NONE);
+    uint8_t prio = (uint8_t)(p->priority_of[id] - 1);
     assert(prio < PRIORITY_LEVELS);
     kvbm__block_list_unlink(&p->lists[prio], &p->links, id);
     if (p->lists[prio].size == 0)
@@ -114,7 +115,7 @@ static void priority_touch(void *state, const kvbm_policy_entry_t *entry, bool i
     if (!inactive)
         return;
     /* The priority stays the one the block was inserted with. */
-    uint8_t prio = p->priority_of[entry->block_id];
+    uint8_t prio = (uint8_t)(p->priority_of[entry->block_id] - 1);
     unlink_block(p, entry->block_id);
     push(p, prio, entry->block_id);
 }
@@ -124,6 +125,8 @@ static size_t priority_size(const void *state)
     const priority_policy_t *p = state;
     return p->size;
 }
+
+KVBM__POLICY_BATCH_LOOPS(priority)
 
 static const kvbm_policy_ops_t priority_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
@@ -135,7 +138,8 @@ static const kvbm_policy_ops_t priority_ops = {
     .pop_victim = priority_pop_victim,
     .touch = priority_touch,
     .size = priority_size,
-    .hint = kvbm__policy_ignore_hint,
+    KVBM__POLICY_BATCH_SLOTS(priority),
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_priority(void)

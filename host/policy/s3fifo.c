@@ -33,8 +33,8 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
 
@@ -192,6 +192,8 @@ static size_t s3fifo_size(const void *state)
     return p->small.size + p->main.size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(s3fifo)
+
 static const kvbm_policy_ops_t s3fifo_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "s3-fifo",
@@ -202,7 +204,8 @@ static const kvbm_policy_ops_t s3fifo_ops = {
     .pop_victim = s3fifo_pop_victim,
     .touch = s3fifo_touch,
     .size = s3fifo_size,
-    .hint = kvbm__policy_ignore_hint,
+    KVBM__POLICY_BATCH_SLOTS(s3fifo),
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_s3fifo(void)

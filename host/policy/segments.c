@@ -10,12 +10,11 @@ kvbm_status_t kvbm__segments_init(kvbm__segments_t *s, uint32_t capacity)
     size_t n = capacity != 0 ? capacity : 1;
     s->links.at = malloc(n * sizeof(kvbm__block_link_t));
     s->stamp = malloc(n * sizeof(uint64_t));
-    s->seg = malloc(n);
-    if (s->links.at == NULL || s->stamp == NULL || s->seg == NULL) {
+    s->seg_plus_one = calloc(n, 1);
+    if (s->links.at == NULL || s->stamp == NULL || s->seg_plus_one == NULL) {
         kvbm__segments_fini(s);
         return KVBM_ERR_NO_MEMORY;
     }
-    memset(s->seg, KVBM__SEG_NONE, n);
     for (int i = 0; i < KVBM__SEG_COUNT; i++)
         kvbm__block_list_init(&s->lists[i]);
     return KVBM_OK;
@@ -25,23 +24,24 @@ void kvbm__segments_fini(kvbm__segments_t *s)
 {
     free(s->links.at);
     free(s->stamp);
-    free(s->seg);
+    free(s->seg_plus_one);
     memset(s, 0, sizeof(*s));
 }
 
 void kvbm__segments_push(kvbm__segments_t *s, uint32_t id, uint8_t seg)
 {
-    assert(seg < KVBM__SEG_COUNT && s->seg[id] == KVBM__SEG_NONE);
+    assert(seg < KVBM__SEG_COUNT && kvbm__segments_of(s, id) == KVBM__SEG_NONE);
     kvbm__block_list_push_back(&s->lists[seg], &s->links, id);
-    s->seg[id] = seg;
+    s->seg_plus_one[id] = (uint8_t)(seg + 1);
     s->stamp[id] = ++s->clock;
 }
 
 void kvbm__segments_unlink(kvbm__segments_t *s, uint32_t id)
 {
-    assert(s->seg[id] < KVBM__SEG_COUNT);
-    kvbm__block_list_unlink(&s->lists[s->seg[id]], &s->links, id);
-    s->seg[id] = KVBM__SEG_NONE;
+    uint8_t seg = kvbm__segments_of(s, id);
+    assert(seg < KVBM__SEG_COUNT);
+    kvbm__block_list_unlink(&s->lists[seg], &s->links, id);
+    s->seg_plus_one[id] = 0;
 }
 
 size_t kvbm__segments_size(const kvbm__segments_t *s)

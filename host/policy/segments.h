@@ -35,8 +35,9 @@ typedef struct kvbm__segments {
     kvbm__block_links_t links;                 /* capacity entries */
     kvbm__block_list_t lists[KVBM__SEG_COUNT]; /* front = oldest release */
     uint64_t *stamp;                           /* capacity; release stamp */
-    uint8_t *seg;                              /* capacity; KVBM__SEG_* */
-    uint64_t clock;                            /* the last stamp given */
+    uint8_t *seg_plus_one; /* capacity; KVBM__SEG_* + 1, 0 (calloc) when in no list, so
+                            * init touches none of its pages (kvbm__segments_of) */
+    uint64_t clock;        /* the last stamp given */
 } kvbm__segments_t;
 
 /* Allocates for ids 0..capacity-1 (capacity >= 1), all outside the lists.
@@ -48,6 +49,11 @@ void kvbm__segments_fini(kvbm__segments_t *s);
 void kvbm__segments_push(kvbm__segments_t *s, uint32_t id, uint8_t seg);
 /* Takes @p id out of its list (it must be in one). */
 void kvbm__segments_unlink(kvbm__segments_t *s, uint32_t id);
+/* The segment @p id is in, KVBM__SEG_NONE if none. */
+static inline uint8_t kvbm__segments_of(const kvbm__segments_t *s, uint32_t id)
+{
+    return s->seg_plus_one[id] == 0 ? (uint8_t)KVBM__SEG_NONE : (uint8_t)(s->seg_plus_one[id] - 1);
+}
 /* Total number of ids in the lists. */
 size_t kvbm__segments_size(const kvbm__segments_t *s);
 /*

@@ -42,8 +42,8 @@
  */
 #include <stdlib.h>
 
+#include "batch_loops.h"
 #include "block_list.h"
-#include "ignore_hint.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
 
@@ -202,6 +202,8 @@ static size_t slru_size(const void *state)
     return p->lists[0].size + p->lists[1].size + p->lists[2].size;
 }
 
+KVBM__POLICY_BATCH_LOOPS(slru)
+
 static const kvbm_policy_ops_t slru_ops = {
     .version = KVBM_POLICY_OPS_VERSION,
     .name = "slru",
@@ -212,7 +214,8 @@ static const kvbm_policy_ops_t slru_ops = {
     .pop_victim = slru_pop_victim,
     .touch = slru_touch,
     .size = slru_size,
-    .hint = kvbm__policy_ignore_hint,
+    KVBM__POLICY_BATCH_SLOTS(slru),
+    .hint = kvbm_policy_ignore_hint,
 };
 
 const kvbm_policy_ops_t *kvbm_policy_slru(void)

@@ -6,23 +6,31 @@
 
 #include "core/mix.h"
 
-/* Keys given by callers need not be well mixed (core/mix.h). */
+/* Keys given by callers need not be well mixed (core/mix.h). The mixed key
+ * is scaled onto the slots with a multiply, not a mask, so the slot count
+ * need not be a power of two and the table costs exactly its load factor. */
 static size_t slot_of(const kvbm__u64_map_t *map, uint64_t key)
 {
-    return (size_t)kvbm__mix64(key) & map->mask;
+    return (size_t)(((unsigned __int128)kvbm__mix64(key) * map->n_slots) >> 64);
+}
+
+static size_t next_slot(const kvbm__u64_map_t *map, size_t i)
+{
+    return i + 1 == map->n_slots ? 0 : i + 1;
 }
 
 kvbm_status_t kvbm__u64_map_init(kvbm__u64_map_t *map, size_t max_entries)
 {
     kvbm__u64_map_t fresh = {0};
     *map = fresh;
-    /* At least twice the entries, so the load factor stays at or below 1/2. */
-    size_t slots = 8;
-    while (slots < max_entries * 2) {
-        if (slots > SIZE_MAX / 2 / sizeof(uint64_t))
-            return KVBM_ERR_OVERFLOW;
-        slots *= 2;
-    }
+    /* Half again the entries, and one slot that always stays empty (it ends
+     * every probe): the load factor stays at or below 2/3. Rounding up to a
+     * power of two would cost up to twice that (DECISIONS.md 66). */
+    if (max_entries > SIZE_MAX / 2 / sizeof(uint64_t))
+        return KVBM_ERR_OVERFLOW;
+    size_t slots = max_entries + max_entries / 2 + 1;
+    if (slots < 8)
+        slots = 8;
     fresh.keys = malloc(slots * sizeof(uint64_t));
     if (fresh.keys == NULL)
         goto err;
@@ -32,7 +40,7 @@ kvbm_status_t kvbm__u64_map_init(kvbm__u64_map_t *map, size_t max_entries)
     fresh.used = calloc(slots, 1);
     if (fresh.used == NULL)
         goto err_free_values;
-    fresh.mask = slots - 1;
+    fresh.n_slots = slots;
     fresh.max_size = max_entries;
     *map = fresh;
     return KVBM_OK;
@@ -56,7 +64,7 @@ void kvbm__u64_map_fini(kvbm__u64_map_t *map)
 
 uint64_t *kvbm__u64_map_find(const kvbm__u64_map_t *map, uint64_t key)
 {
-    for (size_t i = slot_of(map, key);; i = (i + 1) & map->mask) {
+    for (size_t i = slot_of(map, key);; i = next_slot(map, i)) {
         if (!map->used[i])
             return NULL;
         if (map->keys[i] == key)
@@ -67,12 +75,12 @@ uint64_t *kvbm__u64_map_find(const kvbm__u64_map_t *map, uint64_t key)
 uint64_t *kvbm__u64_map_upsert(kvbm__u64_map_t *map, uint64_t key, uint64_t initial)
 {
     size_t i = slot_of(map, key);
-    for (; map->used[i]; i = (i + 1) & map->mask) {
+    for (; map->used[i]; i = next_slot(map, i)) {
         if (map->keys[i] == key)
             return &map->values[i];
     }
     assert(map->size < map->max_size || map->max_size == 0);
-    assert(map->size < map->mask); /* one slot always stays empty */
+    assert(map->size + 1 < map->n_slots); /* one slot always stays empty */
     map->used[i] = 1;
     map->keys[i] = key;
     map->values[i] = initial;
@@ -83,7 +91,7 @@ uint64_t *kvbm__u64_map_upsert(kvbm__u64_map_t *map, uint64_t key, uint64_t init
 bool kvbm__u64_map_erase(kvbm__u64_map_t *map, uint64_t key)
 {
     size_t i = slot_of(map, key);
-    for (;; i = (i + 1) & map->mask) {
+    for (;; i = next_slot(map, i)) {
         if (!map->used[i])
             return false;
         if (map->keys[i] == key)
@@ -95,7 +103,7 @@ bool kvbm__u64_map_erase(kvbm__u64_map_t *map, uint64_t key)
      * its current slot (cyclically), so no probe sequence is broken.
      */
     size_t hole = i;
-    for (size_t j = (hole + 1) & map->mask; map->used[j]; j = (j + 1) & map->mask) {
+    for (size_t j = next_slot(map, hole); map->used[j]; j = next_slot(map, j)) {
         size_t home = slot_of(map, map->keys[j]);
         bool home_in_gap = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
         if (home_in_gap)

@@ -6,8 +6,9 @@
  * array with malloc while items are added, and the policy contract forbids
  * allocation outside create. This table is sized once for a known maximum
  * number of live entries and never grows: open addressing with linear probing
- * at a load factor of at most one half, and backward-shift deletion so there
- * are no tombstones and lookups stay short however long it runs.
+ * at a load factor of at most two thirds (exactly, the slot count is not
+ * rounded to a power of two), and backward-shift deletion so there are no
+ * tombstones and lookups stay short however long it runs.
  *
  * Not thread-safe: the owner's lock protects it. A pointer returned by find or
  * upsert is valid until the next erase (erase moves entries).
@@ -25,7 +26,7 @@ typedef struct kvbm__u64_map {
     uint64_t *keys;
     uint64_t *values;
     uint8_t *used;   /* 1 where a slot holds an entry */
-    size_t mask;     /* slot count - 1; the slot count is a power of two */
+    size_t n_slots;  /* max_size * 3 / 2 + 1: the load factor is at most 2/3 */
     size_t size;     /* live entries */
     size_t max_size; /* the most live entries init was sized for */
 } kvbm__u64_map_t;

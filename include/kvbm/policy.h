@@ -12,7 +12,9 @@
  *
  * The table is versioned like SQLite's VFS: fields are appended, never
  * reordered. Every slot is filled (no NULLs); an operation a policy has no use
- * for points at a function that does nothing.
+ * for points at a function that does nothing. The manager accepts a table of
+ * any published version, and calls the single operations of a table older
+ * than version 3 where a version-3 table gets batches.
  */
 #ifndef KVBM_POLICY_H
 #define KVBM_POLICY_H
@@ -29,8 +31,9 @@
 extern "C" {
 #endif
 
-/* Version 1 tables end at size; version 2 appends hint. */
-#define KVBM_POLICY_OPS_VERSION    2u
+/* Version 1 tables end at size; version 2 appends hint; version 3 the
+ * batches after it. */
+#define KVBM_POLICY_OPS_VERSION    3u
 #define KVBM_POLICY_CONFIG_VERSION 1u
 
 /** No block / no parent. */
@@ -138,6 +141,31 @@ typedef struct kvbm_policy_ops {
      * points at a function that ignores them.
      */
     void (*hint)(void *state, const kvbm_policy_entry_t *entry, const kvbm_policy_hint_t *hint);
+
+    /*
+     * ---- version 3: batches ---- A manager call hands its policy operations over
+     * in batches of up to a few dozen, in the order the single operations
+     * would have come, so a policy pays one indirect call per batch and may
+     * merge the steps of an operation (LRU's acquire is one unlink). Each is
+     * defined as the single operations in a loop; a policy with nothing to
+     * gain from a batch implements it as that loop.
+     */
+    /** insert(entry) for each entry, in order (blocks a release made inactive). */
+    void (*insert_batch)(void *state, const kvbm_policy_entry_t *entries, size_t count);
+    /**
+     * touch(entry, true) then remove(entry->block_id) for each entry, in
+     * order: inactive blocks that a match, a touching scan or a deduplicated
+     * registration accessed and acquired.
+     */
+    void (*acquire_batch)(void *state, const kvbm_policy_entry_t *entries, size_t count);
+    /** touch(entry, false) for each entry, in order: accesses to active
+     *  blocks (registrations, matches of blocks already held). */
+    void (*touch_batch)(void *state, const kvbm_policy_entry_t *entries, size_t count);
+    /**
+     * pop_victim up to @p count times, writing the victims in order to
+     * @p block_ids_out; returns how many (fewer only if the policy empties).
+     */
+    size_t (*pop_victims)(void *state, uint32_t *block_ids_out, size_t count);
 } kvbm_policy_ops_t;
 
 /**
@@ -187,6 +215,23 @@ typedef struct kvbm_policy_ops {
 #define KVBM_POLICY_GETTER(name, getter) KVBM_API const kvbm_policy_ops_t *getter(void);
 KVBM_POLICY_LIST(KVBM_POLICY_GETTER)
 #undef KVBM_POLICY_GETTER
+
+/**
+ * @brief A hint op for policies that do not use registration hints: it does
+ *        nothing, and a manager whose policy table points its hint here
+ *        never builds the hints. Thread-safe.
+ */
+KVBM_API void kvbm_policy_ignore_hint(void *state, const kvbm_policy_entry_t *entry,
+                                      const kvbm_policy_hint_t *hint);
+
+/**
+ * @brief A touch_batch for policies that ignore accesses to active blocks
+ *        (LRU does): it does nothing, and a manager whose policy table
+ *        points its touch_batch here skips gathering those accesses at all.
+ *        Thread-safe.
+ */
+KVBM_API void kvbm_policy_ignore_touches(void *state, const kvbm_policy_entry_t *entries,
+                                         size_t count);
 
 /**
  * @brief Find a built-in policy by name (a name of KVBM_POLICY_LIST).

@@ -116,9 +116,10 @@ static void logical_close(void *state)
 static kvbm_status_t release_reversed(logical_t *l, kvbm_manager_t *manager, const uint32_t *ids,
                                       size_t count)
 {
+    uint32_t *reversed = l->scratch.release_ids;
     for (size_t i = 0; i < count; i++)
-        l->scratch.release_ids[i] = ids[count - 1 - i];
-    return kvbm_manager_release(manager, l->scratch.release_ids, count);
+        reversed[i] = ids[count - 1 - i];
+    return kvbm_manager_release(manager, reversed, count);
 }
 
 /* The G3 part of step 4: a G2 victim is copied to G3 unless G3 has its hash
@@ -228,11 +229,17 @@ static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t 
     if (status != KVBM_OK)
         return status;
     /* A dedup hands back the existing block in place of the new one. */
+    const uint32_t *registered = s->g1_ids + k1, *fresh = s->fresh_ids;
+    if (l->admission == NULL) {
+        size_t dedups = 0;
+        for (size_t i = 0; i < need; i++)
+            dedups += registered[i] != fresh[i];
+        counts->dedup += dedups;
+        return KVBM_OK;
+    }
     for (size_t i = 0; i < need; i++) {
         bool dedup = s->g1_ids[k1 + i] != s->fresh_ids[i];
         counts->dedup += dedup;
-        if (l->admission == NULL)
-            continue;
         if (dedup)
             kvbm_admission_hit(l->admission, s->g1_ids[k1 + i]);
         else

@@ -1,0 +1,56 @@
+/* Policy operations in batches; see policy_batch.h. */
+#include "policy_batch.h"
+
+#include <stdbool.h>
+
+/* A table before the batches: the single operations, in order. */
+static void flush_one_by_one(const kvbm__policy_batch_t *batch)
+{
+    const kvbm_policy_ops_t *ops = batch->ops;
+    for (size_t i = 0; i < batch->count; i++) {
+        const kvbm_policy_entry_t *entry = &batch->entries[i];
+        switch (batch->op) {
+        case KVBM__POLICY_OP_INSERT:
+            ops->insert(batch->state, entry);
+            break;
+        case KVBM__POLICY_OP_ACQUIRE:
+            ops->touch(batch->state, entry, true);
+            ops->remove(batch->state, entry->block_id);
+            break;
+        case KVBM__POLICY_OP_TOUCH:
+            ops->touch(batch->state, entry, false);
+            break;
+        case KVBM__POLICY_OP_REMOVE:
+        case KVBM__POLICY_OP_NONE:
+            ops->remove(batch->state, entry->block_id);
+            break;
+        }
+    }
+}
+
+void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch)
+{
+    if (batch->count == 0)
+        return;
+    const kvbm_policy_ops_t *ops = batch->ops;
+    if (ops->version < KVBM__POLICY_BATCH_VERSION || batch->op == KVBM__POLICY_OP_REMOVE)
+        flush_one_by_one(batch); /* remove has no batch: it is never on a hot path */
+    else if (batch->op == KVBM__POLICY_OP_INSERT)
+        ops->insert_batch(batch->state, batch->entries, batch->count);
+    else if (batch->op == KVBM__POLICY_OP_ACQUIRE)
+        ops->acquire_batch(batch->state, batch->entries, batch->count);
+    else
+        ops->touch_batch(batch->state, batch->entries, batch->count);
+    batch->count = 0;
+}
+
+size_t kvbm__policy_pop_victims(const kvbm_policy_ops_t *ops, void *state, uint32_t *ids_out,
+                                size_t count)
+{
+    if (ops->version >= KVBM__POLICY_BATCH_VERSION)
+        return ops->pop_victims(state, ids_out, count);
+    size_t popped = 0;
+    while (popped < count && ops->pop_victim(state, &ids_out[popped]))
+        popped++;
+    return popped;
+}

@@ -1,0 +1,69 @@
+/*
+ * The manager's one way to call its policy during a call: operations are
+ * gathered in order into a batch on the stack and handed over one batch at
+ * a time (kvbm_policy_ops_t version 2), or one by one to a version-1 table.
+ * A batch holds one kind of operation; adding another kind, or a full
+ * batch, hands the gathered ones over first, so the policy sees exactly the
+ * order of the single operations. The entries are never zeroed: a batch
+ * costs its count and its kind to start.
+ *
+ * Used under the manager lock only; every call flushes before it unlocks.
+ */
+#ifndef KVBM_HOST_MANAGER_POLICY_BATCH_H
+#define KVBM_HOST_MANAGER_POLICY_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvbm/policy.h"
+
+/* The first kvbm_policy_ops_t version with the batch operations. */
+#define KVBM__POLICY_BATCH_VERSION 3u
+
+/* Entries a batch gathers before handing them over (2 KiB of stack). */
+#define KVBM__POLICY_BATCH_ENTRIES 64
+
+typedef enum kvbm__policy_op {
+    KVBM__POLICY_OP_NONE = 0,
+    KVBM__POLICY_OP_INSERT,  /* insert */
+    KVBM__POLICY_OP_ACQUIRE, /* touch(inactive) then remove */
+    KVBM__POLICY_OP_TOUCH,   /* touch(active) */
+    KVBM__POLICY_OP_REMOVE,  /* remove, no access (acquire, invalidate) */
+} kvbm__policy_op_t;
+
+typedef struct kvbm__policy_batch {
+    const kvbm_policy_ops_t *ops;
+    void *state;
+    kvbm__policy_op_t op;
+    size_t count;
+    kvbm_policy_entry_t entries[KVBM__POLICY_BATCH_ENTRIES]; /* [0, count) valid */
+} kvbm__policy_batch_t;
+
+static inline void kvbm__policy_batch_start(kvbm__policy_batch_t *batch,
+                                            const kvbm_policy_ops_t *ops, void *state)
+{
+    batch->ops = ops;
+    batch->state = state;
+    batch->op = KVBM__POLICY_OP_NONE;
+    batch->count = 0;
+}
+
+/* Hands the gathered operations to the policy; the batch is then empty. */
+void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch);
+
+/* The entry to fill for one more operation of kind @p op. */
+static inline kvbm_policy_entry_t *kvbm__policy_batch_add(kvbm__policy_batch_t *batch,
+                                                          kvbm__policy_op_t op)
+{
+    if (batch->op != op || batch->count == KVBM__POLICY_BATCH_ENTRIES) {
+        kvbm__policy_batch_flush(batch);
+        batch->op = op;
+    }
+    return &batch->entries[batch->count++];
+}
+
+/* Up to @p count victims from the policy, in order; returns how many. */
+size_t kvbm__policy_pop_victims(const kvbm_policy_ops_t *ops, void *state, uint32_t *ids_out,
+                                size_t count);
+
+#endif /* KVBM_HOST_MANAGER_POLICY_BATCH_H */
