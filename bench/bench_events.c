@@ -410,7 +410,7 @@ int main(int argc, char **argv)
     }
     trace_t trace;
     char error[300];
-    if (trace_load(trace_path, quick ? 500 : 0, &trace, error, sizeof(error)) != KVBM_OK) {
+    if (trace_load(trace_path, quick ? 500 : 0, 0, &trace, error, sizeof(error)) != KVBM_OK) {
         fprintf(stderr, "bench_events: %s: %s\n", trace_path, error);
         return 1;
     }

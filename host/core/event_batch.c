@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "alloc.h"
 
 /* Grows @p *array (elements of @p size) to hold @p more after @p used,
  * doubling; false, leaving it unchanged, when memory runs out. */
@@ -17,7 +18,7 @@ static __attribute__((noinline)) bool grow(void **array, size_t *capacity, size_
             return false;
         wanted *= 2;
     }
-    void *grown = realloc(*array, wanted * size);
+    void *grown = kvbm__realloc(*array, 1, wanted * size);
     if (grown == NULL)
         return false;
     *array = grown;
@@ -243,9 +244,9 @@ void kvbm__event_batch_clear(kvbm__event_batch_t *batch)
 
 void kvbm__event_batch_free(kvbm__event_batch_t *batch)
 {
-    free(batch->records);
-    free(batch->hashes);
-    free(batch->tokens);
-    free(batch->names);
+    kvbm__free(batch->records);
+    kvbm__free(batch->hashes);
+    kvbm__free(batch->tokens);
+    kvbm__free(batch->names);
     *batch = (kvbm__event_batch_t){0};
 }

@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "event_batch.h"
+#include "alloc.h"
 
 kvbm_status_t kvbm__event_batcher_create_taking(kvbm_event_record_fn sink,
                                                 kvbm__event_batch_take_fn take, void *ctx,
@@ -12,7 +13,7 @@ kvbm_status_t kvbm__event_batcher_create_taking(kvbm_event_record_fn sink,
 {
     KVBM_REQUIRE_ARG(sink != NULL);
     KVBM_REQUIRE_ARG(batcher_out != NULL);
-    kvbm_event_batcher_t *batcher = calloc(1, sizeof(*batcher));
+    kvbm_event_batcher_t *batcher = kvbm__calloc(1, sizeof(*batcher));
     if (batcher == NULL)
         return KVBM_ERR_NO_MEMORY;
     batcher->sink = sink;
@@ -33,7 +34,7 @@ void kvbm_event_batcher_destroy(kvbm_event_batcher_t *batcher)
     if (batcher == NULL)
         return;
     kvbm__event_batch_free(&batcher->batch);
-    free(batcher);
+    kvbm__free(batcher);
 }
 
 void kvbm_event_batcher_sink(void *ctx, const kvbm_event_record_t *records, size_t count)

@@ -1,5 +1,6 @@
 /* Rings of encoded batches; see batch_ring.h. */
 #include "batch_ring.h"
+#include "core/alloc.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -8,7 +9,7 @@ kvbm_status_t kvbm__batch_ring_init(kvbm__batch_ring_t *ring, uint32_t capacity)
 {
     *ring = (kvbm__batch_ring_t){0};
     if (capacity > 0) {
-        ring->batches = calloc(capacity, sizeof(*ring->batches));
+        ring->batches = kvbm__calloc(capacity, sizeof(*ring->batches));
         if (ring->batches == NULL)
             return KVBM_ERR_NO_MEMORY;
     }
@@ -20,7 +21,7 @@ void kvbm__batch_ring_fini(kvbm__batch_ring_t *ring)
 {
     for (uint32_t i = 0; i < ring->capacity; i++)
         kvbm__payload_free(&ring->batches[i].payload);
-    free(ring->batches);
+    kvbm__free(ring->batches);
     *ring = (kvbm__batch_ring_t){0};
 }
 

@@ -1,5 +1,6 @@
 /* The queue's chunk ring; see chunk_ring.h. */
 #include "chunk_ring.h"
+#include "core/alloc.h"
 
 #include <assert.h>
 #include <stdint.h>
@@ -12,7 +13,7 @@ kvbm_status_t kvbm__chunk_ring_init(kvbm__chunk_ring_t *ring, size_t capacity)
     *ring = (kvbm__chunk_ring_t){0};
     assert(capacity % ALIGN == 0);
     if (capacity > 0) {
-        ring->data = aligned_alloc(ALIGN, capacity);
+        ring->data = kvbm__alloc_aligned(ALIGN, 1, capacity);
         if (ring->data == NULL)
             return KVBM_ERR_NO_MEMORY;
     }
@@ -22,7 +23,7 @@ kvbm_status_t kvbm__chunk_ring_init(kvbm__chunk_ring_t *ring, size_t capacity)
 
 void kvbm__chunk_ring_fini(kvbm__chunk_ring_t *ring)
 {
-    free(ring->data);
+    kvbm__free(ring->data);
     *ring = (kvbm__chunk_ring_t){0};
 }
 
@@ -63,7 +64,7 @@ bool kvbm__chunk_get(kvbm__chunk_ring_t *ring, size_t size, kvbm__chunk_t *chunk
         *chunk_out = (kvbm__chunk_t){.at = ring->data + at, .size = size, .skip = skip};
         return true;
     }
-    char *heap = aligned_alloc(ALIGN, size > 0 ? size : ALIGN);
+    char *heap = kvbm__alloc_aligned(ALIGN, 1, size > 0 ? size : ALIGN);
     if (heap == NULL)
         return false;
     *chunk_out = (kvbm__chunk_t){.at = heap, .size = size, .heap = true};
@@ -75,7 +76,7 @@ void kvbm__chunk_put(kvbm__chunk_ring_t *ring, kvbm__chunk_t *chunk)
     if (chunk->at == NULL)
         return;
     if (chunk->heap) {
-        free(chunk->at);
+        kvbm__free(chunk->at);
     } else {
         assert(chunk->at == ring->data + (chunk->skip > 0 ? 0 : ring->start));
         ring->start = (size_t)(chunk->at - ring->data) + chunk->size;

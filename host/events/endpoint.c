@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 
 #define MAX_PORT 65535
@@ -25,7 +26,7 @@ static kvbm_status_t format_new(char **out, const char *fmt, int len_hint, const
     int len = snprintf(NULL, 0, fmt, len_hint, a, b);
     if (len < 0)
         return kvbm__fail(KVBM_ERR_INVALID_ARG, "publisher endpoint: cannot be formatted");
-    char *text = malloc((size_t)len + 1);
+    char *text = kvbm__alloc(1, (size_t)len + 1);
     if (text == NULL)
         return KVBM_ERR_NO_MEMORY;
     snprintf(text, (size_t)len + 1, fmt, len_hint, a, b);
@@ -40,7 +41,7 @@ kvbm_status_t kvbm__endpoint_for_rank(const char *endpoint, int32_t rank, char *
         return kvbm__fail(KVBM_ERR_INVALID_ARG, "publisher endpoint of %zu bytes (at most 4096)",
                           len);
     if (rank <= 0) {
-        char *copy = strdup(endpoint);
+        char *copy = kvbm__strdup(endpoint);
         if (copy == NULL)
             return KVBM_ERR_NO_MEMORY;
         *out = copy;

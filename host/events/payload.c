@@ -1,5 +1,6 @@
 /* Growable payload buffers; see payload.h. */
 #include "payload.h"
+#include "core/alloc.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@ kvbm_status_t kvbm__payload_reserve(kvbm__payload_t *payload, size_t bytes)
     size_t capacity = payload->capacity > 0 ? payload->capacity : PAYLOAD_MIN_CAPACITY;
     while (capacity < needed)
         capacity = capacity > SIZE_MAX / 2 ? needed : capacity * 2;
-    char *data = realloc(payload->data, capacity);
+    char *data = kvbm__realloc(payload->data, 1, capacity);
     if (data == NULL)
         return KVBM_ERR_NO_MEMORY;
     payload->data = data;
@@ -62,7 +63,7 @@ void kvbm__payload_recycle(kvbm__payload_t *payload, size_t keep_capacity)
 {
     payload->size = 0;
     if (payload->capacity > keep_capacity) {
-        free(payload->data);
+        kvbm__free(payload->data);
         payload->data = NULL;
         payload->capacity = 0;
     }
@@ -70,6 +71,6 @@ void kvbm__payload_recycle(kvbm__payload_t *payload, size_t keep_capacity)
 
 void kvbm__payload_free(kvbm__payload_t *payload)
 {
-    free(payload->data);
+    kvbm__free(payload->data);
     *payload = (kvbm__payload_t){0};
 }

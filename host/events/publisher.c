@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -83,7 +84,7 @@ static kvbm_status_t attach_socket(void *socket, const char *endpoint, bool bind
     const char *attached = endpoint;
     if (bind && zmq_getsockopt(socket, ZMQ_LAST_ENDPOINT, last, &len) == 0 && len > 1)
         attached = last; /* the system's choice for a "*" port */
-    char *copy = strdup(attached);
+    char *copy = kvbm__strdup(attached);
     if (copy == NULL)
         return KVBM_ERR_NO_MEMORY;
     *attached_out = copy;
@@ -141,8 +142,8 @@ static kvbm_status_t open_sockets(kvbm_publisher_t *p, const kvbm_publisher_conf
         status = open_pub(p, config, endpoint);
     if (status == KVBM_OK && replay != NULL)
         status = open_router(p, config, replay);
-    free(endpoint);
-    free(replay);
+    kvbm__free(endpoint);
+    kvbm__free(replay);
     return status;
 }
 
@@ -193,14 +194,14 @@ kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *caller_config
     if (status != KVBM_OK)
         return status;
     const kvbm_publisher_config_t *config = &imported;
-    kvbm_publisher_t *p = calloc(1, sizeof(*p));
+    kvbm_publisher_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     p->wake_fd = -1;
     p->dp_rank = config->data_parallel_rank;
     p->max_delay_ms = (int)config->max_delay_ms;
     status = KVBM_ERR_NO_MEMORY;
-    p->topic = strdup(config->topic != NULL ? config->topic : "");
+    p->topic = kvbm__strdup(config->topic != NULL ? config->topic : "");
     if (p->topic == NULL)
         goto err_free;
     p->topic_len = strlen(p->topic);
@@ -253,10 +254,10 @@ err_close_sockets:
 err_free_rings:
     fini_rings(p);
 err_free:
-    free(p->endpoint);
-    free(p->replay_endpoint);
-    free(p->topic);
-    free(p);
+    kvbm__free(p->endpoint);
+    kvbm__free(p->replay_endpoint);
+    kvbm__free(p->topic);
+    kvbm__free(p);
     return status;
 }
 
@@ -284,10 +285,10 @@ void kvbm_publisher_destroy(kvbm_publisher_t *publisher)
     kvbm__mutex_destroy(&p->lock);
     kvbm__payload_free(&p->encoded);
     fini_rings(p);
-    free(p->endpoint);
-    free(p->replay_endpoint);
-    free(p->topic);
-    free(p);
+    kvbm__free(p->endpoint);
+    kvbm__free(p->replay_endpoint);
+    kvbm__free(p->topic);
+    kvbm__free(p);
 }
 
 static double now_seconds(void)

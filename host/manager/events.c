@@ -1,12 +1,13 @@
 /* A manager's event records; see events.h. Everything under the manager lock. */
 #include "events.h"
+#include "core/alloc.h"
 
 #include <stdlib.h>
 
 kvbm_status_t kvbm__manager_events_create(const kvbm_manager_config_t *config,
                                           kvbm__manager_events_t **events_out)
 {
-    kvbm__manager_events_t *events = calloc(1, sizeof(*events));
+    kvbm__manager_events_t *events = kvbm__calloc(1, sizeof(*events));
     if (events == NULL)
         return KVBM_ERR_NO_MEMORY;
     events->medium = config->medium;
@@ -16,8 +17,8 @@ kvbm_status_t kvbm__manager_events_create(const kvbm_manager_config_t *config,
         events->sink = config->on_events;
         events->ctx = config->events_ctx;
     }
-    events->removed_hashes = malloc(sizeof(uint64_t) * config->num_blocks);
-    events->removed_blocks = malloc(sizeof(uint32_t) * config->num_blocks);
+    events->removed_hashes = kvbm__alloc(config->num_blocks, sizeof(uint64_t));
+    events->removed_blocks = kvbm__alloc(config->num_blocks, sizeof(uint32_t));
     if (events->removed_hashes == NULL || events->removed_blocks == NULL) {
         kvbm__manager_events_destroy(events);
         return KVBM_ERR_NO_MEMORY;
@@ -30,9 +31,9 @@ void kvbm__manager_events_destroy(kvbm__manager_events_t *events)
 {
     if (events == NULL)
         return;
-    free(events->removed_hashes);
-    free(events->removed_blocks);
-    free(events);
+    kvbm__free(events->removed_hashes);
+    kvbm__free(events->removed_blocks);
+    kvbm__free(events);
 }
 
 void kvbm__manager_events_deliver_records(kvbm__manager_events_t *events)

@@ -57,7 +57,7 @@ struct kvbm_manager {
     bool policy_touches_active;
     /* Whether the policy has a hint op other than kvbm_policy_ignore_hint. */
     bool policy_takes_hints;
-    char name[64];
+    char name[KVBM_MANAGER_NAME_MAX + 1]; /* checked at create: safe in every export */
 
     /* Under lock. */
     kvbm__manager_events_t *events; /* NULL without a sink */

@@ -8,10 +8,12 @@
  * policy exactly as they were.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -48,6 +50,9 @@ _Static_assert(offsetof(kvbm_policy_entry_t, block_id) == 0 &&
  * calls skip that pass. */
 #define REFS_NEAR_LIMIT (UINT32_MAX / 2)
 
+/* Inactive blocks match_length remembers to unmark without a second lookup. */
+#define MATCH_LENGTH_MARKS 128
+
 /* Adds one operation on block @p id to the call's policy batch: the entry is
  * the block record copied whole (its layout mirrors the entry's, checked
  * above; the bytes the entry does not name are padding there), then the id. */
@@ -67,6 +72,35 @@ static inline void prefetch_block(const kvbm_manager_t *manager, uint32_t id)
 }
 
 /* ------------------------------------------------------------------ create */
+
+/* A name goes verbatim into Prometheus label values and JSON strings, so it
+ * holds only characters neither format escapes: printable ASCII other than
+ * the double quote and the backslash. It must fit whole in the manager. */
+static bool name_is_safe(const char *name)
+{
+    size_t length = 0;
+    for (; name[length] != '\0'; length++) {
+        unsigned char c = (unsigned char)name[length];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || length >= KVBM_MANAGER_NAME_MAX)
+            return false;
+    }
+    return length > 0;
+}
+
+/* A caller's policy table has every operation its version defines (and a
+ * name): a NULL slot would be called on the first eviction or registration,
+ * long after create said yes. A table ends after the last field of its
+ * version, so hint is read only from version 2 on, the batches from 3. */
+static bool policy_ops_complete(const kvbm_policy_ops_t *ops)
+{
+    if (ops->name == NULL || ops->create == NULL || ops->destroy == NULL || ops->insert == NULL ||
+        ops->remove == NULL || ops->pop_victim == NULL || ops->touch == NULL || ops->size == NULL)
+        return false;
+    if (ops->version >= 2 && ops->hint == NULL)
+        return false;
+    return ops->version < 3 || (ops->insert_batch != NULL && ops->acquire_batch != NULL &&
+                                ops->touch_batch != NULL && ops->pop_victims != NULL);
+}
 
 /* sizeof(kvbm_manager_config_t) at each published version (core/config.h). */
 #define MANAGER_CONFIG_V1_SIZE 80u
@@ -116,6 +150,16 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
         return kvbm__fail(KVBM_ERR_VERSION,
                           "manager config: policy table version %u, this library knows 1..%u",
                           config->policy->version, KVBM_POLICY_OPS_VERSION);
+    if (config->name != NULL && !name_is_safe(config->name))
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "manager config: name is empty, longer than %u bytes or holds a "
+                          "character outside printable ASCII less '\"' and '\\'",
+                          KVBM_MANAGER_NAME_MAX);
+    if (config->policy != NULL && !policy_ops_complete(config->policy))
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "manager config: policy table without a name or with a NULL operation "
+                          "of its version %u",
+                          config->policy->version);
     return KVBM_OK;
 }
 
@@ -129,7 +173,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
         return status;
     const kvbm_manager_config_t *config = &imported;
 
-    kvbm_manager_t *manager = calloc(1, sizeof(*manager));
+    kvbm_manager_t *manager = kvbm__calloc(1, sizeof(*manager));
     if (manager == NULL)
         return KVBM_ERR_NO_MEMORY;
     manager->num_blocks = config->num_blocks;
@@ -139,7 +183,8 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
         manager->policy->version >= 2 && manager->policy->hint != kvbm_policy_ignore_hint;
     manager->policy_touches_active = manager->policy->version < KVBM__POLICY_BATCH_VERSION ||
                                      manager->policy->touch_batch != kvbm_policy_ignore_touches;
-    strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
+    snprintf(manager->name, sizeof(manager->name), "%s",
+             config->name != NULL ? config->name : "kvbm");
 
     if (config->on_events != NULL) {
         status = kvbm__manager_events_create(config, &manager->events);
@@ -147,7 +192,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
             goto err_free_manager;
     }
     status = KVBM_ERR_NO_MEMORY;
-    manager->blocks = calloc(config->num_blocks, sizeof(kvbm__block_t));
+    manager->blocks = kvbm__calloc(config->num_blocks, sizeof(kvbm__block_t));
     if (manager->blocks == NULL)
         goto err_destroy_events;
     status = kvbm__registry_init(&manager->registry, config->num_blocks);
@@ -176,11 +221,11 @@ err_destroy_policy:
 err_destroy_registry:
     kvbm__registry_fini(&manager->registry);
 err_free_blocks:
-    free(manager->blocks);
+    kvbm__free(manager->blocks);
 err_destroy_events:
     kvbm__manager_events_destroy(manager->events);
 err_free_manager:
-    free(manager);
+    kvbm__free(manager);
     return status;
 }
 
@@ -191,9 +236,9 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
     kvbm__mutex_destroy(&manager->lock);
     manager->policy->destroy(manager->policy_state);
     kvbm__registry_fini(&manager->registry);
-    free(manager->blocks);
+    kvbm__free(manager->blocks);
     kvbm__manager_events_destroy(manager->events);
-    free(manager);
+    kvbm__free(manager);
 }
 
 /* ------------------------------------------------------------------ state transitions */
@@ -593,8 +638,11 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
     bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
     kvbm__manager_events_t *events = manager->events;
     size_t run_start = 0;
-    kvbm_register_opts_t lineage = {.parent_hash = opts != NULL ? opts->parent_hash : 0,
-                                    .has_parent = opts != NULL && opts->has_parent,
+    /* A parent for the events only is not the block's (policies and
+     * evictions see none). */
+    bool block_parent = opts != NULL && opts->has_parent && !opts->parent_for_events_only;
+    kvbm_register_opts_t lineage = {.parent_hash = block_parent ? opts->parent_hash : 0,
+                                    .has_parent = block_parent,
                                     .priority = opts != NULL ? opts->priority : 50};
     for (size_t i = 0; i < count; i++) {
         uint32_t home = hashes_ahead_home(&ahead, i);
@@ -855,6 +903,12 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
     KVBM_REQUIRE_ARG(manager != NULL && n_matched_out != NULL);
     KVBM_REQUIRE_ARG(count == 0 || hashes != NULL);
     kvbm__mutex_lock(&manager->lock);
+    /* A hash repeated in the prefix names one block: an inactive block is
+     * counted once, marked in_call while walking. The marks are cleared
+     * before unlocking, from a short list (or, past it, by looking the
+     * prefix up again). */
+    uint32_t marked[MATCH_LENGTH_MARKS];
+    size_t n_marked = 0;
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t matched = 0, inactive = 0;
@@ -863,8 +917,22 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
         uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], home);
         if (id == KVBM_BLOCK_NONE)
             break;
-        inactive += manager->blocks[id].refcount == 0;
+        kvbm__block_t *block = &manager->blocks[id];
+        if (block->refcount == 0 && !block->in_call) {
+            inactive++;
+            block->in_call = 1;
+            if (n_marked < MATCH_LENGTH_MARKS)
+                marked[n_marked] = id;
+            n_marked++;
+        }
     }
+    for (size_t i = 0; i < n_marked && i < MATCH_LENGTH_MARKS; i++)
+        manager->blocks[marked[i]].in_call = 0;
+    for (size_t i = 0; n_marked > MATCH_LENGTH_MARKS && i < matched; i++)
+        manager
+            ->blocks[kvbm__registry_find(&manager->registry, hashes[i],
+                                         kvbm__registry_home(&manager->registry, hashes[i]))]
+            .in_call = 0;
     kvbm__mutex_unlock(&manager->lock);
     *n_matched_out = matched;
     if (n_inactive_out != NULL)
@@ -993,7 +1061,7 @@ static void announce_chain(kvbm_manager_t *manager, uint32_t id, uint32_t *stack
 kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager)
 {
     KVBM_REQUIRE_ARG(manager != NULL);
-    uint32_t *stack = malloc(sizeof(uint32_t) * manager->num_blocks);
+    uint32_t *stack = kvbm__alloc(manager->num_blocks, sizeof(uint32_t));
     if (stack == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm__mutex_lock(&manager->lock);
@@ -1006,7 +1074,7 @@ kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager)
         kvbm__manager_events_deliver(manager->events);
     }
     kvbm__mutex_unlock(&manager->lock);
-    free(stack);
+    kvbm__free(stack);
     return KVBM_OK;
 }
 

@@ -49,6 +49,8 @@ extern "C" {
 #endif
 
 #define KVBM_MANAGER_CONFIG_VERSION 2u /* 2: event records (on_events), medium */
+/** Longest manager name accepted, in bytes (see kvbm_manager_config_t.name). */
+#define KVBM_MANAGER_NAME_MAX 63u
 /** Largest block count a manager accepts (ids must fit below KVBM_BLOCK_NONE). */
 #define KVBM_MANAGER_MAX_BLOCKS (UINT32_MAX / 2u)
 
@@ -86,8 +88,15 @@ typedef struct kvbm_manager_config {
      */
     kvbm_event_record_fn on_events;
     void *events_ctx;
-    const char *name;     /**< label for metrics text; copied; NULL means "kvbm" */
-    kvbm_medium_t medium; /**< the tier, as events name it; default GPU */
+    /**
+     * Label for the metrics exports; copied; NULL means "kvbm". It is written
+     * as is into Prometheus label values and JSON strings, so it must be 1 to
+     * KVBM_MANAGER_NAME_MAX printable ASCII characters without '"' or '\\'
+     * (anything else is refused with KVBM_ERR_INVALID_ARG, never cut or
+     * escaped).
+     */
+    const char *name;
+    kvbm_medium_t medium; /**< the tier, as events name it; default GPU (version 2) */
 } kvbm_manager_config_t;
 
 /** Records one sink call holds at most (see kvbm_manager_config_t.on_events). */
@@ -154,6 +163,14 @@ typedef struct kvbm_register_opts {
     size_t n_tokens;
     int64_t lora_id;       /**< the LoRA adapter, when has_lora_id */
     const char *lora_name; /**< optional adapter name (borrowed during the call) */
+    /**
+     * The parent (has_parent, parent_hash) is for the stored event only: the
+     * block is registered without one, so policies that order by parents
+     * (lineage, slru's runs) and eviction reports see none. The tiered cache
+     * registers offloads into G2 this way, keeping G2's order as before
+     * events while routers still get the chain.
+     */
+    bool parent_for_events_only;
 } kvbm_register_opts_t;
 
 /**
@@ -161,7 +178,10 @@ typedef struct kvbm_register_opts {
  * @param[in]  config   copied; the caller keeps ownership.
  * @param[out] manager_out  the new manager, owned by the caller.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, num_blocks 0 or too large,
- *         unknown duplication); KVBM_ERR_VERSION (struct_size/version);
+ *         unknown duplication, a name that is empty, too long or holds a
+ *         character outside the safe set, a policy table without a name or
+ *         with a NULL operation of its version); KVBM_ERR_VERSION
+ *         (struct_size/version, the policy table's version);
  *         KVBM_ERR_NO_MEMORY; or the policy's create error.
  */
 KVBM_API kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
@@ -204,7 +224,9 @@ KVBM_API kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t cou
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (also: priority above 100, tokens
  *         that are not count * block_size, or NULL with n_tokens > 0);
  *         KVBM_ERR_OUT_OF_RANGE;
- *         KVBM_ERR_BAD_STATE (a block not mutable, or repeated).
+ *         KVBM_ERR_BAD_STATE (a block not mutable, or repeated);
+ *         KVBM_ERR_OVERFLOW (a deduplicated block's reference count could
+ *         pass its limit); KVBM_ERR_NO_MEMORY. Nothing changes on error.
  */
 KVBM_API kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
                                              const uint64_t *hashes, size_t count,
@@ -212,7 +234,9 @@ KVBM_API kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint
 
 /**
  * @brief Add one reference to each registered block (active or inactive).
- * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_BAD_STATE (reset or mutable).
+ * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_BAD_STATE (reset or mutable);
+ *         KVBM_ERR_OVERFLOW (a block's reference count could pass its limit,
+ *         UINT32_MAX). Nothing changes on error.
  */
 KVBM_API kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
                                             size_t count);
@@ -240,6 +264,9 @@ KVBM_API kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint3
  *
  * @param[out] ids_out room for @p count ids; the first *n_matched_out are set.
  * @param[out] n_matched_out length of the matched prefix.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OVERFLOW (a matched block's
+ *         reference count could pass its limit, UINT32_MAX: nothing changes,
+ *         though ids_out may have been written).
  */
 KVBM_API kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes,
                                           size_t count, uint32_t *ids_out, size_t *n_matched_out);
@@ -250,8 +277,9 @@ KVBM_API kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_
  *        that must know whether a request fits before taking blocks).
  *
  * @param[out] n_matched_out  length of the registered prefix.
- * @param[out] n_inactive_out optional: how many of those blocks are inactive
- *                            (a match would take them out of the evictable pool).
+ * @param[out] n_inactive_out optional: how many distinct blocks of the prefix
+ *                            are inactive (a match would take them out of the
+ *                            evictable pool; a repeated hash counts once).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG.
  */
 KVBM_API kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
@@ -266,6 +294,7 @@ KVBM_API kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const 
  *
  * @param[out] ids_out   @p count entries: the block id, or KVBM_BLOCK_NONE.
  * @param[out] n_found_out number of hits.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OVERFLOW (as for match).
  */
 KVBM_API kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
                                          size_t count, bool touch, uint32_t *ids_out,

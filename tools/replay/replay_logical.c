@@ -142,7 +142,8 @@ static kvbm_status_t offload_to_g3(logical_t *l, const kvbm_evicted_t *from_g2,
     if (status != KVBM_OK)
         return status;
     counts->g3_evictions += n_evicted;
-    kvbm_register_opts_t opts = {.has_parent = from_g2->has_parent,
+    kvbm_register_opts_t opts = {.parent_for_events_only = true,
+                                 .has_parent = from_g2->has_parent,
                                  .parent_hash = from_g2->parent_hash,
                                  .priority = 50,
                                  .block_size = REPLAY_BLOCK_TOKENS};
@@ -185,7 +186,8 @@ static kvbm_status_t offload_one(logical_t *l, const kvbm_evicted_t *from_g1,
         if (status != KVBM_OK)
             return status;
     }
-    kvbm_register_opts_t opts = {.has_parent = from_g1->has_parent,
+    kvbm_register_opts_t opts = {.parent_for_events_only = true, /* as the cache does */
+                                 .has_parent = from_g1->has_parent,
                                  .parent_hash = from_g1->parent_hash,
                                  .priority = 50,
                                  .block_size = REPLAY_BLOCK_TOKENS};
