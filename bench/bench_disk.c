@@ -303,7 +303,8 @@ static void bookkeeping(const options_t *o)
     kvbm__disk_batch_t *batch = NULL;
     kvbm__disk_batch_create(store, batch_size, &batch);
     uint32_t ids[64];
-    uint64_t hashes[64], next_hash = 1;
+    uint64_t hashes[64], parents[64] = {0}, next_hash = 1;
+    uint8_t has_parent[64] = {0};
     double write_ns = 0, read_ns = 0;
     for (uint32_t r = 0; r < rounds * (blocks / batch_size); r++) {
         double t0 = bench_now_ns();
@@ -316,7 +317,7 @@ static void bookkeeping(const options_t *o)
         }
         kvbm__disk_store_write(store, batch);
         kvbm__disk_batch_wait(batch);
-        kvbm__disk_tier_finish_writes(tier, ids, hashes, batch);
+        kvbm__disk_tier_finish_writes(tier, ids, hashes, parents, has_parent, batch);
         kvbm__disk_batch_clear(batch);
         double t1 = bench_now_ns();
         size_t matched = 0;

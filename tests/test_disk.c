@@ -896,7 +896,10 @@ static void tier_store(kvbm__disk_tier_t *tier, uint64_t hash)
     assert_kvbm_ok(kvbm__disk_batch_add(batch, kvbm__disk_tier_slot(tier, id), hash, buf));
     assert_kvbm_ok(kvbm__disk_store_write(store, batch));
     kvbm__disk_batch_wait(batch);
-    assert_int_equal(kvbm__disk_tier_finish_writes(tier, &id, &hash, batch), 1);
+    const uint64_t parent = 0;
+    const uint8_t has_parent = 0;
+    assert_int_equal(kvbm__disk_tier_finish_writes(tier, &id, &hash, &parent, &has_parent, batch),
+                     1);
     kvbm__disk_batch_destroy(batch);
     free(buf);
 }

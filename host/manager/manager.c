@@ -50,44 +50,8 @@ _Static_assert(offsetof(kvbm_policy_entry_t, block_id) == 0 &&
  * calls skip that pass. */
 #define REFS_NEAR_LIMIT (UINT32_MAX / 2)
 
-/* References one block can carry. A call that could take a block past it is
- * refused before it changes anything (KVBM_ERR_OVERFLOW). */
-#define REFCOUNT_MAX UINT32_MAX
-
 /* Inactive blocks match_length remembers to unmark without a second lookup. */
 #define MATCH_LENGTH_MARKS 128
-
-/* Events are gathered on the stack and handed to the sink in chunks, in order. */
-#define EVENT_CHUNK 64
-
-typedef struct event_batch {
-    kvbm_manager_t *manager;
-    kvbm_event_t events[EVENT_CHUNK];
-    size_t count;
-} event_batch_t;
-
-static void event_batch_start(event_batch_t *batch, kvbm_manager_t *manager)
-{
-    batch->manager = manager;
-    batch->count = 0; /* the events array is not zeroed: only [0, count) is read */
-}
-
-static void event_batch_flush(event_batch_t *batch)
-{
-    if (batch->count > 0 && batch->manager->on_events != NULL)
-        batch->manager->on_events(batch->manager->events_ctx, batch->events, batch->count);
-    batch->count = 0;
-}
-
-static void event_batch_add(event_batch_t *batch, kvbm_event_kind_t kind, uint32_t block_id,
-                            uint64_t hash)
-{
-    if (batch->manager->on_events == NULL)
-        return;
-    batch->events[batch->count++] = (kvbm_event_t){kind, block_id, hash};
-    if (batch->count == EVENT_CHUNK)
-        event_batch_flush(batch);
-}
 
 /* Adds one operation on block @p id to the call's policy batch: the entry is
  * the block record copied whole (its layout mirrors the entry's, checked
@@ -139,7 +103,11 @@ static bool policy_ops_complete(const kvbm_policy_ops_t *ops)
 }
 
 /* sizeof(kvbm_manager_config_t) at each published version (core/config.h). */
-static const size_t manager_config_sizes[] = {sizeof(kvbm_manager_config_t)};
+#define MANAGER_CONFIG_V1_SIZE 80u
+_Static_assert(offsetof(kvbm_manager_config_t, medium) == MANAGER_CONFIG_V1_SIZE,
+               "version 2 fields (the medium) start at version 1's size");
+static const size_t manager_config_sizes[] = {MANAGER_CONFIG_V1_SIZE,
+                                              sizeof(kvbm_manager_config_t)};
 
 /* Imports the caller's config (and its policy config; struct_size 0 there
  * means the defaults), then checks it. */
@@ -166,6 +134,16 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
         config->duplication != KVBM_DUPLICATION_REJECT)
         return kvbm__fail(KVBM_ERR_INVALID_ARG, "manager config: unknown duplication %d",
                           (int)config->duplication);
+    if (kvbm_medium_name(config->medium) == NULL)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "manager config: unknown medium %d",
+                          (int)config->medium);
+    /* Version 1's on_events took per-block events (kvbm_event_t), which
+     * version 2's records replaced: an old caller's callback is refused
+     * rather than called with the wrong type. */
+    if (caller->version < 2 && config->on_events != NULL)
+        return kvbm__fail(KVBM_ERR_UNSUPPORTED,
+                          "manager config: a version-1 on_events (per-block events) is no longer "
+                          "supported; use version 2 (event records)");
     /* Tables are appended to, never reordered: any version up to ours works. */
     if (config->policy != NULL &&
         (config->policy->version == 0 || config->policy->version > KVBM_POLICY_OPS_VERSION))
@@ -205,15 +183,18 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
         manager->policy->version >= 2 && manager->policy->hint != kvbm_policy_ignore_hint;
     manager->policy_touches_active = manager->policy->version < KVBM__POLICY_BATCH_VERSION ||
                                      manager->policy->touch_batch != kvbm_policy_ignore_touches;
-    manager->on_events = config->on_events;
-    manager->events_ctx = config->events_ctx;
     snprintf(manager->name, sizeof(manager->name), "%s",
              config->name != NULL ? config->name : "kvbm");
 
+    if (config->on_events != NULL) {
+        status = kvbm__manager_events_create(config, &manager->events);
+        if (status != KVBM_OK)
+            goto err_free_manager;
+    }
     status = KVBM_ERR_NO_MEMORY;
     manager->blocks = kvbm__calloc(config->num_blocks, sizeof(kvbm__block_t));
     if (manager->blocks == NULL)
-        goto err_free_manager;
+        goto err_destroy_events;
     status = kvbm__registry_init(&manager->registry, config->num_blocks);
     if (status != KVBM_OK)
         goto err_free_blocks;
@@ -241,6 +222,8 @@ err_destroy_registry:
     kvbm__registry_fini(&manager->registry);
 err_free_blocks:
     kvbm__free(manager->blocks);
+err_destroy_events:
+    kvbm__manager_events_destroy(manager->events);
 err_free_manager:
     kvbm__free(manager);
     return status;
@@ -254,6 +237,7 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
     manager->policy->destroy(manager->policy_state);
     kvbm__registry_fini(&manager->registry);
     kvbm__free(manager->blocks);
+    kvbm__manager_events_destroy(manager->events);
     kvbm__free(manager);
 }
 
@@ -284,16 +268,20 @@ static void unregister_duplicate(kvbm_manager_t *manager, uint32_t id, kvbm__reg
     manager->blocks[walk].next_duplicate = block->next_duplicate;
 }
 
-/* Takes a registered block's hash away from it, promoting a duplicate. */
+/* Takes a registered block's hash away from it, promoting a duplicate.
+ * When no other block carries the hash, it left the tier: a removed event
+ * (the one place a hash leaves a tier, so no transition can forget it). */
 static inline void unregister_block(kvbm_manager_t *manager, uint32_t id)
 {
     kvbm__block_t *block = &manager->blocks[id];
     kvbm__registry_slot_t *slot =
         kvbm__registry_probe(&manager->registry, block->seq_hash, block->home);
     assert(kvbm__registry_slot_first(slot) != KVBM_BLOCK_NONE);
-    if (kvbm__registry_slot_first(slot) == id && block->next_duplicate == KVBM_BLOCK_NONE)
+    if (kvbm__registry_slot_first(slot) == id && block->next_duplicate == KVBM_BLOCK_NONE) {
         kvbm__registry_remove(&manager->registry, slot);
-    else
+        if (manager->events != NULL)
+            kvbm__manager_events_removed(manager->events, id, block->seq_hash);
+    } else
         unregister_duplicate(manager, id, slot);
     block->next_duplicate = KVBM_BLOCK_NONE;
 }
@@ -489,9 +477,8 @@ static inline uint32_t hashes_ahead_home(hashes_ahead_t *ahead, size_t i)
  * mutable. Block metadata is loaded two distances ahead and the registry slot
  * one distance ahead, so the misses of successive victims overlap. */
 static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
-                          kvbm_evicted_t *evicted_out, event_batch_t *events)
+                          kvbm_evicted_t *evicted_out)
 {
-    bool events_on = manager->on_events != NULL;
     for (size_t i = 0; i < count && i < 2 * PREFETCH_DISTANCE; i++)
         __builtin_prefetch(&manager->blocks[ids[i]]);
     for (size_t i = 0; i < count; i++) {
@@ -501,12 +488,13 @@ static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t c
             kvbm__registry_prefetch(&manager->registry,
                                     manager->blocks[ids[i + PREFETCH_DISTANCE]].home);
         uint32_t id = ids[i];
-        uint64_t hash = manager->blocks[id].seq_hash;
+        const kvbm__block_t *block = &manager->blocks[id];
+        if (evicted_out != NULL) /* before it loses the hash (and its removed event) */
+            evicted_out[i] = (kvbm_evicted_t){.block_id = id,
+                                              .seq_hash = block->seq_hash,
+                                              .parent_hash = block->parent_hash,
+                                              .has_parent = block->has_parent != 0};
         block_inactive_to_mutable(manager, id);
-        if (events_on)
-            event_batch_add(events, KVBM_EVENT_REMOVED, id, hash);
-        if (evicted_out != NULL)
-            evicted_out[i] = (kvbm_evicted_t){id, hash};
     }
 }
 
@@ -530,19 +518,18 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     /* The rest are evicted: all victims from the policy at once, then
      * unregistered with their loads overlapped. */
     size_t n_evicted = count - from_reset;
-    event_batch_t events;
-    event_batch_start(&events, manager);
     if (n_evicted > 0) {
         size_t popped = kvbm__policy_pop_victims(manager->policy, manager->policy_state,
                                                  ids_out + from_reset, n_evicted);
         assert(popped == n_evicted);
         (void)popped;
-        evict_victims(manager, ids_out + from_reset, n_evicted, evicted_out, &events);
+        evict_victims(manager, ids_out + from_reset, n_evicted, evicted_out);
     }
     manager->metrics.allocations += count;
     manager->metrics.allocations_from_reset += from_reset;
     manager->metrics.evictions += n_evicted;
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
     if (n_evicted_out != NULL)
         *n_evicted_out = evicted_out != NULL ? n_evicted : 0;
@@ -603,6 +590,22 @@ static kvbm_status_t check_registrable(kvbm_manager_t *manager, const uint32_t *
     return status;
 }
 
+/* Priority in range; tokens, when given, exactly block_size per block. */
+static kvbm_status_t check_register_opts(const kvbm_register_opts_t *opts, size_t count)
+{
+    if (opts->priority > 100)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "kvbm_manager_register: priority %u is not in 0..100", opts->priority);
+    if (opts->n_tokens == 0)
+        return KVBM_OK;
+    if (opts->tokens != NULL && opts->block_size > 0 && count <= SIZE_MAX / opts->block_size &&
+        opts->n_tokens == count * opts->block_size)
+        return KVBM_OK;
+    return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                      "kvbm_manager_register: %zu tokens for %zu blocks of %u tokens",
+                      opts->n_tokens, count, opts->block_size);
+}
+
 /* Hands the policy the registration hints of ids[i] (after its touch, so
  * the batch gathered so far goes first). */
 static void hint_policy(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
@@ -622,19 +625,24 @@ static void hint_policy(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, ui
 
 /* Registers hashes[i] on ids[i] for every i (register's second pass, after
  * check_registrable): a new hash takes the block; a hash present elsewhere
- * deduplicates (reject) or chains a duplicate (allow). */
+ * deduplicates (reject) or chains a duplicate (allow). Hashes new to the
+ * tier form stored runs for the event sink; a hash the tier already had
+ * ends the run. */
 static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
                             const uint32_t *ids, const uint64_t *hashes, size_t count,
-                            const kvbm_register_opts_t *opts, uint32_t *ids_out,
-                            event_batch_t *events)
+                            const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     /* Version-1 policy tables have no hint op; the ignoring one gets none. */
     bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
-    bool events_on = manager->on_events != NULL;
-    kvbm_register_opts_t lineage = {.parent_hash = opts != NULL ? opts->parent_hash : 0,
-                                    .has_parent = opts != NULL && opts->has_parent,
+    kvbm__manager_events_t *events = manager->events;
+    size_t run_start = 0;
+    /* A parent for the events only is not the block's (policies and
+     * evictions see none). */
+    bool block_parent = opts != NULL && opts->has_parent && !opts->parent_for_events_only;
+    kvbm_register_opts_t lineage = {.parent_hash = block_parent ? opts->parent_hash : 0,
+                                    .has_parent = block_parent,
                                     .priority = opts != NULL ? opts->priority : 50};
     for (size_t i = 0; i < count; i++) {
         uint32_t home = hashes_ahead_home(&ahead, i);
@@ -642,6 +650,11 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
         kvbm__block_t *block = &manager->blocks[id];
         block->in_call = 0;
         uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], home, id);
+        if (existing != KVBM_BLOCK_NONE) { /* the tier had the hash: the run ends */
+            if (events != NULL && run_start < i)
+                kvbm__manager_events_stored(events, ids, hashes, run_start, i, opts);
+            run_start = i + 1;
+        }
         if (existing != KVBM_BLOCK_NONE && manager->duplication == KVBM_DUPLICATION_REJECT) {
             /* The caller's reference moves to the existing block. */
             acquire_registered(manager, batch, existing, true);
@@ -660,14 +673,14 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
                 policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
             if (hinted)
                 hint_policy(manager, batch, id, opts, i);
-            if (events_on)
-                event_batch_add(events, KVBM_EVENT_STORED, id, hashes[i]);
             ids_out[i] = id;
         }
         /* Every later block's parent is this hash. */
         lineage.parent_hash = hashes[i];
         lineage.has_parent = true;
     }
+    if (events != NULL && run_start < count)
+        kvbm__manager_events_stored(events, ids, hashes, run_start, count, opts);
 }
 
 kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
@@ -676,11 +689,11 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
 {
     KVBM_REQUIRE_ARG(manager != NULL);
     KVBM_REQUIRE_ARG(count == 0 || (ids != NULL && hashes != NULL && ids_out != NULL));
-    if (opts != NULL && opts->priority > 100)
-        return kvbm__fail(KVBM_ERR_INVALID_ARG,
-                          "kvbm_manager_register: priority %u is not in 0..100", opts->priority);
+    kvbm_status_t status = opts != NULL ? check_register_opts(opts, count) : KVBM_OK;
+    if (status != KVBM_OK)
+        return status;
     kvbm__mutex_lock(&manager->lock);
-    kvbm_status_t status = check_registrable(manager, ids, hashes, count);
+    status = check_registrable(manager, ids, hashes, count);
     if (status != KVBM_OK) {
         kvbm__mutex_unlock(&manager->lock);
         return status;
@@ -688,13 +701,12 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     /* Nothing below can fail: the registry holds a slot for every block. */
     kvbm__policy_batch_t batch;
     kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
-    event_batch_t events;
-    event_batch_start(&events, manager);
-    register_blocks(manager, &batch, ids, hashes, count, opts, ids_out, &events);
+    register_blocks(manager, &batch, ids, hashes, count, opts, ids_out);
     kvbm__policy_batch_flush(&batch);
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
-    return KVBM_OK;
+    return status;
 }
 
 /* ------------------------------------------------------------------ acquire / release */
@@ -969,14 +981,12 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
     if (status != KVBM_OK)
         return status;
     kvbm__mutex_lock(&manager->lock);
-    event_batch_t events;
-    event_batch_start(&events, manager);
+
     for (size_t i = 0; i < count; i++) {
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
         if (block->state != BLOCK_REGISTERED)
             continue;
-        event_batch_add(&events, KVBM_EVENT_REMOVED, id, block->seq_hash);
         if (block->refcount == 0) {
             manager->policy->remove(manager->policy_state, id);
             block_to_reset(manager, id);
@@ -984,8 +994,87 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
             block_to_withdrawn(manager, id);
         }
     }
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
+    return KVBM_OK;
+}
+
+/* Whether block @p id is the one listed for its hash (duplicates: the first). */
+static bool lists_its_hash(const kvbm_manager_t *manager, uint32_t id)
+{
+    const kvbm__block_t *block = &manager->blocks[id];
+    return block->state == BLOCK_REGISTERED &&
+           kvbm__registry_find(&manager->registry, block->seq_hash, block->home) == id;
+}
+
+kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
+                                             size_t capacity, size_t *n_hashes_out)
+{
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(n_hashes_out != NULL);
+    KVBM_REQUIRE_ARG(capacity == 0 || hashes_out != NULL);
+    kvbm__mutex_lock(&manager->lock);
+    size_t n = 0;
+    for (uint32_t id = 0; id < manager->num_blocks; id++)
+        n += lists_its_hash(manager, id);
+    if (capacity < n) {
+        kvbm__mutex_unlock(&manager->lock);
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "kvbm_manager_registered_hashes: room for %zu, the tier holds %zu",
+                          capacity, n);
+    }
+    n = 0;
+    for (uint32_t id = 0; id < manager->num_blocks; id++)
+        if (lists_its_hash(manager, id))
+            hashes_out[n++] = manager->blocks[id].seq_hash;
+    kvbm__mutex_unlock(&manager->lock);
+    *n_hashes_out = n;
+    return KVBM_OK;
+}
+
+/*
+ * Stored records for block @p id's hash and, first, for every ancestor the
+ * tier holds that was not announced yet (block->in_call marks those that
+ * were), so a router always knows a block's parent before the block.
+ * @p stack has room for every block.
+ */
+static void announce_chain(kvbm_manager_t *manager, uint32_t id, uint32_t *stack)
+{
+    size_t depth = 0;
+    while (id != KVBM_BLOCK_NONE && !manager->blocks[id].in_call) {
+        manager->blocks[id].in_call = 1;
+        stack[depth++] = id;
+        const kvbm__block_t *block = &manager->blocks[id];
+        id = block->has_parent
+                 ? kvbm__registry_find(&manager->registry, block->parent_hash,
+                                       kvbm__registry_home(&manager->registry, block->parent_hash))
+                 : KVBM_BLOCK_NONE;
+    }
+    while (depth > 0) {
+        const kvbm__block_t *block = &manager->blocks[stack[--depth]];
+        kvbm__manager_events_announce(manager->events, &block->seq_hash, block->has_parent != 0,
+                                      block->parent_hash);
+    }
+}
+
+kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager)
+{
+    KVBM_REQUIRE_ARG(manager != NULL);
+    uint32_t *stack = kvbm__alloc(manager->num_blocks, sizeof(uint32_t));
+    if (stack == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    kvbm__mutex_lock(&manager->lock);
+    if (manager->events != NULL) {
+        for (uint32_t id = 0; id < manager->num_blocks; id++)
+            if (lists_its_hash(manager, id))
+                announce_chain(manager, id, stack);
+        for (uint32_t id = 0; id < manager->num_blocks; id++)
+            manager->blocks[id].in_call = 0;
+        kvbm__manager_events_deliver(manager->events);
+    }
+    kvbm__mutex_unlock(&manager->lock);
+    kvbm__free(stack);
     return KVBM_OK;
 }
 
@@ -1013,16 +1102,12 @@ kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
         return kvbm__fail(KVBM_ERR_BUSY, "manager %s: %u blocks are still active", manager->name,
                           active);
     }
-    event_batch_t events;
-    event_batch_start(&events, manager);
     uint32_t id;
-    while (manager->policy->pop_victim(manager->policy_state, &id)) {
-        uint64_t hash = manager->blocks[id].seq_hash;
+    while (manager->policy->pop_victim(manager->policy_state, &id))
         block_to_reset(manager, id);
-        event_batch_add(&events, KVBM_EVENT_REMOVED, id, hash);
-    }
     assert(manager->inactive_count == 0);
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }
