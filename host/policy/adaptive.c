@@ -3,18 +3,31 @@
  * rules suits the workload, and follows the best; LRU is one of the rules,
  * and the policy falls back to it unless another rule is measurably better.
  *
- * Every inactive block is in one of three lists (segments.h), each in
- * release order: tail (used once, the deepest block of its release run),
- * probation (used once), protected (used at least twice). Counts are kept by
- * hash across evictions in a ghost of 4 x capacity hashes, as in slru. A
- * rule is a bonus per list; the victim is the head whose release stamp plus
- * bonus is smallest:
+ * Every inactive block is in one of four lists (segments.h), each in
+ * release order: tail (used once, the deepest block of its release run, or
+ * the request's last block by the hint), cold (used once, of a class
+ * predicted not to come back), probation (used once), protected (used at
+ * least twice). Counts are kept by hash across evictions in a ghost of
+ * 4 x capacity hashes, as in slru. A rule is a bonus per list; the victim
+ * is the head whose release stamp plus bonus is smallest:
  *
- *   lru               0, 0, 0        plain LRU (the lists do not matter)
- *   lru_tails_first   -far, 0, 0     once-used tails first, then LRU
- *   protect_1x        -far, 0, +C    tails, then LRU with reused blocks
- *                                    kept one capacity C of releases longer
- *   slru              -far, +far, +2far  tails, once-used, reused (= slru)
+ *                     tail  probation  protected  cold
+ *   lru               0     0          0          0     plain LRU
+ *   lru_tails_first   -far  0          0          0     tails first, then LRU
+ *   protect_1x        -far  0          +C         0     ... reused blocks kept
+ *                                                       one capacity C longer
+ *   slru              -far  +far       +2far      +far  (= slru)
+ *   cold_first, cold_protect_1x, cold_slru: the three above with cold
+ *   blocks evicted with the tails (-far).
+ *
+ * The reuse prediction (used only when registrations carry hints): a
+ * once-used block's class is its request's length (log2 buckets) times its
+ * distance from the request's end (0, 1, 2, 3+), as in the G2 admission
+ * filter. Each class learns online how often its first uses are followed by
+ * a second (while held, or back from the ghost); a class with at least 32
+ * first uses of history and a rate below half the overall one is cold. The
+ * counts are halved every 4 x capacity evictions. Without hints no block is
+ * cold and the cold rules equal their hint-less twins.
  *
  * Which rule: set dueling by miniature simulation (Qureshi et al., "Adaptive
  * insertion policies for high performance caching", ISCA 2007; Waldspurger
@@ -28,14 +41,13 @@
  *
  * Cost: insert, remove, touch O(1) expected (one ghost lookup when a hash is
  * new to a block, and for a sampled hash one map operation per small
- * cache); pop O(1) (three list heads). Memory: per block 8 (links) + 8
- * (stamp) + 8 (hash) + 3 bytes, the ghost (4 x capacity hashes), and four
+ * cache); pop O(1) (four list heads). Memory: per block 8 (links) + 8
+ * (stamp) + 8 (hash) + 4 bytes, the ghost (4 x capacity hashes), and seven
  * small caches of capacity / R entries. Nothing is allocated after create.
  */
 #include "batch_loops.h"
 #include "adaptive.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <xxhash.h>
 
@@ -59,10 +71,10 @@
 /* Reuse classes of once-used blocks, from the registration hints (as the G2
  * admission filter's): log2 of the request's length in blocks (1, 2-3, ...,
  * 128+) times the distance from the request's end (0, 1, 2, 3+). */
-#define LENGTH_BUCKETS 8
-#define END_BUCKETS    4
-#define CLASS_UNKNOWN  (LENGTH_BUCKETS * END_BUCKETS) /* no hints */
-#define CLASS_COUNT    (CLASS_UNKNOWN + 1)
+#define LENGTH_BUCKETS  8
+#define END_BUCKETS     4
+#define CLASS_UNKNOWN   (LENGTH_BUCKETS * END_BUCKETS) /* no hints */
+#define CLASS_COUNT     (CLASS_UNKNOWN + 1)
 #define COLD_MIN_TRIALS 32.0 /* history a class needs before it can be cold */
 #define COLD_RATIO      0.5  /* cold: reuse rate below this times the overall one */
 #define COLD_REFRESH    256u /* learning events between two refreshes of the cold set */
@@ -75,7 +87,8 @@ typedef struct rule {
 } rule_t;
 
 static const rule_t rules[] = {
-#define RULE_ROW(name, tail, probation, protected, cold) {#name, {tail, probation, protected, cold}},
+#define RULE_ROW(name, tail, probation, protected, cold)                                           \
+    {#name, {tail, probation, protected, cold}},
     KVBM__ADAPTIVE_RULES_LIST(RULE_ROW)
 #undef RULE_ROW
 };
@@ -95,9 +108,9 @@ typedef struct adaptive_policy {
      * use ended (reused while held, or evicted), how many were used again
      * (while held, or back from the ghost). Halved every halve_every
      * evictions so the rates follow the workload. */
-    uint8_t *klass;                /* capacity; CLASS_* of the block's first use */
-    double trials[CLASS_COUNT];    /* first uses that ended */
-    double reuses[CLASS_COUNT];    /* ... that were followed by a second use */
+    uint8_t *klass;             /* capacity; CLASS_* of the block's first use */
+    double trials[CLASS_COUNT]; /* first uses that ended */
+    double reuses[CLASS_COUNT]; /* ... that were followed by a second use */
     double trials_total, reuses_total;
     uint64_t evictions;
     uint64_t halve_every;
@@ -157,10 +170,6 @@ static void adaptive_destroy(void *state)
     adaptive_policy_t *p = state;
     if (p == NULL)
         return;
-    if (getenv("AD_DEBUG")) {
-        fprintf(stderr, "rule %u cold %llx overall %.3f\n", p->rule, (unsigned long long)p->cold_classes, p->reuses_total / p->trials_total);
-        for (int c = 0; c < CLASS_UNKNOWN; c++) if (p->trials[c] > 0) fprintf(stderr, " c%d(len%d,end%d) %.0f %.3f\n", c, c / 4, c % 4, p->trials[c], p->reuses[c] / p->trials[c]);
-    }
     for (size_t r = 0; r < RULE_COUNT; r++)
         kvbm__mini_sim_fini(&p->sims[r]);
     kvbm__ghost_fini(&p->ghost);
@@ -229,10 +238,6 @@ err_destroy:
 static void choose_rule(adaptive_policy_t *p)
 {
     uint32_t best = 0;
-    if (getenv("AD_FORCE")) { best = (uint32_t)atoi(getenv("AD_FORCE")); p->rule = best; {
-    for (int s = 0; s < KVBM__SEG_COUNT; s++)
-        p->bonus[s] = p->rule_bonus[best][s];
-        } return; }
     for (uint32_t r = 1; r < RULE_COUNT; r++)
         if (p->sims[r].hits > p->sims[best].hits)
             best = r;
