@@ -212,7 +212,9 @@ static kvbm_status_t fence_result(kvbm__cuda_fence_t *f, cudaError_t err)
     return st;
 }
 
-kvbm_status_t kvbm__cuda_fence_query(void *state, void *fence)
+/* Asks @p fence's event with @p ask (query or synchronize) inside the
+ * backend's device scope: the fence's status once it completed. */
+static kvbm_status_t fence_ask(void *state, void *fence, cudaError_t (*ask)(cudaEvent_t))
 {
     kvbm__cuda_backend_t *b = state;
     kvbm__cuda_fence_t *f = fence;
@@ -220,20 +222,17 @@ kvbm_status_t kvbm__cuda_fence_query(void *state, void *fence)
     kvbm_status_t st = kvbm__cuda_enter(b, &scope);
     if (st != KVBM_OK)
         return st;
-    st = fence_result(f, cudaEventQuery(f->ev));
+    st = fence_result(f, ask(f->ev));
     kvbm__cuda_leave(b, &scope);
     return st;
 }
 
+kvbm_status_t kvbm__cuda_fence_query(void *state, void *fence)
+{
+    return fence_ask(state, fence, cudaEventQuery);
+}
+
 kvbm_status_t kvbm__cuda_fence_wait(void *state, void *fence)
 {
-    kvbm__cuda_backend_t *b = state;
-    kvbm__cuda_fence_t *f = fence;
-    kvbm__cuda_scope_t scope;
-    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
-    if (st != KVBM_OK)
-        return st;
-    st = fence_result(f, cudaEventSynchronize(f->ev));
-    kvbm__cuda_leave(b, &scope);
-    return st;
+    return fence_ask(state, fence, cudaEventSynchronize);
 }
