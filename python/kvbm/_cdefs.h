@@ -526,8 +526,9 @@ typedef struct kvbm_admission_config {
 kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *config,
                                     kvbm_admission_t **admission_out);
 void kvbm_admission_destroy(kvbm_admission_t *admission);
-void kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
-void kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
-                               uint32_t request_blocks, uint32_t position);
-bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash, bool in_g2);
-uint64_t kvbm_admission_refused(const kvbm_admission_t *admission);
+kvbm_status_t kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
+kvbm_status_t kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                                        uint32_t request_blocks, uint32_t position);
+kvbm_status_t kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                                     bool in_g2, bool *offload_out);
+kvbm_status_t kvbm_admission_refused(const kvbm_admission_t *admission, uint64_t *refused_out);
