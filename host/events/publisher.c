@@ -35,17 +35,23 @@ kvbm_status_t kvbm__zmq_error(const char *what, const char *detail)
     int err = zmq_errno();
     kvbm__log(KVBM_LOG_ERROR, "events: %s%s%s failed: %s", what, detail ? " " : "",
               detail ? detail : "", zmq_strerror(err));
+    /* The reason goes to the caller's kvbm_last_error() whatever the status
+     * (a busy port is KVBM_ERR_IO, and its caller must learn which). */
+    kvbm_status_t status = KVBM_ERR_IO;
     switch (err) {
     case EINVAL:
     case EPROTONOSUPPORT:
     case ENOCOMPATPROTO:
-        return kvbm__fail(KVBM_ERR_INVALID_ARG, "events: %s%s%s failed: %s", what,
-                          detail ? " " : "", detail ? detail : "", zmq_strerror(err));
+        status = KVBM_ERR_INVALID_ARG;
+        break;
     case ENOMEM:
-        return KVBM_ERR_NO_MEMORY;
+        status = KVBM_ERR_NO_MEMORY;
+        break;
     default:
-        return KVBM_ERR_IO;
+        break;
     }
+    return kvbm__fail(status, "events: %s%s%s failed: %s", what, detail ? " " : "",
+                      detail ? detail : "", zmq_strerror(err));
 }
 
 /* The sizeof each published version of kvbm_publisher_config_t had (core/config.h). */

@@ -128,6 +128,9 @@ def _records(events, call):
         r["block_size"] = as_count(e.block_size, call, "block_size", _core.UINT32_MAX)
         if e.tokens is not None:
             tokens = as_index_array(e.tokens, U32, call, "tokens")
+            if len(tokens) != len(hashes) * int(r["block_size"]):
+                refuse(call, "tokens must be block_size (%d) per hash: %d for %d hashes, not %d"
+                       % (r["block_size"], len(hashes) * int(r["block_size"]), len(hashes), len(tokens)))
             keep.append(tokens)
             r["n_tokens"] = len(tokens)
             r["tokens"] = tokens.ctypes.data if len(tokens) else 0
