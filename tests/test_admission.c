@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -30,10 +31,25 @@ static kvbm_admission_t *new_filter(double keep_ratio, uint32_t min_samples)
 
 /* Registers and evicts one block of a request of @p length at @p position;
  * returns the filter's answer. Hashes are unique unless @p hash repeats. */
+/* kvbm_admission_evicted's answer (the call must succeed). */
+static bool evicted(kvbm_admission_t *a, uint32_t g1_id, uint64_t hash, bool in_g2)
+{
+    bool offload = in_g2; /* the call must overwrite it */
+    assert_kvbm_ok(kvbm_admission_evicted(a, g1_id, hash, in_g2, &offload));
+    return offload;
+}
+
+static uint64_t refused(const kvbm_admission_t *a)
+{
+    uint64_t n = UINT64_MAX;
+    assert_kvbm_ok(kvbm_admission_refused(a, &n));
+    return n;
+}
+
 static bool cycle(kvbm_admission_t *a, uint64_t hash, uint32_t length, uint32_t position)
 {
-    kvbm_admission_registered(a, 3, hash, length, position);
-    return kvbm_admission_evicted(a, 3, hash, false);
+    assert_kvbm_ok(kvbm_admission_registered(a, 3, hash, length, position));
+    return evicted(a, 3, hash, false);
 }
 
 static void test_class_that_never_returns_is_refused_after_its_samples(void **unused)
@@ -46,13 +62,13 @@ static void test_class_that_never_returns_is_refused_after_its_samples(void **un
     for (int round = 0; round < 50; round++) {
         uint64_t long_hash = next++;
         refused_long += !cycle(a, long_hash, 64, 10);
-        kvbm_admission_registered(a, 5, long_hash, 64, 10); /* it came back */
-        kvbm_admission_evicted(a, 5, long_hash, true);      /* and is in G2 */
+        assert_kvbm_ok(kvbm_admission_registered(a, 5, long_hash, 64, 10)); /* it came back */
+        (void)evicted(a, 5, long_hash, true);                               /* and is in G2 */
         refused_short += !cycle(a, next++, 4, 1);
     }
     assert_int_equal(refused_long, 0);
     assert_true(refused_short >= 40); /* all but the first min_samples */
-    assert_int_equal(kvbm_admission_refused(a), (uint64_t)refused_short);
+    assert_int_equal(refused(a), (uint64_t)refused_short);
     kvbm_admission_destroy(a);
 }
 
@@ -61,7 +77,7 @@ static void test_keep_ratio_zero_keeps_everything(void **unused)
     kvbm_admission_t *a = new_filter(0.0, 0);
     for (uint64_t h = 1; h < 200; h++)
         assert_true(cycle(a, h, 4, 3));
-    assert_int_equal(kvbm_admission_refused(a), 0);
+    assert_int_equal(refused(a), 0);
     kvbm_admission_destroy(a);
 }
 
@@ -76,8 +92,8 @@ static void test_used_twice_is_its_own_class(void **unused)
         uint64_t h = next++;
         cycle(a, h, 200, 50);
         for (int again = 0; again < 2; again++) {
-            kvbm_admission_registered(a, 4, h, 200, 50);
-            kvbm_admission_evicted(a, 4, h, true);
+            assert_kvbm_ok(kvbm_admission_registered(a, 4, h, 200, 50));
+            (void)evicted(a, 4, h, true);
         }
     }
     /* Teach the filter that 8-block requests never come back. */
@@ -85,12 +101,12 @@ static void test_used_twice_is_its_own_class(void **unused)
         cycle(a, next++, 8, 2);
     assert_false(cycle(a, next++, 8, 2));
     /* The same class, but hit once while in G1: reused, no history, kept. */
-    kvbm_admission_registered(a, 7, 77, 8, 2);
-    kvbm_admission_hit(a, 7);
-    assert_true(kvbm_admission_evicted(a, 7, 77, false));
+    assert_kvbm_ok(kvbm_admission_registered(a, 7, 77, 8, 2));
+    assert_kvbm_ok(kvbm_admission_hit(a, 7));
+    assert_true(evicted(a, 7, 77, false));
     /* Its count survives the eviction: registered again, still reused. */
-    kvbm_admission_registered(a, 9, 77, 8, 2);
-    assert_true(kvbm_admission_evicted(a, 9, 77, false));
+    assert_kvbm_ok(kvbm_admission_registered(a, 9, 77, 8, 2));
+    assert_true(evicted(a, 9, 77, false));
     kvbm_admission_destroy(a);
 }
 
@@ -98,14 +114,14 @@ static void test_in_g2_is_recorded_not_refused(void **unused)
 {
     kvbm_admission_t *a = new_filter(0.65, 0);
     for (uint64_t h = 1; h < 100; h++) {
-        kvbm_admission_registered(a, 1, h, 4, 3);
-        assert_false(kvbm_admission_evicted(a, 1, h, true));
+        assert_kvbm_ok(kvbm_admission_registered(a, 1, h, 4, 3));
+        assert_false(evicted(a, 1, h, true));
     }
-    assert_int_equal(kvbm_admission_refused(a), 0);
+    assert_int_equal(refused(a), 0);
     /* Ids outside G1 are ignored, never read out of bounds. */
-    kvbm_admission_hit(a, 64);
-    kvbm_admission_registered(a, 1000, 5, 4, 0);
-    kvbm_admission_evicted(a, UINT32_MAX, 5, false);
+    assert_kvbm_ok(kvbm_admission_hit(a, 64));
+    assert_kvbm_ok(kvbm_admission_registered(a, 1000, 5, 4, 0));
+    (void)evicted(a, UINT32_MAX, 5, false);
     kvbm_admission_destroy(a);
     kvbm_admission_destroy(NULL);
 }
@@ -129,6 +145,33 @@ static void test_bad_configurations_are_refused(void **unused)
     assert_int_equal(kvbm_admission_create(NULL, &a), KVBM_ERR_INVALID_ARG);
 }
 
+/* Regression (issue 12's leftover): every call on a NULL filter or output
+ * crashed; each now refuses with a reason and writes no output. */
+static void test_null_filter_or_output_is_refused_with_a_reason(void **unused)
+{
+    assert_int_equal(kvbm_admission_hit(NULL, 0), KVBM_ERR_INVALID_ARG);
+    assert_non_null(strstr(kvbm_last_error(), "kvbm_admission_hit"));
+    assert_int_equal(kvbm_admission_registered(NULL, 0, 1, 4, 0), KVBM_ERR_INVALID_ARG);
+    assert_non_null(strstr(kvbm_last_error(), "kvbm_admission_registered"));
+    bool offload = true;
+    assert_int_equal(kvbm_admission_evicted(NULL, 0, 1, false, &offload), KVBM_ERR_INVALID_ARG);
+    assert_non_null(strstr(kvbm_last_error(), "admission != NULL"));
+    assert_true(offload); /* untouched */
+    uint64_t n = 7;
+    assert_int_equal(kvbm_admission_refused(NULL, &n), KVBM_ERR_INVALID_ARG);
+    assert_non_null(strstr(kvbm_last_error(), "kvbm_admission_refused"));
+    assert_int_equal(n, 7);
+
+    kvbm_admission_t *a = new_filter(0.65, 0);
+    assert_int_equal(kvbm_admission_evicted(a, 1, 5, false, NULL), KVBM_ERR_INVALID_ARG);
+    assert_non_null(strstr(kvbm_last_error(), "offload_out != NULL"));
+    assert_int_equal(kvbm_admission_refused(a, NULL), KVBM_ERR_INVALID_ARG);
+    assert_non_null(strstr(kvbm_last_error(), "refused_out != NULL"));
+    /* The refused evicted call recorded nothing: the filter is as new. */
+    assert_int_equal(refused(a), 0);
+    kvbm_admission_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +180,7 @@ int main(void)
         cmocka_unit_test(test_used_twice_is_its_own_class),
         cmocka_unit_test(test_in_g2_is_recorded_not_refused),
         cmocka_unit_test(test_bad_configurations_are_refused),
+        cmocka_unit_test(test_null_filter_or_output_is_refused_with_a_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -393,10 +393,11 @@ static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, si
     cache_offload_t off = {.capacity = count};
     for (size_t i = 0; i < count; i++) {
         bool in_g2 = kvbm_manager_contains(cache->g2, blocks[i].seq_hash);
-        if (cache->admission != NULL &&
-            !kvbm_admission_evicted(cache->admission, blocks[i].block_id, blocks[i].seq_hash,
-                                    in_g2) &&
-            !in_g2) {
+        bool offload = true;
+        if (cache->admission != NULL)
+            (void)kvbm_admission_evicted(cache->admission, blocks[i].block_id, blocks[i].seq_hash,
+                                         in_g2, &offload); /* cannot fail: both set */
+        if (!offload && !in_g2) {
             cache->metrics.offload_refused++;
             continue;
         }
@@ -519,10 +520,10 @@ void kvbm__cache_admission_registered(kvbm_cache_t *cache, const uint32_t *ids,
         return;
     for (size_t i = 0; i < count; i++) {
         if (ids_out[i] == ids[i])
-            kvbm_admission_registered(cache->admission, ids[i], hashes[i], request_blocks,
-                                      first_position + (uint32_t)i);
+            (void)kvbm_admission_registered(cache->admission, ids[i], hashes[i], request_blocks,
+                                            first_position + (uint32_t)i);
         else
-            kvbm_admission_hit(cache->admission, ids_out[i]);
+            (void)kvbm_admission_hit(cache->admission, ids_out[i]);
     }
 }
 
@@ -745,7 +746,7 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     result_out->g3 = hits.k3;
     if (cache->admission != NULL)
         for (size_t i = 0; i < k1; i++)
-            kvbm_admission_hit(cache->admission, ids_out[i]);
+            (void)kvbm_admission_hit(cache->admission, ids_out[i]);
     free_lower(&hits);
     return KVBM_OK;
 

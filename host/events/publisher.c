@@ -35,17 +35,14 @@ kvbm_status_t kvbm__zmq_error(const char *what, const char *detail)
     int err = zmq_errno();
     kvbm__log(KVBM_LOG_ERROR, "events: %s%s%s failed: %s", what, detail ? " " : "",
               detail ? detail : "", zmq_strerror(err));
-    switch (err) {
-    case EINVAL:
-    case EPROTONOSUPPORT:
-    case ENOCOMPATPROTO:
+    /* The reason goes to the caller's kvbm_last_error() whatever the status
+     * (a busy port is KVBM_ERR_IO, and its caller must learn which). */
+    bool bad_endpoint = err == EINVAL || err == EPROTONOSUPPORT || err == ENOCOMPATPROTO;
+    if (bad_endpoint)
         return kvbm__fail(KVBM_ERR_INVALID_ARG, "events: %s%s%s failed: %s", what,
                           detail ? " " : "", detail ? detail : "", zmq_strerror(err));
-    case ENOMEM:
-        return KVBM_ERR_NO_MEMORY;
-    default:
-        return KVBM_ERR_IO;
-    }
+    return kvbm__fail(err == ENOMEM ? KVBM_ERR_NO_MEMORY : KVBM_ERR_IO, "events: %s%s%s failed: %s",
+                      what, detail ? " " : "", detail ? detail : "", zmq_strerror(err));
 }
 
 /* The sizeof each published version of kvbm_publisher_config_t had (core/config.h). */

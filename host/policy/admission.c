@@ -119,20 +119,23 @@ static uint8_t class_of(const held_block_t *b)
     return (uint8_t)(length * END_BUCKETS + from_end);
 }
 
-void kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id)
+kvbm_status_t kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id)
 {
+    KVBM_REQUIRE_ARG(admission != NULL);
     if (g1_id >= admission->g1_blocks || !admission->blocks[g1_id].held)
-        return;
+        return KVBM_OK;
     held_block_t *b = &admission->blocks[g1_id];
     if (b->count < COUNT_MAX)
         b->count++;
+    return KVBM_OK;
 }
 
-void kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
-                               uint32_t request_blocks, uint32_t position)
+kvbm_status_t kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                                        uint32_t request_blocks, uint32_t position)
 {
+    KVBM_REQUIRE_ARG(admission != NULL);
     if (g1_id >= admission->g1_blocks)
-        return;
+        return KVBM_OK;
     /* A hash evicted recently enough is back: its class was worth keeping. */
     uint8_t evicted_class;
     if (kvbm__ghost_take(&admission->returns, hash, &evicted_class)) {
@@ -147,9 +150,11 @@ void kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint
         .count = remembered < COUNT_MAX ? (uint8_t)(remembered + 1) : (uint8_t)COUNT_MAX,
         .held = true,
     };
+    return KVBM_OK;
 }
 
-bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash, bool in_g2)
+/* Records the eviction; whether to copy the block to G2. */
+static bool record_eviction(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash, bool in_g2)
 {
     held_block_t unknown = {.count = 1};
     held_block_t *b = g1_id < admission->g1_blocks && admission->blocks[g1_id].held
@@ -182,7 +187,19 @@ bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_
     return false;
 }
 
-uint64_t kvbm_admission_refused(const kvbm_admission_t *admission)
+kvbm_status_t kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                                     bool in_g2, bool *offload_out)
 {
-    return admission->refused;
+    KVBM_REQUIRE_ARG(admission != NULL);
+    KVBM_REQUIRE_ARG(offload_out != NULL);
+    *offload_out = record_eviction(admission, g1_id, hash, in_g2);
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_admission_refused(const kvbm_admission_t *admission, uint64_t *refused_out)
+{
+    KVBM_REQUIRE_ARG(admission != NULL);
+    KVBM_REQUIRE_ARG(refused_out != NULL);
+    *refused_out = admission->refused;
+    return KVBM_OK;
 }

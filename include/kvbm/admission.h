@@ -97,26 +97,37 @@ KVBM_API void kvbm_admission_destroy(kvbm_admission_t *admission);
 /**
  * @brief A G1 block holding @p hash was matched (one more use of it).
  * Ids at or above g1_blocks are ignored.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL filter; nothing changes).
  */
-KVBM_API void kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
+KVBM_API kvbm_status_t kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
 
 /**
  * @brief @p hash was registered on G1 block @p g1_id (a new use), at
  *        @p position of a request of @p request_blocks blocks (0: unknown).
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL filter; nothing changes).
  */
-KVBM_API void kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
-                                        uint32_t request_blocks, uint32_t position);
+KVBM_API kvbm_status_t kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id,
+                                                 uint64_t hash, uint32_t request_blocks,
+                                                 uint32_t position);
 
 /**
  * @brief G1 evicted block @p g1_id holding @p hash: record it, and say
  *        whether to copy it to G2. Call it for every G1 eviction; when G2
- *        already holds the hash (@p in_g2) it is only recorded (returns false).
+ *        already holds the hash (@p in_g2) it is only recorded (false).
+ * @param[out] offload_out set only on success: whether to copy it to G2.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL filter or output; nothing
+ *         changes).
  */
-KVBM_API bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
-                                     bool in_g2);
+KVBM_API kvbm_status_t kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id,
+                                              uint64_t hash, bool in_g2, bool *offload_out);
 
-/** @brief Evicted blocks the filter refused so far. */
-KVBM_API uint64_t kvbm_admission_refused(const kvbm_admission_t *admission);
+/**
+ * @brief Evicted blocks the filter refused so far.
+ * @param[out] refused_out set only on success.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL filter or output).
+ */
+KVBM_API kvbm_status_t kvbm_admission_refused(const kvbm_admission_t *admission,
+                                              uint64_t *refused_out);
 
 #ifdef __cplusplus
 }

@@ -11,7 +11,7 @@ The library is found as kvbm._library describes ($KVBM_LIBRARY overrides).
 """
 from . import errors, log
 from ._core import LIBRARY_PATH, lib as _lib, text as _text
-from ._events import EVENT_DTYPE, REMOVED, STORED
+from ._events import CLEARED, EVENT_DTYPE, REMOVED, STORED
 from ._library import WRITTEN_FOR
 from .backend import COPY_DTYPE, Backend, Fence, Pool, Stream, cuda_built
 from .cache import Cache, DiskConfig, MatchResult, TierManager
@@ -22,6 +22,7 @@ from .layout import Layout
 from .manager import BLOCK_NONE, EVICTED_DTYPE, MAX_BLOCKS, Manager, policy_names
 from ._memory import CudaArray
 from .admission import Admission
+from .publisher import EVENT_RECORD_DTYPE, EventBatcher, EventRecord, Publisher, medium_name
 
 #: Version of the loaded library ("major.minor.patch") and its code.
 __version__ = _text(_lib.kvbm_version())
@@ -48,5 +49,5 @@ __all__ = [
     "TierManager", "CudaArray", "KvbmError", "errors", "log", "hash_block", "hash_sequence", "hash_tokens",
     "policy_names", "cuda_built", "status_name", "status_str", "last_error", "BLOCK_NONE", "MAX_BLOCKS",
     "EVENT_DTYPE", "EVICTED_DTYPE", "COPY_DTYPE", "STORED", "REMOVED", "LIBRARY_PATH", "WRITTEN_FOR",
-    "version_code",
+    "version_code", "CLEARED", "EVENT_RECORD_DTYPE", "EventBatcher", "EventRecord", "Publisher", "medium_name",
 ] + [name for name in dir(errors) if name.endswith("Error") and name != "KvbmError"]

@@ -162,6 +162,9 @@ typedef struct kvbm_event_batcher kvbm_event_batcher_t;
 kvbm_status_t kvbm_event_batcher_create(kvbm_event_record_fn sink, void *ctx,
                                         kvbm_event_batcher_t **batcher_out);
 void kvbm_event_batcher_destroy(kvbm_event_batcher_t *batcher);
+void kvbm_event_batcher_sink(void *batcher, const kvbm_event_record_t *records, size_t count);
+void kvbm_event_batcher_flush(kvbm_event_batcher_t *batcher);
+const char *kvbm_medium_name(kvbm_medium_t medium);
 
 typedef struct kvbm_manager_config {
     uint32_t struct_size;
@@ -230,6 +233,9 @@ void kvbm_manager_metrics(kvbm_manager_t *manager, kvbm_manager_metrics_t *metri
 kvbm_status_t kvbm_manager_metrics_prometheus(kvbm_manager_t *manager, FILE *out);
 kvbm_status_t kvbm_manager_metrics_json(kvbm_manager_t *manager, FILE *out);
 const char *kvbm_manager_policy_name(const kvbm_manager_t *manager);
+kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager);
+kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
+                                             size_t capacity, size_t *n_hashes_out);
 
 /* ---------------------------------------------------------------- layout.h */
 #define KVBM_LAYOUT_CONFIG_VERSION 1
@@ -508,6 +514,8 @@ void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out);
 kvbm_status_t kvbm_cache_disk_metrics(kvbm_cache_t *cache, kvbm_disk_metrics_t *metrics_out);
 const char *kvbm_cache_g3_engine(const kvbm_cache_t *cache);
 kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out);
+kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache);
+kvbm_status_t kvbm_cache_announce(kvbm_cache_t *cache);
 
 /* ------------------------------------------------------------- admission.h */
 #define KVBM_ADMISSION_CONFIG_VERSION 1
@@ -526,8 +534,62 @@ typedef struct kvbm_admission_config {
 kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *config,
                                     kvbm_admission_t **admission_out);
 void kvbm_admission_destroy(kvbm_admission_t *admission);
-void kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
-void kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
-                               uint32_t request_blocks, uint32_t position);
-bool kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash, bool in_g2);
-uint64_t kvbm_admission_refused(const kvbm_admission_t *admission);
+kvbm_status_t kvbm_admission_hit(kvbm_admission_t *admission, uint32_t g1_id);
+kvbm_status_t kvbm_admission_registered(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                                        uint32_t request_blocks, uint32_t position);
+kvbm_status_t kvbm_admission_evicted(kvbm_admission_t *admission, uint32_t g1_id, uint64_t hash,
+                                     bool in_g2, bool *offload_out);
+kvbm_status_t kvbm_admission_refused(const kvbm_admission_t *admission, uint64_t *refused_out);
+
+/* ---------------------------------------------------------------- events.h */
+#define KVBM_PUBLISHER_CONFIG_VERSION       1
+#define KVBM_PUBLISHER_DEFAULT_BUFFER_STEPS 10000
+#define KVBM_PUBLISHER_DEFAULT_HWM          100000
+#define KVBM_PUBLISHER_DEFAULT_QUEUE_DEPTH  100000
+
+typedef struct kvbm_publisher kvbm_publisher_t;
+
+typedef struct kvbm_publisher_config {
+    uint32_t struct_size;
+    uint32_t version;
+    const char *endpoint;
+    const char *replay_endpoint;
+    const char *topic;
+    uint32_t buffer_steps;
+    int hwm;
+    uint32_t queue_depth;
+    int32_t data_parallel_rank;
+    bool offset_ports_by_rank;
+    int linger_ms;
+    uint32_t max_delay_ms;
+} kvbm_publisher_config_t;
+
+typedef struct kvbm_publisher_metrics {
+    uint64_t batches_published;
+    uint64_t events_published;
+    uint64_t batches_dropped;
+    uint64_t events_dropped;
+    uint64_t resyncs;
+    uint64_t send_errors;
+    uint64_t replay_requests;
+    uint64_t replay_batches;
+    uint64_t replay_invalid;
+    uint64_t history_lost;
+    uint64_t queued_batches;
+    uint64_t next_seq;
+} kvbm_publisher_metrics_t;
+
+kvbm_status_t kvbm_publisher_create(const kvbm_publisher_config_t *config,
+                                    kvbm_publisher_t **publisher_out);
+void kvbm_publisher_destroy(kvbm_publisher_t *publisher);
+kvbm_status_t kvbm_publisher_publish(kvbm_publisher_t *publisher,
+                                     const kvbm_event_record_t *records, size_t count);
+void kvbm_publisher_sink(void *publisher, const kvbm_event_record_t *records, size_t count);
+kvbm_status_t kvbm_publisher_batcher_create(kvbm_publisher_t *publisher,
+                                            kvbm_event_batcher_t **batcher_out);
+kvbm_status_t kvbm_publisher_flush(kvbm_publisher_t *publisher, uint32_t timeout_ms);
+bool kvbm_publisher_resync_needed(const kvbm_publisher_t *publisher);
+void kvbm_publisher_metrics(kvbm_publisher_t *publisher, kvbm_publisher_metrics_t *metrics_out);
+kvbm_status_t kvbm_publisher_metrics_prometheus(kvbm_publisher_t *publisher, FILE *out);
+const char *kvbm_publisher_endpoint(const kvbm_publisher_t *publisher);
+const char *kvbm_publisher_replay_endpoint(const kvbm_publisher_t *publisher);

@@ -24,6 +24,7 @@ from ._cffi import ffi
 EVENT_DTYPE = np.dtype([("kind", "<i4"), ("block_id", "<u4"), ("seq_hash", "<u8")])
 STORED = 1
 REMOVED = 2
+CLEARED = 3  # the engine holds nothing any more (block_id NO_BLOCK, seq_hash 0)
 NO_BLOCK = 0xFFFFFFFF
 _log = logging.getLogger("kvbm")
 
@@ -42,11 +43,14 @@ def _record_events(record):
 
 
 def _grouped_by_tier(records, count):
-    """(tier, events bytes) per run of records of one tier, in order; clears
-    (no hashes) are left out: this API never had them."""
+    """(tier, events bytes) per run of records of one tier, in order; a
+    clear is one CLEARED event of its own, with tier None."""
     groups = []
     for i in range(count):
         record = records[i]
+        if record.kind == CLEARED:
+            groups.append((None, [_CLEARED_EVENT]))
+            continue
         if record.kind not in (STORED, REMOVED) or record.count == 0:
             continue
         tier = int(record.medium) + 1  # GPU, CPU, DISK are G1, G2, G3
@@ -57,16 +61,26 @@ def _grouped_by_tier(records, count):
     return [(tier, np.concatenate(parts).tobytes()) for tier, parts in groups]
 
 
+_CLEARED_EVENT = np.array([(CLEARED, NO_BLOCK, 0)], EVENT_DTYPE)
+
+
 @ffi.callback("void(void *, const kvbm_event_record_t *, size_t)")
 def manager_sink(ctx, records, count):
+    queue = ffi.from_handle(ctx)
+    if queue.forward is not None:
+        fn, fctx = queue.forward
+        fn(fctx, records, count)
     events = [ev for _, ev in _grouped_by_tier(records, count)]
     if events:
-        ffi.from_handle(ctx)._pending.append((None, b"".join(events)))
+        queue._pending.append((None, b"".join(events)))
 
 
 @ffi.callback("void(void *, const kvbm_event_record_t *, size_t)")
 def cache_sink(ctx, records, count):
     queue = ffi.from_handle(ctx)
+    if queue.forward is not None:
+        fn, fctx = queue.forward
+        fn(fctx, records, count)
     for tier, events in _grouped_by_tier(records, count):
         queue._pending.append((tier, events))
 
@@ -76,9 +90,12 @@ class EventQueue:
 
     ``ctx`` is the pointer to give kvbm as the sink's context; the queue must
     outlive the C object (the owning handle keeps it until destroyed).
+    ``forward``: an optional (kvbm_event_record_fn, context) the sink hands
+    every record batch to as well, first (a publisher's sink).
     """
 
-    def __init__(self, deliver):
+    def __init__(self, deliver, forward=None):
+        self.forward = forward
         self._pending = collections.deque()
         self._deliver = deliver
         self._lock = threading.Lock()

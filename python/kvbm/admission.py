@@ -56,7 +56,9 @@ class Admission(_core.Handle):
         """G1 block ``g1_id`` was matched (one more use of its hash)."""
         g1_id = as_count(g1_id, "kvbm_admission_hit", "g1_id", _U32)
         with self._lock:
-            lib.kvbm_admission_hit(self._p(), g1_id)
+            st = lib.kvbm_admission_hit(self._p(), g1_id)
+        if st:
+            fail(st, "kvbm_admission_hit")
 
     def registered(self, g1_id, seq_hash, request_blocks=0, position=0):
         """``seq_hash`` was registered on G1 block ``g1_id``, at ``position``
@@ -65,7 +67,9 @@ class Admission(_core.Handle):
         args = (as_count(g1_id, call, "g1_id", _U32), as_count(seq_hash, call, "seq_hash"),
                 as_count(request_blocks, call, "request_blocks", _U32), as_count(position, call, "position", _U32))
         with self._lock:
-            lib.kvbm_admission_registered(self._p(), *args)
+            st = lib.kvbm_admission_registered(self._p(), *args)
+        if st:
+            fail(st, call)
 
     def evicted(self, g1_id, seq_hash, in_g2=False):
         """G1 evicted ``g1_id`` holding ``seq_hash``: record it; whether to copy
@@ -73,11 +77,19 @@ class Admission(_core.Handle):
         call = "kvbm_admission_evicted"
         args = (as_count(g1_id, call, "g1_id", _U32), as_count(seq_hash, call, "seq_hash"),
                 as_flag(in_g2, call, "in_g2"))
+        offload = ffi.new("bool *")
         with self._lock:
-            return bool(lib.kvbm_admission_evicted(self._p(), *args))
+            st = lib.kvbm_admission_evicted(self._p(), *args, offload)
+        if st:
+            fail(st, call)
+        return bool(offload[0])
 
     @property
     def refused(self):
         """Evicted blocks refused so far."""
+        n = ffi.new("uint64_t *")
         with self._lock:
-            return lib.kvbm_admission_refused(self._p())
+            st = lib.kvbm_admission_refused(self._p(), n)
+        if st:
+            fail(st, "kvbm_admission_refused")
+        return int(n[0])

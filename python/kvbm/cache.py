@@ -6,6 +6,7 @@ import dataclasses
 import weakref
 
 from . import _core, _events, _memory, errors
+from . import publisher as _publisher
 from ._cffi import constants, ffi
 from ._core import U32, U64, as_count, as_index_array, fail, lib, refuse
 from ._structs import cache_config, disk_config
@@ -123,12 +124,16 @@ class Cache(_core.Handle):
     ``offload_admission``: offload to G2 only evicted blocks of classes that
     come back often enough (include/kvbm/admission.h; write-back only),
     ``admission_keep_ratio`` its threshold (0: the filter's default).
+    ``publisher``: a Publisher the cache's events go to, one batch per cache
+    call (through the publisher's own batcher, from C; with ``on_events``
+    too, the binding's sink hands it the same records). Kept open while the
+    cache is.
     """
 
     def __init__(self, backend, layout, *, g2_blocks=0, g1_policy="lru", g2_policy="lru",
                  offload_mode="write_back", engine_stream=None, on_events=None, g1_memory=None,
                  g3=None, multi_lru_thresholds=(3, 8, 15), sketch_width=0, offload_admission=False,
-                 admission_keep_ratio=0.0):
+                 admission_keep_ratio=0.0, publisher=None):
         call = "kvbm_cache_create"
         if not isinstance(backend, Backend):
             refuse(call, "backend must be a Backend, not %s" % type(backend).__name__)
@@ -179,18 +184,28 @@ class Cache(_core.Handle):
             disk, strings = g3._to_c(call)
             c.g3 = disk
             during_create += [disk, strings]
+        if publisher is not None:
+            if not isinstance(publisher, _publisher.Publisher):
+                refuse(call, "publisher must be a Publisher, not %s (the cache batches per call itself)"
+                       % type(publisher).__name__)
+            forward = publisher._sink()
+            keep.append(publisher)
         self._events = None
         if on_events is not None:
             if not callable(on_events):
                 refuse(call, "on_events must be callable")
-            self._events = _events.EventQueue(lambda tier, events: on_events(_TIER_NAMES[tier], events))
+            self._events = _events.EventQueue(lambda tier, events: on_events(_TIER_NAMES.get(tier), events),
+                                              forward if publisher is not None else None)
             keep.append(self._events)
         # The cache hands its records to a batcher, which must outlive it:
         # destroyed right after the cache.
         batcher = ffi.NULL
-        if self._events is not None:
+        if self._events is not None or publisher is not None:
             out_batcher = ffi.new("kvbm_event_batcher_t **")
-            st = lib.kvbm_event_batcher_create(_events.cache_sink, self._events.ctx, out_batcher)
+            if self._events is not None:
+                st = lib.kvbm_event_batcher_create(_events.cache_sink, self._events.ctx, out_batcher)
+            else:
+                st = lib.kvbm_publisher_batcher_create(publisher._p(), out_batcher)
             if st:
                 fail(st, call)
             batcher = out_batcher[0]
@@ -210,6 +225,8 @@ class Cache(_core.Handle):
 
         self._adopt(out[0], destroy, keep)
         backend._child(self)
+        if publisher is not None:
+            publisher._attach(self)
         if engine_stream is not None:
             engine_stream._children.add(self)
 
@@ -350,6 +367,24 @@ class Cache(_core.Handle):
         self._deliver()
         if st:
             fail(st, "kvbm_cache_sync")
+
+    def clear(self):
+        """Drop every cached block of every tier (G3 too, in its file) after
+        waiting for the copies in flight; the events say AllBlocksCleared.
+        BusyError while a G1 block is held (nothing is dropped)."""
+        st = lib.kvbm_cache_clear(self._p())
+        self._deliver()
+        if st:
+            fail(st, "kvbm_cache_clear")
+
+    def announce(self):
+        """Resynchronise routers: one batch of AllBlocksCleared, then a
+        stored event for every hash each tier holds (parents first, no
+        tokens); nothing changes. Call it when Publisher.resync_needed."""
+        st = lib.kvbm_cache_announce(self._p())
+        self._deliver()
+        if st:
+            fail(st, "kvbm_cache_announce")
 
     # ---------------------------------------------------------------- reads
 

@@ -6,6 +6,7 @@ contiguous, go to C as they are; anything else is checked and converted
 first (see kvbm._core.as_index_array). Nothing is done per block in Python.
 """
 from . import _core, _events
+from . import publisher as _publisher
 from ._cffi import constants, ffi
 from ._core import U32, U64, as_index_array, fail, lib, refuse
 from ._structs import manager_config
@@ -166,6 +167,17 @@ class _ManagerReads:
             fail(st, "kvbm_manager_match_length")
         return n[0], n[1]
 
+    def registered_hashes(self):
+        """Every hash the tier holds, each once, in block id order (uint64):
+        what a router following its events holds."""
+        p = self._p()
+        out = np.empty(self.counts()["total"], U64)
+        n = _new(_size_p)
+        st = lib.kvbm_manager_registered_hashes(p, _from_buffer(_u64p, out), len(out), n)
+        if st:
+            fail(st, "kvbm_manager_registered_hashes")
+        return out[: n[0]]
+
 
 class Manager(_ManagerReads, _core.Handle):
     """One tier of ``num_blocks`` blocks (kvbm_manager_t).
@@ -175,10 +187,14 @@ class Manager(_ManagerReads, _core.Handle):
     ``on_events``: optional callable(events), ``events`` a numpy array of
     EVENT_DTYPE (kind, block_id, seq_hash), one batch per kvbm call that
     produced events, delivered outside the manager lock (kvbm._events).
+    ``publisher``: a Publisher or EventBatcher the events also go to, from
+    C (kept open while the manager is); ``medium``: the tier the events
+    name ("GPU", "CPU" or "DISK").
     """
 
     def __init__(self, num_blocks, *, policy="lru", duplication="reject", name=None,
-                 multi_lru_thresholds=(3, 8, 15), sketch_width=0, on_events=None):
+                 multi_lru_thresholds=(3, 8, 15), sketch_width=0, on_events=None, publisher=None,
+                 medium="GPU"):
         call = "kvbm_manager_create"
         c = manager_config()
         c.num_blocks = _core.as_count(num_blocks, call, "num_blocks", _core.UINT32_MAX)
@@ -192,20 +208,29 @@ class Manager(_ManagerReads, _core.Handle):
             cname = ffi.new("char[]", name.encode())
             c.name = cname
             keep.append(cname)  # read during create only; kept for clarity of lifetime
+        c.medium = _core.choice(medium, _publisher.MEDIA, call, "medium")
         self._events = None
+        forward = None
+        if publisher is not None:
+            forward = _publisher.sink_of(publisher, call)
+            keep.append(publisher)
         if on_events is not None:
             if not callable(on_events):
                 refuse(call, "on_events must be callable")
-            self._events = _events.EventQueue(lambda tier, events: on_events(events))
+            self._events = _events.EventQueue(lambda tier, events: on_events(events), forward)
             c.on_events = _events.manager_sink
             c.events_ctx = self._events.ctx
             keep.append(self._events)
+        elif forward is not None:
+            c.on_events, c.events_ctx = forward
         out = ffi.new("kvbm_manager_t **")
         st = lib.kvbm_manager_create(c, out)
         if st:
             fail(st, call)
         self.num_blocks = int(num_blocks)
         self._adopt(out[0], lib.kvbm_manager_destroy, keep)
+        if publisher is not None:
+            publisher._attach(self)
 
     def _deliver(self):
         ev = self._events
@@ -341,6 +366,16 @@ class Manager(_ManagerReads, _core.Handle):
         st = lib.kvbm_manager_invalidate(p, _from_buffer(_u32p, ids), len(ids))
         if st:
             fail(st, "kvbm_manager_invalidate")
+        self._deliver()
+
+    def announce(self):
+        """Send the event sink a stored event for every hash the tier holds
+        (each once, parents first, no tokens), to resynchronise routers;
+        nothing changes. Precede it with an AllBlocksCleared in the same
+        batch (an EventBatcher) for a full resync."""
+        st = lib.kvbm_manager_announce(self._p())
+        if st:
+            fail(st, "kvbm_manager_announce")
         self._deliver()
 
     def reset_inactive(self):

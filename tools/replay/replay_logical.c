@@ -163,8 +163,11 @@ static kvbm_status_t offload_one(logical_t *l, const kvbm_evicted_t *from_g1,
     uint64_t hash = from_g1->seq_hash;
     bool in_g2 = kvbm_manager_contains(l->g2, hash);
     /* With G2 admission the filter sees every eviction and may refuse it. */
-    if (l->admission != NULL &&
-        !kvbm_admission_evicted(l->admission, from_g1->block_id, hash, in_g2) && !in_g2) {
+    bool offload = true;
+    if (l->admission != NULL)
+        (void)kvbm_admission_evicted(l->admission, from_g1->block_id, hash, in_g2,
+                                     &offload); /* cannot fail: both set */
+    if (!offload && !in_g2) {
         counts->offload_refused++;
         return KVBM_OK;
     }
@@ -243,10 +246,10 @@ static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t 
         bool dedup = s->g1_ids[k1 + i] != s->fresh_ids[i];
         counts->dedup += dedup;
         if (dedup)
-            kvbm_admission_hit(l->admission, s->g1_ids[k1 + i]);
+            (void)kvbm_admission_hit(l->admission, s->g1_ids[k1 + i]);
         else
-            kvbm_admission_registered(l->admission, s->fresh_ids[i], hashes[k1 + i],
-                                      opts.request_blocks, (uint32_t)(k1 + i));
+            (void)kvbm_admission_registered(l->admission, s->fresh_ids[i], hashes[k1 + i],
+                                            opts.request_blocks, (uint32_t)(k1 + i));
     }
     return KVBM_OK;
 }
@@ -305,7 +308,7 @@ static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t 
         return status;
     if (l->admission != NULL)
         for (size_t i = 0; i < k1; i++)
-            kvbm_admission_hit(l->admission, s->g1_ids[i]);
+            (void)kvbm_admission_hit(l->admission, s->g1_ids[i]);
 
     /* Before 6: the onboarded G3 blocks, then 6: the G2 ones, last first. */
     if (k3 > 0 && (status = release_reversed(l, l->g3, s->g3_ids, k3)) != KVBM_OK)
