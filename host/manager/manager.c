@@ -80,12 +80,17 @@ static void event_batch_add(event_batch_t *batch, kvbm_event_kind_t kind, uint32
         event_batch_flush(batch);
 }
 
-/* Adds one operation on block @p id to the call's policy batch: the entry is
- * the block record copied whole (its layout mirrors the entry's, checked
- * above; the bytes the entry does not name are padding there), then the id. */
+/* Adds one operation on block @p id to the call's policy batch: the id alone
+ * when the policy takes ids (policy_batch.h), else an entry: the block record copied whole (its
+ * layout mirrors the entry's, checked above; the bytes the entry does not name are padding there),
+ * then the id. */
 static inline void policy_add(kvbm__policy_batch_t *batch, kvbm__policy_op_t op,
                               const kvbm__block_t *block, uint32_t id)
 {
+    if (batch->by_id && op != KVBM__POLICY_OP_TOUCH) {
+        kvbm__policy_batch_add_id(batch, op, id);
+        return;
+    }
     kvbm_policy_entry_t *entry = kvbm__policy_batch_add(batch, op);
     memcpy(entry, block, sizeof(*entry));
     entry->block_id = id;
@@ -157,6 +162,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
         manager->policy->version >= 2 && manager->policy->hint != kvbm_policy_ignore_hint;
     manager->policy_touches_active = manager->policy->version < KVBM__POLICY_BATCH_VERSION ||
                                      manager->policy->touch_batch != kvbm_policy_ignore_touches;
+    manager->policy_by_id = kvbm__policy_by_id(manager->policy);
     manager->on_events = config->on_events;
     manager->events_ctx = config->events_ctx;
     strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
@@ -324,6 +330,22 @@ static void block_to_inactive(kvbm_manager_t *manager, kvbm__policy_batch_t *bat
     policy_add(batch, KVBM__POLICY_OP_INSERT, block, id);
     manager->active_count--;
     manager->inactive_count++;
+}
+
+/* active -> inactive for each of ids[0, count), registered blocks whose last
+ * reference went, in order (release, policy by id): the policy takes the
+ * array as it is. */
+static void blocks_to_inactive_by_id(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                                     const uint32_t *ids, size_t count)
+{
+#ifndef NDEBUG
+    for (size_t i = 0; i < count; i++)
+        assert(manager->blocks[ids[i]].state == BLOCK_REGISTERED &&
+               manager->blocks[ids[i]].refcount == 0);
+#endif
+    kvbm__policy_batch_insert_ids(batch, ids, count);
+    manager->active_count -= count;
+    manager->inactive_count += count;
 }
 
 /*
@@ -638,7 +660,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     }
     /* Nothing below can fail: the registry holds a slot for every block. */
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
     event_batch_t events;
     event_batch_start(&events, manager);
     register_blocks(manager, &batch, ids, hashes, count, opts, ids_out, &events);
@@ -681,7 +703,7 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
         }
     }
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
     for (size_t i = 0; i < count; i++)
         acquire_registered(manager, &batch, ids[i], false);
     kvbm__policy_batch_flush(&batch);
@@ -737,10 +759,25 @@ static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *id
 
 /* Moves the blocks whose last reference went, in order: a registered one
  * becomes inactive (the policy hears of it in this order), any other goes
- * to reset. */
-static void move_released(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
-                          const uint32_t *zero_ids, size_t n_zero)
+ * to reset. A policy by id gets the registered ones as one array, gathered
+ * in place at the front of @p zero_ids (going to reset tells the policy
+ * nothing, so the order it hears is the same). */
+static void move_released(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t *zero_ids,
+                          size_t n_zero)
 {
+    if (batch->by_id) {
+        const kvbm__block_t *blocks = manager->blocks;
+        size_t n_inactive = 0;
+        for (size_t i = 0; i < n_zero; i++) {
+            uint32_t id = zero_ids[i];
+            if (blocks[id].state == BLOCK_REGISTERED)
+                zero_ids[n_inactive++] = id;
+            else
+                block_to_reset(manager, id);
+        }
+        blocks_to_inactive_by_id(manager, batch, zero_ids, n_inactive);
+        return;
+    }
     for (size_t i = 0; i < n_zero; i++) {
         uint32_t id = zero_ids[i];
         if (manager->blocks[id].state == BLOCK_REGISTERED)
@@ -763,7 +800,7 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
         return status;
     }
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
     if (n_zero != SIZE_MAX) {
         move_released(manager, &batch, zero_ids, n_zero);
     } else {
@@ -816,7 +853,7 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
                                              "would overflow");
     }
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t matched = 0;
@@ -871,7 +908,7 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
                                              "would overflow");
     }
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t found = 0;
