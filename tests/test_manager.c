@@ -580,6 +580,76 @@ static void status_strings_cover_every_status(void **state)
     assert_string_equal(kvbm_version(), "0.1.0");
 }
 
+/* The fused call gives what match, allocate and register give in a row,
+ * on two managers with the same history: ids, evictions, metrics and pools;
+ * a refused one changes nothing. */
+static void match_allocate_register_is_the_three_calls(void **state)
+{
+    (void)state;
+    kvbm_manager_t *fused = test_manager_new(8, KVBM_DUPLICATION_REJECT, NULL);
+    kvbm_manager_t *three = test_manager_new(8, KVBM_DUPLICATION_REJECT, NULL);
+    /* Requests over 12 hashes: matches, evictions, and a dedup (hash 3 twice). */
+    const uint64_t requests[][5] = {
+        {1, 2, 3, 4, 5}, {1, 2, 6, 7, 3}, {8, 9, 10, 11, 12}, {1, 2, 3, 9, 10}, {6, 7, 3, 3, 1}};
+    size_t dedups = 0;
+    for (size_t r = 0; r < sizeof(requests) / sizeof(requests[0]); r++) {
+        const uint64_t *h = requests[r];
+        uint32_t ids_f[5], ids_t[5], fresh[5];
+        kvbm_evicted_t ev_f[5], ev_t[5];
+        kvbm_request_counts_t got;
+        kvbm_register_opts_t opts = {.priority = 50};
+        assert_kvbm_ok(kvbm_manager_match_allocate_register(fused, h, 5, &opts, ids_f, ev_f, &got));
+        size_t k = 0, n_ev = 0;
+        assert_kvbm_ok(kvbm_manager_match(three, h, 5, ids_t, &k));
+        assert_kvbm_ok(kvbm_manager_allocate(three, 5 - k, fresh, ev_t, &n_ev));
+        kvbm_register_opts_t rest = {
+            .priority = 50, .has_parent = k > 0, .parent_hash = k > 0 ? h[k - 1] : 0};
+        assert_kvbm_ok(kvbm_manager_register(three, fresh, h + k, 5 - k, &rest, ids_t + k));
+        assert_int_equal(got.matched, k);
+        assert_int_equal(got.evicted, n_ev);
+        assert_memory_equal(ids_f, ids_t, sizeof(ids_f));
+        for (size_t i = 0; i < n_ev; i++) {
+            assert_int_equal(ev_f[i].block_id, ev_t[i].block_id);
+            assert_int_equal(ev_f[i].seq_hash, ev_t[i].seq_hash);
+        }
+        dedups += got.deduplicated;
+        for (size_t i = 5; i-- > 0;) {
+            assert_kvbm_ok(kvbm_manager_release(fused, &ids_f[i], 1));
+            assert_kvbm_ok(kvbm_manager_release(three, &ids_t[i], 1));
+        }
+    }
+    assert_true(dedups > 0);
+    kvbm_manager_metrics_t mf, mt;
+    kvbm_manager_metrics(fused, &mf);
+    kvbm_manager_metrics(three, &mt);
+    assert_memory_equal(&mf, &mt, sizeof(mf));
+    assert_int_equal(mf.dedups, dedups);
+    assert_true(mf.evictions > 0);
+
+    /* Refused: bad arguments; more new blocks than reset + inactive once the
+     * prefix is held (7 held of 8, then a request of 2 new hashes). */
+    uint32_t held[7], out[8];
+    kvbm_request_counts_t got;
+    const uint64_t two[2] = {100, 101};
+    kvbm_register_opts_t bad = {.priority = 101};
+    assert_kvbm_status(kvbm_manager_match_allocate_register(fused, two, 2, NULL, out, NULL, NULL),
+                       KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm_manager_match_allocate_register(fused, two, 2, &bad, out, NULL, &got),
+                       KVBM_ERR_INVALID_ARG);
+    assert_kvbm_ok(kvbm_manager_allocate(fused, 7, held, NULL, NULL));
+    kvbm_pool_counts_t before, after;
+    kvbm_manager_counts(fused, &before);
+    assert_kvbm_status(kvbm_manager_match_allocate_register(fused, two, 2, NULL, out, NULL, &got),
+                       KVBM_ERR_NO_BLOCKS);
+    kvbm_manager_counts(fused, &after);
+    assert_memory_equal(&before, &after, sizeof(before));
+    assert_kvbm_ok(kvbm_manager_match_allocate_register(fused, two, 1, NULL, out, NULL, &got));
+    assert_int_equal(got.matched, 0);
+    assert_int_equal(got.evicted, 0); /* no evicted_out given */
+    kvbm_manager_destroy(fused);
+    kvbm_manager_destroy(three);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +673,7 @@ int main(void)
         cmocka_unit_test(match_length_measures_without_taking),
         cmocka_unit_test(invalidate_withdraws_hashes_of_held_and_cached_blocks),
         cmocka_unit_test(status_strings_cover_every_status),
+        cmocka_unit_test(match_allocate_register_is_the_three_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

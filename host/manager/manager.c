@@ -483,6 +483,43 @@ static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t c
     }
 }
 
+/* Allocates @p count blocks, which the caller checked are there (reset +
+ * inactive): reset ones first, then the policy's victims, all taken at once
+ * and unregistered with their loads overlapped. Returns how many were
+ * evicted. */
+static size_t allocate_blocks(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
+                              kvbm_evicted_t *evicted_out, event_batch_t *events)
+{
+    assert(count <= manager->reset_count + manager->inactive_count);
+    size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
+    for (size_t i = 0; i < from_reset; i++)
+        ids_out[i] = block_reset_to_mutable(manager);
+    size_t n_evicted = count - from_reset;
+    if (n_evicted > 0) {
+        size_t popped = kvbm__policy_pop_victims(manager->policy, manager->policy_state,
+                                                 ids_out + from_reset, n_evicted);
+        assert(popped == n_evicted);
+        (void)popped;
+        evict_victims(manager, ids_out + from_reset, n_evicted, evicted_out, events);
+    }
+    manager->metrics.allocations += count;
+    manager->metrics.allocations_from_reset += from_reset;
+    manager->metrics.evictions += n_evicted;
+    return n_evicted;
+}
+
+/* KVBM_ERR_NO_BLOCKS, counted and recorded: @p count blocks asked for, more
+ * than the @p free reset and @p evictable inactive ones. */
+static kvbm_status_t refuse_allocation(kvbm_manager_t *manager, size_t count, size_t free,
+                                       size_t evictable)
+{
+    manager->metrics.allocation_failures++;
+    return kvbm__fail(KVBM_ERR_NO_BLOCKS,
+                      "manager %s: %zu blocks asked for, %zu free and %zu "
+                      "evictable",
+                      manager->name, count, free, evictable);
+}
+
 kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
                                     kvbm_evicted_t *evicted_out, size_t *n_evicted_out)
 {
@@ -490,31 +527,14 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     KVBM_REQUIRE_ARG(count == 0 || ids_out != NULL);
     kvbm__mutex_lock(&manager->lock);
     if (count > manager->reset_count + manager->inactive_count) {
-        manager->metrics.allocation_failures++;
-        uint32_t reset = manager->reset_count, inactive = manager->inactive_count;
+        kvbm_status_t status =
+            refuse_allocation(manager, count, manager->reset_count, manager->inactive_count);
         kvbm__mutex_unlock(&manager->lock);
-        return kvbm__fail(KVBM_ERR_NO_BLOCKS,
-                          "manager %s: %zu blocks asked for, %u free and %u evictable",
-                          manager->name, count, reset, inactive);
+        return status;
     }
-    size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
-    for (size_t i = 0; i < from_reset; i++)
-        ids_out[i] = block_reset_to_mutable(manager);
-    /* The rest are evicted: all victims from the policy at once, then
-     * unregistered with their loads overlapped. */
-    size_t n_evicted = count - from_reset;
     event_batch_t events;
     event_batch_start(&events, manager);
-    if (n_evicted > 0) {
-        size_t popped = kvbm__policy_pop_victims(manager->policy, manager->policy_state,
-                                                 ids_out + from_reset, n_evicted);
-        assert(popped == n_evicted);
-        (void)popped;
-        evict_victims(manager, ids_out + from_reset, n_evicted, evicted_out, &events);
-    }
-    manager->metrics.allocations += count;
-    manager->metrics.allocations_from_reset += from_reset;
-    manager->metrics.evictions += n_evicted;
+    size_t n_evicted = allocate_blocks(manager, count, ids_out, evicted_out, &events);
     event_batch_flush(&events);
     kvbm__mutex_unlock(&manager->lock);
     if (n_evicted_out != NULL)
@@ -928,6 +948,102 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     *n_found_out = found;
     return KVBM_OK;
 }
+
+/* ------------------------------------------------------------------ match, allocate, register */
+
+/*
+ * The fused call's lookup: the registered prefix of @p hashes, its blocks
+ * written to ids_out, nothing acquired. *n_inactive_out counts the distinct
+ * inactive blocks among them (each marked in_call when counted; the caller
+ * clears the marks of ids_out[0, matched)).
+ */
+static size_t lookup_prefix(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
+                            uint32_t *ids_out, size_t *n_inactive_out)
+{
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
+    size_t matched = 0, inactive = 0;
+    for (; matched < count; matched++) {
+        uint32_t home = hashes_ahead_home(&ahead, matched);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], home);
+        if (id == KVBM_BLOCK_NONE)
+            break;
+        kvbm__block_t *block = &manager->blocks[id];
+        if (block->refcount == 0 && !block->in_call) {
+            block->in_call = 1;
+            inactive++;
+        }
+        ids_out[matched] = id;
+    }
+    *n_inactive_out = inactive;
+    return matched;
+}
+
+kvbm_status_t kvbm_manager_match_allocate_register(kvbm_manager_t *manager, const uint64_t *hashes,
+                                                   size_t count, const kvbm_register_opts_t *opts,
+                                                   uint32_t *ids_out, kvbm_evicted_t *evicted_out,
+                                                   kvbm_request_counts_t *counts_out)
+{
+    KVBM_REQUIRE_ARG(manager != NULL && counts_out != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || (hashes != NULL && ids_out != NULL));
+    if (opts != NULL && opts->priority > 100)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "kvbm_manager_match_allocate_register: priority %u is not in 0..100",
+                          opts->priority);
+    kvbm__mutex_lock(&manager->lock);
+    /* Every block found (matched, or deduplicated onto) takes at most count
+     * references. */
+    if (refs_need_check(manager, count) && !found_blocks_fit(manager, hashes, count, false)) {
+        kvbm__mutex_unlock(&manager->lock);
+        return kvbm__fail(KVBM_ERR_OVERFLOW, "kvbm_manager_match_allocate_register: a block's "
+                                             "reference count would overflow");
+    }
+    size_t n_inactive = 0;
+    size_t matched = lookup_prefix(manager, hashes, count, ids_out, &n_inactive);
+    size_t need = count - matched;
+    size_t evictable = manager->inactive_count - n_inactive; /* once the prefix is acquired */
+    if (need > manager->reset_count + evictable) {
+        for (size_t i = 0; i < matched; i++)
+            manager->blocks[ids_out[i]].in_call = 0;
+        kvbm_status_t status = refuse_allocation(manager, need, manager->reset_count, evictable);
+        kvbm__mutex_unlock(&manager->lock);
+        return status;
+    }
+    /* Nothing below can fail. The match: */
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
+    for (size_t i = 0; i < matched; i++) {
+        manager->blocks[ids_out[i]].in_call = 0;
+        acquire_registered(manager, &batch, ids_out[i], true);
+    }
+    manager->metrics.match_hashes += count;
+    manager->metrics.match_blocks += matched;
+    /* The policy hears of the acquisitions before it gives up victims. */
+    kvbm__policy_batch_flush(&batch);
+    event_batch_t events;
+    event_batch_start(&events, manager);
+    size_t n_evicted = allocate_blocks(manager, need, ids_out + matched, evicted_out, &events);
+    /* The registration of the fresh blocks, in place in ids_out. */
+    kvbm_register_opts_t rest = opts != NULL ? *opts : (kvbm_register_opts_t){.priority = 50};
+    if (matched > 0) {
+        rest.parent_hash = hashes[matched - 1];
+        rest.has_parent = true;
+    }
+    rest.first_position += (uint32_t)matched;
+    uint64_t dedups_before = manager->metrics.dedups;
+    register_blocks(manager, &batch, ids_out + matched, hashes + matched, need, &rest,
+                    ids_out + matched, &events);
+    size_t deduplicated = (size_t)(manager->metrics.dedups - dedups_before);
+    kvbm__policy_batch_flush(&batch);
+    event_batch_flush(&events);
+    kvbm__mutex_unlock(&manager->lock);
+    *counts_out = (kvbm_request_counts_t){.matched = matched,
+                                          .evicted = evicted_out != NULL ? n_evicted : 0,
+                                          .deduplicated = deduplicated};
+    return KVBM_OK;
+}
+
+/* ------------------------------------------------------------------ invalidate */
 
 kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {
