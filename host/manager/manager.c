@@ -332,6 +332,22 @@ static void block_to_inactive(kvbm_manager_t *manager, kvbm__policy_batch_t *bat
     manager->inactive_count++;
 }
 
+/* inactive -> active for each of ids[0, count), distinct inactive blocks a
+ * match found, in order (policy by id): one reference each, and the policy
+ * takes the array as it is. */
+static void blocks_to_active_by_id(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                                   const uint32_t *ids, size_t count)
+{
+    kvbm__block_t *blocks = manager->blocks;
+    for (size_t i = 0; i < count; i++) {
+        assert(blocks[ids[i]].state == BLOCK_REGISTERED && blocks[ids[i]].refcount == 0);
+        blocks[ids[i]].refcount = 1;
+    }
+    kvbm__policy_batch_acquire_ids(batch, ids, count);
+    manager->inactive_count -= count;
+    manager->active_count += count;
+}
+
 /* active -> inactive for each of ids[0, count), registered blocks whose last
  * reference went, in order (release, policy by id): the policy takes the
  * array as it is. */
@@ -401,8 +417,8 @@ static bool refs_need_check(const kvbm_manager_t *manager, size_t count)
 
 /* Adds one reference to a registered block, telling the policy of the access
  * when @p touch is set. The caller checked that it fits. */
-static void acquire_registered(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
-                               bool touch)
+static inline void acquire_registered(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                                      uint32_t id, bool touch)
 {
     kvbm__block_t *block = &manager->blocks[id];
     if (block->refcount == 0) {
@@ -1012,9 +1028,14 @@ kvbm_status_t kvbm_manager_match_allocate_register(kvbm_manager_t *manager, cons
     /* Nothing below can fail. The match: */
     kvbm__policy_batch_t batch;
     kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
-    for (size_t i = 0; i < matched; i++) {
+    for (size_t i = 0; i < matched; i++)
         manager->blocks[ids_out[i]].in_call = 0;
-        acquire_registered(manager, &batch, ids_out[i], true);
+    if (batch.by_id && n_inactive == matched) {
+        /* The usual case: every matched block was inactive, each once. */
+        blocks_to_active_by_id(manager, &batch, ids_out, matched);
+    } else {
+        for (size_t i = 0; i < matched; i++)
+            acquire_registered(manager, &batch, ids_out[i], true);
     }
     manager->metrics.match_hashes += count;
     manager->metrics.match_blocks += matched;

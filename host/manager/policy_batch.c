@@ -70,6 +70,14 @@ void kvbm__policy_batch_insert_ids(kvbm__policy_batch_t *batch, const uint32_t *
         batch->ops->insert_ids(batch->state, ids, count);
 }
 
+void kvbm__policy_batch_acquire_ids(kvbm__policy_batch_t *batch, const uint32_t *ids, size_t count)
+{
+    assert(batch->by_id);
+    kvbm__policy_batch_flush(batch);
+    if (count > 0)
+        batch->ops->acquire_ids(batch->state, ids, count);
+}
+
 size_t kvbm__policy_pop_victims(const kvbm_policy_ops_t *ops, void *state, uint32_t *ids_out,
                                 size_t count)
 {

@@ -99,6 +99,9 @@ static inline void kvbm__policy_batch_add_id(kvbm__policy_batch_t *batch, kvbm__
  * id only): the caller's array goes to the policy as it is. */
 void kvbm__policy_batch_insert_ids(kvbm__policy_batch_t *batch, const uint32_t *ids, size_t count);
 
+/* The same for acquires (touch, then remove) of inactive blocks. */
+void kvbm__policy_batch_acquire_ids(kvbm__policy_batch_t *batch, const uint32_t *ids, size_t count);
+
 /* Up to @p count victims from the policy, in order; returns how many. */
 size_t kvbm__policy_pop_victims(const kvbm_policy_ops_t *ops, void *state, uint32_t *ids_out,
                                 size_t count);
