@@ -758,21 +758,29 @@ static void restore_references(kvbm_manager_t *manager, const uint32_t *ids, siz
         manager->blocks[ids[i]].refcount++;
 }
 
+/* Where release notes the blocks whose last reference went: the registered
+ * ones (to become inactive) from the front, in order; the others (to go to
+ * reset) from the back, in order from the last slot down. */
+typedef struct zeroed {
+    uint32_t ids[RELEASE_ZEROS];
+    size_t n_inactive; /* ids[0, n_inactive) */
+    size_t n_reset;    /* ids[RELEASE_ZEROS - n_reset, RELEASE_ZEROS), last first */
+} zeroed_t;
+
 /*
  * Release's one checking pass: every reference is dropped, and the blocks
- * whose count reaches zero are noted in @p zero_ids in order (a block
- * reaches zero at its last occurrence: a later one would find no reference
- * left). A bad id, or a block with no reference to drop, puts every count
- * back and refuses the call. *n_zero_out is the number noted, or SIZE_MAX
- * when more than RELEASE_ZEROS reached zero (the counts are dropped and
- * checked, but only the first RELEASE_ZEROS are noted).
+ * whose count reaches zero are noted in @p zeroed (a block reaches zero at
+ * its last occurrence: a later one would find no reference left). A bad id,
+ * or a block with no reference to drop, puts every count back and refuses
+ * the call. Returns false, with every count dropped and checked, when more
+ * than RELEASE_ZEROS reached zero (only the first RELEASE_ZEROS are noted).
  */
 static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
-                                     uint32_t *zero_ids, size_t *n_zero_out)
+                                     zeroed_t *zeroed, bool *all_noted_out)
 {
     kvbm__block_t *blocks = manager->blocks;
     const uint32_t num_blocks = manager->num_blocks; /* a local: block stores cannot change it */
-    size_t n_zero = 0, dropped = 0;
+    size_t n_inactive = 0, n_reset = 0, dropped = 0;
     for (; dropped < count; dropped++) {
         uint32_t id = ids[dropped];
         if (id >= num_blocks || blocks[id].refcount == 0) {
@@ -783,44 +791,40 @@ static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *id
                                   num_blocks);
             return kvbm__fail(KVBM_ERR_NOT_HELD, "block %u: no reference left to release", id);
         }
-        if (--blocks[id].refcount == 0) {
-            if (n_zero < RELEASE_ZEROS)
-                zero_ids[n_zero] = id;
-            n_zero++;
+        if (--blocks[id].refcount != 0)
+            continue;
+        bool room = n_inactive + n_reset < RELEASE_ZEROS;
+        if (blocks[id].state == BLOCK_REGISTERED) {
+            if (room)
+                zeroed->ids[n_inactive] = id;
+            n_inactive++;
+        } else {
+            if (room)
+                zeroed->ids[RELEASE_ZEROS - 1 - n_reset] = id;
+            n_reset++;
         }
     }
-    *n_zero_out = n_zero <= RELEASE_ZEROS ? n_zero : SIZE_MAX;
+    zeroed->n_inactive = n_inactive;
+    zeroed->n_reset = n_reset;
+    *all_noted_out = n_inactive + n_reset <= RELEASE_ZEROS;
     return KVBM_OK;
 }
 
-/* Moves the blocks whose last reference went, in order: a registered one
- * becomes inactive (the policy hears of it in this order), any other goes
- * to reset. A policy by id gets the registered ones as one array, gathered
- * in place at the front of @p zero_ids (going to reset tells the policy
- * nothing, so the order it hears is the same). */
-static void move_released(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t *zero_ids,
-                          size_t n_zero)
+/* Moves the blocks whose last reference went: the registered ones become
+ * inactive in release order (the policy hears of them in this order; a
+ * policy by id gets the array as it is), the others go to reset, in release
+ * order too (going to reset tells the policy nothing). */
+static void move_released(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                          const zeroed_t *zeroed)
 {
     if (batch->by_id) {
-        const kvbm__block_t *blocks = manager->blocks;
-        size_t n_inactive = 0;
-        for (size_t i = 0; i < n_zero; i++) {
-            uint32_t id = zero_ids[i];
-            if (blocks[id].state == BLOCK_REGISTERED)
-                zero_ids[n_inactive++] = id;
-            else
-                block_to_reset(manager, id);
-        }
-        blocks_to_inactive_by_id(manager, batch, zero_ids, n_inactive);
-        return;
+        blocks_to_inactive_by_id(manager, batch, zeroed->ids, zeroed->n_inactive);
+    } else {
+        for (size_t i = 0; i < zeroed->n_inactive; i++)
+            block_to_inactive(manager, batch, zeroed->ids[i]);
     }
-    for (size_t i = 0; i < n_zero; i++) {
-        uint32_t id = zero_ids[i];
-        if (manager->blocks[id].state == BLOCK_REGISTERED)
-            block_to_inactive(manager, batch, id);
-        else
-            block_to_reset(manager, id);
-    }
+    for (size_t i = 0; i < zeroed->n_reset; i++)
+        block_to_reset(manager, zeroed->ids[RELEASE_ZEROS - 1 - i]);
 }
 
 kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
@@ -828,17 +832,17 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
     KVBM_REQUIRE_ARG(manager != NULL);
     KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
     kvbm__mutex_lock(&manager->lock);
-    uint32_t zero_ids[RELEASE_ZEROS];
-    size_t n_zero = 0;
-    kvbm_status_t status = drop_references(manager, ids, count, zero_ids, &n_zero);
+    zeroed_t zeroed;
+    bool all_noted = false;
+    kvbm_status_t status = drop_references(manager, ids, count, &zeroed, &all_noted);
     if (status != KVBM_OK) {
         kvbm__mutex_unlock(&manager->lock);
         return status;
     }
     kvbm__policy_batch_t batch;
     kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
-    if (n_zero != SIZE_MAX) {
-        move_released(manager, &batch, zero_ids, n_zero);
+    if (all_noted) {
+        move_released(manager, &batch, &zeroed);
     } else {
         /* Checked, but more zeros than noted: drop the references again in
          * pieces (none can fail now, none notes more than it has room for). */
@@ -846,10 +850,10 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
         for (size_t start = 0; start < count; start += RELEASE_ZEROS) {
             size_t piece = count - start < RELEASE_ZEROS ? count - start : RELEASE_ZEROS;
             kvbm_status_t piece_status =
-                drop_references(manager, ids + start, piece, zero_ids, &n_zero);
-            assert(piece_status == KVBM_OK && n_zero != SIZE_MAX);
+                drop_references(manager, ids + start, piece, &zeroed, &all_noted);
+            assert(piece_status == KVBM_OK && all_noted);
             (void)piece_status;
-            move_released(manager, &batch, zero_ids, n_zero);
+            move_released(manager, &batch, &zeroed);
         }
     }
     kvbm__policy_batch_flush(&batch);
