@@ -631,27 +631,29 @@ static void hint_policy(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, ui
 
 /* Registers hashes[i] on ids[i] for every i (register's second pass, after
  * check_registrable): a new hash takes the block; a hash present elsewhere
- * deduplicates (reject) or chains a duplicate (allow). */
-static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
-                            const uint32_t *ids, const uint64_t *hashes, size_t count,
-                            const kvbm_register_opts_t *opts, uint32_t *ids_out,
-                            event_batch_t *events)
+ * deduplicates (reject) or chains a duplicate (allow). @p plain says nobody
+ * hears of a registration (no touches of active blocks, hints or events)
+ * and duplicates are rejected; register_blocks passes it as a constant, so
+ * each of its two inlined copies keeps only the branches it can take. */
+static inline __attribute__((always_inline)) void
+register_loop(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32_t *ids,
+              const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
+              uint32_t *ids_out, event_batch_t *events, bool hinted, bool plain)
 {
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
-    /* Version-1 policy tables have no hint op; the ignoring one gets none. */
-    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
-    bool events_on = manager->on_events != NULL;
+    const bool reject = plain || manager->duplication == KVBM_DUPLICATION_REJECT;
     kvbm_register_opts_t lineage = {.parent_hash = opts != NULL ? opts->parent_hash : 0,
                                     .has_parent = opts != NULL && opts->has_parent,
                                     .priority = opts != NULL ? opts->priority : 50};
+    size_t registered = 0;
     for (size_t i = 0; i < count; i++) {
         uint32_t home = hashes_ahead_home(&ahead, i);
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
         block->in_call = 0;
         uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], home, id);
-        if (existing != KVBM_BLOCK_NONE && manager->duplication == KVBM_DUPLICATION_REJECT) {
+        if (existing != KVBM_BLOCK_NONE && reject) {
             /* The caller's reference moves to the existing block. */
             acquire_registered(manager, batch, existing, true);
             block_to_reset(manager, id);
@@ -664,12 +666,12 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
                 manager->metrics.duplicates++;
             }
             block_mutable_to_registered(manager, id, hashes[i], home, &lineage);
-            manager->metrics.registrations++;
-            if (manager->policy_touches_active)
+            registered++;
+            if (!plain && manager->policy_touches_active)
                 policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
-            if (hinted)
+            if (!plain && hinted)
                 hint_policy(manager, batch, id, opts, i);
-            if (events_on)
+            if (!plain && manager->on_events != NULL)
                 event_batch_add(events, KVBM_EVENT_STORED, id, hashes[i]);
             ids_out[i] = id;
         }
@@ -677,6 +679,21 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
         lineage.parent_hash = hashes[i];
         lineage.has_parent = true;
     }
+    manager->metrics.registrations += registered;
+}
+
+static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                            const uint32_t *ids, const uint64_t *hashes, size_t count,
+                            const kvbm_register_opts_t *opts, uint32_t *ids_out,
+                            event_batch_t *events)
+{
+    /* Version-1 policy tables have no hint op; the ignoring one gets none. */
+    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
+    if (!hinted && !manager->policy_touches_active && manager->on_events == NULL &&
+        manager->duplication == KVBM_DUPLICATION_REJECT)
+        register_loop(manager, batch, ids, hashes, count, opts, ids_out, events, false, true);
+    else
+        register_loop(manager, batch, ids, hashes, count, opts, ids_out, events, hinted, false);
 }
 
 kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
