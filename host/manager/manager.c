@@ -246,8 +246,7 @@ static inline void unregister_block(kvbm_manager_t *manager, uint32_t id)
 {
     kvbm__block_t *block = &manager->blocks[id];
     kvbm__registry_slot_t *slot =
-        kvbm__registry_probe(&manager->registry, block->seq_hash, block->home);
-    assert(kvbm__registry_slot_first(slot) != KVBM_BLOCK_NONE);
+        kvbm__registry_slot_of(&manager->registry, block->seq_hash, block->home);
     if (kvbm__registry_slot_first(slot) == id && block->next_duplicate == KVBM_BLOCK_NONE)
         kvbm__registry_remove(&manager->registry, slot);
     else
@@ -477,25 +476,34 @@ static inline uint32_t hashes_ahead_home(hashes_ahead_t *ahead, size_t i)
  * each loses its hash (reported in evicted_out when given) and becomes
  * mutable. Block metadata is loaded two distances ahead and the registry slot
  * one distance ahead, so the misses of successive victims overlap. */
+static inline void evict_one(kvbm_manager_t *manager, uint32_t id, kvbm_evicted_t *evicted,
+                             event_batch_t *events)
+{
+    uint64_t hash = manager->blocks[id].seq_hash;
+    block_inactive_to_mutable(manager, id);
+    if (manager->on_events != NULL)
+        event_batch_add(events, KVBM_EVENT_REMOVED, id, hash);
+    if (evicted != NULL)
+        *evicted = (kvbm_evicted_t){id, hash};
+}
+
 static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
                           kvbm_evicted_t *evicted_out, event_batch_t *events)
 {
-    bool events_on = manager->on_events != NULL;
+    const kvbm__block_t *blocks = manager->blocks;
     for (size_t i = 0; i < count && i < 2 * PREFETCH_DISTANCE; i++)
-        __builtin_prefetch(&manager->blocks[ids[i]]);
-    for (size_t i = 0; i < count; i++) {
-        if (i + 2 * PREFETCH_DISTANCE < count)
-            __builtin_prefetch(&manager->blocks[ids[i + 2 * PREFETCH_DISTANCE]]);
+        __builtin_prefetch(&blocks[ids[i]]);
+    /* While both distances ahead are in the array, then the rest. */
+    size_t i = 0;
+    for (; i + 2 * PREFETCH_DISTANCE < count; i++) {
+        __builtin_prefetch(&blocks[ids[i + 2 * PREFETCH_DISTANCE]]);
+        kvbm__registry_prefetch(&manager->registry, blocks[ids[i + PREFETCH_DISTANCE]].home);
+        evict_one(manager, ids[i], evicted_out != NULL ? &evicted_out[i] : NULL, events);
+    }
+    for (; i < count; i++) {
         if (i + PREFETCH_DISTANCE < count)
-            kvbm__registry_prefetch(&manager->registry,
-                                    manager->blocks[ids[i + PREFETCH_DISTANCE]].home);
-        uint32_t id = ids[i];
-        uint64_t hash = manager->blocks[id].seq_hash;
-        block_inactive_to_mutable(manager, id);
-        if (events_on)
-            event_batch_add(events, KVBM_EVENT_REMOVED, id, hash);
-        if (evicted_out != NULL)
-            evicted_out[i] = (kvbm_evicted_t){id, hash};
+            kvbm__registry_prefetch(&manager->registry, blocks[ids[i + PREFETCH_DISTANCE]].home);
+        evict_one(manager, ids[i], evicted_out != NULL ? &evicted_out[i] : NULL, events);
     }
 }
 
