@@ -797,11 +797,13 @@ typedef struct zeroed {
  * whose count reaches zero are noted in @p zeroed (a block reaches zero at
  * its last occurrence: a later one would find no reference left). A bad id,
  * or a block with no reference to drop, puts every count back and refuses
- * the call. Returns false, with every count dropped and checked, when more
- * than RELEASE_ZEROS reached zero (only the first RELEASE_ZEROS are noted).
+ * the call. *all_noted_out is false, with every count dropped and checked,
+ * when more than RELEASE_ZEROS reached zero (only the first RELEASE_ZEROS
+ * are noted). @p bounded: count <= RELEASE_ZEROS, so there is always room.
  */
-static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
-                                     zeroed_t *zeroed, bool *all_noted_out)
+static inline __attribute__((always_inline)) kvbm_status_t
+drop_loop(kvbm_manager_t *manager, const uint32_t *ids, size_t count, zeroed_t *zeroed,
+          bool *all_noted_out, bool bounded)
 {
     kvbm__block_t *blocks = manager->blocks;
     const uint32_t num_blocks = manager->num_blocks; /* a local: block stores cannot change it */
@@ -818,7 +820,7 @@ static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *id
         }
         if (--blocks[id].refcount != 0)
             continue;
-        bool room = n_inactive + n_reset < RELEASE_ZEROS;
+        bool room = bounded || n_inactive + n_reset < RELEASE_ZEROS;
         if (blocks[id].state == BLOCK_REGISTERED) {
             if (room)
                 zeroed->ids[n_inactive] = id;
@@ -833,6 +835,16 @@ static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *id
     zeroed->n_reset = n_reset;
     *all_noted_out = n_inactive + n_reset <= RELEASE_ZEROS;
     return KVBM_OK;
+}
+
+/* drop_loop inlined twice: a call of at most RELEASE_ZEROS ids cannot note
+ * more than there is room for, so its copy checks no room. */
+static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
+                                     zeroed_t *zeroed, bool *all_noted_out)
+{
+    if (count <= RELEASE_ZEROS)
+        return drop_loop(manager, ids, count, zeroed, all_noted_out, true);
+    return drop_loop(manager, ids, count, zeroed, all_noted_out, false);
 }
 
 /* Moves the blocks whose last reference went: the registered ones become

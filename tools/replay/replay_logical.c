@@ -100,8 +100,9 @@ static kvbm_status_t release_reversed(logical_t *l, kvbm_manager_t *manager, con
                                       size_t count)
 {
     uint32_t *reversed = l->scratch.release_ids;
-    for (size_t i = 0; i < count; i++)
-        reversed[i] = ids[count - 1 - i];
+    const uint32_t *from = ids + count;
+    for (uint32_t *to = reversed; to < reversed + count; to++)
+        *to = *--from;
     return kvbm_manager_release(manager, reversed, count);
 }
 
