@@ -170,7 +170,7 @@ int main(int argc, char **argv)
     }
     trace_t trace;
     char error[300];
-    if (trace_load(path, 0, &trace, error, sizeof(error)) != KVBM_OK) {
+    if (trace_load(path, 0, 0, &trace, error, sizeof(error)) != KVBM_OK) {
         fprintf(stderr, "bench_replay_floor: %s: %s\n", path, error);
         return 1;
     }

@@ -21,6 +21,12 @@ if git grep -n '#include "\.\.' -- host cuda; then
   echo "lint: relative include in the library (include another module's header as \"<module>/<file>.h\")" >&2
   exit 1
 fi
+# One way to allocate (core/alloc.h): checked sizes and fault injection reach
+# every allocation only if nothing goes around it.
+if git grep -nE '(^|[^_a-zA-Z0-9.>])(malloc|calloc|realloc|free|strdup|strndup|aligned_alloc|posix_memalign)\(' -- host cuda ':!host/core/alloc.c'; then
+  echo "lint: allocate with kvbm__alloc/kvbm__calloc/kvbm__realloc/kvbm__free (core/alloc.h) in the library" >&2
+  exit 1
+fi
 # A call that refuses an argument says why (kvbm_last_error): every
 # KVBM_ERR_INVALID_ARG leaves through kvbm__fail or KVBM_REQUIRE_ARG
 # (core/error.h). A status that is not the caller's failure (answered to a

@@ -106,12 +106,15 @@ static inline kvbm_status_t engine_write(test_engine_t *engine, kvbm_cache_t *ca
     return kvbm_backend_copy(engine->backend, engine->stream, copies, n, KVBM_COPY_H2D, NULL);
 }
 
-/* Waits for the engine's writes and frees its staging memory. */
+/* Waits for the engine's writes and frees its staging memory. If the wait
+ * cannot even be enqueued, the copies may still be reading the staging
+ * memory: it is kept for the next call that succeeds. */
 static inline kvbm_status_t engine_finish(test_engine_t *engine)
 {
     kvbm_status_t status = kvbm_fence_record(engine->done, engine->stream);
-    if (status == KVBM_OK)
-        status = kvbm_fence_wait(engine->done);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm_fence_wait(engine->done);
     for (size_t i = 0; i < engine->n_staging; i++)
         free(engine->staging[i]);
     engine->n_staging = 0;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -145,6 +146,44 @@ static void g2_is_inclusive_and_onboarded_blocks_are_not_copied_again(void **sta
     kvbm_cache_metrics(f.cache, &after);
     assert_int_equal(after.offloads - before.offloads, 1); /* only filler 100 or 101 */
     assert_true(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G2), 7));
+    fixture_close(&f);
+}
+
+static void g2_smaller_than_one_allocation_offloads_in_parts(void **state)
+{
+    /* One allocation evicts four blocks into a G2 of two. One by one (the
+     * contract), each offload takes a G2 block, evicting the one stored two
+     * offloads before: four offloads, G2 ends with the last two, none
+     * skipped. The cache issues the batch in parts of what G2 can hold. */
+    fixture_t f;
+    fixture_open(&f, 4, 2, KVBM_OFFLOAD_WRITE_BACK, true);
+    evict_everything(&f, 4, 10); /* 10..13 inactive in G1, oldest first */
+    uint32_t ids[4];
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 4, ids, NULL));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.offloads, 4);
+    assert_int_equal(m.offload_skipped, 0);
+    assert_int_equal(m.failed_copies, 0);
+    kvbm_manager_t *g2 = kvbm_cache_manager(f.cache, KVBM_TIER_G2);
+    assert_false(kvbm_manager_contains(g2, 10));
+    assert_false(kvbm_manager_contains(g2, 11));
+    assert_true(kvbm_manager_contains(g2, 12));
+    assert_true(kvbm_manager_contains(g2, 13));
+    kvbm_manager_metrics_t g2m;
+    kvbm_manager_metrics(g2, &g2m);
+    assert_int_equal(g2m.evictions, 2);
+    assert_pools(g2, 0, 0, 2);
+    /* The parts carried the right bytes. */
+    for (uint64_t h = 12; h <= 13; h++) {
+        uint32_t g2_id;
+        size_t found;
+        assert_kvbm_ok(kvbm_manager_scan(g2, &h, 1, false, &g2_id, &found));
+        assert_true(block_holds(f.cache, KVBM_TIER_G2, g2_id, h));
+        assert_kvbm_ok(kvbm_manager_release(g2, &g2_id, 1));
+    }
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 4));
     fixture_close(&f);
 }
 
@@ -553,6 +592,140 @@ static void refused_request_leaves_eviction_order_untouched(void **state)
     fixture_close(&f);
 }
 
+static void repeated_hash_fits_and_a_refused_acquire_changes_nothing(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 2, 4, KVBM_OFFLOAD_WRITE_BACK, true);
+    kvbm_manager_t *g1 = kvbm_cache_manager(f.cache, KVBM_TIER_G1);
+    compute_block(&f, 7); /* h */
+    compute_block(&f, 8); /* y: both inactive */
+    const uint64_t request[3] = {7, 7, 9};
+    uint32_t ids[3];
+    kvbm_cache_match_result_t r;
+    /* [h, h, x] takes one inactive block (h, twice) and needs one more: y's. */
+    assert_kvbm_ok(kvbm_cache_acquire(f.cache, request, 3, ids, &r, NULL));
+    assert_int_equal(r.g1, 2);
+    assert_int_equal(ids[0], ids[1]);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 3));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    assert_pools(g1, 1, 0, 1); /* h cached; x's block was never registered */
+
+    /* Now only h is evictable and the caller holds the other block: the
+     * request does not fit, and the refusal must change nothing, counters
+     * and h's place included. */
+    uint32_t held;
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 1, &held, NULL));
+    kvbm_manager_metrics_t before, after;
+    kvbm_manager_metrics(g1, &before);
+    assert_kvbm_status(kvbm_cache_acquire(f.cache, request, 3, ids, &r, NULL), KVBM_ERR_NO_BLOCKS);
+    kvbm_manager_metrics(g1, &after);
+    assert_memory_equal(&before, &after, sizeof(before));
+    assert_pools(g1, 0, 1, 1);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, &held, 1));
+    fixture_close(&f);
+}
+
+static void huge_counts_are_refused_before_any_size_is_computed(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, 4, 4, KVBM_OFFLOAD_WRITE_BACK, true);
+    uint32_t ids[4];
+    const size_t counts[] = {SIZE_MAX, ((size_t)1 << 62) + 1, SIZE_MAX / sizeof(uint32_t) + 1, 5};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+        assert_kvbm_status(kvbm_cache_allocate(f.cache, counts[i], ids, NULL), KVBM_ERR_NO_BLOCKS);
+    assert_pools(kvbm_cache_manager(f.cache, KVBM_TIER_G1), 4, 0, 0);
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 4, ids, NULL));
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 4));
+    fixture_close(&f);
+}
+
+static void write_through_copies_a_repeated_hash_once_when_ids_out_is_ids(void **state)
+{
+    /* The README's pattern registers in place (ids_out == ids). Registering
+     * [h, h] keeps one block for h: one copy to G2, not two. */
+    fixture_t f;
+    fixture_open(&f, 4, 4, KVBM_OFFLOAD_WRITE_THROUGH, true);
+    uint32_t ids[2];
+    const uint64_t hashes[2] = {55, 55};
+    assert_kvbm_ok(kvbm_cache_allocate(f.cache, 2, ids, NULL));
+    uint32_t first = ids[0];
+    assert_kvbm_ok(engine_write(&f.engine, f.cache, ids[0], 55));
+    assert_kvbm_ok(engine_write(&f.engine, f.cache, ids[1], 55));
+    assert_kvbm_ok(kvbm_cache_register(f.cache, ids, hashes, 2, NULL, ids));
+    assert_int_equal(ids[0], first);
+    assert_int_equal(ids[1], first);
+    assert_kvbm_ok(engine_finish(&f.engine));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(f.cache, &m);
+    assert_int_equal(m.offloads, 1);
+    assert_int_equal(m.copy_batches, 1);
+    kvbm_manager_t *g2 = kvbm_cache_manager(f.cache, KVBM_TIER_G2);
+    assert_pools(g2, 3, 0, 1);
+    kvbm_manager_metrics_t g2m;
+    kvbm_manager_metrics(g2, &g2m);
+    assert_int_equal(g2m.dedups, 0);
+    assert_kvbm_ok(kvbm_cache_release(f.cache, ids, 2));
+    fixture_close(&f);
+}
+
+/* Runs a workload of one-block requests, half of them for 16 hot hashes
+ * and half for hashes seen once, on a cache with G2 admission, registering
+ * in place (ids_out == ids) or into a separate array; returns the cache's
+ * counters and how many registrations were deduplicated. */
+static kvbm_cache_metrics_t admission_workload(bool in_place, uint64_t *dedups_out)
+{
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = TEST_BACKEND_KIND;
+    kvbm_backend_t *backend;
+    assert_kvbm_ok(kvbm_backend_create(&bc, &backend));
+    kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
+    cc.backend = backend;
+    cc.layout.num_blocks = 8;
+    cc.layout.num_layers = 1;
+    cc.layout.tokens_per_block = 1;
+    cc.layout.inner_dim = 8;
+    cc.g2_blocks = 64;
+    cc.offload_admission = true;
+    kvbm_cache_t *cache;
+    assert_kvbm_ok(kvbm_cache_create(&cc, &cache));
+    uint64_t dedups = 0, state = 12345;
+    const kvbm_register_opts_t opts = {.request_blocks = 1, .first_position = 0};
+    for (uint64_t round = 0; round < 4000; round++) {
+        state = state * 6364136223846793005u + 1442695040888963407u;
+        const uint64_t hash = (state >> 63) != 0 ? 1 + (state >> 40) % 16 : 1000 + round;
+        uint32_t id, separate;
+        uint32_t *out = in_place ? &id : &separate;
+        assert_kvbm_ok(kvbm_cache_allocate(cache, 1, &id, NULL));
+        const uint32_t allocated = id;
+        assert_kvbm_ok(kvbm_cache_register(cache, &id, &hash, 1, &opts, out));
+        dedups += *out != allocated;
+        assert_kvbm_ok(kvbm_cache_release(cache, out, 1));
+    }
+    assert_kvbm_ok(kvbm_cache_sync(cache));
+    kvbm_cache_metrics_t m;
+    kvbm_cache_metrics(cache, &m);
+    kvbm_cache_destroy(cache);
+    kvbm_backend_destroy(backend);
+    *dedups_out = dedups;
+    return m;
+}
+
+static void admission_learns_alike_when_ids_out_is_ids(void **state)
+{
+    /* A deduplicated block is one more use of the block that holds the hash,
+     * not a new registration on it: registering in place must not make the
+     * filter forget that the hot hashes come back. */
+    uint64_t dedups_apart = 0, dedups_in_place = 0;
+    kvbm_cache_metrics_t apart = admission_workload(false, &dedups_apart);
+    kvbm_cache_metrics_t in_place = admission_workload(true, &dedups_in_place);
+    assert_true(dedups_apart > 100);
+    assert_int_equal(dedups_in_place, dedups_apart);
+    assert_true(apart.offload_refused > 0); /* the filter refuses something */
+    assert_int_equal(in_place.offload_refused, apart.offload_refused);
+    assert_int_equal(in_place.offloads, apart.offloads);
+}
+
 static void bad_arguments_are_refused(void **state)
 {
     fixture_t f;
@@ -577,9 +750,23 @@ static void bad_arguments_are_refused(void **state)
     through.offload_admission = true;
     assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
     assert_null(none);
-    through.offload_mode = KVBM_OFFLOAD_WRITE_BACK; /* the same config is fine otherwise */
+    /* With no G2 it would do nothing either, and a keep ratio without it
+     * would be ignored: both were accepted without a word. */
+    through.offload_mode = KVBM_OFFLOAD_WRITE_BACK;
+    through.g2_blocks = 0;
+    assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
+    through.g2_blocks = 4;
+    through.offload_admission = false;
+    through.admission_keep_ratio = 0.5;
+    assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
+    assert_null(none);
+    through.offload_admission = true; /* the same config is fine otherwise */
     assert_kvbm_ok(kvbm_cache_create(&through, &none));
     kvbm_cache_destroy(none);
+    none = NULL;
+    through.admission_keep_ratio = NAN; /* refused by the filter, cleanly */
+    assert_kvbm_status(kvbm_cache_create(&through, &none), KVBM_ERR_INVALID_ARG);
+    assert_null(none);
     uint32_t ids[3];
     assert_kvbm_status(kvbm_cache_allocate(f.cache, 3, ids, NULL), KVBM_ERR_NO_BLOCKS);
     assert_kvbm_status(kvbm_cache_check(f.cache, (const uint32_t[]){5}, 1), KVBM_ERR_OUT_OF_RANGE);
@@ -596,6 +783,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(eviction_offloads_and_match_onboards),
         cmocka_unit_test(g2_is_inclusive_and_onboarded_blocks_are_not_copied_again),
+        cmocka_unit_test(g2_smaller_than_one_allocation_offloads_in_parts),
         cmocka_unit_test(write_through_copies_at_registration),
         cmocka_unit_test(failed_offload_caches_nothing_and_loses_no_block),
         cmocka_unit_test(failed_onboard_is_reported_and_withdrawn),
@@ -607,6 +795,10 @@ int main(void)
         cmocka_unit_test(g1_can_bind_the_engines_own_memory),
         cmocka_unit_test(without_engine_stream_or_fence_allocate_waits_for_offloads),
         cmocka_unit_test(refused_request_leaves_eviction_order_untouched),
+        cmocka_unit_test(repeated_hash_fits_and_a_refused_acquire_changes_nothing),
+        cmocka_unit_test(huge_counts_are_refused_before_any_size_is_computed),
+        cmocka_unit_test(write_through_copies_a_repeated_hash_once_when_ids_out_is_ids),
+        cmocka_unit_test(admission_learns_alike_when_ids_out_is_ids),
         cmocka_unit_test(bad_arguments_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "kvbm_test.h"
+#include "manager/internal.h"
 
 /* Allocates count blocks and registers them under hashes; returns ids in out. */
 static void alloc_register(kvbm_manager_t *m, const uint64_t *hashes, size_t count, uint32_t *out)
@@ -571,6 +572,212 @@ static void invalidate_withdraws_hashes_of_held_and_cached_blocks(void **state)
     kvbm_manager_destroy(m);
 }
 
+static void match_length_counts_a_repeated_block_once(void **state)
+{
+    /* [h, h, h] names one inactive block: a caller sizing an allocation
+     * from this must not think three blocks leave the evictable pool. */
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t h = 71, repeated[4] = {71, 71, 71, 72};
+    uint32_t id;
+    alloc_register(m, &h, 1, &id);
+    assert_kvbm_ok(kvbm_manager_release(m, &id, 1));
+    size_t n = 0, inactive = 0;
+    assert_kvbm_ok(kvbm_manager_match_length(m, repeated, 4, &n, &inactive));
+    assert_int_equal(n, 3);
+    assert_int_equal(inactive, 1);
+    /* The marks used to count once are gone: a second call agrees. */
+    assert_kvbm_ok(kvbm_manager_match_length(m, repeated, 3, &n, &inactive));
+    assert_int_equal(inactive, 1);
+    kvbm_manager_destroy(m);
+}
+
+/* Snapshot of everything a refused call must leave as it was. */
+typedef struct manager_snapshot {
+    kvbm_manager_metrics_t metrics;
+    uint32_t refcount;
+} manager_snapshot_t;
+
+static manager_snapshot_t snapshot(kvbm_manager_t *m, uint32_t id)
+{
+    manager_snapshot_t snap;
+    kvbm_manager_metrics(m, &snap.metrics);
+    snap.refcount = m->blocks[id].refcount;
+    return snap;
+}
+
+static void assert_unchanged(kvbm_manager_t *m, uint32_t id, const manager_snapshot_t *before)
+{
+    manager_snapshot_t now = snapshot(m, id);
+    assert_memory_equal(&now.metrics, &before->metrics, sizeof(now.metrics));
+    assert_int_equal(now.refcount, before->refcount);
+}
+
+static void reference_count_limit_refuses_and_changes_nothing(void **state)
+{
+    /* 2^32 scans of one block used to wrap its count to 0. Reaching the
+     * limit takes too long for a test, so the count is set just below it
+     * (white box), then every call that takes references is tried. */
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_REJECT, NULL);
+    const uint64_t h = 81, twice[2] = {81, 81};
+    uint32_t a;
+    alloc_register(m, &h, 1, &a); /* held once */
+    m->blocks[a].refcount = UINT32_MAX - 1;
+    uint32_t found[2];
+    size_t n = 0;
+    assert_kvbm_ok(kvbm_manager_scan(m, &h, 1, true, found, &n)); /* the last one that fits */
+    assert_int_equal(m->blocks[a].refcount, UINT32_MAX);
+    manager_snapshot_t before = snapshot(m, a);
+    assert_kvbm_status(kvbm_manager_scan(m, &h, 1, true, found, &n), KVBM_ERR_OVERFLOW);
+    assert_kvbm_status(kvbm_manager_scan(m, twice, 2, false, found, &n), KVBM_ERR_OVERFLOW);
+    assert_kvbm_status(kvbm_manager_match(m, &h, 1, found, &n), KVBM_ERR_OVERFLOW);
+    assert_kvbm_status(kvbm_manager_acquire(m, &a, 1), KVBM_ERR_OVERFLOW);
+    uint32_t b, out = 99;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &b, NULL, NULL));
+    before = snapshot(m, a);
+    /* Registering h again would move b's reference onto a: refused, b stays
+     * the caller's mutable block. */
+    assert_kvbm_status(kvbm_manager_register(m, &b, &h, 1, NULL, &out), KVBM_ERR_OVERFLOW);
+    assert_int_equal(out, 99);
+    assert_unchanged(m, a, &before);
+    assert_pools(m, 2, 2, 0);
+    assert_kvbm_ok(kvbm_manager_release(m, &b, 1));
+    /* One below the limit, the same calls work again, and the counts add up. */
+    assert_kvbm_ok(kvbm_manager_release(m, &a, 1));
+    assert_kvbm_ok(kvbm_manager_match(m, &h, 1, found, &n));
+    assert_int_equal(n, 1);
+    m->blocks[a].refcount = 1; /* back to one holder (white box, as above) */
+    assert_kvbm_ok(kvbm_manager_release(m, &a, 1));
+    assert_pools(m, 3, 0, 1);
+    uint32_t all[4];
+    assert_kvbm_ok(kvbm_manager_allocate(m, 4, all, NULL, NULL)); /* evicts a cleanly */
+    assert_false(kvbm_manager_contains(m, h));
+    kvbm_manager_destroy(m);
+}
+
+static void policy_tables_missing_an_operation_are_refused(void **state)
+{
+    /* A NULL slot used to be accepted and called on the first registration
+     * with hints (hint) or the first eviction (pop_victim): a crash long
+     * after create said yes. */
+    const kvbm_policy_ops_t *lru = kvbm_policy_lru();
+    for (int slot = 0; slot < 13; slot++) {
+        kvbm_policy_ops_t ops = *lru;
+        switch (slot) {
+        case 0:
+            ops.name = NULL;
+            break;
+        case 1:
+            ops.create = NULL;
+            break;
+        case 2:
+            ops.destroy = NULL;
+            break;
+        case 3:
+            ops.insert = NULL;
+            break;
+        case 4:
+            ops.remove = NULL;
+            break;
+        case 5:
+            ops.pop_victim = NULL;
+            break;
+        case 6:
+            ops.touch = NULL;
+            break;
+        case 7:
+            ops.size = NULL;
+            break;
+        case 8:
+            ops.hint = NULL;
+            break;
+        case 9:
+            ops.insert_batch = NULL;
+            break;
+        case 10:
+            ops.acquire_batch = NULL;
+            break;
+        case 11:
+            ops.touch_batch = NULL;
+            break;
+        default:
+            ops.pop_victims = NULL;
+            break;
+        }
+        kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+        config.num_blocks = 2;
+        config.policy = &ops;
+        kvbm_manager_t *m = NULL;
+        assert_kvbm_status(kvbm_manager_create(&config, &m), KVBM_ERR_INVALID_ARG);
+        assert_null(m);
+    }
+    /* A version-1 table ends before hint: whatever follows it is not read,
+     * and the table works (registration with hints skips the hint op, the
+     * manager makes single calls for the batches). */
+    kvbm_policy_ops_t v1 = *lru;
+    v1.version = 1;
+    v1.hint = NULL;
+    v1.insert_batch = NULL;
+    v1.acquire_batch = NULL;
+    v1.touch_batch = NULL;
+    v1.pop_victims = NULL;
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = 2;
+    config.policy = &v1;
+    kvbm_manager_t *m = NULL;
+    assert_kvbm_ok(kvbm_manager_create(&config, &m));
+    uint32_t ids[2];
+    const uint64_t hashes[2] = {7, 8};
+    const kvbm_register_opts_t hints = {.request_blocks = 2};
+    assert_kvbm_ok(kvbm_manager_allocate(m, 2, ids, NULL, NULL));
+    assert_kvbm_ok(kvbm_manager_register(m, ids, hashes, 2, &hints, ids));
+    assert_kvbm_ok(kvbm_manager_release(m, ids, 2));
+    kvbm_manager_destroy(m);
+}
+
+static void names_outside_the_safe_set_are_refused(void **state)
+{
+    /* A name goes into Prometheus labels and JSON as is: a quote and a
+     * newline would have injected metric lines. */
+    const char *refused[] = {"g1\"} 1\nkvbm_fake_total 7\n#",
+                             "back\\slash",
+                             "tab\tname",
+                             "",
+                             "caf\xc3\xa9",
+                             "0123456789012345678901234567890123456789012345678901234567890123"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+        config.num_blocks = 2;
+        config.name = refused[i];
+        kvbm_manager_t *m = NULL;
+        assert_kvbm_status(kvbm_manager_create(&config, &m), KVBM_ERR_INVALID_ARG);
+        assert_null(m);
+    }
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = 2;
+    config.name = "llama-70b/tp0 {g1}:x'y"                     /* every character here is safe */
+                  "01234567890123456789012345678901234567890"; /* 63 bytes in all */
+    assert_int_equal(strlen(config.name), KVBM_MANAGER_NAME_MAX);
+    kvbm_manager_t *m = NULL;
+    assert_kvbm_ok(kvbm_manager_create(&config, &m));
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    assert_non_null(out);
+    assert_kvbm_ok(kvbm_manager_metrics_prometheus(m, out));
+    fclose(out);
+    /* Whole, and one sample line per metric: nothing injected, nothing cut. */
+    size_t samples = 0;
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (line[0] == '#')
+            continue;
+        samples++;
+        assert_non_null(strstr(line, config.name));
+    }
+    assert_int_equal(samples, sizeof(kvbm_manager_metrics_t) / sizeof(uint64_t));
+    free(text);
+    kvbm_manager_destroy(m);
+}
+
 static void status_strings_cover_every_status(void **state)
 {
     assert_string_equal(kvbm_status_str(KVBM_OK), "success");
@@ -672,6 +879,10 @@ int main(void)
         cmocka_unit_test(metrics_export_from_one_list),
         cmocka_unit_test(match_length_measures_without_taking),
         cmocka_unit_test(invalidate_withdraws_hashes_of_held_and_cached_blocks),
+        cmocka_unit_test(match_length_counts_a_repeated_block_once),
+        cmocka_unit_test(reference_count_limit_refuses_and_changes_nothing),
+        cmocka_unit_test(names_outside_the_safe_set_are_refused),
+        cmocka_unit_test(policy_tables_missing_an_operation_are_refused),
         cmocka_unit_test(status_strings_cover_every_status),
         cmocka_unit_test(match_allocate_register_is_the_three_calls),
     };

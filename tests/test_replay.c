@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -16,7 +17,9 @@
 #include "kvbm_test.h"
 #include "replay.h"
 #include "run.h"
+#include "sweep.h"
 #include "trace.h"
+#include "tracegen.h"
 
 static replay_t *new_replay(uint32_t g1, uint32_t g2)
 {
@@ -196,17 +199,25 @@ static void reader_parses_mooncake_lines(void **state)
         "{\"timestamp\": 0, \"input_length\": 1024, \"output_length\": 3, \"hash_ids\": [0, 1]}\n"
         "\n"
         "{\"hash_ids\": []}\n"
-        "{\"hash_ids\": [0, 7, 9007199254740993]}\n");
+        "{\"hash_ids\": [0, 7, 9007199254740993]}\n"
+        "{\"hash_ids\": [9223372036854775807, 9223372036854775808, 18446744073709551615, -0]}\n"
+        "\t \r\n");
     trace_t trace;
     char error[300];
-    assert_kvbm_ok(trace_load(path, 0, &trace, error, sizeof(error)));
-    assert_int_equal(trace.requests, 3);
-    assert_int_equal(trace.blocks, 5);
+    assert_kvbm_ok(trace_load(path, 0, 0, &trace, error, sizeof(error)));
+    assert_int_equal(trace.requests, 4);
+    assert_int_equal(trace.blocks, 9);
     assert_int_equal(trace.offsets[1], 2);
     assert_int_equal(trace.offsets[2], 2);
     assert_int_equal(trace.hashes[4], 9007199254740993ULL); /* beyond a double's precision */
+    /* Every id in [0, 2^64) is kept exactly, 2^63 and above included. */
+    assert_true(trace.hashes[5] == 9223372036854775807ULL);
+    assert_true(trace.hashes[6] == 9223372036854775808ULL);
+    assert_true(trace.hashes[7] == UINT64_MAX);
+    assert_true(trace.hashes[8] == 0); /* -0 is a JSON spelling of 0 */
+    assert_int_equal(trace.lines[3], 5);
     trace_free(&trace);
-    assert_kvbm_ok(trace_load(path, 1, &trace, error, sizeof(error)));
+    assert_kvbm_ok(trace_load(path, 1, 0, &trace, error, sizeof(error)));
     assert_int_equal(trace.requests, 1);
     trace_free(&trace);
     remove(path);
@@ -217,7 +228,7 @@ static void expect_parse_error(const char *text, const char *reason)
     const char *path = temp_trace(text);
     trace_t trace;
     char error[300] = "";
-    assert_kvbm_status(trace_load(path, 0, &trace, error, sizeof(error)), KVBM_ERR_PARSE);
+    assert_kvbm_status(trace_load(path, 0, 0, &trace, error, sizeof(error)), KVBM_ERR_PARSE);
     if (strstr(error, "line 2:") == NULL || strstr(error, reason) == NULL)
         fail_msg("error '%s' does not name line 2 and '%s'", error, reason);
     remove(path);
@@ -226,7 +237,7 @@ static void expect_parse_error(const char *text, const char *reason)
 static void malformed_lines_stop_with_line_and_reason(void **state)
 {
     const char *good = "{\"hash_ids\": [1]}\n";
-    char text[256];
+    char text[512];
     const char *cases[][2] = {
         {"{\"hash_ids\": [1, 2\n", "cut off"},
         {"{\"hash_ids\": [1 2]}\n", "without a ',' between values"},
@@ -239,7 +250,34 @@ static void malformed_lines_stop_with_line_and_reason(void **state)
         {"{\"hash_ids\": 3}\n", "not an array"},
         {"[1, 2]\n", "not a JSON object"},
         {"{\"hash_ids\": [1]} junk\n", "trailing"},
-        {"not json\n", "not valid JSON: a character that does not start"},
+        {"not json\n", ""},
+        /* What json-c's strict mode lets through, refused case by case. */
+        {"{\"hash_ids\": [1] /* c */}\n", "comment"},
+        {"{\"hash_ids\": [1]} // c\n", "comment"},
+        {"{'hash_ids': [1]}\n", "single-quoted"},
+        {"{\"hash_ids\": ['1']}\n", "single-quoted"},
+        {"{\"hash_ids\": [1,]}\n", ""},
+        {"{\"hash_ids\": [1],}\n", ""},
+        {"{\"hash_ids\": [00]}\n", "leading zero"},
+        {"{\"hash_ids\": [01]}\n", "leading zero"},
+        {"{\"hash_ids\": [1], \"timestamp\": -007}\n", "leading zero"},
+        {"{\"hash_ids\": [1], \"hash_ids\": [2]}\n", "repeated"},
+        {"{\"hash_ids\": [1], \"hash\\u005fids\": [2]}\n", "repeated"},
+        {"{\"meta\": {\"a\": 1, \"a\": 2}, \"hash_ids\": [1]}\n", "repeated"},
+        {"{\"hash_ids\": [{\"a\": 1, \"a\": 1}]}\n", "repeated"},
+        {"{\"hash_ids\": [NaN]}\n", "NaN"},
+        {"{\"hash_ids\": [1], \"timestamp\": Infinity}\n", "Infinity"},
+        {"{\"hash_ids\": [1], \"timestamp\": -Infinity}\n", "after '-'"},
+        {"{\"hash_ids\": [1.]}\n", "after '.'"},
+        {"{\"hash_ids\": [1e]}\n", "exponent"},
+        {"{\"hash_ids\": [1e3]}\n", "not an integer"},
+        {"{\"hash_ids\": [18446744073709551616]}\n", "outside"},
+        {"{\"hash_ids\": [1], \"timestamp\": 99999999999999999999}\n", "outside"},
+        {"{\"hash_ids\": [-9223372036854775809]}\n", "outside"},
+        {"{\"hash_ids\": [-9223372036854775808]}\n", "negative"},
+        {"{\"hash_ids\": [1], \"note\": \"tab\there\"}\n", "control character"},
+        {"{\"hash_ids\": [1], \"note\": \"\xff\"}\n", "UTF-8"},
+        {"{\"hash_ids\": [1]} {\"x\": 1}\n", "trailing"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(text, sizeof(text), "%s%s%s", good, cases[i][0], good);
@@ -565,6 +603,364 @@ static void data_mode_matches_logical_mode_when_g2_is_smaller_than_a_request(voi
     assert_int_equal(data.counts.wrong_blocks, 0);
 }
 
+/* Reads one line and returns its status, with the ids in *ids (count in *n). */
+static kvbm_status_t read_one(const char *line, uint64_t *ids, size_t *n)
+{
+    FILE *stream = fmemopen((void *)line, strlen(line), "r");
+    assert_non_null(stream);
+    trace_reader_t *reader = NULL;
+    assert_kvbm_ok(trace_reader_from_stream(stream, &reader));
+    trace_request_t request;
+    int has_request = 0;
+    kvbm_status_t status = trace_reader_next(reader, &request, &has_request);
+    *n = 0;
+    if (status == KVBM_OK) {
+        assert_int_equal(has_request, 1);
+        assert_true(request.count <= 8);
+        if (request.count > 0)
+            memcpy(ids, request.hashes, request.count * sizeof(uint64_t));
+        *n = request.count;
+    }
+    trace_reader_close(reader);
+    fclose(stream);
+    return status;
+}
+
+static void flat_id_arrays_read_as_json_c_reads_them(void **state)
+{
+    /* The reader takes a flat "hash_ids" array from the text itself (json-c
+     * would spend ~80 bytes per id). Spelling the key with an escape sends
+     * the same line through json-c's own array: both must agree. */
+    const char *contents[] = {"",
+                              " ",
+                              "1",
+                              "1,2",
+                              " 1 ,2 ",
+                              "-0",
+                              "-00",
+                              "-1",
+                              "1.5",
+                              "1e2",
+                              "-0.0",
+                              "\"x\"",
+                              "true",
+                              "null",
+                              "[1]",
+                              "{}",
+                              "1,",
+                              ",1",
+                              "1,,2",
+                              "1 2",
+                              "007",
+                              "18446744073709551615",
+                              "0, 18446744073709551615, 9223372036854775808",
+                              "\t3\r\n"};
+    for (size_t i = 0; i < sizeof(contents) / sizeof(contents[0]); i++) {
+        char fast[256], slow[256];
+        snprintf(fast, sizeof(fast), "{\"a\": 1, \"hash_ids\": [%s], \"b\": [2]}\n", contents[i]);
+        snprintf(slow, sizeof(slow), "{\"a\": 1, \"hash\\u005fids\": [%s], \"b\": [2]}\n",
+                 contents[i]);
+        uint64_t fast_ids[8], slow_ids[8];
+        size_t fast_n = 0, slow_n = 0;
+        kvbm_status_t fast_status = read_one(fast, fast_ids, &fast_n);
+        kvbm_status_t slow_status = read_one(slow, slow_ids, &slow_n);
+        if (fast_status != slow_status || fast_n != slow_n ||
+            memcmp(fast_ids, slow_ids, fast_n * sizeof(uint64_t)) != 0)
+            fail_msg("[%s]: %s with %zu ids, json-c: %s with %zu ids", contents[i],
+                     kvbm_status_name(fast_status), fast_n, kvbm_status_name(slow_status), slow_n);
+    }
+}
+
+static void ids_at_and_above_2_pow_63_stay_distinct(void **state)
+{
+    /* Clamped to INT64_MAX, these three ids were one block: the first
+     * request deduplicated twice and the second hit three times falsely. */
+    const char *path = temp_trace("{\"hash_ids\": [9223372036854775808, 9223372036854775809, "
+                                  "18446744073709551615]}\n"
+                                  "{\"hash_ids\": [9223372036854775807]}\n"
+                                  "{\"hash_ids\": [18446744073709551615]}\n");
+    run_options_t options = {.trace_path = path, .g1_blocks = 8, .policy = "lru", .logical = true};
+    run_result_t result;
+    assert_kvbm_ok(run_replay(&options, NULL, &result));
+    assert_int_equal(result.counts.blocks, 5);
+    assert_int_equal(result.counts.dedup, 0);
+    assert_int_equal(result.counts.g1_hits, 1); /* only 2^64 - 1, seen before */
+    remove(path);
+}
+
+static void line_length_is_bounded_and_the_bound_can_be_raised(void **state)
+{
+    /* 24 bytes exactly, then 25: the limit is inclusive, and the error names
+     * the line and the option. */
+    const char *text = "{\"hash_ids\": [1, 2, 3]}\n"
+                       "{\"hash_ids\": [1, 2, 30]}\n";
+    FILE *stream = fmemopen((void *)text, strlen(text), "r");
+    assert_non_null(stream);
+    trace_reader_t *reader = NULL;
+    assert_kvbm_ok(trace_reader_from_stream(stream, &reader));
+    assert_kvbm_status(trace_reader_set_max_line(reader, 0), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(trace_reader_set_max_line(reader, TRACE_MAX_LINE_LIMIT + 1),
+                       KVBM_ERR_INVALID_ARG);
+    assert_kvbm_ok(trace_reader_set_max_line(reader, 23));
+    trace_request_t request;
+    int has_request = 0;
+    assert_kvbm_ok(trace_reader_next(reader, &request, &has_request));
+    assert_int_equal(has_request, 1);
+    assert_int_equal(request.count, 3);
+    assert_kvbm_status(trace_reader_next(reader, &request, &has_request), KVBM_ERR_PARSE);
+    assert_non_null(strstr(trace_reader_error(reader), "line 2: longer than 23 bytes"));
+    assert_non_null(strstr(trace_reader_error(reader), "--max-line-bytes"));
+    /* The error sticks: the rest of the input is not taken for more lines. */
+    assert_kvbm_status(trace_reader_next(reader, &request, &has_request), KVBM_ERR_PARSE);
+    trace_reader_close(reader);
+    fclose(stream);
+
+    /* Input without a newline stops at the limit, not at the end of memory. */
+    size_t zeros = (size_t)4 << 20;
+    char *nul = calloc(zeros, 1);
+    assert_non_null(nul);
+    stream = fmemopen(nul, zeros, "r");
+    assert_non_null(stream);
+    assert_kvbm_ok(trace_reader_from_stream(stream, &reader));
+    assert_kvbm_ok(trace_reader_set_max_line(reader, 65536));
+    assert_kvbm_status(trace_reader_next(reader, &request, &has_request), KVBM_ERR_PARSE);
+    assert_non_null(strstr(trace_reader_error(reader), "line 1: longer than 65536 bytes"));
+    assert_true(trace_reader_offset(reader) <= 65536 + 65536); /* read no further than needed */
+    trace_reader_close(reader);
+    fclose(stream);
+    free(nul);
+}
+
+static void a_read_error_is_an_error_not_the_end(void **state)
+{
+    /* A directory opens as a stream on Linux, and every read fails. */
+    const char *dir = getenv("KVBM_SOURCE_DIR");
+    assert_non_null(dir);
+    trace_reader_t *reader = NULL;
+    assert_kvbm_ok(trace_reader_open(dir, &reader));
+    trace_request_t request;
+    int has_request = 7;
+    assert_kvbm_status(trace_reader_next(reader, &request, &has_request), KVBM_ERR_IO);
+    assert_int_equal(has_request, 7); /* not set: there was no end */
+    assert_non_null(strstr(trace_reader_error(reader), "line 1: read error"));
+    trace_reader_close(reader);
+    run_options_t options = {.trace_path = dir, .g1_blocks = 8, .policy = "lru", .logical = true};
+    run_result_t result;
+    assert_kvbm_status(run_replay(&options, NULL, &result), KVBM_ERR_IO);
+}
+
+static void chunked_reading_replays_what_a_loaded_trace_replays(void **state)
+{
+    /* The shared trace three times over (about 12,000 requests, so several
+     * chunks), streamed in chunks and loaded whole, with and without a limit
+     * that ends inside a chunk: the same counts. */
+    const char *source = getenv("KVBM_SOURCE_DIR");
+    assert_non_null(source);
+    char shared[512];
+    snprintf(shared, sizeof(shared), "%s/data/mooncake/synthetic_trace.jsonl", source);
+    FILE *in = fopen(shared, "r");
+    assert_non_null(in);
+    char path[] = "/tmp/kvbm-test-chunks-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *out = fdopen(fd, "w");
+    assert_non_null(out);
+    static char block[1 << 16];
+    for (int copy = 0; copy < 3; copy++) {
+        rewind(in);
+        size_t n;
+        while ((n = fread(block, 1, sizeof(block), in)) > 0)
+            assert_int_equal(fwrite(block, 1, n, out), n);
+    }
+    fclose(in);
+    fclose(out);
+    const size_t limits[2] = {0, 5000};
+    for (int l = 0; l < 2; l++) {
+        run_options_t options = {.trace_path = path,
+                                 .g1_blocks = 1000,
+                                 .g2_blocks = 2000,
+                                 .policy = "lru",
+                                 .logical = true,
+                                 .limit = limits[l]};
+        run_result_t streamed, loaded;
+        assert_kvbm_ok(run_replay(&options, NULL, &streamed));
+        trace_t trace;
+        char error[300];
+        assert_kvbm_ok(trace_load(path, limits[l], 0, &trace, error, sizeof(error)));
+        assert_kvbm_ok(run_replay(&options, &trace, &loaded));
+        trace_free(&trace);
+        assert_int_equal(streamed.counts.requests, limits[l] != 0 ? limits[l] : 3 * 3993);
+#define ASSERT_SAME(name) assert_int_equal(streamed.counts.name, loaded.counts.name);
+        REPLAY_COUNTS_LIST(ASSERT_SAME)
+#undef ASSERT_SAME
+    }
+    remove(path);
+}
+
+/* Runs a sweep of @p capacities over a small trace; the CSV goes to @p csv. */
+static kvbm_status_t sweep_small(const char *capacities, const char *policies, const char *csv,
+                                 const char *plot)
+{
+    const char *path = temp_trace("{\"hash_ids\": [1, 2, 3]}\n{\"hash_ids\": [1, 2, 4]}\n");
+    run_options_t base = {.trace_path = path, .policy = "lru", .logical = true};
+    sweep_options_t sweep = {
+        .capacities = capacities, .policies = policies, .csv_path = csv, .plot_path = plot};
+    kvbm_status_t status = sweep_run(&base, &sweep);
+    remove(path);
+    return status;
+}
+
+static void sweep_lists_are_taken_whole_or_refused(void **state)
+{
+    char csv[64];
+    snprintf(csv, sizeof(csv), "/tmp/kvbm-test-sweep-%d.csv", (int)getpid());
+    /* 1,024 characters for one capacity: it used to be cut to 1,023 (2000
+     * became 200) without a word. */
+    char capacity[1100];
+    memset(capacity, '0', 1020);
+    strcpy(capacity + 1020, "2000");
+    assert_kvbm_ok(sweep_small(capacity, "lru", csv, ""));
+    FILE *f = fopen(csv, "r");
+    assert_non_null(f);
+    char line[256];
+    assert_non_null(fgets(line, sizeof(line), f)); /* header */
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    assert_true(strncmp(line, "2000,lru,", 9) == 0);
+    /* 65 items used to become 64; an empty item was skipped. */
+    char many[200] = "1";
+    for (int i = 1; i < 65; i++)
+        strcat(many, ",1");
+    assert_kvbm_status(sweep_small(many, "lru", csv, ""), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(sweep_small("100,,200", "lru", csv, ""), KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(sweep_small("100,", "lru", csv, ""), KVBM_ERR_INVALID_ARG);
+    char many_policies[400] = "lru";
+    for (int i = 1; i < 65; i++)
+        strcat(many_policies, ",lru");
+    assert_kvbm_status(sweep_small("100", many_policies, csv, ""), KVBM_ERR_INVALID_ARG);
+    remove(csv);
+}
+
+static void plot_paths_never_reach_a_command(void **state)
+{
+    /* A path with a quote and a newline ran a shell command through gnuplot
+     * when pasted into "set output '...'". The path names real directories
+     * here, so that a safe replay can write the plot where it was asked. */
+    char csv[64], pwned[64], dir1[128], dir2[192], dir3[256], plot[300];
+    int pid = (int)getpid();
+    snprintf(csv, sizeof(csv), "/tmp/kvbm-test-sweep-%d.csv", pid);
+    snprintf(pwned, sizeof(pwned), "/tmp/kvbm-test-pwned-%d", pid);
+    snprintf(dir1, sizeof(dir1), "/tmp/kvbm-test-plot-%d'\nsystem 'touch ", pid);
+    snprintf(dir2, sizeof(dir2), "%s/tmp", dir1);
+    snprintf(dir3, sizeof(dir3), "%s/kvbm-test-pwned-%d'\n#", dir2, pid);
+    snprintf(plot, sizeof(plot), "%s/plot.png", dir3);
+    assert_int_equal(mkdir(dir1, 0700), 0);
+    assert_int_equal(mkdir(dir2, 0700), 0);
+    assert_int_equal(mkdir(dir3, 0700), 0);
+    remove(pwned);
+    assert_kvbm_ok(sweep_small("100,200", "lru,s3-fifo", csv, plot));
+    assert_int_equal(access(pwned, F_OK), -1);
+    /* The plot is a PNG under exactly the name asked for. */
+    FILE *png = fopen(plot, "rb");
+    assert_non_null(png);
+    unsigned char magic[4] = {0};
+    assert_int_equal(fread(magic, 1, 4, png), 4);
+    fclose(png);
+    assert_memory_equal(magic, "\x89PNG", 4);
+    remove(plot);
+    rmdir(dir3);
+    rmdir(dir2);
+    rmdir(dir1);
+    remove(pwned);
+    remove(csv);
+}
+
+/* Replays @p path's first @p limit requests in logical and in data mode and
+ * requires every count of the contract to agree. */
+static void assert_modes_agree(const char *path, size_t limit, uint32_t g1, uint32_t g2,
+                               const char *policy)
+{
+    run_result_t results[2];
+    for (int data = 0; data < 2; data++) {
+        run_options_t options = {.trace_path = path,
+                                 .g1_blocks = g1,
+                                 .g2_blocks = g2,
+                                 .policy = policy,
+                                 .limit = limit,
+                                 .logical = data == 0,
+                                 .backend_kind = KVBM_BACKEND_CPU,
+                                 .block_kib = 1,
+                                 .verify = true};
+        assert_kvbm_ok(run_replay(&options, NULL, &results[data]));
+    }
+    assert_string_equal(results[1].backend, "cpu");
+    assert_int_equal(results[1].counts.wrong_blocks, 0);
+#define ASSERT_SAME_COUNT(name)                                                                    \
+    if (results[0].counts.name != results[1].counts.name)                                          \
+        fail_msg("%s, G1 %u, G2 %u: " #name " is %llu logical, %llu in data mode", policy, g1, g2, \
+                 (unsigned long long)results[0].counts.name,                                       \
+                 (unsigned long long)results[1].counts.name);
+    REPLAY_COUNTS_LIST(ASSERT_SAME_COUNT)
+#undef ASSERT_SAME_COUNT
+}
+
+static void data_mode_matches_logical_mode_for_every_tier_size(void **state)
+{
+    /* Down to a G2 far smaller than one request's evictions (the issue's
+     * G1 1000 / G2 50 among them), where the cache must offload in parts. */
+    const char *source = getenv("KVBM_SOURCE_DIR");
+    assert_non_null(source);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/data/mooncake/synthetic_trace.jsonl", source);
+    const uint32_t g1_sizes[] = {64, 1000};
+    const uint32_t g2_sizes[] = {1, 3, 50, 400};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t j = 0; j < 4; j++)
+            assert_modes_agree(path, 800, g1_sizes[i], g2_sizes[j], "lru");
+    /* Every policy in both tiers (G2 follows --policy), on a generated mix
+     * with G2 hits at small G2 sizes: a G2 policy that may evict a block
+     * released after older ones (s3-fifo, slru, multi-lru, adaptive,
+     * belady) gave other counts in data mode (s3-fifo at G1 100 / G2 20:
+     * g2_hits 103 logical, 236 in data mode), its victims chosen before the
+     * call's pending offloads were in its order. */
+    char mix[64];
+    snprintf(mix, sizeof(mix), "/tmp/kvbm-test-mix-%d.jsonl", (int)getpid());
+    tracegen_options_t generate = {.seed = 3, .requests = 1500, .block_tokens = 512};
+    char error[256];
+    assert_int_equal(tracegen_parse_workload("mix", generate.weights, error, sizeof(error)), 0);
+    FILE *out = fopen(mix, "w");
+    assert_non_null(out);
+    assert_int_equal(tracegen_write(&generate, out, error, sizeof(error)), 0);
+    assert_int_equal(fclose(out), 0);
+    for (const char *const *name = kvbm_policy_names(); *name != NULL; name++) {
+        assert_modes_agree(mix, 0, 100, 20, *name);
+        assert_modes_agree(mix, 0, 300, 100, *name);
+    }
+    remove(mix);
+}
+
+static void onboarded_hash_that_g1_holds_counts_alike_in_both_modes(void **state)
+{
+    /* C1 = 3, C2 = 8. R5 [A, B] misses A in G1 (so B, which G1 holds, is
+     * not a G1 hit), finds A and B in G2, and registering the onboarded B
+     * deduplicates against G1's B: both modes count g2_hits 2, onboards 2,
+     * dedup 1 (data mode copies only A). A=1 B=2 C=3 D=4 E=5. */
+    const char *path = temp_trace("{\"hash_ids\": [1, 2]}\n"
+                                  "{\"hash_ids\": [3, 4]}\n"
+                                  "{\"hash_ids\": [5]}\n"
+                                  "{\"hash_ids\": [2]}\n"
+                                  "{\"hash_ids\": [1, 2]}\n");
+    assert_modes_agree(path, 0, 3, 8, "lru");
+    run_options_t options = {
+        .trace_path = path, .g1_blocks = 3, .g2_blocks = 8, .policy = "lru", .logical = true};
+    run_result_t result;
+    assert_kvbm_ok(run_replay(&options, NULL, &result));
+    assert_int_equal(result.counts.g2_hits, 3);
+    assert_int_equal(result.counts.onboards, 3);
+    assert_int_equal(result.counts.dedup, 1);
+    remove(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -582,6 +978,15 @@ int main(void)
         cmocka_unit_test(data_mode_g3_prints_the_contract_numbers_and_comes_back_warm),
         cmocka_unit_test(data_mode_g3_matches_logical_mode_on_hand_worked_trace),
         cmocka_unit_test(data_mode_matches_logical_mode_when_g2_is_smaller_than_a_request),
+        cmocka_unit_test(flat_id_arrays_read_as_json_c_reads_them),
+        cmocka_unit_test(ids_at_and_above_2_pow_63_stay_distinct),
+        cmocka_unit_test(line_length_is_bounded_and_the_bound_can_be_raised),
+        cmocka_unit_test(a_read_error_is_an_error_not_the_end),
+        cmocka_unit_test(chunked_reading_replays_what_a_loaded_trace_replays),
+        cmocka_unit_test(sweep_lists_are_taken_whole_or_refused),
+        cmocka_unit_test(plot_paths_never_reach_a_command),
+        cmocka_unit_test(data_mode_matches_logical_mode_for_every_tier_size),
+        cmocka_unit_test(onboarded_hash_that_g1_holds_counts_alike_in_both_modes),
         cmocka_unit_test(g2_admission_offloads_fewer_blocks_on_shared_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

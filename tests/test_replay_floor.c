@@ -27,7 +27,7 @@ static void floor_gives_the_self_check_table_on_the_shared_trace(void **state)
     char path[512], error[300];
     snprintf(path, sizeof(path), "%s/data/mooncake/synthetic_trace.jsonl", source);
     trace_t trace;
-    assert_kvbm_ok(trace_load(path, 0, &trace, error, sizeof(error)));
+    assert_kvbm_ok(trace_load(path, 0, 0, &trace, error, sizeof(error)));
     /* shared/REPLAY.md, LRU, G1 only: C1, g1_hits, g1_evictions. */
     const struct {
         uint32_t c1;

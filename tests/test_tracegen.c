@@ -163,8 +163,11 @@ static void test_workload_specs(void **unused)
     assert_int_equal(tracegen_parse_workload("chat:2,rag,scan:0.5", w, error, sizeof(error)), 0);
     assert_true(w[TRACEGEN_SHAPE_chat] == 2.0 && w[TRACEGEN_SHAPE_rag] == 1.0 &&
                 w[TRACEGEN_SHAPE_scan] == 0.5 && w[TRACEGEN_SHAPE_agent] == 0.0);
-    const char *bad[] = {"",       "nope",   "chat:",    "chat:-1",
-                         "chat:x", "chat:0", "chat:1e9", "chat:nan"};
+    /* A repeated shape was last-wins and a trailing comma was dropped,
+     * both without a word. */
+    const char *bad[] = {"",       "nope",     "chat:",    "chat:-1",       "chat:x",
+                         "chat:0", "chat:1e9", "chat:nan", "chat:1,chat:2", "rag,scan,rag:0",
+                         "chat,",  "chat:1,",  "chat,,rag"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         w[0] = 42.0;
         assert_int_equal(tracegen_parse_workload(bad[i], w, error, sizeof(error)), -1);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "check.h"
 #include "core/check.h"
 #include "core/error.h"
@@ -85,7 +86,7 @@ static kvbm_status_t cuda_open(const kvbm_backend_config_t *config, void **state
     kvbm_status_t st = probe_devices(config);
     if (st != KVBM_OK)
         return st;
-    kvbm__cuda_backend_t *b = calloc(1, sizeof(*b));
+    kvbm__cuda_backend_t *b = kvbm__calloc(1, sizeof(*b));
     if (b == NULL)
         return KVBM_ERR_NO_MEMORY;
     b->device = config->device;
@@ -127,7 +128,7 @@ static kvbm_status_t cuda_open(const kvbm_backend_config_t *config, void **state
 err_destroy_mutex:
     kvbm__mutex_destroy(&b->ranges_mu);
 err_free_backend:
-    free(b);
+    kvbm__free(b);
     return st;
 }
 
@@ -136,7 +137,7 @@ static void cuda_close(void *state)
     kvbm__cuda_backend_t *b = state;
     kvbm__range_set_free(&b->ranges);
     kvbm__mutex_destroy(&b->ranges_mu);
-    free(b);
+    kvbm__free(b);
 }
 
 static const kvbm__backend_ops_t cuda_ops = {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "check.h"
 #include "core/check.h"
 #include "cuda_kernel/launch.h"
@@ -68,7 +69,7 @@ static kvbm_status_t survey(kvbm__cuda_backend_t *b, kvbm__cuda_stream_t *s, con
     *cut_n_out = n;
     if (pieces != n) {
         if (pieces > s->cut_cap) {
-            kvbm_copy_t *grown = realloc(s->cut, pieces * sizeof(*grown));
+            kvbm_copy_t *grown = kvbm__realloc(s->cut, pieces, sizeof(*grown));
             if (grown == NULL) {
                 st = KVBM_ERR_NO_MEMORY;
                 goto out_unlock;
@@ -109,15 +110,15 @@ static kvbm_status_t grow_batch_scratch(kvbm__cuda_stream_t *s, size_t n)
     if (n <= s->scratch_cap)
         return KVBM_OK;
     size_t cap = n > 2 * s->scratch_cap ? n : 2 * s->scratch_cap;
-    void **d = realloc(s->dsts, cap * sizeof(*d));
+    void **d = kvbm__realloc(s->dsts, cap, sizeof(*d));
     if (d == NULL)
         return KVBM_ERR_NO_MEMORY;
     s->dsts = d;
-    const void **sr = realloc(s->srcs, cap * sizeof(*sr));
+    const void **sr = kvbm__realloc(s->srcs, cap, sizeof(*sr));
     if (sr == NULL)
         return KVBM_ERR_NO_MEMORY;
     s->srcs = sr;
-    size_t *sz = realloc(s->sizes, cap * sizeof(*sz));
+    size_t *sz = kvbm__realloc(s->sizes, cap, sizeof(*sz));
     if (sz == NULL)
         return KVBM_ERR_NO_MEMORY;
     s->sizes = sz;
@@ -191,8 +192,12 @@ static kvbm_status_t copy_kernel(kvbm__cuda_stream_t *s, const kvbm_copy_t *c, s
     return st;
 }
 
+/* Copies, then the fence's event record. A copy's failure travels with the
+ * next fence (the call still succeeds); the record fails only when the
+ * device or context is in error, and then the copies already enqueued fail
+ * with it: the one case where an error can leave copies behind. */
 kvbm_status_t kvbm__cuda_copy_async(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
-                                    kvbm_copy_dir_t dir, bool fail)
+                                    kvbm_copy_dir_t dir, bool fail, void *fence)
 {
     kvbm__cuda_backend_t *b = state;
     kvbm__cuda_stream_t *s = stream;
@@ -201,7 +206,9 @@ kvbm_status_t kvbm__cuda_copy_async(void *state, void *stream, const kvbm_copy_t
     if (st != KVBM_OK)
         return st;
     kvbm__mutex_lock(&s->mu);
-    if (fail) {
+    if (n == 0) {
+        st = KVBM_OK; /* only the fence */
+    } else if (fail) {
         st = KVBM_ERR_COPY_FAILED; /* injected: nothing is enqueued */
     } else {
         kvbm__copy_facts_t facts;
@@ -234,5 +241,6 @@ kvbm_status_t kvbm__cuda_copy_async(void *state, void *stream, const kvbm_copy_t
         s->pending = st;
     kvbm__mutex_unlock(&s->mu);
     kvbm__cuda_leave(b, &scope);
-    return KVBM_OK; /* failures travel with the next fence */
+    /* Failures of the copies travel with the next fence. */
+    return fence != NULL ? kvbm__cuda_fence_record(state, fence, stream) : KVBM_OK;
 }

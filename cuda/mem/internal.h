@@ -135,6 +135,6 @@ void kvbm__cuda_mem_unwrap(void *state, kvbm_mem_kind_t kind, void *ptr, size_t 
 
 /* The copy op (copy.c). */
 kvbm_status_t kvbm__cuda_copy_async(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
-                                    kvbm_copy_dir_t dir, bool fail);
+                                    kvbm_copy_dir_t dir, bool fail, void *fence);
 
 #endif /* KVBM_CUDA_MEM_INTERNAL_H */

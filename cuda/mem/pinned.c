@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "check.h"
 #include "core/check.h"
 #include "core/log.h"
@@ -177,7 +178,7 @@ kvbm_status_t kvbm__pinned_create(kvbm__cuda_backend_t *b, size_t bytes,
     kvbm_status_t st = map_pool(b, bytes, cpus, &pool);
     if (st != KVBM_OK)
         return st;
-    bool *registered = calloc(pool.plan.chunks, sizeof(bool));
+    bool *registered = kvbm__calloc(pool.plan.chunks, sizeof(bool));
     if (registered == NULL) {
         st = KVBM_ERR_NO_MEMORY;
         goto err_unmap;
@@ -195,7 +196,7 @@ kvbm_status_t kvbm__pinned_create(kvbm__cuda_backend_t *b, size_t bytes,
         if (st != KVBM_OK)
             goto err_unregister;
     }
-    free(registered);
+    kvbm__free(registered);
     *pool_out = pool;
     return KVBM_OK;
 
@@ -204,7 +205,7 @@ err_unregister:
     atomic_store(&pass.next, 0);
     atomic_store(&pass.status, KVBM_OK);
     (void)run_pass(&pass);
-    free(registered);
+    kvbm__free(registered);
 err_unmap:
     unmap_pool(&pool);
     return st;
@@ -213,7 +214,7 @@ err_unmap:
 void kvbm__pinned_destroy(kvbm__cuda_backend_t *b, kvbm__pinned_pool_t *pool)
 {
     kvbm__cuda_ranges_remove(b, pool->base);
-    bool *registered = malloc(pool->plan.chunks * sizeof(bool));
+    bool *registered = kvbm__alloc(pool->plan.chunks, sizeof(bool));
     if (registered != NULL) {
         for (size_t k = 0; k < pool->plan.chunks; k++)
             registered[k] = true;
@@ -223,7 +224,7 @@ void kvbm__pinned_destroy(kvbm__cuda_backend_t *b, kvbm__pinned_pool_t *pool)
         atomic_init(&pass.failed, false);
         atomic_init(&pass.status, KVBM_OK);
         (void)run_pass(&pass); /* failures are logged; the pool goes regardless */
-        free(registered);
+        kvbm__free(registered);
     } else {
         for (size_t k = 0; k < pool->plan.chunks; k++) {
             size_t offset, len;

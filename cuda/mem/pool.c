@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "check.h"
 #include "core/check.h"
 #include "core/log.h"
@@ -54,7 +55,7 @@ err_free:
 static kvbm_status_t host_alloc(kvbm__cuda_backend_t *b, size_t bytes, void **ptr_out,
                                 void **priv_out)
 {
-    host_pool_t *h = calloc(1, sizeof(*h));
+    host_pool_t *h = kvbm__calloc(1, sizeof(*h));
     if (h == NULL)
         return KVBM_ERR_NO_MEMORY;
     h->method = b->pinned;
@@ -82,13 +83,15 @@ static kvbm_status_t host_alloc(kvbm__cuda_backend_t *b, size_t bytes, void **pt
     return KVBM_OK;
 
 err_free_priv:
-    free(h);
+    kvbm__free(h);
     return st;
 }
 
 kvbm_status_t kvbm__cuda_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t bytes, void **ptr_out,
                                    void **priv_out)
 {
+    if (kvbm__alloc_injected_failure())
+        return KVBM_ERR_NO_MEMORY;
     kvbm__cuda_backend_t *b = state;
     kvbm__cuda_scope_t scope;
     kvbm_status_t st = kvbm__cuda_enter(b, &scope);
@@ -123,7 +126,7 @@ void kvbm__cuda_mem_free(void *state, kvbm_mem_kind_t kind, void *ptr, size_t by
         } else {
             kvbm__pinned_destroy(b, &h->pinned);
         }
-        free(h);
+        kvbm__free(h);
     }
     (void)bytes;
     (void)st; /* teardown goes on regardless; failures were logged */

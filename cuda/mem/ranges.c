@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "ranges.h"
 #include "core/error.h"
 
@@ -39,7 +40,7 @@ kvbm_status_t kvbm__range_set_add(kvbm__range_set_t *set, const void *base, size
                           bytes);
     if (set->count == set->capacity) {
         size_t cap = set->capacity == 0 ? 8 : 2 * set->capacity;
-        kvbm__range_t *items = realloc(set->items, cap * sizeof(*items));
+        kvbm__range_t *items = kvbm__realloc(set->items, cap, sizeof(*items));
         if (items == NULL)
             return KVBM_ERR_NO_MEMORY;
         set->items = items;
@@ -93,6 +94,6 @@ size_t kvbm__range_set_run(const kvbm__range_set_t *set, const void *p, size_t b
 
 void kvbm__range_set_free(kvbm__range_set_t *set)
 {
-    free(set->items);
+    kvbm__free(set->items);
     memset(set, 0, sizeof(*set));
 }

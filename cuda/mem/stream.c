@@ -12,6 +12,7 @@
  */
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "check.h"
 #include "core/check.h"
 #include "internal.h"
@@ -23,14 +24,14 @@ static kvbm_status_t stream_init(kvbm__cuda_backend_t *b, cudaStream_t native, b
     kvbm_status_t st = kvbm__cuda_enter(b, &scope);
     if (st != KVBM_OK)
         return st;
-    kvbm__cuda_stream_t *s = calloc(1, sizeof(*s));
+    kvbm__cuda_stream_t *s = kvbm__calloc(1, sizeof(*s));
     if (s == NULL) {
         st = KVBM_ERR_NO_MEMORY;
         goto out_leave;
     }
     /* The kernel's parameter block, sized once: the copy path allocates no
      * device or pinned memory. */
-    s->launch = malloc(sizeof(*s->launch));
+    s->launch = kvbm__alloc(1, sizeof(*s->launch));
     if (s->launch == NULL) {
         st = KVBM_ERR_NO_MEMORY;
         goto err_free_stream;
@@ -54,9 +55,9 @@ static kvbm_status_t stream_init(kvbm__cuda_backend_t *b, cudaStream_t native, b
 err_destroy_mutex:
     kvbm__mutex_destroy(&s->mu);
 err_free_launch:
-    free(s->launch);
+    kvbm__free(s->launch);
 err_free_stream:
-    free(s);
+    kvbm__free(s);
 out_leave:
     kvbm__cuda_leave(b, &scope);
     return st;
@@ -85,13 +86,13 @@ void kvbm__cuda_stream_destroy(void *state, void *stream)
         (void)st; /* teardown goes on regardless; failures were logged */
         kvbm__cuda_leave(b, &scope);
     }
-    free(s->dsts);
-    free(s->srcs);
-    free(s->sizes);
-    free(s->cut);
-    free(s->launch);
+    kvbm__free(s->dsts);
+    kvbm__free(s->srcs);
+    kvbm__free(s->sizes);
+    kvbm__free(s->cut);
+    kvbm__free(s->launch);
     kvbm__mutex_destroy(&s->mu);
-    free(s);
+    kvbm__free(s);
 }
 
 void *kvbm__cuda_stream_native(void *state, void *stream)
@@ -133,7 +134,7 @@ kvbm_status_t kvbm__cuda_fence_create(void *state, void **fence_out)
     kvbm_status_t st = kvbm__cuda_enter(b, &scope);
     if (st != KVBM_OK)
         return st;
-    kvbm__cuda_fence_t *f = calloc(1, sizeof(*f));
+    kvbm__cuda_fence_t *f = kvbm__calloc(1, sizeof(*f));
     if (f == NULL) {
         st = KVBM_ERR_NO_MEMORY;
         goto out_leave;
@@ -152,7 +153,7 @@ kvbm_status_t kvbm__cuda_fence_create(void *state, void **fence_out)
 err_destroy_mutex:
     kvbm__mutex_destroy(&f->mu);
 err_free_fence:
-    free(f);
+    kvbm__free(f);
 out_leave:
     kvbm__cuda_leave(b, &scope);
     return st;
@@ -170,7 +171,7 @@ void kvbm__cuda_fence_destroy(void *state, void *fence)
         kvbm__cuda_leave(b, &scope);
     }
     kvbm__mutex_destroy(&f->mu);
-    free(f);
+    kvbm__free(f);
 }
 
 kvbm_status_t kvbm__cuda_fence_record(void *state, void *fence, void *stream)

@@ -37,6 +37,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/clock.h"
 #include "core/error.h"
@@ -281,7 +282,7 @@ static kvbm_status_t nccl_init(kvbm_xfer_t *xfer, const uint8_t *blob, size_t le
 {
     kvbm_status_t status = KVBM_OK;
     uint64_t deadline = kvbm__deadline_ms(xfer->timeout_ms);
-    nccl_state_t *st = calloc(1, sizeof(*st));
+    nccl_state_t *st = kvbm__calloc(1, sizeof(*st));
     if (st == NULL)
         return KVBM_ERR_NO_MEMORY;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&st->lock, NULL), status);
@@ -318,7 +319,7 @@ err_comm:
 err_mutex:
     kvbm__mutex_destroy(&st->lock);
 err_free:
-    free(st);
+    kvbm__free(st);
     return status;
 }
 
@@ -337,7 +338,7 @@ static void nccl_fini(kvbm_xfer_t *xfer)
     KVBM_CUDA_CHECK(cudaStreamDestroy(st->stream), status);
     (void)status; /* teardown goes on regardless; failures were logged */
     kvbm__mutex_destroy(&st->lock);
-    free(st);
+    kvbm__free(st);
     xfer->transport_state = NULL;
 }
 

@@ -6,15 +6,16 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "internal.h"
 
 /* The arrays only the G3 kinds use, and a G3 write's disk batch. */
 static kvbm_status_t alloc_g3_parts(kvbm_cache_t *cache, cache_batch_t *batch, size_t cap)
 {
-    batch->g3_ids = malloc(sizeof(uint32_t) * cap);
-    batch->staging = malloc(sizeof(uint32_t) * cap);
-    batch->copy_staging = malloc(sizeof(uint32_t) * cap);
+    batch->g3_ids = kvbm__alloc(cap, sizeof(uint32_t));
+    batch->staging = kvbm__alloc(cap, sizeof(uint32_t));
+    batch->copy_staging = kvbm__alloc(cap, sizeof(uint32_t));
     if (batch->g3_ids == NULL || batch->staging == NULL || batch->copy_staging == NULL)
         return KVBM_ERR_NO_MEMORY;
     if (batch->kind != BATCH_G3_WRITE)
@@ -25,17 +26,17 @@ static kvbm_status_t alloc_g3_parts(kvbm_cache_t *cache, cache_batch_t *batch, s
 kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind, size_t n,
                                     cache_batch_t **batch_out)
 {
-    cache_batch_t *batch = calloc(1, sizeof(*batch));
+    cache_batch_t *batch = kvbm__calloc(1, sizeof(*batch));
     if (batch == NULL)
         return KVBM_ERR_NO_MEMORY;
     batch->kind = kind;
     batch->refs = 1;
     size_t cap = n > 0 ? n : 1;
-    batch->g1_ids = malloc(sizeof(uint32_t) * cap);
-    batch->g2_ids = malloc(sizeof(uint32_t) * cap);
-    batch->copy_g2 = malloc(sizeof(uint32_t) * cap);
-    batch->hashes = malloc(sizeof(uint64_t) * cap);
-    batch->poisoned = calloc(cap, 1);
+    batch->g1_ids = kvbm__alloc(cap, sizeof(uint32_t));
+    batch->g2_ids = kvbm__alloc(cap, sizeof(uint32_t));
+    batch->copy_g2 = kvbm__alloc(cap, sizeof(uint32_t));
+    batch->hashes = kvbm__alloc(cap, sizeof(uint64_t));
+    batch->poisoned = kvbm__calloc(cap, 1);
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     if (batch->g1_ids == NULL || batch->g2_ids == NULL || batch->copy_g2 == NULL ||
         batch->hashes == NULL || batch->poisoned == NULL)
@@ -70,15 +71,15 @@ void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch)
     kvbm_fence_destroy(batch->fence);
     kvbm_fence_destroy(batch->engine_fence);
     kvbm__disk_batch_destroy(batch->disk);
-    free(batch->g1_ids);
-    free(batch->g2_ids);
-    free(batch->copy_g2);
-    free(batch->hashes);
-    free(batch->poisoned);
-    free(batch->g3_ids);
-    free(batch->staging);
-    free(batch->copy_staging);
-    free(batch);
+    kvbm__free(batch->g1_ids);
+    kvbm__free(batch->g2_ids);
+    kvbm__free(batch->copy_g2);
+    kvbm__free(batch->hashes);
+    kvbm__free(batch->poisoned);
+    kvbm__free(batch->g3_ids);
+    kvbm__free(batch->staging);
+    kvbm__free(batch->copy_staging);
+    kvbm__free(batch);
 }
 
 /* Rule 1: a batch touches G1 slabs only after the engine's work already
@@ -216,8 +217,12 @@ static void process_offload(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_stat
                 KVBM_OK) {
             cache->metrics.offloads++;
             cache->metrics.offload_bytes += cache->block_bytes;
-        } else {
-            cache->metrics.failed_copies += result != KVBM_OK;
+        } else if (result != KVBM_OK) {
+            cache->metrics.failed_copies++;
+        } else if (!batch->poisoned[i]) {
+            /* Copied, but G2 could not register it (out of memory): the
+             * hash is not cached after all. */
+            cache->metrics.offload_skipped++;
         }
         kept[n_kept++] = registered; /* a failed block is still mutable: released to reset */
     }

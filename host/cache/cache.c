@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -83,6 +84,13 @@ static kvbm_status_t g2_tier_create(kvbm_cache_t *cache, const kvbm_cache_config
     status = create_manager(cache, config, KVBM_TIER_G2, config->g2_blocks, &cache->g2);
     if (status != KVBM_OK)
         goto err_destroy_pool;
+    /* These policies evict inactive blocks in release order (lineage and
+     * priority among blocks of one priority and no parent, as G2's are), so
+     * the blocks an offload call has pending are never the victim the
+     * contract's one-by-one offloads would have chosen (take_g2_block). */
+    const kvbm_policy_ops_t *policy = config->g2_policy;
+    cache->g2_release_ordered = policy == NULL || policy == kvbm_policy_lru() ||
+                                policy == kvbm_policy_lineage() || policy == kvbm_policy_priority();
     return KVBM_OK;
 
 err_destroy_pool:
@@ -127,8 +135,10 @@ static kvbm_status_t admission_create(kvbm_cache_t *cache, const kvbm_cache_conf
 }
 
 /* What create checks beyond the importer: a backend, a known offload mode,
- * G3 only below a G2, and G2 admission only with write-back (write-through
- * copies at registration, so a filter on evictions would do nothing). */
+ * G3 only below a G2, and G2 admission only with write-back and a G2
+ * (write-through copies at registration, so a filter on evictions would do
+ * nothing, as it would with no G2 to offload to), and a keep ratio only
+ * with admission (it would be ignored). */
 static kvbm_status_t config_check(const kvbm_cache_config_t *config)
 {
     if (config->backend == NULL)
@@ -142,6 +152,13 @@ static kvbm_status_t config_check(const kvbm_cache_config_t *config)
     if (config->offload_admission && config->offload_mode != KVBM_OFFLOAD_WRITE_BACK)
         return kvbm__fail(KVBM_ERR_INVALID_ARG,
                           "cache config: offload_admission needs offload_mode write-back");
+    if (config->offload_admission && config->g2_blocks == 0)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "cache config: offload_admission needs a G2 (g2_blocks 0)");
+    if (!config->offload_admission && config->admission_keep_ratio != 0.0)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "cache config: admission_keep_ratio %g without offload_admission",
+                          config->admission_keep_ratio);
     return KVBM_OK;
 }
 
@@ -156,8 +173,8 @@ static kvbm_status_t runtime_create(kvbm_cache_t *cache, const kvbm_cache_config
     if (status != KVBM_OK)
         goto err_destroy_d2h;
     status = KVBM_ERR_NO_MEMORY;
-    cache->loading_seq = calloc(cache->g1_blocks, sizeof(uint64_t));
-    cache->load_failed = calloc(cache->g1_blocks, 1);
+    cache->loading_seq = kvbm__calloc(cache->g1_blocks, sizeof(uint64_t));
+    cache->load_failed = kvbm__calloc(cache->g1_blocks, 1);
     if (cache->loading_seq == NULL || cache->load_failed == NULL)
         goto err_free_tables;
     status = config->g3 != NULL ? kvbm__cache_g3_open(cache, config) : KVBM_OK;
@@ -177,8 +194,8 @@ err_destroy_admission:
 err_close_g3:
     kvbm__cache_g3_close(cache);
 err_free_tables:
-    free(cache->loading_seq);
-    free(cache->load_failed);
+    kvbm__free(cache->loading_seq);
+    kvbm__free(cache->load_failed);
     kvbm_stream_destroy(cache->h2d);
 err_destroy_d2h:
     kvbm_stream_destroy(cache->d2h);
@@ -198,7 +215,7 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
     status = config_check(config);
     if (status != KVBM_OK)
         return status;
-    kvbm_cache_t *cache = calloc(1, sizeof(*cache));
+    kvbm_cache_t *cache = kvbm__calloc(1, sizeof(*cache));
     if (cache == NULL)
         return KVBM_ERR_NO_MEMORY;
     cache->backend = config->backend;
@@ -239,7 +256,7 @@ err_destroy_g1_pool:
 err_destroy_g1_layout:
     kvbm_layout_destroy(cache->g1_layout);
 err_free_cache:
-    free(cache);
+    kvbm__free(cache);
     return status;
 }
 
@@ -256,10 +273,10 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm_pool_destroy(cache->g1_pool);
     kvbm_layout_destroy(cache->g1_layout);
     kvbm_admission_destroy(cache->admission);
-    free(cache->loading_seq);
-    free(cache->load_failed);
+    kvbm__free(cache->loading_seq);
+    kvbm__free(cache->load_failed);
     kvbm__mutex_destroy(&cache->lock);
-    free(cache);
+    kvbm__free(cache);
 }
 
 /* ------------------------------------------------------------------ offload */
@@ -294,17 +311,38 @@ static void submit_parts(kvbm_cache_t *cache, cache_offload_t *off)
  * skipped. With a G3, the G2 victim the take evicts is written to G3 before
  * its block is reused.
  */
+static void process_pending(kvbm_cache_t *cache, cache_offload_t *off)
+{
+    submit_parts(cache, off);
+    kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+    off->copies_issued = false; /* all processed */
+}
+
+/* Whether taking a G2 block now would evict one (no free block left). */
+static bool g2_take_evicts(kvbm_cache_t *cache)
+{
+    kvbm_pool_counts_t counts;
+    kvbm_manager_counts(cache->g2, &counts);
+    return counts.reset == 0;
+}
+
 static uint32_t take_g2_block(kvbm_cache_t *cache, cache_offload_t *off)
 {
     uint32_t block;
     kvbm_evicted_t victim;
     size_t n_victims = 0;
-    kvbm_status_t status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
     bool pending = off->copies_issued || (off->copies != NULL && off->copies->n > 0);
+    /* The contract's one-by-one offloads would have put the pending blocks
+     * in G2's policy before this take chooses its victim. A policy that may
+     * evict a block released after older inactive ones could choose one of
+     * them, so they are processed first. */
+    if (pending && !cache->g2_release_ordered && g2_take_evicts(cache)) {
+        process_pending(cache, off);
+        pending = false;
+    }
+    kvbm_status_t status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
     if (status == KVBM_ERR_NO_BLOCKS && pending) {
-        submit_parts(cache, off);
-        kvbm__cache_wait_processed(cache, cache->next_seq - 1);
-        off->copies_issued = false; /* all processed */
+        process_pending(cache, off);
         status = kvbm_manager_allocate(cache->g2, 1, &block, &victim, &n_victims);
     }
     if (status != KVBM_OK)
@@ -368,9 +406,15 @@ static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, si
  * registration deduplicated it) before its offload has run. So the engine
  * waits for the newest offload in flight, which on the in-order offload
  * stream covers all of them.
+ *
+ * This runs after the call has taken its blocks, so it must not fail: if the
+ * backend cannot enqueue a wait or record the fence (out of memory), the
+ * call waits on the host instead until every copy in flight has been
+ * processed, which orders whatever the caller does next after them. The
+ * lock is dropped while waiting; @p onboard is not used after that.
  */
-static kvbm_status_t order_engine(kvbm_cache_t *cache, bool handed_out,
-                                  const cache_batch_t *onboard, kvbm_fence_t *ready)
+static void order_engine(kvbm_cache_t *cache, bool handed_out, const cache_batch_t *onboard,
+                         kvbm_fence_t *ready)
 {
     bool reuse_order = !(cache->unsafe & KVBM__CACHE_UNSAFE_NO_REUSE_ORDER);
     kvbm_status_t status = KVBM_OK;
@@ -378,23 +422,26 @@ static kvbm_status_t order_engine(kvbm_cache_t *cache, bool handed_out,
         status = kvbm_stream_wait_fence(cache->engine, cache->last_offload->fence);
     if (status == KVBM_OK && cache->engine != NULL && onboard != NULL)
         status = kvbm_stream_wait_fence(cache->engine, onboard->fence);
-    if (status == KVBM_OK && cache->engine == NULL && ready == NULL && handed_out &&
-        cache->last_offload != NULL && reuse_order) {
+    if (status == KVBM_OK && ready != NULL) {
+        /* The ready fence is recorded on the onboard stream after it waited
+         * for every offload issued so far, so it covers both directions. */
+        if (cache->last_offload != NULL && reuse_order)
+            status = kvbm_stream_wait_fence(cache->h2d, cache->last_offload->fence);
+        if (status == KVBM_OK)
+            status = kvbm_fence_record(ready, cache->h2d);
+    }
+    if (status != KVBM_OK) {
+        kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+        return;
+    }
+    if (cache->engine == NULL && ready == NULL && handed_out && cache->last_offload != NULL &&
+        reuse_order) {
         /* Nothing orders the caller's writes after the offloads still reading
          * these slabs, so the call itself waits for them (the lock is dropped
          * meanwhile). Engines avoid this wait with an engine stream or a
          * ready fence. */
         kvbm__cache_wait_processed(cache, cache->last_offload->seq);
     }
-    if (status != KVBM_OK || ready == NULL)
-        return status;
-    /* The ready fence is recorded on the onboard stream after it waited for
-     * every offload issued so far, so it covers both directions. */
-    if (cache->last_offload != NULL && reuse_order)
-        status = kvbm_stream_wait_fence(cache->h2d, cache->last_offload->fence);
-    if (status == KVBM_OK)
-        status = kvbm_fence_record(ready, cache->h2d);
-    return status;
 }
 
 /* Clears what the cache remembered about blocks handed out anew. */
@@ -406,24 +453,20 @@ static void forget_blocks(kvbm_cache_t *cache, const uint32_t *ids, size_t count
     }
 }
 
-/* G1 allocation plus the offload of what it evicted. */
-static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out)
+/* G1 allocation plus the offload of what it evicted, into @p evicted (room
+ * for @p count, taken by the caller before anything changed). Fails only as
+ * the G1 allocation does (KVBM_ERR_NO_BLOCKS), changing nothing. */
+static kvbm_status_t allocate_locked(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
+                                     kvbm_evicted_t *evicted)
 {
-    kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
-    kvbm_evicted_t *evicted =
-        count <= SCRATCH_ON_STACK ? stack_evicted : malloc(sizeof(kvbm_evicted_t) * count);
-    if (evicted == NULL)
-        return KVBM_ERR_NO_MEMORY;
     size_t n_evicted = 0;
     kvbm_status_t status = kvbm_manager_allocate(cache->g1, count, ids_out, evicted, &n_evicted);
-    if (status == KVBM_OK) {
-        forget_blocks(cache, ids_out, count);
-        if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
-            offload_blocks(cache, evicted, n_evicted);
-    }
-    if (evicted != stack_evicted)
-        free(evicted);
-    return status;
+    if (status != KVBM_OK)
+        return status;
+    forget_blocks(cache, ids_out, count);
+    if (cache->mode == KVBM_OFFLOAD_WRITE_BACK)
+        offload_blocks(cache, evicted, n_evicted);
+    return KVBM_OK;
 }
 
 kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *ids_out,
@@ -431,12 +474,22 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
 {
     KVBM_REQUIRE_ARG(cache != NULL);
     KVBM_REQUIRE_ARG(count == 0 || ids_out != NULL);
+    /* More than G1 holds can never be given (and bounds the size below). */
+    if (count > cache->g1_blocks)
+        return KVBM_ERR_NO_BLOCKS;
+    kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
+    kvbm_evicted_t *evicted =
+        count <= SCRATCH_ON_STACK ? stack_evicted : kvbm__alloc(count, sizeof(kvbm_evicted_t));
+    if (evicted == NULL)
+        return KVBM_ERR_NO_MEMORY;
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    kvbm_status_t status = allocate_locked(cache, count, ids_out);
+    kvbm_status_t status = allocate_locked(cache, count, ids_out, evicted);
     if (status == KVBM_OK)
-        status = order_engine(cache, count > 0, NULL, ready);
+        order_engine(cache, count > 0, NULL, ready);
     kvbm__mutex_unlock(&cache->lock);
+    if (evicted != stack_evicted)
+        kvbm__free(evicted);
     return status;
 }
 
@@ -518,7 +571,7 @@ static kvbm_status_t onboard_locked(kvbm_cache_t *cache, const uint64_t *hashes,
  * until the G1 allocation.)
  */
 static kvbm_status_t check_fits(kvbm_cache_t *cache, const uint64_t *hashes, size_t count,
-                                bool allocate_rest)
+                                bool allocate_rest, size_t *k1_out)
 {
     size_t k1 = 0, k1_inactive = 0, k2 = 0, k3 = 0;
     kvbm_status_t status = kvbm_manager_match_length(cache->g1, hashes, count, &k1, &k1_inactive);
@@ -531,30 +584,58 @@ static kvbm_status_t check_fits(kvbm_cache_t *cache, const uint64_t *hashes, siz
         return status;
     kvbm_pool_counts_t g1_counts;
     kvbm_manager_counts(cache->g1, &g1_counts);
+    assert(k1_inactive <= g1_counts.inactive);
     size_t need = allocate_rest ? count - k1 : k2 + k3;
-    return need > g1_counts.reset + g1_counts.inactive - k1_inactive ? KVBM_ERR_NO_BLOCKS : KVBM_OK;
+    if (need > g1_counts.reset + g1_counts.inactive - k1_inactive)
+        return KVBM_ERR_NO_BLOCKS;
+    *k1_out = k1;
+    return KVBM_OK;
 }
 
 /* What one call found below G1 and the G1 blocks it allocated: fresh[0, k2)
- * take the G2 hits, fresh[k2, k2 + k3) the G3 hits, the rest are new. */
+ * take the G2 hits, fresh[k2, k2 + k3) the G3 hits, the rest are new. The
+ * arrays (and room for what the G1 allocation evicts) are taken before the
+ * call changes anything, sized by the rest of the request after the G1
+ * prefix measured (at most G1's size, check_fits() saw to that); small
+ * calls use the stack. */
 typedef struct lower_hits {
     uint32_t *g2_ids;
     uint32_t *g3_ids;
     uint32_t *fresh;
+    kvbm_evicted_t *evicted;
     size_t k2, k3;
+    void *heap; /* one allocation behind the arrays, or NULL */
+    kvbm_evicted_t stack_evicted[SCRATCH_ON_STACK];
+    uint32_t stack_ids[3 * SCRATCH_ON_STACK];
 } lower_hits_t;
+
+static kvbm_status_t open_lower(lower_hits_t *hits, size_t rest)
+{
+    hits->k2 = hits->k3 = 0;
+    hits->heap = NULL;
+    if (rest <= SCRATCH_ON_STACK) {
+        hits->evicted = hits->stack_evicted;
+        hits->g2_ids = hits->stack_ids;
+    } else {
+        /* Widest elements first, so every array stays aligned. */
+        unsigned char *heap = kvbm__alloc(rest, sizeof(kvbm_evicted_t) + 3 * sizeof(uint32_t));
+        if (heap == NULL)
+            return KVBM_ERR_NO_MEMORY;
+        hits->heap = heap;
+        hits->evicted = (kvbm_evicted_t *)heap;
+        hits->g2_ids = (uint32_t *)(heap + rest * sizeof(kvbm_evicted_t));
+    }
+    size_t room = rest <= SCRATCH_ON_STACK ? SCRATCH_ON_STACK : rest;
+    hits->g3_ids = hits->g2_ids + room;
+    hits->fresh = hits->g3_ids + room;
+    return KVBM_OK;
+}
 
 static kvbm_status_t match_lower(kvbm_cache_t *cache, const uint64_t *hashes, size_t k1,
                                  size_t rest, lower_hits_t *hits)
 {
-    memset(hits, 0, sizeof(*hits));
     if (rest == 0)
         return KVBM_OK;
-    hits->g2_ids = malloc(sizeof(uint32_t) * rest);
-    hits->g3_ids = malloc(sizeof(uint32_t) * rest);
-    hits->fresh = malloc(sizeof(uint32_t) * rest);
-    if (hits->g2_ids == NULL || hits->g3_ids == NULL || hits->fresh == NULL)
-        return KVBM_ERR_NO_MEMORY;
     kvbm_status_t status = KVBM_OK;
     if (cache->g2 != NULL)
         status = kvbm_manager_match(cache->g2, hashes + k1, rest, hits->g2_ids, &hits->k2);
@@ -580,9 +661,7 @@ static void release_lower(kvbm_cache_t *cache, lower_hits_t *hits)
 
 static void free_lower(lower_hits_t *hits)
 {
-    free(hits->g2_ids);
-    free(hits->g3_ids);
-    free(hits->fresh);
+    kvbm__free(hits->heap);
 }
 
 /* Onboards the G2 then the G3 hits into their fresh G1 blocks. Returns the
@@ -618,20 +697,24 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
                                     bool allocate_rest, uint32_t *ids_out,
                                     kvbm_cache_match_result_t *result_out, kvbm_fence_t *ready)
 {
-    size_t k1 = 0;
-    kvbm_status_t status = check_fits(cache, hashes, count, allocate_rest);
+    size_t k1 = 0, k1_measured = 0;
+    kvbm_status_t status = check_fits(cache, hashes, count, allocate_rest, &k1_measured);
+    if (status != KVBM_OK)
+        return status;
+    lower_hits_t hits;
+    status = open_lower(&hits, count - k1_measured);
     if (status == KVBM_OK)
         status = kvbm_manager_match(cache->g1, hashes, count, ids_out, &k1);
     if (status != KVBM_OK)
-        return status;
+        goto out_free;
+    assert(k1 == k1_measured);
     cache->request_blocks = (uint32_t)count;
     size_t rest = count - k1;
-    lower_hits_t hits;
     status = match_lower(cache, hashes, k1, rest, &hits);
     if (status != KVBM_OK)
         goto err_release_g1;
     size_t need = allocate_rest ? rest : hits.k2 + hits.k3;
-    status = allocate_locked(cache, need, hits.fresh);
+    status = allocate_locked(cache, need, hits.fresh, hits.evicted);
     if (status != KVBM_OK)
         goto err_release_lower;
     cache_batch_t *onboard = onboard_lower(cache, hashes, k1, allocate_rest, &hits, &need, ids_out);
@@ -639,7 +722,7 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
     if (need > onboarded)
         memcpy(ids_out + k1 + onboarded, hits.fresh + onboarded,
                sizeof(uint32_t) * (need - onboarded));
-    status = order_engine(cache, need > 0, onboard, ready);
+    order_engine(cache, need > 0, onboard, ready);
     kvbm__cache_batch_unref(cache, onboard);
     result_out->g1 = k1;
     result_out->onboarded = onboarded;
@@ -648,12 +731,13 @@ static kvbm_status_t acquire_locked(kvbm_cache_t *cache, const uint64_t *hashes,
         for (size_t i = 0; i < k1; i++)
             kvbm_admission_hit(cache->admission, ids_out[i]);
     free_lower(&hits);
-    return status;
+    return KVBM_OK;
 
 err_release_lower:
     release_lower(cache, &hits);
 err_release_g1:
     kvbm_manager_release(cache->g1, ids_out, k1);
+out_free:
     free_lower(&hits);
     return status;
 }
@@ -696,28 +780,47 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
                                   size_t count, const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
     KVBM_REQUIRE_ARG(cache != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || (ids != NULL && hashes != NULL && ids_out != NULL));
+    /* Write-through copies, and the admission filter records, only the
+     * blocks that end up carrying their hash (not dedups, and a hash
+     * repeated in the call once). ids_out may alias ids, so the ids are kept
+     * aside first, in memory taken before anything changes. More blocks than
+     * G1 holds cannot all be mutable, and the manager refuses them without
+     * the copy. */
+    bool write_through = cache->mode == KVBM_OFFLOAD_WRITE_THROUGH;
+    bool keep_ids =
+        (write_through || cache->admission != NULL) && count > 0 && count <= cache->g1_blocks;
+    kvbm_evicted_t stack_copies[SCRATCH_ON_STACK];
+    kvbm_evicted_t *copies = NULL;
+    if (keep_ids) {
+        copies =
+            count <= SCRATCH_ON_STACK ? stack_copies : kvbm__alloc(count, sizeof(kvbm_evicted_t));
+        if (copies == NULL)
+            return KVBM_ERR_NO_MEMORY;
+        for (size_t i = 0; i < count; i++)
+            copies[i] = (kvbm_evicted_t){ids[i], hashes[i]};
+    }
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_register(cache->g1, ids, hashes, count, opts, ids_out);
-    if (status == KVBM_OK)
-        kvbm__cache_admission_registered(cache, ids, hashes, ids_out, count,
-                                         opts != NULL ? opts->request_blocks : 0,
-                                         opts != NULL ? opts->first_position : 0);
-    if (status == KVBM_OK && cache->mode == KVBM_OFFLOAD_WRITE_THROUGH && count > 0) {
-        /* Only blocks that now carry their hash (not dedups) are copied. */
-        kvbm_evicted_t *copies = malloc(sizeof(kvbm_evicted_t) * count);
-        if (copies != NULL) {
-            size_t n = 0;
-            for (size_t i = 0; i < count; i++)
-                if (ids_out[i] == ids[i])
-                    copies[n++] = (kvbm_evicted_t){ids[i], hashes[i]};
-            offload_blocks(cache, copies, n);
-        } else {
-            cache->metrics.offload_skipped += count;
-        }
-        free(copies);
+    if (status == KVBM_OK && copies != NULL) {
+        /* A block registered anew is one whose id came back unchanged. */
+        for (size_t i = 0; i < count; i++)
+            kvbm__cache_admission_registered(cache, &copies[i].block_id, &hashes[i], &ids_out[i], 1,
+                                             opts != NULL ? opts->request_blocks : 0,
+                                             (opts != NULL ? opts->first_position : 0) +
+                                                 (uint32_t)i);
+    }
+    if (status == KVBM_OK && copies != NULL && write_through) {
+        size_t n = 0;
+        for (size_t i = 0; i < count; i++)
+            if (ids_out[i] == copies[i].block_id)
+                copies[n++] = copies[i];
+        offload_blocks(cache, copies, n);
     }
     kvbm__mutex_unlock(&cache->lock);
+    if (copies != stack_copies)
+        kvbm__free(copies);
     return status;
 }
 

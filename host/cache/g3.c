@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "internal.h"
 
@@ -49,7 +50,7 @@ static kvbm_status_t open_staging(kvbm_cache_t *cache, uint32_t blocks)
     if (status != KVBM_OK)
         return status;
     cache->staging_base = kvbm_pool_ptr(cache->staging_pool);
-    cache->staging_free = malloc(sizeof(uint32_t) * cache->staging_blocks);
+    cache->staging_free = kvbm__alloc(cache->staging_blocks, sizeof(uint32_t));
     if (cache->staging_free == NULL) {
         kvbm_pool_destroy(cache->staging_pool);
         cache->staging_pool = NULL;
@@ -58,7 +59,7 @@ static kvbm_status_t open_staging(kvbm_cache_t *cache, uint32_t blocks)
     kvbm_status_t cond_status = KVBM_OK;
     KVBM_PTHREAD_CHECK(pthread_cond_init(&cache->staging_freed, NULL), cond_status);
     if (cond_status != KVBM_OK) {
-        free(cache->staging_free);
+        kvbm__free(cache->staging_free);
         kvbm_pool_destroy(cache->staging_pool);
         cache->staging_pool = NULL;
         return cond_status;
@@ -99,7 +100,7 @@ void kvbm__cache_g3_close(kvbm_cache_t *cache)
         return;
     kvbm__disk_tier_close(cache->g3);
     kvbm_pool_destroy(cache->staging_pool);
-    free(cache->staging_free);
+    kvbm__free(cache->staging_free);
     kvbm__cond_destroy(&cache->staging_freed);
 }
 
@@ -166,7 +167,7 @@ static bool gather_g2_block(kvbm_cache_t *cache, uint32_t g2_block, unsigned cha
     const unsigned char *base = kvbm_pool_ptr(cache->g2_pool);
     size_t n = kvbm_layout_regions_per_block(cache->g2_layout), got = 0, done = 0;
     kvbm_region_t stack_regions[64];
-    kvbm_region_t *regions = n <= 64 ? stack_regions : malloc(sizeof(kvbm_region_t) * n);
+    kvbm_region_t *regions = n <= 64 ? stack_regions : kvbm__alloc(n, sizeof(kvbm_region_t));
     if (regions == NULL ||
         kvbm_layout_block_regions(cache->g2_layout, g2_block, regions, n, &got) != KVBM_OK)
         got = 0;
@@ -175,7 +176,7 @@ static bool gather_g2_block(kvbm_cache_t *cache, uint32_t g2_block, unsigned cha
         done += regions[r].bytes;
     }
     if (regions != stack_regions)
-        free(regions);
+        kvbm__free(regions);
     return done == cache->block_bytes;
 }
 
@@ -422,8 +423,8 @@ void kvbm__cache_g3_onboard(kvbm_cache_t *cache, const uint64_t *hashes, size_t 
     for (size_t j = 0; j < k3; j++)
         cache->metrics.g3_hits_from_file += kvbm__disk_tier_from_file(cache->g3, g3_ids[j]);
     size_t max_chunk = cache->staging_blocks;
-    uint32_t *staging = malloc(sizeof(uint32_t) * max_chunk);
-    uint8_t *ok = malloc(max_chunk);
+    uint32_t *staging = kvbm__alloc(max_chunk, sizeof(uint32_t));
+    uint8_t *ok = kvbm__alloc(max_chunk, 1);
     if (staging == NULL || ok == NULL) {
         onboard_none(cache, start, k3, g3_ids, fresh, ids_out);
         k3 = 0;
@@ -444,15 +445,15 @@ void kvbm__cache_g3_onboard(kvbm_cache_t *cache, const uint64_t *hashes, size_t 
         }
         done += n;
     }
-    free(staging);
-    free(ok);
+    kvbm__free(staging);
+    kvbm__free(ok);
 }
 
 kvbm_status_t kvbm__cache_g3_copy_in(kvbm_cache_t *cache, cache_batch_t *batch)
 {
     size_t per_block = kvbm_layout_regions_per_block(cache->g1_layout);
-    kvbm_copy_t *copies = malloc(sizeof(kvbm_copy_t) * (batch->n_copy * per_block + 1));
-    kvbm_region_t *regions = malloc(sizeof(kvbm_region_t) * per_block);
+    kvbm_copy_t *copies = kvbm__alloc(batch->n_copy * per_block + 1, sizeof(kvbm_copy_t));
+    kvbm_region_t *regions = kvbm__alloc(per_block, sizeof(kvbm_region_t));
     kvbm_status_t status = copies != NULL && regions != NULL ? KVBM_OK : KVBM_ERR_NO_MEMORY;
     unsigned char *g1_base = kvbm_pool_ptr(cache->g1_pool);
     size_t n = 0;
@@ -471,8 +472,8 @@ kvbm_status_t kvbm__cache_g3_copy_in(kvbm_cache_t *cache, cache_batch_t *batch)
     if (status == KVBM_OK)
         status =
             kvbm_backend_copy(cache->backend, cache->h2d, copies, n, KVBM_COPY_H2D, batch->fence);
-    free(copies);
-    free(regions);
+    kvbm__free(copies);
+    kvbm__free(regions);
     return status;
 }
 

@@ -82,6 +82,8 @@ struct kvbm_cache {
     kvbm_stream_t *engine; /* borrowed, optional */
     kvbm_manager_t *g1;
     kvbm_manager_t *g2;           /* NULL without G2 */
+    bool g2_release_ordered;      /* set at create: G2's policy never evicts a block released
+                                   * after an older inactive one (lru, lineage, priority) */
     kvbm_admission_t *admission;  /* NULL unless G2 admission is on; under lock */
     uint32_t request_blocks;      /* under lock: the length of the request being acquired, a
                                    * registration hint (G3 onboarding may drop the lock:

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 #include "store_internal.h"
 
@@ -24,17 +25,17 @@ kvbm_status_t kvbm__disk_batch_create(kvbm__disk_store_t *store, size_t capacity
                                       kvbm__disk_batch_t **batch_out)
 {
     KVBM_REQUIRE_ARG(store != NULL && batch_out != NULL && capacity > 0);
-    kvbm__disk_batch_t *batch = calloc(1, sizeof(*batch));
+    kvbm__disk_batch_t *batch = kvbm__calloc(1, sizeof(*batch));
     if (batch == NULL)
         return KVBM_ERR_NO_MEMORY;
     batch->store = store;
     batch->capacity = capacity;
-    batch->reqs = calloc(capacity, sizeof(*batch->reqs));
-    batch->req_ptrs = calloc(capacity, sizeof(kvbm__disk_req_t *));
-    batch->hashes = calloc(capacity, sizeof(*batch->hashes));
-    batch->generations = calloc(capacity, sizeof(*batch->generations));
-    batch->slots = calloc(capacity, sizeof(*batch->slots));
-    batch->outcomes = calloc(capacity, sizeof(*batch->outcomes));
+    batch->reqs = kvbm__calloc(capacity, sizeof(*batch->reqs));
+    batch->req_ptrs = kvbm__calloc(capacity, sizeof(kvbm__disk_req_t *));
+    batch->hashes = kvbm__calloc(capacity, sizeof(*batch->hashes));
+    batch->generations = kvbm__calloc(capacity, sizeof(*batch->generations));
+    batch->slots = kvbm__calloc(capacity, sizeof(*batch->slots));
+    batch->outcomes = kvbm__calloc(capacity, sizeof(*batch->outcomes));
     if (batch->reqs == NULL || batch->req_ptrs == NULL || batch->hashes == NULL ||
         batch->generations == NULL || batch->slots == NULL || batch->outcomes == NULL) {
         kvbm__disk_batch_destroy(batch);
@@ -50,13 +51,13 @@ void kvbm__disk_batch_destroy(kvbm__disk_batch_t *batch)
         return;
     if (batch->submitted)
         kvbm__disk_batch_wait(batch);
-    free(batch->reqs);
-    free(batch->req_ptrs);
-    free(batch->hashes);
-    free(batch->generations);
-    free(batch->slots);
-    free(batch->outcomes);
-    free(batch);
+    kvbm__free(batch->reqs);
+    kvbm__free(batch->req_ptrs);
+    kvbm__free(batch->hashes);
+    kvbm__free(batch->generations);
+    kvbm__free(batch->slots);
+    kvbm__free(batch->outcomes);
+    kvbm__free(batch);
 }
 
 void kvbm__disk_batch_clear(kvbm__disk_batch_t *batch)

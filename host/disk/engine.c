@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 #include "store_internal.h"
 
@@ -32,12 +33,12 @@ static kvbm_disk_io_kind_t kind_from_env(kvbm_disk_io_kind_t asked)
  * read is within it; a sparse slot reads as zeros). */
 static bool direct_read_works(const kvbm__disk_store_t *store, int fd)
 {
-    void *buf = NULL;
     size_t bytes = store->geometry.align;
-    if (posix_memalign(&buf, KVBM__DISK_MIN_ALIGN, bytes) != 0)
+    void *buf = kvbm__alloc_aligned(KVBM__DISK_MIN_ALIGN, bytes, 1);
+    if (buf == NULL)
         return false;
     ssize_t rc = pread(fd, buf, bytes, (off_t)store->geometry.data_offset);
-    free(buf);
+    kvbm__free(buf);
     return rc == (ssize_t)bytes;
 }
 

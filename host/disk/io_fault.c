@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "io.h"
 
 #define CHUNK       64
@@ -91,7 +92,7 @@ static void fault_close(void *state)
     if (engine == NULL)
         return;
     engine->inner->close(engine->inner_state);
-    free(engine);
+    kvbm__free(engine);
 }
 
 static uint64_t fault_in_flight(void *state)
@@ -123,7 +124,7 @@ kvbm_status_t kvbm__disk_io_fault_open(const kvbm__disk_io_ops_t *inner,
                                        kvbm__disk_fault_fn hook, void *hook_ctx,
                                        const kvbm__disk_io_ops_t **ops_out, void **state_out)
 {
-    fault_engine_t *engine = calloc(1, sizeof(*engine));
+    fault_engine_t *engine = kvbm__calloc(1, sizeof(*engine));
     if (engine == NULL)
         return KVBM_ERR_NO_MEMORY;
     engine->inner = inner;
@@ -136,7 +137,7 @@ kvbm_status_t kvbm__disk_io_fault_open(const kvbm__disk_io_ops_t *inner,
     inner_config.complete_ctx = engine;
     kvbm_status_t status = inner->open(&inner_config, &engine->inner_state);
     if (status != KVBM_OK) {
-        free(engine);
+        kvbm__free(engine);
         return status;
     }
     *ops_out = &fault_ops;

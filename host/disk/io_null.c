@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "io.h"
 
 typedef struct null_engine {
@@ -14,7 +15,7 @@ typedef struct null_engine {
 
 static kvbm_status_t null_open(const kvbm__disk_io_config_t *config, void **state_out)
 {
-    null_engine_t *engine = malloc(sizeof(*engine));
+    null_engine_t *engine = kvbm__alloc(1, sizeof(*engine));
     if (engine == NULL)
         return KVBM_ERR_NO_MEMORY;
     engine->config = *config;
@@ -24,7 +25,7 @@ static kvbm_status_t null_open(const kvbm__disk_io_config_t *config, void **stat
 
 static void null_close(void *state)
 {
-    free(state);
+    kvbm__free(state);
 }
 
 static void null_submit(void *state, kvbm__disk_req_t *const *reqs, size_t n)

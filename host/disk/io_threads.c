@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "io.h"
 
@@ -107,13 +108,13 @@ static void threads_close(void *state)
     kvbm__cond_destroy(&engine->room);
     kvbm__cond_destroy(&engine->work);
     kvbm__mutex_destroy(&engine->lock);
-    free(engine);
+    kvbm__free(engine);
 }
 
 static kvbm_status_t threads_open(const kvbm__disk_io_config_t *config, void **state_out)
 {
     uint32_t n = config->threads > 0 ? config->threads : 1;
-    threads_engine_t *engine = calloc(1, sizeof(*engine) + sizeof(pthread_t) * n);
+    threads_engine_t *engine = kvbm__calloc(1, sizeof(*engine) + sizeof(pthread_t) * n);
     if (engine == NULL)
         return KVBM_ERR_NO_MEMORY;
     engine->config = *config;
@@ -145,7 +146,7 @@ err_destroy_work:
 err_destroy_lock:
     kvbm__mutex_destroy(&engine->lock);
 err_free_engine:
-    free(engine);
+    kvbm__free(engine);
     return status;
 }
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <sys/uio.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "io.h"
 
@@ -137,7 +138,7 @@ static void *reaper_main(void *arg)
 
 static kvbm_status_t uring_open(const kvbm__disk_io_config_t *config, void **state_out)
 {
-    uring_engine_t *engine = calloc(1, sizeof(*engine));
+    uring_engine_t *engine = kvbm__calloc(1, sizeof(*engine));
     if (engine == NULL)
         return KVBM_ERR_NO_MEMORY;
     engine->config = *config;
@@ -167,7 +168,7 @@ err_destroy_lock:
 err_exit_ring:
     io_uring_queue_exit(&engine->ring);
 err_free_engine:
-    free(engine);
+    kvbm__free(engine);
     return status;
 }
 
@@ -190,7 +191,7 @@ static void uring_close(void *state)
     kvbm__cond_destroy(&engine->room);
     kvbm__mutex_destroy(&engine->lock);
     io_uring_queue_exit(&engine->ring);
-    free(engine);
+    kvbm__free(engine);
 }
 
 static uint64_t uring_in_flight(void *state)

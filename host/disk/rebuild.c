@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "store_internal.h"
 
 static bool entry_is_zero(const uint8_t *entry)
@@ -71,7 +72,7 @@ static size_t drop_duplicates(kvbm__disk_store_t *store, kvbm__disk_entry_t *ent
 
 kvbm_status_t kvbm__disk_rebuild(kvbm__disk_store_t *store)
 {
-    kvbm__disk_entry_t *entries = malloc(sizeof(*entries) * store->geometry.slots);
+    kvbm__disk_entry_t *entries = kvbm__alloc(store->geometry.slots, sizeof(*entries));
     if (entries == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = drop_duplicates(store, entries, scan_table(store, entries));

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "store_internal.h"
@@ -81,12 +82,12 @@ kvbm_status_t kvbm__disk_store_open(const kvbm__disk_store_config_t *config,
     if (status != KVBM_OK)
         return status;
     KVBM_REQUIRE_ARG(store_out != NULL);
-    kvbm__disk_store_t *store = calloc(1, sizeof(*store));
+    kvbm__disk_store_t *store = kvbm__calloc(1, sizeof(*store));
     if (store == NULL)
         return KVBM_ERR_NO_MEMORY;
     store->fd = store->data_fd = -1;
     store->config = *config;
-    store->path = strdup(config->path);
+    store->path = kvbm__strdup(config->path);
     status = KVBM_ERR_NO_MEMORY;
     if (store->path == NULL)
         goto err_free_store;
@@ -98,7 +99,7 @@ kvbm_status_t kvbm__disk_store_open(const kvbm__disk_store_config_t *config,
     if (status != KVBM_OK)
         goto err_destroy_locks;
     status = KVBM_ERR_NO_MEMORY;
-    store->slot_generation = calloc(store->geometry.slots, sizeof(uint64_t));
+    store->slot_generation = kvbm__calloc(store->geometry.slots, sizeof(uint64_t));
     if (store->slot_generation == NULL)
         goto err_close_file;
     status = kvbm__disk_rebuild(store);
@@ -112,17 +113,17 @@ kvbm_status_t kvbm__disk_store_open(const kvbm__disk_store_config_t *config,
     return KVBM_OK;
 
 err_free_recovered:
-    free(store->recovered);
+    kvbm__free(store->recovered);
 err_free_generations:
-    free(store->slot_generation);
+    kvbm__free(store->slot_generation);
 err_close_file:
     kvbm__disk_file_close(store);
 err_destroy_locks:
     destroy_locks(store);
 err_free_path:
-    free(store->path);
+    kvbm__free(store->path);
 err_free_store:
-    free(store);
+    kvbm__free(store);
     return status;
 }
 
@@ -133,10 +134,10 @@ void kvbm__disk_store_close(kvbm__disk_store_t *store)
     kvbm__disk_engine_stop(store);
     kvbm__disk_file_close(store);
     destroy_locks(store);
-    free(store->recovered);
-    free(store->slot_generation);
-    free(store->path);
-    free(store);
+    kvbm__free(store->recovered);
+    kvbm__free(store->slot_generation);
+    kvbm__free(store->path);
+    kvbm__free(store);
 }
 
 const kvbm__disk_geometry_t *kvbm__disk_store_geometry(const kvbm__disk_store_t *store)

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/alloc.h"
 #include "format.h"
 #include "io.h"
 #include "kvbm/disk.h"
@@ -78,7 +79,7 @@ const char *kvbm__disk_store_engine(const kvbm__disk_store_t *store);
 size_t kvbm__disk_store_buffer_align(const kvbm__disk_store_t *store);
 
 /* The blocks found in the index at open, oldest write first; ownership
- * passes to the caller (free()). Later calls return none. */
+ * passes to the caller (kvbm__free()). Later calls return none. */
 void kvbm__disk_store_take_recovered(kvbm__disk_store_t *store, kvbm__disk_entry_t **entries_out,
                                      size_t *n_out);
 

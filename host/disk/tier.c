@@ -1,4 +1,5 @@
 /* The G3 tier: a manager over a disk store's slots; see tier.h. */
+#include "core/alloc.h"
 #include "tier.h"
 
 #include <assert.h>
@@ -93,8 +94,8 @@ static kvbm_status_t adopt_recovered(kvbm__disk_tier_t *tier)
     kvbm__disk_entry_t *entries = NULL;
     size_t n = 0;
     kvbm__disk_store_take_recovered(tier->store, &entries, &n);
-    uint32_t *ids = malloc(sizeof(uint32_t) * (n > 0 ? n : 1));
-    uint8_t *slot_used = calloc(tier->blocks, 1);
+    uint32_t *ids = kvbm__alloc(n, sizeof(uint32_t));
+    uint8_t *slot_used = kvbm__calloc(tier->blocks, 1);
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     if (ids != NULL && slot_used != NULL)
         status = kvbm_manager_allocate(tier->manager, n, ids, NULL, NULL);
@@ -102,9 +103,9 @@ static kvbm_status_t adopt_recovered(kvbm__disk_tier_t *tier)
         map_slots(tier, ids, entries, n, slot_used);
         status = register_recovered(tier, ids, entries, n);
     }
-    free(slot_used);
-    free(ids);
-    free(entries);
+    kvbm__free(slot_used);
+    kvbm__free(ids);
+    kvbm__free(entries);
     return status;
 }
 
@@ -129,7 +130,7 @@ kvbm_status_t kvbm__disk_tier_open(const kvbm__disk_tier_config_t *config,
     kvbm_status_t status = import_config(config, &disk);
     if (status != KVBM_OK)
         return status;
-    kvbm__disk_tier_t *tier = calloc(1, sizeof(*tier));
+    kvbm__disk_tier_t *tier = kvbm__calloc(1, sizeof(*tier));
     if (tier == NULL)
         return KVBM_ERR_NO_MEMORY;
     status = open_store(config, &disk, &tier->store);
@@ -137,8 +138,8 @@ kvbm_status_t kvbm__disk_tier_open(const kvbm__disk_tier_config_t *config,
         goto err_free_tier;
     tier->blocks = (uint32_t)kvbm__disk_store_geometry(tier->store)->slots;
     status = KVBM_ERR_NO_MEMORY;
-    tier->slot_of = malloc(sizeof(uint32_t) * tier->blocks);
-    tier->from_file = calloc(tier->blocks, 1);
+    tier->slot_of = kvbm__alloc(tier->blocks, sizeof(uint32_t));
+    tier->from_file = kvbm__calloc(tier->blocks, 1);
     if (tier->slot_of == NULL || tier->from_file == NULL)
         goto err_close_store;
     status = create_manager(tier, config, &disk);
@@ -153,11 +154,11 @@ kvbm_status_t kvbm__disk_tier_open(const kvbm__disk_tier_config_t *config,
 err_destroy_manager:
     kvbm_manager_destroy(tier->manager);
 err_close_store:
-    free(tier->slot_of);
-    free(tier->from_file);
+    kvbm__free(tier->slot_of);
+    kvbm__free(tier->from_file);
     kvbm__disk_store_close(tier->store);
 err_free_tier:
-    free(tier);
+    kvbm__free(tier);
     return status;
 }
 
@@ -167,9 +168,9 @@ void kvbm__disk_tier_close(kvbm__disk_tier_t *tier)
         return;
     kvbm__disk_store_close(tier->store);
     kvbm_manager_destroy(tier->manager);
-    free(tier->slot_of);
-    free(tier->from_file);
-    free(tier);
+    kvbm__free(tier->slot_of);
+    kvbm__free(tier->from_file);
+    kvbm__free(tier);
 }
 
 kvbm_manager_t *kvbm__disk_tier_manager(kvbm__disk_tier_t *tier)

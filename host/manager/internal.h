@@ -61,7 +61,7 @@ struct kvbm_manager {
     bool policy_takes_hints;
     kvbm_event_fn on_events;
     void *events_ctx;
-    char name[64];
+    char name[KVBM_MANAGER_NAME_MAX + 1]; /* checked at create: safe in every export */
 
     /* Under lock. */
     void *policy_state;

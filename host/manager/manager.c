@@ -8,10 +8,12 @@
  * policy exactly as they were.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -47,6 +49,13 @@ _Static_assert(offsetof(kvbm_policy_entry_t, block_id) == 0 &&
  * fewer than REFS_NEAR_LIMIT references cannot overflow a block, and the
  * calls skip that pass. */
 #define REFS_NEAR_LIMIT (UINT32_MAX / 2)
+
+/* References one block can carry. A call that could take a block past it is
+ * refused before it changes anything (KVBM_ERR_OVERFLOW). */
+#define REFCOUNT_MAX UINT32_MAX
+
+/* Inactive blocks match_length remembers to unmark without a second lookup. */
+#define MATCH_LENGTH_MARKS 128
 
 /* Events are gathered on the stack and handed to the sink in chunks, in order. */
 #define EVENT_CHUNK 64
@@ -105,6 +114,38 @@ static inline void prefetch_block(const kvbm_manager_t *manager, uint32_t id)
 
 /* ------------------------------------------------------------------ create */
 
+/* A name goes verbatim into Prometheus label values and JSON strings, so it
+ * holds only characters neither format escapes: printable ASCII other than
+ * the double quote and the backslash. It must fit whole in the manager. */
+static bool name_is_safe(const char *name)
+{
+    size_t length = 0;
+    for (; name[length] != '\0'; length++) {
+        unsigned char c = (unsigned char)name[length];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || length >= KVBM_MANAGER_NAME_MAX)
+            return false;
+    }
+    return length > 0;
+}
+
+/* A caller's policy table has every operation its version defines (and a
+ * name): a NULL slot would be called on the first eviction or registration,
+ * long after create said yes. A table ends after the last field of its
+ * version, so hint is read only from version 2 on, the batches from 3, the
+ * batches by id from 4. */
+static bool policy_ops_complete(const kvbm_policy_ops_t *ops)
+{
+    if (ops->name == NULL || ops->create == NULL || ops->destroy == NULL || ops->insert == NULL ||
+        ops->remove == NULL || ops->pop_victim == NULL || ops->touch == NULL || ops->size == NULL)
+        return false;
+    if (ops->version >= 2 && ops->hint == NULL)
+        return false;
+    if (ops->version >= 3 && (ops->insert_batch == NULL || ops->acquire_batch == NULL ||
+                              ops->touch_batch == NULL || ops->pop_victims == NULL))
+        return false;
+    return ops->version < 4 || (ops->insert_ids != NULL && ops->acquire_ids != NULL);
+}
+
 /* sizeof(kvbm_manager_config_t) at each published version (core/config.h). */
 static const size_t manager_config_sizes[] = {sizeof(kvbm_manager_config_t)};
 
@@ -139,6 +180,16 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
         return kvbm__fail(KVBM_ERR_VERSION,
                           "manager config: policy table version %u, this library knows 1..%u",
                           config->policy->version, KVBM_POLICY_OPS_VERSION);
+    if (config->name != NULL && !name_is_safe(config->name))
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "manager config: name is empty, longer than %u bytes or holds a "
+                          "character outside printable ASCII less '\"' and '\\'",
+                          KVBM_MANAGER_NAME_MAX);
+    if (config->policy != NULL && !policy_ops_complete(config->policy))
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "manager config: policy table without a name or with a NULL operation "
+                          "of its version %u",
+                          config->policy->version);
     return KVBM_OK;
 }
 
@@ -152,7 +203,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
         return status;
     const kvbm_manager_config_t *config = &imported;
 
-    kvbm_manager_t *manager = calloc(1, sizeof(*manager));
+    kvbm_manager_t *manager = kvbm__calloc(1, sizeof(*manager));
     if (manager == NULL)
         return KVBM_ERR_NO_MEMORY;
     manager->num_blocks = config->num_blocks;
@@ -165,10 +216,11 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     manager->policy_by_id = kvbm__policy_by_id(manager->policy);
     manager->on_events = config->on_events;
     manager->events_ctx = config->events_ctx;
-    strncpy(manager->name, config->name != NULL ? config->name : "kvbm", sizeof(manager->name) - 1);
+    snprintf(manager->name, sizeof(manager->name), "%s",
+             config->name != NULL ? config->name : "kvbm");
 
     status = KVBM_ERR_NO_MEMORY;
-    manager->blocks = calloc(config->num_blocks, sizeof(kvbm__block_t));
+    manager->blocks = kvbm__calloc(config->num_blocks, sizeof(kvbm__block_t));
     if (manager->blocks == NULL)
         goto err_free_manager;
     status = kvbm__registry_init(&manager->registry, config->num_blocks);
@@ -197,9 +249,9 @@ err_destroy_policy:
 err_destroy_registry:
     kvbm__registry_fini(&manager->registry);
 err_free_blocks:
-    free(manager->blocks);
+    kvbm__free(manager->blocks);
 err_free_manager:
-    free(manager);
+    kvbm__free(manager);
     return status;
 }
 
@@ -210,8 +262,8 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
     kvbm__mutex_destroy(&manager->lock);
     manager->policy->destroy(manager->policy_state);
     kvbm__registry_fini(&manager->registry);
-    free(manager->blocks);
-    free(manager);
+    kvbm__free(manager->blocks);
+    kvbm__free(manager);
 }
 
 /* ------------------------------------------------------------------ state transitions */
@@ -956,6 +1008,12 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
     KVBM_REQUIRE_ARG(manager != NULL && n_matched_out != NULL);
     KVBM_REQUIRE_ARG(count == 0 || hashes != NULL);
     kvbm__mutex_lock(&manager->lock);
+    /* A hash repeated in the prefix names one block: an inactive block is
+     * counted once, marked in_call while walking. The marks are cleared
+     * before unlocking, from a short list (or, past it, by looking the
+     * prefix up again). */
+    uint32_t marked[MATCH_LENGTH_MARKS];
+    size_t n_marked = 0;
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t matched = 0, inactive = 0;
@@ -964,8 +1022,22 @@ kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t 
         uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], home);
         if (id == KVBM_BLOCK_NONE)
             break;
-        inactive += manager->blocks[id].refcount == 0;
+        kvbm__block_t *block = &manager->blocks[id];
+        if (block->refcount == 0 && !block->in_call) {
+            inactive++;
+            block->in_call = 1;
+            if (n_marked < MATCH_LENGTH_MARKS)
+                marked[n_marked] = id;
+            n_marked++;
+        }
     }
+    for (size_t i = 0; i < n_marked && i < MATCH_LENGTH_MARKS; i++)
+        manager->blocks[marked[i]].in_call = 0;
+    for (size_t i = 0; n_marked > MATCH_LENGTH_MARKS && i < matched; i++)
+        manager
+            ->blocks[kvbm__registry_find(&manager->registry, hashes[i],
+                                         kvbm__registry_home(&manager->registry, hashes[i]))]
+            .in_call = 0;
     kvbm__mutex_unlock(&manager->lock);
     *n_matched_out = matched;
     if (n_inactive_out != NULL)

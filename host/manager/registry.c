@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "core/alloc.h"
+
 kvbm_status_t kvbm__registry_init(kvbm__registry_t *registry, uint32_t capacity)
 {
     *registry = (kvbm__registry_t){0};
@@ -11,7 +13,7 @@ kvbm_status_t kvbm__registry_init(kvbm__registry_t *registry, uint32_t capacity)
     uint32_t n_slots = wanted > UINT32_MAX ? UINT32_MAX : (uint32_t)wanted;
     /* calloc: the pages of a large table are mapped zeroed on first touch,
      * so creating a manager costs what it later uses, not its capacity. */
-    registry->slots = calloc(n_slots, sizeof(kvbm__registry_slot_t));
+    registry->slots = kvbm__calloc(n_slots, sizeof(kvbm__registry_slot_t));
     if (registry->slots == NULL)
         return KVBM_ERR_NO_MEMORY;
     registry->n_slots = n_slots;
@@ -20,6 +22,6 @@ kvbm_status_t kvbm__registry_init(kvbm__registry_t *registry, uint32_t capacity)
 
 void kvbm__registry_fini(kvbm__registry_t *registry)
 {
-    free(registry->slots);
+    kvbm__free(registry->slots);
     *registry = (kvbm__registry_t){0};
 }

@@ -12,7 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/alloc.h"
 #include "backend_ops.h"
+#include "fault.h"
 #include "copy_plan.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -26,6 +28,11 @@ struct kvbm_backend {
      * hook orders itself against the copies it makes. */
     _Atomic uint64_t copy_calls;
     _Atomic uint64_t fail_at;
+    /* mem/fault.h: one call in fail_one_in fails (0: none), except on the
+     * spared stream; and how many failed. Relaxed, as above. */
+    _Atomic uint64_t fail_one_in;
+    _Atomic(kvbm_stream_t *) fail_spared;
+    _Atomic uint64_t faults_injected;
 };
 
 struct kvbm_pool {
@@ -163,7 +170,7 @@ kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *caller_config,
     if (st != KVBM_OK)
         return st;
 
-    kvbm_backend_t *b = calloc(1, sizeof(*b));
+    kvbm_backend_t *b = kvbm__calloc(1, sizeof(*b));
     if (b == NULL)
         goto err_close;
     b->ops = ops;
@@ -171,6 +178,9 @@ kvbm_status_t kvbm_backend_create(const kvbm_backend_config_t *caller_config,
     b->kind = kind;
     atomic_init(&b->copy_calls, 0);
     atomic_init(&b->fail_at, config->fail_nth_copy);
+    atomic_init(&b->fail_one_in, 0);
+    atomic_init(&b->fail_spared, NULL);
+    atomic_init(&b->faults_injected, 0);
     *backend_out = b;
     return KVBM_OK;
 
@@ -184,7 +194,7 @@ void kvbm_backend_destroy(kvbm_backend_t *backend)
     if (backend == NULL)
         return;
     backend->ops->close(backend->state);
-    free(backend);
+    kvbm__free(backend);
 }
 
 const char *kvbm_backend_name(const kvbm_backend_t *backend)
@@ -205,6 +215,36 @@ kvbm_status_t kvbm_backend_fail_nth_copy(kvbm_backend_t *backend, uint64_t n)
     return KVBM_OK;
 }
 
+kvbm_status_t kvbm__backend_fail_copies(kvbm_backend_t *backend, uint64_t one_in,
+                                        kvbm_stream_t *spared)
+{
+    KVBM_REQUIRE_ARG(backend != NULL && (spared == NULL || spared->backend == backend));
+    atomic_store_explicit(&backend->fail_spared, spared, memory_order_relaxed);
+    atomic_store_explicit(&backend->fail_one_in, one_in, memory_order_relaxed);
+    return KVBM_OK;
+}
+
+uint64_t kvbm__backend_faults_injected(kvbm_backend_t *backend)
+{
+    return atomic_load_explicit(&backend->faults_injected, memory_order_relaxed);
+}
+
+/* Whether copy call number @p call on @p stream is made to fail. */
+static bool copy_fails(kvbm_backend_t *backend, kvbm_stream_t *stream, uint64_t call)
+{
+    bool fail = call == atomic_load_explicit(&backend->fail_at, memory_order_relaxed);
+    uint64_t one_in = atomic_load_explicit(&backend->fail_one_in, memory_order_relaxed);
+    if (!fail && one_in != 0 &&
+        stream != atomic_load_explicit(&backend->fail_spared, memory_order_relaxed)) {
+        uint64_t z = call * 0x9e3779b97f4a7c15ULL; /* spread the call numbers */
+        z ^= z >> 31;
+        fail = z % one_in == 0;
+    }
+    if (fail)
+        atomic_fetch_add_explicit(&backend->faults_injected, 1, memory_order_relaxed);
+    return fail;
+}
+
 /* ------------------------------------------------------------------ pools */
 
 kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, size_t bytes,
@@ -213,7 +253,7 @@ kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, si
     KVBM_REQUIRE_ARG(backend != NULL && pool_out != NULL);
     KVBM_REQUIRE_ARG(bytes > 0);
     KVBM_REQUIRE_ARG(kind == KVBM_MEM_DEVICE || kind == KVBM_MEM_HOST);
-    kvbm_pool_t *p = calloc(1, sizeof(*p));
+    kvbm_pool_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t st = backend->ops->mem_alloc(backend->state, kind, bytes, &p->ptr, &p->priv);
@@ -226,7 +266,7 @@ kvbm_status_t kvbm_pool_create(kvbm_backend_t *backend, kvbm_mem_kind_t kind, si
     return KVBM_OK;
 
 err_free_pool:
-    free(p);
+    kvbm__free(p);
     return st;
 }
 
@@ -236,7 +276,7 @@ kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void
     KVBM_REQUIRE_ARG(backend != NULL && ptr != NULL && pool_out != NULL);
     KVBM_REQUIRE_ARG(bytes > 0);
     KVBM_REQUIRE_ARG(kind == KVBM_MEM_DEVICE || kind == KVBM_MEM_HOST);
-    kvbm_pool_t *p = calloc(1, sizeof(*p));
+    kvbm_pool_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t st = backend->ops->mem_wrap(backend->state, kind, ptr, bytes, &p->priv);
@@ -251,7 +291,7 @@ kvbm_status_t kvbm_pool_wrap(kvbm_backend_t *backend, kvbm_mem_kind_t kind, void
     return KVBM_OK;
 
 err_free_pool:
-    free(p);
+    kvbm__free(p);
     return st;
 }
 
@@ -265,7 +305,7 @@ void kvbm_pool_destroy(kvbm_pool_t *pool)
     else
         pool->backend->ops->mem_free(pool->backend->state, pool->kind, pool->ptr, pool->bytes,
                                      pool->priv);
-    free(pool);
+    kvbm__free(pool);
 }
 
 void *kvbm_pool_ptr(const kvbm_pool_t *pool)
@@ -291,7 +331,7 @@ static kvbm_status_t stream_new(kvbm_backend_t *backend, void *native, bool wrap
     if (backend == NULL || stream_out == NULL)
         return kvbm__fail(KVBM_ERR_INVALID_ARG, "%s: bad argument: needs backend and stream_out",
                           wrap ? "kvbm_stream_wrap" : "kvbm_stream_create");
-    kvbm_stream_t *s = calloc(1, sizeof(*s));
+    kvbm_stream_t *s = kvbm__calloc(1, sizeof(*s));
     if (s == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t st = wrap ? backend->ops->stream_wrap(backend->state, native, &s->impl)
@@ -303,7 +343,7 @@ static kvbm_status_t stream_new(kvbm_backend_t *backend, void *native, bool wrap
     return KVBM_OK;
 
 err_free_stream:
-    free(s);
+    kvbm__free(s);
     return st;
 }
 
@@ -322,7 +362,7 @@ void kvbm_stream_destroy(kvbm_stream_t *stream)
     if (stream == NULL)
         return;
     stream->backend->ops->stream_destroy(stream->backend->state, stream->impl);
-    free(stream);
+    kvbm__free(stream);
 }
 
 void *kvbm_stream_native(const kvbm_stream_t *stream)
@@ -349,7 +389,7 @@ kvbm_status_t kvbm_stream_wait_fence(kvbm_stream_t *stream, kvbm_fence_t *fence)
 kvbm_status_t kvbm_fence_create(kvbm_backend_t *backend, kvbm_fence_t **fence_out)
 {
     KVBM_REQUIRE_ARG(backend != NULL && fence_out != NULL);
-    kvbm_fence_t *f = calloc(1, sizeof(*f));
+    kvbm_fence_t *f = kvbm__calloc(1, sizeof(*f));
     if (f == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t st = backend->ops->fence_create(backend->state, &f->impl);
@@ -360,7 +400,7 @@ kvbm_status_t kvbm_fence_create(kvbm_backend_t *backend, kvbm_fence_t **fence_ou
     return KVBM_OK;
 
 err_free_fence:
-    free(f);
+    kvbm__free(f);
     return st;
 }
 
@@ -369,7 +409,7 @@ void kvbm_fence_destroy(kvbm_fence_t *fence)
     if (fence == NULL)
         return;
     fence->backend->ops->fence_destroy(fence->backend->state, fence->impl);
-    free(fence);
+    kvbm__free(fence);
 }
 
 kvbm_status_t kvbm_fence_record(kvbm_fence_t *fence, kvbm_stream_t *stream)
@@ -420,18 +460,17 @@ kvbm_status_t kvbm_backend_copy(kvbm_backend_t *backend, kvbm_stream_t *stream,
             return kvbm__fail(KVBM_ERR_INVALID_ARG, "kvbm_backend_copy: copy %zu has a NULL %s", i,
                               copies[i].src == NULL ? "src" : "dst");
     }
+    if (n == 0 && fence == NULL)
+        return KVBM_OK;
+    bool fail = false;
     if (n > 0) {
         uint64_t call =
             atomic_fetch_add_explicit(&backend->copy_calls, 1, memory_order_relaxed) + 1;
-        bool fail = call == atomic_load_explicit(&backend->fail_at, memory_order_relaxed);
-        kvbm_status_t st =
-            backend->ops->copy_async(backend->state, stream->impl, copies, n, dir, fail);
-        if (st != KVBM_OK)
-            return st;
+        fail = copy_fails(backend, stream, call);
     }
-    if (fence != NULL)
-        return backend->ops->fence_record(backend->state, fence->impl, stream->impl);
-    return KVBM_OK;
+    /* One call, so that an error leaves no copy enqueued without its fence. */
+    return backend->ops->copy_async(backend->state, stream->impl, copies, n, dir, fail,
+                                    fence != NULL ? fence->impl : NULL);
 }
 
 static bool dir_matches(kvbm_copy_dir_t dir, kvbm_mem_kind_t src, kvbm_mem_kind_t dst)
@@ -494,7 +533,7 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
     size_t src_regions = kvbm__layout_geom_regions(src_layout);
     size_t regions = src_regions + kvbm__layout_geom_regions(dst_layout);
     char *stack_bases[STACK_REGIONS];
-    char **bases = regions <= STACK_REGIONS ? stack_bases : malloc(regions * sizeof(*bases));
+    char **bases = regions <= STACK_REGIONS ? stack_bases : kvbm__alloc(regions, sizeof(*bases));
     if (bases == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm__geom_t src, dst;
@@ -503,7 +542,7 @@ kvbm_status_t kvbm_backend_copy_blocks_between(kvbm_backend_t *backend, kvbm_str
     kvbm__copy_plan_t plan;
     st = kvbm__copy_plan_build(&src, src_ids, &dst, dst_ids, n, false, &plan);
     if (bases != stack_bases)
-        free(bases);
+        kvbm__free(bases);
     if (st != KVBM_OK)
         return st;
     st = kvbm_backend_copy(backend, stream, plan.pieces, plan.count, dir, fence);

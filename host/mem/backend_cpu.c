@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/alloc.h"
 #include "backend_ops.h"
 #include "core/check.h"
 #include "core/error.h"
@@ -69,7 +70,7 @@ static void fence_unref(cpu_fence_t *f)
     if (left == 0) {
         kvbm__cond_destroy(&f->cv);
         kvbm__mutex_destroy(&f->mu);
-        free(f);
+        kvbm__free(f);
     }
 }
 
@@ -109,7 +110,7 @@ static void item_run(cpu_stream_t *s, cpu_item_t *it)
     }
     if (it->fence != NULL)
         fence_unref(it->fence);
-    free(it);
+    kvbm__free(it);
 }
 
 static void *stream_worker(void *arg)
@@ -161,7 +162,7 @@ static void stream_push(cpu_stream_t *s, cpu_item_t *it)
 
 static kvbm_status_t cpu_open(const kvbm_backend_config_t *config, void **state_out)
 {
-    cpu_backend_t *b = calloc(1, sizeof(*b));
+    cpu_backend_t *b = kvbm__calloc(1, sizeof(*b));
     if (b == NULL)
         return KVBM_ERR_NO_MEMORY;
     b->synchronous = config->synchronous;
@@ -171,7 +172,7 @@ static kvbm_status_t cpu_open(const kvbm_backend_config_t *config, void **state_
 
 static void cpu_close(void *state)
 {
-    free(state);
+    kvbm__free(state);
 }
 
 static kvbm_status_t cpu_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t bytes, void **ptr_out,
@@ -180,6 +181,8 @@ static kvbm_status_t cpu_mem_alloc(void *state, kvbm_mem_kind_t kind, size_t byt
     /* Anonymous mappings are page aligned. They are populated now, as
      * cudaMalloc'd and pinned pools are, so page faults land in pool creation
      * rather than in the first copies that touch each page. */
+    if (kvbm__alloc_injected_failure())
+        return KVBM_ERR_NO_MEMORY;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                    -1, 0);
     if (p == MAP_FAILED)
@@ -201,7 +204,7 @@ static kvbm_status_t cpu_stream_create(void *state, void **stream_out)
 {
     cpu_backend_t *b = state;
     kvbm_status_t st = KVBM_OK;
-    cpu_stream_t *s = calloc(1, sizeof(*s));
+    cpu_stream_t *s = kvbm__calloc(1, sizeof(*s));
     if (s == NULL)
         return KVBM_ERR_NO_MEMORY;
     s->synchronous = b->synchronous;
@@ -225,7 +228,7 @@ err_destroy_cond:
 err_destroy_mutex:
     kvbm__mutex_destroy(&s->mu);
 err_free_stream:
-    free(s);
+    kvbm__free(s);
     return st;
 }
 
@@ -247,7 +250,7 @@ static void cpu_stream_destroy(void *state, void *stream)
     }
     kvbm__cond_destroy(&s->work_cv);
     kvbm__mutex_destroy(&s->mu);
-    free(s);
+    kvbm__free(s);
 }
 
 static void *cpu_stream_native(void *state, void *stream)
@@ -270,7 +273,7 @@ static kvbm_status_t cpu_stream_hold(void *state, void *stream, bool hold)
 static kvbm_status_t cpu_stream_wait_fence(void *state, void *stream, void *fence)
 {
     cpu_fence_t *f = fence;
-    cpu_item_t *it = calloc(1, sizeof(*it));
+    cpu_item_t *it = kvbm__calloc(1, sizeof(*it));
     if (it == NULL)
         return KVBM_ERR_NO_MEMORY;
     it->kind = ITEM_WAIT;
@@ -288,7 +291,7 @@ static kvbm_status_t cpu_stream_wait_fence(void *state, void *stream, void *fenc
 static kvbm_status_t cpu_fence_create(void *state, void **fence_out)
 {
     kvbm_status_t st = KVBM_OK;
-    cpu_fence_t *f = calloc(1, sizeof(*f));
+    cpu_fence_t *f = kvbm__calloc(1, sizeof(*f));
     if (f == NULL)
         return KVBM_ERR_NO_MEMORY;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&f->mu, NULL), st);
@@ -305,7 +308,7 @@ static kvbm_status_t cpu_fence_create(void *state, void **fence_out)
 err_destroy_mutex:
     kvbm__mutex_destroy(&f->mu);
 err_free_fence:
-    free(f);
+    kvbm__free(f);
     return st;
 }
 
@@ -314,23 +317,36 @@ static void cpu_fence_destroy(void *state, void *fence)
     fence_unref(fence);
 }
 
+static cpu_item_t *record_item_new(cpu_fence_t *f)
+{
+    cpu_item_t *it = kvbm__calloc(1, sizeof(*it));
+    if (it != NULL) {
+        it->kind = ITEM_RECORD;
+        it->fence = f;
+    }
+    return it;
+}
+
+/* Numbers a record item and queues it. The number is taken with the stream
+ * lock held (s->mu, held by the caller) so that records of one fence on one
+ * stream complete in number order. */
+static void record_enqueue_locked(cpu_stream_t *s, cpu_item_t *it)
+{
+    kvbm__mutex_lock(&it->fence->mu);
+    it->fence->refs++;
+    it->gen = ++it->fence->recorded;
+    kvbm__mutex_unlock(&it->fence->mu);
+    stream_enqueue_locked(s, it);
+}
+
 static kvbm_status_t cpu_fence_record(void *state, void *fence, void *stream)
 {
-    cpu_fence_t *f = fence;
-    cpu_item_t *it = calloc(1, sizeof(*it));
+    cpu_item_t *it = record_item_new(fence);
     if (it == NULL)
         return KVBM_ERR_NO_MEMORY;
-    it->kind = ITEM_RECORD;
-    it->fence = f;
-    /* The record number is taken with the stream lock held so that records
-     * of one fence on one stream complete in number order. */
     cpu_stream_t *s = stream;
     kvbm__mutex_lock(&s->mu);
-    kvbm__mutex_lock(&f->mu);
-    f->refs++;
-    it->gen = ++f->recorded;
-    kvbm__mutex_unlock(&f->mu);
-    stream_enqueue_locked(s, it);
+    record_enqueue_locked(s, it);
     kvbm__mutex_unlock(&s->mu);
     return KVBM_OK;
 }
@@ -358,20 +374,36 @@ static kvbm_status_t cpu_fence_wait(void *state, void *fence)
 
 /* ----------------------------------------------------------------- copies */
 
+/* Both items (the copies, the fence's record) are made before either is
+ * queued, so a shortage queues nothing: no copy is left running that no
+ * fence covers. */
 static kvbm_status_t cpu_copy_async(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
-                                    kvbm_copy_dir_t dir, bool fail)
+                                    kvbm_copy_dir_t dir, bool fail, void *fence)
 {
     if (n > (SIZE_MAX - sizeof(cpu_item_t)) / sizeof(kvbm_copy_t))
         return KVBM_ERR_OVERFLOW;
-    cpu_item_t *it = malloc(sizeof(*it) + n * sizeof(kvbm_copy_t));
-    if (it == NULL)
+    cpu_item_t *copy = NULL, *record = NULL;
+    if (n > 0) {
+        copy = kvbm__alloc(1, sizeof(*copy) + n * sizeof(kvbm_copy_t));
+        if (copy == NULL)
+            return KVBM_ERR_NO_MEMORY;
+        memset(copy, 0, sizeof(*copy));
+        copy->kind = ITEM_COPY;
+        copy->fail = fail;
+        copy->n = n;
+        memcpy(copy->copies, copies, n * sizeof(kvbm_copy_t));
+    }
+    if (fence != NULL && (record = record_item_new(fence)) == NULL) {
+        kvbm__free(copy);
         return KVBM_ERR_NO_MEMORY;
-    memset(it, 0, sizeof(*it));
-    it->kind = ITEM_COPY;
-    it->fail = fail;
-    it->n = n;
-    memcpy(it->copies, copies, n * sizeof(kvbm_copy_t));
-    stream_push(stream, it);
+    }
+    cpu_stream_t *s = stream;
+    kvbm__mutex_lock(&s->mu);
+    if (copy != NULL)
+        stream_enqueue_locked(s, copy);
+    if (record != NULL)
+        record_enqueue_locked(s, record);
+    kvbm__mutex_unlock(&s->mu);
     return KVBM_OK;
 }
 

@@ -15,8 +15,10 @@
 
 #include "kvbm/backend.h"
 
-/* 2: mem_wrap / mem_unwrap appended. */
-#define KVBM_BACKEND_OPS_VERSION 2u
+/* 2: mem_wrap / mem_unwrap appended. 3: copy_async records the fence
+ * itself, all or nothing (every backend is in this tree, so the slot's
+ * signature changed rather than a second copy slot being appended). */
+#define KVBM_BACKEND_OPS_VERSION 3u
 
 typedef struct kvbm__backend_ops {
     uint32_t version; /* KVBM_BACKEND_OPS_VERSION */
@@ -44,12 +46,16 @@ typedef struct kvbm__backend_ops {
     kvbm_status_t (*fence_query)(void *state, void *fence);
     kvbm_status_t (*fence_wait)(void *state, void *fence);
     /*
-     * Enqueue a batch (n >= 1). The list is only valid during the call. When
-     * fail is true the backend must not copy and must report
-     * KVBM_ERR_COPY_FAILED through the next fence recorded on the stream.
+     * Enqueue a batch (n >= 0), then, when @p fence is not NULL, record it on
+     * the stream after the copies. The list is only valid during the call.
+     * All or nothing: a call that returns an error has enqueued nothing (so
+     * no copy runs that no fence covers; the CUDA backend can break this only
+     * when the device itself fails, see its file). When fail is true the
+     * backend must not copy and must report KVBM_ERR_COPY_FAILED through the
+     * next fence recorded on the stream.
      */
     kvbm_status_t (*copy_async)(void *state, void *stream, const kvbm_copy_t *copies, size_t n,
-                                kvbm_copy_dir_t dir, bool fail);
+                                kvbm_copy_dir_t dir, bool fail, void *fence);
     /* Version 2. A pool wraps memory the caller owns (kvbm_pool_wrap): the
      * backend may look at it (CUDA checks whether its copy kernel can reach
      * it) but never frees it; priv as for mem_alloc. */

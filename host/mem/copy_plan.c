@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "copy_plan.h"
 #include "core/error.h"
 
@@ -49,7 +50,7 @@ kvbm_status_t kvbm__copy_plan_build(const kvbm__geom_t *src, const uint32_t *src
     if (n > SIZE_MAX / sizeof(kvbm_copy_t) / units ||
         __builtin_mul_overflow(n, block_bytes, &total_bytes))
         return KVBM_ERR_OVERFLOW;
-    kvbm_copy_t *pieces = malloc(n * units * sizeof(*pieces));
+    kvbm_copy_t *pieces = kvbm__alloc(n * units, sizeof(*pieces));
     if (pieces == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t count = 0;
@@ -84,7 +85,7 @@ kvbm_status_t kvbm__copy_plan_build(const kvbm__geom_t *src, const uint32_t *src
 
 void kvbm__copy_plan_free(kvbm__copy_plan_t *plan)
 {
-    free(plan->pieces);
+    kvbm__free(plan->pieces);
     plan->pieces = NULL;
     plan->count = 0;
     plan->bytes = 0;

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "geometry.h"
@@ -124,7 +125,7 @@ kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout
     if (lo > UINT32_MAX || !mul_ok(lo, sizeof(size_t), &geom_bytes) ||
         geom_bytes > SIZE_MAX - sizeof(l))
         return layout_overflow(c);
-    kvbm_layout_t *out = malloc(sizeof(l) + geom_bytes);
+    kvbm_layout_t *out = kvbm__alloc(1, sizeof(l) + geom_bytes);
     if (out == NULL)
         return KVBM_ERR_NO_MEMORY;
     *out = l;
@@ -135,7 +136,7 @@ kvbm_status_t kvbm_layout_create(const kvbm_layout_config_t *config, kvbm_layout
 
 void kvbm_layout_destroy(kvbm_layout_t *layout)
 {
-    free(layout);
+    kvbm__free(layout);
 }
 
 const kvbm_layout_config_t *kvbm_layout_config(const kvbm_layout_t *layout)

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <xxhash.h>
 
+#include "core/alloc.h"
 #include "ghost.h"
 #include "kvbm/policy.h"
 #include "mini_sim.h"
@@ -113,10 +114,10 @@ static void adaptive_destroy(void *state)
         kvbm__mini_sim_fini(&p->sims[r]);
     kvbm__ghost_fini(&p->ghost);
     kvbm__segments_fini(&p->order);
-    free(p->hash);
-    free(p->flags);
-    free(p->count);
-    free(p);
+    kvbm__free(p->hash);
+    kvbm__free(p->flags);
+    kvbm__free(p->count);
+    kvbm__free(p);
 }
 
 static kvbm_status_t adaptive_create(const kvbm_policy_config_t *config, uint32_t capacity,
@@ -124,13 +125,13 @@ static kvbm_status_t adaptive_create(const kvbm_policy_config_t *config, uint32_
 {
     (void)config;
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    adaptive_policy_t *p = calloc(1, sizeof(*p));
+    adaptive_policy_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->count = calloc(n, 1);
-    p->flags = calloc(n, 1);
-    p->hash = malloc(n * sizeof(uint64_t));
+    p->count = kvbm__calloc(n, 1);
+    p->flags = kvbm__calloc(n, 1);
+    p->hash = kvbm__alloc(n, sizeof(uint64_t));
     if (p->count == NULL || p->flags == NULL || p->hash == NULL)
         goto err_destroy;
     status = kvbm__segments_init(&p->order, (uint32_t)n);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "ghost.h"
@@ -64,11 +65,11 @@ kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *caller_config
         return kvbm__fail(KVBM_ERR_INVALID_ARG,
                           "admission config: keep_ratio %g is not a finite number >= 0",
                           config->keep_ratio);
-    kvbm_admission_t *a = calloc(1, sizeof(*a));
+    kvbm_admission_t *a = kvbm__calloc(1, sizeof(*a));
     if (a == NULL)
         return KVBM_ERR_NO_MEMORY;
     status = KVBM_ERR_NO_MEMORY;
-    a->blocks = calloc(config->g1_blocks, sizeof(held_block_t));
+    a->blocks = kvbm__calloc(config->g1_blocks, sizeof(held_block_t));
     if (a->blocks == NULL)
         goto err_free;
     size_t both = (size_t)config->g1_blocks + config->g2_blocks;
@@ -88,8 +89,8 @@ kvbm_status_t kvbm_admission_create(const kvbm_admission_config_t *caller_config
 err_fini_counts:
     kvbm__ghost_fini(&a->counts);
 err_free:
-    free(a->blocks);
-    free(a);
+    kvbm__free(a->blocks);
+    kvbm__free(a);
     return status;
 }
 
@@ -99,8 +100,8 @@ void kvbm_admission_destroy(kvbm_admission_t *admission)
         return;
     kvbm__ghost_fini(&admission->returns);
     kvbm__ghost_fini(&admission->counts);
-    free(admission->blocks);
-    free(admission);
+    kvbm__free(admission->blocks);
+    kvbm__free(admission);
 }
 
 static uint8_t class_of(const held_block_t *b)

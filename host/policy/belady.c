@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "batch_loops.h"
+#include "core/alloc.h"
 #include "core/error.h"
 #include "kvbm/policy.h"
 
@@ -36,11 +37,11 @@ static void belady_destroy(void *state)
     belady_policy_t *p = state;
     if (p == NULL)
         return;
-    free(p->stamp);
-    free(p->next_use);
-    free(p->pos);
-    free(p->heap);
-    free(p);
+    kvbm__free(p->stamp);
+    kvbm__free(p->next_use);
+    kvbm__free(p->pos);
+    kvbm__free(p->heap);
+    kvbm__free(p);
 }
 
 static kvbm_status_t belady_create(const kvbm_policy_config_t *config, uint32_t capacity,
@@ -49,14 +50,14 @@ static kvbm_status_t belady_create(const kvbm_policy_config_t *config, uint32_t 
     if (config->next_use == NULL)
         return kvbm__fail(KVBM_ERR_INVALID_ARG,
                           "policy belady: policy_config.next_use is NULL (it needs the oracle)");
-    belady_policy_t *p = calloc(1, sizeof(*p));
+    belady_policy_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->heap = malloc(n * sizeof(uint32_t));
-    p->pos = malloc(n * sizeof(uint32_t));
-    p->next_use = malloc(n * sizeof(uint64_t));
-    p->stamp = malloc(n * sizeof(uint64_t));
+    p->heap = kvbm__alloc(n, sizeof(uint32_t));
+    p->pos = kvbm__alloc(n, sizeof(uint32_t));
+    p->next_use = kvbm__alloc(n, sizeof(uint64_t));
+    p->stamp = kvbm__alloc(n, sizeof(uint64_t));
     if (p->heap == NULL || p->pos == NULL || p->next_use == NULL || p->stamp == NULL)
         goto err_destroy;
     for (size_t i = 0; i < n; i++)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <xxhash.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 
 #define COUNTERS_PER_WORD 16u
@@ -41,7 +42,7 @@ kvbm_status_t kvbm__freq_sketch_init(kvbm__freq_sketch_t *sketch, uint32_t width
     while (w < width)
         w *= 2;
     size_t n_words = (size_t)KVBM__FREQ_SKETCH_ROWS * (w / COUNTERS_PER_WORD);
-    uint64_t *words = calloc(n_words, sizeof(uint64_t));
+    uint64_t *words = kvbm__calloc(n_words, sizeof(uint64_t));
     if (words == NULL)
         return KVBM_ERR_NO_MEMORY;
     sketch->words = words;
@@ -53,7 +54,7 @@ kvbm_status_t kvbm__freq_sketch_init(kvbm__freq_sketch_t *sketch, uint32_t width
 
 void kvbm__freq_sketch_fini(kvbm__freq_sketch_t *sketch)
 {
-    free(sketch->words);
+    kvbm__free(sketch->words);
     sketch->words = NULL;
     sketch->width = 0;
 }

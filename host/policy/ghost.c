@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
+
 #define VALUE_BITS 8u
 #define VALUE_MASK 0xffu
 
@@ -12,12 +14,12 @@ kvbm_status_t kvbm__ghost_init(kvbm__ghost_t *ghost, size_t capacity)
     memset(ghost, 0, sizeof(*ghost));
     if (capacity == 0)
         capacity = 1;
-    ghost->ring = malloc(capacity * sizeof(uint64_t));
+    ghost->ring = kvbm__alloc(capacity, sizeof(uint64_t));
     if (ghost->ring == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm_status_t status = kvbm__u64_map_init(&ghost->map, capacity);
     if (status != KVBM_OK) {
-        free(ghost->ring);
+        kvbm__free(ghost->ring);
         ghost->ring = NULL;
         return status;
     }
@@ -30,7 +32,7 @@ void kvbm__ghost_fini(kvbm__ghost_t *ghost)
     if (ghost->ring == NULL)
         return;
     kvbm__u64_map_fini(&ghost->map);
-    free(ghost->ring);
+    kvbm__free(ghost->ring);
     ghost->ring = NULL;
 }
 

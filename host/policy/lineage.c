@@ -31,6 +31,7 @@
 #include <stdlib.h>
 
 #include "batch_loops.h"
+#include "core/alloc.h"
 #include "block_list.h"
 #include "kvbm/policy.h"
 #include "u64_map.h"
@@ -60,29 +61,29 @@ static void lineage_destroy(void *state)
     if (p == NULL)
         return;
     kvbm__u64_map_fini(&p->nodes);
-    free(p->has_parent);
-    free(p->parent_hash);
-    free(p->seq_hash);
-    free(p->where);
-    free(p->same.at);
-    free(p->links.at);
-    free(p);
+    kvbm__free(p->has_parent);
+    kvbm__free(p->parent_hash);
+    kvbm__free(p->seq_hash);
+    kvbm__free(p->where);
+    kvbm__free(p->same.at);
+    kvbm__free(p->links.at);
+    kvbm__free(p);
 }
 
 static kvbm_status_t lineage_create(const kvbm_policy_config_t *config, uint32_t capacity,
                                     void **state_out)
 {
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    lineage_policy_t *p = calloc(1, sizeof(*p));
+    lineage_policy_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
-    p->same.at = malloc(n * sizeof(kvbm__block_link_t));
-    p->where = calloc(n, 1);
-    p->seq_hash = malloc(n * sizeof(uint64_t));
-    p->parent_hash = malloc(n * sizeof(uint64_t));
-    p->has_parent = calloc(n, 1);
+    p->links.at = kvbm__alloc(n, sizeof(kvbm__block_link_t));
+    p->same.at = kvbm__alloc(n, sizeof(kvbm__block_link_t));
+    p->where = kvbm__calloc(n, 1);
+    p->seq_hash = kvbm__alloc(n, sizeof(uint64_t));
+    p->parent_hash = kvbm__alloc(n, sizeof(uint64_t));
+    p->has_parent = kvbm__calloc(n, 1);
     if (p->links.at == NULL || p->same.at == NULL || p->where == NULL || p->seq_hash == NULL ||
         p->parent_hash == NULL || p->has_parent == NULL)
         goto err_destroy;

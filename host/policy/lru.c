@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "block_list.h"
 #include "kvbm/policy.h"
 
@@ -17,10 +18,10 @@ typedef struct lru_policy {
 static kvbm_status_t lru_create(const kvbm_policy_config_t *config, uint32_t capacity,
                                 void **state_out)
 {
-    lru_policy_t *lru = calloc(1, sizeof(*lru));
+    lru_policy_t *lru = kvbm__calloc(1, sizeof(*lru));
     if (lru == NULL)
         goto err;
-    lru->links.at = malloc(sizeof(kvbm__block_link_t) * capacity);
+    lru->links.at = kvbm__alloc(capacity, sizeof(kvbm__block_link_t));
     if (lru->links.at == NULL)
         goto err_free_lru;
     lru->capacity = capacity;
@@ -29,7 +30,7 @@ static kvbm_status_t lru_create(const kvbm_policy_config_t *config, uint32_t cap
     return KVBM_OK;
 
 err_free_lru:
-    free(lru);
+    kvbm__free(lru);
 err:
     return KVBM_ERR_NO_MEMORY;
 }
@@ -39,8 +40,8 @@ static void lru_destroy(void *state)
     lru_policy_t *lru = state;
     if (lru == NULL)
         return;
-    free(lru->links.at);
-    free(lru);
+    kvbm__free(lru->links.at);
+    kvbm__free(lru);
 }
 
 static void lru_insert(void *state, const kvbm_policy_entry_t *entry)

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
+
 int64_t kvbm__segment_bonus_stamps(int64_t bonus_capacities, uint32_t capacity)
 {
     if (bonus_capacities >= KVBM__SEG_FAR || bonus_capacities <= -KVBM__SEG_FAR)
@@ -23,8 +25,8 @@ kvbm_status_t kvbm__mini_sim_init(kvbm__mini_sim_t *sim, uint32_t capacity,
     status = kvbm__u64_map_init(&sim->slot_of, capacity);
     if (status != KVBM_OK)
         goto err_fini_order;
-    sim->hash = malloc(capacity * sizeof(uint64_t));
-    sim->free_slots = malloc(capacity * sizeof(uint32_t));
+    sim->hash = kvbm__alloc(capacity, sizeof(uint64_t));
+    sim->free_slots = kvbm__alloc(capacity, sizeof(uint32_t));
     if (sim->hash == NULL || sim->free_slots == NULL) {
         status = KVBM_ERR_NO_MEMORY;
         goto err_fini_map;
@@ -38,8 +40,8 @@ kvbm_status_t kvbm__mini_sim_init(kvbm__mini_sim_t *sim, uint32_t capacity,
     return KVBM_OK;
 
 err_fini_map:
-    free(sim->hash);
-    free(sim->free_slots);
+    kvbm__free(sim->hash);
+    kvbm__free(sim->free_slots);
     kvbm__u64_map_fini(&sim->slot_of);
 err_fini_order:
     kvbm__segments_fini(&sim->order);
@@ -51,8 +53,8 @@ void kvbm__mini_sim_fini(kvbm__mini_sim_t *sim)
 {
     kvbm__u64_map_fini(&sim->slot_of);
     kvbm__segments_fini(&sim->order);
-    free(sim->hash);
-    free(sim->free_slots);
+    kvbm__free(sim->hash);
+    kvbm__free(sim->free_slots);
     memset(sim, 0, sizeof(*sim));
 }
 

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 
 #include "batch_loops.h"
+#include "core/alloc.h"
 #include "core/error.h"
 #include "block_list.h"
 #include "freq_sketch.h"
@@ -56,10 +57,10 @@ static void multi_lru_destroy(void *state)
     if (p == NULL)
         return;
     kvbm__freq_sketch_fini(&p->sketch);
-    free(p->level_of);
-    free(p->hash);
-    free(p->links.at);
-    free(p);
+    kvbm__free(p->level_of);
+    kvbm__free(p->hash);
+    kvbm__free(p->links.at);
+    kvbm__free(p);
 }
 
 static kvbm_status_t create_levels(const kvbm_policy_config_t *config, uint32_t capacity,
@@ -75,13 +76,13 @@ static kvbm_status_t create_levels(const kvbm_policy_config_t *config, uint32_t 
                           width, (unsigned)KVBM__FREQ_SKETCH_MAX_WIDTH);
 
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    multi_lru_policy_t *p = calloc(1, sizeof(*p));
+    multi_lru_policy_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
-    p->level_of = calloc(n, 1);
-    p->hash = malloc(n * sizeof(uint64_t));
+    p->links.at = kvbm__alloc(n, sizeof(kvbm__block_link_t));
+    p->level_of = kvbm__calloc(n, 1);
+    p->hash = kvbm__alloc(n, sizeof(uint64_t));
     if (p->links.at == NULL || p->level_of == NULL || p->hash == NULL)
         goto err_destroy;
     status = kvbm__freq_sketch_init(&p->sketch, width);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "batch_loops.h"
+#include "core/alloc.h"
 #include "block_list.h"
 #include "kvbm/policy.h"
 
@@ -32,20 +33,20 @@ static void priority_destroy(void *state)
     priority_policy_t *p = state;
     if (p == NULL)
         return;
-    free(p->priority_of);
-    free(p->links.at);
-    free(p);
+    kvbm__free(p->priority_of);
+    kvbm__free(p->links.at);
+    kvbm__free(p);
 }
 
 static kvbm_status_t priority_create(const kvbm_policy_config_t *config, uint32_t capacity,
                                      void **state_out)
 {
-    priority_policy_t *p = calloc(1, sizeof(*p));
+    priority_policy_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
-    p->priority_of = calloc(n, 1);
+    p->links.at = kvbm__alloc(n, sizeof(kvbm__block_link_t));
+    p->priority_of = kvbm__calloc(n, 1);
     if (p->links.at == NULL || p->priority_of == NULL)
         goto err_destroy;
     for (int l = 0; l < PRIORITY_LEVELS; l++)

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 
 #include "batch_loops.h"
+#include "core/alloc.h"
 #include "block_list.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
@@ -59,27 +60,27 @@ static void s3fifo_destroy(void *state)
     if (p == NULL)
         return;
     kvbm__ghost_fini(&p->ghost);
-    free(p->hash);
-    free(p->known);
-    free(p->freq);
-    free(p->queue);
-    free(p->links.at);
-    free(p);
+    kvbm__free(p->hash);
+    kvbm__free(p->known);
+    kvbm__free(p->freq);
+    kvbm__free(p->queue);
+    kvbm__free(p->links.at);
+    kvbm__free(p);
 }
 
 static kvbm_status_t s3fifo_create(const kvbm_policy_config_t *config, uint32_t capacity,
                                    void **state_out)
 {
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    s3fifo_policy_t *p = calloc(1, sizeof(*p));
+    s3fifo_policy_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
-    p->queue = calloc(n, 1);
-    p->freq = calloc(n, 1);
-    p->known = calloc(n, 1);
-    p->hash = malloc(n * sizeof(uint64_t));
+    p->links.at = kvbm__alloc(n, sizeof(kvbm__block_link_t));
+    p->queue = kvbm__calloc(n, 1);
+    p->freq = kvbm__calloc(n, 1);
+    p->known = kvbm__calloc(n, 1);
+    p->hash = kvbm__alloc(n, sizeof(uint64_t));
     if (p->links.at == NULL || p->queue == NULL || p->freq == NULL || p->known == NULL ||
         p->hash == NULL)
         goto err_destroy;

@@ -4,13 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
+
 kvbm_status_t kvbm__segments_init(kvbm__segments_t *s, uint32_t capacity)
 {
     memset(s, 0, sizeof(*s));
     size_t n = capacity != 0 ? capacity : 1;
-    s->links.at = malloc(n * sizeof(kvbm__block_link_t));
-    s->stamp = malloc(n * sizeof(uint64_t));
-    s->seg_plus_one = calloc(n, 1);
+    s->links.at = kvbm__alloc(n, sizeof(kvbm__block_link_t));
+    s->stamp = kvbm__alloc(n, sizeof(uint64_t));
+    s->seg_plus_one = kvbm__calloc(n, 1);
     if (s->links.at == NULL || s->stamp == NULL || s->seg_plus_one == NULL) {
         kvbm__segments_fini(s);
         return KVBM_ERR_NO_MEMORY;
@@ -22,9 +24,9 @@ kvbm_status_t kvbm__segments_init(kvbm__segments_t *s, uint32_t capacity)
 
 void kvbm__segments_fini(kvbm__segments_t *s)
 {
-    free(s->links.at);
-    free(s->stamp);
-    free(s->seg_plus_one);
+    kvbm__free(s->links.at);
+    kvbm__free(s->stamp);
+    kvbm__free(s->seg_plus_one);
     memset(s, 0, sizeof(*s));
 }
 

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 
 #include "batch_loops.h"
+#include "core/alloc.h"
 #include "block_list.h"
 #include "kvbm/policy.h"
 #include "ghost.h"
@@ -75,12 +76,12 @@ static void slru_destroy(void *state)
     if (p == NULL)
         return;
     kvbm__ghost_fini(&p->ghost);
-    free(p->hash);
-    free(p->known);
-    free(p->count);
-    free(p->seg);
-    free(p->links.at);
-    free(p);
+    kvbm__free(p->hash);
+    kvbm__free(p->known);
+    kvbm__free(p->count);
+    kvbm__free(p->seg);
+    kvbm__free(p->links.at);
+    kvbm__free(p);
 }
 
 static kvbm_status_t slru_create(const kvbm_policy_config_t *config, uint32_t capacity,
@@ -88,15 +89,15 @@ static kvbm_status_t slru_create(const kvbm_policy_config_t *config, uint32_t ca
 {
     (void)config;
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
-    slru_policy_t *p = calloc(1, sizeof(*p));
+    slru_policy_t *p = kvbm__calloc(1, sizeof(*p));
     if (p == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = capacity != 0 ? capacity : 1;
-    p->links.at = malloc(n * sizeof(kvbm__block_link_t));
-    p->seg = calloc(n, 1);
-    p->count = calloc(n, 1);
-    p->known = calloc(n, 1);
-    p->hash = malloc(n * sizeof(uint64_t));
+    p->links.at = kvbm__alloc(n, sizeof(kvbm__block_link_t));
+    p->seg = kvbm__calloc(n, 1);
+    p->count = kvbm__calloc(n, 1);
+    p->known = kvbm__calloc(n, 1);
+    p->hash = kvbm__alloc(n, sizeof(uint64_t));
     if (p->links.at == NULL || p->seg == NULL || p->count == NULL || p->known == NULL ||
         p->hash == NULL)
         goto err_destroy;

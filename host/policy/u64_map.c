@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "core/alloc.h"
 #include "core/mix.h"
 
 /* Keys given by callers need not be well mixed (core/mix.h). The mixed key
@@ -31,13 +32,13 @@ kvbm_status_t kvbm__u64_map_init(kvbm__u64_map_t *map, size_t max_entries)
     size_t slots = max_entries + max_entries / 2 + 1;
     if (slots < 8)
         slots = 8;
-    fresh.keys = malloc(slots * sizeof(uint64_t));
+    fresh.keys = kvbm__alloc(slots, sizeof(uint64_t));
     if (fresh.keys == NULL)
         goto err;
-    fresh.values = malloc(slots * sizeof(uint64_t));
+    fresh.values = kvbm__alloc(slots, sizeof(uint64_t));
     if (fresh.values == NULL)
         goto err_free_keys;
-    fresh.used = calloc(slots, 1);
+    fresh.used = kvbm__calloc(slots, 1);
     if (fresh.used == NULL)
         goto err_free_values;
     fresh.n_slots = slots;
@@ -46,18 +47,18 @@ kvbm_status_t kvbm__u64_map_init(kvbm__u64_map_t *map, size_t max_entries)
     return KVBM_OK;
 
 err_free_values:
-    free(fresh.values);
+    kvbm__free(fresh.values);
 err_free_keys:
-    free(fresh.keys);
+    kvbm__free(fresh.keys);
 err:
     return KVBM_ERR_NO_MEMORY;
 }
 
 void kvbm__u64_map_fini(kvbm__u64_map_t *map)
 {
-    free(map->keys);
-    free(map->values);
-    free(map->used);
+    kvbm__free(map->keys);
+    kvbm__free(map->values);
+    kvbm__free(map->used);
     kvbm__u64_map_t empty = {0};
     *map = empty;
 }

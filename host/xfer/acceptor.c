@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/log.h"
 #include "handshake.h"
@@ -22,7 +23,7 @@
 kvbm_status_t kvbm__xfer_serve_locked(kvbm_xfer_t *xfer, int peer, int fd)
 {
     kvbm__xfer_peer_t *p = &xfer->peers[peer];
-    kvbm__xfer_conn_t *conn = calloc(1, sizeof(*conn));
+    kvbm__xfer_conn_t *conn = kvbm__calloc(1, sizeof(*conn));
     if (conn == NULL) {
         close(fd);
         return KVBM_ERR_NO_MEMORY;
@@ -38,7 +39,7 @@ kvbm_status_t kvbm__xfer_serve_locked(kvbm_xfer_t *xfer, int peer, int fd)
     KVBM_PTHREAD_CHECK(pthread_create(&thread, NULL, kvbm__xfer_service_main, conn), status);
     if (status != KVBM_OK) {
         close(fd);
-        free(conn);
+        kvbm__free(conn);
         return status;
     }
     if (p->server != NULL)
@@ -77,7 +78,7 @@ static void adopt(kvbm_xfer_t *xfer, const kvbm__hs_t *hs)
 void *kvbm__xfer_acceptor_main(void *arg)
 {
     kvbm_xfer_t *xfer = arg;
-    kvbm__hs_pool_t *pool = malloc(sizeof(*pool));
+    kvbm__hs_pool_t *pool = kvbm__alloc(1, sizeof(*pool));
     if (pool == NULL) {
         kvbm__log(KVBM_LOG_ERROR, "acceptor: out of memory; rank %d accepts no connections",
                   xfer->rank);
@@ -100,6 +101,6 @@ void *kvbm__xfer_acceptor_main(void *arg)
         adopt(xfer, &hs);
     }
     kvbm__hs_pool_close(pool);
-    free(pool);
+    kvbm__free(pool);
     return NULL;
 }

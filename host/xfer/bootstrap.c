@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -48,12 +49,12 @@ kvbm_status_t kvbm_xfer_rendezvous_create(const char *host, uint16_t port,
     kvbm_status_t status = kvbm__addr_parse(host, port, &addr);
     if (status != KVBM_OK)
         return status;
-    kvbm_xfer_rendezvous_t *rv = calloc(1, sizeof(*rv));
+    kvbm_xfer_rendezvous_t *rv = kvbm__calloc(1, sizeof(*rv));
     if (rv == NULL)
         return KVBM_ERR_NO_MEMORY;
     status = kvbm__sock_listen(&addr, KVBM_XFER_MAX_RANKS, &rv->fd, &rv->port);
     if (status != KVBM_OK) {
-        free(rv);
+        kvbm__free(rv);
         return status;
     }
     rv->addr = addr;
@@ -72,7 +73,7 @@ void kvbm_xfer_rendezvous_destroy(kvbm_xfer_rendezvous_t *rendezvous)
     if (rendezvous == NULL)
         return;
     close(rendezvous->fd);
-    free(rendezvous);
+    kvbm__free(rendezvous);
 }
 
 /* ------------------------------------------------------------ addresses */
@@ -143,7 +144,7 @@ static kvbm_status_t gather_root(kvbm_xfer_t *xfer, int rv_fd, uint8_t *blob, si
 {
     uint64_t deadline = kvbm__deadline_ms(xfer->timeout_ms);
     kvbm_status_t verdict = KVBM_OK, status = KVBM_OK;
-    kvbm__hs_pool_t *pool = malloc(sizeof(*pool));
+    kvbm__hs_pool_t *pool = kvbm__alloc(1, sizeof(*pool));
     if (pool == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm__hs_pool_init(pool, &xfer->auth, &xfer->counters, KVBM__PURPOSE_RENDEZVOUS,
@@ -175,7 +176,7 @@ static kvbm_status_t gather_root(kvbm_xfer_t *xfer, int rv_fd, uint8_t *blob, si
         joined++;
     }
     kvbm__hs_pool_close(pool);
-    free(pool);
+    kvbm__free(pool);
     if (status != KVBM_OK)
         return status;
     /* Every pair, not only against rank 0: divisibility is not transitive. */

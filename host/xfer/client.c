@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/clock.h"
 #include "core/error.h"
@@ -47,8 +48,8 @@ static kvbm_status_t push_send_needed(kvbm_xfer_t *xfer, const kvbm_xfer_req_t *
                                       const uint32_t *dst, const uint8_t *need)
 {
     size_t n = req->count;
-    uint32_t *sub_src = malloc(n * sizeof(*sub_src));
-    uint32_t *sub_dst = malloc(n * sizeof(*sub_dst));
+    uint32_t *sub_src = kvbm__alloc(n, sizeof(*sub_src));
+    uint32_t *sub_dst = kvbm__alloc(n, sizeof(*sub_dst));
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     if (sub_src == NULL || sub_dst == NULL)
         goto free_lists;
@@ -69,8 +70,8 @@ static kvbm_status_t push_send_needed(kvbm_xfer_t *xfer, const kvbm_xfer_req_t *
         kvbm__copy_plan_free(&plan);
     }
 free_lists:
-    free(sub_src);
-    free(sub_dst);
+    kvbm__free(sub_src);
+    kvbm__free(sub_dst);
     return status;
 }
 
@@ -141,19 +142,19 @@ static void client_push(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         res->status = KVBM_ERR_PARSE;
         return;
     }
-    uint32_t *dst = malloc(n * sizeof(*dst));
-    uint8_t *need = malloc(n);
+    uint32_t *dst = kvbm__alloc(n, sizeof(*dst));
+    uint8_t *need = kvbm__alloc(n, 1);
     res->status = dst != NULL && need != NULL ? KVBM_OK : KVBM_ERR_NO_MEMORY;
     if (res->status == KVBM_OK)
         res->status = push_read_accept(xfer, req, fd, dst, need);
     /* Only the blocks the peer does not hold yet travel. */
     if (res->status == KVBM_OK)
         res->status = push_send_needed(xfer, req, fd, dst, need);
-    free(need);
+    kvbm__free(need);
     if (res->status == KVBM_OK)
         push_read_done(xfer, req, fd, dst, res);
     if (res->status != KVBM_OK) {
-        free(dst);
+        kvbm__free(dst);
         return;
     }
     res->ids = dst;
@@ -185,8 +186,8 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
         res->in_sync = true;
         return; /* the peer holds none of them */
     }
-    uint32_t *src = malloc(n * sizeof(*src));
-    uint32_t *dst = malloc(n * sizeof(*dst));
+    uint32_t *src = kvbm__alloc(n, sizeof(*src));
+    uint32_t *dst = kvbm__alloc(n, sizeof(*dst));
     kvbm_status_t alloc = KVBM_ERR_NO_MEMORY;
     if (src == NULL || dst == NULL) {
         res->status = KVBM_ERR_NO_MEMORY;
@@ -221,7 +222,7 @@ static void client_pull(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_
     res->status = kvbm_manager_register(xfer->manager, dst, req->hashes, n, NULL, dst);
     if (res->status != KVBM_OK)
         goto release_dst;
-    free(src);
+    kvbm__free(src);
     res->ids = dst;
     res->n = n;
     return;
@@ -229,8 +230,8 @@ release_dst:
     if (alloc == KVBM_OK)
         kvbm__xfer_release_reverse(xfer->manager, dst, n);
 free_arrays:
-    free(src);
-    free(dst);
+    kvbm__free(src);
+    kvbm__free(dst);
 }
 
 static void client_raw(kvbm_xfer_t *xfer, kvbm_xfer_req_t *req, int fd, client_result_t *res)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/log.h"
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
@@ -66,7 +67,7 @@ kvbm_status_t kvbm__xfer_memory_init(kvbm_xfer_t *xfer, const kvbm_xfer_config_t
     size_t regions = layout != NULL ? kvbm__layout_geom_regions(layout) : mem->region_count;
     if (regions > KVBM_XFER_MAX_REGIONS)
         return KVBM_ERR_UNSUPPORTED;
-    char **bases = malloc(regions * sizeof(*bases));
+    char **bases = kvbm__alloc(regions, sizeof(*bases));
     if (bases == NULL)
         return KVBM_ERR_NO_MEMORY;
     kvbm__geom_t geom;
@@ -90,7 +91,7 @@ kvbm_status_t kvbm__xfer_memory_init(kvbm_xfer_t *xfer, const kvbm_xfer_config_t
         status = KVBM_ERR_UNSUPPORTED;
     }
     if (status != KVBM_OK) {
-        free(bases);
+        kvbm__free(bases);
         return status;
     }
     kvbm_pool_counts_t counts;

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/log.h"
 #include "fault.h"
@@ -98,23 +99,23 @@ typedef struct push_arrays {
 
 static void push_arrays_free(push_arrays_t *a)
 {
-    free(a->hashes);
-    free(a->src);
-    free(a->dst);
-    free(a->fresh);
-    free(a->fresh_src);
-    free(a->need);
+    kvbm__free(a->hashes);
+    kvbm__free(a->src);
+    kvbm__free(a->dst);
+    kvbm__free(a->fresh);
+    kvbm__free(a->fresh_src);
+    kvbm__free(a->need);
 }
 
 static kvbm_status_t push_arrays_alloc(push_arrays_t *a, size_t n)
 {
     *a = (push_arrays_t){.n = n};
-    a->hashes = malloc(n * sizeof(*a->hashes));
-    a->src = malloc(n * sizeof(*a->src));
-    a->dst = malloc(n * sizeof(*a->dst));
-    a->fresh = malloc(n * sizeof(*a->fresh));
-    a->fresh_src = malloc(n * sizeof(*a->fresh_src));
-    a->need = malloc(n);
+    a->hashes = kvbm__alloc(n, sizeof(*a->hashes));
+    a->src = kvbm__alloc(n, sizeof(*a->src));
+    a->dst = kvbm__alloc(n, sizeof(*a->dst));
+    a->fresh = kvbm__alloc(n, sizeof(*a->fresh));
+    a->fresh_src = kvbm__alloc(n, sizeof(*a->fresh_src));
+    a->need = kvbm__alloc(n, 1);
     if (a->hashes != NULL && a->src != NULL && a->dst != NULL && a->fresh != NULL &&
         a->fresh_src != NULL && a->need != NULL)
         return KVBM_OK;
@@ -244,9 +245,9 @@ static kvbm_status_t serve_pull(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t 
     size_t count = hdr->count;
     size_t kept = count < xfer->capacity ? count : xfer->capacity;
     kvbm_status_t status;
-    uint64_t *hashes = malloc((kept ? kept : 1) * sizeof(*hashes));
-    uint32_t *src = malloc((kept ? kept : 1) * sizeof(*src));
-    uint32_t *dst = malloc((kept ? kept : 1) * sizeof(*dst));
+    uint64_t *hashes = kvbm__alloc(kept, sizeof(*hashes));
+    uint32_t *src = kvbm__alloc(kept, sizeof(*src));
+    uint32_t *dst = kvbm__alloc(kept, sizeof(*dst));
     size_t n = 0;
     if (hashes == NULL || src == NULL || dst == NULL) {
         status = KVBM_ERR_NO_MEMORY;
@@ -290,9 +291,9 @@ static kvbm_status_t serve_pull(kvbm__xfer_conn_t *conn, const kvbm__wire_hdr_t 
 release_src:
     kvbm__xfer_release_reverse(xfer->manager, src, n);
 free_arrays:
-    free(hashes);
-    free(src);
-    free(dst);
+    kvbm__free(hashes);
+    kvbm__free(src);
+    kvbm__free(dst);
     return status;
 }
 
@@ -383,6 +384,6 @@ void *kvbm__xfer_service_main(void *arg)
     kvbm__mutex_unlock(&xfer->lock);
     if (conn->scratch != NULL)
         xfer->ops->scratch_free(xfer, conn->scratch);
-    free(conn);
+    kvbm__free(conn);
     return NULL;
 }

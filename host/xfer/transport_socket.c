@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "fault.h"
 #include "object.h"
 #include "socket_io.h"
@@ -55,7 +56,7 @@ static void socket_fini(kvbm_xfer_t *xfer)
 static kvbm_status_t plan_iov(const kvbm__copy_plan_t *plan, bool send, size_t limit,
                               struct iovec **iov_out, size_t *n_out)
 {
-    struct iovec *iov = malloc((plan->count ? plan->count : 1) * sizeof(*iov));
+    struct iovec *iov = kvbm__alloc(plan->count, sizeof(*iov));
     if (iov == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t n = 0;
@@ -106,7 +107,7 @@ static kvbm_status_t socket_send(kvbm_xfer_t *xfer, int peer, int fd, const kvbm
         status = socket_drip(fd, iov, n, drip_ms, deadline_us);
     else
         status = kvbm__sock_writev(fd, iov, n, deadline_us);
-    free(iov);
+    kvbm__free(iov);
     if (status == KVBM_OK && allowed < plan->bytes)
         kvbm__xfer_fault_fire();
     return status;
@@ -121,13 +122,13 @@ static kvbm_status_t socket_recv(kvbm_xfer_t *xfer, int peer, int fd, const kvbm
     if (status != KVBM_OK)
         return status;
     status = kvbm__sock_readv(fd, iov, n, deadline_us);
-    free(iov);
+    kvbm__free(iov);
     return status;
 }
 
 static kvbm_status_t socket_scratch_alloc(kvbm_xfer_t *xfer, size_t bytes, void **ptr_out)
 {
-    void *ptr = malloc(bytes ? bytes : 1);
+    void *ptr = kvbm__alloc(bytes, 1);
     if (ptr == NULL)
         return KVBM_ERR_NO_MEMORY;
     *ptr_out = ptr;
@@ -136,7 +137,7 @@ static kvbm_status_t socket_scratch_alloc(kvbm_xfer_t *xfer, size_t bytes, void 
 
 static void socket_scratch_free(kvbm_xfer_t *xfer, void *ptr)
 {
-    free(ptr);
+    kvbm__free(ptr);
 }
 
 const kvbm__xfer_ops_t kvbm__xfer_socket_ops = {

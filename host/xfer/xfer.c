@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/check.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -94,7 +95,7 @@ kvbm_status_t kvbm__xfer_plan_raw(const void *src, void *scratch, size_t scratch
             KVBM_ERR_INVALID_ARG, "raw message of %llu bytes (1..%llu) into a %zu-byte scratch",
             (unsigned long long)bytes, (unsigned long long)KVBM__XFER_RAW_MAX_BYTES, scratch_bytes);
     size_t count = (size_t)((bytes + KVBM__XFER_RAW_CHUNK_BYTES - 1) / KVBM__XFER_RAW_CHUNK_BYTES);
-    kvbm_copy_t *pieces = malloc(count * sizeof(*pieces));
+    kvbm_copy_t *pieces = kvbm__alloc(count, sizeof(*pieces));
     if (pieces == NULL)
         return KVBM_ERR_NO_MEMORY;
     uint64_t offset = 0;
@@ -295,12 +296,12 @@ static void release(kvbm_xfer_t *xfer, int n_conds)
     close_fd(&xfer->wake_fd[0]);
     close_fd(&xfer->wake_fd[1]);
     kvbm__auth_wipe(&xfer->auth);
-    free((void *)xfer->geom.region_base);
-    free(xfer->peer_geom);
-    free(xfer->descs);
-    free(xfer->peers);
-    free(xfer->boot_fds);
-    free(xfer);
+    kvbm__free((void *)xfer->geom.region_base);
+    kvbm__free(xfer->peer_geom);
+    kvbm__free(xfer->descs);
+    kvbm__free(xfer->peers);
+    kvbm__free(xfer->boot_fds);
+    kvbm__free(xfer);
 }
 
 static kvbm_status_t init_sync(kvbm_xfer_t *xfer, int *n_conds)
@@ -356,7 +357,7 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfe
         return status;
     const kvbm_xfer_config_t *config = &imported;
 
-    kvbm_xfer_t *xfer = calloc(1, sizeof(*xfer));
+    kvbm_xfer_t *xfer = kvbm__calloc(1, sizeof(*xfer));
     if (xfer == NULL)
         return KVBM_ERR_NO_MEMORY;
     size_t size = (size_t)config->size;
@@ -377,10 +378,10 @@ kvbm_status_t kvbm_xfer_create(const kvbm_xfer_config_t *caller_config, kvbm_xfe
         xfer->raw_scratch_bytes = KVBM__XFER_RAW_CHUNK_BYTES;
     xfer->boot_fd = xfer->mesh_fd = -1;
     xfer->wake_fd[0] = xfer->wake_fd[1] = -1;
-    xfer->descs = calloc(size, sizeof(*xfer->descs));
-    xfer->peer_geom = calloc(size, sizeof(*xfer->peer_geom));
-    xfer->peers = calloc(size, sizeof(*xfer->peers));
-    xfer->boot_fds = malloc(size * sizeof(int));
+    xfer->descs = kvbm__calloc(size, sizeof(*xfer->descs));
+    xfer->peer_geom = kvbm__calloc(size, sizeof(*xfer->peer_geom));
+    xfer->peers = kvbm__calloc(size, sizeof(*xfer->peers));
+    xfer->boot_fds = kvbm__alloc(size, sizeof(int));
     if (xfer->descs == NULL || xfer->peer_geom == NULL || xfer->peers == NULL ||
         xfer->boot_fds == NULL) {
         status = KVBM_ERR_NO_MEMORY;
@@ -517,7 +518,7 @@ static kvbm_status_t req_new(kvbm__req_kind_t kind, int peer, kvbm_manager_t *ma
                              kvbm_xfer_req_t **req_out)
 {
     kvbm_status_t status = KVBM_OK;
-    kvbm_xfer_req_t *req = calloc(1, sizeof(*req));
+    kvbm_xfer_req_t *req = kvbm__calloc(1, sizeof(*req));
     if (req == NULL)
         return KVBM_ERR_NO_MEMORY;
     KVBM_PTHREAD_CHECK(pthread_mutex_init(&req->lock, NULL), status);
@@ -534,18 +535,18 @@ static kvbm_status_t req_new(kvbm__req_kind_t kind, int peer, kvbm_manager_t *ma
 err_mutex:
     kvbm__mutex_destroy(&req->lock);
 err_free:
-    free(req);
+    kvbm__free(req);
     return status;
 }
 
 static void req_delete(kvbm_xfer_req_t *req)
 {
-    free(req->src_ids);
-    free(req->hashes);
-    free(req->result_ids);
+    kvbm__free(req->src_ids);
+    kvbm__free(req->hashes);
+    kvbm__free(req->result_ids);
     kvbm__cond_destroy(&req->cond);
     kvbm__mutex_destroy(&req->lock);
-    free(req);
+    kvbm__free(req);
 }
 
 /* Queues a request for its peer's worker, starting the worker at the first
@@ -611,8 +612,8 @@ kvbm_status_t kvbm_xfer_push(kvbm_xfer_t *xfer, int peer, const uint32_t *block_
     kvbm_status_t status = req_new(KVBM__REQ_PUSH, peer, xfer->manager, &req);
     if (status != KVBM_OK)
         return status;
-    req->src_ids = malloc(count * sizeof(*req->src_ids));
-    req->hashes = malloc(count * sizeof(*req->hashes));
+    req->src_ids = kvbm__alloc(count, sizeof(*req->src_ids));
+    req->hashes = kvbm__alloc(count, sizeof(*req->hashes));
     if (req->src_ids == NULL || req->hashes == NULL) {
         status = KVBM_ERR_NO_MEMORY;
         goto err_req;
@@ -642,7 +643,7 @@ kvbm_status_t kvbm_xfer_pull(kvbm_xfer_t *xfer, int peer, const uint64_t *hashes
     kvbm_status_t status = req_new(KVBM__REQ_PULL, peer, xfer->manager, &req);
     if (status != KVBM_OK)
         return status;
-    req->hashes = malloc(count * sizeof(*req->hashes));
+    req->hashes = kvbm__alloc(count, sizeof(*req->hashes));
     if (req->hashes == NULL) {
         status = KVBM_ERR_NO_MEMORY;
         goto err_req;

@@ -10,8 +10,11 @@
  *
  * - Offload (write-back, the default): when allocating G1 blocks evicts
  *   cached ones, each evicted block whose hash is not in G2 gets a G2 block
- *   and a device-to-host copy of its slab, one batch per call. The G2 block
- *   is registered only once its copy has succeeded; a failed copy returns it
+ *   and a device-to-host copy of its slab, one batch per call (in parts when
+ *   G2 runs out of blocks for it: the call then waits for each part to land
+ *   in G2 before the next takes its blocks, so a small G2 caches what
+ *   one-by-one offloads would). The G2 block is registered only once its
+ *   copy has succeeded; a failed copy returns it
  *   to the free pool and the hash is simply not cached. G2 is inclusive: a
  *   hash already in G2 is not copied again.
  * - Write-through (option): the copy is made when a block is registered, so
@@ -130,11 +133,13 @@ typedef struct kvbm_cache_config {
     /**
      * G2 admission (kvbm/admission.h): offload only evicted blocks whose
      * class comes back often enough. Off by default (every evicted block is
-     * offloaded, as the replay contract counts); write-back mode only
-     * (create returns KVBM_ERR_INVALID_ARG with write-through).
+     * offloaded, as the replay contract counts); write-back mode with a G2
+     * only (create returns KVBM_ERR_INVALID_ARG with write-through or
+     * g2_blocks 0, where the filter would do nothing).
      */
     bool offload_admission;
-    /** The filter's keep_ratio; 0 uses its default. */
+    /** The filter's keep_ratio; 0 uses its default. Must be 0 without
+     *  offload_admission (create returns KVBM_ERR_INVALID_ARG). */
     double admission_keep_ratio;
 } kvbm_cache_config_t;
 
@@ -168,7 +173,7 @@ static inline void kvbm_cache_config_init(kvbm_cache_config_t *config)
 #define KVBM_CACHE_METRICS_LIST(X)                                                                 \
     X(offloads, counter, "blocks copied G1 to G2 and registered in G2")                            \
     X(offload_bytes, counter, "bytes copied G1 to G2 by successful offloads")                      \
-    X(offload_skipped, counter, "evicted blocks not offloaded: G2 had no block to give")           \
+    X(offload_skipped, counter, "evicted blocks not offloaded: no G2 block or no memory for it")   \
     X(offload_refused, counter, "evicted blocks not offloaded: the G2 admission filter refused")   \
     X(onboards, counter, "blocks copied G2 to G1 successfully")                                    \
     X(onboard_bytes, counter, "bytes copied G2 to G1 by successful onboards")                      \

@@ -48,6 +48,8 @@ extern "C" {
 #endif
 
 #define KVBM_MANAGER_CONFIG_VERSION 1u
+/** Longest manager name accepted, in bytes (see kvbm_manager_config_t.name). */
+#define KVBM_MANAGER_NAME_MAX 63u
 /** Largest block count a manager accepts (ids must fit below KVBM_BLOCK_NONE). */
 #define KVBM_MANAGER_MAX_BLOCKS (UINT32_MAX / 2u)
 
@@ -91,7 +93,14 @@ typedef struct kvbm_manager_config {
     kvbm_policy_config_t policy_config; /**< tuning for the policy */
     kvbm_event_fn on_events;            /**< optional */
     void *events_ctx;
-    const char *name; /**< label for metrics text; copied; NULL means "kvbm" */
+    /**
+     * Label for the metrics exports; copied; NULL means "kvbm". It is written
+     * as is into Prometheus label values and JSON strings, so it must be 1 to
+     * KVBM_MANAGER_NAME_MAX printable ASCII characters without '"' or '\\'
+     * (anything else is refused with KVBM_ERR_INVALID_ARG, never cut or
+     * escaped).
+     */
+    const char *name;
 } kvbm_manager_config_t;
 
 /** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
@@ -147,7 +156,10 @@ typedef struct kvbm_register_opts {
  * @param[in]  config   copied; the caller keeps ownership.
  * @param[out] manager_out  the new manager, owned by the caller.
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, num_blocks 0 or too large,
- *         unknown duplication); KVBM_ERR_VERSION (struct_size/version);
+ *         unknown duplication, a name that is empty, too long or holds a
+ *         character outside the safe set, a policy table without a name or
+ *         with a NULL operation of its version); KVBM_ERR_VERSION
+ *         (struct_size/version, the policy table's version);
  *         KVBM_ERR_NO_MEMORY; or the policy's create error.
  */
 KVBM_API kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *config,
@@ -187,7 +199,9 @@ KVBM_API kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t cou
  * @param[in]  ids     mutable blocks held by the caller, no repeats.
  * @param[out] ids_out the blocks now holding each hash (may alias ids).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OUT_OF_RANGE;
- *         KVBM_ERR_BAD_STATE (a block not mutable, or repeated).
+ *         KVBM_ERR_BAD_STATE (a block not mutable, or repeated);
+ *         KVBM_ERR_OVERFLOW (a deduplicated block's reference count could
+ *         pass its limit); KVBM_ERR_NO_MEMORY. Nothing changes on error.
  */
 KVBM_API kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
                                              const uint64_t *hashes, size_t count,
@@ -195,7 +209,9 @@ KVBM_API kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint
 
 /**
  * @brief Add one reference to each registered block (active or inactive).
- * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_BAD_STATE (reset or mutable).
+ * @return KVBM_OK; KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_BAD_STATE (reset or mutable);
+ *         KVBM_ERR_OVERFLOW (a block's reference count could pass its limit,
+ *         UINT32_MAX). Nothing changes on error.
  */
 KVBM_API kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
                                             size_t count);
@@ -223,6 +239,9 @@ KVBM_API kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint3
  *
  * @param[out] ids_out room for @p count ids; the first *n_matched_out are set.
  * @param[out] n_matched_out length of the matched prefix.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OVERFLOW (a matched block's
+ *         reference count could pass its limit, UINT32_MAX: nothing changes,
+ *         though ids_out may have been written).
  */
 KVBM_API kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes,
                                           size_t count, uint32_t *ids_out, size_t *n_matched_out);
@@ -275,8 +294,9 @@ KVBM_API kvbm_status_t kvbm_manager_match_allocate_register(
  *        that must know whether a request fits before taking blocks).
  *
  * @param[out] n_matched_out  length of the registered prefix.
- * @param[out] n_inactive_out optional: how many of those blocks are inactive
- *                            (a match would take them out of the evictable pool).
+ * @param[out] n_inactive_out optional: how many distinct blocks of the prefix
+ *                            are inactive (a match would take them out of the
+ *                            evictable pool; a repeated hash counts once).
  * @return KVBM_OK; KVBM_ERR_INVALID_ARG.
  */
 KVBM_API kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
@@ -291,6 +311,7 @@ KVBM_API kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const 
  *
  * @param[out] ids_out   @p count entries: the block id, or KVBM_BLOCK_NONE.
  * @param[out] n_found_out number of hits.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OVERFLOW (as for match).
  */
 KVBM_API kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
                                          size_t count, bool touch, uint32_t *ids_out,

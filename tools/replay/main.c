@@ -5,6 +5,7 @@
  *   kvbm-replay [options] TRACE.jsonl
  *   kvbm-replay --sweep 1000,5859,10000,30000 [--policies lru,...] TRACE.jsonl
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,8 @@ static void usage(FILE *out)
             "  --backend KIND     data mode memory backend: auto (default), cpu, cuda\n"
             "  --block-kib N      data mode block size in KiB (default 16)\n"
             "  --no-verify        data mode: do not fill and check block contents\n"
+            "  --max-line-bytes N longest trace line accepted (default 16777216, at most\n"
+            "                     1073741824); a longer line stops the replay with an error\n"
             "  --g2-admission     offload to G2 only evicted blocks whose class comes back\n"
             "                     often enough (kvbm/admission.h; default: offload all)\n"
             "  --admission-keep-ratio X  the filter's keep ratio (default 0.65)\n"
@@ -79,6 +82,18 @@ static int parse_u32(const char *text, uint32_t *out)
     if (end == text || *end != '\0' || value > UINT32_MAX || text[0] == '-')
         return -1;
     *out = (uint32_t)value;
+    return 0;
+}
+
+/* A positive decimal size up to @p max. */
+static int parse_size(const char *text, size_t max, size_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (end == text || *end != '\0' || text[0] == '-' || errno != 0 || value == 0 || value > max)
+        return -1;
+    *out = (size_t)value;
     return 0;
 }
 
@@ -182,6 +197,7 @@ enum {
     OPT_G3_DIR,
     OPT_G3_KEEP,
     OPT_G3_MIN_FREE,
+    OPT_MAX_LINE,
     OPT_VERSION,
     OPT_G2_ADMISSION,
     OPT_KEEP_RATIO,
@@ -252,6 +268,10 @@ static int apply_checked_option(int opt, const char *arg, cli_t *cli)
         if (parse_u32(arg, &o->block_kib) == 0 && o->block_kib > 0 && o->block_kib <= 65536)
             return CLI_RUN;
         return usage_error("--block-kib needs 1..65536, not '%s'", arg);
+    case OPT_MAX_LINE:
+        if (parse_size(arg, TRACE_MAX_LINE_LIMIT, &o->max_line_bytes) == 0)
+            return CLI_RUN;
+        return usage_error("--max-line-bytes needs 1..1073741824, not '%s'", arg);
     case OPT_KEEP_RATIO:
         if (parse_ratio(arg, &o->admission_keep_ratio) == 0)
             return CLI_RUN;
@@ -346,6 +366,7 @@ static int parse_args(int argc, char **argv, cli_t *cli)
         {"g3-dir", required_argument, NULL, OPT_G3_DIR},
         {"g3-keep", no_argument, NULL, OPT_G3_KEEP},
         {"g3-min-free-mib", required_argument, NULL, OPT_G3_MIN_FREE},
+        {"max-line-bytes", required_argument, NULL, OPT_MAX_LINE},
         {"version", no_argument, NULL, OPT_VERSION},
         {"g2-admission", no_argument, NULL, OPT_G2_ADMISSION},
         {"admission-keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
@@ -387,10 +408,30 @@ static const char *unknown_policy(const run_options_t *options)
     return NULL;
 }
 
+/* An option that would change nothing in the run asked for is refused: a
+ * run whose numbers ignore part of the command line must not look like a
+ * run that followed it. Says which and returns 2, or returns CLI_RUN. */
+static int refuse_ignored_options(const cli_t *cli)
+{
+    const run_options_t *o = &cli->options;
+    const char *why = NULL;
+    if (cli->sweep != NULL && (o->policy != NULL || o->g2_policy != NULL))
+        why = "--policy and --g2-policy do not apply to --sweep (list its policies with "
+              "--policies; G2 follows each)";
+    else if (cli->sweep != NULL && cli->json)
+        why = "--json does not apply to --sweep (its numbers go to --csv)";
+    else if (cli->sweep == NULL && cli->policies != NULL)
+        why = "--policies needs --sweep (one replay takes --policy)";
+    else if (o->g2_admission && o->g2_blocks == 0)
+        why = "--g2-admission needs --g2-blocks";
+    else if (o->admission_keep_ratio != 0.0 && !o->g2_admission)
+        why = "--admission-keep-ratio needs --g2-admission";
+    return why == NULL ? CLI_RUN : usage_error("%s", why);
+}
+
 int main(int argc, char **argv)
 {
     cli_t cli = {.options = {.g1_blocks = 5859,
-                             .policy = "lru",
                              .backend_kind = KVBM_BACKEND_AUTO,
                              .block_kib = 16,
                              .verify = true,
@@ -400,7 +441,15 @@ int main(int argc, char **argv)
     int decided = parse_args(argc, argv, &cli);
     if (decided != CLI_RUN)
         return decided;
+    decided = refuse_ignored_options(&cli);
+    if (decided != CLI_RUN)
+        return decided;
     const run_options_t *options = &cli.options;
+    const char *unknown = unknown_policy(options);
+    if (unknown != NULL)
+        return usage_error("unknown policy '%s'", unknown);
+    if (cli.options.policy == NULL)
+        cli.options.policy = "lru";
     if (cli.sweep != NULL) {
         sweep_options_t sweep_options = {.capacities = cli.sweep,
                                          .policies = cli.policies,
@@ -410,9 +459,6 @@ int main(int argc, char **argv)
         /* sweep_run refuses bad --sweep or --policies lists with KVBM_ERR_INVALID_ARG. */
         return status == KVBM_OK ? 0 : status == KVBM_ERR_INVALID_ARG ? 2 : 1;
     }
-    const char *unknown = unknown_policy(options);
-    if (unknown != NULL)
-        return usage_error("unknown policy '%s'", unknown);
     if (options->g3_blocks > 0 && options->g2_blocks == 0)
         return usage_error("%s", "--g3-blocks needs --g2-blocks");
     run_result_t result;
@@ -421,5 +467,10 @@ int main(int argc, char **argv)
     print_summary(options, &result);
     if (cli.json)
         print_json(options, &result);
+    /* Counts that did not reach their reader are no result: say so. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "kvbm-replay: writing the results failed: %s\n", strerror(errno));
+        return 1;
+    }
     return 0;
 }

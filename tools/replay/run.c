@@ -84,45 +84,57 @@ static kvbm_status_t replay_loaded(replay_t *replay, const trace_t *trace, size_
     return KVBM_OK;
 }
 
+/* Read ahead of the replay: at most this many requests or hashes at a time
+ * (8 MiB of hashes; a longer request comes alone, bounded by the line
+ * limit). Parsing a chunk, then replaying it, keeps the parser's memory
+ * traffic out of the timed steps without holding the whole trace. */
+#define CHUNK_REQUESTS 4096
+#define CHUNK_BLOCKS   ((size_t)1 << 20)
+
 static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *options)
 {
     trace_reader_t *reader = NULL;
     kvbm_status_t status = trace_reader_open(options->trace_path, &reader);
     if (status != KVBM_OK) {
-        fprintf(stderr, "kvbm-replay: cannot open %s: %s\n", options->trace_path, strerror(errno));
+        fprintf(stderr, "kvbm-replay: cannot open %s: %s\n", options->trace_path,
+                status == KVBM_ERR_IO ? strerror(errno) : kvbm_status_str(status));
         return status;
     }
+    if (options->max_line_bytes != 0)
+        status = trace_reader_set_max_line(reader, options->max_line_bytes);
     struct stat st;
     double size = stat(options->trace_path, &st) == 0 && st.st_size > 0 ? (double)st.st_size : 0;
     progress_t progress = {.mode = options->progress, .next_line = 0.25};
+    trace_t chunk = {0};
     size_t requests = 0;
-    for (;;) {
-        if (options->limit != 0 && requests == options->limit)
-            break;
-        trace_request_t request;
-        int has_request = 0;
-        status = trace_reader_next(reader, &request, &has_request);
+    int end = 0;
+    while (status == KVBM_OK && !end && (options->limit == 0 || requests < options->limit)) {
+        size_t want = CHUNK_REQUESTS;
+        if (options->limit != 0 && options->limit - requests < want)
+            want = options->limit - requests;
+        status = trace_reader_fill(reader, &chunk, want, CHUNK_BLOCKS, &end);
         if (status != KVBM_OK) {
             progress_end_line(&progress);
             fprintf(stderr, "kvbm-replay: %s: %s\n", options->trace_path,
                     trace_reader_error(reader));
             break;
         }
-        if (!has_request)
-            break;
-        status = replay_request(replay, request.hashes, request.count);
-        if (status != KVBM_OK) {
-            progress_end_line(&progress);
-            fprintf(stderr, "kvbm-replay: line %zu: %s (%s)\n", request.line,
-                    kvbm_status_str(status), kvbm_last_error());
-            break;
+        for (size_t r = 0; r < chunk.requests && status == KVBM_OK; r++) {
+            status = replay_request(replay, chunk.hashes + chunk.offsets[r],
+                                    chunk.offsets[r + 1] - chunk.offsets[r]);
+            if (status != KVBM_OK) {
+                progress_end_line(&progress);
+                fprintf(stderr, "kvbm-replay: line %zu: %s (%s)\n", chunk.lines[r],
+                        kvbm_status_str(status), kvbm_last_error());
+            }
         }
-        requests++;
-        if (size > 0 && requests % 64 == 0)
+        requests += chunk.requests;
+        if (status == KVBM_OK && size > 0)
             progress_update(&progress, (double)trace_reader_offset(reader) / size, requests);
     }
     if (status == KVBM_OK)
         progress_done(&progress, requests);
+    trace_free(&chunk);
     trace_reader_close(reader);
     return status;
 }
@@ -186,7 +198,8 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
                         (options->g3_blocks > 0 && strcmp(g3_name, REPLAY_BELADY) == 0);
     if (needs_oracle && trace == NULL) {
         char error[300];
-        status = trace_load(options->trace_path, options->limit, &own_trace, error, sizeof(error));
+        status = trace_load(options->trace_path, options->limit, options->max_line_bytes,
+                            &own_trace, error, sizeof(error));
         if (status != KVBM_OK) {
             fprintf(stderr, "kvbm-replay: %s: %s\n", options->trace_path, error);
             return status;

@@ -38,6 +38,7 @@ typedef struct run_options {
     const char *g3_dir;               /* data mode G3: where its file lives */
     bool g3_keep;                     /* data mode G3: reopen and keep the file */
     uint64_t g3_min_free_bytes;       /* data mode G3: the filesystem floor */
+    size_t max_line_bytes;            /* longest trace line; 0: TRACE_MAX_LINE_DEFAULT */
     bool g2_admission;                /* offload only blocks judged likely to come back */
     double admission_keep_ratio;      /* 0: the filter's default */
     bool no_hints;                    /* register without request length and position */

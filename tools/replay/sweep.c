@@ -1,21 +1,87 @@
 /* Capacity sweep with CSV and a gnuplot PNG; see sweep.h. */
 #include "sweep.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define SWEEP_MAX 64
 
-/* Splits a comma list in place into at most SWEEP_MAX items. */
-static size_t split_list(char *text, char **items)
+extern char **environ;
+
+/*
+ * Splits a comma list, in place and whole, into at most SWEEP_MAX items: a
+ * longer list, or an empty item, is refused with a message naming the
+ * option, never cut.
+ */
+static kvbm_status_t split_list(char *text, const char *option, char **items, size_t *count_out)
 {
     size_t count = 0;
-    for (char *save = NULL, *item = strtok_r(text, ",", &save); item != NULL && count < SWEEP_MAX;
-         item = strtok_r(NULL, ",", &save))
+    for (char *item = text; item != NULL;) {
+        char *comma = strchr(item, ',');
+        if (comma != NULL)
+            *comma++ = '\0';
+        if (item[0] == '\0') {
+            fprintf(stderr, "kvbm-replay: an empty item in %s\n", option);
+            return KVBM_ERR_INVALID_ARG;
+        }
+        if (count == SWEEP_MAX) {
+            fprintf(stderr, "kvbm-replay: %s takes at most %d items\n", option, SWEEP_MAX);
+            return KVBM_ERR_INVALID_ARG;
+        }
         items[count++] = item;
-    return count;
+        item = comma;
+    }
+    *count_out = count;
+    return KVBM_OK;
+}
+
+/*
+ * Runs gnuplot with no shell and with its standard output going to the plot
+ * file, opened here: the path never becomes gnuplot (or shell) text, so no
+ * path can inject a command. *pid_out is gnuplot's, *commands_out the pipe
+ * to its standard input.
+ */
+static kvbm_status_t start_gnuplot(const char *plot_path, pid_t *pid_out, FILE **commands_out)
+{
+    int png = open(plot_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (png < 0) {
+        fprintf(stderr, "kvbm-replay: cannot write %s: %s\n", plot_path, strerror(errno));
+        return KVBM_ERR_IO;
+    }
+    int to_gnuplot[2];
+    if (pipe2(to_gnuplot, O_CLOEXEC) != 0) {
+        close(png);
+        return KVBM_ERR_IO;
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, to_gnuplot[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, png, 1);
+    char *const argv[] = {"gnuplot", NULL};
+    int rc = posix_spawnp(pid_out, "gnuplot", &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(to_gnuplot[0]);
+    close(png);
+    if (rc != 0) {
+        close(to_gnuplot[1]);
+        fprintf(stderr, "kvbm-replay: cannot run gnuplot: %s\n", strerror(rc));
+        return KVBM_ERR_IO;
+    }
+    *commands_out = fdopen(to_gnuplot[1], "w");
+    if (*commands_out == NULL) {
+        close(to_gnuplot[1]);
+        waitpid(*pid_out, NULL, 0);
+        return KVBM_ERR_IO;
+    }
+    return KVBM_OK;
 }
 
 /* What the plot says about the run besides the rates. */
@@ -85,7 +151,7 @@ static void group_equal_curves(size_t n_capacities, size_t n_policies, double ra
 
 /* Title, axes and ticks: the x range and ticks are the swept capacities (in
  * blocks, and in tokens when the trace says how many a block holds). */
-static void write_plot_frame(FILE *gnuplot, const char *plot_path, const plot_context_t *context,
+static void write_plot_frame(FILE *gnuplot, const plot_context_t *context,
                              const uint32_t *capacities, const size_t *order, size_t n,
                              double top_rate)
 {
@@ -105,9 +171,11 @@ static void write_plot_frame(FILE *gnuplot, const char *plot_path, const plot_co
              slash != NULL ? slash + 1 : context->trace_path, context->requests, context->blocks,
              lowest, highest, span);
     /* noenhanced: names such as synthetic_trace are text, not subscripts. */
-    fprintf(gnuplot, "set terminal pngcairo noenhanced size 1100,700 font 'sans,13'\nset output ");
-    put_gnuplot_string(gnuplot, plot_path);
-    fprintf(gnuplot, "\nset title ");
+    /* set output with no file: standard output, the plot file start_gnuplot
+     * opened, so the path never becomes gnuplot text. */
+    fprintf(
+        gnuplot,
+        "set terminal pngcairo noenhanced size 1100,700 font 'sans,13'\nset output\nset title ");
     put_gnuplot_string(gnuplot, title);
     /* Two-line tick labels need the axis label lower and a wider margin. */
     fprintf(gnuplot,
@@ -188,10 +256,18 @@ static kvbm_status_t draw_plot(const char *plot_path, const plot_context_t *cont
     for (size_t c = 0; c < n_capacities; c++)
         for (size_t p = 0; p < n_policies; p++)
             top = rates[c][p] > top ? rates[c][p] : top;
-    FILE *gnuplot = popen("gnuplot", "w");
-    if (gnuplot == NULL)
-        return KVBM_ERR_IO;
-    write_plot_frame(gnuplot, plot_path, context, capacities, order, n_capacities, top);
+    /* A gnuplot that dies early must make a write fail, not kill us. */
+    struct sigaction ignore = {.sa_handler = SIG_IGN}, previous;
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, &previous);
+    pid_t pid;
+    FILE *gnuplot = NULL;
+    kvbm_status_t status = start_gnuplot(plot_path, &pid, &gnuplot);
+    if (status != KVBM_OK) {
+        sigaction(SIGPIPE, &previous, NULL);
+        return status;
+    }
+    write_plot_frame(gnuplot, context, capacities, order, n_capacities, top);
     write_plot_curves(gnuplot, policies, n_policies, same_as);
     for (size_t p = 0; p < n_policies; p++) {
         if (same_as[p] != p)
@@ -200,7 +276,18 @@ static kvbm_status_t draw_plot(const char *plot_path, const plot_context_t *cont
             fprintf(gnuplot, "%u %.6f\n", capacities[order[k]], 100.0 * rates[order[k]][p]);
         fprintf(gnuplot, "e\n");
     }
-    return pclose(gnuplot) == 0 ? KVBM_OK : KVBM_ERR_IO;
+    int rc = ferror(gnuplot) ? -1 : 0;
+    if (fclose(gnuplot) != 0)
+        rc = -1;
+    int wait_status = 0;
+    while (waitpid(pid, &wait_status, 0) < 0 && errno == EINTR)
+        ;
+    sigaction(SIGPIPE, &previous, NULL);
+    if (rc < 0 || !WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
+        remove(plot_path); /* no half-drawn plot left behind */
+        return KVBM_ERR_IO;
+    }
+    return KVBM_OK;
 }
 
 /* With lru and belady both swept: how much of the gap between them each
@@ -234,36 +321,59 @@ static void print_gap_closed(const uint32_t *capacities, size_t n_capacities, ch
     }
 }
 
-/* The grid of a sweep: capacities by policies, parsed from the options. */
+/* The lists of a sweep: taken whole from the command line (copied, then
+ * split in place), and the capacities read from them. */
 typedef struct sweep_grid {
-    char capacity_text[1024], policy_text[1024]; /* the lists, cut in place */
+    char *capacity_text, *policy_text;
     char *policies[SWEEP_MAX];
     uint32_t capacities[SWEEP_MAX];
     size_t n_capacities, n_policies;
 } sweep_grid_t;
 
+/* "lru,multi-lru,...": every built-in policy, for when --policies is not given. */
+static char *all_policies(void)
+{
+    size_t bytes = 1;
+    for (const char *const *name = kvbm_policy_names(); *name != NULL; name++)
+        bytes += strlen(*name) + 1;
+    char *text = calloc(bytes, 1);
+    size_t at = 0;
+    for (const char *const *name = kvbm_policy_names(); text != NULL && *name != NULL; name++) {
+        size_t n = strlen(*name);
+        if (at > 0)
+            text[at++] = ',';
+        memcpy(text + at, *name, n); /* bytes counted above: it fits */
+        at += n;
+    }
+    return text;
+}
+
+static void grid_free(sweep_grid_t *grid)
+{
+    free(grid->capacity_text);
+    free(grid->policy_text);
+}
+
 static kvbm_status_t grid_parse(const sweep_options_t *sweep, sweep_grid_t *grid)
 {
-    snprintf(grid->capacity_text, sizeof(grid->capacity_text), "%s", sweep->capacities);
-    char *policy_text = grid->policy_text;
-    size_t room = sizeof(grid->policy_text);
-    if (sweep->policies != NULL) {
-        snprintf(policy_text, room, "%s", sweep->policies);
-    } else {
-        policy_text[0] = '\0';
-        for (const char *const *name = kvbm_policy_names(); *name != NULL; name++) {
-            if (policy_text[0] != '\0')
-                strncat(policy_text, ",", room - strlen(policy_text) - 1);
-            strncat(policy_text, *name, room - strlen(policy_text) - 1);
-        }
+    memset(grid, 0, sizeof(*grid));
+    grid->capacity_text = strdup(sweep->capacities);
+    grid->policy_text = sweep->policies != NULL ? strdup(sweep->policies) : all_policies();
+    if (grid->capacity_text == NULL || grid->policy_text == NULL) {
+        fprintf(stderr, "kvbm-replay: out of memory\n");
+        return KVBM_ERR_NO_MEMORY;
     }
     char *capacity_items[SWEEP_MAX] = {NULL};
-    size_t n_capacities = split_list(grid->capacity_text, capacity_items);
-    grid->n_capacities = n_capacities;
-    grid->n_policies = split_list(policy_text, grid->policies);
-    for (size_t i = 0; i < n_capacities; i++) {
+    kvbm_status_t status =
+        split_list(grid->capacity_text, "--sweep", capacity_items, &grid->n_capacities);
+    if (status == KVBM_OK)
+        status = split_list(grid->policy_text, "--policies", grid->policies, &grid->n_policies);
+    if (status != KVBM_OK)
+        return status;
+    for (size_t i = 0; i < grid->n_capacities; i++) {
         char *end = NULL;
-        unsigned long value = strtoul(capacity_items[i], &end, 10);
+        /* split_list set items [0, n_capacities); the analyzer does not follow it. */
+        unsigned long value = strtoul(capacity_items[i], &end, 10); // NOLINT(*NonNullParamChecker)
         if (end == capacity_items[i] || *end != '\0' || value == 0 || value > UINT32_MAX) {
             fprintf(stderr,
                     "kvbm-replay: bad capacity '%s' in --sweep (try 'kvbm-replay --help')\n",
@@ -327,16 +437,16 @@ static kvbm_status_t grid_run(const run_options_t *base, const trace_t *trace,
     return KVBM_OK;
 }
 
-kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
+/* The grid over the loaded trace: table, CSV (a write error is an error),
+ * then the plot. */
+static kvbm_status_t sweep_grid(const run_options_t *base, const sweep_options_t *sweep,
+                                const sweep_grid_t *grid)
 {
-    sweep_grid_t grid;
     static double rates[SWEEP_MAX][SWEEP_MAX];
-    kvbm_status_t status = grid_parse(sweep, &grid);
-    if (status != KVBM_OK)
-        return status;
     trace_t trace;
     char error[300];
-    status = trace_load(base->trace_path, base->limit, &trace, error, sizeof(error));
+    kvbm_status_t status = trace_load(base->trace_path, base->limit, base->max_line_bytes, &trace,
+                                      error, sizeof(error));
     if (status != KVBM_OK) {
         fprintf(stderr, "kvbm-replay: %s: %s\n", base->trace_path, error);
         return status;
@@ -347,11 +457,13 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
         trace_free(&trace);
         return KVBM_ERR_IO;
     }
-    status = grid_run(base, &trace, &grid, csv, rates);
+    status = grid_run(base, &trace, grid, csv, rates);
     if (status == KVBM_OK)
-        print_gap_closed(grid.capacities, grid.n_capacities, grid.policies, grid.n_policies, rates);
+        print_gap_closed(grid->capacities, grid->n_capacities, (char **)grid->policies,
+                         grid->n_policies, rates);
     fflush(stdout);
-    fclose(csv);
+    bool csv_written = !ferror(csv);
+    csv_written &= fclose(csv) == 0;
     const plot_context_t plot_context = {.trace_path = base->trace_path,
                                          .requests = trace.requests,
                                          .blocks = trace.blocks,
@@ -359,14 +471,28 @@ kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
     trace_free(&trace);
     if (status != KVBM_OK)
         return status;
-    fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
-    if (sweep->plot_path != NULL && sweep->plot_path[0] != '\0') {
-        if (draw_plot(sweep->plot_path, &plot_context, grid.capacities, grid.n_capacities,
-                      grid.policies, grid.n_policies, rates) != KVBM_OK) {
-            fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
-            return KVBM_ERR_IO;
-        }
-        fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->plot_path);
+    if (!csv_written) {
+        fprintf(stderr, "kvbm-replay: writing %s failed\n", sweep->csv_path);
+        return KVBM_ERR_IO;
     }
+    fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->csv_path);
+    if (sweep->plot_path == NULL || sweep->plot_path[0] == '\0')
+        return KVBM_OK;
+    if (draw_plot(sweep->plot_path, &plot_context, grid->capacities, grid->n_capacities,
+                  (char **)grid->policies, grid->n_policies, rates) != KVBM_OK) {
+        fprintf(stderr, "kvbm-replay: gnuplot could not draw %s\n", sweep->plot_path);
+        return KVBM_ERR_IO;
+    }
+    fprintf(stderr, "kvbm-replay: wrote %s\n", sweep->plot_path);
     return KVBM_OK;
+}
+
+kvbm_status_t sweep_run(const run_options_t *base, const sweep_options_t *sweep)
+{
+    sweep_grid_t grid;
+    kvbm_status_t status = grid_parse(sweep, &grid);
+    if (status == KVBM_OK)
+        status = sweep_grid(base, sweep, &grid);
+    grid_free(&grid);
+    return status;
 }

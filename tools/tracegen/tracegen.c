@@ -52,6 +52,7 @@ int tracegen_parse_workload(const char *spec, double weights[TRACEGEN_SHAPE_COUN
         }
     }
     double parsed[TRACEGEN_SHAPE_COUNT] = {0};
+    bool named[TRACEGEN_SHAPE_COUNT] = {false};
     bool any = false;
     const char *item = spec;
     while (*item != '\0') {
@@ -80,11 +81,19 @@ int tracegen_parse_workload(const char *spec, double weights[TRACEGEN_SHAPE_COUN
                 return -1;
             }
         }
+        /* A shape named twice has no one weight: refused, not last-wins. */
+        if (named[shape]) {
+            snprintf(error, error_size, "shape '%.*s' named twice", (int)name_length, item);
+            return -1;
+        }
+        named[shape] = true;
         parsed[shape] = weight;
         any |= weight > 0.0;
         item += length;
-        if (*item == ',')
-            item++;
+        if (*item == ',' && *++item == '\0') {
+            snprintf(error, error_size, "empty shape after the last ',' in '%s'", spec);
+            return -1;
+        }
     }
     if (!any) {
         snprintf(error, error_size, "workload '%s' has no shape with a positive weight", spec);
