@@ -9,10 +9,14 @@
  *    index) and G3 reads (O_DIRECT read, header and checksum verified) of
  *    N MiB of payload through the store's engine, against raw io_uring
  *    O_DIRECT writes and reads of the same payload bytes at the same depth
- *    on a file of the same size. G3 and raw alternate, `rounds` times each,
- *    the one going first swapped every round; GB/s count payload bytes only
- *    (a G3 slot also carries one aligned header block), and the ratio column
- *    is G3 / raw (sums of the ranges' ends).
+ *    on a file of the same size. Both sides use the same buffers (raw: the
+ *    page-aligned payload part of each G3 slot buffer), because how
+ *    contiguous a buffer's physical pages are changes how many requests the
+ *    kernel splits a transfer into, and with it the bandwidth of a virtual
+ *    disk (measured: up to a third). G3 and raw alternate, `rounds` times
+ *    each, the one going first swapped every round; GB/s count payload bytes
+ *    only (a G3 slot also carries one aligned header block). Printed: the
+ *    median and the range of each side, and the ratio of the medians.
  * 2. Bookkeeping per block apart from the I/O: the tier's whole path for a
  *    16 KiB block (take a block, write batch, publish, register; match, read
  *    batch, verify, release) on the null engine, which completes requests
@@ -91,18 +95,24 @@ static kvbm__disk_store_t *open_store(const char *path, uint64_t payload, uint64
     return store;
 }
 
-/* Moves every slot once, two batches of `depth` alternating so the engine
- * always has the next requests queued. Returns seconds. */
+/* Batches of `depth` blocks kept submitted by a G3 pass: the engine runs at
+ * most `depth` requests at a time, the others wait, checksummed, in its
+ * queue, so that the disk never waits for the checksums of the next ones
+ * (which a loaded CPU can make slower than one transfer at depth 1). */
+#define G3_PASS_BATCHES 4
+
+/* Moves every slot once, G3_PASS_BATCHES batches of `depth` in turn.
+ * Returns seconds. */
 static double g3_pass(kvbm__disk_store_t *store, uint8_t *buffers, uint32_t depth, int write)
 {
     const kvbm__disk_geometry_t *g = kvbm__disk_store_geometry(store);
-    kvbm__disk_batch_t *batch[2];
-    for (int b = 0; b < 2; b++)
+    kvbm__disk_batch_t *batch[G3_PASS_BATCHES];
+    for (int b = 0; b < G3_PASS_BATCHES; b++)
         if (kvbm__disk_batch_create(store, depth, &batch[b]) != KVBM_OK)
             die("batch", KVBM_ERR_NO_MEMORY);
     double start = bench_now_ns();
     uint64_t slot = 0;
-    for (int b = 0; slot < g->slots; b ^= 1) {
+    for (int b = 0; slot < g->slots; b = (b + 1) % G3_PASS_BATCHES) {
         if (kvbm__disk_batch_count(batch[b]) > 0) {
             kvbm__disk_batch_wait(batch[b]);
             for (size_t i = 0; i < kvbm__disk_batch_count(batch[b]); i++)
@@ -118,7 +128,7 @@ static double g3_pass(kvbm__disk_store_t *store, uint8_t *buffers, uint32_t dept
         if (status != KVBM_OK)
             die("submit", status);
     }
-    for (int b = 0; b < 2; b++)
+    for (int b = 0; b < G3_PASS_BATCHES; b++)
         kvbm__disk_batch_destroy(batch[b]);
     return (bench_now_ns() - start) * 1e-9;
 }
@@ -126,9 +136,10 @@ static double g3_pass(kvbm__disk_store_t *store, uint8_t *buffers, uint32_t dept
 /* ------------------------------------------------------------------ raw side */
 
 /* Raw O_DIRECT transfers of `count` blocks of `bytes` at `depth` in flight,
- * refilled as each completes. Returns seconds. */
-static double raw_pass(int fd, uint8_t *buffers, size_t bytes, uint64_t count, uint32_t depth,
-                       int write)
+ * refilled as each completes, cycling through `n_buffers` buffers
+ * `buffer_stride` apart. Returns seconds. */
+static double raw_pass(int fd, uint8_t *buffers, size_t buffer_stride, uint32_t n_buffers,
+                       size_t bytes, uint64_t count, uint32_t depth, int write)
 {
     struct io_uring ring;
     if (io_uring_queue_init(depth, &ring, 0) != 0)
@@ -138,7 +149,7 @@ static double raw_pass(int fd, uint8_t *buffers, size_t bytes, uint64_t count, u
     while (completed < count) {
         while (issued < count && issued - completed < depth) {
             struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-            uint8_t *buf = buffers + (issued % depth) * bytes;
+            uint8_t *buf = buffers + (issued % n_buffers) * buffer_stride;
             if (write)
                 io_uring_prep_write(sqe, fd, buf, (unsigned)bytes, issued * bytes);
             else
@@ -171,10 +182,29 @@ static int open_raw(const char *path, uint64_t bytes)
     return fd;
 }
 
-static void range_update(double *lo, double *hi, double value)
+static int compare_doubles(const void *a, const void *b)
 {
-    *lo = value < *lo ? value : *lo;
-    *hi = value > *hi ? value : *hi;
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median, minimum and maximum of n values (sorted in place). */
+typedef struct spread {
+    double median, min, max;
+} spread_t;
+
+static spread_t spread_of(double *values, int n)
+{
+    qsort(values, (size_t)n, sizeof(double), compare_doubles);
+    double median = n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+    return (spread_t){median, values[0], values[n - 1]};
+}
+
+static void print_side(const char *what, double *g3, double *raw, int n)
+{
+    spread_t a = spread_of(g3, n), b = spread_of(raw, n);
+    printf("  %s g3 %5.2f [%4.2f-%4.2f] raw %5.2f [%4.2f-%4.2f] %5.1f%%", what, a.median, a.min,
+           a.max, b.median, b.min, b.max, 100.0 * a.median / b.median);
 }
 
 static void bandwidth_point(const options_t *o, uint32_t kib, uint32_t depth)
@@ -186,46 +216,47 @@ static void bandwidth_point(const options_t *o, uint32_t kib, uint32_t depth)
     uint64_t slots = o->mib * 1024 * 1024 / payload;
     kvbm__disk_store_t *store = open_store(g3_path, payload, slots, depth, KVBM_DISK_IO_URING);
     const kvbm__disk_geometry_t *g = kvbm__disk_store_geometry(store);
-    uint8_t *g3_buffers = NULL, *raw_buffers = NULL;
-    if (posix_memalign((void **)&g3_buffers, 4096, 2 * depth * g->slot_bytes) != 0 ||
-        posix_memalign((void **)&raw_buffers, 4096, depth * payload) != 0)
+    size_t align = kvbm__disk_store_buffer_align(store);
+    uint8_t *buffers = NULL;
+    size_t n_buffers = (size_t)G3_PASS_BATCHES * depth;
+    if (posix_memalign((void **)&buffers, align, n_buffers * g->slot_bytes) != 0)
         die("buffers", KVBM_ERR_NO_MEMORY);
-    memset(g3_buffers, 0x5a, 2 * depth * g->slot_bytes);
-    memset(raw_buffers, 0x5a, depth * payload);
+    memset(buffers, 0x5a, n_buffers * g->slot_bytes);
     int raw_fd = open_raw(raw_path, slots * payload);
-    double lo[4] = {1e30, 1e30, 1e30, 1e30}, hi[4] = {0, 0, 0, 0}; /* g3 w, raw w, g3 r, raw r */
+    int n = o->rounds;
+    double *bw = calloc(4 * (size_t)n, sizeof(double)); /* g3 w, raw w, g3 r, raw r */
+    if (bw == NULL)
+        die("results", KVBM_ERR_NO_MEMORY);
     double bytes = (double)slots * (double)payload;
     /* Each round swaps which side goes first, so that neither always reads
-     * what a write just left in a cache below the guest. */
-    for (int r = 0; r < o->rounds; r++) {
-        for (int k = 0; k < 2; k++) {
-            if ((k == 0) == (r % 2 == 0))
-                range_update(&lo[0], &hi[0], bytes / g3_pass(store, g3_buffers, depth, 1) * 1e-9);
-            else
-                range_update(&lo[1], &hi[1],
-                             bytes / raw_pass(raw_fd, raw_buffers, payload, slots, depth, 1) *
-                                 1e-9);
-        }
-        for (int k = 0; k < 2; k++) {
-            if ((k == 0) == (r % 2 == 0))
-                range_update(&lo[2], &hi[2], bytes / g3_pass(store, g3_buffers, depth, 0) * 1e-9);
-            else
-                range_update(&lo[3], &hi[3],
-                             bytes / raw_pass(raw_fd, raw_buffers, payload, slots, depth, 0) *
-                                 1e-9);
+     * what a write just left in a cache below the guest. The raw side moves
+     * the payload bytes only, from the part of each slot buffer past its
+     * first aligned block (the header's), the buffers in the same order. */
+    for (int r = 0; r < n; r++) {
+        for (int write = 1; write >= 0; write--) {
+            double *out = bw + (write ? 0 : 2) * (size_t)n;
+            for (int k = 0; k < 2; k++) {
+                if ((k == 0) == (r % 2 == 0))
+                    out[r] = bytes / g3_pass(store, buffers, depth, write) * 1e-9;
+                else
+                    out[n + r] = bytes /
+                                 raw_pass(raw_fd, buffers + align, g->slot_bytes,
+                                          (uint32_t)n_buffers, payload, slots, depth, write) *
+                                 1e-9;
+            }
         }
     }
-    printf("%8u %6u  write g3 %6.2f-%6.2f raw %6.2f-%6.2f ratio %5.1f%%   "
-           "read g3 %6.2f-%6.2f raw %6.2f-%6.2f ratio %5.1f%%\n",
-           kib, depth, lo[0], hi[0], lo[1], hi[1], 100.0 * (lo[0] + hi[0]) / (lo[1] + hi[1]), lo[2],
-           hi[2], lo[3], hi[3], 100.0 * (lo[2] + hi[2]) / (lo[3] + hi[3]));
+    printf("%8u %6u", kib, depth);
+    print_side("write", bw, bw + n, n);
+    print_side("  read", bw + 2 * (size_t)n, bw + 3 * (size_t)n, n);
+    printf("\n");
     fflush(stdout);
+    free(bw);
     close(raw_fd);
     kvbm__disk_store_close(store);
     unlink(raw_path);
     unlink(g3_path);
-    free(g3_buffers);
-    free(raw_buffers);
+    free(buffers);
 }
 
 /* ------------------------------------------------------------------ bookkeeping */
@@ -272,7 +303,8 @@ static void bookkeeping(const options_t *o)
     kvbm__disk_batch_t *batch = NULL;
     kvbm__disk_batch_create(store, batch_size, &batch);
     uint32_t ids[64];
-    uint64_t hashes[64], next_hash = 1;
+    uint64_t hashes[64], parents[64] = {0}, next_hash = 1;
+    uint8_t has_parent[64] = {0};
     double write_ns = 0, read_ns = 0;
     for (uint32_t r = 0; r < rounds * (blocks / batch_size); r++) {
         double t0 = bench_now_ns();
@@ -285,7 +317,7 @@ static void bookkeeping(const options_t *o)
         }
         kvbm__disk_store_write(store, batch);
         kvbm__disk_batch_wait(batch);
-        kvbm__disk_tier_finish_writes(tier, ids, hashes, batch);
+        kvbm__disk_tier_finish_writes(tier, ids, hashes, parents, has_parent, batch);
         kvbm__disk_batch_clear(batch);
         double t1 = bench_now_ns();
         size_t matched = 0;
@@ -392,13 +424,13 @@ static void parse_args(int argc, char **argv, options_t *o)
 
 int main(int argc, char **argv)
 {
-    options_t o = {.dir = "/var/tmp", .mib = 256, .rounds = 3, .rebuild_blocks = 1000000};
+    options_t o = {.dir = "/var/tmp", .mib = 256, .rounds = 5, .rebuild_blocks = 1000000};
     o.n_sizes = parse_list("16,64,256,1024,2048", o.sizes_kib);
     o.n_depths = parse_list("1,8,32", o.depths);
     parse_args(argc, argv, &o);
     if (!o.skip_io) {
-        printf("bandwidth, GB/s of payload (min-max of %d rounds, G3 and raw alternating), %llu "
-               "MiB per pass, in %s\n%8s %6s\n",
+        printf("bandwidth, GB/s of payload: median [min-max] of %d rounds, G3 and raw "
+               "alternating, %llu MiB per pass, in %s; %% = G3 median / raw median\n%8s %6s\n",
                o.rounds, (unsigned long long)o.mib, o.dir, "KiB", "depth");
         for (size_t s = 0; s < o.n_sizes; s++)
             for (size_t d = 0; d < o.n_depths; d++)

@@ -72,6 +72,13 @@ if(KVBM_HAVE_NCCL)
 endif()
 # With the shared library, `pkg-config --libs kvbm` is -lkvbm alone and
 # --static adds the rest; a static-only install needs the rest either way.
+# libzmq by its linker flag, not as a module: Debian's libzmq.pc answers
+# --static with `libprotokit.a` (a bare file name from libnorm that no linker
+# finds), so any `pkg-config --static` through it fails to link.
+if("libzmq" IN_LIST KVBM_STATIC_PC_REQUIRES)
+  list(REMOVE_ITEM KVBM_STATIC_PC_REQUIRES libzmq)
+  list(APPEND KVBM_STATIC_PC_LIBS -lzmq)
+endif()
 string(JOIN ", " KVBM_PC_REQUIRES ${KVBM_STATIC_PC_REQUIRES})
 string(JOIN " " kvbm_static_libs ${KVBM_STATIC_PC_LIBS})
 if(kvbm_static_libs)

@@ -19,12 +19,15 @@
         }                                                                                          \
     } while (0)
 
-static void log_events(void *ctx, const kvbm_event_t *events, size_t count)
+/* What a router would hear (kvbm/events.h publishes the same records in
+ * vLLM's wire format). */
+static void log_events(void *ctx, const kvbm_event_record_t *records, size_t count)
 {
-    for (size_t i = 0; i < count; i++)
-        printf("    event: %s hash %016" PRIx64 " on block %u\n",
-               events[i].kind == KVBM_EVENT_STORED ? "stored " : "removed", events[i].seq_hash,
-               events[i].block_id);
+    for (size_t r = 0; r < count; r++)
+        for (size_t i = 0; i < records[r].count; i++)
+            printf("    event: %s(%s) hash %016" PRIx64 " on block %u\n",
+                   records[r].kind == KVBM_EVENT_STORED ? "stored" : "removed",
+                   kvbm_medium_name(records[r].medium), records[r].hashes[i], records[r].blocks[i]);
 }
 
 static void show_pools(kvbm_manager_t *manager)

@@ -177,14 +177,14 @@ elif command -v cuobjdump >/dev/null || [ -x /usr/local/cuda/bin/cuobjdump ]; th
   else
     record kernel_arch fail 0 "cuobjdump lists no sm_90 SASS or PTX: $(tr '\n' ' ' <"$out/kernel_arch.log")"
   fi
-elif command -v python3 >/dev/null; then
-  if python3 "$root/tests/cuda/check_fatbin.py" --require-sass 90 --require-ptx 90 "$kobj" >"$out/kernel_arch.log" 2>&1; then
+elif [ -x /usr/bin/python3 ]; then
+  if /usr/bin/python3 "$root/tests/cuda/check_fatbin.py" --require-sass 90 --require-ptx 90 "$kobj" >"$out/kernel_arch.log" 2>&1; then
     record kernel_arch pass 0 "$(tail -1 "$out/kernel_arch.log") (check_fatbin.py; no cuobjdump here)"
   else
     record kernel_arch fail 0 "$(tr '\n' ' ' <"$out/kernel_arch.log")"
   fi
 else
-  record kernel_arch skip 0 "neither cuobjdump nor python3 here"
+  record kernel_arch skip 0 "neither cuobjdump nor /usr/bin/python3 here"
 fi
 
 # ----------------------------------------------------------------- report

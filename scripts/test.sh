@@ -18,7 +18,7 @@ else
   bash scripts/build.sh "$build_dir" -DCMAKE_BUILD_TYPE=Debug -DKVBM_SANITIZE="$sanitize" -DKVBM_BUILD_BENCH=OFF
 fi
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp
 export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1
 cd "$build_dir"
 ctest --output-on-failure -j 2

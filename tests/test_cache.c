@@ -25,6 +25,7 @@ typedef struct fixture {
     kvbm_backend_t *backend;
     test_engine_t engine;
     kvbm_cache_t *cache;
+    kvbm_event_batcher_t *events; /* the cache's, when a test follows its events */
 } fixture_t;
 
 static void fixture_open(fixture_t *f, uint32_t g1, uint32_t g2, kvbm_offload_mode_t mode,
@@ -52,6 +53,7 @@ static void fixture_open(fixture_t *f, uint32_t g1, uint32_t g2, kvbm_offload_mo
 static void fixture_close(fixture_t *f)
 {
     kvbm_cache_destroy(f->cache);
+    kvbm_event_batcher_destroy(f->events);
     kvbm_fence_destroy(f->engine.done);
     kvbm_stream_destroy(f->engine.stream);
     kvbm_backend_destroy(f->backend);
@@ -407,17 +409,18 @@ static void rule3_g2_source_is_held_until_read(void **state)
 }
 
 typedef struct tier_events {
-    size_t stored[3], removed[3];
+    size_t stored[3], removed[3], batches;
 } tier_events_t;
 
-static void count_tier_events(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events, size_t count)
+static void count_tier_events(void *ctx, const kvbm_event_record_t *records, size_t count)
 {
     tier_events_t *log = ctx;
+    log->batches++;
     for (size_t i = 0; i < count; i++) {
-        if (events[i].kind == KVBM_EVENT_STORED)
-            log->stored[tier]++;
+        if (records[i].kind == KVBM_EVENT_STORED)
+            log->stored[records[i].medium] += records[i].count;
         else
-            log->removed[tier]++;
+            log->removed[records[i].medium] += records[i].count;
     }
 }
 
@@ -440,16 +443,16 @@ static void events_and_metrics_name_their_tier(void **state)
     cc.layout.inner_dim = 16;
     cc.g2_blocks = 4;
     cc.engine_stream = f.engine.stream;
-    cc.on_events = count_tier_events;
-    cc.events_ctx = &log;
+    assert_kvbm_ok(kvbm_event_batcher_create(count_tier_events, &log, &f.events));
+    cc.events_batcher = f.events;
     assert_kvbm_ok(kvbm_cache_create(&cc, &f.cache));
     compute_block(&f, 1);
     compute_block(&f, 2); /* evicts 1 from G1 into G2 */
     assert_kvbm_ok(kvbm_cache_sync(f.cache));
-    assert_int_equal(log.stored[KVBM_TIER_G1], 2);
-    assert_int_equal(log.removed[KVBM_TIER_G1], 1);
-    assert_int_equal(log.stored[KVBM_TIER_G2], 1);
-    assert_int_equal(log.removed[KVBM_TIER_G2], 0);
+    assert_int_equal(log.stored[KVBM_MEDIUM_GPU], 2);
+    assert_int_equal(log.removed[KVBM_MEDIUM_GPU], 1);
+    assert_int_equal(log.stored[KVBM_MEDIUM_CPU], 1);
+    assert_int_equal(log.removed[KVBM_MEDIUM_CPU], 0);
 
     char *text = NULL;
     size_t size = 0;
@@ -462,6 +465,115 @@ static void events_and_metrics_name_their_tier(void **state)
     assert_non_null(strstr(text, "kvbm_evictions_total{manager=\"g1\"} 1\n"));
     assert_non_null(strstr(text, "kvbm_inactive_blocks{manager=\"g2\"} 1\n"));
     free(text);
+    fixture_close(&f);
+}
+
+/* Each sink call as one line: its records, "; " apart. */
+typedef struct batch_log {
+    char lines[16][160];
+    size_t calls;
+} batch_log_t;
+
+static void log_batches(void *ctx, const kvbm_event_record_t *records, size_t count)
+{
+    batch_log_t *log = ctx;
+    assert_true(log->calls < 16);
+    char *line = log->lines[log->calls++];
+    size_t used = 0;
+    for (size_t r = 0; r < count; r++) {
+        const kvbm_event_record_t *rec = &records[r];
+        const char *kind = rec->kind == KVBM_EVENT_STORED    ? "stored"
+                           : rec->kind == KVBM_EVENT_REMOVED ? "removed"
+                                                             : "cleared";
+        used += (size_t)snprintf(line + used, 160 - used, "%s%s", r ? "; " : "", kind);
+        if (rec->kind == KVBM_EVENT_CLEARED)
+            continue;
+        used += (size_t)snprintf(line + used, 160 - used, " %s", kvbm_medium_name(rec->medium));
+        for (size_t i = 0; i < rec->count; i++)
+            used += (size_t)snprintf(line + used, 160 - used, " %llu",
+                                     (unsigned long long)rec->hashes[i]);
+        if (rec->kind == KVBM_EVENT_STORED && rec->has_parent)
+            used += (size_t)snprintf(line + used, 160 - used, " parent %llu",
+                                     (unsigned long long)rec->parent_hash);
+        if (rec->n_tokens > 0)
+            used += (size_t)snprintf(line + used, 160 - used, " tokens %zu", rec->n_tokens);
+    }
+}
+
+static void events_come_one_batch_per_call_and_follow_offloads(void **state)
+{
+    fixture_t f;
+    memset(&f, 0, sizeof(f));
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = KVBM_BACKEND_CPU;
+    assert_kvbm_ok(kvbm_backend_create(&bc, &f.backend));
+    f.engine.backend = f.backend;
+    assert_kvbm_ok(kvbm_stream_create(f.backend, &f.engine.stream));
+    assert_kvbm_ok(kvbm_fence_create(f.backend, &f.engine.done));
+    batch_log_t log = {0};
+    kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
+    cc.backend = f.backend;
+    cc.layout.num_blocks = 2;
+    cc.layout.num_layers = 1;
+    cc.layout.tokens_per_block = 4;
+    cc.layout.inner_dim = 16;
+    cc.g2_blocks = 4;
+    cc.engine_stream = f.engine.stream;
+    assert_kvbm_ok(kvbm_event_batcher_create(log_batches, &log, &f.events));
+    cc.events_batcher = f.events;
+    assert_kvbm_ok(kvbm_cache_create(&cc, &f.cache));
+
+    /* A request of two blocks, registered with its tokens. */
+    const uint64_t first[2] = {10, 11};
+    const uint32_t tokens[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    uint32_t ids[2], out[2];
+    kvbm_cache_match_result_t r;
+    assert_kvbm_ok(kvbm_cache_acquire(f.cache, first, 2, ids, &r, NULL));
+    assert_int_equal(log.calls, 0); /* fresh blocks: the tiers hold nothing new yet */
+    kvbm_register_opts_t opts = {.priority = 50, .block_size = 4, .tokens = tokens, .n_tokens = 8};
+    assert_kvbm_ok(kvbm_cache_register(f.cache, ids, first, 2, &opts, out));
+    assert_string_equal(log.lines[0], "stored GPU 10 11 tokens 8");
+    assert_kvbm_ok(kvbm_cache_release(f.cache, (const uint32_t[]){out[1], out[0]}, 2));
+    assert_int_equal(log.calls, 1);
+
+    /* The next request evicts 11 (released first): removed from GPU now,
+     * stored in CPU, with its parent, by the call that processes the copy. */
+    uint32_t id;
+    const uint64_t second = 20;
+    assert_kvbm_ok(kvbm_cache_acquire(f.cache, &second, 1, &id, &r, NULL));
+    assert_string_equal(log.lines[1], "removed GPU 11");
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    assert_string_equal(log.lines[2], "stored CPU 11 parent 10");
+    assert_kvbm_ok(kvbm_cache_register(f.cache, &id, &second, 1, NULL, &id));
+    assert_string_equal(log.lines[3], "stored GPU 20");
+    assert_int_equal(log.calls, 4);
+
+    /* A resync is one batch: cleared, then every hash of both tiers (the
+     * G1 blocks' order is their ids'), changing nothing. An offload's parent
+     * was for its event only: the G2 block has none to announce. */
+    assert_kvbm_ok(kvbm_cache_announce(f.cache));
+    assert_int_equal(log.calls, 5);
+    assert_true(strncmp(log.lines[4], "cleared; stored GPU ", 20) == 0);
+    assert_true(strcmp(log.lines[4], "cleared; stored GPU 10; stored GPU 20; stored CPU 11") == 0 ||
+                strcmp(log.lines[4], "cleared; stored GPU 20; stored GPU 10; stored CPU 11") == 0);
+    assert_true(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G2), 11));
+
+    /* A clear waits while a block is held, then says AllBlocksCleared, once. */
+    assert_kvbm_status(kvbm_cache_clear(f.cache), KVBM_ERR_BUSY);
+    assert_int_equal(log.calls, 5);
+    assert_true(kvbm_manager_contains(kvbm_cache_manager(f.cache, KVBM_TIER_G1), 10));
+    assert_kvbm_ok(kvbm_cache_release(f.cache, &id, 1));
+    assert_kvbm_ok(kvbm_cache_clear(f.cache));
+    assert_int_equal(log.calls, 6);
+    assert_string_equal(log.lines[5], "cleared");
+    uint64_t left[4];
+    size_t n = 1;
+    assert_kvbm_ok(
+        kvbm_manager_registered_hashes(kvbm_cache_manager(f.cache, KVBM_TIER_G1), left, 4, &n));
+    assert_int_equal(n, 0);
+    assert_kvbm_ok(
+        kvbm_manager_registered_hashes(kvbm_cache_manager(f.cache, KVBM_TIER_G2), left, 4, &n));
+    assert_int_equal(n, 0);
     fixture_close(&f);
 }
 
@@ -792,6 +904,7 @@ int main(void)
         cmocka_unit_test(rule2_new_owner_waits_for_offload),
         cmocka_unit_test(rule3_g2_source_is_held_until_read),
         cmocka_unit_test(events_and_metrics_name_their_tier),
+        cmocka_unit_test(events_come_one_batch_per_call_and_follow_offloads),
         cmocka_unit_test(g1_can_bind_the_engines_own_memory),
         cmocka_unit_test(without_engine_stream_or_fence_allocate_waits_for_offloads),
         cmocka_unit_test(refused_request_leaves_eviction_order_untouched),

@@ -26,8 +26,9 @@
 #define G2 4
 #define G3 64
 
+/* Hashes stored and removed per medium (GPU, CPU, DISK), by the events. */
 typedef struct tier_events {
-    size_t stored[4], removed[4];
+    size_t stored[3], removed[3];
 } tier_events_t;
 
 typedef struct fixture {
@@ -36,16 +37,17 @@ typedef struct fixture {
     kvbm_cache_t *cache;
     char path[128];
     tier_events_t events;
+    kvbm_event_batcher_t *batcher; /* the cache's; its sink counts into events */
 } fixture_t;
 
-static void count_events(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events, size_t count)
+static void count_events(void *ctx, const kvbm_event_record_t *records, size_t count)
 {
     tier_events_t *t = ctx;
     for (size_t i = 0; i < count; i++) {
-        if (events[i].kind == KVBM_EVENT_STORED)
-            t->stored[tier]++;
-        else
-            t->removed[tier]++;
+        if (records[i].kind == KVBM_EVENT_STORED)
+            t->stored[records[i].medium] += records[i].count;
+        else if (records[i].kind == KVBM_EVENT_REMOVED)
+            t->removed[records[i].medium] += records[i].count;
     }
 }
 
@@ -66,8 +68,12 @@ static kvbm_status_t cache_open(fixture_t *f, const char *model, uint64_t min_fr
     cc.g2_blocks = G2;
     cc.g3 = &disk;
     cc.engine_stream = f->engine.stream;
-    cc.on_events = count_events;
-    cc.events_ctx = &f->events;
+    if (f->batcher == NULL) {
+        kvbm_status_t status = kvbm_event_batcher_create(count_events, &f->events, &f->batcher);
+        if (status != KVBM_OK)
+            return status;
+    }
+    cc.events_batcher = f->batcher;
     return kvbm_cache_create(&cc, &f->cache);
 }
 
@@ -100,6 +106,7 @@ static void fixture_close(fixture_t *f, bool remove_file)
 {
     assert_nothing_held(f);
     kvbm_cache_destroy(f->cache);
+    kvbm_event_batcher_destroy(f->batcher);
     kvbm_fence_destroy(f->engine.done);
     kvbm_stream_destroy(f->engine.stream);
     kvbm_backend_destroy(f->backend);
@@ -228,7 +235,7 @@ static void restart_comes_back_warm_and_another_model_starts_cold(void **state)
     fixture_close(&f, false);
 
     fixture_open(&f, path, "model-a", 0);
-    assert_int_equal(f.events.stored[KVBM_TIER_G3] >= 3, 1); /* recovered blocks announced */
+    assert_int_equal(f.events.stored[KVBM_MEDIUM_DISK] >= 3, 1); /* recovered blocks announced */
     for (uint64_t h = 1; h <= 3; h++) {
         assert_true(in_tier(&f, KVBM_TIER_G3, h));
         served_t s = match_one(&f, h);
@@ -393,6 +400,32 @@ static void at_the_free_space_floor_g3_stops_writing(void **state)
     fixture_close(&f, true);
 }
 
+/* A clear drops G3 too, in the file as well: a restart does not bring back
+ * what routers were told is gone. An announce includes DISK. */
+static void clear_drops_g3_and_its_file_and_announce_names_disk(void **state)
+{
+    fixture_t f;
+    fixture_open(&f, NULL, "model-c", 0);
+    for (uint64_t h = 71; h <= 73; h++)
+        push_to_g3(&f, h, 100 * (h - 70));
+    assert_kvbm_ok(kvbm_cache_sync(f.cache));
+    size_t disk_before = f.events.stored[KVBM_MEDIUM_DISK];
+    assert_kvbm_ok(kvbm_cache_announce(f.cache));
+    assert_true(f.events.stored[KVBM_MEDIUM_DISK] >= disk_before + 3);
+    assert_kvbm_ok(kvbm_cache_clear(f.cache));
+    for (uint64_t h = 71; h <= 73; h++)
+        assert_false(in_tier(&f, KVBM_TIER_G3, h));
+    char path[128];
+    snprintf(path, sizeof(path), "%s", f.path);
+    fixture_close(&f, false);
+
+    fixture_open(&f, path, "model-c", 0);
+    assert_int_equal(f.events.stored[KVBM_MEDIUM_DISK], 0); /* nothing came back */
+    for (uint64_t h = 71; h <= 73; h++)
+        assert_false(in_tier(&f, KVBM_TIER_G3, h));
+    fixture_close(&f, true);
+}
+
 /* ------------------------------------------------------------------ interface */
 
 static void events_and_metrics_name_the_disk_tier(void **state)
@@ -400,7 +433,7 @@ static void events_and_metrics_name_the_disk_tier(void **state)
     fixture_t f;
     fixture_open(&f, NULL, "m", 0);
     push_to_g3(&f, 61, 100);
-    assert_true(f.events.stored[KVBM_TIER_G3] >= 1);
+    assert_true(f.events.stored[KVBM_MEDIUM_DISK] >= 1);
     char *text = NULL;
     size_t length = 0;
     FILE *out = open_memstream(&text, &length);
@@ -453,6 +486,7 @@ int main(void)
         cmocka_unit_test(read_faults_are_failed_loads_never_data),
         cmocka_unit_test(at_the_free_space_floor_g3_stops_writing),
         cmocka_unit_test(events_and_metrics_name_the_disk_tier),
+        cmocka_unit_test(clear_drops_g3_and_its_file_and_announce_names_disk),
         cmocka_unit_test(bad_g3_configurations_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,6 +18,11 @@
  * `scripts/test.sh thread`), and the same with a disk tier below G2 (G3, 128
  * blocks, smaller than the working set too), with random disk faults (I/O
  * errors, short transfers, flipped bits) on top of the copy failures.
+ *
+ * Every variant also follows the cache's events as a router would: per tier
+ * (GPU, CPU, DISK), a stored hash must be new to the tier and a removed one
+ * held by it, and at the end the hashes each tier holds by the events equal
+ * what the tier's manager holds.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,7 +44,68 @@
 #define MAX_DOC_BLOCKS 8
 #define G3_BLOCKS      128
 
+#define MAX_HASH (DOCUMENTS * 100)
+
+/* The state a router rebuilds from the events. Updated by the sink, which
+ * the cache calls with its lock held, so calls never overlap. */
+typedef struct router_view {
+    bool held[3][MAX_HASH]; /* [GPU, CPU, DISK][hash] */
+    uint64_t wrong;         /* a stored hash already held, a removed one not held */
+    uint64_t stored, removed;
+    uint64_t stored_disk, removed_disk;
+} router_view_t;
+
+static void follow_events(void *ctx, const kvbm_event_record_t *records, size_t count)
+{
+    router_view_t *view = ctx;
+    for (size_t r = 0; r < count; r++) {
+        const kvbm_event_record_t *rec = &records[r];
+        if (rec->kind == KVBM_EVENT_CLEARED || rec->medium > KVBM_MEDIUM_DISK) {
+            view->wrong++;
+            continue;
+        }
+        for (size_t i = 0; i < rec->count; i++) {
+            uint64_t h = rec->hashes[i];
+            if (h >= MAX_HASH) {
+                view->wrong++;
+                continue;
+            }
+            bool stored = rec->kind == KVBM_EVENT_STORED;
+            view->wrong += view->held[rec->medium][h] == stored;
+            view->held[rec->medium][h] = stored;
+            view->stored += stored;
+            view->removed += !stored;
+            view->stored_disk += stored && rec->medium == KVBM_MEDIUM_DISK;
+            view->removed_disk += !stored && rec->medium == KVBM_MEDIUM_DISK;
+        }
+    }
+}
+
+/* What the events say each tier holds is what its manager holds. */
+static void assert_events_match_tiers(kvbm_cache_t *cache, const router_view_t *view, bool g3)
+{
+    static const kvbm_medium_t medium_of[] = {[KVBM_TIER_G1] = KVBM_MEDIUM_GPU,
+                                              [KVBM_TIER_G2] = KVBM_MEDIUM_CPU,
+                                              [KVBM_TIER_G3] = KVBM_MEDIUM_DISK};
+    assert_int_equal(view->wrong, 0);
+    for (kvbm_tier_t tier = KVBM_TIER_G1; tier <= (g3 ? KVBM_TIER_G3 : KVBM_TIER_G2); tier++) {
+        uint64_t hashes[G3_BLOCKS];
+        size_t n = 0;
+        assert_kvbm_ok(
+            kvbm_manager_registered_hashes(kvbm_cache_manager(cache, tier), hashes, G3_BLOCKS, &n));
+        const bool *held = view->held[medium_of[tier]];
+        size_t n_held = 0;
+        for (uint64_t h = 0; h < MAX_HASH; h++)
+            n_held += held[h];
+        assert_int_equal(n_held, n);
+        for (size_t i = 0; i < n; i++)
+            assert_true(held[hashes[i]]);
+    }
+}
+
 typedef struct workload {
+    router_view_t *view;
+    kvbm_event_batcher_t *events; /* the cache's; its sink updates the view */
     kvbm_backend_t *backend;
     kvbm_stream_t *engine_stream;
     kvbm_cache_t *cache;
@@ -99,6 +165,10 @@ static void workload_open(workload_t *w, bool faults, kvbm_layout_kind_t kind, b
     cc.layout.inner_dim = 32;
     cc.g2_blocks = G2_BLOCKS;
     cc.engine_stream = w->engine_stream;
+    w->view = calloc(1, sizeof(*w->view));
+    assert_non_null(w->view);
+    assert_kvbm_ok(kvbm_event_batcher_create(follow_events, w->view, &w->events));
+    cc.events_batcher = w->events;
     kvbm_disk_config_t disk = KVBM_DISK_CONFIG_INIT;
     if (g3) {
         snprintf(w->g3_path, sizeof(w->g3_path), "%s", disk_test_path());
@@ -177,6 +247,10 @@ static void workload_close(workload_t *w)
     bool g3 = w->g3_path[0] != '\0';
     if (g3)
         assert_g3_holds_only_right_bytes(w);
+    assert_events_match_tiers(w->cache, w->view, g3);
+    assert_true(w->view->stored > 1000 && w->view->removed > 1000);
+    if (g3)
+        assert_true(w->view->stored_disk > 100 && w->view->removed_disk > 0);
     /* No block lost or still held: every pool adds up with nothing active. */
     for (kvbm_tier_t tier = KVBM_TIER_G1; tier <= (g3 ? KVBM_TIER_G3 : KVBM_TIER_G2); tier++) {
         kvbm_pool_counts_t c;
@@ -185,6 +259,8 @@ static void workload_close(workload_t *w)
         assert_int_equal(c.reset + c.inactive, c.total);
     }
     kvbm_cache_destroy(w->cache);
+    kvbm_event_batcher_destroy(w->events);
+    free(w->view);
     kvbm_stream_destroy(w->engine_stream);
     kvbm_backend_destroy(w->backend);
     pthread_mutex_destroy(&w->fault_lock);

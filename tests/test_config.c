@@ -147,6 +147,37 @@ static void cache_config_before_admission_is_accepted_with_it_off(void **state)
     kvbm_backend_destroy(backend);
 }
 
+/* Version 4 appended the event batcher and retired the per-tier callback
+ * of versions 1-3 in place: a version-3 struct creates a cache without
+ * events, and one whose retired callback slot is set is refused (its
+ * function would otherwise be called with records it does not expect). */
+static void cache_config_version_3_works_and_its_retired_callback_is_refused(void **state)
+{
+    kvbm_backend_config_t bc = KVBM_BACKEND_CONFIG_INIT;
+    bc.kind = KVBM_BACKEND_CPU;
+    kvbm_backend_t *backend = NULL;
+    assert_kvbm_ok(kvbm_backend_create(&bc, &backend));
+    kvbm_cache_config_t cc = KVBM_CACHE_CONFIG_INIT;
+    cc.backend = backend;
+    cc.layout.num_blocks = 4;
+    cc.layout.num_layers = 1;
+    cc.layout.tokens_per_block = 4;
+    cc.layout.inner_dim = 8;
+    cc.g2_blocks = 4;
+    cc.version = 3;
+    cc.struct_size = (uint32_t)offsetof(kvbm_cache_config_t, events_batcher);
+    cc.events_batcher = (kvbm_event_batcher_t *)0x1; /* beyond a version-3 struct: not read */
+    kvbm_cache_t *cache = NULL;
+    assert_kvbm_ok(kvbm_cache_create(&cc, &cache));
+    assert_kvbm_ok(kvbm_cache_announce(cache)); /* no batcher: nothing sent */
+    kvbm_cache_destroy(cache);
+    cache = NULL;
+    cc.retired_on_events = (void *)0x1;
+    assert_kvbm_status(kvbm_cache_create(&cc, &cache), KVBM_ERR_UNSUPPORTED);
+    assert_null(cache);
+    kvbm_backend_destroy(backend);
+}
+
 /* An ops table is checked as it is installed: a policy table of another
  * version is refused. */
 static void policy_table_of_another_version_is_refused(void **state)
@@ -166,6 +197,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(older_struct_copies_its_fields_and_defaults_the_rest),
         cmocka_unit_test(cache_config_before_admission_is_accepted_with_it_off),
+        cmocka_unit_test(cache_config_version_3_works_and_its_retired_callback_is_refused),
         cmocka_unit_test(current_struct_is_taken_whole),
         cmocka_unit_test(unknown_versions_and_sizes_are_refused_untouched),
         cmocka_unit_test(creates_refuse_unknown_sizes),

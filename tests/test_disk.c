@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -235,6 +236,144 @@ static void threads_buffered_round_trip(void **state)
 static void auto_engine_round_trip(void **state)
 {
     round_trip_on(KVBM_DISK_IO_AUTO, true, NULL);
+}
+
+/* Several threads each submit a batch many times the queue depth at once:
+ * submit returns without waiting for room, the engine runs at most
+ * queue_depth at a time, and every block is written, read back whole and
+ * counted exactly once; nothing is left queued. */
+typedef struct batch_thread {
+    kvbm__disk_store_t *store;
+    uint32_t slot0;
+    size_t written;
+    read_tally_t read;
+} batch_thread_t;
+
+#define BATCH_THREADS    4
+#define BLOCKS_PER_BATCH 48
+
+static void *write_then_read(void *arg)
+{
+    batch_thread_t *t = arg;
+    t->written = write_blocks(t->store, t->slot0, 5000 + t->slot0, BLOCKS_PER_BATCH);
+    t->read = read_blocks(t->store, t->slot0, 5000 + t->slot0, BLOCKS_PER_BATCH);
+    return NULL;
+}
+
+static void batches_beyond_queue_depth_from_threads_on(kvbm_disk_io_kind_t io)
+{
+    const char *path = disk_test_path();
+    kvbm__disk_store_config_t config =
+        disk_test_config(path, PAYLOAD, BATCH_THREADS * BLOCKS_PER_BATCH, FP);
+    config.io = io;
+    config.queue_depth = 2;
+    kvbm__disk_store_t *store = NULL;
+    kvbm_status_t status = kvbm__disk_store_open(&config, &store);
+    if (status == KVBM_ERR_UNSUPPORTED) {
+        disk_test_remove(path);
+        skip(); /* io_uring is not allowed here */
+    }
+    assert_kvbm_ok(status);
+    batch_thread_t threads[BATCH_THREADS];
+    pthread_t ids[BATCH_THREADS];
+    for (uint32_t i = 0; i < BATCH_THREADS; i++) {
+        threads[i] = (batch_thread_t){.store = store, .slot0 = i * BLOCKS_PER_BATCH};
+        assert_int_equal(pthread_create(&ids[i], NULL, write_then_read, &threads[i]), 0);
+    }
+    for (uint32_t i = 0; i < BATCH_THREADS; i++) {
+        assert_int_equal(pthread_join(ids[i], NULL), 0);
+        assert_int_equal(threads[i].written, BLOCKS_PER_BATCH);
+        assert_int_equal(threads[i].read.done, BLOCKS_PER_BATCH);
+        assert_int_equal(threads[i].read.wrong, 0);
+    }
+    kvbm_disk_metrics_t m;
+    kvbm__disk_store_metrics(store, &m);
+    assert_int_equal(m.stores, BATCH_THREADS * BLOCKS_PER_BATCH);
+    assert_int_equal(m.loads, BATCH_THREADS * BLOCKS_PER_BATCH);
+    assert_int_equal(m.queue_depth, 0);
+    kvbm__disk_store_close(store);
+    disk_test_remove(path);
+}
+
+static void io_uring_batches_beyond_queue_depth_from_threads(void **state)
+{
+    batches_beyond_queue_depth_from_threads_on(KVBM_DISK_IO_URING);
+}
+
+static void threads_batches_beyond_queue_depth_from_threads(void **state)
+{
+    batches_beyond_queue_depth_from_threads_on(KVBM_DISK_IO_THREADS);
+}
+
+/* An engine closed right after a submit of many times its depth completes
+ * every request, each once and whole, before close returns. */
+typedef struct close_tally {
+    size_t completed;
+    size_t whole;
+} close_tally_t;
+
+static void count_completion(void *ctx, kvbm__disk_req_t *req)
+{
+    close_tally_t *tally = ctx; /* one reaper or worker thread at a time: see below */
+    tally->completed++;
+    tally->whole += req->result == (int64_t)req->bytes && ((uint8_t *)req->buf)[0] == req->index;
+}
+
+static void close_completes_queued_requests_on(const kvbm__disk_io_ops_t *ops)
+{
+    enum { N = 64, BYTES = 4096 };
+    const char *path = disk_test_path();
+    int fd = open(path, O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    uint8_t *bufs = disk_test_buffers(N, BYTES);
+    assert_non_null(bufs);
+    for (uint32_t i = 0; i < N; i++)
+        memset(bufs + (size_t)i * BYTES, (int)i, BYTES);
+    assert_int_equal(pwrite(fd, bufs, (size_t)N * BYTES, 0), (ssize_t)N * BYTES);
+    memset(bufs, 0xff, (size_t)N * BYTES);
+    close_tally_t tally = {0};
+    /* One worker thread: completions never race on the tally. */
+    kvbm__disk_io_config_t config = {.fd = fd,
+                                     .queue_depth = 1,
+                                     .threads = 1,
+                                     .complete = count_completion,
+                                     .complete_ctx = &tally};
+    void *engine = NULL;
+    kvbm_status_t status = ops->open(&config, &engine);
+    if (status == KVBM_ERR_UNSUPPORTED) {
+        close(fd);
+        free(bufs);
+        disk_test_remove(path);
+        skip(); /* io_uring is not allowed here */
+    }
+    assert_kvbm_ok(status);
+    kvbm__disk_req_t reqs[N];
+    kvbm__disk_req_t *ptrs[N];
+    for (uint32_t i = 0; i < N; i++) {
+        reqs[i] = (kvbm__disk_req_t){.op = KVBM__DISK_READ,
+                                     .buf = bufs + (size_t)i * BYTES,
+                                     .bytes = BYTES,
+                                     .offset = (uint64_t)i * BYTES,
+                                     .index = i};
+        ptrs[i] = &reqs[i];
+    }
+    ops->submit(engine, ptrs, N);
+    ops->close(engine);
+    assert_int_equal(tally.completed, N);
+    assert_int_equal(tally.whole, N);
+    close(fd);
+    free(bufs);
+    disk_test_remove(path);
+}
+
+static void io_uring_close_completes_queued_requests(void **state)
+{
+    close_completes_queued_requests_on(kvbm__disk_io_uring_ops());
+}
+
+static void threads_close_completes_queued_requests(void **state)
+{
+    close_completes_queued_requests_on(kvbm__disk_io_threads_ops());
 }
 
 /* Power-loss durability: writes with RWF_DSYNC and the table page synced
@@ -757,7 +896,10 @@ static void tier_store(kvbm__disk_tier_t *tier, uint64_t hash)
     assert_kvbm_ok(kvbm__disk_batch_add(batch, kvbm__disk_tier_slot(tier, id), hash, buf));
     assert_kvbm_ok(kvbm__disk_store_write(store, batch));
     kvbm__disk_batch_wait(batch);
-    assert_int_equal(kvbm__disk_tier_finish_writes(tier, &id, &hash, batch), 1);
+    const uint64_t parent = 0;
+    const uint8_t has_parent = 0;
+    assert_int_equal(kvbm__disk_tier_finish_writes(tier, &id, &hash, &parent, &has_parent, batch),
+                     1);
     kvbm__disk_batch_destroy(batch);
     free(buf);
 }
@@ -837,6 +979,10 @@ int main(void)
         cmocka_unit_test(threads_direct_round_trip),
         cmocka_unit_test(threads_buffered_round_trip),
         cmocka_unit_test(auto_engine_round_trip),
+        cmocka_unit_test(io_uring_batches_beyond_queue_depth_from_threads),
+        cmocka_unit_test(threads_batches_beyond_queue_depth_from_threads),
+        cmocka_unit_test(io_uring_close_completes_queued_requests),
+        cmocka_unit_test(threads_close_completes_queued_requests),
         cmocka_unit_test(durable_power_mode_writes_synced_and_comes_back_warm),
         cmocka_unit_test(reading_a_slot_under_another_hash_is_corrupt),
         cmocka_unit_test(reopened_with_the_same_namespace_it_comes_back_warm),

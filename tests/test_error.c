@@ -117,7 +117,7 @@ static void every_module_says_which_argument_is_bad(void **state)
 
     manager_config.struct_size = 3;
     assert_kvbm_status(kvbm_manager_create(&manager_config, &manager), KVBM_ERR_VERSION);
-    assert_non_null(strstr(kvbm_last_error(), "version 1, 3 bytes"));
+    assert_non_null(strstr(kvbm_last_error(), "version 2, 3 bytes"));
 
     kvbm_layout_config_t layout_config = KVBM_LAYOUT_CONFIG_INIT;
     layout_config.num_blocks = layout_config.num_layers = layout_config.tokens_per_block = 1;

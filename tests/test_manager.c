@@ -466,41 +466,308 @@ static void reset_inactive_needs_an_idle_manager(void **state)
     kvbm_manager_destroy(m);
 }
 
+/* A copy of every record a manager delivers, and how many sink calls. */
+typedef struct logged_record {
+    kvbm_event_record_t record; /* pointers cleared; the arrays below */
+    uint64_t hashes[8];
+    uint32_t blocks[8];
+    uint32_t tokens[16];
+} logged_record_t;
+
 typedef struct event_log {
-    kvbm_event_t events[16];
+    logged_record_t records[16];
     size_t count;
+    size_t calls;
 } event_log_t;
 
-static void log_events(void *ctx, const kvbm_event_t *events, size_t count)
+static void log_events(void *ctx, const kvbm_event_record_t *records, size_t count)
 {
     event_log_t *log = ctx;
-    for (size_t i = 0; i < count && log->count < 16; i++)
-        log->events[log->count++] = events[i];
+    log->calls++;
+    for (size_t i = 0; i < count; i++) {
+        assert_true(log->count < 16 && records[i].count <= 8 && records[i].n_tokens <= 16);
+        logged_record_t *l = &log->records[log->count++];
+        l->record = records[i];
+        memcpy(l->hashes, records[i].hashes, records[i].count * sizeof(uint64_t));
+        if (records[i].blocks != NULL) /* optional: an announce has none */
+            memcpy(l->blocks, records[i].blocks, records[i].count * sizeof(uint32_t));
+        if (records[i].n_tokens > 0)
+            memcpy(l->tokens, records[i].tokens, records[i].n_tokens * sizeof(uint32_t));
+        l->record.hashes = NULL;
+        l->record.blocks = NULL;
+        l->record.tokens = NULL;
+    }
 }
 
-static void events_report_stored_and_removed_hashes(void **state)
+static kvbm_manager_t *logged_manager(uint32_t blocks, kvbm_duplication_t duplication,
+                                      kvbm_medium_t medium, event_log_t *log)
 {
-    event_log_t log = {0};
     kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
-    config.num_blocks = 2;
+    config.num_blocks = blocks;
+    config.duplication = duplication;
     config.on_events = log_events;
-    config.events_ctx = &log;
+    config.events_ctx = log;
+    config.medium = medium;
     kvbm_manager_t *m = NULL;
     assert_kvbm_ok(kvbm_manager_create(&config, &m));
+    return m;
+}
+
+static void events_report_stored_runs_and_removals(void **state)
+{
+    event_log_t log = {0};
+    kvbm_manager_t *m = logged_manager(2, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_CPU, &log);
     const uint64_t hashes[2] = {31, 32};
+    const uint32_t tokens[4] = {1, 2, 3, 4};
     uint32_t ids[2];
-    alloc_register(m, hashes, 2, ids);
+    assert_kvbm_ok(kvbm_manager_allocate(m, 2, ids, NULL, NULL));
+    assert_int_equal(log.calls, 0); /* nothing entered or left the tier */
+    kvbm_register_opts_t opts = {.has_parent = true,
+                                 .parent_hash = 30,
+                                 .priority = 50,
+                                 .block_size = 2,
+                                 .tokens = tokens,
+                                 .n_tokens = 4,
+                                 .has_lora_id = true,
+                                 .lora_id = 7,
+                                 .lora_name = "sql"};
+    assert_kvbm_ok(kvbm_manager_register(m, ids, hashes, 2, &opts, ids));
+    assert_int_equal(log.calls, 1);
+    assert_int_equal(log.count, 1); /* one run of one chain */
+    const logged_record_t *stored = &log.records[0];
+    assert_int_equal(stored->record.kind, KVBM_EVENT_STORED);
+    assert_int_equal(stored->record.medium, KVBM_MEDIUM_CPU);
+    assert_int_equal(stored->record.count, 2);
+    assert_int_equal(stored->hashes[0], 31);
+    assert_int_equal(stored->hashes[1], 32);
+    assert_int_equal(stored->blocks[0], ids[0]);
+    assert_true(stored->record.has_parent);
+    assert_int_equal(stored->record.parent_hash, 30);
+    assert_int_equal(stored->record.block_size, 2);
+    assert_int_equal(stored->record.n_tokens, 4);
+    assert_memory_equal(stored->tokens, tokens, sizeof(tokens));
+    assert_true(stored->record.has_lora_id);
+    assert_int_equal(stored->record.lora_id, 7);
+    assert_string_equal(stored->record.lora_name, "sql");
+
     release_reversed(m, ids, 2);
     uint32_t one;
-    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &one, NULL, NULL));
-    assert_int_equal(log.count, 3);
-    assert_int_equal(log.events[0].kind, KVBM_EVENT_STORED);
-    assert_int_equal(log.events[0].seq_hash, 31);
-    assert_int_equal(log.events[1].kind, KVBM_EVENT_STORED);
-    assert_int_equal(log.events[1].seq_hash, 32);
-    assert_int_equal(log.events[2].kind, KVBM_EVENT_REMOVED);
-    assert_int_equal(log.events[2].seq_hash, 32); /* released first, evicted first */
-    assert_int_equal(log.events[2].block_id, one);
+    kvbm_evicted_t evicted;
+    size_t n_evicted = 0;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &one, &evicted, &n_evicted));
+    assert_int_equal(log.calls, 2);
+    const logged_record_t *removed = &log.records[1];
+    assert_int_equal(removed->record.kind, KVBM_EVENT_REMOVED);
+    assert_int_equal(removed->record.medium, KVBM_MEDIUM_CPU);
+    assert_int_equal(removed->record.count, 1);
+    assert_int_equal(removed->hashes[0], 32); /* released first, evicted first */
+    assert_int_equal(removed->blocks[0], one);
+    /* The eviction also reports the parent the block was registered with. */
+    assert_int_equal(n_evicted, 1);
+    assert_int_equal(evicted.seq_hash, 32);
+    assert_true(evicted.has_parent);
+    assert_int_equal(evicted.parent_hash, 31);
+    kvbm_manager_destroy(m);
+}
+
+static void events_split_runs_where_the_tier_had_the_hash(void **state)
+{
+    event_log_t log = {0};
+    kvbm_manager_t *m = logged_manager(8, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &log);
+    uint32_t held;
+    alloc_register(m, (const uint64_t[]){2}, 1, &held);
+    log = (event_log_t){0};
+    const uint64_t hashes[4] = {4, 2, 5, 6};
+    const uint32_t tokens[8] = {40, 41, 20, 21, 50, 51, 60, 61};
+    uint32_t ids[4], out[4];
+    assert_kvbm_ok(kvbm_manager_allocate(m, 4, ids, NULL, NULL));
+    kvbm_register_opts_t opts = {.priority = 50, .block_size = 2, .tokens = tokens, .n_tokens = 8};
+    assert_kvbm_ok(kvbm_manager_register(m, ids, hashes, 4, &opts, out));
+    assert_int_equal(out[1], held); /* 2 was there: deduplicated */
+    assert_int_equal(log.calls, 1);
+    assert_int_equal(log.count, 2);
+    assert_int_equal(log.records[0].record.count, 1);
+    assert_int_equal(log.records[0].hashes[0], 4);
+    assert_false(log.records[0].record.has_parent);
+    assert_int_equal(log.records[0].record.n_tokens, 2);
+    assert_int_equal(log.records[0].tokens[0], 40);
+    assert_int_equal(log.records[1].record.count, 2);
+    assert_int_equal(log.records[1].hashes[0], 5);
+    assert_int_equal(log.records[1].hashes[1], 6);
+    assert_true(log.records[1].record.has_parent);
+    assert_int_equal(log.records[1].record.parent_hash, 2); /* the hash before the run */
+    assert_int_equal(log.records[1].record.n_tokens, 4);
+    assert_int_equal(log.records[1].tokens[0], 50);
+    assert_int_equal(log.records[1].tokens[3], 61);
+    kvbm_manager_destroy(m);
+}
+
+static void events_follow_the_last_copy_of_a_duplicated_hash(void **state)
+{
+    event_log_t log = {0};
+    kvbm_manager_t *m = logged_manager(2, KVBM_DUPLICATION_ALLOW, KVBM_MEDIUM_GPU, &log);
+    uint32_t a, b;
+    alloc_register(m, (const uint64_t[]){9}, 1, &a);
+    alloc_register(m, (const uint64_t[]){9}, 1, &b); /* a duplicate: the tier had 9 */
+    assert_int_equal(log.count, 1);
+    assert_kvbm_ok(kvbm_manager_release(m, (const uint32_t[]){a, b}, 2));
+    uint32_t fresh;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &fresh, NULL, NULL));
+    assert_int_equal(log.count, 1); /* one copy is left: the tier still has 9 */
+    assert_true(kvbm_manager_contains(m, 9));
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &fresh, NULL, NULL));
+    assert_int_equal(log.count, 2);
+    assert_int_equal(log.records[1].record.kind, KVBM_EVENT_REMOVED);
+    assert_int_equal(log.records[1].hashes[0], 9);
+    kvbm_manager_destroy(m);
+}
+
+/* Registers @p hash alone, with @p parent (none when 0). */
+static uint32_t register_one(kvbm_manager_t *m, uint64_t hash, uint64_t parent)
+{
+    uint32_t id;
+    assert_kvbm_ok(kvbm_manager_allocate(m, 1, &id, NULL, NULL));
+    kvbm_register_opts_t opts = {.has_parent = parent != 0, .parent_hash = parent, .priority = 50};
+    assert_kvbm_ok(kvbm_manager_register(m, &id, &hash, 1, &opts, &id));
+    return id;
+}
+
+static size_t logged_position(const event_log_t *log, uint64_t hash)
+{
+    for (size_t i = 0; i < log->count; i++)
+        if (log->records[i].record.count == 1 && log->records[i].hashes[0] == hash)
+            return i;
+    fail_msg("hash %llu not announced", (unsigned long long)hash);
+    return 0;
+}
+
+/* announce tells the sink every hash the tier holds, once, with its parent,
+ * parents first (a chain registered tail first comes out head first), and
+ * changes nothing. */
+static void announce_stores_every_hash_once_parents_first(void **state)
+{
+    event_log_t log = {0};
+    kvbm_manager_t *m = logged_manager(8, KVBM_DUPLICATION_ALLOW, KVBM_MEDIUM_CPU, &log);
+    uint32_t ids[6];
+    ids[0] = register_one(m, 12, 11); /* a chain 10 -> 11 -> 12, tail first */
+    ids[1] = register_one(m, 11, 10);
+    ids[2] = register_one(m, 10, 0);
+    ids[3] = register_one(m, 30, 99); /* its parent is not in this tier */
+    ids[4] = register_one(m, 40, 0);
+    ids[5] = register_one(m, 40, 0); /* a duplicate: announced once */
+    assert_kvbm_ok(kvbm_manager_release(m, ids, 6));
+    kvbm_pool_counts_t before, after;
+    kvbm_manager_counts(m, &before);
+    for (int round = 0; round < 2; round++) {
+        log = (event_log_t){0};
+        assert_kvbm_ok(kvbm_manager_announce(m));
+        assert_int_equal(log.calls, 1);
+        assert_int_equal(log.count, 5);
+        for (size_t i = 0; i < log.count; i++) {
+            assert_int_equal(log.records[i].record.kind, KVBM_EVENT_STORED);
+            assert_int_equal(log.records[i].record.medium, KVBM_MEDIUM_CPU);
+            assert_int_equal(log.records[i].record.count, 1);
+            assert_int_equal(log.records[i].record.n_tokens, 0);
+        }
+        assert_true(logged_position(&log, 10) < logged_position(&log, 11));
+        assert_true(logged_position(&log, 11) < logged_position(&log, 12));
+        const logged_record_t *r12 = &log.records[logged_position(&log, 12)];
+        assert_true(r12->record.has_parent);
+        assert_int_equal(r12->record.parent_hash, 11);
+        assert_false(log.records[logged_position(&log, 10)].record.has_parent);
+        const logged_record_t *r30 = &log.records[logged_position(&log, 30)];
+        assert_true(r30->record.has_parent);
+        assert_int_equal(r30->record.parent_hash, 99);
+        (void)logged_position(&log, 40);
+    }
+    kvbm_manager_counts(m, &after);
+    assert_memory_equal(&before, &after, sizeof(before));
+    assert_kvbm_status(kvbm_manager_announce(NULL), KVBM_ERR_INVALID_ARG);
+    kvbm_manager_destroy(m);
+}
+
+/* A version-1 config (before event records) with a callback is refused:
+ * its callback takes another type. Without one it still works. */
+static void version_1_config_with_a_callback_is_refused(void **state)
+{
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.version = 1;
+    config.struct_size = 80; /* version 1's size: up to name */
+    config.num_blocks = 4;
+    config.on_events = log_events;
+    kvbm_manager_t *m = (kvbm_manager_t *)0x1;
+    assert_kvbm_status(kvbm_manager_create(&config, &m), KVBM_ERR_UNSUPPORTED);
+    assert_ptr_equal(m, (kvbm_manager_t *)0x1);
+    config.on_events = NULL;
+    assert_kvbm_ok(kvbm_manager_create(&config, &m));
+    kvbm_manager_destroy(m);
+}
+
+static void invalidate_and_reset_report_one_removal_each(void **state)
+{
+    event_log_t log = {0};
+    kvbm_manager_t *m = logged_manager(4, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &log);
+    const uint64_t hashes[3] = {11, 12, 13};
+    uint32_t ids[3];
+    alloc_register(m, hashes, 3, ids);
+    assert_kvbm_ok(kvbm_manager_invalidate(m, (const uint32_t[]){ids[2], ids[2]}, 2));
+    assert_int_equal(log.calls, 2);
+    assert_int_equal(log.records[1].record.count, 1); /* a repeat is withdrawn once */
+    assert_int_equal(log.records[1].hashes[0], 13);
+    release_reversed(m, ids, 3);
+    assert_kvbm_ok(kvbm_manager_reset_inactive(m));
+    assert_int_equal(log.calls, 3);
+    assert_int_equal(log.records[2].record.kind, KVBM_EVENT_REMOVED);
+    assert_int_equal(log.records[2].record.count, 2);
+    uint64_t removed[2] = {log.records[2].hashes[0], log.records[2].hashes[1]};
+    assert_true((removed[0] == 11 && removed[1] == 12) || (removed[0] == 12 && removed[1] == 11));
+    assert_kvbm_ok(kvbm_manager_reset_inactive(m)); /* nothing left: no event */
+    assert_int_equal(log.calls, 3);
+    kvbm_manager_destroy(m);
+}
+
+static void register_refuses_tokens_that_do_not_cover_the_blocks(void **state)
+{
+    event_log_t log = {0};
+    kvbm_manager_t *m = logged_manager(4, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &log);
+    uint32_t ids[2];
+    assert_kvbm_ok(kvbm_manager_allocate(m, 2, ids, NULL, NULL));
+    const uint64_t hashes[2] = {1, 2};
+    const uint32_t tokens[4] = {0};
+    kvbm_register_opts_t short_tokens = {.block_size = 2, .tokens = tokens, .n_tokens = 3};
+    kvbm_register_opts_t no_block_size = {.tokens = tokens, .n_tokens = 4};
+    kvbm_register_opts_t null_tokens = {.block_size = 2, .n_tokens = 4};
+    assert_kvbm_status(kvbm_manager_register(m, ids, hashes, 2, &short_tokens, ids),
+                       KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm_manager_register(m, ids, hashes, 2, &no_block_size, ids),
+                       KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm_manager_register(m, ids, hashes, 2, &null_tokens, ids),
+                       KVBM_ERR_INVALID_ARG);
+    assert_int_equal(log.calls, 0);
+    assert_false(kvbm_manager_contains(m, 1));
+    assert_pools(m, 2, 2, 0);
+    kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
+    config.num_blocks = 1;
+    config.medium = (kvbm_medium_t)5;
+    kvbm_manager_t *bad = NULL;
+    assert_kvbm_status(kvbm_manager_create(&config, &bad), KVBM_ERR_INVALID_ARG);
+    kvbm_manager_destroy(m);
+}
+
+static void registered_hashes_lists_each_hash_once(void **state)
+{
+    kvbm_manager_t *m = test_manager_new(4, KVBM_DUPLICATION_ALLOW, NULL);
+    uint32_t a, b, c;
+    alloc_register(m, (const uint64_t[]){5}, 1, &a);
+    alloc_register(m, (const uint64_t[]){5}, 1, &b);
+    alloc_register(m, (const uint64_t[]){6}, 1, &c);
+    uint64_t hashes[4] = {0};
+    size_t n = 99;
+    assert_kvbm_status(kvbm_manager_registered_hashes(m, hashes, 1, &n), KVBM_ERR_INVALID_ARG);
+    assert_int_equal(n, 99);
+    assert_kvbm_ok(kvbm_manager_registered_hashes(m, hashes, 4, &n));
+    assert_int_equal(n, 2);
+    assert_true((hashes[0] == 5 && hashes[1] == 6) || (hashes[0] == 6 && hashes[1] == 5));
     kvbm_manager_destroy(m);
 }
 
@@ -787,44 +1054,82 @@ static void status_strings_cover_every_status(void **state)
     assert_string_equal(kvbm_version(), "0.1.0");
 }
 
+/* The same records in the same sink calls (blocks, as ids, compared by the caller). */
+static void assert_same_events(const event_log_t *a, const event_log_t *b)
+{
+    assert_int_equal(a->calls, b->calls);
+    assert_int_equal(a->count, b->count);
+    for (size_t i = 0; i < a->count; i++) {
+        const logged_record_t *x = &a->records[i], *y = &b->records[i];
+        assert_int_equal(x->record.kind, y->record.kind);
+        assert_int_equal(x->record.count, y->record.count);
+        assert_int_equal(x->record.has_parent, y->record.has_parent);
+        assert_int_equal(x->record.parent_hash, y->record.parent_hash);
+        assert_int_equal(x->record.block_size, y->record.block_size);
+        assert_int_equal(x->record.n_tokens, y->record.n_tokens);
+        assert_memory_equal(x->hashes, y->hashes, x->record.count * sizeof(uint64_t));
+        assert_memory_equal(x->blocks, y->blocks, x->record.count * sizeof(uint32_t));
+        assert_memory_equal(x->tokens, y->tokens, x->record.n_tokens * sizeof(uint32_t));
+    }
+}
+
+/* One request of 5 hashes (one token each) on both managers, fused on one and
+ * as the three calls on the other; both give the same ids, evictions and
+ * events. Released tail first. Returns how many registrations deduplicated. */
+static size_t request_both_ways(kvbm_manager_t *fused, event_log_t *log_f, kvbm_manager_t *three,
+                                event_log_t *log_t, const uint64_t *h)
+{
+    uint32_t ids_f[5], ids_t[5], fresh[5], tokens[5];
+    for (size_t i = 0; i < 5; i++)
+        tokens[i] = (uint32_t)h[i] + 1000;
+    kvbm_evicted_t ev_f[5], ev_t[5];
+    kvbm_request_counts_t got;
+    *log_f = (event_log_t){0};
+    *log_t = (event_log_t){0};
+    kvbm_register_opts_t opts = {.priority = 50, .block_size = 1, .tokens = tokens, .n_tokens = 5};
+    assert_kvbm_ok(kvbm_manager_match_allocate_register(fused, h, 5, &opts, ids_f, ev_f, &got));
+    size_t k = 0, n_ev = 0;
+    assert_kvbm_ok(kvbm_manager_match(three, h, 5, ids_t, &k));
+    assert_kvbm_ok(kvbm_manager_allocate(three, 5 - k, fresh, ev_t, &n_ev));
+    kvbm_register_opts_t rest = {.priority = 50,
+                                 .has_parent = k > 0,
+                                 .parent_hash = k > 0 ? h[k - 1] : 0,
+                                 .block_size = 1,
+                                 .tokens = tokens + k,
+                                 .n_tokens = 5 - k};
+    assert_kvbm_ok(kvbm_manager_register(three, fresh, h + k, 5 - k, &rest, ids_t + k));
+    assert_int_equal(got.matched, k);
+    assert_int_equal(got.evicted, n_ev);
+    assert_memory_equal(ids_f, ids_t, sizeof(ids_f));
+    for (size_t i = 0; i < n_ev; i++) {
+        assert_int_equal(ev_f[i].block_id, ev_t[i].block_id);
+        assert_int_equal(ev_f[i].seq_hash, ev_t[i].seq_hash);
+        assert_int_equal(ev_f[i].has_parent, ev_t[i].has_parent);
+        assert_int_equal(ev_f[i].parent_hash, ev_t[i].parent_hash);
+    }
+    assert_same_events(log_f, log_t);
+    for (size_t i = 5; i-- > 0;) {
+        assert_kvbm_ok(kvbm_manager_release(fused, &ids_f[i], 1));
+        assert_kvbm_ok(kvbm_manager_release(three, &ids_t[i], 1));
+    }
+    return got.deduplicated;
+}
+
 /* The fused call gives what match, allocate and register give in a row,
- * on two managers with the same history: ids, evictions, metrics and pools;
- * a refused one changes nothing. */
+ * on two managers with the same history: ids, evictions, events, metrics
+ * and pools; a refused one changes nothing. */
 static void match_allocate_register_is_the_three_calls(void **state)
 {
     (void)state;
-    kvbm_manager_t *fused = test_manager_new(8, KVBM_DUPLICATION_REJECT, NULL);
-    kvbm_manager_t *three = test_manager_new(8, KVBM_DUPLICATION_REJECT, NULL);
+    event_log_t log_f, log_t;
+    kvbm_manager_t *fused = logged_manager(8, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &log_f);
+    kvbm_manager_t *three = logged_manager(8, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &log_t);
     /* Requests over 12 hashes: matches, evictions, and a dedup (hash 3 twice). */
     const uint64_t requests[][5] = {
         {1, 2, 3, 4, 5}, {1, 2, 6, 7, 3}, {8, 9, 10, 11, 12}, {1, 2, 3, 9, 10}, {6, 7, 3, 3, 1}};
     size_t dedups = 0;
-    for (size_t r = 0; r < sizeof(requests) / sizeof(requests[0]); r++) {
-        const uint64_t *h = requests[r];
-        uint32_t ids_f[5], ids_t[5], fresh[5];
-        kvbm_evicted_t ev_f[5], ev_t[5];
-        kvbm_request_counts_t got;
-        kvbm_register_opts_t opts = {.priority = 50};
-        assert_kvbm_ok(kvbm_manager_match_allocate_register(fused, h, 5, &opts, ids_f, ev_f, &got));
-        size_t k = 0, n_ev = 0;
-        assert_kvbm_ok(kvbm_manager_match(three, h, 5, ids_t, &k));
-        assert_kvbm_ok(kvbm_manager_allocate(three, 5 - k, fresh, ev_t, &n_ev));
-        kvbm_register_opts_t rest = {
-            .priority = 50, .has_parent = k > 0, .parent_hash = k > 0 ? h[k - 1] : 0};
-        assert_kvbm_ok(kvbm_manager_register(three, fresh, h + k, 5 - k, &rest, ids_t + k));
-        assert_int_equal(got.matched, k);
-        assert_int_equal(got.evicted, n_ev);
-        assert_memory_equal(ids_f, ids_t, sizeof(ids_f));
-        for (size_t i = 0; i < n_ev; i++) {
-            assert_int_equal(ev_f[i].block_id, ev_t[i].block_id);
-            assert_int_equal(ev_f[i].seq_hash, ev_t[i].seq_hash);
-        }
-        dedups += got.deduplicated;
-        for (size_t i = 5; i-- > 0;) {
-            assert_kvbm_ok(kvbm_manager_release(fused, &ids_f[i], 1));
-            assert_kvbm_ok(kvbm_manager_release(three, &ids_t[i], 1));
-        }
-    }
+    for (size_t r = 0; r < sizeof(requests) / sizeof(requests[0]); r++)
+        dedups += request_both_ways(fused, &log_f, three, &log_t, requests[r]);
     assert_true(dedups > 0);
     kvbm_manager_metrics_t mf, mt;
     kvbm_manager_metrics(fused, &mf);
@@ -832,6 +1137,31 @@ static void match_allocate_register_is_the_three_calls(void **state)
     assert_memory_equal(&mf, &mt, sizeof(mf));
     assert_int_equal(mf.dedups, dedups);
     assert_true(mf.evictions > 0);
+
+    /* A hash evicted by the request's own allocation and registered again
+     * by it: removed before stored, as in the three calls. On 5 blocks
+     * holding 1..5 (released tail first: 5 is the least recently used), a
+     * request of 2 new hashes then 5, 4, 3 evicts all five first. */
+    event_log_t small_log_f, small_log_t;
+    kvbm_manager_t *small_f =
+        logged_manager(5, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &small_log_f);
+    kvbm_manager_t *small_t =
+        logged_manager(5, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &small_log_t);
+    request_both_ways(small_f, &small_log_f, small_t, &small_log_t,
+                      (const uint64_t[]){1, 2, 3, 4, 5});
+    request_both_ways(small_f, &small_log_f, small_t, &small_log_t,
+                      (const uint64_t[]){100, 101, 5, 4, 3});
+    assert_int_equal(small_log_f.calls, 2); /* the allocation's, then the registration's */
+    assert_int_equal(small_log_f.count, 2);
+    assert_int_equal(small_log_f.records[0].record.kind, KVBM_EVENT_REMOVED);
+    assert_int_equal(small_log_f.records[0].record.count, 5);
+    assert_int_equal(small_log_f.records[0].hashes[0], 5);
+    assert_int_equal(small_log_f.records[1].record.kind, KVBM_EVENT_STORED);
+    assert_int_equal(small_log_f.records[1].record.count, 5);
+    assert_int_equal(small_log_f.records[1].hashes[2], 5);
+    assert_int_equal(small_log_f.records[1].tokens[2], 1005);
+    kvbm_manager_destroy(small_f);
+    kvbm_manager_destroy(small_t);
 
     /* Refused: bad arguments; more new blocks than reset + inactive once the
      * prefix is held (7 held of 8, then a request of 2 new hashes). */
@@ -875,7 +1205,14 @@ int main(void)
         cmocka_unit_test(repeated_ids_release_as_many_references),
         cmocka_unit_test(long_release_moves_every_block_in_order),
         cmocka_unit_test(reset_inactive_needs_an_idle_manager),
-        cmocka_unit_test(events_report_stored_and_removed_hashes),
+        cmocka_unit_test(events_report_stored_runs_and_removals),
+        cmocka_unit_test(events_split_runs_where_the_tier_had_the_hash),
+        cmocka_unit_test(events_follow_the_last_copy_of_a_duplicated_hash),
+        cmocka_unit_test(announce_stores_every_hash_once_parents_first),
+        cmocka_unit_test(version_1_config_with_a_callback_is_refused),
+        cmocka_unit_test(invalidate_and_reset_report_one_removal_each),
+        cmocka_unit_test(register_refuses_tokens_that_do_not_cover_the_blocks),
+        cmocka_unit_test(registered_hashes_lists_each_hash_once),
         cmocka_unit_test(metrics_export_from_one_list),
         cmocka_unit_test(match_length_measures_without_taking),
         cmocka_unit_test(invalidate_withdraws_hashes_of_held_and_cached_blocks),

@@ -36,10 +36,13 @@ kvbm_status_t kvbm__cache_batch_new(kvbm_cache_t *cache, cache_batch_kind_t kind
     batch->g2_ids = kvbm__alloc(cap, sizeof(uint32_t));
     batch->copy_g2 = kvbm__alloc(cap, sizeof(uint32_t));
     batch->hashes = kvbm__alloc(cap, sizeof(uint64_t));
+    batch->parents = kvbm__alloc(cap, sizeof(uint64_t));
+    batch->has_parent = kvbm__calloc(cap, 1);
     batch->poisoned = kvbm__calloc(cap, 1);
     kvbm_status_t status = KVBM_ERR_NO_MEMORY;
     if (batch->g1_ids == NULL || batch->g2_ids == NULL || batch->copy_g2 == NULL ||
-        batch->hashes == NULL || batch->poisoned == NULL)
+        batch->hashes == NULL || batch->parents == NULL || batch->has_parent == NULL ||
+        batch->poisoned == NULL)
         goto err_free;
     if (kind == BATCH_G3_WRITE || kind == BATCH_G3_ONBOARD) {
         status = alloc_g3_parts(cache, batch, cap);
@@ -75,6 +78,8 @@ void kvbm__cache_batch_unref(kvbm_cache_t *cache, cache_batch_t *batch)
     kvbm__free(batch->g2_ids);
     kvbm__free(batch->copy_g2);
     kvbm__free(batch->hashes);
+    kvbm__free(batch->parents);
+    kvbm__free(batch->has_parent);
     kvbm__free(batch->poisoned);
     kvbm__free(batch->g3_ids);
     kvbm__free(batch->staging);
@@ -212,8 +217,12 @@ static void process_offload(kvbm_cache_t *cache, cache_batch_t *batch, kvbm_stat
     size_t n_kept = 0;
     for (size_t i = 0; i < batch->n; i++) {
         uint32_t block = batch->g2_ids[i], registered = block;
+        kvbm_register_opts_t opts = {.parent_for_events_only = true,
+                                     .has_parent = batch->has_parent[i] != 0,
+                                     .parent_hash = batch->parents[i],
+                                     .priority = 50};
         if (result == KVBM_OK && !batch->poisoned[i] &&
-            kvbm_manager_register(cache->g2, &block, &batch->hashes[i], 1, NULL, &registered) ==
+            kvbm_manager_register(cache->g2, &block, &batch->hashes[i], 1, &opts, &registered) ==
                 KVBM_OK) {
             cache->metrics.offloads++;
             cache->metrics.offload_bytes += cache->block_bytes;

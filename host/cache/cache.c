@@ -17,22 +17,11 @@
 #include "core/check.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/event_batch.h"
 #include "core/prometheus.h"
 #include "internal.h"
 
 #define SCRATCH_ON_STACK 64
-
-static void forward_g1_events(void *ctx, const kvbm_event_t *events, size_t count)
-{
-    kvbm_cache_t *cache = ctx;
-    cache->on_events(cache->events_ctx, KVBM_TIER_G1, events, count);
-}
-
-static void forward_g2_events(void *ctx, const kvbm_event_t *events, size_t count)
-{
-    kvbm_cache_t *cache = ctx;
-    cache->on_events(cache->events_ctx, KVBM_TIER_G2, events, count);
-}
 
 static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config_t *config,
                                     kvbm_tier_t tier, uint32_t blocks, kvbm_manager_t **out)
@@ -43,9 +32,10 @@ static kvbm_status_t create_manager(kvbm_cache_t *cache, const kvbm_cache_config
     mc.policy = tier == KVBM_TIER_G1 ? config->g1_policy : config->g2_policy;
     mc.policy_config = config->policy_config;
     mc.name = tier == KVBM_TIER_G1 ? "g1" : "g2";
-    if (config->on_events != NULL) {
-        mc.on_events = tier == KVBM_TIER_G1 ? forward_g1_events : forward_g2_events;
-        mc.events_ctx = cache;
+    mc.medium = tier == KVBM_TIER_G1 ? KVBM_MEDIUM_GPU : KVBM_MEDIUM_CPU;
+    if (cache->events != NULL) { /* the managers' records join the call's batch */
+        mc.on_events = kvbm_event_batcher_sink;
+        mc.events_ctx = cache->events;
     }
     return kvbm_manager_create(&mc, out);
 }
@@ -85,9 +75,10 @@ static kvbm_status_t g2_tier_create(kvbm_cache_t *cache, const kvbm_cache_config
     if (status != KVBM_OK)
         goto err_destroy_pool;
     /* These policies evict inactive blocks in release order (lineage and
-     * priority among blocks of one priority and no parent, as G2's are), so
-     * the blocks an offload call has pending are never the victim the
-     * contract's one-by-one offloads would have chosen (take_g2_block). */
+     * priority among blocks of one priority and no parent, as G2's are: the
+     * parents of offloads are for their events only), so the blocks an
+     * offload call has pending are never the victim the contract's
+     * one-by-one offloads would have chosen (take_g2_block). */
     const kvbm_policy_ops_t *policy = config->g2_policy;
     cache->g2_release_ordered = policy == NULL || policy == kvbm_policy_lru() ||
                                 policy == kvbm_policy_lineage() || policy == kvbm_policy_priority();
@@ -117,8 +108,11 @@ _Static_assert(offsetof(kvbm_cache_config_t, g3) == CACHE_CONFIG_V1_SIZE,
 #define CACHE_CONFIG_V2_SIZE 184u
 _Static_assert(offsetof(kvbm_cache_config_t, offload_admission) == CACHE_CONFIG_V2_SIZE,
                "version 3 fields (G2 admission) start at version 2's size");
+#define CACHE_CONFIG_V3_SIZE 200u
+_Static_assert(offsetof(kvbm_cache_config_t, events_batcher) == CACHE_CONFIG_V3_SIZE,
+               "version 4 fields (the event batcher) start at version 3's size");
 static const size_t cache_config_sizes[] = {CACHE_CONFIG_V1_SIZE, CACHE_CONFIG_V2_SIZE,
-                                            sizeof(kvbm_cache_config_t)};
+                                            CACHE_CONFIG_V3_SIZE, sizeof(kvbm_cache_config_t)};
 
 /* The G2 admission filter, when the config asks for it (write-back with a
  * G2 tier); cache->admission stays NULL otherwise. */
@@ -159,6 +153,10 @@ static kvbm_status_t config_check(const kvbm_cache_config_t *config)
         return kvbm__fail(KVBM_ERR_INVALID_ARG,
                           "cache config: admission_keep_ratio %g without offload_admission",
                           config->admission_keep_ratio);
+    if (config->retired_on_events != NULL || config->retired_events_ctx != NULL)
+        return kvbm__fail(KVBM_ERR_UNSUPPORTED,
+                          "cache config: the per-tier event callback of versions 1-3 is retired; "
+                          "use events_batcher (version 4)");
     return KVBM_OK;
 }
 
@@ -221,8 +219,7 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
     cache->backend = config->backend;
     cache->engine = config->engine_stream;
     cache->mode = config->offload_mode;
-    cache->on_events = config->on_events;
-    cache->events_ctx = config->events_ctx;
+    cache->events = config->events_batcher;
     cache->next_seq = 1;
 
     status = kvbm_layout_create(&config->layout, &cache->g1_layout);
@@ -244,6 +241,8 @@ kvbm_status_t kvbm_cache_create(const kvbm_cache_config_t *caller_config, kvbm_c
     status = runtime_create(cache, config);
     if (status != KVBM_OK)
         goto err_destroy_g2;
+    if (cache->events != NULL) /* G3's blocks found in its file are stored(DISK) */
+        kvbm_event_batcher_flush(cache->events);
     *cache_out = cache;
     return KVBM_OK;
 
@@ -256,6 +255,8 @@ err_destroy_g1_pool:
 err_destroy_g1_layout:
     kvbm_layout_destroy(cache->g1_layout);
 err_free_cache:
+    if (cache->events != NULL) /* what a G3 opened before the failure announced */
+        kvbm__event_batcher_discard(cache->events);
     kvbm__free(cache);
     return status;
 }
@@ -277,6 +278,13 @@ void kvbm_cache_destroy(kvbm_cache_t *cache)
     kvbm__free(cache->load_failed);
     kvbm__mutex_destroy(&cache->lock);
     kvbm__free(cache);
+}
+
+void kvbm__cache_unlock(kvbm_cache_t *cache)
+{
+    if (cache->events != NULL)
+        kvbm_event_batcher_flush(cache->events);
+    kvbm__mutex_unlock(&cache->lock);
 }
 
 /* ------------------------------------------------------------------ offload */
@@ -348,27 +356,35 @@ static uint32_t take_g2_block(kvbm_cache_t *cache, cache_offload_t *off)
     if (status != KVBM_OK)
         return KVBM_BLOCK_NONE;
     if (n_victims > 0 && cache->g3 != NULL)
-        kvbm__cache_g3_offload(cache, block, victim.seq_hash, off);
+        kvbm__cache_g3_offload(cache,
+                               &(kvbm_evicted_t){.block_id = block,
+                                                 .seq_hash = victim.seq_hash,
+                                                 .parent_hash = victim.parent_hash,
+                                                 .has_parent = victim.has_parent},
+                               off);
     return block;
 }
 
-/* Queues one G1 -> G2 copy in the parts' current batch (made on first use). */
-static bool queue_copy(kvbm_cache_t *cache, cache_offload_t *off, uint32_t g1_id, uint32_t g2_block,
-                       uint64_t hash)
+/* Queues one G1 -> G2 copy of @p block (G1 block, hash and parent) in the
+ * parts' current batch (made on first use). */
+static bool queue_copy(kvbm_cache_t *cache, cache_offload_t *off, const kvbm_evicted_t *block,
+                       uint32_t g2_block)
 {
     if (off->copies == NULL &&
         kvbm__cache_batch_new(cache, BATCH_OFFLOAD, off->capacity, &off->copies) != KVBM_OK)
         return false;
     cache_batch_t *batch = off->copies;
-    batch->g1_ids[batch->n] = g1_id;
+    batch->g1_ids[batch->n] = block->block_id;
     batch->g2_ids[batch->n] = g2_block;
-    batch->hashes[batch->n] = hash;
+    batch->hashes[batch->n] = block->seq_hash;
+    batch->parents[batch->n] = block->parent_hash;
+    batch->has_parent[batch->n] = block->has_parent;
     batch->n++;
     return true;
 }
 
 /* Copies G1 blocks to G2 for the hashes G2 lacks (inclusive tier): @p blocks
- * are (G1 block, hash) pairs, as allocate reports its evictions. With the
+ * are (G1 block, hash, parent), as allocate reports its evictions. With the
  * lock held, which it drops only to issue offloads in parts. */
 static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, size_t count)
 {
@@ -391,7 +407,7 @@ static void offload_blocks(kvbm_cache_t *cache, const kvbm_evicted_t *blocks, si
             cache->metrics.offload_skipped++;
             continue;
         }
-        if (!queue_copy(cache, &off, blocks[i].block_id, g2_block, blocks[i].seq_hash)) {
+        if (!queue_copy(cache, &off, &blocks[i], g2_block)) {
             cache->metrics.offload_skipped++;
             kvbm_manager_release(cache->g2, &g2_block, 1);
         }
@@ -487,7 +503,7 @@ kvbm_status_t kvbm_cache_allocate(kvbm_cache_t *cache, size_t count, uint32_t *i
     kvbm_status_t status = allocate_locked(cache, count, ids_out, evicted);
     if (status == KVBM_OK)
         order_engine(cache, count > 0, NULL, ready);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     if (evicted != stack_evicted)
         kvbm__free(evicted);
     return status;
@@ -756,7 +772,7 @@ static kvbm_status_t acquire_call(kvbm_cache_t *cache, const uint64_t *hashes, s
     kvbm__cache_reap(cache);
     kvbm_status_t status =
         acquire_locked(cache, hashes, count, allocate_rest, ids_out, result_out, ready);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return status;
 }
 
@@ -797,8 +813,12 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
             count <= SCRATCH_ON_STACK ? stack_copies : kvbm__alloc(count, sizeof(kvbm_evicted_t));
         if (copies == NULL)
             return KVBM_ERR_NO_MEMORY;
-        for (size_t i = 0; i < count; i++)
-            copies[i] = (kvbm_evicted_t){ids[i], hashes[i]};
+        for (size_t i = 0; i < count; i++) /* with its parent, for G2's stored event */
+            copies[i] = (kvbm_evicted_t){
+                .block_id = ids[i],
+                .seq_hash = hashes[i],
+                .parent_hash = i > 0 ? hashes[i - 1] : (opts != NULL ? opts->parent_hash : 0),
+                .has_parent = i > 0 || (opts != NULL && opts->has_parent)};
     }
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
@@ -818,7 +838,7 @@ kvbm_status_t kvbm_cache_register(kvbm_cache_t *cache, const uint32_t *ids, cons
                 copies[n++] = copies[i];
         offload_blocks(cache, copies, n);
     }
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     if (copies != stack_copies)
         kvbm__free(copies);
     return status;
@@ -830,7 +850,7 @@ kvbm_status_t kvbm_cache_release(kvbm_cache_t *cache, const uint32_t *ids, size_
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_release(cache->g1, ids, count);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return status;
 }
 
@@ -841,7 +861,7 @@ kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hashes, size_
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
     kvbm_status_t status = kvbm_manager_scan(cache->g1, hashes, count, touch, ids_out, n_found_out);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return status;
 }
 
@@ -855,7 +875,7 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
     uint64_t newest = 0;
     for (size_t i = 0; i < count; i++) {
         if (ids[i] >= cache->g1_blocks) {
-            kvbm__mutex_unlock(&cache->lock);
+            kvbm__cache_unlock(cache);
             return kvbm__fail(KVBM_ERR_OUT_OF_RANGE, "block id %u is not below %u", ids[i],
                               cache->g1_blocks);
         }
@@ -868,7 +888,80 @@ kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t 
     for (size_t i = 0; i < count; i++)
         if (cache->load_failed[ids[i]])
             status = KVBM_ERR_COPY_FAILED;
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
+    return status;
+}
+
+/* Whether any tier has a block held (by a caller, or by a G3 read). */
+static bool any_block_active(kvbm_cache_t *cache)
+{
+    kvbm_manager_t *tiers[] = {cache->g1, cache->g2, cache->g3_manager};
+    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
+        kvbm_pool_counts_t c = {0};
+        if (tiers[i] != NULL)
+            kvbm_manager_counts(tiers[i], &c);
+        if (c.active > 0)
+            return true;
+    }
+    return false;
+}
+
+kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache)
+{
+    KVBM_REQUIRE_ARG(cache != NULL);
+    kvbm__mutex_lock(&cache->lock);
+    /* Copies and G3 writes in flight hold blocks (rule 3) and register
+     * them when processed: let them all finish first. */
+    kvbm__cache_wait_processed(cache, cache->next_seq - 1);
+    if (any_block_active(cache)) {
+        kvbm__cache_unlock(cache);
+        return KVBM_ERR_BUSY;
+    }
+    kvbm_status_t status = cache->g3 != NULL ? kvbm__cache_g3_clear(cache) : KVBM_OK;
+    if (status != KVBM_OK) {
+        kvbm__cache_unlock(cache);
+        return status;
+    }
+    /* Nothing is active, so neither reset can refuse. One AllBlocksCleared
+     * says it all: the managers' removals, and what this call gathered
+     * before them, are dropped (the clear supersedes them). */
+    status = kvbm_manager_reset_inactive(cache->g1);
+    assert(status == KVBM_OK);
+    if (cache->g2 != NULL) {
+        status = kvbm_manager_reset_inactive(cache->g2);
+        assert(status == KVBM_OK);
+    }
+    (void)status;
+    if (cache->events != NULL) {
+        const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+        kvbm__event_batcher_discard(cache->events);
+        kvbm_event_batcher_sink(cache->events, &cleared, 1);
+    }
+    kvbm__cache_unlock(cache);
+    return KVBM_OK;
+}
+
+kvbm_status_t kvbm_cache_announce(kvbm_cache_t *cache)
+{
+    KVBM_REQUIRE_ARG(cache != NULL);
+    kvbm__mutex_lock(&cache->lock);
+    if (cache->events == NULL) {
+        kvbm__mutex_unlock(&cache->lock);
+        return KVBM_OK;
+    }
+    /* What the batcher holds (another call's, gathered before it dropped the
+     * lock to wait) has happened in the tiers: the snapshot covers it. */
+    kvbm__event_batcher_discard(cache->events);
+    const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+    kvbm_event_batcher_sink(cache->events, &cleared, 1);
+    kvbm_manager_t *tiers[] = {cache->g1, cache->g2, cache->g3_manager};
+    kvbm_status_t status = KVBM_OK;
+    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]) && status == KVBM_OK; i++)
+        if (tiers[i] != NULL)
+            status = kvbm_manager_announce(tiers[i]);
+    if (status != KVBM_OK) /* a partial snapshot would say blocks are gone */
+        kvbm__event_batcher_discard(cache->events);
+    kvbm__cache_unlock(cache);
     return status;
 }
 
@@ -877,7 +970,7 @@ kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache)
     KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_reap(cache);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return KVBM_OK;
 }
 
@@ -886,7 +979,7 @@ kvbm_status_t kvbm_cache_sync(kvbm_cache_t *cache)
     KVBM_REQUIRE_ARG(cache != NULL);
     kvbm__mutex_lock(&cache->lock);
     kvbm__cache_wait_processed(cache, cache->next_seq - 1);
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
     return KVBM_OK;
 }
 
@@ -950,7 +1043,7 @@ void kvbm_cache_metrics(kvbm_cache_t *cache, kvbm_cache_metrics_t *metrics_out)
         return;
     kvbm__mutex_lock(&cache->lock);
     *metrics_out = cache->metrics;
-    kvbm__mutex_unlock(&cache->lock);
+    kvbm__cache_unlock(cache);
 }
 
 kvbm_status_t kvbm_cache_metrics_prometheus(kvbm_cache_t *cache, FILE *out)

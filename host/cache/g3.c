@@ -25,12 +25,6 @@
 
 #define DEFAULT_STAGING_BLOCKS 256u
 
-static void forward_g3_events(void *ctx, const kvbm_event_t *events, size_t count)
-{
-    kvbm_cache_t *cache = ctx;
-    cache->on_events(cache->events_ctx, KVBM_TIER_G3, events, count);
-}
-
 static unsigned char *staging_buffer(const kvbm_cache_t *cache, uint32_t slot)
 {
     return cache->staging_base + (size_t)slot * cache->slot_bytes;
@@ -76,9 +70,7 @@ kvbm_status_t kvbm__cache_g3_open(kvbm_cache_t *cache, const kvbm_cache_config_t
                                    .layout = &config->layout,
                                    .payload_bytes = cache->block_bytes,
                                    .policy_config = config->policy_config,
-                                   .on_events =
-                                       config->on_events != NULL ? forward_g3_events : NULL,
-                                   .events_ctx = cache};
+                                   .events = cache->events};
     kvbm_status_t status = kvbm__disk_tier_open(&tc, &cache->g3);
     if (status != KVBM_OK)
         return status;
@@ -180,8 +172,10 @@ static bool gather_g2_block(kvbm_cache_t *cache, uint32_t g2_block, unsigned cha
     return done == cache->block_bytes;
 }
 
+/* Queues the write of @p victim (a G2 block, its hash and parent) into G3
+ * block @p id from staging slot @p slot. */
 static kvbm_status_t queue_write(kvbm_cache_t *cache, cache_offload_t *off, uint32_t id,
-                                 uint64_t hash, uint32_t slot)
+                                 const kvbm_evicted_t *victim, uint32_t slot)
 {
     if (off->g3_writes == NULL) {
         kvbm_status_t status =
@@ -191,32 +185,34 @@ static kvbm_status_t queue_write(kvbm_cache_t *cache, cache_offload_t *off, uint
     }
     cache_batch_t *batch = off->g3_writes;
     kvbm_status_t status = kvbm__disk_batch_add(batch->disk, kvbm__disk_tier_slot(cache->g3, id),
-                                                hash, staging_buffer(cache, slot));
+                                                victim->seq_hash, staging_buffer(cache, slot));
     if (status != KVBM_OK)
         return status;
     batch->g3_ids[batch->n] = id;
-    batch->hashes[batch->n] = hash;
+    batch->hashes[batch->n] = victim->seq_hash;
+    batch->parents[batch->n] = victim->parent_hash;
+    batch->has_parent[batch->n] = victim->has_parent;
     batch->staging[batch->n] = slot;
     batch->n++;
     batch->n_staging = batch->n;
     return KVBM_OK;
 }
 
-void kvbm__cache_g3_offload(kvbm_cache_t *cache, uint32_t g2_block, uint64_t hash,
-                            cache_offload_t *off)
+void kvbm__cache_g3_offload(kvbm_cache_t *cache, const kvbm_evicted_t *victim, cache_offload_t *off)
 {
-    if (kvbm_manager_contains(cache->g3_manager, hash))
+    if (kvbm_manager_contains(cache->g3_manager, victim->seq_hash))
         return; /* inclusive: G3 has it */
     if (!kvbm__disk_store_reserve_space(cache->g3_store, 1))
         return; /* at the filesystem's floor: counted by the store */
     uint32_t slot = take_staging(cache, off), id;
-    if (!gather_g2_block(cache, g2_block, staging_buffer(cache, slot) + KVBM__DISK_HEADER_BYTES) ||
+    if (!gather_g2_block(cache, victim->block_id,
+                         staging_buffer(cache, slot) + KVBM__DISK_HEADER_BYTES) ||
         take_g3_block(cache, off, &id) != KVBM_OK) {
         give_staging(cache, &slot, 1);
         cache->metrics.g3_offload_skipped++;
         return;
     }
-    if (queue_write(cache, off, id, hash, slot) != KVBM_OK) {
+    if (queue_write(cache, off, id, victim, slot) != KVBM_OK) {
         kvbm_manager_release(cache->g3_manager, &id, 1); /* mutable: back to reset */
         give_staging(cache, &slot, 1);
         cache->metrics.g3_offload_skipped++;
@@ -246,11 +242,37 @@ void kvbm__cache_g3_flush(kvbm_cache_t *cache, cache_offload_t *off)
 
 void kvbm__cache_g3_process_write(kvbm_cache_t *cache, cache_batch_t *batch)
 {
-    size_t stored =
-        kvbm__disk_tier_finish_writes(cache->g3, batch->g3_ids, batch->hashes, batch->disk);
+    size_t stored = kvbm__disk_tier_finish_writes(cache->g3, batch->g3_ids, batch->hashes,
+                                                  batch->parents, batch->has_parent, batch->disk);
     cache->metrics.g3_offloads += stored;
     cache->metrics.g3_offload_bytes += (uint64_t)stored * cache->block_bytes;
     give_staging(cache, batch->staging, batch->n_staging);
+}
+
+kvbm_status_t kvbm__cache_g3_clear(kvbm_cache_t *cache)
+{
+    kvbm_pool_counts_t counts;
+    kvbm_manager_counts(cache->g3_manager, &counts);
+    uint64_t *hashes = kvbm__alloc((counts.total + 1), sizeof(uint64_t));
+    uint32_t *ids = kvbm__alloc((counts.total + 1), sizeof(uint32_t));
+    kvbm_status_t status = KVBM_ERR_NO_MEMORY;
+    size_t n = 0, found = 0;
+    if (hashes != NULL && ids != NULL)
+        status = kvbm_manager_registered_hashes(cache->g3_manager, hashes, counts.total, &n);
+    /* Every registered block is inactive (the caller checked): the scan
+     * holds them all, withdrawing takes their hashes and file slots, and the
+     * release sends them to reset. */
+    if (status == KVBM_OK)
+        status = kvbm_manager_scan(cache->g3_manager, hashes, n, false, ids, &found);
+    if (status == KVBM_OK) {
+        assert(found == n);
+        kvbm__disk_tier_withdraw(cache->g3, ids, n);
+        status = kvbm_manager_release(cache->g3_manager, ids, n);
+        assert(status == KVBM_OK);
+    }
+    kvbm__free(ids);
+    kvbm__free(hashes);
+    return status;
 }
 
 /* ------------------------------------------------------------------ onboarding */

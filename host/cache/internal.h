@@ -47,7 +47,9 @@ typedef struct cache_batch {
     uint32_t *g2_ids;
     uint32_t *copy_g2;
     uint64_t *hashes;
-    uint8_t *poisoned; /* offload entry reads a slab whose onboard failed */
+    uint64_t *parents;   /* offload, G3 write: the parent of hashes[i], when has_parent[i] */
+    uint8_t *has_parent; /* offload, G3 write */
+    uint8_t *poisoned;   /* offload entry reads a slab whose onboard failed */
     /* G3 kinds only (NULL otherwise). */
     uint32_t *g3_ids;
     size_t n_g3;
@@ -96,21 +98,20 @@ struct kvbm_cache {
     size_t slot_bytes;
     uint32_t staging_blocks;
     kvbm_offload_mode_t mode;
-    kvbm_cache_event_fn on_events;
-    void *events_ctx;
     uint32_t g1_blocks;
     size_t block_bytes;
     unsigned unsafe; /* KVBM__CACHE_UNSAFE_* */
 
     /* Under lock. */
-    cache_batch_t *head, *tail;  /* in flight, oldest first */
-    uint64_t next_seq;           /* seq of the next batch (starts at 1) */
-    uint64_t processed_seq;      /* every batch up to this one is processed */
-    cache_batch_t *last_offload; /* newest offload in flight, or NULL */
-    cache_batch_t *last_onboard; /* newest onboard in flight, or NULL */
-    uint64_t *loading_seq;       /* per G1 block: onboard batch writing it, 0 none */
-    uint8_t *load_failed;        /* per G1 block: its onboarding failed */
-    uint32_t *staging_free;      /* G3: free staging slots (a stack) */
+    kvbm_event_batcher_t *events; /* borrowed (config.events_batcher); NULL: no events */
+    cache_batch_t *head, *tail;   /* in flight, oldest first */
+    uint64_t next_seq;            /* seq of the next batch (starts at 1) */
+    uint64_t processed_seq;       /* every batch up to this one is processed */
+    cache_batch_t *last_offload;  /* newest offload in flight, or NULL */
+    cache_batch_t *last_onboard;  /* newest onboard in flight, or NULL */
+    uint64_t *loading_seq;        /* per G1 block: onboard batch writing it, 0 none */
+    uint8_t *load_failed;         /* per G1 block: its onboarding failed */
+    uint32_t *staging_free;       /* G3: free staging slots (a stack) */
     uint32_t n_staging_free;
     pthread_cond_t staging_freed; /* G3, with lock: signalled when slots are freed */
     kvbm_cache_metrics_t metrics;
@@ -142,6 +143,10 @@ void kvbm__cache_reap(kvbm_cache_t *cache);
 /* Waits (dropping the lock meanwhile) until batches up to @p seq are processed. */
 void kvbm__cache_wait_processed(kvbm_cache_t *cache, uint64_t seq);
 
+/* Delivers the call's events (if any), then releases the cache lock: the
+ * end of every cache call. */
+void kvbm__cache_unlock(kvbm_cache_t *cache);
+
 /* Whether a batch has completed (KVBM_ERR_BUSY while not), and how: its
  * fence, or for a G3 write its disk batch (always KVBM_OK once done). */
 kvbm_status_t kvbm__cache_batch_query(const cache_batch_t *batch);
@@ -161,11 +166,12 @@ typedef struct cache_offload {
 kvbm_status_t kvbm__cache_g3_open(kvbm_cache_t *cache, const kvbm_cache_config_t *config);
 void kvbm__cache_g3_close(kvbm_cache_t *cache);
 /*
- * A G2 victim (G2 block @p g2_block, about to be reused) goes to G3 unless
- * G3 has @p hash: its bytes are copied to a staging buffer now and queued in
- * off->g3_writes, issued by kvbm__cache_g3_flush().
+ * A G2 victim (@p victim: the G2 block, about to be reused, its hash and
+ * parent) goes to G3 unless G3 has the hash: its bytes are copied to a
+ * staging buffer now and queued in off->g3_writes, issued by
+ * kvbm__cache_g3_flush(); its parent goes with it to G3's stored event.
  */
-void kvbm__cache_g3_offload(kvbm_cache_t *cache, uint32_t g2_block, uint64_t hash,
+void kvbm__cache_g3_offload(kvbm_cache_t *cache, const kvbm_evicted_t *victim,
                             cache_offload_t *off);
 /* Issues the G3 writes gathered (nothing when there are none). */
 void kvbm__cache_g3_flush(kvbm_cache_t *cache, cache_offload_t *off);
@@ -178,6 +184,10 @@ void kvbm__cache_g3_flush(kvbm_cache_t *cache, cache_offload_t *off);
 void kvbm__cache_g3_onboard(kvbm_cache_t *cache, const uint64_t *hashes, size_t start, size_t k3,
                             const uint32_t *g3_ids, const uint32_t *fresh, uint32_t *ids_out,
                             cache_batch_t **last_out);
+/* kvbm_cache_clear's part (nothing active, nothing in flight): every G3
+ * block is dropped and leaves the file's index, so a restart does not bring
+ * back what was cleared. KVBM_ERR_NO_MEMORY (nothing dropped). */
+kvbm_status_t kvbm__cache_g3_clear(kvbm_cache_t *cache);
 /* reap's processing of the G3 kinds. */
 void kvbm__cache_g3_process_write(kvbm_cache_t *cache, cache_batch_t *batch);
 void kvbm__cache_g3_process_onboard(kvbm_cache_t *cache, cache_batch_t *batch,

@@ -17,9 +17,12 @@
 #include "core/error.h"
 #include "store_internal.h"
 
-/* Requests handed to the engine at once: small enough that checksumming the
- * next ones overlaps the transfer of the first. */
-#define SUBMIT_CHUNK 16
+/* Writes are handed to the engine as soon as SUBMIT_CHUNK_BYTES of payload
+ * (at least one block, at most SUBMIT_CHUNK blocks) have their checksums:
+ * the disk starts on the first ones while the next are checksummed, and a
+ * large block is never held back behind the checksums of others. */
+#define SUBMIT_CHUNK       16
+#define SUBMIT_CHUNK_BYTES ((uint64_t)512 * 1024)
 
 kvbm_status_t kvbm__disk_batch_create(kvbm__disk_store_t *store, size_t capacity,
                                       kvbm__disk_batch_t **batch_out)
@@ -134,8 +137,11 @@ kvbm_status_t kvbm__disk_store_write(kvbm__disk_store_t *store, kvbm__disk_batch
     kvbm_status_t status = begin(store, batch, KVBM__DISK_WRITE);
     if (status != KVBM_OK)
         return status;
-    for (size_t start = 0; start < batch->n; start += SUBMIT_CHUNK) {
-        size_t end = start + SUBMIT_CHUNK < batch->n ? start + SUBMIT_CHUNK : batch->n;
+    uint64_t payload = store->geometry.payload_bytes;
+    size_t chunk = payload >= SUBMIT_CHUNK_BYTES ? 1 : SUBMIT_CHUNK_BYTES / payload;
+    chunk = chunk < SUBMIT_CHUNK ? chunk : SUBMIT_CHUNK;
+    for (size_t start = 0; start < batch->n; start += chunk) {
+        size_t end = start + chunk < batch->n ? start + chunk : batch->n;
         for (size_t i = start; i < end; i++)
             prepare_write(store, batch, i);
         store->engine->submit(store->engine_state, batch->req_ptrs + start, end - start);

@@ -49,7 +49,7 @@ typedef void (*kvbm__disk_complete_fn)(void *ctx, kvbm__disk_req_t *req);
 
 typedef struct kvbm__disk_io_config {
     int fd;
-    uint32_t queue_depth; /* requests in flight at most, >= 1 */
+    uint32_t queue_depth; /* io_uring: requests in the kernel at most, >= 1 */
     uint32_t threads;     /* thread-pool engine, >= 1 */
     kvbm__disk_complete_fn complete;
     void *complete_ctx;
@@ -63,12 +63,14 @@ typedef struct kvbm__disk_io_ops {
     /* Waits for every request in flight to complete, then frees the state. */
     void (*close)(void *state);
     /*
-     * Starts n requests. Thread-safe; may block while queue_depth requests
-     * are in flight. Every request given is completed exactly once, also
-     * when the engine cannot start it (result -EIO or the errno).
+     * Starts n requests, in order. Thread-safe, and never waits for room:
+     * requests beyond what the engine runs at once wait in its FIFO (linked
+     * through `link`) and start as others complete. Every request given is
+     * completed exactly once, also when the engine cannot start it (result
+     * -EIO or the errno).
      */
     void (*submit)(void *state, kvbm__disk_req_t *const *reqs, size_t n);
-    /* Requests submitted and not yet completed. */
+    /* Requests submitted and not yet taken out for completion (queued or running). */
     uint64_t (*in_flight)(void *state);
 } kvbm__disk_io_ops_t;
 

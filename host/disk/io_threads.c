@@ -2,7 +2,8 @@
  * The fallback engine: a pool of threads doing pread/pwrite, for kernels or
  * containers without io_uring. Requests wait in one FIFO; each thread takes
  * the oldest, transfers it with one system call and completes it, so up to
- * `threads` requests are in flight in the kernel at once.
+ * `threads` requests are in flight in the kernel at once. submit() never
+ * waits: the FIFO holds whatever the threads have not yet taken.
  *
  * Locking: `lock` guards the queue, `in_flight` and `stopping`.
  */
@@ -20,7 +21,6 @@ typedef struct threads_engine {
     kvbm__disk_io_config_t config;
     pthread_mutex_t lock;
     pthread_cond_t work;    /* signalled when a request is queued or on stop */
-    pthread_cond_t room;    /* signalled when in_flight drops */
     kvbm__disk_req_t *head; /* FIFO, under lock */
     kvbm__disk_req_t *tail; /* under lock */
     uint64_t in_flight;     /* queued or running, under lock */
@@ -61,7 +61,6 @@ static void *worker_main(void *arg)
          * the completion sees the queue without it. */
         kvbm__mutex_lock(&engine->lock);
         engine->in_flight--;
-        kvbm__cond_broadcast(&engine->room);
         kvbm__mutex_unlock(&engine->lock);
         engine->config.complete(engine->config.complete_ctx, req);
         kvbm__mutex_lock(&engine->lock);
@@ -75,8 +74,6 @@ static void threads_submit(void *state, kvbm__disk_req_t *const *reqs, size_t n)
     threads_engine_t *engine = state;
     kvbm__mutex_lock(&engine->lock);
     for (size_t i = 0; i < n; i++) {
-        while (engine->in_flight >= engine->config.queue_depth)
-            kvbm__cond_wait(&engine->room, &engine->lock);
         reqs[i]->link = NULL;
         if (engine->tail != NULL)
             engine->tail->link = reqs[i];
@@ -105,7 +102,6 @@ static void threads_close(void *state)
     if (engine == NULL)
         return;
     stop_workers(engine); /* workers drain the queue before they stop */
-    kvbm__cond_destroy(&engine->room);
     kvbm__cond_destroy(&engine->work);
     kvbm__mutex_destroy(&engine->lock);
     kvbm__free(engine);
@@ -125,9 +121,6 @@ static kvbm_status_t threads_open(const kvbm__disk_io_config_t *config, void **s
     KVBM_PTHREAD_CHECK(pthread_cond_init(&engine->work, NULL), status);
     if (status != KVBM_OK)
         goto err_destroy_lock;
-    KVBM_PTHREAD_CHECK(pthread_cond_init(&engine->room, NULL), status);
-    if (status != KVBM_OK)
-        goto err_destroy_work;
     for (; engine->started < n && status == KVBM_OK; engine->started++)
         KVBM_PTHREAD_CHECK(
             pthread_create(&engine->threads[engine->started], NULL, worker_main, engine), status);
@@ -140,8 +133,6 @@ static kvbm_status_t threads_open(const kvbm__disk_io_config_t *config, void **s
 
 err_stop_workers:
     stop_workers(engine);
-    kvbm__cond_destroy(&engine->room);
-err_destroy_work:
     kvbm__cond_destroy(&engine->work);
 err_destroy_lock:
     kvbm__mutex_destroy(&engine->lock);

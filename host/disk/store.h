@@ -131,8 +131,9 @@ kvbm_status_t kvbm__disk_batch_add(kvbm__disk_batch_t *batch, uint32_t slot, uin
 size_t kvbm__disk_batch_count(const kvbm__disk_batch_t *batch);
 
 /* Starts the batch's writes (each published once complete) or reads (each
- * verified once complete). Returns at once unless the engine's queue is
- * full. KVBM_ERR_INVALID_ARG: empty or already submitted. */
+ * verified once complete). Never waits for the disk (a write computes its
+ * blocks' checksums first); requests beyond the engine's queue depth wait in
+ * its queue. KVBM_ERR_INVALID_ARG: empty or already submitted. */
 kvbm_status_t kvbm__disk_store_write(kvbm__disk_store_t *store, kvbm__disk_batch_t *batch);
 kvbm_status_t kvbm__disk_store_read(kvbm__disk_store_t *store, kvbm__disk_batch_t *batch);
 

@@ -48,8 +48,11 @@ static kvbm_status_t create_manager(kvbm__disk_tier_t *tier, const kvbm__disk_ti
     mc.policy = disk->policy;
     mc.policy_config = config->policy_config;
     mc.name = "g3";
-    mc.on_events = config->on_events;
-    mc.events_ctx = config->events_ctx;
+    mc.medium = KVBM_MEDIUM_DISK;
+    if (config->events != NULL) {
+        mc.on_events = kvbm_event_batcher_sink;
+        mc.events_ctx = config->events;
+    }
     return kvbm_manager_create(&mc, &tier->manager);
 }
 
@@ -209,13 +212,19 @@ kvbm_status_t kvbm__disk_tier_take(kvbm__disk_tier_t *tier, uint32_t *id_out, bo
 }
 
 size_t kvbm__disk_tier_finish_writes(kvbm__disk_tier_t *tier, const uint32_t *ids,
-                                     const uint64_t *hashes, const kvbm__disk_batch_t *batch)
+                                     const uint64_t *hashes, const uint64_t *parents,
+                                     const uint8_t *has_parent, const kvbm__disk_batch_t *batch)
 {
     size_t n = kvbm__disk_batch_count(batch), stored = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t block = ids[i], registered = block;
+        kvbm_register_opts_t opts = {.parent_for_events_only =
+                                         true, /* G3's order as without events */
+                                     .has_parent = has_parent[i] != 0,
+                                     .parent_hash = parents[i],
+                                     .priority = 50};
         if (kvbm__disk_batch_outcome(batch, i) == KVBM__DISK_DONE &&
-            kvbm_manager_register(tier->manager, &block, &hashes[i], 1, NULL, &registered) ==
+            kvbm_manager_register(tier->manager, &block, &hashes[i], 1, &opts, &registered) ==
                 KVBM_OK)
             stored++;
         /* A failed block is still mutable: its release returns it to reset. */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "kvbm/disk.h"
+#include "kvbm/event_record.h"
 #include "kvbm/layout.h"
 #include "kvbm/manager.h"
 #include "store.h"
@@ -26,9 +27,8 @@ typedef struct kvbm__disk_tier_config {
     const kvbm_layout_config_t *layout; /* the blocks' geometry (part of the namespace) */
     uint64_t payload_bytes;             /* bytes stored per block */
     kvbm_policy_config_t policy_config;
-    kvbm_event_fn on_events; /* optional: the manager's stored/removed events */
-    void *events_ctx;
-    kvbm_disk_io_kind_t io; /* overrides disk->io when not AUTO (the null engine) */
+    kvbm_event_batcher_t *events; /* optional: the manager's records (medium DISK) join it */
+    kvbm_disk_io_kind_t io;       /* overrides disk->io when not AUTO (the null engine) */
 } kvbm__disk_tier_config_t;
 
 /* KVBM_ERR_VERSION (disk config); errors of kvbm__disk_store_open() and
@@ -53,12 +53,14 @@ kvbm_status_t kvbm__disk_tier_take(kvbm__disk_tier_t *tier, uint32_t *id_out, bo
 
 /*
  * After a write batch: registers each written block (outcome DONE) under its
- * hash and releases every block in order, so that the policy sees them as
+ * hash (with parents[i] as its parent when has_parent[i], for the stored
+ * event) and releases every block in order, so that the policy sees them as
  * written one by one; failed ones go back to the free pool. Returns how many
  * were registered.
  */
 size_t kvbm__disk_tier_finish_writes(kvbm__disk_tier_t *tier, const uint32_t *ids,
-                                     const uint64_t *hashes, const kvbm__disk_batch_t *batch);
+                                     const uint64_t *hashes, const uint64_t *parents,
+                                     const uint8_t *has_parent, const kvbm__disk_batch_t *batch);
 
 /* Withdraws blocks whose reads failed or did not verify: no later match
  * finds them, and their slots leave the file's index. */

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "events.h"
 #include "kvbm/manager.h"
 #include "registry.h"
 
@@ -59,11 +60,10 @@ struct kvbm_manager {
     bool policy_by_id;
     /* Whether the policy has a hint op other than kvbm_policy_ignore_hint. */
     bool policy_takes_hints;
-    kvbm_event_fn on_events;
-    void *events_ctx;
     char name[KVBM_MANAGER_NAME_MAX + 1]; /* checked at create: safe in every export */
 
     /* Under lock. */
+    kvbm__manager_events_t *events; /* NULL without a sink */
     void *policy_state;
     kvbm__block_t *blocks; /* num_blocks */
     /* The reset pool: the stack of released blocks (through next_duplicate)

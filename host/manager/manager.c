@@ -50,44 +50,8 @@ _Static_assert(offsetof(kvbm_policy_entry_t, block_id) == 0 &&
  * calls skip that pass. */
 #define REFS_NEAR_LIMIT (UINT32_MAX / 2)
 
-/* References one block can carry. A call that could take a block past it is
- * refused before it changes anything (KVBM_ERR_OVERFLOW). */
-#define REFCOUNT_MAX UINT32_MAX
-
 /* Inactive blocks match_length remembers to unmark without a second lookup. */
 #define MATCH_LENGTH_MARKS 128
-
-/* Events are gathered on the stack and handed to the sink in chunks, in order. */
-#define EVENT_CHUNK 64
-
-typedef struct event_batch {
-    kvbm_manager_t *manager;
-    kvbm_event_t events[EVENT_CHUNK];
-    size_t count;
-} event_batch_t;
-
-static void event_batch_start(event_batch_t *batch, kvbm_manager_t *manager)
-{
-    batch->manager = manager;
-    batch->count = 0; /* the events array is not zeroed: only [0, count) is read */
-}
-
-static void event_batch_flush(event_batch_t *batch)
-{
-    if (batch->count > 0 && batch->manager->on_events != NULL)
-        batch->manager->on_events(batch->manager->events_ctx, batch->events, batch->count);
-    batch->count = 0;
-}
-
-static void event_batch_add(event_batch_t *batch, kvbm_event_kind_t kind, uint32_t block_id,
-                            uint64_t hash)
-{
-    if (batch->manager->on_events == NULL)
-        return;
-    batch->events[batch->count++] = (kvbm_event_t){kind, block_id, hash};
-    if (batch->count == EVENT_CHUNK)
-        event_batch_flush(batch);
-}
 
 /* Adds one operation on block @p id to the call's policy batch: the id alone
  * when the policy takes ids (policy_batch.h), else an entry: the block record copied whole (its
@@ -147,7 +111,11 @@ static bool policy_ops_complete(const kvbm_policy_ops_t *ops)
 }
 
 /* sizeof(kvbm_manager_config_t) at each published version (core/config.h). */
-static const size_t manager_config_sizes[] = {sizeof(kvbm_manager_config_t)};
+#define MANAGER_CONFIG_V1_SIZE 80u
+_Static_assert(offsetof(kvbm_manager_config_t, medium) == MANAGER_CONFIG_V1_SIZE,
+               "version 2 fields (the medium) start at version 1's size");
+static const size_t manager_config_sizes[] = {MANAGER_CONFIG_V1_SIZE,
+                                              sizeof(kvbm_manager_config_t)};
 
 /* Imports the caller's config (and its policy config; struct_size 0 there
  * means the defaults), then checks it. */
@@ -174,6 +142,16 @@ static kvbm_status_t import_config(const kvbm_manager_config_t *caller,
         config->duplication != KVBM_DUPLICATION_REJECT)
         return kvbm__fail(KVBM_ERR_INVALID_ARG, "manager config: unknown duplication %d",
                           (int)config->duplication);
+    if (kvbm_medium_name(config->medium) == NULL)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG, "manager config: unknown medium %d",
+                          (int)config->medium);
+    /* Version 1's on_events took per-block events (kvbm_event_t), which
+     * version 2's records replaced: an old caller's callback is refused
+     * rather than called with the wrong type. */
+    if (caller->version < 2 && config->on_events != NULL)
+        return kvbm__fail(KVBM_ERR_UNSUPPORTED,
+                          "manager config: a version-1 on_events (per-block events) is no longer "
+                          "supported; use version 2 (event records)");
     /* Tables are appended to, never reordered: any version up to ours works. */
     if (config->policy != NULL &&
         (config->policy->version == 0 || config->policy->version > KVBM_POLICY_OPS_VERSION))
@@ -214,15 +192,18 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
     manager->policy_touches_active = manager->policy->version < KVBM__POLICY_BATCH_VERSION ||
                                      manager->policy->touch_batch != kvbm_policy_ignore_touches;
     manager->policy_by_id = kvbm__policy_by_id(manager->policy);
-    manager->on_events = config->on_events;
-    manager->events_ctx = config->events_ctx;
     snprintf(manager->name, sizeof(manager->name), "%s",
              config->name != NULL ? config->name : "kvbm");
 
+    if (config->on_events != NULL) {
+        status = kvbm__manager_events_create(config, &manager->events);
+        if (status != KVBM_OK)
+            goto err_free_manager;
+    }
     status = KVBM_ERR_NO_MEMORY;
     manager->blocks = kvbm__calloc(config->num_blocks, sizeof(kvbm__block_t));
     if (manager->blocks == NULL)
-        goto err_free_manager;
+        goto err_destroy_events;
     status = kvbm__registry_init(&manager->registry, config->num_blocks);
     if (status != KVBM_OK)
         goto err_free_blocks;
@@ -250,6 +231,8 @@ err_destroy_registry:
     kvbm__registry_fini(&manager->registry);
 err_free_blocks:
     kvbm__free(manager->blocks);
+err_destroy_events:
+    kvbm__manager_events_destroy(manager->events);
 err_free_manager:
     kvbm__free(manager);
     return status;
@@ -263,6 +246,7 @@ void kvbm_manager_destroy(kvbm_manager_t *manager)
     manager->policy->destroy(manager->policy_state);
     kvbm__registry_fini(&manager->registry);
     kvbm__free(manager->blocks);
+    kvbm__manager_events_destroy(manager->events);
     kvbm__free(manager);
 }
 
@@ -293,15 +277,19 @@ static void unregister_duplicate(kvbm_manager_t *manager, uint32_t id, kvbm__reg
     manager->blocks[walk].next_duplicate = block->next_duplicate;
 }
 
-/* Takes a registered block's hash away from it, promoting a duplicate. */
+/* Takes a registered block's hash away from it, promoting a duplicate.
+ * When no other block carries the hash, it left the tier: a removed event
+ * (the one place a hash leaves a tier, so no transition can forget it). */
 static inline void unregister_block(kvbm_manager_t *manager, uint32_t id)
 {
     kvbm__block_t *block = &manager->blocks[id];
     kvbm__registry_slot_t *slot =
         kvbm__registry_slot_of(&manager->registry, block->seq_hash, block->home);
-    if (kvbm__registry_slot_first(slot) == id && block->next_duplicate == KVBM_BLOCK_NONE)
+    if (kvbm__registry_slot_first(slot) == id && block->next_duplicate == KVBM_BLOCK_NONE) {
         kvbm__registry_remove(&manager->registry, slot);
-    else
+        if (manager->events != NULL)
+            kvbm__manager_events_removed(manager->events, id, block->seq_hash);
+    } else
         unregister_duplicate(manager, id, slot);
     block->next_duplicate = KVBM_BLOCK_NONE;
 }
@@ -528,19 +516,19 @@ static inline uint32_t hashes_ahead_home(hashes_ahead_t *ahead, size_t i)
  * each loses its hash (reported in evicted_out when given) and becomes
  * mutable. Block metadata is loaded two distances ahead and the registry slot
  * one distance ahead, so the misses of successive victims overlap. */
-static inline void evict_one(kvbm_manager_t *manager, uint32_t id, kvbm_evicted_t *evicted,
-                             event_batch_t *events)
+static inline void evict_one(kvbm_manager_t *manager, uint32_t id, kvbm_evicted_t *evicted)
 {
-    uint64_t hash = manager->blocks[id].seq_hash;
+    const kvbm__block_t *block = &manager->blocks[id];
+    if (evicted != NULL) /* before it loses the hash (and its removed event) */
+        *evicted = (kvbm_evicted_t){.block_id = id,
+                                    .seq_hash = block->seq_hash,
+                                    .parent_hash = block->parent_hash,
+                                    .has_parent = block->has_parent != 0};
     block_inactive_to_mutable(manager, id);
-    if (manager->on_events != NULL)
-        event_batch_add(events, KVBM_EVENT_REMOVED, id, hash);
-    if (evicted != NULL)
-        *evicted = (kvbm_evicted_t){id, hash};
 }
 
 static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
-                          kvbm_evicted_t *evicted_out, event_batch_t *events)
+                          kvbm_evicted_t *evicted_out)
 {
     const kvbm__block_t *blocks = manager->blocks;
     for (size_t i = 0; i < count && i < 2 * PREFETCH_DISTANCE; i++)
@@ -550,12 +538,12 @@ static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t c
     for (; i + 2 * PREFETCH_DISTANCE < count; i++) {
         __builtin_prefetch(&blocks[ids[i + 2 * PREFETCH_DISTANCE]]);
         kvbm__registry_prefetch(&manager->registry, blocks[ids[i + PREFETCH_DISTANCE]].home);
-        evict_one(manager, ids[i], evicted_out != NULL ? &evicted_out[i] : NULL, events);
+        evict_one(manager, ids[i], evicted_out != NULL ? &evicted_out[i] : NULL);
     }
     for (; i < count; i++) {
         if (i + PREFETCH_DISTANCE < count)
             kvbm__registry_prefetch(&manager->registry, blocks[ids[i + PREFETCH_DISTANCE]].home);
-        evict_one(manager, ids[i], evicted_out != NULL ? &evicted_out[i] : NULL, events);
+        evict_one(manager, ids[i], evicted_out != NULL ? &evicted_out[i] : NULL);
     }
 }
 
@@ -564,7 +552,7 @@ static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t c
  * and unregistered with their loads overlapped. Returns how many were
  * evicted. */
 static size_t allocate_blocks(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
-                              kvbm_evicted_t *evicted_out, event_batch_t *events)
+                              kvbm_evicted_t *evicted_out)
 {
     assert(count <= manager->reset_count + manager->inactive_count);
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
@@ -576,7 +564,7 @@ static size_t allocate_blocks(kvbm_manager_t *manager, size_t count, uint32_t *i
                                                  ids_out + from_reset, n_evicted);
         assert(popped == n_evicted);
         (void)popped;
-        evict_victims(manager, ids_out + from_reset, n_evicted, evicted_out, events);
+        evict_victims(manager, ids_out + from_reset, n_evicted, evicted_out);
     }
     manager->metrics.allocations += count;
     manager->metrics.allocations_from_reset += from_reset;
@@ -608,10 +596,9 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
         kvbm__mutex_unlock(&manager->lock);
         return status;
     }
-    event_batch_t events;
-    event_batch_start(&events, manager);
-    size_t n_evicted = allocate_blocks(manager, count, ids_out, evicted_out, &events);
-    event_batch_flush(&events);
+    size_t n_evicted = allocate_blocks(manager, count, ids_out, evicted_out);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
     if (n_evicted_out != NULL)
         *n_evicted_out = evicted_out != NULL ? n_evicted : 0;
@@ -672,6 +659,22 @@ static kvbm_status_t check_registrable(kvbm_manager_t *manager, const uint32_t *
     return status;
 }
 
+/* Priority in range; tokens, when given, exactly block_size per block. */
+static kvbm_status_t check_register_opts(const kvbm_register_opts_t *opts, size_t count)
+{
+    if (opts->priority > 100)
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "kvbm_manager_register: priority %u is not in 0..100", opts->priority);
+    if (opts->n_tokens == 0)
+        return KVBM_OK;
+    if (opts->tokens != NULL && opts->block_size > 0 && count <= SIZE_MAX / opts->block_size &&
+        opts->n_tokens == count * opts->block_size)
+        return KVBM_OK;
+    return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                      "kvbm_manager_register: %zu tokens for %zu blocks of %u tokens",
+                      opts->n_tokens, count, opts->block_size);
+}
+
 /* Hands the policy the registration hints of ids[i] (after its touch, so
  * the batch gathered so far goes first). */
 static void hint_policy(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
@@ -691,20 +694,27 @@ static void hint_policy(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, ui
 
 /* Registers hashes[i] on ids[i] for every i (register's second pass, after
  * check_registrable): a new hash takes the block; a hash present elsewhere
- * deduplicates (reject) or chains a duplicate (allow). @p plain says nobody
- * hears of a registration (no touches of active blocks, hints or events)
- * and duplicates are rejected; register_blocks passes it as a constant, so
- * each of its two inlined copies keeps only the branches it can take. */
+ * deduplicates (reject) or chains a duplicate (allow). Hashes new to the
+ * tier form stored runs for the event sink; a hash the tier already had
+ * ends the run. @p plain says nobody hears of a registration (no touches of
+ * active blocks, hints or events) and duplicates are rejected;
+ * register_blocks passes it as a constant, so each of its two inlined copies
+ * keeps only the branches it can take. */
 static inline __attribute__((always_inline)) void
 register_loop(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32_t *ids,
               const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
-              uint32_t *ids_out, event_batch_t *events, bool hinted, bool plain)
+              uint32_t *ids_out, bool hinted, bool plain)
 {
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     const bool reject = plain || manager->duplication == KVBM_DUPLICATION_REJECT;
-    kvbm_register_opts_t lineage = {.parent_hash = opts != NULL ? opts->parent_hash : 0,
-                                    .has_parent = opts != NULL && opts->has_parent,
+    kvbm__manager_events_t *events = plain ? NULL : manager->events;
+    size_t run_start = 0;
+    /* A parent for the events only is not the block's (policies and
+     * evictions see none). */
+    bool block_parent = opts != NULL && opts->has_parent && !opts->parent_for_events_only;
+    kvbm_register_opts_t lineage = {.parent_hash = block_parent ? opts->parent_hash : 0,
+                                    .has_parent = block_parent,
                                     .priority = opts != NULL ? opts->priority : 50};
     size_t registered = 0;
     for (size_t i = 0; i < count; i++) {
@@ -713,6 +723,11 @@ register_loop(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32
         kvbm__block_t *block = &manager->blocks[id];
         block->in_call = 0;
         uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], home, id);
+        if (existing != KVBM_BLOCK_NONE) { /* the tier had the hash: the run ends */
+            if (events != NULL && run_start < i)
+                kvbm__manager_events_stored(events, ids, hashes, run_start, i, opts);
+            run_start = i + 1;
+        }
         if (existing != KVBM_BLOCK_NONE && reject) {
             /* The caller's reference moves to the existing block. */
             acquire_registered(manager, batch, existing, true);
@@ -731,29 +746,28 @@ register_loop(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32
                 policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
             if (!plain && hinted)
                 hint_policy(manager, batch, id, opts, i);
-            if (!plain && manager->on_events != NULL)
-                event_batch_add(events, KVBM_EVENT_STORED, id, hashes[i]);
             ids_out[i] = id;
         }
         /* Every later block's parent is this hash. */
         lineage.parent_hash = hashes[i];
         lineage.has_parent = true;
     }
+    if (events != NULL && run_start < count)
+        kvbm__manager_events_stored(events, ids, hashes, run_start, count, opts);
     manager->metrics.registrations += registered;
 }
 
 static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
                             const uint32_t *ids, const uint64_t *hashes, size_t count,
-                            const kvbm_register_opts_t *opts, uint32_t *ids_out,
-                            event_batch_t *events)
+                            const kvbm_register_opts_t *opts, uint32_t *ids_out)
 {
     /* Version-1 policy tables have no hint op; the ignoring one gets none. */
     bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
-    if (!hinted && !manager->policy_touches_active && manager->on_events == NULL &&
+    if (!hinted && !manager->policy_touches_active && manager->events == NULL &&
         manager->duplication == KVBM_DUPLICATION_REJECT)
-        register_loop(manager, batch, ids, hashes, count, opts, ids_out, events, false, true);
+        register_loop(manager, batch, ids, hashes, count, opts, ids_out, false, true);
     else
-        register_loop(manager, batch, ids, hashes, count, opts, ids_out, events, hinted, false);
+        register_loop(manager, batch, ids, hashes, count, opts, ids_out, hinted, false);
 }
 
 kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
@@ -762,11 +776,11 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
 {
     KVBM_REQUIRE_ARG(manager != NULL);
     KVBM_REQUIRE_ARG(count == 0 || (ids != NULL && hashes != NULL && ids_out != NULL));
-    if (opts != NULL && opts->priority > 100)
-        return kvbm__fail(KVBM_ERR_INVALID_ARG,
-                          "kvbm_manager_register: priority %u is not in 0..100", opts->priority);
+    kvbm_status_t status = opts != NULL ? check_register_opts(opts, count) : KVBM_OK;
+    if (status != KVBM_OK)
+        return status;
     kvbm__mutex_lock(&manager->lock);
-    kvbm_status_t status = check_registrable(manager, ids, hashes, count);
+    status = check_registrable(manager, ids, hashes, count);
     if (status != KVBM_OK) {
         kvbm__mutex_unlock(&manager->lock);
         return status;
@@ -774,13 +788,12 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     /* Nothing below can fail: the registry holds a slot for every block. */
     kvbm__policy_batch_t batch;
     kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
-    event_batch_t events;
-    event_batch_start(&events, manager);
-    register_blocks(manager, &batch, ids, hashes, count, opts, ids_out, &events);
+    register_blocks(manager, &batch, ids, hashes, count, opts, ids_out);
     kvbm__policy_batch_flush(&batch);
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
-    return KVBM_OK;
+    return status;
 }
 
 /* ------------------------------------------------------------------ acquire / release */
@@ -1115,10 +1128,9 @@ kvbm_status_t kvbm_manager_match_allocate_register(kvbm_manager_t *manager, cons
 {
     KVBM_REQUIRE_ARG(manager != NULL && counts_out != NULL);
     KVBM_REQUIRE_ARG(count == 0 || (hashes != NULL && ids_out != NULL));
-    if (opts != NULL && opts->priority > 100)
-        return kvbm__fail(KVBM_ERR_INVALID_ARG,
-                          "kvbm_manager_match_allocate_register: priority %u is not in 0..100",
-                          opts->priority);
+    kvbm_status_t status = opts != NULL ? check_register_opts(opts, count) : KVBM_OK;
+    if (status != KVBM_OK)
+        return status;
     kvbm__mutex_lock(&manager->lock);
     /* Every block found (matched, or deduplicated onto) takes at most count
      * references. */
@@ -1134,7 +1146,7 @@ kvbm_status_t kvbm_manager_match_allocate_register(kvbm_manager_t *manager, cons
     if (need > manager->reset_count + evictable) {
         for (size_t i = 0; i < matched; i++)
             manager->blocks[ids_out[i]].in_call = 0;
-        kvbm_status_t status = refuse_allocation(manager, need, manager->reset_count, evictable);
+        status = refuse_allocation(manager, need, manager->reset_count, evictable);
         kvbm__mutex_unlock(&manager->lock);
         return status;
     }
@@ -1154,22 +1166,30 @@ kvbm_status_t kvbm_manager_match_allocate_register(kvbm_manager_t *manager, cons
     manager->metrics.match_blocks += matched;
     /* The policy hears of the acquisitions before it gives up victims. */
     kvbm__policy_batch_flush(&batch);
-    event_batch_t events;
-    event_batch_start(&events, manager);
-    size_t n_evicted = allocate_blocks(manager, need, ids_out + matched, evicted_out, &events);
+    size_t n_evicted = allocate_blocks(manager, need, ids_out + matched, evicted_out);
+    /* The evictions' removals go first, as the allocation's own call would
+     * deliver them: a hash evicted here may be registered again below. */
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     /* The registration of the fresh blocks, in place in ids_out. */
     kvbm_register_opts_t rest = opts != NULL ? *opts : (kvbm_register_opts_t){.priority = 50};
     if (matched > 0) {
         rest.parent_hash = hashes[matched - 1];
         rest.has_parent = true;
+        rest.parent_for_events_only = false; /* the matched block is the real parent */
+        if (rest.n_tokens > 0) {
+            rest.tokens += matched * rest.block_size;
+            rest.n_tokens -= matched * rest.block_size;
+        }
     }
     rest.first_position += (uint32_t)matched;
     uint64_t dedups_before = manager->metrics.dedups;
     register_blocks(manager, &batch, ids_out + matched, hashes + matched, need, &rest,
-                    ids_out + matched, &events);
+                    ids_out + matched);
     size_t deduplicated = (size_t)(manager->metrics.dedups - dedups_before);
     kvbm__policy_batch_flush(&batch);
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
     *counts_out = (kvbm_request_counts_t){.matched = matched,
                                           .evicted = evicted_out != NULL ? n_evicted : 0,
@@ -1187,14 +1207,12 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
     if (status != KVBM_OK)
         return status;
     kvbm__mutex_lock(&manager->lock);
-    event_batch_t events;
-    event_batch_start(&events, manager);
+
     for (size_t i = 0; i < count; i++) {
         uint32_t id = ids[i];
         kvbm__block_t *block = &manager->blocks[id];
         if (block->state != BLOCK_REGISTERED)
             continue;
-        event_batch_add(&events, KVBM_EVENT_REMOVED, id, block->seq_hash);
         if (block->refcount == 0) {
             manager->policy->remove(manager->policy_state, id);
             block_to_reset(manager, id);
@@ -1202,8 +1220,87 @@ kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *i
             block_to_withdrawn(manager, id);
         }
     }
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
+    return KVBM_OK;
+}
+
+/* Whether block @p id is the one listed for its hash (duplicates: the first). */
+static bool lists_its_hash(const kvbm_manager_t *manager, uint32_t id)
+{
+    const kvbm__block_t *block = &manager->blocks[id];
+    return block->state == BLOCK_REGISTERED &&
+           kvbm__registry_find(&manager->registry, block->seq_hash, block->home) == id;
+}
+
+kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
+                                             size_t capacity, size_t *n_hashes_out)
+{
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(n_hashes_out != NULL);
+    KVBM_REQUIRE_ARG(capacity == 0 || hashes_out != NULL);
+    kvbm__mutex_lock(&manager->lock);
+    size_t n = 0;
+    for (uint32_t id = 0; id < manager->num_blocks; id++)
+        n += lists_its_hash(manager, id);
+    if (capacity < n) {
+        kvbm__mutex_unlock(&manager->lock);
+        return kvbm__fail(KVBM_ERR_INVALID_ARG,
+                          "kvbm_manager_registered_hashes: room for %zu, the tier holds %zu",
+                          capacity, n);
+    }
+    n = 0;
+    for (uint32_t id = 0; id < manager->num_blocks; id++)
+        if (lists_its_hash(manager, id))
+            hashes_out[n++] = manager->blocks[id].seq_hash;
+    kvbm__mutex_unlock(&manager->lock);
+    *n_hashes_out = n;
+    return KVBM_OK;
+}
+
+/*
+ * Stored records for block @p id's hash and, first, for every ancestor the
+ * tier holds that was not announced yet (block->in_call marks those that
+ * were), so a router always knows a block's parent before the block.
+ * @p stack has room for every block.
+ */
+static void announce_chain(kvbm_manager_t *manager, uint32_t id, uint32_t *stack)
+{
+    size_t depth = 0;
+    while (id != KVBM_BLOCK_NONE && !manager->blocks[id].in_call) {
+        manager->blocks[id].in_call = 1;
+        stack[depth++] = id;
+        const kvbm__block_t *block = &manager->blocks[id];
+        id = block->has_parent
+                 ? kvbm__registry_find(&manager->registry, block->parent_hash,
+                                       kvbm__registry_home(&manager->registry, block->parent_hash))
+                 : KVBM_BLOCK_NONE;
+    }
+    while (depth > 0) {
+        const kvbm__block_t *block = &manager->blocks[stack[--depth]];
+        kvbm__manager_events_announce(manager->events, &block->seq_hash, block->has_parent != 0,
+                                      block->parent_hash);
+    }
+}
+
+kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager)
+{
+    KVBM_REQUIRE_ARG(manager != NULL);
+    uint32_t *stack = kvbm__alloc(manager->num_blocks, sizeof(uint32_t));
+    if (stack == NULL)
+        return KVBM_ERR_NO_MEMORY;
+    kvbm__mutex_lock(&manager->lock);
+    if (manager->events != NULL) {
+        for (uint32_t id = 0; id < manager->num_blocks; id++)
+            if (lists_its_hash(manager, id))
+                announce_chain(manager, id, stack);
+        for (uint32_t id = 0; id < manager->num_blocks; id++)
+            manager->blocks[id].in_call = 0;
+        kvbm__manager_events_deliver(manager->events);
+    }
+    kvbm__mutex_unlock(&manager->lock);
+    kvbm__free(stack);
     return KVBM_OK;
 }
 
@@ -1231,16 +1328,12 @@ kvbm_status_t kvbm_manager_reset_inactive(kvbm_manager_t *manager)
         return kvbm__fail(KVBM_ERR_BUSY, "manager %s: %u blocks are still active", manager->name,
                           active);
     }
-    event_batch_t events;
-    event_batch_start(&events, manager);
     uint32_t id;
-    while (manager->policy->pop_victim(manager->policy_state, &id)) {
-        uint64_t hash = manager->blocks[id].seq_hash;
+    while (manager->policy->pop_victim(manager->policy_state, &id))
         block_to_reset(manager, id);
-        event_batch_add(&events, KVBM_EVENT_REMOVED, id, hash);
-    }
     assert(manager->inactive_count == 0);
-    event_batch_flush(&events);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
     return KVBM_OK;
 }

@@ -79,7 +79,7 @@
 extern "C" {
 #endif
 
-#define KVBM_CACHE_CONFIG_VERSION 3u /* 2: g3; 3: G2 admission fields */
+#define KVBM_CACHE_CONFIG_VERSION 4u /* 2: g3; 3: G2 admission fields; 4: events_batcher */
 
 typedef struct kvbm_cache kvbm_cache_t;
 
@@ -93,10 +93,6 @@ typedef enum kvbm_tier {
     KVBM_TIER_G2 = 2, /**< pinned host */
     KVBM_TIER_G3 = 3, /**< disk */
 } kvbm_tier_t;
-
-/** Stored/removed events of one tier; same rules as kvbm_event_fn. */
-typedef void (*kvbm_cache_event_fn)(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events,
-                                    size_t count);
 
 typedef struct kvbm_cache_config {
     uint32_t struct_size; /**< sizeof(kvbm_cache_config_t) */
@@ -113,8 +109,14 @@ typedef struct kvbm_cache_config {
     kvbm_offload_mode_t offload_mode;
     /** The engine's compute stream (optional, borrowed): see ordering rules. */
     kvbm_stream_t *engine_stream;
-    kvbm_cache_event_fn on_events; /**< optional */
-    void *events_ctx;
+    /**
+     * Versions 1-3's per-tier event callback and its context, replaced in
+     * version 4 by @c events_batcher (the slots keep their place so older
+     * configs keep their layout). Must be NULL: create returns
+     * KVBM_ERR_UNSUPPORTED otherwise.
+     */
+    void *retired_on_events;
+    void *retired_events_ctx;
     /**
      * Optional: the engine's own KV memory for G1 (a device pointer with
      * CUDA), laid out by @c layout, at least kvbm_layout_total_bytes() long
@@ -141,6 +143,26 @@ typedef struct kvbm_cache_config {
     /** The filter's keep_ratio; 0 uses its default. Must be 0 without
      *  offload_admission (create returns KVBM_ERR_INVALID_ARG). */
     double admission_keep_ratio;
+    /**
+     * Optional, borrowed: where the events for routers go
+     * (kvbm/event_record.h): a batcher over any sink
+     * (kvbm_event_batcher_create), or a publisher's
+     * (kvbm_publisher_batcher_create) for vLLM's wire format. The cache
+     * adds each call's records to it and flushes it at the end of every
+     * call that changed what a tier holds, with the cache lock held (its
+     * sink must not call back into the cache): one batch per call, the
+     * records of both tiers in the order things happened. Nothing else may
+     * use the batcher while the cache lives; it must outlive the cache. G1 records say GPU, G2
+     * CPU, G3 DISK. A hash is removed from a tier when the tier no longer has it: a G1 eviction
+     * offloaded to G2 is removed(GPU) when evicted, then stored(CPU) once its copy completed (the
+     * call that processes the copy); a G2 victim written to G3 is removed(CPU), then
+     * stored(DISK) once its write completed. Blocks a G3 finds in its file at create are
+     * stored(DISK) before create returns. Stored runs carry the parent, and the tokens, block size
+     * and LoRA fields given at registration (kvbm_register_opts_t); a block stored in G2 by an
+     * offload carries its parent but no tokens (the cache does not keep them). kvbm_cache_clear()
+     * sends AllBlocksCleared. Records carry no block ids.
+     */
+    kvbm_event_batcher_t *events_batcher;
 } kvbm_cache_config_t;
 
 /** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
@@ -279,6 +301,26 @@ KVBM_API kvbm_status_t kvbm_cache_scan(kvbm_cache_t *cache, const uint64_t *hash
  *         use its data); KVBM_ERR_OUT_OF_RANGE; KVBM_ERR_INVALID_ARG.
  */
 KVBM_API kvbm_status_t kvbm_cache_check(kvbm_cache_t *cache, const uint32_t *ids, size_t count);
+
+/**
+ * @brief Drop every cached block of both tiers, after waiting for the copies
+ *        in flight; the event sink gets one AllBlocksCleared event.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_BUSY (a G1 block is still
+ *         held: nothing is dropped, though the copies were waited for).
+ */
+KVBM_API kvbm_status_t kvbm_cache_clear(kvbm_cache_t *cache);
+
+/**
+ * @brief Resynchronise routers: one batch of AllBlocksCleared, then a
+ *        stored event for every hash each tier holds (kvbm_manager_announce;
+ *        parents before children, no tokens). Call it when events were lost
+ *        before reaching the wire (kvbm_publisher_resync_needed()). Nothing
+ *        changes in the tiers; without an event batcher nothing is sent.
+ *        Blocks in copies or disk writes not processed yet are stored later,
+ *        as usual.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_NO_MEMORY (nothing sent).
+ */
+KVBM_API kvbm_status_t kvbm_cache_announce(kvbm_cache_t *cache);
 
 /** @brief Process completed copies without waiting. */
 KVBM_API kvbm_status_t kvbm_cache_progress(kvbm_cache_t *cache);

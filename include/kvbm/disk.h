@@ -88,7 +88,8 @@ typedef struct kvbm_disk_config {
     kvbm_disk_io_kind_t io;
     /** Try O_DIRECT (falls back to buffered I/O where the filesystem refuses it). */
     bool direct;
-    /** Requests in flight at most (io_uring entries, or queued for the threads). */
+    /** io_uring: requests in the kernel at once; more wait in the engine's queue
+     *  (the thread pool runs io_threads at once). */
     uint32_t queue_depth;
     /** Threads of the pread/pwrite engine. */
     uint32_t io_threads;

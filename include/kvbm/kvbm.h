@@ -9,6 +9,8 @@
 #include "kvbm/backend.h"
 #include "kvbm/cache.h"
 #include "kvbm/disk.h"
+#include "kvbm/event_record.h"
+#include "kvbm/events.h"
 #include "kvbm/hash.h"
 #include "kvbm/layout.h"
 #include "kvbm/log.h"

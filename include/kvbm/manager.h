@@ -38,6 +38,7 @@
 #include <stdio.h>
 
 #include "kvbm/config_init.h"
+#include "kvbm/event_record.h"
 #include "kvbm/export.h"
 #include "kvbm/metrics.h"
 #include "kvbm/policy.h"
@@ -47,7 +48,7 @@
 extern "C" {
 #endif
 
-#define KVBM_MANAGER_CONFIG_VERSION 1u
+#define KVBM_MANAGER_CONFIG_VERSION 2u /* 2: event records (on_events), medium */
 /** Longest manager name accepted, in bytes (see kvbm_manager_config_t.name). */
 #define KVBM_MANAGER_NAME_MAX 63u
 /** Largest block count a manager accepts (ids must fit below KVBM_BLOCK_NONE). */
@@ -66,24 +67,6 @@ typedef enum kvbm_duplication {
     KVBM_DUPLICATION_REJECT = 1,
 } kvbm_duplication_t;
 
-typedef enum kvbm_event_kind {
-    KVBM_EVENT_STORED = 1,  /**< a hash became registered on a block */
-    KVBM_EVENT_REMOVED = 2, /**< a block carrying a hash was evicted or reset */
-} kvbm_event_kind_t;
-
-typedef struct kvbm_event {
-    kvbm_event_kind_t kind;
-    uint32_t block_id;
-    uint64_t seq_hash;
-} kvbm_event_t;
-
-/**
- * Event sink for routers. Called with the manager lock held, once per call
- * that produced events, in the order they happened; it must not call back
- * into the manager. @p events is valid only during the call.
- */
-typedef void (*kvbm_event_fn)(void *ctx, const kvbm_event_t *events, size_t count);
-
 typedef struct kvbm_manager_config {
     uint32_t struct_size; /**< sizeof(kvbm_manager_config_t) */
     uint32_t version;     /**< KVBM_MANAGER_CONFIG_VERSION */
@@ -91,7 +74,19 @@ typedef struct kvbm_manager_config {
     kvbm_duplication_t duplication;
     const kvbm_policy_ops_t *policy;    /**< NULL means LRU */
     kvbm_policy_config_t policy_config; /**< tuning for the policy */
-    kvbm_event_fn on_events;            /**< optional */
+    /**
+     * Optional event sink for routers (kvbm/event_record.h; a publisher's
+     * kvbm_publisher_sink for vLLM's wire format). Called with the manager
+     * lock held, once per call that changed what the tier holds, with the
+     * call's records in the order things happened: a hash is stored when
+     * its first block is registered and removed when its last block loses
+     * it (evicted, invalidated, reset). It must not call back into the
+     * manager. A registration split into more than KVBM_MANAGER_EVENT_RECORDS
+     * runs (by deduplicated hashes) is delivered in several calls.
+     * Version 1's on_events took per-block kvbm_event_t: a version-1 config
+     * that sets it gets KVBM_ERR_UNSUPPORTED.
+     */
+    kvbm_event_record_fn on_events;
     void *events_ctx;
     /**
      * Label for the metrics exports; copied; NULL means "kvbm". It is written
@@ -101,7 +96,11 @@ typedef struct kvbm_manager_config {
      * escaped).
      */
     const char *name;
+    kvbm_medium_t medium; /**< the tier, as events name it; default GPU (version 2) */
 } kvbm_manager_config_t;
+
+/** Records one sink call holds at most (see kvbm_manager_config_t.on_events). */
+#define KVBM_MANAGER_EVENT_RECORDS 32
 
 /** The defaults: X(P, field, value) entries (kvbm/config_init.h). */
 #define KVBM_MANAGER_CONFIG_DEFAULTS(X, P)                                                         \
@@ -132,11 +131,18 @@ static inline void kvbm_manager_config_init(kvbm_manager_config_t *config)
 
 /** A block that allocate took from the inactive pool, with the hash it lost. */
 typedef struct kvbm_evicted {
-    uint32_t block_id; /**< now one of the allocated (mutable) blocks */
-    uint64_t seq_hash; /**< the hash it carried */
+    uint64_t seq_hash;    /**< the hash it carried */
+    uint64_t parent_hash; /**< the parent it was registered with, when has_parent */
+    uint32_t block_id;    /**< now one of the allocated (mutable) blocks */
+    bool has_parent;
 } kvbm_evicted_t;
 
-/** Per-registration options; NULL means no parent and priority 50. */
+/**
+ * Per-registration options; NULL means no parent, priority 50, and nothing
+ * more for the events. The token ids, block size and LoRA fields only travel
+ * on the stored events of this registration (routers such as llm-d and
+ * Dynamo key blocks by their tokens); the manager does not keep them.
+ */
 typedef struct kvbm_register_opts {
     uint64_t parent_hash; /**< sequence hash of the parent of the first block */
     bool has_parent;      /**< whether parent_hash is set */
@@ -149,6 +155,22 @@ typedef struct kvbm_register_opts {
      */
     uint32_t request_blocks;
     uint32_t first_position;
+    bool has_lora_id;    /**< whether lora_id is set */
+    uint32_t block_size; /**< tokens per block; 0 when unknown (then no tokens) */
+    /** The tokens of the registered blocks, block_size per block in order:
+     *  n_tokens is 0 (none given) or count * block_size. */
+    const uint32_t *tokens;
+    size_t n_tokens;
+    int64_t lora_id;       /**< the LoRA adapter, when has_lora_id */
+    const char *lora_name; /**< optional adapter name (borrowed during the call) */
+    /**
+     * The parent (has_parent, parent_hash) is for the stored event only: the
+     * block is registered without one, so policies that order by parents
+     * (lineage, slru's runs) and eviction reports see none. The tiered cache
+     * registers offloads into G2 this way, keeping G2's order as before
+     * events while routers still get the chain.
+     */
+    bool parent_for_events_only;
 } kvbm_register_opts_t;
 
 /**
@@ -197,8 +219,11 @@ KVBM_API kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t cou
  * mutable block becomes a reference on the block in ids_out.
  *
  * @param[in]  ids     mutable blocks held by the caller, no repeats.
+ * @param[in]  opts    optional; see kvbm_register_opts_t.
  * @param[out] ids_out the blocks now holding each hash (may alias ids).
- * @return KVBM_OK; KVBM_ERR_INVALID_ARG; KVBM_ERR_OUT_OF_RANGE;
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (also: priority above 100, tokens
+ *         that are not count * block_size, or NULL with n_tokens > 0);
+ *         KVBM_ERR_OUT_OF_RANGE;
  *         KVBM_ERR_BAD_STATE (a block not mutable, or repeated);
  *         KVBM_ERR_OVERFLOW (a deduplicated block's reference count could
  *         pass its limit); KVBM_ERR_NO_MEMORY. Nothing changes on error.
@@ -263,7 +288,9 @@ typedef struct kvbm_request_counts {
  * Nothing is checked twice: the blocks registered are the ones the call
  * just allocated. The registration's parent is hashes[matched - 1] when a
  * prefix matched, else opts->parent_hash; its first position is
- * opts->first_position + matched (so opts describe hashes[0]). All or
+ * opts->first_position + matched (so opts describe hashes[0]; tokens, when
+ * given, are those of all @p count hashes, and the registration gets those
+ * after the prefix). All or
  * nothing: a refused call changes nothing. The caller then holds one
  * reference on each block of ids_out, to release as usual.
  *
@@ -278,8 +305,8 @@ typedef struct kvbm_request_counts {
  *                         evicted blocks and the hashes they carried, in
  *                         eviction order.
  * @param[out] counts_out  matched, evicted, deduplicated.
- * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, priority above 100);
- *         KVBM_ERR_NO_BLOCKS when reset + inactive blocks (after the
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, priority above 100, tokens
+ *         not count * block_size); KVBM_ERR_NO_BLOCKS when reset + inactive blocks (after the
  *         prefix is acquired) are fewer than the hashes after it;
  *         KVBM_ERR_OVERFLOW (a reference count would overflow). Nothing
  *         changes on error. Thread-safe.
@@ -331,11 +358,37 @@ KVBM_API kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t
 KVBM_API kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids,
                                                size_t count);
 
+/**
+ * @brief Tell the event sink everything the tier holds: one stored record
+ *        per hash (each once, with its parent when it was registered with
+ *        one, no tokens), a parent the tier holds always before its
+ *        children. For resynchronising routers after events were lost (a
+ *        publisher's full queue, kvbm_publisher_resync_needed()): send an
+ *        AllBlocksCleared first, in the same batch (a batcher as the sink;
+ *        kvbm_cache_announce() does it for a cache). Nothing changes in the
+ *        tier. Without a sink, nothing is sent.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL); KVBM_ERR_NO_MEMORY (nothing
+ *         sent).
+ */
+KVBM_API kvbm_status_t kvbm_manager_announce(kvbm_manager_t *manager);
+
+/**
+ * @brief Every hash the tier holds (registered, active or inactive), each
+ *        once, in block id order: what a router following its events holds.
+ * @param[out] hashes_out    room for @p capacity hashes.
+ * @param[out] n_hashes_out  how many were written.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, or @p capacity below the
+ *         number of registered hashes; nothing is written).
+ */
+KVBM_API kvbm_status_t kvbm_manager_registered_hashes(kvbm_manager_t *manager, uint64_t *hashes_out,
+                                                      size_t capacity, size_t *n_hashes_out);
+
 /** @brief Whether @p hash is registered (active or inactive); takes no reference. */
 KVBM_API bool kvbm_manager_contains(kvbm_manager_t *manager, uint64_t hash);
 
 /**
- * @brief Return every inactive block to the reset pool.
+ * @brief Return every inactive block to the reset pool (one removed event
+ *        with all their hashes).
  * @return KVBM_OK; KVBM_ERR_BUSY if any block is still active (mutable or
  *         referenced), in which case nothing changes.
  */

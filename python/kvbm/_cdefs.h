@@ -117,7 +117,7 @@ typedef struct kvbm_manager_metrics {
 } kvbm_manager_metrics_t;
 
 /* --------------------------------------------------------------- manager.h */
-#define KVBM_MANAGER_CONFIG_VERSION 1
+#define KVBM_MANAGER_CONFIG_VERSION 2
 #define KVBM_MANAGER_MAX_BLOCKS     2147483647
 
 typedef struct kvbm_manager kvbm_manager_t;
@@ -127,15 +127,41 @@ typedef enum kvbm_duplication {
     KVBM_DUPLICATION_REJECT = 1
 } kvbm_duplication_t;
 
-typedef enum kvbm_event_kind { KVBM_EVENT_STORED = 1, KVBM_EVENT_REMOVED = 2 } kvbm_event_kind_t;
+/* ------------------------------------------------------------ event_record.h */
+typedef enum kvbm_event_kind {
+    KVBM_EVENT_STORED = 1,
+    KVBM_EVENT_REMOVED = 2,
+    KVBM_EVENT_CLEARED = 3
+} kvbm_event_kind_t;
 
-typedef struct kvbm_event {
+typedef enum kvbm_medium {
+    KVBM_MEDIUM_GPU = 0,
+    KVBM_MEDIUM_CPU = 1,
+    KVBM_MEDIUM_DISK = 2
+} kvbm_medium_t;
+
+typedef struct kvbm_event_record {
     kvbm_event_kind_t kind;
-    uint32_t block_id;
-    uint64_t seq_hash;
-} kvbm_event_t;
+    kvbm_medium_t medium;
+    size_t count;
+    const uint64_t *hashes;
+    const uint32_t *blocks;
+    uint64_t parent_hash;
+    bool has_parent;
+    bool has_lora_id;
+    uint32_t block_size;
+    size_t n_tokens;
+    const uint32_t *tokens;
+    int64_t lora_id;
+    const char *lora_name;
+} kvbm_event_record_t;
 
-typedef void (*kvbm_event_fn)(void *ctx, const kvbm_event_t *events, size_t count);
+typedef void (*kvbm_event_record_fn)(void *ctx, const kvbm_event_record_t *records, size_t count);
+
+typedef struct kvbm_event_batcher kvbm_event_batcher_t;
+kvbm_status_t kvbm_event_batcher_create(kvbm_event_record_fn sink, void *ctx,
+                                        kvbm_event_batcher_t **batcher_out);
+void kvbm_event_batcher_destroy(kvbm_event_batcher_t *batcher);
 
 typedef struct kvbm_manager_config {
     uint32_t struct_size;
@@ -144,14 +170,17 @@ typedef struct kvbm_manager_config {
     kvbm_duplication_t duplication;
     const kvbm_policy_ops_t *policy;
     kvbm_policy_config_t policy_config;
-    kvbm_event_fn on_events;
+    kvbm_event_record_fn on_events;
     void *events_ctx;
     const char *name;
+    kvbm_medium_t medium;
 } kvbm_manager_config_t;
 
 typedef struct kvbm_evicted {
-    uint32_t block_id;
     uint64_t seq_hash;
+    uint64_t parent_hash;
+    uint32_t block_id;
+    bool has_parent;
 } kvbm_evicted_t;
 
 typedef struct kvbm_register_opts {
@@ -160,6 +189,13 @@ typedef struct kvbm_register_opts {
     uint8_t priority;
     uint32_t request_blocks;
     uint32_t first_position;
+    bool has_lora_id;
+    uint32_t block_size;
+    const uint32_t *tokens;
+    size_t n_tokens;
+    int64_t lora_id;
+    const char *lora_name;
+    bool parent_for_events_only;
 } kvbm_register_opts_t;
 
 typedef struct kvbm_request_counts {
@@ -395,7 +431,7 @@ typedef struct kvbm_disk_metrics {
 } kvbm_disk_metrics_t;
 
 /* ----------------------------------------------------------------- cache.h */
-#define KVBM_CACHE_CONFIG_VERSION 3
+#define KVBM_CACHE_CONFIG_VERSION 4
 
 typedef struct kvbm_cache kvbm_cache_t;
 
@@ -405,9 +441,6 @@ typedef enum kvbm_offload_mode {
 } kvbm_offload_mode_t;
 
 typedef enum kvbm_tier { KVBM_TIER_G1 = 1, KVBM_TIER_G2 = 2, KVBM_TIER_G3 = 3 } kvbm_tier_t;
-
-typedef void (*kvbm_cache_event_fn)(void *ctx, kvbm_tier_t tier, const kvbm_event_t *events,
-                                    size_t count);
 
 typedef struct kvbm_cache_config {
     uint32_t struct_size;
@@ -420,13 +453,14 @@ typedef struct kvbm_cache_config {
     kvbm_policy_config_t policy_config;
     kvbm_offload_mode_t offload_mode;
     kvbm_stream_t *engine_stream;
-    kvbm_cache_event_fn on_events;
-    void *events_ctx;
+    void *retired_on_events;
+    void *retired_events_ctx;
     void *g1_memory;
     size_t g1_memory_bytes;
     const kvbm_disk_config_t *g3;
     bool offload_admission;
     double admission_keep_ratio;
+    kvbm_event_batcher_t *events_batcher;
 } kvbm_cache_config_t;
 
 typedef struct kvbm_cache_metrics {

@@ -1,10 +1,11 @@
 """Event batches from kvbm's threads, delivered to Python on the Python side.
 
 kvbm calls an event sink with the manager's (or cache's) lock held, from
-whichever thread made the call. The sink installed here runs no user code:
-it takes the GIL only to copy the batch into bytes and append them to a
-deque (one C-level append, no Python lock), so it cannot re-enter kvbm and
-holds the lock no longer than that. The batches are handed to the user's callable afterwards,
+whichever thread made the call, with event records (kvbm/event_record.h:
+runs of hashes of one tier). The sink installed here runs no user code: it
+takes the GIL only to copy the records' hashes into one event per hash
+(EVENT_DTYPE, as bytes) and append them to a deque, so it cannot re-enter
+kvbm and holds the lock no longer than that. The batches are handed to the user's callable afterwards,
 outside every kvbm lock: by the Python call that produced them, right after
 it returns from C, or by poll()/flush(). One thread delivers at a time, in
 the order kvbm produced the batches; a callback that calls back into kvbm
@@ -18,29 +19,56 @@ import numpy as np
 
 from ._cffi import ffi
 
-#: One kvbm_event_t as numpy sees it (checked against C by test_cdefs.py).
-EVENT_DTYPE = np.dtype(
-    {
-        "names": ["kind", "block_id", "seq_hash"],
-        "formats": ["<i4", "<u4", "<u8"],
-        "offsets": [ffi.offsetof("kvbm_event_t", f) for f in ("kind", "block_id", "seq_hash")],
-        "itemsize": ffi.sizeof("kvbm_event_t"),
-    }
-)
+#: One event per hash: what happened, the block (NO_BLOCK where the record
+#: carries none: a cache's events), the sequence hash.
+EVENT_DTYPE = np.dtype([("kind", "<i4"), ("block_id", "<u4"), ("seq_hash", "<u8")])
 STORED = 1
 REMOVED = 2
-_EVENT_BYTES = EVENT_DTYPE.itemsize
+NO_BLOCK = 0xFFFFFFFF
 _log = logging.getLogger("kvbm")
 
 
-@ffi.callback("void(void *, const kvbm_event_t *, size_t)")
-def manager_sink(ctx, events, count):
-    ffi.from_handle(ctx)._pending.append((None, ffi.buffer(events, count * _EVENT_BYTES)[:]))
+def _record_events(record):
+    """The stored or removed events of one record, one per hash."""
+    n = record.count
+    events = np.empty(n, EVENT_DTYPE)
+    events["kind"] = record.kind
+    events["seq_hash"] = np.frombuffer(ffi.buffer(record.hashes, n * 8), dtype="<u8")
+    if record.blocks != ffi.NULL:
+        events["block_id"] = np.frombuffer(ffi.buffer(record.blocks, n * 4), dtype="<u4")
+    else:
+        events["block_id"] = NO_BLOCK
+    return events
 
 
-@ffi.callback("void(void *, kvbm_tier_t, const kvbm_event_t *, size_t)")
-def cache_sink(ctx, tier, events, count):
-    ffi.from_handle(ctx)._pending.append((int(tier), ffi.buffer(events, count * _EVENT_BYTES)[:]))
+def _grouped_by_tier(records, count):
+    """(tier, events bytes) per run of records of one tier, in order; clears
+    (no hashes) are left out: this API never had them."""
+    groups = []
+    for i in range(count):
+        record = records[i]
+        if record.kind not in (STORED, REMOVED) or record.count == 0:
+            continue
+        tier = int(record.medium) + 1  # GPU, CPU, DISK are G1, G2, G3
+        if groups and groups[-1][0] == tier:
+            groups[-1][1].append(_record_events(record))
+        else:
+            groups.append((tier, [_record_events(record)]))
+    return [(tier, np.concatenate(parts).tobytes()) for tier, parts in groups]
+
+
+@ffi.callback("void(void *, const kvbm_event_record_t *, size_t)")
+def manager_sink(ctx, records, count):
+    events = [ev for _, ev in _grouped_by_tier(records, count)]
+    if events:
+        ffi.from_handle(ctx)._pending.append((None, b"".join(events)))
+
+
+@ffi.callback("void(void *, const kvbm_event_record_t *, size_t)")
+def cache_sink(ctx, records, count):
+    queue = ffi.from_handle(ctx)
+    for tier, events in _grouped_by_tier(records, count):
+        queue._pending.append((tier, events))
 
 
 class EventQueue:

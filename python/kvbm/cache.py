@@ -184,17 +184,31 @@ class Cache(_core.Handle):
             if not callable(on_events):
                 refuse(call, "on_events must be callable")
             self._events = _events.EventQueue(lambda tier, events: on_events(_TIER_NAMES[tier], events))
-            c.on_events = _events.cache_sink
-            c.events_ctx = self._events.ctx
             keep.append(self._events)
+        # The cache hands its records to a batcher, which must outlive it:
+        # destroyed right after the cache.
+        batcher = ffi.NULL
+        if self._events is not None:
+            out_batcher = ffi.new("kvbm_event_batcher_t **")
+            st = lib.kvbm_event_batcher_create(_events.cache_sink, self._events.ctx, out_batcher)
+            if st:
+                fail(st, call)
+            batcher = out_batcher[0]
+            c.events_batcher = batcher
         out = ffi.new("kvbm_cache_t **")
         st = lib.kvbm_cache_create(c, out)
         if st:
+            lib.kvbm_event_batcher_destroy(batcher)
             fail(st, call)
         del during_create  # read at create only
         self.backend = backend
         self._borrowed_pools = weakref.WeakValueDictionary()
-        self._adopt(out[0], lib.kvbm_cache_destroy, keep)
+
+        def destroy(cache, batcher=batcher):
+            lib.kvbm_cache_destroy(cache)
+            lib.kvbm_event_batcher_destroy(batcher)
+
+        self._adopt(out[0], destroy, keep)
         backend._child(self)
         if engine_stream is not None:
             engine_stream._children.add(self)

@@ -20,11 +20,16 @@ from kvbm._cffi import CDEFS_PATH, constants, ffi
 
 from conftest import SOURCE_DIR
 
-#: Exported functions the binding does not declare: the transfers (a Python
-#: interface to them is not part of this binding yet) and the do-nothing ops
-#: C policy tables point at (kvbm_policy_ignore_*, kvbm_policy_needs_entries:
-#: no policy is written in Python).
-NOT_WRAPPED = re.compile(r"^kvbm_(xfer_|policy_ignore_|policy_needs_entries$)")
+#: Exported functions the binding does not declare: the transfers and the KV
+#: event publishing for routers (the publisher, the batcher's own sink and
+#: flush, announce, clear, the tiers' hash lists: a Python interface to them
+#: is not part of this binding yet; its event callbacks are wrapped) and the
+#: do-nothing ops C policy tables point at (kvbm_policy_ignore_*,
+#: kvbm_policy_needs_entries: no policy is written in Python).
+NOT_WRAPPED = re.compile(
+    r"^kvbm_(xfer_|policy_ignore_|policy_needs_entries$|publisher_|event_batcher_(sink|flush)$"
+    r"|medium_name$|manager_(announce|registered_hashes)$|cache_(announce|clear)$)"
+)
 
 # __builtin_classify_type's classes (gcc typeclass.h); C's _Bool and enums
 # are integers to it, so the probe also reports signedness and _Bool-ness.

@@ -67,6 +67,15 @@ static void usage(FILE *out)
             "                     often enough (kvbm/admission.h; default: offload all)\n"
             "  --admission-keep-ratio X  the filter's keep ratio (default 0.65)\n"
             "  --no-hints         register blocks without the request length and position\n"
+            "  --publish ENDPOINT publish the tiers' KV events in vLLM's wire format\n"
+            "                     (tcp://*:5557 binds, tcp://host:5557 connects)\n"
+            "  --publish-replay ENDPOINT  ROUTER socket answering replay requests\n"
+            "  --publish-topic T  topic frame of every batch (default empty)\n"
+            "  --publish-buffer N batches kept for replay (default 10000)\n"
+            "  --publish-queue N  batches the publisher's queue holds (default 100000);\n"
+            "                     a full queue drops batches, and routers are resynchronised\n"
+            "  --dump-state FILE  after the replay: each tier's hashes as JSON\n"
+            "  --publish-hold     after the replay: keep the sockets until stdin closes\n"
             "  --version          print the version and exit\n"
             "  -h, --help         print this help and exit\n"
             "policies:");
@@ -83,6 +92,17 @@ static int parse_u32(const char *text, uint32_t *out)
         return -1;
     *out = (uint32_t)value;
     return 0;
+}
+
+static void print_events(const run_result_t *result)
+{
+    const kvbm_publisher_metrics_t *e = &result->events;
+    fprintf(stderr,
+            "  events: %llu batches (%llu events) published, %llu dropped, %llu resyncs, %llu "
+            "replay requests\n",
+            (unsigned long long)e->batches_published, (unsigned long long)e->events_published,
+            (unsigned long long)e->batches_dropped, (unsigned long long)e->resyncs,
+            (unsigned long long)e->replay_requests);
 }
 
 /* A positive decimal size up to @p max. */
@@ -138,6 +158,8 @@ static void print_summary(const run_options_t *options, const run_result_t *resu
                 (unsigned long long)c->verified_blocks);
         fprintf(stderr, "  %-18s %12llu\n", "wrong_blocks", (unsigned long long)c->wrong_blocks);
     }
+    if (result->published)
+        print_events(result);
 }
 
 static void print_json(const run_options_t *options, const run_result_t *result)
@@ -201,7 +223,14 @@ enum {
     OPT_VERSION,
     OPT_G2_ADMISSION,
     OPT_KEEP_RATIO,
-    OPT_NO_HINTS
+    OPT_NO_HINTS,
+    OPT_PUBLISH,
+    OPT_PUBLISH_REPLAY,
+    OPT_PUBLISH_TOPIC,
+    OPT_PUBLISH_BUFFER,
+    OPT_PUBLISH_QUEUE,
+    OPT_DUMP_STATE,
+    OPT_PUBLISH_HOLD
 };
 
 /* What parsing decided: go on and run, or exit with this status. */
@@ -228,6 +257,39 @@ static int parse_backend(const char *arg, kvbm_backend_kind_t *kind_out)
     else
         return -1;
     return 0;
+}
+
+/* The event publishing options (--publish and what goes with it). */
+static int apply_publish_option(int opt, const char *arg, cli_t *cli)
+{
+    run_publish_t *p = &cli->options.publish;
+    switch (opt) {
+    case OPT_PUBLISH:
+        p->endpoint = arg;
+        return CLI_RUN;
+    case OPT_PUBLISH_REPLAY:
+        p->replay_endpoint = arg;
+        return CLI_RUN;
+    case OPT_PUBLISH_TOPIC:
+        p->topic = arg;
+        return CLI_RUN;
+    case OPT_PUBLISH_BUFFER:
+        if (parse_u32(arg, &p->buffer_steps) == 0 && p->buffer_steps > 0)
+            return CLI_RUN;
+        return usage_error("--publish-buffer needs a positive integer, not '%s'", arg);
+    case OPT_PUBLISH_QUEUE:
+        if (parse_u32(arg, &p->queue_depth) == 0 && p->queue_depth > 0)
+            return CLI_RUN;
+        return usage_error("--publish-queue needs a positive integer, not '%s'", arg);
+    case OPT_DUMP_STATE:
+        p->state_path = arg;
+        return CLI_RUN;
+    case OPT_PUBLISH_HOLD:
+        p->hold = true;
+        return CLI_RUN;
+    default:
+        return usage_error("unknown option '%s'", arg);
+    }
 }
 
 /* The options that take a number or a name and can be wrong. */
@@ -277,7 +339,7 @@ static int apply_checked_option(int opt, const char *arg, cli_t *cli)
             return CLI_RUN;
         return usage_error("--admission-keep-ratio needs a number in (0, 1000], not '%s'", arg);
     default:
-        return usage_error("unknown option '%s'", arg);
+        return apply_publish_option(opt, arg, cli);
     }
 }
 
@@ -342,6 +404,28 @@ static int apply_option(int opt, const char *arg, cli_t *cli)
     }
 }
 
+/* The publishing options that need --publish, or cannot go together. */
+static int check_publish_options(const cli_t *cli)
+{
+    const run_publish_t *p = &cli->options.publish;
+    bool publishing_options = p->replay_endpoint != NULL || p->topic != NULL ||
+                              p->buffer_steps != 0 || p->state_path != NULL || p->hold;
+    if (p->endpoint == NULL && publishing_options) {
+        fprintf(stderr, "kvbm-replay: --publish-replay, --publish-topic, --publish-buffer, "
+                        "--dump-state and --publish-hold need --publish\n");
+        return 2;
+    }
+    if (p->endpoint != NULL && cli->sweep != NULL) {
+        fprintf(stderr, "kvbm-replay: --publish replays one configuration, not a --sweep\n");
+        return 2;
+    }
+    if (p->hold && strcmp(cli->options.trace_path, "-") == 0) {
+        fprintf(stderr, "kvbm-replay: --publish-hold waits on stdin, which carries the trace\n");
+        return 2;
+    }
+    return CLI_RUN;
+}
+
 static int parse_args(int argc, char **argv, cli_t *cli)
 {
     static const struct option long_options[] = {
@@ -371,6 +455,13 @@ static int parse_args(int argc, char **argv, cli_t *cli)
         {"g2-admission", no_argument, NULL, OPT_G2_ADMISSION},
         {"admission-keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
         {"no-hints", no_argument, NULL, OPT_NO_HINTS},
+        {"publish", required_argument, NULL, OPT_PUBLISH},
+        {"publish-replay", required_argument, NULL, OPT_PUBLISH_REPLAY},
+        {"publish-topic", required_argument, NULL, OPT_PUBLISH_TOPIC},
+        {"publish-buffer", required_argument, NULL, OPT_PUBLISH_BUFFER},
+        {"publish-queue", required_argument, NULL, OPT_PUBLISH_QUEUE},
+        {"dump-state", required_argument, NULL, OPT_DUMP_STATE},
+        {"publish-hold", no_argument, NULL, OPT_PUBLISH_HOLD},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -395,7 +486,7 @@ static int parse_args(int argc, char **argv, cli_t *cli)
     cli->options.progress = cli->no_progress        ? RUN_PROGRESS_NONE
                             : isatty(STDERR_FILENO) ? RUN_PROGRESS_BAR
                                                     : RUN_PROGRESS_LINES;
-    return CLI_RUN;
+    return check_publish_options(cli);
 }
 
 /* The first policy named on the command line that does not exist, or NULL. */

@@ -14,6 +14,7 @@ struct replay {
     const replay_mode_ops_t *mode; /* immutable after create */
     void *state;                   /* the mode's */
     uint32_t g1_blocks;
+    kvbm_publisher_t *publisher; /* borrowed, optional: config.publisher */
     replay_counts_t counts;
 };
 
@@ -35,6 +36,7 @@ kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out
     replay->mode =
         config->data_mode && config->g2_blocks > 0 ? &replay_data_mode : &replay_logical_mode;
     replay->g1_blocks = config->g1_blocks;
+    replay->publisher = config->publisher;
     kvbm_status_t status = replay->mode->open(config, &replay->state);
     if (status != KVBM_OK) {
         free(replay);
@@ -67,15 +69,31 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
     } else {
         status = replay->mode->request(replay->state, hashes, count, &replay->counts);
     }
+    /* Events lost at the publisher's full queue: routers start over from
+     * what the tiers hold now (the cost is publishing's, so it is timed). */
+    if (status == KVBM_OK && kvbm_publisher_resync_needed(replay->publisher))
+        status = replay_announce(replay);
     if (status == KVBM_OK)
         replay->counts.core_ns += now_ns() - start;
     return status;
+}
+
+kvbm_status_t replay_announce(replay_t *replay)
+{
+    if (replay == NULL)
+        return KVBM_ERR_INVALID_ARG;
+    return replay->mode->announce(replay->state);
 }
 
 void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out)
 {
     *counts_out = replay->counts;
     replay->mode->counts(replay->state, counts_out);
+}
+
+kvbm_manager_t *replay_manager(const replay_t *replay, kvbm_medium_t medium)
+{
+    return replay->mode->manager(replay->state, medium);
 }
 
 const char *replay_backend_name(const replay_t *replay)

@@ -75,11 +75,28 @@ typedef struct replay_config {
     /* Registration hints (request length, position) to the G1 policy and
      * the filter; on by default, as an engine would give them. */
     bool no_hints;
+    /* Optional, borrowed: the batcher the tiers' KV events go to (G1 is
+     * GPU, G2 CPU, G3 DISK), e.g. a publisher's
+     * (kvbm_publisher_batcher_create). The replay flushes it once per
+     * request in logical mode; the cache, once per call in data mode. */
+    kvbm_event_batcher_t *events;
+    /* Optional, borrowed: the publisher behind events. When it reports a
+     * dropped batch (kvbm_publisher_resync_needed), the replay resynchronises
+     * routers after the request (replay_announce). */
+    kvbm_publisher_t *publisher;
 } replay_config_t;
+
+/* Tokens per block of the traces (Mooncake's 512), given to routers as the
+ * block size of stored events (the traces carry no token ids). */
+#define REPLAY_BLOCK_TOKENS 512
 
 typedef struct replay replay_t;
 
 kvbm_status_t replay_create(const replay_config_t *config, replay_t **replay_out);
+
+/* One batch of AllBlocksCleared and a stored event for every hash each tier
+ * holds (kvbm_cache_announce, or the same over the logical managers). */
+kvbm_status_t replay_announce(replay_t *replay);
 void replay_destroy(replay_t *replay);
 
 /* Replays one request of @p count block hashes (the contract's steps 1-7). */
@@ -87,6 +104,9 @@ kvbm_status_t replay_request(replay_t *replay, const uint64_t *hashes, size_t co
 
 /* The counts so far. */
 void replay_get_counts(const replay_t *replay, replay_counts_t *counts_out);
+
+/* The manager of a tier (G1: GPU, G2: CPU); NULL without that tier. */
+kvbm_manager_t *replay_manager(const replay_t *replay, kvbm_medium_t medium);
 
 /* "logical", or the memory backend's name in data mode. */
 const char *replay_backend_name(const replay_t *replay);

@@ -131,6 +131,7 @@ static kvbm_status_t data_open(const replay_config_t *config, void **state_out)
     cc.g1_policy = config->g1_policy;
     cc.g2_policy = config->g2_policy;
     cc.policy_config = config->policy_config;
+    cc.events_batcher = config->events;
     cc.offload_admission = config->g2_admission;
     cc.admission_keep_ratio = config->admission_keep_ratio;
     kvbm_disk_config_t disk = KVBM_DISK_CONFIG_INIT;
@@ -307,6 +308,7 @@ static kvbm_status_t data_request(void *state, const uint64_t *hashes, size_t co
         kvbm_register_opts_t opts = {.has_parent = served > 0,
                                      .parent_hash = served > 0 ? hashes[served - 1] : 0,
                                      .priority = 50,
+                                     .block_size = REPLAY_BLOCK_TOKENS,
                                      .request_blocks = data->hints ? (uint32_t)count : 0,
                                      .first_position = data->hints ? (uint32_t)served : 0};
         status = kvbm_cache_register(data->cache, ids + served, hashes + served, count - served,
@@ -367,6 +369,26 @@ static const char *data_backend_name(const void *state)
     return kvbm_backend_name(data->backend);
 }
 
+static kvbm_manager_t *data_manager(const void *state, kvbm_medium_t medium)
+{
+    const data_t *data = state;
+    switch (medium) {
+    case KVBM_MEDIUM_GPU:
+        return data->g1;
+    case KVBM_MEDIUM_CPU:
+        return data->g2;
+    case KVBM_MEDIUM_DISK:
+        return kvbm_cache_manager(data->cache, KVBM_TIER_G3);
+    }
+    return NULL;
+}
+
+static kvbm_status_t data_announce(void *state)
+{
+    data_t *data = state;
+    return kvbm_cache_announce(data->cache);
+}
+
 static const char *data_g3_engine(const void *state)
 {
     const data_t *data = state;
@@ -379,5 +401,7 @@ const replay_mode_ops_t replay_data_mode = {
     .request = data_request,
     .counts = data_counts,
     .backend_name = data_backend_name,
+    .manager = data_manager,
+    .announce = data_announce,
     .g3_engine = data_g3_engine,
 };

@@ -11,6 +11,9 @@
 #include "replay_mode.h"
 
 typedef struct logical {
+    /* Borrowed, optional: where the managers' records go, flushed once per
+     * request (as the cache flushes once per call in data mode). */
+    kvbm_event_batcher_t *events;
     kvbm_manager_t *g1;
     kvbm_manager_t *g2;          /* NULL without a host tier */
     kvbm_manager_t *g3;          /* NULL without a disk tier */
@@ -19,16 +22,32 @@ typedef struct logical {
     replay_scratch_t scratch;
 } logical_t;
 
-static kvbm_status_t make_manager(uint32_t blocks, const kvbm_policy_ops_t *policy,
-                                  const kvbm_policy_config_t *policy_config, const char *name,
-                                  kvbm_manager_t **manager_out)
+/* The manager of one tier (GPU: G1, CPU: G2, DISK: G3); G3's policy is
+ * G2's unless one is given. */
+static kvbm_status_t make_manager(const logical_t *l, const replay_config_t *replay_config,
+                                  kvbm_medium_t medium, kvbm_manager_t **manager_out)
 {
+    static const char *const names[] = {
+        [KVBM_MEDIUM_GPU] = "g1", [KVBM_MEDIUM_CPU] = "g2", [KVBM_MEDIUM_DISK] = "g3"};
+    const uint32_t blocks[] = {[KVBM_MEDIUM_GPU] = replay_config->g1_blocks,
+                               [KVBM_MEDIUM_CPU] = replay_config->g2_blocks,
+                               [KVBM_MEDIUM_DISK] = replay_config->g3_blocks};
+    const kvbm_policy_ops_t *g3_policy =
+        replay_config->g3_policy != NULL ? replay_config->g3_policy : replay_config->g2_policy;
+    const kvbm_policy_ops_t *policies[] = {[KVBM_MEDIUM_GPU] = replay_config->g1_policy,
+                                           [KVBM_MEDIUM_CPU] = replay_config->g2_policy,
+                                           [KVBM_MEDIUM_DISK] = g3_policy};
     kvbm_manager_config_t config = KVBM_MANAGER_CONFIG_INIT;
-    config.num_blocks = blocks;
+    config.num_blocks = blocks[medium];
     config.duplication = KVBM_DUPLICATION_REJECT;
-    config.policy = policy;
-    config.policy_config = *policy_config;
-    config.name = name;
+    config.policy = policies[medium];
+    config.policy_config = replay_config->policy_config;
+    config.name = names[medium];
+    config.medium = medium;
+    if (l->events != NULL) {
+        config.on_events = kvbm_event_batcher_sink;
+        config.events_ctx = l->events;
+    }
     return kvbm_manager_create(&config, manager_out);
 }
 
@@ -50,20 +69,18 @@ static kvbm_status_t logical_open(const replay_config_t *config, void **state_ou
     logical_t *l = calloc(1, sizeof(*l));
     if (l == NULL)
         return KVBM_ERR_NO_MEMORY;
-    kvbm_status_t status =
-        make_manager(config->g1_blocks, config->g1_policy, &config->policy_config, "g1", &l->g1);
+    kvbm_status_t status = KVBM_OK;
+    l->events = config->events;
+    status = make_manager(l, config, KVBM_MEDIUM_GPU, &l->g1);
     if (status != KVBM_OK)
         goto err_free;
     if (config->g2_blocks > 0) {
-        status = make_manager(config->g2_blocks, config->g2_policy, &config->policy_config, "g2",
-                              &l->g2);
+        status = make_manager(l, config, KVBM_MEDIUM_CPU, &l->g2);
         if (status != KVBM_OK)
             goto err_destroy_g1;
     }
     if (config->g3_blocks > 0) {
-        const kvbm_policy_ops_t *g3_policy =
-            config->g3_policy != NULL ? config->g3_policy : config->g2_policy;
-        status = make_manager(config->g3_blocks, g3_policy, &config->policy_config, "g3", &l->g3);
+        status = make_manager(l, config, KVBM_MEDIUM_DISK, &l->g3);
         if (status != KVBM_OK)
             goto err_destroy_g2;
     }
@@ -107,9 +124,12 @@ static kvbm_status_t release_reversed(logical_t *l, kvbm_manager_t *manager, con
 }
 
 /* The G3 part of step 4: a G2 victim is copied to G3 unless G3 has its hash
- * (free G3 block first, else G3's victim, which is dropped). */
-static kvbm_status_t offload_to_g3(logical_t *l, uint64_t hash, replay_counts_t *counts)
+ * (free G3 block first, else G3's victim, which is dropped), registered with
+ * the parent it had in G2. */
+static kvbm_status_t offload_to_g3(logical_t *l, const kvbm_evicted_t *from_g2,
+                                   replay_counts_t *counts)
 {
+    uint64_t hash = from_g2->seq_hash;
     if (kvbm_manager_contains(l->g3, hash))
         return KVBM_OK;
     uint32_t block, registered;
@@ -123,7 +143,12 @@ static kvbm_status_t offload_to_g3(logical_t *l, uint64_t hash, replay_counts_t 
     if (status != KVBM_OK)
         return status;
     counts->g3_evictions += n_evicted;
-    status = kvbm_manager_register(l->g3, &block, &hash, 1, NULL, &registered);
+    kvbm_register_opts_t opts = {.parent_for_events_only = true,
+                                 .has_parent = from_g2->has_parent,
+                                 .parent_hash = from_g2->parent_hash,
+                                 .priority = 50,
+                                 .block_size = REPLAY_BLOCK_TOKENS};
+    status = kvbm_manager_register(l->g3, &block, &hash, 1, &opts, &registered);
     if (status != KVBM_OK)
         return status;
     counts->g3_offloads++;
@@ -131,14 +156,16 @@ static kvbm_status_t offload_to_g3(logical_t *l, uint64_t hash, replay_counts_t 
 }
 
 /* Step 4's offload of one evicted G1 block into G2 (inclusive: skipped when
- * G2 has the hash already). With a G3, the G2 victim goes to G3 first. */
-static kvbm_status_t offload_one(logical_t *l, uint32_t g1_id, uint64_t hash,
+ * G2 has the hash already), registered with the parent it had in G1. With a
+ * G3, the G2 victim goes to G3 first. */
+static kvbm_status_t offload_one(logical_t *l, const kvbm_evicted_t *from_g1,
                                  replay_counts_t *counts)
 {
+    uint64_t hash = from_g1->seq_hash;
     bool in_g2 = kvbm_manager_contains(l->g2, hash);
     /* With G2 admission the filter sees every eviction and may refuse it. */
-    if (l->admission != NULL && !kvbm_admission_evicted(l->admission, g1_id, hash, in_g2) &&
-        !in_g2) {
+    if (l->admission != NULL &&
+        !kvbm_admission_evicted(l->admission, from_g1->block_id, hash, in_g2) && !in_g2) {
         counts->offload_refused++;
         return KVBM_OK;
     }
@@ -156,11 +183,16 @@ static kvbm_status_t offload_one(logical_t *l, uint32_t g1_id, uint64_t hash,
         return status;
     counts->g2_evictions += n_evicted;
     if (n_evicted > 0 && l->g3 != NULL) {
-        status = offload_to_g3(l, evicted.seq_hash, counts);
+        status = offload_to_g3(l, &evicted, counts);
         if (status != KVBM_OK)
             return status;
     }
-    status = kvbm_manager_register(l->g2, &block, &hash, 1, NULL, &registered);
+    kvbm_register_opts_t opts = {.parent_for_events_only = true, /* as the cache does */
+                                 .has_parent = from_g1->has_parent,
+                                 .parent_hash = from_g1->parent_hash,
+                                 .priority = 50,
+                                 .block_size = REPLAY_BLOCK_TOKENS};
+    status = kvbm_manager_register(l->g2, &block, &hash, 1, &opts, &registered);
     if (status != KVBM_OK)
         return status;
     counts->offloads++;
@@ -192,6 +224,7 @@ static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t 
     kvbm_register_opts_t opts = {.has_parent = k1 > 0,
                                  .parent_hash = k1 > 0 ? hashes[k1 - 1] : 0,
                                  .priority = 50,
+                                 .block_size = REPLAY_BLOCK_TOKENS,
                                  .request_blocks = l->hints ? (uint32_t)count : 0,
                                  .first_position = l->hints ? (uint32_t)k1 : 0};
     kvbm_status_t status =
@@ -210,6 +243,8 @@ static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t 
     }
     return KVBM_OK;
 }
+static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t count,
+                                   replay_counts_t *counts);
 
 /* Steps 2, 4 and 5 of G1 as one call (kvbm_manager_match_allocate_register)
  * when no admission filter has to hear which registrations deduplicated:
@@ -236,6 +271,16 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
                                      replay_counts_t *counts)
 {
     logical_t *l = state;
+    kvbm_status_t status = logical_steps(l, hashes, count, counts);
+    if (l->events != NULL)
+        kvbm_event_batcher_flush(l->events); /* the request's events, one batch */
+    return status;
+}
+
+/* The contract's steps 2-7 on the two managers. */
+static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t count,
+                                   replay_counts_t *counts)
+{
     replay_scratch_t *s = &l->scratch;
     kvbm_status_t status = replay_scratch_reserve(s, count);
     if (status != KVBM_OK)
@@ -268,7 +313,7 @@ static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t
     counts->g1_evictions += n_evicted;
     if (l->g2 != NULL) {
         for (size_t i = 0; i < n_evicted; i++) {
-            status = offload_one(l, s->evicted[i].block_id, s->evicted[i].seq_hash, counts);
+            status = offload_one(l, &s->evicted[i], counts);
             if (status != KVBM_OK)
                 return status;
         }
@@ -307,6 +352,37 @@ static void logical_counts(const void *state, replay_counts_t *counts)
     (void)counts; /* every count is kept as the requests run */
 }
 
+static kvbm_status_t logical_announce(void *state)
+{
+    logical_t *l = state;
+    if (l->events == NULL)
+        return KVBM_OK;
+    const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+    kvbm_event_batcher_sink(l->events, &cleared, 1);
+    kvbm_manager_t *tiers[] = {l->g1, l->g2, l->g3};
+    kvbm_status_t status = KVBM_OK;
+    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]) && status == KVBM_OK; i++)
+        if (tiers[i] != NULL)
+            status = kvbm_manager_announce(tiers[i]);
+    if (status == KVBM_OK)
+        kvbm_event_batcher_flush(l->events);
+    return status;
+}
+
+static kvbm_manager_t *logical_manager(const void *state, kvbm_medium_t medium)
+{
+    const logical_t *l = state;
+    switch (medium) {
+    case KVBM_MEDIUM_GPU:
+        return l->g1;
+    case KVBM_MEDIUM_CPU:
+        return l->g2;
+    case KVBM_MEDIUM_DISK:
+        return l->g3;
+    }
+    return NULL;
+}
+
 static const char *logical_backend_name(const void *state)
 {
     (void)state;
@@ -325,5 +401,7 @@ const replay_mode_ops_t replay_logical_mode = {
     .request = logical_request,
     .counts = logical_counts,
     .backend_name = logical_backend_name,
+    .manager = logical_manager,
+    .announce = logical_announce,
     .g3_engine = logical_g3_engine,
 };

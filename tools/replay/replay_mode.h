@@ -26,6 +26,11 @@ typedef struct replay_mode_ops {
     void (*counts)(const void *state, replay_counts_t *counts);
     /* "logical", or the memory backend's name. */
     const char *(*backend_name)(const void *state);
+    /* The manager of a tier (GPU: G1, CPU: G2, DISK: G3); NULL without that tier. */
+    kvbm_manager_t *(*manager)(const void *state, kvbm_medium_t medium);
+    /* Resynchronises routers: AllBlocksCleared, then every tier's hashes,
+     * as one batch of the events batcher (nothing without one). */
+    kvbm_status_t (*announce)(void *state);
     /* The disk engine of a G3 with a file ("io_uring+direct", ...), else NULL. */
     const char *(*g3_engine)(const void *state);
 } replay_mode_ops_t;

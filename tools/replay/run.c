@@ -3,12 +3,16 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "oracle.h"
+
+/* How long the end of a run waits for the publisher to hand every batch to its socket. */
+#define PUBLISH_FLUSH_MS 60000
 
 static double wall_now_s(void)
 {
@@ -139,6 +143,119 @@ static kvbm_status_t replay_streamed(replay_t *replay, const run_options_t *opti
     return status;
 }
 
+static kvbm_status_t open_publisher(const run_publish_t *publish, kvbm_publisher_t **out)
+{
+    kvbm_publisher_config_t config = KVBM_PUBLISHER_CONFIG_INIT;
+    config.endpoint = publish->endpoint;
+    config.replay_endpoint = publish->replay_endpoint;
+    config.topic = publish->topic;
+    if (publish->buffer_steps > 0)
+        config.buffer_steps = publish->buffer_steps;
+    if (publish->queue_depth > 0)
+        config.queue_depth = publish->queue_depth;
+    kvbm_status_t status = kvbm_publisher_create(&config, out);
+    if (status != KVBM_OK) {
+        fprintf(stderr, "kvbm-replay: cannot publish on %s: %s\n", publish->endpoint,
+                kvbm_status_str(status));
+        return status;
+    }
+    /* An engine starts empty: routers drop whatever an earlier run of it held. */
+    const kvbm_event_record_t cleared = {.kind = KVBM_EVENT_CLEARED};
+    status = kvbm_publisher_publish(*out, &cleared, 1);
+    fprintf(stderr, "kvbm-replay: publishing KV events on %s", kvbm_publisher_endpoint(*out));
+    if (kvbm_publisher_replay_endpoint(*out) != NULL)
+        fprintf(stderr, " (replay %s)", kvbm_publisher_replay_endpoint(*out));
+    fprintf(stderr, "\n");
+    return status;
+}
+
+static kvbm_status_t write_tier(FILE *out, const char *name, kvbm_manager_t *manager)
+{
+    fprintf(out, "\"%s\": [", name);
+    if (manager != NULL) {
+        kvbm_pool_counts_t counts;
+        kvbm_manager_counts(manager, &counts);
+        uint64_t *hashes = malloc(sizeof(uint64_t) * (counts.total > 0 ? counts.total : 1));
+        size_t n = 0;
+        if (hashes == NULL)
+            return KVBM_ERR_NO_MEMORY;
+        kvbm_status_t status = kvbm_manager_registered_hashes(manager, hashes, counts.total, &n);
+        for (size_t i = 0; status == KVBM_OK && i < n; i++)
+            fprintf(out, "%s%llu", i > 0 ? ", " : "", (unsigned long long)hashes[i]);
+        free(hashes);
+        if (status != KVBM_OK)
+            return status;
+    }
+    fprintf(out, "]");
+    return KVBM_OK;
+}
+
+/* What each tier holds when the replay ends, and how far the events went,
+ * as one JSON object (written to a temporary name, then renamed, so a
+ * reader never sees half of it). */
+static kvbm_status_t write_state(const char *path, replay_t *replay,
+                                 const kvbm_publisher_metrics_t *events)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+        return KVBM_ERR_INVALID_ARG;
+    FILE *out = fopen(tmp, "w");
+    if (out == NULL) {
+        fprintf(stderr, "kvbm-replay: cannot write %s: %s\n", tmp, strerror(errno));
+        return KVBM_ERR_IO;
+    }
+    fprintf(out, "{\"next_seq\": %llu, \"batches_dropped\": %llu, \"resyncs\": %llu, ",
+            (unsigned long long)events->next_seq, (unsigned long long)events->batches_dropped,
+            (unsigned long long)events->resyncs);
+    kvbm_status_t status = write_tier(out, "GPU", replay_manager(replay, KVBM_MEDIUM_GPU));
+    fprintf(out, ", ");
+    if (status == KVBM_OK)
+        status = write_tier(out, "CPU", replay_manager(replay, KVBM_MEDIUM_CPU));
+    fprintf(out, ", ");
+    if (status == KVBM_OK)
+        status = write_tier(out, "DISK", replay_manager(replay, KVBM_MEDIUM_DISK));
+    fprintf(out, "}\n");
+    if (fclose(out) != 0 || status != KVBM_OK || rename(tmp, path) != 0) {
+        fprintf(stderr, "kvbm-replay: cannot write %s\n", path);
+        return status != KVBM_OK ? status : KVBM_ERR_IO;
+    }
+    return KVBM_OK;
+}
+
+/* After the replay: every batch handed to the socket, the state written,
+ * and (with hold) the sockets kept until stdin closes, for subscribers
+ * catching up through the replay socket. */
+static kvbm_status_t finish_publishing(const run_publish_t *publish, kvbm_publisher_t *publisher,
+                                       replay_t *replay, run_result_t *result_out)
+{
+    kvbm_status_t status = kvbm_publisher_flush(publisher, PUBLISH_FLUSH_MS);
+    /* A drop after the last request's resync: with the queue now empty, the
+     * snapshot gets through. */
+    for (int tries = 0; status == KVBM_OK && kvbm_publisher_resync_needed(publisher) && tries < 3;
+         tries++) {
+        status = replay_announce(replay);
+        if (status == KVBM_OK)
+            status = kvbm_publisher_flush(publisher, PUBLISH_FLUSH_MS);
+    }
+    if (status != KVBM_OK) {
+        fprintf(stderr, "kvbm-replay: publishing did not finish: %s\n", kvbm_status_str(status));
+        return status;
+    }
+    kvbm_publisher_metrics(publisher, &result_out->events);
+    result_out->published = true;
+    if (publish->state_path != NULL) {
+        status = write_state(publish->state_path, replay, &result_out->events);
+        if (status != KVBM_OK)
+            return status;
+    }
+    if (publish->hold) {
+        fprintf(stderr, "kvbm-replay: replay done; event sockets open until stdin closes\n");
+        while (fgetc(stdin) != EOF)
+            ;
+    }
+    return KVBM_OK;
+}
+
 /* The replay's configuration from the command line's options; refuses an
  * unknown policy, and a G3 without a G2, saying why. */
 static kvbm_status_t make_config(const run_options_t *options, const char *g2_name,
@@ -214,12 +331,23 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
         config.policy_config.next_use_ctx = oracle;
     }
 
+    kvbm_publisher_t *publisher = NULL;
+    kvbm_event_batcher_t *events = NULL;
+    if (options->publish.endpoint != NULL) {
+        status = open_publisher(&options->publish, &publisher);
+        if (status == KVBM_OK)
+            status = kvbm_publisher_batcher_create(publisher, &events);
+        if (status != KVBM_OK)
+            goto out_destroy_publisher;
+        config.events = events;
+        config.publisher = publisher;
+    }
     replay_t *replay = NULL;
     status = replay_create(&config, &replay);
     if (status != KVBM_OK) {
         fprintf(stderr, "kvbm-replay: cannot create the managers: %s (%s)\n",
                 kvbm_status_str(status), kvbm_last_error());
-        goto out_destroy_oracle;
+        goto out_destroy_publisher;
     }
     if (trace != NULL)
         status = replay_loaded(replay, trace, options->limit, oracle, options->progress);
@@ -233,9 +361,14 @@ kvbm_status_t run_replay(const run_options_t *options, const trace_t *loaded,
         const char *engine = replay_g3_engine(replay);
         snprintf(result_out->g3_engine, sizeof(result_out->g3_engine), "%s",
                  engine != NULL ? engine : "");
+        result_out->published = false;
+        if (publisher != NULL)
+            status = finish_publishing(&options->publish, publisher, replay, result_out);
     }
     replay_destroy(replay);
-out_destroy_oracle:
+out_destroy_publisher:
+    kvbm_event_batcher_destroy(events);
+    kvbm_publisher_destroy(publisher);
     oracle_destroy(oracle);
 out_free_trace:
     trace_free(&own_trace);

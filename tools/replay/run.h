@@ -21,6 +21,17 @@ typedef enum run_progress {
     RUN_PROGRESS_LINES = 2, /* a plain line at each quarter: logs, pipes */
 } run_progress_t;
 
+/* Publishing the replay's KV events (kvbm-replay --publish). */
+typedef struct run_publish {
+    const char *endpoint;        /* PUB endpoint; NULL: no publishing */
+    const char *replay_endpoint; /* ROUTER endpoint for replay requests, optional */
+    const char *topic;           /* NULL: empty */
+    uint32_t buffer_steps;       /* batches kept for replay */
+    uint32_t queue_depth;        /* batches the publisher's queue holds; 0: its default */
+    const char *state_path;      /* optional: each tier's hashes as JSON, after the replay */
+    bool hold;                   /* keep the sockets open until stdin closes */
+} run_publish_t;
+
 typedef struct run_options {
     const char *trace_path;
     uint32_t g1_blocks;
@@ -42,6 +53,7 @@ typedef struct run_options {
     bool g2_admission;                /* offload only blocks judged likely to come back */
     double admission_keep_ratio;      /* 0: the filter's default */
     bool no_hints;                    /* register without request length and position */
+    run_publish_t publish;
 } run_options_t;
 
 typedef struct run_result {
@@ -49,6 +61,8 @@ typedef struct run_result {
     double wall_s;
     char backend[16];   /* "logical", "cpu" or "cuda" */
     char g3_engine[32]; /* data mode G3: the disk engine chosen, else "" */
+    bool published;     /* events were published: */
+    kvbm_publisher_metrics_t events;
 } run_result_t;
 
 /*
