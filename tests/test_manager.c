@@ -1054,6 +1054,139 @@ static void status_strings_cover_every_status(void **state)
     assert_string_equal(kvbm_version(), "0.1.0");
 }
 
+/* The same records in the same sink calls (blocks, as ids, compared by the caller). */
+static void assert_same_events(const event_log_t *a, const event_log_t *b)
+{
+    assert_int_equal(a->calls, b->calls);
+    assert_int_equal(a->count, b->count);
+    for (size_t i = 0; i < a->count; i++) {
+        const logged_record_t *x = &a->records[i], *y = &b->records[i];
+        assert_int_equal(x->record.kind, y->record.kind);
+        assert_int_equal(x->record.count, y->record.count);
+        assert_int_equal(x->record.has_parent, y->record.has_parent);
+        assert_int_equal(x->record.parent_hash, y->record.parent_hash);
+        assert_int_equal(x->record.block_size, y->record.block_size);
+        assert_int_equal(x->record.n_tokens, y->record.n_tokens);
+        assert_memory_equal(x->hashes, y->hashes, x->record.count * sizeof(uint64_t));
+        assert_memory_equal(x->blocks, y->blocks, x->record.count * sizeof(uint32_t));
+        assert_memory_equal(x->tokens, y->tokens, x->record.n_tokens * sizeof(uint32_t));
+    }
+}
+
+/* One request of 5 hashes (one token each) on both managers, fused on one and
+ * as the three calls on the other; both give the same ids, evictions and
+ * events. Released tail first. Returns how many registrations deduplicated. */
+static size_t request_both_ways(kvbm_manager_t *fused, event_log_t *log_f, kvbm_manager_t *three,
+                                event_log_t *log_t, const uint64_t *h)
+{
+    uint32_t ids_f[5], ids_t[5], fresh[5], tokens[5];
+    for (size_t i = 0; i < 5; i++)
+        tokens[i] = (uint32_t)h[i] + 1000;
+    kvbm_evicted_t ev_f[5], ev_t[5];
+    kvbm_request_counts_t got;
+    *log_f = (event_log_t){0};
+    *log_t = (event_log_t){0};
+    kvbm_register_opts_t opts = {.priority = 50, .block_size = 1, .tokens = tokens, .n_tokens = 5};
+    assert_kvbm_ok(kvbm_manager_match_allocate_register(fused, h, 5, &opts, ids_f, ev_f, &got));
+    size_t k = 0, n_ev = 0;
+    assert_kvbm_ok(kvbm_manager_match(three, h, 5, ids_t, &k));
+    assert_kvbm_ok(kvbm_manager_allocate(three, 5 - k, fresh, ev_t, &n_ev));
+    kvbm_register_opts_t rest = {.priority = 50,
+                                 .has_parent = k > 0,
+                                 .parent_hash = k > 0 ? h[k - 1] : 0,
+                                 .block_size = 1,
+                                 .tokens = tokens + k,
+                                 .n_tokens = 5 - k};
+    assert_kvbm_ok(kvbm_manager_register(three, fresh, h + k, 5 - k, &rest, ids_t + k));
+    assert_int_equal(got.matched, k);
+    assert_int_equal(got.evicted, n_ev);
+    assert_memory_equal(ids_f, ids_t, sizeof(ids_f));
+    for (size_t i = 0; i < n_ev; i++) {
+        assert_int_equal(ev_f[i].block_id, ev_t[i].block_id);
+        assert_int_equal(ev_f[i].seq_hash, ev_t[i].seq_hash);
+        assert_int_equal(ev_f[i].has_parent, ev_t[i].has_parent);
+        assert_int_equal(ev_f[i].parent_hash, ev_t[i].parent_hash);
+    }
+    assert_same_events(log_f, log_t);
+    for (size_t i = 5; i-- > 0;) {
+        assert_kvbm_ok(kvbm_manager_release(fused, &ids_f[i], 1));
+        assert_kvbm_ok(kvbm_manager_release(three, &ids_t[i], 1));
+    }
+    return got.deduplicated;
+}
+
+/* The fused call gives what match, allocate and register give in a row,
+ * on two managers with the same history: ids, evictions, events, metrics
+ * and pools; a refused one changes nothing. */
+static void match_allocate_register_is_the_three_calls(void **state)
+{
+    (void)state;
+    event_log_t log_f, log_t;
+    kvbm_manager_t *fused = logged_manager(8, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &log_f);
+    kvbm_manager_t *three = logged_manager(8, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &log_t);
+    /* Requests over 12 hashes: matches, evictions, and a dedup (hash 3 twice). */
+    const uint64_t requests[][5] = {
+        {1, 2, 3, 4, 5}, {1, 2, 6, 7, 3}, {8, 9, 10, 11, 12}, {1, 2, 3, 9, 10}, {6, 7, 3, 3, 1}};
+    size_t dedups = 0;
+    for (size_t r = 0; r < sizeof(requests) / sizeof(requests[0]); r++)
+        dedups += request_both_ways(fused, &log_f, three, &log_t, requests[r]);
+    assert_true(dedups > 0);
+    kvbm_manager_metrics_t mf, mt;
+    kvbm_manager_metrics(fused, &mf);
+    kvbm_manager_metrics(three, &mt);
+    assert_memory_equal(&mf, &mt, sizeof(mf));
+    assert_int_equal(mf.dedups, dedups);
+    assert_true(mf.evictions > 0);
+
+    /* A hash evicted by the request's own allocation and registered again
+     * by it: removed before stored, as in the three calls. On 5 blocks
+     * holding 1..5 (released tail first: 5 is the least recently used), a
+     * request of 2 new hashes then 5, 4, 3 evicts all five first. */
+    event_log_t small_log_f, small_log_t;
+    kvbm_manager_t *small_f =
+        logged_manager(5, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &small_log_f);
+    kvbm_manager_t *small_t =
+        logged_manager(5, KVBM_DUPLICATION_REJECT, KVBM_MEDIUM_GPU, &small_log_t);
+    request_both_ways(small_f, &small_log_f, small_t, &small_log_t,
+                      (const uint64_t[]){1, 2, 3, 4, 5});
+    request_both_ways(small_f, &small_log_f, small_t, &small_log_t,
+                      (const uint64_t[]){100, 101, 5, 4, 3});
+    assert_int_equal(small_log_f.calls, 2); /* the allocation's, then the registration's */
+    assert_int_equal(small_log_f.count, 2);
+    assert_int_equal(small_log_f.records[0].record.kind, KVBM_EVENT_REMOVED);
+    assert_int_equal(small_log_f.records[0].record.count, 5);
+    assert_int_equal(small_log_f.records[0].hashes[0], 5);
+    assert_int_equal(small_log_f.records[1].record.kind, KVBM_EVENT_STORED);
+    assert_int_equal(small_log_f.records[1].record.count, 5);
+    assert_int_equal(small_log_f.records[1].hashes[2], 5);
+    assert_int_equal(small_log_f.records[1].tokens[2], 1005);
+    kvbm_manager_destroy(small_f);
+    kvbm_manager_destroy(small_t);
+
+    /* Refused: bad arguments; more new blocks than reset + inactive once the
+     * prefix is held (7 held of 8, then a request of 2 new hashes). */
+    uint32_t held[7], out[8];
+    kvbm_request_counts_t got;
+    const uint64_t two[2] = {100, 101};
+    kvbm_register_opts_t bad = {.priority = 101};
+    assert_kvbm_status(kvbm_manager_match_allocate_register(fused, two, 2, NULL, out, NULL, NULL),
+                       KVBM_ERR_INVALID_ARG);
+    assert_kvbm_status(kvbm_manager_match_allocate_register(fused, two, 2, &bad, out, NULL, &got),
+                       KVBM_ERR_INVALID_ARG);
+    assert_kvbm_ok(kvbm_manager_allocate(fused, 7, held, NULL, NULL));
+    kvbm_pool_counts_t before, after;
+    kvbm_manager_counts(fused, &before);
+    assert_kvbm_status(kvbm_manager_match_allocate_register(fused, two, 2, NULL, out, NULL, &got),
+                       KVBM_ERR_NO_BLOCKS);
+    kvbm_manager_counts(fused, &after);
+    assert_memory_equal(&before, &after, sizeof(before));
+    assert_kvbm_ok(kvbm_manager_match_allocate_register(fused, two, 1, NULL, out, NULL, &got));
+    assert_int_equal(got.matched, 0);
+    assert_int_equal(got.evicted, 0); /* no evicted_out given */
+    kvbm_manager_destroy(fused);
+    kvbm_manager_destroy(three);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1088,6 +1221,7 @@ int main(void)
         cmocka_unit_test(names_outside_the_safe_set_are_refused),
         cmocka_unit_test(policy_tables_missing_an_operation_are_refused),
         cmocka_unit_test(status_strings_cover_every_status),
+        cmocka_unit_test(match_allocate_register_is_the_three_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -211,6 +211,78 @@ static void step_match(kvbm_manager_t *m, model_t *model, bool scan)
     assert_int_equal(n, expected);
 }
 
+/* kvbm_manager_match_allocate_register: the model's match, allocate and
+ * register in a row, or NO_BLOCKS with nothing changed. */
+static void step_request(kvbm_manager_t *m, model_t *model)
+{
+    uint64_t hashes[5];
+    size_t count = 1 + rnd(5);
+    if (model->held_count + count > MAX_HELD)
+        return;
+    for (size_t i = 0; i < count; i++)
+        hashes[i] = rnd(N_HASHES);
+    size_t reset = 0;
+    for (int i = 0; i < N_BLOCKS; i++)
+        reset += model->state[i] == M_RESET;
+    size_t matched = 0, prefix_inactive = 0;
+    bool counted[N_BLOCKS] = {false};
+    while (matched < count && model->holder[hashes[matched]] != KVBM_BLOCK_NONE) {
+        uint32_t id = model->holder[hashes[matched]];
+        if (model->refcount[id] == 0 && !counted[id]) {
+            counted[id] = true;
+            prefix_inactive++;
+        }
+        matched++;
+    }
+    uint32_t out[5];
+    kvbm_evicted_t evicted[5];
+    kvbm_request_counts_t got;
+    kvbm_register_opts_t opts = {.priority = 50};
+    kvbm_status_t status =
+        kvbm_manager_match_allocate_register(m, hashes, count, &opts, out, evicted, &got);
+    size_t need = count - matched;
+    if (need > reset + model->lru_size - prefix_inactive) {
+        assert_int_equal(status, KVBM_ERR_NO_BLOCKS);
+        return;
+    }
+    assert_int_equal(status, KVBM_OK);
+    assert_int_equal(got.matched, matched);
+    for (size_t i = 0; i < matched; i++) {
+        assert_int_equal(out[i], model->holder[hashes[i]]);
+        model_acquire(model, out[i]);
+    }
+    size_t from_reset = need < reset ? need : reset;
+    assert_int_equal(got.evicted, need - from_reset);
+    for (size_t i = 0; i < got.evicted; i++) {
+        uint32_t victim = model->lru[0];
+        assert_int_equal(evicted[i].block_id, victim);
+        assert_int_equal(evicted[i].seq_hash, model->hash[victim]);
+        lru_remove(model, victim);
+        model->holder[model->hash[victim]] = KVBM_BLOCK_NONE;
+        model->state[victim] = M_RESET; /* to be handed out below */
+    }
+    size_t dedups = 0;
+    for (size_t i = matched; i < count; i++) {
+        uint64_t h = hashes[i];
+        if (model->holder[h] != KVBM_BLOCK_NONE) {
+            /* A fresh block came and went back to reset: the reset count is
+             * what the pools check sees. */
+            assert_int_equal(out[i], model->holder[h]);
+            model_acquire(model, out[i]);
+            dedups++;
+            continue;
+        }
+        uint32_t id = out[i];
+        assert_int_equal(model->state[id], M_RESET);
+        model->state[id] = M_REGISTERED;
+        model->refcount[id] = 1;
+        model->hash[id] = h;
+        model->holder[h] = id;
+        model->held[model->held_count++] = id;
+    }
+    assert_int_equal(got.deduplicated, dedups);
+}
+
 static void step_misuse(kvbm_manager_t *m, model_t *model)
 {
     /* A release of a block the test holds no reference on must be refused. */
@@ -246,7 +318,7 @@ static void run_model(uint64_t seed)
         model.holder[h] = KVBM_BLOCK_NONE;
     kvbm_manager_t *m = test_manager_new(N_BLOCKS, KVBM_DUPLICATION_REJECT, NULL);
     for (int step = 0; step < STEPS; step++) {
-        switch (rnd(10)) {
+        switch (rnd(11)) {
         case 0:
         case 1:
             step_allocate(m, &model);
@@ -265,6 +337,9 @@ static void run_model(uint64_t seed)
             break;
         case 8:
             step_match(m, &model, true);
+            break;
+        case 9:
+            step_request(m, &model);
             break;
         default:
             if (rnd(8) == 0)

@@ -28,6 +28,7 @@ typedef struct op_log {
     size_t count;
     size_t batch_calls;   /* batch operations called */
     size_t largest_batch; /* entries in the largest */
+    size_t id_calls;      /* of which batches by id (version 4) */
 } op_log_t;
 
 static op_log_t logs[2];
@@ -108,6 +109,28 @@ static size_t rec_pop_victims(void *state, uint32_t *ids_out, size_t count)
     return popped;
 }
 
+/* Version 4, by id: LRU's inserts and acquires read only the block id. */
+static void rec_insert_ids(void *state, const uint32_t *ids, size_t count)
+{
+    note_batch(count);
+    recording->id_calls++;
+    for (size_t i = 0; i < count; i++) {
+        record('I', ids[i]);
+        kvbm_policy_lru()->insert_ids(state, &ids[i], 1);
+    }
+}
+
+static void rec_acquire_ids(void *state, const uint32_t *ids, size_t count)
+{
+    note_batch(count);
+    recording->id_calls++;
+    for (size_t i = 0; i < count; i++) {
+        record('T', ids[i]);
+        record('R', ids[i]);
+        kvbm_policy_lru()->acquire_ids(state, &ids[i], 1);
+    }
+}
+
 static kvbm_policy_ops_t recorder(uint32_t version)
 {
     kvbm_policy_ops_t ops = *kvbm_policy_lru();
@@ -121,6 +144,8 @@ static kvbm_policy_ops_t recorder(uint32_t version)
     ops.acquire_batch = rec_acquire_batch;
     ops.touch_batch = rec_touch_batch;
     ops.pop_victims = rec_pop_victims;
+    ops.insert_ids = rec_insert_ids;
+    ops.acquire_ids = rec_acquire_ids;
     return ops;
 }
 
@@ -241,6 +266,29 @@ static void batches_carry_the_single_operations_in_order(void **state)
     assert_int_equal(logs[0].batch_calls, 0);
     assert_true(logs[1].batch_calls > 0 && logs[1].batch_calls < logs[1].count);
     assert_true(logs[1].largest_batch > 1);
+    assert_int_equal(logs[1].id_calls, 0); /* version 3 has no batches by id */
+}
+
+/* A version-4 table taking ids sees the same single operations in the
+ * same order, its inserts and acquires as bare ids; one pointing at
+ * kvbm_policy_needs_entries gets entries. */
+static void batches_by_id_carry_the_single_operations_in_order(void **state)
+{
+    kvbm_policy_ops_t one_by_one = recorder(2), by_id = recorder(4);
+    drive_and_compare(&one_by_one, &by_id, 3000);
+    assert_true(logs[0].count > 1000);
+    assert_int_equal(logs[0].count, logs[1].count);
+    assert_memory_equal(logs[0].kind, logs[1].kind, logs[0].count);
+    assert_memory_equal(logs[0].block, logs[1].block, logs[0].count * sizeof(uint32_t));
+    assert_true(logs[1].id_calls > 0 && logs[1].largest_batch > 1);
+
+    kvbm_policy_ops_t entries = recorder(4);
+    entries.acquire_ids = kvbm_policy_needs_entries; /* one slot is enough */
+    drive_and_compare(&one_by_one, &entries, 3000);
+    assert_int_equal(logs[0].count, logs[1].count);
+    assert_memory_equal(logs[0].kind, logs[1].kind, logs[0].count);
+    assert_int_equal(logs[1].id_calls, 0);
+    assert_true(logs[1].batch_calls > 0);
 }
 
 /* Every built-in policy (except the offline bound, which needs an oracle)
@@ -266,6 +314,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(batches_carry_the_single_operations_in_order),
+        cmocka_unit_test(batches_by_id_carry_the_single_operations_in_order),
         cmocka_unit_test(every_policy_batches_like_its_single_operations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -55,6 +55,9 @@ struct kvbm_manager {
     /* Whether the policy hears of accesses to active blocks (false when its
      * touch_batch is kvbm_policy_ignore_touches: they are not gathered). */
     bool policy_touches_active;
+    /* Whether the policy takes inserts and acquires by block id alone
+     * (kvbm__policy_by_id). */
+    bool policy_by_id;
     /* Whether the policy has a hint op other than kvbm_policy_ignore_hint. */
     bool policy_takes_hints;
     char name[KVBM_MANAGER_NAME_MAX + 1]; /* checked at create: safe in every export */

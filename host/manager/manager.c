@@ -53,12 +53,17 @@ _Static_assert(offsetof(kvbm_policy_entry_t, block_id) == 0 &&
 /* Inactive blocks match_length remembers to unmark without a second lookup. */
 #define MATCH_LENGTH_MARKS 128
 
-/* Adds one operation on block @p id to the call's policy batch: the entry is
- * the block record copied whole (its layout mirrors the entry's, checked
- * above; the bytes the entry does not name are padding there), then the id. */
+/* Adds one operation on block @p id to the call's policy batch: the id alone
+ * when the policy takes ids (policy_batch.h), else an entry: the block record copied whole (its
+ * layout mirrors the entry's, checked above; the bytes the entry does not name are padding there),
+ * then the id. */
 static inline void policy_add(kvbm__policy_batch_t *batch, kvbm__policy_op_t op,
                               const kvbm__block_t *block, uint32_t id)
 {
+    if (batch->by_id && op != KVBM__POLICY_OP_TOUCH) {
+        kvbm__policy_batch_add_id(batch, op, id);
+        return;
+    }
     kvbm_policy_entry_t *entry = kvbm__policy_batch_add(batch, op);
     memcpy(entry, block, sizeof(*entry));
     entry->block_id = id;
@@ -90,7 +95,8 @@ static bool name_is_safe(const char *name)
 /* A caller's policy table has every operation its version defines (and a
  * name): a NULL slot would be called on the first eviction or registration,
  * long after create said yes. A table ends after the last field of its
- * version, so hint is read only from version 2 on, the batches from 3. */
+ * version, so hint is read only from version 2 on, the batches from 3, the
+ * batches by id from 4. */
 static bool policy_ops_complete(const kvbm_policy_ops_t *ops)
 {
     if (ops->name == NULL || ops->create == NULL || ops->destroy == NULL || ops->insert == NULL ||
@@ -98,8 +104,10 @@ static bool policy_ops_complete(const kvbm_policy_ops_t *ops)
         return false;
     if (ops->version >= 2 && ops->hint == NULL)
         return false;
-    return ops->version < 3 || (ops->insert_batch != NULL && ops->acquire_batch != NULL &&
-                                ops->touch_batch != NULL && ops->pop_victims != NULL);
+    if (ops->version >= 3 && (ops->insert_batch == NULL || ops->acquire_batch == NULL ||
+                              ops->touch_batch == NULL || ops->pop_victims == NULL))
+        return false;
+    return ops->version < 4 || (ops->insert_ids != NULL && ops->acquire_ids != NULL);
 }
 
 /* sizeof(kvbm_manager_config_t) at each published version (core/config.h). */
@@ -183,6 +191,7 @@ kvbm_status_t kvbm_manager_create(const kvbm_manager_config_t *caller_config,
         manager->policy->version >= 2 && manager->policy->hint != kvbm_policy_ignore_hint;
     manager->policy_touches_active = manager->policy->version < KVBM__POLICY_BATCH_VERSION ||
                                      manager->policy->touch_batch != kvbm_policy_ignore_touches;
+    manager->policy_by_id = kvbm__policy_by_id(manager->policy);
     snprintf(manager->name, sizeof(manager->name), "%s",
              config->name != NULL ? config->name : "kvbm");
 
@@ -270,13 +279,15 @@ static void unregister_duplicate(kvbm_manager_t *manager, uint32_t id, kvbm__reg
 
 /* Takes a registered block's hash away from it, promoting a duplicate.
  * When no other block carries the hash, it left the tier: a removed event
- * (the one place a hash leaves a tier, so no transition can forget it). */
-static inline void unregister_block(kvbm_manager_t *manager, uint32_t id)
+ * (the one place a hash leaves a tier, so no transition can forget it).
+ * Always inlined: with the event it outgrew gcc's inlining limit, and a call
+ * per evicted block cost 3% of the replay's instructions. */
+static inline __attribute__((always_inline)) void unregister_block(kvbm_manager_t *manager,
+                                                                   uint32_t id)
 {
     kvbm__block_t *block = &manager->blocks[id];
     kvbm__registry_slot_t *slot =
-        kvbm__registry_probe(&manager->registry, block->seq_hash, block->home);
-    assert(kvbm__registry_slot_first(slot) != KVBM_BLOCK_NONE);
+        kvbm__registry_slot_of(&manager->registry, block->seq_hash, block->home);
     if (kvbm__registry_slot_first(slot) == id && block->next_duplicate == KVBM_BLOCK_NONE) {
         kvbm__registry_remove(&manager->registry, slot);
         if (manager->events != NULL)
@@ -312,7 +323,8 @@ static uint32_t block_reset_to_mutable(kvbm_manager_t *manager)
 
 /* inactive -> mutable (allocate evicts): the policy already gave the block up
  * as its victim; it loses its hash and gets one reference. */
-static void block_inactive_to_mutable(kvbm_manager_t *manager, uint32_t id)
+static inline __attribute__((always_inline)) void block_inactive_to_mutable(kvbm_manager_t *manager,
+                                                                            uint32_t id)
 {
     kvbm__block_t *block = &manager->blocks[id];
     assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
@@ -361,6 +373,38 @@ static void block_to_inactive(kvbm_manager_t *manager, kvbm__policy_batch_t *bat
     policy_add(batch, KVBM__POLICY_OP_INSERT, block, id);
     manager->active_count--;
     manager->inactive_count++;
+}
+
+/* inactive -> active for each of ids[0, count), distinct inactive blocks a
+ * match found, in order (policy by id): one reference each, and the policy
+ * takes the array as it is. */
+static void blocks_to_active_by_id(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                                   const uint32_t *ids, size_t count)
+{
+    kvbm__block_t *blocks = manager->blocks;
+    for (size_t i = 0; i < count; i++) {
+        assert(blocks[ids[i]].state == BLOCK_REGISTERED && blocks[ids[i]].refcount == 0);
+        blocks[ids[i]].refcount = 1;
+    }
+    kvbm__policy_batch_acquire_ids(batch, ids, count);
+    manager->inactive_count -= count;
+    manager->active_count += count;
+}
+
+/* active -> inactive for each of ids[0, count), registered blocks whose last
+ * reference went, in order (release, policy by id): the policy takes the
+ * array as it is. */
+static void blocks_to_inactive_by_id(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                                     const uint32_t *ids, size_t count)
+{
+#ifndef NDEBUG
+    for (size_t i = 0; i < count; i++)
+        assert(manager->blocks[ids[i]].state == BLOCK_REGISTERED &&
+               manager->blocks[ids[i]].refcount == 0);
+#endif
+    kvbm__policy_batch_insert_ids(batch, ids, count);
+    manager->active_count -= count;
+    manager->inactive_count += count;
 }
 
 /*
@@ -416,8 +460,8 @@ static bool refs_need_check(const kvbm_manager_t *manager, size_t count)
 
 /* Adds one reference to a registered block, telling the policy of the access
  * when @p touch is set. The caller checked that it fits. */
-static void acquire_registered(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
-                               bool touch)
+static inline void acquire_registered(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                                      uint32_t id, bool touch)
 {
     kvbm__block_t *block = &manager->blocks[id];
     if (block->refcount == 0) {
@@ -476,47 +520,48 @@ static inline uint32_t hashes_ahead_home(hashes_ahead_t *ahead, size_t i)
  * each loses its hash (reported in evicted_out when given) and becomes
  * mutable. Block metadata is loaded two distances ahead and the registry slot
  * one distance ahead, so the misses of successive victims overlap. */
+static inline void evict_one(kvbm_manager_t *manager, uint32_t id, kvbm_evicted_t *evicted)
+{
+    const kvbm__block_t *block = &manager->blocks[id];
+    if (evicted != NULL) /* before it loses the hash (and its removed event) */
+        *evicted = (kvbm_evicted_t){.block_id = id,
+                                    .seq_hash = block->seq_hash,
+                                    .parent_hash = block->parent_hash,
+                                    .has_parent = block->has_parent != 0};
+    block_inactive_to_mutable(manager, id);
+}
+
 static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
                           kvbm_evicted_t *evicted_out)
 {
+    const kvbm__block_t *blocks = manager->blocks;
     for (size_t i = 0; i < count && i < 2 * PREFETCH_DISTANCE; i++)
-        __builtin_prefetch(&manager->blocks[ids[i]]);
-    for (size_t i = 0; i < count; i++) {
-        if (i + 2 * PREFETCH_DISTANCE < count)
-            __builtin_prefetch(&manager->blocks[ids[i + 2 * PREFETCH_DISTANCE]]);
+        __builtin_prefetch(&blocks[ids[i]]);
+    /* While both distances ahead are in the array, then the rest. */
+    size_t i = 0;
+    for (; i + 2 * PREFETCH_DISTANCE < count; i++) {
+        __builtin_prefetch(&blocks[ids[i + 2 * PREFETCH_DISTANCE]]);
+        kvbm__registry_prefetch(&manager->registry, blocks[ids[i + PREFETCH_DISTANCE]].home);
+        evict_one(manager, ids[i], evicted_out != NULL ? &evicted_out[i] : NULL);
+    }
+    for (; i < count; i++) {
         if (i + PREFETCH_DISTANCE < count)
-            kvbm__registry_prefetch(&manager->registry,
-                                    manager->blocks[ids[i + PREFETCH_DISTANCE]].home);
-        uint32_t id = ids[i];
-        const kvbm__block_t *block = &manager->blocks[id];
-        if (evicted_out != NULL) /* before it loses the hash (and its removed event) */
-            evicted_out[i] = (kvbm_evicted_t){.block_id = id,
-                                              .seq_hash = block->seq_hash,
-                                              .parent_hash = block->parent_hash,
-                                              .has_parent = block->has_parent != 0};
-        block_inactive_to_mutable(manager, id);
+            kvbm__registry_prefetch(&manager->registry, blocks[ids[i + PREFETCH_DISTANCE]].home);
+        evict_one(manager, ids[i], evicted_out != NULL ? &evicted_out[i] : NULL);
     }
 }
 
-kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
-                                    kvbm_evicted_t *evicted_out, size_t *n_evicted_out)
+/* Allocates @p count blocks, which the caller checked are there (reset +
+ * inactive): reset ones first, then the policy's victims, all taken at once
+ * and unregistered with their loads overlapped. Returns how many were
+ * evicted. */
+static size_t allocate_blocks(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
+                              kvbm_evicted_t *evicted_out)
 {
-    KVBM_REQUIRE_ARG(manager != NULL);
-    KVBM_REQUIRE_ARG(count == 0 || ids_out != NULL);
-    kvbm__mutex_lock(&manager->lock);
-    if (count > manager->reset_count + manager->inactive_count) {
-        manager->metrics.allocation_failures++;
-        uint32_t reset = manager->reset_count, inactive = manager->inactive_count;
-        kvbm__mutex_unlock(&manager->lock);
-        return kvbm__fail(KVBM_ERR_NO_BLOCKS,
-                          "manager %s: %zu blocks asked for, %u free and %u evictable",
-                          manager->name, count, reset, inactive);
-    }
+    assert(count <= manager->reset_count + manager->inactive_count);
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;
     for (size_t i = 0; i < from_reset; i++)
         ids_out[i] = block_reset_to_mutable(manager);
-    /* The rest are evicted: all victims from the policy at once, then
-     * unregistered with their loads overlapped. */
     size_t n_evicted = count - from_reset;
     if (n_evicted > 0) {
         size_t popped = kvbm__policy_pop_victims(manager->policy, manager->policy_state,
@@ -528,6 +573,34 @@ kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint3
     manager->metrics.allocations += count;
     manager->metrics.allocations_from_reset += from_reset;
     manager->metrics.evictions += n_evicted;
+    return n_evicted;
+}
+
+/* KVBM_ERR_NO_BLOCKS, counted and recorded: @p count blocks asked for, more
+ * than the @p free reset and @p evictable inactive ones. */
+static kvbm_status_t refuse_allocation(kvbm_manager_t *manager, size_t count, size_t free,
+                                       size_t evictable)
+{
+    manager->metrics.allocation_failures++;
+    return kvbm__fail(KVBM_ERR_NO_BLOCKS,
+                      "manager %s: %zu blocks asked for, %zu free and %zu "
+                      "evictable",
+                      manager->name, count, free, evictable);
+}
+
+kvbm_status_t kvbm_manager_allocate(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
+                                    kvbm_evicted_t *evicted_out, size_t *n_evicted_out)
+{
+    KVBM_REQUIRE_ARG(manager != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || ids_out != NULL);
+    kvbm__mutex_lock(&manager->lock);
+    if (count > manager->reset_count + manager->inactive_count) {
+        kvbm_status_t status =
+            refuse_allocation(manager, count, manager->reset_count, manager->inactive_count);
+        kvbm__mutex_unlock(&manager->lock);
+        return status;
+    }
+    size_t n_evicted = allocate_blocks(manager, count, ids_out, evicted_out);
     if (manager->events != NULL)
         kvbm__manager_events_deliver(manager->events);
     kvbm__mutex_unlock(&manager->lock);
@@ -627,16 +700,19 @@ static void hint_policy(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, ui
  * check_registrable): a new hash takes the block; a hash present elsewhere
  * deduplicates (reject) or chains a duplicate (allow). Hashes new to the
  * tier form stored runs for the event sink; a hash the tier already had
- * ends the run. */
-static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
-                            const uint32_t *ids, const uint64_t *hashes, size_t count,
-                            const kvbm_register_opts_t *opts, uint32_t *ids_out)
+ * ends the run. @p plain says nobody hears of a registration (no touches of
+ * active blocks, hints or events) and duplicates are rejected;
+ * register_blocks passes it as a constant, so each of its two inlined copies
+ * keeps only the branches it can take. */
+static inline __attribute__((always_inline)) void
+register_loop(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32_t *ids,
+              const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
+              uint32_t *ids_out, bool hinted, bool plain)
 {
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
-    /* Version-1 policy tables have no hint op; the ignoring one gets none. */
-    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
-    kvbm__manager_events_t *events = manager->events;
+    const bool reject = plain || manager->duplication == KVBM_DUPLICATION_REJECT;
+    kvbm__manager_events_t *events = plain ? NULL : manager->events;
     size_t run_start = 0;
     /* A parent for the events only is not the block's (policies and
      * evictions see none). */
@@ -644,6 +720,7 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
     kvbm_register_opts_t lineage = {.parent_hash = block_parent ? opts->parent_hash : 0,
                                     .has_parent = block_parent,
                                     .priority = opts != NULL ? opts->priority : 50};
+    size_t registered = 0;
     for (size_t i = 0; i < count; i++) {
         uint32_t home = hashes_ahead_home(&ahead, i);
         uint32_t id = ids[i];
@@ -655,7 +732,7 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
                 kvbm__manager_events_stored(events, ids, hashes, run_start, i, opts);
             run_start = i + 1;
         }
-        if (existing != KVBM_BLOCK_NONE && manager->duplication == KVBM_DUPLICATION_REJECT) {
+        if (existing != KVBM_BLOCK_NONE && reject) {
             /* The caller's reference moves to the existing block. */
             acquire_registered(manager, batch, existing, true);
             block_to_reset(manager, id);
@@ -668,10 +745,10 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
                 manager->metrics.duplicates++;
             }
             block_mutable_to_registered(manager, id, hashes[i], home, &lineage);
-            manager->metrics.registrations++;
-            if (manager->policy_touches_active)
+            registered++;
+            if (!plain && manager->policy_touches_active)
                 policy_add(batch, KVBM__POLICY_OP_TOUCH, block, id);
-            if (hinted)
+            if (!plain && hinted)
                 hint_policy(manager, batch, id, opts, i);
             ids_out[i] = id;
         }
@@ -681,6 +758,20 @@ static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch
     }
     if (events != NULL && run_start < count)
         kvbm__manager_events_stored(events, ids, hashes, run_start, count, opts);
+    manager->metrics.registrations += registered;
+}
+
+static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                            const uint32_t *ids, const uint64_t *hashes, size_t count,
+                            const kvbm_register_opts_t *opts, uint32_t *ids_out)
+{
+    /* Version-1 policy tables have no hint op; the ignoring one gets none. */
+    bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
+    if (!hinted && !manager->policy_touches_active && manager->events == NULL &&
+        manager->duplication == KVBM_DUPLICATION_REJECT)
+        register_loop(manager, batch, ids, hashes, count, opts, ids_out, false, true);
+    else
+        register_loop(manager, batch, ids, hashes, count, opts, ids_out, hinted, false);
 }
 
 kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
@@ -700,7 +791,7 @@ kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids
     }
     /* Nothing below can fail: the registry holds a slot for every block. */
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
     register_blocks(manager, &batch, ids, hashes, count, opts, ids_out);
     kvbm__policy_batch_flush(&batch);
     if (manager->events != NULL)
@@ -742,7 +833,7 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
         }
     }
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
     for (size_t i = 0; i < count; i++)
         acquire_registered(manager, &batch, ids[i], false);
     kvbm__policy_batch_flush(&batch);
@@ -761,21 +852,31 @@ static void restore_references(kvbm_manager_t *manager, const uint32_t *ids, siz
         manager->blocks[ids[i]].refcount++;
 }
 
+/* Where release notes the blocks whose last reference went: the registered
+ * ones (to become inactive) from the front, in order; the others (to go to
+ * reset) from the back, in order from the last slot down. */
+typedef struct zeroed {
+    uint32_t ids[RELEASE_ZEROS];
+    size_t n_inactive; /* ids[0, n_inactive) */
+    size_t n_reset;    /* ids[RELEASE_ZEROS - n_reset, RELEASE_ZEROS), last first */
+} zeroed_t;
+
 /*
  * Release's one checking pass: every reference is dropped, and the blocks
- * whose count reaches zero are noted in @p zero_ids in order (a block
- * reaches zero at its last occurrence: a later one would find no reference
- * left). A bad id, or a block with no reference to drop, puts every count
- * back and refuses the call. *n_zero_out is the number noted, or SIZE_MAX
- * when more than RELEASE_ZEROS reached zero (the counts are dropped and
- * checked, but only the first RELEASE_ZEROS are noted).
+ * whose count reaches zero are noted in @p zeroed (a block reaches zero at
+ * its last occurrence: a later one would find no reference left). A bad id,
+ * or a block with no reference to drop, puts every count back and refuses
+ * the call. *all_noted_out is false, with every count dropped and checked,
+ * when more than RELEASE_ZEROS reached zero (only the first RELEASE_ZEROS
+ * are noted). @p bounded: count <= RELEASE_ZEROS, so there is always room.
  */
-static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
-                                     uint32_t *zero_ids, size_t *n_zero_out)
+static inline __attribute__((always_inline)) kvbm_status_t
+drop_loop(kvbm_manager_t *manager, const uint32_t *ids, size_t count, zeroed_t *zeroed,
+          bool *all_noted_out, bool bounded)
 {
     kvbm__block_t *blocks = manager->blocks;
     const uint32_t num_blocks = manager->num_blocks; /* a local: block stores cannot change it */
-    size_t n_zero = 0, dropped = 0;
+    size_t n_inactive = 0, n_reset = 0, dropped = 0;
     for (; dropped < count; dropped++) {
         uint32_t id = ids[dropped];
         if (id >= num_blocks || blocks[id].refcount == 0) {
@@ -786,29 +887,50 @@ static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *id
                                   num_blocks);
             return kvbm__fail(KVBM_ERR_NOT_HELD, "block %u: no reference left to release", id);
         }
-        if (--blocks[id].refcount == 0) {
-            if (n_zero < RELEASE_ZEROS)
-                zero_ids[n_zero] = id;
-            n_zero++;
+        if (--blocks[id].refcount != 0)
+            continue;
+        bool room = bounded || n_inactive + n_reset < RELEASE_ZEROS;
+        if (blocks[id].state == BLOCK_REGISTERED) {
+            if (room)
+                zeroed->ids[n_inactive] = id;
+            n_inactive++;
+        } else {
+            if (room)
+                zeroed->ids[RELEASE_ZEROS - 1 - n_reset] = id;
+            n_reset++;
         }
     }
-    *n_zero_out = n_zero <= RELEASE_ZEROS ? n_zero : SIZE_MAX;
+    zeroed->n_inactive = n_inactive;
+    zeroed->n_reset = n_reset;
+    *all_noted_out = n_inactive + n_reset <= RELEASE_ZEROS;
     return KVBM_OK;
 }
 
-/* Moves the blocks whose last reference went, in order: a registered one
- * becomes inactive (the policy hears of it in this order), any other goes
- * to reset. */
-static void move_released(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
-                          const uint32_t *zero_ids, size_t n_zero)
+/* drop_loop inlined twice: a call of at most RELEASE_ZEROS ids cannot note
+ * more than there is room for, so its copy checks no room. */
+static kvbm_status_t drop_references(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
+                                     zeroed_t *zeroed, bool *all_noted_out)
 {
-    for (size_t i = 0; i < n_zero; i++) {
-        uint32_t id = zero_ids[i];
-        if (manager->blocks[id].state == BLOCK_REGISTERED)
-            block_to_inactive(manager, batch, id);
-        else
-            block_to_reset(manager, id);
+    if (count <= RELEASE_ZEROS)
+        return drop_loop(manager, ids, count, zeroed, all_noted_out, true);
+    return drop_loop(manager, ids, count, zeroed, all_noted_out, false);
+}
+
+/* Moves the blocks whose last reference went: the registered ones become
+ * inactive in release order (the policy hears of them in this order; a
+ * policy by id gets the array as it is), the others go to reset, in release
+ * order too (going to reset tells the policy nothing). */
+static void move_released(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
+                          const zeroed_t *zeroed)
+{
+    if (batch->by_id) {
+        blocks_to_inactive_by_id(manager, batch, zeroed->ids, zeroed->n_inactive);
+    } else {
+        for (size_t i = 0; i < zeroed->n_inactive; i++)
+            block_to_inactive(manager, batch, zeroed->ids[i]);
     }
+    for (size_t i = 0; i < zeroed->n_reset; i++)
+        block_to_reset(manager, zeroed->ids[RELEASE_ZEROS - 1 - i]);
 }
 
 kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
@@ -816,17 +938,17 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
     KVBM_REQUIRE_ARG(manager != NULL);
     KVBM_REQUIRE_ARG(count == 0 || ids != NULL);
     kvbm__mutex_lock(&manager->lock);
-    uint32_t zero_ids[RELEASE_ZEROS];
-    size_t n_zero = 0;
-    kvbm_status_t status = drop_references(manager, ids, count, zero_ids, &n_zero);
+    zeroed_t zeroed;
+    bool all_noted = false;
+    kvbm_status_t status = drop_references(manager, ids, count, &zeroed, &all_noted);
     if (status != KVBM_OK) {
         kvbm__mutex_unlock(&manager->lock);
         return status;
     }
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
-    if (n_zero != SIZE_MAX) {
-        move_released(manager, &batch, zero_ids, n_zero);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
+    if (all_noted) {
+        move_released(manager, &batch, &zeroed);
     } else {
         /* Checked, but more zeros than noted: drop the references again in
          * pieces (none can fail now, none notes more than it has room for). */
@@ -834,10 +956,10 @@ kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids,
         for (size_t start = 0; start < count; start += RELEASE_ZEROS) {
             size_t piece = count - start < RELEASE_ZEROS ? count - start : RELEASE_ZEROS;
             kvbm_status_t piece_status =
-                drop_references(manager, ids + start, piece, zero_ids, &n_zero);
-            assert(piece_status == KVBM_OK && n_zero != SIZE_MAX);
+                drop_references(manager, ids + start, piece, &zeroed, &all_noted);
+            assert(piece_status == KVBM_OK && all_noted);
             (void)piece_status;
-            move_released(manager, &batch, zero_ids, n_zero);
+            move_released(manager, &batch, &zeroed);
         }
     }
     kvbm__policy_batch_flush(&batch);
@@ -877,7 +999,7 @@ kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes
                                              "would overflow");
     }
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t matched = 0;
@@ -952,7 +1074,7 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
                                              "would overflow");
     }
     kvbm__policy_batch_t batch;
-    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state);
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     size_t found = 0;
@@ -972,6 +1094,114 @@ kvbm_status_t kvbm_manager_scan(kvbm_manager_t *manager, const uint64_t *hashes,
     *n_found_out = found;
     return KVBM_OK;
 }
+
+/* ------------------------------------------------------------------ match, allocate, register */
+
+/*
+ * The fused call's lookup: the registered prefix of @p hashes, its blocks
+ * written to ids_out, nothing acquired. *n_inactive_out counts the distinct
+ * inactive blocks among them (each marked in_call when counted; the caller
+ * clears the marks of ids_out[0, matched)).
+ */
+static size_t lookup_prefix(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
+                            uint32_t *ids_out, size_t *n_inactive_out)
+{
+    hashes_ahead_t ahead;
+    hashes_ahead_start(&ahead, &manager->registry, hashes, count);
+    size_t matched = 0, inactive = 0;
+    for (; matched < count; matched++) {
+        uint32_t home = hashes_ahead_home(&ahead, matched);
+        uint32_t id = kvbm__registry_find(&manager->registry, hashes[matched], home);
+        if (id == KVBM_BLOCK_NONE)
+            break;
+        kvbm__block_t *block = &manager->blocks[id];
+        if (block->refcount == 0 && !block->in_call) {
+            block->in_call = 1;
+            inactive++;
+        }
+        ids_out[matched] = id;
+    }
+    *n_inactive_out = inactive;
+    return matched;
+}
+
+kvbm_status_t kvbm_manager_match_allocate_register(kvbm_manager_t *manager, const uint64_t *hashes,
+                                                   size_t count, const kvbm_register_opts_t *opts,
+                                                   uint32_t *ids_out, kvbm_evicted_t *evicted_out,
+                                                   kvbm_request_counts_t *counts_out)
+{
+    KVBM_REQUIRE_ARG(manager != NULL && counts_out != NULL);
+    KVBM_REQUIRE_ARG(count == 0 || (hashes != NULL && ids_out != NULL));
+    kvbm_status_t status = opts != NULL ? check_register_opts(opts, count) : KVBM_OK;
+    if (status != KVBM_OK)
+        return status;
+    kvbm__mutex_lock(&manager->lock);
+    /* Every block found (matched, or deduplicated onto) takes at most count
+     * references. */
+    if (refs_need_check(manager, count) && !found_blocks_fit(manager, hashes, count, false)) {
+        kvbm__mutex_unlock(&manager->lock);
+        return kvbm__fail(KVBM_ERR_OVERFLOW, "kvbm_manager_match_allocate_register: a block's "
+                                             "reference count would overflow");
+    }
+    size_t n_inactive = 0;
+    size_t matched = lookup_prefix(manager, hashes, count, ids_out, &n_inactive);
+    size_t need = count - matched;
+    size_t evictable = manager->inactive_count - n_inactive; /* once the prefix is acquired */
+    if (need > manager->reset_count + evictable) {
+        for (size_t i = 0; i < matched; i++)
+            manager->blocks[ids_out[i]].in_call = 0;
+        status = refuse_allocation(manager, need, manager->reset_count, evictable);
+        kvbm__mutex_unlock(&manager->lock);
+        return status;
+    }
+    /* Nothing below can fail. The match: */
+    kvbm__policy_batch_t batch;
+    kvbm__policy_batch_start(&batch, manager->policy, manager->policy_state, manager->policy_by_id);
+    for (size_t i = 0; i < matched; i++)
+        manager->blocks[ids_out[i]].in_call = 0;
+    if (batch.by_id && n_inactive == matched) {
+        /* The usual case: every matched block was inactive, each once. */
+        blocks_to_active_by_id(manager, &batch, ids_out, matched);
+    } else {
+        for (size_t i = 0; i < matched; i++)
+            acquire_registered(manager, &batch, ids_out[i], true);
+    }
+    manager->metrics.match_hashes += count;
+    manager->metrics.match_blocks += matched;
+    /* The policy hears of the acquisitions before it gives up victims. */
+    kvbm__policy_batch_flush(&batch);
+    size_t n_evicted = allocate_blocks(manager, need, ids_out + matched, evicted_out);
+    /* The evictions' removals go first, as the allocation's own call would
+     * deliver them: a hash evicted here may be registered again below. */
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
+    /* The registration of the fresh blocks, in place in ids_out. */
+    kvbm_register_opts_t rest = opts != NULL ? *opts : (kvbm_register_opts_t){.priority = 50};
+    if (matched > 0) {
+        rest.parent_hash = hashes[matched - 1];
+        rest.has_parent = true;
+        rest.parent_for_events_only = false; /* the matched block is the real parent */
+        if (rest.n_tokens > 0) {
+            rest.tokens += matched * rest.block_size;
+            rest.n_tokens -= matched * rest.block_size;
+        }
+    }
+    rest.first_position += (uint32_t)matched;
+    uint64_t dedups_before = manager->metrics.dedups;
+    register_blocks(manager, &batch, ids_out + matched, hashes + matched, need, &rest,
+                    ids_out + matched);
+    size_t deduplicated = (size_t)(manager->metrics.dedups - dedups_before);
+    kvbm__policy_batch_flush(&batch);
+    if (manager->events != NULL)
+        kvbm__manager_events_deliver(manager->events);
+    kvbm__mutex_unlock(&manager->lock);
+    *counts_out = (kvbm_request_counts_t){.matched = matched,
+                                          .evicted = evicted_out != NULL ? n_evicted : 0,
+                                          .deduplicated = deduplicated};
+    return KVBM_OK;
+}
+
+/* ------------------------------------------------------------------ invalidate */
 
 kvbm_status_t kvbm_manager_invalidate(kvbm_manager_t *manager, const uint32_t *ids, size_t count)
 {

@@ -1,6 +1,7 @@
 /* Policy operations in batches; see policy_batch.h. */
 #include "policy_batch.h"
 
+#include <assert.h>
 #include <stdbool.h>
 
 /* A table before the batches: the single operations, in order. */
@@ -28,12 +29,29 @@ static void flush_one_by_one(const kvbm__policy_batch_t *batch)
     }
 }
 
+/* A batch by id: inserts and acquires go over as they are. */
+static void flush_ids(const kvbm__policy_batch_t *batch)
+{
+    const kvbm_policy_ops_t *ops = batch->ops;
+    if (batch->op == KVBM__POLICY_OP_INSERT) {
+        ops->insert_ids(batch->state, batch->ids, batch->count);
+    } else if (batch->op == KVBM__POLICY_OP_ACQUIRE) {
+        ops->acquire_ids(batch->state, batch->ids, batch->count);
+    } else {
+        assert(batch->op == KVBM__POLICY_OP_REMOVE);
+        for (size_t i = 0; i < batch->count; i++)
+            ops->remove(batch->state, batch->ids[i]);
+    }
+}
+
 void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch)
 {
     if (batch->count == 0)
         return;
     const kvbm_policy_ops_t *ops = batch->ops;
-    if (ops->version < KVBM__POLICY_BATCH_VERSION || batch->op == KVBM__POLICY_OP_REMOVE)
+    if (batch->by_id && batch->op != KVBM__POLICY_OP_TOUCH)
+        flush_ids(batch);
+    else if (ops->version < KVBM__POLICY_BATCH_VERSION || batch->op == KVBM__POLICY_OP_REMOVE)
         flush_one_by_one(batch); /* remove has no batch: it is never on a hot path */
     else if (batch->op == KVBM__POLICY_OP_INSERT)
         ops->insert_batch(batch->state, batch->entries, batch->count);
@@ -42,6 +60,22 @@ void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch)
     else
         ops->touch_batch(batch->state, batch->entries, batch->count);
     batch->count = 0;
+}
+
+void kvbm__policy_batch_insert_ids(kvbm__policy_batch_t *batch, const uint32_t *ids, size_t count)
+{
+    assert(batch->by_id);
+    kvbm__policy_batch_flush(batch);
+    if (count > 0)
+        batch->ops->insert_ids(batch->state, ids, count);
+}
+
+void kvbm__policy_batch_acquire_ids(kvbm__policy_batch_t *batch, const uint32_t *ids, size_t count)
+{
+    assert(batch->by_id);
+    kvbm__policy_batch_flush(batch);
+    if (count > 0)
+        batch->ops->acquire_ids(batch->state, ids, count);
 }
 
 size_t kvbm__policy_pop_victims(const kvbm_policy_ops_t *ops, void *state, uint32_t *ids_out,

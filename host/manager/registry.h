@@ -96,6 +96,20 @@ static inline kvbm__registry_slot_t *kvbm__registry_probe(const kvbm__registry_t
     return &registry->slots[i];
 }
 
+/* The slot of a hash known to be registered: no slot between its home and
+ * its slot is empty (that is what lets probes stop at an empty slot), so
+ * comparing the keys alone finds it, an empty slot's stale key never being
+ * reached. */
+static inline kvbm__registry_slot_t *kvbm__registry_slot_of(const kvbm__registry_t *registry,
+                                                            uint64_t hash, uint32_t home)
+{
+    uint32_t i = home;
+    while (registry->slots[i].hash != hash)
+        i = kvbm__registry_next(registry, i);
+    assert(registry->slots[i].first_plus_one != 0);
+    return &registry->slots[i];
+}
+
 /* The first block registered under @p hash, or KVBM_BLOCK_NONE. */
 static inline uint32_t kvbm__registry_find(const kvbm__registry_t *registry, uint64_t hash,
                                            uint32_t home)

@@ -4,7 +4,8 @@
  * seeing a batch at once. A policy file named prefix_insert, prefix_remove,
  * prefix_pop_victim and prefix_touch writes
  *     KVBM__POLICY_BATCH_LOOPS(prefix)
- * after them and KVBM__POLICY_BATCH_SLOTS(prefix) in its ops table.
+ * after them and KVBM__POLICY_BATCH_SLOTS(prefix) in its ops table (which
+ * also says the policy needs whole entries: no batches by id).
  */
 #ifndef KVBM_HOST_POLICY_BATCH_LOOPS_H
 #define KVBM_HOST_POLICY_BATCH_LOOPS_H
@@ -46,6 +47,7 @@
 
 #define KVBM__POLICY_BATCH_SLOTS(prefix)                                                           \
     .insert_batch = prefix##_insert_batch, .acquire_batch = prefix##_acquire_batch,                \
-    .touch_batch = prefix##_touch_batch, .pop_victims = prefix##_pop_victims
+    .touch_batch = prefix##_touch_batch, .pop_victims = prefix##_pop_victims,                      \
+    .insert_ids = kvbm_policy_needs_entries, .acquire_ids = kvbm_policy_needs_entries
 
 #endif /* KVBM_HOST_POLICY_BATCH_LOOPS_H */

@@ -15,3 +15,10 @@ void kvbm_policy_ignore_touches(void *state, const kvbm_policy_entry_t *entries,
     (void)entries;
     (void)count;
 }
+
+void kvbm_policy_needs_entries(void *state, const uint32_t *block_ids, size_t count)
+{
+    (void)state;
+    (void)block_ids;
+    (void)count;
+}

@@ -73,7 +73,31 @@ static void lru_touch(void *state, const kvbm_policy_entry_t *entry, bool inacti
 
 /* The batches, as the single operations would leave the list: an acquire
  * (touch, which moves the block to the back, then remove) is one unlink, and
- * a touch of an active block does nothing (kvbm_policy_ignore_touches). */
+ * a touch of an active block does nothing (kvbm_policy_ignore_touches).
+ * LRU reads nothing of an entry but its block id, so the manager hands it
+ * ids (version 4); the entry batches serve older callers of the table. */
+static void lru_insert_ids(void *state, const uint32_t *block_ids, size_t count)
+{
+    lru_policy_t *lru = state;
+    /* Local copies: the compiler then knows a link store never changes the
+     * list's ends, and keeps them in registers across the loop. */
+    kvbm__block_list_t order = lru->order;
+    kvbm__block_links_t links = lru->links;
+    for (size_t i = 0; i < count; i++)
+        kvbm__block_list_push_back(&order, &links, block_ids[i]);
+    lru->order = order;
+}
+
+static void lru_acquire_ids(void *state, const uint32_t *block_ids, size_t count)
+{
+    lru_policy_t *lru = state;
+    kvbm__block_list_t order = lru->order; /* in registers, as in lru_insert_ids */
+    kvbm__block_links_t links = lru->links;
+    for (size_t i = 0; i < count; i++)
+        kvbm__block_list_unlink(&order, &links, block_ids[i]);
+    lru->order = order;
+}
+
 static void lru_insert_batch(void *state, const kvbm_policy_entry_t *entries, size_t count)
 {
     lru_policy_t *lru = state;
@@ -91,10 +115,12 @@ static void lru_acquire_batch(void *state, const kvbm_policy_entry_t *entries, s
 static size_t lru_pop_victims(void *state, uint32_t *block_ids_out, size_t count)
 {
     lru_policy_t *lru = state;
+    kvbm__block_list_t order = lru->order; /* in registers, as in lru_insert_ids */
+    kvbm__block_links_t links = lru->links;
     size_t popped = 0;
-    while (popped < count &&
-           kvbm__block_list_pop_front(&lru->order, &lru->links, &block_ids_out[popped]))
+    while (popped < count && kvbm__block_list_pop_front(&order, &links, &block_ids_out[popped]))
         popped++;
+    lru->order = order;
     return popped;
 }
 
@@ -118,6 +144,8 @@ static const kvbm_policy_ops_t lru_ops = {
     .acquire_batch = lru_acquire_batch,
     .touch_batch = kvbm_policy_ignore_touches,
     .pop_victims = lru_pop_victims,
+    .insert_ids = lru_insert_ids,
+    .acquire_ids = lru_acquire_ids,
     .hint = kvbm_policy_ignore_hint,
 };
 

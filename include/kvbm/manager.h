@@ -271,6 +271,50 @@ KVBM_API kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint3
 KVBM_API kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes,
                                           size_t count, uint32_t *ids_out, size_t *n_matched_out);
 
+/** What kvbm_manager_match_allocate_register() did. */
+typedef struct kvbm_request_counts {
+    size_t matched;      /**< leading hashes found registered (acquired) */
+    size_t evicted;      /**< entries written to evicted_out */
+    size_t deduplicated; /**< hashes after the prefix found on another block */
+} kvbm_request_counts_t;
+
+/**
+ * @brief One request's blocks in one call: kvbm_manager_match() of
+ *        @p hashes, then kvbm_manager_allocate() of a block for each hash
+ *        after the matched prefix, then kvbm_manager_register() of those
+ *        hashes on them, under one hold of the lock, with the same results,
+ *        policy operations, events and metrics as the three calls in a row.
+ *
+ * Nothing is checked twice: the blocks registered are the ones the call
+ * just allocated. The registration's parent is hashes[matched - 1] when a
+ * prefix matched, else opts->parent_hash; its first position is
+ * opts->first_position + matched (so opts describe hashes[0]; tokens, when
+ * given, are those of all @p count hashes, and the registration gets those
+ * after the prefix). All or
+ * nothing: a refused call changes nothing. The caller then holds one
+ * reference on each block of ids_out, to release as usual.
+ *
+ * @param[in]  opts        as for kvbm_manager_register (NULL: no parent,
+ *                         priority 50, no hints).
+ * @param[out] ids_out     room for @p count ids: the blocks holding
+ *                         hashes[0, count), matched ones first. A block after
+ *                         the prefix is a fresh one to fill, or, for the
+ *                         counts_out->deduplicated hashes (duplication
+ *                         reject), the block already holding that hash.
+ * @param[out] evicted_out optional (NULL), room for @p count entries: the
+ *                         evicted blocks and the hashes they carried, in
+ *                         eviction order.
+ * @param[out] counts_out  matched, evicted, deduplicated.
+ * @return KVBM_OK; KVBM_ERR_INVALID_ARG (NULL, priority above 100, tokens
+ *         not count * block_size); KVBM_ERR_NO_BLOCKS when reset + inactive blocks (after the
+ *         prefix is acquired) are fewer than the hashes after it;
+ *         KVBM_ERR_OVERFLOW (a reference count would overflow). Nothing
+ *         changes on error. Thread-safe.
+ */
+KVBM_API kvbm_status_t kvbm_manager_match_allocate_register(
+    kvbm_manager_t *manager, const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
+    uint32_t *ids_out, kvbm_evicted_t *evicted_out, kvbm_request_counts_t *counts_out);
+
 /**
  * @brief How long kvbm_manager_match() would match, without acquiring or
  *        touching anything (for routers choosing a worker, and for callers

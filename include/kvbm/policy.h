@@ -14,7 +14,8 @@
  * reordered. Every slot is filled (no NULLs); an operation a policy has no use
  * for points at a function that does nothing. The manager accepts a table of
  * any published version, and calls the single operations of a table older
- * than version 3 where a version-3 table gets batches.
+ * than version 3 where a version-3 table gets batches, and hands a version-4
+ * table that orders blocks by id alone bare id arrays.
  */
 #ifndef KVBM_POLICY_H
 #define KVBM_POLICY_H
@@ -32,8 +33,8 @@ extern "C" {
 #endif
 
 /* Version 1 tables end at size; version 2 appends hint; version 3 the
- * batches after it. */
-#define KVBM_POLICY_OPS_VERSION    3u
+ * batches after it; version 4 the batches by block id. */
+#define KVBM_POLICY_OPS_VERSION    4u
 #define KVBM_POLICY_CONFIG_VERSION 1u
 
 /** No block / no parent. */
@@ -166,6 +167,20 @@ typedef struct kvbm_policy_ops {
      * @p block_ids_out; returns how many (fewer only if the policy empties).
      */
     size_t (*pop_victims)(void *state, uint32_t *block_ids_out, size_t count);
+
+    /*
+     * ---- version 4: batches by block id ---- For a policy whose insert and
+     * acquire read nothing of an entry but its block id (LRU): the manager
+     * then hands over the block ids it already has, with no entry built
+     * (a release passes the ids whose count reached zero as they are). A
+     * policy that reads more of its entries points both slots at
+     * kvbm_policy_needs_entries and keeps getting insert_batch and
+     * acquire_batch. The manager uses these only when both are its own.
+     */
+    /** insert_batch(entries) where only each entry's block_id is given. */
+    void (*insert_ids)(void *state, const uint32_t *block_ids, size_t count);
+    /** acquire_batch(entries) where only each entry's block_id is given. */
+    void (*acquire_ids)(void *state, const uint32_t *block_ids, size_t count);
 } kvbm_policy_ops_t;
 
 /**
@@ -235,6 +250,14 @@ KVBM_API void kvbm_policy_ignore_hint(void *state, const kvbm_policy_entry_t *en
  */
 KVBM_API void kvbm_policy_ignore_touches(void *state, const kvbm_policy_entry_t *entries,
                                          size_t count);
+
+/**
+ * @brief The insert_ids and acquire_ids of a policy that needs whole
+ *        entries: a manager whose policy table points either slot here
+ *        hands that policy entries (insert_batch, acquire_batch) instead,
+ *        and never calls this. Called anyway, it does nothing. Thread-safe.
+ */
+KVBM_API void kvbm_policy_needs_entries(void *state, const uint32_t *block_ids, size_t count);
 
 /**
  * @brief Find a built-in policy by name (a name of KVBM_POLICY_LIST).

@@ -67,7 +67,7 @@ kvbm_status_t kvbm_hash_tokens(const uint32_t *tokens, size_t count, uint32_t bl
                                uint64_t seed, uint64_t *hashes, size_t *n_hashes_out);
 
 /* ---------------------------------------------------------------- policy.h */
-#define KVBM_POLICY_OPS_VERSION    3
+#define KVBM_POLICY_OPS_VERSION    4
 #define KVBM_POLICY_CONFIG_VERSION 1
 #define KVBM_BLOCK_NONE            4294967295
 
@@ -201,6 +201,12 @@ typedef struct kvbm_register_opts {
     bool parent_for_events_only;
 } kvbm_register_opts_t;
 
+typedef struct kvbm_request_counts {
+    size_t matched;
+    size_t evicted;
+    size_t deduplicated;
+} kvbm_request_counts_t;
+
 typedef struct kvbm_pool_counts {
     size_t total;
     size_t reset;
@@ -220,6 +226,10 @@ kvbm_status_t kvbm_manager_acquire(kvbm_manager_t *manager, const uint32_t *ids,
 kvbm_status_t kvbm_manager_release(kvbm_manager_t *manager, const uint32_t *ids, size_t count);
 kvbm_status_t kvbm_manager_match(kvbm_manager_t *manager, const uint64_t *hashes, size_t count,
                                  uint32_t *ids_out, size_t *n_matched_out);
+kvbm_status_t kvbm_manager_match_allocate_register(kvbm_manager_t *manager, const uint64_t *hashes,
+                                                   size_t count, const kvbm_register_opts_t *opts,
+                                                   uint32_t *ids_out, kvbm_evicted_t *evicted_out,
+                                                   kvbm_request_counts_t *counts_out);
 kvbm_status_t kvbm_manager_match_length(kvbm_manager_t *manager, const uint64_t *hashes,
                                         size_t count, size_t *n_matched_out,
                                         size_t *n_inactive_out);

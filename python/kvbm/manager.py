@@ -339,6 +339,33 @@ class Manager(_ManagerReads, _core.Handle):
         k = matched[0]
         return ids if k == n else ids[:k]
 
+    def match_allocate_register(self, hashes, *, parent=None, priority=None, request_blocks=None,
+                                first_position=None, evicted=False):
+        """match(), allocate() and register() of one request in one call
+        (kvbm_manager_match_allocate_register): (ids of every hash, number
+        matched, number of registrations deduplicated), with ``evicted``
+        also the evicted blocks as EVICTED_DTYPE. ``parent`` and the hints
+        describe hashes[0], as for register()."""
+        p = self._ptr
+        if p is None:
+            raise self._closed_error()
+        call = "kvbm_manager_match_allocate_register"
+        hashes = as_index_array(hashes, U64, call, "hashes")
+        n = len(hashes)
+        opts = register_opts(parent, priority, call, request_blocks, first_position)
+        ids = _empty(n, U32)
+        counts = ffi.new("kvbm_request_counts_t *")
+        ev = _empty(n, EVICTED_DTYPE) if evicted else None
+        st = lib.kvbm_manager_match_allocate_register(
+            p, _from_buffer(_u64p, hashes), n, opts, _from_buffer(_u32p, ids),
+            ffi.from_buffer("kvbm_evicted_t[]", ev) if evicted else ffi.NULL, counts)
+        if st:
+            fail(st, call)
+        self._deliver()
+        if evicted:
+            return ids, counts.matched, counts.deduplicated, ev[: counts.evicted]
+        return ids, counts.matched, counts.deduplicated
+
     def scan(self, hashes, *, touch=True, out=None):
         """Every hash looked up, hits acquired: (ids with BLOCK_NONE for
         misses, number of hits)."""

@@ -21,10 +21,11 @@ from kvbm._cffi import CDEFS_PATH, constants, ffi
 from conftest import SOURCE_DIR
 
 #: Exported functions the binding does not declare: the transfers and the
-#: do-nothing ops C policy tables point at (kvbm_policy_ignore_*: no policy is
-#: written in Python). Everything of the KV events (the publisher, the
-#: batcher, announce, clear, the tiers' hash lists) is declared and called.
-NOT_WRAPPED = re.compile(r"^kvbm_(xfer_|policy_ignore_)")
+#: do-nothing ops C policy tables point at (kvbm_policy_ignore_*,
+#: kvbm_policy_needs_entries: no policy is written in Python). Everything of
+#: the KV events (the publisher, the batcher, announce, clear, the tiers' hash
+#: lists) is declared and called.
+NOT_WRAPPED = re.compile(r"^kvbm_(xfer_|policy_ignore_|policy_needs_entries$)")
 
 # __builtin_classify_type's classes (gcc typeclass.h); C's _Bool and enums
 # are integers to it, so the probe also reports signedness and _Bool-ness.

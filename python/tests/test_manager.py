@@ -31,6 +31,22 @@ def test_allocate_register_release_match_round_trip():
         assert all(m.contains(int(x)) for x in h) and not m.contains(12345)
 
 
+def test_match_allocate_register_does_one_request_in_one_call():
+    with kvbm.Manager(4) as m:
+        ids, matched, dedups = m.match_allocate_register(hashes(3))
+        assert matched == 0 and dedups == 0 and len(set(ids)) == 3
+        m.release(ids[::-1])
+        # 1 and 2 are cached; 5 and 6 take the free block and evict 3's.
+        ids2, matched, dedups, ev = m.match_allocate_register([1, 2, 5, 6], request_blocks=4, evicted=True)
+        assert matched == 2 and list(ids2[:2]) == list(ids[:2]) and dedups == 0
+        assert list(ev["seq_hash"]) == [3]
+        assert m.counts() == {"total": 4, "reset": 0, "active": 4, "inactive": 0}
+        with pytest.raises(kvbm.KvbmError):
+            m.match_allocate_register([7])  # every block held: nothing to allocate
+        m.release(ids2[::-1])
+        assert m.match_length([1, 2, 5, 6]) == (4, 4)
+
+
 def test_lists_and_other_integer_arrays_work_like_numpy_arrays():
     with kvbm.Manager(8) as m:
         ids = m.allocate(2)

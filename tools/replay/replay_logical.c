@@ -117,8 +117,9 @@ static kvbm_status_t release_reversed(logical_t *l, kvbm_manager_t *manager, con
                                       size_t count)
 {
     uint32_t *reversed = l->scratch.release_ids;
-    for (size_t i = 0; i < count; i++)
-        reversed[i] = ids[count - 1 - i];
+    const uint32_t *from = ids + count;
+    for (uint32_t *to = reversed; to < reversed + count; to++)
+        *to = *--from;
     return kvbm_manager_release(manager, reversed, count);
 }
 
@@ -215,9 +216,9 @@ static kvbm_status_t match_lower(logical_t *l, const uint64_t *rest, size_t coun
     return status;
 }
 
-/* Step 5: registers H[k1:] on the fresh blocks (onboarded ones first), with
- * the request's length and position as hints, and tells the G2 admission
- * filter of each new use. */
+/* Step 5 with a G2 admission filter: registers H[k1:] on the fresh blocks
+ * (onboarded ones first), with the request's length and position as hints,
+ * and tells the filter of each new use. */
 static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t count, size_t k1,
                                    replay_counts_t *counts)
 {
@@ -234,14 +235,6 @@ static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t 
     if (status != KVBM_OK)
         return status;
     /* A dedup hands back the existing block in place of the new one. */
-    const uint32_t *registered = s->g1_ids + k1, *fresh = s->fresh_ids;
-    if (l->admission == NULL) {
-        size_t dedups = 0;
-        for (size_t i = 0; i < need; i++)
-            dedups += registered[i] != fresh[i];
-        counts->dedup += dedups;
-        return KVBM_OK;
-    }
     for (size_t i = 0; i < need; i++) {
         bool dedup = s->g1_ids[k1 + i] != s->fresh_ids[i];
         counts->dedup += dedup;
@@ -255,6 +248,27 @@ static kvbm_status_t register_rest(logical_t *l, const uint64_t *hashes, size_t 
 }
 static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t count,
                                    replay_counts_t *counts);
+
+/* Steps 2, 4 and 5 of G1 as one call (kvbm_manager_match_allocate_register)
+ * when no admission filter has to hear which registrations deduplicated:
+ * G1's match, allocation and registration leave G2 and G3 alone, so their
+ * match (steps 3, 3b) and step 4's offloads, made after, see what they see
+ * in the contract's order. Sets *k1_out and the evictions in s->evicted. */
+static kvbm_status_t g1_fused(logical_t *l, const uint64_t *hashes, size_t count, size_t *k1_out,
+                              size_t *n_evicted_out, replay_counts_t *counts)
+{
+    replay_scratch_t *s = &l->scratch;
+    kvbm_register_opts_t opts = {.priority = 50, .request_blocks = l->hints ? (uint32_t)count : 0};
+    kvbm_request_counts_t g1;
+    kvbm_status_t status = kvbm_manager_match_allocate_register(l->g1, hashes, count, &opts,
+                                                                s->g1_ids, s->evicted, &g1);
+    if (status != KVBM_OK)
+        return status;
+    counts->dedup += g1.deduplicated;
+    *k1_out = g1.matched;
+    *n_evicted_out = g1.evicted;
+    return KVBM_OK;
+}
 
 static kvbm_status_t logical_request(void *state, const uint64_t *hashes, size_t count,
                                      replay_counts_t *counts)
@@ -274,10 +288,14 @@ static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t 
     kvbm_status_t status = replay_scratch_reserve(s, count);
     if (status != KVBM_OK)
         return status;
+    bool fused = l->admission == NULL;
 
-    /* 2. G1 prefix match. */
-    size_t k1 = 0;
-    status = kvbm_manager_match(l->g1, hashes, count, s->g1_ids, &k1);
+    /* 2. G1 prefix match (with 4 and 5 when fused). */
+    size_t k1 = 0, n_evicted = 0;
+    if (fused)
+        status = g1_fused(l, hashes, count, &k1, &n_evicted, counts);
+    else
+        status = kvbm_manager_match(l->g1, hashes, count, s->g1_ids, &k1);
     if (status != KVBM_OK)
         return status;
 
@@ -287,12 +305,14 @@ static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t 
     if (status != KVBM_OK)
         return status;
 
-    /* 4. Allocate the rest of G1 in one call; offload what it evicted. */
+    /* 4. Allocate the rest of G1 in one call (done when fused); offload
+     * what it evicted. */
     size_t need = count - k1;
-    size_t n_evicted = 0;
-    status = kvbm_manager_allocate(l->g1, need, s->fresh_ids, s->evicted, &n_evicted);
-    if (status != KVBM_OK)
-        return status;
+    if (!fused) {
+        status = kvbm_manager_allocate(l->g1, need, s->fresh_ids, s->evicted, &n_evicted);
+        if (status != KVBM_OK)
+            return status;
+    }
     counts->g1_evictions += n_evicted;
     if (l->g2 != NULL) {
         for (size_t i = 0; i < n_evicted; i++) {
@@ -303,8 +323,8 @@ static kvbm_status_t logical_steps(logical_t *l, const uint64_t *hashes, size_t 
     }
 
     /* 5. Register the new blocks (onboarded ones first, G2's then G3's:
-     * they lead H[k1:]). */
-    if (need > 0 && (status = register_rest(l, hashes, count, k1, counts)) != KVBM_OK)
+     * they lead H[k1:]); done when fused. */
+    if (!fused && need > 0 && (status = register_rest(l, hashes, count, k1, counts)) != KVBM_OK)
         return status;
     if (l->admission != NULL)
         for (size_t i = 0; i < k1; i++)
