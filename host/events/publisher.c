@@ -298,17 +298,19 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Wakes the thread only if it sleeps for good, or naps while the queue
- * grows (see KVBM__PUBLISHER_WAKE_BYTES): a wake is a system call, too dear
- * for every batch. With the lock held; true: the caller wakes it. */
+/* Wakes the thread only if it sleeps for good, or if half the queue (its
+ * slots or its ring) is in use while it naps: a wake is a system call on
+ * the caller's thread, and the woken thread often takes the caller's CPU,
+ * so a busy producer leaves the thread to its naps (decision 110). With
+ * the lock held; true: the caller wakes it. */
 static bool wake_needed(kvbm_publisher_t *p)
 {
     if (p->sleeping) {
         p->sleeping = false;
         return true;
     }
-    if (!p->woken && (p->queued_bytes >= KVBM__PUBLISHER_WAKE_BYTES ||
-                      p->queue.count >= p->queue.capacity / 2)) {
+    if (!p->woken &&
+        (p->space.used >= p->space.capacity / 2 || p->queue.count >= p->queue.capacity / 2)) {
         p->woken = true;
         return true;
     }
@@ -343,7 +345,6 @@ static kvbm_status_t enqueue(kvbm_publisher_t *p, uint64_t seq, double ts, const
     batch->ts = ts;
     batch->size = *size;
     kvbm__batch_ring_commit(&p->queue);
-    p->queued_bytes += size->bound;
     return KVBM_OK;
 }
 

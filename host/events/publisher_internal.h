@@ -24,12 +24,6 @@
  * memory from malloc, which costs the producer more. */
 #define KVBM__PUBLISHER_SPACE_BYTES (16u << 20)
 
-/* A producer wakes the napping thread once this many encoded bytes wait:
- * the queue's buffers are reused from its first slots whenever it empties,
- * so keeping it short keeps them in the producer's cache, instead of a
- * millisecond of batches cycling through (and evicting) its L2. */
-#define KVBM__PUBLISHER_WAKE_BYTES (32u << 10)
-
 struct kvbm_publisher {
     /* Immutable after create. */
     char *endpoint;        /* as bound or connected (after the rank offset) */
@@ -58,7 +52,6 @@ struct kvbm_publisher {
     pthread_cond_t progressed; /* done_seq advanced, for flush */
     kvbm__batch_ring_t queue;  /* records not yet sent; seq increasing */
     kvbm__chunk_ring_t space;  /* the queued batches' records (kvbm__batch_t.chunk) */
-    size_t queued_bytes;       /* the queued batches' bounds (kvbm__batch_t.bound) */
     uint64_t next_seq;         /* the next batch's sequence number */
     uint64_t done_seq;         /* every seq below it was sent or dropped */
     /* Set when a batch is dropped, cleared when a batch holding

@@ -8,6 +8,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -174,7 +176,6 @@ static size_t take_batches(kvbm_publisher_t *p, uint64_t *done_after)
         kvbm__batch_t *batch = kvbm__batch_ring_at(&p->queue, 0);
         p->taken[n] = *batch;
         batch->chunk = (kvbm__chunk_t){0};
-        p->queued_bytes -= batch->size.bound;
         kvbm__batch_ring_drop_oldest(&p->queue);
         n++;
     }
@@ -224,9 +225,21 @@ static void give_back_batches(kvbm_publisher_t *p, size_t n)
         kvbm__chunk_put(&p->space, &p->taken[i].chunk);
 }
 
+/* Tells the scheduler this thread is a batch job: woken by its nap timer
+ * or a producer, it waits for a free CPU or the end of the running
+ * thread's slice instead of preempting it, so the engine's threads are not
+ * interrupted for the events (decision 111). Refused (a seccomp or
+ * scheduler policy), the thread runs as it was. */
+static void yield_to_callers(void)
+{
+    const struct sched_param param = {.sched_priority = 0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+}
+
 void *kvbm__publisher_thread(void *publisher)
 {
     kvbm_publisher_t *p = publisher;
+    yield_to_callers();
     bool busy = false; /* sent something since the last quiet nap */
     for (;;) {
         kvbm__mutex_lock(&p->lock);
