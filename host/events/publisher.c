@@ -169,8 +169,15 @@ static kvbm_status_t init_rings(kvbm_publisher_t *p, const kvbm_publisher_config
     status = kvbm__batch_ring_init(&p->history, config->buffer_steps);
     if (status != KVBM_OK)
         goto err_free_space;
+    p->spares = kvbm__calloc(KVBM__PUBLISHER_ARRAY_SETS, sizeof(*p->spares));
+    if (p->spares == NULL) {
+        status = KVBM_ERR_NO_MEMORY;
+        goto err_free_history;
+    }
     return KVBM_OK;
 
+err_free_history:
+    kvbm__batch_ring_fini(&p->history);
 err_free_space:
     kvbm__chunk_ring_fini(&p->space);
 err_free_queue:
@@ -180,6 +187,11 @@ err_free_queue:
 
 static void fini_rings(kvbm_publisher_t *p)
 {
+    for (uint32_t i = 0; i < p->n_spares; i++)
+        kvbm__event_batch_free(&p->spares[i]);
+    kvbm__free(p->spares);
+    for (uint32_t i = 0; i < p->queue.capacity; i++) /* none: the thread sent them */
+        kvbm__event_batch_free(&p->queue.batches[i].arrays);
     kvbm__batch_ring_fini(&p->history);
     kvbm__chunk_ring_fini(&p->space);
     kvbm__batch_ring_fini(&p->queue);
@@ -320,9 +332,27 @@ static bool wake_needed(kvbm_publisher_t *p)
 /* What to publish: the caller's records, or a batcher's batch. */
 typedef struct pending {
     const kvbm_event_record_t *records;
-    const kvbm__event_batch_t *batch; /* NULL: records */
+    kvbm__event_batch_t *batch; /* NULL: records */
     size_t count;
 } pending_t;
+
+/* Takes a batcher's arrays into @p slot whole, leaving the batcher a spare
+ * set (or an empty one, while fewer than KVBM__PUBLISHER_ARRAY_SETS exist);
+ * false when every set is out, and the batch is to be copied. With the lock. */
+static bool swap_arrays(kvbm_publisher_t *p, kvbm__batch_t *slot, kvbm__event_batch_t *batch)
+{
+    kvbm__event_batch_t spare = {0};
+    if (p->n_spares > 0)
+        spare = p->spares[--p->n_spares];
+    else if (p->n_array_sets < KVBM__PUBLISHER_ARRAY_SETS)
+        p->n_array_sets++;
+    else
+        return false;
+    slot->arrays = *batch;
+    *batch = spare;
+    slot->chunk = (kvbm__chunk_t){0};
+    return true;
+}
 
 /* Copies the records (checked and measured: @p size) into the next queue
  * slot, for the thread to encode. With the lock. */
@@ -332,15 +362,17 @@ static kvbm_status_t enqueue(kvbm_publisher_t *p, uint64_t seq, double ts, const
     kvbm__batch_t *batch = kvbm__batch_ring_reserve(&p->queue);
     if (batch == NULL)
         return KVBM_ERR_BUSY;
-    kvbm__chunk_t chunk;
-    if (!kvbm__chunk_get(&p->space, kvbm__record_copy_size(what->count, size), &chunk))
-        return KVBM_ERR_NO_MEMORY;
-    if (what->batch != NULL)
-        kvbm__record_copy_batch(what->batch, size, chunk.at);
-    else
-        kvbm__record_copy(what->records, what->count, size, chunk.at);
+    if (what->batch == NULL || !swap_arrays(p, batch, what->batch)) {
+        kvbm__chunk_t chunk;
+        if (!kvbm__chunk_get(&p->space, kvbm__record_copy_size(what->count, size), &chunk))
+            return KVBM_ERR_NO_MEMORY;
+        if (what->batch != NULL)
+            kvbm__record_copy_batch(what->batch, size, chunk.at);
+        else
+            kvbm__record_copy(what->records, what->count, size, chunk.at);
+        batch->chunk = chunk;
+    }
     batch->n_records = what->count;
-    batch->chunk = chunk;
     batch->seq = seq;
     batch->ts = ts;
     batch->size = *size;
@@ -364,6 +396,9 @@ static kvbm_status_t publish_checked(kvbm_publisher_t *p, const pending_t *what,
 {
     double ts = now_seconds();
     kvbm__mutex_lock(&p->lock);
+    /* (asked before enqueue, which may take a batcher's records away) */
+    bool resyncs =
+        atomic_load_explicit(&p->resync_needed, memory_order_relaxed) && clears_all(what);
     /* The number is taken even when the batch is dropped: the gap is how
      * subscribers learn of the loss. */
     uint64_t seq = p->next_seq++;
@@ -374,7 +409,7 @@ static kvbm_status_t publish_checked(kvbm_publisher_t *p, const pending_t *what,
     }
     if (status != KVBM_OK)
         atomic_store_explicit(&p->resync_needed, true, memory_order_relaxed);
-    else if (atomic_load_explicit(&p->resync_needed, memory_order_relaxed) && clears_all(what)) {
+    else if (resyncs) {
         atomic_store_explicit(&p->resync_needed, false, memory_order_relaxed);
         p->metrics.resyncs++;
     }

@@ -24,6 +24,15 @@
  * memory from malloc, which costs the producer more. */
 #define KVBM__PUBLISHER_SPACE_BYTES (16u << 20)
 
+/* A publisher's batcher hands over its batch's arrays instead of copying
+ * them, and takes back a spare set the thread emptied (decision 113): at
+ * most this many sets circulate (queued, being sent or spare); past them,
+ * batches are copied into the ring. */
+#define KVBM__PUBLISHER_ARRAY_SETS 512u
+/* A set grown past these (an announce's) is freed rather than kept spare. */
+#define KVBM__PUBLISHER_SPARE_RECORDS 1024u
+#define KVBM__PUBLISHER_SPARE_HASHES  8192u
+
 struct kvbm_publisher {
     /* Immutable after create. */
     char *endpoint;        /* as bound or connected (after the rank offset) */
@@ -49,11 +58,14 @@ struct kvbm_publisher {
      * out of the publisher with it held.
      */
     pthread_mutex_t lock;
-    pthread_cond_t progressed; /* done_seq advanced, for flush */
-    kvbm__batch_ring_t queue;  /* records not yet sent; seq increasing */
-    kvbm__chunk_ring_t space;  /* the queued batches' records (kvbm__batch_t.chunk) */
-    uint64_t next_seq;         /* the next batch's sequence number */
-    uint64_t done_seq;         /* every seq below it was sent or dropped */
+    pthread_cond_t progressed;   /* done_seq advanced, for flush */
+    kvbm__batch_ring_t queue;    /* records not yet sent; seq increasing */
+    kvbm__chunk_ring_t space;    /* the queued batches' records (kvbm__batch_t.chunk) */
+    kvbm__event_batch_t *spares; /* KVBM__PUBLISHER_ARRAY_SETS: emptied arrays to swap in */
+    uint32_t n_spares;
+    uint32_t n_array_sets; /* sets the publisher holds: queued, being sent or spare */
+    uint64_t next_seq;     /* the next batch's sequence number */
+    uint64_t done_seq;     /* every seq below it was sent or dropped */
     /* Set when a batch is dropped, cleared when a batch holding
      * AllBlocksCleared is queued; written with the lock, read without it
      * (relaxed: a hint that is acted on at the owner's next step). */

@@ -176,6 +176,7 @@ static size_t take_batches(kvbm_publisher_t *p, uint64_t *done_after)
         kvbm__batch_t *batch = kvbm__batch_ring_at(&p->queue, 0);
         p->taken[n] = *batch;
         batch->chunk = (kvbm__chunk_t){0};
+        batch->arrays = (kvbm__event_batch_t){0};
         kvbm__batch_ring_drop_oldest(&p->queue);
         n++;
     }
@@ -191,10 +192,12 @@ typedef struct sent {
 } sent_t;
 
 /* Encodes one batch taken out of the queue, sends it, keeps it for replay. */
-static void send_taken(kvbm_publisher_t *p, const kvbm__batch_t *batch, sent_t *sent)
+static void send_taken(kvbm_publisher_t *p, kvbm__batch_t *batch, sent_t *sent)
 {
     const kvbm_event_record_t *records =
-        kvbm__record_copy_view(batch->chunk.at, batch->n_records, &batch->size);
+        batch->arrays.records != NULL
+            ? kvbm__event_batch_view(&batch->arrays)
+            : kvbm__record_copy_view(batch->chunk.at, batch->n_records, &batch->size);
     const kvbm__events_size_t size = batch->size;
     p->encoded.size = 0;
     kvbm_status_t status =
@@ -221,8 +224,24 @@ static void send_taken(kvbm_publisher_t *p, const kvbm__batch_t *batch, sent_t *
  * the order they were taken. */
 static void give_back_batches(kvbm_publisher_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        kvbm__chunk_put(&p->space, &p->taken[i].chunk);
+    for (size_t i = 0; i < n; i++) {
+        kvbm__batch_t *batch = &p->taken[i];
+        if (batch->arrays.records != NULL) { /* a batcher's arrays: spare for the next swap */
+            kvbm__event_batch_t *arrays = &batch->arrays;
+            if (arrays->records_capacity > KVBM__PUBLISHER_SPARE_RECORDS ||
+                arrays->hashes_capacity > KVBM__PUBLISHER_SPARE_HASHES ||
+                arrays->tokens_capacity > KVBM__PUBLISHER_SPARE_HASHES * 16) {
+                kvbm__event_batch_free(arrays); /* an announce's: too large to keep */
+                p->n_array_sets--;
+            } else {
+                kvbm__event_batch_clear(arrays);
+                p->spares[p->n_spares++] = *arrays;
+            }
+            *arrays = (kvbm__event_batch_t){0};
+        } else {
+            kvbm__chunk_put(&p->space, &batch->chunk);
+        }
+    }
 }
 
 /* Tells the scheduler this thread is a batch job: woken by its nap timer
