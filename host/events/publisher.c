@@ -174,8 +174,18 @@ static kvbm_status_t init_rings(kvbm_publisher_t *p, const kvbm_publisher_config
         status = KVBM_ERR_NO_MEMORY;
         goto err_free_history;
     }
+    for (; p->n_spares < KVBM__PUBLISHER_ARRAY_SETS; p->n_spares++) {
+        status = kvbm__event_batch_reserve(&p->spares[p->n_spares], KVBM__PUBLISHER_SET_RECORDS,
+                                           KVBM__PUBLISHER_SET_HASHES);
+        if (status != KVBM_OK)
+            goto err_free_spares;
+    }
     return KVBM_OK;
 
+err_free_spares:
+    for (uint32_t i = 0; i <= p->n_spares; i++) /* and the one half made */
+        kvbm__event_batch_free(&p->spares[i]);
+    kvbm__free(p->spares);
 err_free_history:
     kvbm__batch_ring_fini(&p->history);
 err_free_space:
@@ -337,19 +347,13 @@ typedef struct pending {
 } pending_t;
 
 /* Takes a batcher's arrays into @p slot whole, leaving the batcher a spare
- * set (or an empty one, while fewer than KVBM__PUBLISHER_ARRAY_SETS exist);
- * false when every set is out, and the batch is to be copied. With the lock. */
+ * set; false when none is spare, and the batch is to be copied. With the lock. */
 static bool swap_arrays(kvbm_publisher_t *p, kvbm__batch_t *slot, kvbm__event_batch_t *batch)
 {
-    kvbm__event_batch_t spare = {0};
-    if (p->n_spares > 0)
-        spare = p->spares[--p->n_spares];
-    else if (p->n_array_sets < KVBM__PUBLISHER_ARRAY_SETS)
-        p->n_array_sets++;
-    else
+    if (p->n_spares == 0)
         return false;
     slot->arrays = *batch;
-    *batch = spare;
+    *batch = p->spares[--p->n_spares];
     slot->chunk = (kvbm__chunk_t){0};
     return true;
 }

@@ -25,13 +25,18 @@
 #define KVBM__PUBLISHER_SPACE_BYTES (16u << 20)
 
 /* A publisher's batcher hands over its batch's arrays instead of copying
- * them, and takes back a spare set the thread emptied (decision 113): at
- * most this many sets circulate (queued, being sent or spare); past them,
- * batches are copied into the ring. */
-#define KVBM__PUBLISHER_ARRAY_SETS 512u
-/* A set grown past these (an announce's) is freed rather than kept spare. */
-#define KVBM__PUBLISHER_SPARE_RECORDS 1024u
-#define KVBM__PUBLISHER_SPARE_HASHES  8192u
+ * them, and takes back a spare set the thread emptied (decision 113). The
+ * sets are made at create (room for SET_RECORDS records and SET_HASHES
+ * hashes each, every page touched), so the caller never allocates for
+ * them; when none is spare, the batch is copied into the ring. A set grown
+ * past four times that (an announce) is made anew by the thread. */
+#define KVBM__PUBLISHER_ARRAY_SETS  256u
+#define KVBM__PUBLISHER_SET_RECORDS 32u
+#define KVBM__PUBLISHER_SET_HASHES  256u
+/* Token ids and LoRA names a set keeps room for (engines that register
+ * tokens send them in every batch), past which it is made anew. */
+#define KVBM__PUBLISHER_SET_TOKENS_MAX (64u << 10)
+#define KVBM__PUBLISHER_SET_NAMES_MAX  4096u
 
 struct kvbm_publisher {
     /* Immutable after create. */
@@ -63,9 +68,8 @@ struct kvbm_publisher {
     kvbm__chunk_ring_t space;    /* the queued batches' records (kvbm__batch_t.chunk) */
     kvbm__event_batch_t *spares; /* KVBM__PUBLISHER_ARRAY_SETS: emptied arrays to swap in */
     uint32_t n_spares;
-    uint32_t n_array_sets; /* sets the publisher holds: queued, being sent or spare */
-    uint64_t next_seq;     /* the next batch's sequence number */
-    uint64_t done_seq;     /* every seq below it was sent or dropped */
+    uint64_t next_seq; /* the next batch's sequence number */
+    uint64_t done_seq; /* every seq below it was sent or dropped */
     /* Set when a batch is dropped, cleared when a batch holding
      * AllBlocksCleared is queued; written with the lock, read without it
      * (relaxed: a hint that is acted on at the owner's next step). */

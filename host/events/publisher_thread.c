@@ -220,24 +220,40 @@ static void send_taken(kvbm_publisher_t *p, kvbm__batch_t *batch, sent_t *sent)
         !kvbm__batch_ring_keep_copy(&p->history, batch->seq, size.n_events, &p->encoded);
 }
 
-/* Gives the sent batches' records' memory back (with the lock held), in
- * the order they were taken. */
+/* A swapped set grown far past its first size (an announce's) is made
+ * anew, before the lock is taken, so spares stay small; out of memory, it
+ * is kept as it is. */
+static void shrink_sets(kvbm_publisher_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        kvbm__event_batch_t *arrays = &p->taken[i].arrays;
+        if (arrays->records == NULL ||
+            (arrays->records_capacity <= 4 * KVBM__PUBLISHER_SET_RECORDS &&
+             arrays->hashes_capacity <= 4 * KVBM__PUBLISHER_SET_HASHES &&
+             arrays->tokens_capacity <= KVBM__PUBLISHER_SET_TOKENS_MAX &&
+             arrays->names_capacity <= KVBM__PUBLISHER_SET_NAMES_MAX))
+            continue;
+        kvbm__event_batch_t fresh = {0};
+        if (kvbm__event_batch_reserve(&fresh, KVBM__PUBLISHER_SET_RECORDS,
+                                      KVBM__PUBLISHER_SET_HASHES) != KVBM_OK) {
+            kvbm__event_batch_free(&fresh);
+            continue;
+        }
+        kvbm__event_batch_free(arrays);
+        *arrays = fresh;
+    }
+}
+
+/* Gives the sent batches' memory back (with the lock held), in the order
+ * they were taken: ring chunks to the ring, swapped sets to the spares. */
 static void give_back_batches(kvbm_publisher_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         kvbm__batch_t *batch = &p->taken[i];
-        if (batch->arrays.records != NULL) { /* a batcher's arrays: spare for the next swap */
-            kvbm__event_batch_t *arrays = &batch->arrays;
-            if (arrays->records_capacity > KVBM__PUBLISHER_SPARE_RECORDS ||
-                arrays->hashes_capacity > KVBM__PUBLISHER_SPARE_HASHES ||
-                arrays->tokens_capacity > KVBM__PUBLISHER_SPARE_HASHES * 16) {
-                kvbm__event_batch_free(arrays); /* an announce's: too large to keep */
-                p->n_array_sets--;
-            } else {
-                kvbm__event_batch_clear(arrays);
-                p->spares[p->n_spares++] = *arrays;
-            }
-            *arrays = (kvbm__event_batch_t){0};
+        if (batch->arrays.records != NULL) {
+            kvbm__event_batch_clear(&batch->arrays);
+            p->spares[p->n_spares++] = batch->arrays;
+            batch->arrays = (kvbm__event_batch_t){0};
         } else {
             kvbm__chunk_put(&p->space, &batch->chunk);
         }
@@ -287,6 +303,7 @@ void *kvbm__publisher_thread(void *publisher)
         for (size_t i = 0; i < n; i++)
             send_taken(p, &p->taken[i], &sent);
         kvbm__payload_store_fence();
+        shrink_sets(p, n);
 
         kvbm__mutex_lock(&p->lock);
         p->metrics.batches_published += sent.published;
