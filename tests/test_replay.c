@@ -118,6 +118,35 @@ static void offload_is_skipped_when_g2_is_all_in_use(void **state)
     replay_destroy(replay);
 }
 
+/* Plays the hand-worked G3 trace (G1 2, G2 1, G3 1 blocks; walked through
+ * in g3_counts_match_hand_worked_trace) and checks every count it gives, in
+ * logical and in data mode alike. */
+static void play_g3_hand_worked_trace(replay_t *replay, replay_counts_t *counts)
+{
+    const uint64_t r1[] = {1, 2}, r2[] = {3, 4}, r3[] = {1, 5}, r4[] = {2, 6}, r5[] = {7};
+    play(replay, r1, 2);
+    play(replay, r2, 2);
+    play(replay, r3, 2);
+    play(replay, r4, 2);
+    play(replay, r5, 1);
+    replay_counts_t c;
+    replay_get_counts(replay, &c);
+    assert_int_equal(c.blocks, 9);
+    assert_int_equal(c.g1_hits, 0);
+    assert_int_equal(c.g2_hits, 1);
+    assert_int_equal(c.g3_hits, 1);
+    assert_int_equal(c.onboards, 2);
+    assert_int_equal(c.misses, 7);
+    assert_int_equal(c.g1_evictions, 7);
+    assert_int_equal(c.offloads, 5);
+    assert_int_equal(c.offload_skipped, 2);
+    assert_int_equal(c.g2_evictions, 4);
+    assert_int_equal(c.g3_offloads, 2);
+    assert_int_equal(c.g3_offload_skipped, 2);
+    assert_int_equal(c.g3_evictions, 1);
+    *counts = c;
+}
+
 /* Writes text to a temporary file and returns its path (static buffer). */
 static const char *temp_trace(const char *text)
 {
@@ -156,27 +185,8 @@ static void g3_counts_match_hand_worked_trace(void **state)
      * G2, each evicting G2's previous block (1, then 5) whose G3 offload is
      * skipped. R5 [7] evicts 6: G2 evicts 1, and G3 evicts 2 to take it. */
     replay_t *replay = new_replay_g3(2, 1, 1);
-    const uint64_t r1[] = {1, 2}, r2[] = {3, 4}, r3[] = {1, 5}, r4[] = {2, 6}, r5[] = {7};
-    play(replay, r1, 2);
-    play(replay, r2, 2);
-    play(replay, r3, 2);
-    play(replay, r4, 2);
-    play(replay, r5, 1);
     replay_counts_t c;
-    replay_get_counts(replay, &c);
-    assert_int_equal(c.blocks, 9);
-    assert_int_equal(c.g1_hits, 0);
-    assert_int_equal(c.g2_hits, 1);
-    assert_int_equal(c.g3_hits, 1);
-    assert_int_equal(c.onboards, 2);
-    assert_int_equal(c.misses, 7);
-    assert_int_equal(c.g1_evictions, 7);
-    assert_int_equal(c.offloads, 5);
-    assert_int_equal(c.offload_skipped, 2);
-    assert_int_equal(c.g2_evictions, 4);
-    assert_int_equal(c.g3_offloads, 2);
-    assert_int_equal(c.g3_offload_skipped, 2);
-    assert_int_equal(c.g3_evictions, 1);
+    play_g3_hand_worked_trace(replay, &c);
     assert_near(replay_hit_rate(&c), 2.0 / 9.0, 1e-12);
     replay_destroy(replay);
 }
@@ -553,24 +563,8 @@ static void data_mode_g3_matches_logical_mode_on_hand_worked_trace(void **state)
                               .g3_dir = dir};
     replay_t *replay = NULL;
     assert_kvbm_ok(replay_create(&config, &replay));
-    const uint64_t r1[] = {1, 2}, r2[] = {3, 4}, r3[] = {1, 5}, r4[] = {2, 6}, r5[] = {7};
-    play(replay, r1, 2);
-    play(replay, r2, 2);
-    play(replay, r3, 2);
-    play(replay, r4, 2);
-    play(replay, r5, 1);
     replay_counts_t c;
-    replay_get_counts(replay, &c);
-    assert_int_equal(c.g2_hits, 1);
-    assert_int_equal(c.g3_hits, 1);
-    assert_int_equal(c.misses, 7);
-    assert_int_equal(c.g1_evictions, 7);
-    assert_int_equal(c.offloads, 5);
-    assert_int_equal(c.offload_skipped, 2);
-    assert_int_equal(c.g2_evictions, 4);
-    assert_int_equal(c.g3_offloads, 2);
-    assert_int_equal(c.g3_offload_skipped, 2);
-    assert_int_equal(c.g3_evictions, 1);
+    play_g3_hand_worked_trace(replay, &c);
     assert_int_equal(c.wrong_blocks, 0);
     replay_destroy(replay);
     assert_int_equal(rmdir(dir), 0); /* the G3 file was removed */

@@ -86,36 +86,25 @@ static int rank_ring(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
     XR_CHECK_OK(xr_env_open(&env, &SHAPE, rank, size, port, rv));
     enum { N = 12 };
     uint64_t mine[N], from_prev[N];
-    uint32_t ids[N], got[N];
+    uint32_t ids[N];
     int next = (rank + 1) % size, prev = (rank + size - 1) % size;
     xr_hashes(700 + (uint32_t)rank, N, mine);
     xr_hashes(700 + (uint32_t)prev, N, from_prev);
     XR_CHECK_OK(xr_make_blocks(&env, mine, N, ids));
 
-    kvbm_xfer_req_t *req;
-    XR_CHECK_OK(kvbm_xfer_push(env.xfer, next, ids, mine, N, NULL, &req));
-    XR_CHECK_OK(kvbm_xfer_req_wait(req));
-    kvbm_xfer_req_free(req);
+    XR_CHECK_OK(xr_push_wait(&env, next, ids, mine, N));
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
     size_t n = 0;
-    XR_CHECK_OK(kvbm_manager_match(env.manager, from_prev, N, got, &n));
-    XR_CHECK(n == N);
-    for (size_t i = 0; i < N; i++)
-        XR_CHECK(xr_verify(&env, got[i], from_prev[i]));
-    XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
+    XR_CHECK(xr_holds(&env, from_prev, N));
 
     /* Drop this rank's own copies (the next rank keeps its), then pull them
      * back. */
     XR_CHECK_OK(kvbm_manager_invalidate(env.manager, ids, N));
     XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
     XR_CHECK(!kvbm_manager_contains(env.manager, mine[0]));
-    XR_CHECK_OK(kvbm_xfer_pull(env.xfer, next, mine, N, &req));
-    XR_CHECK_OK(kvbm_xfer_req_wait(req));
-    XR_CHECK_OK(kvbm_xfer_req_blocks(req, ids, N, &n));
-    kvbm_xfer_req_free(req);
+    XR_CHECK_OK(xr_pull_wait(&env, next, mine, N, ids, &n));
     XR_CHECK(n == N);
-    for (size_t i = 0; i < N; i++)
-        XR_CHECK(xr_verify(&env, ids[i], mine[i]));
+    XR_CHECK(xr_verify_all(&env, ids, mine, N));
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
     XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
     kvbm_xfer_stats_t stats;
@@ -187,10 +176,7 @@ static int rank_against_impostor(int rank, int size, uint16_t port, kvbm_xfer_re
     xr_hashes(810, N, hashes);
     if (rank == 1) {
         XR_CHECK_OK(xr_make_blocks(&env, hashes, N, ids));
-        kvbm_xfer_req_t *req;
-        XR_CHECK_OK(kvbm_xfer_push(env.xfer, 0, ids, hashes, N, NULL, &req));
-        XR_CHECK_OK(kvbm_xfer_req_wait(req));
-        kvbm_xfer_req_free(req);
+        XR_CHECK_OK(xr_push_wait(&env, 0, ids, hashes, N));
         XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
         atomic_store(&sh->push_done, 1);
     } else {
@@ -203,12 +189,7 @@ static int rank_against_impostor(int rank, int size, uint16_t port, kvbm_xfer_re
             XR_CHECK_OK(kvbm_xfer_stats(env.xfer, &stats));
         } while (stats.auth_failures < 3 && xr_now() - t0 < 2.0);
         XR_CHECK(stats.auth_failures == 3);
-        size_t n = 0;
-        XR_CHECK_OK(kvbm_manager_match(env.manager, hashes, N, ids, &n));
-        XR_CHECK(n == N);
-        for (size_t i = 0; i < N; i++)
-            XR_CHECK(xr_verify(&env, ids[i], hashes[i]));
-        XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
+        XR_CHECK(xr_holds(&env, hashes, N));
     }
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
     xr_env_close(&env);
@@ -255,9 +236,7 @@ static int rank_killed_mid_push(int rank, int size, uint16_t port, kvbm_xfer_ren
         while (atomic_load(&sh->push_done) == 0)
             pause_ms(5);
         XR_CHECK_OK(xr_make_blocks(&env, hashes, 8, ids));
-        XR_CHECK_OK(kvbm_xfer_push(env.xfer, 0, ids, hashes, 8, NULL, &req));
-        XR_CHECK_OK(kvbm_xfer_req_wait(req));
-        kvbm_xfer_req_free(req);
+        XR_CHECK_OK(xr_push_wait(&env, 0, ids, hashes, 8));
         XR_CHECK_OK(kvbm_manager_release(env.manager, ids, 8));
         atomic_store(&sh->push_done, 2);
         xr_env_close(&env);
@@ -279,12 +258,7 @@ static int rank_killed_mid_push(int rank, int size, uint16_t port, kvbm_xfer_ren
         pause_ms(2);
     uint64_t from2[8];
     xr_hashes(822, 8, from2);
-    size_t n = 0;
-    XR_CHECK_OK(kvbm_manager_match(env.manager, from2, 8, ids, &n));
-    XR_CHECK(n == 8);
-    for (size_t i = 0; i < 8; i++)
-        XR_CHECK(xr_verify(&env, ids[i], from2[i]));
-    XR_CHECK_OK(kvbm_manager_release(env.manager, ids, 8));
+    XR_CHECK(xr_holds(&env, from2, 8));
     /* The dead host's process is gone: a push there fails at once. */
     uint32_t one;
     XR_CHECK_OK(xr_make_blocks(&env, hashes, 1, &one));

@@ -197,9 +197,7 @@ static int rank_drip(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
         XR_CHECK(status == KVBM_ERR_PEER || status == KVBM_ERR_TIMEOUT);
         XR_CHECK(took < 3.0 * sh->shape[1].timeout_ms / 1000.0);
         /* The same push again, on a fresh connection: it lands. */
-        XR_CHECK_OK(kvbm_xfer_push(env.xfer, 0, ids, hashes, N, NULL, &req));
-        XR_CHECK_OK(kvbm_xfer_req_wait(req));
-        kvbm_xfer_req_free(req);
+        XR_CHECK_OK(xr_push_wait(&env, 0, ids, hashes, N));
         kvbm_xfer_stats_t stats;
         XR_CHECK_OK(kvbm_xfer_stats(env.xfer, &stats));
         XR_CHECK(stats.reconnects == 1);
@@ -218,12 +216,7 @@ static int rank_drip(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
         kvbm_xfer_stats_t stats;
         XR_CHECK_OK(kvbm_xfer_stats(env.xfer, &stats));
         XR_CHECK(stats.requests_timed_out == 1);
-        size_t n = 0;
-        XR_CHECK_OK(kvbm_manager_match(env.manager, hashes, N, ids, &n));
-        XR_CHECK(n == N);
-        for (size_t i = 0; i < N; i++)
-            XR_CHECK(xr_verify(&env, ids[i], hashes[i]));
-        XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
+        XR_CHECK(xr_holds(&env, hashes, N));
         kvbm_pool_counts_t c;
         kvbm_manager_counts(env.manager, &c);
         XR_CHECK(c.active == 0);
@@ -375,13 +368,9 @@ static int rank_status_liar(int rank, int size, uint16_t port, kvbm_xfer_rendezv
         /* The lies are spent: both work on fresh connections. */
         XR_CHECK_OK(push_fresh(&env, 1, 960, N, pushed));
         size_t n = 0;
-        XR_CHECK_OK(kvbm_xfer_pull(env.xfer, 1, hashes, N, &req));
-        XR_CHECK_OK(kvbm_xfer_req_wait(req));
-        XR_CHECK_OK(kvbm_xfer_req_blocks(req, got, N, &n));
-        kvbm_xfer_req_free(req);
+        XR_CHECK_OK(xr_pull_wait(&env, 1, hashes, N, got, &n));
         XR_CHECK(n == N);
-        for (size_t i = 0; i < N; i++)
-            XR_CHECK(xr_verify(&env, got[i], hashes[i]));
+        XR_CHECK(xr_verify_all(&env, got, hashes, N));
         XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
         kvbm_xfer_stats_t stats;
         XR_CHECK_OK(kvbm_xfer_stats(env.xfer, &stats));
@@ -426,9 +415,7 @@ static int rank_oversized(int rank, int size, uint16_t port, kvbm_xfer_rendezvou
         XR_CHECK_OK(kvbm_xfer_push(env.xfer, 1, ids, hashes, N, NULL, &req));
         XR_CHECK_STATUS(kvbm_xfer_req_wait(req), KVBM_ERR_NO_BLOCKS);
         kvbm_xfer_req_free(req);
-        XR_CHECK_OK(kvbm_xfer_push(env.xfer, 1, ids, hashes, 3, NULL, &req));
-        XR_CHECK_OK(kvbm_xfer_req_wait(req));
-        kvbm_xfer_req_free(req);
+        XR_CHECK_OK(xr_push_wait(&env, 1, ids, hashes, 3));
         kvbm_xfer_stats_t stats;
         XR_CHECK_OK(kvbm_xfer_stats(env.xfer, &stats));
         XR_CHECK(stats.reconnects == 0); /* a clean refusal keeps the connection */

@@ -95,8 +95,7 @@ static int rank_push_pair(int rank, int size, uint16_t port, kvbm_xfer_rendezvou
     XR_CHECK(atomic_load(&env.arrivals_ok) == 1);
     XR_CHECK_OK(kvbm_manager_match(env.manager, theirs, N, got, &n));
     XR_CHECK(n == N);
-    for (size_t i = 0; i < N; i++)
-        XR_CHECK(xr_verify(&env, got[i], theirs[i]));
+    XR_CHECK(xr_verify_all(&env, got, theirs, N));
     XR_CHECK(xr_pools(&env, s->shape[rank].blocks - (size_t)2 * N, (size_t)2 * N, 0));
     XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
     XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
@@ -216,27 +215,16 @@ static int rank_ring(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
     xr_hashes(300 + (uint32_t)opposite, N, far);
     XR_CHECK_OK(xr_make_blocks(&env, mine, N, ids));
 
-    kvbm_xfer_req_t *req;
-    XR_CHECK_OK(kvbm_xfer_push(env.xfer, next, ids, mine, N, NULL, &req));
-    XR_CHECK_OK(kvbm_xfer_req_wait(req));
-    kvbm_xfer_req_free(req);
+    XR_CHECK_OK(xr_push_wait(&env, next, ids, mine, N));
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
 
     size_t n = 0;
-    XR_CHECK_OK(kvbm_manager_match(env.manager, from_prev, N, got, &n));
-    XR_CHECK(n == N);
-    for (size_t i = 0; i < N; i++)
-        XR_CHECK(xr_verify(&env, got[i], from_prev[i]));
-    XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
+    XR_CHECK(xr_holds(&env, from_prev, N));
 
     /* Every rank pulls from the one opposite while serving its own puller. */
-    XR_CHECK_OK(kvbm_xfer_pull(env.xfer, opposite, far, N, &req));
-    XR_CHECK_OK(kvbm_xfer_req_wait(req));
-    XR_CHECK_OK(kvbm_xfer_req_blocks(req, got, N, &n));
-    kvbm_xfer_req_free(req);
+    XR_CHECK_OK(xr_pull_wait(&env, opposite, far, N, got, &n));
     XR_CHECK(n == N);
-    for (size_t i = 0; i < N; i++)
-        XR_CHECK(xr_verify(&env, got[i], far[i]));
+    XR_CHECK(xr_verify_all(&env, got, far, N));
     XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
     XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
@@ -325,13 +313,9 @@ static int rank_busy(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_t *
             size_t n = 0;
             XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
             XR_CHECK_OK(kvbm_manager_reset_inactive(env.manager));
-            XR_CHECK_OK(kvbm_xfer_pull(env.xfer, 1, hashes, N, &req));
-            XR_CHECK_OK(kvbm_xfer_req_wait(req));
-            XR_CHECK_OK(kvbm_xfer_req_blocks(req, got, N, &n));
-            kvbm_xfer_req_free(req);
+            XR_CHECK_OK(xr_pull_wait(&env, 1, hashes, N, got, &n));
             XR_CHECK(n == N);
-            for (size_t i = 0; i < N; i++)
-                XR_CHECK(xr_verify(&env, got[i], hashes[i]));
+            XR_CHECK(xr_verify_all(&env, got, hashes, N));
             XR_CHECK_OK(kvbm_manager_release(env.manager, got, N));
         } else {
             XR_CHECK_OK(kvbm_manager_release(env.manager, ids, N));
@@ -726,9 +710,7 @@ static int rank_no_room(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_
         XR_CHECK(strstr(kvbm_last_error(), "transfer with rank 1: ") == kvbm_last_error());
         kvbm_xfer_req_free(req);
         /* The connection is still good for a push that fits. */
-        XR_CHECK_OK(kvbm_xfer_push(env.xfer, 1, ids, hashes, 3, NULL, &req));
-        XR_CHECK_OK(kvbm_xfer_req_wait(req));
-        kvbm_xfer_req_free(req);
+        XR_CHECK_OK(xr_push_wait(&env, 1, ids, hashes, 3));
         XR_CHECK_OK(kvbm_manager_release(env.manager, ids, 8));
     }
     XR_CHECK_OK(kvbm_xfer_barrier(env.xfer));
@@ -740,8 +722,7 @@ static int rank_no_room(int rank, int size, uint16_t port, kvbm_xfer_rendezvous_
         size_t n;
         XR_CHECK_OK(kvbm_manager_match(env.manager, hashes, 8, ids, &n));
         XR_CHECK(n == 3);
-        for (size_t i = 0; i < n; i++)
-            XR_CHECK(xr_verify(&env, ids[i], hashes[i]));
+        XR_CHECK(xr_verify_all(&env, ids, hashes, n));
         XR_CHECK_OK(kvbm_manager_release(env.manager, ids, n));
     }
     xr_env_close(&env);

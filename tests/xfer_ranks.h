@@ -352,6 +352,68 @@ static inline kvbm_status_t xr_make_blocks(xr_env_t *env, const uint64_t *hashes
     return kvbm_manager_register(env->manager, ids, hashes, n, NULL, ids);
 }
 
+/* Whether blocks @p ids[0..n) hold the bytes of @p hashes[0..n). */
+static inline bool xr_verify_all(const xr_env_t *env, const uint32_t *ids, const uint64_t *hashes,
+                                 size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!xr_verify(env, ids[i], hashes[i])) {
+            fprintf(stderr, "rank %d: block %u does not hold the bytes of hash %zu\n", xr_rank,
+                    ids[i], i);
+            return false;
+        }
+    return true;
+}
+
+/* Pushes n blocks to @p peer and waits: the transfer's status (the request
+ * is freed either way; the caller keeps its references to @p ids). */
+static inline kvbm_status_t xr_push_wait(xr_env_t *env, int peer, const uint32_t *ids,
+                                         const uint64_t *hashes, size_t n)
+{
+    kvbm_xfer_req_t *req;
+    kvbm_status_t status = kvbm_xfer_push(env->xfer, peer, ids, hashes, n, NULL, &req);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm_xfer_req_wait(req);
+    kvbm_xfer_req_free(req);
+    return status;
+}
+
+/* Pulls @p hashes from @p peer and waits; on success the blocks that arrived
+ * are the caller's (references taken into @p ids, room for n) and
+ * @p arrived says how many. */
+static inline kvbm_status_t xr_pull_wait(xr_env_t *env, int peer, const uint64_t *hashes, size_t n,
+                                         uint32_t *ids, size_t *arrived)
+{
+    kvbm_xfer_req_t *req;
+    kvbm_status_t status = kvbm_xfer_pull(env->xfer, peer, hashes, n, &req);
+    if (status != KVBM_OK)
+        return status;
+    status = kvbm_xfer_req_wait(req);
+    if (status == KVBM_OK)
+        status = kvbm_xfer_req_blocks(req, ids, n, arrived);
+    kvbm_xfer_req_free(req);
+    return status;
+}
+
+/* Whether every one of @p hashes is held here with its bytes: matched,
+ * checked, and released again. */
+static inline bool xr_holds(xr_env_t *env, const uint64_t *hashes, size_t n)
+{
+    uint32_t *ids = malloc(n * sizeof(*ids));
+    size_t matched = 0;
+    bool held =
+        ids != NULL && kvbm_manager_match(env->manager, hashes, n, ids, &matched) == KVBM_OK;
+    if (held) {
+        held = matched == n && xr_verify_all(env, ids, hashes, n);
+        held = kvbm_manager_release(env->manager, ids, matched) == KVBM_OK && held;
+    }
+    if (!held)
+        fprintf(stderr, "rank %d: %zu of %zu blocks held\n", xr_rank, matched, n);
+    free(ids);
+    return held;
+}
+
 static inline bool xr_pools(xr_env_t *env, size_t reset, size_t active, size_t inactive)
 {
     kvbm_pool_counts_t c;

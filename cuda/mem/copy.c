@@ -12,6 +12,7 @@
  * so every copy stays inside one registration. Nothing here waits for the
  * GPU or allocates device or pinned memory; host scratch grows with malloc.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,22 @@ static kvbm_status_t survey(kvbm__cuda_backend_t *b, kvbm__cuda_stream_t *s, con
 out_unlock:
     kvbm__mutex_unlock(&b->ranges_mu);
     return st;
+}
+
+/* Keeps the first failure since the stream's last record, with its reason,
+ * for the fence recorded next: the thread that waits on it is told why, not
+ * only this one. Called with s->mu held. */
+static void park_failure(kvbm__cuda_stream_t *s, kvbm_status_t st, bool injected)
+{
+    if (s->pending != KVBM_OK)
+        return;
+    s->pending = st;
+    /* A runtime call that failed left its reason on this thread (check.h);
+     * the scratch allocations do not record one. */
+    const char *why = injected                   ? "a failure injected for testing"
+                      : st == KVBM_ERR_NO_MEMORY ? "no host memory for the copy's scratch lists"
+                                                 : kvbm_last_error();
+    snprintf(s->pending_reason, sizeof(s->pending_reason), "%s", why);
 }
 
 static kvbm_status_t copy_per_region(kvbm__cuda_stream_t *s, const kvbm_copy_t *c, size_t n)
@@ -237,8 +254,8 @@ kvbm_status_t kvbm__cuda_copy_async(void *state, void *stream, const kvbm_copy_t
         if (st != KVBM_OK && st != KVBM_ERR_NO_MEMORY)
             st = KVBM_ERR_COPY_FAILED;
     }
-    if (st != KVBM_OK && s->pending == KVBM_OK)
-        s->pending = st;
+    if (st != KVBM_OK)
+        park_failure(s, st, fail);
     kvbm__mutex_unlock(&s->mu);
     kvbm__cuda_leave(b, &scope);
     /* Failures of the copies travel with the next fence. */

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "core/error.h"
 #include "cuda_kernel/copy_region.h"
 #include "decide.h"
 #include "mem/backend_ops.h"
@@ -95,7 +96,8 @@ typedef struct kvbm__cuda_stream {
     bool wrapped;   /* immutable: s belongs to the caller */
     bool legacy;    /* immutable: s is the legacy default stream */
     pthread_mutex_t mu;
-    kvbm_status_t pending; /* mu: first enqueue error since the last record */
+    kvbm_status_t pending;                /* mu: first enqueue error since the last record */
+    char pending_reason[KVBM__ERROR_MAX]; /* mu: its reason, as the enqueuing thread saw it */
     /* mu: scratch of the copy path (host memory only) */
     void **dsts;
     const void **srcs;
@@ -109,7 +111,8 @@ typedef struct kvbm__cuda_stream {
 typedef struct kvbm__cuda_fence {
     cudaEvent_t ev; /* immutable; cudaEventBlockingSync: waiting threads sleep */
     pthread_mutex_t mu;
-    kvbm_status_t status; /* mu: enqueue error carried by the latest record */
+    kvbm_status_t status;         /* mu: enqueue error carried by the latest record */
+    char reason[KVBM__ERROR_MAX]; /* mu: its reason, told to every thread that waits */
 } kvbm__cuda_fence_t;
 
 /* Stream and fence ops (stream.c). */

@@ -5,12 +5,14 @@
  * caller on the GPU except kvbm_fence_wait and kvbm_stream_destroy, which
  * are documented to wait.
  *
- * Errors: a copy that cannot be enqueued parks its status in the stream's
- * `pending`, handed to the next fence recorded there; asynchronous failures
+ * Errors: a copy that cannot be enqueued parks its status and reason in the
+ * stream's `pending`, handed to the next fence recorded there, which tells
+ * every thread that waits on it or queries it; asynchronous failures
  * come back from cudaEventQuery / cudaEventSynchronize. cudaErrorNotReady is
  * an answer, not an error: it never touches the runtime's last-error slot.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/alloc.h"
 #include "check.h"
@@ -188,6 +190,8 @@ kvbm_status_t kvbm__cuda_fence_record(void *state, void *fence, void *stream)
     KVBM_CUDA_CHECK(cudaEventRecord(f->ev, s->s), st);
     if (st == KVBM_OK) {
         f->status = s->pending;
+        if (s->pending != KVBM_OK)
+            memcpy(f->reason, s->pending_reason, sizeof(f->reason));
         s->pending = KVBM_OK;
     }
     kvbm__mutex_unlock(&f->mu);
@@ -200,10 +204,15 @@ kvbm_status_t kvbm__cuda_fence_record(void *state, void *fence, void *stream)
 static kvbm_status_t fence_result(kvbm__cuda_fence_t *f, cudaError_t err)
 {
     if (err == cudaSuccess) {
+        char reason[KVBM__ERROR_MAX];
         kvbm__mutex_lock(&f->mu);
         kvbm_status_t st = f->status;
+        if (st != KVBM_OK)
+            memcpy(reason, f->reason, sizeof(reason));
         kvbm__mutex_unlock(&f->mu);
-        return st;
+        if (st == KVBM_OK)
+            return st;
+        return kvbm__fail(st, "a copy covered by the fence failed on the cuda backend: %s", reason);
     }
     if (err == cudaErrorNotReady)
         return KVBM_ERR_BUSY; /* not an error: the slot is left alone */
@@ -212,7 +221,9 @@ static kvbm_status_t fence_result(kvbm__cuda_fence_t *f, cudaError_t err)
     return st;
 }
 
-kvbm_status_t kvbm__cuda_fence_query(void *state, void *fence)
+/* Asks @p fence's event with @p ask (query or synchronize) inside the
+ * backend's device scope: the fence's status once it completed. */
+static kvbm_status_t fence_ask(void *state, void *fence, cudaError_t (*ask)(cudaEvent_t))
 {
     kvbm__cuda_backend_t *b = state;
     kvbm__cuda_fence_t *f = fence;
@@ -220,20 +231,17 @@ kvbm_status_t kvbm__cuda_fence_query(void *state, void *fence)
     kvbm_status_t st = kvbm__cuda_enter(b, &scope);
     if (st != KVBM_OK)
         return st;
-    st = fence_result(f, cudaEventQuery(f->ev));
+    st = fence_result(f, ask(f->ev));
     kvbm__cuda_leave(b, &scope);
     return st;
 }
 
+kvbm_status_t kvbm__cuda_fence_query(void *state, void *fence)
+{
+    return fence_ask(state, fence, cudaEventQuery);
+}
+
 kvbm_status_t kvbm__cuda_fence_wait(void *state, void *fence)
 {
-    kvbm__cuda_backend_t *b = state;
-    kvbm__cuda_fence_t *f = fence;
-    kvbm__cuda_scope_t scope;
-    kvbm_status_t st = kvbm__cuda_enter(b, &scope);
-    if (st != KVBM_OK)
-        return st;
-    st = fence_result(f, cudaEventSynchronize(f->ev));
-    kvbm__cuda_leave(b, &scope);
-    return st;
+    return fence_ask(state, fence, cudaEventSynchronize);
 }

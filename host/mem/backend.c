@@ -419,29 +419,16 @@ kvbm_status_t kvbm_fence_record(kvbm_fence_t *fence, kvbm_stream_t *stream)
     return fence->backend->ops->fence_record(fence->backend->state, fence->impl, stream->impl);
 }
 
-/* A copy that failed while it ran is reported by its fence, on the thread
- * that waits on or queries it: that thread gets the reason too (a runtime
- * error behind it was recorded by the backend's check as it surfaced). */
-static kvbm_status_t fence_outcome(const kvbm_fence_t *fence, kvbm_status_t status)
-{
-    if (status == KVBM_ERR_COPY_FAILED)
-        return kvbm__fail(status, "a copy covered by the fence failed on the %s backend",
-                          fence->backend->ops->name);
-    return status;
-}
-
 kvbm_status_t kvbm_fence_query(kvbm_fence_t *fence)
 {
     KVBM_REQUIRE_ARG(fence != NULL);
-    return fence_outcome(fence,
-                         fence->backend->ops->fence_query(fence->backend->state, fence->impl));
+    return fence->backend->ops->fence_query(fence->backend->state, fence->impl);
 }
 
 kvbm_status_t kvbm_fence_wait(kvbm_fence_t *fence)
 {
     KVBM_REQUIRE_ARG(fence != NULL);
-    return fence_outcome(fence,
-                         fence->backend->ops->fence_wait(fence->backend->state, fence->impl));
+    return fence->backend->ops->fence_wait(fence->backend->state, fence->impl);
 }
 
 /* ----------------------------------------------------------------- copies */

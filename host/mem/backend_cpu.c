@@ -351,13 +351,23 @@ static kvbm_status_t cpu_fence_record(void *state, void *fence, void *stream)
     return KVBM_OK;
 }
 
+/* The fence's answer, with the reason of a failure on the answering thread
+ * (the only copy failure here is an injected one). */
+static kvbm_status_t fence_answer(kvbm_status_t st)
+{
+    if (st == KVBM_ERR_COPY_FAILED)
+        return kvbm__fail(st, "a copy covered by the fence failed on the cpu backend (a failure "
+                              "injected for testing)");
+    return st;
+}
+
 static kvbm_status_t cpu_fence_query(void *state, void *fence)
 {
     cpu_fence_t *f = fence;
     kvbm__mutex_lock(&f->mu);
     kvbm_status_t st = f->completed >= f->recorded ? f->status : KVBM_ERR_BUSY;
     kvbm__mutex_unlock(&f->mu);
-    return st;
+    return fence_answer(st);
 }
 
 static kvbm_status_t cpu_fence_wait(void *state, void *fence)
@@ -369,7 +379,7 @@ static kvbm_status_t cpu_fence_wait(void *state, void *fence)
         kvbm__cond_wait(&f->cv, &f->mu);
     kvbm_status_t st = f->status;
     kvbm__mutex_unlock(&f->mu);
-    return st;
+    return fence_answer(st);
 }
 
 /* ----------------------------------------------------------------- copies */

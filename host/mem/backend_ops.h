@@ -43,6 +43,8 @@ typedef struct kvbm__backend_ops {
     kvbm_status_t (*fence_create)(void *state, void **fence_out);
     void (*fence_destroy)(void *state, void *fence);
     kvbm_status_t (*fence_record)(void *state, void *fence, void *stream);
+    /* The fence's answer; a failure's reason is recorded on the calling
+     * thread (kvbm__fail), whichever thread enqueued the failed copy. */
     kvbm_status_t (*fence_query)(void *state, void *fence);
     kvbm_status_t (*fence_wait)(void *state, void *fence);
     /*

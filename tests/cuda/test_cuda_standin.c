@@ -523,6 +523,21 @@ static void application_errors_are_neither_taken_nor_erased(void **state)
     kvbm_backend_destroy(b);
 }
 
+/* A fence waited on from a thread of its own, with what that thread was told. */
+typedef struct fence_wait_result {
+    kvbm_fence_t *fence;
+    kvbm_status_t status;
+    char reason[512];
+} fence_wait_result_t;
+
+static void *wait_on_fence(void *arg)
+{
+    fence_wait_result_t *r = arg;
+    r->status = kvbm_fence_wait(r->fence);
+    snprintf(r->reason, sizeof(r->reason), "%s", kvbm_last_error());
+    return NULL;
+}
+
 static void enqueue_and_device_failures_reach_the_fence(void **state)
 {
     (void)state;
@@ -535,9 +550,18 @@ static void enqueue_and_device_failures_reach_the_fence(void **state)
     assert_kvbm_ok(kvbm_stream_create(b, &s));
     assert_kvbm_ok(kvbm_fence_create(b, &f));
     kvbm_copy_t c = {kvbm_pool_ptr(h), kvbm_pool_ptr(d), 8192};
-    /* Refused at enqueue: the next fence says COPY_FAILED, the one after is clean. */
+    /* Refused at enqueue: the next fence says COPY_FAILED, the one after is
+     * clean. The thread that waits (not the one that enqueued) is told why. */
     standin_fail_call("cudaMemcpyAsync", cudaErrorInvalidValue, 0, 1);
     assert_kvbm_ok(kvbm_backend_copy(b, s, &c, 1, KVBM_COPY_H2D, f));
+    pthread_t waiter;
+    fence_wait_result_t waited = {.fence = f};
+    assert_int_equal(pthread_create(&waiter, NULL, wait_on_fence, &waited), 0);
+    assert_int_equal(pthread_join(waiter, NULL), 0);
+    assert_kvbm_status(waited.status, KVBM_ERR_COPY_FAILED);
+    assert_non_null(strstr(waited.reason, "failed on the cuda backend"));
+    assert_non_null(strstr(waited.reason, "cudaMemcpyAsync"));
+    assert_non_null(strstr(waited.reason, "cudaErrorInvalidValue"));
     assert_kvbm_status(kvbm_fence_wait(f), KVBM_ERR_COPY_FAILED);
     assert_kvbm_ok(kvbm_backend_copy(b, s, &c, 1, KVBM_COPY_H2D, f));
     assert_kvbm_ok(kvbm_fence_wait(f));
