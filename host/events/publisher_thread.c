@@ -228,8 +228,8 @@ static void shrink_sets(kvbm_publisher_t *p, size_t n)
     for (size_t i = 0; i < n; i++) {
         kvbm__event_batch_t *arrays = &p->taken[i].arrays;
         if (arrays->records == NULL ||
-            (arrays->records_capacity <= 4 * KVBM__PUBLISHER_SET_RECORDS &&
-             arrays->hashes_capacity <= 4 * KVBM__PUBLISHER_SET_HASHES &&
+            (arrays->records_capacity <= (size_t)4 * KVBM__PUBLISHER_SET_RECORDS &&
+             arrays->hashes_capacity <= (size_t)4 * KVBM__PUBLISHER_SET_HASHES &&
              arrays->tokens_capacity <= KVBM__PUBLISHER_SET_TOKENS_MAX &&
              arrays->names_capacity <= KVBM__PUBLISHER_SET_NAMES_MAX))
             continue;
