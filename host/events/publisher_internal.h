@@ -28,15 +28,17 @@
  * them, and takes back a spare set the thread emptied (decision 113). The
  * sets are made at create (room for SET_RECORDS records and SET_HASHES
  * hashes each, every page touched), so the caller never allocates for
- * them; when none is spare, the batch is copied into the ring. A set grown
- * past four times that (an announce) is made anew by the thread. */
-#define KVBM__PUBLISHER_ARRAY_SETS  256u
-#define KVBM__PUBLISHER_SET_RECORDS 32u
-#define KVBM__PUBLISHER_SET_HASHES  256u
-/* Token ids and LoRA names a set keeps room for (engines that register
- * tokens send them in every batch), past which it is made anew. */
-#define KVBM__PUBLISHER_SET_TOKENS_MAX (64u << 10)
-#define KVBM__PUBLISHER_SET_NAMES_MAX  4096u
+ * them; when none is spare, the batch is copied into the ring. A set keeps
+ * what a batch grew it to, up to the _MAX sizes (an announce's is made
+ * anew by the thread), so a workload's large batches stop growing sets
+ * after the first time. */
+#define KVBM__PUBLISHER_ARRAY_SETS      64u
+#define KVBM__PUBLISHER_SET_RECORDS     64u
+#define KVBM__PUBLISHER_SET_HASHES      512u
+#define KVBM__PUBLISHER_SET_RECORDS_MAX 1024u
+#define KVBM__PUBLISHER_SET_HASHES_MAX  (16u << 10)
+#define KVBM__PUBLISHER_SET_TOKENS_MAX  (64u << 10)
+#define KVBM__PUBLISHER_SET_NAMES_MAX   4096u
 
 struct kvbm_publisher {
     /* Immutable after create. */

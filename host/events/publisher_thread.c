@@ -220,16 +220,16 @@ static void send_taken(kvbm_publisher_t *p, kvbm__batch_t *batch, sent_t *sent)
         !kvbm__batch_ring_keep_copy(&p->history, batch->seq, size.n_events, &p->encoded);
 }
 
-/* A swapped set grown far past its first size (an announce's) is made
- * anew, before the lock is taken, so spares stay small; out of memory, it
- * is kept as it is. */
+/* A swapped set grown past the _MAX sizes (an announce's) is made anew,
+ * before the lock is taken, so spares stay bounded; out of memory, it is
+ * kept as it is. */
 static void shrink_sets(kvbm_publisher_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         kvbm__event_batch_t *arrays = &p->taken[i].arrays;
         if (arrays->records == NULL ||
-            (arrays->records_capacity <= (size_t)4 * KVBM__PUBLISHER_SET_RECORDS &&
-             arrays->hashes_capacity <= (size_t)4 * KVBM__PUBLISHER_SET_HASHES &&
+            (arrays->records_capacity <= KVBM__PUBLISHER_SET_RECORDS_MAX &&
+             arrays->hashes_capacity <= KVBM__PUBLISHER_SET_HASHES_MAX &&
              arrays->tokens_capacity <= KVBM__PUBLISHER_SET_TOKENS_MAX &&
              arrays->names_capacity <= KVBM__PUBLISHER_SET_NAMES_MAX))
             continue;
