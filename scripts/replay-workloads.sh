@@ -40,6 +40,25 @@ for w in $workloads; do
     }' "$out/$w.csv"
 done
 
+# adaptive with and without the registration hints (its reuse classes):
+# hit rates and the share of the LRU-to-belady gap each closes.
+echo
+echo "== adaptive, hints =="
+printf '%-10s %6s %8s %9s %9s %8s %16s %6s\n' workload g1 lru "no hints" hints belady "closed: no hints" hints
+for w in $workloads; do
+  "$replay" --sweep "$caps" --policies adaptive --no-hints --csv "$out/$w.no-hints.csv" --plot "" "$out/$w.jsonl" >/dev/null 2>&1
+  awk -F, -v w="$w" 'FNR == 1 { file++ } FNR > 1 { if (file == 1) r[$1 "," $2] = $4; else nh[$1] = $4 }
+    END {
+      n = split("1000,5859,10000,30000", cs, ",")
+      for (i = 1; i <= n; i++) {
+        c = cs[i]; l = r[c ",lru"]; a = r[c ",adaptive"]; b = r[c ",belady"]; gap = b - l
+        cn = gap > 0.005 ? sprintf("%6.1f%%", 100 * (nh[c] - l) / gap) : "     -"
+        ca = gap > 0.005 ? sprintf("%6.1f%%", 100 * (a - l) / gap) : "     -"
+        printf "%-10s %6s %8.4f %9.4f %9.4f %8.4f %16s %6s\n", w, c, l, nh[c], a, b, cn, ca
+      }
+    }' "$out/$w.csv" "$out/$w.no-hints.csv"
+done
+
 # G2 admission at the contract's sizes (and a small pair): offloads, G2 hits,
 # hit rate, with and without the filter; logical mode (data mode gives the
 # same counts, tests pin it).

@@ -8,11 +8,13 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 
 #include <cmocka.h>
 
 #include "kvbm_test.h"
+#include "manager/internal.h"
 #include "policy/adaptive.h"
 #include "replay.h"
 
@@ -27,16 +29,22 @@ typedef struct run {
     uint64_t next_unique;
 } run_t;
 
-static void run_open(run_t *r, const char *policy)
+static void run_open_hinted(run_t *r, const char *policy, bool hints)
 {
     replay_config_t config = {.g1_blocks = POOL,
                               .g1_policy = kvbm_policy_find(policy),
                               .g2_policy = kvbm_policy_lru(),
-                              .policy_config = KVBM_POLICY_CONFIG_INIT};
+                              .policy_config = KVBM_POLICY_CONFIG_INIT,
+                              .no_hints = !hints};
     assert_non_null(config.g1_policy);
     r->replay = NULL;
     r->next_unique = 1u << 20;
     assert_kvbm_ok(replay_create(&config, &r->replay));
+}
+
+static void run_open(run_t *r, const char *policy)
+{
+    run_open_hinted(r, policy, true);
 }
 
 static uint64_t hits(const run_t *r)
@@ -220,6 +228,100 @@ static void test_adaptive_sampled_pool_switches(void **unused)
     replay_destroy(lru);
 }
 
+/* Each round registers two new 40-block requests (used exactly twice: now
+ * and one round later) and 40 one-off 6-block requests (never reused), then
+ * repeats the previous round's two long requests. Counts cannot tell the
+ * long blocks apart at their first use; the request length can. */
+#define CLASS_POOL   256
+#define LONG_BLOCKS  40
+#define SHORT_BLOCKS 6
+#define SHORT_REQS   40
+
+static uint64_t class_rounds(bool hints, const char *policy, bool check_learned)
+{
+    replay_config_t config = {.g1_blocks = CLASS_POOL,
+                              .g1_policy = kvbm_policy_find(policy),
+                              .g2_policy = kvbm_policy_lru(),
+                              .policy_config = KVBM_POLICY_CONFIG_INIT,
+                              .no_hints = !hints};
+    replay_t *replay = NULL;
+    assert_kvbm_ok(replay_create(&config, &replay));
+    uint64_t hashes[LONG_BLOCKS];
+    uint64_t unique = 1ull << 40;
+    uint64_t previous_first = 0;
+    for (int round = 0; round < 60; round++) {
+        uint64_t first = unique;
+        for (int l = 0; l < 2; l++) {
+            for (size_t i = 0; i < LONG_BLOCKS; i++)
+                hashes[i] = unique++;
+            assert_kvbm_ok(replay_request(replay, hashes, LONG_BLOCKS));
+        }
+        for (int s = 0; s < SHORT_REQS; s++) {
+            for (size_t i = 0; i < SHORT_BLOCKS; i++)
+                hashes[i] = unique++;
+            assert_kvbm_ok(replay_request(replay, hashes, SHORT_BLOCKS));
+        }
+        if (round > 0)
+            for (uint64_t l = 0; l < 2; l++) {
+                for (size_t i = 0; i < LONG_BLOCKS; i++)
+                    hashes[i] = previous_first + l * LONG_BLOCKS + i;
+                assert_kvbm_ok(replay_request(replay, hashes, LONG_BLOCKS));
+            }
+        previous_first = first;
+    }
+    replay_counts_t counts;
+    replay_get_counts(replay, &counts);
+    if (check_learned) {
+        /* White-box: what the policy learned, before the replay goes. */
+        void *state = replay_manager(replay, KVBM_MEDIUM_GPU)->policy_state;
+        assert_true(kvbm__adaptive_class_cold(state, SHORT_BLOCKS, 1));
+        assert_true(kvbm__adaptive_class_cold(state, SHORT_BLOCKS, 2));
+        assert_false(kvbm__adaptive_class_cold(state, LONG_BLOCKS, 1));
+        assert_false(kvbm__adaptive_class_cold(state, LONG_BLOCKS, 20));
+        assert_true(kvbm__adaptive_rule(state) >= 4); /* a cold_* rule */
+    }
+    replay_destroy(replay);
+    return counts.g1_hits;
+}
+
+/* With the length hint the one-off short requests' blocks are learned cold
+ * and evicted first, so the long requests survive to their reuse; LRU and
+ * the hint-less policy lose them to the flood. */
+static void test_adaptive_hints_predict_reuse(void **unused)
+{
+    uint64_t lru = class_rounds(true, "lru", false);
+    uint64_t blind = class_rounds(false, "adaptive", false);
+    uint64_t hinted = class_rounds(true, "adaptive", true);
+    print_message("hits of %" PRIu64 ": lru %" PRIu64 ", adaptive without hints %" PRIu64
+                  ", with %" PRIu64 "\n",
+                  (uint64_t)(59 * 2 * LONG_BLOCKS), lru, blind, hinted);
+    uint64_t reuses = 59 * 2 * LONG_BLOCKS; /* every block a hit can find */
+    /* LRU: 80 + 240 blocks of other traffic between a long block's two
+     * uses, in a pool of 256. */
+    assert_true(lru < reuses / 10);
+    assert_true(blind < reuses / 2);
+    assert_true(hinted > reuses * 8 / 10);
+    assert_true(hinted > blind + reuses / 4);
+}
+
+/* Hints or not, a scan over a reused working set keeps adaptive at or
+ * above LRU. */
+static void test_adaptive_hints_never_below_lru_on_scans(void **unused)
+{
+    for (int hinted = 0; hinted < 2; hinted++) {
+        run_t lru, adaptive;
+        run_open_hinted(&lru, "lru", hinted);
+        run_open_hinted(&adaptive, "adaptive", hinted);
+        scan_rounds(&lru, 40);
+        scan_rounds(&adaptive, 40);
+        recency_rounds(&lru, 400);
+        recency_rounds(&adaptive, 400);
+        assert_true(hits(&adaptive) >= hits(&lru));
+        replay_destroy(lru.replay);
+        replay_destroy(adaptive.replay);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +329,8 @@ int main(void)
         cmocka_unit_test(test_adaptive_follows_slru_under_scans_and_lru_under_recency),
         cmocka_unit_test(test_adaptive_tail_from_hint_or_release_run),
         cmocka_unit_test(test_adaptive_sampled_pool_switches),
+        cmocka_unit_test(test_adaptive_hints_predict_reuse),
+        cmocka_unit_test(test_adaptive_hints_never_below_lru_on_scans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,18 +3,31 @@
  * rules suits the workload, and follows the best; LRU is one of the rules,
  * and the policy falls back to it unless another rule is measurably better.
  *
- * Every inactive block is in one of three lists (segments.h), each in
- * release order: tail (used once, the deepest block of its release run),
- * probation (used once), protected (used at least twice). Counts are kept by
- * hash across evictions in a ghost of 4 x capacity hashes, as in slru. A
- * rule is a bonus per list; the victim is the head whose release stamp plus
- * bonus is smallest:
+ * Every inactive block is in one of four lists (segments.h), each in
+ * release order: tail (used once, the deepest block of its release run, or
+ * the request's last block by the hint), cold (used once, of a class
+ * predicted not to come back), probation (used once), protected (used at
+ * least twice). Counts are kept by hash across evictions in a ghost of
+ * 4 x capacity hashes, as in slru. A rule is a bonus per list; the victim
+ * is the head whose release stamp plus bonus is smallest:
  *
- *   lru               0, 0, 0        plain LRU (the lists do not matter)
- *   lru_tails_first   -far, 0, 0     once-used tails first, then LRU
- *   protect_1x        -far, 0, +C    tails, then LRU with reused blocks
- *                                    kept one capacity C of releases longer
- *   slru              -far, +far, +2far  tails, once-used, reused (= slru)
+ *                     tail  probation  protected  cold
+ *   lru               0     0          0          0     plain LRU
+ *   lru_tails_first   -far  0          0          0     tails first, then LRU
+ *   protect_1x        -far  0          +C         0     ... reused blocks kept
+ *                                                       one capacity C longer
+ *   slru              -far  +far       +2far      +far  (= slru)
+ *   cold_first, cold_protect_1x, cold_slru: the three above with cold
+ *   blocks evicted with the tails (-far).
+ *
+ * The reuse prediction (used only when registrations carry hints): a
+ * once-used block's class is its request's length (log2 buckets) times its
+ * distance from the request's end (0, 1, 2, 3+), as in the G2 admission
+ * filter. Each class learns online how often its first uses are followed by
+ * a second (while held, or back from the ghost); a class with at least 32
+ * first uses of history and a rate below half the overall one is cold. The
+ * counts are halved every 4 x capacity evictions. Without hints no block is
+ * cold and the cold rules equal their hint-less twins.
  *
  * Which rule: set dueling by miniature simulation (Qureshi et al., "Adaptive
  * insertion policies for high performance caching", ISCA 2007; Waldspurger
@@ -28,8 +41,8 @@
  *
  * Cost: insert, remove, touch O(1) expected (one ghost lookup when a hash is
  * new to a block, and for a sampled hash one map operation per small
- * cache); pop O(1) (three list heads). Memory: per block 8 (links) + 8
- * (stamp) + 8 (hash) + 3 bytes, the ghost (4 x capacity hashes), and four
+ * cache); pop O(1) (four list heads). Memory: per block 8 (links) + 8
+ * (stamp) + 8 (hash) + 4 bytes, the ghost (4 x capacity hashes), and seven
  * small caches of capacity / R entries. Nothing is allocated after create.
  */
 #include "batch_loops.h"
@@ -55,13 +68,27 @@
 #define FLAG_HINTED  4u /* its registration carried hints */
 #define FLAG_LAST    8u /* ... saying it is the last block of its request */
 
+/* Reuse classes of once-used blocks, from the registration hints (as the G2
+ * admission filter's): log2 of the request's length in blocks (1, 2-3, ...,
+ * 128+) times the distance from the request's end (0, 1, 2, 3+). */
+#define LENGTH_BUCKETS  8
+#define END_BUCKETS     4
+#define CLASS_UNKNOWN   (LENGTH_BUCKETS * END_BUCKETS) /* no hints */
+#define CLASS_COUNT     (CLASS_UNKNOWN + 1)
+#define COLD_MIN_TRIALS 32.0 /* history a class needs before it can be cold */
+#define COLD_RATIO      0.5  /* cold: reuse rate below this times the overall one */
+#define COLD_REFRESH    256u /* learning events between two refreshes of the cold set */
+/* A ghost value: the evicted block was reused, or its class + 1. */
+#define GHOST_REUSED 255u
+
 typedef struct rule {
     const char *name;
     int64_t bonus[KVBM__SEG_COUNT]; /* in capacities, or +-KVBM__SEG_FAR multiples */
 } rule_t;
 
 static const rule_t rules[] = {
-#define RULE_ROW(name, tail, probation, protected) {#name, {tail, probation, protected}},
+#define RULE_ROW(name, tail, probation, protected, cold)                                           \
+    {#name, {tail, probation, protected, cold}},
     KVBM__ADAPTIVE_RULES_LIST(RULE_ROW)
 #undef RULE_ROW
 };
@@ -76,7 +103,19 @@ typedef struct adaptive_policy {
     bool run_open;
     bool run_has_parent;
     uint64_t run_parent;
-    kvbm__ghost_t ghost; /* evicted hashes with their counts */
+    kvbm__ghost_t ghost; /* evicted hashes: GHOST_REUSED or class + 1 */
+    /* Reuse prediction: of the once-used blocks of each class whose first
+     * use ended (reused while held, or evicted), how many were used again
+     * (while held, or back from the ghost). Halved every halve_every
+     * evictions so the rates follow the workload. */
+    uint8_t *klass;             /* capacity; CLASS_* of the block's first use */
+    double trials[CLASS_COUNT]; /* first uses that ended */
+    double reuses[CLASS_COUNT]; /* ... that were followed by a second use */
+    double trials_total, reuses_total;
+    uint64_t evictions;
+    uint64_t halve_every;
+    uint32_t events_to_refresh;
+    uint64_t cold_classes; /* bit c: class c is predicted not to come back */
     /* Set dueling. */
     kvbm__mini_sim_t sims[RULE_COUNT];
     uint64_t sample_mask; /* R - 1 */
@@ -88,6 +127,21 @@ typedef struct adaptive_policy {
     int64_t rule_bonus[RULE_COUNT][KVBM__SEG_COUNT];
 } adaptive_policy_t;
 
+/* The class of a block registered at @p position of a request of
+ * @p request_blocks blocks (0: no hints). */
+static uint8_t class_of(uint32_t request_blocks, uint32_t position)
+{
+    if (request_blocks == 0 || position >= request_blocks)
+        return CLASS_UNKNOWN;
+    uint32_t length = 0;
+    while (length + 1 < LENGTH_BUCKETS && (request_blocks >> (length + 1)) != 0)
+        length++;
+    uint32_t from_end = request_blocks - 1 - position;
+    if (from_end >= END_BUCKETS)
+        from_end = END_BUCKETS - 1;
+    return (uint8_t)(length * END_BUCKETS + from_end);
+}
+
 uint32_t kvbm__adaptive_rule(const void *state)
 {
     const adaptive_policy_t *p = state;
@@ -98,6 +152,12 @@ uint8_t kvbm__adaptive_segment(const void *state, uint32_t id)
 {
     const adaptive_policy_t *p = state;
     return kvbm__segments_of(&p->order, id);
+}
+
+bool kvbm__adaptive_class_cold(const void *state, uint32_t request_blocks, uint32_t position)
+{
+    const adaptive_policy_t *p = state;
+    return (p->cold_classes >> class_of(request_blocks, position)) & 1u;
 }
 
 const char *kvbm__adaptive_rule_name(uint32_t rule)
@@ -115,6 +175,7 @@ static void adaptive_destroy(void *state)
     kvbm__ghost_fini(&p->ghost);
     kvbm__segments_fini(&p->order);
     kvbm__free(p->hash);
+    kvbm__free(p->klass);
     kvbm__free(p->flags);
     kvbm__free(p->count);
     kvbm__free(p);
@@ -132,7 +193,8 @@ static kvbm_status_t adaptive_create(const kvbm_policy_config_t *config, uint32_
     p->count = kvbm__calloc(n, 1);
     p->flags = kvbm__calloc(n, 1);
     p->hash = kvbm__alloc(n, sizeof(uint64_t));
-    if (p->count == NULL || p->flags == NULL || p->hash == NULL)
+    p->klass = kvbm__alloc(n, 1);
+    if (p->count == NULL || p->flags == NULL || p->hash == NULL || p->klass == NULL)
         goto err_destroy;
     status = kvbm__segments_init(&p->order, (uint32_t)n);
     if (status != KVBM_OK)
@@ -161,6 +223,8 @@ static kvbm_status_t adaptive_create(const kvbm_policy_config_t *config, uint32_
     p->rule = 0;
     for (int s = 0; s < KVBM__SEG_COUNT; s++)
         p->bonus[s] = p->rule_bonus[0][s];
+    p->halve_every = (uint64_t)n * GHOST_FACTOR;
+    p->events_to_refresh = COLD_REFRESH;
     *state_out = p;
     return KVBM_OK;
 
@@ -194,6 +258,65 @@ static void count_sampled_access(adaptive_policy_t *p, uint64_t hash)
             p->sims[r].hits /= 2;
 }
 
+/* Recomputes which classes are cold: those with enough history whose
+ * reuse rate is below COLD_RATIO times the rate over all classes. */
+static void refresh_cold_classes(adaptive_policy_t *p)
+{
+    p->events_to_refresh = COLD_REFRESH;
+    uint64_t cold = 0;
+    if (p->trials_total > 0.0) {
+        double overall = p->reuses_total / p->trials_total;
+        for (int c = 0; c < CLASS_UNKNOWN; c++)
+            if (p->trials[c] >= COLD_MIN_TRIALS &&
+                p->reuses[c] < COLD_RATIO * overall * p->trials[c])
+                cold |= 1ull << c;
+    }
+    p->cold_classes = cold;
+}
+
+static void count_learning_event(adaptive_policy_t *p)
+{
+    if (--p->events_to_refresh == 0)
+        refresh_cold_classes(p);
+}
+
+/* The first use of a block of class @p c ended: by a second use while the
+ * block was held (@p reused), or by its eviction. */
+static void learn_trial(adaptive_policy_t *p, uint8_t c, bool reused)
+{
+    if (c >= CLASS_UNKNOWN)
+        return;
+    double r = reused ? 1.0 : 0.0;
+    p->trials[c] += 1.0;
+    p->trials_total += 1.0;
+    p->reuses[c] += r;
+    p->reuses_total += r;
+    count_learning_event(p);
+}
+
+/* A block of class @p c evicted after its first use came back. */
+static void learn_return(adaptive_policy_t *p, uint8_t c)
+{
+    if (c >= CLASS_UNKNOWN)
+        return;
+    p->reuses[c] += 1.0;
+    p->reuses_total += 1.0;
+    count_learning_event(p);
+}
+
+/* Halves the learned counts every halve_every evictions. */
+static void age_learning(adaptive_policy_t *p)
+{
+    if (++p->evictions % p->halve_every != 0)
+        return;
+    for (int c = 0; c < CLASS_COUNT; c++) {
+        p->trials[c] /= 2.0;
+        p->reuses[c] /= 2.0;
+    }
+    p->trials_total /= 2.0;
+    p->reuses_total /= 2.0;
+}
+
 /* Whether block @p id already holds @p hash; if not, it takes it, with the
  * count its hash had when it was last evicted plus this first use. */
 static bool identify(adaptive_policy_t *p, uint32_t id, uint64_t hash)
@@ -201,9 +324,17 @@ static bool identify(adaptive_policy_t *p, uint32_t id, uint64_t hash)
     if ((p->flags[id] & FLAG_KNOWN) && p->hash[id] == hash)
         return true;
     uint8_t remembered = 0;
-    kvbm__ghost_take(&p->ghost, hash, &remembered);
+    p->count[id] = 1;
+    if (kvbm__ghost_take(&p->ghost, hash, &remembered)) {
+        /* Back after an eviction: a second use at least. A block evicted
+         * after one use is a reuse of the class it had then (its trial was
+         * counted at the eviction). */
+        p->count[id] = remembered == GHOST_REUSED ? 3 : 2;
+        if (remembered != GHOST_REUSED)
+            learn_return(p, (uint8_t)(remembered - 1));
+    }
     p->hash[id] = hash;
-    p->count[id] = remembered < COUNT_MAX ? (uint8_t)(remembered + 1) : (uint8_t)COUNT_MAX;
+    p->klass[id] = CLASS_UNKNOWN;
     uint64_t mixed = XXH3_64bits_withSeed(&hash, sizeof(hash), SAMPLE_SEED);
     p->flags[id] = FLAG_KNOWN | ((mixed & p->sample_mask) == 0 ? FLAG_SAMPLED : 0u);
     return false;
@@ -218,8 +349,10 @@ static void adaptive_insert(void *state, const kvbm_policy_entry_t *entry)
      * it, the first insert of a release run stands for it (see slru). */
     bool continues_run = p->run_open && p->run_has_parent && p->run_parent == entry->seq_hash;
     bool tail = (p->flags[id] & FLAG_HINTED) ? (p->flags[id] & FLAG_LAST) != 0 : !continues_run;
+    bool cold = (p->cold_classes >> p->klass[id]) & 1u;
     uint8_t seg = p->count[id] >= 2 ? KVBM__SEG_PROTECTED
                   : tail            ? KVBM__SEG_TAIL
+                  : cold            ? KVBM__SEG_COLD
                                     : KVBM__SEG_PROBATION;
     kvbm__segments_push(&p->order, id, seg);
     if (p->flags[id] & FLAG_SAMPLED)
@@ -246,7 +379,13 @@ static bool adaptive_pop_victim(void *state, uint32_t *block_id_out)
     if (!kvbm__segments_pop(&p->order, p->bonus, &id))
         return false;
     assert(p->flags[id] & FLAG_KNOWN);
-    kvbm__ghost_add(&p->ghost, p->hash[id], p->count[id]);
+    if (p->count[id] >= 2) {
+        kvbm__ghost_add(&p->ghost, p->hash[id], GHOST_REUSED);
+    } else {
+        learn_trial(p, p->klass[id], false);
+        kvbm__ghost_add(&p->ghost, p->hash[id], (uint8_t)(p->klass[id] + 1));
+    }
+    age_learning(p);
     p->flags[id] = 0; /* the block loses its hash */
     p->count[id] = 0;
     *block_id_out = id;
@@ -260,8 +399,11 @@ static void adaptive_touch(void *state, const kvbm_policy_entry_t *entry, bool i
     p->run_open = false;
     /* A hash new to this block is its registration: identify counts that
      * use. Otherwise this is another use of the same block. */
-    if (identify(p, id, entry->seq_hash) && p->count[id] < COUNT_MAX)
+    if (identify(p, id, entry->seq_hash) && p->count[id] < COUNT_MAX) {
+        if (p->count[id] == 1)
+            learn_trial(p, p->klass[id], true);
         p->count[id]++;
+    }
     if (p->flags[id] & FLAG_SAMPLED)
         count_sampled_access(p, entry->seq_hash);
     /* The manager removes an inactive block right after touching it; a touch
@@ -286,6 +428,8 @@ static void adaptive_hint(void *state, const kvbm_policy_entry_t *entry,
     p->flags[id] |= FLAG_HINTED;
     if (hint->last)
         p->flags[id] |= FLAG_LAST;
+    if (p->count[id] == 1)
+        p->klass[id] = class_of(hint->request_blocks, hint->position);
 }
 
 static size_t adaptive_size(const void *state)

@@ -1,6 +1,6 @@
 /*
  * Segmented release order, shared by the adaptive policy and its miniature
- * simulations: every inactive block sits in one of three lists by what its
+ * simulations: every inactive block sits in one of four lists by what its
  * history says, each list in release order (front = oldest), and every
  * block carries its release stamp. A victim rule is a bonus per segment: the
  * victim is the list head with the smallest stamp + bonus. All bonuses 0 is
@@ -24,7 +24,8 @@ enum {
     KVBM__SEG_TAIL = 0,      /* used once, the deepest block of its release run */
     KVBM__SEG_PROBATION = 1, /* used once */
     KVBM__SEG_PROTECTED = 2, /* used at least twice */
-    KVBM__SEG_COUNT = 3,
+    KVBM__SEG_COLD = 3,      /* used once, of a class predicted not to come back */
+    KVBM__SEG_COUNT = 4,
     KVBM__SEG_NONE = 0xff, /* not in any list */
 };
 

@@ -192,11 +192,14 @@ typedef struct kvbm_policy_ops {
  *   evictions (a ghost of 4 x capacity hashes). Victim: once-used deepest
  *   blocks of a release run, then once-used blocks, then reused blocks, each
  *   oldest release first.
- * - "adaptive": the slru segments (tails, once-used, reused) under one of
- *   four victim rules (lru; lru with tails first; lru with reused blocks kept
- *   one capacity longer; slru), chosen online by miniature simulations of
- *   each rule on a hash sample; lru unless another rule is measurably better.
- *   Takes its tail segment from the last-block hint when given.
+ * - "adaptive": the slru segments (tails, once-used, reused) plus a cold one
+ *   under one of seven victim rules (lru; lru with tails first; lru with
+ *   reused blocks kept one capacity longer; slru; and the last three with
+ *   cold blocks evicted with the tails), chosen online by miniature
+ *   simulations of each rule on a hash sample; lru unless another rule is
+ *   measurably better. Takes its tail segment from the last-block hint when
+ *   given; cold blocks are once-used blocks of request length/position
+ *   classes (from the hints) whose learned reuse rate is low.
  * - "belady": farthest next use first (config.next_use, required: create
  *   returns KVBM_ERR_INVALID_ARG without it). An offline bound for replays,
  *   listed last: the ceiling.
