@@ -13,6 +13,11 @@
  *      subscribed    publish-warm with a subscriber thread in this process
  *                    reading and discarding every batch (it competes for
  *                    the two CPUs)
+ *    Per configuration: wall and CPU time of the replaying thread per block
+ *    (medians, and the median and range of the per-round ratios to off),
+ *    the times per run it was preempted (involuntary context switches) and
+ *    its page faults, and its user-space instructions per block where the
+ *    machine has a hardware counter (load-independent).
  * 2. Manager calls that publish while the subscriber is slow or the sender is
  *    stuck: allocate + register + release of 16 blocks per call, 10^5 blocks,
  *    every allocate evicting. ns per block, and the slowest call:
@@ -25,10 +30,19 @@
  *    same order as with events off.
  *
  *   bench_events [--quick] [TRACE]
+ * Environment: BENCH_EVENTS_ONLY=replay|logical|data|manager runs one part;
+ * BENCH_EVENTS_CONFIGS=name,name the replay configurations named (and off);
+ * BENCH_EVENTS_ROUNDS=N (1-16) the replay rounds.
  * Prints numbers only; never passes or fails.
  */
+#include <linux/perf_event.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,11 +209,40 @@ static kvbm_publisher_t *warm_publisher(void)
     return p;
 }
 
-/* Replays the trace; returns wall ns per block inside the replay's calls
- * (kvbm-replay's ns_per_block) and sets *cpu_out to this thread's CPU ns per
- * block over the whole request loop. */
-static double replay_once(const trace_t *trace, bool data_mode, kvbm_publisher_t *p,
-                          double *cpu_out)
+/* The calling thread's user-space instruction counter; -1 where the
+ * machine has none (a VM without a PMU): the column then says so. */
+static int instructions_open(void)
+{
+    struct perf_event_attr attr = {
+        .type = PERF_TYPE_HARDWARE,
+        .size = sizeof(attr),
+        .config = PERF_COUNT_HW_INSTRUCTIONS,
+        .exclude_kernel = 1,
+        .exclude_hv = 1,
+    };
+    return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0);
+}
+
+static double instructions_read(int fd)
+{
+    uint64_t count = 0;
+    if (fd < 0 || read(fd, &count, sizeof(count)) != (ssize_t)sizeof(count))
+        return -1;
+    return (double)count;
+}
+
+/* What one replay cost the replaying thread, per block (per run: switches
+ * and faults). */
+typedef struct run_cost {
+    double wall_ns, cpu_ns, instructions; /* instructions < 0: no counter */
+    double preempted, faults;
+} run_cost_t;
+
+/* Replays the trace: wall ns per block inside the replay's calls
+ * (kvbm-replay's ns_per_block), and this thread's CPU time, instructions,
+ * involuntary context switches and page faults over the request loop. */
+static run_cost_t replay_once(const trace_t *trace, bool data_mode, kvbm_publisher_t *p,
+                              int instructions_fd)
 {
     replay_config_t config = {
         .g1_blocks = 5859,
@@ -218,25 +261,59 @@ static double replay_once(const trace_t *trace, bool data_mode, kvbm_publisher_t
     config.events = events;
     replay_t *replay = NULL;
     CHECK(replay_create(&config, &replay));
+    struct rusage u0, u1;
+    getrusage(RUSAGE_THREAD, &u0);
+    double insn0 = instructions_read(instructions_fd);
     double cpu0 = thread_cpu_ns();
     for (size_t r = 0; r < trace->requests; r++)
         CHECK(replay_request(replay, trace->hashes + trace->offsets[r],
                              trace->offsets[r + 1] - trace->offsets[r]));
     double cpu = thread_cpu_ns() - cpu0;
+    double insn = instructions_read(instructions_fd) - insn0;
+    getrusage(RUSAGE_THREAD, &u1);
     replay_counts_t counts;
     replay_get_counts(replay, &counts);
     replay_destroy(replay);
     kvbm_event_batcher_destroy(events);
     if (p != NULL)
         CHECK(kvbm_publisher_flush(p, 60000));
-    *cpu_out = cpu / (double)counts.blocks;
-    return counts.core_ns / (double)counts.blocks;
+    double blocks = (double)counts.blocks;
+    return (run_cost_t){
+        .wall_ns = counts.core_ns / blocks,
+        .cpu_ns = cpu / blocks,
+        .instructions = instructions_fd >= 0 ? insn / blocks : -1,
+        .preempted = (double)(u1.ru_nivcsw - u0.ru_nivcsw),
+        .faults = (double)(u1.ru_minflt - u0.ru_minflt + u1.ru_majflt - u0.ru_majflt),
+    };
 }
 
 static double median(double *values, int n)
 {
     qsort(values, (size_t)n, sizeof(double), compare_double);
     return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+/* Whether configuration @p name runs: BENCH_EVENTS_CONFIGS (names separated
+ * by commas) picks some, off always runs; unset, all run. */
+static bool config_wanted(const char *name)
+{
+    const char *wanted = getenv("BENCH_EVENTS_CONFIGS");
+    if (wanted == NULL || strcmp(name, "off") == 0)
+        return true;
+    size_t len = strlen(name);
+    for (const char *at = wanted; (at = strstr(at, name)) != NULL; at += len)
+        if ((at == wanted || at[-1] == ',') && (at[len] == '\0' || at[len] == ','))
+            return true;
+    return false;
+}
+
+#define MAX_ROUNDS 16
+
+/* "median (min..max)" of @p n values (sorted in place). */
+static void print_spread(double *values, int n)
+{
+    double mid = median(values, n);
+    printf(" %6.3f (%5.2f..%5.2f)", mid, values[0], values[n - 1]);
 }
 
 static void bench_replay(const trace_t *trace, bool data_mode, int rounds)
@@ -246,20 +323,32 @@ static void bench_replay(const trace_t *trace, bool data_mode, int rounds)
     subscriber_start(&sub, kvbm_publisher_endpoint(subscribed), true);
     struct timespec pause = {.tv_nsec = 100 * 1000 * 1000};
     nanosleep(&pause, NULL);
-    double ns[R_COUNT][16], ratio[R_COUNT][16], cpu[R_COUNT][16], cpu_ratio[R_COUNT][16];
+    int instructions_fd = instructions_open();
+    run_cost_t cost[R_COUNT][MAX_ROUNDS];
+    double wall[R_COUNT][MAX_ROUNDS], cpu[R_COUNT][MAX_ROUNDS], insn[R_COUNT][MAX_ROUNDS];
+    double wall_ratio[R_COUNT][MAX_ROUNDS], cpu_ratio[R_COUNT][MAX_ROUNDS];
+    double preempted[R_COUNT][MAX_ROUNDS], faults[R_COUNT][MAX_ROUNDS];
     kvbm_publisher_metrics_t before[R_COUNT], after[R_COUNT];
     kvbm_publisher_metrics(warm, &before[R_WARM]);
     kvbm_publisher_metrics(subscribed, &before[R_SUBSCRIBED]);
     uint64_t cold_dropped = 0;
     for (int r = 0; r < rounds; r++) {
         for (int c = 0; c < R_COUNT; c++) {
+            if (!config_wanted(R_NAMES[c]))
+                continue;
             kvbm_publisher_t *p = c == R_OFF    ? NULL
                                   : c == R_COLD ? publisher_new(KVBM_PUBLISHER_DEFAULT_QUEUE_DEPTH)
                                   : c == R_WARM ? warm
                                                 : subscribed;
-            ns[c][r] = replay_once(trace, data_mode, p, &cpu[c][r]);
-            ratio[c][r] = ns[c][r] / ns[R_OFF][r];
-            cpu_ratio[c][r] = cpu[c][r] / cpu[R_OFF][r];
+            run_cost_t k = replay_once(trace, data_mode, p, instructions_fd);
+            cost[c][r] = k;
+            wall[c][r] = k.wall_ns;
+            cpu[c][r] = k.cpu_ns;
+            insn[c][r] = k.instructions;
+            wall_ratio[c][r] = k.wall_ns / cost[R_OFF][r].wall_ns;
+            cpu_ratio[c][r] = k.cpu_ns / cost[R_OFF][r].cpu_ns;
+            preempted[c][r] = k.preempted;
+            faults[c][r] = k.faults;
             if (c == R_COLD) {
                 kvbm_publisher_metrics_t m;
                 kvbm_publisher_metrics(p, &m);
@@ -268,25 +357,31 @@ static void bench_replay(const trace_t *trace, bool data_mode, int rounds)
             }
         }
     }
+    if (instructions_fd >= 0)
+        close(instructions_fd);
     kvbm_publisher_metrics(warm, &after[R_WARM]);
     kvbm_publisher_metrics(subscribed, &after[R_SUBSCRIBED]);
     printf("replay core, %s mode, G1 5859 + G2 23436, %zu requests, %d rounds "
            "(configurations alternate within each round); medians, ratios to off per round:\n",
            data_mode ? "data (cpu)" : "logical", trace->requests, rounds);
-    printf("  %-13s %12s %22s   %12s %22s\n", "config", "wall ns/blk", "wall ratio (min..max)",
-           "cpu ns/blk", "cpu ratio (min..max)");
+    printf("  %-13s %8s %22s %8s %22s %10s %7s %9s\n", "config", "wall ns", "wall ratio (min..max)",
+           "cpu ns", "cpu ratio (min..max)", "preempted", "faults", "insn/blk");
     for (int c = 0; c < R_COUNT; c++) {
-        double rlo = ratio[c][0], rhi = ratio[c][0], clo = cpu_ratio[c][0], chi = cpu_ratio[c][0];
-        for (int r = 1; r < rounds; r++) {
-            rlo = ratio[c][r] < rlo ? ratio[c][r] : rlo;
-            rhi = ratio[c][r] > rhi ? ratio[c][r] : rhi;
-            clo = cpu_ratio[c][r] < clo ? cpu_ratio[c][r] : clo;
-            chi = cpu_ratio[c][r] > chi ? cpu_ratio[c][r] : chi;
-        }
-        printf("  %-13s %12.1f %6.3f (%5.2f..%5.2f)   %12.1f %6.3f (%5.2f..%5.2f)\n", R_NAMES[c],
-               median(ns[c], rounds), median(ratio[c], rounds), rlo, rhi, median(cpu[c], rounds),
-               median(cpu_ratio[c], rounds), clo, chi);
+        if (!config_wanted(R_NAMES[c]))
+            continue;
+        printf("  %-13s %8.1f", R_NAMES[c], median(wall[c], rounds));
+        print_spread(wall_ratio[c], rounds);
+        printf(" %8.1f", median(cpu[c], rounds));
+        print_spread(cpu_ratio[c], rounds);
+        printf(" %10.0f %7.0f", median(preempted[c], rounds), median(faults[c], rounds));
+        if (instructions_fd >= 0)
+            printf(" %9.1f\n", median(insn[c], rounds));
+        else
+            printf(" %9s\n", "n/a");
     }
+    if (instructions_fd < 0)
+        printf("  (insn/blk: no hardware instruction counter here; docs/BENCHMARKS.md has "
+               "callgrind's counts)\n");
     uint64_t warm_batches = after[R_WARM].batches_published - before[R_WARM].batches_published;
     printf("  batches per run: %llu; dropped in all rounds: %llu; the subscriber read %llu\n",
            (unsigned long long)(warm_batches / (uint64_t)rounds),
@@ -400,6 +495,12 @@ static void bench_manager_calls(uint32_t calls, int rounds)
 
 int main(int argc, char **argv)
 {
+    /* Freed memory stays with the process: every configuration's managers
+     * then reuse pages already touched, instead of some runs taking a few
+     * hundred page faults on fresh ones depending on what was allocated
+     * before them (glibc trims the heap and unmaps large chunks). */
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
     bool quick = false;
     const char *trace_path = KVBM_SOURCE_DIR "/data/mooncake/synthetic_trace.jsonl";
     for (int i = 1; i < argc; i++) {
@@ -414,13 +515,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_events: %s: %s\n", trace_path, error);
         return 1;
     }
-    int rounds = quick ? 1 : 7;
-    const char *only = getenv("BENCH_EVENTS_ONLY"); /* "replay" or "manager" */
-    if (only == NULL || strcmp(only, "replay") == 0) {
-        bench_replay(&trace, false, rounds);
-        bench_replay(&trace, true, quick ? 1 : 5);
+    int rounds = quick ? 1 : 9, data_rounds = quick ? 1 : 5;
+    const char *rounds_env = getenv("BENCH_EVENTS_ROUNDS");
+    if (rounds_env != NULL) {
+        rounds = data_rounds = atoi(rounds_env);
+        if (rounds < 1 || rounds > MAX_ROUNDS) {
+            fprintf(stderr, "bench_events: BENCH_EVENTS_ROUNDS must be 1 to %d\n", MAX_ROUNDS);
+            return 2;
+        }
     }
-    if (only == NULL || strcmp(only, "manager") == 0)
+    const char *only = getenv("BENCH_EVENTS_ONLY");
+    bool all = only == NULL, replay = all || strcmp(only, "replay") == 0;
+    if (replay || strcmp(only, "logical") == 0)
+        bench_replay(&trace, false, rounds);
+    if (replay || strcmp(only, "data") == 0)
+        bench_replay(&trace, true, data_rounds);
+    if (all || strcmp(only, "manager") == 0)
         bench_manager_calls(quick ? 2000 : 20000, quick ? 1 : 5);
     trace_free(&trace);
     return 0;

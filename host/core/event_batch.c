@@ -242,6 +242,18 @@ void kvbm__event_batch_clear(kvbm__event_batch_t *batch)
     batch->last_reversed = false;
 }
 
+kvbm_status_t kvbm__event_batch_reserve(kvbm__event_batch_t *batch, size_t records, size_t hashes)
+{
+    if (!room((void **)&batch->records, &batch->records_capacity, batch->n_records, records,
+              sizeof(kvbm_event_record_t)) ||
+        !room((void **)&batch->hashes, &batch->hashes_capacity, batch->n_hashes, hashes,
+              sizeof(uint64_t)))
+        return KVBM_ERR_NO_MEMORY;
+    memset(batch->records, 0, batch->records_capacity * sizeof(kvbm_event_record_t));
+    memset(batch->hashes, 0, batch->hashes_capacity * sizeof(uint64_t));
+    return KVBM_OK;
+}
+
 void kvbm__event_batch_free(kvbm__event_batch_t *batch)
 {
     kvbm__free(batch->records);

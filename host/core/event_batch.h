@@ -231,6 +231,11 @@ void kvbm__event_batch_settle(kvbm__event_batch_t *batch);
 /* Empties the batch, keeping its memory for reuse. */
 void kvbm__event_batch_clear(kvbm__event_batch_t *batch);
 
+/* Gives an empty batch room for @p records records and @p hashes hashes,
+ * every page touched. On KVBM_ERR_NO_MEMORY it may hold some of that
+ * memory: free it (kvbm__event_batch_free). */
+kvbm_status_t kvbm__event_batch_reserve(kvbm__event_batch_t *batch, size_t records, size_t hashes);
+
 /* Frees the batch's memory; it is then empty, as {0}. */
 void kvbm__event_batch_free(kvbm__event_batch_t *batch);
 

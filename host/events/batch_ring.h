@@ -21,9 +21,10 @@
 typedef struct kvbm__batch {
     uint64_t seq;
     uint64_t n_events;
-    double ts;                /* queue: when it was published */
-    kvbm__events_size_t size; /* queue: what the records hold */
-    kvbm__chunk_t chunk;      /* queue: the records (record_copy.h) */
+    double ts;                  /* queue: when it was published */
+    kvbm__events_size_t size;   /* queue: what the records hold */
+    kvbm__chunk_t chunk;        /* queue: the records (record_copy.h), or: */
+    kvbm__event_batch_t arrays; /* queue: a batcher's batch taken whole (records not NULL) */
     size_t n_records;
     kvbm__payload_t payload; /* history: the encoded batch */
 } kvbm__batch_t;

@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define ALIGN 16u
 
@@ -16,6 +17,9 @@ kvbm_status_t kvbm__chunk_ring_init(kvbm__chunk_ring_t *ring, size_t capacity)
         ring->data = kvbm__alloc_aligned(ALIGN, 1, capacity);
         if (ring->data == NULL)
             return KVBM_ERR_NO_MEMORY;
+        /* Every page touched now, so a producer never takes a page fault
+         * when a backlog reaches further into the ring (decision 112). */
+        memset(ring->data, 0, capacity);
     }
     ring->capacity = capacity;
     return KVBM_OK;

@@ -166,8 +166,25 @@ static kvbm_status_t init_rings(kvbm_publisher_t *p, const kvbm_publisher_config
     status = kvbm__batch_ring_init(&p->history, config->buffer_steps);
     if (status != KVBM_OK)
         goto err_free_space;
+    p->spares = kvbm__calloc(KVBM__PUBLISHER_ARRAY_SETS, sizeof(*p->spares));
+    if (p->spares == NULL) {
+        status = KVBM_ERR_NO_MEMORY;
+        goto err_free_history;
+    }
+    for (; p->n_spares < KVBM__PUBLISHER_ARRAY_SETS; p->n_spares++) {
+        status = kvbm__event_batch_reserve(&p->spares[p->n_spares], KVBM__PUBLISHER_SET_RECORDS,
+                                           KVBM__PUBLISHER_SET_HASHES);
+        if (status != KVBM_OK)
+            goto err_free_spares;
+    }
     return KVBM_OK;
 
+err_free_spares:
+    for (uint32_t i = 0; i <= p->n_spares; i++) /* and the one half made */
+        kvbm__event_batch_free(&p->spares[i]);
+    kvbm__free(p->spares);
+err_free_history:
+    kvbm__batch_ring_fini(&p->history);
 err_free_space:
     kvbm__chunk_ring_fini(&p->space);
 err_free_queue:
@@ -177,6 +194,11 @@ err_free_queue:
 
 static void fini_rings(kvbm_publisher_t *p)
 {
+    for (uint32_t i = 0; i < p->n_spares; i++)
+        kvbm__event_batch_free(&p->spares[i]);
+    kvbm__free(p->spares);
+    for (uint32_t i = 0; i < p->queue.capacity; i++) /* none: the thread sent them */
+        kvbm__event_batch_free(&p->queue.batches[i].arrays);
     kvbm__batch_ring_fini(&p->history);
     kvbm__chunk_ring_fini(&p->space);
     kvbm__batch_ring_fini(&p->queue);
@@ -295,17 +317,19 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Wakes the thread only if it sleeps for good, or naps while the queue
- * grows (see KVBM__PUBLISHER_WAKE_BYTES): a wake is a system call, too dear
- * for every batch. With the lock held; true: the caller wakes it. */
+/* Wakes the thread only if it sleeps for good, or if half the queue (its
+ * slots or its ring) is in use while it naps: a wake is a system call on
+ * the caller's thread, and the woken thread often takes the caller's CPU,
+ * so a busy producer leaves the thread to its naps (decision 110). With
+ * the lock held; true: the caller wakes it. */
 static bool wake_needed(kvbm_publisher_t *p)
 {
     if (p->sleeping) {
         p->sleeping = false;
         return true;
     }
-    if (!p->woken && (p->queued_bytes >= KVBM__PUBLISHER_WAKE_BYTES ||
-                      p->queue.count >= p->queue.capacity / 2)) {
+    if (!p->woken &&
+        (p->space.used >= p->space.capacity / 2 || p->queue.count >= p->queue.capacity / 2)) {
         p->woken = true;
         return true;
     }
@@ -315,9 +339,21 @@ static bool wake_needed(kvbm_publisher_t *p)
 /* What to publish: the caller's records, or a batcher's batch. */
 typedef struct pending {
     const kvbm_event_record_t *records;
-    const kvbm__event_batch_t *batch; /* NULL: records */
+    kvbm__event_batch_t *batch; /* NULL: records */
     size_t count;
 } pending_t;
+
+/* Takes a batcher's arrays into @p slot whole, leaving the batcher a spare
+ * set; false when none is spare, and the batch is to be copied. With the lock. */
+static bool swap_arrays(kvbm_publisher_t *p, kvbm__batch_t *slot, kvbm__event_batch_t *batch)
+{
+    if (p->n_spares == 0)
+        return false;
+    slot->arrays = *batch;
+    *batch = p->spares[--p->n_spares];
+    slot->chunk = (kvbm__chunk_t){0};
+    return true;
+}
 
 /* Copies the records (checked and measured: @p size) into the next queue
  * slot, for the thread to encode. With the lock. */
@@ -327,20 +363,21 @@ static kvbm_status_t enqueue(kvbm_publisher_t *p, uint64_t seq, double ts, const
     kvbm__batch_t *batch = kvbm__batch_ring_reserve(&p->queue);
     if (batch == NULL)
         return KVBM_ERR_BUSY;
-    kvbm__chunk_t chunk;
-    if (!kvbm__chunk_get(&p->space, kvbm__record_copy_size(what->count, size), &chunk))
-        return KVBM_ERR_NO_MEMORY;
-    if (what->batch != NULL)
-        kvbm__record_copy_batch(what->batch, size, chunk.at);
-    else
-        kvbm__record_copy(what->records, what->count, size, chunk.at);
+    if (what->batch == NULL || !swap_arrays(p, batch, what->batch)) {
+        kvbm__chunk_t chunk;
+        if (!kvbm__chunk_get(&p->space, kvbm__record_copy_size(what->count, size), &chunk))
+            return KVBM_ERR_NO_MEMORY;
+        if (what->batch != NULL)
+            kvbm__record_copy_batch(what->batch, size, chunk.at);
+        else
+            kvbm__record_copy(what->records, what->count, size, chunk.at);
+        batch->chunk = chunk;
+    }
     batch->n_records = what->count;
-    batch->chunk = chunk;
     batch->seq = seq;
     batch->ts = ts;
     batch->size = *size;
     kvbm__batch_ring_commit(&p->queue);
-    p->queued_bytes += size->bound;
     return KVBM_OK;
 }
 
@@ -360,6 +397,9 @@ static kvbm_status_t publish_checked(kvbm_publisher_t *p, const pending_t *what,
 {
     double ts = now_seconds();
     kvbm__mutex_lock(&p->lock);
+    /* (asked before enqueue, which may take a batcher's records away) */
+    bool resyncs =
+        atomic_load_explicit(&p->resync_needed, memory_order_relaxed) && clears_all(what);
     /* The number is taken even when the batch is dropped: the gap is how
      * subscribers learn of the loss. */
     uint64_t seq = p->next_seq++;
@@ -370,7 +410,7 @@ static kvbm_status_t publish_checked(kvbm_publisher_t *p, const pending_t *what,
     }
     if (status != KVBM_OK)
         atomic_store_explicit(&p->resync_needed, true, memory_order_relaxed);
-    else if (atomic_load_explicit(&p->resync_needed, memory_order_relaxed) && clears_all(what)) {
+    else if (resyncs) {
         atomic_store_explicit(&p->resync_needed, false, memory_order_relaxed);
         p->metrics.resyncs++;
     }

@@ -24,11 +24,21 @@
  * memory from malloc, which costs the producer more. */
 #define KVBM__PUBLISHER_SPACE_BYTES (16u << 20)
 
-/* A producer wakes the napping thread once this many encoded bytes wait:
- * the queue's buffers are reused from its first slots whenever it empties,
- * so keeping it short keeps them in the producer's cache, instead of a
- * millisecond of batches cycling through (and evicting) its L2. */
-#define KVBM__PUBLISHER_WAKE_BYTES (32u << 10)
+/* A publisher's batcher hands over its batch's arrays instead of copying
+ * them, and takes back a spare set the thread emptied (decision 113). The
+ * sets are made at create (room for SET_RECORDS records and SET_HASHES
+ * hashes each, every page touched), so the caller never allocates for
+ * them; when none is spare, the batch is copied into the ring. A set keeps
+ * what a batch grew it to, up to the _MAX sizes (an announce's is made
+ * anew by the thread), so a workload's large batches stop growing sets
+ * after the first time. */
+#define KVBM__PUBLISHER_ARRAY_SETS      64u
+#define KVBM__PUBLISHER_SET_RECORDS     64u
+#define KVBM__PUBLISHER_SET_HASHES      512u
+#define KVBM__PUBLISHER_SET_RECORDS_MAX 1024u
+#define KVBM__PUBLISHER_SET_HASHES_MAX  (16u << 10)
+#define KVBM__PUBLISHER_SET_TOKENS_MAX  (64u << 10)
+#define KVBM__PUBLISHER_SET_NAMES_MAX   4096u
 
 struct kvbm_publisher {
     /* Immutable after create. */
@@ -55,12 +65,13 @@ struct kvbm_publisher {
      * out of the publisher with it held.
      */
     pthread_mutex_t lock;
-    pthread_cond_t progressed; /* done_seq advanced, for flush */
-    kvbm__batch_ring_t queue;  /* records not yet sent; seq increasing */
-    kvbm__chunk_ring_t space;  /* the queued batches' records (kvbm__batch_t.chunk) */
-    size_t queued_bytes;       /* the queued batches' bounds (kvbm__batch_t.bound) */
-    uint64_t next_seq;         /* the next batch's sequence number */
-    uint64_t done_seq;         /* every seq below it was sent or dropped */
+    pthread_cond_t progressed;   /* done_seq advanced, for flush */
+    kvbm__batch_ring_t queue;    /* records not yet sent; seq increasing */
+    kvbm__chunk_ring_t space;    /* the queued batches' records (kvbm__batch_t.chunk) */
+    kvbm__event_batch_t *spares; /* KVBM__PUBLISHER_ARRAY_SETS: emptied arrays to swap in */
+    uint32_t n_spares;
+    uint64_t next_seq; /* the next batch's sequence number */
+    uint64_t done_seq; /* every seq below it was sent or dropped */
     /* Set when a batch is dropped, cleared when a batch holding
      * AllBlocksCleared is queued; written with the lock, read without it
      * (relaxed: a hint that is acted on at the owner's next step). */

@@ -8,6 +8,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -174,7 +176,7 @@ static size_t take_batches(kvbm_publisher_t *p, uint64_t *done_after)
         kvbm__batch_t *batch = kvbm__batch_ring_at(&p->queue, 0);
         p->taken[n] = *batch;
         batch->chunk = (kvbm__chunk_t){0};
-        p->queued_bytes -= batch->size.bound;
+        batch->arrays = (kvbm__event_batch_t){0};
         kvbm__batch_ring_drop_oldest(&p->queue);
         n++;
     }
@@ -190,10 +192,12 @@ typedef struct sent {
 } sent_t;
 
 /* Encodes one batch taken out of the queue, sends it, keeps it for replay. */
-static void send_taken(kvbm_publisher_t *p, const kvbm__batch_t *batch, sent_t *sent)
+static void send_taken(kvbm_publisher_t *p, kvbm__batch_t *batch, sent_t *sent)
 {
     const kvbm_event_record_t *records =
-        kvbm__record_copy_view(batch->chunk.at, batch->n_records, &batch->size);
+        batch->arrays.records != NULL
+            ? kvbm__event_batch_view(&batch->arrays)
+            : kvbm__record_copy_view(batch->chunk.at, batch->n_records, &batch->size);
     const kvbm__events_size_t size = batch->size;
     p->encoded.size = 0;
     kvbm_status_t status =
@@ -216,17 +220,61 @@ static void send_taken(kvbm_publisher_t *p, const kvbm__batch_t *batch, sent_t *
         !kvbm__batch_ring_keep_copy(&p->history, batch->seq, size.n_events, &p->encoded);
 }
 
-/* Gives the sent batches' records' memory back (with the lock held), in
- * the order they were taken. */
+/* A swapped set grown past the _MAX sizes (an announce's) is made anew,
+ * before the lock is taken, so spares stay bounded; out of memory, it is
+ * kept as it is. */
+static void shrink_sets(kvbm_publisher_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        kvbm__event_batch_t *arrays = &p->taken[i].arrays;
+        if (arrays->records == NULL ||
+            (arrays->records_capacity <= KVBM__PUBLISHER_SET_RECORDS_MAX &&
+             arrays->hashes_capacity <= KVBM__PUBLISHER_SET_HASHES_MAX &&
+             arrays->tokens_capacity <= KVBM__PUBLISHER_SET_TOKENS_MAX &&
+             arrays->names_capacity <= KVBM__PUBLISHER_SET_NAMES_MAX))
+            continue;
+        kvbm__event_batch_t fresh = {0};
+        if (kvbm__event_batch_reserve(&fresh, KVBM__PUBLISHER_SET_RECORDS,
+                                      KVBM__PUBLISHER_SET_HASHES) != KVBM_OK) {
+            kvbm__event_batch_free(&fresh);
+            continue;
+        }
+        kvbm__event_batch_free(arrays);
+        *arrays = fresh;
+    }
+}
+
+/* Gives the sent batches' memory back (with the lock held), in the order
+ * they were taken: ring chunks to the ring, swapped sets to the spares. */
 static void give_back_batches(kvbm_publisher_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        kvbm__chunk_put(&p->space, &p->taken[i].chunk);
+    for (size_t i = 0; i < n; i++) {
+        kvbm__batch_t *batch = &p->taken[i];
+        if (batch->arrays.records != NULL) {
+            kvbm__event_batch_clear(&batch->arrays);
+            p->spares[p->n_spares++] = batch->arrays;
+            batch->arrays = (kvbm__event_batch_t){0};
+        } else {
+            kvbm__chunk_put(&p->space, &batch->chunk);
+        }
+    }
+}
+
+/* Tells the scheduler this thread is a batch job: woken by its nap timer
+ * or a producer, it waits for a free CPU or the end of the running
+ * thread's slice instead of preempting it, so the engine's threads are not
+ * interrupted for the events (decision 111). Refused (a seccomp or
+ * scheduler policy), the thread runs as it was. */
+static void yield_to_callers(void)
+{
+    const struct sched_param param = {.sched_priority = 0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
 }
 
 void *kvbm__publisher_thread(void *publisher)
 {
     kvbm_publisher_t *p = publisher;
+    yield_to_callers();
     bool busy = false; /* sent something since the last quiet nap */
     for (;;) {
         kvbm__mutex_lock(&p->lock);
@@ -255,6 +303,7 @@ void *kvbm__publisher_thread(void *publisher)
         for (size_t i = 0; i < n; i++)
             send_taken(p, &p->taken[i], &sent);
         kvbm__payload_store_fence();
+        shrink_sets(p, n);
 
         kvbm__mutex_lock(&p->lock);
         p->metrics.batches_published += sent.published;
