@@ -554,9 +554,11 @@ static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t c
 /* Allocates @p count blocks, which the caller checked are there (reset +
  * inactive): reset ones first, then the policy's victims, all taken at once
  * and unregistered with their loads overlapped. Returns how many were
- * evicted. */
-static size_t allocate_blocks(kvbm_manager_t *manager, size_t count, uint32_t *ids_out,
-                              kvbm_evicted_t *evicted_out)
+ * evicted. Inlined into its two callers: at one block per call the call
+ * layer was a tenth of allocate's instructions. */
+static inline __attribute__((always_inline)) size_t allocate_blocks(kvbm_manager_t *manager,
+                                                                    size_t count, uint32_t *ids_out,
+                                                                    kvbm_evicted_t *evicted_out)
 {
     assert(count <= manager->reset_count + manager->inactive_count);
     size_t from_reset = count < manager->reset_count ? count : manager->reset_count;

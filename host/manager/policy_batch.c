@@ -44,10 +44,9 @@ static void flush_ids(const kvbm__policy_batch_t *batch)
     }
 }
 
-void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch)
+void kvbm__policy_batch_hand_over(kvbm__policy_batch_t *batch)
 {
-    if (batch->count == 0)
-        return;
+    assert(batch->count > 0);
     const kvbm_policy_ops_t *ops = batch->ops;
     if (batch->by_id && batch->op != KVBM__POLICY_OP_TOUCH)
         flush_ids(batch);
@@ -62,27 +61,9 @@ void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch)
     batch->count = 0;
 }
 
-void kvbm__policy_batch_insert_ids(kvbm__policy_batch_t *batch, const uint32_t *ids, size_t count)
+size_t kvbm__policy_pop_victims_one_by_one(const kvbm_policy_ops_t *ops, void *state,
+                                           uint32_t *ids_out, size_t count)
 {
-    assert(batch->by_id);
-    kvbm__policy_batch_flush(batch);
-    if (count > 0)
-        batch->ops->insert_ids(batch->state, ids, count);
-}
-
-void kvbm__policy_batch_acquire_ids(kvbm__policy_batch_t *batch, const uint32_t *ids, size_t count)
-{
-    assert(batch->by_id);
-    kvbm__policy_batch_flush(batch);
-    if (count > 0)
-        batch->ops->acquire_ids(batch->state, ids, count);
-}
-
-size_t kvbm__policy_pop_victims(const kvbm_policy_ops_t *ops, void *state, uint32_t *ids_out,
-                                size_t count)
-{
-    if (ops->version >= KVBM__POLICY_BATCH_VERSION)
-        return ops->pop_victims(state, ids_out, count);
     size_t popped = 0;
     while (popped < count && ops->pop_victim(state, &ids_out[popped]))
         popped++;

@@ -13,6 +13,7 @@
 #ifndef KVBM_HOST_MANAGER_POLICY_BATCH_H
 #define KVBM_HOST_MANAGER_POLICY_BATCH_H
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,8 +69,17 @@ static inline void kvbm__policy_batch_start(kvbm__policy_batch_t *batch,
     batch->count = 0;
 }
 
-/* Hands the gathered operations to the policy; the batch is then empty. */
-void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch);
+/* Hands a non-empty batch's operations to the policy; the batch is then
+ * empty. Callers go through kvbm__policy_batch_flush. */
+void kvbm__policy_batch_hand_over(kvbm__policy_batch_t *batch);
+
+/* Hands the gathered operations to the policy; the batch is then empty.
+ * Inline, so an empty batch (most calls' end) costs a compare, not a call. */
+static inline void kvbm__policy_batch_flush(kvbm__policy_batch_t *batch)
+{
+    if (batch->count != 0)
+        kvbm__policy_batch_hand_over(batch);
+}
 
 /* Makes room for one more operation of kind @p op; returns its index. */
 static inline size_t kvbm__policy_batch_slot(kvbm__policy_batch_t *batch, kvbm__policy_op_t op)
@@ -96,14 +106,39 @@ static inline void kvbm__policy_batch_add_id(kvbm__policy_batch_t *batch, kvbm__
 }
 
 /* Inserts ids[0, count) in order, after what the batch gathered (a batch by
- * id only): the caller's array goes to the policy as it is. */
-void kvbm__policy_batch_insert_ids(kvbm__policy_batch_t *batch, const uint32_t *ids, size_t count);
+ * id only): the caller's array goes to the policy as it is. Inline, as are
+ * the two below: one call into the policy per manager call, no layer
+ * between. */
+static inline void kvbm__policy_batch_insert_ids(kvbm__policy_batch_t *batch, const uint32_t *ids,
+                                                 size_t count)
+{
+    assert(batch->by_id);
+    kvbm__policy_batch_flush(batch);
+    if (count > 0)
+        batch->ops->insert_ids(batch->state, ids, count);
+}
 
 /* The same for acquires (touch, then remove) of inactive blocks. */
-void kvbm__policy_batch_acquire_ids(kvbm__policy_batch_t *batch, const uint32_t *ids, size_t count);
+static inline void kvbm__policy_batch_acquire_ids(kvbm__policy_batch_t *batch, const uint32_t *ids,
+                                                  size_t count)
+{
+    assert(batch->by_id);
+    kvbm__policy_batch_flush(batch);
+    if (count > 0)
+        batch->ops->acquire_ids(batch->state, ids, count);
+}
+
+/* A version-1 or -2 table's victims one by one (kvbm__policy_pop_victims). */
+size_t kvbm__policy_pop_victims_one_by_one(const kvbm_policy_ops_t *ops, void *state,
+                                           uint32_t *ids_out, size_t count);
 
 /* Up to @p count victims from the policy, in order; returns how many. */
-size_t kvbm__policy_pop_victims(const kvbm_policy_ops_t *ops, void *state, uint32_t *ids_out,
-                                size_t count);
+static inline size_t kvbm__policy_pop_victims(const kvbm_policy_ops_t *ops, void *state,
+                                              uint32_t *ids_out, size_t count)
+{
+    if (ops->version >= KVBM__POLICY_BATCH_VERSION)
+        return ops->pop_victims(state, ids_out, count);
+    return kvbm__policy_pop_victims_one_by_one(ops, state, ids_out, count);
+}
 
 #endif /* KVBM_HOST_MANAGER_POLICY_BATCH_H */
