@@ -763,9 +763,10 @@ register_loop(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32
     manager->metrics.registrations += registered;
 }
 
-static void register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch,
-                            const uint32_t *ids, const uint64_t *hashes, size_t count,
-                            const kvbm_register_opts_t *opts, uint32_t *ids_out)
+static inline __attribute__((always_inline)) void
+register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32_t *ids,
+                const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
+                uint32_t *ids_out)
 {
     /* Version-1 policy tables have no hint op; the ignoring one gets none. */
     bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
