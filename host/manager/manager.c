@@ -488,8 +488,9 @@ typedef struct hashes_ahead {
     uint32_t homes[PREFETCH_DISTANCE];
 } hashes_ahead_t;
 
-static void hashes_ahead_start(hashes_ahead_t *ahead, const kvbm__registry_t *registry,
-                               const uint64_t *hashes, size_t count)
+static inline __attribute__((always_inline)) void
+hashes_ahead_start(hashes_ahead_t *ahead, const kvbm__registry_t *registry, const uint64_t *hashes,
+                   size_t count)
 {
     ahead->registry = registry;
     ahead->hashes = hashes;
@@ -531,8 +532,9 @@ static inline void evict_one(kvbm_manager_t *manager, uint32_t id, kvbm_evicted_
     block_inactive_to_mutable(manager, id);
 }
 
-static void evict_victims(kvbm_manager_t *manager, const uint32_t *ids, size_t count,
-                          kvbm_evicted_t *evicted_out)
+static inline __attribute__((always_inline)) void evict_victims(kvbm_manager_t *manager,
+                                                                const uint32_t *ids, size_t count,
+                                                                kvbm_evicted_t *evicted_out)
 {
     const kvbm__block_t *blocks = manager->blocks;
     for (size_t i = 0; i < count && i < 2 * PREFETCH_DISTANCE; i++)
