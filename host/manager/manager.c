@@ -521,7 +521,8 @@ static inline uint32_t hashes_ahead_home(hashes_ahead_t *ahead, size_t i)
  * each loses its hash (reported in evicted_out when given) and becomes
  * mutable. Block metadata is loaded two distances ahead and the registry slot
  * one distance ahead, so the misses of successive victims overlap. */
-static inline void evict_one(kvbm_manager_t *manager, uint32_t id, kvbm_evicted_t *evicted)
+static inline __attribute__((always_inline)) void evict_one(kvbm_manager_t *manager, uint32_t id,
+                                                            kvbm_evicted_t *evicted)
 {
     const kvbm__block_t *block = &manager->blocks[id];
     if (evicted != NULL) /* before it loses the hash (and its removed event) */
