@@ -353,8 +353,8 @@ static void block_mutable_to_registered(kvbm_manager_t *manager, uint32_t id, ui
 
 /* inactive -> active (acquire, match, scan, dedup): out of the policy, with
  * one reference; @p touch says whether the policy hears of the access. */
-static void block_to_active(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id,
-                            bool touch)
+static inline __attribute__((always_inline)) void
+block_to_active(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, uint32_t id, bool touch)
 {
     kvbm__block_t *block = &manager->blocks[id];
     assert(block->state == BLOCK_REGISTERED && block->refcount == 0);
