@@ -113,15 +113,6 @@ static inline void kvbm__event_batch_copy_hashes(uint64_t *to, const uint64_t *f
         memcpy(to, from, count * sizeof(uint64_t));
 }
 
-/* kvbm__event_batcher_removed and kvbm__event_batcher_stored_plain the
- * general way (kvbm__event_batcher_add), out of line so that the inline
- * fast paths need no stack frame of their own. */
-void kvbm__event_batcher_removed_general(kvbm_event_batcher_t *batcher, kvbm_medium_t medium,
-                                         const uint64_t *hashes, size_t count);
-void kvbm__event_batcher_stored_general(kvbm_event_batcher_t *batcher, kvbm_medium_t medium,
-                                        const uint64_t *hashes, size_t count, bool has_parent,
-                                        uint64_t parent_hash, uint32_t block_size);
-
 static inline void kvbm__event_batcher_removed(kvbm_event_batcher_t *batcher, kvbm_medium_t medium,
                                                const uint64_t *hashes, size_t count)
 {
@@ -150,16 +141,18 @@ static inline void kvbm__event_batcher_removed(kvbm_event_batcher_t *batcher, kv
         batch->n_hashes += count;
         return;
     }
-    kvbm__event_batcher_removed_general(batcher, medium, hashes, count);
+    const kvbm_event_record_t record = {
+        .kind = KVBM_EVENT_REMOVED, .medium = medium, .count = count, .hashes = hashes};
+    kvbm__event_batcher_add(batcher, &record);
 }
 
 /* A plain stored run into a batch with room for its hashes and one more
  * record; false, having done nothing, when a record would have to follow
  * a run kept last-first (the general way puts that in order first). */
-static inline __attribute__((always_inline)) bool
-kvbm__event_batch_stored_plain(kvbm__event_batch_t *batch, kvbm_medium_t medium,
-                               const uint64_t *hashes, size_t count, bool has_parent,
-                               uint64_t parent_hash, uint32_t block_size)
+static inline bool kvbm__event_batch_stored_plain(kvbm__event_batch_t *batch, kvbm_medium_t medium,
+                                                  const uint64_t *hashes, size_t count,
+                                                  bool has_parent, uint64_t parent_hash,
+                                                  uint32_t block_size)
 {
     kvbm_event_record_t *last = &batch->records[batch->n_records - 1];
     uint64_t *end = batch->hashes + batch->n_hashes;
@@ -204,10 +197,10 @@ kvbm__event_batch_stored_plain(kvbm__event_batch_t *batch, kvbm_medium_t medium,
     return true;
 }
 
-static inline __attribute__((always_inline)) void
-kvbm__event_batcher_stored_plain(kvbm_event_batcher_t *batcher, kvbm_medium_t medium,
-                                 const uint64_t *hashes, size_t count, bool has_parent,
-                                 uint64_t parent_hash, uint32_t block_size)
+static inline void kvbm__event_batcher_stored_plain(kvbm_event_batcher_t *batcher,
+                                                    kvbm_medium_t medium, const uint64_t *hashes,
+                                                    size_t count, bool has_parent,
+                                                    uint64_t parent_hash, uint32_t block_size)
 {
     kvbm__event_batch_t *batch = &batcher->batch;
     /* count - 1 and n_records - 1 wrap for 0: those take the general way,
@@ -217,8 +210,14 @@ kvbm__event_batcher_stored_plain(kvbm_event_batcher_t *batcher, kvbm_medium_t me
         kvbm__event_batch_stored_plain(batch, medium, hashes, count, has_parent, parent_hash,
                                        block_size))
         return;
-    kvbm__event_batcher_stored_general(batcher, medium, hashes, count, has_parent, parent_hash,
-                                       block_size);
+    const kvbm_event_record_t record = {.kind = KVBM_EVENT_STORED,
+                                        .medium = medium,
+                                        .count = count,
+                                        .hashes = hashes,
+                                        .has_parent = has_parent,
+                                        .parent_hash = parent_hash,
+                                        .block_size = block_size};
+    kvbm__event_batcher_add(batcher, &record);
 }
 
 /* Drops what the batcher kept since its last flush (kvbm_cache_clear: one

@@ -53,28 +53,6 @@ void kvbm_event_batcher_sink(void *ctx, const kvbm_event_record_t *records, size
     }
 }
 
-void kvbm__event_batcher_removed_general(kvbm_event_batcher_t *batcher, kvbm_medium_t medium,
-                                         const uint64_t *hashes, size_t count)
-{
-    const kvbm_event_record_t record = {
-        .kind = KVBM_EVENT_REMOVED, .medium = medium, .count = count, .hashes = hashes};
-    kvbm__event_batcher_add(batcher, &record);
-}
-
-void kvbm__event_batcher_stored_general(kvbm_event_batcher_t *batcher, kvbm_medium_t medium,
-                                        const uint64_t *hashes, size_t count, bool has_parent,
-                                        uint64_t parent_hash, uint32_t block_size)
-{
-    const kvbm_event_record_t record = {.kind = KVBM_EVENT_STORED,
-                                        .medium = medium,
-                                        .count = count,
-                                        .hashes = hashes,
-                                        .has_parent = has_parent,
-                                        .parent_hash = parent_hash,
-                                        .block_size = block_size};
-    kvbm__event_batcher_add(batcher, &record);
-}
-
 void kvbm_event_batcher_flush(kvbm_event_batcher_t *batcher)
 {
     if (batcher->batch.n_records == 0)

@@ -77,9 +77,15 @@ void kvbm__manager_events_announce(kvbm__manager_events_t *events, const uint64_
                                                                  .parent_hash = parent_hash};
 }
 
-/* kvbm__manager_events_deliver_any to a sink that is not a batcher. */
-static __attribute__((noinline)) void deliver_to_sink(kvbm__manager_events_t *events)
+void kvbm__manager_events_deliver_any(kvbm__manager_events_t *events)
 {
+    if (events->batcher != NULL) { /* the stored runs are in it already */
+        if (events->n_removed > 0)
+            kvbm__event_batcher_removed(events->batcher, events->medium, events->removed_hashes,
+                                        events->n_removed);
+        events->n_removed = 0;
+        return;
+    }
     if (events->n_removed > 0) {
         if (events->n_records == KVBM_MANAGER_EVENT_RECORDS)
             kvbm__manager_events_deliver_records(events);
@@ -93,26 +99,4 @@ static __attribute__((noinline)) void deliver_to_sink(kvbm__manager_events_t *ev
     }
     kvbm__manager_events_deliver_records(events);
     events->n_removed = 0;
-}
-
-void kvbm__manager_events_deliver_any(kvbm__manager_events_t *events)
-{
-    if (events->batcher == NULL) {
-        deliver_to_sink(events);
-        return;
-    }
-    /* The stored runs are in the batch already; the removals follow them
-     * (emptied first: the hashes stay where they are until the next call). */
-    size_t n_removed = events->n_removed;
-    events->n_removed = 0;
-    if (n_removed > 0)
-        kvbm__event_batcher_removed(events->batcher, events->medium, events->removed_hashes,
-                                    n_removed);
-}
-
-void kvbm__manager_events_stored_run(kvbm__manager_events_t *events, const uint32_t *ids,
-                                     const uint64_t *hashes, size_t first, size_t end,
-                                     const kvbm_register_opts_t *opts)
-{
-    kvbm__manager_events_stored(events, ids, hashes, first, end, opts);
 }

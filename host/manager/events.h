@@ -106,12 +106,6 @@ static inline void kvbm__manager_events_stored(kvbm__manager_events_t *events, c
                                      opts != NULL ? opts->block_size : 0);
 }
 
-/* kvbm__manager_events_stored, out of line: one copy for every caller in
- * the manager's register loops (inlined, its fallbacks cost them a frame). */
-void kvbm__manager_events_stored_run(kvbm__manager_events_t *events, const uint32_t *ids,
-                                     const uint64_t *hashes, size_t first, size_t end,
-                                     const kvbm_register_opts_t *opts);
-
 /* kvbm_manager_announce: @p hash (in the block's metadata, valid during
  * the call) is held, with its parent; no tokens, no block size. */
 void kvbm__manager_events_announce(kvbm__manager_events_t *events, const uint64_t *hash,

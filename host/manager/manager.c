@@ -730,7 +730,7 @@ register_loop(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32
         uint32_t existing = kvbm__registry_insert(&manager->registry, hashes[i], home, id);
         if (existing != KVBM_BLOCK_NONE) { /* the tier had the hash: the run ends */
             if (events != NULL && run_start < i)
-                kvbm__manager_events_stored_run(events, ids, hashes, run_start, i, opts);
+                kvbm__manager_events_stored(events, ids, hashes, run_start, i, opts);
             run_start = i + 1;
         }
         if (existing != KVBM_BLOCK_NONE && reject) {
@@ -758,7 +758,7 @@ register_loop(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32
         lineage.has_parent = true;
     }
     if (events != NULL && run_start < count)
-        kvbm__manager_events_stored_run(events, ids, hashes, run_start, count, opts);
+        kvbm__manager_events_stored(events, ids, hashes, run_start, count, opts);
     manager->metrics.registrations += registered;
 }
 
