@@ -705,19 +705,20 @@ static void hint_policy(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, ui
  * check_registrable): a new hash takes the block; a hash present elsewhere
  * deduplicates (reject) or chains a duplicate (allow). Hashes new to the
  * tier form stored runs for the event sink; a hash the tier already had
- * ends the run. @p plain says nobody hears of a registration (no touches of
- * active blocks, hints or events) and duplicates are rejected;
- * register_blocks passes it as a constant, so each of its two inlined copies
- * keeps only the branches it can take. */
+ * ends the run. @p plain says the policy hears of no registration (no
+ * touches of active blocks, no hints) and duplicates are rejected; @p
+ * with_events that the manager has events. register_blocks passes both as
+ * constants, so each of its inlined copies keeps only the branches it can
+ * take. */
 static inline __attribute__((always_inline)) void
 register_loop(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint32_t *ids,
               const uint64_t *hashes, size_t count, const kvbm_register_opts_t *opts,
-              uint32_t *ids_out, bool hinted, bool plain)
+              uint32_t *ids_out, bool hinted, bool plain, bool with_events)
 {
     hashes_ahead_t ahead;
     hashes_ahead_start(&ahead, &manager->registry, hashes, count);
     const bool reject = plain || manager->duplication == KVBM_DUPLICATION_REJECT;
-    kvbm__manager_events_t *events = plain ? NULL : manager->events;
+    kvbm__manager_events_t *events = with_events ? manager->events : NULL;
     size_t run_start = 0;
     /* A parent for the events only is not the block's (policies and
      * evictions see none). */
@@ -773,11 +774,15 @@ register_blocks(kvbm_manager_t *manager, kvbm__policy_batch_t *batch, const uint
 {
     /* Version-1 policy tables have no hint op; the ignoring one gets none. */
     bool hinted = opts != NULL && opts->request_blocks != 0 && manager->policy_takes_hints;
-    if (!hinted && !manager->policy_touches_active && manager->events == NULL &&
-        manager->duplication == KVBM_DUPLICATION_REJECT)
-        register_loop(manager, batch, ids, hashes, count, opts, ids_out, false, true);
+    bool plain = !hinted && !manager->policy_touches_active &&
+                 manager->duplication == KVBM_DUPLICATION_REJECT;
+    if (plain && manager->events == NULL)
+        register_loop(manager, batch, ids, hashes, count, opts, ids_out, false, true, false);
+    else if (plain) /* the same loop with its stored runs for the events */
+        register_loop(manager, batch, ids, hashes, count, opts, ids_out, false, true, true);
     else
-        register_loop(manager, batch, ids, hashes, count, opts, ids_out, hinted, false);
+        register_loop(manager, batch, ids, hashes, count, opts, ids_out, hinted, false,
+                      manager->events != NULL);
 }
 
 kvbm_status_t kvbm_manager_register(kvbm_manager_t *manager, const uint32_t *ids,
